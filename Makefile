@@ -1,0 +1,62 @@
+# tinytrain: the two commands a user needs are `make demo` and `make test`.
+# Both set everything up first (apt packages, a venv with pinned wheels), so they work on a
+# fresh Debian 12 machine. Nothing here downloads at run time except package installs.
+
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+BUILD := build
+APT_PACKAGES := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm dataset-fashion-mnist cmake
+PYTEST_FLAGS ?= -q
+
+.PHONY: setup apt venv demo test test-python test-lit test-runtime clean help
+
+help:
+	@echo "make demo   - set up, compile the default model, train it (host, then emulated Cortex-M)"
+	@echo "make test   - set up, then run every test suite (pytest, lit, ctest)"
+	@echo "make setup  - apt packages + venv only"
+
+setup: apt venv
+
+# apt: install only what is missing; `apt-get update` runs once, before the first install.
+apt:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "[setup] apt-get install$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	else echo "[setup] apt packages present"; fi
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@echo "[setup] creating $(VENV) with pinned dependencies"
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --disable-pip-version-check -e '.[test]'
+	touch $@
+
+demo: setup
+	$(PY) -m tinytrain.demo
+
+test: setup test-python test-lit test-runtime
+
+test-python:
+	$(PY) -m pytest $(PYTEST_FLAGS) tests/python
+
+test-lit:
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/lit -v tests/lit
+
+test-runtime:
+	@if [ -f runtime/CMakeLists.txt ]; then \
+	  cmake -S . -B $(BUILD)/host -DCMAKE_BUILD_TYPE=Debug -DPython3_EXECUTABLE=$(CURDIR)/$(PY) >/dev/null && \
+	  cmake --build $(BUILD)/host -j2 && \
+	  ctest --test-dir $(BUILD)/host --output-on-failure; \
+	else echo "[test-runtime] no runtime yet"; fi
+
+clean:
+	rm -rf $(BUILD) tests/lit/Output
