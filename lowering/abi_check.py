@@ -1,0 +1,101 @@
+"""Build-time guard for IREE's executable-library ABI (version 6, iree-base-compiler 3.13).
+
+The device runtime (``runtime/include/tt/iree_abi.h``) declares the library structs itself, so
+every build re-reads the LLVM IR that ``iree-compile`` dumps for the static library
+(``--iree-hal-dump-executable-intermediates-to``) and fails loudly when the version, a struct's
+field list, or the query function's version check differs from what the runtime was written for.
+It also returns the export table (ordinal, name, binding and push-constant counts) so the
+generated schedule can name kernels by ordinal and the runtime can re-check them at init.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+ABI_VERSION = 6
+
+# Field lists as LLVM IR types; the C mirror is runtime/include/tt/iree_abi.h.
+EXPECTED_TYPES = {
+    "iree_hal_executable_library_header_t": "{ i32, ptr, i32, i32 }",
+    "iree_hal_executable_dispatch_attrs_v0_t":
+        "{ i64, i16, i8, i8, i32, i32, i16, i16, i64, i64, i64, i64, i64 }",
+    "iree_hal_executable_library_v0_t":
+        "{ ptr, %iree_hal_executable_import_table_v0_t, %iree_hal_executable_export_table_v0_t, "
+        "%iree_hal_executable_constant_table_v0_t, %iree_hal_executable_source_file_table_v0_t }",
+    "iree_hal_executable_import_table_v0_t": "{ i32, ptr }",
+    "iree_hal_executable_export_table_v0_t":
+        "{ i32, ptr, ptr, ptr, ptr, ptr, ptr, ptr, ptr, ptr }",
+    "iree_hal_executable_constant_table_v0_t": "{ i32 }",
+    "iree_hal_executable_source_file_table_v0_t": "{ i32, ptr }",
+    "iree_hal_executable_dispatch_state_v0_t":
+        "{ i32, i32, i16, i16, i32, i32, i16, i8, i8, ptr, ptr, ptr }",
+    "iree_hal_executable_workgroup_state_v0_t": "{ i32, i32, i16, i16, i32, ptr, i32 }",
+}
+
+
+# Present only when some kernel reads the struct (e.g. no kernel with >1 workgroup).
+OPTIONAL_TYPES = {"iree_hal_executable_dispatch_state_v0_t", "iree_hal_executable_workgroup_state_v0_t"}
+
+
+class AbiMismatch(Exception):
+    """The compiler's executable library does not match the runtime's ABI declaration."""
+
+
+@dataclass(frozen=True)
+class Export:
+    ordinal: int
+    name: str
+    constant_count: int
+    binding_count: int
+
+
+def _find_linked_ll(dump_dir: Path, library: str) -> Path:
+    cands = sorted(Path(dump_dir).glob(f"*{library}*.linked.ll")) or sorted(Path(dump_dir).glob("*.linked.ll"))
+    if len(cands) != 1:
+        raise AbiMismatch(f"expected one *.linked.ll for {library} in {dump_dir}, found {len(cands)}")
+    return cands[0]
+
+
+def check_library(dump_dir: Path, library: str) -> list:
+    """Check the ABI of ``library`` from its dumped LLVM IR; return its exports by ordinal."""
+    text = _find_linked_ll(dump_dir, library).read_text()
+    for name, fields in EXPECTED_TYPES.items():
+        m = re.search(r"^%" + re.escape(name) + r" = type (\{.*\})$", text, re.M)
+        if m is None and name in OPTIONAL_TYPES:
+            continue  # LLVM drops struct types no kernel touches
+        if m is None:
+            raise AbiMismatch(f"struct {name} missing from the compiler's output (ABI changed?)")
+        if m.group(1) != fields:
+            raise AbiMismatch(f"struct {name} is {m.group(1)}, runtime expects {fields}")
+    m = re.search(r"@" + re.escape(library) + r"_library_query_v0_header = private constant "
+                  r"%iree_hal_executable_library_header_t \{ i32 (\d+),", text)
+    if m is None or int(m.group(1)) != ABI_VERSION:
+        got = m.group(1) if m else "none"
+        raise AbiMismatch(f"library {library} header version is {got}, runtime expects {ABI_VERSION}")
+    q = re.search(r"define [^@]*@" + re.escape(library) + r"_library_query\(i32 %0, ptr %1\) \{\s*"
+                  r"entry:\s*%2 = icmp eq i32 %0, (\d+)", text)
+    if q is None or int(q.group(1)) != ABI_VERSION:
+        raise AbiMismatch(f"{library}_library_query does not accept exactly version {ABI_VERSION}")
+    if re.search(r"@" + re.escape(library) + r"_library_query_v0_imports?\b.*\[[1-9]", text):
+        raise AbiMismatch(f"library {library} imports host functions; the runtime has none")
+
+    strings = {m.group(1): m.group(2) for m in
+               re.finditer(r'^@(\d+) = private constant \[\d+ x i8\] c"([^"]*)\\00"', text, re.M)}
+    m = re.search(r"@" + re.escape(library) + r"_library_query_v0_names = private constant "
+                  r"\[(\d+) x ptr\] \[(.*)\]$", text, re.M)
+    if m is None:
+        raise AbiMismatch(f"library {library} has no export names table")
+    names = [strings[s] for s in re.findall(r"ptr @(\d+)", m.group(2))]
+    attrs = [(0, 0)] * len(names)
+    a = re.search(r"@" + re.escape(library) + r"_library_query_v0_attrs = private constant "
+                  r"\[\d+ x %iree_hal_executable_dispatch_attrs_v0_t\] \[(.*)\]$", text, re.M)
+    if a is not None:
+        rows = re.findall(r"\{ i64 -?\d+, i16 (\d+), i8 (\d+), i8 (\d+),", a.group(1))
+        if len(rows) != len(names):
+            raise AbiMismatch("export attrs table and names table differ in length")
+        if any(int(r[0]) != 0 for r in rows):
+            raise AbiMismatch("a kernel needs workgroup local memory; the runtime provides none")
+        attrs = [(int(r[1]), int(r[2])) for r in rows]
+    return [Export(i, n, c, b) for i, (n, (c, b)) in enumerate(zip(names, attrs))]

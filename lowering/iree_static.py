@@ -1,0 +1,183 @@
+"""Cortex-M backend: linalg-on-tensors text -> IREE static kernels + one C schedule module.
+
+One ``iree-compile --compile-to=hal`` invocation per target writes both the kernel object
+(``--iree-llvmcpu-link-static``) and the HAL-phase host program; the schedule is extracted from
+that same program (hal2c.py), the library ABI is checked (abi_check.py) and the C tables are
+emitted (schedule_c.py). The SRAM plan (arena + trained parameters + I/O + stack reserve) is
+checked against the budget here, at compile time.
+
+Entry point: :func:`build_static_module`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import abi_check, hal2c, schedule_c
+from .hal2c import Unsupported, _align
+
+# CPU features are explicit: LLVM has no cpu->features mapping for these targets in IREE.
+TARGETS = {
+    "cortex-m4": {
+        "triple": "armv7em-pc-none-eabihf", "cpu": "cortex-m4",
+        "features": "+armv7e-m,+dsp,+thumb-mode,+vfp4d16sp,-d32,-fp64",
+        "gcc": ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"],
+        "board": "mps2-an386",
+    },
+    "cortex-m7": {
+        "triple": "armv7em-pc-none-eabihf", "cpu": "cortex-m7",
+        "features": "+armv7e-m,+dsp,+thumb-mode,+fp-armv8d16,-d32",
+        "gcc": ["-mcpu=cortex-m7", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-d16"],
+        "board": "mps2-an500",
+    },
+}
+
+STACK_RESERVE = 8 * 1024          # bytes the linker script reserves for the stack (__stack_size)
+HARNESS_STATIC = 512              # runtime + harness .data/.bss besides arena and I/O buffers
+STACK_ESTIMATE = 1536             # expected peak stack of runtime + kernels (for the peak plan)
+
+
+class SramBudgetError(Exception):
+    """The planned SRAM exceeds the budget; the message names needed/available and contributors."""
+
+    def __init__(self, needed: int, available: int, contributors: list):
+        self.needed, self.available, self.contributors = needed, available, contributors
+        top = "; ".join(f"{name}: {size} B" for name, size in contributors[:6])
+        super().__init__(f"SRAM budget exceeded: needs {needed} bytes, {available} available "
+                         f"(over by {needed - available}). Biggest contributors: {top}")
+
+
+@dataclass
+class StaticModule:
+    """Artifacts and numbers of one compiled model for one Cortex-M target."""
+
+    target: str
+    prefix: str
+    out_dir: Path
+    object_path: Path
+    c_path: Path
+    h_path: Path
+    hal_path: Path
+    library: str
+    arena_bytes: int
+    state_bytes: int
+    pool_bytes: int
+    sizes: dict
+    functions: dict               # name -> {"inputs": [...], "outputs": [...]} descriptors
+    schedule: hal2c.Schedule = field(repr=False)
+    exports: list = field(repr=False, default_factory=list)
+
+    @property
+    def io_bytes(self) -> int:
+        """Harness I/O buffers: one input, one label, one predict output (64-byte aligned)."""
+        return sum(_align(self.sizes[k]) for k in ("input", "label", "output") if self.sizes[k])
+
+    def sram_contributors(self, stack: int = STACK_RESERVE) -> list:
+        """(name, bytes) of everything the firmware keeps in SRAM, largest first."""
+        items = []
+        for slot in schedule_c.plan_state(self.schedule, "train_step"):
+            items.append((f"trained parameter arg{slot.index} {list(slot.shape)}", _align(slot.length)))
+        for al in self.schedule.allocs:
+            if al.kind == "arena" and al.persistent:
+                items.append((f"persistent buffer {al.name}", _align(al.size)))
+        transient = self.arena_bytes - self.state_bytes - self.schedule.persistent_size
+        if transient:
+            biggest = sorted((a for a in self.schedule.allocs if a.kind == "arena" and not a.persistent),
+                             key=lambda a: -a.size)[:3]
+            detail = ", ".join(f"{a.name}@{a.scope} {a.size} B" for a in biggest)
+            items.append((f"transient working set ({detail})", transient))
+        for k in ("input", "label", "output"):
+            if self.sizes[k]:
+                items.append((f"{k} buffer", _align(self.sizes[k])))
+        items.append(("stack reserve", stack))
+        items.append(("runtime + harness static data", HARNESS_STATIC))
+        return sorted(items, key=lambda x: -x[1])
+
+    def planned_sram(self, stack: int = STACK_RESERVE) -> int:
+        """Bytes of SRAM the firmware needs: arena + I/O + harness static + stack."""
+        return self.arena_bytes + self.io_bytes + HARNESS_STATIC + stack
+
+    def planned_peak(self) -> int:
+        """Expected run-time peak (static data + expected stack), comparable to `MEM sram_peak`."""
+        return self.planned_sram(STACK_ESTIMATE)
+
+    def check_sram(self, sram_bytes: int, stack: int = STACK_RESERVE) -> None:
+        need = self.planned_sram(stack)
+        if need > sram_bytes:
+            raise SramBudgetError(need, sram_bytes, self.sram_contributors(stack))
+
+
+def iree_compile_path() -> str:
+    exe = Path(sys.executable).with_name("iree-compile")
+    if exe.exists():
+        return str(exe)
+    found = shutil.which("iree-compile")
+    if found is None:
+        raise FileNotFoundError("iree-compile not found (pip install iree-base-compiler==3.13.0)")
+    return found
+
+
+def compile_flags(target: str, object_path: Path, dump_dir: Path) -> list:
+    if target not in TARGETS:
+        raise ValueError(f"unknown target {target!r}; choose one of {sorted(TARGETS)}")
+    t = TARGETS[target]
+    return ["--iree-hal-target-device=local", "--iree-hal-local-target-device-backends=llvm-cpu",
+            f"--iree-llvmcpu-target-triple={t['triple']}", f"--iree-llvmcpu-target-cpu={t['cpu']}",
+            f"--iree-llvmcpu-target-cpu-features={t['features']}",
+            "--iree-llvmcpu-target-float-abi=hard", "--iree-llvmcpu-link-embedded=false",
+            "--iree-llvmcpu-link-static", f"--iree-llvmcpu-static-library-output-path={object_path}",
+            "--iree-llvmcpu-stack-allocation-limit=4096",
+            f"--iree-hal-dump-executable-intermediates-to={dump_dir}", "--compile-to=hal"]
+
+
+def build_static_module(linalg_text: str, out_dir, *, target: str = "cortex-m4",
+                        prefix: str = "model", state_init: list | None = None,
+                        sram_bytes: int | None = 256 * 1024, train: str = "train_step",
+                        predict: str = "predict") -> StaticModule:
+    """Compile ``linalg_text`` for ``target`` into kernels + one C schedule module.
+
+    ``state_init``: initial trained parameters (numpy, argument order) stored in flash and
+    copied to the arena by ``tt_model_init``. ``sram_bytes``: budget checked at compile time
+    (:class:`SramBudgetError`), None to skip. Raises :class:`hal2c.Unsupported` when the program
+    cannot be scheduled statically and :class:`abi_check.AbiMismatch` on an ABI change.
+    """
+    if not prefix.isidentifier():
+        raise ValueError(f"prefix {prefix!r} must be a C identifier")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    src = out / f"{prefix}.linalg.mlir"
+    src.write_text(linalg_text)
+    obj, hal = out / f"{prefix}_lib.o", out / f"{prefix}.hal.mlir"
+    dump = out / "exe"
+    if dump.exists():
+        shutil.rmtree(dump)
+    cmd = [iree_compile_path(), str(src), *compile_flags(target, obj, dump), "-o", str(hal)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"iree-compile failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    functions = [f for f in (train, predict) if f"@{f}(" in linalg_text]
+    if not functions:
+        raise Unsupported(f"the module has neither @{train} nor @{predict}")
+    schedule = hal2c.extract_schedule(hal.read_text(), functions)
+    exports = abi_check.check_library(dump, schedule.library)
+    c_text, h_text, sizes = schedule_c.emit(schedule, exports, prefix, train=train,
+                                            predict=predict, state_init=state_init)
+    c_path, h_path = out / f"{prefix}_model.c", out / f"{prefix}_model.h"
+    c_path.write_text(c_text)
+    h_path.write_text(h_text)
+    descr = {}
+    for fn in schedule.functions:
+        descr[fn.name] = {
+            "inputs": [{"shape": list(d.shape), "dtype": d.dtype, "bytes": d.length} for d in fn.inputs],
+            "outputs": [{"shape": list(d.shape), "dtype": d.dtype, "bytes": d.length,
+                         "tied_input": d.tied_input} for d in fn.outputs]}
+    module = StaticModule(target, prefix, out, obj, c_path, h_path, hal, schedule.library,
+                          sizes["arena"], sizes["state"], sizes["pool"], sizes, descr, schedule,
+                          exports)
+    if sram_bytes is not None:
+        module.check_sram(sram_bytes)
+    return module

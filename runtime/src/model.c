@@ -1,0 +1,227 @@
+/* tinytrain runtime: model init (library checks) and the schedule interpreter.
+ *
+ * The kernels come from IREE's static library and follow its executable-library ABI v6
+ * (tt/iree_abi.h): one call per workgroup, with the dispatch state (workgroup counts, push
+ * constants, binding pointers) and the workgroup id. Workgroups run serially.
+ */
+#include <string.h>
+
+#include "tt/model.h"
+
+#define TT_IS_ALIGNED_(p) ((((uintptr_t)(p)) & (TT_ALIGNMENT - 1u)) == 0u)
+
+size_t tt_model_required_bytes(const tt_model_desc_t* desc) {
+  return desc ? (size_t)desc->arena_size : 0u;
+}
+
+static tt_status_t tt_model_check_library(const tt_model_desc_t* desc,
+                                          const tt_iree_library_t** out_library) {
+  static const tt_iree_environment_t kEmptyEnv;
+  *out_library = NULL;
+  if (desc->abi_version != TT_IREE_ABI_VERSION || desc->library_query == NULL) {
+    return TT_ERR_UNSUPPORTED;
+  }
+  const tt_iree_library_header_t** header =
+      desc->library_query(TT_IREE_ABI_VERSION, &kEmptyEnv);
+  if (header == NULL || *header == NULL) return TT_ERR_UNSUPPORTED;
+  if ((*header)->version != TT_IREE_ABI_VERSION) return TT_ERR_UNSUPPORTED;
+  if (desc->library_name && strcmp((*header)->name, desc->library_name) != 0) {
+    return TT_ERR_UNSUPPORTED;
+  }
+  const tt_iree_library_t* library = (const tt_iree_library_t*)header;
+  if (library->imports.count != 0u) return TT_ERR_UNSUPPORTED;
+  for (uint16_t i = 0; i < desc->export_count; ++i) {
+    const tt_export_t* e = &desc->exports[i];
+    if (e->ordinal >= library->exports.count) return TT_ERR_UNSUPPORTED;
+    if (library->exports.names == NULL ||
+        strcmp(library->exports.names[e->ordinal], e->name) != 0) {
+      return TT_ERR_UNSUPPORTED;
+    }
+    if (library->exports.attrs != NULL) {
+      const tt_iree_dispatch_attrs_t* a = &library->exports.attrs[e->ordinal];
+      if (a->binding_count != e->binding_count || a->constant_count != e->constant_count ||
+          a->local_memory_pages != 0u) {
+        return TT_ERR_UNSUPPORTED;
+      }
+    }
+  }
+  *out_library = library;
+  return TT_OK;
+}
+
+static tt_status_t tt_model_check_tables(const tt_model_desc_t* desc) {
+  for (uint16_t f = 0; f < desc->function_count; ++f) {
+    const tt_function_t* fn = &desc->functions[f];
+    for (uint32_t c = fn->cmd_first; c < fn->cmd_first + fn->cmd_count; ++c) {
+      const tt_cmd_t* cmd = &desc->cmds[c];
+      if (cmd->ref_count > TT_MAX_BINDINGS || cmd->constant_count > TT_MAX_CONSTANTS) {
+        return TT_ERR_UNSUPPORTED;
+      }
+      if (cmd->op == TT_CMD_DISPATCH &&
+          (cmd->export_index >= desc->export_count ||
+           desc->exports[cmd->export_index].binding_count != cmd->ref_count)) {
+        return TT_ERR_INTERNAL;
+      }
+      for (uint32_t r = cmd->ref_first; r < cmd->ref_first + cmd->ref_count; ++r) {
+        const tt_ref_t* ref = &desc->refs[r];
+        uint32_t limit = ref->region == TT_REGION_ARENA  ? desc->arena_size
+                         : ref->region == TT_REGION_POOL ? desc->pool_size
+                         : fn->inputs && ref->index < fn->input_count
+                             ? fn->inputs[ref->index].ref.length
+                             : 0u;
+        if (ref->offset > limit || ref->length > limit - ref->offset) return TT_ERR_INTERNAL;
+      }
+    }
+  }
+  return TT_OK;
+}
+
+tt_status_t tt_model_init(tt_model_t* out_model, const tt_model_desc_t* desc, void* arena,
+                          size_t arena_size) {
+  if (out_model == NULL) return TT_ERR_ARG;
+  memset(out_model, 0, sizeof(*out_model));
+  if (desc == NULL || (arena == NULL && desc->arena_size != 0u)) return TT_ERR_ARG;
+  if (!TT_IS_ALIGNED_(arena) || (desc->pool_size && !TT_IS_ALIGNED_(desc->pool))) {
+    return TT_ERR_ARG;
+  }
+  if (arena_size < desc->arena_size) return TT_ERR_NO_MEM;
+  const tt_iree_library_t* library = NULL;
+  TT_RETURN_IF_ERROR(tt_model_check_library(desc, &library));
+  TT_RETURN_IF_ERROR(tt_model_check_tables(desc));
+  tt_model_t model = {desc, library, (uint8_t*)arena};
+  if (desc->arena_size) memset(arena, 0, desc->arena_size);
+  if (desc->state_init != NULL) memcpy(arena, desc->state_init, desc->state_size);
+  if (desc->init_function >= 0) {
+    TT_RETURN_IF_ERROR(tt_run(&model, desc->init_function, NULL, NULL));
+  }
+  *out_model = model;
+  return TT_OK;
+}
+
+int tt_model_find_function(const tt_model_t* model, const char* name) {
+  if (model == NULL || model->desc == NULL || name == NULL) return -1;
+  for (uint16_t i = 0; i < model->desc->function_count; ++i) {
+    if (strcmp(model->desc->functions[i].name, name) == 0) return (int)i;
+  }
+  return -1;
+}
+
+static uint8_t* tt_ref_ptr(const tt_model_t* model, const tt_ref_t* ref,
+                           const void* const* inputs) {
+  switch (ref->region) {
+    case TT_REGION_ARENA: return model->arena + ref->offset;
+    case TT_REGION_POOL: return (uint8_t*)(uintptr_t)model->desc->pool + ref->offset;
+    default: return (uint8_t*)(uintptr_t)inputs[ref->index] + ref->offset;
+  }
+}
+
+static void tt_fill(uint8_t* dst, uint32_t length, uint32_t pattern, uint16_t pattern_length) {
+  if (pattern_length == 1u) {
+    memset(dst, (int)(pattern & 0xFFu), length);
+    return;
+  }
+  for (uint32_t i = 0; i < length; ++i) {
+    dst[i] = (uint8_t)(pattern >> (8u * (i % pattern_length)));
+  }
+}
+
+static tt_status_t tt_dispatch(const tt_model_t* model, const tt_cmd_t* cmd,
+                               const void* const* inputs) {
+  static const tt_iree_environment_t kEnv;
+  const tt_model_desc_t* desc = model->desc;
+  const tt_export_t* e = &desc->exports[cmd->export_index];
+  void* ptrs[TT_MAX_BINDINGS];
+  size_t lengths[TT_MAX_BINDINGS];
+  for (uint32_t i = 0; i < cmd->ref_count; ++i) {
+    const tt_ref_t* ref = &desc->refs[cmd->ref_first + i];
+    ptrs[i] = tt_ref_ptr(model, ref, inputs);
+    lengths[i] = ref->length;
+  }
+  tt_iree_dispatch_state_t state TT_ALIGNED(16);
+  memset(&state, 0, sizeof(state));
+  state.workgroup_size_x = 1u;
+  state.workgroup_size_y = 1u;
+  state.workgroup_size_z = 1u;
+  if (model->library->exports.attrs != NULL) {
+    const tt_iree_dispatch_attrs_t* a = &model->library->exports.attrs[e->ordinal];
+    state.workgroup_size_x = a->workgroup_size_x ? a->workgroup_size_x : 1u;
+    state.workgroup_size_y = a->workgroup_size_y ? a->workgroup_size_y : 1u;
+    state.workgroup_size_z = a->workgroup_size_z ? a->workgroup_size_z : 1u;
+  }
+  state.constant_count = cmd->constant_count;
+  state.workgroup_count_x = cmd->workgroups[0];
+  state.workgroup_count_y = cmd->workgroups[1];
+  state.workgroup_count_z = (uint16_t)cmd->workgroups[2];
+  state.max_concurrency = 1u;
+  state.binding_count = cmd->ref_count;
+  state.constants = cmd->constant_count ? &desc->constants[cmd->constant_first] : NULL;
+  state.binding_ptrs = ptrs;
+  state.binding_lengths = lengths;
+  tt_iree_kernel_fn_t fn = model->library->exports.ptrs[e->ordinal];
+  tt_iree_workgroup_state_t wg TT_ALIGNED(16);
+  memset(&wg, 0, sizeof(wg));
+  for (uint32_t z = 0; z < cmd->workgroups[2]; ++z) {
+    for (uint32_t y = 0; y < cmd->workgroups[1]; ++y) {
+      for (uint32_t x = 0; x < cmd->workgroups[0]; ++x) {
+        wg.workgroup_id_x = x;
+        wg.workgroup_id_y = y;
+        wg.workgroup_id_z = (uint16_t)z;
+        if (fn(&kEnv, &state, &wg) != 0) return TT_ERR_INTERNAL;
+      }
+    }
+  }
+  return TT_OK;
+}
+
+tt_status_t tt_run(tt_model_t* model, int function, const void* const* inputs,
+                   void* const* outputs) {
+  if (model == NULL || model->desc == NULL) return TT_ERR_ARG;
+  const tt_model_desc_t* desc = model->desc;
+  if (function < 0 || function >= (int)desc->function_count) return TT_ERR_ARG;
+  const tt_function_t* fn = &desc->functions[function];
+  if (fn->input_count != 0u && inputs == NULL) return TT_ERR_ARG;
+  for (uint16_t i = 0; i < fn->input_count; ++i) {
+    if (inputs[i] == NULL || !TT_IS_ALIGNED_(inputs[i])) return TT_ERR_ARG;
+  }
+  for (uint32_t c = fn->cmd_first; c < fn->cmd_first + fn->cmd_count; ++c) {
+    const tt_cmd_t* cmd = &desc->cmds[c];
+    const tt_ref_t* refs = &desc->refs[cmd->ref_first];
+    switch (cmd->op) {
+      case TT_CMD_FILL:
+        tt_fill(tt_ref_ptr(model, &refs[0], inputs), refs[0].length, cmd->pattern,
+                cmd->pattern_length);
+        break;
+      case TT_CMD_COPY:
+        memmove(tt_ref_ptr(model, &refs[1], inputs), tt_ref_ptr(model, &refs[0], inputs),
+                refs[1].length);
+        break;
+      case TT_CMD_DISPATCH:
+        TT_RETURN_IF_ERROR(tt_dispatch(model, cmd, inputs));
+        break;
+      default:
+        return TT_ERR_INTERNAL;
+    }
+  }
+  if (outputs != NULL) {
+    for (uint16_t i = 0; i < fn->output_count; ++i) {
+      const void* src = tt_model_output(model, function, i, inputs);
+      if (outputs[i] != NULL && outputs[i] != src) {
+        memcpy(outputs[i], src, fn->outputs[i].ref.length);
+      }
+    }
+  }
+  return TT_OK;
+}
+
+const void* tt_model_output(const tt_model_t* model, int function, int index,
+                            const void* const* inputs) {
+  if (model == NULL || model->desc == NULL || function < 0 ||
+      function >= (int)model->desc->function_count) {
+    return NULL;
+  }
+  const tt_function_t* fn = &model->desc->functions[function];
+  if (index < 0 || index >= (int)fn->output_count) return NULL;
+  const tt_ref_t* ref = &fn->outputs[index].ref;
+  if (ref->region == TT_REGION_ARG && inputs == NULL) return NULL;
+  return tt_ref_ptr(model, ref, inputs);
+}

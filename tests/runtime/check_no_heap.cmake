@@ -1,0 +1,15 @@
+# Fails if the runtime library references a heap function (run by ctest: runtime_no_heap).
+execute_process(COMMAND ${NM} -u ${LIB} OUTPUT_VARIABLE undefined RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "nm failed on ${LIB}")
+endif()
+string(REGEX MATCHALL "[ \t](malloc|calloc|realloc|free|aligned_alloc|posix_memalign)\n"
+       heap "${undefined}")
+if(heap)
+  message(FATAL_ERROR "runtime library uses the heap: ${heap}")
+endif()
+string(REGEX MATCH "memcpy" any "${undefined}")
+if(NOT any)
+  message(FATAL_ERROR "nm output of ${LIB} looks empty; the check would prove nothing")
+endif()
+message(STATUS "no heap symbols in ${LIB}")

@@ -1,0 +1,153 @@
+/* Host tests of the schedule interpreter and API against a fake ABI-v6 kernel library. */
+#include <stdio.h>
+#include <string.h>
+
+#include "fake_library.h"
+#include "tt/model.h"
+
+static int failures;
+#define CHECK(cond)                                                \
+  do {                                                             \
+    if (!(cond)) {                                                 \
+      fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
+      ++failures;                                                  \
+    }                                                              \
+  } while (0)
+
+#define A64 __attribute__((aligned(64)))
+
+static const float pool[32] A64 = {10.f, 20.f, 30.f, 40.f, 5.f};
+static const float state_init[16] A64 = {0.5f, 1.5f, 2.5f, 3.5f};
+
+static const tt_ref_t state[1] = {{TT_REGION_ARENA, 0u, 0u, 16u}};
+static tt_export_t exports[3] = {{"vadd", 0u, 3u, 1u}, {"axpy2", 1u, 2u, 0u}, {"fail", 2u, 1u, 0u}};
+static const uint32_t constants[3] = {2u, 1u, 4u};
+static tt_ref_t refs[] = {
+    /* 0: fill */ {TT_REGION_ARENA, 0u, 64u, 4u},
+    /* 1,2: copy */ {TT_REGION_POOL, 0u, 0u, 16u}, {TT_REGION_ARENA, 0u, 128u, 16u},
+    /* 3..5: vadd x + pool copy */ {TT_REGION_ARG, 1u, 0u, 16u}, {TT_REGION_ARENA, 0u, 128u, 16u},
+    {TT_REGION_ARENA, 0u, 192u, 16u},
+    /* 6,7: axpy2 into p */ {TT_REGION_ARENA, 0u, 192u, 16u}, {TT_REGION_ARG, 0u, 0u, 16u},
+    /* 8..10: loss = 1 + pool[4] */ {TT_REGION_ARENA, 0u, 64u, 4u}, {TT_REGION_POOL, 0u, 16u, 4u},
+    {TT_REGION_ARENA, 0u, 256u, 4u},
+    /* 11..13: predict p + x */ {TT_REGION_ARG, 0u, 0u, 16u}, {TT_REGION_ARG, 1u, 0u, 16u},
+    {TT_REGION_ARENA, 0u, 192u, 16u},
+    /* 14: fail */ {TT_REGION_ARENA, 0u, 0u, 4u},
+};
+static const tt_cmd_t cmds[] = {
+    {TT_CMD_FILL, 1u, 0u, 0u, 4u, 0x3f800000u, {0u, 0u, 0u}, 0u, 0u},
+    {TT_CMD_COPY, 2u, 0u, 0u, 0u, 0u, {0u, 0u, 0u}, 1u, 0u},
+    {TT_CMD_DISPATCH, 3u, 1u, 0u, 0u, 0u, {2u, 1u, 1u}, 3u, 0u},
+    {TT_CMD_DISPATCH, 2u, 0u, 1u, 0u, 0u, {1u, 1u, 1u}, 6u, 0u},
+    {TT_CMD_DISPATCH, 3u, 1u, 0u, 0u, 0u, {1u, 1u, 1u}, 8u, 1u},
+    /* predict */ {TT_CMD_DISPATCH, 3u, 1u, 0u, 0u, 0u, {1u, 1u, 1u}, 11u, 2u},
+    /* failing */ {TT_CMD_DISPATCH, 1u, 0u, 2u, 0u, 0u, {1u, 1u, 1u}, 14u, 0u},
+};
+static const tt_io_t io[] = {
+    {{TT_REGION_ARG, 0u, 0u, 16u}, TT_DTYPE_F32, 1u, -1, {4u}},
+    {{TT_REGION_ARG, 1u, 0u, 16u}, TT_DTYPE_F32, 1u, -1, {4u}},
+    {{TT_REGION_ARG, 2u, 0u, 4u}, TT_DTYPE_I32, 1u, -1, {1u}},
+    {{TT_REGION_ARG, 0u, 0u, 16u}, TT_DTYPE_F32, 1u, 0, {4u}},
+    {{TT_REGION_ARENA, 0u, 256u, 4u}, TT_DTYPE_F32, 0u, -1, {0u}},
+    /* predict: inputs p, x; output */
+    {{TT_REGION_ARG, 0u, 0u, 16u}, TT_DTYPE_F32, 1u, -1, {4u}},
+    {{TT_REGION_ARG, 1u, 0u, 16u}, TT_DTYPE_F32, 1u, -1, {4u}},
+    {{TT_REGION_ARENA, 0u, 192u, 16u}, TT_DTYPE_F32, 2u, -1, {1u, 4u}},
+};
+static const tt_function_t functions[] = {
+    {"train_step", 0u, 5u, 3u, 2u, &io[0], &io[3]},
+    {"predict", 5u, 1u, 2u, 1u, &io[5], &io[7]},
+    {"broken", 6u, 1u, 0u, 0u, NULL, NULL},
+};
+static tt_model_desc_t desc = {
+    TT_IREE_ABI_VERSION, "fake_linked", fake_linked_library_query, (const uint8_t*)pool,
+    sizeof(pool), 320u, 64u, (const uint8_t*)state_init, 1u, state, 3u, exports, cmds, refs,
+    constants, 3u, functions, -1, 0, 1,
+};
+
+static uint8_t arena[512] A64;
+
+static void test_train_and_predict(void) {
+  tt_model_t model;
+  CHECK(tt_model_required_bytes(&desc) == 320u);
+  CHECK(tt_model_init(&model, &desc, arena, sizeof(arena)) == TT_OK);
+  size_t bytes = 0;
+  float* p = (float*)tt_model_param(&model, 0, &bytes);
+  CHECK(p == (float*)(void*)arena && bytes == 16u);
+  CHECK(p[0] == 0.5f && p[3] == 3.5f);
+  static const float x[4] A64 = {1.f, 2.f, 3.f, 4.f};
+  static const int32_t label[16] A64 = {3};
+  float loss = -1.f;
+  fake_calls = 0;
+  CHECK(tt_train_step(&model, x, label, &loss) == TT_OK);
+  CHECK(fake_calls == 4); /* vadd: 2 workgroups, axpy2, vadd */
+  CHECK(loss == 6.0f);
+  const float expect[4] = {0.5f + 2.f * 11.f, 1.5f + 2.f * 22.f, 2.5f + 2.f * 33.f,
+                           3.5f + 2.f * 44.f};
+  CHECK(memcmp(p, expect, sizeof(expect)) == 0);
+  float logits[4];
+  CHECK(tt_predict(&model, x, logits) == TT_OK);
+  for (int i = 0; i < 4; ++i) CHECK(logits[i] == expect[i] + x[i]);
+  CHECK(tt_model_find_function(&model, "predict") == 1);
+  CHECK(tt_model_find_function(&model, "nope") == -1);
+  /* Generic tt_run with an explicit output copy and the tied output pointer. */
+  static float p2[4] A64 = {0.f, 0.f, 0.f, 0.f};
+  const void* in[3] = {p2, x, label};
+  float loss2 = 0.f;
+  void* out[2] = {NULL, &loss2};
+  CHECK(tt_run(&model, 0, in, out) == TT_OK);
+  CHECK(loss2 == 6.0f && p2[0] == 22.f);
+  CHECK(tt_model_output(&model, 0, 0, in) == (const void*)p2);
+}
+
+static void test_errors(void) {
+  tt_model_t model;
+  memset(&model, 0xAB, sizeof(model));
+  CHECK(tt_model_init(&model, &desc, arena, 100u) == TT_ERR_NO_MEM);
+  CHECK(model.desc == NULL && model.arena == NULL); /* cleared on entry */
+  CHECK(tt_model_init(&model, &desc, arena + 4, 400u) == TT_ERR_ARG);
+  CHECK(tt_model_init(NULL, &desc, arena, sizeof(arena)) == TT_ERR_ARG);
+
+  tt_model_desc_t bad = desc;
+  bad.library_query = fake_v5_library_query;
+  CHECK(tt_model_init(&model, &bad, arena, sizeof(arena)) == TT_ERR_UNSUPPORTED);
+  bad = desc;
+  bad.abi_version = 5u;
+  CHECK(tt_model_init(&model, &bad, arena, sizeof(arena)) == TT_ERR_UNSUPPORTED);
+  bad = desc;
+  bad.library_name = "other_linked";
+  CHECK(tt_model_init(&model, &bad, arena, sizeof(arena)) == TT_ERR_UNSUPPORTED);
+
+  exports[1].name = "axpy3"; /* kernel renamed: schedule from another compile */
+  CHECK(tt_model_init(&model, &desc, arena, sizeof(arena)) == TT_ERR_UNSUPPORTED);
+  exports[1].name = "axpy2";
+  exports[0].binding_count = 4u;
+  CHECK(tt_model_init(&model, &desc, arena, sizeof(arena)) == TT_ERR_UNSUPPORTED);
+  exports[0].binding_count = 3u;
+  refs[5].offset = 400u; /* past the arena */
+  CHECK(tt_model_init(&model, &desc, arena, sizeof(arena)) == TT_ERR_INTERNAL);
+  refs[5].offset = 192u;
+
+  CHECK(tt_model_init(&model, &desc, arena, sizeof(arena)) == TT_OK);
+  static const float x[8] A64 = {1.f};
+  static const int32_t label[16] A64 = {0};
+  float loss = 7.f;
+  CHECK(tt_train_step(&model, (const uint8_t*)x + 4, label, &loss) == TT_ERR_ARG);
+  CHECK(loss == 0.0f); /* cleared on entry */
+  CHECK(tt_train_step(&model, NULL, label, &loss) == TT_ERR_ARG);
+  CHECK(tt_run(&model, 2, NULL, NULL) == TT_ERR_INTERNAL); /* kernel returned -1 */
+  CHECK(tt_run(&model, 3, NULL, NULL) == TT_ERR_ARG);
+  CHECK(tt_model_param(&model, 1, NULL) == NULL);
+  CHECK(strcmp(tt_status_name(TT_ERR_NO_MEM), "TT_ERR_NO_MEM") == 0);
+}
+
+int main(void) {
+  test_train_and_predict();
+  test_errors();
+  if (failures) {
+    fprintf(stderr, "%d check(s) failed\n", failures);
+    return 1;
+  }
+  printf("runtime tests passed\n");
+  return 0;
+}
