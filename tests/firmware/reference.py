@@ -1,0 +1,44 @@
+"""Host reference for the firmware tests: the same linalg module as an llvm-cpu ``.vmfb``.
+
+The module is compiled for the host CPU with ``iree-compile`` (IREE's Python API) and run with
+``iree.runtime`` (local-sync), one call per training step, feeding the new parameters back.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def compile_vmfb(linalg_text: str, cpu: str = "generic") -> bytes:
+    import iree.compiler as ireec
+
+    return ireec.compile_str(linalg_text, target_backends=["llvm-cpu"],
+                             extra_args=[f"--iree-llvmcpu-target-cpu={cpu}"])
+
+
+class HostModule:
+    """A loaded ``.vmfb`` with ``train_step`` / ``predict`` callables."""
+
+    def __init__(self, vmfb: bytes):
+        import iree.runtime as rt
+
+        self._ctx = rt.SystemContext(config=rt.Config("local-sync"))
+        vm = rt.VmModule.copy_buffer(self._ctx.instance, vmfb)
+        self._ctx.add_vm_module(vm)
+        self._mod = self._ctx.modules[vm.name]
+
+    def train(self, params: list, xs, labels) -> list:
+        """Run one step per sample; return [(params after step i, loss i)]."""
+        out = []
+        params = [np.array(p, dtype=np.float32) for p in params]
+        for x, y in zip(xs, labels):
+            res = self._mod["train_step"](*params, np.asarray(x, np.float32),
+                                          np.array([y], dtype=np.int32))
+            res = [np.asarray(r.to_host() if hasattr(r, "to_host") else r) for r in res]
+            params = [r.copy() for r in res[:-1]]
+            out.append((params, float(res[-1])))
+        return out
+
+    def predict(self, params: list, x) -> np.ndarray:
+        res = self._mod["predict"](*params, np.asarray(x, np.float32))
+        return np.asarray(res.to_host() if hasattr(res, "to_host") else res)
