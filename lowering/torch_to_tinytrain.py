@@ -232,7 +232,7 @@ class _Converter:
         return t
 
     def param_arg(self, name: str, value: np.ndarray, layout: str) -> str:
-        arg = f"%{re.sub(r'[^A-Za-z0-9_]', '_', name)}"
+        arg = f"%p_{re.sub(r'[^A-Za-z0-9_]', '_', name)}"
         if name in self.params:
             return arg
         self.params[name] = np.ascontiguousarray(value, dtype=np.float32)

@@ -1,0 +1,12 @@
+"""tinytrain: compile a PyTorch model into a training program for 256 KB microcontrollers.
+
+    import tinytrain
+    prog = tinytrain.compile(model.eval(), torch.randn(1, 3, 64, 64), trainable="all", lr=0.01)
+    loss = prog.train_step(images, labels)
+"""
+
+from tinytrain.compiler import TARGETS, CompiledModel, compile
+from tinytrain.errors import CompileError, UnsupportedModelError
+
+__all__ = ["compile", "CompiledModel", "CompileError", "UnsupportedModelError", "TARGETS"]
+__version__ = "0.1.0"

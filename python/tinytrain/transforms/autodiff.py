@@ -18,7 +18,9 @@ weight gradient, or the input gradient of the first trainable layer, never appea
 Options:
 - `trainable`: "all" (default) or a comma-separated list of parameter names; an unknown name is
   an error that lists the valid ones;
-- `lr`: SGD learning rate (default 0.01).
+- `lr`: SGD learning rate (default 0.01);
+- `gradients`: also emit `@gradients(...) -> (grads..., loss)`, the same backward pass without
+  the update (for checking against another framework; default false).
 """
 
 from __future__ import annotations
@@ -40,9 +42,11 @@ _FORWARD_OPS = {
 class AutodiffPass:
     name = "autodiff"
 
-    def __init__(self, trainable: str | list[str] = "all", lr: float | str = 0.01):
+    def __init__(self, trainable: str | list[str] = "all", lr: float | str = 0.01,
+                 gradients: bool | str = False):
         self.trainable = trainable
         self.lr = float(lr)
+        self.gradients = str(gradients).lower() in ("1", "true")
 
     def _trainable_set(self, args) -> set[str]:
         names = [a.param for a in args if a.param]
@@ -77,29 +81,34 @@ class AutodiffPass:
                 raise CompileError(f"autodiff: no gradient rule for '{op.name}' at {op.location}",
                                    stage=self.name)
         text = "module {\n" + self._train_step(ordered, len(train_args), ops) + "\n"
-        text += self._predict(ordered, ops) + "\n}\n"
+        text += self._predict(ordered, len(train_args), ops) + "\n"
+        if self.gradients:
+            text += self._train_step(ordered, len(train_args), ops, update=False) + "\n"
+        text += "}\n"
         return parse_module(text, ctx, stage=self.name)
 
     # ------------------------------------------------------------------------------------------
-    def _bind_args(self, em: Emitter, ordered) -> tuple[dict, list]:
+    def _bind_args(self, em: Emitter, ordered, n_train: int) -> tuple[dict, list]:
+        """Declare the arguments; trained parameters get the `tinytrain.trainable` marker."""
         names, sig = {}, []
         for i, a in enumerate(ordered):
             n = em.declare(f"%arg{i}", a.type)
             names[a.value] = n
-            sig.append([n, a.type, a])
+            sig.append([n, a.type, a, {"tinytrain.trainable": "unit"} if i < n_train else {}])
         return names, sig
 
-    def _predict(self, ordered, ops) -> str:
+    def _predict(self, ordered, n_train: int, ops) -> str:
         em = Emitter()
-        names, sig = self._bind_args(em, ordered)
+        names, sig = self._bind_args(em, ordered, n_train)
         for op in ops[:-1]:
             em.copy(op, names)
         out = names[ops[-1].operands[0]]
-        return em.function("predict", [(n, t, a.attr_text()) for n, t, a in sig], [out])
+        return em.function("predict", [(n, t, a.attr_text(m)) for n, t, a, m in sig], [out])
 
-    def _train_step(self, ordered, n_train: int, ops) -> str:
+    def _train_step(self, ordered, n_train: int, ops, update: bool = True) -> str:
+        """`@train_step`, or with `update=False` `@gradients(...) -> (grads..., loss)`."""
         em = Emitter()
-        names, sig = self._bind_args(em, ordered)
+        names, sig = self._bind_args(em, ordered, n_train)
         logits_v = ops[-1].operands[0]
         batch = shape_of(logits_v)[0]
         labels = em.declare("%labels", tensor_type([batch], "i32"))
@@ -126,17 +135,21 @@ class AutodiffPass:
         results = []
         for a in ordered[:n_train]:
             g = grads.pop(a.value)
-            if g is None:
+            if not update:
+                results.append(g if g is not None else em.op(
+                    "arith.constant", [], a.type, {"value": f"dense<0.000000e+00> : {a.type}"}))
+            elif g is None:
                 results.append(names[a.value])  # unused parameter: returned unchanged
             else:
                 results.append(em.op("tinytrain.sgd_update", [names[a.value], g], a.type,
                                      {"lr": f"{self.lr!r} : f32"}))
         args = []
-        for i, (n, t, a) in enumerate(sig):
-            extra = {"iree.abi.output": f"{i} : index"} if i < n_train else None
-            args.append((n, t, a.attr_text(extra)))
+        for i, (n, t, a, marks) in enumerate(sig):
+            if i < n_train and update:
+                marks = dict(marks, **{"iree.abi.output": f"{i} : index"})
+            args.append((n, t, a.attr_text(marks)))
         args.append((labels, em.types[labels], "{tinytrain.labels}"))
-        return em.function("train_step", args, results + [loss])
+        return em.function("train_step" if update else "gradients", args, results + [loss])
 
     def _backward(self, em: Emitter, op, names, g: str, grads: "_Grads") -> None:
         """Emit the adjoint of one forward op given its result gradient `g`."""

@@ -1,0 +1,79 @@
+"""IREE driver for the host: linalg text -> llvm-cpu `.vmfb`, and a thin runtime wrapper.
+
+The compile runs `iree-compile` (from the pinned `iree-base-compiler` wheel) as a subprocess so
+that its diagnostics reach the user verbatim; the module runs on IREE's `local-sync` device
+(one thread, deterministic).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from tinytrain.errors import CompileError
+
+__all__ = ["HOST_FLAGS", "iree_tool", "compile_host", "HostModule"]
+
+HOST_FLAGS = [
+    "--iree-hal-target-device=local",
+    "--iree-hal-local-target-device-backends=llvm-cpu",
+    "--iree-llvmcpu-target-cpu=host",
+]
+
+
+def iree_tool(name: str) -> str:
+    """Path of an IREE command-line tool from the pinned wheels (next to this Python first)."""
+    cand = Path(sys.executable).parent / name
+    if cand.exists():
+        return str(cand)
+    found = shutil.which(name)
+    if found is None:
+        raise CompileError(f"'{name}' not found: install the pinned IREE wheels (make setup)")
+    return found
+
+
+def compile_host(linalg_text: str, out_path: Path | None = None, extra_flags=()) -> bytes:
+    """Compile linalg text for this machine's CPU; returns the `.vmfb` bytes (and writes them to
+    `out_path` when given)."""
+    with tempfile.TemporaryDirectory(prefix="tinytrain-") as tmp:
+        src = Path(tmp) / "model.linalg.mlir"
+        dst = Path(tmp) / "model.vmfb"
+        src.write_text(linalg_text)
+        cmd = [iree_tool("iree-compile"), str(src), *HOST_FLAGS, *extra_flags, "-o", str(dst)]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise CompileError("iree-compile failed for the host target:\n" + proc.stderr[-4000:],
+                               stage="iree-compile", ir_text=linalg_text)
+        data = dst.read_bytes()
+    if out_path is not None:
+        Path(out_path).write_bytes(data)
+    return data
+
+
+class HostModule:
+    """A loaded `.vmfb` on the `local-sync` device; call functions with numpy arrays."""
+
+    def __init__(self, vmfb: bytes):
+        import iree.runtime as rt
+
+        self._rt = rt
+        config = rt.Config("local-sync")
+        self._ctx = rt.SystemContext(config=config)
+        self._vm = rt.VmModule.copy_buffer(self._ctx.instance, vmfb)
+        self._ctx.add_vm_module(self._vm)
+        self._mod = self._ctx.modules.module
+
+    def call(self, fn: str, *args: np.ndarray) -> list[np.ndarray]:
+        out = self._mod[fn](*args)
+        if not isinstance(out, (list, tuple)):
+            out = [out]
+        # Copy while the device arrays are alive: to_host() may alias their buffers.
+        return [np.array(o.to_host() if hasattr(o, "to_host") else o, copy=True) for o in out]
+
+

@@ -1,0 +1,186 @@
+"""`tinytrain.compile`: PyTorch model -> training program (host `.vmfb` or Cortex-M firmware).
+
+Pipeline (each stage's IR is kept in `CompiledModel.stages` and written by `save`/`--dump-ir`):
+
+    import      torch-mlir FX import -> tinytrain @forward (NHWC, BN folded)
+    autodiff    @train_step / @predict (/ @gradients) on the tinytrain dialect
+    linalg      linalg-on-tensors, frozen weights inlined as constants
+    -> iree-compile (llvm-cpu) -> model.vmfb
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tinytrain.errors import CompileError
+from tinytrain.lowering.iree_host import HostModule, compile_host
+from tinytrain.lowering.to_linalg import lower_to_linalg
+from tinytrain.lowering.torch_to_tinytrain import import_model, to_torch_layout
+from tinytrain.transforms.autodiff import AutodiffPass
+
+__all__ = ["compile", "CompiledModel", "TARGETS"]
+
+TARGETS = ("host",)
+
+
+def _log(verbose: bool, msg: str) -> None:
+    if verbose:
+        print(f"[tinytrain] {msg}", file=sys.stderr, flush=True)
+
+
+def compile(model: torch.nn.Module, example_input: torch.Tensor, *, trainable="all", lr: float = 0.01,
+            target: str = "host", gradients: bool = False, dump_ir: str | Path | None = None,
+            verbose: bool = False) -> "CompiledModel":
+    """Compile `model` into a training program.
+
+    Args:
+      model: a `torch.nn.Module` in eval mode (BatchNorm is folded with its running statistics).
+      example_input: a float32 NCHW tensor; its shape (batch included) is compiled in statically.
+      trainable: "all" or an iterable of parameter names (after BN folding a conv followed by BN
+        has parameters `<conv>.weight` and `<conv>.bias`). Every other parameter is frozen into
+        the program as a constant.
+      lr: SGD learning rate.
+      target: "host" (IREE llvm-cpu `.vmfb` for this machine).
+      gradients: also compile `@gradients` (the backward pass without the update).
+      dump_ir: directory to write each stage's MLIR to.
+      verbose: print progress (stage and time) to stderr.
+    """
+    if target not in TARGETS:
+        raise ValueError(f"unknown target '{target}'; supported targets: {', '.join(TARGETS)}")
+    if not (isinstance(lr, (int, float)) and lr > 0):
+        raise ValueError(f"lr must be a positive number, got {lr!r}")
+    stages: dict[str, str] = {}
+    t0 = time.time()
+    _log(verbose, "importing the model with torch-mlir")
+    imported = import_model(model, example_input)
+    stages["import"] = str(imported.module)
+    if trainable != "all" and not isinstance(trainable, str):
+        trainable = list(trainable)
+    _log(verbose, "autodiff: building train_step and predict")
+    try:
+        ad = AutodiffPass(trainable=trainable, lr=lr, gradients=gradients).run(imported.module, imported.context)
+    except CompileError as e:
+        raise CompileError(str(e).replace("autodiff: ", ""), stage="autodiff") from None
+    stages["autodiff"] = str(ad)
+    _log(verbose, "lowering to linalg")
+    linalg = lower_to_linalg(ad, imported.params)
+    stages["linalg"] = linalg
+    if dump_ir is not None:
+        _write_stages(Path(dump_ir), stages)
+    _log(verbose, f"iree-compile (llvm-cpu, host) ... {time.time() - t0:.1f}s so far")
+    vmfb = compile_host(linalg)
+    _log(verbose, f"done in {time.time() - t0:.1f}s")
+    train_names = _train_order(ad)
+    return CompiledModel(imported, train_names, lr, stages, vmfb)
+
+
+def _train_order(module) -> list[str]:
+    from tinytrain.irtext import func_args, func_ops
+
+    return [a.param for a in func_args(func_ops(module)["train_step"]) if "tinytrain.trainable" in a.attrs]
+
+
+def _write_stages(out: Path, stages: dict[str, str]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    for i, (name, text) in enumerate(stages.items()):
+        (out / f"{i}-{name}.mlir").write_text(text)
+
+
+class CompiledModel:
+    """A compiled training program with its trainable parameters (kept between steps)."""
+
+    def __init__(self, imported, train_names: list[str], lr: float, stages: dict[str, str], vmfb: bytes):
+        self.stages = stages
+        self.vmfb = vmfb
+        self.lr = lr
+        self.trainable = list(train_names)
+        self.layouts = dict(imported.layouts)
+        self.input_shape_nhwc = imported.input_shape
+        self.num_classes = imported.num_classes
+        self._values = {k: imported.params[k].copy() for k in self.trainable}
+        self._frozen = {k: v for k, v in imported.params.items() if k not in self._values}
+        self._host = HostModule(vmfb)
+
+    # -- data conversion -------------------------------------------------------------------------
+    @property
+    def input_shape(self) -> tuple[int, int, int, int]:
+        """The NCHW input shape the program was compiled for."""
+        n, h, w, c = self.input_shape_nhwc
+        return (n, c, h, w)
+
+    def _input(self, x) -> np.ndarray:
+        x = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+        if tuple(x.shape) != self.input_shape:
+            raise ValueError(f"input shape {tuple(x.shape)} differs from the compiled NCHW shape "
+                             f"{self.input_shape}")
+        return np.ascontiguousarray(x.astype(np.float32).transpose(0, 2, 3, 1))
+
+    def _labels(self, labels) -> np.ndarray:
+        y = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
+        y = y.reshape(-1)
+        n = self.input_shape[0]
+        if y.shape[0] != n or not np.issubdtype(y.dtype, np.integer):
+            raise ValueError(f"labels must be {n} integer class indices, got {y.dtype} {y.shape}")
+        bad = [int(v) for v in y if v < 0 or v >= self.num_classes]
+        if bad:
+            raise ValueError(f"label {bad[0]} is outside the class range [0, {self.num_classes}) of "
+                             "the model's output")
+        return y.astype(np.int32)
+
+    def _args(self) -> list[np.ndarray]:
+        return [self._values[k] for k in self.trainable]
+
+    # -- public API ------------------------------------------------------------------------------
+    def train_step(self, x, labels) -> float:
+        """One SGD step on a batch (NCHW images, integer labels); returns the loss before it."""
+        out = self._host.call("train_step", *self._args(), self._input(x), self._labels(labels))
+        for k, v in zip(self.trainable, out[:-1]):
+            self._values[k] = v
+        return float(out[-1])
+
+    def predict(self, x) -> np.ndarray:
+        """Logits [N, classes] for a batch of NCHW images."""
+        return self._host.call("predict", *self._args(), self._input(x))[0]
+
+    def gradients(self, x, labels) -> tuple[dict[str, np.ndarray], float]:
+        """Gradients (PyTorch layout) of the mean loss w.r.t. every trainable parameter, and the
+        loss; needs `compile(..., gradients=True)`."""
+        if "func.func @gradients" not in self.stages["autodiff"]:
+            raise RuntimeError("compile the model with gradients=True to call gradients()")
+        out = self._host.call("gradients", *self._args(), self._input(x), self._labels(labels))
+        grads = {k: to_torch_layout(v, self.layouts[k]) for k, v in zip(self.trainable, out[:-1])}
+        return grads, float(out[-1])
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Current trainable parameters in PyTorch layout (BN-folded names)."""
+        return {k: torch.from_numpy(to_torch_layout(v, self.layouts[k]).copy()) for k, v in self._values.items()}
+
+    def save(self, path: str | Path) -> Path:
+        """Write `model.vmfb`, each stage's MLIR, the parameters (`.npy`, NHWC/HWIO layout) and
+        `train_step.flags`, a flag file with which `iree-run-module` runs one step in place."""
+        out = Path(path)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "model.vmfb").write_bytes(self.vmfb)
+        _write_stages(out / "ir", self.stages)
+        pdir = out / "params"
+        pdir.mkdir(exist_ok=True)
+        files = []
+        for i, k in enumerate(self.trainable):
+            f = pdir / f"{i:03d}_{k}.npy"
+            np.save(f, self._values[k])
+            files.append(f.relative_to(out))
+        flags = ["--module=model.vmfb", "--device=local-sync", "--function=train_step"]
+        flags += [f"--input=@{f}" for f in files]
+        flags += ["--input=@input.npy", "--input=@labels.npy"]
+        flags += [f"--output=@{f}" for f in files] + ["--output=-"]
+        (out / "train_step.flags").write_text("\n".join(flags) + "\n")
+        meta = {"trainable": self.trainable, "input_shape_nhwc": list(self.input_shape_nhwc),
+                "num_classes": self.num_classes, "lr": self.lr}
+        (out / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
+        return out

@@ -1,0 +1,89 @@
+"""Reference models of the paper's family (random init; no weights are downloaded).
+
+`mobilenet_v2(width_mult=0.35)` is the paper's MbV2-w0.35 architecture (torchvision's layout,
+408,938 parameters with 10 classes); `small_cnn` is a quick model for tests and demos.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+__all__ = ["mobilenet_v2", "small_cnn", "InvertedResidual", "MobileNetV2"]
+
+
+def _make_divisible(v: float, divisor: int = 8) -> int:
+    new_v = max(divisor, int(v + divisor / 2) // divisor * divisor)
+    return new_v + divisor if new_v < 0.9 * v else new_v
+
+
+def _conv_bn(cin: int, cout: int, k: int, stride: int, groups: int = 1, act: bool = True) -> nn.Sequential:
+    layers = [nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False), nn.BatchNorm2d(cout)]
+    if act:
+        layers.append(nn.ReLU6())
+    return nn.Sequential(*layers)
+
+
+class InvertedResidual(nn.Module):
+    """MobileNetV2 block: 1x1 expand (ReLU6), 3x3 depthwise (ReLU6), 1x1 project; residual add
+    when stride is 1 and the channel count is kept."""
+
+    def __init__(self, cin: int, cout: int, stride: int, expand: int):
+        super().__init__()
+        hid = int(round(cin * expand))
+        self.use_res = stride == 1 and cin == cout
+        layers = [] if expand == 1 else [_conv_bn(cin, hid, 1, 1)]
+        layers += [_conv_bn(hid, hid, 3, stride, groups=hid), _conv_bn(hid, cout, 1, 1, act=False)]
+        self.conv = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        return x + y if self.use_res else y
+
+
+class MobileNetV2(nn.Module):
+    SETTINGS = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
+                (6, 160, 3, 2), (6, 320, 1, 1)]
+
+    def __init__(self, width_mult: float = 0.35, num_classes: int = 10, in_channels: int = 3,
+                 settings=None, last_channel: int = 1280):
+        super().__init__()
+        cin = _make_divisible(32 * width_mult)
+        feats = [_conv_bn(in_channels, cin, 3, 2)]
+        for t, c, n, s in settings or self.SETTINGS:
+            cout = _make_divisible(c * width_mult)
+            for i in range(n):
+                feats.append(InvertedResidual(cin, cout, s if i == 0 else 1, t))
+                cin = cout
+        self.last_channel = _make_divisible(last_channel * max(1.0, width_mult))
+        feats.append(_conv_bn(cin, self.last_channel, 1, 1))
+        self.features = nn.Sequential(*feats)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(self.last_channel, num_classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, 0, 0.01)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool(self.features(x))
+        return self.classifier(torch.flatten(x, 1))
+
+
+def mobilenet_v2(width_mult: float = 0.35, num_classes: int = 10, **kw) -> MobileNetV2:
+    return MobileNetV2(width_mult=width_mult, num_classes=num_classes, **kw)
+
+
+def small_cnn(num_classes: int = 10, in_channels: int = 1, width: int = 8) -> nn.Sequential:
+    """conv-bn-relu x2 (second strided, depthwise-separable), global pool, linear."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, width, 3, 2, 1), nn.BatchNorm2d(width), nn.ReLU(),
+        nn.Conv2d(width, width, 3, 2, 1, groups=width), nn.BatchNorm2d(width), nn.ReLU6(),
+        nn.Conv2d(width, 2 * width, 1), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2 * width, num_classes),
+    )
