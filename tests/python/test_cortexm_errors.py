@@ -1,0 +1,99 @@
+"""Programs the Cortex-M backend cannot schedule statically, and ABI changes, fail loudly."""
+
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "firmware"))
+
+import models  # noqa: E402
+from tinytrain.lowering import abi_check, hal2c, iree_static  # noqa: E402
+
+DYNAMIC = """
+func.func @train_step(%x: tensor<?xf32>) -> tensor<?xf32> {
+  %0 = arith.addf %x, %x : tensor<?xf32>
+  return %0 : tensor<?xf32>
+}
+"""
+
+MUTABLE_GLOBAL = """
+util.global private mutable @w = dense<0.0> : tensor<4xf32>
+func.func @train_step(%x: tensor<4xf32>) -> tensor<4xf32> {
+  %w = util.global.load @w : tensor<4xf32>
+  %n = arith.addf %w, %x : tensor<4xf32>
+  util.global.store %n, @w : tensor<4xf32>
+  return %n : tensor<4xf32>
+}
+"""
+
+UNKNOWN_OP_HAL = """
+module {
+  hal.executable private @x_linked {
+    hal.executable.binary public @static <format = "static", data = dense<[120, 0]> : vector<2xi8>>
+  }
+  util.func public @train_step(%arg0: !hal.buffer_view) -> i32 {
+    %0 = hal.buffer_view.element_type<%arg0 : !hal.buffer_view> : i32
+    util.return %0 : i32
+  }
+}
+"""
+
+
+def test_dynamic_shapes_are_rejected(tmp_path):
+    with pytest.raises(hal2c.Unsupported, match="dynamic shapes"):
+        iree_static.build_static_module(DYNAMIC, tmp_path)
+
+
+def test_mutable_global_state_is_rejected(tmp_path):
+    with pytest.raises(hal2c.Unsupported, match="mutable global @w.*tied to results"):
+        iree_static.build_static_module(MUTABLE_GLOBAL, tmp_path)
+
+
+def test_unknown_hal_op_is_rejected():
+    with pytest.raises(hal2c.Unsupported, match="'hal.buffer_view.element_type' is not supported"):
+        hal2c.extract_schedule(UNKNOWN_OP_HAL, ["train_step"])
+
+
+def test_unknown_target_is_rejected(tmp_path):
+    with pytest.raises(ValueError, match="unknown target 'cortex-m0'"):
+        iree_static.build_static_module(models.sgd_linear_mlir(), tmp_path, target="cortex-m0")
+
+
+@pytest.fixture(scope="module")
+def sgd_dump(tmp_path_factory):
+    out = tmp_path_factory.mktemp("abi")
+    module = iree_static.build_static_module(models.sgd_linear_mlir(), out, prefix="sgd")
+    return out / "exe", module.library
+
+
+def _mutated(src: Path, dst: Path, old: str, new: str) -> Path:
+    shutil.copytree(src, dst)
+    ll = next(dst.glob("*.linked.ll"))
+    text = ll.read_text()
+    assert old in text
+    ll.write_text(text.replace(old, new))
+    return dst
+
+
+def test_abi_check_accepts_the_pinned_compiler(sgd_dump):
+    exe, lib = sgd_dump
+    exports = abi_check.check_library(exe, lib)
+    assert [e.ordinal for e in exports] == list(range(len(exports)))
+    assert any(e.name.startswith("train_step_dispatch_") and e.binding_count > 0 for e in exports)
+
+
+def test_abi_check_rejects_a_changed_struct_layout(sgd_dump, tmp_path):
+    exe, lib = sgd_dump
+    bad = _mutated(exe, tmp_path / "exe", "%iree_hal_executable_library_header_t = type { i32, ptr, i32, i32 }",
+                   "%iree_hal_executable_library_header_t = type { i32, ptr, i32, i32, i32 }")
+    with pytest.raises(abi_check.AbiMismatch, match="iree_hal_executable_library_header_t"):
+        abi_check.check_library(bad, lib)
+
+
+def test_abi_check_rejects_another_version(sgd_dump, tmp_path):
+    exe, lib = sgd_dump
+    bad = _mutated(exe, tmp_path / "exe", "icmp eq i32 %0, 6", "icmp eq i32 %0, 8")
+    with pytest.raises(abi_check.AbiMismatch, match="exactly version 6"):
+        abi_check.check_library(bad, lib)
