@@ -189,3 +189,24 @@ def run_qemu(fw: Firmware, workdir, *, train=None, evaluate=None, params=None,
             res.trace.append((unpack_state(fw.module, chunk[:-4]),
                               float(np.frombuffer(chunk[-4:], dtype=np.float32)[0])))
     return res
+
+
+TARGET_BOARD = {b["target"]: name for name, b in BOARDS.items()}
+
+
+def compile_firmware(linalg_text: str, out_dir, *, target: str = "cortex-m4", params=None,
+                     sram_kb: int = 256, prefix: str = "model",
+                     stack_bytes: int = STACK_RESERVE) -> Firmware:
+    """linalg text -> static module (``out_dir/static``) -> firmware (``out_dir/firmware``).
+
+    ``params``: initial trained parameters (numpy, ``train_step`` argument order), stored in
+    flash and loaded by ``tt_model_init``. Raises ``SramBudgetError`` if the plan exceeds
+    ``sram_kb``.
+    """
+    from .iree_static import build_static_module
+
+    out = Path(out_dir)
+    module = build_static_module(linalg_text, out / "static", target=target, prefix=prefix,
+                                 state_init=params, sram_bytes=None)
+    return build_firmware(module, out / "firmware", board=TARGET_BOARD[target], sram_kb=sram_kb,
+                          stack_bytes=stack_bytes)

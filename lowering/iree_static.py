@@ -37,7 +37,7 @@ TARGETS = {
 }
 
 STACK_RESERVE = 8 * 1024          # bytes the linker script reserves for the stack (__stack_size)
-HARNESS_STATIC = 512              # runtime + harness .data/.bss besides arena and I/O buffers
+HARNESS_STATIC = 128              # runtime + harness .data/.bss besides arena and I/O buffers
 STACK_ESTIMATE = 1536             # expected peak stack of runtime + kernels (for the peak plan)
 
 

@@ -1,0 +1,61 @@
+"""The front half's linalg (`tinytrain.compile(...).stages["linalg"]`) trained on Cortex-M.
+
+small_cnn (conv-bn-relu, depthwise conv + ReLU6, 1x1 conv, global pool, linear) with the first
+layer frozen (its folded weights become flash constants) runs N training steps on both QEMU
+boards; parameters and loss after each step equal the host llvm-cpu .vmfb to 1e-6 (bit-exact
+on the Cortex-M4). Evaluation accuracy before/after training is counted on the device.
+"""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "firmware"))
+
+import reference  # noqa: E402
+from tinytrain.lowering import firmware  # noqa: E402
+
+STEPS = 3
+
+
+@pytest.fixture(scope="module")
+def program():
+    import torch
+
+    import tinytrain
+    from tinytrain.models import small_cnn
+
+    torch.manual_seed(0)
+    prog = tinytrain.compile(small_cnn().eval(), torch.randn(1, 1, 16, 16),
+                             trainable=["3.weight", "3.bias", "6.weight", "6.bias", "10.weight",
+                                        "10.bias"], lr=0.05)
+    params = [prog._values[k].copy() for k in prog.trainable]
+    rng = np.random.default_rng(5)
+    xs = rng.standard_normal((STEPS, 1, 16, 16, 1)).astype(np.float32)
+    ys = [int(v) for v in rng.integers(0, 10, STEPS)]
+    text = prog.stages["linalg"]
+    host = reference.HostModule(reference.compile_vmfb(text))
+    return text, params, xs, ys, host, host.train(params, xs, ys)
+
+
+@pytest.mark.parametrize("target", ["cortex-m4", "cortex-m7"])
+def test_small_cnn_trains_on_device_like_host(program, tmp_path, target):
+    text, params, xs, ys, host, ref = program
+    fw = firmware.compile_firmware(text, tmp_path, target=target, params=params, prefix="scnn")
+    assert fw.module.pool_bytes > 0  # the frozen first layer lives in flash
+    res = firmware.run_qemu(fw, tmp_path / "run", train=(xs, ys), evaluate=(xs, ys), timeout=60)
+    assert res.returncode == 0, res.output
+    assert len(res.trace) == STEPS
+    for step, ((dp, dl), (rp, rl)) in enumerate(zip(res.trace, ref)):
+        assert abs(dl - rl) <= 1e-6, (step, dl, rl)
+        for d, r in zip(dp, rp):
+            np.testing.assert_allclose(d, r, rtol=0, atol=1e-6)
+            if target == "cortex-m4":
+                assert np.array_equal(d.view(np.uint32), r.view(np.uint32)), step
+    # Accuracy on the device equals the host's predictions before and after training.
+    for tag, p in (("before", params), ("after", ref[-1][0])):
+        correct = sum(int(np.argmax(host.predict(p, x))) == y for x, y in zip(xs, ys))
+        assert res.evals[tag] == (correct, STEPS), tag
+    assert res.mem["sram_peak"] <= 256 * 1024
