@@ -137,12 +137,12 @@ def compile_flags(target: str, object_path: Path, dump_dir: Path) -> list:
 def build_static_module(linalg_text: str, out_dir, *, target: str = "cortex-m4",
                         prefix: str = "model", state_init: list | None = None,
                         sram_bytes: int | None = 256 * 1024, train: str = "train_step",
-                        predict: str = "predict") -> StaticModule:
+                        predict: str = "predict", extra_flags: tuple = ()) -> StaticModule:
     """Compile ``linalg_text`` for ``target`` into kernels + one C schedule module.
 
     ``state_init``: initial trained parameters (numpy, argument order) stored in flash and
     copied to the arena by ``tt_model_init``. ``sram_bytes``: budget checked at compile time
-    (:class:`SramBudgetError`), None to skip. Raises :class:`hal2c.Unsupported` when the program
+    (:class:`SramBudgetError`), None to skip. ``extra_flags``: more iree-compile flags. Raises :class:`hal2c.Unsupported` when the program
     cannot be scheduled statically and :class:`abi_check.AbiMismatch` on an ABI change.
     """
     if not prefix.isidentifier():
@@ -155,7 +155,8 @@ def build_static_module(linalg_text: str, out_dir, *, target: str = "cortex-m4",
     dump = out / "exe"
     if dump.exists():
         shutil.rmtree(dump)
-    cmd = [iree_compile_path(), str(src), *compile_flags(target, obj, dump), "-o", str(hal)]
+    cmd = [iree_compile_path(), str(src), *compile_flags(target, obj, dump), *extra_flags,
+           "-o", str(hal)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"iree-compile failed ({proc.returncode}):\n{proc.stderr[-4000:]}")

@@ -119,3 +119,21 @@ def test_predict_accuracy_counts_match_host(programs, tmp_path):
     expect = sum(int(np.argmax(host.predict(params, x))) == y for x, y in zip(ex, ey))
     assert res.evals["before"] == (expect, 8)
     assert res.evals["after"] == (expect, 8)
+
+
+def test_init_program_dispatches_run_at_model_init(programs, host_results, tmp_path):
+    """Without IREE's const-eval, constants are computed by init dispatches into a persistent
+    arena buffer; tt_model_init runs them once and the training steps still match the host."""
+    text, params, xs, ys = programs["conv"]
+    module = iree_static.build_static_module(text, tmp_path / "m", prefix="conv",
+                                             extra_flags=("--iree-opt-const-eval=false",))
+    init = module.schedule.function("__init")
+    assert any(c.op == "dispatch" for c in init.commands)
+    assert module.schedule.persistent_size > 0
+    fw = firmware.build_firmware(module, tmp_path / "fw")
+    res = firmware.run_qemu(fw, tmp_path / "run", train=(xs, ys), params=params)
+    assert res.returncode == 0, res.output
+    for (dp, dl), (rp, rl) in zip(res.trace, host_results["conv"]):
+        assert dl == rl
+        for d, r in zip(dp, rp):
+            assert np.array_equal(d, r)
