@@ -25,7 +25,7 @@ RUNTIME_DIR = Path(__file__).resolve().parent.parent / "runtime"
 
 BOARDS = {
     "mps2-an386": {"dir": "mps2_an386", "target": "cortex-m4", "cpu_hz": 25_000_000},
-    "mps2-an500": {"dir": "mps2_an500", "target": "cortex-m7", "cpu_hz": 50_000_000},
+    "mps2-an500": {"dir": "mps2_an500", "target": "cortex-m7", "cpu_hz": 25_000_000},
 }
 
 

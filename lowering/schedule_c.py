@@ -89,8 +89,8 @@ def emit(schedule: Schedule, exports: list, prefix: str, *, train: str = "train_
             ref_first = len(refs)
             for r in c.refs:
                 al = r.alloc
-                off = arena_off(al, r.offset) if al.kind == "arena" else al.offset + r.offset \
-                    if al.kind == "pool" else r.offset
+                off = (arena_off(al, r.offset) if al.kind == "arena"
+                       else al.offset + r.offset if al.kind == "pool" else r.offset)
                 refs.append(_ref(al.kind, max(al.arg, 0), off, r.length))
             if c.op == "dispatch":
                 e = by_name[c.export]
@@ -113,7 +113,8 @@ def emit(schedule: Schedule, exports: list, prefix: str, *, train: str = "train_
             ios.append(_io(_ref("arg", i, 0, d.length), d, -1))
         for d in fn.outputs:
             b = d.buf
-            off = arena_off(b.alloc, b.offset) if b.alloc.kind == "arena" else b.offset
+            off = (arena_off(b.alloc, b.offset) if b.alloc.kind == "arena"
+                   else b.alloc.offset + b.offset if b.alloc.kind == "pool" else b.offset)
             ios.append(_io(_ref(b.alloc.kind, max(b.alloc.arg, 0), off, b.length), d, d.tied_input))
         fns.append((fn.name, cmd_first, len(cmds) - cmd_first, len(fn.inputs), len(fn.outputs), io_first))
 
