@@ -10,8 +10,11 @@ evaluation samples through host files, and parses the harness output and the ``M
 
 from __future__ import annotations
 
+import argparse
+import json
 import re
 import shutil
+import sys
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,15 +38,36 @@ class FirmwareBuildError(Exception):
 
 @dataclass
 class Firmware:
+    """A built firmware. ``state`` is the trained-parameter layout at the arena start
+    (dicts with offset, length, shape); ``module`` is None when loaded from disk."""
+
     elf: Path
     project_dir: Path
     board: str
     sram_kb: int
     stack_bytes: int
-    module: StaticModule
+    state: list
+    state_bytes: int
+    module: StaticModule | None = None
     text: int = 0
     data: int = 0
     bss: int = 0
+
+    def save_manifest(self) -> Path:
+        path = self.project_dir / "firmware.json"
+        keys = ("board", "sram_kb", "stack_bytes", "state", "state_bytes", "text", "data", "bss")
+        meta = {k: getattr(self, k) for k in keys}
+        meta["elf"] = str(self.elf.relative_to(self.project_dir))
+        path.write_text(json.dumps(meta, indent=2) + "\n")
+        return path
+
+
+def load_firmware(project_dir) -> Firmware:
+    """A firmware built earlier by :func:`build_firmware` (reads ``firmware.json``)."""
+    d = Path(project_dir)
+    meta = json.loads((d / "firmware.json").read_text())
+    elf = d / meta.pop("elf")
+    return Firmware(elf=elf, project_dir=d, **meta)
 
 
 @dataclass
@@ -106,33 +130,35 @@ def build_firmware(module: StaticModule, out_dir, *, board: str = "mps2-an386", 
         if proc.returncode != 0:
             raise FirmwareBuildError(f"{' '.join(cmd[:2])} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     elf = build / "firmware.elf"
-    fw = Firmware(elf, proj, board, sram_kb, stack_bytes, module)
+    state = [{"offset": sl.offset, "length": sl.length, "shape": list(sl.shape)}
+             for sl in schedule_c.plan_state(module.schedule, "train_step")]
+    fw = Firmware(elf, proj, board, sram_kb, stack_bytes, state, module.state_bytes, module)
     out = subprocess.run(["arm-none-eabi-size", "-A", str(elf)], capture_output=True, text=True,
                          check=True).stdout
     sec = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\.\w+)\s+(\d+)", out, re.M)}
     fw.text, fw.data, fw.bss = sec.get(".text", 0), sec.get(".data", 0), sec.get(".bss", 0)
+    fw.save_manifest()
     return fw
 
 
 # ---- host files for the harness ------------------------------------------------------------
 
-def pack_state(module: StaticModule, params: list) -> bytes:
+def pack_state(fw: Firmware, params: list) -> bytes:
     """Trained parameters in the arena's state layout (each 64-byte aligned)."""
-    slots = schedule_c.plan_state(module.schedule, "train_step")
-    if len(params) != len(slots):
-        raise ValueError(f"{len(params)} parameters given, the model trains {len(slots)}")
-    buf = bytearray(module.state_bytes)
-    for s, p in zip(slots, params):
+    if len(params) != len(fw.state):
+        raise ValueError(f"{len(params)} parameters given, the model trains {len(fw.state)}")
+    buf = bytearray(fw.state_bytes)
+    for i, (s, p) in enumerate(zip(fw.state, params)):
         raw = np.ascontiguousarray(p, dtype=np.float32).tobytes()
-        if len(raw) != s.length:
-            raise ValueError(f"parameter {s.index}: {len(raw)} bytes, expected {s.length}")
-        buf[s.offset:s.offset + s.length] = raw
+        if len(raw) != s["length"]:
+            raise ValueError(f"parameter {i}: {len(raw)} bytes, expected {s['length']}")
+        buf[s["offset"]:s["offset"] + s["length"]] = raw
     return bytes(buf)
 
 
-def unpack_state(module: StaticModule, raw: bytes) -> list:
-    return [np.frombuffer(raw[s.offset:s.offset + s.length], dtype=np.float32).reshape(s.shape).copy()
-            for s in schedule_c.plan_state(module.schedule, "train_step")]
+def unpack_state(fw: Firmware, raw: bytes) -> list:
+    return [np.frombuffer(raw[s["offset"]:s["offset"] + s["length"]], dtype=np.float32)
+            .reshape(s["shape"]).copy() for s in fw.state]
 
 
 def pack_samples(xs, labels) -> bytes:
@@ -156,7 +182,7 @@ def run_qemu(fw: Firmware, workdir, *, train=None, evaluate=None, params=None,
     for name in ("tt_params.bin", "tt_train.bin", "tt_eval.bin", "tt_trace.bin"):
         (wd / name).unlink(missing_ok=True)
     if params is not None:
-        (wd / "tt_params.bin").write_bytes(pack_state(fw.module, params))
+        (wd / "tt_params.bin").write_bytes(pack_state(fw, params))
     if train is not None:
         (wd / "tt_train.bin").write_bytes(pack_samples(*train))
     if evaluate is not None:
@@ -183,10 +209,10 @@ def run_qemu(fw: Firmware, workdir, *, train=None, evaluate=None, params=None,
         res.evals[m.group(1)] = (int(m.group(2)), int(m.group(3)))
     trace = wd / "tt_trace.bin"
     if trace.exists():
-        raw, rec = trace.read_bytes(), fw.module.state_bytes + 4
+        raw, rec = trace.read_bytes(), fw.state_bytes + 4
         for i in range(len(raw) // rec):
             chunk = raw[i * rec:(i + 1) * rec]
-            res.trace.append((unpack_state(fw.module, chunk[:-4]),
+            res.trace.append((unpack_state(fw, chunk[:-4]),
                               float(np.frombuffer(chunk[-4:], dtype=np.float32)[0])))
     return res
 
@@ -210,3 +236,36 @@ def compile_firmware(linalg_text: str, out_dir, *, target: str = "cortex-m4", pa
                                  state_init=params, sram_bytes=None)
     return build_firmware(module, out / "firmware", board=TARGET_BOARD[target], sram_kb=sram_kb,
                           stack_bytes=stack_bytes)
+
+
+def main(argv=None) -> int:
+    """``python -m tinytrain.lowering.firmware run-qemu PROJECT [--train F.npz] [--eval F.npz]``
+
+    Runs a firmware project built by :func:`build_firmware`. The ``.npz`` files hold ``x``
+    (NHWC inputs, one per leading index) and ``y`` (int labels). Exit status = firmware's.
+    """
+    ap = argparse.ArgumentParser(prog="python -m tinytrain.lowering.firmware")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    rq = sub.add_parser("run-qemu", help="run a built firmware project in QEMU")
+    rq.add_argument("project")
+    rq.add_argument("--train", type=Path)
+    rq.add_argument("--eval", type=Path)
+    rq.add_argument("--workdir", type=Path)
+    rq.add_argument("--timeout", type=float, default=600.0)
+    args = ap.parse_args(argv)
+    fw = load_firmware(args.project)
+
+    def samples(path):
+        if path is None:
+            return None
+        z = np.load(path)
+        return list(z["x"]), [int(v) for v in z["y"]]
+
+    res = run_qemu(fw, args.workdir or Path(args.project) / "run", train=samples(args.train),
+                   evaluate=samples(args.eval), timeout=args.timeout)
+    sys.stdout.write(res.output)
+    return res.returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main())

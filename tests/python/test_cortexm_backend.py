@@ -137,3 +137,19 @@ def test_init_program_dispatches_run_at_model_init(programs, host_results, tmp_p
         assert dl == rl
         for d, r in zip(dp, rp):
             assert np.array_equal(d, r)
+
+
+def test_run_qemu_command_line_on_a_saved_project(programs, tmp_path):
+    import subprocess
+
+    text, params, xs, ys = programs["sgd"]
+    fw = firmware.compile_firmware(text, tmp_path / "b", target="cortex-m4", params=params,
+                                   prefix="sgd")
+    np.savez(tmp_path / "train.npz", x=xs[:2], y=np.array(ys[:2]))
+    proc = subprocess.run([sys.executable, "-m", "tinytrain.lowering.firmware", "run-qemu",
+                           str(fw.project_dir), "--train", str(tmp_path / "train.npz")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "TT done steps=2" in proc.stdout and "MEM ram_total=262144" in proc.stdout
+    loaded = firmware.load_firmware(fw.project_dir)
+    assert loaded.state == fw.state and loaded.elf == fw.elf
