@@ -14,8 +14,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "firmware"))
 
-import models  # noqa: E402
-import reference  # noqa: E402
+import cortexm_programs as models  # noqa: E402
+import cortexm_reference as reference  # noqa: E402
 from tinytrain.lowering import firmware, iree_static  # noqa: E402
 
 BOARDS = {"cortex-m4": "mps2-an386", "cortex-m7": "mps2-an500"}

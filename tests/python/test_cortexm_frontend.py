@@ -14,7 +14,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "firmware"))
 
-import reference  # noqa: E402
+import cortexm_reference as reference  # noqa: E402
 from tinytrain.lowering import firmware  # noqa: E402
 
 STEPS = 3
