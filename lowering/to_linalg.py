@@ -496,8 +496,11 @@ def _lower_func(name: str, func, values: dict | None, blobs: dict) -> str:
         names[a.value] = n
         sig.append((n, a.type, a.attr_text()))
     ops = list(func.regions[0].blocks[0].operations)
+    snapshots = _snapshot_tied_weights(b, func, ops, names)
     for op in ops[:-1]:
         ins = [names[v] for v in op.operands]
+        if op.name in _SNAPSHOT_READERS:
+            ins = [snapshots.get(v, n) for v, n in zip(op.operands, ins)]
         loc = str(op.location)
         if op.name == "arith.constant":
             em.copy(op, names)
@@ -508,6 +511,35 @@ def _lower_func(name: str, func, values: dict | None, blobs: dict) -> str:
         names[op.results[0]] = lower(b, op, ins, loc)
     results = [names[v] for v in ops[-1].operands]
     return em.function(name, sig, results)
+
+
+# Ops that read a trained weight after the forward pass, and the update that overwrites it.
+_SNAPSHOT_READERS = ("tinytrain.conv2d_grad_input", "tinytrain.linear_grad_input", "tinytrain.sgd_update")
+
+
+def _snapshot_tied_weights(b: _B, func, ops, names) -> dict:
+    """Copies of the tied (updated-in-place) weights that the backward pass reads.
+
+    IREE 3.13 does not order a read of an `iree.abi.output` argument before the in-place write
+    of its tied result unless the read is upstream of the write (found here; see
+    tests/python/test_numerics.py::test_update_equals_sgd_on_gradients). The forward pass is
+    upstream of every update, but an input-gradient op reading weight W is not upstream of W's
+    update. So such a W is first copied (`x + 0.0`, which does not fold), the input-gradient op
+    and the update both read the copy, and the update depends on the copy: the argument's storage
+    is only overwritten after every read of it. The copy costs one transient buffer per such W.
+    """
+    tied = {a.value for a in func_args(func) if "iree.abi.output" in a.attrs}
+    wanted = []
+    for op in ops:
+        if op.name in ("tinytrain.conv2d_grad_input", "tinytrain.linear_grad_input"):
+            w = op.operands[1]
+            if w in tied and w not in wanted:
+                wanted.append(w)
+    out = {}
+    for w in wanted:
+        z = b.cst(0.0)
+        out[w] = b.ew([names[w]], [f"%res = arith.addf %a0, {z} : f32"])
+    return out
 
 
 class ToLinalgPass:

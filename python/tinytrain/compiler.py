@@ -161,6 +161,19 @@ class CompiledModel:
         """Current trainable parameters in PyTorch layout (BN-folded names)."""
         return {k: torch.from_numpy(to_torch_layout(v, self.layouts[k]).copy()) for k, v in self._values.items()}
 
+    def load_state_dict(self, state: dict) -> None:
+        """Set trainable parameters from PyTorch-layout tensors (e.g. from `state_dict()`)."""
+        for k, v in state.items():
+            if k not in self._values:
+                raise KeyError(f"'{k}' is not a trainable parameter; trainable: {', '.join(self.trainable)}")
+            arr = v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else np.asarray(v)
+            arr = arr.astype(np.float32)
+            if self.layouts[k] == "hwio":
+                arr = arr.transpose(2, 3, 1, 0)
+            if arr.shape != self._values[k].shape:
+                raise ValueError(f"'{k}': shape {tuple(v.shape)} does not match the compiled parameter")
+            self._values[k] = np.ascontiguousarray(arr)
+
     def save(self, path: str | Path) -> Path:
         """Write `model.vmfb`, each stage's MLIR, the parameters (`.npy`, NHWC/HWIO layout) and
         `train_step.flags`, a flag file with which `iree-run-module` runs one step in place."""

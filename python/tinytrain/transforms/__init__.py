@@ -1,0 +1,18 @@
+"""Passes on the `tinytrain` dialect, one per file, registered by their command-line name."""
+
+from tinytrain.transforms.autodiff import AutodiffPass
+
+__all__ = ["PASSES", "AutodiffPass"]
+
+
+def _to_linalg():
+    from tinytrain.lowering.to_linalg import ToLinalgPass
+
+    return ToLinalgPass
+
+
+#: kebab-case name -> pass class (lowerings are loaded lazily).
+PASSES = {
+    "autodiff": lambda: AutodiffPass,
+    "to-linalg": _to_linalg,
+}
