@@ -86,6 +86,27 @@ def _check_module(model: torch.nn.Module) -> None:
             )
 
 
+# ATen operator packets the converter handles (checked on the exported graph, before torch-mlir
+# sees it, so that even ops torch-mlir cannot import are reported by layer).
+_SUPPORTED_ATEN = frozenset({
+    "aten.conv2d", "aten.convolution", "aten.batch_norm", "aten.linear", "aten.relu",
+    "aten.relu6", "aten.hardtanh", "aten.add", "aten.adaptive_avg_pool2d", "aten.mean",
+    "aten.flatten", "aten.view", "aten.reshape", "aten.dropout", "aten.clone", "aten.contiguous",
+    "aten.detach",
+})
+
+
+def _check_ops(prog: torch.export.ExportedProgram) -> None:
+    for node in prog.graph.nodes:
+        if node.op != "call_function":
+            continue
+        packet = str(node.target).rsplit(".", 1)[0] if str(node.target).startswith("aten.") else str(node.target)
+        if packet not in _SUPPORTED_ATEN:
+            raise UnsupportedModelError(
+                f"unsupported operator '{packet}'\n  layer: {_layer_of(node)}\n"
+                f"  node: {node.name} = {node.target}\n  supported: {SUPPORTED_LAYERS}")
+
+
 def _check_static(prog: torch.export.ExportedProgram) -> None:
     for node in prog.graph.nodes:
         if node.op != "placeholder":
@@ -142,8 +163,12 @@ def _layer_of(node) -> str:
 
 
 def _torch_import(model, example_input):
-    prog = torch.export.export(model, (example_input,))
+    if isinstance(model, torch.export.ExportedProgram):
+        prog = model
+    else:
+        prog = torch.export.export(model, (example_input,))
     _check_static(prog)
+    _check_ops(prog)
     names_by_ptr = {}
     for k, v in list(prog.state_dict.items()) + list(prog.constants.items()):
         if isinstance(v, torch.Tensor):
@@ -465,14 +490,16 @@ class _Converter:
 def import_model(model: torch.nn.Module, example_input: torch.Tensor, *,
                  context: ir.Context | None = None) -> ImportedModel:
     """Import `model` (called on `example_input`, NCHW float32) as a tinytrain forward function.
+    `model` may also be a `torch.export.ExportedProgram` (its shapes must be static).
 
     Raises UnsupportedModelError for anything outside SUPPORTED_LAYERS.
     """
-    if not isinstance(model, torch.nn.Module):
-        raise TypeError(f"expected a torch.nn.Module, got {type(model).__name__}")
+    if isinstance(model, torch.nn.Module):
+        _check_module(model)
+    elif not isinstance(model, torch.export.ExportedProgram):
+        raise TypeError(f"expected a torch.nn.Module or torch.export.ExportedProgram, got {type(model).__name__}")
     if not isinstance(example_input, torch.Tensor) or example_input.dtype != torch.float32:
         raise TypeError("example_input must be a float32 torch.Tensor [N, C, H, W]")
-    _check_module(model)
     torch_module, state = _torch_import(model, example_input)
     func = torch_module.body.operations[0]
     conv = _Converter(state)

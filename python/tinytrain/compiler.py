@@ -40,7 +40,8 @@ def compile(model: torch.nn.Module, example_input: torch.Tensor, *, trainable="a
     """Compile `model` into a training program.
 
     Args:
-      model: a `torch.nn.Module` in eval mode (BatchNorm is folded with its running statistics).
+      model: a `torch.nn.Module` in eval mode (BatchNorm is folded with its running statistics),
+        or a `torch.export.ExportedProgram` with static shapes.
       example_input: a float32 NCHW tensor; its shape (batch included) is compiled in statically.
       trainable: "all" or an iterable of parameter names (after BN folding a conv followed by BN
         has parameters `<conv>.weight` and `<conv>.bias`). Every other parameter is frozen into
