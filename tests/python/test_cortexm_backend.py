@@ -153,3 +153,16 @@ def test_run_qemu_command_line_on_a_saved_project(programs, tmp_path):
     assert "TT done steps=2" in proc.stdout and "MEM ram_total=262144" in proc.stdout
     loaded = firmware.load_firmware(fw.project_dir)
     assert loaded.state == fw.state and loaded.elf == fw.elf
+
+
+def test_direct_and_memoized_command_buffers_give_the_same_schedule(programs, tmp_path):
+    """hal2c executes IREE's host program rather than pattern-matching it: with memoized,
+    indirect command buffers (default) or direct ones, the emitted tables are identical."""
+    text = programs["conv"][0]
+    default = iree_static.build_static_module(text, tmp_path / "a", prefix="conv")
+    direct = iree_static.build_static_module(
+        text, tmp_path / "b", prefix="conv",
+        extra_flags=("--iree-hal-indirect-command-buffers=false", "--iree-hal-memoization=false"))
+    hal_a, hal_b = default.hal_path.read_text(), direct.hal_path.read_text()
+    assert "execute.indirect" in hal_a and "execute.indirect" not in hal_b
+    assert default.c_path.read_text() == direct.c_path.read_text()
