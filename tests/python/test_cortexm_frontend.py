@@ -104,3 +104,21 @@ def test_fashion_mnist_300_steps_stay_bit_exact_on_m4(tmp_path):
     for tag, p in (("before", params), ("after", ref[-1][0])):
         correct = sum(int(np.argmax(host.predict(p, x))) == y for x, y in zip(ex, ey))
         assert res.evals[tag] == (correct, 50), tag
+
+
+def test_stack_overflow_past_the_reserve_faults_at_run_time(program, tmp_path):
+    """QEMU has 4 MB of RAM: the MPU guard below the stack reserve turns an overflow into a
+    fault (exit 121) instead of a silent write past the budget."""
+    text, params, xs, ys, _, _ = program
+    fw = firmware.compile_firmware(text, tmp_path / "ok", params=params, prefix="scnn")
+    ok = firmware.run_qemu(fw, tmp_path / "run_ok", train=(xs[:1], ys[:1]))
+    assert ok.returncode == 0, ok.output
+    peak = ok.mem["stack_peak"]
+    small = (peak - 1) // 1024 * 1024  # the largest 1 KB multiple the stack does not fit in
+    if small == 0:
+        pytest.fail(f"stack peak {peak} B is below 1 KB; this model cannot exercise the guard")
+    fw = firmware.compile_firmware(text, tmp_path / "small", params=params, prefix="scnn",
+                                   stack_bytes=small)
+    bad = firmware.run_qemu(fw, tmp_path / "run_bad", train=(xs[:1], ys[:1]))
+    assert bad.returncode == 121, bad.output
+    assert "FAULT" in bad.output and "TT done" not in bad.output
