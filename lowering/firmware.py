@@ -117,6 +117,8 @@ def build_firmware(module: StaticModule, out_dir, *, board: str = "mps2-an386", 
     if BOARDS[board]["target"] != module.target:
         raise ValueError(f"board {board} is a {BOARDS[board]['target']}, module was compiled "
                          f"for {module.target}")
+    if stack_bytes <= 0 or stack_bytes % 1024:
+        raise ValueError(f"stack_bytes={stack_bytes}: must be a positive multiple of 1024 (MPU guard)")
     if check_budget:
         module.check_sram(sram_kb * 1024, stack_bytes)
     proj = Path(out_dir)

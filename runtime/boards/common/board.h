@@ -30,6 +30,11 @@ void tt_board_exit(int code) __attribute__((noreturn));
 void tt_board_timer_start(void);
 uint64_t tt_board_timer_ticks(void);
 
+/** Enable the MPU guard: flash read-only, RAM limited to __ram_size, a 1 KB no-access guard
+ *  below the stack reserve (when it does not overlap .bss). Faults end with exit status 121. */
+void tt_board_mpu_enable(void);
+void tt_board_mpu_disable(void);
+
 /** Print `MEM ram_total=.. data=.. bss=.. stack_reserved=.. stack_peak=.. sram_peak=..`
  *  (stack peak from the painted stack). Called after main() returns. */
 void tt_board_report_memory(void);

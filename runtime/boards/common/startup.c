@@ -35,7 +35,9 @@ void tt_board_start(void) {
   __asm__ volatile("mov %0, sp" : "=r"(sp));
   /* Paint everything between .bss and (current sp - 64) so the report finds the peak. */
   for (volatile uint32_t* p = &__heap_start__; (uint32_t)(uintptr_t)p < sp - 64u;) *p++ = TT_PAINT;
+  tt_board_mpu_enable();
   int rc = main();
+  tt_board_mpu_disable(); /* the painted-stack scan reads the guard region */
   tt_board_report_memory();
   tt_board_exit(rc);
 }
@@ -62,7 +64,11 @@ void tt_board_report_memory(void) {
 }
 
 void tt_board_fault(void) {
-  tt_board_puts("FAULT: HardFault/MemManage/BusFault/UsageFault\n");
+  uint32_t cfsr = *(volatile uint32_t*)0xE000ED28u;
+  tt_board_mpu_disable();
+  tt_board_puts("FAULT: HardFault/MemManage/BusFault/UsageFault CFSR=");
+  tt_board_put_u64(cfsr);
+  tt_board_puts("\n");
   tt_board_exit(121);
 }
 
