@@ -172,14 +172,7 @@ def pack_samples(xs, labels) -> bytes:
     return bytes(out)
 
 
-def run_qemu(fw: Firmware, workdir, *, train=None, evaluate=None, params=None,
-             timeout: float = 120.0, icount: bool = True) -> QemuResult:
-    """Run ``fw`` in QEMU with ``train``/``evaluate`` = (xs, labels) and optional ``params``.
-
-    The harness reads its inputs from files in ``workdir`` (semihosting). ``icount`` runs with
-    ``-icount shift=0`` so SysTick ticks convert exactly to guest instructions.
-    """
-    wd = Path(workdir)
+def _prepare(fw: Firmware, wd: Path, train, evaluate, params) -> None:
     wd.mkdir(parents=True, exist_ok=True)
     for name in ("tt_params.bin", "tt_train.bin", "tt_eval.bin", "tt_trace.bin"):
         (wd / name).unlink(missing_ok=True)
@@ -189,18 +182,10 @@ def run_qemu(fw: Firmware, workdir, *, train=None, evaluate=None, params=None,
         (wd / "tt_train.bin").write_bytes(pack_samples(*train))
     if evaluate is not None:
         (wd / "tt_eval.bin").write_bytes(pack_samples(*evaluate))
-    cmd = ["qemu-system-arm", "-M", fw.board, "-display", "none", "-monitor", "none",
-           "-serial", "none", "-chardev", "stdio,id=sh0",
-           "-semihosting-config", "enable=on,target=native,chardev=sh0", "-kernel", str(fw.elf)]
-    if icount:
-        cmd[3:3] = ["-icount", "shift=0"]
-    try:
-        proc = subprocess.run(cmd, cwd=wd, capture_output=True, text=True, timeout=timeout,
-                              stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired as e:
-        raise TimeoutError(f"QEMU did not finish within {timeout} s: {' '.join(cmd)}") from e
-    res = QemuResult(proc.returncode, proc.stdout + proc.stderr)
-    res.instructions_per_tick = 1e9 / BOARDS[fw.board]["cpu_hz"] if icount else 0.0
+
+
+def _parse(fw: Firmware, wd: Path, returncode: int, output: str) -> QemuResult:
+    res = QemuResult(returncode, output)
     m = re.search(r"^MEM (.*)$", res.output, re.M)
     if m:
         res.mem = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", m.group(1))}
@@ -219,6 +204,59 @@ def run_qemu(fw: Firmware, workdir, *, train=None, evaluate=None, params=None,
     return res
 
 
+def run_qemu(fw: Firmware, workdir, *, train=None, evaluate=None, params=None,
+             timeout: float = 120.0, icount: bool = True) -> QemuResult:
+    """Run ``fw`` with ``train``/``evaluate`` = (xs, labels) and optional ``params``.
+
+    The harness reads its inputs from files in ``workdir`` (semihosting). ``icount`` runs with
+    ``-icount shift=0`` so SysTick ticks convert exactly to guest instructions. A firmware built
+    for the ``host`` board runs natively instead (ticks are then nanoseconds).
+    """
+    wd = Path(workdir)
+    _prepare(fw, wd, train, evaluate, params)
+    if fw.board == "host":
+        cmd = [str(fw.elf)]
+    else:
+        cmd = ["qemu-system-arm", "-M", fw.board, "-display", "none", "-monitor", "none",
+               "-serial", "none", "-chardev", "stdio,id=sh0",
+               "-semihosting-config", "enable=on,target=native,chardev=sh0", "-kernel", str(fw.elf)]
+        if icount:
+            cmd[3:3] = ["-icount", "shift=0"]
+    try:
+        proc = subprocess.run(cmd, cwd=wd, capture_output=True, text=True, timeout=timeout,
+                              stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired as e:
+        raise TimeoutError(f"firmware did not finish within {timeout} s: {' '.join(cmd)}") from e
+    res = _parse(fw, wd, proc.returncode, proc.stdout + proc.stderr)
+    if fw.board != "host" and icount:
+        res.instructions_per_tick = 1e9 / BOARDS[fw.board]["cpu_hz"]
+    return res
+
+
+def build_host(module: StaticModule, out_dir, *, sanitize: bool = True) -> Firmware:
+    """Build the harness natively for a module compiled with ``target="host"`` (gcc; ASan and
+    UBSan by default): the same runtime, schedule and harness as the firmware."""
+    if module.target != "host":
+        raise ValueError(f"module was compiled for {module.target}, not for the host")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    exe = out / f"{module.prefix}_host"
+    rt = RUNTIME_DIR
+    cmd = ["gcc", "-std=c99", "-O1", "-g", "-Wall", "-Wextra", "-Werror", "-D_POSIX_C_SOURCE=199309L",
+           f"-I{rt / 'include'}", f"-I{rt / 'boards' / 'common'}", f"-I{module.h_path.parent}",
+           f'-DTT_MODEL_HEADER="{module.h_path.name}"',
+           *(["-fsanitize=address,undefined", "-fno-sanitize-recover=all"] if sanitize else []),
+           str(rt / "firmware" / "tt_fw_main.c"), str(rt / "boards" / "host" / "board_host.c"),
+           *[str(rt / "src" / f) for f in ("model.c", "train.c", "status.c")],
+           str(module.c_path), str(module.object_path), "-no-pie", "-lm", "-o", str(exe)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise FirmwareBuildError(f"host build failed:\n{proc.stderr[-3000:]}")
+    state = [{"offset": sl.offset, "length": sl.length, "shape": list(sl.shape)}
+             for sl in schedule_c.plan_state(module.schedule, "train_step")]
+    return Firmware(exe, out, "host", 0, 0, state, module.state_bytes, module)
+
+
 TARGET_BOARD = {b["target"]: name for name, b in BOARDS.items()}
 
 
@@ -229,13 +267,15 @@ def compile_firmware(linalg_text: str, out_dir, *, target: str = "cortex-m4", pa
 
     ``params``: initial trained parameters (numpy, ``train_step`` argument order), stored in
     flash and loaded by ``tt_model_init``. Raises ``SramBudgetError`` if the plan exceeds
-    ``sram_kb``.
+    ``sram_kb``. ``target="host"`` builds the same harness natively with ASan/UBSan.
     """
     from .iree_static import build_static_module
 
     out = Path(out_dir)
     module = build_static_module(linalg_text, out / "static", target=target, prefix=prefix,
                                  state_init=params, sram_bytes=None)
+    if target == "host":
+        return build_host(module, out / "host")
     return build_firmware(module, out / "firmware", board=TARGET_BOARD[target], sram_kb=sram_kb,
                           stack_bytes=stack_bytes)
 

@@ -23,16 +23,24 @@ from .hal2c import Unsupported, _align
 # CPU features are explicit: LLVM has no cpu->features mapping for these targets in IREE.
 TARGETS = {
     "cortex-m4": {
-        "triple": "armv7em-pc-none-eabihf", "cpu": "cortex-m4",
-        "features": "+armv7e-m,+dsp,+thumb-mode,+vfp4d16sp,-d32,-fp64",
-        "gcc": ["-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16"],
+        "flags": ["--iree-llvmcpu-target-triple=armv7em-pc-none-eabihf",
+                  "--iree-llvmcpu-target-cpu=cortex-m4",
+                  "--iree-llvmcpu-target-cpu-features=+armv7e-m,+dsp,+thumb-mode,+vfp4d16sp,-d32,-fp64",
+                  "--iree-llvmcpu-target-float-abi=hard"],
         "board": "mps2-an386",
     },
     "cortex-m7": {
-        "triple": "armv7em-pc-none-eabihf", "cpu": "cortex-m7",
-        "features": "+armv7e-m,+dsp,+thumb-mode,+fp-armv8d16,-d32",
-        "gcc": ["-mcpu=cortex-m7", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv5-d16"],
+        "flags": ["--iree-llvmcpu-target-triple=armv7em-pc-none-eabihf",
+                  "--iree-llvmcpu-target-cpu=cortex-m7",
+                  "--iree-llvmcpu-target-cpu-features=+armv7e-m,+dsp,+thumb-mode,+fp-armv8d16,-d32",
+                  "--iree-llvmcpu-target-float-abi=hard"],
         "board": "mps2-an500",
+    },
+    # The same runtime and schedule natively on this machine (tests under ASan/UBSan).
+    "host": {
+        "flags": ["--iree-llvmcpu-target-triple=x86_64-unknown-linux-gnu",
+                  "--iree-llvmcpu-target-cpu=generic"],
+        "board": "host",
     },
 }
 
@@ -124,11 +132,8 @@ def iree_compile_path() -> str:
 def compile_flags(target: str, object_path: Path, dump_dir: Path) -> list:
     if target not in TARGETS:
         raise ValueError(f"unknown target {target!r}; choose one of {sorted(TARGETS)}")
-    t = TARGETS[target]
     return ["--iree-hal-target-device=local", "--iree-hal-local-target-device-backends=llvm-cpu",
-            f"--iree-llvmcpu-target-triple={t['triple']}", f"--iree-llvmcpu-target-cpu={t['cpu']}",
-            f"--iree-llvmcpu-target-cpu-features={t['features']}",
-            "--iree-llvmcpu-target-float-abi=hard", "--iree-llvmcpu-link-embedded=false",
+            *TARGETS[target]["flags"], "--iree-llvmcpu-link-embedded=false",
             "--iree-llvmcpu-link-static", f"--iree-llvmcpu-static-library-output-path={object_path}",
             "--iree-llvmcpu-stack-allocation-limit=4096",
             f"--iree-hal-dump-executable-intermediates-to={dump_dir}", "--compile-to=hal"]

@@ -22,27 +22,6 @@ BOARDS = {"cortex-m4": "mps2-an386", "cortex-m7": "mps2-an500"}
 STEPS = 4
 
 
-def _conv_net():
-    import torch
-
-    torch.manual_seed(0)
-
-    class Net(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.c1 = torch.nn.Conv2d(1, 4, 3, stride=2, padding=1)   # frozen: flash constant
-            self.c2 = torch.nn.Conv2d(4, 8, 3, padding=1)
-            self.fc = torch.nn.Linear(8, 10)
-
-        def forward(self, x):
-            x = torch.relu(self.c1(x))
-            x = torch.relu(self.c2(x))
-            return self.fc(x.mean(dim=(2, 3)))
-
-    x = torch.randn(1, 8, 8, 1)
-    return models.torch_train_mlir(Net(), x, 10, 0.05, ["c2.weight", "c2.bias", "fc.weight", "fc.bias"])
-
-
 @pytest.fixture(scope="module")
 def programs():
     """name -> (linalg text, initial params, train xs, labels)."""
@@ -50,7 +29,7 @@ def programs():
     sgd = models.sgd_linear_mlir(16, 4, 0.05)
     sgd_params = [rng.standard_normal((16, 4)).astype(np.float32) * 0.3, np.zeros(4, np.float32)]
     sgd_xs = rng.standard_normal((STEPS, 1, 16)).astype(np.float32)
-    conv, conv_params = _conv_net()
+    conv, conv_params = models.conv_train_mlir()
     conv_xs = rng.standard_normal((STEPS, 1, 8, 8, 1)).astype(np.float32)
     return {"sgd": (sgd, sgd_params, sgd_xs, list(rng.integers(0, 4, STEPS))),
             "conv": (conv, conv_params, conv_xs, list(rng.integers(0, 10, STEPS)))}
