@@ -49,13 +49,15 @@ class Firmware:
     state: list
     state_bytes: int
     module: StaticModule | None = None
+    input_dtype: str = "float32"
     text: int = 0
     data: int = 0
     bss: int = 0
 
     def save_manifest(self) -> Path:
         path = self.project_dir / "firmware.json"
-        keys = ("board", "sram_kb", "stack_bytes", "state", "state_bytes", "text", "data", "bss")
+        keys = ("board", "sram_kb", "stack_bytes", "state", "state_bytes", "input_dtype", "text",
+                "data", "bss")
         meta = {k: getattr(self, k) for k in keys}
         meta["elf"] = str(self.elf.relative_to(self.project_dir))
         path.write_text(json.dumps(meta, indent=2) + "\n")
@@ -132,9 +134,9 @@ def build_firmware(module: StaticModule, out_dir, *, board: str = "mps2-an386", 
         if proc.returncode != 0:
             raise FirmwareBuildError(f"{' '.join(cmd[:2])} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     elf = build / "firmware.elf"
-    state = [{"offset": sl.offset, "length": sl.length, "shape": list(sl.shape)}
-             for sl in schedule_c.plan_state(module.schedule, "train_step")]
-    fw = Firmware(elf, proj, board, sram_kb, stack_bytes, state, module.state_bytes, module)
+    state = _state_layout(module)
+    fw = Firmware(elf, proj, board, sram_kb, stack_bytes, state, module.state_bytes, module,
+                  _input_dtype(module))
     out = subprocess.run(["arm-none-eabi-size", "-A", str(elf)], capture_output=True, text=True,
                          check=True).stdout
     sec = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\.\w+)\s+(\d+)", out, re.M)}
@@ -145,13 +147,30 @@ def build_firmware(module: StaticModule, out_dir, *, board: str = "mps2-an386", 
 
 # ---- host files for the harness ------------------------------------------------------------
 
+_NP_DTYPE = {"f32": "float32", "i32": "int32", "i8": "int8", "ui8": "uint8", "f16": "float16",
+             "i16": "int16", "i64": "int64", "f64": "float64"}
+
+
+def _state_layout(module: StaticModule) -> list:
+    fn = module.schedule.function("train_step") if "train_step" in module.functions else None
+    return [{"offset": sl.offset, "length": sl.length, "shape": list(sl.shape),
+             "dtype": _NP_DTYPE[fn.inputs[sl.index].dtype]}
+            for sl in schedule_c.plan_state(module.schedule, "train_step")]
+
+
+def _input_dtype(module: StaticModule) -> str:
+    if "train_step" in module.functions:
+        return _NP_DTYPE[module.functions["train_step"]["inputs"][-2]["dtype"]]
+    return _NP_DTYPE[module.functions["predict"]["inputs"][-1]["dtype"]]
+
+
 def pack_state(fw: Firmware, params: list) -> bytes:
     """Trained parameters in the arena's state layout (each 64-byte aligned)."""
     if len(params) != len(fw.state):
         raise ValueError(f"{len(params)} parameters given, the model trains {len(fw.state)}")
     buf = bytearray(fw.state_bytes)
     for i, (s, p) in enumerate(zip(fw.state, params)):
-        raw = np.ascontiguousarray(p, dtype=np.float32).tobytes()
+        raw = np.ascontiguousarray(p, dtype=s["dtype"]).tobytes()
         if len(raw) != s["length"]:
             raise ValueError(f"parameter {i}: {len(raw)} bytes, expected {s['length']}")
         buf[s["offset"]:s["offset"] + s["length"]] = raw
@@ -159,15 +178,15 @@ def pack_state(fw: Firmware, params: list) -> bytes:
 
 
 def unpack_state(fw: Firmware, raw: bytes) -> list:
-    return [np.frombuffer(raw[s["offset"]:s["offset"] + s["length"]], dtype=np.float32)
+    return [np.frombuffer(raw[s["offset"]:s["offset"] + s["length"]], dtype=s["dtype"])
             .reshape(s["shape"]).copy() for s in fw.state]
 
 
-def pack_samples(xs, labels) -> bytes:
-    """Records of (f32 input, i32 label) for tt_train.bin / tt_eval.bin."""
+def pack_samples(xs, labels, input_dtype: str = "float32") -> bytes:
+    """Records of (input, i32 label) for tt_train.bin / tt_eval.bin."""
     out = bytearray()
     for x, y in zip(xs, labels):
-        out += np.ascontiguousarray(x, dtype=np.float32).tobytes()
+        out += np.ascontiguousarray(x, dtype=input_dtype).tobytes()
         out += np.int32(y).tobytes()
     return bytes(out)
 
@@ -179,9 +198,9 @@ def _prepare(fw: Firmware, wd: Path, train, evaluate, params) -> None:
     if params is not None:
         (wd / "tt_params.bin").write_bytes(pack_state(fw, params))
     if train is not None:
-        (wd / "tt_train.bin").write_bytes(pack_samples(*train))
+        (wd / "tt_train.bin").write_bytes(pack_samples(*train, fw.input_dtype))
     if evaluate is not None:
-        (wd / "tt_eval.bin").write_bytes(pack_samples(*evaluate))
+        (wd / "tt_eval.bin").write_bytes(pack_samples(*evaluate, fw.input_dtype))
 
 
 def _parse(fw: Firmware, wd: Path, returncode: int, output: str) -> QemuResult:
@@ -252,9 +271,8 @@ def build_host(module: StaticModule, out_dir, *, sanitize: bool = True) -> Firmw
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise FirmwareBuildError(f"host build failed:\n{proc.stderr[-3000:]}")
-    state = [{"offset": sl.offset, "length": sl.length, "shape": list(sl.shape)}
-             for sl in schedule_c.plan_state(module.schedule, "train_step")]
-    return Firmware(exe, out, "host", 0, 0, state, module.state_bytes, module)
+    state = _state_layout(module)
+    return Firmware(exe, out, "host", 0, 0, state, module.state_bytes, module, _input_dtype(module))
 
 
 TARGET_BOARD = {b["target"]: name for name, b in BOARDS.items()}
