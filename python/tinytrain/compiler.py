@@ -134,27 +134,29 @@ class CompiledModel:
                              "the model's output")
         return y.astype(np.int32)
 
-    def _args(self) -> list[np.ndarray]:
+    def program_params(self) -> list[np.ndarray]:
+        """Trainable parameters in program layout (HWIO conv weights) and argument order: what a
+        compiled step (host `.vmfb` or Cortex-M firmware) takes and returns."""
         return [self._values[k] for k in self.trainable]
 
     # -- public API ------------------------------------------------------------------------------
     def train_step(self, x, labels) -> float:
         """One SGD step on a batch (NCHW images, integer labels); returns the loss before it."""
-        out = self._host.call("train_step", *self._args(), self._input(x), self._labels(labels))
+        out = self._host.call("train_step", *self.program_params(), self._input(x), self._labels(labels))
         for k, v in zip(self.trainable, out[:-1]):
             self._values[k] = v
         return float(out[-1])
 
     def predict(self, x) -> np.ndarray:
         """Logits [N, classes] for a batch of NCHW images."""
-        return self._host.call("predict", *self._args(), self._input(x))[0]
+        return self._host.call("predict", *self.program_params(), self._input(x))[0]
 
     def gradients(self, x, labels) -> tuple[dict[str, np.ndarray], float]:
         """Gradients (PyTorch layout) of the mean loss w.r.t. every trainable parameter, and the
         loss; needs `compile(..., gradients=True)`."""
         if "func.func @gradients" not in self.stages["autodiff"]:
             raise RuntimeError("compile the model with gradients=True to call gradients()")
-        out = self._host.call("gradients", *self._args(), self._input(x), self._labels(labels))
+        out = self._host.call("gradients", *self.program_params(), self._input(x), self._labels(labels))
         grads = {k: to_torch_layout(v, self.layouts[k]) for k, v in zip(self.trainable, out[:-1])}
         return grads, float(out[-1])
 

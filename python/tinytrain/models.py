@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-__all__ = ["mobilenet_v2", "small_cnn", "InvertedResidual", "MobileNetV2"]
+__all__ = ["mobilenet_v2", "small_cnn", "ds_cnn", "InvertedResidual", "MobileNetV2"]
 
 
 def _make_divisible(v: float, divisor: int = 8) -> int:
@@ -86,4 +86,19 @@ def small_cnn(num_classes: int = 10, in_channels: int = 1, width: int = 8) -> nn
         nn.Conv2d(width, width, 3, 2, 1, groups=width), nn.BatchNorm2d(width), nn.ReLU6(),
         nn.Conv2d(width, 2 * width, 1), nn.ReLU(),
         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2 * width, num_classes),
+    )
+
+
+def ds_cnn(num_classes: int = 10, in_channels: int = 1, width: int = 16) -> nn.Sequential:
+    """A depthwise-separable CNN sized for a 256 KB microcontroller at 28x28 (the demo model):
+    3x3 conv, then two stride-2 (depthwise 3x3, pointwise 1x1) blocks, global pool, linear."""
+
+    def ds(cin, cout):
+        return [nn.Conv2d(cin, cin, 3, 2, 1, groups=cin, bias=False), nn.BatchNorm2d(cin), nn.ReLU6(),
+                nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU6()]
+
+    return nn.Sequential(
+        nn.Conv2d(in_channels, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU6(),
+        *ds(width, 2 * width), *ds(2 * width, 4 * width),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4 * width, num_classes),
     )
