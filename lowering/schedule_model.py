@@ -1,0 +1,135 @@
+"""Data model of a static schedule (see hal2c.py): memory objects, buffers, commands, I/O.
+
+An :class:`Alloc` is one memory object: a function argument, a flash constant (``pool``) or an
+arena allocation with a lifetime ``[start, end]`` on the interpreter's clock. :class:`Buf` is a
+byte range of one. A :class:`Schedule` holds every function's commands (fill, copy, dispatch) in
+program order, the constant pool bytes and the packed arena size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+ALIGN = 64
+
+
+class Unsupported(Exception):
+    """The HAL program cannot be turned into a static schedule."""
+
+
+def _align(n: int, a: int = ALIGN) -> int:
+    return (n + a - 1) // a * a
+
+
+@dataclass(eq=False)
+class Alloc:
+    """One memory object: ``kind`` is ``arena``, ``pool`` (flash constant) or ``arg``."""
+
+    kind: str
+    size: int
+    scope: str
+    name: str = ""
+    arg: int = -1
+    data: bytes | None = None
+    start: int = 0
+    end: int | None = None
+    persistent: bool = False
+    offset: int = -1
+    written_by_dispatch: bool = False
+    content: bytearray | None = None
+
+
+@dataclass(frozen=True)
+class Buf:
+    alloc: Alloc
+    offset: int
+    length: int
+
+
+@dataclass
+class View:
+    buf: Buf
+    shape: tuple
+    dtype: str
+
+
+@dataclass
+class CommandBuffer:
+    entries: list = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Token:
+    """Opaque host object (device, allocator, fence, executable, file)."""
+
+    what: str
+    payload: object = None
+
+
+NULL = Token("null")
+UNKNOWN = Token("unknown")
+
+
+@dataclass
+class Command:
+    op: str                      # "fill" | "copy" | "dispatch"
+    time: int
+    refs: list                   # list[Buf]: fill target | copy src, dst | dispatch bindings
+    length: int = 0
+    pattern: int = 0
+    pattern_length: int = 0
+    export: str = ""
+    workgroups: tuple = (1, 1, 1)
+    constants: tuple = ()
+
+
+@dataclass
+class IODesc:
+    shape: tuple
+    dtype: str
+    length: int
+    buf: Buf | None = None       # outputs: where the result lives
+    tied_input: int = -1         # outputs: index of the argument it is written into
+
+
+@dataclass
+class Function:
+    name: str
+    inputs: list
+    outputs: list
+    commands: list
+
+
+@dataclass
+class Schedule:
+    library: str
+    functions: list              # list[Function]; "__init" first when it has commands
+    pool: bytes
+    arena_size: int
+    persistent_size: int
+    allocs: list
+
+    def function(self, name: str) -> Function:
+        for f in self.functions:
+            if f.name == name:
+                return f
+        raise KeyError(name)
+
+    @property
+    def exports(self) -> list:
+        names = []
+        for f in self.functions:
+            for c in f.commands:
+                if c.op == "dispatch" and c.export not in names:
+                    names.append(c.export)
+        return names
+
+
+_DTYPE_SIZE = {"f32": 4, "i32": 4, "f16": 2, "i16": 2, "i8": 1, "ui8": 1, "i1": 1, "f64": 8,
+               "i64": 8, "si8": 1, "si32": 4, "ui32": 4}
+
+
+def _dtype_size(dtype: str) -> int:
+    if dtype not in _DTYPE_SIZE:
+        raise Unsupported(f"element type {dtype} not supported on the device")
+    return _DTYPE_SIZE[dtype]
