@@ -14,6 +14,7 @@ torch-mlir. Frozen layers become constants inside the module (flash on the devic
 from __future__ import annotations
 
 import re
+import warnings
 
 import numpy as np
 
@@ -124,9 +125,12 @@ def torch_train_mlir(model, example_x, classes: int, lr: float, trainable: list[
         return (*[p[k] - lr * grads[k] for k in trainable], loss)
 
     label = torch.zeros(1, dtype=torch.int32)
-    gm = make_fx(step)(*init, example_x, label)
-    module = fx.export_and_import(gm, *init, example_x, label, output_type="linalg-on-tensors",
-                                  func_name=func_name)
+    with warnings.catch_warnings():
+        # torch 2.13's export still calls its own deprecated LeafSpec check.
+        warnings.filterwarnings("ignore", message=".*LeafSpec.*", category=FutureWarning)
+        gm = make_fx(step)(*init, example_x, label)
+        module = fx.export_and_import(gm, *init, example_x, label,
+                                      output_type="linalg-on-tensors", func_name=func_name)
     text = tie_outputs(str(module), func_name, len(trainable))
     return text, [t.numpy().astype(np.float32) for t in init]
 
