@@ -145,3 +145,24 @@ def test_direct_and_memoized_command_buffers_give_the_same_schedule(programs, tm
     hal_a, hal_b = default.hal_path.read_text(), direct.hal_path.read_text()
     assert "execute.indirect" in hal_a and "execute.indirect" not in hal_b
     assert default.c_path.read_text() == direct.c_path.read_text()
+
+
+def test_firmware_project_is_self_contained(programs, tmp_path):
+    """The generated project (sources, kernel object, vendored runtime, toolchain file) builds
+    after being moved away from the repository."""
+    import shutil
+    import subprocess
+
+    text, params, _, _ = programs["sgd"]
+    fw = firmware.compile_firmware(text, tmp_path / "b", target="cortex-m7", params=params,
+                                   prefix="sgd")
+    moved = tmp_path / "moved"
+    shutil.copytree(fw.project_dir, moved, ignore=shutil.ignore_patterns("build", "run"))
+    shutil.rmtree(fw.project_dir)
+    for cmd in (["cmake", "-S", str(moved), "-B", str(moved / "build"),
+                 "-DCMAKE_TOOLCHAIN_FILE=tt_runtime/toolchains/arm-none-eabi.cmake"],
+                ["cmake", "--build", str(moved / "build")]):
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=moved)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (moved / "build" / "firmware.elf").exists()
+    assert "cortex-m7" in (moved / "tt_runtime" / "boards" / "mps2_an500" / "board.cmake").read_text()
