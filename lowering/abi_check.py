@@ -78,8 +78,14 @@ def check_library(dump_dir: Path, library: str) -> list:
                   r"entry:\s*%2 = icmp eq i32 %0, (\d+)", text)
     if q is None or int(q.group(1)) != ABI_VERSION:
         raise AbiMismatch(f"{library}_library_query does not accept exactly version {ABI_VERSION}")
-    if re.search(r"@" + re.escape(library) + r"_library_query_v0_imports?\b.*\[[1-9]", text):
-        raise AbiMismatch(f"library {library} imports host functions; the runtime has none")
+    lib = re.search(r"^@" + re.escape(library) + r"_library_query_v0 = private constant "
+                    r"%iree_hal_executable_library_v0_t \{(.*)\}$", text, re.M)
+    if lib is None:
+        raise AbiMismatch(f"library {library} has no v0 library descriptor")
+    if "%iree_hal_executable_import_table_v0_t zeroinitializer" not in lib.group(1):
+        raise AbiMismatch(f"library {library} imports host functions; the runtime provides none")
+    if "%iree_hal_executable_constant_table_v0_t zeroinitializer" not in lib.group(1):
+        raise AbiMismatch(f"library {library} needs executable constants; the runtime passes none")
 
     strings = {m.group(1): m.group(2) for m in
                re.finditer(r'^@(\d+) = private constant \[\d+ x i8\] c"([^"]*)\\00"', text, re.M)}

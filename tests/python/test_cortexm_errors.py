@@ -97,3 +97,11 @@ def test_abi_check_rejects_another_version(sgd_dump, tmp_path):
     bad = _mutated(exe, tmp_path / "exe", "icmp eq i32 %0, 6", "icmp eq i32 %0, 8")
     with pytest.raises(abi_check.AbiMismatch, match="exactly version 6"):
         abi_check.check_library(bad, lib)
+
+
+def test_abi_check_rejects_a_library_with_imports(sgd_dump, tmp_path):
+    exe, lib = sgd_dump
+    bad = _mutated(exe, tmp_path / "exe", "%iree_hal_executable_import_table_v0_t zeroinitializer",
+                   "%iree_hal_executable_import_table_v0_t { i32 1, ptr null }")
+    with pytest.raises(abi_check.AbiMismatch, match="imports host functions"):
+        abi_check.check_library(bad, lib)
