@@ -51,8 +51,9 @@ def test_linker_agrees_with_compiler_plan(big, tmp_path):
     module.check_sram(320 * 1024)
     fw = firmware.build_firmware(module, tmp_path / "fw320", sram_kb=320)
     linked = fw.data + fw.bss + fw.stack_bytes
-    assert abs(linked - module.planned_sram()) <= 0.01 * module.planned_sram(), \
-        (linked, module.planned_sram())
+    # The plan is an upper bound of what the linker checks, tight to a few hundred bytes: no
+    # model the compiler accepts fails to link, and the compiler rejects at most ~0.1% early.
+    assert linked <= module.planned_sram() < linked + 256, (linked, module.planned_sram())
 
 
 def test_measured_peak_sram_matches_plan(big, tmp_path):
