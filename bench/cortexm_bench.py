@@ -50,7 +50,7 @@ def run(steps: int, out: Path, quick: bool) -> list:
     for name, model, shape, trainable, sram_kb in _models(quick):
         t0 = time.time()
         prog = tinytrain.compile(model.eval(), torch.randn(*shape), trainable=trainable, lr=0.01)
-        params = [prog._values[k] for k in prog.trainable]
+        params = prog.program_params()
         rng = np.random.default_rng(0)
         n, c, h, w = shape
         xs = rng.standard_normal((steps, n, h, w, c)).astype(np.float32)

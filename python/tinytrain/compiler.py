@@ -26,7 +26,10 @@ from tinytrain.transforms.autodiff import AutodiffPass
 
 __all__ = ["compile", "CompiledModel", "TARGETS"]
 
-TARGETS = ("host",)
+#: "host": an IREE llvm-cpu `.vmfb` for this machine. "cortex-m4" / "cortex-m7": additionally a
+#: bare-metal firmware project for QEMU's mps2-an386 / mps2-an500 (static IREE kernels, our C
+#: runtime, the SRAM budget enforced at compile time and by the linker).
+TARGETS = ("host", "cortex-m4", "cortex-m7")
 
 
 def _log(verbose: bool, msg: str) -> None:
@@ -36,6 +39,7 @@ def _log(verbose: bool, msg: str) -> None:
 
 def compile(model: torch.nn.Module, example_input: torch.Tensor, *, trainable="all", lr: float = 0.01,
             target: str = "host", gradients: bool = False, dump_ir: str | Path | None = None,
+            sram_kb: int = 256, build_dir: str | Path | None = None,
             verbose: bool = False) -> "CompiledModel":
     """Compile `model` into a training program.
 
@@ -47,13 +51,20 @@ def compile(model: torch.nn.Module, example_input: torch.Tensor, *, trainable="a
         has parameters `<conv>.weight` and `<conv>.bias`). Every other parameter is frozen into
         the program as a constant.
       lr: SGD learning rate.
-      target: "host" (IREE llvm-cpu `.vmfb` for this machine).
+      target: "host" (IREE llvm-cpu `.vmfb` for this machine), or "cortex-m4" / "cortex-m7":
+        the host `.vmfb` (a bit-exact reference on the M4) plus a firmware project built in
+        `build_dir` (`prog.firmware`), run with `prog.run_qemu(...)`.
+      sram_kb: SRAM budget of the Cortex-M targets (256 by default; the STM32F746 has 320).
+      build_dir: where the firmware project goes (default: a new temporary folder).
       gradients: also compile `@gradients` (the backward pass without the update).
       dump_ir: directory to write each stage's MLIR to.
       verbose: print progress (stage and time) to stderr.
     """
     if target not in TARGETS:
         raise ValueError(f"unknown target '{target}'; supported targets: {', '.join(TARGETS)}")
+    if target != "host" and tuple(example_input.shape[:1]) != (1,):
+        raise ValueError(f"target '{target}' trains with batch size 1 (as the paper); the example "
+                         f"input has batch {example_input.shape[0]}")
     if not (isinstance(lr, (int, float)) and lr > 0):
         raise ValueError(f"lr must be a positive number, got {lr!r}")
     stages: dict[str, str] = {}
@@ -76,9 +87,30 @@ def compile(model: torch.nn.Module, example_input: torch.Tensor, *, trainable="a
         _write_stages(Path(dump_ir), stages)
     _log(verbose, f"iree-compile (llvm-cpu, host) ... {time.time() - t0:.1f}s so far")
     vmfb = compile_host(linalg)
-    _log(verbose, f"done in {time.time() - t0:.1f}s")
     train_names = _train_order(ad)
-    return CompiledModel(imported, train_names, lr, stages, vmfb)
+    prog = CompiledModel(imported, train_names, lr, stages, vmfb)
+    if target != "host":
+        _log(verbose, f"iree-compile ({target}, static library) + firmware build "
+                      f"... {time.time() - t0:.1f}s so far")
+        prog.firmware = _build_firmware(prog, target, sram_kb, build_dir)
+    _log(verbose, f"done in {time.time() - t0:.1f}s")
+    return prog
+
+
+def _build_firmware(prog: "CompiledModel", target: str, sram_kb: int, build_dir):
+    import tempfile
+
+    from tinytrain.lowering.firmware import FirmwareBuildError, compile_firmware
+    from tinytrain.lowering.iree_static import SramBudgetError
+
+    out = Path(build_dir) if build_dir is not None else Path(tempfile.mkdtemp(prefix="tinytrain-"))
+    try:
+        return compile_firmware(prog.stages["linalg"], out, target=target,
+                                params=prog.program_params(), sram_kb=sram_kb)
+    except SramBudgetError as e:
+        raise CompileError(str(e), stage="memory-plan") from None
+    except FirmwareBuildError as e:
+        raise CompileError(f"firmware build failed:\n{e}", stage="firmware") from None
 
 
 def _train_order(module) -> list[str]:
@@ -107,6 +139,45 @@ class CompiledModel:
         self._values = {k: imported.params[k].copy() for k in self.trainable}
         self._frozen = {k: v for k, v in imported.params.items() if k not in self._values}
         self._host = HostModule(vmfb)
+        self.firmware = None  # set for the Cortex-M targets
+
+    def run_qemu(self, train=None, evaluate=None, *, workdir=None, timeout: float = 600.0,
+                 from_current: bool = False):
+        """Run the firmware in QEMU: train on `train = (images NCHW, labels)` one sample per step,
+        and measure accuracy on `evaluate` before and after. Returns the QemuResult (`.steps`
+        losses and SysTick ticks, `.evals`, `.mem` with the measured peak SRAM, `.trace`).
+        `from_current` starts from this object's current parameters instead of the compiled ones.
+        """
+        from tinytrain.lowering.firmware import run_qemu
+
+        if self.firmware is None:
+            raise RuntimeError("compile with target='cortex-m4' or 'cortex-m7' to get a firmware")
+
+        def samples(pair):
+            if pair is None:
+                return None
+            xs, ys = pair
+            xs = xs.detach().cpu().numpy() if isinstance(xs, torch.Tensor) else np.asarray(xs)
+            ys = self._labels_any(ys)
+            if xs.shape[1:] != self.input_shape[1:]:
+                raise ValueError(f"images must be [K, {', '.join(map(str, self.input_shape[1:]))}], "
+                                 f"got {list(xs.shape)}")
+            nhwc = np.ascontiguousarray(xs.astype(np.float32).transpose(0, 2, 3, 1))
+            return [nhwc[i:i + 1] for i in range(len(nhwc))], [int(v) for v in ys]
+
+        wd = Path(workdir) if workdir is not None else self.firmware.project_dir / "run"
+        params = self.program_params() if from_current else None
+        return run_qemu(self.firmware, wd, train=samples(train), evaluate=samples(evaluate),
+                        params=params, timeout=timeout)
+
+    def _labels_any(self, labels) -> np.ndarray:
+        y = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
+        y = y.reshape(-1)
+        bad = [int(v) for v in y if v < 0 or v >= self.num_classes]
+        if bad:
+            raise ValueError(f"label {bad[0]} is outside the class range [0, {self.num_classes}) of "
+                             "the model's output")
+        return y.astype(np.int32)
 
     # -- data conversion -------------------------------------------------------------------------
     @property
@@ -128,11 +199,7 @@ class CompiledModel:
         n = self.input_shape[0]
         if y.shape[0] != n or not np.issubdtype(y.dtype, np.integer):
             raise ValueError(f"labels must be {n} integer class indices, got {y.dtype} {y.shape}")
-        bad = [int(v) for v in y if v < 0 or v >= self.num_classes]
-        if bad:
-            raise ValueError(f"label {bad[0]} is outside the class range [0, {self.num_classes}) of "
-                             "the model's output")
-        return y.astype(np.int32)
+        return self._labels_any(y)
 
     def program_params(self) -> list[np.ndarray]:
         """Trainable parameters in program layout (HWIO conv weights) and argument order: what a

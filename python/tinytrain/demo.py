@@ -93,22 +93,17 @@ def host(model, Xd, Yd, Xt, Yt, lr: float) -> None:
 
 
 def device(model, Xd, Yd, Xt, Yt, lr: float, out: Path, steps: int) -> int:
-    from tinytrain.lowering.firmware import compile_firmware, run_qemu
-    from tinytrain.lowering.iree_static import SramBudgetError
-
     t = time.time()
-    prog = tinytrain.compile(model, torch.zeros(1, 1, 28, 28), trainable=TRAINABLE, lr=lr)
     try:
-        fw = compile_firmware(prog.stages["linalg"], out / "cortex-m4", target="cortex-m4",
-                              params=prog.program_params(), sram_kb=256)
-    except SramBudgetError as e:
+        prog = tinytrain.compile(model, torch.zeros(1, 1, 28, 28), trainable=TRAINABLE, lr=lr,
+                                 target="cortex-m4", sram_kb=256, build_dir=out / "cortex-m4")
+    except tinytrain.CompileError as e:
         say(f"error: {e}")
         return 1
-    say(f"[4/4] compiled for Cortex-M4 (mps2-an386, 256 KB SRAM): flash {fw.text + fw.data} B, "
-        f"{time.time() - t:.1f}s; training {steps} steps in QEMU ...")
-    nhwc = lambda X: [x.transpose(1, 2, 0) for x in X]  # noqa: E731
-    res = run_qemu(fw, out / "cortex-m4" / "run", train=(nhwc(Xd[:steps]), [int(v) for v in Yd[:steps]]),
-                   evaluate=(nhwc(Xt), [int(v) for v in Yt]), timeout=1800)
+    fw = prog.firmware
+    say(f"[4/4] compiled for Cortex-M4 (mps2-an386, 256 KB SRAM): firmware {fw.elf} "
+        f"(flash {fw.text + fw.data} B), {time.time() - t:.1f}s; training {steps} steps in QEMU ...")
+    res = prog.run_qemu(train=(Xd[:steps], Yd[:steps]), evaluate=(Xt, Yt), timeout=1800)
     if res.returncode != 0 or not res.steps:
         say(res.output[-2000:])
         say(f"error: the firmware failed (exit {res.returncode})")
@@ -118,10 +113,12 @@ def device(model, Xd, Yd, Xt, Yt, lr: float, out: Path, steps: int) -> int:
         say(f"      device step {i:5d}: mean loss of the last 100 = {np.mean(losses[i - 100:i]):.4f}")
     (cb, tb), (ca, ta) = res.evals["before"], res.evals["after"]
     mem = res.mem
-    say(f"      device: test accuracy {cb / tb:.1%} -> {ca / ta:.1%} on {ta} test images")
+    ticks = np.median([t for _, t in res.steps])
+    say(f"      device: test accuracy {cb / tb:.1%} -> {ca / ta:.1%} on {ta} test images; "
+        f"{ticks * res.instructions_per_tick / 1e6:.2f}M instructions per step")
     say(f"      peak SRAM {mem.get('sram_peak', 0) / 1024:.1f} KB of {mem.get('ram_total', 0) / 1024:.0f} KB "
         f"(static {(mem.get('data', 0) + mem.get('bss', 0)) / 1024:.1f} KB, stack peak "
-        f"{mem.get('stack_peak', 0) / 1024:.1f} KB)")
+        f"{mem.get('stack_peak', 0) / 1024:.1f} KB), measured by stack painting in the firmware")
     return 0
 
 

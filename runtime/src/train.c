@@ -37,6 +37,24 @@ static tt_status_t tt_bind_args(tt_model_t* model, const tt_function_t* fn,
 
 #define TT_MAX_ARGS_ 64u
 
+/* Labels must be class indices of the model's output: checked against predict's logits
+ * [N, K] before any kernel runs (a label out of range would silently train on garbage). */
+static tt_status_t tt_check_labels(const tt_model_desc_t* desc, const tt_function_t* fn,
+                                   const void* label) {
+  const tt_io_t* lab = &fn->inputs[fn->input_count - 1u];
+  if (desc->predict_function < 0 || lab->dtype != TT_DTYPE_I32) return TT_OK;
+  const tt_function_t* pf = &desc->functions[desc->predict_function];
+  if (pf->output_count < 1u || pf->outputs[0].rank < 1u) return TT_OK;
+  const uint32_t classes = pf->outputs[0].shape[pf->outputs[0].rank - 1u];
+  const uint32_t count = lab->ref.length / (uint32_t)sizeof(int32_t);
+  for (uint32_t i = 0; i < count; ++i) {
+    int32_t v;
+    memcpy(&v, (const uint8_t*)label + i * sizeof(int32_t), sizeof v);
+    if (v < 0 || (uint32_t)v >= classes) return TT_ERR_ARG;
+  }
+  return TT_OK;
+}
+
 tt_status_t tt_train_step(tt_model_t* model, const void* input, const void* label,
                           float* out_loss) {
   if (out_loss != NULL) *out_loss = 0.0f;
@@ -46,6 +64,8 @@ tt_status_t tt_train_step(tt_model_t* model, const void* input, const void* labe
   const tt_model_desc_t* desc = model->desc;
   if (desc->train_function < 0) return TT_ERR_UNSUPPORTED;
   const tt_function_t* fn = &desc->functions[desc->train_function];
+  if (fn->input_count < 2u) return TT_ERR_INTERNAL;
+  TT_RETURN_IF_ERROR(tt_check_labels(desc, fn, label));
   const void* extra[2] = {input, label};
   const void* args[TT_MAX_ARGS_];
   TT_RETURN_IF_ERROR(tt_bind_args(model, fn, extra, 2u, args, TT_MAX_ARGS_));

@@ -56,3 +56,20 @@ def test_cli_missing_model_definition(tmp_path):
     (tmp_path / "empty.py").write_text("x = 1\n")
     p = run([str(BIN / "tinytrain"), "compile", str(tmp_path / "empty.py"), "-o", str(tmp_path / "o")])
     assert p.returncode != 0 and "defines no 'model'" in p.stderr
+
+
+def test_cli_cortex_m4_firmware_and_run_qemu(tmp_path):
+    (tmp_path / "model.py").write_text(MODEL_PY.replace("28, 28", "12, 12").replace(
+        "small_cnn(num_classes=10, in_channels=1)", "small_cnn(num_classes=10, in_channels=1, width=4)"))
+    out = tmp_path / "out"
+    p = run([str(BIN / "tinytrain"), "compile", str(tmp_path / "model.py"), "-o", str(out),
+             "--target", "cortex-m4"])
+    assert p.returncode == 0, p.stderr
+    fw = out / "cortex-m4" / "firmware"
+    assert (fw / "CMakeLists.txt").exists() and "tinytrain run-qemu" in p.stdout
+    rng = np.random.RandomState(0)
+    np.savez(tmp_path / "train.npz", x=rng.randn(3, 1, 12, 12, 1).astype(np.float32), y=np.array([1, 2, 3]))
+    r = run([str(BIN / "tinytrain"), "run-qemu", str(fw), "--train", str(tmp_path / "train.npz")])
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert len(re.findall(r"^STEP \d+ loss_bits=", r.stdout, re.M)) == 3
+    assert re.search(r"^MEM .*sram_peak=\d+", r.stdout, re.M)

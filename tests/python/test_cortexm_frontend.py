@@ -31,7 +31,7 @@ def program():
     prog = tinytrain.compile(small_cnn().eval(), torch.randn(1, 1, 16, 16),
                              trainable=["3.weight", "3.bias", "6.weight", "6.bias", "10.weight",
                                         "10.bias"], lr=0.05)
-    params = [prog._values[k].copy() for k in prog.trainable]
+    params = [p.copy() for p in prog.program_params()]
     rng = np.random.default_rng(5)
     xs = rng.standard_normal((STEPS, 1, 16, 16, 1)).astype(np.float32)
     ys = [int(v) for v in rng.integers(0, 10, STEPS)]
@@ -87,7 +87,7 @@ def test_fashion_mnist_300_steps_stay_bit_exact_on_m4(tmp_path):
 
     torch.manual_seed(0)
     prog = tinytrain.compile(small_cnn().eval(), torch.randn(1, 1, 28, 28), trainable="all", lr=0.05)
-    params = [prog._values[k].copy() for k in prog.trainable]
+    params = [p.copy() for p in prog.program_params()]
     xs, ys = _fashion("train", 300)
     ex, ey = _fashion("test", 50)
     text = prog.stages["linalg"]
@@ -134,7 +134,7 @@ def mobilenet():
     torch.manual_seed(0)
     prog = tinytrain.compile(mobilenet_v2(0.35).eval(), torch.randn(1, 3, 64, 64),
                              trainable=["classifier.weight", "classifier.bias"], lr=0.01)
-    params = [prog._values[k].copy() for k in prog.trainable]
+    params = [p.copy() for p in prog.program_params()]
     rng = np.random.default_rng(11)
     xs = rng.standard_normal((2, 1, 64, 64, 3)).astype(np.float32)
     ys = [3, 8]

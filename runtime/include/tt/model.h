@@ -143,7 +143,9 @@ const void* tt_model_output(const tt_model_t* model, int function, int index,
 void* tt_model_param(tt_model_t* model, int index, size_t* out_bytes);
 
 /** One SGD step on one sample: train_step(params (in the arena), input, label) -> loss.
- *  `input` and `label` must be 64-byte aligned. `out_loss` is set to the step's loss. */
+ *  `input` and `label` must be 64-byte aligned. `out_loss` is set to the step's loss.
+ *  Returns TT_ERR_ARG, before any kernel runs, if a label is outside [0, classes) of predict's
+ *  logits. */
 tt_status_t tt_train_step(tt_model_t* model, const void* input, const void* label,
                           float* out_loss);
 
