@@ -7,7 +7,6 @@ that its diagnostics reach the user verbatim; the module runs on IREE's `local-s
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys

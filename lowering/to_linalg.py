@@ -86,7 +86,6 @@ class _B:
         ren = {f"%a{i}": f"%{tag}_a{i}" for i in range(len(ins))}
         ren["%acc"] = f"%{tag}_acc"
         ren["%res"] = f"%{tag}_res"
-        ren["%t"] = f"%{tag}_t"
 
         def sub(line: str) -> str:
             return re.sub(r"%(a\d+|acc|res|t\d*)\b", lambda m: ren.get(m.group(0), f"%{tag}_{m.group(1)}"), line)
@@ -108,9 +107,9 @@ class _B:
         em.raw(f"}} -> {out_t}{(' ' + loc) if loc else ''}")
         return em.declare(n, out_t)
 
-    def ew(self, ins: list[str], body: list[str], loc: str = "", shape=None) -> str:
+    def ew(self, ins: list[str], body: list[str], loc: str = "") -> str:
         """Elementwise op over tensors of one shape."""
-        shape = shape if shape is not None else shape_from(self.em.types[ins[0]])
+        shape = shape_from(self.em.types[ins[0]])
         r = len(shape)
         out = self.empty(shape)
         return self.generic(ins, out, [_ident(r)] * (len(ins) + 1), ["parallel"] * r, body, loc)
@@ -386,9 +385,9 @@ def _transpose(b, op, ins, loc):
     return b.em.declare(n, ty)
 
 
-def _lse_parts(b: _B, z: str, lab: str):
-    """Row max m[n], sum exp(z - m) s[n] and the label's logit p[n]."""
-    n, k = shape_from(b.em.types[z])
+def _lse_parts(b: _B, z: str):
+    """Row max `m[n]` and `s[n] = sum_k exp(z[n, k] - m[n])`."""
+    n, _ = shape_from(b.em.types[z])
     m = b.generic([z], b.full([n], -np.inf), [_ident(2), _amap(2, ["d0"])], ["parallel", "reduction"],
                   ["%res = arith.maximumf %acc, %a0 : f32"])
     s = b.generic([z, m], b.full([n]), [_ident(2), _amap(2, ["d0"]), _amap(2, ["d0"])],
@@ -407,7 +406,7 @@ def _label_is(dim: str = "1") -> list[str]:
 def _softmax_cross_entropy(b, op, ins, loc):
     z, lab = ins
     n, k = shape_from(b.em.types[z])
-    m, s = _lse_parts(b, z, lab)
+    m, s = _lse_parts(b, z)
     zero = b.cst(0.0)
     picked = b.generic([z, lab], b.full([n]), [_ident(2), _amap(2, ["d0"]), _amap(2, ["d0"])],
                        ["parallel", "reduction"],
@@ -424,7 +423,7 @@ def _softmax_cross_entropy(b, op, ins, loc):
 def _softmax_cross_entropy_grad(b, op, ins, loc):
     z, lab = ins
     n, k = shape_from(b.em.types[z])
-    m, s = _lse_parts(b, z, lab)
+    m, s = _lse_parts(b, z)
     one, zero, cnt = b.cst(1.0), b.cst(0.0), b.cst(float(n))
     maps = [_ident(2), _amap(2, ["d0"]), _amap(2, ["d0"]), _amap(2, ["d0"]), _ident(2)]
     return b.generic([z, m, s, lab], b.empty([n, k]), maps, ["parallel", "parallel"],
