@@ -131,7 +131,7 @@ def build_firmware(module: StaticModule, out_dir, *, board: str = "mps2-an386", 
         raise ValueError(f"stack_bytes={stack_bytes}: must be a positive multiple of 1024 (MPU guard)")
     if check_budget:
         module.check_sram(sram_kb * 1024, stack_bytes)
-    proj = Path(out_dir)
+    proj = Path(out_dir).resolve()  # cmake resolves relative paths against other folders
     write_project(module, proj, board=board, sram_kb=sram_kb, stack_bytes=stack_bytes)
     build = proj / "build"
     toolchain = proj / "tt_runtime" / "toolchains" / "arm-none-eabi.cmake"

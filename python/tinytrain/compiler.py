@@ -103,7 +103,7 @@ def _build_firmware(prog: "CompiledModel", target: str, sram_kb: int, build_dir)
     from tinytrain.lowering.firmware import FirmwareBuildError, compile_firmware
     from tinytrain.lowering.iree_static import SramBudgetError
 
-    out = Path(build_dir) if build_dir is not None else Path(tempfile.mkdtemp(prefix="tinytrain-"))
+    out = Path(build_dir).resolve() if build_dir is not None else Path(tempfile.mkdtemp(prefix="tinytrain-"))
     try:
         return compile_firmware(prog.stages["linalg"], out, target=target,
                                 params=prog.program_params(), sram_kb=sram_kb)

@@ -43,6 +43,13 @@ def test_device_refuses_a_label_outside_the_class_range(m4, tmp_path):
         m4.run_qemu(train=(xs, [1, 7]), workdir=tmp_path)
 
 
+def test_relative_build_dir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    prog = tinytrain.compile(small_cnn(num_classes=3, in_channels=1, width=4).eval(), torch.randn(1, 1, 8, 8),
+                             target="cortex-m7", build_dir="rel/m7")
+    assert prog.firmware.elf.is_file() and prog.firmware.elf.is_absolute()
+
+
 def test_device_targets_need_batch_one():
     with pytest.raises(ValueError, match="batch size 1"):
         tinytrain.compile(small_cnn(in_channels=1).eval(), torch.randn(2, 1, 8, 8), target="cortex-m7")
