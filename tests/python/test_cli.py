@@ -73,3 +73,12 @@ def test_cli_cortex_m4_firmware_and_run_qemu(tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     assert len(re.findall(r"^STEP \d+ loss_bits=", r.stdout, re.M)) == 3
     assert re.search(r"^MEM .*sram_peak=\d+", r.stdout, re.M)
+
+
+def test_readme_example_script(tmp_path):
+    """examples/iree_run_module.sh, as the README shows it: three steps, the loss falling."""
+    script = Path(__file__).resolve().parents[2] / "examples" / "iree_run_module.sh"
+    p = run(["bash", str(script), str(tmp_path / "ex")])
+    assert p.returncode == 0, p.stderr
+    losses = [float(v) for v in re.findall(r"^step \d: f32=([-0-9.e]+)$", p.stdout, re.M)]
+    assert len(losses) == 3 and losses[0] > losses[1] > losses[2], p.stdout
