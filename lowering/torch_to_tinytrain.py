@@ -102,8 +102,9 @@ def _check_ops(prog: torch.export.ExportedProgram) -> None:
             continue
         packet = str(node.target).rsplit(".", 1)[0] if str(node.target).startswith("aten.") else str(node.target)
         if packet not in _SUPPORTED_ATEN:
+            frames = re.findall(r'File "([^"]+)", line (\d+)', node.meta.get("stack_trace") or "")
             raise UnsupportedModelError(
-                f"unsupported operator '{packet}'\n  layer: {_layer_of(node)}\n"
+                f"unsupported operator '{packet}'\n  layer: {_layer_of(node)}{_user_frame(frames)}\n"
                 f"  node: {node.name} = {node.target}\n  supported: {SUPPORTED_LAYERS}")
 
 
@@ -204,6 +205,23 @@ def _loc_layer(loc) -> str:
     return m.group(1) if m else str(loc)
 
 
+_TORCH_DIR = str(__import__("pathlib").Path(torch.__file__).parent)
+
+
+def _user_frame(frames) -> str:
+    """`\n  source: file:line` of the innermost frame outside PyTorch itself (where the layer is
+    called), from (file, line) pairs listed outermost first; empty when every frame is PyTorch's
+    (an `nn.Sequential` model: its layer path says where)."""
+    user = [(f, ln) for f, ln in frames if not f.startswith(_TORCH_DIR)]
+    return f"\n  source: {user[-1][0]}:{user[-1][1]}" if user else ""
+
+
+def _loc_source(loc) -> str:
+    # MLIR callsite locations list the innermost frame first.
+    frames = re.findall(r'"([^"]+)":(\d+):\d+', str(loc))[1:]
+    return _user_frame(list(reversed(frames)))
+
+
 def _vt_shape(value) -> list[int] | None:
     m = re.match(r"!torch\.vtensor<\[([^\]]*)\],\s*([^>]+)>", str(value.type))
     if not m:
@@ -238,7 +256,8 @@ class _Converter:
     # -- helpers -------------------------------------------------------------------------------
     def fail(self, op, what: str):
         raise UnsupportedModelError(
-            f"{what}\n  layer: {_loc_layer(op.location)}\n  operator: {op.name}\n"
+            f"{what}\n  layer: {_loc_layer(op.location)}{_loc_source(op.location)}\n"
+            f"  operator: {op.name}\n"
             f"  supported: {SUPPORTED_LAYERS}"
         )
 

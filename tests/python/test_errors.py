@@ -18,12 +18,29 @@ class JustLSTM(nn.Module):
         return self.rnn(x.flatten(2))[0][:, -1]
 
 
+class CustomGrouped(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(4, 8, 3, groups=2)
+
+    def forward(self, x):
+        return self.conv(x).mean(dim=(2, 3))
+
+
+def test_configuration_error_names_the_source_line():
+    with pytest.raises(tinytrain.UnsupportedModelError) as e:
+        tinytrain.compile(CustomGrouped().eval(), torch.randn(1, 4, 8, 8))
+    assert "layer: conv (Conv2d)" in str(e.value)
+    assert f"source: {__file__}:" in str(e.value)
+
+
 def test_unsupported_layer_names_op_layer_and_supported_set():
     with pytest.raises(tinytrain.UnsupportedModelError) as e:
         tinytrain.compile(JustLSTM().eval(), torch.randn(1, 3, 2, 2))
     msg = str(e.value)
     assert "unsupported operator 'aten." in msg  # the first ATen op of the LSTM layer
     assert "layer: rnn (LSTM)" in msg
+    assert f"source: {__file__}:" in msg  # the line of this file that calls the layer
     assert "supported: Conv2d" in msg
 
 
