@@ -75,10 +75,7 @@ def compile(model: torch.nn.Module, example_input: torch.Tensor, *, trainable="a
     if trainable != "all" and not isinstance(trainable, str):
         trainable = list(trainable)
     _log(verbose, "autodiff: building train_step and predict")
-    try:
-        ad = AutodiffPass(trainable=trainable, lr=lr, gradients=gradients).run(imported.module, imported.context)
-    except CompileError as e:
-        raise CompileError(str(e).replace("autodiff: ", ""), stage="autodiff") from None
+    ad = AutodiffPass(trainable=trainable, lr=lr, gradients=gradients).run(imported.module, imported.context)
     stages["autodiff"] = str(ad)
     _log(verbose, "lowering to linalg")
     linalg = lower_to_linalg(ad, imported.params)
