@@ -3,6 +3,7 @@
 #   build/peers/ort     onnxruntime-training-cpu (ORT training needs torch importable, and onnx)
 #   build/peers/tflite  tensorflow-cpu 2.18.1 (the last wheel whose tf.lite.Interpreter has the Flex
 #                       delegate that the training signature needs; 2.19+ cannot run it)
+# Every other package is held to the exact version in bench/peers/<name>.lock.txt (pip -c).
 # Idempotent: a venv whose pins are already satisfied is left alone. Never installs into .venv.
 #   bash bench/peers/setup_peers.sh [ort] [tflite]
 set -euo pipefail
@@ -35,7 +36,7 @@ PYEOF
   echo "[setup_peers] $name: creating $dir"
   [ -x "$dir/bin/python" ] || "$PY" -m venv "$dir"
   echo "[setup_peers] $name: pip install $*  (this can take a few minutes)"
-  "$dir/bin/pip" install -q "$@"
+  "$dir/bin/pip" install -q -c "$ROOT/bench/peers/$name.lock.txt" "$@"
   "$dir/bin/pip" freeze > "$dir/freeze.txt"
   echo "[setup_peers] $name: done ($(wc -l < "$dir/freeze.txt") packages, see $dir/freeze.txt)"
 }
