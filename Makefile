@@ -11,12 +11,14 @@ BUILD := build
 APT_PACKAGES := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm dataset-fashion-mnist cmake
 PYTEST_FLAGS ?= -q
 
-.PHONY: setup apt venv demo test test-python test-lit test-runtime clean help
+.PHONY: setup apt venv demo test test-python test-lit test-runtime bench bench-peers clean help
 
 help:
 	@echo "make demo   - set up, compile the default model, train it (host, then emulated Cortex-M)"
 	@echo "make test   - set up, then run every test suite (pytest, lit, ctest)"
 	@echo "make setup  - apt packages + venv only"
+	@echo "make bench  - benchmarks: host step vs PyTorch eager, Cortex-M instructions per step"
+	@echo "make bench-peers - host step vs PyTorch eager, ORT training, TFLite (own venvs)"
 
 setup: apt venv
 
@@ -57,6 +59,14 @@ test-runtime:
 	  cmake --build $(BUILD)/host -j2 && \
 	  ctest --test-dir $(BUILD)/host --output-on-failure; \
 	else echo "[test-runtime] no runtime yet"; fi
+
+bench: setup
+	$(PY) bench/host_step.py
+	$(PY) bench/cortexm_bench.py
+
+bench-peers: setup
+	bash bench/peers/setup_peers.sh
+	$(PY) bench/peer_step.py
 
 clean:
 	rm -rf $(BUILD) tests/lit/Output
