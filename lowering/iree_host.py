@@ -17,7 +17,7 @@ import numpy as np
 
 from tinytrain.errors import CompileError
 
-__all__ = ["HOST_FLAGS", "iree_tool", "compile_host", "HostModule"]
+__all__ = ["HOST_FLAGS", "iree_tool", "compile_host", "HostModule", "to_numpy"]
 
 HOST_FLAGS = [
     "--iree-hal-target-device=local",
@@ -68,11 +68,19 @@ class HostModule:
         self._ctx.add_vm_module(self._vm)
         self._mod = self._ctx.modules.module
 
-    def call(self, fn: str, *args: np.ndarray) -> list[np.ndarray]:
+    def call(self, fn: str, *args) -> list[np.ndarray]:
+        """Call `fn`; returns host copies of the results."""
+        return [to_numpy(o) for o in self.call_device(fn, *args)]
+
+    def call_device(self, fn: str, *args) -> list:
+        """Call `fn` (numpy arrays or device arrays of earlier calls in); returns the results as
+        device arrays, so that state kept between calls never crosses to the host."""
         out = self._mod[fn](*args)
-        if not isinstance(out, (list, tuple)):
-            out = [out]
-        # Copy while the device arrays are alive: to_host() may alias their buffers.
-        return [np.array(o.to_host() if hasattr(o, "to_host") else o, copy=True) for o in out]
+        return list(out) if isinstance(out, (list, tuple)) else [out]
+
+
+def to_numpy(value) -> np.ndarray:
+    """A host copy of a device array (copied while it is alive: `to_host()` may alias its buffer)."""
+    return np.array(value.to_host() if hasattr(value, "to_host") else value, copy=True)
 
 

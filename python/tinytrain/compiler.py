@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from tinytrain.errors import CompileError
-from tinytrain.lowering.iree_host import HostModule, compile_host
+from tinytrain.lowering.iree_host import HostModule, compile_host, to_numpy
 from tinytrain.lowering.to_linalg import lower_to_linalg
 from tinytrain.lowering.torch_to_tinytrain import import_model, to_torch_layout
 from tinytrain.transforms.autodiff import AutodiffPass
@@ -134,7 +134,6 @@ class CompiledModel:
         self.input_shape_nhwc = imported.input_shape
         self.num_classes = imported.num_classes
         self._values = {k: imported.params[k].copy() for k in self.trainable}
-        self._frozen = {k: v for k, v in imported.params.items() if k not in self._values}
         self._host = HostModule(vmfb)
         self.firmware = None  # set for the Cortex-M targets
 
@@ -200,33 +199,37 @@ class CompiledModel:
 
     def program_params(self) -> list[np.ndarray]:
         """Trainable parameters in program layout (HWIO conv weights) and argument order: what a
-        compiled step (host `.vmfb` or Cortex-M firmware) takes and returns."""
-        return [self._values[k] for k in self.trainable]
+        compiled step (host `.vmfb` or Cortex-M firmware) takes and returns. (Copies: between
+        steps the parameters stay in the runtime's buffers.)"""
+        return [to_numpy(self._values[k]) for k in self.trainable]
 
     # -- public API ------------------------------------------------------------------------------
     def train_step(self, x, labels) -> float:
         """One SGD step on a batch (NCHW images, integer labels); returns the loss before it."""
-        out = self._host.call("train_step", *self.program_params(), self._input(x), self._labels(labels))
+        args = [self._values[k] for k in self.trainable]
+        out = self._host.call_device("train_step", *args, self._input(x), self._labels(labels))
         for k, v in zip(self.trainable, out[:-1]):
-            self._values[k] = v
-        return float(out[-1])
+            self._values[k] = v  # stays a device array: updated in place by the next step
+        return float(to_numpy(out[-1]))
 
     def predict(self, x) -> np.ndarray:
         """Logits [N, classes] for a batch of NCHW images."""
-        return self._host.call("predict", *self.program_params(), self._input(x))[0]
+        return self._host.call("predict", *[self._values[k] for k in self.trainable], self._input(x))[0]
 
     def gradients(self, x, labels) -> tuple[dict[str, np.ndarray], float]:
         """Gradients (PyTorch layout) of the mean loss w.r.t. every trainable parameter, and the
         loss; needs `compile(..., gradients=True)`."""
         if "func.func @gradients" not in self.stages["autodiff"]:
             raise RuntimeError("compile the model with gradients=True to call gradients()")
-        out = self._host.call("gradients", *self.program_params(), self._input(x), self._labels(labels))
+        out = self._host.call("gradients", *[self._values[k] for k in self.trainable], self._input(x),
+                              self._labels(labels))
         grads = {k: to_torch_layout(v, self.layouts[k]) for k, v in zip(self.trainable, out[:-1])}
         return grads, float(out[-1])
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """Current trainable parameters in PyTorch layout (BN-folded names)."""
-        return {k: torch.from_numpy(to_torch_layout(v, self.layouts[k]).copy()) for k, v in self._values.items()}
+        return {k: torch.from_numpy(to_torch_layout(to_numpy(self._values[k]), self.layouts[k]).copy())
+                for k in self.trainable}
 
     def load_state_dict(self, state: dict) -> None:
         """Set trainable parameters from PyTorch-layout tensors (e.g. from `state_dict()`)."""
@@ -237,7 +240,7 @@ class CompiledModel:
             arr = arr.astype(np.float32)
             if self.layouts[k] == "hwio":
                 arr = arr.transpose(2, 3, 1, 0)
-            if arr.shape != self._values[k].shape:
+            if tuple(arr.shape) != tuple(self._values[k].shape):
                 raise ValueError(f"'{k}': shape {tuple(v.shape)} does not match the compiled parameter")
             self._values[k] = np.ascontiguousarray(arr)
 
@@ -253,7 +256,7 @@ class CompiledModel:
         files = []
         for i, k in enumerate(self.trainable):
             f = pdir / f"{i:03d}_{k}.npy"
-            np.save(f, self._values[k])
+            np.save(f, to_numpy(self._values[k]))
             files.append(f.relative_to(out))
         flags = ["--module=model.vmfb", "--device=local-sync", "--function=train_step"]
         flags += [f"--input=@{f}" for f in files]

@@ -100,3 +100,16 @@ def test_bad_lr_and_target():
         tinytrain.compile(small_cnn(in_channels=1).eval(), torch.randn(1, 1, 16, 16), lr=0)
     with pytest.raises(ValueError, match="unknown target 'gpu'"):
         tinytrain.compile(small_cnn(in_channels=1).eval(), torch.randn(1, 1, 16, 16), target="gpu")
+
+
+def test_state_dict_roundtrip_and_load_errors(prog):
+    sd = prog.state_dict()
+    prog.train_step(torch.randn(2, 1, 16, 16), torch.tensor([0, 1]))
+    assert not all(torch.equal(sd[k], v) for k, v in prog.state_dict().items())
+    prog.load_state_dict(sd)
+    assert all(torch.equal(sd[k], v) for k, v in prog.state_dict().items())
+    with pytest.raises(KeyError, match="'nope' is not a trainable parameter"):
+        prog.load_state_dict({"nope": torch.zeros(1)})
+    name = prog.trainable[0]
+    with pytest.raises(ValueError, match=f"'{name}': shape"):
+        prog.load_state_dict({name: torch.zeros(1, 2, 3)})
