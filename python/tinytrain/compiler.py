@@ -237,12 +237,15 @@ class CompiledModel:
             if k not in self._values:
                 raise KeyError(f"'{k}' is not a trainable parameter; trainable: {', '.join(self.trainable)}")
             arr = v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else np.asarray(v)
-            arr = arr.astype(np.float32)
+            expected = tuple(self._values[k].shape)
+            if self.layouts[k] == "hwio":
+                expected = (expected[3], expected[2], expected[0], expected[1])  # OIHW
+            if tuple(arr.shape) != expected:
+                raise ValueError(f"'{k}': shape {tuple(arr.shape)} does not match the compiled "
+                                 f"parameter's {expected}")
             if self.layouts[k] == "hwio":
                 arr = arr.transpose(2, 3, 1, 0)
-            if tuple(arr.shape) != tuple(self._values[k].shape):
-                raise ValueError(f"'{k}': shape {tuple(v.shape)} does not match the compiled parameter")
-            self._values[k] = np.ascontiguousarray(arr)
+            self._values[k] = np.ascontiguousarray(arr, dtype=np.float32)
 
     def save(self, path: str | Path) -> Path:
         """Write `model.vmfb`, each stage's MLIR, the parameters (`.npy`, NHWC/HWIO layout) and
