@@ -103,7 +103,7 @@ def graph_spec(model: nn.Module) -> list[dict]:
                 node.update(op="linear", weight=f"{n.target}.weight",
                             bias=f"{n.target}.bias" if m.bias is not None else None)
             else:
-                raise NotImplementedError(f"peer graph spec: module {type(m).__name__} ({n.target})")
+                raise ValueError(f"peer graph spec: unsupported module {type(m).__name__} ({n.target})")
             nodes.append(node)
         elif n.op == "call_function" and n.target in (operator.add, torch.add):
             nodes.append({"name": n.name, "op": "add", "inputs": [src(a) for a in n.args]})
@@ -111,7 +111,7 @@ def graph_spec(model: nn.Module) -> list[dict]:
             assert n.args[1:] in ((1,), ()) or n.args[1] == 1, n.args
             nodes.append({"name": n.name, "op": "flatten", "inputs": [src(n.args[0])]})
         else:
-            raise NotImplementedError(f"peer graph spec: {n.op} {n.target}")
+            raise ValueError(f"peer graph spec: unsupported {n.op} {n.target}")
     return nodes
 
 

@@ -88,7 +88,7 @@ class SpecNet(torch.nn.Module):
             elif op == "linear":
                 env[n["name"]] = F.linear(a[0], self.p(n["weight"]), self.p(n["bias"]))
             else:
-                raise NotImplementedError(op)
+                raise ValueError(f"graph spec: unsupported op {op}")
         raise ValueError("graph spec has no output")
 
 

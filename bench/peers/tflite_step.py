@@ -46,7 +46,7 @@ def tf_weights(spec, params):
             elif n["groups"] == n["cin"] == n["cout"]:
                 out[n["weight"]] = w.transpose(2, 3, 0, 1)  # [KH, KW, C, 1]
             else:
-                raise NotImplementedError(f"grouped conv {n['name']} (groups {n['groups']})")
+                raise ValueError(f"unsupported grouped conv {n['name']} (groups {n['groups']})")
         elif n["op"] == "linear":
             out[n["weight"]] = params[n["weight"]].T  # [in, out]
         else:
@@ -129,7 +129,7 @@ class Net(tf.Module):
                     h = h + self.by_name[n["bias"]]
                 env[n["name"]] = h
             else:
-                raise NotImplementedError(op)
+                raise ValueError(f"graph spec: unsupported op {op}")
         raise ValueError("graph spec has no output")
 
     def _loss_grads(self, x, y):
