@@ -183,7 +183,6 @@ def bench(name: str, warmup: int, steps: int, lr: float, peers: list[str], rtol:
     assert len(prog.trainable) == len(params), (len(prog.trainable), len(params))
     losses: list[float] = []
     ms = median_time(lambda: losses.append(prog.train_step(x, y)), warmup, steps) * 1e3
-    del prog
     # The check uses a second program (gradients=True adds an entry point) so the timed one is the plain one.
     gprog = tinytrain.compile(model, x, lr=lr, gradients=True)
     g_ours, _ = gprog.gradients(x, y)
@@ -193,7 +192,6 @@ def bench(name: str, warmup: int, steps: int, lr: float, peers: list[str], rtol:
     worst = max(errs, key=errs.get)
     gcheck = {"grad_rel_err_max": errs[worst], "grad_worst_tensor": worst,
               "grad_tensors_over_1e-3": sum(e > 1e-3 for e in errs.values())}
-    del gprog
     row["tinytrain"] = {"status": "ok", "median_ms": ms, "first_loss": float(losses[0]),
                         "loss_after_steps": float(losses[-1]), "steps_run": len(losses), "logits_rel_err": t_lerr, **gcheck}
 
