@@ -42,3 +42,16 @@ class HostModule:
     def predict(self, params: list, x) -> np.ndarray:
         res = self._mod["predict"](*params, np.asarray(x, np.float32))
         return np.asarray(res.to_host() if hasattr(res, "to_host") else res)
+
+
+def assert_trace_matches(trace, ref, target: str) -> None:
+    """Device trace `[(params, loss)]` vs host reference, step by step: loss and parameters within
+    1e-6; bit-exact on the Cortex-M4, whose code has no fused multiply-add (LLVM keeps vmul +
+    vadd, like the x86 "generic" host). The M7 code contracts into vfma: within 1e-6 only."""
+    assert len(trace) == len(ref), (len(trace), len(ref))
+    for step, ((dev_params, dev_loss), (ref_params, ref_loss)) in enumerate(zip(trace, ref)):
+        assert abs(dev_loss - ref_loss) <= 1e-6, f"step {step} loss {dev_loss} vs {ref_loss}"
+        for i, (d, r) in enumerate(zip(dev_params, ref_params)):
+            np.testing.assert_allclose(d, r, rtol=0, atol=1e-6, err_msg=f"step {step} param {i}")
+            if target == "cortex-m4":
+                assert np.array_equal(d.view(np.uint32), r.view(np.uint32)), f"step {step} param {i}"

@@ -48,12 +48,7 @@ def test_small_cnn_trains_on_device_like_host(program, tmp_path, target):
     res = firmware.run_qemu(fw, tmp_path / "run", train=(xs, ys), evaluate=(xs, ys), timeout=60)
     assert res.returncode == 0, res.output
     assert len(res.trace) == STEPS
-    for step, ((dp, dl), (rp, rl)) in enumerate(zip(res.trace, ref)):
-        assert abs(dl - rl) <= 1e-6, (step, dl, rl)
-        for d, r in zip(dp, rp):
-            np.testing.assert_allclose(d, r, rtol=0, atol=1e-6)
-            if target == "cortex-m4":
-                assert np.array_equal(d.view(np.uint32), r.view(np.uint32)), step
+    reference.assert_trace_matches(res.trace, ref, target)
     # Accuracy on the device equals the host's predictions before and after training.
     for tag, p in (("before", params), ("after", ref[-1][0])):
         correct = sum(int(np.argmax(host.predict(p, x))) == y for x, y in zip(xs, ys))
@@ -161,11 +156,6 @@ def test_mobilenet_v2_w035_64x64_trains_on_both_boards(mobilenet, tmp_path, targ
     res = firmware.run_qemu(fw, tmp_path / "run", train=(xs, ys), timeout=120)
     assert res.returncode == 0, res.output
     assert len(res.trace) == 2
-    for step, ((dp, dl), (rp, rl)) in enumerate(zip(res.trace, ref)):
-        assert abs(dl - rl) <= 1e-6, (step, dl, rl)
-        for d, r in zip(dp, rp):
-            np.testing.assert_allclose(d, r, rtol=0, atol=1e-6)
-            if target == "cortex-m4":
-                assert np.array_equal(d.view(np.uint32), r.view(np.uint32)), step
+    reference.assert_trace_matches(res.trace, ref, target)
     plan = module.planned_peak()
     assert abs(res.mem["sram_peak"] - plan) <= 0.05 * plan, (res.mem, plan)
