@@ -122,6 +122,11 @@ def _write_stages(out: Path, stages: dict[str, str]) -> None:
         (out / f"{i}-{name}.mlir").write_text(text)
 
 
+def _as_numpy(value) -> np.ndarray:
+    """A torch tensor or array-like as a numpy array."""
+    return value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+
+
 class CompiledModel:
     """A compiled training program with its trainable parameters (kept between steps)."""
 
@@ -153,7 +158,7 @@ class CompiledModel:
             if pair is None:
                 return None
             xs, ys = pair
-            xs = xs.detach().cpu().numpy() if isinstance(xs, torch.Tensor) else np.asarray(xs)
+            xs = _as_numpy(xs)
             ys = self._labels_any(ys)
             if xs.shape[1:] != self.input_shape[1:]:
                 raise ValueError(f"images must be [K, {', '.join(map(str, self.input_shape[1:]))}], "
@@ -167,8 +172,7 @@ class CompiledModel:
                         params=params, timeout=timeout)
 
     def _labels_any(self, labels) -> np.ndarray:
-        y = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
-        y = y.reshape(-1)
+        y = _as_numpy(labels).reshape(-1)
         bad = [int(v) for v in y if v < 0 or v >= self.num_classes]
         if bad:
             raise ValueError(f"label {bad[0]} is outside the class range [0, {self.num_classes}) of "
@@ -183,15 +187,14 @@ class CompiledModel:
         return (n, c, h, w)
 
     def _input(self, x) -> np.ndarray:
-        x = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+        x = _as_numpy(x)
         if tuple(x.shape) != self.input_shape:
             raise ValueError(f"input shape {tuple(x.shape)} differs from the compiled NCHW shape "
                              f"{self.input_shape}")
         return np.ascontiguousarray(x.astype(np.float32).transpose(0, 2, 3, 1))
 
     def _labels(self, labels) -> np.ndarray:
-        y = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
-        y = y.reshape(-1)
+        y = _as_numpy(labels).reshape(-1)
         n = self.input_shape[0]
         if y.shape[0] != n or not np.issubdtype(y.dtype, np.integer):
             raise ValueError(f"labels must be {n} integer class indices, got {y.dtype} {y.shape}")
@@ -203,25 +206,29 @@ class CompiledModel:
         steps the parameters stay in the runtime's buffers.)"""
         return [to_numpy(self._values[k]) for k in self.trainable]
 
+    def _device_params(self) -> list:
+        """The trainable parameters as the runtime holds them (device arrays after a step)."""
+        return [self._values[k] for k in self.trainable]
+
     # -- public API ------------------------------------------------------------------------------
     def train_step(self, x, labels) -> float:
         """One SGD step on a batch (NCHW images, integer labels); returns the loss before it."""
-        args = [self._values[k] for k in self.trainable]
-        out = self._host.call_device("train_step", *args, self._input(x), self._labels(labels))
+        out = self._host.call_device("train_step", *self._device_params(), self._input(x),
+                                     self._labels(labels))
         for k, v in zip(self.trainable, out[:-1]):
             self._values[k] = v  # stays a device array: updated in place by the next step
         return float(to_numpy(out[-1]))
 
     def predict(self, x) -> np.ndarray:
         """Logits [N, classes] for a batch of NCHW images."""
-        return self._host.call("predict", *[self._values[k] for k in self.trainable], self._input(x))[0]
+        return self._host.call("predict", *self._device_params(), self._input(x))[0]
 
     def gradients(self, x, labels) -> tuple[dict[str, np.ndarray], float]:
         """Gradients (PyTorch layout) of the mean loss w.r.t. every trainable parameter, and the
         loss; needs `compile(..., gradients=True)`."""
         if "func.func @gradients" not in self.stages["autodiff"]:
             raise RuntimeError("compile the model with gradients=True to call gradients()")
-        out = self._host.call("gradients", *[self._values[k] for k in self.trainable], self._input(x),
+        out = self._host.call("gradients", *self._device_params(), self._input(x),
                               self._labels(labels))
         grads = {k: to_torch_layout(v, self.layouts[k]) for k, v in zip(self.trainable, out[:-1])}
         return grads, float(out[-1])
@@ -236,7 +243,7 @@ class CompiledModel:
         for k, v in state.items():
             if k not in self._values:
                 raise KeyError(f"'{k}' is not a trainable parameter; trainable: {', '.join(self.trainable)}")
-            arr = v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else np.asarray(v)
+            arr = _as_numpy(v)
             expected = tuple(self._values[k].shape)
             if self.layouts[k] == "hwio":
                 expected = (expected[3], expected[2], expected[0], expected[1])  # OIHW
