@@ -25,7 +25,7 @@ import numpy as np
 from torch_mlir import ir
 
 from tinytrain.errors import CompileError
-from tinytrain.irtext import (Emitter, attr_dict, func_args, func_ops, parse_module, resource_blob,
+from tinytrain.irtext import (Emitter, func_args, func_ops, parse_module, resource_blob,
                               shape_of, tensor_type)
 
 __all__ = ["ToLinalgPass", "lower_to_linalg"]
@@ -177,9 +177,10 @@ def shape_from(type_text: str) -> list[int]:
 
 
 def _conv_attrs(op):
-    a = attr_dict(op)
-    nums = lambda s: [int(v) for v in s.split(":")[1].strip(" >").split(",")]  # noqa: E731
-    return nums(a["strides"]), nums(a["padding"]), int(a["groups"].split(":")[0])
+    """(strides, padding, groups) of a conv or conv-gradient op (verified by the dialect)."""
+    a = op.attributes
+    return (list(ir.DenseI64ArrayAttr(a["strides"])), list(ir.DenseI64ArrayAttr(a["padding"])),
+            ir.IntegerAttr(a["groups"]).value)
 
 
 def _dense2(vals) -> str:
