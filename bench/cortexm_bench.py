@@ -44,7 +44,7 @@ def run(steps: int, out: Path, quick: bool) -> list:
     import torch
 
     import tinytrain
-    from tinytrain.lowering import firmware
+    from tinytrain.lowering.cortexm import firmware
 
     rows = []
     for name, model, shape, trainable, sram_kb in _models(quick):

@@ -85,7 +85,7 @@ def _cmd_compile(args) -> int:
 
 
 def _cmd_run_qemu(args) -> int:
-    from tinytrain.lowering.firmware import main as firmware_main
+    from tinytrain.lowering.cortexm.firmware import main as firmware_main
 
     argv = ["run-qemu", args.project, "--timeout", str(args.timeout)]
     for flag in ("train", "eval", "workdir"):

@@ -19,9 +19,9 @@ import numpy as np
 import torch
 
 from tinytrain.errors import CompileError
-from tinytrain.lowering.iree_host import HostModule, compile_host, to_numpy
-from tinytrain.lowering.to_linalg import lower_to_linalg
-from tinytrain.lowering.torch_to_tinytrain import import_model, to_torch_layout
+from tinytrain.lowering.host.iree_host import HostModule, compile_host, to_numpy
+from tinytrain.lowering.conversions.tinytrain_to_linalg import lower_to_linalg
+from tinytrain.lowering.conversions.torch_to_tinytrain import import_model, to_torch_layout
 from tinytrain.transforms.autodiff import AutodiffPass
 
 __all__ = ["compile", "CompiledModel", "TARGETS"]
@@ -97,8 +97,8 @@ def compile(model: torch.nn.Module, example_input: torch.Tensor, *, trainable="a
 def _build_firmware(prog: "CompiledModel", target: str, sram_kb: int, build_dir):
     import tempfile
 
-    from tinytrain.lowering.firmware import FirmwareBuildError, compile_firmware
-    from tinytrain.lowering.iree_static import SramBudgetError
+    from tinytrain.lowering.cortexm.firmware import FirmwareBuildError, compile_firmware
+    from tinytrain.lowering.cortexm.iree_static import SramBudgetError
 
     out = Path(build_dir).resolve() if build_dir is not None else Path(tempfile.mkdtemp(prefix="tinytrain-"))
     try:
@@ -149,7 +149,7 @@ class CompiledModel:
         losses and SysTick ticks, `.evals`, `.mem` with the measured peak SRAM, `.trace`).
         `from_current` starts from this object's current parameters instead of the compiled ones.
         """
-        from tinytrain.lowering.firmware import run_qemu
+        from tinytrain.lowering.cortexm.firmware import run_qemu
 
         if self.firmware is None:
             raise RuntimeError("compile with target='cortex-m4' or 'cortex-m7' to get a firmware")

@@ -33,7 +33,7 @@ def test_device_refuses_a_label_outside_the_class_range(m4, tmp_path):
     res = m4.run_qemu(train=(xs, np.array([1, 3])), workdir=tmp_path)  # valid: runs
     assert res.returncode == 0
     # Bypass the Python-side check: the runtime itself must refuse label 7 of 4 classes.
-    from tinytrain.lowering.firmware import run_qemu
+    from tinytrain.lowering.cortexm.firmware import run_qemu
 
     nhwc = [xs[i:i + 1].permute(0, 2, 3, 1).numpy() for i in range(2)]
     res = run_qemu(m4.firmware, tmp_path, train=(nhwc, [1, 7]))

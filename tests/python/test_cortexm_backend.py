@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "firmware"))
 
 import cortexm_programs as models  # noqa: E402
 import cortexm_reference as reference  # noqa: E402
-from tinytrain.lowering import firmware, iree_static  # noqa: E402
+from tinytrain.lowering.cortexm import firmware, iree_static  # noqa: E402
 
 BOARDS = {"cortex-m4": "mps2-an386", "cortex-m7": "mps2-an500"}
 STEPS = 4
@@ -117,7 +117,7 @@ def test_run_qemu_command_line_on_a_saved_project(programs, tmp_path):
     fw = firmware.compile_firmware(text, tmp_path / "b", target="cortex-m4", params=params,
                                    prefix="sgd")
     np.savez(tmp_path / "train.npz", x=xs[:2], y=np.array(ys[:2]))
-    proc = subprocess.run([sys.executable, "-m", "tinytrain.lowering.firmware", "run-qemu",
+    proc = subprocess.run([sys.executable, "-m", "tinytrain.lowering.cortexm.firmware", "run-qemu",
                            str(fw.project_dir), "--train", str(tmp_path / "train.npz")],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr

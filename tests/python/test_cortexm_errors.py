@@ -9,7 +9,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "firmware"))
 
 import cortexm_programs as models  # noqa: E402
-from tinytrain.lowering import abi_check, hal2c, iree_static  # noqa: E402
+from tinytrain.lowering.cortexm import abi_check, hal2c, iree_static  # noqa: E402
 
 DYNAMIC = """
 func.func @train_step(%x: tensor<?xf32>) -> tensor<?xf32> {

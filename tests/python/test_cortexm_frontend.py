@@ -15,7 +15,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "firmware"))
 
 import cortexm_reference as reference  # noqa: E402
-from tinytrain.lowering import firmware  # noqa: E402
+from tinytrain.lowering.cortexm import firmware  # noqa: E402
 
 STEPS = 3
 
@@ -143,7 +143,7 @@ def test_mobilenet_v2_w035_64x64_trains_on_both_boards(mobilenet, tmp_path, targ
     """The foundation issue's MobileNetV2-w0.35 at 64x64 (classifier trained, 1.5 MB of frozen
     weights in flash). With fp32 activations its working set does not fit 256/320 KB: the
     compiler says so; with a 512 KB budget (QEMU maps 4 MB) it trains like the host."""
-    from tinytrain.lowering import iree_static
+    from tinytrain.lowering.cortexm import iree_static
 
     text, params, xs, ys, ref = mobilenet
     module = iree_static.build_static_module(text, tmp_path / "m", target=target, prefix="mbv2",

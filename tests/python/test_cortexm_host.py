@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "firmware"))
 
 import cortexm_programs as models  # noqa: E402
 import cortexm_reference as reference  # noqa: E402
-from tinytrain.lowering import firmware, iree_static  # noqa: E402
+from tinytrain.lowering.cortexm import firmware, iree_static  # noqa: E402
 
 
 @pytest.mark.parametrize("name", ["sgd16x4", "sgd300x10", "conv"])

@@ -13,7 +13,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "firmware"))
 
 import cortexm_programs as models  # noqa: E402
-from tinytrain.lowering import firmware, iree_static  # noqa: E402
+from tinytrain.lowering.cortexm import firmware, iree_static  # noqa: E402
 
 D, C = 15000, 4
 

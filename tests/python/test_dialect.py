@@ -8,7 +8,7 @@ from torch_mlir import ir
 from tinytrain.dialects import OP_NAMES
 from tinytrain.irtext import new_context, parse_module
 from tinytrain.errors import CompileError
-from tinytrain.lowering.to_linalg import _LOWERINGS
+from tinytrain.lowering.conversions.tinytrain_to_linalg import _LOWERINGS
 from tinytrain.tools.opt import irdl_text
 
 ROOT = Path(__file__).resolve().parents[2]

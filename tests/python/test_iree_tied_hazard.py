@@ -1,4 +1,4 @@
-"""Canary for the IREE 3.13 behaviour that lowering/to_linalg.py works around.
+"""Canary for the IREE 3.13 behaviour that lowering/conversions/tinytrain_to_linalg.py works around.
 
 A read of an `iree.abi.output` argument that is not upstream of its tied result sees the value
 written in place (here `other` = 3 * updated w instead of 3 * w). If this test starts failing,
@@ -7,7 +7,7 @@ the pinned IREE no longer has the hazard and `_snapshot_tied_weights` can be rec
 
 import numpy as np
 
-from tinytrain.lowering.iree_host import HostModule, compile_host
+from tinytrain.lowering.host.iree_host import HostModule, compile_host
 
 REPRO = """
 #m = affine_map<(d0) -> (d0)>

@@ -6,7 +6,7 @@ __all__ = ["PASSES", "AutodiffPass"]
 
 
 def _to_linalg():
-    from tinytrain.lowering.to_linalg import ToLinalgPass
+    from tinytrain.lowering.conversions.tinytrain_to_linalg import ToLinalgPass
 
     return ToLinalgPass
 

@@ -5,7 +5,7 @@
 import torch
 import torch.nn as nn
 
-from tinytrain.lowering.torch_to_tinytrain import import_model
+from tinytrain.lowering.conversions.torch_to_tinytrain import import_model
 
 torch.manual_seed(0)
 model = nn.Sequential(

@@ -8,7 +8,7 @@ every device-side effect is recorded in program order as a fill, copy or dispatc
 name, workgroup count, push constants and bindings (region + offset + length).
 
 The result (:class:`Schedule`) is packed into one arena (by allocation lifetime, 64-byte aligned)
-and turned into C tables by :mod:`tinytrain.lowering.schedule_c`. Anything that cannot be a static
+and turned into C tables by :mod:`tinytrain.lowering.cortexm.schedule_c`. Anything that cannot be a static
 schedule (dynamic shapes, data-dependent host control flow, functions that re-bind mutable
 globals, unknown HAL ops) raises :class:`Unsupported` naming the op and the reason.
 """

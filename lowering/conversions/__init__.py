@@ -1,0 +1,1 @@
+"""torch -> tinytrain -> linalg: the IR conversions of the pipeline."""

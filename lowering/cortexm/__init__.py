@@ -1,0 +1,1 @@
+"""Cortex-M backend: static IREE library, HAL schedule extraction, C tables, firmware, QEMU."""

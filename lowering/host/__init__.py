@@ -1,0 +1,1 @@
+"""Host backend: iree-compile for llvm-cpu and the iree.runtime session that runs the .vmfb."""
