@@ -22,6 +22,7 @@ from tinytrain.errors import CompileError
 from tinytrain.lowering.host.iree_host import HostModule, compile_host, to_numpy
 from tinytrain.lowering.conversions.tinytrain_to_linalg import lower_to_linalg
 from tinytrain.lowering.conversions.torch_to_tinytrain import import_model, to_torch_layout
+from tinytrain.pipeline import run_pipeline
 from tinytrain.transforms.autodiff import AutodiffPass
 
 __all__ = ["compile", "CompiledModel", "TARGETS"]
@@ -75,17 +76,20 @@ def compile(model: torch.nn.Module, example_input: torch.Tensor, *, trainable="a
     if trainable != "all" and not isinstance(trainable, str):
         trainable = list(trainable)
     _log(verbose, "autodiff: building train_step and predict")
-    ad = AutodiffPass(trainable=trainable, lr=lr, gradients=gradients).run(imported.module, imported.context)
-    stages["autodiff"] = str(ad)
+    module = imported.module
+    names = ("all",) if trainable == "all" else tuple(trainable)
+    run_pipeline(module, [AutodiffPass(trainable=names, lr=float(lr), gradients=bool(gradients))],
+                 stage="autodiff")
+    stages["autodiff"] = str(module)
+    train_names = _train_order(module)
     _log(verbose, "lowering to linalg")
-    linalg = lower_to_linalg(ad, imported.params)
+    linalg = lower_to_linalg(module, imported.params)
     stages["linalg"] = linalg
     if dump_ir is not None:
         _write_stages(Path(dump_ir), stages)
     _log(verbose, f"iree-compile (llvm-cpu, host) ... {time.time() - t0:.1f}s so far")
     vmfb = compile_host(linalg)
-    train_names = _train_order(ad)
-    prog = CompiledModel(imported, train_names, lr, stages, vmfb)
+    prog = CompiledModel(imported, train_names, lr, stages, vmfb, has_gradients=bool(gradients))
     if target != "host":
         _log(verbose, f"iree-compile ({target}, static library) + firmware build "
                       f"... {time.time() - t0:.1f}s so far")
@@ -111,9 +115,18 @@ def _build_firmware(prog: "CompiledModel", target: str, sram_kb: int, build_dir)
 
 
 def _train_order(module) -> list[str]:
-    from tinytrain.irtext import func_args, func_ops
+    """Names of the trained parameters, in the argument order of `@train_step`."""
+    from torch_mlir import ir
 
-    return [a.param for a in func_args(func_ops(module)["train_step"]) if "tinytrain.trainable" in a.attrs]
+    for op in module.body.operations:
+        if op.operation.name == "func.func" and ir.StringAttr(op.attributes["sym_name"]).value == "train_step":
+            out = []
+            for d in ir.ArrayAttr(op.attributes["arg_attrs"]):
+                d = ir.DictAttr(d)
+                if "tinytrain.trainable" in d:
+                    out.append(ir.StringAttr(d["tinytrain.param"]).value)
+            return out
+    raise CompileError("autodiff produced no @train_step", stage="autodiff")
 
 
 def _write_stages(out: Path, stages: dict[str, str]) -> None:
@@ -130,8 +143,10 @@ def _as_numpy(value) -> np.ndarray:
 class CompiledModel:
     """A compiled training program with its trainable parameters (kept between steps)."""
 
-    def __init__(self, imported, train_names: list[str], lr: float, stages: dict[str, str], vmfb: bytes):
+    def __init__(self, imported, train_names: list[str], lr: float, stages: dict[str, str], vmfb: bytes,
+                 *, has_gradients: bool = False):
         self.stages = stages
+        self.has_gradients = has_gradients
         self.vmfb = vmfb
         self.lr = lr
         self.trainable = list(train_names)
@@ -226,7 +241,7 @@ class CompiledModel:
     def gradients(self, x, labels) -> tuple[dict[str, np.ndarray], float]:
         """Gradients (PyTorch layout) of the mean loss w.r.t. every trainable parameter, and the
         loss; needs `compile(..., gradients=True)`."""
-        if "func.func @gradients" not in self.stages["autodiff"]:
+        if not self.has_gradients:
             raise RuntimeError("compile the model with gradients=True to call gradients()")
         out = self._host.call("gradients", *self._device_params(), self._input(x),
                               self._labels(labels))

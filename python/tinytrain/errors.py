@@ -10,10 +10,11 @@ class CompileError(Exception):
     on (the facade writes it next to the build outputs so the failure can be replayed with
     `tinytrain-opt`)."""
 
-    def __init__(self, message: str, *, stage: str = "", ir_text: str | None = None):
+    def __init__(self, message: str, *, stage: str = "", ir_text: str | None = None, loc=None):
         super().__init__(message)
         self.stage = stage
         self.ir_text = ir_text
+        self.loc = loc  # the `ir.Location` of the op at fault, when there is one
 
 
 class UnsupportedModelError(CompileError):

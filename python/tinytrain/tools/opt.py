@@ -1,10 +1,19 @@
-"""`tinytrain-opt`: run tinytrain passes on an MLIR file (the driver of the lit tests).
+"""`tinytrain-opt`: run a pass pipeline on an MLIR file (the `mlir-opt` of tinytrain; drives the
+lit tests).
 
+    tinytrain-opt --pass-pipeline='builtin.module(canonicalize,autodiff{lr=1e-05 trainable=all},to-linalg,cse)' in.mlir
     tinytrain-opt -p 'autodiff{trainable=fc.weight,fc.bias lr=0.5},to-linalg' in.mlir
-    tinytrain-opt --split-input-file invalid.mlir      # verify each chunk, print diagnostics
+    tinytrain-opt --split-input-file --verify-diagnostics invalid.mlir
+    tinytrain-opt --list-passes
 
-Options of a pass go in braces, space-separated `key=value`; passes are separated by commas
-outside braces. Without `-p` the input is parsed, verified and printed back.
+Pipelines mix tinytrain's passes (`--list-passes`) with upstream MLIR passes; options go in
+braces, space-separated `key=value`, list options comma-separated (MLIR's syntax). Without a
+pipeline the input is parsed, verified and printed back.
+
+`--verify-diagnostics` checks the errors against `// expected-error {{...}}` annotations (the
+error is on the next line of code, or on the line given by `@+N` / `@-N` / `@above`/`@below`
+style offsets: `// expected-error@+1 {{...}}`), as `mlir-opt` does: every expected error must be
+reported on its line and no unexpected error may occur.
 """
 
 from __future__ import annotations
@@ -13,40 +22,15 @@ import argparse
 import re
 import sys
 
+from torch_mlir import ir
+
 from tinytrain.errors import CompileError
-from tinytrain.irtext import new_context, parse_module
-from tinytrain.transforms import PASSES
+from tinytrain.irtext import new_context
+from tinytrain.pipeline import PASSES, pass_class, run_pipeline
 
-
-def parse_pipeline(text: str) -> list[tuple[str, dict[str, str]]]:
-    """`'a{k=v x=y},b'` -> `[("a", {"k": "v", "x": "y"}), ("b", {})]`."""
-    out, depth, cur = [], 0, ""
-    for ch in text:
-        if ch == "," and depth == 0:
-            out.append(cur)
-            cur = ""
-            continue
-        depth += ch == "{"
-        depth -= ch == "}"
-        cur += ch
-    if cur.strip():
-        out.append(cur)
-    passes = []
-    for item in out:
-        m = re.fullmatch(r"\s*([\w-]+)\s*(?:\{(.*)\})?\s*", item)
-        if not m:
-            raise SystemExit(f"tinytrain-opt: cannot parse pass '{item}'")
-        name, opts = m.group(1), m.group(2) or ""
-        if name not in PASSES:
-            raise SystemExit(f"tinytrain-opt: unknown pass '{name}'; passes: {', '.join(PASSES)}")
-        kv = {}
-        for tok in opts.split():
-            if "=" not in tok:
-                raise SystemExit(f"tinytrain-opt: option '{tok}' of pass '{name}' must be key=value")
-            k, v = tok.split("=", 1)
-            kv[k.replace("-", "_")] = v
-        passes.append((name, kv))
-    return passes
+_SPLIT = re.compile(r"^// -----[ \t]*$", flags=re.M)
+_EXPECT = re.compile(r"//\s*expected-(error|warning|remark)(?:@([+-]\d+|above|below))?\s*\{\{(.*?)\}\}")
+_LOC_LINE = re.compile(r'loc\("[^"]*":(\d+):\d+\)|"[^"]*":(\d+):\d+')
 
 
 def irdl_text() -> str:
@@ -59,46 +43,150 @@ def irdl_text() -> str:
     return header + str(TinyTrain._mlir_module)
 
 
-def run(text: str, pipeline) -> str:
+class _Diag:
+    def __init__(self, line: int | None, message: str):
+        self.line, self.message = line, message
+
+    def __str__(self) -> str:
+        return f"{self.line if self.line is not None else '?'}: error: {self.message}"
+
+
+def _line_of(location) -> int | None:
+    """Line number of a diagnostic location (MLIR prints file locations as "name":line:col)."""
+    if location is None:
+        return None
+    m = _LOC_LINE.search(str(location))
+    return int(m.group(1) or m.group(2)) if m else None
+
+
+def _diagnostics(err: ir.MLIRError) -> list[_Diag]:
+    out = []
+    for d in err.error_diagnostics:
+        out.append(_Diag(_line_of(d.location), d.message))
+        for n in d.notes:
+            out.append(_Diag(_line_of(n.location), n.message))
+    return out or [_Diag(None, str(err))]
+
+
+def process(text: str, pipeline: str | None, *, line_offset: int = 0,
+            print_ir_after_all: bool = False) -> tuple[str | None, list[_Diag]]:
+    """Parse, verify and transform one chunk. Returns (output text or None, diagnostics)."""
     ctx = new_context()
-    module = parse_module(text, ctx, stage="parse")
-    for name, opts in pipeline:
-        cls = PASSES[name]()
+    with ctx:
         try:
-            p = cls(**opts)
-        except TypeError as e:
-            raise CompileError(f"bad options for pass '{name}': {e}", stage=name) from None
-        module = p.run(module, ctx)
-    return str(module)
+            module = ir.Module.parse("\n" * line_offset + text)
+        except ir.MLIRError as e:
+            return None, _diagnostics(e)
+        try:
+            if pipeline:
+                run_pipeline(module, pipeline, print_ir_after_all=print_ir_after_all)
+            elif not module.operation.verify():  # pragma: no cover - parse already verifies
+                return None, [_Diag(None, "module does not verify")]
+        except CompileError as e:
+            cause = e.__cause__ or e.__context__
+            if isinstance(cause, ir.MLIRError):
+                return None, _diagnostics(cause)
+            return None, [_Diag(_line_of(getattr(e, "loc", None)), str(e))]
+        except ir.MLIRError as e:
+            return None, _diagnostics(e)
+        return str(module), []
+
+
+def _expected(text: str, line_offset: int) -> list[tuple[int, str]]:
+    out = []
+    lines = text.split("\n")
+    for i, line in enumerate(lines):
+        for m in _EXPECT.finditer(line):
+            if m.group(1) != "error":
+                continue
+            off = m.group(2)
+            if off is None:
+                # The annotated op is the next line that is not itself an annotation.
+                j = i + 1
+                while j < len(lines) and _EXPECT.search(lines[j]) and not lines[j].split("//")[0].strip():
+                    j += 1
+                target = j
+            elif off == "above":
+                target = i - 1
+            elif off == "below":
+                target = i + 1
+            else:
+                target = i + int(off)
+            out.append((target + 1 + line_offset, m.group(3)))
+    return out
+
+
+def _verify(expected: list[tuple[int, str]], diags: list[_Diag]) -> list[str]:
+    problems = []
+    remaining = list(diags)
+    for line, msg in expected:
+        hit = next((d for d in remaining if d.line == line and msg in d.message), None)
+        if hit is None:
+            problems.append(f"expected error on line {line} not produced: {msg}")
+        else:
+            remaining.remove(hit)
+    problems += [f"unexpected error: {d}" for d in remaining]
+    return problems
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="tinytrain-opt", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("input", nargs="?", help="MLIR file ('-' for stdin)")
+    ap.add_argument("--pass-pipeline", default=None,
+                    help="pipeline, e.g. 'builtin.module(autodiff{lr=0.1},to-linalg,cse)'")
+    ap.add_argument("-p", "--passes", default=None, help="short form: 'autodiff{lr=0.1},to-linalg'")
+    ap.add_argument("--split-input-file", action="store_true",
+                    help="process each '// -----' chunk separately")
+    ap.add_argument("--verify-diagnostics", action="store_true",
+                    help="check errors against '// expected-error {{...}}' annotations")
+    ap.add_argument("--mlir-print-ir-after-all", action="store_true", help="print the IR after every pass")
+    ap.add_argument("--list-passes", action="store_true", help="list tinytrain's passes and their options")
     ap.add_argument("--dump-irdl", action="store_true",
                     help="print the dialect's IRDL definition (for `torch-mlir-opt --irdl-file`) and exit")
-    ap.add_argument("-p", "--passes", default="", help="pass pipeline, e.g. 'autodiff{lr=0.1},to-linalg'")
-    ap.add_argument("--split-input-file", action="store_true",
-                    help="process each '// -----' chunk separately; exit 1 if any chunk failed")
+    ap.add_argument("-o", "--output", default="-", help="output file (default stdout)")
     args = ap.parse_args(argv)
     if args.dump_irdl:
         print(irdl_text(), end="")
         return 0
+    if args.list_passes:
+        print("tinytrain passes:")
+        for name in PASSES:
+            print(pass_class(name).help_text())
+        return 0
     if args.input is None:
         ap.error("an input file is required")
-    text = sys.stdin.read() if args.input == "-" else open(args.input).read()
-    pipeline = parse_pipeline(args.passes)
-    chunks = re.split(r"^// -----\s*$", text, flags=re.M) if args.split_input_file else [text]
-    failed = False
-    outputs = []
+    if args.pass_pipeline and args.passes:
+        ap.error("give either --pass-pipeline or -p, not both")
+    pipeline = args.pass_pipeline or args.passes
+    try:
+        text = sys.stdin.read() if args.input == "-" else open(args.input).read()
+    except OSError as e:
+        print(f"tinytrain-opt: cannot read {args.input}: {e.strerror}", file=sys.stderr)
+        return 1
+    chunks = _SPLIT.split(text) if args.split_input_file else [text]
+    failed, outputs, offset = False, [], 0
     for chunk in chunks:
-        try:
-            outputs.append(run(chunk, pipeline))
-        except CompileError as e:
-            failed = True
-            print(f"error: {e}", file=sys.stderr)
-    print("\n// -----\n".join(outputs))
+        out, diags = process(chunk, pipeline, line_offset=offset,
+                             print_ir_after_all=args.mlir_print_ir_after_all)
+        if args.verify_diagnostics:
+            problems = _verify(_expected(chunk, offset), diags)
+            for p in problems:
+                print(f"{args.input}:{p}", file=sys.stderr)
+            failed |= bool(problems)
+        else:
+            for d in diags:
+                print(f"{args.input}:{d}", file=sys.stderr)
+            failed |= bool(diags)
+        if out is not None:
+            outputs.append(out)
+        offset += chunk.count("\n")
+    result = "\n// -----\n".join(outputs)
+    if args.output == "-":
+        print(result)
+    else:
+        with open(args.output, "w") as f:
+            f.write(result + "\n")
     return 1 if failed else 0
 
 

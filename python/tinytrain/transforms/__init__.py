@@ -1,18 +1,6 @@
-"""Passes on the `tinytrain` dialect, one per file, registered by their command-line name."""
+"""Passes on the `tinytrain` dialect, one per file (`<name>.py`, lit test in
+`tests/lit/transforms/<name>.mlir`), registered by name in `tinytrain.pipeline.PASSES`."""
 
 from tinytrain.transforms.autodiff import AutodiffPass
 
-__all__ = ["PASSES", "AutodiffPass"]
-
-
-def _to_linalg():
-    from tinytrain.lowering.conversions.tinytrain_to_linalg import ToLinalgPass
-
-    return ToLinalgPass
-
-
-#: kebab-case name -> pass class (lowerings are loaded lazily).
-PASSES = {
-    "autodiff": lambda: AutodiffPass,
-    "to-linalg": _to_linalg,
-}
+__all__ = ["AutodiffPass"]

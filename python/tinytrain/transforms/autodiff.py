@@ -4,210 +4,290 @@ Precondition: the module has `func.func @forward(params..., input) -> logits [N,
 `tinytrain` forward ops; parameters are arguments tagged `{tinytrain.param = "<name>"}` and the
 image is the argument tagged `{tinytrain.input}`.
 
-Postcondition: the module holds
+Postcondition: `@forward` is replaced by
 - `@train_step(trainable..., frozen..., input, labels: tensor<Nxi32>) -> (trainable'..., loss)`:
   forward, `softmax_cross_entropy`, reverse-mode backward, one `sgd_update` per trainable
   parameter. Each trainable argument carries `{iree.abi.output = i : index}` tying it to result
   `i`, so the runtime updates it in place;
-- `@predict(trainable..., frozen..., input) -> logits`.
+- `@predict(trainable..., frozen..., input) -> logits`;
+- with `gradients=true`, `@gradients(...) -> (grads..., loss)`: the same backward pass without
+  the update (for checking against another framework).
 
 Only values that depend on a trainable parameter get a gradient: the backward pass stops at the
 earliest layer that needs one, and no gradient is computed that nothing uses (a frozen layer's
 weight gradient, or the input gradient of the first trainable layer, never appear).
 
-Options:
-- `trainable`: "all" (default) or a comma-separated list of parameter names; an unknown name is
-  an error that lists the valid ones;
-- `lr`: SGD learning rate (default 0.01);
-- `gradients`: also emit `@gradients(...) -> (grads..., loss)`, the same backward pass without
-  the update (for checking against another framework; default false).
+The pass builds IR with the dialect's op builders: each new function takes the forward ops over
+from a clone of `@forward` (so they keep their attributes and locations), then the loss, the
+adjoint ops (one rule per forward op in `_RULES`) and the updates are created after them.
 """
 
 from __future__ import annotations
 
-from torch_mlir import ir
+import dataclasses
+from typing import Callable, ClassVar
 
+from torch_mlir import ir
+from torch_mlir.dialects import arith, func
+
+from tinytrain.dialects import tinytrain as tt
 from tinytrain.errors import CompileError
-from tinytrain.irtext import (Emitter, dense_i64, func_args, func_ops, parse_module, shape_of,
-                              tensor_type)
+from tinytrain.passes import ModulePass
 
 __all__ = ["AutodiffPass"]
 
-_FORWARD_OPS = {
-    "tinytrain.conv2d", "tinytrain.linear", "tinytrain.add", "tinytrain.relu", "tinytrain.relu6",
-    "tinytrain.global_avg_pool", "tinytrain.reshape", "tinytrain.transpose", "arith.constant",
-}
+
+def _funcs(module: ir.Operation) -> dict[str, func.FuncOp]:
+    out = {}
+    for op in module.regions[0].blocks[0].operations:
+        if op.operation.name == "func.func":
+            out[ir.StringAttr(op.attributes["sym_name"]).value] = op.opview
+    return out
 
 
-class AutodiffPass:
-    name = "autodiff"
+def _arg_attrs(f: func.FuncOp) -> list[dict[str, ir.Attribute]]:
+    n = len(f.regions[0].blocks[0].arguments)
+    if "arg_attrs" not in f.attributes:
+        return [{} for _ in range(n)]
+    out = []
+    for d in ir.ArrayAttr(f.attributes["arg_attrs"]):
+        d = ir.DictAttr(d)
+        out.append({d[j].name: d[j].attr for j in range(len(d))})
+    return out
 
-    def __init__(self, trainable: str | list[str] = "all", lr: float | str = 0.01,
-                 gradients: bool | str = False):
-        self.trainable = trainable
-        self.lr = float(lr)
-        self.gradients = str(gradients).lower() in ("1", "true")
 
-    def _trainable_set(self, args) -> set[str]:
-        names = [a.param for a in args if a.param]
-        if self.trainable in ("all", "", None):
-            return set(names)
-        wanted = self.trainable.split(",") if isinstance(self.trainable, str) else list(self.trainable)
-        wanted = [w.strip() for w in wanted if w.strip()]
-        unknown = [w for w in wanted if w not in names]
-        if unknown:
-            raise CompileError(
-                f"autodiff: unknown trainable parameter(s) {unknown}; the model's parameters are: "
-                + ", ".join(names), stage=self.name)
-        return set(wanted)
+@dataclasses.dataclass
+class _Arg:
+    index: int                    # position in @forward
+    type: ir.Type
+    attrs: dict[str, ir.Attribute]
 
-    def run(self, module, ctx):
-        funcs = func_ops(module)
+    @property
+    def param(self) -> str | None:
+        a = self.attrs.get("tinytrain.param")
+        return ir.StringAttr(a).value if a is not None else None
+
+
+@dataclasses.dataclass(frozen=True)
+class AutodiffPass(ModulePass):
+    argument: ClassVar[str] = "autodiff"
+    summary: ClassVar[str] = ("Build @train_step (forward, loss, backward, SGD update), @predict "
+                              "and optionally @gradients from @forward.")
+    option_docs: ClassVar[dict[str, str]] = {
+        "trainable": "'all' or a comma-separated list of parameter names to train",
+        "lr": "SGD learning rate",
+        "gradients": "also emit @gradients (the backward pass without the update)",
+    }
+
+    trainable: tuple[str, ...] = ("all",)
+    lr: float = 0.01
+    gradients: bool = False
+
+    def run(self, module: ir.Operation) -> None:
+        funcs = _funcs(module)
         if "forward" not in funcs:
-            raise CompileError("autodiff: the module has no @forward function", stage=self.name)
+            raise CompileError("autodiff: the module has no @forward function", stage=self.argument)
         fwd = funcs["forward"]
-        args = func_args(fwd)
+        body = fwd.regions[0].blocks[0]
+        args = [_Arg(i, a.type, attrs) for i, (a, attrs) in enumerate(zip(body.arguments, _arg_attrs(fwd)))]
         trainable = self._trainable_set(args)
         inputs = [a for a in args if "tinytrain.input" in a.attrs]
         if len(inputs) != 1:
             raise CompileError("autodiff: @forward needs exactly one {tinytrain.input} argument",
-                               stage=self.name)
+                               stage=self.argument)
+        ops = list(body.operations)
+        for op in ops[:-1]:
+            if op.operation.name not in _RULES and op.operation.name != "arith.constant":
+                raise CompileError(f"autodiff: no gradient rule for '{op.operation.name}' at {op.location}",
+                                   stage=self.argument)
+        logits_t = ir.RankedTensorType(ops[-1].operands[0].type)
+        if logits_t.rank != 2:
+            raise CompileError(f"autodiff: @forward must return logits [N, classes], got {logits_t}",
+                               stage=self.argument)
         train_args = [a for a in args if a.param in trainable]
         frozen_args = [a for a in args if a.param and a.param not in trainable]
         ordered = train_args + frozen_args + inputs
-        ops = list(fwd.regions[0].blocks[0].operations)
-        for op in ops[:-1]:
-            if op.name not in _FORWARD_OPS:
-                raise CompileError(f"autodiff: no gradient rule for '{op.name}' at {op.location}",
-                                   stage=self.name)
-        text = "module {\n" + self._train_step(ordered, len(train_args), ops) + "\n"
-        text += self._predict(ordered, len(train_args), ops) + "\n"
-        if self.gradients:
-            text += self._train_step(ordered, len(train_args), ops, update=False) + "\n"
-        text += "}\n"
-        return parse_module(text, ctx, stage=self.name)
+        with ir.InsertionPoint(module.regions[0].blocks[0]), fwd.location:
+            self._build(fwd, "train_step", ordered, len(train_args), update=True)
+            self._build(fwd, "predict", ordered, len(train_args), update=None)
+            if self.gradients:
+                self._build(fwd, "gradients", ordered, len(train_args), update=False)
+        fwd.operation.erase()
 
     # ------------------------------------------------------------------------------------------
-    def _bind_args(self, em: Emitter, ordered, n_train: int) -> tuple[dict, list]:
-        """Declare the arguments; trained parameters get the `tinytrain.trainable` marker."""
-        names, sig = {}, []
+    def _trainable_set(self, args: list[_Arg]) -> set[str]:
+        names = [a.param for a in args if a.param]
+        wanted = [w.strip() for w in self.trainable if w.strip()]
+        if wanted in ([], ["all"]):
+            return set(names)
+        unknown = [w for w in wanted if w not in names]
+        if unknown:
+            raise CompileError(
+                f"autodiff: unknown trainable parameter(s) {unknown}; the model's parameters are: "
+                + ", ".join(names), stage=self.argument)
+        return set(wanted)
+
+    def _build(self, fwd: func.FuncOp, name: str, ordered: list[_Arg], n_train: int, update) -> None:
+        """Create `@name`. `update`: True = train_step, False = gradients, None = predict."""
+        f32 = ir.F32Type.get()
+        logits_t = ir.RankedTensorType(fwd.regions[0].blocks[0].operations[len(fwd.regions[0].blocks[0].operations) - 1].operands[0].type)
+        labels_t = ir.RankedTensorType.get([logits_t.shape[0]], ir.IntegerType.get_signless(32))
+        loss_t = ir.RankedTensorType.get([], f32)
+        in_types = [a.type for a in ordered]
+        if update is None:
+            res_types = [logits_t]
+        else:
+            in_types.append(labels_t)
+            res_types = [a.type for a in ordered[:n_train]] + [loss_t]
+        new = func.FuncOp(name, ir.FunctionType.get(in_types, res_types))
+        attrs = []
         for i, a in enumerate(ordered):
-            n = em.declare(f"%arg{i}", a.type)
-            names[a.value] = n
-            sig.append([n, a.type, a, {"tinytrain.trainable": "unit"} if i < n_train else {}])
-        return names, sig
+            d = dict(a.attrs)
+            if i < n_train:
+                d["tinytrain.trainable"] = ir.UnitAttr.get()
+                if update:
+                    d["iree.abi.output"] = ir.IntegerAttr.get(ir.IndexType.get(), i)
+            attrs.append(ir.DictAttr.get(d))
+        if update is not None:
+            attrs.append(ir.DictAttr.get({"tinytrain.labels": ir.UnitAttr.get()}))
+        new.arg_attrs = ir.ArrayAttr.get(attrs)
+        entry = new.add_entry_block()
 
-    def _predict(self, ordered, n_train: int, ops) -> str:
-        em = Emitter()
-        names, sig = self._bind_args(em, ordered, n_train)
-        for op in ops[:-1]:
-            em.copy(op, names)
-        out = names[ops[-1].operands[0]]
-        return em.function("predict", [(n, t, a.attr_text(m)) for n, t, a, m in sig], [out])
+        # Take the forward ops over from a clone of @forward, then rebind its arguments.
+        clone = fwd.operation.clone(ip=False)
+        cbody = clone.regions[0].blocks[0]
+        for op in list(cbody.operations):
+            entry.append(op.detach_from_parent())
+        for pos, a in enumerate(ordered):
+            cbody.arguments[a.index].replace_all_uses_with(entry.arguments[pos])
+        clone.erase()
+        ops = list(entry.operations)
+        ret = ops[-1]
+        logits = ret.operands[0]
+        with ir.InsertionPoint(ret):
+            if update is None:
+                func.ReturnOp([logits], loc=ret.location)
+            else:
+                results, loss = self._backward(ops[:-1], entry, ordered, n_train, logits, update)
+                func.ReturnOp(results + [loss], loc=ret.location)
+        ret.erase()
 
-    def _train_step(self, ordered, n_train: int, ops, update: bool = True) -> str:
-        """`@train_step`, or with `update=False` `@gradients(...) -> (grads..., loss)`."""
-        em = Emitter()
-        names, sig = self._bind_args(em, ordered, n_train)
-        logits_v = ops[-1].operands[0]
-        batch = shape_of(logits_v)[0]
-        labels = em.declare("%labels", tensor_type([batch], "i32"))
-
-        # Forward; `needs` = values that depend on a trainable parameter.
-        needs = {a.value for a in ordered[:n_train]}
-        for op in ops[:-1]:
-            em.copy(op, names)
+    def _backward(self, ops, entry, ordered, n_train, logits, update: bool):
+        params = [entry.arguments[i] for i in range(n_train)]
+        labels = entry.arguments[len(ordered)]
+        loc = ops[-1].location if ops else ir.Location.unknown()
+        # Forward values that depend on a trainable parameter need a gradient.
+        needs = set(params)
+        for op in ops:
             if any(v in needs for v in op.operands):
-                needs.add(op.results[0])
-        logits = names[logits_v]
-        loc = str(ops[-1].location)
-        loss = em.op("tinytrain.softmax_cross_entropy", [logits, labels], "tensor<f32>", loc=loc)
-
-        grads = _Grads(em, needs)
-        if logits_v in needs:
-            grads.add(logits_v, em.op("tinytrain.softmax_cross_entropy_grad", [logits, labels],
-                                      em.types[logits], loc=loc))
-        for op in reversed(ops[:-1]):
+                needs.update(op.results)
+        loss_t = ir.RankedTensorType.get([], ir.F32Type.get())
+        loss = tt.SoftmaxCrossEntropyOp(logits, labels, loss_t, loc=loc).result
+        grads = _Grads(needs)
+        if logits in needs:
+            grads.add(logits, tt.SoftmaxCrossEntropyGradOp(logits, labels, logits.type, loc=loc).result)
+        for op in reversed(ops):
+            if op.operation.name == "arith.constant":
+                continue
             g = grads.pop(op.results[0])
             if g is not None:
-                self._backward(em, op, names, g, grads)
-
+                _RULES[op.operation.name](op, g, grads)
         results = []
-        for a in ordered[:n_train]:
-            g = grads.pop(a.value)
+        lr = ir.FloatAttr.get(ir.F32Type.get(), self.lr)
+        for p in params:
+            g = grads.pop(p)
             if not update:
-                results.append(g if g is not None else em.op(
-                    "arith.constant", [], a.type, {"value": f"dense<0.000000e+00> : {a.type}"}))
+                results.append(g if g is not None else _zeros(p.type))
             elif g is None:
-                results.append(names[a.value])  # unused parameter: returned unchanged
+                results.append(p)  # the loss does not depend on it: returned unchanged
             else:
-                results.append(em.op("tinytrain.sgd_update", [names[a.value], g], a.type,
-                                     {"lr": f"{self.lr!r} : f32"}))
-        args = []
-        for i, (n, t, a, marks) in enumerate(sig):
-            if i < n_train and update:
-                marks = dict(marks, **{"iree.abi.output": f"{i} : index"})
-            args.append((n, t, a.attr_text(marks)))
-        args.append((labels, em.types[labels], "{tinytrain.labels}"))
-        return em.function("train_step" if update else "gradients", args, results + [loss])
+                results.append(tt.SgdUpdateOp(p, g, lr, p.type, loc=loc).result)
+        return results, loss
 
-    def _backward(self, em: Emitter, op, names, g: str, grads: "_Grads") -> None:
-        """Emit the adjoint of one forward op given its result gradient `g`."""
-        loc = str(op.location)
-        kind = op.name
-        operands = list(op.operands)
-        attrs = {k: str(op.attributes[k]) for k in ("strides", "padding", "groups")
-                 if k in op.attributes}
-        if kind == "tinytrain.conv2d":
-            x, w, b = operands
-            if grads.wanted(x):
-                grads.add(x, em.op("tinytrain.conv2d_grad_input", [g, names[w]], str(x.type), attrs, loc))
-            if grads.wanted(w):
-                grads.add(w, em.op("tinytrain.conv2d_grad_weight", [names[x], g], str(w.type), attrs, loc))
-            if grads.wanted(b):
-                grads.add(b, em.op("tinytrain.bias_grad", [g], str(b.type), loc=loc))
-        elif kind == "tinytrain.linear":
-            x, w, b = operands
-            if grads.wanted(x):
-                grads.add(x, em.op("tinytrain.linear_grad_input", [g, names[w]], str(x.type), loc=loc))
-            if grads.wanted(w):
-                grads.add(w, em.op("tinytrain.linear_grad_weight", [names[x], g], str(w.type), loc=loc))
-            if grads.wanted(b):
-                grads.add(b, em.op("tinytrain.bias_grad", [g], str(b.type), loc=loc))
-        elif kind == "tinytrain.add":
-            for v in operands:
-                grads.add(v, g)
-        elif not grads.wanted(operands[0]):
-            return  # unary op whose input needs no gradient
-        elif kind in ("tinytrain.relu", "tinytrain.relu6"):
-            y = names[op.results[0]]
-            grads.add(operands[0], em.op(kind + "_grad", [y, g], em.types[g], loc=loc))
-        elif kind == "tinytrain.global_avg_pool":
-            grads.add(operands[0], em.op("tinytrain.global_avg_pool_grad", [g], str(operands[0].type), loc=loc))
-        elif kind == "tinytrain.reshape":
-            grads.add(operands[0], em.op("tinytrain.reshape", [g], str(operands[0].type), loc=loc))
-        elif kind == "tinytrain.transpose":
-            perm = list(ir.DenseI64ArrayAttr(op.attributes["permutation"]))
-            inv = [perm.index(i) for i in range(len(perm))]
-            grads.add(operands[0], em.op("tinytrain.transpose", [g], str(operands[0].type),
-                                         {"permutation": dense_i64(inv)}, loc))
+
+def _zeros(ty: ir.Type) -> ir.Value:
+    t = ir.RankedTensorType(ty)
+    return arith.ConstantOp(t, ir.DenseElementsAttr.get_splat(t, ir.FloatAttr.get(t.element_type, 0.0))).result
 
 
 class _Grads:
     """Gradient of each value that needs one; fan-out contributions are summed with `add`."""
 
-    def __init__(self, em: Emitter, needs: set):
-        self.em, self.needs, self.grads = em, needs, {}
+    def __init__(self, needs: set):
+        self.needs, self.grads = needs, {}
 
     def wanted(self, value) -> bool:
         return value in self.needs
 
-    def add(self, value, g: str) -> None:
+    def add(self, value, g: ir.Value) -> None:
         if value not in self.needs:
             return
         if value in self.grads:
-            g = self.em.op("tinytrain.add", [self.grads[value], g], self.em.types[g])
+            g = tt.AddOp(self.grads[value], g, g.type, loc=g.owner.location).result
         self.grads[value] = g
 
-    def pop(self, value) -> str | None:
+    def pop(self, value) -> ir.Value | None:
         return self.grads.pop(value, None)
+
+
+# ----------------------------------------------------------------------------------------------
+# Adjoint rules: (forward op, gradient of its result, gradients) -> adds its operands' gradients.
+# Built at the current insertion point (after the loss), at the forward op's location.
+# ----------------------------------------------------------------------------------------------
+
+
+def _conv2d(op, g, grads: _Grads) -> None:
+    x, w, b = op.operands
+    a = op.attributes
+    loc = op.location
+    if grads.wanted(x):
+        grads.add(x, tt.Conv2dGradInputOp(g, w, a["strides"], a["padding"], a["groups"], x.type, loc=loc).result)
+    if grads.wanted(w):
+        grads.add(w, tt.Conv2dGradWeightOp(x, g, a["strides"], a["padding"], a["groups"], w.type, loc=loc).result)
+    if grads.wanted(b):
+        grads.add(b, tt.BiasGradOp(g, b.type, loc=loc).result)
+
+
+def _linear(op, g, grads: _Grads) -> None:
+    x, w, b = op.operands
+    loc = op.location
+    if grads.wanted(x):
+        grads.add(x, tt.LinearGradInputOp(g, w, x.type, loc=loc).result)
+    if grads.wanted(w):
+        grads.add(w, tt.LinearGradWeightOp(x, g, w.type, loc=loc).result)
+    if grads.wanted(b):
+        grads.add(b, tt.BiasGradOp(g, b.type, loc=loc).result)
+
+
+def _add(op, g, grads: _Grads) -> None:
+    for v in op.operands:
+        grads.add(v, g)
+
+
+def _unary(make: Callable) -> Callable:
+    """A rule for a one-operand op: skipped when its input needs no gradient."""
+
+    def rule(op, g, grads: _Grads) -> None:
+        x = op.operands[0]
+        if grads.wanted(x):
+            grads.add(x, make(op, x, g).result)
+
+    return rule
+
+
+def _transpose_grad(op, x, g):
+    perm = list(ir.DenseI64ArrayAttr(op.attributes["permutation"]))
+    inv = [perm.index(i) for i in range(len(perm))]
+    return tt.TransposeOp(g, ir.DenseI64ArrayAttr.get(inv), x.type, loc=op.location)
+
+
+_RULES: dict[str, Callable] = {
+    "tinytrain.conv2d": _conv2d,
+    "tinytrain.linear": _linear,
+    "tinytrain.add": _add,
+    "tinytrain.relu": _unary(lambda op, x, g: tt.ReluGradOp(op.results[0], g, g.type, loc=op.location)),
+    "tinytrain.relu6": _unary(lambda op, x, g: tt.Relu6GradOp(op.results[0], g, g.type, loc=op.location)),
+    "tinytrain.global_avg_pool": _unary(lambda op, x, g: tt.GlobalAvgPoolGradOp(g, x.type, loc=op.location)),
+    "tinytrain.reshape": _unary(lambda op, x, g: tt.ReshapeOp(g, x.type, loc=op.location)),
+    "tinytrain.transpose": _unary(_transpose_grad),
+}
