@@ -86,7 +86,8 @@ class AutodiffPass(ModulePass):
     def run(self, module: ir.Operation) -> None:
         funcs = _funcs(module)
         if "forward" not in funcs:
-            raise CompileError("autodiff: the module has no @forward function", stage=self.argument)
+            raise CompileError("autodiff: the module has no @forward function", stage=self.argument,
+                               loc=module.location)
         fwd = funcs["forward"]
         body = fwd.regions[0].blocks[0]
         args = [_Arg(i, a.type, attrs) for i, (a, attrs) in enumerate(zip(body.arguments, _arg_attrs(fwd)))]
@@ -94,16 +95,16 @@ class AutodiffPass(ModulePass):
         inputs = [a for a in args if "tinytrain.input" in a.attrs]
         if len(inputs) != 1:
             raise CompileError("autodiff: @forward needs exactly one {tinytrain.input} argument",
-                               stage=self.argument)
+                               stage=self.argument, loc=fwd.location)
         ops = list(body.operations)
         for op in ops[:-1]:
             if op.operation.name not in _RULES and op.operation.name != "arith.constant":
                 raise CompileError(f"autodiff: no gradient rule for '{op.operation.name}' at {op.location}",
-                                   stage=self.argument)
+                                   stage=self.argument, loc=op.location)
         logits_t = ir.RankedTensorType(ops[-1].operands[0].type)
         if logits_t.rank != 2:
             raise CompileError(f"autodiff: @forward must return logits [N, classes], got {logits_t}",
-                               stage=self.argument)
+                               stage=self.argument, loc=fwd.location)
         train_args = [a for a in args if a.param in trainable]
         frozen_args = [a for a in args if a.param and a.param not in trainable]
         ordered = train_args + frozen_args + inputs
