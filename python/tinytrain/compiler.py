@@ -78,13 +78,13 @@ def compile(model: torch.nn.Module, example_input: torch.Tensor, *, trainable="a
     ad = AutodiffPass(trainable=trainable, lr=lr, gradients=gradients).run(imported.module, imported.context)
     stages["autodiff"] = str(ad)
     _log(verbose, "lowering to linalg")
-    linalg = lower_to_linalg(ad, imported.params)
-    stages["linalg"] = linalg
+    train_names = _train_order(ad)
+    lower_to_linalg(ad, imported.params)  # in place: `ad` is now the linalg module
+    stages["linalg"] = str(ad)  # text only at the edge: iree-compile, dumps, the firmware build
     if dump_ir is not None:
         _write_stages(Path(dump_ir), stages)
     _log(verbose, f"iree-compile (llvm-cpu, host) ... {time.time() - t0:.1f}s so far")
-    vmfb = compile_host(linalg)
-    train_names = _train_order(ad)
+    vmfb = compile_host(stages["linalg"])
     prog = CompiledModel(imported, train_names, lr, stages, vmfb)
     if target != "host":
         _log(verbose, f"iree-compile ({target}, static library) + firmware build "

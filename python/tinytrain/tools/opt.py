@@ -15,6 +15,8 @@ import sys
 
 from tinytrain.errors import CompileError
 from tinytrain.irtext import new_context, parse_module
+from tinytrain.passes import ModulePass
+from tinytrain.pipeline import run_pipeline
 from tinytrain.transforms import PASSES
 
 
@@ -64,6 +66,9 @@ def run(text: str, pipeline) -> str:
     module = parse_module(text, ctx, stage="parse")
     for name, opts in pipeline:
         cls = PASSES[name]()
+        if issubclass(cls, ModulePass):  # an MLIR pass: run in place by the PassManager
+            run_pipeline(module, [cls.from_options(opts)], stage=name)
+            continue
         try:
             p = cls(**opts)
         except TypeError as e:

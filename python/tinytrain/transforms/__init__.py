@@ -6,9 +6,9 @@ __all__ = ["PASSES", "AutodiffPass"]
 
 
 def _to_linalg():
-    from tinytrain.lowering.conversions.tinytrain_to_linalg import ToLinalgPass
+    from tinytrain.lowering.conversions.tinytrain_to_linalg import ConvertTinytrainToLinalgPass
 
-    return ToLinalgPass
+    return ConvertTinytrainToLinalgPass
 
 
 #: kebab-case name -> pass class (lowerings are loaded lazily).
