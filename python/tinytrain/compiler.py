@@ -83,12 +83,12 @@ def compile(model: torch.nn.Module, example_input: torch.Tensor, *, trainable="a
     stages["autodiff"] = str(module)
     train_names = _train_order(module)
     _log(verbose, "lowering to linalg")
-    linalg = lower_to_linalg(module, imported.params)
-    stages["linalg"] = linalg
+    lower_to_linalg(module, imported.params)  # in place: `module` is now the linalg module
+    stages["linalg"] = str(module)  # text only at the edge: iree-compile, dumps, the firmware build
     if dump_ir is not None:
         _write_stages(Path(dump_ir), stages)
     _log(verbose, f"iree-compile (llvm-cpu, host) ... {time.time() - t0:.1f}s so far")
-    vmfb = compile_host(linalg)
+    vmfb = compile_host(stages["linalg"])
     prog = CompiledModel(imported, train_names, lr, stages, vmfb, has_gradients=bool(gradients))
     if target != "host":
         _log(verbose, f"iree-compile ({target}, static library) + firmware build "

@@ -8,7 +8,7 @@ from torch_mlir import ir
 from tinytrain.dialects import OP_NAMES
 from tinytrain.irtext import new_context, parse_module
 from tinytrain.errors import CompileError
-from tinytrain.lowering.conversions.tinytrain_to_linalg import _LOWERINGS
+from tinytrain.lowering.conversions.tinytrain_to_linalg import PATTERNS
 from tinytrain.tools.opt import irdl_text
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -20,7 +20,7 @@ def test_committed_irdl_matches_the_python_definition():
 
 
 def test_every_op_has_a_lowering():
-    assert sorted(_LOWERINGS) == OP_NAMES
+    assert sorted(op.OPERATION_NAME for op in PATTERNS) == OP_NAMES
 
 
 def test_verifier_error_names_the_op_through_the_api():

@@ -1,0 +1,238 @@
+"""tinytrain -> linalg-on-tensors (+ tensor, arith, math): the input IREE compiles.
+
+The conversion is a set of conversion patterns, one per `tinytrain` op, grouped by op family in
+this package (`conv`, `linear`, `elementwise`, `pool`, `shape`, `loss`; shared op builders in
+`builders`). Each pattern builds linalg with the bindings' op builders under the rewriter's
+insertion point and the op's location, and replaces the op. Named convolutions are used where
+they exist, so IREE's tuned conv paths apply; `linalg.generic` elsewhere. The driver applies them
+with `apply_partial_conversion` and a `ConversionTarget` on which the `tinytrain` dialect is
+illegal: no tinytrain op survives. An op without a pattern is reported before the conversion
+starts, as a `CompileError` naming the op and its location; a pattern refusing an op (e.g. a
+conv gradient whose padding exceeds kernel-1) raises a `CompileError` the same way.
+
+Function signatures are kept: trained parameters stay arguments tied to results
+(`iree.abi.output`). Frozen parameters: when `values` (name -> array) is given, every argument
+tagged `tinytrain.param` but not `tinytrain.trainable` becomes an `arith.constant` holding a
+`DenseResourceElementsAttr` built from the array (one resource per parameter, shared by every
+function) and is removed from the signature; IREE then places it with the other constants (flash
+on a microcontroller). Without `values` (e.g. in lit tests) they stay arguments.
+
+Gradient lowering, in words (paper Sec. 2.3):
+- conv input-gradient = stride-1 convolution of the zero-dilated, padded output gradient with the
+  spatially flipped, in/out-transposed kernel (`conv_2d_nhwc_hwcf` / `depthwise_conv_2d_nhwc_hwc`);
+- conv weight-gradient = a contraction of the padded input with the output gradient over
+  (N, OH, OW) at stride `s` (one `linalg.generic`);
+- the loss and its gradient use the max-shifted log-sum-exp, as PyTorch does.
+
+Notes on the bindings of the pinned torch-mlir wheel (checked on this machine):
+- `TypeConverter.add_conversion` does not keep its callable alive: a temporary `lambda` is freed
+  and the C++ side then calls whatever object reuses its memory (seen: a conversion pattern called
+  with a type). The identity conversion is therefore the module-level `_keep_type`, and the
+  patterns are module-level functions.
+- A Python exception raised inside a pattern propagates out of `apply_partial_conversion`
+  unchanged, so patterns raise `CompileError` directly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import string
+from collections.abc import Mapping
+from typing import ClassVar
+
+import numpy as np
+from torch_mlir import ir, rewrite
+from torch_mlir.dialects import arith
+
+from tinytrain.dialects import TinyTrain
+from tinytrain.errors import CompileError
+from tinytrain.passes import ModulePass
+
+from . import conv, elementwise, linear, loss, pool, shape
+from .builders import STAGE, const_f32, elementwise as elementwise_generic
+
+__all__ = ["ConvertTinytrainToLinalgPass", "lower_to_linalg", "PATTERNS", "populate_patterns"]
+
+#: tinytrain op class -> its conversion pattern `fn(op, adaptor, type_converter, rewriter)`.
+PATTERNS: dict[type, object] = {
+    **conv.PATTERNS,
+    **linear.PATTERNS,
+    **elementwise.PATTERNS,
+    **pool.PATTERNS,
+    **shape.PATTERNS,
+    **loss.PATTERNS,
+}
+
+
+def _keep_type(t: ir.Type) -> ir.Type:
+    """Tensor types do not change in this conversion."""
+    return t
+
+
+def populate_patterns(patterns: rewrite.RewritePatternSet, type_converter: rewrite.TypeConverter,
+                      table: Mapping[type, object] | None = None) -> None:
+    for op_class, fn in (PATTERNS if table is None else table).items():
+        patterns.add_conversion(op_class, fn, type_converter)
+
+
+def _check_all_lowered(module: ir.Operation, table: Mapping[type, object]) -> None:
+    """Every tinytrain op of `module` has a pattern, or a CompileError names the first one that
+    has none (with its location)."""
+    known = {cls.OPERATION_NAME for cls in table}
+    missing = []
+
+    def visit(op):
+        name = op.operation.name
+        if name.startswith(f"{TinyTrain.name}.") and name not in known:
+            missing.append(op.operation)
+            return ir.WalkResult.INTERRUPT
+        return ir.WalkResult.ADVANCE
+
+    module.walk(visit)
+    if missing:
+        op = missing[0]
+        raise CompileError(f"to-linalg: no lowering for '{op.name}' (at {op.location})", stage=STAGE)
+
+
+# ----------------------------------------------------------------------------------------------
+# Function-level preparation (before the op patterns run)
+# ----------------------------------------------------------------------------------------------
+
+
+def _arg_attrs(func) -> list[ir.DictAttr]:
+    n = len(func.regions[0].blocks[0].arguments)
+    if "arg_attrs" not in func.attributes:
+        return [ir.DictAttr.get({}) for _ in range(n)]
+    return [ir.DictAttr(a) for a in ir.ArrayAttr(func.attributes["arg_attrs"])]
+
+
+def _resource_key(name: str) -> str:
+    ok = set(string.ascii_letters + string.digits + "_")
+    return "param_" + "".join(c if c in ok else "_" for c in name)
+
+
+def _inline_frozen_params(func, values: Mapping[str, np.ndarray], constants: dict) -> None:
+    """Replace each frozen-parameter argument of `func` by an `arith.constant` holding its value
+    and remove the argument (block argument, `function_type`, `arg_attrs`).
+
+    `constants` (parameter name -> DenseResourceElementsAttr) is shared by the functions of one
+    module, so a parameter used by `@train_step` and `@predict` is stored once."""
+    block = func.regions[0].blocks[0]
+    attrs = _arg_attrs(func)
+    first = block.operations[0]  # constants go before it, in argument order
+    frozen = []
+    for i, (arg, d) in enumerate(zip(block.arguments, attrs)):
+        if "tinytrain.param" not in d or "tinytrain.trainable" in d:
+            continue
+        name = ir.StringAttr(d["tinytrain.param"]).value
+        if name not in values:
+            raise CompileError(f"to-linalg: no value for frozen parameter '{name}' of "
+                               f"@{ir.StringAttr(func.attributes['sym_name']).value}", stage=STAGE)
+        ty = ir.RankedTensorType(arg.type)
+        arr = np.ascontiguousarray(values[name], dtype=np.float32)
+        if list(arr.shape) != list(ty.shape):
+            raise CompileError(f"to-linalg: value of '{name}' has shape {list(arr.shape)}, the "
+                               f"function expects {list(ty.shape)}", stage=STAGE)
+        if name not in constants:
+            constants[name] = ir.DenseResourceElementsAttr.get_from_buffer(arr, _resource_key(name), ty)
+        with ir.InsertionPoint(first), arg.location:
+            c = arith.ConstantOp(ty, constants[name]).result
+        arg.replace_all_uses_with(c)
+        frozen.append(i)
+    if not frozen:
+        return
+    for i in reversed(frozen):
+        block.erase_argument(i)
+    keep = [i for i in range(len(attrs)) if i not in frozen]
+    fn_type = ir.FunctionType(ir.TypeAttr(func.attributes["function_type"]).value)
+    func.attributes["function_type"] = ir.TypeAttr.get(
+        ir.FunctionType.get([fn_type.inputs[i] for i in keep], list(fn_type.results)))
+    func.attributes["arg_attrs"] = ir.ArrayAttr.get([attrs[i] for i in keep])
+
+
+# Ops that read a trained weight after the forward pass, and the update that overwrites it.
+_GRAD_INPUT_OPS = ("tinytrain.conv2d_grad_input", "tinytrain.linear_grad_input")
+_SNAPSHOT_READERS = _GRAD_INPUT_OPS + ("tinytrain.sgd_update",)
+
+
+def _snapshot_tied_weights(func) -> None:
+    """Copies of the tied (updated-in-place) weights that the backward pass reads.
+
+    IREE 3.13 does not order a read of an `iree.abi.output` argument before the in-place write
+    of its tied result unless the read is upstream of the write (found here; see
+    tests/python/test_numerics.py::test_update_equals_sgd_on_gradients). The forward pass is
+    upstream of every update, but an input-gradient op reading weight W is not upstream of W's
+    update. So such a W is first copied (`x + 0.0`, which does not fold), the input-gradient op
+    and the update both read the copy, and the update depends on the copy: the argument's storage
+    is only overwritten after every read of it. The copy costs one transient buffer per such W.
+    """
+    block = func.regions[0].blocks[0]
+    tied = [arg for arg, d in zip(block.arguments, _arg_attrs(func)) if "iree.abi.output" in d]
+    ops = list(block.operations)
+    wanted = []
+    for op in ops:
+        if op.operation.name in _GRAD_INPUT_OPS:
+            w = op.operands[1]
+            if any(w == t for t in tied) and not any(w == x for x in wanted):
+                wanted.append(w)
+    for w in wanted:
+        with ir.InsertionPoint(ops[0]), func.location:  # at the top, in order of first use
+            zero = const_f32(0.0)
+            copy = elementwise_generic([w], lambda a, acc: arith.AddFOp(a, zero).result)
+        for op in ops:
+            if op.operation.name in _SNAPSHOT_READERS:
+                for i, v in enumerate(op.operands):
+                    if v == w:
+                        op.operands[i] = copy
+
+
+# ----------------------------------------------------------------------------------------------
+# Driver
+# ----------------------------------------------------------------------------------------------
+
+
+def _convert(module: ir.Operation, values: Mapping[str, np.ndarray] | None,
+             table: Mapping[type, object]) -> None:
+    _check_all_lowered(module, table)
+    constants: dict = {}
+    for op in module.regions[0].blocks[0].operations:
+        if op.operation.name != "func.func" or not op.regions[0].blocks:
+            continue
+        if values is not None:
+            _inline_frozen_params(op, values, constants)
+        _snapshot_tied_weights(op)
+    type_converter = rewrite.TypeConverter()
+    type_converter.add_conversion(_keep_type)
+    patterns = rewrite.RewritePatternSet()
+    populate_patterns(patterns, type_converter, table)
+    target = rewrite.ConversionTarget()
+    target.add_illegal_dialect(TinyTrain)
+    target.add_legal_dialect("linalg", "tensor", "arith", "math", "func")
+    try:
+        rewrite.apply_partial_conversion(module, target, patterns.freeze())
+    except ir.MLIRError as e:
+        raise CompileError(f"to-linalg: {e}", stage=STAGE) from None
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class ConvertTinytrainToLinalgPass(ModulePass):
+    """Lower every function of a tinytrain module to linalg-on-tensors, in place."""
+
+    argument: ClassVar[str] = "to-linalg"
+    summary: ClassVar[str] = ("Convert the tinytrain dialect to linalg-on-tensors (frozen "
+                              "parameters become dense_resource constants when values are given).")
+    #: Parameter values (name -> array, in the layout of the function arguments); set by the
+    #: Python driver, not a pipeline option. None keeps frozen parameters as arguments.
+    values: Mapping[str, np.ndarray] | None = None
+
+    def run(self, module: ir.Operation) -> None:
+        with module.context, ir.Location.unknown():
+            _convert(module, self.values, PATTERNS)
+
+
+def lower_to_linalg(module: ir.Module, values: Mapping[str, np.ndarray] | None = None) -> None:
+    """Lower `module` to linalg in place (frozen parameters inlined when `values` is given); the
+    module is verified after the conversion."""
+    from tinytrain.pipeline import run_pipeline
+
+    run_pipeline(module, [ConvertTinytrainToLinalgPass(values=values)], stage=STAGE)

@@ -1,0 +1,158 @@
+"""Convolutions: `conv2d`, its input and weight gradients, and `bias_grad`.
+
+- `conv2d`: the named `linalg.conv_2d_nhwc_hwcf` (dense) or `linalg.depthwise_conv_2d_nhwc_hwc`
+  (groups == C), so IREE's tuned convolution paths apply; the accumulator is the bias broadcast
+  over N, H, W, and the input is zero-padded and cropped to the exact window (`conv_input`).
+- `conv2d_grad_input` = stride-1 convolution of the zero-dilated, padded output gradient with the
+  spatially flipped, in/out-transposed kernel (paper Sec. 2.3; the construction of torch-mlir's
+  `convolution_bwd.mlir`).
+- `conv2d_grad_weight` = a contraction of the padded input with the output gradient over
+  (N, OH, OW) at stride `s` (one `linalg.generic`).
+"""
+
+from __future__ import annotations
+
+from torch_mlir import ir
+from torch_mlir.dialects import arith, linalg, tensor
+
+from tinytrain.dialects import tinytrain as tt
+
+from .builders import (PARALLEL, REDUCTION, amap, conv_input, dims, empty, full, generic, identity,
+                       reshape, shape_of, tensor_type, const_index, unsupported)
+
+__all__ = ["convert_conv2d", "convert_conv2d_grad_input", "convert_conv2d_grad_weight",
+           "convert_bias_grad", "PATTERNS"]
+
+
+def _conv_attrs(op):
+    """(strides, padding, groups) of a conv or conv-gradient op (verified by the dialect)."""
+    a = op.attributes
+    return (list(ir.DenseI64ArrayAttr(a["strides"])), list(ir.DenseI64ArrayAttr(a["padding"])),
+            ir.IntegerAttr(a["groups"]).value)
+
+
+def _is_depthwise(op, groups: int, weight_shape) -> bool:
+    """True for groups == C (HWIO weight `[KH, KW, 1, C]`), False for a dense conv; any other
+    grouping is refused (the importer only produces these two)."""
+    if groups == 1:
+        return False
+    if weight_shape[2] != 1 or weight_shape[3] != groups:
+        raise unsupported(op, f"with groups={groups} and weight {weight_shape} is a grouped "
+                              "convolution; only dense (groups=1) and depthwise (groups=C) lower")
+    return True
+
+
+def _depthwise_kernel(w: ir.Value) -> ir.Value:
+    """`[KH, KW, 1, C]` -> `[KH, KW, C]` (the depthwise named op's kernel layout)."""
+    kh, kw, one, c = shape_of(w)
+    return tensor.CollapseShapeOp(tensor_type([kh, kw, one * c]), w, [[0], [1], [2, 3]]).result
+
+
+def _named_conv(depthwise: bool, x: ir.Value, w: ir.Value, init: ir.Value, strides) -> ir.Value:
+    conv = linalg.depthwise_conv_2d_nhwc_hwc if depthwise else linalg.conv_2d_nhwc_hwcf
+    return conv(x, w, outs=[init], strides=list(strides), dilations=[1, 1])
+
+
+def convert_conv2d(op, adaptor, type_converter, rewriter):
+    x, w, bias = adaptor.input, adaptor.weight, adaptor.bias
+    strides, padding, groups = _conv_attrs(op)
+    out_shape = shape_of(op.result)
+    depthwise = _is_depthwise(op, groups, shape_of(w))
+    with rewriter.ip, op.location:
+        d = dims(4)
+        # The bias, broadcast over N, H, W, is the accumulator the convolution adds into.
+        init = generic([bias], empty(out_shape), [amap(4, [d[3]]), identity(4)], [PARALLEL] * 4,
+                       lambda b, acc: b)
+        xp = conv_input(x, padding, shape_of(w)[:2], out_shape[1:3], strides)
+        kernel = _depthwise_kernel(w) if depthwise else w
+        result = _named_conv(depthwise, xp, kernel, init, strides)
+    rewriter.replace_op(op, [result])
+
+
+def _flipped_kernel(w: ir.Value, depthwise: bool) -> ir.Value:
+    """`Wf[kh, kw, f, c] = W[KH-1-kh, KW-1-kw, c, f]` (depthwise: `Wf[kh, kw, c] = W[.., 0, c]`).
+
+    Written as a gather (`tensor.extract` at computed indices) rather than an indexing map with
+    negative coefficients, which IREE 3.13's reshape propagation mishandles."""
+    kh, kw, cg, f = shape_of(w)
+    shape = [kh, kw, f] if depthwise else [kh, kw, f, cg]
+    r = len(shape)
+
+    def body(acc):
+        idx = [linalg.IndexOp(i).result for i in range(r)]
+        top_h, top_w = const_index(kh - 1), const_index(kw - 1)
+        fh = arith.SubIOp(top_h, idx[0]).result
+        fw = arith.SubIOp(top_w, idx[1]).result
+        src = [fh, fw, const_index(0), idx[2]] if depthwise else [fh, fw, idx[3], idx[2]]
+        return tensor.ExtractOp(w, src).result
+
+    return generic([], empty(shape), [identity(r)], [PARALLEL] * r, body)
+
+
+def convert_conv2d_grad_input(op, adaptor, type_converter, rewriter):
+    dy, w = adaptor.grad_output, adaptor.weight
+    strides, padding, groups = _conv_attrs(op)
+    n, h, wd, c = shape_of(op.result)
+    _, oh, ow, f = shape_of(dy)
+    kh, kw = shape_of(w)[:2]
+    depthwise = _is_depthwise(op, groups, shape_of(w))
+    lo_h, lo_w = kh - 1 - padding[0], kw - 1 - padding[1]
+    if lo_h < 0 or lo_w < 0:
+        raise unsupported(op, f"with padding {padding} larger than kernel-1 ({kh}x{kw} kernel) "
+                              "is not supported")
+    hb = max(h + kh - 1, lo_h + (oh - 1) * strides[0] + 1)
+    wb = max(wd + kw - 1, lo_w + (ow - 1) * strides[1] + 1)
+    with rewriter.ip, op.location:
+        # dY zero-dilated by the stride and padded by K-1-p on the low side.
+        zeros = full([n, hb, wb, f])
+        dilated = tensor.InsertSliceOp(dy, zeros, [], [], [], [0, lo_h, lo_w, 0], [n, oh, ow, f],
+                                       [1, strides[0], strides[1], 1]).result
+        out = full([n, h, wd, c])
+        result = _named_conv(depthwise, dilated, _flipped_kernel(w, depthwise), out, [1, 1])
+    rewriter.replace_op(op, [result])
+
+
+def _mac(x, y, acc):
+    return arith.AddFOp(acc, arith.MulFOp(x, y).result).result
+
+
+def convert_conv2d_grad_weight(op, adaptor, type_converter, rewriter):
+    x, dy = adaptor.input, adaptor.grad_output
+    strides, padding, groups = _conv_attrs(op)
+    kh, kw, cg, f = shape_of(op.result)
+    depthwise = _is_depthwise(op, groups, [kh, kw, cg, f])
+    sh, sw = strides
+    with rewriter.ip, op.location:
+        xp = conv_input(x, padding, (kh, kw), shape_of(dy)[1:3], strides)
+        if not depthwise:
+            kh_, kw_, c_, f_, n_, oh_, ow_ = dims(7)
+            maps = [amap(7, [n_, oh_ * sh + kh_, ow_ * sw + kw_, c_]), amap(7, [n_, oh_, ow_, f_]),
+                    amap(7, [kh_, kw_, c_, f_])]
+            result = generic([xp, dy], full([kh, kw, cg, f]), maps,
+                             [PARALLEL] * 4 + [REDUCTION] * 3, _mac)
+        else:
+            kh_, kw_, c_, n_, oh_, ow_ = dims(6)
+            maps = [amap(6, [n_, oh_ * sh + kh_, ow_ * sw + kw_, c_]), amap(6, [n_, oh_, ow_, c_]),
+                    amap(6, [kh_, kw_, c_])]
+            r = generic([xp, dy], full([kh, kw, f]), maps, [PARALLEL] * 3 + [REDUCTION] * 3, _mac)
+            result = reshape(r, [kh, kw, 1, f])
+    rewriter.replace_op(op, [result])
+
+
+def convert_bias_grad(op, adaptor, type_converter, rewriter):
+    g = adaptor.grad_output
+    shape = shape_of(g)
+    r = len(shape)
+    with rewriter.ip, op.location:
+        result = generic([g], full([shape[-1]]), [identity(r), amap(r, [dims(r)[-1]])],
+                         [REDUCTION] * (r - 1) + [PARALLEL],
+                         lambda a, acc: arith.AddFOp(acc, a).result)
+    rewriter.replace_op(op, [result])
+
+
+PATTERNS = {
+    tt.Conv2dOp: convert_conv2d,
+    tt.Conv2dGradInputOp: convert_conv2d_grad_input,
+    tt.Conv2dGradWeightOp: convert_conv2d_grad_weight,
+    tt.BiasGradOp: convert_bias_grad,
+}

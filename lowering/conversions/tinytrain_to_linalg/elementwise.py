@@ -1,0 +1,81 @@
+"""Elementwise ops: `add`, `relu`, `relu6` and their gradients, and `sgd_update`; each one
+`linalg.generic` with identity maps. ReLU6 is `minimumf(maximumf(x, 0), 6)`; the gradients pass
+`dy` where the forward output is strictly inside the active range (`0 < y` / `0 < y < 6`)."""
+
+from __future__ import annotations
+
+from torch_mlir import ir
+from torch_mlir.dialects import arith
+
+from tinytrain.dialects import tinytrain as tt
+
+from .builders import const_f32, elementwise
+
+__all__ = ["convert_add", "convert_relu", "convert_relu6", "convert_relu_grad",
+           "convert_relu6_grad", "convert_sgd_update", "PATTERNS"]
+
+
+def convert_add(op, adaptor, type_converter, rewriter):
+    with rewriter.ip, op.location:
+        result = elementwise([adaptor.lhs, adaptor.rhs], lambda a, b, acc: arith.AddFOp(a, b).result)
+    rewriter.replace_op(op, [result])
+
+
+def convert_relu(op, adaptor, type_converter, rewriter):
+    with rewriter.ip, op.location:
+        zero = const_f32(0.0)
+        result = elementwise([adaptor.input], lambda a, acc: arith.MaximumFOp(a, zero).result)
+    rewriter.replace_op(op, [result])
+
+
+def convert_relu6(op, adaptor, type_converter, rewriter):
+    with rewriter.ip, op.location:
+        zero, six = const_f32(0.0), const_f32(6.0)
+        result = elementwise([adaptor.input],
+                             lambda a, acc: arith.MinimumFOp(arith.MaximumFOp(a, zero).result, six).result)
+    rewriter.replace_op(op, [result])
+
+
+def convert_relu_grad(op, adaptor, type_converter, rewriter):
+    with rewriter.ip, op.location:
+        zero = const_f32(0.0)
+
+        def body(y, dy, acc):
+            active = arith.CmpFOp(arith.CmpFPredicate.OGT, y, zero).result
+            return arith.SelectOp(active, dy, zero).result
+
+        result = elementwise([adaptor.output, adaptor.grad_output], body)
+    rewriter.replace_op(op, [result])
+
+
+def convert_relu6_grad(op, adaptor, type_converter, rewriter):
+    with rewriter.ip, op.location:
+        zero, six = const_f32(0.0), const_f32(6.0)
+
+        def body(y, dy, acc):
+            above = arith.CmpFOp(arith.CmpFPredicate.OGT, y, zero).result
+            below = arith.CmpFOp(arith.CmpFPredicate.OLT, y, six).result
+            active = arith.AndIOp(above, below).result
+            return arith.SelectOp(active, dy, zero).result
+
+        result = elementwise([adaptor.output, adaptor.grad_output], body)
+    rewriter.replace_op(op, [result])
+
+
+def convert_sgd_update(op, adaptor, type_converter, rewriter):
+    """`param - lr * grad`, with `lr` the op's f32 attribute."""
+    with rewriter.ip, op.location:
+        lr = const_f32(ir.FloatAttr(op.attributes["lr"]))
+        result = elementwise([adaptor.param, adaptor.grad],
+                             lambda p, g, acc: arith.SubFOp(p, arith.MulFOp(lr, g).result).result)
+    rewriter.replace_op(op, [result])
+
+
+PATTERNS = {
+    tt.AddOp: convert_add,
+    tt.ReluOp: convert_relu,
+    tt.Relu6Op: convert_relu6,
+    tt.ReluGradOp: convert_relu_grad,
+    tt.Relu6GradOp: convert_relu6_grad,
+    tt.SgdUpdateOp: convert_sgd_update,
+}
