@@ -30,6 +30,7 @@ __all__ = ["PASSES", "pass_class", "parse_pipeline", "build_pass_manager", "run_
 
 #: pipeline name -> "module:Class" (imported on first use, so `tinytrain-opt` starts fast).
 PASSES: dict[str, str] = {
+    "torch-to-tinytrain": "tinytrain.lowering.conversions.torch_to_tinytrain:TorchToTinytrainPass",
     "autodiff": "tinytrain.transforms.autodiff:AutodiffPass",
     "to-linalg": "tinytrain.lowering.conversions.tinytrain_to_linalg:ConvertTinytrainToLinalgPass",
 }

@@ -1,0 +1,28 @@
+"""Elementwise activations: ReLU, ReLU6 (= Hardtanh(0, 6))."""
+
+from __future__ import annotations
+
+from tinytrain.dialects.tinytrain import Relu6Op, ReluOp
+
+from ..conversion import Conversion, TVal
+
+
+def _unary(cv: Conversion, op, op_class) -> None:
+    x = cv.tensor(op, op.operands[0])
+    y = op_class(x.value, x.value.type, loc=cv.loc(op)).result
+    cv.bind(op.result, TVal(y, x.shape, x.nhwc))
+
+
+def relu(cv: Conversion, op) -> None:
+    _unary(cv, op, ReluOp)
+
+
+def relu6(cv: Conversion, op) -> None:
+    _unary(cv, op, Relu6Op)
+
+
+def hardtanh(cv: Conversion, op) -> None:
+    lo, hi = cv.const(op, op.operands[1]), cv.const(op, op.operands[2])
+    if (lo, hi) != (0.0, 6.0):
+        cv.fail(op, f"Hardtanh({lo}, {hi}) is not supported; only ReLU6 = Hardtanh(0, 6)")
+    _unary(cv, op, Relu6Op)
