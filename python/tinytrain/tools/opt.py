@@ -25,15 +25,8 @@ import sys
 from torch_mlir import ir
 
 from tinytrain.errors import CompileError
-<<<<<<< HEAD
 from tinytrain.irtext import new_context
 from tinytrain.pipeline import PASSES, pass_class, run_pipeline
-=======
-from tinytrain.irtext import new_context, parse_module
-from tinytrain.passes import ModulePass
-from tinytrain.pipeline import run_pipeline
-from tinytrain.transforms import PASSES
->>>>>>> linalg
 
 _SPLIT = re.compile(r"^// -----[ \t]*$", flags=re.M)
 _EXPECT = re.compile(r"//\s*expected-(error|warning|remark)(?:@([+-]\d+|above|below))?\s*\{\{(.*?)\}\}")
@@ -79,16 +72,7 @@ def process(text: str, pipeline: str | None, *, line_offset: int = 0,
             print_ir_after_all: bool = False) -> tuple[str | None, list[_Diag]]:
     """Parse, verify and transform one chunk. Returns (output text or None, diagnostics)."""
     ctx = new_context()
-<<<<<<< HEAD
     with ctx:
-=======
-    module = parse_module(text, ctx, stage="parse")
-    for name, opts in pipeline:
-        cls = PASSES[name]()
-        if issubclass(cls, ModulePass):  # an MLIR pass: run in place by the PassManager
-            run_pipeline(module, [cls.from_options(opts)], stage=name)
-            continue
->>>>>>> linalg
         try:
             module = ir.Module.parse("\n" * line_offset + text)
         except ir.MLIRError as e:
