@@ -60,7 +60,11 @@ def _find_linked_ll(dump_dir: Path, library: str) -> Path:
 
 def check_library(dump_dir: Path, library: str) -> list:
     """Check the ABI of ``library`` from its dumped LLVM IR; return its exports by ordinal."""
-    text = _find_linked_ll(dump_dir, library).read_text()
+    return check_library_text(_find_linked_ll(dump_dir, library).read_text(), library)
+
+
+def check_library_text(text: str, library: str) -> list:
+    """:func:`check_library` on the text of the library's ``*.linked.ll``."""
     for name, fields in EXPECTED_TYPES.items():
         m = re.search(r"^%" + re.escape(name) + r" = type (\{.*\})$", text, re.M)
         if m is None and name in OPTIONAL_TYPES:
