@@ -14,6 +14,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from tinytrain.errors import CompileError
+
 ABI_VERSION = 6
 
 # Field lists as LLVM IR types; the C mirror is runtime/include/tt/iree_abi.h.
@@ -39,8 +41,12 @@ EXPECTED_TYPES = {
 OPTIONAL_TYPES = {"iree_hal_executable_dispatch_state_v0_t", "iree_hal_executable_workgroup_state_v0_t"}
 
 
-class AbiMismatch(Exception):
-    """The compiler's executable library does not match the runtime's ABI declaration."""
+class AbiMismatch(CompileError):
+    """The compiler's executable library does not match the runtime's ABI declaration
+    (stage ``cortex-m``)."""
+
+    def __init__(self, message: str):
+        super().__init__(message, stage="cortex-m")
 
 
 @dataclass(frozen=True)

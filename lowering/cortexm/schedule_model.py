@@ -10,11 +10,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from tinytrain.errors import CompileError
+
 ALIGN = 64
 
 
-class Unsupported(Exception):
-    """The HAL program cannot be turned into a static schedule."""
+class Unsupported(CompileError):
+    """The HAL program cannot be turned into a static schedule (stage ``cortex-m``); the message
+    names the op, function or value and why."""
+
+    def __init__(self, message: str, *, ir_text: str | None = None):
+        super().__init__(message, stage="cortex-m", ir_text=ir_text)
 
 
 def _align(n: int, a: int = ALIGN) -> int:
