@@ -1,5 +1,6 @@
 """Programs the Cortex-M backend cannot schedule statically, and ABI changes, fail loudly."""
 
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -152,3 +153,38 @@ def test_abi_check_rejects_a_library_with_imports(sgd_dump, tmp_path):
                    "%iree_hal_executable_import_table_v0_t { i32 1, ptr null }")
     with pytest.raises(abi_check.AbiMismatch, match="imports host functions"):
         abi_check.check_library(bad, lib)
+
+
+# ---- abi_check on the checked-in library IR (tests/fixtures/hal), no iree-compile -----------
+
+def _fixture_ll() -> tuple:
+    text = (FIXTURES / "sgd.abi.ll").read_text()
+    return text, "sgd_linalg_linked"
+
+
+def test_abi_check_does_not_depend_on_llvm_value_numbering():
+    text, lib = _fixture_ll()
+    want = abi_check.check_library_text(text, lib)
+    assert len(want) == 5
+    renamed = re.sub(r"@(\d+)\b", r"@.str.\1", text)           # numbered -> named string globals
+    for old, new in (("%0", "%max_version"), ("%1", "%environment"), ("%2", "%ok"), ("%3", "%lib")):
+        renamed = renamed.replace(old, new)
+    renamed = renamed.replace("icmp eq i32 %max_version, 6", "icmp eq i32 6, %max_version")
+    assert "@.str.1 " in renamed and "icmp eq i32 6, %max_version" in renamed and "%2" not in renamed
+    assert abi_check.check_library_text(renamed, lib) == want
+
+
+@pytest.mark.parametrize("old, new, error", [
+    ("icmp eq i32 %0, 6", "icmp eq i32 %9, 6", "does not accept exactly version 6"),
+    ("select i1 %2, ptr", "select i1 true, ptr", "does not return @sgd_linalg_linked_library_query_v0"),
+    ("%iree_hal_executable_export_table_v0_t { i32 5,", "%iree_hal_executable_export_table_v0_t { i32 4,",
+     "declares 4 exports, its names table has 5"),
+    ("@sgd_linalg_linked_library_query_v0_names = private constant [5 x ptr] [ptr @1,",
+     "@sgd_linalg_linked_library_query_v0_names = private constant [5 x ptr] [ptr @missing,",
+     "points at @missing"),
+])
+def test_abi_check_rejects_a_changed_library(old, new, error):
+    text, lib = _fixture_ll()
+    assert text.count(old) == 1
+    with pytest.raises(abi_check.AbiMismatch, match=re.escape(error)):
+        abi_check.check_library_text(text.replace(old, new), lib)
