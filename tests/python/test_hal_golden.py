@@ -11,6 +11,7 @@ import difflib
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "hal"
@@ -90,3 +91,110 @@ def test_golden_inputs_are_small_cortex_m4_static_libraries():
             assert path.stat().st_size < 100_000, f"{path.name} is too big for a checked-in fixture"
         hal = (FIXTURES / f"{name}.hal.mlir").read_text()
         assert "cortex-m4" in hal and "static" in hal
+
+
+# ---- a hand-written HAL program: queue-level copy, buffer.length, buffer.assert --------------
+
+QUEUE_COPY_HAL = """
+module {
+  hal.executable private @x_linked {
+    hal.executable.binary public @static <format = "static", data = dense<[120, 0]> : vector<2xi8>>
+  }
+  util.func public @predict(%arg0: !hal.buffer_view) -> !hal.buffer_view {
+    %c0 = arith.constant 0 : index
+    %c1 = arith.constant 1 : index
+    %c4 = arith.constant 4 : index
+    %c16 = arith.constant 16 : index
+    %c64 = arith.constant 64 : index
+    %c0_i64 = arith.constant 0 : i64
+    %c-1_i64 = arith.constant -1 : i64
+    %device = hal.devices.get %c0 : !hal.device
+    %f32 = hal.element_type<f32> : i32
+    %enc = hal.encoding_type<dense_row_major> : i32
+    hal.buffer_view.assert<%arg0 : !hal.buffer_view> message("input0") shape([%c1, %c4]) type(%f32) encoding(%enc)
+    %src = hal.buffer_view.buffer<%arg0 : !hal.buffer_view> : !hal.buffer
+    %allocator = hal.device.allocator<%device : !hal.device> : !hal.allocator
+    hal.buffer.assert<%src : !hal.buffer> message("input0 storage") allocator(%allocator : !hal.allocator) minimum_length(%c16) type(DeviceVisible) usage("Transfer")
+    %none = util.null : !hal.fence
+    %fence = hal.fence.create device(%device : !hal.device) flags("None") : !hal.fence
+    %mt = hal.memory_type<"DeviceVisible|DeviceLocal"> : i32
+    %bu = hal.buffer_usage<"Transfer"> : i32
+    %dst = hal.device.queue.alloca<%device : !hal.device> affinity(%c-1_i64) wait(%none) signal(%fence) pool(%c0_i64) type(%mt) usage(%bu) flags("None") : !hal.buffer{%c64}
+    %len = hal.buffer.length<%src : !hal.buffer> : index
+    %n = util.optimization_barrier %len : index
+    %fence2 = hal.fence.create device(%device : !hal.device) flags("None") : !hal.fence
+    hal.device.queue.copy<%device : !hal.device> affinity(%c-1_i64) wait(%fence) signal(%fence2) source(%src : !hal.buffer)[%c0] target(%dst : !hal.buffer)[%c16] length(%n) flags("None")
+    %view = hal.buffer_view.create buffer(%dst : !hal.buffer)[%c16, %n] shape([%c1, %c4]) type(%f32) encoding(%enc) : !hal.buffer_view
+    util.return %view : !hal.buffer_view
+  }
+}
+"""
+
+
+def test_queue_copy_reads_source_and_target_by_name():
+    s = hal2c.extract_schedule(QUEUE_COPY_HAL, ["predict"])
+    fn = s.function("predict")
+    (cmd,) = fn.commands
+    assert cmd.op == "copy" and cmd.length == 16
+    src, dst = cmd.refs
+    assert (src.alloc.kind, src.alloc.arg, src.offset, src.length) == ("arg", 0, 0, 16)
+    assert (dst.alloc.kind, dst.offset, dst.length) == ("arena", 16, 16)
+    (out,) = fn.outputs
+    assert out.buf.alloc is dst.alloc and out.buf.offset == 16 and out.shape == (1, 4)
+
+
+def test_buffer_assert_checks_the_minimum_length():
+    text = QUEUE_COPY_HAL.replace("minimum_length(%c16)", "minimum_length(%c64)")
+    assert text != QUEUE_COPY_HAL
+    with pytest.raises(hal2c.Unsupported,
+                       match="input0 storage: buffer of 16 B, the host program requires at least 64 B"):
+        hal2c.extract_schedule(text, ["predict"])
+
+
+UPDATE_BUFFER_HAL = """
+module {
+  hal.executable private @x_linked {
+    hal.executable.binary public @static <format = "static", data = dense<[120, 0]> : vector<2xi8>>
+  }
+  util.func public @predict(%arg0: !hal.buffer_view) -> !hal.buffer_view {
+    %c0 = arith.constant 0 : index
+    %c1 = arith.constant 1 : index
+    %c4 = arith.constant 4 : index
+    %c8 = arith.constant 8 : index
+    %c16 = arith.constant 16 : index
+    %c64 = arith.constant 64 : index
+    %c0_i64 = arith.constant 0 : i64
+    %c-1_i64 = arith.constant -1 : i64
+    %device = hal.devices.get %c0 : !hal.device
+    %f32 = hal.element_type<f32> : i32
+    %enc = hal.encoding_type<dense_row_major> : i32
+    hal.buffer_view.assert<%arg0 : !hal.buffer_view> message("input0") shape([%c1, %c4]) type(%f32) encoding(%enc)
+    %host = util.buffer.constant <alignment = 64> : !util.buffer = dense<[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]> : tensor<6xf32>
+    %host_size = util.buffer.size %host : !util.buffer
+    %none = util.null : !hal.fence
+    %fence = hal.fence.create device(%device : !hal.device) flags("None") : !hal.fence
+    %mt = hal.memory_type<"DeviceVisible|DeviceLocal"> : i32
+    %bu = hal.buffer_usage<"Transfer"> : i32
+    %dst = hal.device.queue.alloca<%device : !hal.device> affinity(%c-1_i64) wait(%none) signal(%fence) pool(%c0_i64) type(%mt) usage(%bu) flags("None") : !hal.buffer{%c64}
+    %cmd = hal.command_buffer.create device(%device : !hal.device) mode("None") categories("Transfer") affinity(%c-1_i64) bindings(%c0) : !hal.command_buffer
+    hal.command_buffer.update_buffer<%cmd : !hal.command_buffer> source(%host : !util.buffer{%host_size})[%c8] target(%dst : !hal.buffer)[%c16] length(%c16) flags("None")
+    hal.command_buffer.finalize<%cmd : !hal.command_buffer>
+    %fence2 = hal.fence.create device(%device : !hal.device) flags("None") : !hal.fence
+    hal.device.queue.execute<%device : !hal.device> affinity(%c-1_i64) wait(%fence) signal(%fence2) commands(%cmd) flags("None")
+    %view = hal.buffer_view.create buffer(%dst : !hal.buffer)[%c16, %c16] shape([%c1, %c4]) type(%f32) encoding(%enc) : !hal.buffer_view
+    util.return %view : !hal.buffer_view
+  }
+}
+"""
+
+
+def test_command_buffer_update_buffer_copies_from_the_host_buffer_at_its_source_offset():
+    """update_buffer has a source_size operand before source_offset (unlike copy_buffer): the
+    copy starts at the offset (8), not at the size (24), of the constant host buffer."""
+    s = hal2c.extract_schedule(UPDATE_BUFFER_HAL, ["predict"])
+    (cmd,) = s.function("predict").commands
+    src, dst = cmd.refs
+    assert cmd.op == "copy" and cmd.length == 16
+    assert (src.alloc.kind, src.offset, src.length) == ("pool", 8, 16)
+    assert src.alloc.data[8:24] == np.array([3, 4, 5, 6], np.float32).tobytes()
+    assert (dst.alloc.kind, dst.offset, dst.length) == ("arena", 16, 16)
