@@ -11,6 +11,11 @@ The result (:class:`Schedule`) is packed into one arena (by allocation lifetime,
 and turned into C tables by :mod:`tinytrain.lowering.cortexm.schedule_c`. Anything that cannot be a static
 schedule (dynamic shapes, data-dependent host control flow, functions that re-bind mutable
 globals, unknown HAL ops) raises :class:`Unsupported` naming the op and the reason.
+
+Structure: one handler per op (``@_handles("hal.device.queue.copy")``), each reading its operands
+and attributes through the named accessors of IREE's generated op views; ops that are safe to
+skip are listed with their reason in :data:`IGNORED_OPS`; any other op stops the build.
+Golden inputs and outputs for this module live in ``tests/fixtures/hal/``.
 """
 
 from __future__ import annotations
