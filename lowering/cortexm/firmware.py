@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tinytrain.errors import CompileError
+
 from . import schedule_c
 from .iree_static import STACK_RESERVE, StaticModule
 
@@ -32,8 +34,12 @@ BOARDS = {
 }
 
 
-class FirmwareBuildError(Exception):
-    """CMake or the linker failed; ``str()`` carries the tool output (e.g. the SRAM ASSERT)."""
+class FirmwareBuildError(CompileError):
+    """CMake or the linker failed (stage ``firmware``); ``str()`` carries the tool output (e.g.
+    the SRAM ASSERT)."""
+
+    def __init__(self, message: str):
+        super().__init__(message, stage="firmware")
 
 
 @dataclass

@@ -6,19 +6,24 @@ that same program (hal2c.py), the library ABI is checked (abi_check.py) and the 
 emitted (schedule_c.py). The SRAM plan (arena + trained parameters + I/O + stack reserve) is
 checked against the budget here, at compile time.
 
-Entry point: :func:`build_static_module`.
+Entry point: :func:`build_static_module`. Every error it raises for a program or budget problem
+is a :class:`tinytrain.errors.CompileError`: :class:`hal2c.Unsupported`,
+:class:`abi_check.AbiMismatch` (stage ``cortex-m``), :class:`SramBudgetError` (``memory-plan``),
+and iree-compile failures (``iree-compile``; a crash is an
+:class:`~tinytrain.lowering.iree_tools.InternalCompilerError` with a reproducer file).
 """
 
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tinytrain.errors import CompileError
+from tinytrain.lowering.iree_tools import run_iree_compile
+
 from . import abi_check, hal2c, schedule_c
-from .hal2c import Unsupported, _align
+from .schedule_model import Unsupported, _align
 
 # CPU features are explicit: LLVM has no cpu->features mapping for these targets in IREE.
 TARGETS = {
@@ -49,14 +54,15 @@ HARNESS_STATIC = 128              # runtime + harness .data/.bss besides arena a
 STACK_ESTIMATE = 1536             # expected peak stack of runtime + kernels (for the peak plan)
 
 
-class SramBudgetError(Exception):
+class SramBudgetError(CompileError):
     """The planned SRAM exceeds the budget; the message names needed/available and contributors."""
 
     def __init__(self, needed: int, available: int, contributors: list):
         self.needed, self.available, self.contributors = needed, available, contributors
         top = "; ".join(f"{name}: {size} B" for name, size in contributors[:6])
         super().__init__(f"SRAM budget exceeded: needs {needed} bytes, {available} available "
-                         f"(over by {needed - available}). Biggest contributors: {top}")
+                         f"(over by {needed - available}). Biggest contributors: {top}",
+                         stage="memory-plan")
 
 
 @dataclass
@@ -119,16 +125,6 @@ class StaticModule:
             raise SramBudgetError(need, sram_bytes, self.sram_contributors(stack))
 
 
-def iree_compile_path() -> str:
-    exe = Path(sys.executable).with_name("iree-compile")
-    if exe.exists():
-        return str(exe)
-    found = shutil.which("iree-compile")
-    if found is None:
-        raise FileNotFoundError("iree-compile not found (pip install iree-base-compiler==3.13.0)")
-    return found
-
-
 def compile_flags(target: str, object_path: Path, dump_dir: Path) -> list:
     if target not in TARGETS:
         raise ValueError(f"unknown target {target!r}; choose one of {sorted(TARGETS)}")
@@ -148,7 +144,8 @@ def build_static_module(linalg_text: str, out_dir, *, target: str = "cortex-m4",
     ``state_init``: initial trained parameters (numpy, argument order) stored in flash and
     copied to the arena by ``tt_model_init``. ``sram_bytes``: budget checked at compile time
     (:class:`SramBudgetError`), None to skip. ``extra_flags``: more iree-compile flags. Raises :class:`hal2c.Unsupported` when the program
-    cannot be scheduled statically and :class:`abi_check.AbiMismatch` on an ABI change.
+    cannot be scheduled statically, :class:`abi_check.AbiMismatch` on an ABI change and
+    :class:`~tinytrain.errors.CompileError` when iree-compile fails (reproducer in ``out_dir``).
     """
     if not prefix.isidentifier():
         raise ValueError(f"prefix {prefix!r} must be a C identifier")
@@ -160,15 +157,15 @@ def build_static_module(linalg_text: str, out_dir, *, target: str = "cortex-m4",
     dump = out / "exe"
     if dump.exists():
         shutil.rmtree(dump)
-    cmd = [iree_compile_path(), str(src), *compile_flags(target, obj, dump), *extra_flags,
-           "-o", str(hal)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"iree-compile failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
-    functions = [f for f in (train, predict) if f"@{f}(" in linalg_text]
+    run_iree_compile(src, [*compile_flags(target, obj, dump), *extra_flags], hal,
+                     what=f"the {target} static library", repro_dir=out)
+    hal_text = hal.read_text()
+    public = hal2c.public_functions(hal_text)
+    functions = [f for f in (train, predict) if f in public]
     if not functions:
-        raise Unsupported(f"the module has neither @{train} nor @{predict}")
-    schedule = hal2c.extract_schedule(hal.read_text(), functions)
+        raise Unsupported(f"the module has neither @{train} nor @{predict} (public functions: "
+                          f"{', '.join('@' + f for f in public) or 'none'})")
+    schedule = hal2c.extract_schedule(hal_text, functions)
     exports = abi_check.check_library(dump, schedule.library)
     c_text, h_text, sizes = schedule_c.emit(schedule, exports, prefix, train=train,
                                             predict=predict, state_init=state_init)

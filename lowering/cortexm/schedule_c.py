@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .hal2c import ALIGN, Schedule, Unsupported, _align
+from .schedule_model import ALIGN, Schedule, Unsupported, _align
 
 REGION = {"arena": "TT_REGION_ARENA", "pool": "TT_REGION_POOL", "arg": "TT_REGION_ARG"}
 DTYPE = {"f32": "TT_DTYPE_F32", "i32": "TT_DTYPE_I32", "i8": "TT_DTYPE_I8", "ui8": "TT_DTYPE_U8",

@@ -10,11 +10,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from tinytrain.errors import CompileError
+
 ALIGN = 64
 
 
-class Unsupported(Exception):
-    """The HAL program cannot be turned into a static schedule."""
+class Unsupported(CompileError):
+    """The HAL program cannot be turned into a static schedule (stage ``cortex-m``); the message
+    names the op, function or value and why."""
+
+    def __init__(self, message: str, *, ir_text: str | None = None):
+        super().__init__(message, stage="cortex-m", ir_text=ir_text)
 
 
 def _align(n: int, a: int = ALIGN) -> int:
@@ -114,6 +120,42 @@ class Schedule:
             if f.name == name:
                 return f
         raise KeyError(name)
+
+    def describe(self) -> str:
+        """A line-oriented text view of the schedule (memory objects, then every function's
+        commands with their byte ranges), stable for golden tests and review diffs."""
+        lines = [f"library {self.library}",
+                 f"arena {self.arena_size} B (persistent {self.persistent_size} B), pool {len(self.pool)} B"]
+        names = {id(a): a.name or f"{a.kind}{i}" for i, a in enumerate(self.allocs)}
+        for a in self.allocs:
+            life = "persistent" if a.persistent else f"live [{a.start}, {a.end}]"
+            lines.append(f"  {a.kind} {names[id(a)]} @{a.scope}: offset {a.offset} size {a.size} {life}")
+
+        def ref(b: Buf) -> str:
+            al = b.alloc
+            where = f"arg{al.arg}" if al.kind == "arg" else f"{al.kind}:{names[id(al)]}"
+            return f"{where}[{b.offset}, +{b.length})"
+
+        def io(d: IODesc) -> str:
+            tied = f" tied to arg{d.tied_input}" if d.tied_input >= 0 else ""
+            at = f" at {ref(d.buf)}" if d.buf is not None else ""
+            return f"{d.dtype}{list(d.shape)} {d.length} B{at}{tied}"
+
+        for f in self.functions:
+            lines.append(f"function @{f.name}")
+            lines += [f"  in  {io(d)}" for d in f.inputs]
+            lines += [f"  out {io(d)}" for d in f.outputs]
+            for c in f.commands:
+                refs = ", ".join(ref(r) for r in c.refs)
+                if c.op == "dispatch":
+                    lines.append(f"  t{c.time} dispatch {c.export} workgroups {list(c.workgroups)} "
+                                 f"constants {list(c.constants)} bindings {refs}")
+                elif c.op == "fill":
+                    lines.append(f"  t{c.time} fill {refs} pattern 0x{c.pattern & 0xFFFFFFFF:x} "
+                                 f"({c.pattern_length} B)")
+                else:
+                    lines.append(f"  t{c.time} copy {refs} ({c.length} B)")
+        return "\n".join(lines) + "\n"
 
     @property
     def exports(self) -> list:

@@ -1,21 +1,18 @@
 """IREE driver for the host: linalg text -> llvm-cpu `.vmfb`, and a thin runtime wrapper.
 
-The compile runs `iree-compile` (from the pinned `iree-base-compiler` wheel) as a subprocess so
-that its diagnostics reach the user verbatim; the module runs on IREE's `local-sync` device
-(one thread, deterministic).
+The compile runs `iree-compile` (from the pinned `iree-base-compiler` wheel, located and
+version-checked by `tinytrain.lowering.iree_tools`) as a subprocess so that its diagnostics reach
+the user verbatim; the module runs on IREE's `local-sync` device (one thread, deterministic).
 """
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from tinytrain.errors import CompileError
+from tinytrain.lowering.iree_tools import iree_tool, run_iree_compile
 
 __all__ = ["HOST_FLAGS", "iree_tool", "compile_host", "HostModule", "to_numpy"]
 
@@ -26,29 +23,18 @@ HOST_FLAGS = [
 ]
 
 
-def iree_tool(name: str) -> str:
-    """Path of an IREE command-line tool from the pinned wheels (next to this Python first)."""
-    cand = Path(sys.executable).parent / name
-    if cand.exists():
-        return str(cand)
-    found = shutil.which(name)
-    if found is None:
-        raise CompileError(f"'{name}' not found: install the pinned IREE wheels (make setup)")
-    return found
-
-
-def compile_host(linalg_text: str, out_path: Path | None = None, extra_flags=()) -> bytes:
+def compile_host(linalg_text: str, out_path: Path | None = None, extra_flags=(),
+                 repro_dir: Path | None = None) -> bytes:
     """Compile linalg text for this machine's CPU; returns the `.vmfb` bytes (and writes them to
-    `out_path` when given)."""
+    `out_path` when given). A failure raises `CompileError` (an iree-compile crash
+    `iree_tools.InternalCompilerError`) naming a reproducer file written to `repro_dir`
+    (default: a new temporary folder)."""
     with tempfile.TemporaryDirectory(prefix="tinytrain-") as tmp:
         src = Path(tmp) / "model.linalg.mlir"
         dst = Path(tmp) / "model.vmfb"
         src.write_text(linalg_text)
-        cmd = [iree_tool("iree-compile"), str(src), *HOST_FLAGS, *extra_flags, "-o", str(dst)]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise CompileError("iree-compile failed for the host target:\n" + proc.stderr[-4000:],
-                               stage="iree-compile", ir_text=linalg_text)
+        run_iree_compile(src, [*HOST_FLAGS, *extra_flags], dst, what="the host .vmfb",
+                         repro_dir=repro_dir)
         data = dst.read_bytes()
     if out_path is not None:
         Path(out_path).write_bytes(data)
