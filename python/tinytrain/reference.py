@@ -62,7 +62,11 @@ keeps the input's scale and zero point), `count = H * W`, `s = sum(x)` (int32):
 (TFLite's rounding; ties away from zero). The two differ only on exact ties.
 
 Input (`preprocess`): RGB uint8 in [0, 255] -> `v = (x / 255 - 0.5) / 0.5` -> int8
-`clamp(round_half_even(v / x_scale) + x_zero)`, in double.
+`clamp(round_half_even(v / x_scale) + x_zero)`, in double. With the shipped models'
+`x_scale = 1/127.5` every pixel is an exact tie in real arithmetic (`v / x_scale = x - 127.5`),
+so double rounding noise picks `x - 128` or `x - 127` (129 and 127 of the 256 values); the
+paper's float32 code is just as arbitrary. Host and device share the int8 input, so this never
+affects bit-exactness between them.
 
 `forward(model, x, rule=..., classifier="int8" | "fp32")` runs a whole `McuModel`.
 """
