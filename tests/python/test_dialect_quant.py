@@ -18,7 +18,7 @@ def _arr(kind, vals):
 def _qconv_text(c, m0=None, shift=None):
     hw = c.in_hw or 1
     ohw = c.out_hw or 1
-    eff_m0, eff_sh = quantize_multiplier(c.effective_scale())
+    eff_m0, eff_sh = c.multiplier_shift()
     m0 = eff_m0 if m0 is None else m0
     shift = eff_sh if shift is None else shift
     kh, kw, cig, co = c.weight.shape

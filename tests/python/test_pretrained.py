@@ -41,6 +41,10 @@ def test_structure_and_layouts(name):
         assert c.padding == (c.kernel_size - 1) // 2
         eff = c.effective_scale()
         assert eff.dtype == np.float64 and np.all((eff > 0) & (eff < 1))
+        m0, shift = c.multiplier_shift()
+        assert np.all(shift <= 0)  # every layer: right shifts only
+        approx = m0 * np.exp2(shift - 31.0)
+        np.testing.assert_allclose(approx[m0 > 0], eff[m0 > 0], rtol=2.0**-30)
     for b in m.blocks:
         assert b.depthwise.depthwise and b.depthwise.weight.shape[2] == 1
         if b.residual:

@@ -114,6 +114,13 @@ class QConv:
         into fixed point)."""
         return (np.float64(self.x_scale) * self.w_scales.astype(np.float64)) / np.float64(self.y_scale)
 
+    def multiplier_shift(self) -> tuple[np.ndarray, np.ndarray]:
+        """int32 `(M0, shift)` per output channel: the fixed-point form of `effective_scale()`
+        that the device kernels and `tinytrain.qconv2d` use (`tinytrain.reference`, rule b)."""
+        from tinytrain.reference import quantize_multiplier
+
+        return quantize_multiplier(self.effective_scale())
+
 
 @dataclass(frozen=True)
 class QResidual:
