@@ -20,7 +20,8 @@ def _check(ds, res, sizes, k):
     flat = [s.images[..., 0].reshape(len(s), -1) for s in (ds.train, ds.val, ds.test)]
     seen = {row.tobytes() for row in flat[0]}
     dup = sum(row.tobytes() in seen for f in flat[1:] for row in f)
-    assert dup <= 1  # a data set may hold a few identical images; splits are disjoint by index
+    # splits are disjoint by index; equal pictures across splits can only be true duplicates in the data
+    assert dup <= 1
 
 
 @pytest.mark.parametrize("name", ["animal-mnist", "fashion-mnist", "digits", "mnist"])
