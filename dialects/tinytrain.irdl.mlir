@@ -145,5 +145,64 @@ module {
       %3 = irdl.base "!builtin.tensor" 
       irdl.results(result: %3)
     }
+    irdl.operation @quantize {
+      %0 = irdl.base "!builtin.tensor" 
+      irdl.operands(input: %0)
+      %1 = irdl.base "#builtin.float" 
+      %2 = irdl.base "#builtin.integer" 
+      irdl.attributes {"scale" = %1, "zero_point" = %2}
+      %3 = irdl.base "!builtin.tensor" 
+      irdl.results(result: %3)
+    }
+    irdl.operation @dequantize {
+      %0 = irdl.base "!builtin.tensor" 
+      irdl.operands(input: %0)
+      %1 = irdl.base "#builtin.float" 
+      %2 = irdl.base "#builtin.integer" 
+      irdl.attributes {"scale" = %1, "zero_point" = %2}
+      %3 = irdl.base "!builtin.tensor" 
+      irdl.results(result: %3)
+    }
+    irdl.operation @qconv2d {
+      %0 = irdl.base "!builtin.tensor" 
+      %1 = irdl.base "!builtin.tensor" 
+      %2 = irdl.base "!builtin.tensor" 
+      irdl.operands(input: %0, weight: %1, bias: %2)
+      %3 = irdl.any
+      %4 = irdl.any
+      %5 = irdl.base "#builtin.integer" 
+      %6 = irdl.base "#builtin.float" 
+      %7 = irdl.base "#builtin.integer" 
+      %8 = irdl.any
+      %9 = irdl.base "#builtin.float" 
+      %10 = irdl.base "#builtin.integer" 
+      %11 = irdl.any
+      %12 = irdl.any
+      %13 = irdl.any
+      irdl.attributes {"strides" = %3, "padding" = %4, "groups" = %5, "input_scale" = %6, "input_zero_point" = %7, "weight_scales" = %8, "output_scale" = %9, "output_zero_point" = %10, "multiplier" = %11, "shift" = %12, "clamp" = %13}
+      %14 = irdl.base "!builtin.tensor" 
+      irdl.results(result: %14)
+    }
+    irdl.operation @qadd {
+      %0 = irdl.base "!builtin.tensor" 
+      %1 = irdl.base "!builtin.tensor" 
+      irdl.operands(lhs: %0, rhs: %1)
+      %2 = irdl.base "#builtin.float" 
+      %3 = irdl.base "#builtin.integer" 
+      %4 = irdl.base "#builtin.float" 
+      %5 = irdl.base "#builtin.integer" 
+      %6 = irdl.base "#builtin.float" 
+      %7 = irdl.base "#builtin.integer" 
+      %8 = irdl.any
+      irdl.attributes {"lhs_scale" = %2, "lhs_zero_point" = %3, "rhs_scale" = %4, "rhs_zero_point" = %5, "output_scale" = %6, "output_zero_point" = %7, "clamp" = %8}
+      %9 = irdl.base "!builtin.tensor" 
+      irdl.results(result: %9)
+    }
+    irdl.operation @qavg_pool {
+      %0 = irdl.base "!builtin.tensor" 
+      irdl.operands(input: %0)
+      %1 = irdl.base "!builtin.tensor" 
+      irdl.results(result: %1)
+    }
   }
 }

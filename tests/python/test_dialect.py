@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from torch_mlir import ir
 
-from tinytrain.dialects import OP_NAMES
+from tinytrain.dialects import OP_NAMES, QUANT_OP_NAMES
 from tinytrain.irtext import new_context, parse_module
 from tinytrain.errors import CompileError
 from tinytrain.lowering.conversions.tinytrain_to_linalg import PATTERNS
@@ -19,8 +19,22 @@ def test_committed_irdl_matches_the_python_definition():
     assert committed == irdl_text(), "regenerate with: tinytrain-opt --dump-irdl > dialects/tinytrain.irdl.mlir"
 
 
+# Ops defined ahead of their lowering, each with the reason. An entry must go once the op is
+# lowered (its strict xfail below then fails as XPASS).
+PENDING_LOWERING = {op: "issue #8: int8 op defined (dialects/tinytrain_quant.py), lowering to linalg not written yet"
+                    for op in QUANT_OP_NAMES}
+
+
 def test_every_op_has_a_lowering():
-    assert sorted(op.OPERATION_NAME for op in PATTERNS) == OP_NAMES
+    lowered = {op.OPERATION_NAME for op in PATTERNS}
+    assert sorted(set(OP_NAMES) - set(PENDING_LOWERING)) == sorted(lowered - set(PENDING_LOWERING))
+    assert lowered <= set(OP_NAMES), "lowerings registered for ops the dialect does not define"
+
+
+@pytest.mark.parametrize("op", [pytest.param(op, marks=pytest.mark.xfail(strict=True, reason=why))
+                                for op, why in sorted(PENDING_LOWERING.items())])
+def test_pending_lowering(op):
+    assert op in {p.OPERATION_NAME for p in PATTERNS}
 
 
 def test_verifier_error_names_the_op_through_the_api():
