@@ -21,7 +21,7 @@ from typing import Any
 from torch_mlir import ir
 from torch_mlir.dialects.ext import Dialect, Operand, Pure, Result
 
-__all__ = ["TinyTrain", "OP_NAMES", "conv_output_hw"]
+__all__ = ["TinyTrain", "conv_output_hw"]
 
 
 class TinyTrain(Dialect, name="tinytrain"):
@@ -411,4 +411,4 @@ class SgdUpdateOp(TinyTrain.Operation, name="sgd_update", traits=[Pure]):
         return _same_shape(self, self.param, self.grad, self.result)
 
 
-OP_NAMES = sorted(op.OPERATION_NAME for op in TinyTrain.operations)
+

@@ -31,6 +31,7 @@ from torch_mlir import ir
 from torch_mlir.dialects import arith, func
 
 from tinytrain.dialects import tinytrain as tt
+from tinytrain.dialects import tinytrain_layers as tl
 from tinytrain.errors import CompileError
 from tinytrain.passes import ModulePass
 
@@ -282,6 +283,67 @@ def _transpose_grad(op, x, g):
     return tt.TransposeOp(g, ir.DenseI64ArrayAttr.get(inv), x.type, loc=op.location)
 
 
+def _dense(values) -> ir.DenseI64ArrayAttr:
+    return ir.DenseI64ArrayAttr.get([int(v) for v in values])
+
+
+def _shape_of(v) -> list[int]:
+    return list(ir.RankedTensorType(v.type).shape)
+
+
+def _pad_grad(op, x, g):
+    low = list(ir.DenseI64ArrayAttr(op.attributes["low"]))
+    return tl.SliceOp(g, _dense(low), x.type, loc=op.location)
+
+
+def _slice_grad(op, x, g):
+    off = list(ir.DenseI64ArrayAttr(op.attributes["offsets"]))
+    high = [d - o - s for d, o, s in zip(_shape_of(x), off, _shape_of(op.results[0]))]
+    return tl.PadOp(g, _dense(off), _dense(high), x.type, loc=op.location)
+
+
+def _concat(op, g, grads: _Grads) -> None:
+    axis = ir.IntegerAttr(op.attributes["axis"]).value
+    start = 0
+    for v in op.operands:
+        shape = _shape_of(v)
+        if grads.wanted(v):
+            off = [start if d == axis else 0 for d in range(len(shape))]
+            grads.add(v, tl.SliceOp(g, _dense(off), v.type, loc=op.location).result)
+        start += shape[axis]
+
+
+def _pool_grad(kind):
+    def make(op, x, g):
+        a = op.attributes
+        if kind == "max":
+            return tl.MaxPool2dGradOp(x, g, a["kernel"], a["strides"], a["padding"], x.type, loc=op.location)
+        return tl.AvgPool2dGradOp(g, a["kernel"], a["strides"], a["padding"], a["divisor"], x.type,
+                                  loc=op.location)
+    return make
+
+
+def _mul(op, g, grads: _Grads) -> None:
+    lhs, rhs = op.operands
+    if grads.wanted(lhs):
+        grads.add(lhs, tl.MulOp(g, rhs, lhs.type, loc=op.location).result)
+    if grads.wanted(rhs):
+        prod = tl.MulOp(g, lhs, lhs.type, loc=op.location).result
+        grads.add(rhs, tl.SumToOp(prod, rhs.type, loc=op.location).result)
+
+
+def _channel_affine(op, g, grads: _Grads) -> None:
+    x, scale, shift = op.operands
+    loc = op.location
+    if grads.wanted(x):
+        grads.add(x, tl.MulOp(g, scale, x.type, loc=loc).result)
+    if grads.wanted(scale):
+        prod = tl.MulOp(g, x, x.type, loc=loc).result
+        grads.add(scale, tt.BiasGradOp(prod, scale.type, loc=loc).result)
+    if grads.wanted(shift):
+        grads.add(shift, tt.BiasGradOp(g, shift.type, loc=loc).result)
+
+
 _RULES: dict[str, Callable] = {
     "tinytrain.conv2d": _conv2d,
     "tinytrain.linear": _linear,
@@ -291,4 +353,16 @@ _RULES: dict[str, Callable] = {
     "tinytrain.global_avg_pool": _unary(lambda op, x, g: tt.GlobalAvgPoolGradOp(g, x.type, loc=op.location)),
     "tinytrain.reshape": _unary(lambda op, x, g: tt.ReshapeOp(g, x.type, loc=op.location)),
     "tinytrain.transpose": _unary(_transpose_grad),
+    "tinytrain.pad": _unary(_pad_grad),
+    "tinytrain.slice": _unary(_slice_grad),
+    "tinytrain.concat": _concat,
+    "tinytrain.max_pool2d": _unary(_pool_grad("max")),
+    "tinytrain.avg_pool2d": _unary(_pool_grad("avg")),
+    "tinytrain.hardswish": _unary(lambda op, x, g: tl.HardswishGradOp(x, g, g.type, loc=op.location)),
+    "tinytrain.hardsigmoid": _unary(lambda op, x, g: tl.HardsigmoidGradOp(x, g, g.type, loc=op.location)),
+    "tinytrain.sigmoid": _unary(lambda op, x, g: tl.SigmoidGradOp(op.results[0], g, g.type, loc=op.location)),
+    "tinytrain.leaky_relu": _unary(
+        lambda op, x, g: tl.LeakyReluGradOp(x, g, op.attributes["alpha"], g.type, loc=op.location)),
+    "tinytrain.mul": _mul,
+    "tinytrain.channel_affine": _channel_affine,
 }
