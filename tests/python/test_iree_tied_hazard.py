@@ -1,4 +1,4 @@
-"""Canary for the IREE 3.13 behaviour that lowering/conversions/tinytrain_to_linalg.py works around.
+"""Canary for the IREE 3.13 behaviour that lowering/conversions/tinytrain_to_linalg/ works around.
 
 A read of an `iree.abi.output` argument that is not upstream of its tied result sees the value
 written in place (here `other` = 3 * updated w instead of 3 * w). If this test starts failing,
