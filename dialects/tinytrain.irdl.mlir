@@ -139,11 +139,12 @@ module {
     irdl.operation @sgd_update {
       %0 = irdl.base "!builtin.tensor" 
       %1 = irdl.base "!builtin.tensor" 
-      irdl.operands(param: %0, grad: %1)
-      %2 = irdl.base "#builtin.float" 
-      irdl.attributes {"lr" = %2}
-      %3 = irdl.base "!builtin.tensor" 
-      irdl.results(result: %3)
+      %2 = irdl.base "!builtin.tensor" 
+      irdl.operands(param: %0, grad: %1, loss: %2)
+      %3 = irdl.base "#builtin.float" 
+      irdl.attributes {"lr" = %3}
+      %4 = irdl.base "!builtin.tensor" 
+      irdl.results(result: %4)
     }
     irdl.operation @pad {
       %0 = irdl.base "!builtin.tensor" 

@@ -398,16 +398,21 @@ class SoftmaxCrossEntropyGradOp(TinyTrain.Operation, name="softmax_cross_entropy
 
 
 class SgdUpdateOp(TinyTrain.Operation, name="sgd_update", traits=[Pure]):
-    """One plain SGD step: `param - lr * grad` (no momentum, as the paper's default)."""
+    """One plain SGD step, guarded: `param - lr * grad` when the step's `loss` (rank 0) is
+    finite, else `param` unchanged, so a bad sample or an exploding step never writes NaN/Inf
+    into the trained state (no momentum, as the paper's default)."""
 
     param: Operand[Tensor]
     grad: Operand[Tensor]
+    loss: Operand[Tensor]
     lr: ir.FloatAttr
     result: Result[Tensor]
 
     def verify_invariants(self) -> bool:
         if _typed_attr(self, "lr", ir.FloatAttr) is None:
             return _fail(self, "requires a float 'lr' attribute")
+        if _shape(self.loss) != [] or not _all_f32(self, [self.loss]):
+            return _fail(self, f"expects the step's loss as a rank-0 f32 tensor, got {self.loss.type}")
         return _same_shape(self, self.param, self.grad, self.result)
 
 

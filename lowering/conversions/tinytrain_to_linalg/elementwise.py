@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 from torch_mlir import ir
-from torch_mlir.dialects import arith
+from torch_mlir.dialects import arith, tensor
 
 from tinytrain.dialects import tinytrain as tt
 
@@ -63,11 +63,19 @@ def convert_relu6_grad(op, adaptor, type_converter, rewriter):
 
 
 def convert_sgd_update(op, adaptor, type_converter, rewriter):
-    """`param - lr * grad`, with `lr` the op's f32 attribute."""
+    """`loss finite ? param - lr * grad : param`, with `lr` the op's f32 attribute. Finiteness is
+    `loss - loss == 0` (false for NaN and +-Inf), computed once outside the generic."""
     with rewriter.ip, op.location:
         lr = const_f32(ir.FloatAttr(op.attributes["lr"]))
-        result = elementwise([adaptor.param, adaptor.grad],
-                             lambda p, g, acc: arith.SubFOp(p, arith.MulFOp(lr, g).result).result)
+        loss = tensor.ExtractOp(adaptor.loss, []).result
+        diff = arith.SubFOp(loss, loss).result
+        finite = arith.CmpFOp(arith.CmpFPredicate.OEQ, diff, const_f32(0.0)).result
+
+        def body(p, g, acc):
+            stepped = arith.SubFOp(p, arith.MulFOp(lr, g).result).result
+            return arith.SelectOp(finite, stepped, p).result
+
+        result = elementwise([adaptor.param, adaptor.grad], body)
     rewriter.replace_op(op, [result])
 
 

@@ -7,7 +7,8 @@ image is the argument tagged `{tinytrain.input}`.
 Postcondition: `@forward` is replaced by
 - `@train_step(trainable..., frozen..., input, labels: tensor<Nxi32>) -> (trainable'..., loss)`:
   forward, `softmax_cross_entropy`, reverse-mode backward, one `sgd_update` per trainable
-  parameter. Each trainable argument carries `{iree.abi.output = i : index}` tying it to result
+  parameter (guarded by the loss: a step whose loss is not finite leaves every parameter as it
+  was). Each trainable argument carries `{iree.abi.output = i : index}` tying it to result
   `i`, so the runtime updates it in place;
 - `@predict(trainable..., frozen..., input) -> logits`;
 - with `gradients=true`, `@gradients(...) -> (grads..., loss)`: the same backward pass without
@@ -203,7 +204,7 @@ class AutodiffPass(ModulePass):
             elif g is None:
                 results.append(p)  # the loss does not depend on it: returned unchanged
             else:
-                results.append(tt.SgdUpdateOp(p, g, lr, p.type, loc=loc).result)
+                results.append(tt.SgdUpdateOp(p, g, loss, lr, p.type, loc=loc).result)
         return results, loss
 
 

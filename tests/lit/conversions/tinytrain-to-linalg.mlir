@@ -582,21 +582,27 @@ func.func @softmax_cross_entropy_grad(%z: tensor<2x3xf32>, %labels: tensor<2xi32
 
 // -----
 
-// param - lr * grad; lr = 1e-05 is the f32 attribute itself (no text round trip).
+// param - lr * grad when the loss is finite (loss - loss == 0), else param; lr = 1e-05 is the f32
+// attribute itself (no text round trip).
 // CHECK-DAG:   #[[MAP:map[0-9]*]] = affine_map<(d0) -> (d0)>
 // CHECK-LABEL: func.func @sgd_update(
-// CHECK-SAME:    %[[ARG0:.*]]: tensor<3xf32>, %[[ARG1:.*]]: tensor<3xf32>) -> tensor<3xf32> {
+// CHECK-SAME:    %[[ARG0:.*]]: tensor<3xf32>, %[[ARG1:.*]]: tensor<3xf32>, %[[ARG2:.*]]: tensor<f32>) -> tensor<3xf32> {
 // CHECK-NEXT:    %[[CST:.*]] = arith.constant 9.99999974E-6 : f32
+// CHECK-NEXT:    %[[L:.*]] = tensor.extract %[[ARG2]][] : tensor<f32>
+// CHECK-NEXT:    %[[D:.*]] = arith.subf %[[L]], %[[L]] : f32
+// CHECK-NEXT:    %[[ZERO:.*]] = arith.constant 0.000000e+00 : f32
+// CHECK-NEXT:    %[[OK:.*]] = arith.cmpf oeq, %[[D]], %[[ZERO]] : f32
 // CHECK-NEXT:    %[[V0:.*]] = tensor.empty() : tensor<3xf32>
 // CHECK-NEXT:    %[[V1:.*]] = linalg.generic {indexing_maps = [#[[MAP]], #[[MAP]], #[[MAP]]], iterator_types = ["parallel"]} ins(%[[ARG0]], %[[ARG1]] : tensor<3xf32>, tensor<3xf32>) outs(%[[V0]] : tensor<3xf32>) {
 // CHECK-NEXT:    ^bb0(%[[IN:.*]]: f32, %[[IN_0:.*]]: f32, %[[OUT:.*]]: f32):
 // CHECK-NEXT:      %[[V2:.*]] = arith.mulf %[[CST]], %[[IN_0]] : f32
 // CHECK-NEXT:      %[[V3:.*]] = arith.subf %[[IN]], %[[V2]] : f32
-// CHECK-NEXT:      linalg.yield %[[V3]] : f32
+// CHECK-NEXT:      %[[V4:.*]] = arith.select %[[OK]], %[[V3]], %[[IN]] : f32
+// CHECK-NEXT:      linalg.yield %[[V4]] : f32
 // CHECK-NEXT:    } -> tensor<3xf32>
 // CHECK-NEXT:    return %[[V1]] : tensor<3xf32>
-func.func @sgd_update(%p: tensor<3xf32>, %g: tensor<3xf32>) -> tensor<3xf32> {
-  %0 = "tinytrain.sgd_update"(%p, %g) {lr = 1.000000e-05 : f32} : (tensor<3xf32>, tensor<3xf32>) -> tensor<3xf32>
+func.func @sgd_update(%p: tensor<3xf32>, %g: tensor<3xf32>, %l: tensor<f32>) -> tensor<3xf32> {
+  %0 = "tinytrain.sgd_update"(%p, %g, %l) {lr = 1.000000e-05 : f32} : (tensor<3xf32>, tensor<3xf32>, tensor<f32>) -> tensor<3xf32>
   return %0 : tensor<3xf32>
 }
 
@@ -609,7 +615,7 @@ func.func @sgd_update(%p: tensor<3xf32>, %g: tensor<3xf32>) -> tensor<3xf32> {
 // CHECK-DAG:   #[[MAP2:map[0-9]*]] = affine_map<(d0, d1, d2) -> (d2, d1)>
 // CHECK-DAG:   #[[MAP3:map[0-9]*]] = affine_map<(d0, d1, d2) -> (d0, d1)>
 // CHECK-LABEL: func.func @tied_weight_snapshot(
-// CHECK-SAME:    %[[ARG0:.*]]: tensor<3x4xf32> {iree.abi.output = 0 : index}, %[[ARG1:.*]]: tensor<2x3xf32>, %[[ARG2:.*]]: tensor<3x4xf32>) -> (tensor<3x4xf32>, tensor<2x4xf32>) {
+// CHECK-SAME:    %[[ARG0:.*]]: tensor<3x4xf32> {iree.abi.output = 0 : index}, %[[ARG1:.*]]: tensor<2x3xf32>, %[[ARG2:.*]]: tensor<3x4xf32>, %[[ARG3:.*]]: tensor<f32>) -> (tensor<3x4xf32>, tensor<2x4xf32>) {
 // CHECK-NEXT:    %[[CST:.*]] = arith.constant 0.000000e+00 : f32
 // CHECK-NEXT:    %[[V0:.*]] = tensor.empty() : tensor<3x4xf32>
 // CHECK-NEXT:    %[[V1:.*]] = linalg.generic {indexing_maps = [#[[MAP]], #[[MAP]]], iterator_types = ["parallel", "parallel"]} ins(%[[ARG0]] : tensor<3x4xf32>) outs(%[[V0]] : tensor<3x4xf32>) {
@@ -627,16 +633,21 @@ func.func @sgd_update(%p: tensor<3xf32>, %g: tensor<3xf32>) -> tensor<3xf32> {
 // CHECK-NEXT:      linalg.yield %[[V8]] : f32
 // CHECK-NEXT:    } -> tensor<2x4xf32>
 // CHECK-NEXT:    %[[CST_1:.*]] = arith.constant 5.000000e-01 : f32
+// CHECK-NEXT:    %[[L:.*]] = tensor.extract %[[ARG3]][] : tensor<f32>
+// CHECK-NEXT:    %[[D:.*]] = arith.subf %[[L]], %[[L]] : f32
+// CHECK-NEXT:    %[[ZERO:.*]] = arith.constant 0.000000e+00 : f32
+// CHECK-NEXT:    %[[OK:.*]] = arith.cmpf oeq, %[[D]], %[[ZERO]] : f32
 // CHECK-NEXT:    %[[V5:.*]] = tensor.empty() : tensor<3x4xf32>
 // CHECK-NEXT:    %[[V6:.*]] = linalg.generic {indexing_maps = [#[[MAP]], #[[MAP]], #[[MAP]]], iterator_types = ["parallel", "parallel"]} ins(%[[V1]], %[[ARG2]] : tensor<3x4xf32>, tensor<3x4xf32>) outs(%[[V5]] : tensor<3x4xf32>) {
 // CHECK-NEXT:    ^bb0(%[[IN]]: f32, %[[IN_2]]: f32, %[[OUT]]: f32):
 // CHECK-NEXT:      %[[V7]] = arith.mulf %[[CST_1]], %[[IN_2]] : f32
 // CHECK-NEXT:      %[[V8]] = arith.subf %[[IN]], %[[V7]] : f32
-// CHECK-NEXT:      linalg.yield %[[V8]] : f32
+// CHECK-NEXT:      %[[V9:.*]] = arith.select %[[OK]], %[[V8]], %[[IN]] : f32
+// CHECK-NEXT:      linalg.yield %[[V9]] : f32
 // CHECK-NEXT:    } -> tensor<3x4xf32>
 // CHECK-NEXT:    return %[[V6]], %[[V4]] : tensor<3x4xf32>, tensor<2x4xf32>
-func.func @tied_weight_snapshot(%w: tensor<3x4xf32> {iree.abi.output = 0 : index}, %dy: tensor<2x3xf32>, %dw: tensor<3x4xf32>) -> (tensor<3x4xf32>, tensor<2x4xf32>) {
+func.func @tied_weight_snapshot(%w: tensor<3x4xf32> {iree.abi.output = 0 : index}, %dy: tensor<2x3xf32>, %dw: tensor<3x4xf32>, %l: tensor<f32>) -> (tensor<3x4xf32>, tensor<2x4xf32>) {
   %0 = "tinytrain.linear_grad_input"(%dy, %w) : (tensor<2x3xf32>, tensor<3x4xf32>) -> tensor<2x4xf32>
-  %1 = "tinytrain.sgd_update"(%w, %dw) {lr = 5.000000e-01 : f32} : (tensor<3x4xf32>, tensor<3x4xf32>) -> tensor<3x4xf32>
+  %1 = "tinytrain.sgd_update"(%w, %dw, %l) {lr = 5.000000e-01 : f32} : (tensor<3x4xf32>, tensor<3x4xf32>, tensor<f32>) -> tensor<3x4xf32>
   return %1, %0 : tensor<3x4xf32>, tensor<2x4xf32>
 }

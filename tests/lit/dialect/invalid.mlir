@@ -83,7 +83,8 @@ func.func @pool_grad(%g: tensor<1x4xf32>) {
 
 func.func @sgd_no_lr(%p: tensor<4xf32>, %g: tensor<4xf32>) {
   // CHECK: 'tinytrain.sgd_update' op requires a float 'lr' attribute
-  %0 = "tinytrain.sgd_update"(%p, %g) : (tensor<4xf32>, tensor<4xf32>) -> tensor<4xf32>
+  %l = arith.constant dense<1.0> : tensor<f32>
+  %0 = "tinytrain.sgd_update"(%p, %g, %l) : (tensor<4xf32>, tensor<4xf32>, tensor<f32>) -> tensor<4xf32>
   return
 }
 
@@ -92,5 +93,13 @@ func.func @sgd_no_lr(%p: tensor<4xf32>, %g: tensor<4xf32>) {
 func.func @grad_weight_kernel(%x: tensor<1x8x8x3xf32>, %dy: tensor<1x4x4x4xf32>) {
   // CHECK: 'tinytrain.conv2d_grad_weight' op output shape [1, 4, 4, 4] differs from the expected [1, 5, 5, 4]
   %0 = "tinytrain.conv2d_grad_weight"(%x, %dy) {strides = array<i64: 2, 2>, padding = array<i64: 1, 1>, groups = 1 : i64} : (tensor<1x8x8x3xf32>, tensor<1x4x4x4xf32>) -> tensor<2x2x3x4xf32>
+  return
+}
+
+// -----
+
+func.func @sgd_loss_not_scalar(%p: tensor<4xf32>, %g: tensor<4xf32>, %l: tensor<1xf32>) {
+  // CHECK: 'tinytrain.sgd_update' op expects the step's loss as a rank-0 f32 tensor, got tensor<1xf32>
+  %0 = "tinytrain.sgd_update"(%p, %g, %l) {lr = 0.1 : f32} : (tensor<4xf32>, tensor<4xf32>, tensor<1xf32>) -> tensor<4xf32>
   return
 }

@@ -52,6 +52,7 @@ func.func @gradient_ops(%x: tensor<1x8x8x3xf32>, %w: tensor<3x3x3x4xf32>, %dy: t
   // CHECK: "tinytrain.linear_grad_weight"
   %8 = "tinytrain.linear_grad_weight"(%7, %6) : (tensor<1x4xf32>, tensor<1x5xf32>) -> tensor<5x4xf32>
   // CHECK: "tinytrain.sgd_update"(%{{.*}}) {lr = 1.000000e-01 : f32}
-  %9 = "tinytrain.sgd_update"(%w, %1) {lr = 0.1 : f32} : (tensor<3x3x3x4xf32>, tensor<3x3x3x4xf32>) -> tensor<3x3x3x4xf32>
+  %l = arith.constant dense<1.0> : tensor<f32>
+  %9 = "tinytrain.sgd_update"(%w, %1, %l) {lr = 0.1 : f32} : (tensor<3x3x3x4xf32>, tensor<3x3x3x4xf32>, tensor<f32>) -> tensor<3x3x3x4xf32>
   return %9 : tensor<3x3x3x4xf32>
 }

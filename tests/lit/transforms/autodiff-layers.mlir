@@ -85,8 +85,8 @@ func.func @forward(%w: tensor<1x1x1x2xf32> {tinytrain.param = "c.weight"}, %b: t
 // CHECK-NEXT: %[[PX:.*]] = "tinytrain.mul"(%[[DX]], %arg3) : (tensor<1x2x2x3xf32>, tensor<1x2x2x3xf32>) -> tensor<1x2x2x3xf32>
 // CHECK-NEXT: %[[DSC:.*]] = "tinytrain.bias_grad"(%[[PX]]) : (tensor<1x2x2x3xf32>) -> tensor<3xf32>
 // CHECK-NEXT: %[[DSH:.*]] = "tinytrain.bias_grad"(%[[DX]]) : (tensor<1x2x2x3xf32>) -> tensor<3xf32>
-// CHECK-NEXT: "tinytrain.sgd_update"(%arg0, %[[DSC]])
-// CHECK-NEXT: "tinytrain.sgd_update"(%arg1, %[[DSH]])
+// CHECK-NEXT: "tinytrain.sgd_update"(%arg0, %[[DSC]], %[[LOSS:[0-9]+]])
+// CHECK-NEXT: "tinytrain.sgd_update"(%arg1, %[[DSH]], %[[LOSS]])
 func.func @forward(%sc: tensor<3xf32> {tinytrain.param = "bn.weight"}, %sh: tensor<3xf32> {tinytrain.param = "bn.bias"},
                    %fw: tensor<2x3xf32> {tinytrain.param = "fc.weight"}, %x0: tensor<1x2x2x3xf32> {tinytrain.input}) -> tensor<1x2xf32> {
   %x = "tinytrain.channel_affine"(%x0, %sc, %sh) : (tensor<1x2x2x3xf32>, tensor<3xf32>, tensor<3xf32>) -> tensor<1x2x2x3xf32>
