@@ -89,3 +89,47 @@ def test_every_handled_aten_op_passes_the_pre_export_check():
     """The check on the exported graph accepts exactly the ATen packets of the handler table."""
     assert {"aten.conv2d", "aten.add", "aten.mean", "aten.flatten", "aten.batch_norm"} <= ops.SUPPORTED_ATEN
     assert all(name.startswith("aten.") and name.count(".") == 1 for name in ops.SUPPORTED_ATEN)
+
+
+class ReadAfterInPlace(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 1)
+        self.fc = nn.Linear(48, 2)
+
+    def forward(self, x):
+        y = self.conv(x)
+        v = y.view(1, -1)  # a view of y: sees the in-place change below
+        torch.relu_(y)
+        return self.fc(v)
+
+
+class InPlaceOnInput(nn.Module):
+    def forward(self, x):
+        x.relu_()
+        return x.mean((2, 3))
+
+
+def test_in_place_op_whose_tensor_is_read_again_is_refused():
+    """Converting relu_ as relu would give `v` the value before the ReLU, not PyTorch's."""
+    with pytest.raises(tinytrain.UnsupportedModelError) as e:
+        import_model(ReadAfterInPlace().eval(), torch.randn(1, 3, 4, 4))
+    msg = str(e.value)
+    assert "in-place 'aten.relu_.default' modifies a tensor that 'linear' reads afterwards" in msg
+    assert "use the out-of-place form" in msg
+    assert "layer: <root> (ReadAfterInPlace)" in msg and f"source: {__file__}:" in msg
+
+
+def test_in_place_op_on_the_model_input_is_refused():
+    with pytest.raises(tinytrain.UnsupportedModelError, match=r"in-place 'aten.relu_.default' modifies the model input"):
+        import_model(InPlaceOnInput().eval(), torch.randn(1, 3, 4, 4))
+
+
+class MeanOverWThenC(nn.Module):
+    def forward(self, x):
+        return x.mean(3).mean(1)
+
+
+def test_mean_chain_that_is_not_h_and_w_is_refused():
+    with pytest.raises(tinytrain.UnsupportedModelError, match=r"mean over dims \[1\] after a mean over dim 3"):
+        import_model(MeanOverWThenC().eval(), torch.randn(1, 3, 4, 4))

@@ -153,3 +153,34 @@ def flatten_spatial():
 def view_and_dropout():
     show(Net(lambda m, x: m.fc(m.drop(x.mean(dim=(2, 3)).view(1, -1))),
              drop=nn.Dropout(0.5), fc=nn.Linear(3, 2, bias=False)), 1, 3, 4, 4)
+
+
+def _residual_in_place(m, x):
+    out = m.act6(m.conv(x))
+    out += x
+    return m.fc(m.drop(m.act(out).mean(dim=(2, 3))))
+
+
+# In-place forms become the out-of-place ops (the modified tensor is not read again).
+# CHECK-LABEL: {{^}}in_place_forms{{$}}
+# CHECK:      %[[X:[a-z0-9_]+]]: tensor<1x4x4x3xf32> {tinytrain.input})
+# CHECK-NEXT: %[[C:[a-z0-9_]+]] = "tinytrain.conv2d"(%[[X]],
+# CHECK-NEXT: %[[R6:[a-z0-9_]+]] = "tinytrain.relu6"(%[[C]])
+# CHECK-NEXT: %[[S:[a-z0-9_]+]] = "tinytrain.add"(%[[R6]], %[[X]])
+# CHECK-NEXT: %[[R:[a-z0-9_]+]] = "tinytrain.relu"(%[[S]])
+# CHECK-NEXT: %[[P:[a-z0-9_]+]] = "tinytrain.global_avg_pool"(%[[R]])
+# CHECK-NEXT: "tinytrain.linear"(%[[P]],
+@run
+def in_place_forms():
+    show(Net(_residual_in_place, conv=nn.Conv2d(3, 3, 3, 1, 1), act6=nn.ReLU6(inplace=True),
+             act=nn.ReLU(inplace=True), drop=nn.Dropout(0.2, inplace=True), fc=nn.Linear(3, 2)), 1, 3, 4, 4)
+
+
+# A mean over W then over H is one global average pool.
+# CHECK-LABEL: {{^}}mean_over_w_then_h{{$}}
+# CHECK:      %[[X:[a-z0-9_]+]]: tensor<1x4x4x3xf32> {tinytrain.input})
+# CHECK-NEXT: %[[P:[a-z0-9_]+]] = "tinytrain.global_avg_pool"(%[[X]]) : (tensor<1x4x4x3xf32>) -> tensor<1x3xf32>
+# CHECK-NEXT: "tinytrain.linear"(%[[P]],
+@run
+def mean_over_w_then_h():
+    show(Net(lambda m, x: m.fc(x.mean(3).mean(2)), fc=nn.Linear(3, 2)), 1, 3, 4, 4)
