@@ -133,3 +133,17 @@ class MeanOverWThenC(nn.Module):
 def test_mean_chain_that_is_not_h_and_w_is_refused():
     with pytest.raises(tinytrain.UnsupportedModelError, match=r"mean over dims \[1\] after a mean over dim 3"):
         import_model(MeanOverWThenC().eval(), torch.randn(1, 3, 4, 4))
+
+
+class SigmoidInPlace(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(3, 2)
+
+    def forward(self, x):
+        return self.fc(x.mean((2, 3)).relu().sigmoid_())
+
+
+def test_unsupported_in_place_op_says_in_place():
+    with pytest.raises(tinytrain.UnsupportedModelError, match=r"'aten.sigmoid_' \(the in-place form of 'aten.sigmoid'\)"):
+        import_model(SigmoidInPlace().eval(), torch.randn(1, 3, 4, 4))
