@@ -209,6 +209,8 @@ def import_model(model: torch.nn.Module, example_input: torch.Tensor, *,
                  context: ir.Context | None = None) -> ImportedModel:
     """Import `model` (called on `example_input`, NCHW float32) as a tinytrain forward function.
     `model` may also be a `torch.export.ExportedProgram` (its shapes must be static).
+    `context`, if given, must have the `tinytrain` dialect loaded (`tinytrain.irtext.new_context()`);
+    the torch dialect is registered into it for the FX import.
 
     Raises UnsupportedModelError for anything outside SUPPORTED_LAYERS.
     """
