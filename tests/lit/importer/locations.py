@@ -4,6 +4,8 @@
 # importer uses to find the FX node of a torch op (e.g. loc("conv2d"(...))) do not leak into
 # @forward (each CHECK-NEXT below matches a location from its start).
 
+import inspect
+
 import torch
 import torch.nn as nn
 
@@ -23,16 +25,19 @@ class Net(nn.Module):
 
 imported = import_model(Net().eval(), torch.randn(1, 3, 4, 4))
 forward = imported.module.body.operations[0]
+first = inspect.getsourcelines(Net.forward)[1]  # the `def forward` line
+print(f"lines h={first + 1} return={first + 2}")
 for arg, attrs in zip(forward.arguments, forward.arg_attrs):
     print("arg", attrs, arg.location)
 for op in forward.entry_block.operations:
     print(op.operation.name, op.location)
 
-# CHECK:      arg {tinytrain.param = "conv.weight"} loc("conv (Conv2d)"(callsite("{{.*}}/torch/nn/modules/conv.py":{{[0-9]+}}:0 at "{{.*}}locations.py":19:0)))
-# CHECK:      arg {tinytrain.param = "fc.bias"} loc("fc (Linear)"(callsite("{{.*}}/torch/nn/modules/linear.py":{{[0-9]+}}:0 at "{{.*}}locations.py":20:0)))
+# CHECK:      lines h=[[H:[0-9]+]] return=[[R:[0-9]+]]
+# CHECK-NEXT: arg {tinytrain.param = "conv.weight"} loc("conv (Conv2d)"(callsite("{{.*}}/torch/nn/modules/conv.py":{{[0-9]+}}:0 at "{{.*}}locations.py":[[H]]:0)))
+# CHECK:      arg {tinytrain.param = "fc.bias"} loc("fc (Linear)"(callsite("{{.*}}/torch/nn/modules/linear.py":{{[0-9]+}}:0 at "{{.*}}locations.py":[[R]]:0)))
 # CHECK-NEXT: arg {tinytrain.input}
-# CHECK-NEXT: tinytrain.conv2d loc("conv (Conv2d)"(callsite("{{.*}}/torch/nn/modules/conv.py":{{[0-9]+}}:0 at "{{.*}}locations.py":19:0)))
-# CHECK-NEXT: tinytrain.relu loc("<root> (Net)"("{{.*}}locations.py":19:0))
-# CHECK-NEXT: tinytrain.global_avg_pool loc("<root> (Net)"("{{.*}}locations.py":20:0))
-# CHECK-NEXT: tinytrain.linear loc("fc (Linear)"(callsite("{{.*}}/torch/nn/modules/linear.py":{{[0-9]+}}:0 at "{{.*}}locations.py":20:0)))
+# CHECK-NEXT: tinytrain.conv2d loc("conv (Conv2d)"(callsite("{{.*}}/torch/nn/modules/conv.py":{{[0-9]+}}:0 at "{{.*}}locations.py":[[H]]:0)))
+# CHECK-NEXT: tinytrain.relu loc("<root> (Net)"("{{.*}}locations.py":[[H]]:0))
+# CHECK-NEXT: tinytrain.global_avg_pool loc("<root> (Net)"("{{.*}}locations.py":[[R]]:0))
+# CHECK-NEXT: tinytrain.linear loc("fc (Linear)"(callsite("{{.*}}/torch/nn/modules/linear.py":{{[0-9]+}}:0 at "{{.*}}locations.py":[[R]]:0)))
 # CHECK-NEXT: func.return loc("fc (Linear)"(
