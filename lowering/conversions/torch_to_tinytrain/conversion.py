@@ -134,7 +134,7 @@ class Conversion:
         return arith.ConstantOp(ty, zero, loc=loc).result
 
 
-_NOT_CONVERTED = "the model must return logits [N, classes]"
+_RETURN_LOGITS = "the model must return logits [N, classes]"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,8 +152,6 @@ class TorchToTinytrainPass(ModulePass):
             self._run(module)
 
     def _run(self, module: ir.Operation) -> None:
-        from .ops import CONSTANT_OPS, HANDLERS
-
         if self.model is None:
             raise CompileError("torch-to-tinytrain needs the model's parameter values and its FX graph; "
                                "it runs inside tinytrain.compile() / import_model(), not from a file",
@@ -176,8 +174,23 @@ class TorchToTinytrainPass(ModulePass):
         cv = Conversion(self.model, forward)
         cv.bind(body.arguments[0], TVal(forward.entry_block.arguments[0], in_shape, nhwc=True))
 
+        try:
+            out = self._convert_body(cv, body)
+        except BaseException:
+            forward.operation.erase()  # leave the module as it was
+            raise
+        self._finish_signature(cv, out)
+        torch_func.erase()
+        self.model.input_shape = tuple(nhwc_shape(in_shape))
+        self.model.num_classes = out.shape[1]
+
+    @staticmethod
+    def _convert_body(cv: Conversion, body: ir.Block) -> TVal:
+        """Convert every op of the torch function with its handler; returns the logits."""
+        from .ops import CONSTANT_OPS, HANDLERS
+
         ops = [op.operation for op in body.operations]
-        with ir.InsertionPoint(forward.entry_block):
+        with ir.InsertionPoint(cv.block):
             # Constants first: a BatchNorm's parameters are defined after the conv it folds into.
             for op in ops:
                 if op.name in CONSTANT_OPS:
@@ -186,18 +199,14 @@ class TorchToTinytrainPass(ModulePass):
                 if op.name in CONSTANT_OPS or op in cv.folded:
                     continue
                 if op.name == "func.return":
-                    out = self._output(cv, op)
+                    out = TorchToTinytrainPass._output(cv, op)
                     break
                 handler = HANDLERS.get(op.name)
                 if handler is None:
                     cv.fail(op, f"unsupported operator '{op.name.removeprefix('torch.')}'")
                 handler(cv, op)
             func.ReturnOp([out.value], loc=cv.loc(op))
-
-        self._finish_signature(cv, out)
-        torch_func.erase()
-        self.model.input_shape = tuple(nhwc_shape(in_shape))
-        self.model.num_classes = out.shape[1]
+        return out
 
     def _input_shape(self, arg: ir.Value) -> list[int]:
         """The input's static NCHW shape, from the exported graph's placeholder."""
@@ -210,10 +219,10 @@ class TorchToTinytrainPass(ModulePass):
     @staticmethod
     def _output(cv: Conversion, ret) -> TVal:
         if len(ret.operands) != 1:
-            cv.fail(ret, f"{_NOT_CONVERTED}; it returns {len(ret.operands)} values")
+            cv.fail(ret, f"{_RETURN_LOGITS}; it returns {len(ret.operands)} values")
         out = cv.tensor(ret, ret.operands[0])
         if len(out.shape) != 2:
-            cv.fail(ret, f"{_NOT_CONVERTED}; it returns shape {out.shape}")
+            cv.fail(ret, f"{_RETURN_LOGITS}; it returns shape {out.shape}")
         return out
 
     @staticmethod

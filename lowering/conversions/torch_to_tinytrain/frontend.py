@@ -24,8 +24,9 @@ __all__ = ["SUPPORTED_LAYERS", "NodeInfo", "ModelInfo", "layer_of", "user_source
 SUPPORTED_LAYERS = (
     "Conv2d (dense, pointwise, depthwise; symmetric zero padding, dilation 1), "
     "BatchNorm2d in eval mode directly after a Conv2d (folded), Linear, ReLU, ReLU6 / "
-    "Hardtanh(0, 6), residual add, AdaptiveAvgPool2d(1) / mean over H and W, flatten / view / "
-    "reshape, Dropout in eval mode"
+    "Hardtanh(0, 6), residual add, AdaptiveAvgPool2d(1) / mean over H and W (together or one "
+    "after the other), flatten / view / reshape, Dropout in eval mode; in-place forms "
+    "(inplace=True, +=) of ReLU, ReLU6, Dropout and add"
 )
 
 _TORCH_DIR = str(pathlib.Path(torch.__file__).parent)

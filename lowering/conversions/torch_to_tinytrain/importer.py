@@ -90,8 +90,14 @@ def _check_ops(prog: torch.export.ExportedProgram) -> None:
             continue
         packet = _aten_packet(node.target)
         if packet not in SUPPORTED_ATEN:
+            what = f"unsupported operator '{packet}'"
+            if packet.endswith("_") and packet[:-1] in SUPPORTED_ATEN:
+                what += (f" (the in-place form of '{packet[:-1]}', which is supported: use the "
+                         "out-of-place form, e.g. inplace=False)")
+            elif packet.endswith("_"):
+                what += f" (the in-place form of '{packet[:-1]}')"
             raise UnsupportedModelError(
-                f"unsupported operator '{packet}'\n  layer: {layer_of(node)}{source_suffix(node)}\n"
+                f"{what}\n  layer: {layer_of(node)}{source_suffix(node)}\n"
                 f"  node: {node.name} = {node.target}\n  supported: {SUPPORTED_LAYERS}")
 
 
@@ -203,6 +209,8 @@ def import_model(model: torch.nn.Module, example_input: torch.Tensor, *,
                  context: ir.Context | None = None) -> ImportedModel:
     """Import `model` (called on `example_input`, NCHW float32) as a tinytrain forward function.
     `model` may also be a `torch.export.ExportedProgram` (its shapes must be static).
+    `context`, if given, must have the `tinytrain` dialect loaded (`tinytrain.irtext.new_context()`);
+    the torch dialect is registered into it for the FX import.
 
     Raises UnsupportedModelError for anything outside SUPPORTED_LAYERS.
     """

@@ -10,6 +10,7 @@ packet of every `torch.aten.*` entry).
 from __future__ import annotations
 
 from . import activations, constants, conv, elementwise, linear, pooling, shape
+from .inplace import in_place
 
 __all__ = ["HANDLERS", "CONSTANT_OPS", "SUPPORTED_ATEN"]
 
@@ -43,6 +44,11 @@ HANDLERS = {
     "torch.aten.clone": shape.identity,
     "torch.aten.contiguous": shape.identity,
     "torch.aten.detach": shape.identity,
+    # In-place variants (ReLU(inplace=True), `out += identity`, ...), functionalized.
+    "torch.aten.relu_": in_place(activations.relu),
+    "torch.aten.hardtanh_": in_place(activations.hardtanh),
+    "torch.aten.add_.Tensor": in_place(elementwise.add),
+    "torch.aten.dropout_": in_place(shape.dropout),
 }
 
 CONSTANT_OPS = frozenset(CONSTANT_HANDLERS)

@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
-from tinytrain.dialects.tinytrain import ReshapeOp, TransposeOp
 from torch_mlir import ir
+
+from tinytrain.dialects.tinytrain import ReshapeOp, TransposeOp
 
 from ..conversion import Conversion, TVal, tensor_type
 
