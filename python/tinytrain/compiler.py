@@ -48,12 +48,13 @@ def compile(model: torch.nn.Module, example_input: torch.Tensor, *, trainable="a
 
     Args:
       model: a `torch.nn.Module` in eval mode (BatchNorm is folded with its running statistics),
-        or a `torch.export.ExportedProgram` with static shapes.
+        or a `torch.export.ExportedProgram` with static shapes. It must return one logits tensor
+        [N, classes] (the step's loss is softmax cross-entropy over it).
       example_input: a float32 NCHW tensor; its shape (batch included) is compiled in statically.
-      trainable: "all" or an iterable of parameter names (after BN folding a conv followed by BN
-        has parameters `<conv>.weight` and `<conv>.bias`). Every other parameter is frozen into
-        the program as a constant.
-      lr: SGD learning rate.
+      trainable: "all" or a non-empty iterable of parameter names (after BN folding a conv
+        followed by BN has parameters `<conv>.weight` and `<conv>.bias`). Every other parameter
+        is frozen into the program as a constant.
+      lr: SGD learning rate (a positive, finite real number).
       target: "host" (IREE llvm-cpu `.vmfb` for this machine), or "cortex-m4" / "cortex-m7":
         the host `.vmfb` (a bit-exact reference on the M4) plus a firmware project built in
         `build_dir` (`prog.firmware`), run with `prog.run_qemu(...)`.
@@ -62,6 +63,11 @@ def compile(model: torch.nn.Module, example_input: torch.Tensor, *, trainable="a
       gradients: also compile `@gradients` (the backward pass without the update).
       dump_ir: directory to write each stage's MLIR to.
       verbose: print progress (stage and time) to stderr.
+
+    Raises:
+      TypeError / ValueError: a bad argument (checked before any work is done).
+      CompileError (UnsupportedModelError for the model itself): what cannot be compiled, with
+        what to change. A failed Cortex-M build leaves no half-written `build_dir` behind.
     """
     trainable, lr = _validate_args(model, example_input, trainable=trainable, lr=lr, target=target,
                                    sram_kb=sram_kb)
