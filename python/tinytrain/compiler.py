@@ -76,6 +76,8 @@ def compile(model: torch.nn.Module, example_input: torch.Tensor, *, trainable="a
     _log(verbose, "importing the model with torch-mlir")
     imported = import_model(model, example_input)
     stages["import"] = str(imported.module)
+    if trainable != "all" and not isinstance(trainable, str):
+        trainable = list(trainable)
     _log(verbose, "autodiff: building train_step and predict")
     ad = AutodiffPass(trainable=trainable, lr=lr, gradients=gradients).run(imported.module, imported.context)
     stages["autodiff"] = str(ad)
