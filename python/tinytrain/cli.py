@@ -16,64 +16,142 @@ With `--target cortex-m4` (QEMU mps2-an386) or `cortex-m7` (mps2-an500) the fold
 `<target>/firmware/`: a CMake project (runtime, board support, generated schedule, IREE kernel
 object, arm-none-eabi toolchain file) and its built `firmware.elf`. `tinytrain run-qemu` runs it;
 the `.npz` files hold `x` (NHWC float32 images, one per leading index) and `y` (int labels), and
-the firmware streams them over semihosting, printing one `STEP` line per training step, `EVAL`
-lines (accuracy before/after) and a `MEM` line with the measured peak SRAM.
+the firmware streams them over semihosting, printing one `STEP n loss=... ticks=...` line per
+training step, `EVAL` lines (accuracy before/after) and a `MEM` line with the measured peak SRAM.
+The sample files are checked (image size and dtype, integer labels in range, one per image)
+before QEMU starts. User errors print one `tinytrain: error: ...` line (`-v` adds the traceback).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import re
 import runpy
+import shutil
 import sys
+import traceback
 from pathlib import Path
 
+import numpy as np
 import torch
 
-from tinytrain.compiler import TARGETS, compile
+from tinytrain.compiler import MODEL_META, TARGETS, check_images, check_labels, compile
 from tinytrain.errors import CompileError
 
 
+class UsageError(Exception):
+    """A user error the CLI reports as one line (the traceback only with -v)."""
+
+
+#: What the CLI reports as `tinytrain: error: ...` without a traceback (unless -v): every error
+#: caused by the user's files, arguments or model. Anything else is an internal error.
+USER_ERRORS = (UsageError, CompileError, ValueError, TypeError, KeyError, OSError, TimeoutError)
+
+
 def _load_model(path: str, entry: str, input_shape: str | None):
-    ns = runpy.run_path(path, run_name="__tinytrain__")
+    if not Path(path).is_file():
+        raise UsageError(f"model file {path} not found (pass a Python file that defines `{entry}`)")
+    shape = _parse_shape(input_shape) if input_shape else None
+    try:
+        ns = runpy.run_path(path, run_name="__tinytrain__")
+    except Exception as e:  # noqa: BLE001 - the user's file failed: say where, no traceback
+        raise UsageError(f"running {path} failed: {type(e).__name__}: {e} (-v shows the "
+                         "traceback)") from e
     if entry not in ns:
-        raise SystemExit(f"tinytrain: {path} defines no '{entry}' (a torch.nn.Module or a function "
-                         "returning one); use --entry to name it")
+        raise UsageError(f"{path} defines no '{entry}' (a torch.nn.Module or a function returning "
+                         "one); use --entry to name it")
     model = ns[entry]
     if not isinstance(model, torch.nn.Module) and callable(model):
         model = model()
     if not isinstance(model, torch.nn.Module):
-        raise SystemExit(f"tinytrain: '{entry}' in {path} is not a torch.nn.Module")
-    if input_shape:
-        try:
-            shape = [int(d) for d in input_shape.split(",")]
-        except ValueError:
-            raise SystemExit(f"tinytrain: --input-shape must be like 1,3,64,64, got '{input_shape}'") from None
+        raise UsageError(f"'{entry}' in {path} is not a torch.nn.Module")
+    if shape is not None:
         x = torch.randn(*shape)
     elif "example_input" in ns:
         x = ns["example_input"]
         x = x() if callable(x) and not isinstance(x, torch.Tensor) else x
     else:
-        raise SystemExit(f"tinytrain: {path} defines no 'example_input'; pass --input-shape N,C,H,W")
+        raise UsageError(f"{path} defines no 'example_input'; pass --input-shape N,C,H,W")
     return model, x
+
+
+def _parse_shape(text: str) -> list[int]:
+    try:
+        shape = [int(d) for d in text.split(",")]
+    except ValueError:
+        raise UsageError(f"--input-shape must be like 1,3,64,64, got '{text}'") from None
+    if len(shape) != 4 or any(d <= 0 for d in shape):
+        raise UsageError(f"--input-shape must be 4 positive sizes N,C,H,W (e.g. 1,3,64,64), got "
+                         f"'{text}'")
+    return shape
+
+
+def _prepare_output(out: Path) -> Path | None:
+    """Make sure `out` is a writable folder before compiling; returns the topmost folder this
+    created (removed again if the compile fails), or None."""
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"-o {out}: exists and is not a folder")
+    top = None
+    for p in [out, *out.parents]:
+        if p.exists():
+            break
+        top = p
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".tinytrain-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        if top is not None:
+            shutil.rmtree(top, ignore_errors=True)
+        raise UsageError(f"-o {out}: cannot write there ({e.strerror or e}); choose a writable "
+                         "folder") from None
+    return top
+
+
+def _is_ours(target_dir: Path) -> bool:
+    """A `<target>/` folder written by an earlier `tinytrain compile` into the same -o folder."""
+    return (target_dir / "firmware" / "firmware.json").is_file() or (target_dir / "static").is_dir()
 
 
 def _cmd_compile(args) -> int:
     model, x = _load_model(args.model, args.entry, args.input_shape)
     trainable = "all" if args.trainable == "all" else [t for t in args.trainable.split(",") if t]
+    out = Path(args.output).resolve()
+    created = _prepare_output(out)
+    build_dir = out / args.target if args.target != "host" else None
+    # An earlier firmware of this target is set aside, not mixed with the new one, and put back
+    # if this compile fails.
+    previous = out / f".{args.target}.previous"
+    if build_dir is not None and build_dir.exists():
+        shutil.rmtree(previous, ignore_errors=True)
+        build_dir.rename(previous)
     try:
-        build_dir = Path(args.output) / args.target if args.target != "host" else None
         prog = compile(model.eval(), x, trainable=trainable, lr=args.lr, target=args.target,
                        dump_ir=args.dump_ir, sram_kb=args.sram_kb, build_dir=build_dir,
                        verbose=args.verbose)
-    except CompileError as e:
-        print(f"tinytrain: error: {e}", file=sys.stderr)
-        if e.ir_text and args.output:
-            Path(args.output).mkdir(parents=True, exist_ok=True)
-            repro = Path(args.output) / f"failed-{e.stage or 'stage'}.mlir"
+    except BaseException as e:
+        if build_dir is not None:
+            shutil.rmtree(build_dir, ignore_errors=True)
+            if previous.exists():
+                previous.rename(build_dir)
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
+        if isinstance(e, CompileError) and e.ir_text:
+            out.mkdir(parents=True, exist_ok=True)
+            repro = out / f"failed-{e.stage or 'stage'}.mlir"
             repro.write_text(e.ir_text)
             print(f"tinytrain: the IR that failed is in {repro}", file=sys.stderr)
-        return 1
-    out = prog.save(args.output)
+        raise
+    shutil.rmtree(previous, ignore_errors=True)
+    # Files of an earlier model in the same folder would be stale next to the new one.
+    for t in TARGETS:
+        if t not in ("host", args.target) and _is_ours(out / t):
+            shutil.rmtree(out / t)
+    for f in out.glob("failed-*.mlir"):
+        f.unlink()
+    prog.save(out)
     print(f"tinytrain: wrote {out}/model.vmfb ({len(prog.vmfb)} bytes), {len(prog.trainable)} "
           f"trainable tensors, input NCHW {list(prog.input_shape)}, {prog.num_classes} classes")
     if prog.firmware is not None:
@@ -84,14 +162,82 @@ def _cmd_compile(args) -> int:
     return 0
 
 
-def _cmd_run_qemu(args) -> int:
-    from tinytrain.lowering.cortexm.firmware import main as firmware_main
+def _firmware_io(project: Path, input_dtype: str) -> tuple[tuple[int, int, int] | None, int, int]:
+    """(C, H, W) or None, elements per image, number of classes of a firmware project: from the
+    `model.json` the compiler writes there, else from the sizes in its generated header."""
+    meta = project / MODEL_META
+    if meta.is_file():
+        m = json.loads(meta.read_text())
+        n, h, w, c = m["input_shape_nhwc"]
+        return (c, h, w), h * w * c, int(m["num_classes"])
+    for hdr in project.glob("*.h"):
+        sizes = dict(re.findall(r"#define \w+?_(INPUT|OUTPUT)_SIZE (\d+)u", hdr.read_text()))
+        if "INPUT" in sizes and "OUTPUT" in sizes:
+            item = np.dtype(input_dtype).itemsize
+            return None, int(sizes["INPUT"]) // item, int(sizes["OUTPUT"]) // 4
+    raise UsageError(f"{project} has no {MODEL_META} and no generated model header; rebuild it "
+                     "with `tinytrain compile --target ...`")
 
-    argv = ["run-qemu", args.project, "--timeout", str(args.timeout)]
-    for flag in ("train", "eval", "workdir"):
-        if getattr(args, flag):
-            argv += [f"--{flag}", str(getattr(args, flag))]
-    return firmware_main(argv)
+
+def _load_samples(path: str | None, flag: str, chw, elems: int, classes: int):
+    """The (images, labels) of an `.npz` for run_qemu, checked like the host API checks them."""
+    if path is None:
+        return None
+    if not Path(path).is_file():
+        raise UsageError(f"{flag} {path}: file not found")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            data = {k: z[k] for k in z.files}
+    except Exception as e:  # noqa: BLE001 - zip/npy format errors of the user's file
+        raise UsageError(f"{flag} {path}: not a readable .npz file ({type(e).__name__}: {e})") from None
+    if "x" not in data or "y" not in data:
+        raise UsageError(f"{flag} {path} holds {sorted(data) or 'nothing'}; it needs x (NHWC float32 "
+                         "images [K, H, W, C]) and y (K integer labels), e.g. np.savez(f, x=x, y=y)")
+    x, y = data["x"], data["y"]
+    try:
+        if chw is not None:
+            xs = check_images(x, chw, what="x", layout="NHWC")
+        else:
+            if not np.issubdtype(x.dtype, np.floating):
+                raise TypeError(f"x must be floating-point values, got {x.dtype}")
+            if x.ndim < 2 or x.shape[0] == 0 or int(np.prod(x.shape[1:])) != elems:
+                raise ValueError(f"x must hold K images of {elems} values each, got {list(x.shape)}")
+            xs = np.ascontiguousarray(x, dtype=np.float32)
+        ys = check_labels(y, len(xs), classes, what="y")
+    except (ValueError, TypeError) as e:
+        raise UsageError(f"{flag} {path}: {e}") from None
+    return list(xs), [int(v) for v in ys]
+
+
+def _float_losses(output: str) -> str:
+    """The firmware prints each loss as its float32 bit pattern; show the value (9 significant
+    digits: the float32 exactly)."""
+    def repl(m):
+        loss = float(np.uint32(int(m.group(2))).view(np.float32))
+        return f"{m.group(1)}loss={loss:.9g}"
+    return re.sub(r"(?m)^(STEP \d+ )loss_bits=(\d+)", repl, output)
+
+
+def _cmd_run_qemu(args) -> int:
+    from tinytrain.lowering.cortexm.firmware import load_firmware, run_qemu
+
+    project = Path(args.project).resolve()  # QEMU runs in the work folder: paths must be absolute
+    if not (project / "firmware.json").is_file():
+        raise UsageError(f"{args.project} is not a firmware project (no firmware.json); pass the "
+                         "folder `tinytrain compile --target cortex-m4 -o OUT` printed: OUT/cortex-m4/firmware")
+    fw = load_firmware(project)
+    if not fw.elf.is_file():
+        raise UsageError(f"{fw.elf} is missing; rebuild the project with `tinytrain compile --target ...`")
+    chw, elems, classes = _firmware_io(project, fw.input_dtype)
+    train = _load_samples(args.train, "--train", chw, elems, classes)
+    evaluate = _load_samples(args.eval, "--eval", chw, elems, classes)
+    wd = Path(args.workdir).resolve() if args.workdir else project / "run"
+    res = run_qemu(fw, wd, train=train, evaluate=evaluate, timeout=args.timeout)
+    sys.stdout.write(_float_losses(res.output))
+    if res.returncode != 0:
+        print(f"tinytrain: error: the firmware stopped with exit status {res.returncode} (see the "
+              "TT error line above)", file=sys.stderr)
+    return res.returncode
 
 
 def main(argv=None) -> int:
@@ -108,7 +254,7 @@ def main(argv=None) -> int:
     c.add_argument("--target", default="host", choices=TARGETS, help="compilation target")
     c.add_argument("--sram-kb", type=int, default=256, help="SRAM budget of Cortex-M targets (default 256)")
     c.add_argument("--dump-ir", metavar="DIR", help="write each stage's MLIR to DIR")
-    c.add_argument("-v", "--verbose", action="store_true", help="print progress")
+    c.add_argument("-v", "--verbose", action="store_true", help="print progress (and tracebacks)")
     c.set_defaults(fn=_cmd_compile)
     r = sub.add_parser("run-qemu", help="run a compiled Cortex-M firmware project in QEMU")
     r.add_argument("project", help="the firmware folder written by `tinytrain compile --target ...`")
@@ -116,9 +262,17 @@ def main(argv=None) -> int:
     r.add_argument("--eval", help=".npz with x and y to measure accuracy on, before and after")
     r.add_argument("--workdir", help="where the sample files go (default: PROJECT/run)")
     r.add_argument("--timeout", type=float, default=600.0, help="seconds before QEMU is stopped")
+    r.add_argument("-v", "--verbose", action="store_true", help="print tracebacks of errors")
     r.set_defaults(fn=_cmd_run_qemu)
     args = ap.parse_args(argv)
-    return args.fn(args)
+    try:
+        return args.fn(args)
+    except USER_ERRORS as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+        print(f"tinytrain: error: {msg}", file=sys.stderr)
+        if args.verbose:
+            traceback.print_exception(e)
+        return 1
 
 
 if __name__ == "__main__":

@@ -11,6 +11,9 @@ Pipeline (each stage's IR is kept in `CompiledModel.stages` and written by `save
 from __future__ import annotations
 
 import json
+import math
+import numbers
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -18,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from tinytrain.errors import CompileError
+from tinytrain.errors import CompileError, UnsupportedModelError
 from tinytrain.lowering.host.iree_host import HostModule, compile_host, to_numpy
 from tinytrain.lowering.conversions.tinytrain_to_linalg import lower_to_linalg
 from tinytrain.lowering.conversions.torch_to_tinytrain import import_model, to_torch_layout
@@ -46,12 +49,13 @@ def compile(model: torch.nn.Module, example_input: torch.Tensor, *, trainable="a
 
     Args:
       model: a `torch.nn.Module` in eval mode (BatchNorm is folded with its running statistics),
-        or a `torch.export.ExportedProgram` with static shapes.
+        or a `torch.export.ExportedProgram` with static shapes. It must return one logits tensor
+        [N, classes] (the step's loss is softmax cross-entropy over it).
       example_input: a float32 NCHW tensor; its shape (batch included) is compiled in statically.
-      trainable: "all" or an iterable of parameter names (after BN folding a conv followed by BN
-        has parameters `<conv>.weight` and `<conv>.bias`). Every other parameter is frozen into
-        the program as a constant.
-      lr: SGD learning rate.
+      trainable: "all" or a non-empty iterable of parameter names (after BN folding a conv
+        followed by BN has parameters `<conv>.weight` and `<conv>.bias`). Every other parameter
+        is frozen into the program as a constant.
+      lr: SGD learning rate (a positive, finite real number).
       target: "host" (IREE llvm-cpu `.vmfb` for this machine), or "cortex-m4" / "cortex-m7":
         the host `.vmfb` (a bit-exact reference on the M4) plus a firmware project built in
         `build_dir` (`prog.firmware`), run with `prog.run_qemu(...)`.
@@ -60,14 +64,14 @@ def compile(model: torch.nn.Module, example_input: torch.Tensor, *, trainable="a
       gradients: also compile `@gradients` (the backward pass without the update).
       dump_ir: directory to write each stage's MLIR to.
       verbose: print progress (stage and time) to stderr.
+
+    Raises:
+      TypeError / ValueError: a bad argument (checked before any work is done).
+      CompileError (UnsupportedModelError for the model itself): what cannot be compiled, with
+        what to change. A failed Cortex-M build leaves no half-written `build_dir` behind.
     """
-    if target not in TARGETS:
-        raise ValueError(f"unknown target '{target}'; supported targets: {', '.join(TARGETS)}")
-    if target != "host" and tuple(example_input.shape[:1]) != (1,):
-        raise ValueError(f"target '{target}' trains with batch size 1 (as the paper); the example "
-                         f"input has batch {example_input.shape[0]}")
-    if not (isinstance(lr, (int, float)) and lr > 0):
-        raise ValueError(f"lr must be a positive number, got {lr!r}")
+    trainable, lr = _validate_args(model, example_input, trainable=trainable, lr=lr, target=target,
+                                   sram_kb=sram_kb)
     stages: dict[str, str] = {}
     t0 = time.time()
     _log(verbose, "importing the model with torch-mlir")
@@ -98,20 +102,136 @@ def compile(model: torch.nn.Module, example_input: torch.Tensor, *, trainable="a
     return prog
 
 
+def _validate_args(model, example_input, *, trainable, lr, target: str, sram_kb):
+    """Check `compile()`'s arguments on the PyTorch side, before anything is imported; returns
+    the normalized `(trainable, lr)`. Bad argument types raise TypeError, bad values ValueError,
+    a model tinytrain cannot train (not one logits tensor) UnsupportedModelError."""
+    if not isinstance(model, (torch.nn.Module, torch.export.ExportedProgram)):
+        raise TypeError(f"model must be a torch.nn.Module (in eval mode) or a "
+                        f"torch.export.ExportedProgram, got {type(model).__name__}")
+    if not isinstance(example_input, torch.Tensor):
+        raise TypeError(f"example_input must be a float32 torch.Tensor [N, C, H, W], got "
+                        f"{type(example_input).__name__}")
+    if example_input.dtype != torch.float32:
+        raise TypeError(f"example_input must be float32, got {example_input.dtype}; pass "
+                        "example_input.float()")
+    if example_input.dim() != 4 or any(d <= 0 for d in example_input.shape):
+        raise ValueError(f"example_input must be an NCHW image batch [N, C, H, W] with every "
+                         f"dimension > 0, got shape {list(example_input.shape)}")
+    if target not in TARGETS:
+        raise ValueError(f"unknown target '{target}'; supported targets: {', '.join(TARGETS)}")
+    if target != "host" and tuple(example_input.shape[:1]) != (1,):
+        raise ValueError(f"target '{target}' trains with batch size 1 (as the paper); the example "
+                         f"input has batch {example_input.shape[0]}")
+    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not math.isfinite(float(lr)) \
+            or float(lr) <= 0:
+        raise ValueError(f"lr must be a positive number, got {lr!r}")
+    if isinstance(sram_kb, bool) or not isinstance(sram_kb, numbers.Integral) or sram_kb <= 0:
+        raise ValueError(f"sram_kb must be a positive whole number of KB, got {sram_kb!r}")
+    if isinstance(trainable, str):
+        if trainable != "all":
+            raise ValueError(f"trainable must be 'all' or a list of parameter names, got the string "
+                             f"{trainable!r}; write trainable=[{trainable!r}] to train one tensor")
+    else:
+        try:
+            trainable = list(trainable)
+        except TypeError:
+            raise TypeError(f"trainable must be 'all' or a list of parameter names, got "
+                            f"{type(trainable).__name__}") from None
+        bad = [t for t in trainable if not isinstance(t, str)]
+        if bad:
+            raise TypeError(f"trainable names must be strings, got {bad[0]!r}")
+        if not trainable:
+            raise ValueError("trainable=[] trains nothing: name at least one parameter (e.g. "
+                             "'classifier.weight'), or pass trainable='all'")
+        dups = sorted({t for t in trainable if trainable.count(t) > 1})
+        if dups:
+            raise ValueError(f"trainable names {dups} are given more than once")
+    _check_logits_output(model, example_input)
+    return trainable, float(lr)
+
+
+def _check_logits_output(model, example_input: torch.Tensor) -> None:
+    """The model must run on `example_input` and return one logits tensor [N, classes]: the
+    training step ends in softmax cross-entropy over it."""
+    if isinstance(model, torch.nn.Module) and any(m.training for m in model.modules()):
+        return  # the importer refuses BatchNorm/Dropout in training mode with its own message
+    fn = model.module() if isinstance(model, torch.export.ExportedProgram) else model
+    try:
+        with torch.no_grad():
+            out = fn(example_input)
+    except Exception as e:  # noqa: BLE001 - any failure here is the user's model/input mismatch
+        first = (str(e).strip().splitlines() or [""])[0]
+        raise ValueError(f"the model cannot run on an example input of shape "
+                         f"{list(example_input.shape)}: {type(e).__name__}: {first} (check the "
+                         "input shape: batch, channels, height, width)") from e
+    n = example_input.shape[0]
+    if not isinstance(out, torch.Tensor):
+        what = f"a {type(out).__name__}"
+        if isinstance(out, (tuple, list)):
+            what += f" of {len(out)} elements"
+        raise UnsupportedModelError(
+            f"the model returns {what}; tinytrain trains a classifier and needs forward() to "
+            f"return one logits tensor [N, classes] (N = {n}). Return only the logits, e.g. "
+            "wrap the model in a module whose forward returns out[0]")
+    if out.dim() != 2 or out.shape[0] != n or out.shape[1] < 1:
+        raise UnsupportedModelError(
+            f"the model returns a tensor of shape {list(out.shape)}; tinytrain needs one logits "
+            f"tensor [N, classes] with N = {n} (the batch of example_input). Flatten or pool the "
+            "output to [N, classes] (e.g. nn.AdaptiveAvgPool2d(1) + nn.Flatten())")
+    if not out.dtype.is_floating_point:
+        raise UnsupportedModelError(f"the model returns {out.dtype} values; the logits must be "
+                                    "floating point")
+
+
 def _build_firmware(prog: "CompiledModel", target: str, sram_kb: int, build_dir):
     import tempfile
 
     from tinytrain.lowering.cortexm.firmware import FirmwareBuildError, compile_firmware
     from tinytrain.lowering.cortexm.iree_static import SramBudgetError
 
-    out = Path(build_dir).resolve() if build_dir is not None else Path(tempfile.mkdtemp(prefix="tinytrain-"))
+    if build_dir is not None:
+        out = Path(build_dir).resolve()
+        if out.exists() and not out.is_dir():
+            raise ValueError(f"build_dir {out} exists and is not a folder")
+    else:
+        out = Path(tempfile.mkdtemp(prefix="tinytrain-"))
+    # What this build writes into `out` (and `out` itself if it is new): removed again when the
+    # build fails, so a failed compile leaves no half-written firmware behind.
+    created = [p for p in (out, out / "static", out / "firmware") if not p.exists()]
     try:
-        return compile_firmware(prog.stages["linalg"], out, target=target,
-                                params=prog.program_params(), sram_kb=sram_kb)
+        fw = compile_firmware(prog.stages["linalg"], out, target=target,
+                              params=prog.program_params(), sram_kb=sram_kb)
     except SramBudgetError as e:
+        _remove(created)
         raise CompileError(str(e), stage="memory-plan") from None
     except FirmwareBuildError as e:
+        _remove(created)
         raise CompileError(f"firmware build failed:\n{e}", stage="firmware") from None
+    except BaseException:
+        _remove(created)
+        raise
+    _write_model_meta(fw.project_dir / MODEL_META, prog)
+    return fw
+
+
+#: Written next to every output (the `save()` folder and the firmware project): what the program
+#: expects, so that `tinytrain run-qemu` can check sample files before QEMU starts.
+MODEL_META = "model.json"
+
+
+def _write_model_meta(path: Path, prog: "CompiledModel") -> None:
+    meta = {"trainable": prog.trainable, "input_shape_nhwc": list(prog.input_shape_nhwc),
+            "num_classes": prog.num_classes, "lr": prog.lr}
+    path.write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def _remove(paths) -> None:
+    for p in paths:
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        elif p.exists():
+            p.unlink()
 
 
 def _train_order(module) -> list[str]:
@@ -140,6 +260,53 @@ def _as_numpy(value) -> np.ndarray:
     return value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
 
 
+def check_images(images, sample_chw, *, what: str = "images", batch: int | None = None,
+                 layout: str = "NCHW") -> np.ndarray:
+    """Images as the compiled program takes them (NHWC float32, contiguous), after checking them
+    as every entry point does (`train_step`/`predict`, `run_qemu`, `tinytrain run-qemu`):
+    floating-point values, and [batch or K, C, H, W] (NCHW) or [K, H, W, C] (NHWC, the `.npz`
+    files of `tinytrain run-qemu`, where a sample may also be [1, H, W, C])."""
+    x = _as_numpy(images)
+    c, h, w = (int(d) for d in sample_chw)
+    if not np.issubdtype(x.dtype, np.floating):
+        raise TypeError(f"{what} must be floating-point values, got {x.dtype}; convert them with "
+                        "the normalization the model was trained with (e.g. x.astype(np.float32) "
+                        "/ 255 for 8-bit pixels)")
+    if layout == "NHWC":
+        if x.ndim == 5 and x.shape[1] == 1:
+            x = x.reshape(x.shape[0], *x.shape[2:])  # one [1, H, W, C] sample per leading index
+        if x.ndim != 4 or tuple(x.shape[1:]) != (h, w, c) or x.shape[0] == 0:
+            raise ValueError(f"{what} must be [K, {h}, {w}, {c}] (NHWC float32, K >= 1), got "
+                             f"{list(x.shape)}")
+        return np.ascontiguousarray(x, dtype=np.float32)
+    if batch is not None:
+        if tuple(x.shape) != (batch, c, h, w):
+            raise ValueError(f"{what} shape {tuple(x.shape)} differs from the compiled NCHW shape "
+                             f"{(batch, c, h, w)}")
+    elif x.ndim != 4 or tuple(x.shape[1:]) != (c, h, w) or x.shape[0] == 0:
+        raise ValueError(f"{what} must be [K, {c}, {h}, {w}] (NCHW, K >= 1), got {list(x.shape)}")
+    return np.ascontiguousarray(x.astype(np.float32).transpose(0, 2, 3, 1))
+
+
+def check_labels(labels, count: int, num_classes: int, *, what: str = "labels") -> np.ndarray:
+    """`count` integer class indices in [0, num_classes), as int32; the same check for every entry
+    point, so the device never sees a label the host would refuse."""
+    y = _as_numpy(labels)
+    hint = ""
+    if y.ndim == 2 and y.shape[1] > 1:
+        hint = " (one-hot or per-class scores? pass the class indices, e.g. labels.argmax(1))"
+    elif y.ndim > 1 and y.size == count:
+        y = y.reshape(-1)
+    if y.ndim != 1 or y.shape[0] != count or not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"{what} must be {count} integer class indices (one per image), got "
+                         f"{y.dtype} {y.shape}{hint}")
+    bad = [int(v) for v in y if v < 0 or v >= num_classes]
+    if bad:
+        raise ValueError(f"label {bad[0]} is outside the class range [0, {num_classes}) of "
+                         "the model's output")
+    return y.astype(np.int32)
+
+
 class CompiledModel:
     """A compiled training program with its trainable parameters (kept between steps)."""
 
@@ -163,36 +330,30 @@ class CompiledModel:
         and measure accuracy on `evaluate` before and after. Returns the QemuResult (`.steps`
         losses and SysTick ticks, `.evals`, `.mem` with the measured peak SRAM, `.trace`).
         `from_current` starts from this object's current parameters instead of the compiled ones.
+        The samples are checked as `train_step` checks them (image size and dtype, integer labels
+        in range, one label per image) before QEMU starts.
         """
         from tinytrain.lowering.cortexm.firmware import run_qemu
 
         if self.firmware is None:
             raise RuntimeError("compile with target='cortex-m4' or 'cortex-m7' to get a firmware")
 
-        def samples(pair):
+        def samples(pair, what):
             if pair is None:
                 return None
-            xs, ys = pair
-            xs = _as_numpy(xs)
-            ys = self._labels_any(ys)
-            if xs.shape[1:] != self.input_shape[1:]:
-                raise ValueError(f"images must be [K, {', '.join(map(str, self.input_shape[1:]))}], "
-                                 f"got {list(xs.shape)}")
-            nhwc = np.ascontiguousarray(xs.astype(np.float32).transpose(0, 2, 3, 1))
+            try:
+                xs, ys = pair
+            except (TypeError, ValueError):
+                raise TypeError(f"{what} must be a pair (images, labels)") from None
+            nhwc = check_images(xs, self.input_shape[1:], what=f"{what} images")
+            ys = check_labels(ys, len(nhwc), self.num_classes, what=f"{what} labels")
             return [nhwc[i:i + 1] for i in range(len(nhwc))], [int(v) for v in ys]
 
-        wd = Path(workdir) if workdir is not None else self.firmware.project_dir / "run"
+        train_s, eval_s = samples(train, "train"), samples(evaluate, "evaluate")
+        wd = Path(workdir).resolve() if workdir is not None else self.firmware.project_dir / "run"
         params = self.program_params() if from_current else None
-        return run_qemu(self.firmware, wd, train=samples(train), evaluate=samples(evaluate),
-                        params=params, timeout=timeout)
-
-    def _labels_any(self, labels) -> np.ndarray:
-        y = _as_numpy(labels).reshape(-1)
-        bad = [int(v) for v in y if v < 0 or v >= self.num_classes]
-        if bad:
-            raise ValueError(f"label {bad[0]} is outside the class range [0, {self.num_classes}) of "
-                             "the model's output")
-        return y.astype(np.int32)
+        return run_qemu(self.firmware, wd, train=train_s, evaluate=eval_s, params=params,
+                        timeout=timeout)
 
     # -- data conversion -------------------------------------------------------------------------
     @property
@@ -202,18 +363,10 @@ class CompiledModel:
         return (n, c, h, w)
 
     def _input(self, x) -> np.ndarray:
-        x = _as_numpy(x)
-        if tuple(x.shape) != self.input_shape:
-            raise ValueError(f"input shape {tuple(x.shape)} differs from the compiled NCHW shape "
-                             f"{self.input_shape}")
-        return np.ascontiguousarray(x.astype(np.float32).transpose(0, 2, 3, 1))
+        return check_images(x, self.input_shape[1:], what="input", batch=self.input_shape[0])
 
     def _labels(self, labels) -> np.ndarray:
-        y = _as_numpy(labels).reshape(-1)
-        n = self.input_shape[0]
-        if y.shape[0] != n or not np.issubdtype(y.dtype, np.integer):
-            raise ValueError(f"labels must be {n} integer class indices, got {y.dtype} {y.shape}")
-        return self._labels_any(y)
+        return check_labels(labels, self.input_shape[0], self.num_classes)
 
     def program_params(self) -> list[np.ndarray]:
         """Trainable parameters in program layout (HWIO conv weights) and argument order: what a
@@ -254,11 +407,17 @@ class CompiledModel:
                 for k in self.trainable}
 
     def load_state_dict(self, state: dict) -> None:
-        """Set trainable parameters from PyTorch-layout tensors (e.g. from `state_dict()`)."""
+        """Set trainable parameters from PyTorch-layout tensors (e.g. from `state_dict()`).
+        Atomic: every entry is checked first; on any error no parameter is changed."""
+        if not hasattr(state, "items"):
+            raise TypeError(f"state must be a dict of name -> tensor, got {type(state).__name__}")
+        staged = {}
         for k, v in state.items():
             if k not in self._values:
                 raise KeyError(f"'{k}' is not a trainable parameter; trainable: {', '.join(self.trainable)}")
             arr = _as_numpy(v)
+            if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+                raise TypeError(f"'{k}': {arr.dtype} values; parameters are float32")
             expected = tuple(self._values[k].shape)
             if self.layouts[k] == "hwio":
                 expected = (expected[3], expected[2], expected[0], expected[1])  # OIHW
@@ -267,17 +426,20 @@ class CompiledModel:
                                  f"parameter's {expected}")
             if self.layouts[k] == "hwio":
                 arr = arr.transpose(2, 3, 1, 0)
-            self._values[k] = np.ascontiguousarray(arr, dtype=np.float32)
+            staged[k] = np.ascontiguousarray(arr, dtype=np.float32)
+        self._values.update(staged)
 
     def save(self, path: str | Path) -> Path:
         """Write `model.vmfb`, each stage's MLIR, the parameters (`.npy`, NHWC/HWIO layout) and
         `train_step.flags`, a flag file with which `iree-run-module` runs one step in place."""
         out = Path(path)
         out.mkdir(parents=True, exist_ok=True)
+        # `ir/` and `params/` are ours: a previous model's files there would be stale.
+        _remove([out / "ir", out / "params"])
         (out / "model.vmfb").write_bytes(self.vmfb)
         _write_stages(out / "ir", self.stages)
         pdir = out / "params"
-        pdir.mkdir(exist_ok=True)
+        pdir.mkdir()
         files = []
         for i, k in enumerate(self.trainable):
             f = pdir / f"{i:03d}_{k}.npy"
@@ -288,7 +450,5 @@ class CompiledModel:
         flags += ["--input=@input.npy", "--input=@labels.npy"]
         flags += [f"--output=@{f}" for f in files] + ["--output=-"]
         (out / "train_step.flags").write_text("\n".join(flags) + "\n")
-        meta = {"trainable": self.trainable, "input_shape_nhwc": list(self.input_shape_nhwc),
-                "num_classes": self.num_classes, "lr": self.lr}
-        (out / "model.json").write_text(json.dumps(meta, indent=2) + "\n")
+        _write_model_meta(out / MODEL_META, self)
         return out

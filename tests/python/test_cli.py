@@ -1,11 +1,16 @@
 """The `tinytrain` CLI and the saved artifacts, run with IREE's own `iree-run-module`."""
 
+import json
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
+import torch
+
+import tinytrain
 
 BIN = Path(sys.executable).parent
 
@@ -22,6 +27,14 @@ def run(cmd, cwd=None):
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=300)
 
 
+def host_program(model_file: Path, lr: float):
+    """The same model file compiled through the public API: the reference for the CLI's numbers."""
+    import runpy
+
+    ns = runpy.run_path(str(model_file))
+    return tinytrain.compile(ns["model"].eval(), ns["example_input"], lr=lr)
+
+
 def test_cli_compile_then_iree_run_module_trains(tmp_path):
     (tmp_path / "model.py").write_text(MODEL_PY)
     out = tmp_path / "out"
@@ -33,23 +46,33 @@ def test_cli_compile_then_iree_run_module_trains(tmp_path):
     assert "tinytrain.conv2d_grad_weight" in (tmp_path / "ir" / "1-autodiff.mlir").read_text()
     assert "linalg.conv_2d_nhwc_hwcf" in (tmp_path / "ir" / "2-linalg.mlir").read_text()
     rng = np.random.RandomState(0)
-    np.save(out / "input.npy", rng.randn(1, 28, 28, 1).astype(np.float32))
+    x_nhwc = rng.randn(1, 28, 28, 1).astype(np.float32)
+    np.save(out / "input.npy", x_nhwc)
     np.save(out / "labels.npy", np.array([3], np.int32))
     losses = []
     for _ in range(4):
         r = run([str(BIN / "iree-run-module"), "--flagfile=train_step.flags"], cwd=out)
         assert r.returncode == 0, r.stderr
         losses.append(float(re.search(r"f32=([-0-9.e]+)", r.stdout).group(1)))
-    assert all(b < a for a, b in zip(losses, losses[1:])), losses
+    # the same steps through the API: equal losses (as printed) and parameters
+    prog = host_program(tmp_path / "model.py", lr=0.05)
+    x, y = torch.from_numpy(x_nhwc.transpose(0, 3, 1, 2).copy()), torch.tensor([3])
+    host = [prog.train_step(x, y) for _ in range(4)]
+    assert np.allclose(losses, host, rtol=1e-5, atol=0), (losses, host)
+    for i, (k, ref) in enumerate(zip(prog.trainable, prog.program_params())):
+        saved = np.load(out / "params" / f"{i:03d}_{k}.npy")
+        assert np.abs(saved - ref).max() <= 1e-6 * max(1.0, np.abs(ref).max()), k
 
 
 def test_cli_reports_model_errors(tmp_path):
     (tmp_path / "bad.py").write_text(
-        "import torch\nmodel = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.Sigmoid())\n")
+        "import torch\nmodel = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.Sigmoid(),\n"
+        "    torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 2))\n")
     p = run([str(BIN / "tinytrain"), "compile", str(tmp_path / "bad.py"), "-o", str(tmp_path / "o"),
              "--input-shape", "1,1,8,8"])
     assert p.returncode == 1
     assert "unsupported operator 'aten.sigmoid'" in p.stderr and "layer: 1 (Sigmoid)" in p.stderr
+    assert "Traceback" not in p.stderr and not (tmp_path / "o").exists()
 
 
 def test_cli_missing_model_definition(tmp_path):
@@ -59,26 +82,62 @@ def test_cli_missing_model_definition(tmp_path):
 
 
 def test_cli_cortex_m4_firmware_and_run_qemu(tmp_path):
+    """As the README shows it, with relative paths: compile for the M4, then run-qemu prints each
+    step's loss as a float, equal to the host program's loss for the same samples."""
     (tmp_path / "model.py").write_text(MODEL_PY.replace("28, 28", "12, 12").replace(
         "small_cnn(num_classes=10, in_channels=1)", "small_cnn(num_classes=10, in_channels=1, width=4)"))
-    out = tmp_path / "out"
-    p = run([str(BIN / "tinytrain"), "compile", str(tmp_path / "model.py"), "-o", str(out),
-             "--target", "cortex-m4"])
+    p = run([str(BIN / "tinytrain"), "compile", "model.py", "-o", "out", "--target", "cortex-m4"],
+            cwd=tmp_path)
     assert p.returncode == 0, p.stderr
-    fw = out / "cortex-m4" / "firmware"
+    fw = tmp_path / "out" / "cortex-m4" / "firmware"
     assert (fw / "CMakeLists.txt").exists() and "tinytrain run-qemu" in p.stdout
     rng = np.random.RandomState(0)
-    np.savez(tmp_path / "train.npz", x=rng.randn(3, 1, 12, 12, 1).astype(np.float32), y=np.array([1, 2, 3]))
-    r = run([str(BIN / "tinytrain"), "run-qemu", str(fw), "--train", str(tmp_path / "train.npz")])
+    x = rng.randn(3, 1, 12, 12, 1).astype(np.float32)
+    y = np.array([1, 2, 3])
+    np.savez(tmp_path / "train.npz", x=x, y=y)
+    np.savez(tmp_path / "test.npz", x=x[:, 0], y=y)
+    r = run([str(BIN / "tinytrain"), "run-qemu", "out/cortex-m4/firmware", "--train", "train.npz",
+             "--eval", "test.npz"], cwd=tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert len(re.findall(r"^STEP \d+ loss_bits=", r.stdout, re.M)) == 3
-    assert re.search(r"^MEM .*sram_peak=\d+", r.stdout, re.M)
+    losses = [float(v) for v in re.findall(r"^STEP \d+ loss=([-0-9.e]+) ticks=\d+$", r.stdout, re.M)]
+    assert len(losses) == 3, r.stdout
+    prog = host_program(tmp_path / "model.py", lr=0.01)
+    xs = torch.from_numpy(x[:, 0].transpose(0, 3, 1, 2).copy())
+
+    def correct():
+        return sum(int(np.argmax(prog.predict(xs[i:i + 1])[0]) == y[i]) for i in range(3))
+
+    before = correct()
+    host = [prog.train_step(xs[i:i + 1], torch.tensor(y[i:i + 1])) for i in range(3)]
+    assert np.allclose(losses, host, rtol=1e-6, atol=0), (losses, host)
+    assert re.search(rf"^EVAL before correct={before} total=3$", r.stdout, re.M), r.stdout
+    assert re.search(rf"^EVAL after correct={correct()} total=3$", r.stdout, re.M), r.stdout
+    m = re.search(r"^MEM .*sram_peak=(\d+)", r.stdout, re.M)
+    assert m and 0 < int(m.group(1)) <= 256 * 1024
+
+
+@pytest.mark.xfail(strict=True, reason="lr printed with repr() into MLIR text ('1e-05'); fixed by "
+                                        "the builder rewrite (issue #6)")
+def test_cli_small_lr(tmp_path):
+    (tmp_path / "model.py").write_text(MODEL_PY)
+    p = run([str(BIN / "tinytrain"), "compile", str(tmp_path / "model.py"), "-o", str(tmp_path / "o"),
+             "--lr", "1e-5"])
+    assert p.returncode == 0, p.stderr
+    assert json.loads((tmp_path / "o" / "model.json").read_text())["lr"] == 1e-5
 
 
 def test_readme_example_script(tmp_path):
-    """examples/iree_run_module.sh, as the README shows it: three steps, the loss falling."""
-    script = Path(__file__).resolve().parents[2] / "examples" / "iree_run_module.sh"
-    p = run(["bash", str(script), str(tmp_path / "ex")])
+    """examples/iree_run_module.sh, as the README shows it: three steps whose losses (and the
+    parameters left in the folder) are the API's for the same input."""
+    root = Path(__file__).resolve().parents[2]
+    p = run(["bash", str(root / "examples" / "iree_run_module.sh"), str(tmp_path / "ex")])
     assert p.returncode == 0, p.stderr
     losses = [float(v) for v in re.findall(r"^step \d: f32=([-0-9.e]+)$", p.stdout, re.M)]
-    assert len(losses) == 3 and losses[0] > losses[1] > losses[2], p.stdout
+    assert len(losses) == 3, p.stdout
+    prog = host_program(root / "examples" / "model.py", lr=0.05)
+    x = np.load(tmp_path / "ex" / "input.npy").transpose(0, 3, 1, 2)
+    host = [prog.train_step(x, np.array([3])) for _ in range(3)]
+    assert np.allclose(losses, host, rtol=1e-5, atol=0), (losses, host)
+    for i, (k, ref) in enumerate(zip(prog.trainable, prog.program_params())):
+        saved = np.load(tmp_path / "ex" / "params" / f"{i:03d}_{k}.npy")
+        assert np.abs(saved - ref).max() <= 1e-6 * max(1.0, np.abs(ref).max()), k
