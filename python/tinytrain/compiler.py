@@ -188,10 +188,16 @@ class CompiledModel:
 
     def _input(self, x) -> np.ndarray:
         x = _as_numpy(x)
+        if x.dtype.kind not in "biuf":
+            raise TypeError(f"input must hold real numbers, got dtype {x.dtype}")
         if tuple(x.shape) != self.input_shape:
             raise ValueError(f"input shape {tuple(x.shape)} differs from the compiled NCHW shape "
                              f"{self.input_shape}")
-        return np.ascontiguousarray(x.astype(np.float32).transpose(0, 2, 3, 1))
+        x32 = x.astype(np.float32)
+        if not np.isfinite(x32).all():
+            raise ValueError(f"input holds {int((~np.isfinite(x32)).sum())} NaN/Inf value(s) (or "
+                             "values beyond float32's range): refused, the parameters are unchanged")
+        return np.ascontiguousarray(x32.transpose(0, 2, 3, 1))
 
     def _labels(self, labels) -> np.ndarray:
         y = _as_numpy(labels).reshape(-1)
@@ -253,6 +259,21 @@ class CompiledModel:
             if self.layouts[k] == "hwio":
                 arr = arr.transpose(2, 3, 1, 0)
             self._values[k] = np.ascontiguousarray(arr, dtype=np.float32)
+
+    def save_checkpoint(self, path: str | Path, *, steps: int = 0) -> Path:
+        """Write the trained parameters as a checkpoint in the device runtime's format, atomically
+        (temporary file, fsync, rename); see `tinytrain.checkpoint`."""
+        from tinytrain import checkpoint
+
+        return checkpoint.save(self, path, steps=steps)
+
+    def load_checkpoint(self, path: str | Path):
+        """Load the newest intact checkpoint from a host checkpoint file or a device NVM image
+        (e.g. the QEMU board's `tt_nvm.bin`); raises `tinytrain.checkpoint.CheckpointError` (a
+        ValueError) for a corrupted or another model's checkpoint. Returns its `Checkpoint`."""
+        from tinytrain import checkpoint
+
+        return checkpoint.load(self, path)
 
     def save(self, path: str | Path) -> Path:
         """Write `model.vmfb`, each stage's MLIR, the parameters (`.npy`, NHWC/HWIO layout) and
