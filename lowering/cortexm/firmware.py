@@ -282,10 +282,12 @@ def run_qemu(fw: Firmware, workdir, *, train=None, evaluate=None, params=None,
 
     The harness reads its inputs from files in ``workdir`` (semihosting). ``icount`` runs with
     ``-icount shift=0`` so SysTick ticks convert exactly to guest instructions. A firmware built
-    for the ``host`` board runs natively instead (ticks are then nanoseconds).
+    for the ``host`` board runs natively instead (ticks are then nanoseconds). ``checkpoint``
+    turns on checkpoints in the board NVM file ``workdir/tt_nvm.bin`` (:class:`CheckpointConfig`),
+    which is kept between runs like a device's flash.
     """
     wd = Path(workdir)
-    _prepare(fw, wd, train, evaluate, params)
+    _prepare(fw, wd, train, evaluate, params, checkpoint)
     if fw.board == "host":
         cmd = [str(fw.elf)]
     else:
