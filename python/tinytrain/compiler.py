@@ -193,7 +193,8 @@ class CompiledModel:
         if tuple(x.shape) != self.input_shape:
             raise ValueError(f"input shape {tuple(x.shape)} differs from the compiled NCHW shape "
                              f"{self.input_shape}")
-        x32 = x.astype(np.float32)
+        with np.errstate(over="ignore"):
+            x32 = x.astype(np.float32)
         if not np.isfinite(x32).all():
             raise ValueError(f"input holds {int((~np.isfinite(x32)).sum())} NaN/Inf value(s) (or "
                              "values beyond float32's range): refused, the parameters are unchanged")
