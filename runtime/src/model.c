@@ -54,28 +54,23 @@ static tt_status_t tt_model_check_library(const tt_model_desc_t* desc,
   return TT_OK;
 }
 
-/* A buffer reference of function `fn` lies inside its region; `aligned` also asks an arena
- * buffer for the 64-byte alignment kernels assume (the arena itself is aligned; pool and
- * argument sub-ranges are placed by IREE's own constant/subspan packing). */
+/* A buffer reference of function `fn` lies inside its region; `aligned` also asks for the
+ * 64-byte alignment IREE's kernels assume of every binding (the arena, the pool and the
+ * arguments are 64-byte aligned themselves, so the offset must be). */
 static int tt_ref_ok(const tt_model_desc_t* desc, const tt_function_t* fn, const tt_ref_t* ref,
                      int aligned) {
   uint32_t limit;
   switch (ref->region) {
-    case TT_REGION_ARENA:
-      if (aligned && (ref->offset & (TT_ALIGNMENT - 1u)) != 0u) return 0;
-      limit = desc->arena_size;
-      break;
-    case TT_REGION_POOL:
-      limit = desc->pool_size;
-      break;
+    case TT_REGION_ARENA: limit = desc->arena_size; break;
+    case TT_REGION_POOL: limit = desc->pool_size; break;
     case TT_REGION_ARG:
       if (fn->inputs == NULL || ref->index >= fn->input_count) return 0;
-      if (fn->inputs[ref->index].ref.region != TT_REGION_ARG) return 0;
       limit = fn->inputs[ref->index].ref.length;
       break;
     default:
       return 0;
   }
+  if (aligned && (ref->offset & (TT_ALIGNMENT - 1u)) != 0u) return 0;
   return ref->offset <= limit && ref->length <= limit - ref->offset;
 }
 
@@ -146,7 +141,7 @@ static tt_status_t tt_model_check_tables(const tt_model_desc_t* desc) {
           return TT_ERR_BAD_TABLE;
       }
       for (uint32_t r = 0; r < cmd->ref_count; ++r) {
-        /* Arena bindings of kernels must be 64-byte aligned; memset/memmove need not be. */
+        /* Kernel bindings must be 64-byte aligned; memset/memmove need not be. */
         if (!tt_ref_ok(desc, fn, &refs[r], cmd->op == TT_CMD_DISPATCH)) return TT_ERR_BAD_TABLE;
       }
     }

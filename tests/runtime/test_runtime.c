@@ -16,7 +16,7 @@ static int failures;
 
 #define A64 __attribute__((aligned(64)))
 
-static const float pool[32] A64 = {10.f, 20.f, 30.f, 40.f, 5.f};
+static const float pool[32] A64 = {10.f, 20.f, 30.f, 40.f, [16] = 5.f};
 static const float state_init[16] A64 = {0.5f, 1.5f, 2.5f, 3.5f};
 
 static const tt_ref_t state[1] = {{TT_REGION_ARENA, 0u, 0u, 16u}};
@@ -28,7 +28,7 @@ static tt_ref_t refs[] = {
     /* 3..5: vadd x + pool copy */ {TT_REGION_ARG, 1u, 0u, 16u}, {TT_REGION_ARENA, 0u, 128u, 16u},
     {TT_REGION_ARENA, 0u, 192u, 16u},
     /* 6,7: axpy2 into p */ {TT_REGION_ARENA, 0u, 192u, 16u}, {TT_REGION_ARG, 0u, 0u, 16u},
-    /* 8..10: loss = 1 + pool[4] */ {TT_REGION_ARENA, 0u, 64u, 4u}, {TT_REGION_POOL, 0u, 16u, 4u},
+    /* 8..10: loss = 1 + pool[16] */ {TT_REGION_ARENA, 0u, 64u, 4u}, {TT_REGION_POOL, 0u, 64u, 4u},
     {TT_REGION_ARENA, 0u, 256u, 4u},
     /* 11..13: predict p + x */ {TT_REGION_ARG, 0u, 0u, 16u}, {TT_REGION_ARG, 1u, 0u, 16u},
     {TT_REGION_ARENA, 0u, 192u, 16u},
@@ -140,6 +140,12 @@ static void test_errors(void) {
   refs[3].index = 3u; /* argument 3 of a 3-argument function */
   CHECK(tt_model_init(&model, &desc, arena, sizeof(arena)) == TT_ERR_BAD_TABLE);
   refs[3].index = 1u;
+  refs[9].offset = 16u; /* a pool binding off the 64-byte grid */
+  CHECK(tt_model_init(&model, &desc, arena, sizeof(arena)) == TT_ERR_BAD_TABLE);
+  refs[9].offset = 64u;
+  refs[3].offset = 4u; /* an argument binding off the grid */
+  CHECK(tt_model_init(&model, &desc, arena, sizeof(arena)) == TT_ERR_BAD_TABLE);
+  refs[3].offset = 0u;
   refs[3].region = 9u; /* unknown region */
   CHECK(tt_model_init(&model, &desc, arena, sizeof(arena)) == TT_ERR_BAD_TABLE);
   refs[3].region = TT_REGION_ARG;
