@@ -181,3 +181,24 @@ def test_one_nan_pixel_is_refused_on_the_device_and_training_goes_on(sgd, tmp_pa
     assert _equal(res.final_state, ref[-1][0]) and res.final_steps == (2, 1)
     assert [c["steps"] for c in res.checkpoints] == [1, 2]
     assert res.checkpoints[-1]["rejected"] == 1
+
+
+@pytest.mark.parametrize("k", [3, 2 * OPS_PER_SAVE - 1])
+def test_host_board_power_cut_and_resume_under_asan(sgd, tmp_path, k):
+    """The same harness and NVM file layer built natively (stdio files, ASan + UBSan)."""
+    _, host, params, xs, ys = sgd
+    fw = firmware.compile_firmware(programs.sgd_linear_mlir(16, 4, 0.05), tmp_path / "b",
+                                   target="host", params=params, prefix="sgd")
+    ref = host.train(params, xs, ys)
+    cut = firmware.run_qemu(fw, tmp_path / "run", train=(xs, ys),
+                            checkpoint=_cfg(every=1, cut_after=k, tear=True))
+    assert cut.returncode == 99 and cut.power_cut == k, cut.output
+    boot = firmware.run_qemu(fw, tmp_path / "run", train=(xs, ys),
+                             checkpoint=_cfg(every=1, restore=True))
+    assert boot.returncode == 0, boot.output
+    saved = k // OPS_PER_SAVE
+    status = boot.checkpoints[0]["status"]
+    assert (status, boot.checkpoints[0]["steps"]) == \
+        (("TT_OK", saved) if saved else ("TT_ERR_NO_CHECKPOINT", 0)) or \
+        (saved == 0 and status == "TT_ERR_CKPT_CORRUPT")
+    assert _equal(boot.final_state, ref[-1][0]) and boot.final_steps == (STEPS, 0)

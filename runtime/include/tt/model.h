@@ -153,8 +153,9 @@ const void* tt_model_output(const tt_model_t* model, int function, int index,
 void* tt_model_param(tt_model_t* model, int index, size_t* out_bytes);
 
 /** One SGD step on one sample: train_step(params (in the arena), input, label) -> loss.
- *  `input` must be 64-byte aligned (TT_ERR_MISALIGNED); `label` needs only its natural
- *  alignment-free read (it is copied to an aligned buffer). `out_loss` (may be NULL) is set to
+ *  `input` must be 64-byte aligned (TT_ERR_MISALIGNED); `label` needs no alignment when it
+ *  is at most 64 bytes (batch <= 16: it is copied to an aligned buffer), else 64-byte
+ *  alignment. `out_loss` (may be NULL) is set to
  *  the step's loss. Before any kernel runs: TT_ERR_LABEL_RANGE if a label is outside
  *  [0, classes) of predict's logits, TT_ERR_NONFINITE if an f32 input holds NaN or Inf (the
  *  state is unchanged, `rejected_steps` counts it). After the step: TT_ERR_NONFINITE if the
