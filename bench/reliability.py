@@ -5,7 +5,8 @@
    ``--fuzz-seconds``; a crash is any target that stops with a finding.
 2. **Soak**: a small SGD model on the emulated Cortex-M4 trains ``--steps`` samples, checkpointing
    every ``--every`` steps into the board NVM (a host file); boots are cut at a random NVM
-   operation (``--cut-prob``), then the next boot restores and resumes. After every cut the
+   operation within its next 3 checkpoints (``--cut-prob``), then the next boot restores and
+   resumes. After every cut the
    newest intact checkpoint (read from the NVM file on the host) must equal, byte for byte, the
    host's replay at that step; at the end the device's parameters must equal the host's replay
    of all steps (IREE llvm-cpu ``.vmfb``, bit for bit on the M4).
@@ -101,9 +102,10 @@ def soak(steps: int, every: int, cut_prob: float, seed: int, work: Path) -> dict
     done = 0
     while True:
         saves_left = max(1, (steps - done) // every)
-        # A cut somewhere within the next few checkpoints (any erase/program of them).
-        window = ops_per_save * min(saves_left, 3)
-        cut = int(rng.integers(1, window + 1)) if rng.random() < cut_prob else 0
+        # A cut somewhere within the next few checkpoints (any erase/program of them), while
+        # more than 3 remain; the last boot runs to the end.
+        window = ops_per_save * 3
+        cut = int(rng.integers(1, window + 1)) if saves_left > 3 and rng.random() < cut_prob else 0
         cfg = firmware.CheckpointConfig(every=every, restore=True, cut_after=cut,
                                         tear=bool(rng.integers(0, 2)), page_size=page,
                                         page_count=2 * slot_pages)
@@ -151,7 +153,8 @@ def main(argv=None) -> int:
     ap.add_argument("--fuzz-seconds", type=int, default=60, help="per fuzz target")
     ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--every", type=int, default=25)
-    ap.add_argument("--cut-prob", type=float, default=0.85)
+    ap.add_argument("--cut-prob", type=float, default=1.0,
+                    help="probability that a boot is cut (while more than 3 checkpoints remain)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = ap.parse_args(argv)
