@@ -202,3 +202,21 @@ def test_host_board_power_cut_and_resume_under_asan(sgd, tmp_path, k):
         (("TT_OK", saved) if saved else ("TT_ERR_NO_CHECKPOINT", 0)) or \
         (saved == 0 and status == "TT_ERR_CKPT_CORRUPT")
     assert _equal(boot.final_state, ref[-1][0]) and boot.final_steps == (STEPS, 0)
+
+
+def test_a_step_that_overflows_is_reported_and_rolled_back_to_the_checkpoint(sgd, tmp_path):
+    """A finite but huge sample makes the step itself overflow (loss and parameters Inf/NaN):
+    the runtime reports TT_ERR_NONFINITE after the step, counts it, and the harness restores
+    the last checkpoint, so the bad sample leaves no trace in the model."""
+    fw, host, params, xs, ys = sgd
+    bad = xs.copy()
+    bad[1] = 3e38
+    res = firmware.run_qemu(fw, tmp_path, train=(bad, ys), checkpoint=_cfg(every=1), timeout=60)
+    assert res.returncode == 0, res.output
+    assert res.rejected == [(1, "TT_ERR_NONFINITE")]
+    rollback = [c for c in res.checkpoints if c["op"] == "rollback"]
+    assert len(rollback) == 1 and rollback[0]["status"] == "TT_OK" and rollback[0]["steps"] == 1
+    assert _equal(res.trace[1][0], res.trace[0][0])  # the state after the bad record: restored
+    assert not np.isfinite(res.trace[1][1])  # its loss was not finite
+    ref = host.train(params, xs[[0, 2]], [ys[0], ys[2]])
+    assert _equal(res.final_state, ref[-1][0]) and res.final_steps == (2, 1)

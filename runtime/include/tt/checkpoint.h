@@ -73,7 +73,9 @@ tt_status_t tt_checkpoint_save(const tt_model_t* model, const tt_nvm_t* nvm,
                                tt_checkpoint_info_t* out_info);
 
 /** Restore the newest intact checkpoint of this model into the arena and the step counters.
- *  On error the model is unchanged. Errors: TT_ERR_NULL, TT_ERR_NVM, TT_ERR_NO_CHECKPOINT
+ *  On error the model is unchanged -- except TT_ERR_NVM after the copy began (the NVM failed
+ *  or changed while it was read: the copy's CRC-32 differs), when the state must not be used.
+ *  Errors: TT_ERR_NULL, TT_ERR_NVM, TT_ERR_NO_CHECKPOINT
  *  (both slots erased), TT_ERR_CKPT_MODEL (an intact slot is another model's and none is this
  *  model's), TT_ERR_CKPT_CORRUPT (otherwise). `out_info` (may be NULL) says which slot. */
 tt_status_t tt_checkpoint_restore(tt_model_t* model, const tt_nvm_t* nvm,
