@@ -220,3 +220,35 @@ def test_a_step_that_overflows_is_reported_and_rolled_back_to_the_checkpoint(sgd
     assert not np.isfinite(res.trace[1][1])  # its loss was not finite
     ref = host.train(params, xs[[0, 2]], [ys[0], ys[2]])
     assert _equal(res.final_state, ref[-1][0]) and res.final_steps == (2, 1)
+
+
+def test_power_cuts_at_a_seeded_sample_of_operations_conv_model(tmp_path):
+    """A conv net with four trained tensors (1.6 KB of state, 8 pages per slot): cuts at a seeded
+    sample of NVM operations across three checkpoints, each restored exactly and resumed."""
+    text, params = programs.conv_train_mlir()
+    rng = np.random.default_rng(11)
+    xs = rng.standard_normal((STEPS, 1, 8, 8, 1)).astype(np.float32)
+    ys = [int(v) for v in rng.integers(0, 10, STEPS)]
+    module = iree_static.build_static_module(text, tmp_path / "m", target="cortex-m4",
+                                             prefix="conv", state_init=params)
+    fw = firmware.build_firmware(module, tmp_path / "fw", board="mps2-an386")
+    ref = reference.HostModule(reference.compile_vmfb(text)).train(params, xs, ys)
+    layout = checkpoint.StateLayout.from_firmware(fw)
+    page, slot = 256, 1 + -(-layout.state_size // 256)
+    ops = 2 * slot
+    cfg = dict(page_size=page, page_count=2 * slot)
+    for i, k in enumerate(sorted(rng.choice(np.arange(1, STEPS * ops), 5, replace=False))):
+        wd = tmp_path / f"cut{i}"
+        cut = firmware.run_qemu(fw, wd, train=(xs, ys), timeout=60,
+                                checkpoint=firmware.CheckpointConfig(every=1, cut_after=int(k),
+                                                                     tear=bool(k % 2), **cfg))
+        assert cut.returncode == 99, cut.output
+        saved = int(k) // ops
+        if saved:
+            ck = checkpoint.read_checkpoint(wd / "tt_nvm.bin", model_id=layout.model_id())
+            assert ck.steps == saved and _equal(layout.unpack(ck.payload), ref[saved - 1][0])
+        boot = firmware.run_qemu(fw, wd, train=(xs, ys), timeout=60,
+                                 checkpoint=firmware.CheckpointConfig(every=1, restore=True, **cfg))
+        assert boot.returncode == 0, boot.output
+        assert boot.checkpoints[0]["steps"] == saved
+        assert _equal(boot.final_state, ref[-1][0]), f"cut after {k} operations"
