@@ -8,7 +8,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 BUILD := build
-APT_PACKAGES := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm dataset-fashion-mnist cmake
+APT_PACKAGES := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm dataset-fashion-mnist cmake clang-14 libclang-rt-14-dev
 PYTEST_FLAGS ?= -q
 
 .PHONY: setup apt venv demo test test-python test-lit test-runtime bench bench-peers clean help

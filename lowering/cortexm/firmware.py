@@ -87,6 +87,33 @@ class QemuResult:
     trace: list = field(default_factory=list)        # [([params...], loss)] per training step
     evals: dict = field(default_factory=dict)        # {"before": (correct, total), "after": ...}
     instructions_per_tick: float = 0.0
+    checkpoints: list = field(default_factory=list)  # CKPT lines: dicts (op, status, slot, seq, ...)
+    rejected: list = field(default_factory=list)     # [(record index, status)] refused samples
+    final_state: list | None = None                  # tt_state.bin (with `checkpoint=`): params
+    final_steps: tuple | None = None                 # (steps, rejected_steps) at the end
+    power_cut: int | None = None                     # NVM operations done before a simulated cut
+
+
+@dataclass
+class CheckpointConfig:
+    """Checkpointing in the harness (``tt_ckpt.cfg``); the board NVM is ``tt_nvm.bin`` in the
+    work folder, kept between runs (a device's flash outlives a power cycle).
+
+    ``every``: save after every ``every`` accepted steps (0: never). ``restore``: restore the
+    newest checkpoint at boot and skip the training records it already consumed. ``cut_after``:
+    cut the power after that many NVM erase/program operations (0: never); ``tear`` applies half
+    of the cut operation first. ``page_size``/``page_count``: geometry of a new NVM file."""
+
+    every: int = 0
+    restore: bool = False
+    cut_after: int = 0
+    tear: bool = False
+    page_size: int = 256
+    page_count: int = 64
+
+    def pack(self) -> bytes:
+        return np.array([self.every, int(self.restore), self.cut_after, int(self.tear),
+                         self.page_size, self.page_count], dtype="<u4").tobytes()
 
 
 def write_project(module: StaticModule, project_dir, *, board: str, sram_kb: int,
@@ -205,10 +232,13 @@ def pack_samples(xs, labels, input_dtype: str = "float32") -> bytes:
     return bytes(out)
 
 
-def _prepare(fw: Firmware, wd: Path, train, evaluate, params) -> None:
+def _prepare(fw: Firmware, wd: Path, train, evaluate, params, checkpoint=None) -> None:
     wd.mkdir(parents=True, exist_ok=True)
-    for name in ("tt_params.bin", "tt_train.bin", "tt_eval.bin", "tt_trace.bin"):
+    for name in ("tt_params.bin", "tt_train.bin", "tt_eval.bin", "tt_trace.bin", "tt_ckpt.cfg",
+                 "tt_state.bin"):  # never tt_nvm.bin: the board's NVM persists
         (wd / name).unlink(missing_ok=True)
+    if checkpoint is not None:
+        (wd / "tt_ckpt.cfg").write_bytes(checkpoint.pack())
     if params is not None:
         (wd / "tt_params.bin").write_bytes(pack_state(fw, params))
     if train is not None:
@@ -227,6 +257,20 @@ def _parse(fw: Firmware, wd: Path, returncode: int, output: str) -> QemuResult:
         res.steps.append((loss, int(m.group(3))))
     for m in re.finditer(r"^EVAL (\w+) correct=(\d+) total=(\d+)$", res.output, re.M):
         res.evals[m.group(1)] = (int(m.group(2)), int(m.group(3)))
+    for m in re.finditer(r"^CKPT (\w+) (.*)$", res.output, re.M):
+        info = dict(re.findall(r"(\w+)=(\S+)", m.group(2)))
+        res.checkpoints.append({"op": m.group(1), "status": info["status"], "slot": info["slot"],
+                                "seq": int(info["seq"]), "steps": int(info["steps"]),
+                                "rejected": int(info["rejected"]), "slotA": info["slotA"],
+                                "slotB": info["slotB"]})
+    res.rejected = [(int(a), b) for a, b in re.findall(r"^REJECT (\d+) (\w+)$", res.output, re.M)]
+    m = re.search(r"^NVM power cut after (\d+) operations$", res.output, re.M)
+    res.power_cut = int(m.group(1)) if m else None
+    state = wd / "tt_state.bin"
+    if state.exists():
+        raw = state.read_bytes()
+        res.final_state = unpack_state(fw, raw[:fw.state_bytes])
+        res.final_steps = tuple(int(v) for v in np.frombuffer(raw[fw.state_bytes:], "<u8"))
     trace = wd / "tt_trace.bin"
     if trace.exists():
         raw, rec = trace.read_bytes(), fw.state_bytes + 4
@@ -238,15 +282,18 @@ def _parse(fw: Firmware, wd: Path, returncode: int, output: str) -> QemuResult:
 
 
 def run_qemu(fw: Firmware, workdir, *, train=None, evaluate=None, params=None,
-             timeout: float = 120.0, icount: bool = True) -> QemuResult:
+             timeout: float = 120.0, icount: bool = True,
+             checkpoint: CheckpointConfig | None = None) -> QemuResult:
     """Run ``fw`` with ``train``/``evaluate`` = (xs, labels) and optional ``params``.
 
     The harness reads its inputs from files in ``workdir`` (semihosting). ``icount`` runs with
     ``-icount shift=0`` so SysTick ticks convert exactly to guest instructions. A firmware built
-    for the ``host`` board runs natively instead (ticks are then nanoseconds).
+    for the ``host`` board runs natively instead (ticks are then nanoseconds). ``checkpoint``
+    turns on checkpoints in the board NVM file ``workdir/tt_nvm.bin`` (:class:`CheckpointConfig`),
+    which is kept between runs like a device's flash.
     """
     wd = Path(workdir)
-    _prepare(fw, wd, train, evaluate, params)
+    _prepare(fw, wd, train, evaluate, params, checkpoint)
     if fw.board == "host":
         cmd = [str(fw.elf)]
     else:
@@ -280,7 +327,8 @@ def build_host(module: StaticModule, out_dir, *, sanitize: bool = True) -> Firmw
            f'-DTT_MODEL_HEADER="{module.h_path.name}"',
            *(["-fsanitize=address,undefined", "-fno-sanitize-recover=all"] if sanitize else []),
            str(rt / "firmware" / "tt_fw_main.c"), str(rt / "boards" / "host" / "board_host.c"),
-           *[str(rt / "src" / f) for f in ("model.c", "train.c", "status.c")],
+           *[str(rt / "src" / f) for f in ("model.c", "train.c", "status.c", "checkpoint.c")],
+           str(rt / "boards" / "common" / "nvm_file.c"),
            str(module.c_path), str(module.object_path), "-no-pie", "-lm", "-o", str(exe)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:

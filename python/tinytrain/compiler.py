@@ -28,12 +28,17 @@ from tinytrain.lowering.conversions.torch_to_tinytrain import import_model, to_t
 from tinytrain.pipeline import run_pipeline
 from tinytrain.transforms.autodiff import AutodiffPass
 
-__all__ = ["compile", "CompiledModel", "TARGETS"]
+__all__ = ["compile", "CompiledModel", "TARGETS", "NonFiniteStepError"]
 
 #: "host": an IREE llvm-cpu `.vmfb` for this machine. "cortex-m4" / "cortex-m7": additionally a
 #: bare-metal firmware project for QEMU's mps2-an386 / mps2-an500 (static IREE kernels, our C
 #: runtime, the SRAM budget enforced at compile time and by the linker).
 TARGETS = ("host", "cortex-m4", "cortex-m7")
+
+
+class NonFiniteStepError(ValueError):
+    """A training step whose loss was NaN or Inf: the compiled step skipped its update, so the
+    trained state is unchanged (`CompiledModel.rejected_steps` counts them)."""
 
 
 def _log(verbose: bool, msg: str) -> None:
@@ -269,7 +274,7 @@ def check_images(images, sample_chw, *, what: str = "images", batch: int | None 
     x = _as_numpy(images)
     c, h, w = (int(d) for d in sample_chw)
     if not np.issubdtype(x.dtype, np.floating):
-        raise TypeError(f"{what} must be floating-point values, got {x.dtype}; convert them with "
+        raise TypeError(f"{what} must be floating-point real numbers, got {x.dtype}; convert them with "
                         "the normalization the model was trained with (e.g. x.astype(np.float32) "
                         "/ 255 for 8-bit pixels)")
     if layout == "NHWC":
@@ -278,14 +283,26 @@ def check_images(images, sample_chw, *, what: str = "images", batch: int | None 
         if x.ndim != 4 or tuple(x.shape[1:]) != (h, w, c) or x.shape[0] == 0:
             raise ValueError(f"{what} must be [K, {h}, {w}, {c}] (NHWC float32, K >= 1), got "
                              f"{list(x.shape)}")
-        return np.ascontiguousarray(x, dtype=np.float32)
+        with np.errstate(over="ignore"):
+            return _finite(np.ascontiguousarray(x, dtype=np.float32), what)
     if batch is not None:
         if tuple(x.shape) != (batch, c, h, w):
             raise ValueError(f"{what} shape {tuple(x.shape)} differs from the compiled NCHW shape "
                              f"{(batch, c, h, w)}")
     elif x.ndim != 4 or tuple(x.shape[1:]) != (c, h, w) or x.shape[0] == 0:
         raise ValueError(f"{what} must be [K, {c}, {h}, {w}] (NCHW, K >= 1), got {list(x.shape)}")
-    return np.ascontiguousarray(x.astype(np.float32).transpose(0, 2, 3, 1))
+    with np.errstate(over="ignore"):  # values beyond float32 become Inf, refused by _finite
+        x32 = x.astype(np.float32)
+    return _finite(np.ascontiguousarray(x32.transpose(0, 2, 3, 1)), what)
+
+
+def _finite(x32: np.ndarray, what: str) -> np.ndarray:
+    """`x32` if every value is finite in float32; else a ValueError (a bad sample never reaches
+    the training step)."""
+    if not np.isfinite(x32).all():
+        raise ValueError(f"{what} holds {int((~np.isfinite(x32)).sum())} NaN/Inf value(s) (or values "
+                         "beyond float32's range): refused, the parameters are unchanged")
+    return x32
 
 
 def check_labels(labels, count: int, num_classes: int, *, what: str = "labels") -> np.ndarray:
@@ -314,6 +331,7 @@ class CompiledModel:
                  *, has_gradients: bool = False):
         self.stages = stages
         self.has_gradients = has_gradients
+        self.rejected_steps = 0  # training steps refused because their loss was not finite
         self.vmfb = vmfb
         self.lr = lr
         self.trainable = list(train_names)
@@ -385,7 +403,15 @@ class CompiledModel:
                                      self._labels(labels))
         for k, v in zip(self.trainable, out[:-1]):
             self._values[k] = v  # stays a device array: updated in place by the next step
-        return float(to_numpy(out[-1]))
+        loss = float(to_numpy(out[-1]))
+        if not np.isfinite(loss):
+            # The compiled step skipped its update (`sgd_update` is guarded by the loss).
+            self.rejected_steps += 1
+            raise NonFiniteStepError(
+                f"the step's loss is {loss}: the update was skipped and the parameters are unchanged "
+                f"({self.rejected_steps} step(s) rejected so far). Lower the learning rate, or check "
+                "the inputs and the parameters you loaded.")
+        return loss
 
     def predict(self, x) -> np.ndarray:
         """Logits [N, classes] for a batch of NCHW images."""
@@ -428,6 +454,21 @@ class CompiledModel:
                 arr = arr.transpose(2, 3, 1, 0)
             staged[k] = np.ascontiguousarray(arr, dtype=np.float32)
         self._values.update(staged)
+
+    def save_checkpoint(self, path: str | Path, *, steps: int = 0) -> Path:
+        """Write the trained parameters as a checkpoint in the device runtime's format, atomically
+        (temporary file, fsync, rename); see `tinytrain.checkpoint`."""
+        from tinytrain import checkpoint
+
+        return checkpoint.save(self, path, steps=steps)
+
+    def load_checkpoint(self, path: str | Path):
+        """Load the newest intact checkpoint from a host checkpoint file or a device NVM image
+        (e.g. the QEMU board's `tt_nvm.bin`); raises `tinytrain.checkpoint.CheckpointError` (a
+        ValueError) for a corrupted or another model's checkpoint. Returns its `Checkpoint`."""
+        from tinytrain import checkpoint
+
+        return checkpoint.load(self, path)
 
     def save(self, path: str | Path) -> Path:
         """Write `model.vmfb`, each stage's MLIR, the parameters (`.npy`, NHWC/HWIO layout) and

@@ -4,13 +4,24 @@
  *   tt_params.bin  initial trained parameters in the arena's state layout (TT_MODEL_STATE_SIZE)
  *   tt_eval.bin    records (input, label): accuracy before and after training -> "EVAL" lines
  *   tt_train.bin   records (input, label): one training step each
- *   tt_trace.bin   written: per step, the state (TT_MODEL_STATE_SIZE bytes) then the f32 loss
- * Prints "STEP <i> loss_bits=<u32> ticks=<SysTick ticks>" per step and "TT done steps=<n>".
+ *   tt_trace.bin   written: per training record, the state (TT_MODEL_STATE_SIZE bytes) after
+ *                  it, then the f32 loss (also for a refused record: the state is then unchanged)
+ *   tt_ckpt.cfg    checkpointing (u32 little-endian each): every, restore, cut_after, tear,
+ *                  page_size, page_count. With it the board NVM is the file tt_nvm.bin (created
+ *                  erased with page_count pages if missing); `restore` != 0 restores the newest
+ *                  checkpoint at boot and skips the training records already consumed;
+ *                  `every` > 0 saves a checkpoint after every `every` accepted steps;
+ *                  `cut_after` > 0 cuts the power after that many NVM erase/program operations
+ *                  (exit status 99). At the end the state and counters go to tt_state.bin.
+ * Prints "STEP <i> loss_bits=<u32> ticks=<SysTick ticks>" per accepted step, "REJECT <i> <status>"
+ * per refused record (NaN/Inf: the board goes on), "CKPT ..." per checkpoint operation and
+ * "TT done steps=<n>".
  */
 #include <stdint.h>
 #include <string.h>
 
 #include "board.h"
+#include "tt/checkpoint.h"
 #include "tt/model.h"
 #include TT_MODEL_HEADER
 
@@ -67,6 +78,59 @@ static int tt_fw_evaluate(tt_model_t* model, const char* tag) {
 }
 #endif
 
+typedef struct {
+  uint32_t every, restore, cut_after, tear, page_size, page_count;
+} tt_fw_ckpt_cfg_t;
+
+static int tt_fw_read_cfg(tt_fw_ckpt_cfg_t* cfg) {
+  int fd = tt_board_open("tt_ckpt.cfg", TT_BOARD_READ);
+  if (fd < 0) return 0;
+  uint8_t raw[sizeof(*cfg)];
+  uint32_t n = tt_board_read(fd, raw, sizeof raw);
+  tt_board_close(fd);
+  uint32_t v[6] = {0u, 0u, 0u, 0u, 256u, 64u};
+  for (uint32_t i = 0; i < 6u && 4u * i + 4u <= n; ++i) {
+    v[i] = (uint32_t)raw[4 * i] | ((uint32_t)raw[4 * i + 1] << 8) |
+           ((uint32_t)raw[4 * i + 2] << 16) | ((uint32_t)raw[4 * i + 3] << 24);
+  }
+  cfg->every = v[0];
+  cfg->restore = v[1];
+  cfg->cut_after = v[2];
+  cfg->tear = v[3];
+  cfg->page_size = v[4];
+  cfg->page_count = v[5];
+  return 1;
+}
+
+static void tt_fw_print_ckpt(const char* what, tt_status_t st, const tt_checkpoint_info_t* info) {
+  tt_board_puts("CKPT ");
+  tt_board_puts(what);
+  tt_board_puts(" status=");
+  tt_board_puts(tt_status_name(st));
+  tt_board_puts(" slot=");
+  tt_board_puts(info->slot == 0 ? "A" : info->slot == 1 ? "B" : "-");
+  tt_board_puts(" seq=");
+  tt_board_put_u64(info->sequence);
+  tt_board_puts(" steps=");
+  tt_board_put_u64(info->steps);
+  tt_board_puts(" rejected=");
+  tt_board_put_u64(info->rejected_steps);
+  tt_board_puts(" slotA=");
+  tt_board_puts(tt_status_name(info->slot_status[0]));
+  tt_board_puts(" slotB=");
+  tt_board_puts(tt_status_name(info->slot_status[1]));
+  tt_board_puts("\n");
+}
+
+static void tt_fw_write_state(const tt_model_t* model) {
+  int fd = tt_board_open("tt_state.bin", TT_BOARD_WRITE);
+  if (fd < 0) return;
+  uint64_t counters[2] = {tt_model_steps(model), tt_model_rejected_steps(model)};
+  (void)tt_board_write(fd, tt_fw_arena, TT_MODEL_STATE_SIZE);
+  (void)tt_board_write(fd, counters, sizeof counters);
+  tt_board_close(fd);
+}
+
 int main(void) {
   tt_model_t model;
   tt_status_t st = tt_model_init(&model, &TT_MODEL_DESC, tt_fw_arena, sizeof(tt_fw_arena));
@@ -83,6 +147,25 @@ int main(void) {
       return 3;
     }
   }
+  tt_fw_ckpt_cfg_t cfg = {0u, 0u, 0u, 0u, 0u, 0u};
+  tt_board_nvm_t board_nvm = {-1, 0u, 0u, 0u, 0u};
+  tt_nvm_t nvm = {NULL, 0u, 0u, NULL, NULL, NULL};
+  const int ckpt = tt_fw_read_cfg(&cfg);
+  uint64_t skip = 0u;
+  if (ckpt) {
+    board_nvm.cut_after = cfg.cut_after;
+    board_nvm.tear = cfg.tear;
+    if (tt_board_nvm_open(&board_nvm, "tt_nvm.bin", cfg.page_size, cfg.page_count, &nvm) != 0) {
+      tt_board_puts("TT error: cannot open the NVM file tt_nvm.bin\n");
+      return 6;
+    }
+    if (cfg.restore) {
+      tt_checkpoint_info_t info;
+      st = tt_checkpoint_restore(&model, &nvm, &info);
+      tt_fw_print_ckpt("restore", st, &info);
+      skip = tt_model_steps(&model) + tt_model_rejected_steps(&model);
+    }
+  }
 #if TT_MODEL_OUTPUT_SIZE > 0
   if (tt_fw_evaluate(&model, "before")) return 4;
 #endif
@@ -91,15 +174,41 @@ int main(void) {
   if (fd >= 0) {
     int trace = tt_board_open("tt_trace.bin", 1);
     tt_board_timer_start();
+    for (uint64_t i = 0; i < skip && tt_fw_read_record(fd); ++i) {
+    }
+    uint64_t record = skip;
     while (tt_fw_read_record(fd)) {
       float loss = 0.0f;
       uint64_t t0 = tt_board_timer_ticks();
       st = tt_train_step(&model, tt_fw_input, tt_fw_label, &loss);
       uint64_t t1 = tt_board_timer_ticks();
+      if (st == TT_ERR_NONFINITE) {
+        /* A bad sample: refused (input) or its step reported (loss/state). Go on; if the
+         * state itself went bad, roll back to the last checkpoint. */
+        tt_board_puts("REJECT ");
+        tt_board_put_u64(record);
+        tt_board_puts(" ");
+        tt_board_puts(tt_status_name(st));
+        tt_board_puts("\n");
+        if (!tt_model_state_finite(&model) && ckpt) {
+          tt_checkpoint_info_t info;
+          const uint32_t rejected = tt_model_rejected_steps(&model);
+          tt_status_t rs = tt_checkpoint_restore(&model, &nvm, &info);
+          model.rejected_steps = rejected;
+          tt_fw_print_ckpt("rollback", rs, &info);
+        }
+        if (trace >= 0) {
+          (void)tt_board_write(trace, tt_fw_arena, TT_MODEL_STATE_SIZE);
+          (void)tt_board_write(trace, &loss, sizeof(loss));
+        }
+        ++record;
+        continue;
+      }
       if (st != TT_OK) {
         tt_fw_fail("tt_train_step", st);
         return 5;
       }
+      ++record;
       uint32_t bits;
       memcpy(&bits, &loss, sizeof(bits));
       tt_board_puts("STEP ");
@@ -114,9 +223,18 @@ int main(void) {
         (void)tt_board_write(trace, &loss, sizeof(loss));
       }
       ++steps;
+      if (ckpt && cfg.every != 0u && tt_model_steps(&model) % cfg.every == 0u) {
+        tt_checkpoint_info_t info;
+        st = tt_checkpoint_save(&model, &nvm, &info);
+        tt_fw_print_ckpt("save", st, &info);
+      }
     }
     tt_board_close(fd);
     if (trace >= 0) tt_board_close(trace);
+  }
+  if (ckpt) {
+    tt_board_nvm_close(&board_nvm);
+    tt_fw_write_state(&model);
   }
 #if TT_MODEL_OUTPUT_SIZE > 0
   if (tt_fw_evaluate(&model, "after")) return 4;

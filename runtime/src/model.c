@@ -18,30 +18,35 @@ static tt_status_t tt_model_check_library(const tt_model_desc_t* desc,
                                           const tt_iree_library_t** out_library) {
   static const tt_iree_environment_t kEmptyEnv;
   *out_library = NULL;
-  if (desc->abi_version != TT_IREE_ABI_VERSION || desc->library_query == NULL) {
-    return TT_ERR_UNSUPPORTED;
-  }
+  if (desc->abi_version != TT_IREE_ABI_VERSION) return TT_ERR_ABI_VERSION;
+  if (desc->library_query == NULL) return TT_ERR_NULL;
   const tt_iree_library_header_t** header =
       desc->library_query(TT_IREE_ABI_VERSION, &kEmptyEnv);
-  if (header == NULL || *header == NULL) return TT_ERR_UNSUPPORTED;
-  if ((*header)->version != TT_IREE_ABI_VERSION) return TT_ERR_UNSUPPORTED;
-  if (desc->library_name && strcmp((*header)->name, desc->library_name) != 0) {
-    return TT_ERR_UNSUPPORTED;
+  if (header == NULL || *header == NULL) return TT_ERR_LIBRARY_MISMATCH;
+  if ((*header)->version != TT_IREE_ABI_VERSION) return TT_ERR_ABI_VERSION;
+  if (desc->library_name &&
+      ((*header)->name == NULL || strcmp((*header)->name, desc->library_name) != 0)) {
+    return TT_ERR_LIBRARY_MISMATCH;
   }
   const tt_iree_library_t* library = (const tt_iree_library_t*)header;
-  if (library->imports.count != 0u) return TT_ERR_UNSUPPORTED;
+  if (library->imports.count != 0u) return TT_ERR_LIBRARY_MISMATCH;
+  if (desc->export_count != 0u &&
+      (library->exports.names == NULL || library->exports.ptrs == NULL)) {
+    return TT_ERR_LIBRARY_MISMATCH;
+  }
   for (uint16_t i = 0; i < desc->export_count; ++i) {
     const tt_export_t* e = &desc->exports[i];
-    if (e->ordinal >= library->exports.count) return TT_ERR_UNSUPPORTED;
-    if (library->exports.names == NULL ||
-        strcmp(library->exports.names[e->ordinal], e->name) != 0) {
-      return TT_ERR_UNSUPPORTED;
+    if (e->ordinal >= library->exports.count || e->name == NULL ||
+        library->exports.names[e->ordinal] == NULL ||
+        strcmp(library->exports.names[e->ordinal], e->name) != 0 ||
+        library->exports.ptrs[e->ordinal] == NULL) {
+      return TT_ERR_KERNEL_MISMATCH;
     }
     if (library->exports.attrs != NULL) {
       const tt_iree_dispatch_attrs_t* a = &library->exports.attrs[e->ordinal];
       if (a->binding_count != e->binding_count || a->constant_count != e->constant_count ||
           a->local_memory_pages != 0u) {
-        return TT_ERR_UNSUPPORTED;
+        return TT_ERR_KERNEL_MISMATCH;
       }
     }
   }
@@ -49,27 +54,95 @@ static tt_status_t tt_model_check_library(const tt_model_desc_t* desc,
   return TT_OK;
 }
 
+/* A buffer reference of function `fn` lies inside its region; `aligned` also asks for the
+ * 64-byte alignment IREE's kernels assume of every binding (the arena, the pool and the
+ * arguments are 64-byte aligned themselves, so the offset must be). */
+static int tt_ref_ok(const tt_model_desc_t* desc, const tt_function_t* fn, const tt_ref_t* ref,
+                     int aligned) {
+  uint32_t limit;
+  switch (ref->region) {
+    case TT_REGION_ARENA: limit = desc->arena_size; break;
+    case TT_REGION_POOL: limit = desc->pool_size; break;
+    case TT_REGION_ARG:
+      if (fn->inputs == NULL || ref->index >= fn->input_count) return 0;
+      limit = fn->inputs[ref->index].ref.length;
+      break;
+    default:
+      return 0;
+  }
+  if (aligned && (ref->offset & (TT_ALIGNMENT - 1u)) != 0u) return 0;
+  return ref->offset <= limit && ref->length <= limit - ref->offset;
+}
+
 static tt_status_t tt_model_check_tables(const tt_model_desc_t* desc) {
+  if (desc->state_size > desc->arena_size) return TT_ERR_BAD_TABLE;
+  if (desc->state_count != 0u && desc->state == NULL) return TT_ERR_BAD_TABLE;
+  for (uint16_t i = 0; i < desc->state_count; ++i) {
+    const tt_ref_t* s = &desc->state[i];
+    if (s->region != TT_REGION_ARENA || (s->offset & (TT_ALIGNMENT - 1u)) != 0u ||
+        s->offset > desc->state_size || s->length > desc->state_size - s->offset) {
+      return TT_ERR_BAD_TABLE;
+    }
+  }
+  const int16_t special[3] = {desc->init_function, desc->train_function,
+                              desc->predict_function};
+  for (int i = 0; i < 3; ++i) {
+    if (special[i] >= (int16_t)desc->function_count) return TT_ERR_BAD_TABLE;
+  }
+  if (desc->function_count != 0u && desc->functions == NULL) return TT_ERR_BAD_TABLE;
   for (uint16_t f = 0; f < desc->function_count; ++f) {
     const tt_function_t* fn = &desc->functions[f];
-    for (uint32_t c = fn->cmd_first; c < fn->cmd_first + fn->cmd_count; ++c) {
+    if ((fn->input_count != 0u && fn->inputs == NULL) ||
+        (fn->output_count != 0u && fn->outputs == NULL) || fn->name == NULL) {
+      return TT_ERR_BAD_TABLE;
+    }
+    if (fn->cmd_count != 0u && desc->cmds == NULL) return TT_ERR_BAD_TABLE;
+    for (uint16_t i = 0; i < fn->input_count; ++i) {
+      const tt_ref_t* r = &fn->inputs[i].ref;
+      if (r->region != TT_REGION_ARG || r->index != i || r->offset != 0u ||
+          fn->inputs[i].rank > TT_MAX_RANK) {
+        return TT_ERR_BAD_TABLE;
+      }
+    }
+    for (uint16_t i = 0; i < fn->output_count; ++i) {
+      const tt_io_t* o = &fn->outputs[i];
+      if (!tt_ref_ok(desc, fn, &o->ref, 0) || o->rank > TT_MAX_RANK ||
+          o->tied_input >= (int16_t)fn->input_count) {
+        return TT_ERR_BAD_TABLE;
+      }
+    }
+    for (uint32_t c = fn->cmd_first; c - fn->cmd_first < fn->cmd_count; ++c) {
       const tt_cmd_t* cmd = &desc->cmds[c];
-      if (cmd->ref_count > TT_MAX_BINDINGS || cmd->constant_count > TT_MAX_CONSTANTS) {
-        return TT_ERR_UNSUPPORTED;
+      if (cmd->ref_count > TT_MAX_BINDINGS || cmd->constant_count > TT_MAX_CONSTANTS ||
+          (cmd->ref_count != 0u && desc->refs == NULL) ||
+          (cmd->constant_count != 0u && desc->constants == NULL)) {
+        return TT_ERR_BAD_TABLE;
       }
-      if (cmd->op == TT_CMD_DISPATCH &&
-          (cmd->export_index >= desc->export_count ||
-           desc->exports[cmd->export_index].binding_count != cmd->ref_count)) {
-        return TT_ERR_INTERNAL;
+      const tt_ref_t* refs = cmd->ref_count ? &desc->refs[cmd->ref_first] : NULL;
+      switch (cmd->op) {
+        case TT_CMD_FILL:
+          if (cmd->ref_count != 1u || (cmd->pattern_length != 1u && cmd->pattern_length != 2u &&
+                                       cmd->pattern_length != 4u)) {
+            return TT_ERR_BAD_TABLE;
+          }
+          break;
+        case TT_CMD_COPY:
+          if (cmd->ref_count != 2u || refs[1].length > refs[0].length) return TT_ERR_BAD_TABLE;
+          break;
+        case TT_CMD_DISPATCH:
+          if (cmd->export_index >= desc->export_count ||
+              desc->exports[cmd->export_index].binding_count != cmd->ref_count ||
+              desc->exports[cmd->export_index].constant_count != cmd->constant_count ||
+              cmd->workgroups[2] > 0xFFFFu) {
+            return TT_ERR_BAD_TABLE;
+          }
+          break;
+        default:
+          return TT_ERR_BAD_TABLE;
       }
-      for (uint32_t r = cmd->ref_first; r < cmd->ref_first + cmd->ref_count; ++r) {
-        const tt_ref_t* ref = &desc->refs[r];
-        uint32_t limit = ref->region == TT_REGION_ARENA  ? desc->arena_size
-                         : ref->region == TT_REGION_POOL ? desc->pool_size
-                         : fn->inputs && ref->index < fn->input_count
-                             ? fn->inputs[ref->index].ref.length
-                             : 0u;
-        if (ref->offset > limit || ref->length > limit - ref->offset) return TT_ERR_INTERNAL;
+      for (uint32_t r = 0; r < cmd->ref_count; ++r) {
+        /* Kernel bindings must be 64-byte aligned; memset/memmove need not be. */
+        if (!tt_ref_ok(desc, fn, &refs[r], cmd->op == TT_CMD_DISPATCH)) return TT_ERR_BAD_TABLE;
       }
     }
   }
@@ -78,17 +151,21 @@ static tt_status_t tt_model_check_tables(const tt_model_desc_t* desc) {
 
 tt_status_t tt_model_init(tt_model_t* out_model, const tt_model_desc_t* desc, void* arena,
                           size_t arena_size) {
-  if (out_model == NULL) return TT_ERR_ARG;
+  if (out_model == NULL) return TT_ERR_NULL;
   memset(out_model, 0, sizeof(*out_model));
-  if (desc == NULL || (arena == NULL && desc->arena_size != 0u)) return TT_ERR_ARG;
-  if (!TT_IS_ALIGNED_(arena) || (desc->pool_size && !TT_IS_ALIGNED_(desc->pool))) {
-    return TT_ERR_ARG;
+  if (desc == NULL || (arena == NULL && desc->arena_size != 0u) ||
+      (desc->pool == NULL && desc->pool_size != 0u) ||
+      (desc->exports == NULL && desc->export_count != 0u)) {
+    return TT_ERR_NULL;
   }
-  if (arena_size < desc->arena_size) return TT_ERR_NO_MEM;
+  if (!TT_IS_ALIGNED_(arena) || (desc->pool_size && !TT_IS_ALIGNED_(desc->pool))) {
+    return TT_ERR_MISALIGNED;
+  }
+  if (arena_size < desc->arena_size) return TT_ERR_ARENA_TOO_SMALL;
   const tt_iree_library_t* library = NULL;
   TT_RETURN_IF_ERROR(tt_model_check_library(desc, &library));
   TT_RETURN_IF_ERROR(tt_model_check_tables(desc));
-  tt_model_t model = {desc, library, (uint8_t*)arena};
+  tt_model_t model = {desc, library, (uint8_t*)arena, 0u, 0u};
   if (desc->arena_size) memset(arena, 0, desc->arena_size);
   if (desc->state_init != NULL) memcpy(arena, desc->state_init, desc->state_size);
   if (desc->init_function >= 0) {
@@ -166,7 +243,7 @@ static tt_status_t tt_dispatch(const tt_model_t* model, const tt_cmd_t* cmd,
         wg.workgroup_id_x = x;
         wg.workgroup_id_y = y;
         wg.workgroup_id_z = (uint16_t)z;
-        if (fn(&kEnv, &state, &wg) != 0) return TT_ERR_INTERNAL;
+        if (fn(&kEnv, &state, &wg) != 0) return TT_ERR_KERNEL_FAILED;
       }
     }
   }
@@ -175,17 +252,18 @@ static tt_status_t tt_dispatch(const tt_model_t* model, const tt_cmd_t* cmd,
 
 tt_status_t tt_run(tt_model_t* model, int function, const void* const* inputs,
                    void* const* outputs) {
-  if (model == NULL || model->desc == NULL) return TT_ERR_ARG;
+  if (model == NULL || model->desc == NULL) return TT_ERR_NULL;
   const tt_model_desc_t* desc = model->desc;
-  if (function < 0 || function >= (int)desc->function_count) return TT_ERR_ARG;
+  if (function < 0 || function >= (int)desc->function_count) return TT_ERR_BAD_INDEX;
   const tt_function_t* fn = &desc->functions[function];
-  if (fn->input_count != 0u && inputs == NULL) return TT_ERR_ARG;
+  if (fn->input_count != 0u && inputs == NULL) return TT_ERR_NULL;
   for (uint16_t i = 0; i < fn->input_count; ++i) {
-    if (inputs[i] == NULL || !TT_IS_ALIGNED_(inputs[i])) return TT_ERR_ARG;
+    if (inputs[i] == NULL) return TT_ERR_NULL;
+    if (!TT_IS_ALIGNED_(inputs[i])) return TT_ERR_MISALIGNED;
   }
-  for (uint32_t c = fn->cmd_first; c < fn->cmd_first + fn->cmd_count; ++c) {
+  for (uint32_t c = fn->cmd_first; c - fn->cmd_first < fn->cmd_count; ++c) {
     const tt_cmd_t* cmd = &desc->cmds[c];
-    const tt_ref_t* refs = &desc->refs[cmd->ref_first];
+    const tt_ref_t* refs = cmd->ref_count ? &desc->refs[cmd->ref_first] : NULL;
     switch (cmd->op) {
       case TT_CMD_FILL:
         tt_fill(tt_ref_ptr(model, &refs[0], inputs), refs[0].length, cmd->pattern,
@@ -199,7 +277,7 @@ tt_status_t tt_run(tt_model_t* model, int function, const void* const* inputs,
         TT_RETURN_IF_ERROR(tt_dispatch(model, cmd, inputs));
         break;
       default:
-        return TT_ERR_INTERNAL;
+        return TT_ERR_BAD_TABLE;
     }
   }
   if (outputs != NULL) {

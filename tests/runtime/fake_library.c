@@ -13,7 +13,9 @@ static int fake_vadd(const tt_iree_environment_t* env, const tt_iree_dispatch_st
   if (((uintptr_t)ds & 15u) || ((uintptr_t)wg & 15u)) return 2;
   uint32_t n = ds->constants[0];
   uint32_t first = wg->workgroup_id_x * n;
-  if ((first + n) * sizeof(float) > ds->binding_lengths[2]) return 3;
+  for (int b = 0; b < 3; ++b) {
+    if ((first + n) * sizeof(float) > ds->binding_lengths[b]) return 3;
+  }
   const float* a = (const float*)ds->binding_ptrs[0];
   const float* b = (const float*)ds->binding_ptrs[1];
   float* out = (float*)ds->binding_ptrs[2];
@@ -29,7 +31,9 @@ static int fake_axpy2(const tt_iree_environment_t* env, const tt_iree_dispatch_s
   if (ds->binding_count != 2u || ds->workgroup_count_x != 1u) return 1;
   const float* x = (const float*)ds->binding_ptrs[0];
   float* y = (float*)ds->binding_ptrs[1];
-  for (size_t i = 0; i < ds->binding_lengths[1] / sizeof(float); ++i) y[i] += 2.0f * x[i];
+  size_t n = ds->binding_lengths[1] < ds->binding_lengths[0] ? ds->binding_lengths[1]
+                                                              : ds->binding_lengths[0];
+  for (size_t i = 0; i < n / sizeof(float); ++i) y[i] += 2.0f * x[i];
   return 0;
 }
 

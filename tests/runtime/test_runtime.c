@@ -16,7 +16,7 @@ static int failures;
 
 #define A64 __attribute__((aligned(64)))
 
-static const float pool[32] A64 = {10.f, 20.f, 30.f, 40.f, 5.f};
+static const float pool[32] A64 = {10.f, 20.f, 30.f, 40.f, [16] = 5.f};
 static const float state_init[16] A64 = {0.5f, 1.5f, 2.5f, 3.5f};
 
 static const tt_ref_t state[1] = {{TT_REGION_ARENA, 0u, 0u, 16u}};
@@ -28,7 +28,7 @@ static tt_ref_t refs[] = {
     /* 3..5: vadd x + pool copy */ {TT_REGION_ARG, 1u, 0u, 16u}, {TT_REGION_ARENA, 0u, 128u, 16u},
     {TT_REGION_ARENA, 0u, 192u, 16u},
     /* 6,7: axpy2 into p */ {TT_REGION_ARENA, 0u, 192u, 16u}, {TT_REGION_ARG, 0u, 0u, 16u},
-    /* 8..10: loss = 1 + pool[4] */ {TT_REGION_ARENA, 0u, 64u, 4u}, {TT_REGION_POOL, 0u, 16u, 4u},
+    /* 8..10: loss = 1 + pool[16] */ {TT_REGION_ARENA, 0u, 64u, 4u}, {TT_REGION_POOL, 0u, 64u, 4u},
     {TT_REGION_ARENA, 0u, 256u, 4u},
     /* 11..13: predict p + x */ {TT_REGION_ARG, 0u, 0u, 16u}, {TT_REGION_ARG, 1u, 0u, 16u},
     {TT_REGION_ARENA, 0u, 192u, 16u},
@@ -103,47 +103,154 @@ static void test_train_and_predict(void) {
 static void test_errors(void) {
   tt_model_t model;
   memset(&model, 0xAB, sizeof(model));
-  CHECK(tt_model_init(&model, &desc, arena, 100u) == TT_ERR_NO_MEM);
+  CHECK(tt_model_init(&model, &desc, arena, 100u) == TT_ERR_ARENA_TOO_SMALL);
   CHECK(model.desc == NULL && model.arena == NULL); /* cleared on entry */
-  CHECK(tt_model_init(&model, &desc, arena + 4, 400u) == TT_ERR_ARG);
-  CHECK(tt_model_init(NULL, &desc, arena, sizeof(arena)) == TT_ERR_ARG);
+  CHECK(tt_model_init(&model, &desc, arena + 4, 400u) == TT_ERR_MISALIGNED);
+  CHECK(tt_model_init(NULL, &desc, arena, sizeof(arena)) == TT_ERR_NULL);
+  CHECK(tt_model_init(&model, NULL, arena, sizeof(arena)) == TT_ERR_NULL);
+  CHECK(tt_model_init(&model, &desc, NULL, sizeof(arena)) == TT_ERR_NULL);
 
   tt_model_desc_t bad = desc;
   bad.library_query = fake_v5_library_query;
-  CHECK(tt_model_init(&model, &bad, arena, sizeof(arena)) == TT_ERR_UNSUPPORTED);
+  CHECK(tt_model_init(&model, &bad, arena, sizeof(arena)) == TT_ERR_ABI_VERSION);
   bad = desc;
   bad.abi_version = 5u;
-  CHECK(tt_model_init(&model, &bad, arena, sizeof(arena)) == TT_ERR_UNSUPPORTED);
+  CHECK(tt_model_init(&model, &bad, arena, sizeof(arena)) == TT_ERR_ABI_VERSION);
   bad = desc;
   bad.library_name = "other_linked";
-  CHECK(tt_model_init(&model, &bad, arena, sizeof(arena)) == TT_ERR_UNSUPPORTED);
+  CHECK(tt_model_init(&model, &bad, arena, sizeof(arena)) == TT_ERR_LIBRARY_MISMATCH);
+  bad = desc;
+  bad.library_query = NULL;
+  CHECK(tt_model_init(&model, &bad, arena, sizeof(arena)) == TT_ERR_NULL);
 
   exports[1].name = "axpy3"; /* kernel renamed: schedule from another compile */
-  CHECK(tt_model_init(&model, &desc, arena, sizeof(arena)) == TT_ERR_UNSUPPORTED);
+  CHECK(tt_model_init(&model, &desc, arena, sizeof(arena)) == TT_ERR_KERNEL_MISMATCH);
   exports[1].name = "axpy2";
+  exports[1].ordinal = 7u; /* no such export in the library */
+  CHECK(tt_model_init(&model, &desc, arena, sizeof(arena)) == TT_ERR_KERNEL_MISMATCH);
+  exports[1].ordinal = 1u;
   exports[0].binding_count = 4u;
-  CHECK(tt_model_init(&model, &desc, arena, sizeof(arena)) == TT_ERR_UNSUPPORTED);
+  CHECK(tt_model_init(&model, &desc, arena, sizeof(arena)) == TT_ERR_KERNEL_MISMATCH);
   exports[0].binding_count = 3u;
   refs[5].offset = 400u; /* past the arena */
-  CHECK(tt_model_init(&model, &desc, arena, sizeof(arena)) == TT_ERR_INTERNAL);
+  CHECK(tt_model_init(&model, &desc, arena, sizeof(arena)) == TT_ERR_BAD_TABLE);
+  refs[5].offset = 196u; /* inside the arena but not 64-byte aligned: kernels assume it */
+  CHECK(tt_model_init(&model, &desc, arena, sizeof(arena)) == TT_ERR_BAD_TABLE);
   refs[5].offset = 192u;
+  refs[3].index = 3u; /* argument 3 of a 3-argument function */
+  CHECK(tt_model_init(&model, &desc, arena, sizeof(arena)) == TT_ERR_BAD_TABLE);
+  refs[3].index = 1u;
+  refs[9].offset = 16u; /* a pool binding off the 64-byte grid */
+  CHECK(tt_model_init(&model, &desc, arena, sizeof(arena)) == TT_ERR_BAD_TABLE);
+  refs[9].offset = 64u;
+  refs[3].offset = 4u; /* an argument binding off the grid */
+  CHECK(tt_model_init(&model, &desc, arena, sizeof(arena)) == TT_ERR_BAD_TABLE);
+  refs[3].offset = 0u;
+  refs[3].region = 9u; /* unknown region */
+  CHECK(tt_model_init(&model, &desc, arena, sizeof(arena)) == TT_ERR_BAD_TABLE);
+  refs[3].region = TT_REGION_ARG;
+  CHECK(tt_model_init(&model, &desc, arena, sizeof(arena)) == TT_OK);
 
   CHECK(tt_model_init(&model, &desc, arena, sizeof(arena)) == TT_OK);
   static const float x[8] A64 = {1.f};
   static const int32_t label[16] A64 = {0};
   float loss = 7.f;
-  CHECK(tt_train_step(&model, (const uint8_t*)x + 4, label, &loss) == TT_ERR_ARG);
+  CHECK(tt_train_step(&model, (const uint8_t*)x + 4, label, &loss) == TT_ERR_MISALIGNED);
   CHECK(loss == 0.0f); /* cleared on entry */
-  CHECK(tt_train_step(&model, NULL, label, &loss) == TT_ERR_ARG);
-  CHECK(tt_run(&model, 2, NULL, NULL) == TT_ERR_INTERNAL); /* kernel returned -1 */
-  CHECK(tt_run(&model, 3, NULL, NULL) == TT_ERR_ARG);
+  CHECK(tt_train_step(&model, NULL, label, &loss) == TT_ERR_NULL);
+  CHECK(tt_train_step(&model, x, NULL, &loss) == TT_ERR_NULL);
+  CHECK(tt_train_step(NULL, x, label, &loss) == TT_ERR_NULL);
+  CHECK(tt_run(&model, 2, NULL, NULL) == TT_ERR_KERNEL_FAILED); /* kernel returned -1 */
+  CHECK(tt_run(&model, 3, NULL, NULL) == TT_ERR_BAD_INDEX);
+  CHECK(tt_run(&model, -1, NULL, NULL) == TT_ERR_BAD_INDEX);
+  CHECK(tt_run(&model, 0, NULL, NULL) == TT_ERR_NULL);
   CHECK(tt_model_param(&model, 1, NULL) == NULL);
-  CHECK(strcmp(tt_status_name(TT_ERR_NO_MEM), "TT_ERR_NO_MEM") == 0);
+  CHECK(tt_predict(&model, (const uint8_t*)x + 4, NULL) == TT_ERR_NULL);
+  float logits[4];
+  CHECK(tt_predict(&model, (const uint8_t*)x + 4, logits) == TT_ERR_MISALIGNED);
+  tt_model_desc_t no_train = desc;
+  no_train.train_function = -1;
+  no_train.predict_function = -1;
+  tt_model_t m2;
+  CHECK(tt_model_init(&m2, &no_train, arena, sizeof(arena)) == TT_OK);
+  CHECK(tt_train_step(&m2, x, label, &loss) == TT_ERR_NO_FUNCTION);
+  CHECK(tt_predict(&m2, x, logits) == TT_ERR_NO_FUNCTION);
+  CHECK(strcmp(tt_status_name(TT_ERR_ARENA_TOO_SMALL), "TT_ERR_ARENA_TOO_SMALL") == 0);
+  CHECK(strcmp(tt_status_name(TT_ERR_NONFINITE), "TT_ERR_NONFINITE") == 0);
+  CHECK(strcmp(tt_status_name((tt_status_t)-999), "TT_ERR_UNKNOWN") == 0);
+  CHECK(strstr(tt_status_string(TT_ERR_LABEL_RANGE), "label") != NULL);
+  /* Every code has its own name and description. */
+  for (int a = 0; a >= -16; --a) {
+    CHECK(strcmp(tt_status_name((tt_status_t)a), "TT_ERR_UNKNOWN") != 0);
+    for (int b = a - 1; b >= -16; --b) {
+      CHECK(strcmp(tt_status_name((tt_status_t)a), tt_status_name((tt_status_t)b)) != 0);
+      CHECK(strcmp(tt_status_string((tt_status_t)a), tt_status_string((tt_status_t)b)) != 0);
+    }
+  }
+}
+
+/* Labels: the model has 4 classes (predict's logits are {1, 4}); 4 is the first bad one. The
+ * label needs no alignment (it is copied), so it is also passed at an odd address. */
+static void test_label_range(void) {
+  tt_model_t model;
+  CHECK(tt_model_init(&model, &desc, arena, sizeof(arena)) == TT_OK);
+  static const float x[4] A64 = {1.f, 2.f, 3.f, 4.f};
+  float before[4], loss = 0.f;
+  memcpy(before, tt_model_param(&model, 0, NULL), sizeof(before));
+  static uint8_t buf[16] A64;
+  const int32_t bad[3] = {4, -1, 2147483647};
+  for (int i = 0; i < 3; ++i) {
+    memcpy(buf + 1, &bad[i], sizeof(int32_t));
+    fake_calls = 0;
+    CHECK(tt_train_step(&model, x, buf + 1, &loss) == TT_ERR_LABEL_RANGE);
+    CHECK(fake_calls == 0); /* refused before any kernel */
+    CHECK(memcmp(before, tt_model_param(&model, 0, NULL), sizeof(before)) == 0);
+  }
+  CHECK(tt_model_steps(&model) == 0u);
+  const int32_t last = 3; /* classes - 1 */
+  memcpy(buf + 1, &last, sizeof last);
+  CHECK(tt_train_step(&model, x, buf + 1, &loss) == TT_OK);
+  CHECK(loss == 6.0f && tt_model_steps(&model) == 1u);
+  const int32_t zero = 0;
+  CHECK(tt_train_step(&model, x, &zero, &loss) == TT_OK);
+  CHECK(tt_model_steps(&model) == 2u && tt_model_rejected_steps(&model) == 0u);
+}
+
+/* A NaN or Inf pixel is refused before any kernel runs; the state is unchanged and counted. */
+static void test_nonfinite_input(void) {
+  tt_model_t model;
+  CHECK(tt_model_init(&model, &desc, arena, sizeof(arena)) == TT_OK);
+  static float x[4] A64 = {1.f, 2.f, 3.f, 4.f};
+  static const int32_t label[16] A64 = {1};
+  float before[4], loss = 1.f;
+  memcpy(before, tt_model_param(&model, 0, NULL), sizeof(before));
+  const uint32_t patterns[3] = {0x7FC00000u /* NaN */, 0x7F800000u /* +Inf */,
+                                0xFF800001u /* -NaN, signalling */};
+  for (int i = 0; i < 3; ++i) {
+    memcpy(&x[2], &patterns[i], sizeof(float));
+    fake_calls = 0;
+    CHECK(tt_train_step(&model, x, label, &loss) == TT_ERR_NONFINITE);
+    CHECK(fake_calls == 0);
+    CHECK(memcmp(before, tt_model_param(&model, 0, NULL), sizeof(before)) == 0);
+    float logits[4];
+    CHECK(tt_predict(&model, x, logits) == TT_ERR_NONFINITE);
+    CHECK(fake_calls == 0);
+  }
+  CHECK(tt_model_rejected_steps(&model) == 3u && tt_model_steps(&model) == 0u);
+  x[2] = 1e38f; /* large but finite: accepted (p[2] becomes 2.5 + 2 * 1e38) */
+  CHECK(tt_train_step(&model, x, label, &loss) == TT_OK);
+  CHECK(tt_model_state_finite(&model));
+  /* The step itself makes a parameter overflow to Inf (2e38 + 2e38): reported and counted. */
+  CHECK(tt_train_step(&model, x, label, &loss) == TT_ERR_NONFINITE);
+  CHECK(!tt_model_state_finite(&model));
+  CHECK(tt_model_rejected_steps(&model) == 4u && tt_model_steps(&model) == 1u);
 }
 
 int main(void) {
   test_train_and_predict();
   test_errors();
+  test_label_range();
+  test_nonfinite_input();
   if (failures) {
     fprintf(stderr, "%d check(s) failed\n", failures);
     return 1;

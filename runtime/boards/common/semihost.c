@@ -5,7 +5,7 @@
 
 enum {
   TT_SH_OPEN = 0x01, TT_SH_CLOSE = 0x02, TT_SH_WRITE0 = 0x04, TT_SH_WRITE = 0x05,
-  TT_SH_READ = 0x06, TT_SH_EXIT_EXTENDED = 0x20,
+  TT_SH_READ = 0x06, TT_SH_SEEK = 0x0A, TT_SH_FLEN = 0x0C, TT_SH_EXIT_EXTENDED = 0x20,
 };
 
 static uint32_t tt_sh_call(uint32_t op, const void* arg) {
@@ -28,8 +28,11 @@ void tt_board_put_u64(uint64_t value) {
   tt_board_puts(&buf[i]);
 }
 
-int tt_board_open(const char* path, int write) {
-  uint32_t block[3] = {(uint32_t)(uintptr_t)path, write ? 5u : 1u, (uint32_t)strlen(path)};
+int tt_board_open(const char* path, int mode) {
+  /* Semihosting fopen modes: 1 "rb", 5 "wb", 3 "r+b", 7 "w+b". */
+  static const uint32_t kModes[4] = {1u, 5u, 3u, 7u};
+  if (mode < 0 || mode > 3) return -1;
+  uint32_t block[3] = {(uint32_t)(uintptr_t)path, kModes[mode], (uint32_t)strlen(path)};
   return (int)tt_sh_call(TT_SH_OPEN, block);
 }
 
@@ -46,6 +49,16 @@ uint32_t tt_board_write(int handle, const void* buf, uint32_t n) {
 void tt_board_close(int handle) {
   uint32_t block[1] = {(uint32_t)handle};
   (void)tt_sh_call(TT_SH_CLOSE, block);
+}
+
+int tt_board_seek(int handle, uint32_t pos) {
+  uint32_t block[2] = {(uint32_t)handle, pos};
+  return tt_sh_call(TT_SH_SEEK, block) == 0u ? 0 : -1;
+}
+
+int32_t tt_board_length(int handle) {
+  uint32_t block[1] = {(uint32_t)handle};
+  return (int32_t)tt_sh_call(TT_SH_FLEN, block);
 }
 
 void tt_board_exit(int code) {

@@ -63,12 +63,61 @@ void tt_board_report_memory(void) {
   tt_board_puts("\n");
 }
 
+/* Fault entry: pass the stack pointer of the exception frame (MSP; the firmware uses no PSP). */
+void tt_board_fault(void) __attribute__((naked));
 void tt_board_fault(void) {
-  uint32_t cfsr = *(volatile uint32_t*)0xE000ED28u;
+  __asm__ volatile(
+      "mrs r0, msp\n"
+      "b tt_board_fault_report\n");
+}
+
+static void tt_board_put_hex(uint32_t v) {
+  char buf[11] = {'0', 'x'};
+  for (int i = 0; i < 8; ++i) buf[2 + i] = "0123456789abcdef"[(v >> (28 - 4 * i)) & 15u];
+  buf[10] = '\0';
+  tt_board_puts(buf);
+}
+
+/* A clear report: what faulted, at which address and instruction, and what it means here. */
+void tt_board_fault_report(const uint32_t* frame) __attribute__((used, noreturn));
+void tt_board_fault_report(const uint32_t* frame) {
+  const uint32_t cfsr = *(volatile uint32_t*)0xE000ED28u;
+  const uint32_t mmfar = *(volatile uint32_t*)0xE000ED34u;
+  const uint32_t bfar = *(volatile uint32_t*)0xE000ED38u;
   tt_board_mpu_disable();
-  tt_board_puts("FAULT: HardFault/MemManage/BusFault/UsageFault CFSR=");
+  const uint32_t guard = (uint32_t)(uintptr_t)&__StackLimit - 1024u;
+  const uint32_t pc = frame[6];
+  tt_board_puts("FAULT: ");
+  if ((cfsr & 0xFFu) != 0u) {
+    const int addr_valid = (cfsr & (1u << 7)) != 0u;
+    if (cfsr & (1u << 4)) {
+      tt_board_puts("stack overflow: exception stacking hit the MPU guard (MemManage MSTKERR)");
+    } else if (addr_valid && mmfar >= guard && mmfar < guard + 1024u) {
+      tt_board_puts("stack overflow into the guard region below the stack, addr=");
+      tt_board_put_hex(mmfar);
+    } else if (cfsr & (1u << 0)) {
+      tt_board_puts("MemManage: instruction fetch from a no-execute region");
+    } else {
+      tt_board_puts("MemManage: data access outside the MPU regions (a write to flash or past "
+                    "the SRAM budget), addr=");
+      tt_board_put_hex(addr_valid ? mmfar : 0u);
+    }
+  } else if ((cfsr & 0xFF00u) != 0u) {
+    tt_board_puts("BusFault, addr=");
+    tt_board_put_hex((cfsr & (1u << 15)) ? bfar : 0u);
+  } else if ((cfsr & 0xFFFF0000u) != 0u) {
+    tt_board_puts((cfsr & (1u << 25)) ? "UsageFault: division by zero"
+                  : (cfsr & (1u << 24)) ? "UsageFault: unaligned access"
+                  : "UsageFault: undefined instruction or invalid state");
+  } else {
+    tt_board_puts("HardFault");
+  }
+  tt_board_puts(" pc=");
+  tt_board_put_hex(pc);
+  tt_board_puts(" CFSR=");
   tt_board_put_u64(cfsr);
   tt_board_puts("\n");
+  tt_board_report_memory();
   tt_board_exit(121);
 }
 

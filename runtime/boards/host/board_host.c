@@ -21,10 +21,12 @@ void tt_board_put_u64(uint64_t value) {
   fflush(stdout);
 }
 
-int tt_board_open(const char* path, int write) {
+int tt_board_open(const char* path, int mode) {
+  static const char* const kModes[4] = {"rb", "wb", "r+b", "w+b"};
+  if (mode < 0 || mode > 3) return -1;
   for (int i = 0; i < TT_HOST_MAX_FILES; ++i) {
     if (tt_host_files[i] == NULL) {
-      FILE* f = fopen(path, write ? "wb" : "rb");
+      FILE* f = fopen(path, kModes[mode]);
       if (f == NULL) return -1;
       tt_host_files[i] = f;
       return i;
@@ -38,7 +40,22 @@ uint32_t tt_board_read(int handle, void* buf, uint32_t n) {
 }
 
 uint32_t tt_board_write(int handle, const void* buf, uint32_t n) {
-  return (uint32_t)fwrite(buf, 1u, n, tt_host_files[handle]);
+  uint32_t done = (uint32_t)fwrite(buf, 1u, n, tt_host_files[handle]);
+  fflush(tt_host_files[handle]); /* like semihosting: in the host file at once */
+  return done;
+}
+
+int tt_board_seek(int handle, uint32_t pos) {
+  return fseek(tt_host_files[handle], (long)pos, SEEK_SET) == 0 ? 0 : -1;
+}
+
+int32_t tt_board_length(int handle) {
+  FILE* f = tt_host_files[handle];
+  long here = ftell(f);
+  if (here < 0 || fseek(f, 0L, SEEK_END) != 0) return -1;
+  long end = ftell(f);
+  if (fseek(f, here, SEEK_SET) != 0 || end > 0x7FFFFFFFL) return -1;
+  return (int32_t)end;
 }
 
 void tt_board_close(int handle) {
@@ -46,7 +63,10 @@ void tt_board_close(int handle) {
   tt_host_files[handle] = NULL;
 }
 
-void tt_board_exit(int code) { exit(code); }
+void tt_board_exit(int code) {
+  fflush(NULL);
+  exit(code);
+}
 
 static uint64_t tt_host_now(void) {
   struct timespec ts;

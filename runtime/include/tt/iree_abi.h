@@ -11,6 +11,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 /** The only library version the runtime accepts; `<lib>_library_query` wants exactly this. */
 #define TT_IREE_ABI_VERSION 6u
 
@@ -141,5 +145,9 @@ TT_ABI_CHECK_(offsetof(tt_iree_dispatch_attrs_t, binding_count) == 11, "attrs.bi
 TT_ABI_CHECK_(offsetof(tt_iree_dispatch_attrs_t, parameter_count) == 22, "attrs.parameter_count");
 TT_ABI_CHECK_(offsetof(tt_iree_export_table_t, ptrs) == TT_PTR_, "exports.ptrs");
 TT_ABI_CHECK_(offsetof(tt_iree_export_table_t, names) == 5 * TT_PTR_, "exports.names");
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* TT_IREE_ABI_H_ */

@@ -17,6 +17,10 @@
 #include "tt/iree_abi.h"
 #include "tt/status.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 #define TT_ALIGNMENT 64u      /**< alignment of the arena, the pool and every argument */
 #define TT_MAX_RANK 6u        /**< highest tensor rank in an I/O descriptor */
 #define TT_MAX_BINDINGS 32u   /**< most buffers one dispatch may bind */
@@ -115,14 +119,19 @@ typedef struct tt_model_t {
   const tt_model_desc_t* desc;
   const tt_iree_library_t* library;
   uint8_t* arena;
+  uint64_t steps;           /**< accepted training steps (restored by tt_checkpoint_restore) */
+  uint32_t rejected_steps;  /**< steps refused with TT_ERR_NONFINITE */
 } tt_model_t;
 
 /** Bytes of arena the model needs (== desc->arena_size). */
 size_t tt_model_required_bytes(const tt_model_desc_t* desc);
 
 /** Bind `desc` to `arena` (64-byte aligned, at least tt_model_required_bytes), check the kernel
- *  library (ABI version, names, binding/constant counts), copy the initial parameters and run
- *  the init program. `out_model` is cleared first. */
+ *  library (ABI version, names, binding/constant counts), the tables (every buffer inside its
+ *  region, arena buffers 64-byte aligned), copy the initial parameters and run the init
+ *  program. `out_model` is cleared first. Errors: TT_ERR_NULL, TT_ERR_MISALIGNED,
+ *  TT_ERR_ARENA_TOO_SMALL, TT_ERR_ABI_VERSION, TT_ERR_LIBRARY_MISMATCH, TT_ERR_KERNEL_MISMATCH,
+ *  TT_ERR_BAD_TABLE, TT_ERR_KERNEL_FAILED (init program). */
 tt_status_t tt_model_init(tt_model_t* out_model, const tt_model_desc_t* desc, void* arena,
                           size_t arena_size);
 
@@ -131,7 +140,8 @@ int tt_model_find_function(const tt_model_t* model, const char* name);
 
 /** Run function `function`. `inputs[i]` must be 64-byte aligned with the input's byte length
  *  (tied inputs are updated in place). `outputs` may be NULL; a non-NULL `outputs[i]` receives a
- *  copy of output i (skipped when it already is the tied input). */
+ *  copy of output i (skipped when it already is the tied input). Errors: TT_ERR_NULL,
+ *  TT_ERR_BAD_INDEX, TT_ERR_MISALIGNED, TT_ERR_KERNEL_FAILED, TT_ERR_BAD_TABLE. */
 tt_status_t tt_run(tt_model_t* model, int function, const void* const* inputs,
                    void* const* outputs);
 
@@ -143,13 +153,33 @@ const void* tt_model_output(const tt_model_t* model, int function, int index,
 void* tt_model_param(tt_model_t* model, int index, size_t* out_bytes);
 
 /** One SGD step on one sample: train_step(params (in the arena), input, label) -> loss.
- *  `input` and `label` must be 64-byte aligned. `out_loss` is set to the step's loss.
- *  Returns TT_ERR_ARG, before any kernel runs, if a label is outside [0, classes) of predict's
- *  logits. */
+ *  `input` must be 64-byte aligned (TT_ERR_MISALIGNED); `label` needs no alignment when it
+ *  is at most 64 bytes (batch <= 16: it is copied to an aligned buffer), else 64-byte
+ *  alignment. `out_loss` (may be NULL) is set to
+ *  the step's loss. Before any kernel runs: TT_ERR_LABEL_RANGE if a label is outside
+ *  [0, classes) of predict's logits, TT_ERR_NONFINITE if an f32 input holds NaN or Inf (the
+ *  state is unchanged, `rejected_steps` counts it). After the step: TT_ERR_NONFINITE if the
+ *  loss or a trained f32 parameter is not finite (`rejected_steps` counts it, `steps` does
+ *  not; the compiled step is expected to skip its update then, and a checkpoint restore rolls
+ *  the state back). On TT_OK `steps` is incremented. */
 tt_status_t tt_train_step(tt_model_t* model, const void* input, const void* label,
                           float* out_loss);
 
-/** Inference: predict(params, input) -> logits copied to `out_logits` (may be unaligned). */
+/** Inference: predict(params, input) -> logits copied to `out_logits` (may be unaligned).
+ *  TT_ERR_NONFINITE (before any kernel runs) if an f32 input holds NaN or Inf. */
 tt_status_t tt_predict(tt_model_t* model, const void* input, void* out_logits);
+
+/** 1 if every f32 trained parameter in the arena is finite (no NaN/Inf), else 0. */
+int tt_model_state_finite(const tt_model_t* model);
+
+/** Accepted training steps since init (or the restored checkpoint's count). */
+uint64_t tt_model_steps(const tt_model_t* model);
+
+/** Steps refused with TT_ERR_NONFINITE since init (or restored from a checkpoint). */
+uint32_t tt_model_rejected_steps(const tt_model_t* model);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* TT_MODEL_H_ */
