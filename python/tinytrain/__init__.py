@@ -5,8 +5,9 @@
     loss = prog.train_step(images, labels)
 """
 
-from tinytrain.compiler import TARGETS, CompiledModel, compile
+from tinytrain.compiler import TARGETS, CompiledModel, NonFiniteStepError, compile
 from tinytrain.errors import CompileError, UnsupportedModelError
 
-__all__ = ["compile", "CompiledModel", "CompileError", "UnsupportedModelError", "TARGETS"]
+__all__ = ["compile", "CompiledModel", "CompileError", "UnsupportedModelError", "NonFiniteStepError",
+           "TARGETS"]
 __version__ = "0.1.0"

@@ -116,8 +116,6 @@ def test_cli_cortex_m4_firmware_and_run_qemu(tmp_path):
     assert m and 0 < int(m.group(1)) <= 256 * 1024
 
 
-@pytest.mark.xfail(strict=True, reason="lr printed with repr() into MLIR text ('1e-05'); fixed by "
-                                        "the builder rewrite (issue #6)")
 def test_cli_small_lr(tmp_path):
     (tmp_path / "model.py").write_text(MODEL_PY)
     p = run([str(BIN / "tinytrain"), "compile", str(tmp_path / "model.py"), "-o", str(tmp_path / "o"),
