@@ -10,6 +10,7 @@ Pipeline (each stage's IR is kept in `CompiledModel.stages` and written by `save
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import numbers
@@ -18,13 +19,17 @@ import sys
 import time
 from pathlib import Path
 
+from typing import ClassVar
+
 import numpy as np
 import torch
+from torch_mlir import ir
 
 from tinytrain.errors import CompileError, UnsupportedModelError
 from tinytrain.lowering.host.iree_host import HostModule, compile_host, to_numpy
-from tinytrain.lowering.conversions.tinytrain_to_linalg import lower_to_linalg
+from tinytrain.lowering.conversions.tinytrain_to_linalg import ConvertTinytrainToLinalgPass
 from tinytrain.lowering.conversions.torch_to_tinytrain import import_model, to_torch_layout
+from tinytrain.passes import ModulePass
 from tinytrain.pipeline import run_pipeline
 from tinytrain.transforms.autodiff import AutodiffPass
 
@@ -77,23 +82,20 @@ def compile(model: torch.nn.Module, example_input: torch.Tensor, *, trainable="a
     """
     trainable, lr = _validate_args(model, example_input, trainable=trainable, lr=lr, target=target,
                                    sram_kb=sram_kb)
-    stages: dict[str, str] = {}
     t0 = time.time()
-    _log(verbose, "importing the model with torch-mlir")
+    _log(verbose, "importing the model (torch.export, torch-mlir FX importer, torch-to-tinytrain)")
     imported = import_model(model, example_input)
-    stages["import"] = str(imported.module)
-    if trainable != "all" and not isinstance(trainable, str):
-        trainable = list(trainable)
-    _log(verbose, "autodiff: building train_step and predict")
-    module = imported.module
+    stages: dict[str, str] = {"import": str(imported.module)}
     names = ("all",) if trainable == "all" else tuple(trainable)
-    run_pipeline(module, [AutodiffPass(trainable=names, lr=float(lr), gradients=bool(gradients))],
-                 stage="autodiff")
-    stages["autodiff"] = str(module)
-    train_names = _train_order(module)
-    _log(verbose, "lowering to linalg")
-    lower_to_linalg(module, imported.params)  # in place: `module` is now the linalg module
-    stages["linalg"] = str(module)  # text only at the edge: iree-compile, dumps, the firmware build
+    # One PassManager run: autodiff, then the conversion to linalg (the module changes in place;
+    # each stage's text is kept for dumps, `save()` and the firmware build).
+    passes = [AutodiffPass(trainable=names, lr=float(lr), gradients=bool(gradients)),
+              _Snapshot("autodiff", stages, verbose, t0),
+              ConvertTinytrainToLinalgPass(values=imported.params),
+              _Snapshot("linalg", stages, verbose, t0)]
+    _log(verbose, "pipeline: " + ",".join(p.options_text() for p in passes if p.argument))
+    run_pipeline(imported.module, passes, stage="compile")
+    train_names = _train_order(stages.pop("autodiff_trainable", None))
     if dump_ir is not None:
         _write_stages(Path(dump_ir), stages)
     _log(verbose, f"iree-compile (llvm-cpu, host) ... {time.time() - t0:.1f}s so far")
@@ -239,11 +241,16 @@ def _remove(paths) -> None:
             p.unlink()
 
 
-def _train_order(module) -> list[str]:
-    """Names of the trained parameters, in the argument order of `@train_step`."""
-    from torch_mlir import ir
+def _train_order(names: list[str] | None) -> list[str]:
+    if names is None:
+        raise CompileError("autodiff produced no @train_step", stage="autodiff")
+    return names
 
-    for op in module.body.operations:
+
+def _trained_params(module: ir.Operation) -> list[str] | None:
+    """Names of the trained parameters, in the argument order of `@train_step` (None if the
+    module has no `@train_step`)."""
+    for op in module.regions[0].blocks[0].operations:
         if op.operation.name == "func.func" and ir.StringAttr(op.attributes["sym_name"]).value == "train_step":
             out = []
             for d in ir.ArrayAttr(op.attributes["arg_attrs"]):
@@ -251,7 +258,25 @@ def _train_order(module) -> list[str]:
                 if "tinytrain.trainable" in d:
                     out.append(ir.StringAttr(d["tinytrain.param"]).value)
             return out
-    raise CompileError("autodiff produced no @train_step", stage="autodiff")
+    return None
+
+
+@dataclasses.dataclass(frozen=True)
+class _Snapshot(ModulePass):
+    """Keeps the module's text after a stage (for `--dump-ir`, `save()` and the firmware build)
+    and reports progress; after autodiff it also records the trained parameters' order."""
+
+    argument: ClassVar[str] = ""
+    name: str = ""
+    sink: dict = dataclasses.field(default_factory=dict)
+    verbose: bool = False
+    t0: float = 0.0
+
+    def run(self, module: ir.Operation) -> None:
+        self.sink[self.name] = str(module)
+        if self.name == "autodiff":
+            self.sink["autodiff_trainable"] = _trained_params(module)
+        _log(self.verbose, f"{self.name} done ({time.time() - self.t0:.1f}s)")
 
 
 def _write_stages(out: Path, stages: dict[str, str]) -> None:

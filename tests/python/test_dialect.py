@@ -6,7 +6,7 @@ import pytest
 from torch_mlir import ir
 
 from tinytrain.dialects import LAYER_OP_NAMES, OP_NAMES, QUANT_OP_NAMES
-from tinytrain.irtext import new_context, parse_module
+from tinytrain.context import new_context, parse_module
 from tinytrain.errors import CompileError
 from tinytrain.lowering.conversions.tinytrain_to_linalg import PATTERNS
 from tinytrain.tools.opt import irdl_text

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tinytrain.errors import CompileError
-from tinytrain.irtext import new_context, parse_module
+from tinytrain.context import new_context, parse_module
 from tinytrain.pretrained import MODEL_NAMES, load_mcu_model
 from tinytrain.reference import quantize_multiplier
 

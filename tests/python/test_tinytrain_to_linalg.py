@@ -7,7 +7,7 @@ import pytest
 from torch_mlir import ir
 
 from tinytrain.errors import CompileError
-from tinytrain.irtext import new_context, parse_module
+from tinytrain.context import new_context, parse_module
 from tinytrain.lowering.conversions import tinytrain_to_linalg as t2l
 from tinytrain.lowering.host.iree_host import HostModule, compile_host
 from tinytrain.pipeline import pass_class, run_pipeline

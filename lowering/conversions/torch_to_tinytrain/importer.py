@@ -26,7 +26,7 @@ from torch_mlir.dialects import torch as torch_d
 from torch_mlir.extras.fx_importer import ContextCache, FxImporter, FxImporterHooks, GraphNodeImporter
 
 from tinytrain.errors import UnsupportedModelError
-from tinytrain.irtext import new_context
+from tinytrain.context import new_context
 from tinytrain.pipeline import run_pipeline
 
 from .conversion import PARAM_ATTR, TorchToTinytrainPass
@@ -209,7 +209,7 @@ def import_model(model: torch.nn.Module, example_input: torch.Tensor, *,
                  context: ir.Context | None = None) -> ImportedModel:
     """Import `model` (called on `example_input`, NCHW float32) as a tinytrain forward function.
     `model` may also be a `torch.export.ExportedProgram` (its shapes must be static).
-    `context`, if given, must have the `tinytrain` dialect loaded (`tinytrain.irtext.new_context()`);
+    `context`, if given, must have the `tinytrain` dialect loaded (`tinytrain.context.new_context()`);
     the torch dialect is registered into it for the FX import.
 
     Raises UnsupportedModelError for anything outside SUPPORTED_LAYERS.

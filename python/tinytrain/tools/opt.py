@@ -25,7 +25,7 @@ import sys
 from torch_mlir import ir
 
 from tinytrain.errors import CompileError
-from tinytrain.irtext import new_context
+from tinytrain.context import new_context
 from tinytrain.pipeline import PASSES, pass_class, run_pipeline
 
 _SPLIT = re.compile(r"^// -----[ \t]*$", flags=re.M)
