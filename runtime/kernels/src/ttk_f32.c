@@ -1,0 +1,186 @@
+/* fp32 backward kernels for the sparse update: input gradients of depthwise and pointwise
+ * convs, weight gradients of a leading channel slice (from saved int8 activations), and the
+ * 1-bit ReLU/ReLU6 mask. Register-blocked plain C (Cortex-M4F/M7 have no fp32 SIMD). */
+#include "ttk/kernels.h"
+
+static int ttk_dwf_shape_ok(int32_t h, int32_t w, int32_t c, int32_t k, int32_t stride) {
+  return h >= 1 && w >= 1 && c >= 1 && (k == 3 || k == 5 || k == 7) &&
+         (stride == 1 || stride == 2);
+}
+
+/* gx[iy][ix][c] = sum over taps (kh, kw) with iy = oy*s + kh - pad, ix = ox*s + kw - pad of
+ * gy[oy][ox][c] * w[kh][kw][c]. Gathered per input pixel (no scatter, gx written once). */
+int ttk_dwconv_grad_input_f32(const float* gy, int32_t h, int32_t w, int32_t c, const float* wt,
+                              int32_t k, int32_t stride, float* gx) {
+  if (gy == NULL || wt == NULL || gx == NULL || !ttk_dwf_shape_ok(h, w, c, k, stride)) return -1;
+  const int32_t pad = (k - 1) / 2;
+  const int32_t oh = (h + 2 * pad - k) / stride + 1, ow = (w + 2 * pad - k) / stride + 1;
+  for (int32_t iy = 0; iy < h; ++iy) {
+    for (int32_t ix = 0; ix < w; ++ix) {
+      float* g = gx + (iy * w + ix) * c;
+      for (int32_t ch = 0; ch < c; ++ch) g[ch] = 0.0f;
+      for (int32_t kh = 0; kh < k; ++kh) {
+        const int32_t ty = iy + pad - kh; /* = oy * stride */
+        if (ty < 0 || ty % stride != 0 || ty / stride >= oh) continue;
+        const int32_t oy = ty / stride;
+        for (int32_t kw = 0; kw < k; ++kw) {
+          const int32_t tx = ix + pad - kw;
+          if (tx < 0 || tx % stride != 0 || tx / stride >= ow) continue;
+          const float* gp = gy + (oy * ow + tx / stride) * c;
+          const float* wp = wt + (kh * k + kw) * c;
+          int32_t ch = 0;
+          for (; ch + 4 <= c; ch += 4) {
+            float g0 = g[ch] + gp[ch] * wp[ch], g1 = g[ch + 1] + gp[ch + 1] * wp[ch + 1];
+            float g2 = g[ch + 2] + gp[ch + 2] * wp[ch + 2], g3 = g[ch + 3] + gp[ch + 3] * wp[ch + 3];
+            g[ch] = g0;
+            g[ch + 1] = g1;
+            g[ch + 2] = g2;
+            g[ch + 3] = g3;
+          }
+          for (; ch < c; ++ch) g[ch] += gp[ch] * wp[ch];
+        }
+      }
+    }
+  }
+  return 0;
+}
+
+/* gx[p][i] = sum_o gy[p][o] * w[i][o]: rows of gy and w are both contiguous in o, so each
+ * output is a dot product; 2 pixels x 2 input channels per block. */
+int ttk_conv1x1_grad_input_f32(const float* gy, int32_t pixels, int32_t c_out, const float* wt,
+                               int32_t c_in, float* gx) {
+  if (gy == NULL || wt == NULL || gx == NULL || pixels < 1 || c_out < 1 || c_in < 1) return -1;
+  int32_t p = 0;
+  for (; p + 2 <= pixels; p += 2) {
+    const float* g0 = gy + p * c_out;
+    const float* g1 = g0 + c_out;
+    int32_t i = 0;
+    for (; i + 2 <= c_in; i += 2) {
+      const float* w0 = wt + i * c_out;
+      const float* w1 = w0 + c_out;
+      float s00 = 0.0f, s01 = 0.0f, s10 = 0.0f, s11 = 0.0f;
+      for (int32_t o = 0; o < c_out; ++o) {
+        const float a0 = g0[o], a1 = g1[o], b0 = w0[o], b1 = w1[o];
+        s00 += a0 * b0;
+        s01 += a0 * b1;
+        s10 += a1 * b0;
+        s11 += a1 * b1;
+      }
+      gx[p * c_in + i] = s00;
+      gx[p * c_in + i + 1] = s01;
+      gx[(p + 1) * c_in + i] = s10;
+      gx[(p + 1) * c_in + i + 1] = s11;
+    }
+    for (; i < c_in; ++i) {
+      const float* w0 = wt + i * c_out;
+      float s0 = 0.0f, s1 = 0.0f;
+      for (int32_t o = 0; o < c_out; ++o) {
+        s0 += g0[o] * w0[o];
+        s1 += g1[o] * w0[o];
+      }
+      gx[p * c_in + i] = s0;
+      gx[(p + 1) * c_in + i] = s1;
+    }
+  }
+  for (; p < pixels; ++p) {
+    const float* g0 = gy + p * c_out;
+    for (int32_t i = 0; i < c_in; ++i) {
+      const float* w0 = wt + i * c_out;
+      float s = 0.0f;
+      for (int32_t o = 0; o < c_out; ++o) s += g0[o] * w0[o];
+      gx[p * c_in + i] = s;
+    }
+  }
+  return 0;
+}
+
+/* gw[i][o] = sum_p xf[p][i] * gy[p][o] for o < n_out: accumulate rank-1 updates pixel by
+ * pixel into gw (2 input channels per step), dequantizing x on the fly. */
+int ttk_conv1x1_grad_weight_f32(const int8_t* x, int32_t x_zero, float x_scale, int32_t pixels,
+                                int32_t c_in, const float* gy, int32_t c_out, int32_t n_out,
+                                float* gw, int32_t ldw) {
+  if (x == NULL || gy == NULL || gw == NULL || pixels < 1 || c_in < 1 || c_out < 1 ||
+      n_out < 0 || n_out > c_out || ldw < n_out)
+    return -1;
+  for (int32_t i = 0; i < c_in; ++i)
+    for (int32_t o = 0; o < n_out; ++o) gw[i * ldw + o] = 0.0f;
+  for (int32_t p = 0; p < pixels; ++p) {
+    const int8_t* xp = x + p * c_in;
+    const float* g = gy + p * c_out;
+    int32_t i = 0;
+    for (; i + 2 <= c_in; i += 2) {
+      const float a0 = (float)(xp[i] - x_zero) * x_scale;
+      const float a1 = (float)(xp[i + 1] - x_zero) * x_scale;
+      float* r0 = gw + i * ldw;
+      float* r1 = r0 + ldw;
+      for (int32_t o = 0; o < n_out; ++o) {
+        const float go = g[o];
+        r0[o] += a0 * go;
+        r1[o] += a1 * go;
+      }
+    }
+    for (; i < c_in; ++i) {
+      const float a0 = (float)(xp[i] - x_zero) * x_scale;
+      float* r0 = gw + i * ldw;
+      for (int32_t o = 0; o < n_out; ++o) r0[o] += a0 * g[o];
+    }
+  }
+  return 0;
+}
+
+int ttk_dwconv_grad_weight_f32(const int8_t* x, int32_t x_zero, float x_scale, int32_t h,
+                               int32_t w, int32_t c, const float* gy, int32_t k, int32_t stride,
+                               int32_t n_ch, float* gw, int32_t ldw) {
+  if (x == NULL || gy == NULL || gw == NULL || !ttk_dwf_shape_ok(h, w, c, k, stride) ||
+      n_ch < 0 || n_ch > c || ldw < n_ch)
+    return -1;
+  const int32_t pad = (k - 1) / 2;
+  const int32_t oh = (h + 2 * pad - k) / stride + 1, ow = (w + 2 * pad - k) / stride + 1;
+  for (int32_t t = 0; t < k * k; ++t)
+    for (int32_t ch = 0; ch < n_ch; ++ch) gw[t * ldw + ch] = 0.0f;
+  for (int32_t oy = 0; oy < oh; ++oy) {
+    for (int32_t ox = 0; ox < ow; ++ox) {
+      const float* g = gy + (oy * ow + ox) * c;
+      for (int32_t kh = 0; kh < k; ++kh) {
+        const int32_t iy = oy * stride + kh - pad;
+        if (iy < 0 || iy >= h) continue;
+        for (int32_t kw = 0; kw < k; ++kw) {
+          const int32_t ix = ox * stride + kw - pad;
+          if (ix < 0 || ix >= w) continue;
+          const int8_t* xp = x + (iy * w + ix) * c;
+          float* r = gw + (kh * k + kw) * ldw;
+          for (int32_t ch = 0; ch < n_ch; ++ch)
+            r[ch] += ((float)(xp[ch] - x_zero) * x_scale) * g[ch];
+        }
+      }
+    }
+  }
+  return 0;
+}
+
+void ttk_mask_from_s8(const int8_t* y, int32_t n, int32_t act_min, int32_t act_max,
+                      uint8_t* mask) {
+  int32_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint32_t m = 0;
+    for (int32_t b = 0; b < 8; ++b) m |= (uint32_t)(y[i + b] > act_min && y[i + b] < act_max) << b;
+    mask[i >> 3] = (uint8_t)m;
+  }
+  if (i < n) {
+    uint32_t m = 0;
+    for (int32_t b = 0; i + b < n; ++b) m |= (uint32_t)(y[i + b] > act_min && y[i + b] < act_max) << b;
+    mask[i >> 3] = (uint8_t)m;
+  }
+}
+
+void ttk_mask_apply_f32(float* g, int32_t n, const uint8_t* mask) {
+  int32_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const uint32_t m = mask[i >> 3];
+    if (m == 0xFFu) continue;
+    for (int32_t b = 0; b < 8; ++b)
+      if (!((m >> b) & 1u)) g[i + b] = 0.0f;
+  }
+  for (; i < n; ++i)
+    if (!((mask[i >> 3] >> (i & 7)) & 1u)) g[i] = 0.0f;
+}

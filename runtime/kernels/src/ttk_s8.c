@@ -1,0 +1,331 @@
+/* int8 forward kernels: pointwise conv, linear, depthwise conv, first dense conv.
+ *
+ * Technique (the idea of CMSIS-NN's DSP kernels; this is our own code): four int8 values are
+ * loaded with one LDR, SXTB16 / SXTB16 ROR #8 make two pairs of 16-bit lanes (bytes 0,2 and
+ * 1,3), SMLAD multiplies two lane pairs and adds both products to a 32-bit accumulator. The
+ * same byte permutation is applied to both operands, so the sums are unchanged.
+ * x_zero is folded in two ways: SXTAB16 adds -x_zero to both lanes while widening, or (in the
+ * pointwise GEMM) the bias is corrected once per output channel by -x_zero * sum_k(w). */
+#include "ttk/kernels.h"
+#include "ttk_simd.h"
+
+int32_t ttk_requantize(int32_t acc, int32_t mult, int32_t shift) {
+  return ttk_requant(acc, mult, shift);
+}
+
+static int ttk_quant_ok(const ttk_quant_t* q) {
+  return q != NULL && q->mult != NULL && q->shift != NULL && q->x_zero >= -128 &&
+         q->x_zero <= 127 && q->y_zero >= -128 && q->y_zero <= 127 && q->act_min >= -128 &&
+         q->act_max <= 127 && q->act_min <= q->act_max;
+}
+
+TTK_INLINE int8_t ttk_out(int32_t acc, const ttk_quant_t* q, int32_t c) {
+  return ttk_clamp_s8(ttk_requant(acc, q->mult[c], q->shift[c]) + q->y_zero, q->act_min,
+                      q->act_max);
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Weight packing                                                                               */
+
+void ttk_pack_oi_s8(const int8_t* w_io, int32_t c_in, int32_t c_out, int8_t* w_oi) {
+  for (int32_t o = 0; o < c_out; ++o)
+    for (int32_t i = 0; i < c_in; ++i) w_oi[o * c_in + i] = w_io[i * c_out + o];
+}
+
+size_t ttk_pack_conv_q15_size(int32_t kh, int32_t kw, int32_t c_in, int32_t c_out) {
+  int32_t k2 = (kh * kw * c_in + 1) & ~1;
+  return (size_t)c_out * (size_t)k2 * sizeof(int16_t);
+}
+
+void ttk_pack_conv_q15(const int8_t* w_hwio, int32_t kh, int32_t kw, int32_t c_in, int32_t c_out,
+                       int16_t* w_packed) {
+  int32_t kk = kh * kw * c_in, k2 = (kk + 1) & ~1;
+  for (int32_t o = 0; o < c_out; ++o) {
+    for (int32_t j = 0; j < kk; ++j) w_packed[o * k2 + j] = w_hwio[j * c_out + o];
+    for (int32_t j = kk; j < k2; ++j) w_packed[o * k2 + j] = 0;
+  }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Pointwise GEMM: 2 pixels x 2 output channels per register block, 4 k per step.             */
+
+/* Raw int8 dot products (no zero point): s[0] += x0.w0, s[1] += x0.w1, s[2] += x1.w0,
+ * s[3] += x1.w1. x1 = x0 + stride, w1 = w0 + stride. */
+TTK_INLINE void ttk_dot_2x2(const int8_t* x0, const int8_t* w0, int32_t stride, int32_t n,
+                            int32_t* s) {
+  int32_t s00 = s[0], s01 = s[1], s10 = s[2], s11 = s[3];
+  const int8_t* x1 = x0 + stride;
+  const int8_t* w1 = w0 + stride;
+  int32_t k = 0;
+  for (; k + 4 <= n; k += 4) {
+    uint32_t b0 = ttk_ld32(w0 + k), b1 = ttk_ld32(w1 + k);
+    int32_t b0e = ttk_sxtb16(b0), b0o = ttk_sxtb16_ror8(b0);
+    int32_t b1e = ttk_sxtb16(b1), b1o = ttk_sxtb16_ror8(b1);
+    uint32_t a = ttk_ld32(x0 + k);
+    int32_t ae = ttk_sxtb16(a), ao = ttk_sxtb16_ror8(a);
+    s00 = ttk_smlad(ae, b0e, s00);
+    s00 = ttk_smlad(ao, b0o, s00);
+    s01 = ttk_smlad(ae, b1e, s01);
+    s01 = ttk_smlad(ao, b1o, s01);
+    a = ttk_ld32(x1 + k);
+    ae = ttk_sxtb16(a);
+    ao = ttk_sxtb16_ror8(a);
+    s10 = ttk_smlad(ae, b0e, s10);
+    s10 = ttk_smlad(ao, b0o, s10);
+    s11 = ttk_smlad(ae, b1e, s11);
+    s11 = ttk_smlad(ao, b1o, s11);
+  }
+  for (; k < n; ++k) {
+    int32_t a0 = x0[k], a1 = x1[k], v0 = w0[k], v1 = w1[k];
+    s00 += a0 * v0;
+    s01 += a0 * v1;
+    s10 += a1 * v0;
+    s11 += a1 * v1;
+  }
+  s[0] = s00;
+  s[1] = s01;
+  s[2] = s10;
+  s[3] = s11;
+}
+
+/* One input row against two weight rows, zero point applied while widening x (SXTAB16):
+ * s[0] += (x - z).w0, s[1] += (x - z).w1, w1 = w0 + stride. */
+TTK_INLINE void ttk_dot_1x2_off(const int8_t* x, const int8_t* w0, int32_t stride, int32_t n,
+                                int32_t x_zero, int32_t* s) {
+  int32_t s0 = s[0], s1 = s[1];
+  const int8_t* w1 = w0 + stride;
+  const int32_t off = ttk_offset2(x_zero);
+  int32_t k = 0;
+  for (; k + 4 <= n; k += 4) {
+    uint32_t a = ttk_ld32(x + k);
+    int32_t ae = ttk_sxtab16(off, a), ao = ttk_sxtab16_ror8(off, a);
+    uint32_t b0 = ttk_ld32(w0 + k), b1 = ttk_ld32(w1 + k);
+    s0 = ttk_smlad(ae, ttk_sxtb16(b0), s0);
+    s0 = ttk_smlad(ao, ttk_sxtb16_ror8(b0), s0);
+    s1 = ttk_smlad(ae, ttk_sxtb16(b1), s1);
+    s1 = ttk_smlad(ao, ttk_sxtb16_ror8(b1), s1);
+  }
+  for (; k < n; ++k) {
+    int32_t a = x[k] - x_zero;
+    s0 += a * w0[k];
+    s1 += a * w1[k];
+  }
+  s[0] = s0;
+  s[1] = s1;
+}
+
+TTK_INLINE int32_t ttk_dot_1x1_off(const int8_t* x, const int8_t* w, int32_t n, int32_t x_zero) {
+  const int32_t off = ttk_offset2(x_zero);
+  int32_t s = 0, k = 0;
+  for (; k + 4 <= n; k += 4) {
+    uint32_t a = ttk_ld32(x + k), b = ttk_ld32(w + k);
+    s = ttk_smlad(ttk_sxtab16(off, a), ttk_sxtb16(b), s);
+    s = ttk_smlad(ttk_sxtab16_ror8(off, a), ttk_sxtb16_ror8(b), s);
+  }
+  for (; k < n; ++k) s += (x[k] - x_zero) * w[k];
+  return s;
+}
+
+TTK_INLINE int32_t ttk_wsum(const int8_t* w, int32_t n) {
+  int32_t s = 0, k = 0;
+  const int32_t ones = 0x00010001;
+  for (; k + 4 <= n; k += 4) {
+    uint32_t b = ttk_ld32(w + k);
+    s = ttk_smlad(ttk_sxtb16(b), ones, s);
+    s = ttk_smlad(ttk_sxtb16_ror8(b), ones, s);
+  }
+  for (; k < n; ++k) s += w[k];
+  return s;
+}
+
+int ttk_conv1x1_s8(const int8_t* x, int32_t pixels, int32_t c_in, const int8_t* w_oi,
+                   const int32_t* bias, int32_t c_out, const ttk_quant_t* q, int8_t* y) {
+  if (x == NULL || w_oi == NULL || y == NULL || pixels < 1 || c_in < 1 || c_out < 1 ||
+      !ttk_quant_ok(q))
+    return -1;
+  const int32_t xz = q->x_zero;
+  int32_t c = 0;
+  for (; c + 2 <= c_out; c += 2) {
+    const int8_t* w0 = w_oi + c * c_in;
+    const int32_t b0 = bias ? bias[c] : 0, b1 = bias ? bias[c + 1] : 0;
+    /* sum((x - z) w) = sum(x w) - z sum(w): the zero point goes into the bias once. */
+    const int32_t e0 = b0 - xz * ttk_wsum(w0, c_in);
+    const int32_t e1 = b1 - xz * ttk_wsum(w0 + c_in, c_in);
+    int32_t p = 0;
+    for (; p + 2 <= pixels; p += 2) {
+      int32_t s[4] = {e0, e1, e0, e1};
+      ttk_dot_2x2(x + p * c_in, w0, c_in, c_in, s);
+      int8_t* yp = y + p * c_out + c;
+      yp[0] = ttk_out(s[0], q, c);
+      yp[1] = ttk_out(s[1], q, c + 1);
+      yp[c_out] = ttk_out(s[2], q, c);
+      yp[c_out + 1] = ttk_out(s[3], q, c + 1);
+    }
+    if (p < pixels) {
+      int32_t s[2] = {b0, b1};
+      ttk_dot_1x2_off(x + p * c_in, w0, c_in, c_in, xz, s);
+      y[p * c_out + c] = ttk_out(s[0], q, c);
+      y[p * c_out + c + 1] = ttk_out(s[1], q, c + 1);
+    }
+  }
+  if (c < c_out) {
+    const int8_t* w0 = w_oi + c * c_in;
+    const int32_t b0 = bias ? bias[c] : 0;
+    for (int32_t p = 0; p < pixels; ++p)
+      y[p * c_out + c] = ttk_out(b0 + ttk_dot_1x1_off(x + p * c_in, w0, c_in, xz), q, c);
+  }
+  return 0;
+}
+
+int ttk_linear_s8(const int8_t* x, int32_t c_in, const int8_t* w_oi, const int32_t* bias,
+                  int32_t c_out, const ttk_quant_t* q, int8_t* y) {
+  if (x == NULL || w_oi == NULL || y == NULL || c_in < 1 || c_out < 1 || !ttk_quant_ok(q))
+    return -1;
+  int32_t c = 0;
+  for (; c + 2 <= c_out; c += 2) {
+    int32_t s[2] = {bias ? bias[c] : 0, bias ? bias[c + 1] : 0};
+    ttk_dot_1x2_off(x, w_oi + c * c_in, c_in, c_in, q->x_zero, s);
+    y[c] = ttk_out(s[0], q, c);
+    y[c + 1] = ttk_out(s[1], q, c + 1);
+  }
+  if (c < c_out)
+    y[c] = ttk_out((bias ? bias[c] : 0) + ttk_dot_1x1_off(x, w_oi + c * c_in, c_in, q->x_zero), q,
+                   c);
+  return 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Depthwise conv: per output pixel, 4 channels per step; SXTAB16 widens x - x_zero,           */
+/* SMLABB/SMLATT accumulate the even (bytes 0,2) and odd (bytes 1,3, ROR #8) channel lanes.    */
+
+static int ttk_dw_shape_ok(int32_t h, int32_t w, int32_t c, int32_t k, int32_t stride) {
+  return h >= 1 && w >= 1 && c >= 1 && (k == 3 || k == 5 || k == 7) &&
+         (stride == 1 || stride == 2);
+}
+
+int ttk_dwconv_s8(const int8_t* x, int32_t h, int32_t w, int32_t c, const int8_t* wt,
+                  int32_t k, int32_t stride, const int32_t* bias, const ttk_quant_t* q,
+                  int8_t* y) {
+  if (x == NULL || wt == NULL || y == NULL || !ttk_dw_shape_ok(h, w, c, k, stride) ||
+      !ttk_quant_ok(q))
+    return -1;
+  const int32_t pad = (k - 1) / 2;
+  const int32_t oh = (h + 2 * pad - k) / stride + 1, ow = (w + 2 * pad - k) / stride + 1;
+  const int32_t off = ttk_offset2(q->x_zero);
+  const int32_t xz = q->x_zero;
+  const int32_t row = w * c;
+  for (int32_t oy = 0; oy < oh; ++oy) {
+    const int32_t iy0 = oy * stride - pad;
+    const int32_t kh0 = iy0 < 0 ? -iy0 : 0;
+    const int32_t kh1 = iy0 + k > h ? h - iy0 : k;
+    for (int32_t ox = 0; ox < ow; ++ox) {
+      const int32_t ix0 = ox * stride - pad;
+      const int32_t kw0 = ix0 < 0 ? -ix0 : 0;
+      const int32_t kw1 = ix0 + k > w ? w - ix0 : k;
+      const int32_t nkw = kw1 - kw0;
+      const int8_t* xb = x + (iy0 + kh0) * row + (ix0 + kw0) * c;
+      const int8_t* wb = wt + (kh0 * k + kw0) * c;
+      int8_t* yp = y + (oy * ow + ox) * c;
+      int32_t ch = 0;
+      for (; ch + 4 <= c; ch += 4) {
+        int32_t a0 = bias ? bias[ch] : 0, a1 = bias ? bias[ch + 1] : 0;
+        int32_t a2 = bias ? bias[ch + 2] : 0, a3 = bias ? bias[ch + 3] : 0;
+        const int8_t* xr = xb + ch;
+        const int8_t* wr = wb + ch;
+        for (int32_t r = kh0; r < kh1; ++r, xr += row, wr += k * c) {
+          const int8_t* xp = xr;
+          const int8_t* wp = wr;
+          for (int32_t t = 0; t < nkw; ++t, xp += c, wp += c) {
+            uint32_t xv = ttk_ld32(xp), wv = ttk_ld32(wp);
+            int32_t xe = ttk_sxtab16(off, xv), xo = ttk_sxtab16_ror8(off, xv);
+            int32_t we = ttk_sxtb16(wv), wo = ttk_sxtb16_ror8(wv);
+            a0 = ttk_smlabb(xe, we, a0);
+            a2 = ttk_smlatt(xe, we, a2);
+            a1 = ttk_smlabb(xo, wo, a1);
+            a3 = ttk_smlatt(xo, wo, a3);
+          }
+        }
+        yp[ch] = ttk_out(a0, q, ch);
+        yp[ch + 1] = ttk_out(a1, q, ch + 1);
+        yp[ch + 2] = ttk_out(a2, q, ch + 2);
+        yp[ch + 3] = ttk_out(a3, q, ch + 3);
+      }
+      for (; ch < c; ++ch) {
+        int32_t a = bias ? bias[ch] : 0;
+        for (int32_t r = kh0; r < kh1; ++r)
+          for (int32_t t = 0; t < nkw; ++t)
+            a += (xb[(r - kh0) * row + t * c + ch] - xz) * wb[(r - kh0) * k * c + t * c + ch];
+        yp[ch] = ttk_out(a, q, ch);
+      }
+    }
+  }
+  return 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Dense conv with few input channels (first layer): im2col of two output pixels into int16    */
+/* (x - x_zero, 0 in the padding), then 2 pixels x 2 channels of SMLAD on int16 pairs.         */
+
+static void ttk_im2col_q15(const int8_t* x, int32_t h, int32_t w, int32_t c_in, int32_t k,
+                           int32_t iy0, int32_t ix0, int32_t x_zero, int32_t k2, int16_t* col) {
+  int32_t j = 0;
+  for (int32_t r = 0; r < k; ++r) {
+    const int32_t iy = iy0 + r;
+    for (int32_t t = 0; t < k; ++t) {
+      const int32_t ix = ix0 + t;
+      if (iy < 0 || iy >= h || ix < 0 || ix >= w) {
+        for (int32_t i = 0; i < c_in; ++i) col[j++] = 0;
+      } else {
+        const int8_t* xp = x + (iy * w + ix) * c_in;
+        for (int32_t i = 0; i < c_in; ++i) col[j++] = (int16_t)(xp[i] - x_zero);
+      }
+    }
+  }
+  for (; j < k2; ++j) col[j] = 0;
+}
+
+int ttk_conv_s8(const int8_t* x, int32_t h, int32_t w, int32_t c_in, const int16_t* w_packed,
+                int32_t k, int32_t stride, const int32_t* bias, int32_t c_out,
+                const ttk_quant_t* q, int8_t* y) {
+  if (x == NULL || w_packed == NULL || y == NULL || h < 1 || w < 1 || c_in < 1 || c_out < 1 ||
+      k < 1 || (k & 1) == 0 || stride < 1 || k * k * c_in > TTK_CONV_MAX_K || !ttk_quant_ok(q))
+    return -1;
+  const int32_t pad = (k - 1) / 2;
+  const int32_t oh = (h + 2 * pad - k) / stride + 1, ow = (w + 2 * pad - k) / stride + 1;
+  const int32_t k2 = (k * k * c_in + 1) & ~1;
+  const int32_t n_out = oh * ow;
+  int16_t col[2][TTK_CONV_MAX_K] __attribute__((aligned(4)));
+  for (int32_t p = 0; p < n_out; p += 2) {
+    const int32_t np = p + 1 < n_out ? 2 : 1;
+    for (int32_t i = 0; i < np; ++i) {
+      const int32_t oy = (p + i) / ow, ox = (p + i) % ow;
+      ttk_im2col_q15(x, h, w, c_in, k, oy * stride - pad, ox * stride - pad, q->x_zero, k2,
+                     col[i]);
+    }
+    if (np == 1)
+      for (int32_t j = 0; j < k2; ++j) col[1][j] = 0;
+    int8_t* yp = y + p * c_out;
+    for (int32_t c = 0; c < c_out; c += 2) {
+      const int32_t two = c + 1 < c_out;
+      const int16_t* w0 = w_packed + c * k2;
+      const int16_t* w1 = two ? w0 + k2 : w0;
+      int32_t s00 = bias ? bias[c] : 0, s10 = s00;
+      int32_t s01 = two && bias ? bias[c + 1] : 0, s11 = s01;
+      for (int32_t j = 0; j < k2; j += 2) {
+        int32_t a0 = (int32_t)ttk_ld32(col[0] + j), a1 = (int32_t)ttk_ld32(col[1] + j);
+        int32_t v0 = (int32_t)ttk_ld32(w0 + j), v1 = (int32_t)ttk_ld32(w1 + j);
+        s00 = ttk_smlad(a0, v0, s00);
+        s01 = ttk_smlad(a0, v1, s01);
+        s10 = ttk_smlad(a1, v0, s10);
+        s11 = ttk_smlad(a1, v1, s11);
+      }
+      yp[c] = ttk_out(s00, q, c);
+      if (two) yp[c + 1] = ttk_out(s01, q, c + 1);
+      if (np == 2) {
+        yp[c_out + c] = ttk_out(s10, q, c);
+        if (two) yp[c_out + c + 1] = ttk_out(s11, q, c + 1);
+      }
+    }
+  }
+  return 0;
+}

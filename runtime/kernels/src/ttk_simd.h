@@ -1,0 +1,113 @@
+/* The few Armv7E-M DSP operations the int8 kernels use, as ACLE intrinsics on Cortex-M with the
+ * DSP extension and as plain C with the same semantics elsewhere (host unit tests).
+ * Internal header of runtime/kernels. */
+#ifndef TTK_SIMD_H_
+#define TTK_SIMD_H_
+
+#include <stdint.h>
+#include <string.h>
+
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP && !defined(TTK_PORTABLE)
+#include <arm_acle.h>
+#define TTK_HAVE_DSP 1
+#else
+#define TTK_HAVE_DSP 0
+#endif
+
+#define TTK_INLINE static inline __attribute__((always_inline))
+
+/** Rotate right by 8 (folds into SXTB16's ROR operand). */
+TTK_INLINE uint32_t ttk_ror8(uint32_t v) { return (v >> 8) | (v << 24); }
+
+/** Unaligned-safe 32-bit / 16-bit loads (one LDR/LDRH on Cortex-M3+, which allows unaligned). */
+TTK_INLINE uint32_t ttk_ld32(const void* p) {
+  uint32_t v;
+  memcpy(&v, p, 4);
+  return v;
+}
+
+#if TTK_HAVE_DSP
+/* Bytes 0 and 2 sign-extended to two 16-bit lanes. */
+TTK_INLINE int32_t ttk_sxtb16(uint32_t v) { return __sxtb16((int32_t)v); }
+/* Lane-wise a + sign-extended bytes 0 and 2 of v (16-bit lanes, wrapping). */
+TTK_INLINE int32_t ttk_sxtab16(int32_t a, uint32_t v) { return __sxtab16(a, (int32_t)v); }
+/* acc + a.lo*b.lo + a.hi*b.hi (16x16 signed). */
+TTK_INLINE int32_t ttk_smlad(int32_t a, int32_t b, int32_t acc) { return __smlad(a, b, acc); }
+TTK_INLINE int32_t ttk_smlabb(int32_t a, int32_t b, int32_t acc) { return __smlabb(a, b, acc); }
+/* SXTB16 / SXTAB16 with their ROR #8 operand (bytes 1 and 3). GCC 12 does not fold a rotate
+ * into the intrinsic's operand, so these two are inline asm (no side effects, schedulable). */
+TTK_INLINE int32_t ttk_sxtb16_ror8(uint32_t v) {
+  int32_t r;
+  __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(v));
+  return r;
+}
+TTK_INLINE int32_t ttk_sxtab16_ror8(int32_t a, uint32_t v) {
+  int32_t r;
+  __asm__("sxtab16 %0, %1, %2, ror #8" : "=r"(r) : "r"(a), "r"(v));
+  return r;
+}
+TTK_INLINE int32_t ttk_smlatt(int32_t a, int32_t b, int32_t acc) { return __smlatt(a, b, acc); }
+#else
+TTK_INLINE int32_t ttk_lane(int32_t v, int hi) { return (int16_t)(uint16_t)((uint32_t)v >> (hi ? 16 : 0)); }
+TTK_INLINE int32_t ttk_pack16(int32_t lo, int32_t hi) {
+  return (int32_t)(((uint32_t)(uint16_t)lo) | ((uint32_t)(uint16_t)hi << 16));
+}
+TTK_INLINE int32_t ttk_sxtb16(uint32_t v) {
+  return ttk_pack16((int8_t)(uint8_t)v, (int8_t)(uint8_t)(v >> 16));
+}
+TTK_INLINE int32_t ttk_sxtab16(int32_t a, uint32_t v) {
+  return ttk_pack16(ttk_lane(a, 0) + (int8_t)(uint8_t)v, ttk_lane(a, 1) + (int8_t)(uint8_t)(v >> 16));
+}
+/* SMLAD's accumulation wraps modulo 2^32 (it only sets the Q flag); so does this. */
+TTK_INLINE int32_t ttk_sxtb16_ror8(uint32_t v) { return ttk_sxtb16(ttk_ror8(v)); }
+TTK_INLINE int32_t ttk_sxtab16_ror8(int32_t a, uint32_t v) { return ttk_sxtab16(a, ttk_ror8(v)); }
+TTK_INLINE int32_t ttk_smlad(int32_t a, int32_t b, int32_t acc) {
+  uint32_t r = (uint32_t)acc + (uint32_t)(ttk_lane(a, 0) * ttk_lane(b, 0)) +
+               (uint32_t)(ttk_lane(a, 1) * ttk_lane(b, 1));
+  return (int32_t)r;
+}
+TTK_INLINE int32_t ttk_smlabb(int32_t a, int32_t b, int32_t acc) {
+  return (int32_t)((uint32_t)acc + (uint32_t)(ttk_lane(a, 0) * ttk_lane(b, 0)));
+}
+TTK_INLINE int32_t ttk_smlatt(int32_t a, int32_t b, int32_t acc) {
+  return (int32_t)((uint32_t)acc + (uint32_t)(ttk_lane(a, 1) * ttk_lane(b, 1)));
+}
+#endif
+
+/** -z in both 16-bit lanes: sxtab16(ttk_offset2(z), x) = (x0 - z, x2 - z). */
+TTK_INLINE int32_t ttk_offset2(int32_t z) {
+  uint32_t m = (uint32_t)(uint16_t)(int16_t)(-z);
+  return (int32_t)(m | (m << 16));
+}
+
+/* Requantization (TFLite MultiplyByQuantizedMultiplier, gemmlowp rounding), branch-free.
+ *
+ * SRDHM(a, m) = trunc_toward_zero((a*m + nudge) / 2^31), nudge = 2^30 or 1 - 2^30 by sign.
+ * For a*m < 0 that truncation is the ceiling of (a*m + 1 - 2^30)/2^31, which equals
+ * floor((a*m + 2^30) / 2^31); for a*m >= 0 it is the same floor. So SRDHM = (a*m + 2^30) >> 31
+ * (arithmetic). Saturation only happens for a = m = INT32_MIN, impossible with m >= 0.
+ * RDBPOT(x, e) rounds half away from zero: (x >> e) + (((x & mask) + 2^(e-1) - (x < 0)) >> e),
+ * with the low part in unsigned arithmetic (it is < 2^e + 2^(e-1), no overflow). */
+TTK_INLINE int32_t ttk_srdhm(int32_t a, int32_t m) {
+  int64_t ab = (int64_t)a * (int64_t)m + (int64_t)(1 << 30);
+  return (int32_t)(ab >> 31);
+}
+
+TTK_INLINE int32_t ttk_requant(int32_t acc, int32_t mult, int32_t shift) {
+  int32_t left = shift > 0 ? shift : 0;
+  int32_t right = shift > 0 ? 0 : -shift;
+  int32_t x = ttk_srdhm((int32_t)((uint32_t)acc << left), mult);
+  if (right == 0) return x;
+  const uint32_t mask = (1u << right) - 1u;
+  /* in [0, 2^right + 2^(right-1)): fits uint32 even for right = 31 */
+  const uint32_t low = ((uint32_t)x & mask) + (1u << (right - 1)) + (uint32_t)(x >> 31);
+  return (x >> right) + (int32_t)(low >> right);
+}
+
+TTK_INLINE int8_t ttk_clamp_s8(int32_t v, int32_t lo, int32_t hi) {
+  v = v < lo ? lo : v;
+  v = v > hi ? hi : v;
+  return (int8_t)v;
+}
+
+#endif /* TTK_SIMD_H_ */
