@@ -24,6 +24,10 @@ TTK_INLINE int8_t ttk_out(int32_t acc, const ttk_quant_t* q, int32_t c) {
                       q->act_max);
 }
 
+/* Output with the channel's precomputed requantization and the layer's constants in locals
+ * (int8 stores may alias anything, so nothing is re-read from `q` inside the loops). */
+#define TTK_OUT(acc, rq) ttk_clamp_s8(ttk_rq_apply((acc), (rq)) + yz, lo, hi)
+
 /* ------------------------------------------------------------------------------------------ */
 /* Weight packing                                                                               */
 
@@ -143,36 +147,40 @@ int ttk_conv1x1_s8(const int8_t* x, int32_t pixels, int32_t c_in, const int8_t* 
   if (x == NULL || w_oi == NULL || y == NULL || pixels < 1 || c_in < 1 || c_out < 1 ||
       !ttk_quant_ok(q))
     return -1;
-  const int32_t xz = q->x_zero;
+  const int32_t xz = q->x_zero, yz = q->y_zero, lo = q->act_min, hi = q->act_max;
   int32_t c = 0;
   for (; c + 2 <= c_out; c += 2) {
     const int8_t* w0 = w_oi + c * c_in;
     const int32_t b0 = bias ? bias[c] : 0, b1 = bias ? bias[c + 1] : 0;
+    const ttk_rq_t r0 = ttk_rq_make(q->mult[c], q->shift[c]);
+    const ttk_rq_t r1 = ttk_rq_make(q->mult[c + 1], q->shift[c + 1]);
     /* sum((x - z) w) = sum(x w) - z sum(w): the zero point goes into the bias once. */
     const int32_t e0 = b0 - xz * ttk_wsum(w0, c_in);
     const int32_t e1 = b1 - xz * ttk_wsum(w0 + c_in, c_in);
+    int8_t* yp = y + c;
+    const int8_t* xp = x;
     int32_t p = 0;
-    for (; p + 2 <= pixels; p += 2) {
+    for (; p + 2 <= pixels; p += 2, xp += 2 * c_in, yp += 2 * c_out) {
       int32_t s[4] = {e0, e1, e0, e1};
-      ttk_dot_2x2(x + p * c_in, w0, c_in, c_in, s);
-      int8_t* yp = y + p * c_out + c;
-      yp[0] = ttk_out(s[0], q, c);
-      yp[1] = ttk_out(s[1], q, c + 1);
-      yp[c_out] = ttk_out(s[2], q, c);
-      yp[c_out + 1] = ttk_out(s[3], q, c + 1);
+      ttk_dot_2x2(xp, w0, c_in, c_in, s);
+      yp[0] = TTK_OUT(s[0], r0);
+      yp[1] = TTK_OUT(s[1], r1);
+      yp[c_out] = TTK_OUT(s[2], r0);
+      yp[c_out + 1] = TTK_OUT(s[3], r1);
     }
     if (p < pixels) {
       int32_t s[2] = {b0, b1};
-      ttk_dot_1x2_off(x + p * c_in, w0, c_in, c_in, xz, s);
-      y[p * c_out + c] = ttk_out(s[0], q, c);
-      y[p * c_out + c + 1] = ttk_out(s[1], q, c + 1);
+      ttk_dot_1x2_off(xp, w0, c_in, c_in, xz, s);
+      yp[0] = TTK_OUT(s[0], r0);
+      yp[1] = TTK_OUT(s[1], r1);
     }
   }
   if (c < c_out) {
     const int8_t* w0 = w_oi + c * c_in;
     const int32_t b0 = bias ? bias[c] : 0;
+    const ttk_rq_t r0 = ttk_rq_make(q->mult[c], q->shift[c]);
     for (int32_t p = 0; p < pixels; ++p)
-      y[p * c_out + c] = ttk_out(b0 + ttk_dot_1x1_off(x + p * c_in, w0, c_in, xz), q, c);
+      y[p * c_out + c] = TTK_OUT(b0 + ttk_dot_1x1_off(x + p * c_in, w0, c_in, xz), r0);
   }
   return 0;
 }
@@ -203,62 +211,110 @@ static int ttk_dw_shape_ok(int32_t h, int32_t w, int32_t c, int32_t k, int32_t s
          (stride == 1 || stride == 2);
 }
 
+/* Taps of one output pixel for 4 channels: x rows `row` bytes apart, taps `c` bytes apart;
+ * wq holds the widened weights of these 4 channels, 2 words per tap, k taps per row. Inlined
+ * with a constant k so the interior loops unroll completely. */
+TTK_INLINE void ttk_dw_taps(const int8_t* xb, int32_t row, int32_t c, const int32_t* wq,
+                            int32_t k, int32_t nkh, int32_t nkw, int32_t off, int32_t* acc) {
+  int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+#pragma GCC unroll 7
+  for (int32_t r = 0; r < nkh; ++r) {
+    const int8_t* xp = xb + r * row;
+    const int32_t* wp = wq + 2 * r * k;
+#pragma GCC unroll 7
+    for (int32_t t = 0; t < nkw; ++t) {
+      const uint32_t xv = ttk_ld32(xp + t * c);
+      const int32_t xe = ttk_sxtab16(off, xv), xo = ttk_sxtab16_ror8(off, xv);
+      a0 = ttk_smlabb(xe, wp[2 * t], a0);
+      a2 = ttk_smlatt(xe, wp[2 * t], a2);
+      a1 = ttk_smlabb(xo, wp[2 * t + 1], a1);
+      a3 = ttk_smlatt(xo, wp[2 * t + 1], a3);
+    }
+  }
+  acc[0] = a0;
+  acc[1] = a1;
+  acc[2] = a2;
+  acc[3] = a3;
+}
+
+/* All output pixels of channels [ch, ch+4): weights widened once into wq (SXTB16 pairs),
+ * requantization constants in locals; interior pixels take the unrolled k x k path. */
+TTK_INLINE void ttk_dw_group(const int8_t* x, int32_t h, int32_t w, int32_t c, const int8_t* wt,
+                             int32_t k, int32_t stride, const int32_t* bias,
+                             const ttk_quant_t* q, int8_t* y, int32_t ch) {
+  const int32_t pad = (k - 1) / 2;
+  const int32_t oh = (h + 2 * pad - k) / stride + 1, ow = (w + 2 * pad - k) / stride + 1;
+  const int32_t off = ttk_offset2(q->x_zero), yz = q->y_zero, lo = q->act_min, hi = q->act_max;
+  const int32_t row = w * c;
+  int32_t wq[2 * 7 * 7];
+  for (int32_t t = 0; t < k * k; ++t) {
+    const uint32_t wv = ttk_ld32(wt + t * c + ch);
+    wq[2 * t] = ttk_sxtb16(wv);
+    wq[2 * t + 1] = ttk_sxtb16_ror8(wv);
+  }
+  const ttk_rq_t r0 = ttk_rq_make(q->mult[ch], q->shift[ch]);
+  const ttk_rq_t r1 = ttk_rq_make(q->mult[ch + 1], q->shift[ch + 1]);
+  const ttk_rq_t r2 = ttk_rq_make(q->mult[ch + 2], q->shift[ch + 2]);
+  const ttk_rq_t r3 = ttk_rq_make(q->mult[ch + 3], q->shift[ch + 3]);
+  const int32_t b0 = bias ? bias[ch] : 0, b1 = bias ? bias[ch + 1] : 0;
+  const int32_t b2 = bias ? bias[ch + 2] : 0, b3 = bias ? bias[ch + 3] : 0;
+  for (int32_t oy = 0; oy < oh; ++oy) {
+    const int32_t iy0 = oy * stride - pad;
+    const int32_t kh0 = iy0 < 0 ? -iy0 : 0;
+    const int32_t kh1 = iy0 + k > h ? h - iy0 : k;
+    int8_t* yp = y + oy * ow * c + ch;
+    for (int32_t ox = 0; ox < ow; ++ox, yp += c) {
+      const int32_t ix0 = ox * stride - pad;
+      const int32_t kw0 = ix0 < 0 ? -ix0 : 0;
+      const int32_t kw1 = ix0 + k > w ? w - ix0 : k;
+      const int8_t* xb = x + (iy0 + kh0) * row + (ix0 + kw0) * c + ch;
+      int32_t acc[4] = {b0, b1, b2, b3};
+      if (kh0 == 0 && kw0 == 0 && kh1 == k && kw1 == k)
+        ttk_dw_taps(xb, row, c, wq, k, k, k, off, acc);
+      else
+        ttk_dw_taps(xb, row, c, wq + 2 * (kh0 * k + kw0), k, kh1 - kh0, kw1 - kw0, off, acc);
+      yp[0] = TTK_OUT(acc[0], r0);
+      yp[1] = TTK_OUT(acc[1], r1);
+      yp[2] = TTK_OUT(acc[2], r2);
+      yp[3] = TTK_OUT(acc[3], r3);
+    }
+  }
+}
+
 int ttk_dwconv_s8(const int8_t* x, int32_t h, int32_t w, int32_t c, const int8_t* wt,
                   int32_t k, int32_t stride, const int32_t* bias, const ttk_quant_t* q,
                   int8_t* y) {
   if (x == NULL || wt == NULL || y == NULL || !ttk_dw_shape_ok(h, w, c, k, stride) ||
       !ttk_quant_ok(q))
     return -1;
-  const int32_t pad = (k - 1) / 2;
+  int32_t ch = 0;
+  for (; ch + 4 <= c; ch += 4) {
+    if (k == 3)
+      ttk_dw_group(x, h, w, c, wt, 3, stride, bias, q, y, ch);
+    else if (k == 5)
+      ttk_dw_group(x, h, w, c, wt, 5, stride, bias, q, y, ch);
+    else
+      ttk_dw_group(x, h, w, c, wt, 7, stride, bias, q, y, ch);
+  }
+  if (ch == c) return 0;
+  /* channel tail (C not a multiple of 4): plain C */
+  const int32_t pad = (k - 1) / 2, xz = q->x_zero;
   const int32_t oh = (h + 2 * pad - k) / stride + 1, ow = (w + 2 * pad - k) / stride + 1;
-  const int32_t off = ttk_offset2(q->x_zero);
-  const int32_t xz = q->x_zero;
-  const int32_t row = w * c;
-  for (int32_t oy = 0; oy < oh; ++oy) {
-    const int32_t iy0 = oy * stride - pad;
-    const int32_t kh0 = iy0 < 0 ? -iy0 : 0;
-    const int32_t kh1 = iy0 + k > h ? h - iy0 : k;
-    for (int32_t ox = 0; ox < ow; ++ox) {
-      const int32_t ix0 = ox * stride - pad;
-      const int32_t kw0 = ix0 < 0 ? -ix0 : 0;
-      const int32_t kw1 = ix0 + k > w ? w - ix0 : k;
-      const int32_t nkw = kw1 - kw0;
-      const int8_t* xb = x + (iy0 + kh0) * row + (ix0 + kw0) * c;
-      const int8_t* wb = wt + (kh0 * k + kw0) * c;
-      int8_t* yp = y + (oy * ow + ox) * c;
-      int32_t ch = 0;
-      for (; ch + 4 <= c; ch += 4) {
-        int32_t a0 = bias ? bias[ch] : 0, a1 = bias ? bias[ch + 1] : 0;
-        int32_t a2 = bias ? bias[ch + 2] : 0, a3 = bias ? bias[ch + 3] : 0;
-        const int8_t* xr = xb + ch;
-        const int8_t* wr = wb + ch;
-        for (int32_t r = kh0; r < kh1; ++r, xr += row, wr += k * c) {
-          const int8_t* xp = xr;
-          const int8_t* wp = wr;
-          for (int32_t t = 0; t < nkw; ++t, xp += c, wp += c) {
-            uint32_t xv = ttk_ld32(xp), wv = ttk_ld32(wp);
-            int32_t xe = ttk_sxtab16(off, xv), xo = ttk_sxtab16_ror8(off, xv);
-            int32_t we = ttk_sxtb16(wv), wo = ttk_sxtb16_ror8(wv);
-            a0 = ttk_smlabb(xe, we, a0);
-            a2 = ttk_smlatt(xe, we, a2);
-            a1 = ttk_smlabb(xo, wo, a1);
-            a3 = ttk_smlatt(xo, wo, a3);
+  for (int32_t oy = 0; oy < oh; ++oy)
+    for (int32_t ox = 0; ox < ow; ++ox)
+      for (int32_t cc = ch; cc < c; ++cc) {
+        int32_t a = bias ? bias[cc] : 0;
+        for (int32_t r = 0; r < k; ++r) {
+          const int32_t iy = oy * stride - pad + r;
+          if (iy < 0 || iy >= h) continue;
+          for (int32_t t = 0; t < k; ++t) {
+            const int32_t ix = ox * stride - pad + t;
+            if (ix < 0 || ix >= w) continue;
+            a += (x[(iy * w + ix) * c + cc] - xz) * wt[(r * k + t) * c + cc];
           }
         }
-        yp[ch] = ttk_out(a0, q, ch);
-        yp[ch + 1] = ttk_out(a1, q, ch + 1);
-        yp[ch + 2] = ttk_out(a2, q, ch + 2);
-        yp[ch + 3] = ttk_out(a3, q, ch + 3);
+        y[(oy * ow + ox) * c + cc] = ttk_out(a, q, cc);
       }
-      for (; ch < c; ++ch) {
-        int32_t a = bias ? bias[ch] : 0;
-        for (int32_t r = kh0; r < kh1; ++r)
-          for (int32_t t = 0; t < nkw; ++t)
-            a += (xb[(r - kh0) * row + t * c + ch] - xz) * wb[(r - kh0) * k * c + t * c + ch];
-        yp[ch] = ttk_out(a, q, ch);
-      }
-    }
-  }
   return 0;
 }
 

@@ -5,7 +5,6 @@
 #define TTK_SIMD_H_
 
 #include <stdint.h>
-#include <string.h>
 
 #if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP && !defined(TTK_PORTABLE)
 #include <arm_acle.h>
@@ -22,7 +21,7 @@ TTK_INLINE uint32_t ttk_ror8(uint32_t v) { return (v >> 8) | (v << 24); }
 /** Unaligned-safe 32-bit / 16-bit loads (one LDR/LDRH on Cortex-M3+, which allows unaligned). */
 TTK_INLINE uint32_t ttk_ld32(const void* p) {
   uint32_t v;
-  memcpy(&v, p, 4);
+  __builtin_memcpy(&v, p, 4); /* a builtin even under -ffreestanding (firmware flags) */
   return v;
 }
 
@@ -86,22 +85,42 @@ TTK_INLINE int32_t ttk_offset2(int32_t z) {
  * For a*m < 0 that truncation is the ceiling of (a*m + 1 - 2^30)/2^31, which equals
  * floor((a*m + 2^30) / 2^31); for a*m >= 0 it is the same floor. So SRDHM = (a*m + 2^30) >> 31
  * (arithmetic). Saturation only happens for a = m = INT32_MIN, impossible with m >= 0.
- * RDBPOT(x, e) rounds half away from zero: (x >> e) + (((x & mask) + 2^(e-1) - (x < 0)) >> e),
- * with the low part in unsigned arithmetic (it is < 2^e + 2^(e-1), no overflow). */
+ * RDBPOT(x, e) rounds half away from zero (see ttk_rq_apply). */
 TTK_INLINE int32_t ttk_srdhm(int32_t a, int32_t m) {
   int64_t ab = (int64_t)a * (int64_t)m + (int64_t)(1 << 30);
   return (int32_t)(ab >> 31);
 }
 
+/* One output channel's requantization, precomputed once per channel (loop-invariant). */
+typedef struct {
+  int32_t mult;
+  int32_t left;   /* max(shift, 0) */
+  int32_t right;  /* max(-shift, 0) */
+  uint32_t mask;  /* 2^right - 1 */
+  uint32_t thr;   /* mask >> 1 */
+} ttk_rq_t;
+
+TTK_INLINE ttk_rq_t ttk_rq_make(int32_t mult, int32_t shift) {
+  ttk_rq_t r;
+  r.mult = mult;
+  r.left = shift > 0 ? shift : 0;
+  r.right = shift > 0 ? 0 : -shift;
+  r.mask = (1u << r.right) - 1u;
+  r.thr = r.mask >> 1;
+  return r;
+}
+
+/* gemmlowp's RDBPOT in its threshold form, which is also exact for right = 0:
+ * (x >> e) + ((x & mask) > (mask >> 1) + (x < 0)). */
+TTK_INLINE int32_t ttk_rq_apply(int32_t acc, ttk_rq_t r) {
+  const int32_t x = ttk_srdhm((int32_t)((uint32_t)acc << r.left), r.mult);
+  const uint32_t rem = (uint32_t)x & r.mask;
+  const uint32_t thr = r.thr + ((uint32_t)x >> 31);
+  return (x >> r.right) + (rem > thr);
+}
+
 TTK_INLINE int32_t ttk_requant(int32_t acc, int32_t mult, int32_t shift) {
-  int32_t left = shift > 0 ? shift : 0;
-  int32_t right = shift > 0 ? 0 : -shift;
-  int32_t x = ttk_srdhm((int32_t)((uint32_t)acc << left), mult);
-  if (right == 0) return x;
-  const uint32_t mask = (1u << right) - 1u;
-  /* in [0, 2^right + 2^(right-1)): fits uint32 even for right = 31 */
-  const uint32_t low = ((uint32_t)x & mask) + (1u << (right - 1)) + (uint32_t)(x >> 31);
-  return (x >> right) + (int32_t)(low >> right);
+  return ttk_rq_apply(acc, ttk_rq_make(mult, shift));
 }
 
 TTK_INLINE int8_t ttk_clamp_s8(int32_t v, int32_t lo, int32_t hi) {
