@@ -151,6 +151,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="ttk-bench-") as tmp:
         rows = run_ours(Path(tmp))
         if not args.no_iree:
+            sys.path.insert(0, str(ROOT / "bench"))
             import iree_kernels  # bench helper next to this file
 
             iree_rows, iree_notes = iree_kernels.run(Path(tmp) / "iree", TARGETS)
