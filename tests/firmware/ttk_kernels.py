@@ -155,12 +155,13 @@ def bias32(rng, n, span=4000):
     return rng.integers(-span, span, size=n).astype(np.int32)
 
 
-def case_conv1x1(x, w_io, bias, q, op="conv1x1") -> Case:
+def case_conv1x1(x, w_io, bias, q, op="conv1x1", scratch: int = -1) -> Case:
+    """scratch: kernel scratch bytes (-1 = all the runner has, 0 = none: register-only path)."""
     p, c_in = x.shape
     c_out = w_io.shape[1]
     b = bias if bias is not None else np.zeros(c_out, np.int32)
     return Case(op, [p, c_in, c_out, q["x_zero"], q["y_zero"], q["act_min"], q["act_max"],
-                     int(bias is not None)], [x, w_io, b, q["mult"], q["shift"]], p * c_out)
+                     int(bias is not None), scratch], [x, w_io, b, q["mult"], q["shift"]], p * c_out)
 
 
 def case_dwconv(x, w, k, stride, bias, q) -> Case:

@@ -142,11 +142,136 @@ TTK_INLINE int32_t ttk_wsum(const int8_t* w, int32_t n) {
   return s;
 }
 
+/* ---- pointwise with int16 operands in scratch ----------------------------------------- *
+ * Per 4 k, a pixel pair is stored as 4 words {p0 (k0,k2), p1 (k0,k2), p0 (k1,k3), p1 (k1,k3)}
+ * (x - x_zero, zero padded to K4 = K rounded up to 4) and a channel pair the same way, so one
+ * LDRD fetches the same lane pair of both pixels (or channels): 4 LDRD + 8 SMLAD per 16 MACs. */
+
+static int32_t ttk_k4(int32_t k) { return (k + 3) & ~3; }
+
+size_t ttk_conv1x1_s8_scratch_min(int32_t c_in) {
+  /* x pair + one channel pair + its requantization constants */
+  return (size_t)ttk_k4(c_in) * 8u + 2u * sizeof(ttk_rq_t) + 8u;
+}
+
+size_t ttk_conv1x1_s8_scratch_size(int32_t c_in, int32_t c_out) {
+  const size_t pairs = (size_t)(c_out + 1) / 2u;
+  return (size_t)ttk_k4(c_in) * 4u + pairs * ((size_t)ttk_k4(c_in) * 4u + 2u * sizeof(ttk_rq_t) + 8u);
+}
+
+/* Widen rows a and b (n int8 each, b may be NULL = zeros) minus z into the interleaved layout. */
+static void ttk_widen_pair(const int8_t* a, const int8_t* b, int32_t n, int32_t z, int32_t* out) {
+  const int32_t off = ttk_offset2(z);
+  int32_t k = 0;
+  for (; k + 4 <= n; k += 4, out += 4) {
+    const uint32_t va = ttk_ld32(a + k);
+    out[0] = ttk_sxtab16(off, va);
+    out[2] = ttk_sxtab16_ror8(off, va);
+    if (b != NULL) {
+      const uint32_t vb = ttk_ld32(b + k);
+      out[1] = ttk_sxtab16(off, vb);
+      out[3] = ttk_sxtab16_ror8(off, vb);
+    } else {
+      out[1] = 0;
+      out[3] = 0;
+    }
+  }
+  if (k < n) { /* tail: lanes (k0,k2) and (k1,k3) of a zero-padded quad */
+    int32_t ta[4] = {0, 0, 0, 0}, tb[4] = {0, 0, 0, 0};
+    for (int32_t j = 0; k + j < n; ++j) {
+      ta[j] = a[k + j] - z;
+      tb[j] = b != NULL ? b[k + j] - z : 0;
+    }
+    out[0] = (int32_t)(((uint32_t)(uint16_t)ta[0]) | ((uint32_t)(uint16_t)ta[2] << 16));
+    out[2] = (int32_t)(((uint32_t)(uint16_t)ta[1]) | ((uint32_t)(uint16_t)ta[3] << 16));
+    out[1] = (int32_t)(((uint32_t)(uint16_t)tb[0]) | ((uint32_t)(uint16_t)tb[2] << 16));
+    out[3] = (int32_t)(((uint32_t)(uint16_t)tb[1]) | ((uint32_t)(uint16_t)tb[3] << 16));
+  }
+}
+
+TTK_INLINE void ttk_dot_q15_2x2(const int32_t* xs, const int32_t* ws, int32_t quads,
+                                int32_t* s) {
+  int32_t s00 = s[0], s01 = s[1], s10 = s[2], s11 = s[3];
+  const int32_t* end = xs + 4 * quads;
+  while (xs < end) {
+    int32_t x0 = xs[0], x1 = xs[1], w0 = ws[0], w1 = ws[1];
+    s00 = ttk_smlad(x0, w0, s00);
+    s01 = ttk_smlad(x0, w1, s01);
+    s10 = ttk_smlad(x1, w0, s10);
+    s11 = ttk_smlad(x1, w1, s11);
+    x0 = xs[2];
+    x1 = xs[3];
+    w0 = ws[2];
+    w1 = ws[3];
+    s00 = ttk_smlad(x0, w0, s00);
+    s01 = ttk_smlad(x0, w1, s01);
+    s10 = ttk_smlad(x1, w0, s10);
+    s11 = ttk_smlad(x1, w1, s11);
+    xs += 4;
+    ws += 4;
+  }
+  s[0] = s00;
+  s[1] = s01;
+  s[2] = s10;
+  s[3] = s11;
+}
+
+static void ttk_conv1x1_s8_q15(const int8_t* x, int32_t pixels, int32_t c_in, const int8_t* w_oi,
+                               const int32_t* bias, int32_t c_out, const ttk_quant_t* q,
+                               int8_t* y, int32_t* scratch, size_t scratch_bytes) {
+  const int32_t yz = q->y_zero, lo = q->act_min, hi = q->act_max;
+  const int32_t k4 = ttk_k4(c_in), quads = k4 / 4;
+  int32_t* xs = scratch;                                   /* k4 words: one pixel pair */
+  int32_t* wblk = scratch + k4;
+  const size_t pair_bytes = (size_t)k4 * 4u + 2u * sizeof(ttk_rq_t) + 2u * sizeof(int32_t);
+  int32_t max_pairs = (int32_t)((scratch_bytes - (size_t)k4 * 4u) / pair_bytes);
+  const int32_t all_pairs = (c_out + 1) / 2;
+  if (max_pairs > all_pairs) max_pairs = all_pairs;
+  for (int32_t c0 = 0; c0 < c_out; c0 += 2 * max_pairs) {
+    int32_t npairs = (c_out - c0 + 1) / 2;
+    if (npairs > max_pairs) npairs = max_pairs;
+    ttk_rq_t* rq = (ttk_rq_t*)(wblk + npairs * k4);
+    int32_t* bb = (int32_t*)(rq + 2 * npairs);
+    for (int32_t j = 0; j < 2 * npairs; ++j) {
+      const int32_t c = c0 + j;
+      rq[j] = c < c_out ? ttk_rq_make(q->mult[c], q->shift[c]) : ttk_rq_make(0, 0);
+      bb[j] = (bias != NULL && c < c_out) ? bias[c] : 0;
+    }
+    for (int32_t j = 0; j < npairs; ++j) {
+      const int32_t c = c0 + 2 * j;
+      ttk_widen_pair(w_oi + c * c_in, c + 1 < c_out ? w_oi + (c + 1) * c_in : NULL, c_in, 0,
+                     wblk + j * k4);
+    }
+    for (int32_t p = 0; p < pixels; p += 2) {
+      const int two_px = p + 1 < pixels;
+      ttk_widen_pair(x + p * c_in, two_px ? x + (p + 1) * c_in : NULL, c_in, q->x_zero, xs);
+      int8_t* y0 = y + p * c_out + c0;
+      for (int32_t j = 0; j < npairs; ++j, y0 += 2) {
+        const int32_t c = c0 + 2 * j;
+        int32_t s[4] = {bb[2 * j], bb[2 * j + 1], bb[2 * j], bb[2 * j + 1]};
+        ttk_dot_q15_2x2(xs, wblk + j * k4, quads, s);
+        const int two_ch = c + 1 < c_out;
+        y0[0] = TTK_OUT(s[0], rq[2 * j]);
+        if (two_ch) y0[1] = TTK_OUT(s[1], rq[2 * j + 1]);
+        if (two_px) {
+          y0[c_out] = TTK_OUT(s[2], rq[2 * j]);
+          if (two_ch) y0[c_out + 1] = TTK_OUT(s[3], rq[2 * j + 1]);
+        }
+      }
+    }
+  }
+}
+
 int ttk_conv1x1_s8(const int8_t* x, int32_t pixels, int32_t c_in, const int8_t* w_oi,
-                   const int32_t* bias, int32_t c_out, const ttk_quant_t* q, int8_t* y) {
+                   const int32_t* bias, int32_t c_out, const ttk_quant_t* q, int8_t* y,
+                   void* scratch, size_t scratch_bytes) {
   if (x == NULL || w_oi == NULL || y == NULL || pixels < 1 || c_in < 1 || c_out < 1 ||
-      !ttk_quant_ok(q))
+      !ttk_quant_ok(q) || ((uintptr_t)scratch & 3u) != 0u)
     return -1;
+  if (scratch != NULL && scratch_bytes >= ttk_conv1x1_s8_scratch_min(c_in)) {
+    ttk_conv1x1_s8_q15(x, pixels, c_in, w_oi, bias, c_out, q, y, (int32_t*)scratch, scratch_bytes);
+    return 0;
+  }
   const int32_t xz = q->x_zero, yz = q->y_zero, lo = q->act_min, hi = q->act_max;
   int32_t c = 0;
   for (; c + 2 <= c_out; c += 2) {

@@ -53,7 +53,7 @@ static int ttk_run(int32_t op, const int32_t* p, uint8_t* const* in, uint8_t* ou
   switch (op) {
     case TTK_OP_CONV1X1:
     case TTK_OP_LINEAR: {
-      /* p: pixels c_in c_out x_zero y_zero act_min act_max has_bias */
+      /* p: pixels c_in c_out x_zero y_zero act_min act_max has_bias scratch_bytes */
       const int32_t c_in = p[1], c_out = p[2];
       if ((uint32_t)(c_in * c_out) > scratch_bytes) ttk_fail("scratch");
       ttk_pack_oi_s8((const int8_t*)in[1], c_in, c_out, (int8_t*)scratch);
@@ -61,9 +61,14 @@ static int ttk_run(int32_t op, const int32_t* p, uint8_t* const* in, uint8_t* ou
       const int32_t* bias = p[7] ? (const int32_t*)in[2] : NULL;
       tt_board_timer_start();
       t0 = tt_board_timer_ticks();
+      /* p[8]: kernel scratch bytes (0: none, -1: all that is left of the arena) */
+      uint8_t* ks = scratch + ((uint32_t)(c_in * c_out) + 7u) / 8u * 8u;
+      const uint32_t left = scratch_bytes - (uint32_t)(ks - scratch);
+      const uint32_t ks_bytes = p[8] < 0 ? left : (uint32_t)p[8];
+      if (ks_bytes > left) ttk_fail("scratch");
       if (op == TTK_OP_CONV1X1)
         rc = ttk_conv1x1_s8((const int8_t*)in[0], p[0], c_in, (const int8_t*)scratch, bias, c_out,
-                            &q, (int8_t*)out);
+                            &q, (int8_t*)out, ks_bytes ? ks : NULL, ks_bytes);
       else
         rc = ttk_linear_s8((const int8_t*)in[0], c_in, (const int8_t*)scratch, bias, c_out, &q,
                            (int8_t*)out);

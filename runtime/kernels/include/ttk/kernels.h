@@ -54,9 +54,16 @@ void ttk_pack_conv_q15(const int8_t* w_hwio, int32_t kh, int32_t kw, int32_t c_i
 /* int8 forward kernels. Return 0, or -1 on an unsupported argument (nothing written).       */
 
 /** Pointwise (1x1, stride 1) conv = [P][C_in] x [C_in][C_out] GEMM, P = H*W pixels.
- *  x: [P][C_in], w_oi: ttk_pack_oi_s8 output, bias: [C_out] or NULL, y: [P][C_out]. */
+ *  x: [P][C_in], w_oi: ttk_pack_oi_s8 output, bias: [C_out] or NULL, y: [P][C_out].
+ *  scratch (4-byte aligned, may be NULL): with at least ttk_conv1x1_s8_scratch_min bytes the
+ *  kernel widens both operands to int16 once (weights per block of output channels, inputs per
+ *  pixel pair) and runs an LDRD + SMLAD loop; ttk_conv1x1_s8_scratch_size bytes hold all of
+ *  C_out in one block. Without scratch it widens in registers. The results are identical. */
 int ttk_conv1x1_s8(const int8_t* x, int32_t pixels, int32_t c_in, const int8_t* w_oi,
-                   const int32_t* bias, int32_t c_out, const ttk_quant_t* q, int8_t* y);
+                   const int32_t* bias, int32_t c_out, const ttk_quant_t* q, int8_t* y,
+                   void* scratch, size_t scratch_bytes);
+size_t ttk_conv1x1_s8_scratch_size(int32_t c_in, int32_t c_out);
+size_t ttk_conv1x1_s8_scratch_min(int32_t c_in);
 
 /** Linear layer: x [C_in] (one sample), w_oi [C_out][C_in] (packed), y [C_out]. */
 int ttk_linear_s8(const int8_t* x, int32_t c_in, const int8_t* w_oi, const int32_t* bias,
