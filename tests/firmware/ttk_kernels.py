@@ -75,7 +75,7 @@ def build(out_dir, board: str, *, arena_kb: int = 160, ram_kb: int = 256,
         exe = out / "ttk_runner_host"
         cmd = ["gcc", *CFLAGS, "-pedantic", "-D_POSIX_C_SOURCE=200809L", *defs, "-fsanitize=address,undefined",
                "-fno-sanitize-recover=all", "-o", str(exe), str(runner), *map(str, KERNEL_SOURCES),
-               str(RUNTIME / "boards" / "host" / "board_host.c")]
+               str(RUNTIME / "boards" / "host" / "board_host.c"), "-lm"]
     else:
         cpu, _ = BOARDS[board]
         exe = out / f"ttk_runner_{board}.elf"

@@ -3,6 +3,10 @@
  * 1-bit ReLU/ReLU6 mask. Register-blocked plain C (Cortex-M4F/M7 have no fp32 SIMD). */
 #include "ttk/kernels.h"
 
+/* a * b + c with one rounding: VFMA.F32 on the Cortex-M4F/M7 (ISO C mode does not contract
+ * a separate multiply and add, which cost two instructions per MAC). */
+#define TTK_FMA(a, b, c) __builtin_fmaf((a), (b), (c))
+
 static int ttk_dwf_shape_ok(int32_t h, int32_t w, int32_t c, int32_t k, int32_t stride) {
   return h >= 1 && w >= 1 && c >= 1 && (k == 3 || k == 5 || k == 7) &&
          (stride == 1 || stride == 2);
@@ -30,14 +34,15 @@ int ttk_dwconv_grad_input_f32(const float* gy, int32_t h, int32_t w, int32_t c, 
           const float* wp = wt + (kh * k + kw) * c;
           int32_t ch = 0;
           for (; ch + 4 <= c; ch += 4) {
-            float g0 = g[ch] + gp[ch] * wp[ch], g1 = g[ch + 1] + gp[ch + 1] * wp[ch + 1];
-            float g2 = g[ch + 2] + gp[ch + 2] * wp[ch + 2], g3 = g[ch + 3] + gp[ch + 3] * wp[ch + 3];
+            float g0 = TTK_FMA(gp[ch], wp[ch], g[ch]), g1 = TTK_FMA(gp[ch + 1], wp[ch + 1], g[ch + 1]);
+            float g2 = TTK_FMA(gp[ch + 2], wp[ch + 2], g[ch + 2]);
+            float g3 = TTK_FMA(gp[ch + 3], wp[ch + 3], g[ch + 3]);
             g[ch] = g0;
             g[ch + 1] = g1;
             g[ch + 2] = g2;
             g[ch + 3] = g3;
           }
-          for (; ch < c; ++ch) g[ch] += gp[ch] * wp[ch];
+          for (; ch < c; ++ch) g[ch] = TTK_FMA(gp[ch], wp[ch], g[ch]);
         }
       }
     }
@@ -61,10 +66,10 @@ int ttk_conv1x1_grad_input_f32(const float* gy, int32_t pixels, int32_t c_out, c
       float s00 = 0.0f, s01 = 0.0f, s10 = 0.0f, s11 = 0.0f;
       for (int32_t o = 0; o < c_out; ++o) {
         const float a0 = g0[o], a1 = g1[o], b0 = w0[o], b1 = w1[o];
-        s00 += a0 * b0;
-        s01 += a0 * b1;
-        s10 += a1 * b0;
-        s11 += a1 * b1;
+        s00 = TTK_FMA(a0, b0, s00);
+        s01 = TTK_FMA(a0, b1, s01);
+        s10 = TTK_FMA(a1, b0, s10);
+        s11 = TTK_FMA(a1, b1, s11);
       }
       gx[p * c_in + i] = s00;
       gx[p * c_in + i + 1] = s01;
@@ -75,8 +80,8 @@ int ttk_conv1x1_grad_input_f32(const float* gy, int32_t pixels, int32_t c_out, c
       const float* w0 = wt + i * c_out;
       float s0 = 0.0f, s1 = 0.0f;
       for (int32_t o = 0; o < c_out; ++o) {
-        s0 += g0[o] * w0[o];
-        s1 += g1[o] * w0[o];
+        s0 = TTK_FMA(g0[o], w0[o], s0);
+        s1 = TTK_FMA(g1[o], w0[o], s1);
       }
       gx[p * c_in + i] = s0;
       gx[(p + 1) * c_in + i] = s1;
@@ -87,7 +92,7 @@ int ttk_conv1x1_grad_input_f32(const float* gy, int32_t pixels, int32_t c_out, c
     for (int32_t i = 0; i < c_in; ++i) {
       const float* w0 = wt + i * c_out;
       float s = 0.0f;
-      for (int32_t o = 0; o < c_out; ++o) s += g0[o] * w0[o];
+      for (int32_t o = 0; o < c_out; ++o) s = TTK_FMA(g0[o], w0[o], s);
       gx[p * c_in + i] = s;
     }
   }
@@ -115,14 +120,14 @@ int ttk_conv1x1_grad_weight_f32(const int8_t* x, int32_t x_zero, float x_scale, 
       float* r1 = r0 + ldw;
       for (int32_t o = 0; o < n_out; ++o) {
         const float go = g[o];
-        r0[o] += a0 * go;
-        r1[o] += a1 * go;
+        r0[o] = TTK_FMA(a0, go, r0[o]);
+        r1[o] = TTK_FMA(a1, go, r1[o]);
       }
     }
     for (; i < c_in; ++i) {
       const float a0 = (float)(xp[i] - x_zero) * x_scale;
       float* r0 = gw + i * ldw;
-      for (int32_t o = 0; o < n_out; ++o) r0[o] += a0 * g[o];
+      for (int32_t o = 0; o < n_out; ++o) r0[o] = TTK_FMA(a0, g[o], r0[o]);
     }
   }
   return 0;
@@ -150,7 +155,7 @@ int ttk_dwconv_grad_weight_f32(const int8_t* x, int32_t x_zero, float x_scale, i
           const int8_t* xp = x + (iy * w + ix) * c;
           float* r = gw + (kh * k + kw) * ldw;
           for (int32_t ch = 0; ch < n_ch; ++ch)
-            r[ch] += ((float)(xp[ch] - x_zero) * x_scale) * g[ch];
+            r[ch] = TTK_FMA((float)(xp[ch] - x_zero) * x_scale, g[ch], r[ch]);
         }
       }
     }
