@@ -6,6 +6,7 @@
 /* a * b + c with one rounding: VFMA.F32 on the Cortex-M4F/M7 (ISO C mode does not contract
  * a separate multiply and add, which cost two instructions per MAC). */
 #define TTK_FMA(a, b, c) __builtin_fmaf((a), (b), (c))
+#define TTK_F32_INLINE static inline __attribute__((always_inline))
 
 static int ttk_dwf_shape_ok(int32_t h, int32_t w, int32_t c, int32_t k, int32_t stride) {
   return h >= 1 && w >= 1 && c >= 1 && (k == 3 || k == 5 || k == 7) &&
@@ -51,49 +52,59 @@ int ttk_dwconv_grad_input_f32(const float* gy, int32_t h, int32_t w, int32_t c, 
 }
 
 /* gx[p][i] = sum_o gy[p][o] * w[i][o]: rows of gy and w are both contiguous in o, so each
- * output is a dot product; 2 pixels x 2 input channels per block. */
+ * output is a dot product. 4 pixels x 4 input channels per register block (16 accumulators
+ * in s-registers), o unrolled by 2; tails in 1-row blocks. */
+#define TTK_GX_ROW(a, gv)                                                             \
+  do {                                                                                \
+    a##0 = TTK_FMA(gv, b0, a##0);                                                     \
+    a##1 = TTK_FMA(gv, b1, a##1);                                                     \
+    a##2 = TTK_FMA(gv, b2, a##2);                                                     \
+    a##3 = TTK_FMA(gv, b3, a##3);                                                     \
+  } while (0)
+
+/* Full 4 x 4 block: 16 accumulators, 8 loads + 16 VFMA per o. */
+static void ttk_gx_4x4(const float* gy, int32_t c_out, const float* wt, float* gx, int32_t c_in) {
+  const float *g0 = gy, *g1 = gy + c_out, *g2 = gy + 2 * c_out, *g3 = gy + 3 * c_out;
+  const float *w0 = wt, *w1 = wt + c_out, *w2 = wt + 2 * c_out, *w3 = wt + 3 * c_out;
+  float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f, b0_ = 0.0f, b1_ = 0.0f, b2_ = 0.0f;
+  float b3_ = 0.0f, c0 = 0.0f, c1 = 0.0f, c2 = 0.0f, c3 = 0.0f, d0 = 0.0f, d1 = 0.0f;
+  float d2 = 0.0f, d3 = 0.0f;
+  for (int32_t o = 0; o < c_out; ++o) {
+    const float b0 = w0[o], b1 = w1[o], b2 = w2[o], b3 = w3[o];
+    const float x0 = g0[o], x1 = g1[o], x2 = g2[o], x3 = g3[o];
+    TTK_GX_ROW(a, x0);
+    b0_ = TTK_FMA(x1, b0, b0_);
+    b1_ = TTK_FMA(x1, b1, b1_);
+    b2_ = TTK_FMA(x1, b2, b2_);
+    b3_ = TTK_FMA(x1, b3, b3_);
+    TTK_GX_ROW(c, x2);
+    TTK_GX_ROW(d, x3);
+  }
+  float* r = gx;
+  r[0] = a0; r[1] = a1; r[2] = a2; r[3] = a3;
+  r += c_in;
+  r[0] = b0_; r[1] = b1_; r[2] = b2_; r[3] = b3_;
+  r += c_in;
+  r[0] = c0; r[1] = c1; r[2] = c2; r[3] = c3;
+  r += c_in;
+  r[0] = d0; r[1] = d1; r[2] = d2; r[3] = d3;
+}
+
 int ttk_conv1x1_grad_input_f32(const float* gy, int32_t pixels, int32_t c_out, const float* wt,
                                int32_t c_in, float* gx) {
   if (gy == NULL || wt == NULL || gx == NULL || pixels < 1 || c_out < 1 || c_in < 1) return -1;
-  int32_t p = 0;
-  for (; p + 2 <= pixels; p += 2) {
-    const float* g0 = gy + p * c_out;
-    const float* g1 = g0 + c_out;
-    int32_t i = 0;
-    for (; i + 2 <= c_in; i += 2) {
+  const int32_t p4 = pixels & ~3, i4 = c_in & ~3;
+  for (int32_t p = 0; p < p4; p += 4)
+    for (int32_t i = 0; i < i4; i += 4)
+      ttk_gx_4x4(gy + p * c_out, c_out, wt + i * c_out, gx + p * c_in + i, c_in);
+  /* tails: the last pixels (all channels) and the last channels (the first p4 pixels) */
+  for (int32_t p = 0; p < pixels; ++p) {
+    for (int32_t i = p < p4 ? i4 : 0; i < c_in; ++i) {
+      const float* g0 = gy + p * c_out;
       const float* w0 = wt + i * c_out;
-      const float* w1 = w0 + c_out;
-      float s00 = 0.0f, s01 = 0.0f, s10 = 0.0f, s11 = 0.0f;
-      for (int32_t o = 0; o < c_out; ++o) {
-        const float a0 = g0[o], a1 = g1[o], b0 = w0[o], b1 = w1[o];
-        s00 = TTK_FMA(a0, b0, s00);
-        s01 = TTK_FMA(a0, b1, s01);
-        s10 = TTK_FMA(a1, b0, s10);
-        s11 = TTK_FMA(a1, b1, s11);
-      }
-      gx[p * c_in + i] = s00;
-      gx[p * c_in + i + 1] = s01;
-      gx[(p + 1) * c_in + i] = s10;
-      gx[(p + 1) * c_in + i + 1] = s11;
-    }
-    for (; i < c_in; ++i) {
-      const float* w0 = wt + i * c_out;
-      float s0 = 0.0f, s1 = 0.0f;
-      for (int32_t o = 0; o < c_out; ++o) {
-        s0 = TTK_FMA(g0[o], w0[o], s0);
-        s1 = TTK_FMA(g1[o], w0[o], s1);
-      }
-      gx[p * c_in + i] = s0;
-      gx[(p + 1) * c_in + i] = s1;
-    }
-  }
-  for (; p < pixels; ++p) {
-    const float* g0 = gy + p * c_out;
-    for (int32_t i = 0; i < c_in; ++i) {
-      const float* w0 = wt + i * c_out;
-      float s = 0.0f;
-      for (int32_t o = 0; o < c_out; ++o) s = TTK_FMA(g0[o], w0[o], s);
-      gx[p * c_in + i] = s;
+      float acc = 0.0f;
+      for (int32_t o = 0; o < c_out; ++o) acc = TTK_FMA(g0[o], w0[o], acc);
+      gx[p * c_in + i] = acc;
     }
   }
   return 0;
