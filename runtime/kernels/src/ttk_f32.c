@@ -110,35 +110,53 @@ int ttk_conv1x1_grad_input_f32(const float* gy, int32_t pixels, int32_t c_out, c
   return 0;
 }
 
-/* gw[i][o] = sum_p xf[p][i] * gy[p][o] for o < n_out: accumulate rank-1 updates pixel by
- * pixel into gw (2 input channels per step), dequantizing x on the fly. */
+/* gw[i][o] = x_scale * sum_p (x[p][i] - x_zero) * gy[p][o] for o < n_out: dot products over
+ * the pixels, 4 input x 4 output channels per register block (each x converted once per
+ * block row), the scale applied once at the end. */
+static void ttk_gw_4x4(const int8_t* x, int32_t x_zero, int32_t pixels, int32_t c_in,
+                       const float* gy, int32_t c_out, float x_scale, float* gw, int32_t ldw,
+                       int32_t no) {
+  float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f, b0_ = 0.0f, b1_ = 0.0f, b2_ = 0.0f;
+  float b3_ = 0.0f, c0 = 0.0f, c1 = 0.0f, c2 = 0.0f, c3 = 0.0f, d0 = 0.0f, d1 = 0.0f;
+  float d2 = 0.0f, d3 = 0.0f;
+  for (int32_t p = 0; p < pixels; ++p, x += c_in, gy += c_out) {
+    const float b0 = gy[0], b1 = gy[1], b2 = gy[2], b3 = gy[3];
+    const float x0 = (float)(x[0] - x_zero), x1 = (float)(x[1] - x_zero);
+    const float x2 = (float)(x[2] - x_zero), x3 = (float)(x[3] - x_zero);
+    TTK_GX_ROW(a, x0);
+    b0_ = TTK_FMA(x1, b0, b0_);
+    b1_ = TTK_FMA(x1, b1, b1_);
+    b2_ = TTK_FMA(x1, b2, b2_);
+    b3_ = TTK_FMA(x1, b3, b3_);
+    TTK_GX_ROW(c, x2);
+    TTK_GX_ROW(d, x3);
+  }
+  const float out[4][4] = {{a0, a1, a2, a3}, {b0_, b1_, b2_, b3_}, {c0, c1, c2, c3}, {d0, d1, d2, d3}};
+  for (int32_t r = 0; r < 4; ++r)
+    for (int32_t o = 0; o < no; ++o) gw[r * ldw + o] = out[r][o] * x_scale;
+}
+
 int ttk_conv1x1_grad_weight_f32(const int8_t* x, int32_t x_zero, float x_scale, int32_t pixels,
                                 int32_t c_in, const float* gy, int32_t c_out, int32_t n_out,
                                 float* gw, int32_t ldw) {
   if (x == NULL || gy == NULL || gw == NULL || pixels < 1 || c_in < 1 || c_out < 1 ||
       n_out < 0 || n_out > c_out || ldw < n_out)
     return -1;
-  for (int32_t i = 0; i < c_in; ++i)
-    for (int32_t o = 0; o < n_out; ++o) gw[i * ldw + o] = 0.0f;
-  for (int32_t p = 0; p < pixels; ++p) {
-    const int8_t* xp = x + p * c_in;
-    const float* g = gy + p * c_out;
-    int32_t i = 0;
-    for (; i + 2 <= c_in; i += 2) {
-      const float a0 = (float)(xp[i] - x_zero) * x_scale;
-      const float a1 = (float)(xp[i + 1] - x_zero) * x_scale;
-      float* r0 = gw + i * ldw;
-      float* r1 = r0 + ldw;
-      for (int32_t o = 0; o < n_out; ++o) {
-        const float go = g[o];
-        r0[o] = TTK_FMA(a0, go, r0[o]);
-        r1[o] = TTK_FMA(a1, go, r1[o]);
-      }
-    }
-    for (; i < c_in; ++i) {
-      const float a0 = (float)(xp[i] - x_zero) * x_scale;
-      float* r0 = gw + i * ldw;
-      for (int32_t o = 0; o < n_out; ++o) r0[o] = TTK_FMA(a0, g[o], r0[o]);
+  /* 4x4 blocks wherever 4 columns of gy exist (only the first n_out are stored) */
+  const int32_t i4 = c_in & ~3;
+  int32_t ob = 0; /* columns done by blocks */
+  while (ob < n_out && ob + 4 <= c_out) ob += 4;
+  if (ob > n_out) ob = n_out;
+  for (int32_t i = 0; i < i4; i += 4)
+    for (int32_t o = 0; o < ob; o += 4)
+      ttk_gw_4x4(x + i, x_zero, pixels, c_in, gy + o, c_out, x_scale, gw + i * ldw + o, ldw,
+                 ob - o < 4 ? ob - o : 4);
+  for (int32_t i = 0; i < c_in; ++i) {
+    for (int32_t o = i < i4 ? ob : 0; o < n_out; ++o) {
+      float acc = 0.0f;
+      for (int32_t p = 0; p < pixels; ++p)
+        acc = TTK_FMA((float)(x[p * c_in + i] - x_zero), gy[p * c_out + o], acc);
+      gw[i * ldw + o] = acc * x_scale;
     }
   }
   return 0;
