@@ -14,46 +14,55 @@ static int ttk_dwf_shape_ok(int32_t h, int32_t w, int32_t c, int32_t k, int32_t 
 }
 
 /* gx[iy][ix][c] = sum over taps (kh, kw) with iy = oy*s + kh - pad, ix = ox*s + kw - pad of
- * gy[oy][ox][c] * w[kh][kw][c]. Gathered per input pixel (no scatter, gx written once). */
+ * gy[oy][ox][c] * w[kh][kw][c]. Gathered per input pixel (no scatter, gx written once): the
+ * pixel's valid taps are listed once, then 4 channels at a time accumulate in registers. */
 int ttk_dwconv_grad_input_f32(const float* gy, int32_t h, int32_t w, int32_t c, const float* wt,
                               int32_t k, int32_t stride, float* gx) {
   if (gy == NULL || wt == NULL || gx == NULL || !ttk_dwf_shape_ok(h, w, c, k, stride)) return -1;
   const int32_t pad = (k - 1) / 2;
   const int32_t oh = (h + 2 * pad - k) / stride + 1, ow = (w + 2 * pad - k) / stride + 1;
+  int32_t off_g[49], off_w[49];
   for (int32_t iy = 0; iy < h; ++iy) {
     for (int32_t ix = 0; ix < w; ++ix) {
-      float* g = gx + (iy * w + ix) * c;
-      for (int32_t ch = 0; ch < c; ++ch) g[ch] = 0.0f;
+      int32_t n = 0;
       for (int32_t kh = 0; kh < k; ++kh) {
         const int32_t ty = iy + pad - kh; /* = oy * stride */
         if (ty < 0 || ty % stride != 0 || ty / stride >= oh) continue;
-        const int32_t oy = ty / stride;
         for (int32_t kw = 0; kw < k; ++kw) {
           const int32_t tx = ix + pad - kw;
           if (tx < 0 || tx % stride != 0 || tx / stride >= ow) continue;
-          const float* gp = gy + (oy * ow + tx / stride) * c;
-          const float* wp = wt + (kh * k + kw) * c;
-          int32_t ch = 0;
-          for (; ch + 4 <= c; ch += 4) {
-            float g0 = TTK_FMA(gp[ch], wp[ch], g[ch]), g1 = TTK_FMA(gp[ch + 1], wp[ch + 1], g[ch + 1]);
-            float g2 = TTK_FMA(gp[ch + 2], wp[ch + 2], g[ch + 2]);
-            float g3 = TTK_FMA(gp[ch + 3], wp[ch + 3], g[ch + 3]);
-            g[ch] = g0;
-            g[ch + 1] = g1;
-            g[ch + 2] = g2;
-            g[ch + 3] = g3;
-          }
-          for (; ch < c; ++ch) g[ch] = TTK_FMA(gp[ch], wp[ch], g[ch]);
+          off_g[n] = ((ty / stride) * ow + tx / stride) * c;
+          off_w[n] = (kh * k + kw) * c;
+          ++n;
         }
+      }
+      float* g = gx + (iy * w + ix) * c;
+      int32_t ch = 0;
+      for (; ch + 4 <= c; ch += 4) {
+        float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
+        for (int32_t j = 0; j < n; ++j) {
+          const float* gp = gy + off_g[j] + ch;
+          const float* wp = wt + off_w[j] + ch;
+          a0 = TTK_FMA(gp[0], wp[0], a0);
+          a1 = TTK_FMA(gp[1], wp[1], a1);
+          a2 = TTK_FMA(gp[2], wp[2], a2);
+          a3 = TTK_FMA(gp[3], wp[3], a3);
+        }
+        g[ch] = a0;
+        g[ch + 1] = a1;
+        g[ch + 2] = a2;
+        g[ch + 3] = a3;
+      }
+      for (; ch < c; ++ch) {
+        float a = 0.0f;
+        for (int32_t j = 0; j < n; ++j) a = TTK_FMA(gy[off_g[j] + ch], wt[off_w[j] + ch], a);
+        g[ch] = a;
       }
     }
   }
   return 0;
 }
 
-/* gx[p][i] = sum_o gy[p][o] * w[i][o]: rows of gy and w are both contiguous in o, so each
- * output is a dot product. 4 pixels x 4 input channels per register block (16 accumulators
- * in s-registers), o unrolled by 2; tails in 1-row blocks. */
 #define TTK_GX_ROW(a, gv)                                                             \
   do {                                                                                \
     a##0 = TTK_FMA(gv, b0, a##0);                                                     \
