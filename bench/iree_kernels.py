@@ -175,19 +175,19 @@ def _build_and_run(text: str, x: np.ndarray, out_shape, work: Path, target: str)
 def run(work: Path, targets) -> tuple[list, list]:
     rng = np.random.default_rng(11)
     layers = []
-    q = tk.quant_params(rng, 96)
+    q = tk.quant_params(rng, 96, relu6="folded")
     x, w, b = tk.s8(rng, (64 * 64, 16)), tk.s8(rng, (16, 96)), tk.bias32(rng, 96)
     layers.append(("pw 16->96 @64x64", "int8 pointwise", pw_mlir(x.shape, w, b, q), x,
                    oracle.conv1x1(x, w, b, q), 64 * 64 * 16 * 96))
-    q = tk.quant_params(rng, 56)
+    q = tk.quant_params(rng, 56, relu6=False)
     x, w, b = tk.s8(rng, (64, 336)), tk.s8(rng, (336, 56)), tk.bias32(rng, 56)
-    layers.append(("pw 336->56 @8x8", "int8 pointwise", pw_mlir(x.shape, w, b, q), x,
+    layers.append(("pw 336->56 @8x8 (project)", "int8 pointwise", pw_mlir(x.shape, w, b, q), x,
                    oracle.conv1x1(x, w, b, q), 64 * 336 * 56))
-    q = tk.quant_params(rng, 96)
+    q = tk.quant_params(rng, 96, relu6="folded")
     x, w, b = tk.s8(rng, (32, 32, 96)), tk.s8(rng, (3, 3, 1, 96)), tk.bias32(rng, 96)
     layers.append(("dw3x3 s1 C96 @32x32", "int8 depthwise", dw_mlir(x.shape, w, 3, 1, b, q),
                    x[None], oracle.dwconv(x, w, 3, 1, b, q)[None], 32 * 32 * 96 * 9))
-    q = tk.quant_params(rng, 48)
+    q = tk.quant_params(rng, 48, relu6="folded")
     x, w, b = tk.s8(rng, (64, 64, 48)), tk.s8(rng, (3, 3, 1, 48)), tk.bias32(rng, 48)
     layers.append(("dw3x3 s2 C48 @64x64 (features.2)", "int8 depthwise",
                    dw_mlir(x.shape, w, 3, 2, b, q), x[None], oracle.dwconv(x, w, 3, 2, b, q)[None],

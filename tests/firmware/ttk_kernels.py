@@ -131,9 +131,13 @@ def run(runner: Runner, cases: list, workdir, *, timeout: float = 300.0) -> list
 # ------------------------------------------------------------------------------------------
 # Case builders (inputs + the op's parameter list); the oracle lives in ttk_oracle.py.
 
-def quant_params(rng, c_out: int, *, eff_range=(2e-4, 5e-2), relu6: bool = True,
+def quant_params(rng, c_out: int, *, eff_range=(2e-4, 5e-2), relu6: bool | str = True,
                  positive_shift: bool = False):
-    """Random per-channel multipliers from random scales via frexp, zero points, clamp."""
+    """Random per-channel multipliers from random scales via frexp, zero points, clamp.
+
+    relu6=True: a clamp range narrower than int8 ([y_zero, y_zero + 100]); "folded": ReLU6
+    folded into the output scale as calibrated models do (y_scale = 6/255, y_zero = -128, so the
+    clamp is the full int8 range); False: no activation (full int8 range)."""
     from ttk_oracle import quantize_multiplier
 
     effs = rng.uniform(*eff_range, size=c_out)
@@ -141,6 +145,8 @@ def quant_params(rng, c_out: int, *, eff_range=(2e-4, 5e-2), relu6: bool = True,
         effs[::2] = rng.uniform(1.0, 6.0, size=effs[::2].shape)
     mq = [quantize_multiplier(float(e)) for e in effs]
     y_zero = int(rng.integers(-128, 0)) if relu6 else int(rng.integers(-20, 20))
+    if relu6 == "folded":
+        relu6, y_zero = False, -128
     q = {"x_zero": int(rng.integers(-128, 128)), "y_zero": y_zero,
          "act_min": y_zero if relu6 else -128, "act_max": min(127, y_zero + 100) if relu6 else 127,
          "mult": np.array([m for m, _ in mq], np.int32), "shift": np.array([s for _, s in mq], np.int32)}

@@ -26,7 +26,9 @@ TTK_INLINE int8_t ttk_out(int32_t acc, const ttk_quant_t* q, int32_t c) {
 
 /* Output with the channel's precomputed requantization and the layer's constants in locals
  * (int8 stores may alias anything, so nothing is re-read from `q` inside the loops). */
-#define TTK_OUT(acc, rq) ttk_clamp_s8(ttk_rq_apply((acc), (rq)) + yz, lo, hi)
+#define TTK_OUT(acc, rq)                                                              \
+  (full ? ttk_sat_s8(ttk_rq_apply((acc), (rq)) + yz)                                  \
+        : ttk_clamp_s8(ttk_rq_apply((acc), (rq)) + yz, lo, hi))
 
 /* ------------------------------------------------------------------------------------------ */
 /* Weight packing                                                                               */
@@ -237,6 +239,7 @@ static void ttk_conv1x1_s8_q15(const int8_t* x, int32_t pixels, int32_t c_in, co
                                const int32_t* bias, int32_t c_out, const ttk_quant_t* q,
                                int8_t* y, int32_t* scratch, size_t scratch_bytes) {
   const int32_t yz = q->y_zero, lo = q->act_min, hi = q->act_max;
+  const int full = lo == -128 && hi == 127; /* no fused activation range: one SSAT */
   const int32_t k4 = ttk_k4(c_in), quads = k4 / 4;
   int32_t* xs = scratch;                                   /* k4 words: one pixel pair */
   int32_t* wblk = scratch + k4;
@@ -290,6 +293,7 @@ int ttk_conv1x1_s8(const int8_t* x, int32_t pixels, int32_t c_in, const int8_t* 
     return 0;
   }
   const int32_t xz = q->x_zero, yz = q->y_zero, lo = q->act_min, hi = q->act_max;
+  const int full = lo == -128 && hi == 127; /* no fused activation range: one SSAT */
   int32_t c = 0;
   for (; c + 2 <= c_out; c += 2) {
     const int8_t* w0 = w_oi + c * c_in;
@@ -387,6 +391,7 @@ TTK_INLINE void ttk_dw_group(const int8_t* x, int32_t h, int32_t w, int32_t c, c
   const int32_t pad = (k - 1) / 2;
   const int32_t oh = (h + 2 * pad - k) / stride + 1, ow = (w + 2 * pad - k) / stride + 1;
   const int32_t off = ttk_offset2(q->x_zero), yz = q->y_zero, lo = q->act_min, hi = q->act_max;
+  const int full = lo == -128 && hi == 127; /* no fused activation range: one SSAT */
   const int32_t row = w * c;
   int32_t wq[2 * 7 * 7];
   for (int32_t t = 0; t < k * k; ++t) {
@@ -482,6 +487,7 @@ static void ttk_im2col_q15(const int8_t* x, int32_t h, int32_t w, int32_t c_in, 
   for (; j < k2; ++j) col[j] = 0;
 }
 
+#define TTK_CONV_RQ_CACHE 32
 int ttk_conv_s8(const int8_t* x, int32_t h, int32_t w, int32_t c_in, const int16_t* w_packed,
                 int32_t k, int32_t stride, const int32_t* bias, int32_t c_out,
                 const ttk_quant_t* q, int8_t* y) {
@@ -493,6 +499,13 @@ int ttk_conv_s8(const int8_t* x, int32_t h, int32_t w, int32_t c_in, const int16
   const int32_t k2 = (k * k * c_in + 1) & ~1;
   const int32_t n_out = oh * ow;
   int16_t col[2][TTK_CONV_MAX_K] __attribute__((aligned(4)));
+  const int32_t yz = q->y_zero, lo = q->act_min, hi = q->act_max;
+  const int full = lo == -128 && hi == 127; /* no fused activation range: one SSAT */
+  ttk_rq_t rqs[TTK_CONV_RQ_CACHE]; /* per-channel constants of the first channels, made once */
+  const int32_t n_rq = c_out < TTK_CONV_RQ_CACHE ? c_out : TTK_CONV_RQ_CACHE;
+  for (int32_t c = 0; c < n_rq; ++c) rqs[c] = ttk_rq_make(q->mult[c], q->shift[c]);
+#define TTK_CONV_OUT(acc, c) \
+  ((c) < n_rq ? TTK_OUT((acc), rqs[(c)]) : ttk_out((acc), q, (c)))
   for (int32_t p = 0; p < n_out; p += 2) {
     const int32_t np = p + 1 < n_out ? 2 : 1;
     for (int32_t i = 0; i < np; ++i) {
@@ -517,13 +530,14 @@ int ttk_conv_s8(const int8_t* x, int32_t h, int32_t w, int32_t c_in, const int16
         s10 = ttk_smlad(a1, v0, s10);
         s11 = ttk_smlad(a1, v1, s11);
       }
-      yp[c] = ttk_out(s00, q, c);
-      if (two) yp[c + 1] = ttk_out(s01, q, c + 1);
+      yp[c] = TTK_CONV_OUT(s00, c);
+      if (two) yp[c + 1] = TTK_CONV_OUT(s01, c + 1);
       if (np == 2) {
-        yp[c_out + c] = ttk_out(s10, q, c);
-        if (two) yp[c_out + c + 1] = ttk_out(s11, q, c + 1);
+        yp[c_out + c] = TTK_CONV_OUT(s10, c);
+        if (two) yp[c_out + c + 1] = TTK_CONV_OUT(s11, c + 1);
       }
     }
   }
   return 0;
 }
+#undef TTK_CONV_OUT

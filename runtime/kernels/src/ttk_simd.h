@@ -98,6 +98,8 @@ typedef struct {
   int32_t right;  /* max(-shift, 0) */
   uint32_t mask;  /* 2^right - 1 */
   uint32_t thr;   /* mask >> 1 */
+  int32_t fast;   /* right >= 1 and 2^30 < mult < 2^31: the one-rounding form below applies */
+  int64_t k0;     /* 2^30 + 2^(30 + right) */
 } ttk_rq_t;
 
 TTK_INLINE ttk_rq_t ttk_rq_make(int32_t mult, int32_t shift) {
@@ -107,12 +109,29 @@ TTK_INLINE ttk_rq_t ttk_rq_make(int32_t mult, int32_t shift) {
   r.right = shift > 0 ? 0 : -shift;
   r.mask = (1u << r.right) - 1u;
   r.thr = r.mask >> 1;
+  r.fast = r.right >= 1 && mult > (1 << 30);
+  r.k0 = ((int64_t)1 << 30) + ((int64_t)1 << (30 + r.right));
   return r;
 }
 
-/* gemmlowp's RDBPOT in its threshold form, which is also exact for right = 0:
- * (x >> e) + ((x & mask) > (mask >> 1) + (x < 0)). */
+/* Exact requantization.
+ * General form: SRDHM, then gemmlowp's RDBPOT in its threshold form (exact for right = 0):
+ *   (x >> e) + ((x & mask) > (mask >> 1) + (x < 0)).
+ * Fast form (right = e >= 1, 2^30 < mult < 2^31, so no left shift): with u = a*m + 2^30 and
+ * t = floor(u / 2^31) = SRDHM, RDBPOT(t, e) = floor((t + 2^(e-1) - [t<0]) / 2^e), and nesting
+ * the floors gives floor((a*m + 2^30 + 2^(30+e) - [u<0] 2^31) / 2^(31+e)): one SMLAL into the
+ * preset k0, then the high word shifted by e - 1. [u<0] = [a<0] because mult > 2^30 (a = -1
+ * gives u = 2^30 - mult < 0; a >= 0 gives u > 0); subtracting 2^31 from the 64-bit sum only
+ * changes the high word when the low word's bit 31 is clear (a borrow). */
 TTK_INLINE int32_t ttk_rq_apply(int32_t acc, ttk_rq_t r) {
+  if (r.fast) {
+    const int64_t v = (int64_t)acc * (int64_t)r.mult + r.k0;
+    const uint32_t lo = (uint32_t)v;
+    int32_t hi = (int32_t)(uint32_t)((uint64_t)v >> 32);
+    const uint32_t neg = (uint32_t)(acc >> 31);
+    hi += (int32_t)(neg & ~lo) >> 31;
+    return hi >> (r.right - 1);
+  }
   const int32_t x = ttk_srdhm((int32_t)((uint32_t)acc << r.left), r.mult);
   const uint32_t rem = (uint32_t)x & r.mask;
   const uint32_t thr = r.thr + ((uint32_t)x >> 31);
@@ -121,6 +140,15 @@ TTK_INLINE int32_t ttk_rq_apply(int32_t acc, ttk_rq_t r) {
 
 TTK_INLINE int32_t ttk_requant(int32_t acc, int32_t mult, int32_t shift) {
   return ttk_rq_apply(acc, ttk_rq_make(mult, shift));
+}
+
+/* Saturate to [-128, 127]: one SSAT. */
+TTK_INLINE int8_t ttk_sat_s8(int32_t v) {
+#if TTK_HAVE_DSP
+  return (int8_t)__ssat(v, 8);
+#else
+  return (int8_t)(v < -128 ? -128 : v > 127 ? 127 : v);
+#endif
 }
 
 TTK_INLINE int8_t ttk_clamp_s8(int32_t v, int32_t lo, int32_t hi) {
