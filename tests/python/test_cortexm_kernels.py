@@ -27,7 +27,10 @@ def _s8_cases(rng):
     """(family, case, expected int8 output)."""
     out = []
     # pointwise: MbV2 shapes, odd pixel/channel/K tails, no bias, no clamp, eff > 1 (left shift)
+    # relu6=False: full int8 clamp, so all-fast layers take the specialised epilogue; with
+    # pos=True (eff > 1 on even channels) a full-range layer takes the general one
     for p, ci, co, relu6, has_bias, pos in [(64, 16, 96, True, True, False), (15, 24, 7, True, True, False),
+                                            (17, 12, 10, False, True, True), (16, 20, 12, False, True, False),
                                             (9, 5, 3, False, False, False), (33, 8, 48, True, True, True),
                                             (1, 96, 16, False, True, False), (20, 112, 30, True, True, False)]:
         q = tk.quant_params(rng, co, relu6=relu6, positive_shift=pos)

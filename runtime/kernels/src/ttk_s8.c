@@ -29,6 +29,18 @@ TTK_INLINE int8_t ttk_out(int32_t acc, const ttk_quant_t* q, int32_t c) {
 #define TTK_OUT(acc, rq)                                                              \
   (full ? ttk_sat_s8(ttk_rq_apply((acc), (rq)) + yz)                                  \
         : ttk_clamp_s8(ttk_rq_apply((acc), (rq)) + yz, lo, hi))
+/* Specialised epilogue of layers whose channels all take the fast requantization form and whose
+ * clamp is the full int8 range (`ff` is a compile-time constant in the kernels that use it). */
+#define TTK_OUT_FF(acc, rq) \
+  (ff ? ttk_sat_s8(ttk_rq_apply_fast((acc), &(rq)) + yz) : TTK_OUT((acc), (rq)))
+
+/* 1 if the fast requantization form applies to every channel and the clamp is int8's range. */
+static int ttk_layer_ff(const ttk_quant_t* q, int32_t c_out) {
+  if (q->act_min != -128 || q->act_max != 127) return 0;
+  for (int32_t c = 0; c < c_out; ++c)
+    if (!(q->shift[c] <= -1 && q->mult[c] > (1 << 30))) return 0;
+  return 1;
+}
 
 /* ------------------------------------------------------------------------------------------ */
 /* Weight packing                                                                               */
@@ -235,9 +247,10 @@ TTK_INLINE void ttk_dot_q15_2x2(const int32_t* xs, const int32_t* ws, int32_t qu
   s[3] = s11;
 }
 
-static void ttk_conv1x1_s8_q15(const int8_t* x, int32_t pixels, int32_t c_in, const int8_t* w_oi,
-                               const int32_t* bias, int32_t c_out, const ttk_quant_t* q,
-                               int8_t* y, int32_t* scratch, size_t scratch_bytes) {
+TTK_INLINE void ttk_conv1x1_s8_q15_body(const int8_t* x, int32_t pixels, int32_t c_in,
+                                        const int8_t* w_oi, const int32_t* bias, int32_t c_out,
+                                        const ttk_quant_t* q, int8_t* y, int32_t* scratch,
+                                        size_t scratch_bytes, const int ff) {
   const int32_t yz = q->y_zero, lo = q->act_min, hi = q->act_max;
   const int full = lo == -128 && hi == 127; /* no fused activation range: one SSAT */
   const int32_t k4 = ttk_k4(c_in), quads = k4 / 4;
@@ -250,6 +263,7 @@ static void ttk_conv1x1_s8_q15(const int8_t* x, int32_t pixels, int32_t c_in, co
   for (int32_t c0 = 0; c0 < c_out; c0 += 2 * max_pairs) {
     int32_t npairs = (c_out - c0 + 1) / 2;
     if (npairs > max_pairs) npairs = max_pairs;
+    const int32_t nfull = c0 + 2 * npairs > c_out ? npairs - 1 : npairs; /* both channels */
     ttk_rq_t* rq = (ttk_rq_t*)(wblk + npairs * k4);
     int32_t* bb = (int32_t*)(rq + 2 * npairs);
     for (int32_t j = 0; j < 2 * npairs; ++j) {
@@ -266,20 +280,44 @@ static void ttk_conv1x1_s8_q15(const int8_t* x, int32_t pixels, int32_t c_in, co
       const int two_px = p + 1 < pixels;
       ttk_widen_pair(x + p * c_in, two_px ? x + (p + 1) * c_in : NULL, c_in, q->x_zero, xs);
       int8_t* y0 = y + p * c_out + c0;
-      for (int32_t j = 0; j < npairs; ++j, y0 += 2) {
-        const int32_t c = c0 + 2 * j;
-        int32_t s[4] = {bb[2 * j], bb[2 * j + 1], bb[2 * j], bb[2 * j + 1]};
-        ttk_dot_q15_2x2(xs, wblk + j * k4, quads, s);
-        const int two_ch = c + 1 < c_out;
-        y0[0] = TTK_OUT(s[0], rq[2 * j]);
-        if (two_ch) y0[1] = TTK_OUT(s[1], rq[2 * j + 1]);
-        if (two_px) {
-          y0[c_out] = TTK_OUT(s[2], rq[2 * j]);
-          if (two_ch) y0[c_out + 1] = TTK_OUT(s[3], rq[2 * j + 1]);
+      const int32_t* wj = wblk;
+      const int32_t* bj = bb;
+      const ttk_rq_t* rj = rq;
+      int32_t j = 0;
+      if (two_px) {
+        for (; j < nfull; ++j, y0 += 2, wj += k4, bj += 2, rj += 2) {
+          int32_t s[4] = {bj[0], bj[1], bj[0], bj[1]};
+          ttk_dot_q15_2x2(xs, wj, quads, s);
+          y0[0] = TTK_OUT_FF(s[0], rj[0]);
+          y0[1] = TTK_OUT_FF(s[1], rj[1]);
+          y0[c_out] = TTK_OUT_FF(s[2], rj[0]);
+          y0[c_out + 1] = TTK_OUT_FF(s[3], rj[1]);
         }
+      } else {
+        for (; j < nfull; ++j, y0 += 2, wj += k4, bj += 2, rj += 2) {
+          int32_t s[4] = {bj[0], bj[1], bj[0], bj[1]};
+          ttk_dot_q15_2x2(xs, wj, quads, s);
+          y0[0] = TTK_OUT_FF(s[0], rj[0]);
+          y0[1] = TTK_OUT_FF(s[1], rj[1]);
+        }
+      }
+      if (j < npairs) { /* the last, single channel of C_out */
+        int32_t s[4] = {bj[0], 0, bj[0], 0};
+        ttk_dot_q15_2x2(xs, wj, quads, s);
+        y0[0] = TTK_OUT(s[0], rj[0]);
+        if (two_px) y0[c_out] = TTK_OUT(s[2], rj[0]);
       }
     }
   }
+}
+
+static void ttk_conv1x1_s8_q15(const int8_t* x, int32_t pixels, int32_t c_in, const int8_t* w_oi,
+                               const int32_t* bias, int32_t c_out, const ttk_quant_t* q,
+                               int8_t* y, int32_t* scratch, size_t scratch_bytes) {
+  if (ttk_layer_ff(q, c_out))
+    ttk_conv1x1_s8_q15_body(x, pixels, c_in, w_oi, bias, c_out, q, y, scratch, scratch_bytes, 1);
+  else
+    ttk_conv1x1_s8_q15_body(x, pixels, c_in, w_oi, bias, c_out, q, y, scratch, scratch_bytes, 0);
 }
 
 int ttk_conv1x1_s8(const int8_t* x, int32_t pixels, int32_t c_in, const int8_t* w_oi,
@@ -387,7 +425,7 @@ TTK_INLINE void ttk_dw_taps(const int8_t* xb, int32_t row, int32_t c, const int3
  * requantization constants in locals; interior pixels take the unrolled k x k path. */
 TTK_INLINE void ttk_dw_group(const int8_t* x, int32_t h, int32_t w, int32_t c, const int8_t* wt,
                              int32_t k, int32_t stride, const int32_t* bias,
-                             const ttk_quant_t* q, int8_t* y, int32_t ch) {
+                             const ttk_quant_t* q, int8_t* y, int32_t ch, const int ff) {
   const int32_t pad = (k - 1) / 2;
   const int32_t oh = (h + 2 * pad - k) / stride + 1, ow = (w + 2 * pad - k) / stride + 1;
   const int32_t off = ttk_offset2(q->x_zero), yz = q->y_zero, lo = q->act_min, hi = q->act_max;
@@ -420,10 +458,10 @@ TTK_INLINE void ttk_dw_group(const int8_t* x, int32_t h, int32_t w, int32_t c, c
         ttk_dw_taps(xb, row, c, wq, k, k, k, off, acc);
       else
         ttk_dw_taps(xb, row, c, wq + 2 * (kh0 * k + kw0), k, kh1 - kh0, kw1 - kw0, off, acc);
-      yp[0] = TTK_OUT(acc[0], r0);
-      yp[1] = TTK_OUT(acc[1], r1);
-      yp[2] = TTK_OUT(acc[2], r2);
-      yp[3] = TTK_OUT(acc[3], r3);
+      yp[0] = TTK_OUT_FF(acc[0], r0);
+      yp[1] = TTK_OUT_FF(acc[1], r1);
+      yp[2] = TTK_OUT_FF(acc[2], r2);
+      yp[3] = TTK_OUT_FF(acc[3], r3);
     }
   }
 }
@@ -434,14 +472,24 @@ int ttk_dwconv_s8(const int8_t* x, int32_t h, int32_t w, int32_t c, const int8_t
   if (x == NULL || wt == NULL || y == NULL || !ttk_dw_shape_ok(h, w, c, k, stride) ||
       !ttk_quant_ok(q))
     return -1;
+  const int ff = ttk_layer_ff(q, c);
   int32_t ch = 0;
   for (; ch + 4 <= c; ch += 4) {
-    if (k == 3)
-      ttk_dw_group(x, h, w, c, wt, 3, stride, bias, q, y, ch);
-    else if (k == 5)
-      ttk_dw_group(x, h, w, c, wt, 5, stride, bias, q, y, ch);
-    else
-      ttk_dw_group(x, h, w, c, wt, 7, stride, bias, q, y, ch);
+    if (ff) {
+      if (k == 3)
+        ttk_dw_group(x, h, w, c, wt, 3, stride, bias, q, y, ch, 1);
+      else if (k == 5)
+        ttk_dw_group(x, h, w, c, wt, 5, stride, bias, q, y, ch, 1);
+      else
+        ttk_dw_group(x, h, w, c, wt, 7, stride, bias, q, y, ch, 1);
+    } else {
+      if (k == 3)
+        ttk_dw_group(x, h, w, c, wt, 3, stride, bias, q, y, ch, 0);
+      else if (k == 5)
+        ttk_dw_group(x, h, w, c, wt, 5, stride, bias, q, y, ch, 0);
+      else
+        ttk_dw_group(x, h, w, c, wt, 7, stride, bias, q, y, ch, 0);
+    }
   }
   if (ch == c) return 0;
   /* channel tail (C not a multiple of 4): plain C */

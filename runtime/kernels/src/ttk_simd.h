@@ -91,15 +91,18 @@ TTK_INLINE int32_t ttk_srdhm(int32_t a, int32_t m) {
   return (int32_t)(ab >> 31);
 }
 
-/* One output channel's requantization, precomputed once per channel (loop-invariant). */
+/* One output channel's requantization, precomputed once per channel (loop-invariant). The
+ * fast form's fields come first (two LDRDs); 4-byte alignment suffices (no 64-bit member). */
 typedef struct {
   int32_t mult;
+  int32_t rsh;    /* right - 1 (fast form) */
+  uint32_t k0_lo; /* k0 = 2^30 + 2^(30 + right) (fast form), low and high words */
+  int32_t k0_hi;
   int32_t left;   /* max(shift, 0) */
   int32_t right;  /* max(-shift, 0) */
   uint32_t mask;  /* 2^right - 1 */
   uint32_t thr;   /* mask >> 1 */
   int32_t fast;   /* right >= 1 and 2^30 < mult < 2^31: the one-rounding form below applies */
-  int64_t k0;     /* 2^30 + 2^(30 + right) */
 } ttk_rq_t;
 
 TTK_INLINE ttk_rq_t ttk_rq_make(int32_t mult, int32_t shift) {
@@ -110,7 +113,10 @@ TTK_INLINE ttk_rq_t ttk_rq_make(int32_t mult, int32_t shift) {
   r.mask = (1u << r.right) - 1u;
   r.thr = r.mask >> 1;
   r.fast = r.right >= 1 && mult > (1 << 30);
-  r.k0 = ((int64_t)1 << 30) + ((int64_t)1 << (30 + r.right));
+  r.rsh = r.right >= 1 ? r.right - 1 : 0;
+  const uint64_t k0 = ((uint64_t)1 << 30) + ((uint64_t)1 << (30 + r.right));
+  r.k0_lo = (uint32_t)k0;
+  r.k0_hi = (int32_t)(uint32_t)(k0 >> 32);
   return r;
 }
 
@@ -123,15 +129,18 @@ TTK_INLINE ttk_rq_t ttk_rq_make(int32_t mult, int32_t shift) {
  * preset k0, then the high word shifted by e - 1. [u<0] = [a<0] because mult > 2^30 (a = -1
  * gives u = 2^30 - mult < 0; a >= 0 gives u > 0); subtracting 2^31 from the 64-bit sum only
  * changes the high word when the low word's bit 31 is clear (a borrow). */
+TTK_INLINE int32_t ttk_rq_apply_fast(int32_t acc, const ttk_rq_t* r) {
+  const int64_t k0 = (int64_t)(((uint64_t)(uint32_t)r->k0_hi << 32) | r->k0_lo);
+  const int64_t v = (int64_t)acc * (int64_t)r->mult + k0;
+  const uint32_t lo = (uint32_t)v;
+  int32_t hi = (int32_t)(uint32_t)((uint64_t)v >> 32);
+  const uint32_t neg = (uint32_t)(acc >> 31);
+  hi += (int32_t)(neg & ~lo) >> 31;
+  return hi >> r->rsh;
+}
+
 TTK_INLINE int32_t ttk_rq_apply(int32_t acc, ttk_rq_t r) {
-  if (r.fast) {
-    const int64_t v = (int64_t)acc * (int64_t)r.mult + r.k0;
-    const uint32_t lo = (uint32_t)v;
-    int32_t hi = (int32_t)(uint32_t)((uint64_t)v >> 32);
-    const uint32_t neg = (uint32_t)(acc >> 31);
-    hi += (int32_t)(neg & ~lo) >> 31;
-    return hi >> (r.right - 1);
-  }
+  if (r.fast) return ttk_rq_apply_fast(acc, &r);
   const int32_t x = ttk_srdhm((int32_t)((uint32_t)acc << r.left), r.mult);
   const uint32_t rem = (uint32_t)x & r.mask;
   const uint32_t thr = r.thr + ((uint32_t)x >> 31);
