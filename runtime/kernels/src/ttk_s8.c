@@ -447,21 +447,37 @@ TTK_INLINE void ttk_dw_group(const int8_t* x, int32_t h, int32_t w, int32_t c, c
     const int32_t iy0 = oy * stride - pad;
     const int32_t kh0 = iy0 < 0 ? -iy0 : 0;
     const int32_t kh1 = iy0 + k > h ? h - iy0 : k;
-    int8_t* yp = y + oy * ow * c + ch;
-    for (int32_t ox = 0; ox < ow; ++ox, yp += c) {
+    int8_t* yrow = y + oy * ow * c + ch;
+    /* interior columns [ox_lo, ox_hi): all K x K taps inside the input (no checks) */
+    int32_t ox_lo = (pad + stride - 1) / stride;
+    int32_t ox_hi = (w + pad - k) / stride + 1;
+    if (kh0 != 0 || kh1 != k || ox_hi < ox_lo) ox_lo = ox_hi = ow; /* border row: all clipped */
+    if (ox_hi > ow) ox_hi = ow;
+    for (int32_t ox = 0; ox < ow; ++ox) {
+      if (ox == ox_lo) { /* the interior run, pointers bumped, unrolled K x K taps */
+        const int8_t* xb = x + iy0 * row + (ox * stride - pad) * c + ch;
+        int8_t* yp = yrow + ox * c;
+        for (; ox < ox_hi; ++ox, xb += stride * c, yp += c) {
+          int32_t acc[4] = {b0, b1, b2, b3};
+          ttk_dw_taps(xb, row, c, wq, k, k, k, off, acc);
+          yp[0] = TTK_OUT_FF(acc[0], r0);
+          yp[1] = TTK_OUT_FF(acc[1], r1);
+          yp[2] = TTK_OUT_FF(acc[2], r2);
+          yp[3] = TTK_OUT_FF(acc[3], r3);
+        }
+        if (ox >= ow) break;
+      }
       const int32_t ix0 = ox * stride - pad;
       const int32_t kw0 = ix0 < 0 ? -ix0 : 0;
       const int32_t kw1 = ix0 + k > w ? w - ix0 : k;
       const int8_t* xb = x + (iy0 + kh0) * row + (ix0 + kw0) * c + ch;
+      int8_t* yp = yrow + ox * c;
       int32_t acc[4] = {b0, b1, b2, b3};
-      if (kh0 == 0 && kw0 == 0 && kh1 == k && kw1 == k)
-        ttk_dw_taps(xb, row, c, wq, k, k, k, off, acc);
-      else
-        ttk_dw_taps(xb, row, c, wq + 2 * (kh0 * k + kw0), k, kh1 - kh0, kw1 - kw0, off, acc);
-      yp[0] = TTK_OUT_FF(acc[0], r0);
-      yp[1] = TTK_OUT_FF(acc[1], r1);
-      yp[2] = TTK_OUT_FF(acc[2], r2);
-      yp[3] = TTK_OUT_FF(acc[3], r3);
+      ttk_dw_taps(xb, row, c, wq + 2 * (kh0 * k + kw0), k, kh1 - kh0, kw1 - kw0, off, acc);
+      yp[0] = TTK_OUT(acc[0], r0);
+      yp[1] = TTK_OUT(acc[1], r1);
+      yp[2] = TTK_OUT(acc[2], r2);
+      yp[3] = TTK_OUT(acc[3], r3);
     }
   }
 }
