@@ -162,7 +162,8 @@ def bias32(rng, n, span=4000):
 
 
 def case_conv1x1(x, w_io, bias, q, op="conv1x1", scratch: int = -1) -> Case:
-    """scratch: kernel scratch bytes (-1 = all the runner has, 0 = none: register-only path)."""
+    """scratch: kernel scratch bytes (-1 = all the runner has, 0 = none: register-only path,
+    -2 - n = the kernel's minimum plus n channel pairs: several weight blocks)."""
     p, c_in = x.shape
     c_out = w_io.shape[1]
     b = bias if bias is not None else np.zeros(c_out, np.int32)

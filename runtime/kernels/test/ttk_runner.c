@@ -61,10 +61,16 @@ static int ttk_run(int32_t op, const int32_t* p, uint8_t* const* in, uint8_t* ou
       const int32_t* bias = p[7] ? (const int32_t*)in[2] : NULL;
       tt_board_timer_start();
       t0 = tt_board_timer_ticks();
-      /* p[8]: kernel scratch bytes (0: none, -1: all that is left of the arena) */
+      /* p[8]: kernel scratch bytes: 0 none, -1 all that is left of the arena, -2 - n the
+       * minimum plus n channel pairs (several weight blocks) */
       uint8_t* ks = scratch + ((uint32_t)(c_in * c_out) + 7u) / 8u * 8u;
       const uint32_t left = scratch_bytes - (uint32_t)(ks - scratch);
-      const uint32_t ks_bytes = p[8] < 0 ? left : (uint32_t)p[8];
+      const uint32_t pair = (uint32_t)(ttk_conv1x1_s8_scratch_size(c_in, 2) -
+                                       ttk_conv1x1_s8_scratch_size(c_in, 0));
+      const uint32_t ks_bytes =
+          p[8] == -1 ? left
+          : p[8] < -1 ? (uint32_t)ttk_conv1x1_s8_scratch_min(c_in) + (uint32_t)(-2 - p[8]) * pair
+                      : (uint32_t)p[8];
       if (ks_bytes > left) ttk_fail("scratch");
       if (op == TTK_OP_CONV1X1)
         rc = ttk_conv1x1_s8((const int8_t*)in[0], p[0], c_in, (const int8_t*)scratch, bias, c_out,
