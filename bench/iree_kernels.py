@@ -1,0 +1,216 @@
+"""IREE's own int8 kernels for bench/cortexm_kernels.py: one layer (int8 matmul / depthwise conv
+with zero point, int32 bias, the spec's requantization written in linalg/arith i64, clamp) is
+compiled by iree-compile into the Cortex-M static library with the project's flags
+(lowering/cortexm/iree_static.py), scheduled by our runtime and timed in QEMU.
+
+The requantization is literal gemmlowp (nudge by sign, divsi = truncation toward zero), so the
+output must equal the numpy oracle bit for bit; the bench reports whether it does.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "firmware"))
+
+import ttk_kernels as tk  # noqa: E402
+import ttk_oracle as oracle  # noqa: E402
+
+
+def _dense(a: np.ndarray, ty: str) -> str:
+    vals = ", ".join(str(int(v)) for v in a.ravel())
+    shape = "x".join(str(d) for d in a.shape)
+    return f"dense<[{vals}]> : tensor<{shape}x{ty}>" if a.ndim == 1 else \
+        f"dense<{_nested(a)}> : tensor<{shape}x{ty}>"
+
+
+def _nested(a) -> str:
+    if a.ndim == 1:
+        return "[" + ", ".join(str(int(v)) for v in a) + "]"
+    return "[" + ", ".join(_nested(s) for s in a) + "]"
+
+
+def _requant_generic(acc: str, shape: list, c: int, q: dict, rank: int) -> str:
+    """linalg.generic: acc (+bias already added) -> int8 by the spec, per channel (last dim)."""
+    dims = ", ".join(f"d{i}" for i in range(rank))
+    ident = f"affine_map<({dims}) -> ({dims})>"
+    chan = f"affine_map<({dims}) -> (d{rank - 1})>"
+    ty = "x".join(map(str, shape))
+    return f"""
+  %y = linalg.generic {{indexing_maps = [{ident}, {chan}, {chan}, {ident}], iterator_types = [{", ".join(['"parallel"'] * rank)}]}}
+      ins({acc}, %mult, %shift : tensor<{ty}xi32>, tensor<{c}xi32>, tensor<{c}xi32>) outs(%ey : tensor<{ty}xi8>) {{
+  ^bb0(%a: i32, %m: i32, %s: i32, %o: i8):
+    %c0 = arith.constant 0 : i32
+    %c1 = arith.constant 1 : i32
+    %left = arith.maxsi %s, %c0 : i32
+    %ns = arith.subi %c0, %s : i32
+    %right = arith.maxsi %ns, %c0 : i32
+    %al = arith.shli %a, %left : i32
+    %a64 = arith.extsi %al : i32 to i64
+    %m64 = arith.extsi %m : i32 to i64
+    %ab = arith.muli %a64, %m64 : i64
+    %z64 = arith.constant 0 : i64
+    %pos = arith.cmpi sge, %ab, %z64 : i64
+    %np = arith.constant 1073741824 : i64
+    %nn = arith.constant -1073741823 : i64
+    %nudge = arith.select %pos, %np, %nn : i64
+    %num = arith.addi %ab, %nudge : i64
+    %d = arith.constant 2147483648 : i64
+    %hi = arith.divsi %num, %d : i64
+    %xr = arith.trunci %hi : i64 to i32
+    %p2 = arith.shli %c1, %right : i32
+    %mask = arith.subi %p2, %c1 : i32
+    %rem = arith.andi %xr, %mask : i32
+    %half = arith.shrsi %mask, %c1 : i32
+    %neg = arith.cmpi slt, %xr, %c0 : i32
+    %negi = arith.extui %neg : i1 to i32
+    %thr = arith.addi %half, %negi : i32
+    %sh = arith.shrsi %xr, %right : i32
+    %up = arith.cmpi sgt, %rem, %thr : i32
+    %upi = arith.extui %up : i1 to i32
+    %r = arith.addi %sh, %upi : i32
+    %yz = arith.constant {q["y_zero"]} : i32
+    %lo = arith.constant {q["act_min"]} : i32
+    %hiv = arith.constant {q["act_max"]} : i32
+    %r1 = arith.addi %r, %yz : i32
+    %r2 = arith.maxsi %r1, %lo : i32
+    %r3 = arith.minsi %r2, %hiv : i32
+    %r8 = arith.trunci %r3 : i32 to i8
+    linalg.yield %r8 : i8
+  }} -> tensor<{ty}xi8>
+  return %y : tensor<{ty}xi8>
+}}
+"""
+
+
+def pw_mlir(x_shape, w, bias, q) -> str:
+    p, k = x_shape
+    n = w.shape[1]
+    return f"""
+func.func @predict(%x: tensor<{p}x{k}xi8>) -> tensor<{p}x{n}xi8> {{
+  %w = arith.constant {_dense(w, "i8")}
+  %bias = arith.constant {_dense(bias, "i32")}
+  %mult = arith.constant {_dense(q["mult"], "i32")}
+  %shift = arith.constant {_dense(q["shift"], "i32")}
+  %xz = arith.constant {q["x_zero"]} : i32
+  %wz = arith.constant 0 : i32
+  %e = tensor.empty() : tensor<{p}x{n}xi32>
+  %b = linalg.generic {{indexing_maps = [affine_map<(i, j) -> (j)>, affine_map<(i, j) -> (i, j)>], iterator_types = ["parallel", "parallel"]}}
+      ins(%bias : tensor<{n}xi32>) outs(%e : tensor<{p}x{n}xi32>) {{
+  ^bb0(%bv: i32, %o: i32):
+    linalg.yield %bv : i32
+  }} -> tensor<{p}x{n}xi32>
+  %acc = linalg.quantized_matmul ins(%x, %w, %xz, %wz : tensor<{p}x{k}xi8>, tensor<{k}x{n}xi8>, i32, i32) outs(%b : tensor<{p}x{n}xi32>) -> tensor<{p}x{n}xi32>
+  %ey = tensor.empty() : tensor<{p}x{n}xi8>""" + _requant_generic("%acc", [p, n], n, q, 2)
+
+
+def dw_mlir(x_shape, w, k, stride, bias, q) -> str:
+    h, wd, c = x_shape
+    pad = (k - 1) // 2
+    oh, ow = oracle.out_size(h, k, stride), oracle.out_size(wd, k, stride)
+    hp, wp = h + 2 * pad, wd + 2 * pad
+    return f"""
+func.func @predict(%x: tensor<1x{h}x{wd}x{c}xi8>) -> tensor<1x{oh}x{ow}x{c}xi8> {{
+  %w = arith.constant {_dense(w.reshape(k, k, c), "i8")}
+  %bias = arith.constant {_dense(bias, "i32")}
+  %mult = arith.constant {_dense(q["mult"], "i32")}
+  %shift = arith.constant {_dense(q["shift"], "i32")}
+  %xz = arith.constant {q["x_zero"]} : i32
+  %xz8 = arith.constant {q["x_zero"]} : i8
+  %wz = arith.constant 0 : i32
+  %xp = tensor.pad %x low[0, {pad}, {pad}, 0] high[0, {pad}, {pad}, 0] {{
+  ^bb0(%i0: index, %i1: index, %i2: index, %i3: index):
+    tensor.yield %xz8 : i8
+  }} : tensor<1x{h}x{wd}x{c}xi8> to tensor<1x{hp}x{wp}x{c}xi8>
+  %e = tensor.empty() : tensor<1x{oh}x{ow}x{c}xi32>
+  %b = linalg.generic {{indexing_maps = [affine_map<(n, i, j, c) -> (c)>, affine_map<(n, i, j, c) -> (n, i, j, c)>], iterator_types = ["parallel", "parallel", "parallel", "parallel"]}}
+      ins(%bias : tensor<{c}xi32>) outs(%e : tensor<1x{oh}x{ow}x{c}xi32>) {{
+  ^bb0(%bv: i32, %o: i32):
+    linalg.yield %bv : i32
+  }} -> tensor<1x{oh}x{ow}x{c}xi32>
+  %acc = linalg.depthwise_conv_2d_nhwc_hwc_q {{dilations = dense<1> : tensor<2xi64>, strides = dense<{stride}> : tensor<2xi64>}}
+      ins(%xp, %w, %xz, %wz : tensor<1x{hp}x{wp}x{c}xi8>, tensor<{k}x{k}x{c}xi8>, i32, i32) outs(%b : tensor<1x{oh}x{ow}x{c}xi32>) -> tensor<1x{oh}x{ow}x{c}xi32>
+  %ey = tensor.empty() : tensor<1x{oh}x{ow}x{c}xi8>""" + _requant_generic("%acc", [1, oh, ow, c], c, q, 4)
+
+
+def _build_and_run(text: str, x: np.ndarray, out_shape, work: Path, target: str):
+    from tinytrain.lowering.cortexm import iree_static
+
+    mod = iree_static.build_static_module(text, work, target=target, prefix="k", sram_bytes=None)
+    board = tk.TARGET_BOARD[target]
+    cpu, hz = tk.BOARDS[board]
+    bd = tk.BOARD_DIR
+    elf = work / "iree_kernel.elf"
+    cmd = ["arm-none-eabi-gcc", *cpu, "-std=c99", "-O2", "-ffreestanding", "-ffunction-sections",
+           "-fdata-sections", f"-I{tk.RUNTIME / 'include'}", f"-I{bd}", f"-I{work}",
+           "-nostartfiles", "--specs=nano.specs", f"-T{bd / 'mps2.ld'}", "-Wl,--gc-sections",
+           "-Wl,-z,noexecstack", "-Wl,--defsym=__ram_size=1536K", "-Wl,--defsym=__stack_size=8192",
+           "-o", str(elf), str(tk.KERNELS / "test" / "ttk_iree_main.c"), str(mod.c_path),
+           *[str(tk.RUNTIME / "src" / f) for f in ("model.c", "train.c", "status.c")],
+           *[str(bd / f) for f in ("startup.c", "semihost.c", "timer.c", "mpu.c")],
+           str(mod.object_path), "-lm", "-lc", "-lgcc"]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"IREE firmware link failed:\n{proc.stderr[-3000:]}")
+    (work / "iree_in.bin").write_bytes(np.ascontiguousarray(x).tobytes())
+    q = subprocess.run(["qemu-system-arm", "-M", board, "-icount", "shift=0", "-display", "none",
+                        "-monitor", "none", "-serial", "none", "-chardev", "stdio,id=sh0",
+                        "-semihosting-config", "enable=on,target=native,chardev=sh0",
+                        "-kernel", str(elf)], cwd=work, capture_output=True, text=True, timeout=1200,
+                       stdin=subprocess.DEVNULL)
+    log = q.stdout + q.stderr
+    ticks = [int(t.split("=")[1]) for t in log.split() if t.startswith("ticks=")]
+    if q.returncode != 0 or not ticks:
+        raise RuntimeError(f"IREE firmware failed:\n{log[-2000:]}")
+    y = np.frombuffer((work / "iree_out.bin").read_bytes(), np.int8).reshape(out_shape)
+    return ticks[0] * 1e9 / hz, y
+
+
+def run(work: Path, targets) -> tuple[list, list]:
+    rng = np.random.default_rng(11)
+    layers = []
+    q = tk.quant_params(rng, 96, relu6="folded")
+    x, w, b = tk.s8(rng, (64 * 64, 16)), tk.s8(rng, (16, 96)), tk.bias32(rng, 96)
+    layers.append(("pw 16->96 @64x64", "int8 pointwise", pw_mlir(x.shape, w, b, q), x,
+                   oracle.conv1x1(x, w, b, q), 64 * 64 * 16 * 96))
+    q = tk.quant_params(rng, 56, relu6=False)
+    x, w, b = tk.s8(rng, (64, 336)), tk.s8(rng, (336, 56)), tk.bias32(rng, 56)
+    layers.append(("pw 336->56 @8x8 (project)", "int8 pointwise", pw_mlir(x.shape, w, b, q), x,
+                   oracle.conv1x1(x, w, b, q), 64 * 336 * 56))
+    q = tk.quant_params(rng, 96, relu6="folded")
+    x, w, b = tk.s8(rng, (32, 32, 96)), tk.s8(rng, (3, 3, 1, 96)), tk.bias32(rng, 96)
+    layers.append(("dw3x3 s1 C96 @32x32", "int8 depthwise", dw_mlir(x.shape, w, 3, 1, b, q),
+                   x[None], oracle.dwconv(x, w, 3, 1, b, q)[None], 32 * 32 * 96 * 9))
+    q = tk.quant_params(rng, 48, relu6="folded")
+    x, w, b = tk.s8(rng, (64, 64, 48)), tk.s8(rng, (3, 3, 1, 48)), tk.bias32(rng, 48)
+    layers.append(("dw3x3 s2 C48 @64x64 (features.2)", "int8 depthwise",
+                   dw_mlir(x.shape, w, 3, 2, b, q), x[None], oracle.dwconv(x, w, 3, 2, b, q)[None],
+                   32 * 32 * 48 * 9))
+    rows, notes = [], []
+    for li, (name, family, text, x, ref, macs) in enumerate(layers):
+        for target in targets:
+            d = work / f"{li}-{target}"
+            d.mkdir(parents=True, exist_ok=True)
+            t0 = time.time()
+            try:
+                insns, y = _build_and_run(text, x, ref.shape, d, target)
+            except Exception as e:  # noqa: BLE001 - reported, the rest of the bench goes on
+                notes.append(f"IREE {name} on {target}: not built ({type(e).__name__}: {str(e)[:300]})")
+                continue
+            rows.append({"kernel": name, "family": family, "impl": "IREE", "target": target,
+                         "board": tk.TARGET_BOARD[target], "macs": macs, "instructions": int(insns),
+                         "instr_per_mac": round(insns / macs, 3),
+                         "output_matches_oracle": bool(np.array_equal(y, ref))})
+            print(f"[iree] {name} {target}: {insns / macs:.3f} instr/MAC ({time.time() - t0:.1f} s)",
+                  flush=True)
+    notes.append("IREE rows: iree-compile 3.13 static library with the project's cortex-m4/m7 "
+                 "flags (+dsp), linalg.quantized_matmul / depthwise_conv_2d_nhwc_hwc_q + the "
+                 "requantization as an i64 linalg.generic; timed around tt_run of the one-layer "
+                 "@predict (includes the schedule's fills/copies, e.g. the padded input).")
+    return rows, notes

@@ -1,0 +1,229 @@
+/* fp32 backward kernels for the sparse update: input gradients of depthwise and pointwise
+ * convs, weight gradients of a leading channel slice (from saved int8 activations), and the
+ * 1-bit ReLU/ReLU6 mask. Register-blocked plain C (Cortex-M4F/M7 have no fp32 SIMD). */
+#include "ttk/kernels.h"
+
+/* a * b + c with one rounding: VFMA.F32 on the Cortex-M4F/M7 (ISO C mode does not contract
+ * a separate multiply and add, which cost two instructions per MAC). */
+#define TTK_FMA(a, b, c) __builtin_fmaf((a), (b), (c))
+#define TTK_F32_INLINE static inline __attribute__((always_inline))
+
+static int ttk_dwf_shape_ok(int32_t h, int32_t w, int32_t c, int32_t k, int32_t stride) {
+  return h >= 1 && w >= 1 && c >= 1 && (k == 3 || k == 5 || k == 7) &&
+         (stride == 1 || stride == 2);
+}
+
+/* gx[iy][ix][c] = sum over taps (kh, kw) with iy = oy*s + kh - pad, ix = ox*s + kw - pad of
+ * gy[oy][ox][c] * w[kh][kw][c]. Gathered per input pixel (no scatter, gx written once): the
+ * pixel's valid taps are listed once, then 4 channels at a time accumulate in registers. */
+int ttk_dwconv_grad_input_f32(const float* gy, int32_t h, int32_t w, int32_t c, const float* wt,
+                              int32_t k, int32_t stride, float* gx) {
+  if (gy == NULL || wt == NULL || gx == NULL || !ttk_dwf_shape_ok(h, w, c, k, stride)) return -1;
+  const int32_t pad = (k - 1) / 2;
+  const int32_t oh = (h + 2 * pad - k) / stride + 1, ow = (w + 2 * pad - k) / stride + 1;
+  int32_t off_g[49], off_w[49];
+  for (int32_t iy = 0; iy < h; ++iy) {
+    for (int32_t ix = 0; ix < w; ++ix) {
+      int32_t n = 0;
+      for (int32_t kh = 0; kh < k; ++kh) {
+        const int32_t ty = iy + pad - kh; /* = oy * stride */
+        if (ty < 0 || ty % stride != 0 || ty / stride >= oh) continue;
+        for (int32_t kw = 0; kw < k; ++kw) {
+          const int32_t tx = ix + pad - kw;
+          if (tx < 0 || tx % stride != 0 || tx / stride >= ow) continue;
+          off_g[n] = ((ty / stride) * ow + tx / stride) * c;
+          off_w[n] = (kh * k + kw) * c;
+          ++n;
+        }
+      }
+      float* g = gx + (iy * w + ix) * c;
+      int32_t ch = 0;
+      for (; ch + 4 <= c; ch += 4) {
+        float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f;
+        for (int32_t j = 0; j < n; ++j) {
+          const float* gp = gy + off_g[j] + ch;
+          const float* wp = wt + off_w[j] + ch;
+          a0 = TTK_FMA(gp[0], wp[0], a0);
+          a1 = TTK_FMA(gp[1], wp[1], a1);
+          a2 = TTK_FMA(gp[2], wp[2], a2);
+          a3 = TTK_FMA(gp[3], wp[3], a3);
+        }
+        g[ch] = a0;
+        g[ch + 1] = a1;
+        g[ch + 2] = a2;
+        g[ch + 3] = a3;
+      }
+      for (; ch < c; ++ch) {
+        float a = 0.0f;
+        for (int32_t j = 0; j < n; ++j) a = TTK_FMA(gy[off_g[j] + ch], wt[off_w[j] + ch], a);
+        g[ch] = a;
+      }
+    }
+  }
+  return 0;
+}
+
+#define TTK_GX_ROW(a, gv)                                                             \
+  do {                                                                                \
+    a##0 = TTK_FMA(gv, b0, a##0);                                                     \
+    a##1 = TTK_FMA(gv, b1, a##1);                                                     \
+    a##2 = TTK_FMA(gv, b2, a##2);                                                     \
+    a##3 = TTK_FMA(gv, b3, a##3);                                                     \
+  } while (0)
+
+/* Full 4 x 4 block: 16 accumulators, 8 loads + 16 VFMA per o. */
+static void ttk_gx_4x4(const float* gy, int32_t c_out, const float* wt, float* gx, int32_t c_in) {
+  const float *g0 = gy, *g1 = gy + c_out, *g2 = gy + 2 * c_out, *g3 = gy + 3 * c_out;
+  const float *w0 = wt, *w1 = wt + c_out, *w2 = wt + 2 * c_out, *w3 = wt + 3 * c_out;
+  float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f, b0_ = 0.0f, b1_ = 0.0f, b2_ = 0.0f;
+  float b3_ = 0.0f, c0 = 0.0f, c1 = 0.0f, c2 = 0.0f, c3 = 0.0f, d0 = 0.0f, d1 = 0.0f;
+  float d2 = 0.0f, d3 = 0.0f;
+  for (int32_t o = 0; o < c_out; ++o) {
+    const float b0 = w0[o], b1 = w1[o], b2 = w2[o], b3 = w3[o];
+    const float x0 = g0[o], x1 = g1[o], x2 = g2[o], x3 = g3[o];
+    TTK_GX_ROW(a, x0);
+    b0_ = TTK_FMA(x1, b0, b0_);
+    b1_ = TTK_FMA(x1, b1, b1_);
+    b2_ = TTK_FMA(x1, b2, b2_);
+    b3_ = TTK_FMA(x1, b3, b3_);
+    TTK_GX_ROW(c, x2);
+    TTK_GX_ROW(d, x3);
+  }
+  float* r = gx;
+  r[0] = a0; r[1] = a1; r[2] = a2; r[3] = a3;
+  r += c_in;
+  r[0] = b0_; r[1] = b1_; r[2] = b2_; r[3] = b3_;
+  r += c_in;
+  r[0] = c0; r[1] = c1; r[2] = c2; r[3] = c3;
+  r += c_in;
+  r[0] = d0; r[1] = d1; r[2] = d2; r[3] = d3;
+}
+
+int ttk_conv1x1_grad_input_f32(const float* gy, int32_t pixels, int32_t c_out, const float* wt,
+                               int32_t c_in, float* gx) {
+  if (gy == NULL || wt == NULL || gx == NULL || pixels < 1 || c_out < 1 || c_in < 1) return -1;
+  const int32_t p4 = pixels & ~3, i4 = c_in & ~3;
+  for (int32_t p = 0; p < p4; p += 4)
+    for (int32_t i = 0; i < i4; i += 4)
+      ttk_gx_4x4(gy + p * c_out, c_out, wt + i * c_out, gx + p * c_in + i, c_in);
+  /* tails: the last pixels (all channels) and the last channels (the first p4 pixels) */
+  for (int32_t p = 0; p < pixels; ++p) {
+    for (int32_t i = p < p4 ? i4 : 0; i < c_in; ++i) {
+      const float* g0 = gy + p * c_out;
+      const float* w0 = wt + i * c_out;
+      float acc = 0.0f;
+      for (int32_t o = 0; o < c_out; ++o) acc = TTK_FMA(g0[o], w0[o], acc);
+      gx[p * c_in + i] = acc;
+    }
+  }
+  return 0;
+}
+
+/* gw[i][o] = x_scale * sum_p (x[p][i] - x_zero) * gy[p][o] for o < n_out: dot products over
+ * the pixels, 4 input x 4 output channels per register block (each x converted once per
+ * block row), the scale applied once at the end. */
+static void ttk_gw_4x4(const int8_t* x, int32_t x_zero, int32_t pixels, int32_t c_in,
+                       const float* gy, int32_t c_out, float x_scale, float* gw, int32_t ldw,
+                       int32_t no) {
+  float a0 = 0.0f, a1 = 0.0f, a2 = 0.0f, a3 = 0.0f, b0_ = 0.0f, b1_ = 0.0f, b2_ = 0.0f;
+  float b3_ = 0.0f, c0 = 0.0f, c1 = 0.0f, c2 = 0.0f, c3 = 0.0f, d0 = 0.0f, d1 = 0.0f;
+  float d2 = 0.0f, d3 = 0.0f;
+  for (int32_t p = 0; p < pixels; ++p, x += c_in, gy += c_out) {
+    const float b0 = gy[0], b1 = gy[1], b2 = gy[2], b3 = gy[3];
+    const float x0 = (float)(x[0] - x_zero), x1 = (float)(x[1] - x_zero);
+    const float x2 = (float)(x[2] - x_zero), x3 = (float)(x[3] - x_zero);
+    TTK_GX_ROW(a, x0);
+    b0_ = TTK_FMA(x1, b0, b0_);
+    b1_ = TTK_FMA(x1, b1, b1_);
+    b2_ = TTK_FMA(x1, b2, b2_);
+    b3_ = TTK_FMA(x1, b3, b3_);
+    TTK_GX_ROW(c, x2);
+    TTK_GX_ROW(d, x3);
+  }
+  const float out[4][4] = {{a0, a1, a2, a3}, {b0_, b1_, b2_, b3_}, {c0, c1, c2, c3}, {d0, d1, d2, d3}};
+  for (int32_t r = 0; r < 4; ++r)
+    for (int32_t o = 0; o < no; ++o) gw[r * ldw + o] = out[r][o] * x_scale;
+}
+
+int ttk_conv1x1_grad_weight_f32(const int8_t* x, int32_t x_zero, float x_scale, int32_t pixels,
+                                int32_t c_in, const float* gy, int32_t c_out, int32_t n_out,
+                                float* gw, int32_t ldw) {
+  if (x == NULL || gy == NULL || gw == NULL || pixels < 1 || c_in < 1 || c_out < 1 ||
+      n_out < 0 || n_out > c_out || ldw < n_out)
+    return -1;
+  /* 4x4 blocks wherever 4 columns of gy exist (only the first n_out are stored) */
+  const int32_t i4 = c_in & ~3;
+  int32_t ob = 0; /* columns done by blocks */
+  while (ob < n_out && ob + 4 <= c_out) ob += 4;
+  if (ob > n_out) ob = n_out;
+  for (int32_t i = 0; i < i4; i += 4)
+    for (int32_t o = 0; o < ob; o += 4)
+      ttk_gw_4x4(x + i, x_zero, pixels, c_in, gy + o, c_out, x_scale, gw + i * ldw + o, ldw,
+                 ob - o < 4 ? ob - o : 4);
+  for (int32_t i = 0; i < c_in; ++i) {
+    for (int32_t o = i < i4 ? ob : 0; o < n_out; ++o) {
+      float acc = 0.0f;
+      for (int32_t p = 0; p < pixels; ++p)
+        acc = TTK_FMA((float)(x[p * c_in + i] - x_zero), gy[p * c_out + o], acc);
+      gw[i * ldw + o] = acc * x_scale;
+    }
+  }
+  return 0;
+}
+
+int ttk_dwconv_grad_weight_f32(const int8_t* x, int32_t x_zero, float x_scale, int32_t h,
+                               int32_t w, int32_t c, const float* gy, int32_t k, int32_t stride,
+                               int32_t n_ch, float* gw, int32_t ldw) {
+  if (x == NULL || gy == NULL || gw == NULL || !ttk_dwf_shape_ok(h, w, c, k, stride) ||
+      n_ch < 0 || n_ch > c || ldw < n_ch)
+    return -1;
+  const int32_t pad = (k - 1) / 2;
+  const int32_t oh = (h + 2 * pad - k) / stride + 1, ow = (w + 2 * pad - k) / stride + 1;
+  for (int32_t t = 0; t < k * k; ++t)
+    for (int32_t ch = 0; ch < n_ch; ++ch) gw[t * ldw + ch] = 0.0f;
+  for (int32_t oy = 0; oy < oh; ++oy) {
+    for (int32_t ox = 0; ox < ow; ++ox) {
+      const float* g = gy + (oy * ow + ox) * c;
+      for (int32_t kh = 0; kh < k; ++kh) {
+        const int32_t iy = oy * stride + kh - pad;
+        if (iy < 0 || iy >= h) continue;
+        for (int32_t kw = 0; kw < k; ++kw) {
+          const int32_t ix = ox * stride + kw - pad;
+          if (ix < 0 || ix >= w) continue;
+          const int8_t* xp = x + (iy * w + ix) * c;
+          float* r = gw + (kh * k + kw) * ldw;
+          for (int32_t ch = 0; ch < n_ch; ++ch)
+            r[ch] = TTK_FMA((float)(xp[ch] - x_zero) * x_scale, g[ch], r[ch]);
+        }
+      }
+    }
+  }
+  return 0;
+}
+
+void ttk_mask_from_s8(const int8_t* y, int32_t n, int32_t act_min, int32_t act_max,
+                      uint8_t* mask) {
+  int32_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    uint32_t m = 0;
+    for (int32_t b = 0; b < 8; ++b) m |= (uint32_t)(y[i + b] > act_min && y[i + b] < act_max) << b;
+    mask[i >> 3] = (uint8_t)m;
+  }
+  if (i < n) {
+    uint32_t m = 0;
+    for (int32_t b = 0; i + b < n; ++b) m |= (uint32_t)(y[i + b] > act_min && y[i + b] < act_max) << b;
+    mask[i >> 3] = (uint8_t)m;
+  }
+}
+
+void ttk_mask_apply_f32(float* g, int32_t n, const uint8_t* mask) {
+  int32_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const uint32_t m = mask[i >> 3];
+    if (m == 0xFFu) continue;
+    for (int32_t b = 0; b < 8; ++b)
+      if (!((m >> b) & 1u)) g[i + b] = 0.0f;
+  }
+  for (; i < n; ++i)
+    if (!((mask[i >> 3] >> (i & 7)) & 1u)) g[i] = 0.0f;
+}

@@ -1,0 +1,607 @@
+/* int8 forward kernels: pointwise conv, linear, depthwise conv, first dense conv.
+ *
+ * Technique (the idea of CMSIS-NN's DSP kernels; this is our own code): four int8 values are
+ * loaded with one LDR, SXTB16 / SXTB16 ROR #8 make two pairs of 16-bit lanes (bytes 0,2 and
+ * 1,3), SMLAD multiplies two lane pairs and adds both products to a 32-bit accumulator. The
+ * same byte permutation is applied to both operands, so the sums are unchanged.
+ * x_zero is folded in two ways: SXTAB16 adds -x_zero to both lanes while widening, or (in the
+ * pointwise GEMM) the bias is corrected once per output channel by -x_zero * sum_k(w). */
+#include "ttk/kernels.h"
+#include "ttk_simd.h"
+
+int32_t ttk_requantize(int32_t acc, int32_t mult, int32_t shift) {
+  return ttk_requant(acc, mult, shift);
+}
+
+static int ttk_quant_ok(const ttk_quant_t* q) {
+  return q != NULL && q->mult != NULL && q->shift != NULL && q->x_zero >= -128 &&
+         q->x_zero <= 127 && q->y_zero >= -128 && q->y_zero <= 127 && q->act_min >= -128 &&
+         q->act_max <= 127 && q->act_min <= q->act_max;
+}
+
+TTK_INLINE int8_t ttk_out(int32_t acc, const ttk_quant_t* q, int32_t c) {
+  return ttk_clamp_s8(ttk_requant(acc, q->mult[c], q->shift[c]) + q->y_zero, q->act_min,
+                      q->act_max);
+}
+
+/* Output with the channel's precomputed requantization and the layer's constants in locals
+ * (int8 stores may alias anything, so nothing is re-read from `q` inside the loops). */
+#define TTK_OUT(acc, rq)                                                              \
+  (full ? ttk_sat_s8(ttk_rq_apply((acc), (rq)) + yz)                                  \
+        : ttk_clamp_s8(ttk_rq_apply((acc), (rq)) + yz, lo, hi))
+/* Specialised epilogue of layers whose channels all take the fast requantization form and whose
+ * clamp is the full int8 range (`ff` is a compile-time constant in the kernels that use it). */
+#define TTK_OUT_FF(acc, rq) \
+  (ff ? ttk_sat_s8(ttk_rq_apply_fast((acc), &(rq)) + yz) : TTK_OUT((acc), (rq)))
+
+/* 1 if the fast requantization form applies to every channel and the clamp is int8's range. */
+static int ttk_layer_ff(const ttk_quant_t* q, int32_t c_out) {
+  if (q->act_min != -128 || q->act_max != 127) return 0;
+  for (int32_t c = 0; c < c_out; ++c)
+    if (!(q->shift[c] <= -1 && q->mult[c] > (1 << 30))) return 0;
+  return 1;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Weight packing                                                                               */
+
+void ttk_pack_oi_s8(const int8_t* w_io, int32_t c_in, int32_t c_out, int8_t* w_oi) {
+  for (int32_t o = 0; o < c_out; ++o)
+    for (int32_t i = 0; i < c_in; ++i) w_oi[o * c_in + i] = w_io[i * c_out + o];
+}
+
+size_t ttk_pack_conv_q15_size(int32_t kh, int32_t kw, int32_t c_in, int32_t c_out) {
+  int32_t k2 = (kh * kw * c_in + 1) & ~1;
+  return (size_t)c_out * (size_t)k2 * sizeof(int16_t);
+}
+
+void ttk_pack_conv_q15(const int8_t* w_hwio, int32_t kh, int32_t kw, int32_t c_in, int32_t c_out,
+                       int16_t* w_packed) {
+  int32_t kk = kh * kw * c_in, k2 = (kk + 1) & ~1;
+  for (int32_t o = 0; o < c_out; ++o) {
+    for (int32_t j = 0; j < kk; ++j) w_packed[o * k2 + j] = w_hwio[j * c_out + o];
+    for (int32_t j = kk; j < k2; ++j) w_packed[o * k2 + j] = 0;
+  }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Pointwise GEMM: 2 pixels x 2 output channels per register block, 4 k per step.             */
+
+/* Raw int8 dot products (no zero point): s[0] += x0.w0, s[1] += x0.w1, s[2] += x1.w0,
+ * s[3] += x1.w1. x1 = x0 + stride, w1 = w0 + stride. */
+TTK_INLINE void ttk_dot_2x2(const int8_t* x0, const int8_t* w0, int32_t stride, int32_t n,
+                            int32_t* s) {
+  int32_t s00 = s[0], s01 = s[1], s10 = s[2], s11 = s[3];
+  const int8_t* x1 = x0 + stride;
+  const int8_t* w1 = w0 + stride;
+  int32_t k = 0;
+  for (; k + 4 <= n; k += 4) {
+    uint32_t b0 = ttk_ld32(w0 + k), b1 = ttk_ld32(w1 + k);
+    int32_t b0e = ttk_sxtb16(b0), b0o = ttk_sxtb16_ror8(b0);
+    int32_t b1e = ttk_sxtb16(b1), b1o = ttk_sxtb16_ror8(b1);
+    uint32_t a = ttk_ld32(x0 + k);
+    int32_t ae = ttk_sxtb16(a), ao = ttk_sxtb16_ror8(a);
+    s00 = ttk_smlad(ae, b0e, s00);
+    s00 = ttk_smlad(ao, b0o, s00);
+    s01 = ttk_smlad(ae, b1e, s01);
+    s01 = ttk_smlad(ao, b1o, s01);
+    a = ttk_ld32(x1 + k);
+    ae = ttk_sxtb16(a);
+    ao = ttk_sxtb16_ror8(a);
+    s10 = ttk_smlad(ae, b0e, s10);
+    s10 = ttk_smlad(ao, b0o, s10);
+    s11 = ttk_smlad(ae, b1e, s11);
+    s11 = ttk_smlad(ao, b1o, s11);
+  }
+  for (; k < n; ++k) {
+    int32_t a0 = x0[k], a1 = x1[k], v0 = w0[k], v1 = w1[k];
+    s00 += a0 * v0;
+    s01 += a0 * v1;
+    s10 += a1 * v0;
+    s11 += a1 * v1;
+  }
+  s[0] = s00;
+  s[1] = s01;
+  s[2] = s10;
+  s[3] = s11;
+}
+
+/* One input row against two weight rows, zero point applied while widening x (SXTAB16):
+ * s[0] += (x - z).w0, s[1] += (x - z).w1, w1 = w0 + stride. */
+TTK_INLINE void ttk_dot_1x2_off(const int8_t* x, const int8_t* w0, int32_t stride, int32_t n,
+                                int32_t x_zero, int32_t* s) {
+  int32_t s0 = s[0], s1 = s[1];
+  const int8_t* w1 = w0 + stride;
+  const int32_t off = ttk_offset2(x_zero);
+  int32_t k = 0;
+  for (; k + 4 <= n; k += 4) {
+    uint32_t a = ttk_ld32(x + k);
+    int32_t ae = ttk_sxtab16(off, a), ao = ttk_sxtab16_ror8(off, a);
+    uint32_t b0 = ttk_ld32(w0 + k), b1 = ttk_ld32(w1 + k);
+    s0 = ttk_smlad(ae, ttk_sxtb16(b0), s0);
+    s0 = ttk_smlad(ao, ttk_sxtb16_ror8(b0), s0);
+    s1 = ttk_smlad(ae, ttk_sxtb16(b1), s1);
+    s1 = ttk_smlad(ao, ttk_sxtb16_ror8(b1), s1);
+  }
+  for (; k < n; ++k) {
+    int32_t a = x[k] - x_zero;
+    s0 += a * w0[k];
+    s1 += a * w1[k];
+  }
+  s[0] = s0;
+  s[1] = s1;
+}
+
+TTK_INLINE int32_t ttk_dot_1x1_off(const int8_t* x, const int8_t* w, int32_t n, int32_t x_zero) {
+  const int32_t off = ttk_offset2(x_zero);
+  int32_t s = 0, k = 0;
+  for (; k + 4 <= n; k += 4) {
+    uint32_t a = ttk_ld32(x + k), b = ttk_ld32(w + k);
+    s = ttk_smlad(ttk_sxtab16(off, a), ttk_sxtb16(b), s);
+    s = ttk_smlad(ttk_sxtab16_ror8(off, a), ttk_sxtb16_ror8(b), s);
+  }
+  for (; k < n; ++k) s += (x[k] - x_zero) * w[k];
+  return s;
+}
+
+TTK_INLINE int32_t ttk_wsum(const int8_t* w, int32_t n) {
+  int32_t s = 0, k = 0;
+  const int32_t ones = 0x00010001;
+  for (; k + 4 <= n; k += 4) {
+    uint32_t b = ttk_ld32(w + k);
+    s = ttk_smlad(ttk_sxtb16(b), ones, s);
+    s = ttk_smlad(ttk_sxtb16_ror8(b), ones, s);
+  }
+  for (; k < n; ++k) s += w[k];
+  return s;
+}
+
+/* ---- pointwise with int16 operands in scratch ----------------------------------------- *
+ * Per 4 k, a pixel pair is stored as 4 words {p0 (k0,k2), p1 (k0,k2), p0 (k1,k3), p1 (k1,k3)}
+ * (x - x_zero, zero padded to K4 = K rounded up to 4) and a channel pair the same way, so one
+ * LDRD fetches the same lane pair of both pixels (or channels): 4 LDRD + 8 SMLAD per 16 MACs. */
+
+static int32_t ttk_k4(int32_t k) { return (k + 3) & ~3; }
+
+size_t ttk_conv1x1_s8_scratch_min(int32_t c_in) {
+  /* x pair + one channel pair + its requantization constants */
+  return (size_t)ttk_k4(c_in) * 8u + 2u * sizeof(ttk_rq_t) + 8u;
+}
+
+size_t ttk_conv1x1_s8_scratch_size(int32_t c_in, int32_t c_out) {
+  const size_t pairs = (size_t)(c_out + 1) / 2u;
+  return (size_t)ttk_k4(c_in) * 4u + pairs * ((size_t)ttk_k4(c_in) * 4u + 2u * sizeof(ttk_rq_t) + 8u);
+}
+
+/* Widen rows a and b (n int8 each, b may be NULL = zeros) minus z into the interleaved layout. */
+static void ttk_widen_pair(const int8_t* a, const int8_t* b, int32_t n, int32_t z, int32_t* out) {
+  const int32_t off = ttk_offset2(z);
+  int32_t k = 0;
+  for (; k + 4 <= n; k += 4, out += 4) {
+    const uint32_t va = ttk_ld32(a + k);
+    out[0] = ttk_sxtab16(off, va);
+    out[2] = ttk_sxtab16_ror8(off, va);
+    if (b != NULL) {
+      const uint32_t vb = ttk_ld32(b + k);
+      out[1] = ttk_sxtab16(off, vb);
+      out[3] = ttk_sxtab16_ror8(off, vb);
+    } else {
+      out[1] = 0;
+      out[3] = 0;
+    }
+  }
+  if (k < n) { /* tail: lanes (k0,k2) and (k1,k3) of a zero-padded quad */
+    int32_t ta[4] = {0, 0, 0, 0}, tb[4] = {0, 0, 0, 0};
+    for (int32_t j = 0; k + j < n; ++j) {
+      ta[j] = a[k + j] - z;
+      tb[j] = b != NULL ? b[k + j] - z : 0;
+    }
+    out[0] = (int32_t)(((uint32_t)(uint16_t)ta[0]) | ((uint32_t)(uint16_t)ta[2] << 16));
+    out[2] = (int32_t)(((uint32_t)(uint16_t)ta[1]) | ((uint32_t)(uint16_t)ta[3] << 16));
+    out[1] = (int32_t)(((uint32_t)(uint16_t)tb[0]) | ((uint32_t)(uint16_t)tb[2] << 16));
+    out[3] = (int32_t)(((uint32_t)(uint16_t)tb[1]) | ((uint32_t)(uint16_t)tb[3] << 16));
+  }
+}
+
+/* Two words p[off], p[off+1] (p 4-byte aligned, which LDRD needs on M-profile). GCC 12 splits
+ * 64-bit loads into two LDRs for the Cortex-M4/M7, so on Arm this is one inline-asm LDRD. */
+#if TTK_HAVE_DSP
+#define TTK_LD2(p, off, a, b)                                                         \
+  __asm__("ldrd %0, %1, [%2, %3]"                                                     \
+          : "=r"(a), "=r"(b)                                                          \
+          : "r"(p), "i"(4 * (off)), "m"(*(const int32_t(*)[2])((p) + (off))))
+#else
+#define TTK_LD2(p, off, a, b) ((a) = (p)[off], (b) = (p)[(off) + 1])
+#endif
+
+#define TTK_Q15_STEP(off)                                                             \
+  do {                                                                                \
+    int32_t x0, x1, w0, w1;                                                           \
+    TTK_LD2(xs, off, x0, x1);                                                         \
+    TTK_LD2(ws, off, w0, w1);                                                         \
+    s00 = ttk_smlad(x0, w0, s00);                                                     \
+    s01 = ttk_smlad(x0, w1, s01);                                                     \
+    s10 = ttk_smlad(x1, w0, s10);                                                     \
+    s11 = ttk_smlad(x1, w1, s11);                                                     \
+  } while (0)
+
+TTK_INLINE void ttk_dot_q15_2x2(const int32_t* xs, const int32_t* ws, int32_t quads,
+                                int32_t* s) {
+  int32_t s00 = s[0], s01 = s[1], s10 = s[2], s11 = s[3];
+  const int32_t* end = xs + 4 * (quads & ~1);
+  while (xs < end) { /* 8 k per iteration: 8 LDRD + 16 SMLAD */
+    TTK_Q15_STEP(0);
+    TTK_Q15_STEP(2);
+    TTK_Q15_STEP(4);
+    TTK_Q15_STEP(6);
+    xs += 8;
+    ws += 8;
+  }
+  if (quads & 1) {
+    TTK_Q15_STEP(0);
+    TTK_Q15_STEP(2);
+  }
+  s[0] = s00;
+  s[1] = s01;
+  s[2] = s10;
+  s[3] = s11;
+}
+
+TTK_INLINE void ttk_conv1x1_s8_q15_body(const int8_t* x, int32_t pixels, int32_t c_in,
+                                        const int8_t* w_oi, const int32_t* bias, int32_t c_out,
+                                        const ttk_quant_t* q, int8_t* y, int32_t* scratch,
+                                        size_t scratch_bytes, const int ff) {
+  const int32_t yz = q->y_zero, lo = q->act_min, hi = q->act_max;
+  const int full = lo == -128 && hi == 127; /* no fused activation range: one SSAT */
+  const int32_t k4 = ttk_k4(c_in), quads = k4 / 4;
+  int32_t* xs = scratch;                                   /* k4 words: one pixel pair */
+  int32_t* wblk = scratch + k4;
+  const size_t pair_bytes = (size_t)k4 * 4u + 2u * sizeof(ttk_rq_t) + 2u * sizeof(int32_t);
+  int32_t max_pairs = (int32_t)((scratch_bytes - (size_t)k4 * 4u) / pair_bytes);
+  const int32_t all_pairs = (c_out + 1) / 2;
+  if (max_pairs > all_pairs) max_pairs = all_pairs;
+  for (int32_t c0 = 0; c0 < c_out; c0 += 2 * max_pairs) {
+    int32_t npairs = (c_out - c0 + 1) / 2;
+    if (npairs > max_pairs) npairs = max_pairs;
+    const int32_t nfull = c0 + 2 * npairs > c_out ? npairs - 1 : npairs; /* both channels */
+    ttk_rq_t* rq = (ttk_rq_t*)(wblk + npairs * k4);
+    int32_t* bb = (int32_t*)(rq + 2 * npairs);
+    for (int32_t j = 0; j < 2 * npairs; ++j) {
+      const int32_t c = c0 + j;
+      rq[j] = c < c_out ? ttk_rq_make(q->mult[c], q->shift[c]) : ttk_rq_make(0, 0);
+      bb[j] = (bias != NULL && c < c_out) ? bias[c] : 0;
+    }
+    for (int32_t j = 0; j < npairs; ++j) {
+      const int32_t c = c0 + 2 * j;
+      ttk_widen_pair(w_oi + c * c_in, c + 1 < c_out ? w_oi + (c + 1) * c_in : NULL, c_in, 0,
+                     wblk + j * k4);
+    }
+    for (int32_t p = 0; p < pixels; p += 2) {
+      const int two_px = p + 1 < pixels;
+      ttk_widen_pair(x + p * c_in, two_px ? x + (p + 1) * c_in : NULL, c_in, q->x_zero, xs);
+      int8_t* y0 = y + p * c_out + c0;
+      const int32_t* wj = wblk;
+      const int32_t* bj = bb;
+      const ttk_rq_t* rj = rq;
+      int32_t j = 0;
+      if (two_px) {
+        for (; j < nfull; ++j, y0 += 2, wj += k4, bj += 2, rj += 2) {
+          int32_t s[4] = {bj[0], bj[1], bj[0], bj[1]};
+          ttk_dot_q15_2x2(xs, wj, quads, s);
+          y0[0] = TTK_OUT_FF(s[0], rj[0]);
+          y0[1] = TTK_OUT_FF(s[1], rj[1]);
+          y0[c_out] = TTK_OUT_FF(s[2], rj[0]);
+          y0[c_out + 1] = TTK_OUT_FF(s[3], rj[1]);
+        }
+      } else {
+        for (; j < nfull; ++j, y0 += 2, wj += k4, bj += 2, rj += 2) {
+          int32_t s[4] = {bj[0], bj[1], bj[0], bj[1]};
+          ttk_dot_q15_2x2(xs, wj, quads, s);
+          y0[0] = TTK_OUT_FF(s[0], rj[0]);
+          y0[1] = TTK_OUT_FF(s[1], rj[1]);
+        }
+      }
+      if (j < npairs) { /* the last, single channel of C_out */
+        int32_t s[4] = {bj[0], 0, bj[0], 0};
+        ttk_dot_q15_2x2(xs, wj, quads, s);
+        y0[0] = TTK_OUT(s[0], rj[0]);
+        if (two_px) y0[c_out] = TTK_OUT(s[2], rj[0]);
+      }
+    }
+  }
+}
+
+static void ttk_conv1x1_s8_q15(const int8_t* x, int32_t pixels, int32_t c_in, const int8_t* w_oi,
+                               const int32_t* bias, int32_t c_out, const ttk_quant_t* q,
+                               int8_t* y, int32_t* scratch, size_t scratch_bytes) {
+  if (ttk_layer_ff(q, c_out))
+    ttk_conv1x1_s8_q15_body(x, pixels, c_in, w_oi, bias, c_out, q, y, scratch, scratch_bytes, 1);
+  else
+    ttk_conv1x1_s8_q15_body(x, pixels, c_in, w_oi, bias, c_out, q, y, scratch, scratch_bytes, 0);
+}
+
+int ttk_conv1x1_s8(const int8_t* x, int32_t pixels, int32_t c_in, const int8_t* w_oi,
+                   const int32_t* bias, int32_t c_out, const ttk_quant_t* q, int8_t* y,
+                   void* scratch, size_t scratch_bytes) {
+  if (x == NULL || w_oi == NULL || y == NULL || pixels < 1 || c_in < 1 || c_out < 1 ||
+      !ttk_quant_ok(q) || ((uintptr_t)scratch & 3u) != 0u)
+    return -1;
+  if (scratch != NULL && scratch_bytes >= ttk_conv1x1_s8_scratch_min(c_in)) {
+    ttk_conv1x1_s8_q15(x, pixels, c_in, w_oi, bias, c_out, q, y, (int32_t*)scratch, scratch_bytes);
+    return 0;
+  }
+  const int32_t xz = q->x_zero, yz = q->y_zero, lo = q->act_min, hi = q->act_max;
+  const int full = lo == -128 && hi == 127; /* no fused activation range: one SSAT */
+  int32_t c = 0;
+  for (; c + 2 <= c_out; c += 2) {
+    const int8_t* w0 = w_oi + c * c_in;
+    const int32_t b0 = bias ? bias[c] : 0, b1 = bias ? bias[c + 1] : 0;
+    const ttk_rq_t r0 = ttk_rq_make(q->mult[c], q->shift[c]);
+    const ttk_rq_t r1 = ttk_rq_make(q->mult[c + 1], q->shift[c + 1]);
+    /* sum((x - z) w) = sum(x w) - z sum(w): the zero point goes into the bias once. */
+    const int32_t e0 = b0 - xz * ttk_wsum(w0, c_in);
+    const int32_t e1 = b1 - xz * ttk_wsum(w0 + c_in, c_in);
+    int8_t* yp = y + c;
+    const int8_t* xp = x;
+    int32_t p = 0;
+    for (; p + 2 <= pixels; p += 2, xp += 2 * c_in, yp += 2 * c_out) {
+      int32_t s[4] = {e0, e1, e0, e1};
+      ttk_dot_2x2(xp, w0, c_in, c_in, s);
+      yp[0] = TTK_OUT(s[0], r0);
+      yp[1] = TTK_OUT(s[1], r1);
+      yp[c_out] = TTK_OUT(s[2], r0);
+      yp[c_out + 1] = TTK_OUT(s[3], r1);
+    }
+    if (p < pixels) {
+      int32_t s[2] = {b0, b1};
+      ttk_dot_1x2_off(xp, w0, c_in, c_in, xz, s);
+      yp[0] = TTK_OUT(s[0], r0);
+      yp[1] = TTK_OUT(s[1], r1);
+    }
+  }
+  if (c < c_out) {
+    const int8_t* w0 = w_oi + c * c_in;
+    const int32_t b0 = bias ? bias[c] : 0;
+    const ttk_rq_t r0 = ttk_rq_make(q->mult[c], q->shift[c]);
+    for (int32_t p = 0; p < pixels; ++p)
+      y[p * c_out + c] = TTK_OUT(b0 + ttk_dot_1x1_off(x + p * c_in, w0, c_in, xz), r0);
+  }
+  return 0;
+}
+
+int ttk_linear_s8(const int8_t* x, int32_t c_in, const int8_t* w_oi, const int32_t* bias,
+                  int32_t c_out, const ttk_quant_t* q, int8_t* y) {
+  if (x == NULL || w_oi == NULL || y == NULL || c_in < 1 || c_out < 1 || !ttk_quant_ok(q))
+    return -1;
+  int32_t c = 0;
+  for (; c + 2 <= c_out; c += 2) {
+    int32_t s[2] = {bias ? bias[c] : 0, bias ? bias[c + 1] : 0};
+    ttk_dot_1x2_off(x, w_oi + c * c_in, c_in, c_in, q->x_zero, s);
+    y[c] = ttk_out(s[0], q, c);
+    y[c + 1] = ttk_out(s[1], q, c + 1);
+  }
+  if (c < c_out)
+    y[c] = ttk_out((bias ? bias[c] : 0) + ttk_dot_1x1_off(x, w_oi + c * c_in, c_in, q->x_zero), q,
+                   c);
+  return 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Depthwise conv: per output pixel, 4 channels per step; SXTAB16 widens x - x_zero,           */
+/* SMLABB/SMLATT accumulate the even (bytes 0,2) and odd (bytes 1,3, ROR #8) channel lanes.    */
+
+static int ttk_dw_shape_ok(int32_t h, int32_t w, int32_t c, int32_t k, int32_t stride) {
+  return h >= 1 && w >= 1 && c >= 1 && (k == 3 || k == 5 || k == 7) &&
+         (stride == 1 || stride == 2);
+}
+
+/* Taps of one output pixel for 4 channels: x rows `row` bytes apart, taps `c` bytes apart;
+ * wq holds the widened weights of these 4 channels, 2 words per tap, k taps per row. Inlined
+ * with a constant k so the interior loops unroll completely. */
+TTK_INLINE void ttk_dw_taps(const int8_t* xb, int32_t row, int32_t c, const int32_t* wq,
+                            int32_t k, int32_t nkh, int32_t nkw, int32_t off, int32_t* acc) {
+  int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+#pragma GCC unroll 7
+  for (int32_t r = 0; r < nkh; ++r) {
+    const int8_t* xp = xb + r * row;
+    const int32_t* wp = wq + 2 * r * k;
+#pragma GCC unroll 7
+    for (int32_t t = 0; t < nkw; ++t) {
+      const uint32_t xv = ttk_ld32(xp + t * c);
+      const int32_t xe = ttk_sxtab16(off, xv), xo = ttk_sxtab16_ror8(off, xv);
+      a0 = ttk_smlabb(xe, wp[2 * t], a0);
+      a2 = ttk_smlatt(xe, wp[2 * t], a2);
+      a1 = ttk_smlabb(xo, wp[2 * t + 1], a1);
+      a3 = ttk_smlatt(xo, wp[2 * t + 1], a3);
+    }
+  }
+  acc[0] = a0;
+  acc[1] = a1;
+  acc[2] = a2;
+  acc[3] = a3;
+}
+
+/* All output pixels of channels [ch, ch+4): weights widened once into wq (SXTB16 pairs),
+ * requantization constants in locals; interior pixels take the unrolled k x k path. */
+TTK_INLINE void ttk_dw_group(const int8_t* x, int32_t h, int32_t w, int32_t c, const int8_t* wt,
+                             int32_t k, int32_t stride, const int32_t* bias,
+                             const ttk_quant_t* q, int8_t* y, int32_t ch, const int ff) {
+  const int32_t pad = (k - 1) / 2;
+  const int32_t oh = (h + 2 * pad - k) / stride + 1, ow = (w + 2 * pad - k) / stride + 1;
+  const int32_t off = ttk_offset2(q->x_zero), yz = q->y_zero, lo = q->act_min, hi = q->act_max;
+  const int full = lo == -128 && hi == 127; /* no fused activation range: one SSAT */
+  const int32_t row = w * c;
+  int32_t wq[2 * 7 * 7];
+  for (int32_t t = 0; t < k * k; ++t) {
+    const uint32_t wv = ttk_ld32(wt + t * c + ch);
+    wq[2 * t] = ttk_sxtb16(wv);
+    wq[2 * t + 1] = ttk_sxtb16_ror8(wv);
+  }
+  const ttk_rq_t r0 = ttk_rq_make(q->mult[ch], q->shift[ch]);
+  const ttk_rq_t r1 = ttk_rq_make(q->mult[ch + 1], q->shift[ch + 1]);
+  const ttk_rq_t r2 = ttk_rq_make(q->mult[ch + 2], q->shift[ch + 2]);
+  const ttk_rq_t r3 = ttk_rq_make(q->mult[ch + 3], q->shift[ch + 3]);
+  const int32_t b0 = bias ? bias[ch] : 0, b1 = bias ? bias[ch + 1] : 0;
+  const int32_t b2 = bias ? bias[ch + 2] : 0, b3 = bias ? bias[ch + 3] : 0;
+  for (int32_t oy = 0; oy < oh; ++oy) {
+    const int32_t iy0 = oy * stride - pad;
+    const int32_t kh0 = iy0 < 0 ? -iy0 : 0;
+    const int32_t kh1 = iy0 + k > h ? h - iy0 : k;
+    int8_t* yrow = y + oy * ow * c + ch;
+    /* interior columns [ox_lo, ox_hi): all K x K taps inside the input (no checks) */
+    int32_t ox_lo = (pad + stride - 1) / stride;
+    int32_t ox_hi = (w + pad - k) / stride + 1;
+    if (kh0 != 0 || kh1 != k || ox_hi < ox_lo) ox_lo = ox_hi = ow; /* border row: all clipped */
+    if (ox_hi > ow) ox_hi = ow;
+    for (int32_t ox = 0; ox < ow; ++ox) {
+      if (ox == ox_lo) { /* the interior run, pointers bumped, unrolled K x K taps */
+        const int8_t* xb = x + iy0 * row + (ox * stride - pad) * c + ch;
+        int8_t* yp = yrow + ox * c;
+        for (; ox < ox_hi; ++ox, xb += stride * c, yp += c) {
+          int32_t acc[4] = {b0, b1, b2, b3};
+          ttk_dw_taps(xb, row, c, wq, k, k, k, off, acc);
+          yp[0] = TTK_OUT_FF(acc[0], r0);
+          yp[1] = TTK_OUT_FF(acc[1], r1);
+          yp[2] = TTK_OUT_FF(acc[2], r2);
+          yp[3] = TTK_OUT_FF(acc[3], r3);
+        }
+        if (ox >= ow) break;
+      }
+      const int32_t ix0 = ox * stride - pad;
+      const int32_t kw0 = ix0 < 0 ? -ix0 : 0;
+      const int32_t kw1 = ix0 + k > w ? w - ix0 : k;
+      const int8_t* xb = x + (iy0 + kh0) * row + (ix0 + kw0) * c + ch;
+      int8_t* yp = yrow + ox * c;
+      int32_t acc[4] = {b0, b1, b2, b3};
+      ttk_dw_taps(xb, row, c, wq + 2 * (kh0 * k + kw0), k, kh1 - kh0, kw1 - kw0, off, acc);
+      yp[0] = TTK_OUT(acc[0], r0);
+      yp[1] = TTK_OUT(acc[1], r1);
+      yp[2] = TTK_OUT(acc[2], r2);
+      yp[3] = TTK_OUT(acc[3], r3);
+    }
+  }
+}
+
+int ttk_dwconv_s8(const int8_t* x, int32_t h, int32_t w, int32_t c, const int8_t* wt,
+                  int32_t k, int32_t stride, const int32_t* bias, const ttk_quant_t* q,
+                  int8_t* y) {
+  if (x == NULL || wt == NULL || y == NULL || !ttk_dw_shape_ok(h, w, c, k, stride) ||
+      !ttk_quant_ok(q))
+    return -1;
+  const int ff = ttk_layer_ff(q, c);
+  int32_t ch = 0;
+  for (; ch + 4 <= c; ch += 4) {
+    if (ff) {
+      if (k == 3)
+        ttk_dw_group(x, h, w, c, wt, 3, stride, bias, q, y, ch, 1);
+      else if (k == 5)
+        ttk_dw_group(x, h, w, c, wt, 5, stride, bias, q, y, ch, 1);
+      else
+        ttk_dw_group(x, h, w, c, wt, 7, stride, bias, q, y, ch, 1);
+    } else {
+      if (k == 3)
+        ttk_dw_group(x, h, w, c, wt, 3, stride, bias, q, y, ch, 0);
+      else if (k == 5)
+        ttk_dw_group(x, h, w, c, wt, 5, stride, bias, q, y, ch, 0);
+      else
+        ttk_dw_group(x, h, w, c, wt, 7, stride, bias, q, y, ch, 0);
+    }
+  }
+  if (ch == c) return 0;
+  /* channel tail (C not a multiple of 4): plain C */
+  const int32_t pad = (k - 1) / 2, xz = q->x_zero;
+  const int32_t oh = (h + 2 * pad - k) / stride + 1, ow = (w + 2 * pad - k) / stride + 1;
+  for (int32_t oy = 0; oy < oh; ++oy)
+    for (int32_t ox = 0; ox < ow; ++ox)
+      for (int32_t cc = ch; cc < c; ++cc) {
+        int32_t a = bias ? bias[cc] : 0;
+        for (int32_t r = 0; r < k; ++r) {
+          const int32_t iy = oy * stride - pad + r;
+          if (iy < 0 || iy >= h) continue;
+          for (int32_t t = 0; t < k; ++t) {
+            const int32_t ix = ox * stride - pad + t;
+            if (ix < 0 || ix >= w) continue;
+            a += (x[(iy * w + ix) * c + cc] - xz) * wt[(r * k + t) * c + cc];
+          }
+        }
+        y[(oy * ow + ox) * c + cc] = ttk_out(a, q, cc);
+      }
+  return 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Dense conv with few input channels (first layer): im2col of two output pixels into int16    */
+/* (x - x_zero, 0 in the padding), then 2 pixels x 2 channels of SMLAD on int16 pairs.         */
+
+static void ttk_im2col_q15(const int8_t* x, int32_t h, int32_t w, int32_t c_in, int32_t k,
+                           int32_t iy0, int32_t ix0, int32_t x_zero, int32_t k2, int16_t* col) {
+  int32_t j = 0;
+  for (int32_t r = 0; r < k; ++r) {
+    const int32_t iy = iy0 + r;
+    for (int32_t t = 0; t < k; ++t) {
+      const int32_t ix = ix0 + t;
+      if (iy < 0 || iy >= h || ix < 0 || ix >= w) {
+        for (int32_t i = 0; i < c_in; ++i) col[j++] = 0;
+      } else {
+        const int8_t* xp = x + (iy * w + ix) * c_in;
+        for (int32_t i = 0; i < c_in; ++i) col[j++] = (int16_t)(xp[i] - x_zero);
+      }
+    }
+  }
+  for (; j < k2; ++j) col[j] = 0;
+}
+
+#define TTK_CONV_RQ_CACHE 32
+int ttk_conv_s8(const int8_t* x, int32_t h, int32_t w, int32_t c_in, const int16_t* w_packed,
+                int32_t k, int32_t stride, const int32_t* bias, int32_t c_out,
+                const ttk_quant_t* q, int8_t* y) {
+  if (x == NULL || w_packed == NULL || y == NULL || h < 1 || w < 1 || c_in < 1 || c_out < 1 ||
+      k < 1 || (k & 1) == 0 || stride < 1 || k * k * c_in > TTK_CONV_MAX_K || !ttk_quant_ok(q))
+    return -1;
+  const int32_t pad = (k - 1) / 2;
+  const int32_t oh = (h + 2 * pad - k) / stride + 1, ow = (w + 2 * pad - k) / stride + 1;
+  const int32_t k2 = (k * k * c_in + 1) & ~1;
+  const int32_t n_out = oh * ow;
+  int16_t col[2][TTK_CONV_MAX_K] __attribute__((aligned(4)));
+  const int32_t yz = q->y_zero, lo = q->act_min, hi = q->act_max;
+  const int full = lo == -128 && hi == 127; /* no fused activation range: one SSAT */
+  ttk_rq_t rqs[TTK_CONV_RQ_CACHE]; /* per-channel constants of the first channels, made once */
+  const int32_t n_rq = c_out < TTK_CONV_RQ_CACHE ? c_out : TTK_CONV_RQ_CACHE;
+  for (int32_t c = 0; c < n_rq; ++c) rqs[c] = ttk_rq_make(q->mult[c], q->shift[c]);
+#define TTK_CONV_OUT(acc, c) \
+  ((c) < n_rq ? TTK_OUT((acc), rqs[(c)]) : ttk_out((acc), q, (c)))
+  for (int32_t p = 0; p < n_out; p += 2) {
+    const int32_t np = p + 1 < n_out ? 2 : 1;
+    for (int32_t i = 0; i < np; ++i) {
+      const int32_t oy = (p + i) / ow, ox = (p + i) % ow;
+      ttk_im2col_q15(x, h, w, c_in, k, oy * stride - pad, ox * stride - pad, q->x_zero, k2,
+                     col[i]);
+    }
+    if (np == 1)
+      for (int32_t j = 0; j < k2; ++j) col[1][j] = 0;
+    int8_t* yp = y + p * c_out;
+    for (int32_t c = 0; c < c_out; c += 2) {
+      const int32_t two = c + 1 < c_out;
+      const int16_t* w0 = w_packed + c * k2;
+      const int16_t* w1 = two ? w0 + k2 : w0;
+      int32_t s00 = bias ? bias[c] : 0, s10 = s00;
+      int32_t s01 = two && bias ? bias[c + 1] : 0, s11 = s01;
+      for (int32_t j = 0; j < k2; j += 2) {
+        int32_t a0 = (int32_t)ttk_ld32(col[0] + j), a1 = (int32_t)ttk_ld32(col[1] + j);
+        int32_t v0 = (int32_t)ttk_ld32(w0 + j), v1 = (int32_t)ttk_ld32(w1 + j);
+        s00 = ttk_smlad(a0, v0, s00);
+        s01 = ttk_smlad(a0, v1, s01);
+        s10 = ttk_smlad(a1, v0, s10);
+        s11 = ttk_smlad(a1, v1, s11);
+      }
+      yp[c] = TTK_CONV_OUT(s00, c);
+      if (two) yp[c + 1] = TTK_CONV_OUT(s01, c + 1);
+      if (np == 2) {
+        yp[c_out + c] = TTK_CONV_OUT(s10, c);
+        if (two) yp[c_out + c + 1] = TTK_CONV_OUT(s11, c + 1);
+      }
+    }
+  }
+  return 0;
+}
+#undef TTK_CONV_OUT

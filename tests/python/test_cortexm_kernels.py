@@ -1,0 +1,226 @@
+"""Our int8 / fp32 Cortex-M kernels (runtime/kernels) against an independent numpy oracle.
+
+Every kernel runs on seeded random data in the runner (runtime/kernels/test/ttk_runner.c):
+natively (gcc, portable C path of the DSP intrinsics, ASan/UBSan) and under QEMU on the
+Cortex-M4F (mps2-an386) and the Cortex-M7 (mps2-an500) with SMLAD/SXTB16. int8 outputs must be
+bit-exact; fp32 outputs within 1e-6 of a float64 reference (relative to the output's scale).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "firmware"))
+
+import ttk_kernels as tk  # noqa: E402
+import ttk_oracle as oracle  # noqa: E402
+
+TARGETS = ["host", "mps2-an386", "mps2-an500"]
+FP32_TOL = 1e-6
+
+
+def _s8_cases(rng):
+    """(family, case, expected int8 output)."""
+    out = []
+    # pointwise: MbV2 shapes, odd pixel/channel/K tails, no bias, no clamp, eff > 1 (left shift)
+    # relu6=False: full int8 clamp, so all-fast layers take the specialised epilogue; with
+    # pos=True (eff > 1 on even channels) a full-range layer takes the general one
+    for p, ci, co, relu6, has_bias, pos in [(64, 16, 96, True, True, False), (15, 24, 7, True, True, False),
+                                            (17, 12, 10, False, True, True), (16, 20, 12, False, True, False),
+                                            (9, 5, 3, False, False, False), (33, 8, 48, True, True, True),
+                                            (1, 96, 16, False, True, False), (20, 112, 30, True, True, False)]:
+        q = tk.quant_params(rng, co, relu6=relu6, positive_shift=pos)
+        x, w = tk.s8(rng, (p, ci)), tk.s8(rng, (ci, co))
+        b = tk.bias32(rng, co) if has_bias else None
+        out.append(("conv1x1", tk.case_conv1x1(x, w, b, q), oracle.conv1x1(x, w, b, q)))
+    # the same kernel without scratch (register-only widening) and with scratch for only 1-3
+    # channel pairs per block (several weight blocks)
+    for p, ci, co, scratch in [(64, 16, 96, 0), (15, 23, 7, 0), (33, 8, 48, -4), (13, 21, 9, -3),
+                               (5, 6, 5, -2)]:
+        q = tk.quant_params(rng, co)
+        x, w, b = tk.s8(rng, (p, ci)), tk.s8(rng, (ci, co)), tk.bias32(rng, co)
+        out.append(("conv1x1", tk.case_conv1x1(x, w, b, q, scratch=scratch), oracle.conv1x1(x, w, b, q)))
+    for ci, co in [(1280, 10), (37, 11), (3, 1)]:
+        q = tk.quant_params(rng, co, relu6=False)
+        x, w, b = tk.s8(rng, (1, ci)), tk.s8(rng, (ci, co)), tk.bias32(rng, co)
+        out.append(("linear", tk.case_conv1x1(x, w, b, q, op="linear"), oracle.conv1x1(x, w, b, q)[0]))
+    for k in (3, 5, 7):
+        for stride in (1, 2):
+            for h, wd, c in [(9, 11, 20), (6, 5, 7), (2, 3, 4)]:
+                q = tk.quant_params(rng, c, relu6=(c != 7))
+                x, w = tk.s8(rng, (h, wd, c)), tk.s8(rng, (k, k, 1, c))
+                b = tk.bias32(rng, c) if c != 4 else None
+                out.append(("dwconv", tk.case_dwconv(x, w, k, stride, b, q),
+                            oracle.dwconv(x, w, k, stride, b, q)))
+    # (the 35-channel case passes the kernel's 32-channel requantization cache; relu6=False
+    # cases clamp to the full int8 range, which takes the SSAT path)
+    for h, wd, ci, co, k, s, relu6 in [(16, 16, 3, 16, 3, 2, True), (15, 13, 3, 5, 3, 2, True),
+                                       (7, 6, 2, 4, 3, 1, False), (9, 9, 1, 3, 5, 2, True),
+                                       (5, 6, 3, 35, 3, 2, False)]:
+        q = tk.quant_params(rng, co, relu6=relu6)
+        x, w, b = tk.s8(rng, (h, wd, ci)), tk.s8(rng, (k, k, ci, co)), tk.bias32(rng, co)
+        out.append(("conv", tk.case_conv(x, w, k, s, b, q), oracle.conv(x, w, k, s, b, q)))
+    return out
+
+
+def _requant_case(rng):
+    edges = np.array([0, 1, -1, 2, -2, 3, -3, (1 << 31) - 1, -(1 << 31), -(1 << 31) + 1,
+                      1 << 30, -(1 << 30), 12345, -12345], np.int64)
+    mults = np.array([1 << 30, (1 << 31) - 1, 1518500250, 0], np.int64)
+    shifts = np.array([0, -1, -2, -7, -31, 1, 5, 30], np.int64)
+    a, m, s = (g.ravel() for g in np.meshgrid(edges, mults, shifts, indexing="ij"))
+    n_rand = 3000
+    a = np.concatenate([a, rng.integers(-(1 << 31), 1 << 31, n_rand), rng.integers(-5000, 5000, n_rand)])
+    m = np.concatenate([m, rng.integers(1 << 30, 1 << 31, 2 * n_rand)])
+    s = np.concatenate([s, rng.integers(-31, 8, 2 * n_rand)])
+    a, m, s = a.astype(np.int32), m.astype(np.int32), s.astype(np.int32)
+    case = tk.Case("requant", [len(a)], [a, m, s], 4 * len(a))
+    return case, oracle.requantize(a, m, s).astype(np.int32)
+
+
+def _f32_cases(rng):
+    """(family, case, float64 reference)."""
+    out = []
+    f = lambda *shape: rng.standard_normal(shape).astype(np.float32)  # noqa: E731
+    for k in (3, 5, 7):
+        for stride in (1, 2):
+            for h, wd, c in [(9, 11, 20), (6, 5, 7)]:
+                oh, ow = oracle.out_size(h, k, stride), oracle.out_size(wd, k, stride)
+                gy, w = f(oh, ow, c), f(k, k, 1, c)
+                out.append(("dw_grad_input", tk.Case("dw_grad_input", [h, wd, c, k, stride], [gy, w], h * wd * c * 4),
+                            oracle.dwconv_grad_input(gy, w, h, wd, k, stride)))
+                xz, xs = int(rng.integers(-128, 128)), float(rng.uniform(0.01, 0.1))
+                x = tk.s8(rng, (h, wd, c))
+                n_ch = max(1, c // 4) if c > 4 else c
+                out.append(("dw_grad_weight",
+                            tk.Case("dw_grad_weight", [h, wd, c, k, stride, n_ch, xz, tk.f32_bits(xs)], [x, gy],
+                                    k * k * n_ch * 4),
+                            oracle.dwconv_grad_weight(x, xz, xs, gy, k, stride, n_ch)))
+    for p, co, ci in [(64, 96, 16), (15, 7, 9), (1, 10, 1280)]:
+        gy, w = f(p, co), f(ci, co)
+        out.append(("pw_grad_input", tk.Case("pw_grad_input", [p, co, ci], [gy, w], p * ci * 4),
+                    oracle.conv1x1_grad_input(gy, w)))
+    for p, ci, co, n_out in [(64, 16, 96, 12), (15, 9, 7, 7), (1, 1280, 10, 10), (33, 96, 16, 2)]:
+        xz, xs = int(rng.integers(-128, 128)), float(rng.uniform(0.01, 0.1))
+        x, gy = tk.s8(rng, (p, ci)), f(p, co)
+        out.append(("pw_grad_weight",
+                    tk.Case("pw_grad_weight", [p, ci, co, n_out, xz, tk.f32_bits(xs)], [x, gy], ci * n_out * 4),
+                    oracle.conv1x1_grad_weight(x, xz, xs, gy, n_out)))
+    return out
+
+
+def _mask_cases(rng):
+    out = []
+    for n, lo, hi in [(100, -20, 80), (64, -128, 127), (7, 0, 6)]:
+        y = rng.integers(lo - 3, hi + 4, n).clip(-128, 127).astype(np.int8)
+        g = rng.standard_normal(n).astype(np.float32)
+        bits = oracle.mask_bits(y, lo, hi)
+        keep = np.unpackbits(bits, bitorder="little")[:n].astype(bool)
+        mbytes = (n + 7) // 8
+        out.append((tk.Case("mask", [n, lo, hi], [y, g], ((mbytes + 7) & ~7) + 4 * n),
+                    bits, np.where(keep, g, np.float32(0))))
+    return out
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """All cases, run once per target (cached)."""
+    rng = np.random.default_rng(20261201)
+    s8_cases, f32_cases, mask_cases = _s8_cases(rng), _f32_cases(rng), _mask_cases(rng)
+    rq_case, rq_ref = _requant_case(rng)
+    cases = [c for _, c, _ in s8_cases] + [c for _, c, _ in f32_cases] + [c for c, _, _ in mask_cases] + [rq_case]
+    cache = {}
+
+    def get(target):
+        if target not in cache:
+            if target != "host" and not tk.qemu_available():
+                pytest.skip("qemu-system-arm / arm-none-eabi-gcc not installed")
+            d = tmp_path_factory.mktemp(target)
+            runner = tk.build(d, target)
+            cache[target] = tk.run(runner, cases, d / "run")
+        res = cache[target]
+        i = len(s8_cases) + len(f32_cases) + len(mask_cases)
+        return {"s8": list(zip(s8_cases, res[:len(s8_cases)])),
+                "f32": list(zip(f32_cases, res[len(s8_cases):len(s8_cases) + len(f32_cases)])),
+                "mask": list(zip(mask_cases, res[len(s8_cases) + len(f32_cases):i])),
+                "requant": (rq_ref, res[i])}
+    return get
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("family", ["conv1x1", "linear", "dwconv", "conv"])
+def test_int8_kernel_bit_exact(runs, target, family):
+    checked = 0
+    for (fam, case, ref), (raw, _) in runs(target)["s8"]:
+        if fam != family:
+            continue
+        got = np.frombuffer(raw, np.int8)
+        ref = np.asarray(ref, np.int8).ravel()
+        assert got.shape == ref.shape, case.params
+        bad = np.flatnonzero(got != ref)
+        assert bad.size == 0, (family, case.params, bad[:8], got[bad[:8]], ref[bad[:8]])
+        checked += 1
+    assert checked >= 3
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_requantize_bit_exact(runs, target):
+    ref, (raw, _) = runs(target)["requant"]
+    got = np.frombuffer(raw, np.int32)
+    bad = np.flatnonzero(got != ref)
+    assert bad.size == 0, (bad[:8], got[bad[:8]], ref[bad[:8]])
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("family", ["dw_grad_input", "dw_grad_weight", "pw_grad_input", "pw_grad_weight"])
+def test_fp32_backward_kernel(runs, target, family):
+    checked = 0
+    for (fam, case, ref), (raw, _) in runs(target)["f32"]:
+        if fam != family:
+            continue
+        got = np.frombuffer(raw, np.float32).astype(np.float64)
+        ref = np.asarray(ref, np.float64).ravel()
+        assert got.shape == ref.shape, case.params
+        err = np.abs(got - ref).max() / max(1.0, np.abs(ref).max())
+        assert err <= FP32_TOL, (family, case.params, err)
+        checked += 1
+    assert checked >= 3
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_mask_from_output_and_apply(runs, target):
+    for (case, bits, g_ref), (raw, _) in runs(target)["mask"]:
+        n = case.params[0]
+        mbytes = (n + 7) // 8
+        assert np.array_equal(np.frombuffer(raw[:mbytes], np.uint8), bits), case.params
+        g = np.frombuffer(raw[(mbytes + 7) & ~7:], np.float32)
+        assert np.array_equal(g, g_ref), case.params
+
+
+def test_oracle_requantization_hand_values():
+    """The oracle itself, on values worked out by hand from the gemmlowp definitions."""
+    assert oracle.quantize_multiplier(0.5) == (1 << 30, 0)
+    assert oracle.quantize_multiplier(0.75) == (3 << 29, 0)
+    assert oracle.quantize_multiplier(3.0) == (3 << 29, 2)
+    # SRDHM: 3 * 0.5 = 1.5 -> 2; -3 * 0.5 = -1.5 -> -1 (gemmlowp's nudge rounds half up there)
+    assert oracle.srdhm(3, 1 << 30) == 2 and oracle.srdhm(-3, 1 << 30) == -1
+    assert oracle.srdhm(-(1 << 31), -(1 << 31)) == (1 << 31) - 1
+    # RDBPOT rounds half away from zero
+    assert [int(oracle.rdbpot(v, 1)) for v in (3, -3, 1, -1)] == [2, -2, 1, -1]
+    assert int(oracle.rdbpot(-5, 2)) == -1 and int(oracle.rdbpot(-6, 2)) == -2
+    # left shift: acc * 2^2 then high mul by 0.75 -> 10 * 3 = 30
+    assert int(oracle.requantize(10, 3 << 29, 2)) == 30
+
+
+def test_kernels_reject_bad_shapes(tmp_path):
+    """Unsupported arguments are refused (the runner reports the kernel's -1)."""
+    runner = tk.build(tmp_path, "host")
+    rng = np.random.default_rng(0)
+    q = tk.quant_params(rng, 4)
+    bad = tk.case_dwconv(tk.s8(rng, (5, 5, 4)), tk.s8(rng, (4, 4, 1, 4)), 4, 1, None, q)
+    with pytest.raises(RuntimeError, match="rejected"):
+        tk.run(runner, [bad], tmp_path / "run")
