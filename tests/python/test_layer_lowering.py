@@ -278,3 +278,72 @@ def test_mul_sum_to_channel_affine():
     _close(_call(host, "sum_to_scalar", x), np.asarray(torch.tensor(x).sum().numpy()))
     scale, shift = _rand(rng, (5,)), _rand(rng, (5,))
     _close(_call(host, "affine", x, scale, shift), x * scale + shift)
+
+
+# ----------------------------------------------------------------------------------------------
+# end to end: autodiff's adjoints of every forward layer op, lowered, against torch.autograd
+# ----------------------------------------------------------------------------------------------
+
+E2E_FORWARD = """
+func.func @forward(%cw: tensor<3x3x3x4xf32> {tinytrain.param = "conv.weight"},
+                   %cb: tensor<4xf32> {tinytrain.param = "conv.bias"},
+                   %bw: tensor<6xf32> {tinytrain.param = "bn.weight"},
+                   %bb: tensor<6xf32> {tinytrain.param = "bn.bias"},
+                   %fw: tensor<5x6xf32> {tinytrain.param = "fc.weight"},
+                   %fb: tensor<5xf32> {tinytrain.param = "fc.bias"},
+                   %x: tensor<2x8x8x3xf32> {tinytrain.input}) -> tensor<2x5xf32> {
+  %c = "tinytrain.conv2d"(%x, %cw, %cb) {strides = array<i64: 1, 1>, padding = array<i64: 1, 1>, groups = 1 : i64} : (tensor<2x8x8x3xf32>, tensor<3x3x3x4xf32>, tensor<4xf32>) -> tensor<2x8x8x4xf32>
+  %p = "tinytrain.pad"(%c) {low = array<i64: 0, 1, 0, 0>, high = array<i64: 0, 0, 1, 0>} : (tensor<2x8x8x4xf32>) -> tensor<2x9x9x4xf32>
+  %m = "tinytrain.max_pool2d"(%p) {kernel = array<i64: 3, 3>, strides = array<i64: 2, 2>, padding = array<i64: 1, 1, 1, 1>} : (tensor<2x9x9x4xf32>) -> tensor<2x5x5x4xf32>
+  %h = "tinytrain.hardswish"(%m) : (tensor<2x5x5x4xf32>) -> tensor<2x5x5x4xf32>
+  %s = "tinytrain.slice"(%h) {offsets = array<i64: 0, 0, 0, 1>} : (tensor<2x5x5x4xf32>) -> tensor<2x5x5x2xf32>
+  %cat = "tinytrain.concat"(%h, %s) {axis = 3 : i64} : (tensor<2x5x5x4xf32>, tensor<2x5x5x2xf32>) -> tensor<2x5x5x6xf32>
+  %a = "tinytrain.channel_affine"(%cat, %bw, %bb) : (tensor<2x5x5x6xf32>, tensor<6xf32>, tensor<6xf32>) -> tensor<2x5x5x6xf32>
+  %g = "tinytrain.global_avg_pool"(%a) : (tensor<2x5x5x6xf32>) -> tensor<2x6xf32>
+  %gr = "tinytrain.reshape"(%g) : (tensor<2x6xf32>) -> tensor<2x1x1x6xf32>
+  %sg = "tinytrain.sigmoid"(%gr) : (tensor<2x1x1x6xf32>) -> tensor<2x1x1x6xf32>
+  %y = "tinytrain.mul"(%a, %sg) : (tensor<2x5x5x6xf32>, tensor<2x1x1x6xf32>) -> tensor<2x5x5x6xf32>
+  %lr = "tinytrain.leaky_relu"(%y) {alpha = 0.1 : f32} : (tensor<2x5x5x6xf32>) -> tensor<2x5x5x6xf32>
+  %hs = "tinytrain.hardsigmoid"(%lr) : (tensor<2x5x5x6xf32>) -> tensor<2x5x5x6xf32>
+  %ap = "tinytrain.avg_pool2d"(%hs) {kernel = array<i64: 2, 2>, strides = array<i64: 2, 2>, padding = array<i64: 0, 0, 1, 1>, divisor = "valid"} : (tensor<2x5x5x6xf32>) -> tensor<2x3x3x6xf32>
+  %q = "tinytrain.global_avg_pool"(%ap) : (tensor<2x3x3x6xf32>) -> tensor<2x6xf32>
+  %l = "tinytrain.linear"(%q, %fw, %fb) : (tensor<2x6xf32>, tensor<5x6xf32>, tensor<5xf32>) -> tensor<2x5xf32>
+  return %l : tensor<2x5xf32>
+}
+"""
+
+
+def _torch_e2e(p, x):
+    """The forward above in PyTorch (NCHW; the conv weight given as HWIO)."""
+    c = F.conv2d(x, p["conv.weight"].permute(3, 2, 0, 1), p["conv.bias"], padding=1)
+    m = F.max_pool2d(F.pad(c, (0, 1, 1, 0)), 3, 2, 1)
+    h = F.hardswish(m)
+    a = torch.cat([h, h[:, 1:3]], 1) * p["bn.weight"][:, None, None] + p["bn.bias"][:, None, None]
+    y = a * torch.sigmoid(a.mean((2, 3)))[:, :, None, None]
+    hs = F.hardsigmoid(F.leaky_relu(y, 0.1))
+    q = _torch_avg_pool(hs, (2, 2), (2, 2), (0, 0, 1, 1), "valid").mean((2, 3))
+    return F.linear(q, p["fc.weight"], p["fc.bias"])
+
+
+def test_layer_ops_end_to_end_gradients():
+    """autodiff{gradients=true} then to-linalg: every parameter gradient and the loss of a small
+    network using every forward layer op match torch.autograd (rtol 1e-5, atol 1e-6)."""
+    from tinytrain.pipeline import run_pipeline
+
+    rng = np.random.default_rng(5)
+    shapes = {"conv.weight": (3, 3, 3, 4), "conv.bias": (4,), "bn.weight": (6,), "bn.bias": (6,),
+              "fc.weight": (5, 6), "fc.bias": (5,)}
+    params = {k: (rng.standard_normal(s) * 0.7).astype(np.float32) for k, s in shapes.items()}
+    x = _rand(rng, (2, 8, 8, 3))
+    labels = np.array([3, 1], np.int32)
+    module = parse_module(E2E_FORWARD, new_context(), stage="test")
+    run_pipeline(module, "autodiff{trainable=all gradients=true},to-linalg")
+    host = HostModule(compile_host(str(module)))
+    outs = host.call("gradients", *params.values(), x, labels)
+    tp = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
+    loss = F.cross_entropy(_torch_e2e(tp, _nchw(x)), torch.tensor(labels, dtype=torch.long))
+    grads = torch.autograd.grad(loss, list(tp.values()))
+    assert len(outs) == len(grads) + 1
+    for name, got, want in zip(params, outs, grads):
+        np.testing.assert_allclose(got, want.numpy(), rtol=RTOL, atol=ATOL, err_msg=name)
+    np.testing.assert_allclose(outs[-1], loss.item(), rtol=RTOL)

@@ -4,15 +4,42 @@
 // bodies the tinytrain -> linalg conversion patterns build. Numerics against PyTorch:
 // tests/python/test_layer_lowering.py.
 
-// Zero padding: one tensor.pad with a zero body.
+// Zero padding as a gather over the padded shape: the source index is clamped into the input
+// (tensor.extract) and zero is selected outside it. Unpadded dims read linalg.index directly.
+// CHECK-DAG:   #[[MAP:map[0-9]*]] = affine_map<(d0, d1, d2, d3) -> (d0, d1, d2, d3)>
 // CHECK-LABEL: func.func @pad(
 // CHECK-SAME:    %[[ARG0:.*]]: tensor<1x4x4x2xf32>) -> tensor<1x7x5x2xf32> {
-// CHECK-NEXT:  %[[CST:.*]] = arith.constant 0.000000e+00 : f32
-// CHECK-NEXT:  %[[PADDED:.*]] = tensor.pad %[[ARG0]] low[0, 1, 0, 0] high[0, 2, 1, 0] {
-// CHECK-NEXT:  ^bb0(%[[ARG1:.*]]: index, %[[ARG2:.*]]: index, %[[ARG3:.*]]: index, %[[ARG4:.*]]: index):
-// CHECK-NEXT:    tensor.yield %[[CST]] : f32
-// CHECK-NEXT:  } : tensor<1x4x4x2xf32> to tensor<1x7x5x2xf32>
-// CHECK-NEXT:  return %[[PADDED]] : tensor<1x7x5x2xf32>
+// CHECK-NEXT:  %[[V0:.*]] = tensor.empty() : tensor<1x7x5x2xf32>
+// CHECK-NEXT:  %[[V1:.*]] = linalg.generic {indexing_maps = [#[[MAP]]], iterator_types = ["parallel", "parallel", "parallel", "parallel"]} outs(%[[V0]] : tensor<1x7x5x2xf32>) {
+// CHECK-NEXT:  ^bb0(%[[OUT:.*]]: f32):
+// CHECK-NEXT:    %[[CST:.*]] = arith.constant 0.000000e+00 : f32
+// CHECK-NEXT:    %[[C0:.*]] = arith.constant 0 : index
+// CHECK-NEXT:    %[[V2:.*]] = linalg.index 0 : index
+// CHECK-NEXT:    %[[V3:.*]] = linalg.index 1 : index
+// CHECK-NEXT:    %[[C1:.*]] = arith.constant 1 : index
+// CHECK-NEXT:    %[[V4:.*]] = arith.subi %[[V3]], %[[C1]] : index
+// CHECK-NEXT:    %[[V5:.*]] = arith.cmpi sge, %[[V4]], %[[C0]] : index
+// CHECK-NEXT:    %[[C4:.*]] = arith.constant 4 : index
+// CHECK-NEXT:    %[[V6:.*]] = arith.cmpi slt, %[[V4]], %[[C4]] : index
+// CHECK-NEXT:    %[[V7:.*]] = arith.andi %[[V5]], %[[V6]] : i1
+// CHECK-NEXT:    %[[V8:.*]] = arith.maxsi %[[V4]], %[[C0]] : index
+// CHECK-NEXT:    %[[C3:.*]] = arith.constant 3 : index
+// CHECK-NEXT:    %[[V9:.*]] = arith.minsi %[[V8]], %[[C3]] : index
+// CHECK-NEXT:    %[[V10:.*]] = linalg.index 2 : index
+// CHECK-NEXT:    %[[V11:.*]] = arith.cmpi sge, %[[V10]], %[[C0]] : index
+// CHECK-NEXT:    %[[C4_0:.*]] = arith.constant 4 : index
+// CHECK-NEXT:    %[[V12:.*]] = arith.cmpi slt, %[[V10]], %[[C4_0]] : index
+// CHECK-NEXT:    %[[V13:.*]] = arith.andi %[[V11]], %[[V12]] : i1
+// CHECK-NEXT:    %[[V14:.*]] = arith.andi %[[V7]], %[[V13]] : i1
+// CHECK-NEXT:    %[[V15:.*]] = arith.maxsi %[[V10]], %[[C0]] : index
+// CHECK-NEXT:    %[[C3_1:.*]] = arith.constant 3 : index
+// CHECK-NEXT:    %[[V16:.*]] = arith.minsi %[[V15]], %[[C3_1]] : index
+// CHECK-NEXT:    %[[V17:.*]] = linalg.index 3 : index
+// CHECK-NEXT:    %[[EXTRACTED:.*]] = tensor.extract %[[ARG0]][%[[V2]], %[[V9]], %[[V16]], %[[V17]]] : tensor<1x4x4x2xf32>
+// CHECK-NEXT:    %[[V18:.*]] = arith.select %[[V14]], %[[EXTRACTED]], %[[CST]] : f32
+// CHECK-NEXT:    linalg.yield %[[V18]] : f32
+// CHECK-NEXT:  } -> tensor<1x7x5x2xf32>
+// CHECK-NEXT:  return %[[V1]] : tensor<1x7x5x2xf32>
 func.func @pad(%x: tensor<1x4x4x2xf32>) -> tensor<1x7x5x2xf32> {
   %0 = "tinytrain.pad"(%x) {low = array<i64: 0, 1, 0, 0>, high = array<i64: 0, 2, 1, 0>} : (tensor<1x4x4x2xf32>) -> tensor<1x7x5x2xf32>
   return %0 : tensor<1x7x5x2xf32>
@@ -46,22 +73,50 @@ func.func @concat(%a: tensor<1x2x2x2xf32>, %b: tensor<1x2x2x3xf32>) -> tensor<1x
 
 // -----
 
-// Max pool: -inf padding (padding never wins), only as far as the windows read
-// ((4 - 1) * 2 + 3 = 9 rows: the bottom/right padding is never read), pooling_nhwc_max into a
-// -inf filled output.
+// Max pool: -inf padding (padding never wins, the gather of @pad with -inf), only as far as
+// the windows read ((4 - 1) * 2 + 3 = 9 rows: the bottom/right padding is never read),
+// pooling_nhwc_max into a -inf filled output.
+// CHECK-DAG:   #[[MAP:map[0-9]*]] = affine_map<(d0, d1, d2, d3) -> (d0, d1, d2, d3)>
 // CHECK-LABEL: func.func @max_pool2d(
 // CHECK-SAME:    %[[ARG0:.*]]: tensor<1x8x8x2xf32>) -> tensor<1x4x4x2xf32> {
+// CHECK-NEXT:  %[[V0:.*]] = tensor.empty() : tensor<1x9x9x2xf32>
+// CHECK-NEXT:  %[[V1:.*]] = linalg.generic {indexing_maps = [#[[MAP]]], iterator_types = ["parallel", "parallel", "parallel", "parallel"]} outs(%[[V0]] : tensor<1x9x9x2xf32>) {
+// CHECK-NEXT:  ^bb0(%[[OUT:.*]]: f32):
+// CHECK-NEXT:    %[[CST_0:.*]] = arith.constant 0xFF800000 : f32
+// CHECK-NEXT:    %[[C0:.*]] = arith.constant 0 : index
+// CHECK-NEXT:    %[[V6:.*]] = linalg.index 0 : index
+// CHECK-NEXT:    %[[V7:.*]] = linalg.index 1 : index
+// CHECK-NEXT:    %[[C1:.*]] = arith.constant 1 : index
+// CHECK-NEXT:    %[[V8:.*]] = arith.subi %[[V7]], %[[C1]] : index
+// CHECK-NEXT:    %[[V9:.*]] = arith.cmpi sge, %[[V8]], %[[C0]] : index
+// CHECK-NEXT:    %[[C8:.*]] = arith.constant 8 : index
+// CHECK-NEXT:    %[[V10:.*]] = arith.cmpi slt, %[[V8]], %[[C8]] : index
+// CHECK-NEXT:    %[[V11:.*]] = arith.andi %[[V9]], %[[V10]] : i1
+// CHECK-NEXT:    %[[V12:.*]] = arith.maxsi %[[V8]], %[[C0]] : index
+// CHECK-NEXT:    %[[C7:.*]] = arith.constant 7 : index
+// CHECK-NEXT:    %[[V13:.*]] = arith.minsi %[[V12]], %[[C7]] : index
+// CHECK-NEXT:    %[[V14:.*]] = linalg.index 2 : index
+// CHECK-NEXT:    %[[C1_1:.*]] = arith.constant 1 : index
+// CHECK-NEXT:    %[[V15:.*]] = arith.subi %[[V14]], %[[C1_1]] : index
+// CHECK-NEXT:    %[[V16:.*]] = arith.cmpi sge, %[[V15]], %[[C0]] : index
+// CHECK-NEXT:    %[[C8_2:.*]] = arith.constant 8 : index
+// CHECK-NEXT:    %[[V17:.*]] = arith.cmpi slt, %[[V15]], %[[C8_2]] : index
+// CHECK-NEXT:    %[[V18:.*]] = arith.andi %[[V16]], %[[V17]] : i1
+// CHECK-NEXT:    %[[V19:.*]] = arith.andi %[[V11]], %[[V18]] : i1
+// CHECK-NEXT:    %[[V20:.*]] = arith.maxsi %[[V15]], %[[C0]] : index
+// CHECK-NEXT:    %[[C7_3:.*]] = arith.constant 7 : index
+// CHECK-NEXT:    %[[V21:.*]] = arith.minsi %[[V20]], %[[C7_3]] : index
+// CHECK-NEXT:    %[[V22:.*]] = linalg.index 3 : index
+// CHECK-NEXT:    %[[EXTRACTED:.*]] = tensor.extract %[[ARG0]][%[[V6]], %[[V13]], %[[V21]], %[[V22]]] : tensor<1x8x8x2xf32>
+// CHECK-NEXT:    %[[V23:.*]] = arith.select %[[V19]], %[[EXTRACTED]], %[[CST_0]] : f32
+// CHECK-NEXT:    linalg.yield %[[V23]] : f32
+// CHECK-NEXT:  } -> tensor<1x9x9x2xf32>
+// CHECK-NEXT:  %[[V2:.*]] = tensor.empty() : tensor<3x3xf32>
 // CHECK-NEXT:  %[[CST:.*]] = arith.constant 0xFF800000 : f32
-// CHECK-NEXT:  %[[PADDED:.*]] = tensor.pad %[[ARG0]] low[0, 1, 1, 0] high[0, 0, 0, 0] {
-// CHECK-NEXT:  ^bb0(%[[ARG1:.*]]: index, %[[ARG2:.*]]: index, %[[ARG3:.*]]: index, %[[ARG4:.*]]: index):
-// CHECK-NEXT:    tensor.yield %[[CST]] : f32
-// CHECK-NEXT:  } : tensor<1x8x8x2xf32> to tensor<1x9x9x2xf32>
-// CHECK-NEXT:  %[[V0:.*]] = tensor.empty() : tensor<3x3xf32>
-// CHECK-NEXT:  %[[CST_0:.*]] = arith.constant 0xFF800000 : f32
-// CHECK-NEXT:  %[[V1:.*]] = tensor.empty() : tensor<1x4x4x2xf32>
-// CHECK-NEXT:  %[[V2:.*]] = linalg.fill ins(%[[CST_0]] : f32) outs(%[[V1]] : tensor<1x4x4x2xf32>) -> tensor<1x4x4x2xf32>
-// CHECK-NEXT:  %[[V3:.*]] = linalg.pooling_nhwc_max {dilations = dense<1> : tensor<2xi64>, strides = dense<2> : tensor<2xi64>} ins(%[[PADDED]], %[[V0]] : tensor<1x9x9x2xf32>, tensor<3x3xf32>) outs(%[[V2]] : tensor<1x4x4x2xf32>) -> tensor<1x4x4x2xf32>
-// CHECK-NEXT:  return %[[V3]] : tensor<1x4x4x2xf32>
+// CHECK-NEXT:  %[[V3:.*]] = tensor.empty() : tensor<1x4x4x2xf32>
+// CHECK-NEXT:  %[[V4:.*]] = linalg.fill ins(%[[CST]] : f32) outs(%[[V3]] : tensor<1x4x4x2xf32>) -> tensor<1x4x4x2xf32>
+// CHECK-NEXT:  %[[V5:.*]] = linalg.pooling_nhwc_max {dilations = dense<1> : tensor<2xi64>, strides = dense<2> : tensor<2xi64>} ins(%[[V1]], %[[V2]] : tensor<1x9x9x2xf32>, tensor<3x3xf32>) outs(%[[V4]] : tensor<1x4x4x2xf32>) -> tensor<1x4x4x2xf32>
+// CHECK-NEXT:  return %[[V5]] : tensor<1x4x4x2xf32>
 func.func @max_pool2d(%x: tensor<1x8x8x2xf32>) -> tensor<1x4x4x2xf32> {
   %0 = "tinytrain.max_pool2d"(%x) {kernel = array<i64: 3, 3>, strides = array<i64: 2, 2>, padding = array<i64: 1, 1, 1, 1>} : (tensor<1x8x8x2xf32>) -> tensor<1x4x4x2xf32>
   return %0 : tensor<1x4x4x2xf32>
@@ -161,24 +216,51 @@ func.func @max_pool2d_grad(%x: tensor<1x4x4x1xf32>, %dy: tensor<1x2x2x1xf32>) ->
 // CHECK-DAG:   #[[MAP:map[0-9]*]] = affine_map<(d0, d1, d2, d3) -> (d0, d1, d2, d3)>
 // CHECK-LABEL: func.func @avg_pool2d_window(
 // CHECK-SAME:    %[[ARG0:.*]]: tensor<1x4x4x2xf32>) -> tensor<1x2x2x2xf32> {
+// CHECK-NEXT:  %[[V0:.*]] = tensor.empty() : tensor<1x5x5x2xf32>
+// CHECK-NEXT:  %[[V1:.*]] = linalg.generic {indexing_maps = [#[[MAP]]], iterator_types = ["parallel", "parallel", "parallel", "parallel"]} outs(%[[V0]] : tensor<1x5x5x2xf32>) {
+// CHECK-NEXT:  ^bb0(%[[OUT:.*]]: f32):
+// CHECK-NEXT:    %[[CST_1:.*]] = arith.constant 0.000000e+00 : f32
+// CHECK-NEXT:    %[[C0:.*]] = arith.constant 0 : index
+// CHECK-NEXT:    %[[V8:.*]] = linalg.index 0 : index
+// CHECK-NEXT:    %[[V9:.*]] = linalg.index 1 : index
+// CHECK-NEXT:    %[[C1:.*]] = arith.constant 1 : index
+// CHECK-NEXT:    %[[V10:.*]] = arith.subi %[[V9]], %[[C1]] : index
+// CHECK-NEXT:    %[[V11:.*]] = arith.cmpi sge, %[[V10]], %[[C0]] : index
+// CHECK-NEXT:    %[[C4:.*]] = arith.constant 4 : index
+// CHECK-NEXT:    %[[V12:.*]] = arith.cmpi slt, %[[V10]], %[[C4]] : index
+// CHECK-NEXT:    %[[V13:.*]] = arith.andi %[[V11]], %[[V12]] : i1
+// CHECK-NEXT:    %[[V14:.*]] = arith.maxsi %[[V10]], %[[C0]] : index
+// CHECK-NEXT:    %[[C3:.*]] = arith.constant 3 : index
+// CHECK-NEXT:    %[[V15:.*]] = arith.minsi %[[V14]], %[[C3]] : index
+// CHECK-NEXT:    %[[V16:.*]] = linalg.index 2 : index
+// CHECK-NEXT:    %[[C1_2:.*]] = arith.constant 1 : index
+// CHECK-NEXT:    %[[V17:.*]] = arith.subi %[[V16]], %[[C1_2]] : index
+// CHECK-NEXT:    %[[V18:.*]] = arith.cmpi sge, %[[V17]], %[[C0]] : index
+// CHECK-NEXT:    %[[C4_3:.*]] = arith.constant 4 : index
+// CHECK-NEXT:    %[[V19:.*]] = arith.cmpi slt, %[[V17]], %[[C4_3]] : index
+// CHECK-NEXT:    %[[V20:.*]] = arith.andi %[[V18]], %[[V19]] : i1
+// CHECK-NEXT:    %[[V21:.*]] = arith.andi %[[V13]], %[[V20]] : i1
+// CHECK-NEXT:    %[[V22:.*]] = arith.maxsi %[[V17]], %[[C0]] : index
+// CHECK-NEXT:    %[[C3_4:.*]] = arith.constant 3 : index
+// CHECK-NEXT:    %[[V23:.*]] = arith.minsi %[[V22]], %[[C3_4]] : index
+// CHECK-NEXT:    %[[V24:.*]] = linalg.index 3 : index
+// CHECK-NEXT:    %[[EXTRACTED:.*]] = tensor.extract %[[ARG0]][%[[V8]], %[[V15]], %[[V23]], %[[V24]]] : tensor<1x4x4x2xf32>
+// CHECK-NEXT:    %[[V25:.*]] = arith.select %[[V21]], %[[EXTRACTED]], %[[CST_1]] : f32
+// CHECK-NEXT:    linalg.yield %[[V25]] : f32
+// CHECK-NEXT:  } -> tensor<1x5x5x2xf32>
+// CHECK-NEXT:  %[[V2:.*]] = tensor.empty() : tensor<3x3xf32>
 // CHECK-NEXT:  %[[CST:.*]] = arith.constant 0.000000e+00 : f32
-// CHECK-NEXT:  %[[PADDED:.*]] = tensor.pad %[[ARG0]] low[0, 1, 1, 0] high[0, 0, 0, 0] {
-// CHECK-NEXT:  ^bb0(%[[ARG1:.*]]: index, %[[ARG2:.*]]: index, %[[ARG3:.*]]: index, %[[ARG4:.*]]: index):
-// CHECK-NEXT:    tensor.yield %[[CST]] : f32
-// CHECK-NEXT:  } : tensor<1x4x4x2xf32> to tensor<1x5x5x2xf32>
-// CHECK-NEXT:  %[[V0:.*]] = tensor.empty() : tensor<3x3xf32>
-// CHECK-NEXT:  %[[CST_0:.*]] = arith.constant 0.000000e+00 : f32
-// CHECK-NEXT:  %[[V1:.*]] = tensor.empty() : tensor<1x2x2x2xf32>
-// CHECK-NEXT:  %[[V2:.*]] = linalg.fill ins(%[[CST_0]] : f32) outs(%[[V1]] : tensor<1x2x2x2xf32>) -> tensor<1x2x2x2xf32>
-// CHECK-NEXT:  %[[V3:.*]] = linalg.pooling_nhwc_sum {dilations = dense<1> : tensor<2xi64>, strides = dense<2> : tensor<2xi64>} ins(%[[PADDED]], %[[V0]] : tensor<1x5x5x2xf32>, tensor<3x3xf32>) outs(%[[V2]] : tensor<1x2x2x2xf32>) -> tensor<1x2x2x2xf32>
-// CHECK-NEXT:  %[[CST_1:.*]] = arith.constant 9.000000e+00 : f32
-// CHECK-NEXT:  %[[V4:.*]] = tensor.empty() : tensor<1x2x2x2xf32>
-// CHECK-NEXT:  %[[V5:.*]] = linalg.generic {indexing_maps = [#[[MAP]], #[[MAP]]], iterator_types = ["parallel", "parallel", "parallel", "parallel"]} ins(%[[V3]] : tensor<1x2x2x2xf32>) outs(%[[V4]] : tensor<1x2x2x2xf32>) {
+// CHECK-NEXT:  %[[V3:.*]] = tensor.empty() : tensor<1x2x2x2xf32>
+// CHECK-NEXT:  %[[V4:.*]] = linalg.fill ins(%[[CST]] : f32) outs(%[[V3]] : tensor<1x2x2x2xf32>) -> tensor<1x2x2x2xf32>
+// CHECK-NEXT:  %[[V5:.*]] = linalg.pooling_nhwc_sum {dilations = dense<1> : tensor<2xi64>, strides = dense<2> : tensor<2xi64>} ins(%[[V1]], %[[V2]] : tensor<1x5x5x2xf32>, tensor<3x3xf32>) outs(%[[V4]] : tensor<1x2x2x2xf32>) -> tensor<1x2x2x2xf32>
+// CHECK-NEXT:  %[[CST_0:.*]] = arith.constant 9.000000e+00 : f32
+// CHECK-NEXT:  %[[V6:.*]] = tensor.empty() : tensor<1x2x2x2xf32>
+// CHECK-NEXT:  %[[V7:.*]] = linalg.generic {indexing_maps = [#[[MAP]], #[[MAP]]], iterator_types = ["parallel", "parallel", "parallel", "parallel"]} ins(%[[V5]] : tensor<1x2x2x2xf32>) outs(%[[V6]] : tensor<1x2x2x2xf32>) {
 // CHECK-NEXT:  ^bb0(%[[IN:.*]]: f32, %[[OUT:.*]]: f32):
-// CHECK-NEXT:    %[[V6:.*]] = arith.divf %[[IN]], %[[CST_1]] : f32
-// CHECK-NEXT:    linalg.yield %[[V6]] : f32
+// CHECK-NEXT:    %[[V8:.*]] = arith.divf %[[IN]], %[[CST_0]] : f32
+// CHECK-NEXT:    linalg.yield %[[V8]] : f32
 // CHECK-NEXT:  } -> tensor<1x2x2x2xf32>
-// CHECK-NEXT:  return %[[V5]] : tensor<1x2x2x2xf32>
+// CHECK-NEXT:  return %[[V7]] : tensor<1x2x2x2xf32>
 func.func @avg_pool2d_window(%x: tensor<1x4x4x2xf32>) -> tensor<1x2x2x2xf32> {
   %0 = "tinytrain.avg_pool2d"(%x) {kernel = array<i64: 3, 3>, strides = array<i64: 2, 2>, padding = array<i64: 1, 1, 0, 0>, divisor = "window"} : (tensor<1x4x4x2xf32>) -> tensor<1x2x2x2xf32>
   return %0 : tensor<1x2x2x2xf32>
@@ -191,50 +273,73 @@ func.func @avg_pool2d_window(%x: tensor<1x4x4x2xf32>) -> tensor<1x2x2x2xf32> {
 // CHECK-DAG:   #[[MAP:map[0-9]*]] = affine_map<(d0, d1, d2, d3) -> (d0, d1, d2, d3)>
 // CHECK-LABEL: func.func @avg_pool2d_valid(
 // CHECK-SAME:    %[[ARG0:.*]]: tensor<1x3x3x1xf32>) -> tensor<1x2x2x1xf32> {
-// CHECK-NEXT:  %[[CST:.*]] = arith.constant 0.000000e+00 : f32
-// CHECK-NEXT:  %[[PADDED:.*]] = tensor.pad %[[ARG0]] low[0, 0, 0, 0] high[0, 1, 1, 0] {
-// CHECK-NEXT:  ^bb0(%[[ARG1:.*]]: index, %[[ARG2:.*]]: index, %[[ARG3:.*]]: index, %[[ARG4:.*]]: index):
-// CHECK-NEXT:    tensor.yield %[[CST]] : f32
-// CHECK-NEXT:  } : tensor<1x3x3x1xf32> to tensor<1x4x4x1xf32>
-// CHECK-NEXT:  %[[V0:.*]] = tensor.empty() : tensor<2x2xf32>
-// CHECK-NEXT:  %[[CST_0:.*]] = arith.constant 0.000000e+00 : f32
-// CHECK-NEXT:  %[[V1:.*]] = tensor.empty() : tensor<1x2x2x1xf32>
-// CHECK-NEXT:  %[[V2:.*]] = linalg.fill ins(%[[CST_0]] : f32) outs(%[[V1]] : tensor<1x2x2x1xf32>) -> tensor<1x2x2x1xf32>
-// CHECK-NEXT:  %[[V3:.*]] = linalg.pooling_nhwc_sum {dilations = dense<1> : tensor<2xi64>, strides = dense<2> : tensor<2xi64>} ins(%[[PADDED]], %[[V0]] : tensor<1x4x4x1xf32>, tensor<2x2xf32>) outs(%[[V2]] : tensor<1x2x2x1xf32>) -> tensor<1x2x2x1xf32>
-// CHECK-NEXT:  %[[V4:.*]] = tensor.empty() : tensor<1x2x2x1xf32>
-// CHECK-NEXT:  %[[V5:.*]] = linalg.generic {indexing_maps = [#[[MAP]], #[[MAP]]], iterator_types = ["parallel", "parallel", "parallel", "parallel"]} ins(%[[V3]] : tensor<1x2x2x1xf32>) outs(%[[V4]] : tensor<1x2x2x1xf32>) {
-// CHECK-NEXT:  ^bb0(%[[IN:.*]]: f32, %[[OUT:.*]]: f32):
-// CHECK-NEXT:    %[[V6:.*]] = linalg.index 1 : index
-// CHECK-NEXT:    %[[C2:.*]] = arith.constant 2 : index
-// CHECK-NEXT:    %[[V7:.*]] = arith.muli %[[V6]], %[[C2]] : index
+// CHECK-NEXT:  %[[V0:.*]] = tensor.empty() : tensor<1x4x4x1xf32>
+// CHECK-NEXT:  %[[V1:.*]] = linalg.generic {indexing_maps = [#[[MAP]]], iterator_types = ["parallel", "parallel", "parallel", "parallel"]} outs(%[[V0]] : tensor<1x4x4x1xf32>) {
+// CHECK-NEXT:  ^bb0(%[[OUT:.*]]: f32):
+// CHECK-NEXT:    %[[CST_0:.*]] = arith.constant 0.000000e+00 : f32
 // CHECK-NEXT:    %[[C0:.*]] = arith.constant 0 : index
-// CHECK-NEXT:    %[[V8:.*]] = arith.subi %[[V7]], %[[C0]] : index
-// CHECK-NEXT:    %[[C2_1:.*]] = arith.constant 2 : index
-// CHECK-NEXT:    %[[V9:.*]] = arith.addi %[[V8]], %[[C2_1]] : index
-// CHECK-NEXT:    %[[C0_2:.*]] = arith.constant 0 : index
-// CHECK-NEXT:    %[[V10:.*]] = arith.maxsi %[[V8]], %[[C0_2]] : index
+// CHECK-NEXT:    %[[V8:.*]] = linalg.index 0 : index
+// CHECK-NEXT:    %[[V9:.*]] = linalg.index 1 : index
+// CHECK-NEXT:    %[[V10:.*]] = arith.cmpi sge, %[[V9]], %[[C0]] : index
 // CHECK-NEXT:    %[[C3:.*]] = arith.constant 3 : index
-// CHECK-NEXT:    %[[V11:.*]] = arith.minsi %[[V9]], %[[C3]] : index
-// CHECK-NEXT:    %[[V12:.*]] = arith.subi %[[V11]], %[[V10]] : index
-// CHECK-NEXT:    %[[V13:.*]] = linalg.index 2 : index
-// CHECK-NEXT:    %[[C2_3:.*]] = arith.constant 2 : index
-// CHECK-NEXT:    %[[V14:.*]] = arith.muli %[[V13]], %[[C2_3]] : index
-// CHECK-NEXT:    %[[C0_4:.*]] = arith.constant 0 : index
-// CHECK-NEXT:    %[[V15:.*]] = arith.subi %[[V14]], %[[C0_4]] : index
-// CHECK-NEXT:    %[[C2_5:.*]] = arith.constant 2 : index
-// CHECK-NEXT:    %[[V16:.*]] = arith.addi %[[V15]], %[[C2_5]] : index
-// CHECK-NEXT:    %[[C0_6:.*]] = arith.constant 0 : index
-// CHECK-NEXT:    %[[V17:.*]] = arith.maxsi %[[V15]], %[[C0_6]] : index
-// CHECK-NEXT:    %[[C3_7:.*]] = arith.constant 3 : index
-// CHECK-NEXT:    %[[V18:.*]] = arith.minsi %[[V16]], %[[C3_7]] : index
-// CHECK-NEXT:    %[[V19:.*]] = arith.subi %[[V18]], %[[V17]] : index
-// CHECK-NEXT:    %[[V20:.*]] = arith.muli %[[V12]], %[[V19]] : index
-// CHECK-NEXT:    %[[V21:.*]] = arith.index_cast %[[V20]] : index to i32
-// CHECK-NEXT:    %[[V22:.*]] = arith.sitofp %[[V21]] : i32 to f32
-// CHECK-NEXT:    %[[V23:.*]] = arith.divf %[[IN]], %[[V22]] : f32
+// CHECK-NEXT:    %[[V11:.*]] = arith.cmpi slt, %[[V9]], %[[C3]] : index
+// CHECK-NEXT:    %[[V12:.*]] = arith.andi %[[V10]], %[[V11]] : i1
+// CHECK-NEXT:    %[[V13:.*]] = arith.maxsi %[[V9]], %[[C0]] : index
+// CHECK-NEXT:    %[[C2:.*]] = arith.constant 2 : index
+// CHECK-NEXT:    %[[V14:.*]] = arith.minsi %[[V13]], %[[C2]] : index
+// CHECK-NEXT:    %[[V15:.*]] = linalg.index 2 : index
+// CHECK-NEXT:    %[[V16:.*]] = arith.cmpi sge, %[[V15]], %[[C0]] : index
+// CHECK-NEXT:    %[[C3_1:.*]] = arith.constant 3 : index
+// CHECK-NEXT:    %[[V17:.*]] = arith.cmpi slt, %[[V15]], %[[C3_1]] : index
+// CHECK-NEXT:    %[[V18:.*]] = arith.andi %[[V16]], %[[V17]] : i1
+// CHECK-NEXT:    %[[V19:.*]] = arith.andi %[[V12]], %[[V18]] : i1
+// CHECK-NEXT:    %[[V20:.*]] = arith.maxsi %[[V15]], %[[C0]] : index
+// CHECK-NEXT:    %[[C2_2:.*]] = arith.constant 2 : index
+// CHECK-NEXT:    %[[V21:.*]] = arith.minsi %[[V20]], %[[C2_2]] : index
+// CHECK-NEXT:    %[[V22:.*]] = linalg.index 3 : index
+// CHECK-NEXT:    %[[EXTRACTED:.*]] = tensor.extract %[[ARG0]][%[[V8]], %[[V14]], %[[V21]], %[[V22]]] : tensor<1x3x3x1xf32>
+// CHECK-NEXT:    %[[V23:.*]] = arith.select %[[V19]], %[[EXTRACTED]], %[[CST_0]] : f32
 // CHECK-NEXT:    linalg.yield %[[V23]] : f32
+// CHECK-NEXT:  } -> tensor<1x4x4x1xf32>
+// CHECK-NEXT:  %[[V2:.*]] = tensor.empty() : tensor<2x2xf32>
+// CHECK-NEXT:  %[[CST:.*]] = arith.constant 0.000000e+00 : f32
+// CHECK-NEXT:  %[[V3:.*]] = tensor.empty() : tensor<1x2x2x1xf32>
+// CHECK-NEXT:  %[[V4:.*]] = linalg.fill ins(%[[CST]] : f32) outs(%[[V3]] : tensor<1x2x2x1xf32>) -> tensor<1x2x2x1xf32>
+// CHECK-NEXT:  %[[V5:.*]] = linalg.pooling_nhwc_sum {dilations = dense<1> : tensor<2xi64>, strides = dense<2> : tensor<2xi64>} ins(%[[V1]], %[[V2]] : tensor<1x4x4x1xf32>, tensor<2x2xf32>) outs(%[[V4]] : tensor<1x2x2x1xf32>) -> tensor<1x2x2x1xf32>
+// CHECK-NEXT:  %[[V6:.*]] = tensor.empty() : tensor<1x2x2x1xf32>
+// CHECK-NEXT:  %[[V7:.*]] = linalg.generic {indexing_maps = [#[[MAP]], #[[MAP]]], iterator_types = ["parallel", "parallel", "parallel", "parallel"]} ins(%[[V5]] : tensor<1x2x2x1xf32>) outs(%[[V6]] : tensor<1x2x2x1xf32>) {
+// CHECK-NEXT:  ^bb0(%[[IN:.*]]: f32, %[[OUT:.*]]: f32):
+// CHECK-NEXT:    %[[V8:.*]] = linalg.index 1 : index
+// CHECK-NEXT:    %[[C2:.*]] = arith.constant 2 : index
+// CHECK-NEXT:    %[[V9:.*]] = arith.muli %[[V8]], %[[C2]] : index
+// CHECK-NEXT:    %[[C0:.*]] = arith.constant 0 : index
+// CHECK-NEXT:    %[[V10:.*]] = arith.subi %[[V9]], %[[C0]] : index
+// CHECK-NEXT:    %[[C2_0:.*]] = arith.constant 2 : index
+// CHECK-NEXT:    %[[V11:.*]] = arith.addi %[[V10]], %[[C2_0]] : index
+// CHECK-NEXT:    %[[C0_1:.*]] = arith.constant 0 : index
+// CHECK-NEXT:    %[[V12:.*]] = arith.maxsi %[[V10]], %[[C0_1]] : index
+// CHECK-NEXT:    %[[C3:.*]] = arith.constant 3 : index
+// CHECK-NEXT:    %[[V13:.*]] = arith.minsi %[[V11]], %[[C3]] : index
+// CHECK-NEXT:    %[[V14:.*]] = arith.subi %[[V13]], %[[V12]] : index
+// CHECK-NEXT:    %[[V15:.*]] = linalg.index 2 : index
+// CHECK-NEXT:    %[[C2_2:.*]] = arith.constant 2 : index
+// CHECK-NEXT:    %[[V16:.*]] = arith.muli %[[V15]], %[[C2_2]] : index
+// CHECK-NEXT:    %[[C0_3:.*]] = arith.constant 0 : index
+// CHECK-NEXT:    %[[V17:.*]] = arith.subi %[[V16]], %[[C0_3]] : index
+// CHECK-NEXT:    %[[C2_4:.*]] = arith.constant 2 : index
+// CHECK-NEXT:    %[[V18:.*]] = arith.addi %[[V17]], %[[C2_4]] : index
+// CHECK-NEXT:    %[[C0_5:.*]] = arith.constant 0 : index
+// CHECK-NEXT:    %[[V19:.*]] = arith.maxsi %[[V17]], %[[C0_5]] : index
+// CHECK-NEXT:    %[[C3_6:.*]] = arith.constant 3 : index
+// CHECK-NEXT:    %[[V20:.*]] = arith.minsi %[[V18]], %[[C3_6]] : index
+// CHECK-NEXT:    %[[V21:.*]] = arith.subi %[[V20]], %[[V19]] : index
+// CHECK-NEXT:    %[[V22:.*]] = arith.muli %[[V14]], %[[V21]] : index
+// CHECK-NEXT:    %[[V23:.*]] = arith.index_cast %[[V22]] : index to i32
+// CHECK-NEXT:    %[[V24:.*]] = arith.sitofp %[[V23]] : i32 to f32
+// CHECK-NEXT:    %[[V25:.*]] = arith.divf %[[IN]], %[[V24]] : f32
+// CHECK-NEXT:    linalg.yield %[[V25]] : f32
 // CHECK-NEXT:  } -> tensor<1x2x2x1xf32>
-// CHECK-NEXT:  return %[[V5]] : tensor<1x2x2x1xf32>
+// CHECK-NEXT:  return %[[V7]] : tensor<1x2x2x1xf32>
 func.func @avg_pool2d_valid(%x: tensor<1x3x3x1xf32>) -> tensor<1x2x2x1xf32> {
   %0 = "tinytrain.avg_pool2d"(%x) {kernel = array<i64: 2, 2>, strides = array<i64: 2, 2>, padding = array<i64: 0, 0, 1, 1>, divisor = "valid"} : (tensor<1x3x3x1xf32>) -> tensor<1x2x2x1xf32>
   return %0 : tensor<1x2x2x1xf32>
