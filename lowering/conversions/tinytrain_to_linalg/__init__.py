@@ -1,7 +1,8 @@
 """tinytrain -> linalg-on-tensors (+ tensor, arith, math): the input IREE compiles.
 
 The conversion is a set of conversion patterns, one per `tinytrain` op, grouped by op family in
-this package (`conv`, `linear`, `elementwise`, `pool`, `shape`, `loss`; shared op builders in
+this package (`conv`, `linear`, `elementwise`, `pool`, `shape`, `loss`; the layer ops of issue #7
+in `layers_shape`, `layers_pool`, `layers_activation`, `layers_broadcast`; shared op builders in
 `builders`). Each pattern builds linalg with the bindings' op builders under the rewriter's
 insertion point and the op's location, and replaces the op. Named convolutions are used where
 they exist, so IREE's tuned conv paths apply; `linalg.generic` elsewhere. The driver applies them
@@ -48,7 +49,8 @@ from tinytrain.dialects import TinyTrain
 from tinytrain.errors import CompileError
 from tinytrain.passes import ModulePass
 
-from . import conv, elementwise, linear, loss, pool, shape
+from . import (conv, elementwise, layers_activation, layers_broadcast, layers_pool, layers_shape,
+               linear, loss, pool, shape)
 from .builders import STAGE, const_f32, elementwise as elementwise_generic
 
 __all__ = ["ConvertTinytrainToLinalgPass", "lower_to_linalg", "PATTERNS", "populate_patterns"]
@@ -61,6 +63,10 @@ PATTERNS: dict[type, object] = {
     **pool.PATTERNS,
     **shape.PATTERNS,
     **loss.PATTERNS,
+    **layers_shape.PATTERNS,
+    **layers_pool.PATTERNS,
+    **layers_activation.PATTERNS,
+    **layers_broadcast.PATTERNS,
 }
 
 
