@@ -409,6 +409,8 @@ class SgdUpdateOp(TinyTrain.Operation, name="sgd_update", traits=[Pure]):
     result: Result[Tensor]
 
     def verify_invariants(self) -> bool:
+        if len(self.operation.operands) != 3:
+            return _fail(self, f"expects 3 operands (param, grad, loss), got {len(self.operation.operands)}")
         if _typed_attr(self, "lr", ir.FloatAttr) is None:
             return _fail(self, "requires a float 'lr' attribute")
         if _shape(self.loss) != [] or not _all_f32(self, [self.loss]):

@@ -299,7 +299,7 @@ def check_images(images, sample_chw, *, what: str = "images", batch: int | None 
     x = _as_numpy(images)
     c, h, w = (int(d) for d in sample_chw)
     if not np.issubdtype(x.dtype, np.floating):
-        raise TypeError(f"{what} must be floating-point real numbers, got {x.dtype}; convert them with "
+        raise TypeError(f"{what} must be floating-point values, got {x.dtype} (real numbers only); convert them with "
                         "the normalization the model was trained with (e.g. x.astype(np.float32) "
                         "/ 255 for 8-bit pixels)")
     if layout == "NHWC":

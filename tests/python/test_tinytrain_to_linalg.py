@@ -19,7 +19,8 @@ func.func @train_step(%w: tensor<3x4xf32> {tinytrain.param = "fc.weight"},
                       %b: tensor<3xf32> {iree.abi.output = 0 : index, tinytrain.param = "fc.bias", tinytrain.trainable},
                       %x: tensor<2x4xf32> {tinytrain.input}, %g: tensor<3xf32> {tinytrain.labels}) -> (tensor<3xf32>, tensor<2x3xf32>) {
   %y = "tinytrain.linear"(%x, %w, %b) : (tensor<2x4xf32>, tensor<3x4xf32>, tensor<3xf32>) -> tensor<2x3xf32>
-  %nb = "tinytrain.sgd_update"(%b, %g) {lr = 5.000000e-01 : f32} : (tensor<3xf32>, tensor<3xf32>) -> tensor<3xf32>
+  %l = arith.constant dense<1.0> : tensor<f32>
+  %nb = "tinytrain.sgd_update"(%b, %g, %l) {lr = 5.000000e-01 : f32} : (tensor<3xf32>, tensor<3xf32>, tensor<f32>) -> tensor<3xf32>
   return %nb, %y : tensor<3xf32>, tensor<2x3xf32>
 }
 func.func @predict(%w: tensor<3x4xf32> {tinytrain.param = "fc.weight"},

@@ -103,3 +103,11 @@ func.func @sgd_loss_not_scalar(%p: tensor<4xf32>, %g: tensor<4xf32>, %l: tensor<
   %0 = "tinytrain.sgd_update"(%p, %g, %l) {lr = 0.1 : f32} : (tensor<4xf32>, tensor<4xf32>, tensor<1xf32>) -> tensor<4xf32>
   return
 }
+
+// -----
+
+func.func @sgd_two_operands(%p: tensor<4xf32>, %g: tensor<4xf32>) {
+  // CHECK: 'tinytrain.sgd_update' op expects 3 operands (param, grad, loss), got 2
+  %0 = "tinytrain.sgd_update"(%p, %g) {lr = 0.1 : f32} : (tensor<4xf32>, tensor<4xf32>) -> tensor<4xf32>
+  return
+}
