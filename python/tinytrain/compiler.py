@@ -155,6 +155,7 @@ class CompiledModel:
         self.num_classes = imported.num_classes
         self._values = {k: imported.params[k].copy() for k in self.trainable}
         self._host = HostModule(vmfb)
+        self._in_place = False  # train_step checked that IREE updates the bound parameters in place
         self.firmware = None  # set for the Cortex-M targets
 
     def run_qemu(self, train=None, evaluate=None, *, workdir=None, timeout: float = 600.0,
@@ -188,9 +189,9 @@ class CompiledModel:
 
     def _labels_any(self, labels) -> np.ndarray:
         y = _as_numpy(labels).reshape(-1)
-        bad = [int(v) for v in y if v < 0 or v >= self.num_classes]
-        if bad:
-            raise ValueError(f"label {bad[0]} is outside the class range [0, {self.num_classes}) of "
+        bad = y[(y < 0) | (y >= self.num_classes)]
+        if bad.size:
+            raise ValueError(f"label {int(bad[0])} is outside the class range [0, {self.num_classes}) of "
                              "the model's output")
         return y.astype(np.int32)
 
@@ -228,15 +229,51 @@ class CompiledModel:
     # -- public API ------------------------------------------------------------------------------
     def train_step(self, x, labels) -> float:
         """One SGD step on a batch (NCHW images, integer labels); returns the loss before it."""
-        out = self._host.call_device("train_step", *self._device_params(), self._input(x),
-                                     self._labels(labels))
-        for k, v in zip(self.trainable, out[:-1]):
-            self._values[k] = v  # stays a device array: updated in place by the next step
-        return float(to_numpy(out[-1]))
+        f = self._bound_function("train_step")
+        n = len(self.trainable)
+        self._stage_input(f, n, x)
+        np.copyto(f.stage(n + 1, (self.input_shape[0],), np.int32), self._labels(labels))
+        rets = f()
+        if not self._in_place:
+            # The parameters are tied to the results (iree.abi.output): IREE updates the bound
+            # buffers in place and returns them. Check that once; otherwise rebind every step.
+            outs = [f.result(rets, i) for i in range(n)]
+            self._in_place = all(o.get_buffer() == f.bound(i).get_buffer() for i, o in enumerate(outs))
+            for i, (k, v) in enumerate(zip(self.trainable, outs)):
+                self._values[k] = v  # stays a device array: updated in place by the next step
+                f.bind(i, v)
+        return f.scalar(rets, n)
+
+    def _bound_function(self, name: str):
+        """`name` on the host module with the current parameters bound as its first arguments
+        (rebound only where `_values` changed since the last call, e.g. by `load_state_dict`)."""
+        f = self._host.function(name)
+        for i, k in enumerate(self.trainable):
+            v = self._values[k]
+            if f.bound(i) is not v:
+                f.bind(i, v)
+                if f.bound(i) is not v:  # a numpy array was uploaded: keep the device copy
+                    self._values[k] = f.bound(i)
+                    self._in_place = False
+        return f
+
+    def _stage_input(self, f, i: int, x) -> None:
+        """Write the NCHW batch `x` into argument `i`'s staging buffer, transposed to NHWC."""
+        if isinstance(x, torch.Tensor):
+            x = x.detach().cpu().numpy()
+        else:
+            x = np.asarray(x)
+        if tuple(x.shape) != self.input_shape:
+            raise ValueError(f"input shape {tuple(x.shape)} differs from the compiled NCHW shape "
+                             f"{self.input_shape}")
+        np.copyto(f.stage(i, self.input_shape_nhwc, np.float32), x.transpose(0, 2, 3, 1), casting="unsafe")
 
     def predict(self, x) -> np.ndarray:
         """Logits [N, classes] for a batch of NCHW images."""
-        return self._host.call("predict", *self._device_params(), self._input(x))[0]
+        f = self._bound_function("predict")
+        n = len(self.trainable)
+        self._stage_input(f, n, x)
+        return to_numpy(f.result(f(), 0))
 
     def gradients(self, x, labels) -> tuple[dict[str, np.ndarray], float]:
         """Gradients (PyTorch layout) of the mean loss w.r.t. every trainable parameter, and the
