@@ -401,7 +401,21 @@ def fmt_ms(row: dict, k: str) -> str:
     return f"{r['median_ms']:.2f} [{s['p25']:.2f}-{s['p75']:.2f}]"
 
 
-def markdown(title: str, cmd: str, rows: dict, meta: dict, rtol: float, intro: list[str] = ()) -> str:
+def profile_summary(cid: str, p: dict) -> str:
+    """One paragraph from a bench/host_profile.py result."""
+    h, c, d = p["heap_allocator"], p["caching_allocator"], p["dispatch_profile_caching"]
+    kinds = ", ".join(f"{k} {100 * v['share']:.0f}%" for k, v in list(d["by_kind"].items())[:4])
+    top = "; ".join(f"`{t['name']}` {100 * t['share']:.0f}%" for t in d["top"][:3])
+    return (f"Profile (`bench/results/host_profile_{cid}.md`, IREE's C benchmark tool on the saved program): "
+            f"minor page faults per step {h['minor_faults_per_step']:.0f} with the heap allocator, "
+            f"{c['minor_faults_per_step']:.0f} with the caching allocator tinytrain now uses (step "
+            f"{h['real_ms']:.1f} -> {c['real_ms']:.1f} ms there). Kernel time by kind: {kinds}. Top dispatches: {top}. "
+            "The remaining loss is in the generated kernels, not the runtime: the 3x3 (strided and depthwise) "
+            "weight-gradient `linalg.generic`s (issue #12 point 2, the lowering being rewritten).")
+
+
+def markdown(title: str, cmd: str, rows: dict, meta: dict, rtol: float, intro: list[str] = (),
+             profile_dir: Path | None = None) -> str:
     fws = meta["frameworks"]
     peers = [k for k in fws if k != "tinytrain"]
     md = [f"# {title}", "", f"Produced by `{cmd}` ({meta['date']}). Machine: {meta['machine']}; "
@@ -449,13 +463,19 @@ def markdown(title: str, cmd: str, rows: dict, meta: dict, rtol: float, intro: l
         md.append(f"| {cid} | " + " | ".join(
             f"{f[k]['cpu_per_wall']:.2f}, {100 * f[k]['sys_share_of_cpu']:.0f}%, {f[k]['minor_faults_per_step']:.0f}"
             if f[k]["status"] == "ok" else "-" for k in fws) + " |")
-    md += ["", "## Verdict per case", ""]
+    md += ["", "## Verdict per case", "",
+           "Where tinytrain is not faster in every round, the profile of its step (if "
+           "`bench/host_profile.py <case>` was run: `bench/results/host_profile_<case>.md`) says where its time goes.", ""]
     for cid, r in rows.items():
         parts = [f"{SHORT[k]}: {verdict(r, k)}" for k in peers if k in r["speedup"]]
         missing = [f"{SHORT[k]} {r['frameworks'][k]['status']} ({r['frameworks'][k]['reason'][:160]})"
                    for k in peers if r["frameworks"][k]["status"] not in ("ok", "not run")]
         md.append(f"- {cid}: " + "; ".join(parts) + (f"; not measured: {'; '.join(missing)}" if missing else "")
                   + f". Load {r['load_before']} -> {r['load_after']}.")
+        loses = [k for k in peers if k in r["speedup"] and r["speedup_round_range"][k]["min"] <= 1.0]
+        prof = (profile_dir or Path()) / f"host_profile_{cid}.json"
+        if loses and profile_dir is not None and prof.exists():
+            md.append("  " + profile_summary(cid, json.loads(prof.read_text())))
     md += loss_section(rows, fws, rtol)
     return "\n".join(md) + "\n"
 
@@ -536,7 +556,7 @@ def sweep(cases: list[str], frameworks: list[str], args, out_json: Path, out_md:
         meta.update(uptime_after=uptime(), load_after=loadavg(), complete=len(rows) == len(cases))
         out_json.parent.mkdir(parents=True, exist_ok=True)
         out_json.write_text(json.dumps({"meta": meta, **rows}, indent=2) + "\n")
-        out_md.write_text(markdown(title, cmd, rows, meta, args.loss_rtol, intro))
+        out_md.write_text(markdown(title, cmd, rows, meta, args.loss_rtol, intro, out_md.parent))
     print(out_md.read_text())
     return rows
 
