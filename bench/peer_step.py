@@ -401,17 +401,25 @@ def fmt_ms(row: dict, k: str) -> str:
     return f"{r['median_ms']:.2f} [{s['p25']:.2f}-{s['p75']:.2f}]"
 
 
-def profile_summary(cid: str, p: dict) -> str:
-    """One paragraph from a bench/host_profile.py result."""
+def profile_summary(cid: str, p: dict, row: dict | None = None) -> str:
+    """One paragraph from a bench/host_profile.py result (and the sweep row, for the Python share)."""
     h, c, d = p["heap_allocator"], p["caching_allocator"], p["dispatch_profile_caching"]
-    kinds = ", ".join(f"{k} {100 * v['share']:.0f}%" for k, v in list(d["by_kind"].items())[:4])
+    kinds = list(d["by_kind"].items())
+    kind_txt = ", ".join(f"{k} {100 * v['share']:.0f}%" for k, v in kinds[:4])
     top = "; ".join(f"`{t['name']}` {100 * t['share']:.0f}%" for t in d["top"][:3])
-    return (f"Profile (`bench/results/host_profile_{cid}.md`, IREE's C benchmark tool on the saved program): "
-            f"minor page faults per step {h['minor_faults_per_step']:.0f} with the heap allocator, "
-            f"{c['minor_faults_per_step']:.0f} with the caching allocator tinytrain now uses (step "
-            f"{h['real_ms']:.1f} -> {c['real_ms']:.1f} ms there). Kernel time by kind: {kinds}. Top dispatches: {top}. "
-            "The remaining loss is in the generated kernels, not the runtime: the 3x3 (strided and depthwise) "
-            "weight-gradient `linalg.generic`s (issue #12 point 2, the lowering being rewritten).")
+    txt = (f"Profile of tinytrain's step (`bench/results/host_profile_{cid}.md`, IREE's C benchmark tool on the saved "
+           f"program, {p['steps']} steps): minor page faults per step (whole process, start-up included) "
+           f"{h['minor_faults_per_step']:.0f} with IREE's default heap allocator, {c['minor_faults_per_step']:.0f} with the "
+           f"caching allocator tinytrain uses; CPU per step {h['cpu_ms']:.1f} -> {c['cpu_ms']:.1f} ms. "
+           f"Kernel time by kind: {kind_txt}. Top dispatches: {top}.")
+    tt = (row or {}).get("frameworks", {}).get("tinytrain", {})
+    if tt.get("status") == "ok":
+        txt += (f" In the sweep tinytrain's worker had {tt['minor_faults_per_step']:.0f} page faults per step and "
+                f"{100 * tt['sys_share_of_cpu']:.0f}% system time, so what remains is kernel time")
+        txt += (": mostly the 3x3 weight-gradient `linalg.generic`s (their lowering is issue #12 point 2)."
+                if kinds and kinds[0][0].startswith("conv weight gradient") else
+                f": mostly {kinds[0][0]} kernels as IREE generates them." if kinds else ".")
+    return txt
 
 
 def markdown(title: str, cmd: str, rows: dict, meta: dict, rtol: float, intro: list[str] = (),
@@ -475,7 +483,7 @@ def markdown(title: str, cmd: str, rows: dict, meta: dict, rtol: float, intro: l
         loses = [k for k in peers if k in r["speedup"] and r["speedup_round_range"][k]["min"] <= 1.0]
         prof = (profile_dir or Path()) / f"host_profile_{cid}.json"
         if loses and profile_dir is not None and prof.exists():
-            md.append("  " + profile_summary(cid, json.loads(prof.read_text())))
+            md.append("  " + profile_summary(cid, json.loads(prof.read_text()), r))
     md += loss_section(rows, fws, rtol)
     return "\n".join(md) + "\n"
 
