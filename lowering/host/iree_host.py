@@ -127,7 +127,7 @@ class HostFunction:
         decl = self._vm_function.reflection.get("iree.abi.declaration", "")
         self.num_args, self.num_results = _count_decl(decl)
         self._refs: list = [None] * self.num_args
-        self._views: list = [None] * self.num_args  # keep the bound buffer views alive
+        self.views: list = [None] * self.num_args  # the bound buffer views (read-only: use bind)
         self._maps: list = [None] * self.num_args  # numpy views of staged buffers
         self._mapped: dict = {}
         self._args = None  # VmVariantList, rebuilt after a bind
@@ -137,16 +137,16 @@ class HostFunction:
         """Bind argument `i` to a device buffer view (kept) or a numpy array (copied)."""
         if not isinstance(value, self._buffer_view_cls):
             value = self.upload(value)
-        if self._views[i] is value:
+        if self.views[i] is value:
             return
-        self._views[i] = value
+        self.views[i] = value
         self._refs[i] = value.ref
         self._maps[i] = None
         self._args = None
 
     def bound(self, i: int):
         """The buffer view bound to argument `i` (None if unbound)."""
-        return self._views[i]
+        return self.views[i]
 
     def upload(self, array) -> "object":
         """A device buffer view holding a copy of `array`."""
@@ -162,7 +162,7 @@ class HostFunction:
         rt = self._rt
         dtype = np.dtype(dtype)
         shape = [int(d) for d in shape]
-        view = self._views[i]
+        view = self.views[i]
         if self._maps[i] is not None and view is not None and list(view.shape) == shape \
                 and self._maps[i].dtype == dtype:
             return self._maps[i]

@@ -156,6 +156,7 @@ class CompiledModel:
         self._values = {k: imported.params[k].copy() for k in self.trainable}
         self._host = HostModule(vmfb)
         self._in_place = False  # train_step checked that IREE updates the bound parameters in place
+        self._staged: dict = {}  # entry point -> (HostFunction, input view, label view)
         self.firmware = None  # set for the Cortex-M targets
 
     def run_qemu(self, train=None, evaluate=None, *, workdir=None, timeout: float = 600.0,
@@ -229,50 +230,64 @@ class CompiledModel:
     # -- public API ------------------------------------------------------------------------------
     def train_step(self, x, labels) -> float:
         """One SGD step on a batch (NCHW images, integer labels); returns the loss before it."""
-        f = self._bound_function("train_step")
-        n = len(self.trainable)
-        self._stage_input(f, n, x)
-        np.copyto(f.stage(n + 1, (self.input_shape[0],), np.int32), self._labels(labels))
+        f, xv, yv = self._bound_function("train_step")
+        self._write_input(xv, x)
+        self._write_labels(yv, labels)
         rets = f()
         if not self._in_place:
             # The parameters are tied to the results (iree.abi.output): IREE updates the bound
             # buffers in place and returns them. Check that once; otherwise rebind every step.
+            n = len(self.trainable)
             outs = [f.result(rets, i) for i in range(n)]
             self._in_place = all(o.get_buffer() == f.bound(i).get_buffer() for i, o in enumerate(outs))
             for i, (k, v) in enumerate(zip(self.trainable, outs)):
                 self._values[k] = v  # stays a device array: updated in place by the next step
                 f.bind(i, v)
-        return f.scalar(rets, n)
+        return f.scalar(rets, len(self.trainable))
 
     def _bound_function(self, name: str):
-        """`name` on the host module with the current parameters bound as its first arguments
-        (rebound only where `_values` changed since the last call, e.g. by `load_state_dict`)."""
-        f = self._host.function(name)
+        """(`name` on the host module, numpy view of its input staging buffer, of its label staging
+        buffer or None), with the current parameters bound as its first arguments (rebound only
+        where `_values` changed since the last call, e.g. by `load_state_dict`)."""
+        staged = self._staged.get(name)
+        if staged is None:
+            f = self._host.function(name)
+            n = len(self.trainable)
+            xv = f.stage(n, self.input_shape_nhwc, np.float32)
+            yv = f.stage(n + 1, (self.input_shape[0],), np.int32) if f.num_args > n + 1 else None
+            staged = self._staged[name] = (f, xv, yv)
+        f = staged[0]
+        views = f.views
+        values = self._values
         for i, k in enumerate(self.trainable):
-            v = self._values[k]
-            if f.bound(i) is not v:
+            v = values[k]
+            if views[i] is not v:
                 f.bind(i, v)
-                if f.bound(i) is not v:  # a numpy array was uploaded: keep the device copy
-                    self._values[k] = f.bound(i)
+                if views[i] is not v:  # a numpy array was uploaded: keep the device copy
+                    values[k] = views[i]
                     self._in_place = False
-        return f
+        return staged
 
-    def _stage_input(self, f, i: int, x) -> None:
-        """Write the NCHW batch `x` into argument `i`'s staging buffer, transposed to NHWC."""
-        if isinstance(x, torch.Tensor):
-            x = x.detach().cpu().numpy()
-        else:
-            x = np.asarray(x)
-        if tuple(x.shape) != self.input_shape:
+    def _write_input(self, view: np.ndarray, x) -> None:
+        """Write the NCHW batch `x` into a staging buffer's view, transposed to NHWC."""
+        x = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+        if x.shape != self.input_shape:
             raise ValueError(f"input shape {tuple(x.shape)} differs from the compiled NCHW shape "
                              f"{self.input_shape}")
-        np.copyto(f.stage(i, self.input_shape_nhwc, np.float32), x.transpose(0, 2, 3, 1), casting="unsafe")
+        np.copyto(view, x.transpose(0, 2, 3, 1), casting="unsafe")
+
+    def _write_labels(self, view: np.ndarray, labels) -> None:
+        """Check the labels (as `_labels`) and write them into a staging buffer's view."""
+        y = (labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)).reshape(-1)
+        if y.shape[0] != view.shape[0] or y.dtype.kind not in "iu" or (
+                y.size and (y.min() < 0 or y.max() >= self.num_classes)):
+            y = self._labels(y)  # raises the explanatory error
+        np.copyto(view, y, casting="unsafe")
 
     def predict(self, x) -> np.ndarray:
         """Logits [N, classes] for a batch of NCHW images."""
-        f = self._bound_function("predict")
-        n = len(self.trainable)
-        self._stage_input(f, n, x)
+        f, xv, _ = self._bound_function("predict")
+        self._write_input(xv, x)
         return to_numpy(f.result(f(), 0))
 
     def gradients(self, x, labels) -> tuple[dict[str, np.ndarray], float]:
