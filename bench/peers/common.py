@@ -63,3 +63,66 @@ def peak_rss_mb() -> float:
 
 def emit(result: dict) -> None:
     print(json.dumps(result), flush=True)
+
+
+# -- long-lived worker mode (bench/host_step.py interleaves frameworks round by round) -----------
+
+def proc_status_mb() -> dict:
+    """Current (VmRSS) and peak (VmHWM) resident set size of this process, in MB."""
+    out = {}
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(("VmRSS:", "VmHWM:")):
+                k, v = line.split(":", 1)
+                out["rss_mb" if k == "VmRSS" else "peak_rss_mb"] = int(v.split()[0]) / 1024.0
+    return out
+
+
+def trained_names(case: dict) -> list:
+    """The parameters this case trains (all of them unless the npz lists a subset)."""
+    return case.get("trained") or case["names"]
+
+
+def load_case_trained(path) -> dict:
+    """`load_case` plus `trained` (list of trained parameter names) when the npz has one."""
+    c = load_case(path)
+    z = np.load(path, allow_pickle=False)
+    c["trained"] = json.loads(str(z["trained"])) if "trained" in z.files else list(c["names"])
+    c["grads"] = {k: v for k, v in c["grads"].items() if k in c["trained"]}
+    return c
+
+
+def serve(step, ready: dict) -> int:
+    """Worker loop. Prints `{"event": "ready", ...ready}`, then obeys one JSON command per stdin
+    line: `{"cmd": "round", "steps": k}` runs `step()` k times (each returns its loss) and prints
+    the per-step wall times with the round's CPU time and minor page faults; `{"cmd": "finish"}`
+    prints the loss trajectory ends and the RSS, then returns. The orchestrator sends rounds to
+    one worker at a time, so the frameworks alternate (ABAB...) under the same machine load."""
+    import resource
+    import sys
+
+    emit({"event": "ready", **ready, **proc_status_mb()})
+    losses = []
+    for line in sys.stdin:
+        cmd = json.loads(line)
+        if cmd["cmd"] == "round":
+            r0 = resource.getrusage(resource.RUSAGE_SELF)
+            w0 = time.perf_counter()
+            ts = []
+            for _ in range(int(cmd["steps"])):
+                t = time.perf_counter()
+                loss = step()
+                ts.append(time.perf_counter() - t)
+                losses.append(float(loss))
+            wall = time.perf_counter() - w0
+            r1 = resource.getrusage(resource.RUSAGE_SELF)
+            emit({"event": "round", "times": ts, "wall": wall, "user": r1.ru_utime - r0.ru_utime,
+                  "sys": r1.ru_stime - r0.ru_stime, "minflt": r1.ru_minflt - r0.ru_minflt})
+        elif cmd["cmd"] == "finish":
+            emit({"event": "finish", "first_loss": losses[0] if losses else None,
+                  "loss_after_steps": losses[-1] if losses else None, "steps_run": len(losses),
+                  "losses_head": losses[:3], **proc_status_mb()})
+            return 0
+        else:
+            raise ValueError(f"unknown command {cmd!r}")
+    return 0

@@ -1,13 +1,15 @@
 """One peer of bench/peer_step.py: ONNX Runtime training (onnxruntime-training-cpu 1.19.2).
 
-Runs in build/peers/ort (bash bench/peers/setup_peers.sh). Reads the case npz, rebuilds the folded
+Runs in build/peers/ort (bash bench/peers/setup_peers.sh) as a worker of bench/host_step.py
+(`common.serve`: it times one round of steps when told). Reads the case npz, rebuilds the folded
 network in torch from the graph spec with the npz weights, exports it to ONNX in TRAINING mode
 (an EVAL-mode export merges equal-valued initializers, e.g. all-zero folded biases, and so would tie
 them during training), checks its forward logits with an InferenceSession, generates the training
-artifacts (cross-entropy loss, SGD), lowers the IR version to 10 (what ORT 1.19 reads), trains
-warmup + steps steps with one thread and prints one JSON line.
+artifacts (cross-entropy loss, SGD; the case's trained parameters require grad, every other one
+is frozen), lowers the IR version to 10 (what ORT 1.19 reads), checks the first-step gradients,
+then serves training rounds with one thread.
 
-    build/peers/ort/bin/python bench/peers/ort_step.py build/peers/<model>/case.npz
+    build/peers/ort/bin/python bench/peers/ort_step.py build/peers/<case>/case.npz  (then JSON commands on stdin)
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from onnxruntime.training import artifacts  # noqa: E402
 from onnxruntime.training.api import CheckpointState, Module, Optimizer  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import emit, grad_check, load_case, peak_rss_mb, rel_err, run_steps  # noqa: E402
+from common import grad_check, load_case_trained, rel_err, serve  # noqa: E402
 
 
 def onnx_name(k: str) -> str:
@@ -101,7 +103,10 @@ def lower_ir(path: Path, ir: int = 10) -> None:
 
 def main(case_path: str) -> int:
     torch.set_num_threads(1)
-    c = load_case(case_path)
+    import time
+
+    t_setup = time.perf_counter()
+    c = load_case_trained(case_path)
     out = Path(case_path).resolve().parent / "ort"
     out.mkdir(parents=True, exist_ok=True)
     net = SpecNet(c["spec"], c["params"])
@@ -114,8 +119,9 @@ def main(case_path: str) -> int:
                       dynamo=False)
     model = onnx.load(str(fwd))
     inits = {i.name for i in model.graph.initializer}
-    requires_grad = [onnx_name(k) for k in c["names"]]
-    missing = [k for k in requires_grad if k not in inits]
+    requires_grad = [onnx_name(k) for k in c["trained"]]
+    frozen = [onnx_name(k) for k in c["names"] if k not in c["trained"]]
+    missing = [k for k in requires_grad + frozen if k not in inits]
     if missing:
         raise RuntimeError(f"parameters not exported as separate initializers: {missing[:5]} ...")
 
@@ -128,7 +134,7 @@ def main(case_path: str) -> int:
     logits_err = rel_err(sess.run(None, {"input": c["x"]})[0], c["logits"])
     del sess
 
-    artifacts.generate_artifacts(model, requires_grad=requires_grad, loss=artifacts.LossType.CrossEntropyLoss,
+    artifacts.generate_artifacts(model, requires_grad=requires_grad, frozen_params=frozen, loss=artifacts.LossType.CrossEntropyLoss,
                                  optimizer=artifacts.OptimType.SGD, artifact_directory=str(out))
     for f in ("training_model.onnx", "eval_model.onnx", "optimizer_model.onnx"):
         lower_ir(out / f)
@@ -143,14 +149,14 @@ def main(case_path: str) -> int:
 
     # First-step gradients (no optimizer step, so the timed run starts from the same weights).
     module(x, y)
-    g_ort = {k: np.array(state.parameters[onnx_name(k)].grad) for k in c["names"]}
+    g_ort = {k: np.array(state.parameters[onnx_name(k)].grad) for k in c["trained"]}
     module.lazy_reset_grad()
     gcheck = grad_check(g_ort, c["grads"])
     if gcheck["grad_tensors_over_1e-3"]:
         # Explain it: the same gradients with ReLU6's gradient mask inclusive at 0 and 6?
         alt = SpecNet(c["spec"], c["params"], relu6=_Relu6InclusiveGrad.apply)
         F.cross_entropy(alt(torch.from_numpy(x)), torch.from_numpy(y)).backward()
-        ref_incl = {k: alt.p(k).grad.numpy() for k in c["names"]}
+        ref_incl = {k: alt.p(k).grad.numpy() for k in c["trained"]}
         gcheck["grad_rel_err_max_vs_inclusive_relu6_mask"] = grad_check(g_ort, ref_incl)["grad_rel_err_max"]
 
     def step():
@@ -159,15 +165,13 @@ def main(case_path: str) -> int:
         module.lazy_reset_grad()
         return float(np.asarray(loss))
 
-    r = run_steps(step, c["warmup"], c["steps"])
-    expected = sum(v.size for v in c["params"].values())
+    expected = sum(c["params"][k].size for k in c["trained"])
     if n_trained != expected:
         raise RuntimeError(f"ORT trains {n_trained} parameter elements, expected {expected}")
-    r.update(framework="onnxruntime-training-cpu", version=ort.__version__, onnx=onnx.__version__,
-             torch=torch.__version__, logits_rel_err=logits_err, trainable_tensors=len(requires_grad),
-             trainable_elements=n_trained, **gcheck, peak_rss_mb=peak_rss_mb(), threads=1)
-    emit(r)
-    return 0
+    return serve(step, dict(framework="onnxruntime-training-cpu", version=ort.__version__, onnx=onnx.__version__,
+                            torch=torch.__version__, logits_rel_err=logits_err, trainable_tensors=len(requires_grad),
+                            trainable_elements=n_trained, **gcheck, threads=1,
+                            setup_s=time.perf_counter() - t_setup))
 
 
 if __name__ == "__main__":

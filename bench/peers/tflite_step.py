@@ -1,18 +1,20 @@
 """One peer of bench/peer_step.py: TFLite training (tensorflow-cpu 2.18.1, Flex delegate).
 
-Runs in build/peers/tflite (bash bench/peers/setup_peers.sh). Reads the case npz and builds the
+Runs in build/peers/tflite (bash bench/peers/setup_peers.sh) as a worker of bench/host_step.py
+(`common.serve`: it times one round of steps when told). Reads the case npz and builds the
 same folded network in TF, NHWC, from the PyTorch weights (conv OIHW -> HWIO, depthwise [C,1,KH,KW]
 -> [KH,KW,C,1] as a DepthwiseConv2D kernel, linear [out,in] -> [in,out]; PyTorch's symmetric zero
 padding as an explicit pad, since TF's SAME pads a stride-2 conv bottom/right only). A tf.Module has
 `train(x, y) -> loss` (GradientTape, then manual SGD with `assign_sub(lr * g)`) and
-`infer(x) -> logits` signatures; it is saved, converted with builtins + SELECT_TF_OPS and resource
-variables, and run by `tf.lite.Interpreter(num_threads=1)`. The TFLite `infer` logits must match
-PyTorch's before anything is timed. Prints one JSON line.
+`infer(x) -> logits` signatures; only the case's trained parameters are variables (the frozen
+ones are constants, so the tape differentiates only what is trained); it is saved, converted with
+builtins + SELECT_TF_OPS and resource variables, and run by `tf.lite.Interpreter(num_threads=1)`.
+The TFLite `infer` logits must match PyTorch's before anything is timed.
 
 Only tensorflow-cpu 2.18.1 works: the 2.19+ wheels' interpreter has no Flex delegate, and the
 training signature needs Flex ops (Conv2DBackpropFilter, DepthwiseConv2dNativeBackprop*, Relu6Grad).
 
-    build/peers/tflite/bin/python bench/peers/tflite_step.py build/peers/<model>/case.npz
+    build/peers/tflite/bin/python bench/peers/tflite_step.py build/peers/<case>/case.npz  (then JSON commands on stdin)
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import emit, grad_check, load_case, peak_rss_mb, rel_err, run_steps  # noqa: E402
+from common import grad_check, load_case_trained, rel_err, serve  # noqa: E402
 
 tf.config.threading.set_intra_op_parallelism_threads(1)
 tf.config.threading.set_inter_op_parallelism_threads(1)
@@ -57,10 +59,12 @@ def tf_weights(spec, params):
     return {k: np.ascontiguousarray(v, np.float32) for k, v in out.items()}
 
 
-def torch_layout(spec, tf_arrays):
-    """Inverse of tf_weights (for gradients)."""
+def torch_layout(spec, tf_arrays, only=None):
+    """Inverse of tf_weights (for gradients; `only`: the names present)."""
     out = dict(tf_arrays)
     for n in spec:
+        if only is not None and n.get("weight") not in only:
+            continue
         if n["op"] == "conv":
             w = tf_arrays[n["weight"]]
             out[n["weight"]] = w.transpose(3, 2, 0, 1) if n["groups"] == 1 else w.transpose(2, 3, 0, 1)
@@ -70,12 +74,13 @@ def torch_layout(spec, tf_arrays):
 
 
 class Net(tf.Module):
-    def __init__(self, spec, weights, lr, x_shape, n_labels):
+    def __init__(self, spec, weights, lr, x_shape, n_labels, trained=None):
         super().__init__()
         self.spec = spec
-        self.names = sorted(weights)
+        self.names = sorted(weights if trained is None else trained)
         self.vars = [tf.Variable(weights[k], name=k.replace(".", "_")) for k in self.names]
-        self.by_name = dict(zip(self.names, self.vars))
+        self.by_name = {k: tf.constant(v) for k, v in weights.items() if k not in self.names}
+        self.by_name.update(zip(self.names, self.vars))
         self.lr = tf.constant(lr, tf.float32)
         xs = tf.TensorSpec(x_shape, tf.float32, name="x")
         ys = tf.TensorSpec([n_labels], tf.int64, name="y")
@@ -152,12 +157,15 @@ class Net(tf.Module):
 
 
 def main(case_path: str) -> int:
-    c = load_case(case_path)
+    import time
+
+    t_setup = time.perf_counter()
+    c = load_case_trained(case_path)
     out = Path(case_path).resolve().parent / "tflite"
     out.mkdir(parents=True, exist_ok=True)
     x = np.ascontiguousarray(c["x"].transpose(0, 2, 3, 1))  # NHWC
     y = c["y"]
-    net = Net(c["spec"], tf_weights(c["spec"], c["params"]), c["lr"], list(x.shape), len(y))
+    net = Net(c["spec"], tf_weights(c["spec"], c["params"]), c["lr"], list(x.shape), len(y), c["trained"])
     tf_err = rel_err(net.infer(tf.constant(x))["logits"].numpy(), c["logits"])
     if tf_err > 1e-4:
         raise RuntimeError(f"TF forward logits differ from PyTorch: rel err {tf_err:.2e}")
@@ -180,18 +188,16 @@ def main(case_path: str) -> int:
     if logits_err > 1e-4:
         raise RuntimeError(f"TFLite infer logits differ from PyTorch: rel err {logits_err:.2e}")
     g = it.get_signature_runner("grads")(x=x, y=y)
-    gcheck = grad_check(torch_layout(c["spec"], {k: g[f"g{i}"] for i, k in enumerate(net.names)}), c["grads"])
+    g_tf = {k: g[f"g{i}"] for i, k in enumerate(net.names)}
+    gcheck = grad_check(torch_layout(c["spec"], g_tf, only=g_tf), c["grads"])
 
     def step():
         return train(x=x, y=y)["loss"]
 
-    r = run_steps(step, c["warmup"], c["steps"])
-    r.update(framework="tflite (tensorflow-cpu)", version=tf.__version__, logits_rel_err=logits_err,
-             tf_eager_logits_rel_err=tf_err, trainable_tensors=len(net.vars),
-             trainable_elements=int(sum(int(np.prod(v.shape)) for v in net.vars)),
-             tflite_bytes=len(blob), **gcheck, peak_rss_mb=peak_rss_mb(), threads=1)
-    emit(r)
-    return 0
+    return serve(step, dict(framework="tflite (tensorflow-cpu)", version=tf.__version__, logits_rel_err=logits_err,
+                            tf_eager_logits_rel_err=tf_err, trainable_tensors=len(net.vars),
+                            trainable_elements=int(sum(int(np.prod(v.shape)) for v in net.vars)),
+                            tflite_bytes=len(blob), **gcheck, threads=1, setup_s=time.perf_counter() - t_setup))
 
 
 if __name__ == "__main__":

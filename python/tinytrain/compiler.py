@@ -365,6 +365,8 @@ class CompiledModel:
         self.num_classes = imported.num_classes
         self._values = {k: imported.params[k].copy() for k in self.trainable}
         self._host = HostModule(vmfb)
+        self._in_place = False  # train_step checked that IREE updates the bound parameters in place
+        self._staged: dict = {}  # entry point -> (HostFunction, input view, label view)
         self.firmware = None  # set for the Cortex-M targets
 
     def run_qemu(self, train=None, evaluate=None, *, workdir=None, timeout: float = 600.0,
@@ -424,11 +426,20 @@ class CompiledModel:
     # -- public API ------------------------------------------------------------------------------
     def train_step(self, x, labels) -> float:
         """One SGD step on a batch (NCHW images, integer labels); returns the loss before it."""
-        out = self._host.call_device("train_step", *self._device_params(), self._input(x),
-                                     self._labels(labels))
-        for k, v in zip(self.trainable, out[:-1]):
-            self._values[k] = v  # stays a device array: updated in place by the next step
-        loss = float(to_numpy(out[-1]))
+        f, xv, yv = self._bound_function("train_step")
+        self._write_input(xv, x)
+        self._write_labels(yv, labels)
+        rets = f()
+        if not self._in_place:
+            # The parameters are tied to the results (iree.abi.output): IREE updates the bound
+            # buffers in place and returns them. Check that once; otherwise rebind every step.
+            n = len(self.trainable)
+            outs = [f.result(rets, i) for i in range(n)]
+            self._in_place = all(o.get_buffer() == f.bound(i).get_buffer() for i, o in enumerate(outs))
+            for i, (k, v) in enumerate(zip(self.trainable, outs)):
+                self._values[k] = v  # stays a device array: updated in place by the next step
+                f.bind(i, v)
+        loss = f.scalar(rets, len(self.trainable))
         if not np.isfinite(loss):
             # The compiled step skipped its update (`sgd_update` is guarded by the loss).
             self.rejected_steps += 1
@@ -438,9 +449,43 @@ class CompiledModel:
                 "the inputs and the parameters you loaded.")
         return loss
 
+    def _bound_function(self, name: str):
+        """(`name` on the host module, numpy view of its input staging buffer, of its label staging
+        buffer or None), with the current parameters bound as its first arguments (rebound only
+        where `_values` changed since the last call, e.g. by `load_state_dict`)."""
+        staged = self._staged.get(name)
+        if staged is None:
+            f = self._host.function(name)
+            n = len(self.trainable)
+            xv = f.stage(n, self.input_shape_nhwc, np.float32)
+            yv = f.stage(n + 1, (self.input_shape[0],), np.int32) if f.num_args > n + 1 else None
+            staged = self._staged[name] = (f, xv, yv)
+        f = staged[0]
+        views = f.views
+        values = self._values
+        for i, k in enumerate(self.trainable):
+            v = values[k]
+            if views[i] is not v:
+                f.bind(i, v)
+                if views[i] is not v:  # a numpy array was uploaded: keep the device copy
+                    values[k] = views[i]
+                    self._in_place = False
+        return staged
+
+    def _write_input(self, view: np.ndarray, x) -> None:
+        """Check the NCHW batch `x` as every entry point does (`check_images`: float, shape,
+        finite) and write it, as NHWC, into a staging buffer's view."""
+        np.copyto(view, self._input(x))
+
+    def _write_labels(self, view: np.ndarray, labels) -> None:
+        """Check the labels (`check_labels`) and write them into a staging buffer's view."""
+        np.copyto(view, self._labels(labels))
+
     def predict(self, x) -> np.ndarray:
         """Logits [N, classes] for a batch of NCHW images."""
-        return self._host.call("predict", *self._device_params(), self._input(x))[0]
+        f, xv, _ = self._bound_function("predict")
+        self._write_input(xv, x)
+        return to_numpy(f.result(f(), 0))
 
     def gradients(self, x, labels) -> tuple[dict[str, np.ndarray], float]:
         """Gradients (PyTorch layout) of the mean loss w.r.t. every trainable parameter, and the
