@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from torch_mlir import ir
 
-from tinytrain.dialects import LAYER_OP_NAMES, OP_NAMES, QUANT_OP_NAMES
+from tinytrain.dialects import LAYER_OP_NAMES, OP_NAMES
 from tinytrain.irtext import new_context, parse_module
 from tinytrain.errors import CompileError
 from tinytrain.lowering.conversions.tinytrain_to_linalg import PATTERNS
@@ -21,10 +21,8 @@ def test_committed_irdl_matches_the_python_definition():
 
 # Ops defined ahead of their lowering, each with the reason. An entry must go once the op is
 # lowered (its strict xfail below then fails as XPASS).
-PENDING_LOWERING = {op: "issue #8: int8 op defined (dialects/tinytrain_quant.py), lowering to linalg not written yet"
-                    for op in QUANT_OP_NAMES}
-PENDING_LOWERING.update({op: "issue #7: layer op defined (dialects/tinytrain_layers.py), lowering to linalg not written yet"
-                         for op in LAYER_OP_NAMES})
+PENDING_LOWERING = {op: "issue #7: layer op defined (dialects/tinytrain_layers.py), lowering to linalg not written yet"
+                    for op in LAYER_OP_NAMES}
 
 
 def test_every_op_has_a_lowering():

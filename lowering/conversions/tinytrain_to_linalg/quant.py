@@ -20,7 +20,8 @@ is the specification; the step numbers below are its steps):
   `trunc((s + sign(s) * (HW / 2)) / HW)` (`arith.divsi` truncates toward zero) clamped to int8.
 - `quantize` / `dequantize`: in f64 as the reference (`x / scale` rounded half to even,
   `scale * (q - zero)` rounded once to f32). The host compile keeps f64
-  (`HOST_FLAGS` disable IREE's default f64 -> f32 demotion).
+  (`lowering.host.iree_host.HOST_FLAGS` turn off IREE's default f64 -> f32 demotion; a backend
+  that keeps it rounds these two ops in f32).
 
 The saturating-rounding-doubling-high-mul overflow case (`a == M0 == INT32_MIN`) is built too,
 although `M0 >= 0` by construction (`quantize_multiplier`), so the lowering is the reference's
