@@ -23,9 +23,10 @@ is the specification; the step numbers below are its steps):
   (`lowering.host.iree_host.HOST_FLAGS` turn off IREE's default f64 -> f32 demotion; a backend
   that keeps it rounds these two ops in f32).
 
-The saturating-rounding-doubling-high-mul overflow case (`a == M0 == INT32_MIN`) is built too,
-although `M0 >= 0` by construction (`quantize_multiplier`), so the lowering is the reference's
-formula term for term.
+The saturating-rounding-doubling-high-mul overflow case (`a == M0 == INT32_MIN`) is built for the
+per-channel multipliers of `qconv2d` (read from a tensor), although `M0 >= 0` by construction
+(`quantize_multiplier`); `qadd`'s multipliers are compile-time constants, so its shift amounts
+are constants and the impossible branch is left out.
 """
 
 from __future__ import annotations
@@ -106,22 +107,32 @@ def _cmp(pred, a: ir.Value, b: ir.Value) -> ir.Value:
     return arith.CmpIOp(pred, a, b).result
 
 
-def _mul_by_quantized_multiplier(x: ir.Value, m0: ir.Value, shift: ir.Value) -> ir.Value:
-    """`reference.multiply_by_quantized_multiplier`, steps 2-4 (i64 in, i64 out; `m0`, `shift`
-    i64 holding int32 values)."""
+def _mul_by_quantized_multiplier(x: ir.Value, m0, shift) -> ir.Value:
+    """`reference.multiply_by_quantized_multiplier`, steps 2-4, on an i64 `x` holding an integer.
+
+    `m0`, `shift`: i64 values holding int32s (per-channel, read from constant tensors), or Python
+    ints known at compile time (`qadd`), in which case the left / right shift amounts are
+    constants and the statically impossible branches are not built."""
     P = arith.CmpIPredicate
     zero = _ci(0)
-    left = arith.MaxSIOp(shift, zero).result
-    right = arith.MaxSIOp(arith.SubIOp(zero, shift).result, zero).result
+    static = isinstance(shift, int)
+    if static:
+        left, right = _ci(max(shift, 0)), _ci(max(-shift, 0))
+        m0_value, m0 = int(m0), _ci(int(m0))
+    else:
+        left = arith.MaxSIOp(shift, zero).result
+        right = arith.MaxSIOp(arith.SubIOp(zero, shift).result, zero).result
     # Step 2: a = saturate_int32(x * 2^left).
-    a = _clamp(arith.ShLIOp(x, left).result, INT32_MIN, INT32_MAX)
+    a = x if static and shift <= 0 else arith.ShLIOp(x, left).result
+    a = _clamp(a, INT32_MIN, INT32_MAX)
     # Step 3: SaturatingRoundingDoublingHighMul(a, m0).
     p = arith.MulIOp(a, m0).result
     nudge = _select(_cmp(P.sge, p, zero), _ci(1 << 30), _ci(1 - (1 << 30)))
     h = arith.DivSIOp(arith.AddIOp(p, nudge).result, _ci(1 << 31)).result  # truncates toward 0
-    imin = _ci(INT32_MIN)
-    overflow = arith.AndIOp(_cmp(P.eq, a, imin), _cmp(P.eq, m0, imin)).result
-    h = _select(overflow, _ci(INT32_MAX), h)
+    if not static or m0_value == INT32_MIN:
+        imin = _ci(INT32_MIN)
+        overflow = arith.AndIOp(_cmp(P.eq, a, imin), _cmp(P.eq, m0, imin)).result
+        h = _select(overflow, _ci(INT32_MAX), h)
     # Step 4: RoundingDivideByPOT(h, right).
     one = _ci(1)
     mask = arith.SubIOp(arith.ShLIOp(one, right).result, one).result
@@ -223,9 +234,9 @@ def convert_qadd(op, adaptor, type_converter, rewriter):
         k = _ci(ADD_LEFT_SHIFT)
         xs = arith.ShLIOp(arith.SubIOp(_sext(x), _ci(za)).result, k).result
         ys = arith.ShLIOp(arith.SubIOp(_sext(y), _ci(zb)).result, k).result
-        ra = _mul_by_quantized_multiplier(xs, _ci(int(ma)), _ci(int(sha)))
-        rb = _mul_by_quantized_multiplier(ys, _ci(int(mb)), _ci(int(shb)))
-        s = _mul_by_quantized_multiplier(arith.AddIOp(ra, rb).result, _ci(int(my)), _ci(int(shy)))
+        ra = _mul_by_quantized_multiplier(xs, int(ma), int(sha))
+        rb = _mul_by_quantized_multiplier(ys, int(mb), int(shb))
+        s = _mul_by_quantized_multiplier(arith.AddIOp(ra, rb).result, int(my), int(shy))
         return _to_i8(s, zy, lo, hi)
 
     with rewriter.ip, op.location:
