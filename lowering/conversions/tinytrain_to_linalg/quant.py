@@ -23,6 +23,12 @@ is the specification; the step numbers below are its steps):
   (`lowering.host.iree_host.HOST_FLAGS` turn off IREE's default f64 -> f32 demotion; a backend
   that keeps it rounds these two ops in f32).
 
+Training ops (built by `autodiff` / `qas` for int8 graphs, f32 arithmetic):
+- `channel_scale`: `f32(x) * scale[c]` over the last axis (scales as an f32 constant tensor);
+- `qclamp_grad`: `grad` where `lo < y < hi` (the int8 output strictly inside its clamp), else 0;
+- `qsgd_update`: `clamp(p - roundeven(lr * g))` in i64, i8 weights to [-127, 127], i32 biases
+  saturated (the step is clamped to +-2^32 before the float -> int conversion).
+
 The saturating-rounding-doubling-high-mul overflow case (`a == M0 == INT32_MIN`) is built for the
 per-channel multipliers of `qconv2d` (read from a tensor), although `M0 >= 0` by construction
 (`quantize_multiplier`); `qadd`'s multipliers are compile-time constants, so its shift amounts
@@ -41,7 +47,8 @@ from tinytrain.reference import quantize_multiplier
 from .builders import (PARALLEL, REDUCTION, amap, dims, generic, identity, shape_of, tensor_type)
 
 __all__ = ["convert_qconv2d", "convert_qadd", "convert_qavg_pool", "convert_quantize",
-           "convert_dequantize", "PATTERNS"]
+           "convert_dequantize", "convert_channel_scale", "convert_qclamp_grad", "convert_qsgd_update",
+           "PATTERNS"]
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 
@@ -303,7 +310,76 @@ def convert_dequantize(op, adaptor, type_converter, rewriter):
     rewriter.replace_op(op, [result])
 
 
+# ----------------------------------------------------------------------------- training ops
+
+
+def _f32() -> ir.Type:
+    return ir.F32Type.get()
+
+
+def _to_f32(v: ir.Value) -> ir.Value:
+    t = str(v.type)
+    if t == "f32":
+        return v
+    return arith.SIToFPOp(_f32(), v).result
+
+
+def convert_channel_scale(op, adaptor, type_converter, rewriter):
+    x = adaptor.input
+    scales = np.asarray(list(ir.DenseF64ArrayAttr(op.attributes["scales"])), np.float32)
+    shape = shape_of(x)
+    r = len(shape)
+    with rewriter.ip, op.location:
+        ty = tensor_type([scales.size], _f32())
+        table = arith.ConstantOp(ty, ir.DenseElementsAttr.get(scales, type=ty)).result
+        result = generic([x, table], _empty(shape, _f32()),
+                         [identity(r), amap(r, [dims(r)[-1]]), identity(r)], [PARALLEL] * r,
+                         lambda v, sc, out: arith.MulFOp(_to_f32(v), sc).result)
+    rewriter.replace_op(op, [result])
+
+
+def convert_qclamp_grad(op, adaptor, type_converter, rewriter):
+    g, y = adaptor.grad, adaptor.output
+    lo, hi = _attr_array(op, "clamp", ir.DenseI64ArrayAttr)
+    shape = shape_of(g)
+    r = len(shape)
+    P = arith.CmpIPredicate
+
+    def body(gv, yv, out):
+        inside = arith.AndIOp(_cmp(P.sgt, yv, _ci(lo, 8)), _cmp(P.slt, yv, _ci(hi, 8))).result
+        zero = arith.ConstantOp(_f32(), ir.FloatAttr.get(_f32(), 0.0)).result
+        return _select(inside, gv, zero)
+
+    with rewriter.ip, op.location:
+        result = generic([g, y], _empty(shape, _f32()), [identity(r)] * 3, [PARALLEL] * r, body)
+    rewriter.replace_op(op, [result])
+
+
+def convert_qsgd_update(op, adaptor, type_converter, rewriter):
+    p, g = adaptor.param, adaptor.grad
+    lr = ir.FloatAttr(op.attributes["lr"]).value
+    et = ir.RankedTensorType(p.type).element_type
+    bits = ir.IntegerType(et).width
+    lo, hi = (-127, 127) if bits == 8 else (INT32_MIN, INT32_MAX)
+    shape = shape_of(p)
+    r = len(shape)
+
+    def body(pv, gv, out):
+        f = lambda v: arith.ConstantOp(_f32(), ir.FloatAttr.get(_f32(), v)).result  # noqa: E731
+        step = math.roundeven(arith.MulFOp(f(lr), gv).result)
+        step = arith.MinimumFOp(arith.MaximumFOp(step, f(-2.0**32)).result, f(2.0**32)).result
+        new = arith.SubIOp(_sext(pv), arith.FPToSIOp(_i(64), step).result).result
+        return arith.TruncIOp(et, _clamp(new, lo, hi)).result
+
+    with rewriter.ip, op.location:
+        result = generic([p, g], _empty(shape, et), [identity(r)] * 3, [PARALLEL] * r, body)
+    rewriter.replace_op(op, [result])
+
+
 PATTERNS = {
+    tq.ChannelScaleOp: convert_channel_scale,
+    tq.QClampGradOp: convert_qclamp_grad,
+    tq.QSgdUpdateOp: convert_qsgd_update,
     tq.QConv2dOp: convert_qconv2d,
     tq.QAddOp: convert_qadd,
     tq.QAvgPoolOp: convert_qavg_pool,

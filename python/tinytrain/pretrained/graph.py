@@ -42,7 +42,7 @@ from tinytrain.dialects import tinytrain_quant as tq
 
 from . import McuModel, QConv
 
-__all__ = ["QGraph", "GraphBuilder", "build_forward", "CLASSIFIERS", "INPUTS"]
+__all__ = ["QGraph", "GraphBuilder", "build_forward", "truncate", "CLASSIFIERS", "INPUTS"]
 
 CLASSIFIERS = ("int8", "fp32")
 INPUTS = ("int8", "float")
@@ -246,9 +246,24 @@ def pretrained_head(model: McuModel) -> tuple[np.ndarray, np.ndarray]:
     return w.astype(np.float32), b.astype(np.float32)
 
 
+def truncate(model: McuModel, n_blocks: int) -> McuModel:
+    """`model` with only its first `n_blocks` blocks (a small backbone for tests and quick
+    experiments): the pool reads the last kept block; the int8 classifier no longer fits (its
+    input scale and width are the full model's), so use `classifier="fp32"` with `num_classes`."""
+    from . import QAvgPool
+
+    if not 1 <= n_blocks <= len(model.blocks):
+        raise ValueError(f"{model.name} has {len(model.blocks)} blocks, cannot keep {n_blocks}")
+    blocks = model.blocks[:n_blocks]
+    last = blocks[-1]
+    pool = QAvgPool(last.pointwise2.out_channels, 0, last.out_scale, last.out_zero)
+    return McuModel(f"{model.name}[:{n_blocks}]", model.input_hw, model.first_conv, blocks, pool,
+                    model.classifier)
+
+
 def build_forward(model: McuModel, classifier: str = "int8", input: str = "int8", batch: int = 1,
                   num_classes: int | None = None, head_std: float = 0.01, seed: int = 0,
-                  context: ir.Context | None = None) -> QGraph:
+                  context: ir.Context | None = None, input_hw: int | None = None) -> QGraph:
     """The int8 `@forward` of `model` (module docstring)."""
     from tinytrain.irtext import new_context
 
@@ -261,7 +276,7 @@ def build_forward(model: McuModel, classifier: str = "int8", input: str = "int8"
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
     ctx = context or new_context()
-    hw = model.input_hw
+    hw = input_hw or model.input_hw
     with ctx, ir.Location.unknown():
         in_type = _tensor([batch, hw, hw, 3], ir.F32Type.get() if input == "float" else _i(8))
     gb = GraphBuilder(ctx, in_type)
@@ -285,12 +300,14 @@ def build_forward(model: McuModel, classifier: str = "int8", input: str = "int8"
         y = add_qconv(gb, x4, c)
         out = add_reshape(gb, y, [batch, c.out_channels])
     else:
-        xf = add_dequantize(gb, pooled, c.x_scale, c.x_zero)
+        last = model.blocks[-1] if model.blocks else None
+        scale, zero = (last.out_scale, last.out_zero) if last else (model.first_conv.y_scale, model.first_conv.y_zero)
+        xf = add_dequantize(gb, pooled, scale, zero)  # the pool keeps its input's scale and zero
         if num_classes is None:
             w, b = pretrained_head(model)
         else:
             rng = np.random.default_rng(seed)
-            w = (rng.standard_normal((num_classes, c.in_channels)) * head_std).astype(np.float32)
+            w = (rng.standard_normal((num_classes, model.pool.channels)) * head_std).astype(np.float32)
             b = np.zeros(num_classes, np.float32)
         out = add_linear(gb, xf, w, b)
     module = gb.finish(out)
