@@ -68,7 +68,7 @@ class QasPass(ModulePass):
                 raise CompileError(f"qas: the parameter updated at {upd.location} is not the weight or bias "
                                    "of a tinytrain.qconv2d; QAS knows no scale for it",
                                    stage=self.argument, loc=upd.location)
-            with ir.InsertionPoint(upd), upd.location:
+            with module.context, ir.InsertionPoint(upd), upd.location:
                 scaled = tq.ChannelScaleOp(grad, ir.DenseF64ArrayAttr.get(qas_scales(conv, role)), grad.type).result
-            upd.operands[1] = scaled
-            upd.attributes["tinytrain.qas"] = ir.UnitAttr.get()
+                upd.operands[1] = scaled
+                upd.attributes["tinytrain.qas"] = ir.UnitAttr.get()
