@@ -382,3 +382,80 @@ func.func @dequantize(%x: tensor<2x3xi8>) -> tensor<2x3xf32> {
   %0 = "tinytrain.dequantize"(%x) {scale = 2.500000e-01 : f64, zero_point = -1 : i64} : (tensor<2x3xi8>) -> tensor<2x3xf32>
   return %0 : tensor<2x3xf32>
 }
+
+// -----
+
+// Training ops. channel_scale: f32(x) * scale[c] over the last axis (dequantized int8 weights).
+// CHECK-DAG:   #[[MAP:map[0-9]*]] = affine_map<(d0, d1, d2, d3) -> (d0, d1, d2, d3)>
+// CHECK-DAG:   #[[MAP1:map[0-9]*]] = affine_map<(d0, d1, d2, d3) -> (d3)>
+// CHECK-LABEL: func.func @channel_scale(
+// CHECK-SAME:    %[[ARG0:.*]]: tensor<1x1x2x3xi8>) -> tensor<1x1x2x3xf32> {
+// CHECK-NEXT:  %[[CST:.*]] = arith.constant dense<[2.500000e-01, 5.000000e-01, 1.000000e+00]> : tensor<3xf32>
+// CHECK-NEXT:  %[[V0:.*]] = tensor.empty() : tensor<1x1x2x3xf32>
+// CHECK-NEXT:  %[[V1:.*]] = linalg.generic {indexing_maps = [#[[MAP]], #[[MAP1]], #[[MAP]]], iterator_types = ["parallel", "parallel", "parallel", "parallel"]} ins(%[[ARG0]], %[[CST]] : tensor<1x1x2x3xi8>, tensor<3xf32>) outs(%[[V0]] : tensor<1x1x2x3xf32>) {
+// CHECK-NEXT:  ^bb0(%[[IN:.*]]: i8, %[[IN_0:.*]]: f32, %[[OUT:.*]]: f32):
+// CHECK-NEXT:    %[[V2:.*]] = arith.sitofp %[[IN]] : i8 to f32
+// CHECK-NEXT:    %[[V3:.*]] = arith.mulf %[[V2]], %[[IN_0]] : f32
+// CHECK-NEXT:    linalg.yield %[[V3]] : f32
+// CHECK-NEXT:  } -> tensor<1x1x2x3xf32>
+// CHECK-NEXT:  return %[[V1]] : tensor<1x1x2x3xf32>
+func.func @channel_scale(%w: tensor<1x1x2x3xi8>) -> tensor<1x1x2x3xf32> {
+  %0 = "tinytrain.channel_scale"(%w) {scales = array<f64: 2.500000e-01, 5.000000e-01, 1.000000e+00>} : (tensor<1x1x2x3xi8>) -> tensor<1x1x2x3xf32>
+  return %0 : tensor<1x1x2x3xf32>
+}
+
+// -----
+
+// qclamp_grad: the gradient passes where the int8 output is strictly inside [lo, hi] = [-128, 100].
+// CHECK-DAG:   #[[MAP:map[0-9]*]] = affine_map<(d0, d1) -> (d0, d1)>
+// CHECK-LABEL: func.func @qclamp_grad(
+// CHECK-SAME:    %[[ARG0:.*]]: tensor<2x3xf32>, %[[ARG1:.*]]: tensor<2x3xi8>) -> tensor<2x3xf32> {
+// CHECK-NEXT:  %[[V0:.*]] = tensor.empty() : tensor<2x3xf32>
+// CHECK-NEXT:  %[[V1:.*]] = linalg.generic {indexing_maps = [#[[MAP]], #[[MAP]], #[[MAP]]], iterator_types = ["parallel", "parallel"]} ins(%[[ARG0]], %[[ARG1]] : tensor<2x3xf32>, tensor<2x3xi8>) outs(%[[V0]] : tensor<2x3xf32>) {
+// CHECK-NEXT:  ^bb0(%[[IN:.*]]: f32, %[[IN_0:.*]]: i8, %[[OUT:.*]]: f32):
+// CHECK-NEXT:    %[[C_128_I8:.*]] = arith.constant -128 : i8
+// CHECK-NEXT:    %[[V2:.*]] = arith.cmpi sgt, %[[IN_0]], %[[C_128_I8]] : i8
+// CHECK-NEXT:    %[[C100_I8:.*]] = arith.constant 100 : i8
+// CHECK-NEXT:    %[[V3:.*]] = arith.cmpi slt, %[[IN_0]], %[[C100_I8]] : i8
+// CHECK-NEXT:    %[[V4:.*]] = arith.andi %[[V2]], %[[V3]] : i1
+// CHECK-NEXT:    %[[CST:.*]] = arith.constant 0.000000e+00 : f32
+// CHECK-NEXT:    %[[V5:.*]] = arith.select %[[V4]], %[[IN]], %[[CST]] : f32
+// CHECK-NEXT:    linalg.yield %[[V5]] : f32
+// CHECK-NEXT:  } -> tensor<2x3xf32>
+// CHECK-NEXT:  return %[[V1]] : tensor<2x3xf32>
+func.func @qclamp_grad(%g: tensor<2x3xf32>, %y: tensor<2x3xi8>) -> tensor<2x3xf32> {
+  %0 = "tinytrain.qclamp_grad"(%g, %y) {clamp = array<i64: -128, 100>} : (tensor<2x3xf32>, tensor<2x3xi8>) -> tensor<2x3xf32>
+  return %0 : tensor<2x3xf32>
+}
+
+// -----
+
+// qsgd_update of an int8 weight: clamp(p - roundeven(lr * g), -127, 127) in i64.
+// CHECK-DAG:   #[[MAP:map[0-9]*]] = affine_map<(d0) -> (d0)>
+// CHECK-LABEL: func.func @qsgd_update(
+// CHECK-SAME:    %[[ARG0:.*]]: tensor<4xi8>, %[[ARG1:.*]]: tensor<4xf32>) -> tensor<4xi8> {
+// CHECK-NEXT:  %[[V0:.*]] = tensor.empty() : tensor<4xi8>
+// CHECK-NEXT:  %[[V1:.*]] = linalg.generic {indexing_maps = [#[[MAP]], #[[MAP]], #[[MAP]]], iterator_types = ["parallel"]} ins(%[[ARG0]], %[[ARG1]] : tensor<4xi8>, tensor<4xf32>) outs(%[[V0]] : tensor<4xi8>) {
+// CHECK-NEXT:  ^bb0(%[[IN:.*]]: i8, %[[IN_0:.*]]: f32, %[[OUT:.*]]: i8):
+// CHECK-NEXT:    %[[CST:.*]] = arith.constant 5.000000e-01 : f32
+// CHECK-NEXT:    %[[V2:.*]] = arith.mulf %[[CST]], %[[IN_0]] : f32
+// CHECK-NEXT:    %[[V3:.*]] = math.roundeven %[[V2]] : f32
+// CHECK-NEXT:    %[[CST_1:.*]] = arith.constant -4.2949673E+9 : f32
+// CHECK-NEXT:    %[[V4:.*]] = arith.maximumf %[[V3]], %[[CST_1]] : f32
+// CHECK-NEXT:    %[[CST_2:.*]] = arith.constant 4.2949673E+9 : f32
+// CHECK-NEXT:    %[[V5:.*]] = arith.minimumf %[[V4]], %[[CST_2]] : f32
+// CHECK-NEXT:    %[[V6:.*]] = arith.extsi %[[IN]] : i8 to i64
+// CHECK-NEXT:    %[[V7:.*]] = arith.fptosi %[[V5]] : f32 to i64
+// CHECK-NEXT:    %[[V8:.*]] = arith.subi %[[V6]], %[[V7]] : i64
+// CHECK-NEXT:    %[[C_127_I64:.*]] = arith.constant -127 : i64
+// CHECK-NEXT:    %[[V9:.*]] = arith.maxsi %[[V8]], %[[C_127_I64]] : i64
+// CHECK-NEXT:    %[[C127_I64:.*]] = arith.constant 127 : i64
+// CHECK-NEXT:    %[[V10:.*]] = arith.minsi %[[V9]], %[[C127_I64]] : i64
+// CHECK-NEXT:    %[[V11:.*]] = arith.trunci %[[V10]] : i64 to i8
+// CHECK-NEXT:    linalg.yield %[[V11]] : i8
+// CHECK-NEXT:  } -> tensor<4xi8>
+// CHECK-NEXT:  return %[[V1]] : tensor<4xi8>
+func.func @qsgd_update(%w: tensor<4xi8>, %g: tensor<4xf32>) -> tensor<4xi8> {
+  %0 = "tinytrain.qsgd_update"(%w, %g) {lr = 5.000000e-01 : f32} : (tensor<4xi8>, tensor<4xf32>) -> tensor<4xi8>
+  return %0 : tensor<4xi8>
+}
