@@ -162,3 +162,32 @@ def test_int8_qas_training_lowers_the_loss():
     assert params[2].dtype == np.int8 and not np.array_equal(params[2], g.values["blocks.2.pointwise2.weight"]), \
         "the int8 weights were not updated"
     assert after < 0.85 * before, f"loss {before:.4f} -> {after:.4f}"
+
+
+def test_train_step_applies_qas_and_int8_write_back():
+    """One `@train_step` (QAS on) equals the update computed in numpy from `@gradients` of the
+    same compiled module: `clamp(p - roundeven(f32(lr) * (g * f32(qas_scale))))` for the integer
+    parameters, `p - lr * g` for the fp32 head. The trained int8 weights are also read by the
+    backward pass (input gradient through them): this checks that the in-place update does not
+    overwrite them before that read."""
+    g = small_graph()
+    lr = 0.3
+    prog = compile_training(g, TRAINABLE, lr=lr, qas=True, gradients=True)
+    rng = np.random.default_rng(5)
+    x = rng.integers(-128, 128, (1, HW, HW, 3)).astype(np.int8)
+    params = prog.initial_params()
+    grads, _ = prog.gradients(params, x, [2])
+    new, _ = prog.step(params, x, [2])
+    for name, p, gr, got in zip(prog.trainable, params, grads, new):
+        if name.startswith("fc."):
+            np.testing.assert_allclose(got, p - np.float32(lr) * gr, rtol=1e-6, atol=1e-7, err_msg=name)
+            continue
+        c = g.model.conv(name.rsplit(".", 1)[0])
+        s = c.w_scales.astype(np.float64) * (1.0 if name.endswith(".weight") else c.x_scale)
+        scaled = gr * (s ** -2).astype(np.float32)
+        step = np.round(np.float32(lr) * scaled.astype(np.float32))
+        lo, hi = (-127, 127) if p.dtype == np.int8 else (-(2**31), 2**31 - 1)
+        want = np.clip(p.astype(np.int64) - step.astype(np.int64), lo, hi).astype(p.dtype)
+        assert got.dtype == p.dtype
+        assert np.abs(got.astype(np.int64) - want).max() <= 0, name
+        assert not np.array_equal(got, p), f"{name} did not move: QAS missing?"
