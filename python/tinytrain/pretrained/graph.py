@@ -42,7 +42,7 @@ from tinytrain.dialects import tinytrain_quant as tq
 
 from . import McuModel, QConv
 
-__all__ = ["QGraph", "GraphBuilder", "build_forward", "truncate", "CLASSIFIERS", "INPUTS"]
+__all__ = ["QGraph", "GraphBuilder", "build_forward", "build_forward_fp32", "truncate", "CLASSIFIERS", "INPUTS"]
 
 CLASSIFIERS = ("int8", "fp32")
 INPUTS = ("int8", "float")
@@ -312,3 +312,65 @@ def build_forward(model: McuModel, classifier: str = "int8", input: str = "int8"
         out = add_linear(gb, xf, w, b)
     module = gb.finish(out)
     return QGraph(module, gb.values, [n for n, _ in gb._params], model, classifier)
+
+
+# ----------------------------------------------------------------------------- fp32 twin
+
+
+def _conv_fp32_op(value_of, x, w, b, conv: QConv, relu6: bool):
+    xv = value_of(x)
+    n, h, wd, _ = _shape(xv)
+    k, s, p = conv.kernel_size, conv.stride, conv.padding
+    oh, ow = (h + 2 * p - k) // s + 1, (wd + 2 * p - k) // s + 1
+    ty = _tensor([n, oh, ow, conv.out_channels], ir.F32Type.get())
+    loc = ir.Location.name(conv.name)
+    y = tt.Conv2dOp(xv, value_of(w), value_of(b), ir.DenseI64ArrayAttr.get([s, s]),
+                    ir.DenseI64ArrayAttr.get([p, p]), ir.IntegerAttr.get(_i(64), conv.groups), ty, loc=loc).result
+    return tt.Relu6Op(y, ty, loc=loc).result if relu6 else y
+
+
+def _is_relu6(conv: QConv) -> bool:
+    """The int8 clamp [-128, 127] with `y_zero = -128`, `y_scale = 6/255` is a ReLU6 in reals."""
+    return conv.y_zero == -128 and abs(conv.y_scale * 255.0 - 6.0) < 1e-4
+
+
+def build_forward_fp32(model: McuModel, num_classes: int, batch: int = 1, head_std: float = 0.01,
+                       seed: int = 0, input_hw: int | None = None) -> QGraph:
+    """The fp32 twin of `build_forward(model, classifier="fp32", num_classes=...)`, for the
+    paper's fp32 fine-tuning baseline: dequantized weights and biases (`W = s_W w`,
+    `b = s_x s_W b_int`), fp32 activations, ReLU6 where the int8 clamp is one (`_is_relu6`;
+    other clamps are int8 saturation, left out), fp32 residual adds and pool; the input is the
+    real image `v` (the dequantized int8 input); the same new head (same seed)."""
+    from tinytrain.irtext import new_context
+
+    ctx = new_context()
+    hw = input_hw or model.input_hw
+    with ctx, ir.Location.unknown():
+        in_type = _tensor([batch, hw, hw, 3], ir.F32Type.get())
+    gb = GraphBuilder(ctx, in_type)
+
+    def conv(h, c):
+        ws = c.w_scales.astype(np.float64)
+        w = gb.param(f"{c.name}.weight", (c.weight.astype(np.float64) * ws).astype(np.float32))
+        b = gb.param(f"{c.name}.bias", (c.bias.astype(np.float64) * (np.float64(c.x_scale) * ws)).astype(np.float32))
+        return gb.op(_conv_fp32_op, h, w, b, c, _is_relu6(c))
+
+    h = conv(gb.input, model.first_conv)
+    for blk in model.blocks:
+        block_in = h
+        for c in blk.convs():
+            h = conv(h, c)
+        if blk.residual is not None:
+            h = gb.op(lambda value_of, a, b: tt.AddOp(value_of(a), value_of(b), value_of(a).type).result, block_in, h)
+
+    def pool(value_of, x):
+        xv = value_of(x)
+        n, _, _, c = _shape(xv)
+        return tt.GlobalAvgPoolOp(xv, _tensor([n, c], ir.F32Type.get())).result
+
+    pooled = gb.op(pool, h)
+    rng = np.random.default_rng(seed)
+    w = (rng.standard_normal((num_classes, model.pool.channels)) * head_std).astype(np.float32)
+    out = add_linear(gb, pooled, w, np.zeros(num_classes, np.float32))
+    module = gb.finish(out)
+    return QGraph(module, gb.values, [n for n, _ in gb._params], model, "fp32")
