@@ -191,3 +191,27 @@ def test_train_step_applies_qas_and_int8_write_back():
         assert got.dtype == p.dtype
         assert np.abs(got.astype(np.int64) - want).max() <= 0, name
         assert not np.array_equal(got, p), f"{name} did not move: QAS missing?"
+
+
+def test_master_copy_option_accumulates_small_steps():
+    """`master_weights`: the trained int8 weight is an fp32 master copy (integer units) read
+    through `quantize(scale=1)`; `@train_step` updates it with `sgd_update` of the QAS-scaled
+    gradient (`p - lr * g * s_W^-2` in f32), so sub-LSB steps are kept instead of rounded away,
+    and the first forward equals the int8 graph's."""
+    name = "blocks.2.pointwise1.weight"
+    m = truncate(load_mcu_model("mbv2-w0.35"), BLOCKS)
+    g = build_forward(m, classifier="fp32", num_classes=CLASSES, input_hw=HW, seed=0, master_weights=[name])
+    assert g.values[name].dtype == np.float32
+    lr = 0.01
+    prog = compile_training(g, [name, "fc.weight", "fc.bias"], lr=lr, qas=True, gradients=True)
+    x = np.random.default_rng(6).integers(-128, 128, (1, HW, HW, 3)).astype(np.int8)
+    params = prog.initial_params()
+    grads, _ = prog.gradients(params, x, [1])
+    new, _ = prog.step(params, x, [1])
+    s = m.conv("blocks.2.pointwise1").w_scales.astype(np.float64)
+    want = params[0] - np.float32(lr) * (grads[0] * (s ** -2).astype(np.float32))
+    np.testing.assert_allclose(new[0], want, rtol=1e-6, atol=1e-6)
+    moved = np.abs(new[0] - params[0])
+    assert moved.max() > 0 and np.any((moved > 0) & (moved < 0.5)), "no sub-LSB step was kept"
+    with pytest.raises(ValueError, match="not conv weights"):
+        build_forward(m, classifier="fp32", num_classes=CLASSES, master_weights=["fc.weight"])

@@ -181,10 +181,10 @@ def _reshape_op(value_of, x, shape):
     return tt.ReshapeOp(xv, _tensor(shape, ir.RankedTensorType(xv.type).element_type)).result
 
 
-def _quantize_op(value_of, x, scale, zero):
+def _quantize_op(value_of, x, scale, zero, name="input"):
     xv = value_of(x)
     return tq.QuantizeOp(xv, ir.FloatAttr.get_f64(float(scale)), ir.IntegerAttr.get(_i(64), int(zero)),
-                         _tensor(_shape(xv), _i(8)), loc=ir.Location.name("input")).result
+                         _tensor(_shape(xv), _i(8)), loc=ir.Location.name(name)).result
 
 
 def _dequantize_op(value_of, x, scale, zero):
@@ -203,9 +203,19 @@ def _linear_op(value_of, x, w, b):
 # ----------------------------------------------------------------------------- public helpers
 
 
-def add_qconv(gb: GraphBuilder, x, conv: QConv, clamp=FULL_CLAMP):
-    """Record `qconv2d` of `conv` (its weight and bias become parameters `<name>.weight/.bias`)."""
-    w = gb.param(f"{conv.name}.weight", conv.weight)
+def add_qconv(gb: GraphBuilder, x, conv: QConv, clamp=FULL_CLAMP, master: bool = False):
+    """Record `qconv2d` of `conv` (its weight and bias become parameters `<name>.weight/.bias`).
+
+    `master=True`: the weight parameter is an fp32 MASTER COPY of the int8 weight (in integer
+    units, initially exactly `conv.weight`); the conv reads `quantize(master, scale=1, zero=0)`
+    (round half to even, clamp to int8), so training updates the fp32 copy with `sgd_update`
+    (the gradient passes the rounding straight through) and small steps accumulate (the paper's
+    released engine); without it the int8 weight is updated in place with rounding."""
+    if master:
+        wm = gb.param(f"{conv.name}.weight", conv.weight.astype(np.float32))
+        w = gb.op(_quantize_op, wm, 1.0, 0, f"{conv.name}.weight")
+    else:
+        w = gb.param(f"{conv.name}.weight", conv.weight)
     b = gb.param(f"{conv.name}.bias", conv.bias)
     return gb.op(_qconv_op, x, w, b, conv, tuple(clamp))
 
@@ -263,8 +273,10 @@ def truncate(model: McuModel, n_blocks: int) -> McuModel:
 
 def build_forward(model: McuModel, classifier: str = "int8", input: str = "int8", batch: int = 1,
                   num_classes: int | None = None, head_std: float = 0.01, seed: int = 0,
-                  context: ir.Context | None = None, input_hw: int | None = None) -> QGraph:
-    """The int8 `@forward` of `model` (module docstring)."""
+                  context: ir.Context | None = None, input_hw: int | None = None,
+                  master_weights=()) -> QGraph:
+    """The int8 `@forward` of `model` (module docstring). `master_weights`: names of conv weights
+    (`"<conv>.weight"`) kept as fp32 master copies (see `add_qconv`), the option for training them."""
     from tinytrain.irtext import new_context
 
     if classifier not in CLASSIFIERS:
@@ -275,6 +287,10 @@ def build_forward(model: McuModel, classifier: str = "int8", input: str = "int8"
         raise ValueError("a new head (num_classes) is an fp32 linear classifier: pass classifier='fp32'")
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
+    master = set(master_weights)
+    unknown = master - {f"{c.name}.weight" for c in model.convs()}
+    if unknown:
+        raise ValueError(f"master_weights {sorted(unknown)} are not conv weights of {model.name}")
     ctx = context or new_context()
     hw = input_hw or model.input_hw
     with ctx, ir.Location.unknown():
@@ -284,11 +300,11 @@ def build_forward(model: McuModel, classifier: str = "int8", input: str = "int8"
     h = gb.input
     if input == "float":
         h = add_quantize(gb, h, first.x_scale, first.x_zero)
-    h = add_qconv(gb, h, first)
+    h = add_qconv(gb, h, first, master=f"{first.name}.weight" in master)
     for blk in model.blocks:
         block_in = h
         for conv in blk.convs():
-            h = add_qconv(gb, h, conv)
+            h = add_qconv(gb, h, conv, master=f"{conv.name}.weight" in master)
         if blk.residual is not None:
             r, pw2 = blk.residual, blk.pointwise2
             h = add_qadd(gb, block_in, h, r.x_scale, r.x_zero, pw2.y_scale, pw2.y_zero, r.y_scale, r.y_zero,

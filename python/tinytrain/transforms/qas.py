@@ -11,7 +11,9 @@ ratio is off by `(s_W s_x)^2`). QAS rescales the gradient before the update:
 which makes the real-valued step the fp32 one (`s_W * lr * s_W^-2 * s_W dL/dW = lr dL/dW`).
 
 The pass rewrites every `tinytrain.qsgd_update` (built by `autodiff` for an integer parameter)
-whose parameter feeds a `tinytrain.qconv2d` as weight or bias: its gradient operand becomes
+whose parameter feeds a `tinytrain.qconv2d` as weight or bias, and every `tinytrain.sgd_update` of
+an fp32 master copy of an int8 weight (a parameter feeding a qconv2d through `tinytrain.quantize`,
+`build_forward(master_weights=...)`; fp32 parameters of fp32 ops are left alone): its gradient operand becomes
 `tinytrain.channel_scale(g)` with the scales above (read from the conv's `weight_scales` and
 `input_scale`). An update already rescaled carries `{tinytrain.qas}` and is left alone, so the
 pass is idempotent. It is on by default for int8 graphs (`tinytrain.int8.compile_training`,
@@ -41,6 +43,20 @@ def qas_scales(conv, role: str) -> list[float]:
     return [(s * s_x) ** -2 for s in s_w]
 
 
+def _conv_of(param):
+    """(qconv2d op, "weight" | "bias") that `param` feeds, directly or (an fp32 master copy of a
+    weight) through `tinytrain.quantize`; (None, None) otherwise."""
+    for use in param.uses:
+        owner = use.owner
+        if owner.name == "tinytrain.qconv2d" and use.operand_number in (1, 2):
+            return owner, ("weight" if use.operand_number == 1 else "bias")
+        if owner.name == "tinytrain.quantize":
+            for u in owner.results[0].uses:
+                if u.owner.name == "tinytrain.qconv2d" and u.operand_number == 1:
+                    return u.owner, "weight"
+    return None, None
+
+
 @dataclasses.dataclass(frozen=True)
 class QasPass(ModulePass):
     argument: ClassVar[str] = "qas"
@@ -51,19 +67,17 @@ class QasPass(ModulePass):
         updates = []
 
         def visit(op):
-            if op.operation.name == "tinytrain.qsgd_update" and "tinytrain.qas" not in op.operation.attributes:
+            name = op.operation.name
+            if name in ("tinytrain.qsgd_update", "tinytrain.sgd_update") and "tinytrain.qas" not in op.operation.attributes:
                 updates.append(op.operation)
             return ir.WalkResult.ADVANCE
 
         module.walk(visit)
         for upd in updates:
             param, grad = upd.operands[0], upd.operands[1]
-            conv, role = None, None
-            for use in param.uses:
-                owner = use.owner
-                if owner.name == "tinytrain.qconv2d" and use.operand_number in (1, 2):
-                    conv, role = owner, ("weight" if use.operand_number == 1 else "bias")
-                    break
+            conv, role = _conv_of(param)
+            if conv is None and upd.name == "tinytrain.sgd_update":
+                continue  # an fp32 parameter (e.g. the head): no QAS
             if conv is None:
                 raise CompileError(f"qas: the parameter updated at {upd.location} is not the weight or bias "
                                    "of a tinytrain.qconv2d; QAS knows no scale for it",
