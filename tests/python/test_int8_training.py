@@ -41,10 +41,15 @@ def small_graph():
                          num_classes=CLASSES, input_hw=HW, seed=0)
 
 
+LR = 0.3
+
+
 @pytest.fixture(scope="module")
 def grads_program():
+    """One compile for the gradient and update tests: `qas` only rewrites the updates, so
+    `@gradients` is the un-rescaled gradient and `@train_step` applies QAS."""
     g = small_graph()
-    return g, compile_training(g, TRAINABLE, lr=0.01, qas=False, gradients=True)
+    return g, compile_training(g, TRAINABLE, lr=LR, qas=True, gradients=True)
 
 
 def _nchw(t):
@@ -164,15 +169,14 @@ def test_int8_qas_training_lowers_the_loss():
     assert after < 0.85 * before, f"loss {before:.4f} -> {after:.4f}"
 
 
-def test_train_step_applies_qas_and_int8_write_back():
+def test_train_step_applies_qas_and_int8_write_back(grads_program):
     """One `@train_step` (QAS on) equals the update computed in numpy from `@gradients` of the
     same compiled module: `clamp(p - roundeven(f32(lr) * (g * f32(qas_scale))))` for the integer
     parameters, `p - lr * g` for the fp32 head. The trained int8 weights are also read by the
     backward pass (input gradient through them): this checks that the in-place update does not
     overwrite them before that read."""
-    g = small_graph()
-    lr = 0.3
-    prog = compile_training(g, TRAINABLE, lr=lr, qas=True, gradients=True)
+    g, prog = grads_program
+    lr = LR
     rng = np.random.default_rng(5)
     x = rng.integers(-128, 128, (1, HW, HW, 3)).astype(np.int8)
     params = prog.initial_params()
