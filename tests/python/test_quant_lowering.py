@@ -18,13 +18,13 @@ from tinytrain.pretrained import QConv
 from tinytrain.pretrained import graph as G
 
 
-def run(gb, out, *inputs, values=True):
+def run(gb, out, *inputs):
     module = gb.finish(out)
     with module.context:
         assert module.operation.verify()
         lower_to_linalg(module, None)
     h = HostModule(compile_host(str(module)))
-    params = [gb.values[n] for n, _ in gb._params]
+    params = [gb.values[n] for n in gb.param_names]
     return h.call("forward", *params, *inputs)[0]
 
 

@@ -85,7 +85,6 @@ class GraphBuilder:
         self._params: list[tuple[str, ir.RankedTensorType]] = []
         self._input_type = input_type
         self._ops: list = []  # deferred op constructors: built once all arguments are known
-        self._arg_values: dict[str, ir.Value] = {}
         with context, ir.Location.unknown():
             self.module = ir.Module.create()
         self._input_placeholder = "__input__"
@@ -109,6 +108,11 @@ class GraphBuilder:
         """Record `fn(value_of, *args) -> ir.Value`; returns a handle for later ops."""
         self._ops.append((fn, args))
         return len(self._ops) - 1
+
+    @property
+    def param_names(self) -> list[str]:
+        """Parameter names in argument order (the input comes after them)."""
+        return [n for n, _ in self._params]
 
     @property
     def input(self) -> str:
@@ -327,7 +331,7 @@ def build_forward(model: McuModel, classifier: str = "int8", input: str = "int8"
             b = np.zeros(num_classes, np.float32)
         out = add_linear(gb, xf, w, b)
     module = gb.finish(out)
-    return QGraph(module, gb.values, [n for n, _ in gb._params], model, classifier)
+    return QGraph(module, gb.values, gb.param_names, model, classifier)
 
 
 # ----------------------------------------------------------------------------- fp32 twin
@@ -389,4 +393,4 @@ def build_forward_fp32(model: McuModel, num_classes: int, batch: int = 1, head_s
     w = (rng.standard_normal((num_classes, model.pool.channels)) * head_std).astype(np.float32)
     out = add_linear(gb, pooled, w, np.zeros(num_classes, np.float32))
     module = gb.finish(out)
-    return QGraph(module, gb.values, [n for n, _ in gb._params], model, "fp32")
+    return QGraph(module, gb.values, gb.param_names, model, "fp32")
