@@ -222,4 +222,86 @@ class QAvgPoolOp(TinyTrain.Operation, name="qavg_pool", traits=[Pure]):
         return _elts(self, {"input": (self.input, "i8"), "result": (self.result, "i8")})
 
 
-QUANT_OP_NAMES = sorted(op.OPERATION_NAME for op in (QuantizeOp, DequantizeOp, QConv2dOp, QAddOp, QAvgPoolOp))
+# ----------------------------------------------------------------------------- training the int8 graph
+# (built by `autodiff` and `qas`; see python/tinytrain/transforms/autodiff_int8.py)
+
+
+def _positive_array(op, name: str, length: int):
+    vals = _array(op, name, ir.DenseF64ArrayAttr, length)
+    if vals is None:
+        return None
+    if not all(np.isfinite(v) and v > 0 for v in vals):
+        _fail(op, f"'{name}' must be finite and positive")
+        return None
+    return vals
+
+
+class ChannelScaleOp(TinyTrain.Operation, name="channel_scale", traits=[Pure]):
+    """`result[..., c] = f32(input[..., c]) * f32(scales[c])` over the last axis; `input` i8, i32
+    or f32, result f32. Dequantizes per-channel weights (`scales = weight_scales`), turns the
+    gradient of a real weight / bias into the gradient of its integer value, and is the `qas`
+    rescaling (paper Eq. 4)."""
+
+    input: Operand[Tensor]
+    scales: Any
+    result: Result[Tensor]
+
+    def verify_invariants(self) -> bool:
+        x, y = _shape(self.input), _shape(self.result)
+        if x != y or not x:
+            return _fail(self, f"expects input and result of one shape of rank >= 1, got {x} -> {y}")
+        if _elt(self.input) not in ("i8", "i32", "f32") or _elt(self.result) != "f32":
+            return _fail(self, f"expects i8, i32 or f32 input and f32 result, got {_elt(self.input)} -> "
+                               f"{_elt(self.result)}")
+        return _positive_array(self, "scales", x[-1]) is not None
+
+
+class QClampGradOp(TinyTrain.Operation, name="qclamp_grad", traits=[Pure]):
+    """Straight-through gradient of an int8 op's fused clamp: `grad` where the op's int8 `output`
+    is strictly inside `clamp` = [lo, hi], else 0 (the 1-bit mask of the paper's engine)."""
+
+    grad: Operand[Tensor]
+    output: Operand[Tensor]
+    clamp: Any
+    result: Result[Tensor]
+
+    def verify_invariants(self) -> bool:
+        shapes = [_shape(v) for v in (self.grad, self.output, self.result)]
+        if any(s != shapes[0] for s in shapes):
+            return _fail(self, f"expects grad, output and result of one shape, got {shapes}")
+        if not _elts(self, {"grad": (self.grad, "f32"), "output": (self.output, "i8"),
+                            "result": (self.result, "f32")}):
+            return False
+        return _clamp(self)
+
+
+class QSgdUpdateOp(TinyTrain.Operation, name="qsgd_update", traits=[Pure]):
+    """SGD step of an integer parameter with write-back: `clamp(param - round_half_even(lr * grad))`
+    (`grad` is the f32 gradient of the integer value); i8 weights are clamped to [-127, 127]
+    (symmetric), i32 biases saturate to int32. Guarded like `sgd_update`: when the step's `loss`
+    (rank-0 f32) is not finite, `param` is returned unchanged."""
+
+    param: Operand[Tensor]
+    grad: Operand[Tensor]
+    loss: Operand[Tensor]
+    lr: ir.FloatAttr
+    result: Result[Tensor]
+
+    def verify_invariants(self) -> bool:
+        if len(self.operation.operands) != 3:
+            return _fail(self, f"expects 3 operands (param, grad, loss), got {len(self.operation.operands)}")
+        if _typed_attr(self, "lr", ir.FloatAttr) is None:
+            return _fail(self, "requires a float 'lr' attribute")
+        if _shape(self.loss) != [] or _elt(self.loss) != "f32":
+            return _fail(self, f"expects the step's loss as a rank-0 f32 tensor, got {self.loss.type}")
+        shapes = [_shape(v) for v in (self.param, self.grad, self.result)]
+        if any(s != shapes[0] for s in shapes):
+            return _fail(self, f"expects param, grad and result of one shape, got {shapes}")
+        if _elt(self.param) not in ("i8", "i32") or _elt(self.result) != _elt(self.param):
+            return _fail(self, f"expects an i8 or i32 param and result of its type, got {_elt(self.param)} "
+                               f"-> {_elt(self.result)}")
+        return _elts(self, {"grad": (self.grad, "f32")})
+
+
+QUANT_OP_NAMES = sorted(op.OPERATION_NAME for op in (QuantizeOp, DequantizeOp, QConv2dOp, QAddOp, QAvgPoolOp,
+                                                     ChannelScaleOp, QClampGradOp, QSgdUpdateOp))

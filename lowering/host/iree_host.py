@@ -21,6 +21,9 @@ HOST_FLAGS = [
     "--iree-hal-target-device=local",
     "--iree-hal-local-target-device-backends=llvm-cpu",
     "--iree-llvmcpu-target-cpu=host",
+    # Keep f64 as f64: the int8 `quantize` / `dequantize` lowerings compute in double, as
+    # `tinytrain.reference` defines them (IREE demotes f64 to f32 by default).
+    "--iree-input-demote-f64-to-f32=false",
 ]
 
 

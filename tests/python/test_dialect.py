@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from torch_mlir import ir
 
-from tinytrain.dialects import OP_NAMES, QUANT_OP_NAMES
+from tinytrain.dialects import OP_NAMES
 from tinytrain.context import new_context, parse_module
 from tinytrain.errors import CompileError
 from tinytrain.lowering.conversions.tinytrain_to_linalg import PATTERNS
@@ -21,8 +21,7 @@ def test_committed_irdl_matches_the_python_definition():
 
 # Ops defined ahead of their lowering, each with the reason. An entry must go once the op is
 # lowered (its strict xfail below then fails as XPASS).
-PENDING_LOWERING = {op: "issue #8: int8 op defined (dialects/tinytrain_quant.py), lowering to linalg not written yet"
-                    for op in QUANT_OP_NAMES}
+PENDING_LOWERING: dict[str, str] = {}
 
 
 def test_every_op_has_a_lowering():

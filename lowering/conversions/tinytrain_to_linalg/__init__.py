@@ -2,9 +2,9 @@
 
 The conversion is a set of conversion patterns, one per `tinytrain` op, grouped by op family in
 this package (`conv`, `linear`, `elementwise`, `pool`, `shape`, `loss`; the layer ops of issue #7
-in `layers_shape`, `layers_pool`, `layers_activation`, `layers_broadcast`; shared op builders in
-`builders`). Each pattern builds linalg with the bindings' op builders under the rewriter's
-insertion point and the op's location, and replaces the op. Named convolutions are used where
+in `layers_shape`, `layers_pool`, `layers_activation`, `layers_broadcast`; `quant` for the int8
+ops; shared op builders in `builders`). Each pattern builds linalg with the bindings' op builders
+under the rewriter's insertion point and the op's location, and replaces the op. Named convolutions are used where
 they exist, so IREE's tuned conv paths apply; `linalg.generic` elsewhere. The driver applies them
 with `apply_partial_conversion` and a `ConversionTarget` on which the `tinytrain` dialect is
 illegal: no tinytrain op survives. An op without a pattern is reported before the conversion
@@ -50,7 +50,7 @@ from tinytrain.errors import CompileError
 from tinytrain.passes import ModulePass
 
 from . import (conv, elementwise, layers_activation, layers_broadcast, layers_pool, layers_shape,
-               linear, loss, pool, shape)
+               linear, loss, pool, quant, shape)
 from .builders import STAGE, const_f32, elementwise as elementwise_generic
 
 __all__ = ["ConvertTinytrainToLinalgPass", "lower_to_linalg", "PATTERNS", "populate_patterns"]
@@ -67,6 +67,7 @@ PATTERNS: dict[type, object] = {
     **layers_pool.PATTERNS,
     **layers_activation.PATTERNS,
     **layers_broadcast.PATTERNS,
+    **quant.PATTERNS,
 }
 
 
@@ -117,6 +118,11 @@ def _resource_key(name: str) -> str:
     return "param_" + "".join(c if c in ok else "_" for c in name)
 
 
+#: Element type of a parameter argument -> numpy dtype of its constant (int8 graphs: i8 weights,
+#: i32 biases).
+_NUMPY_DTYPES = {"f32": np.float32, "i8": np.int8, "i32": np.int32}
+
+
 def _inline_frozen_params(func, values: Mapping[str, np.ndarray], constants: dict) -> None:
     """Replace each frozen-parameter argument of `func` by an `arith.constant` holding its value
     and remove the argument (block argument, `function_type`, `arg_attrs`).
@@ -135,7 +141,7 @@ def _inline_frozen_params(func, values: Mapping[str, np.ndarray], constants: dic
             raise CompileError(f"to-linalg: no value for frozen parameter '{name}' of "
                                f"@{ir.StringAttr(func.attributes['sym_name']).value}", stage=STAGE)
         ty = ir.RankedTensorType(arg.type)
-        arr = np.ascontiguousarray(values[name], dtype=np.float32)
+        arr = np.ascontiguousarray(values[name], dtype=_NUMPY_DTYPES[str(ty.element_type)])
         if list(arr.shape) != list(ty.shape):
             raise CompileError(f"to-linalg: value of '{name}' has shape {list(arr.shape)}, the "
                                f"function expects {list(ty.shape)}", stage=STAGE)

@@ -128,21 +128,22 @@ def reshape(x: ir.Value, shape: Sequence[int]) -> ir.Value:
     """`x` reshaped (row-major) to `shape`: collapsed to 1-D, then expanded (a rank-0 side is
     reached by collapsing or expanding with no reassociation groups)."""
     src = shape_of(x)
+    et = ir.RankedTensorType(x.type).element_type  # kept (f32, or i8 in the int8 graphs)
     shape = list(shape)
     if src == shape:
         return x
     if not shape:
-        return tensor.CollapseShapeOp(tensor_type([]), x, []).result
+        return tensor.CollapseShapeOp(tensor_type([], et), x, []).result
     if not src:
         one = [1] * len(shape)
-        x = tensor.ExpandShapeOp(tensor_type(one), x, [], [], one).result
+        x = tensor.ExpandShapeOp(tensor_type(one, et), x, [], [], one).result
         return reshape(x, shape)
     cur = x
     if len(src) != 1:
         total = 1
         for d in src:
             total *= d
-        cur = tensor.CollapseShapeOp(tensor_type([total]), cur, [list(range(len(src)))]).result
+        cur = tensor.CollapseShapeOp(tensor_type([total], et), cur, [list(range(len(src)))]).result
     if len(shape) == 1:
         return cur
-    return tensor.ExpandShapeOp(tensor_type(shape), cur, [list(range(len(shape)))], [], shape).result
+    return tensor.ExpandShapeOp(tensor_type(shape, et), cur, [list(range(len(shape)))], [], shape).result

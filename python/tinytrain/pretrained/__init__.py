@@ -13,6 +13,10 @@ Table 1): MobileNetV2-w0.35, ProxylessNAS-w0.3 and MCUNet-5FPS, 128x128 RGB inpu
     s = load_sparse_scheme("mbv2-w0.35", "49kb")
     s.weight_updates[0]              # WeightUpdate(index=36, name='blocks.12.pointwise1', ratio=1.0, channels=192)
 
+`tinytrain.pretrained.graph.build_forward(m)` turns a model into a `tinytrain` int8 `@forward`
+(bit-exact with `tinytrain.reference.forward` once compiled); `tinytrain.int8.compile_training`
+trains it (fp32 head, QAS).
+
 Layouts (those of the `tinytrain` dialect): activations NHWC; conv weights HWIO,
 `[KH, KW, C_in / groups, C_out]` (depthwise: `[KH, KW, 1, C]`), converted from the files'
 PyTorch OIHW `[C_out, C_in / groups, KH, KW]`; the classifier (a 1x1 conv in the files) is kept

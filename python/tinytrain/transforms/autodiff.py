@@ -33,6 +33,7 @@ from torch_mlir.dialects import arith, func
 
 from tinytrain.dialects import tinytrain as tt
 from tinytrain.dialects import tinytrain_layers as tl
+from tinytrain.dialects import tinytrain_quant as tq
 from tinytrain.errors import CompileError
 from tinytrain.passes import ModulePass
 
@@ -104,6 +105,10 @@ class AutodiffPass(ModulePass):
                 raise CompileError(f"autodiff: no gradient rule for '{op.operation.name}' at {op.location}",
                                    stage=self.argument, loc=op.location)
         logits_t = ir.RankedTensorType(ops[-1].operands[0].type)
+        if str(logits_t.element_type) != "f32":
+            raise CompileError(f"autodiff: @forward must return f32 logits for the loss, got {logits_t}; an int8 "
+                               "graph trains with its fp32 classifier head (build_forward(..., classifier='fp32'))",
+                               stage=self.argument, loc=fwd.location)
         if logits_t.rank != 2:
             raise CompileError(f"autodiff: @forward must return logits [N, classes], got {logits_t}",
                                stage=self.argument, loc=fwd.location)
@@ -141,7 +146,8 @@ class AutodiffPass(ModulePass):
             res_types = [logits_t]
         else:
             in_types.append(labels_t)
-            res_types = [a.type for a in ordered[:n_train]] + [loss_t]
+            # @gradients returns the f32 gradient of an integer (int8 graph) parameter
+            res_types = [a.type if update else _grad_type(a.type) for a in ordered[:n_train]] + [loss_t]
         new = func.FuncOp(name, ir.FunctionType.get(in_types, res_types))
         attrs = []
         for i, a in enumerate(ordered):
@@ -200,12 +206,18 @@ class AutodiffPass(ModulePass):
         for p in params:
             g = grads.pop(p)
             if not update:
-                results.append(g if g is not None else _zeros(p.type))
+                results.append(g if g is not None else _zeros(_grad_type(p.type)))
             elif g is None:
                 results.append(p)  # the loss does not depend on it: returned unchanged
             else:
-                results.append(tt.SgdUpdateOp(p, g, loss, lr, p.type, loc=loc).result)
+                upd = tq.QSgdUpdateOp if is_integer_param(p) else tt.SgdUpdateOp
+                results.append(upd(p, g, loss, lr, p.type, loc=loc).result)
         return results, loss
+
+
+def _grad_type(ty: ir.Type) -> ir.Type:
+    """The type of a parameter's gradient: f32 of its shape (integer parameters included)."""
+    return ir.RankedTensorType.get(list(ir.RankedTensorType(ty).shape), ir.F32Type.get())
 
 
 def _zeros(ty: ir.Type) -> ir.Value:
@@ -367,3 +379,8 @@ _RULES: dict[str, Callable] = {
     "tinytrain.mul": _mul,
     "tinytrain.channel_affine": _channel_affine,
 }
+
+# int8 ops (the training of the real int8 graph; design in autodiff_int8's docstring).
+from .autodiff_int8 import INT8_RULES, f32_like, is_integer_param  # noqa: E402
+
+_RULES.update(INT8_RULES)

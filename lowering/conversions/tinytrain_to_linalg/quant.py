@@ -1,0 +1,392 @@
+"""int8 ops (`dialects/tinytrain_quant.py`): `qconv2d`, `qadd`, `qavg_pool`, `quantize`,
+`dequantize`.
+
+The numerics are `tinytrain.reference` with `rule="device"`, bit for bit (its module docstring
+is the specification; the step numbers below are its steps):
+
+- `qconv2d`: the input is padded with `input_zero_point` (a real zero) and cropped to the exact
+  window; the i8 x i8 -> i32 dot product is the named `linalg.conv_2d_nhwc_hwcf_q` /
+  `linalg.depthwise_conv_2d_nhwc_hwc_q` with the input zero point folded in (`x - x_zero`) and a
+  kernel zero point of 0 (symmetric weights), accumulated from 0 (the dot always fits int32, see
+  `reference.conv2d_acc`). One `linalg.generic` then does, per element, in i64:
+  step 0 `acc32 = saturate_int32(dot + bias)` (the saturating add of the Cortex-M kernels: the
+  dead channels of ProxylessNAS / MCUNet have biases of +-2^31 and `dot + bias` leaves int32),
+  steps 2-4 (`multiply_by_quantized_multiplier` with the per-channel `multiplier` / `shift`,
+  given as i32 constant tensors) and step 5 (`+ y_zero`, clamp to `clamp`, truncate to i8).
+- `qadd`: TFLite's int8 ADD: `(q - zero) << 20` per side, each rescaled by its fixed-point
+  multiplier, summed, rescaled to the output, `+ zero`, clamped (one `linalg.generic`, i64). The
+  three multipliers come from `reference.quantize_multiplier` on the op's scales, at compile time.
+- `qavg_pool`: i32 sum over H, W (`linalg.generic`, reduction), then
+  `trunc((s + sign(s) * (HW / 2)) / HW)` (`arith.divsi` truncates toward zero) clamped to int8.
+- `quantize` / `dequantize`: in f64 as the reference (`x / scale` rounded half to even,
+  `scale * (q - zero)` rounded once to f32). The host compile keeps f64
+  (`lowering.host.iree_host.HOST_FLAGS` turn off IREE's default f64 -> f32 demotion; a backend
+  that keeps it rounds these two ops in f32).
+
+Training ops (built by `autodiff` / `qas` for int8 graphs, f32 arithmetic):
+- `channel_scale`: `f32(x) * scale[c]` over the last axis (scales as an f32 constant tensor);
+- `qclamp_grad`: `grad` where `lo < y < hi` (the int8 output strictly inside its clamp), else 0;
+- `qsgd_update`: `clamp(p - roundeven(lr * g))` in i64, i8 weights to [-127, 127], i32 biases
+  saturated (the step is clamped to +-2^32 before the float -> int conversion).
+
+The saturating-rounding-doubling-high-mul overflow case (`a == M0 == INT32_MIN`) is built for the
+per-channel multipliers of `qconv2d` (read from a tensor), although `M0 >= 0` by construction
+(`quantize_multiplier`); `qadd`'s multipliers are compile-time constants, so its shift amounts
+are constants and the impossible branch is left out.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from torch_mlir import ir
+from torch_mlir.dialects import arith, linalg, math, tensor
+
+from tinytrain.dialects import tinytrain_quant as tq
+from tinytrain.reference import quantize_multiplier
+
+from .builders import (PARALLEL, REDUCTION, amap, dims, generic, identity, shape_of, tensor_type)
+
+__all__ = ["convert_qconv2d", "convert_qadd", "convert_qavg_pool", "convert_quantize",
+           "convert_dequantize", "convert_channel_scale", "convert_qclamp_grad", "convert_qsgd_update",
+           "PATTERNS"]
+
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+
+
+def _i(bits: int) -> ir.IntegerType:
+    return ir.IntegerType.get_signless(bits)
+
+
+def _ci(value: int, bits: int = 64) -> ir.Value:
+    t = _i(bits)
+    return arith.ConstantOp(t, ir.IntegerAttr.get(t, int(value))).result
+
+
+def _cf64(value: float) -> ir.Value:
+    t = ir.F64Type.get()
+    return arith.ConstantOp(t, ir.FloatAttr.get(t, float(value))).result
+
+
+def _const_tensor(values, bits: int) -> ir.Value:
+    """`arith.constant dense<values> : tensor<N x i<bits>>`."""
+    arr = np.ascontiguousarray(np.asarray(values, dtype={32: np.int32, 64: np.int64}[bits]))
+    ty = tensor_type([arr.size], _i(bits))
+    return arith.ConstantOp(ty, ir.DenseElementsAttr.get(arr, type=ty)).result
+
+
+def _empty(shape, element_type) -> ir.Value:
+    return tensor.EmptyOp(list(shape), element_type).result
+
+
+def _zeros_i32(shape) -> ir.Value:
+    return linalg.fill(_ci(0, 32), outs=[_empty(shape, _i(32))])
+
+
+def _attr_f(op, name: str) -> float:
+    return ir.FloatAttr(op.attributes[name]).value
+
+
+def _attr_i(op, name: str) -> int:
+    return ir.IntegerAttr(op.attributes[name]).value
+
+
+def _attr_array(op, name: str, cls) -> list:
+    return list(cls(op.attributes[name]))
+
+
+# ----------------------------------------------------------------------------- scalar i64 helpers
+# (built inside a linalg.generic body; every value is an i64 holding an integer of the reference)
+
+
+def _sext(v: ir.Value) -> ir.Value:
+    return arith.ExtSIOp(_i(64), v).result
+
+
+def _clamp(v: ir.Value, lo: int, hi: int) -> ir.Value:
+    return arith.MinSIOp(arith.MaxSIOp(v, _ci(lo)).result, _ci(hi)).result
+
+
+def _select(cond: ir.Value, a: ir.Value, b: ir.Value) -> ir.Value:
+    return arith.SelectOp(cond, a, b).result
+
+
+def _cmp(pred, a: ir.Value, b: ir.Value) -> ir.Value:
+    return arith.CmpIOp(pred, a, b).result
+
+
+def _mul_by_quantized_multiplier(x: ir.Value, m0, shift) -> ir.Value:
+    """`reference.multiply_by_quantized_multiplier`, steps 2-4, on an i64 `x` holding an integer.
+
+    `m0`, `shift`: i64 values holding int32s (per-channel, read from constant tensors), or Python
+    ints known at compile time (`qadd`), in which case the left / right shift amounts are
+    constants and the statically impossible branches are not built."""
+    P = arith.CmpIPredicate
+    zero = _ci(0)
+    static = isinstance(shift, int)
+    if static:
+        left, right = _ci(max(shift, 0)), _ci(max(-shift, 0))
+        m0_value, m0 = int(m0), _ci(int(m0))
+    else:
+        left = arith.MaxSIOp(shift, zero).result
+        right = arith.MaxSIOp(arith.SubIOp(zero, shift).result, zero).result
+    # Step 2: a = saturate_int32(x * 2^left).
+    a = x if static and shift <= 0 else arith.ShLIOp(x, left).result
+    a = _clamp(a, INT32_MIN, INT32_MAX)
+    # Step 3: SaturatingRoundingDoublingHighMul(a, m0).
+    p = arith.MulIOp(a, m0).result
+    nudge = _select(_cmp(P.sge, p, zero), _ci(1 << 30), _ci(1 - (1 << 30)))
+    h = arith.DivSIOp(arith.AddIOp(p, nudge).result, _ci(1 << 31)).result  # truncates toward 0
+    if not static or m0_value == INT32_MIN:
+        imin = _ci(INT32_MIN)
+        overflow = arith.AndIOp(_cmp(P.eq, a, imin), _cmp(P.eq, m0, imin)).result
+        h = _select(overflow, _ci(INT32_MAX), h)
+    # Step 4: RoundingDivideByPOT(h, right).
+    one = _ci(1)
+    mask = arith.SubIOp(arith.ShLIOp(one, right).result, one).result
+    rem = arith.AndIOp(h, mask).result
+    neg = arith.ExtUIOp(_i(64), _cmp(P.slt, h, zero)).result
+    threshold = arith.AddIOp(arith.ShRSIOp(mask, one).result, neg).result
+    up = arith.ExtUIOp(_i(64), _cmp(P.sgt, rem, threshold)).result
+    return arith.AddIOp(arith.ShRSIOp(h, right).result, up).result
+
+
+def _to_i8(v: ir.Value, zero_point: int, lo: int, hi: int) -> ir.Value:
+    """Step 5: `clamp(v + zero_point, lo, hi)` as i8."""
+    y = _clamp(arith.AddIOp(v, _ci(zero_point)).result, lo, hi)
+    return arith.TruncIOp(_i(8), y).result
+
+
+# ----------------------------------------------------------------------------- qconv2d
+
+
+def _pad_input(x: ir.Value, pad_value: int, padding, kernel, out_hw, strides) -> ir.Value:
+    """`x` (NHWC i8) padded by `padding` with `pad_value` and cropped to exactly the window the
+    convolution reads, `(O - 1) * s + K` (as `builders.conv_input` does for f32)."""
+    n, h, w, c = shape_of(x)
+    need = [(o - 1) * s + k for o, s, k in zip(out_hw, strides, kernel)]
+    high = [max(0, nd - d - p) for nd, d, p in zip(need, (h, w), padding)]
+    cur = x
+    if any(padding) or any(high):
+        ph, pw = padding
+        padded = tensor_type([n, h + ph + high[0], w + pw + high[1], c], _i(8))
+        pad = tensor.PadOp(padded, cur, [], [], [0, ph, pw, 0], [0, high[0], high[1], 0])
+        block = pad.region.blocks.append(*([ir.IndexType.get()] * 4))
+        with ir.InsertionPoint(block):
+            tensor.YieldOp(_ci(pad_value, 8))
+        cur = pad.result
+    _, ch, cw, _ = shape_of(cur)
+    if ch != need[0] or cw != need[1]:
+        cur = tensor.ExtractSliceOp(tensor_type([n, need[0], need[1], c], _i(8)), cur, [], [], [],
+                                    [0, 0, 0, 0], [n, need[0], need[1], c], [1, 1, 1, 1]).result
+    return cur
+
+
+def convert_qconv2d(op, adaptor, type_converter, rewriter):
+    from .conv import _conv_attrs, _is_depthwise
+
+    x, w, bias = adaptor.input, adaptor.weight, adaptor.bias
+    strides, padding, groups = _conv_attrs(op)
+    out_shape = shape_of(op.result)
+    w_shape = shape_of(w)
+    depthwise = _is_depthwise(op, groups, w_shape)
+    x_zero = _attr_i(op, "input_zero_point")
+    y_zero = _attr_i(op, "output_zero_point")
+    lo, hi = _attr_array(op, "clamp", ir.DenseI64ArrayAttr)
+    m0 = _attr_array(op, "multiplier", ir.DenseI32ArrayAttr)
+    shift = _attr_array(op, "shift", ir.DenseI32ArrayAttr)
+    with rewriter.ip, op.location:
+        xp = _pad_input(x, x_zero, padding, w_shape[:2], out_shape[1:3], strides)
+        izp, kzp = _ci(x_zero, 32), _ci(0, 32)
+        init = _zeros_i32(out_shape)
+        if depthwise:
+            kh, kw, one, c = w_shape
+            kernel = tensor.CollapseShapeOp(tensor_type([kh, kw, c], _i(8)), w, [[0], [1], [2, 3]]).result
+            dot = linalg.depthwise_conv_2d_nhwc_hwc_q(xp, kernel, izp, kzp, outs=[init],
+                                                       strides=list(strides), dilations=[1, 1])
+        else:
+            dot = linalg.conv_2d_nhwc_hwcf_q(xp, w, izp, kzp, outs=[init], strides=list(strides),
+                                             dilations=[1, 1])
+
+        def body(d, b, m, s, out):
+            acc32 = _clamp(arith.AddIOp(_sext(d), _sext(b)).result, INT32_MIN, INT32_MAX)  # step 0
+            return _to_i8(_mul_by_quantized_multiplier(acc32, _sext(m), _sext(s)), y_zero, lo, hi)
+
+        d4 = dims(4)
+        chan = amap(4, [d4[3]])
+        result = generic([dot, bias, _const_tensor(m0, 32), _const_tensor(shift, 32)],
+                         _empty(out_shape, _i(8)), [identity(4), chan, chan, chan, identity(4)],
+                         [PARALLEL] * 4, body)
+    rewriter.replace_op(op, [result])
+
+
+# ----------------------------------------------------------------------------- qadd
+
+#: TFLite's int8 ADD: both inputs are scaled by 2^20 before rescaling.
+ADD_LEFT_SHIFT = 20
+
+
+def convert_qadd(op, adaptor, type_converter, rewriter):
+    a, b = adaptor.lhs, adaptor.rhs
+    sa, sb, sy = (_attr_f(op, f"{s}_scale") for s in ("lhs", "rhs", "output"))
+    za, zb, zy = (_attr_i(op, f"{s}_zero_point") for s in ("lhs", "rhs", "output"))
+    lo, hi = _attr_array(op, "clamp", ir.DenseI64ArrayAttr)
+    twice_max = 2.0 * max(sa, sb)
+    (ma,), (sha,) = quantize_multiplier([sa / twice_max])
+    (mb,), (shb,) = quantize_multiplier([sb / twice_max])
+    (my,), (shy,) = quantize_multiplier([twice_max / ((1 << ADD_LEFT_SHIFT) * sy)])
+    shape = shape_of(op.result)
+    r = len(shape)
+
+    def body(x, y, out):
+        k = _ci(ADD_LEFT_SHIFT)
+        xs = arith.ShLIOp(arith.SubIOp(_sext(x), _ci(za)).result, k).result
+        ys = arith.ShLIOp(arith.SubIOp(_sext(y), _ci(zb)).result, k).result
+        ra = _mul_by_quantized_multiplier(xs, int(ma), int(sha))
+        rb = _mul_by_quantized_multiplier(ys, int(mb), int(shb))
+        s = _mul_by_quantized_multiplier(arith.AddIOp(ra, rb).result, int(my), int(shy))
+        return _to_i8(s, zy, lo, hi)
+
+    with rewriter.ip, op.location:
+        result = generic([a, b], _empty(shape, _i(8)), [identity(r)] * 3, [PARALLEL] * r, body)
+    rewriter.replace_op(op, [result])
+
+
+# ----------------------------------------------------------------------------- qavg_pool
+
+
+def convert_qavg_pool(op, adaptor, type_converter, rewriter):
+    x = adaptor.input
+    n, h, w, c = shape_of(x)
+    count = h * w
+    P = arith.CmpIPredicate
+    with rewriter.ip, op.location:
+        d = dims(4)
+        total = generic([x], _zeros_i32([n, c]), [identity(4), amap(4, [d[0], d[3]])],
+                        [PARALLEL, REDUCTION, REDUCTION, PARALLEL],
+                        lambda v, acc: arith.AddIOp(acc, arith.ExtSIOp(_i(32), v).result).result)
+
+        def body(s, out):
+            s = _sext(s)
+            half = _select(_cmp(P.sge, s, _ci(0)), _ci(count // 2), _ci(-(count // 2)))
+            mean = arith.DivSIOp(arith.AddIOp(s, half).result, _ci(count)).result
+            return arith.TruncIOp(_i(8), _clamp(mean, -128, 127)).result
+
+        result = generic([total], _empty([n, c], _i(8)), [identity(2)] * 2, [PARALLEL] * 2, body)
+    rewriter.replace_op(op, [result])
+
+
+# ----------------------------------------------------------------------------- (de)quantize
+
+
+def convert_quantize(op, adaptor, type_converter, rewriter):
+    x = adaptor.input
+    scale, zero = _attr_f(op, "scale"), _attr_i(op, "zero_point")
+    shape = shape_of(x)
+    r = len(shape)
+
+    def body(v, out):
+        q = math.roundeven(arith.DivFOp(arith.ExtFOp(ir.F64Type.get(), v).result, _cf64(scale)).result)
+        q = arith.AddFOp(q, _cf64(float(zero))).result
+        q = arith.MinimumFOp(arith.MaximumFOp(q, _cf64(-128.0)).result, _cf64(127.0)).result
+        return arith.FPToSIOp(_i(8), q).result
+
+    with rewriter.ip, op.location:
+        result = generic([x], _empty(shape, _i(8)), [identity(r)] * 2, [PARALLEL] * r, body)
+    rewriter.replace_op(op, [result])
+
+
+def convert_dequantize(op, adaptor, type_converter, rewriter):
+    q = adaptor.input
+    scale, zero = _attr_f(op, "scale"), _attr_i(op, "zero_point")
+    shape = shape_of(q)
+    r = len(shape)
+
+    def body(v, out):
+        k = arith.SIToFPOp(ir.F64Type.get(), arith.SubIOp(_sext(v), _ci(zero)).result).result
+        return arith.TruncFOp(ir.F32Type.get(), arith.MulFOp(_cf64(scale), k).result).result
+
+    with rewriter.ip, op.location:
+        result = generic([q], _empty(shape, ir.F32Type.get()), [identity(r)] * 2, [PARALLEL] * r, body)
+    rewriter.replace_op(op, [result])
+
+
+# ----------------------------------------------------------------------------- training ops
+
+
+def _f32() -> ir.Type:
+    return ir.F32Type.get()
+
+
+def _to_f32(v: ir.Value) -> ir.Value:
+    t = str(v.type)
+    if t == "f32":
+        return v
+    return arith.SIToFPOp(_f32(), v).result
+
+
+def convert_channel_scale(op, adaptor, type_converter, rewriter):
+    x = adaptor.input
+    scales = np.asarray(list(ir.DenseF64ArrayAttr(op.attributes["scales"])), np.float32)
+    shape = shape_of(x)
+    r = len(shape)
+    with rewriter.ip, op.location:
+        ty = tensor_type([scales.size], _f32())
+        table = arith.ConstantOp(ty, ir.DenseElementsAttr.get(scales, type=ty)).result
+        result = generic([x, table], _empty(shape, _f32()),
+                         [identity(r), amap(r, [dims(r)[-1]]), identity(r)], [PARALLEL] * r,
+                         lambda v, sc, out: arith.MulFOp(_to_f32(v), sc).result)
+    rewriter.replace_op(op, [result])
+
+
+def convert_qclamp_grad(op, adaptor, type_converter, rewriter):
+    g, y = adaptor.grad, adaptor.output
+    lo, hi = _attr_array(op, "clamp", ir.DenseI64ArrayAttr)
+    shape = shape_of(g)
+    r = len(shape)
+    P = arith.CmpIPredicate
+
+    def body(gv, yv, out):
+        inside = arith.AndIOp(_cmp(P.sgt, yv, _ci(lo, 8)), _cmp(P.slt, yv, _ci(hi, 8))).result
+        zero = arith.ConstantOp(_f32(), ir.FloatAttr.get(_f32(), 0.0)).result
+        return _select(inside, gv, zero)
+
+    with rewriter.ip, op.location:
+        result = generic([g, y], _empty(shape, _f32()), [identity(r)] * 3, [PARALLEL] * r, body)
+    rewriter.replace_op(op, [result])
+
+
+def convert_qsgd_update(op, adaptor, type_converter, rewriter):
+    p, g = adaptor.param, adaptor.grad
+    lr = ir.FloatAttr(op.attributes["lr"]).value
+    et = ir.RankedTensorType(p.type).element_type
+    bits = ir.IntegerType(et).width
+    lo, hi = (-127, 127) if bits == 8 else (INT32_MIN, INT32_MAX)
+    shape = shape_of(p)
+    r = len(shape)
+
+    def body(pv, gv, out):
+        f = lambda v: arith.ConstantOp(_f32(), ir.FloatAttr.get(_f32(), v)).result  # noqa: E731
+        step = math.roundeven(arith.MulFOp(f(lr), gv).result)
+        step = arith.MinimumFOp(arith.MaximumFOp(step, f(-2.0**32)).result, f(2.0**32)).result
+        new = arith.SubIOp(_sext(pv), arith.FPToSIOp(_i(64), step).result).result
+        return arith.SelectOp(finite, arith.TruncIOp(et, _clamp(new, lo, hi)).result, pv).result
+
+    with rewriter.ip, op.location:
+        # The step's loss gates the update, as for sgd_update (loss - loss == 0 iff finite).
+        loss = tensor.ExtractOp(adaptor.loss, []).result
+        zero = arith.ConstantOp(_f32(), ir.FloatAttr.get(_f32(), 0.0)).result
+        finite = arith.CmpFOp(arith.CmpFPredicate.OEQ, arith.SubFOp(loss, loss).result, zero).result
+        result = generic([p, g], _empty(shape, et), [identity(r)] * 3, [PARALLEL] * r, body)
+    rewriter.replace_op(op, [result])
+
+
+PATTERNS = {
+    tq.ChannelScaleOp: convert_channel_scale,
+    tq.QClampGradOp: convert_qclamp_grad,
+    tq.QSgdUpdateOp: convert_qsgd_update,
+    tq.QConv2dOp: convert_qconv2d,
+    tq.QAddOp: convert_qadd,
+    tq.QAvgPoolOp: convert_qavg_pool,
+    tq.QuantizeOp: convert_quantize,
+    tq.DequantizeOp: convert_dequantize,
+}

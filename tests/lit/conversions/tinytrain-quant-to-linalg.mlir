@@ -1,0 +1,467 @@
+// RUN: tinytrain-opt -p to-linalg --split-input-file %s | filecheck %s
+
+// The int8 ops (dialects/tinytrain_quant.py) lowered to linalg: the device rule of
+// tinytrain.reference (integer arithmetic in i64 inside linalg.generic). Bit-exactness against
+// the numpy reference is tested on the host in tests/python/test_quant_lowering.py.
+
+// Dense int8 conv: the input is padded with its zero point (-3, a real zero) and cropped to the
+// window the strided conv reads; conv_2d_nhwc_hwcf_q folds `x - x_zero` into an i8 x i8 -> i32
+// dot product accumulated from 0; one generic adds the bias with int32 saturation (step 0) and
+// requantizes in i64 with the per-channel multiplier / shift constants (steps 2-5).
+// CHECK-DAG:   #[[MAP:map[0-9]*]] = affine_map<(d0, d1, d2, d3) -> (d0, d1, d2, d3)>
+// CHECK-DAG:   #[[MAP1:map[0-9]*]] = affine_map<(d0, d1, d2, d3) -> (d3)>
+// CHECK-LABEL: func.func @qconv2d(
+// CHECK-SAME:    %[[ARG0:.*]]: tensor<1x4x4x2xi8>, %[[ARG1:.*]]: tensor<3x3x2x2xi8>, %[[ARG2:.*]]: tensor<2xi32>) -> tensor<1x2x2x2xi8> {
+// CHECK-NEXT:  %[[PADDED:.*]] = tensor.pad %[[ARG0]] low[0, 1, 1, 0] high[0, 0, 0, 0] {
+// CHECK-NEXT:  ^bb0(%[[ARG3:.*]]: index, %[[ARG4:.*]]: index, %[[ARG5:.*]]: index, %[[ARG6:.*]]: index):
+// CHECK-NEXT:    %[[C_3_I8:.*]] = arith.constant -3 : i8
+// CHECK-NEXT:    tensor.yield %[[C_3_I8]] : i8
+// CHECK-NEXT:  } : tensor<1x4x4x2xi8> to tensor<1x5x5x2xi8>
+// CHECK-NEXT:  %[[C_3_I32:.*]] = arith.constant -3 : i32
+// CHECK-NEXT:  %[[C0_I32:.*]] = arith.constant 0 : i32
+// CHECK-NEXT:  %[[C0_I32_0:.*]] = arith.constant 0 : i32
+// CHECK-NEXT:  %[[V0:.*]] = tensor.empty() : tensor<1x2x2x2xi32>
+// CHECK-NEXT:  %[[V1:.*]] = linalg.fill ins(%[[C0_I32_0]] : i32) outs(%[[V0]] : tensor<1x2x2x2xi32>) -> tensor<1x2x2x2xi32>
+// CHECK-NEXT:  %[[V2:.*]] = linalg.conv_2d_nhwc_hwcf_q {dilations = dense<1> : tensor<2xi64>, strides = dense<2> : tensor<2xi64>} ins(%[[PADDED]], %[[ARG1]], %[[C_3_I32]], %[[C0_I32]] : tensor<1x5x5x2xi8>, tensor<3x3x2x2xi8>, i32, i32) outs(%[[V1]] : tensor<1x2x2x2xi32>) -> tensor<1x2x2x2xi32>
+// CHECK-NEXT:  %[[CST:.*]] = arith.constant dense<1073741824> : tensor<2xi32>
+// CHECK-NEXT:  %[[CST_1:.*]] = arith.constant dense<[-2, -3]> : tensor<2xi32>
+// CHECK-NEXT:  %[[V3:.*]] = tensor.empty() : tensor<1x2x2x2xi8>
+// CHECK-NEXT:  %[[V4:.*]] = linalg.generic {indexing_maps = [#[[MAP]], #[[MAP1]], #[[MAP1]], #[[MAP1]], #[[MAP]]], iterator_types = ["parallel", "parallel", "parallel", "parallel"]} ins(%[[V2]], %[[ARG2]], %[[CST]], %[[CST_1]] : tensor<1x2x2x2xi32>, tensor<2xi32>, tensor<2xi32>, tensor<2xi32>) outs(%[[V3]] : tensor<1x2x2x2xi8>) {
+// CHECK-NEXT:  ^bb0(%[[IN:.*]]: i32, %[[IN_2:.*]]: i32, %[[IN_3:.*]]: i32, %[[IN_4:.*]]: i32, %[[OUT:.*]]: i8):
+// CHECK-NEXT:    %[[V5:.*]] = arith.extsi %[[IN]] : i32 to i64
+// CHECK-NEXT:    %[[V6:.*]] = arith.extsi %[[IN_2]] : i32 to i64
+// CHECK-NEXT:    %[[V7:.*]] = arith.addi %[[V5]], %[[V6]] : i64
+// CHECK-NEXT:    %[[C_2147483648_I64:.*]] = arith.constant -2147483648 : i64
+// CHECK-NEXT:    %[[V8:.*]] = arith.maxsi %[[V7]], %[[C_2147483648_I64]] : i64
+// CHECK-NEXT:    %[[C2147483647_I64:.*]] = arith.constant 2147483647 : i64
+// CHECK-NEXT:    %[[V9:.*]] = arith.minsi %[[V8]], %[[C2147483647_I64]] : i64
+// CHECK-NEXT:    %[[V10:.*]] = arith.extsi %[[IN_3]] : i32 to i64
+// CHECK-NEXT:    %[[V11:.*]] = arith.extsi %[[IN_4]] : i32 to i64
+// CHECK-NEXT:    %[[C0_I64:.*]] = arith.constant 0 : i64
+// CHECK-NEXT:    %[[V12:.*]] = arith.maxsi %[[V11]], %[[C0_I64]] : i64
+// CHECK-NEXT:    %[[V13:.*]] = arith.subi %[[C0_I64]], %[[V11]] : i64
+// CHECK-NEXT:    %[[V14:.*]] = arith.maxsi %[[V13]], %[[C0_I64]] : i64
+// CHECK-NEXT:    %[[V15:.*]] = arith.shli %[[V9]], %[[V12]] : i64
+// CHECK-NEXT:    %[[C_2147483648_I64_5:.*]] = arith.constant -2147483648 : i64
+// CHECK-NEXT:    %[[V16:.*]] = arith.maxsi %[[V15]], %[[C_2147483648_I64_5]] : i64
+// CHECK-NEXT:    %[[C2147483647_I64_6:.*]] = arith.constant 2147483647 : i64
+// CHECK-NEXT:    %[[V17:.*]] = arith.minsi %[[V16]], %[[C2147483647_I64_6]] : i64
+// CHECK-NEXT:    %[[V18:.*]] = arith.muli %[[V17]], %[[V10]] : i64
+// CHECK-NEXT:    %[[V19:.*]] = arith.cmpi sge, %[[V18]], %[[C0_I64]] : i64
+// CHECK-NEXT:    %[[C1073741824_I64:.*]] = arith.constant 1073741824 : i64
+// CHECK-NEXT:    %[[C_1073741823_I64:.*]] = arith.constant -1073741823 : i64
+// CHECK-NEXT:    %[[V20:.*]] = arith.select %[[V19]], %[[C1073741824_I64]], %[[C_1073741823_I64]] : i64
+// CHECK-NEXT:    %[[V21:.*]] = arith.addi %[[V18]], %[[V20]] : i64
+// CHECK-NEXT:    %[[C2147483648_I64:.*]] = arith.constant 2147483648 : i64
+// CHECK-NEXT:    %[[V22:.*]] = arith.divsi %[[V21]], %[[C2147483648_I64]] : i64
+// CHECK-NEXT:    %[[C_2147483648_I64_7:.*]] = arith.constant -2147483648 : i64
+// CHECK-NEXT:    %[[V23:.*]] = arith.cmpi eq, %[[V17]], %[[C_2147483648_I64_7]] : i64
+// CHECK-NEXT:    %[[V24:.*]] = arith.cmpi eq, %[[V10]], %[[C_2147483648_I64_7]] : i64
+// CHECK-NEXT:    %[[V25:.*]] = arith.andi %[[V23]], %[[V24]] : i1
+// CHECK-NEXT:    %[[C2147483647_I64_8:.*]] = arith.constant 2147483647 : i64
+// CHECK-NEXT:    %[[V26:.*]] = arith.select %[[V25]], %[[C2147483647_I64_8]], %[[V22]] : i64
+// CHECK-NEXT:    %[[C1_I64:.*]] = arith.constant 1 : i64
+// CHECK-NEXT:    %[[V27:.*]] = arith.shli %[[C1_I64]], %[[V14]] : i64
+// CHECK-NEXT:    %[[V28:.*]] = arith.subi %[[V27]], %[[C1_I64]] : i64
+// CHECK-NEXT:    %[[V29:.*]] = arith.andi %[[V26]], %[[V28]] : i64
+// CHECK-NEXT:    %[[V30:.*]] = arith.cmpi slt, %[[V26]], %[[C0_I64]] : i64
+// CHECK-NEXT:    %[[V31:.*]] = arith.extui %[[V30]] : i1 to i64
+// CHECK-NEXT:    %[[V32:.*]] = arith.shrsi %[[V28]], %[[C1_I64]] : i64
+// CHECK-NEXT:    %[[V33:.*]] = arith.addi %[[V32]], %[[V31]] : i64
+// CHECK-NEXT:    %[[V34:.*]] = arith.cmpi sgt, %[[V29]], %[[V33]] : i64
+// CHECK-NEXT:    %[[V35:.*]] = arith.extui %[[V34]] : i1 to i64
+// CHECK-NEXT:    %[[V36:.*]] = arith.shrsi %[[V26]], %[[V14]] : i64
+// CHECK-NEXT:    %[[V37:.*]] = arith.addi %[[V36]], %[[V35]] : i64
+// CHECK-NEXT:    %[[C5_I64:.*]] = arith.constant 5 : i64
+// CHECK-NEXT:    %[[V38:.*]] = arith.addi %[[V37]], %[[C5_I64]] : i64
+// CHECK-NEXT:    %[[C_128_I64:.*]] = arith.constant -128 : i64
+// CHECK-NEXT:    %[[V39:.*]] = arith.maxsi %[[V38]], %[[C_128_I64]] : i64
+// CHECK-NEXT:    %[[C127_I64:.*]] = arith.constant 127 : i64
+// CHECK-NEXT:    %[[V40:.*]] = arith.minsi %[[V39]], %[[C127_I64]] : i64
+// CHECK-NEXT:    %[[V41:.*]] = arith.trunci %[[V40]] : i64 to i8
+// CHECK-NEXT:    linalg.yield %[[V41]] : i8
+// CHECK-NEXT:  } -> tensor<1x2x2x2xi8>
+// CHECK-NEXT:  return %[[V4]] : tensor<1x2x2x2xi8>
+func.func @qconv2d(%x: tensor<1x4x4x2xi8>, %w: tensor<3x3x2x2xi8>, %b: tensor<2xi32>) -> tensor<1x2x2x2xi8> {
+  %0 = "tinytrain.qconv2d"(%x, %w, %b) {strides = array<i64: 2, 2>, padding = array<i64: 1, 1>, groups = 1 : i64, input_scale = 5.000000e-01 : f64, input_zero_point = -3 : i64, weight_scales = array<f64: 2.500000e-01, 1.250000e-01>, output_scale = 1.000000e+00 : f64, output_zero_point = 5 : i64, multiplier = array<i32: 1073741824, 1073741824>, shift = array<i32: -2, -3>, clamp = array<i64: -128, 127>} : (tensor<1x4x4x2xi8>, tensor<3x3x2x2xi8>, tensor<2xi32>) -> tensor<1x2x2x2xi8>
+  return %0 : tensor<1x2x2x2xi8>
+}
+
+// -----
+
+// Depthwise int8 conv: the kernel [3, 3, 1, C] is collapsed to [3, 3, C]; clamp [-128, 0].
+// CHECK-DAG:   #[[MAP:map[0-9]*]] = affine_map<(d0, d1, d2, d3) -> (d0, d1, d2, d3)>
+// CHECK-DAG:   #[[MAP1:map[0-9]*]] = affine_map<(d0, d1, d2, d3) -> (d3)>
+// CHECK-LABEL: func.func @qconv2d_depthwise(
+// CHECK-SAME:    %[[ARG0:.*]]: tensor<1x3x3x2xi8>, %[[ARG1:.*]]: tensor<3x3x1x2xi8>, %[[ARG2:.*]]: tensor<2xi32>) -> tensor<1x3x3x2xi8> {
+// CHECK-NEXT:  %[[PADDED:.*]] = tensor.pad %[[ARG0]] low[0, 1, 1, 0] high[0, 1, 1, 0] {
+// CHECK-NEXT:  ^bb0(%[[ARG3:.*]]: index, %[[ARG4:.*]]: index, %[[ARG5:.*]]: index, %[[ARG6:.*]]: index):
+// CHECK-NEXT:    %[[C_128_I8:.*]] = arith.constant -128 : i8
+// CHECK-NEXT:    tensor.yield %[[C_128_I8]] : i8
+// CHECK-NEXT:  } : tensor<1x3x3x2xi8> to tensor<1x5x5x2xi8>
+// CHECK-NEXT:  %[[C_128_I32:.*]] = arith.constant -128 : i32
+// CHECK-NEXT:  %[[C0_I32:.*]] = arith.constant 0 : i32
+// CHECK-NEXT:  %[[C0_I32_0:.*]] = arith.constant 0 : i32
+// CHECK-NEXT:  %[[V0:.*]] = tensor.empty() : tensor<1x3x3x2xi32>
+// CHECK-NEXT:  %[[V1:.*]] = linalg.fill ins(%[[C0_I32_0]] : i32) outs(%[[V0]] : tensor<1x3x3x2xi32>) -> tensor<1x3x3x2xi32>
+// CHECK-NEXT:  %[[COLLAPSED:.*]] = tensor.collapse_shape %[[ARG1]] {{\[\[}}0], [1], [2, 3]] : tensor<3x3x1x2xi8> into tensor<3x3x2xi8>
+// CHECK-NEXT:  %[[V2:.*]] = linalg.depthwise_conv_2d_nhwc_hwc_q {dilations = dense<1> : tensor<2xi64>, strides = dense<1> : tensor<2xi64>} ins(%[[PADDED]], %[[COLLAPSED]], %[[C_128_I32]], %[[C0_I32]] : tensor<1x5x5x2xi8>, tensor<3x3x2xi8>, i32, i32) outs(%[[V1]] : tensor<1x3x3x2xi32>) -> tensor<1x3x3x2xi32>
+// CHECK-NEXT:  %[[CST:.*]] = arith.constant dense<1073741824> : tensor<2xi32>
+// CHECK-NEXT:  %[[CST_1:.*]] = arith.constant dense<[-2, -3]> : tensor<2xi32>
+// CHECK-NEXT:  %[[V3:.*]] = tensor.empty() : tensor<1x3x3x2xi8>
+// CHECK-NEXT:  %[[V4:.*]] = linalg.generic {indexing_maps = [#[[MAP]], #[[MAP1]], #[[MAP1]], #[[MAP1]], #[[MAP]]], iterator_types = ["parallel", "parallel", "parallel", "parallel"]} ins(%[[V2]], %[[ARG2]], %[[CST]], %[[CST_1]] : tensor<1x3x3x2xi32>, tensor<2xi32>, tensor<2xi32>, tensor<2xi32>) outs(%[[V3]] : tensor<1x3x3x2xi8>) {
+// CHECK-NEXT:  ^bb0(%[[IN:.*]]: i32, %[[IN_2:.*]]: i32, %[[IN_3:.*]]: i32, %[[IN_4:.*]]: i32, %[[OUT:.*]]: i8):
+// CHECK-NEXT:    %[[V5:.*]] = arith.extsi %[[IN]] : i32 to i64
+// CHECK-NEXT:    %[[V6:.*]] = arith.extsi %[[IN_2]] : i32 to i64
+// CHECK-NEXT:    %[[V7:.*]] = arith.addi %[[V5]], %[[V6]] : i64
+// CHECK-NEXT:    %[[C_2147483648_I64:.*]] = arith.constant -2147483648 : i64
+// CHECK-NEXT:    %[[V8:.*]] = arith.maxsi %[[V7]], %[[C_2147483648_I64]] : i64
+// CHECK-NEXT:    %[[C2147483647_I64:.*]] = arith.constant 2147483647 : i64
+// CHECK-NEXT:    %[[V9:.*]] = arith.minsi %[[V8]], %[[C2147483647_I64]] : i64
+// CHECK-NEXT:    %[[V10:.*]] = arith.extsi %[[IN_3]] : i32 to i64
+// CHECK-NEXT:    %[[V11:.*]] = arith.extsi %[[IN_4]] : i32 to i64
+// CHECK-NEXT:    %[[C0_I64:.*]] = arith.constant 0 : i64
+// CHECK-NEXT:    %[[V12:.*]] = arith.maxsi %[[V11]], %[[C0_I64]] : i64
+// CHECK-NEXT:    %[[V13:.*]] = arith.subi %[[C0_I64]], %[[V11]] : i64
+// CHECK-NEXT:    %[[V14:.*]] = arith.maxsi %[[V13]], %[[C0_I64]] : i64
+// CHECK-NEXT:    %[[V15:.*]] = arith.shli %[[V9]], %[[V12]] : i64
+// CHECK-NEXT:    %[[C_2147483648_I64_5:.*]] = arith.constant -2147483648 : i64
+// CHECK-NEXT:    %[[V16:.*]] = arith.maxsi %[[V15]], %[[C_2147483648_I64_5]] : i64
+// CHECK-NEXT:    %[[C2147483647_I64_6:.*]] = arith.constant 2147483647 : i64
+// CHECK-NEXT:    %[[V17:.*]] = arith.minsi %[[V16]], %[[C2147483647_I64_6]] : i64
+// CHECK-NEXT:    %[[V18:.*]] = arith.muli %[[V17]], %[[V10]] : i64
+// CHECK-NEXT:    %[[V19:.*]] = arith.cmpi sge, %[[V18]], %[[C0_I64]] : i64
+// CHECK-NEXT:    %[[C1073741824_I64:.*]] = arith.constant 1073741824 : i64
+// CHECK-NEXT:    %[[C_1073741823_I64:.*]] = arith.constant -1073741823 : i64
+// CHECK-NEXT:    %[[V20:.*]] = arith.select %[[V19]], %[[C1073741824_I64]], %[[C_1073741823_I64]] : i64
+// CHECK-NEXT:    %[[V21:.*]] = arith.addi %[[V18]], %[[V20]] : i64
+// CHECK-NEXT:    %[[C2147483648_I64:.*]] = arith.constant 2147483648 : i64
+// CHECK-NEXT:    %[[V22:.*]] = arith.divsi %[[V21]], %[[C2147483648_I64]] : i64
+// CHECK-NEXT:    %[[C_2147483648_I64_7:.*]] = arith.constant -2147483648 : i64
+// CHECK-NEXT:    %[[V23:.*]] = arith.cmpi eq, %[[V17]], %[[C_2147483648_I64_7]] : i64
+// CHECK-NEXT:    %[[V24:.*]] = arith.cmpi eq, %[[V10]], %[[C_2147483648_I64_7]] : i64
+// CHECK-NEXT:    %[[V25:.*]] = arith.andi %[[V23]], %[[V24]] : i1
+// CHECK-NEXT:    %[[C2147483647_I64_8:.*]] = arith.constant 2147483647 : i64
+// CHECK-NEXT:    %[[V26:.*]] = arith.select %[[V25]], %[[C2147483647_I64_8]], %[[V22]] : i64
+// CHECK-NEXT:    %[[C1_I64:.*]] = arith.constant 1 : i64
+// CHECK-NEXT:    %[[V27:.*]] = arith.shli %[[C1_I64]], %[[V14]] : i64
+// CHECK-NEXT:    %[[V28:.*]] = arith.subi %[[V27]], %[[C1_I64]] : i64
+// CHECK-NEXT:    %[[V29:.*]] = arith.andi %[[V26]], %[[V28]] : i64
+// CHECK-NEXT:    %[[V30:.*]] = arith.cmpi slt, %[[V26]], %[[C0_I64]] : i64
+// CHECK-NEXT:    %[[V31:.*]] = arith.extui %[[V30]] : i1 to i64
+// CHECK-NEXT:    %[[V32:.*]] = arith.shrsi %[[V28]], %[[C1_I64]] : i64
+// CHECK-NEXT:    %[[V33:.*]] = arith.addi %[[V32]], %[[V31]] : i64
+// CHECK-NEXT:    %[[V34:.*]] = arith.cmpi sgt, %[[V29]], %[[V33]] : i64
+// CHECK-NEXT:    %[[V35:.*]] = arith.extui %[[V34]] : i1 to i64
+// CHECK-NEXT:    %[[V36:.*]] = arith.shrsi %[[V26]], %[[V14]] : i64
+// CHECK-NEXT:    %[[V37:.*]] = arith.addi %[[V36]], %[[V35]] : i64
+// CHECK-NEXT:    %[[C_128_I64:.*]] = arith.constant -128 : i64
+// CHECK-NEXT:    %[[V38:.*]] = arith.addi %[[V37]], %[[C_128_I64]] : i64
+// CHECK-NEXT:    %[[C_128_I64_9:.*]] = arith.constant -128 : i64
+// CHECK-NEXT:    %[[V39:.*]] = arith.maxsi %[[V38]], %[[C_128_I64_9]] : i64
+// CHECK-NEXT:    %[[C0_I64_10:.*]] = arith.constant 0 : i64
+// CHECK-NEXT:    %[[V40:.*]] = arith.minsi %[[V39]], %[[C0_I64_10]] : i64
+// CHECK-NEXT:    %[[V41:.*]] = arith.trunci %[[V40]] : i64 to i8
+// CHECK-NEXT:    linalg.yield %[[V41]] : i8
+// CHECK-NEXT:  } -> tensor<1x3x3x2xi8>
+// CHECK-NEXT:  return %[[V4]] : tensor<1x3x3x2xi8>
+func.func @qconv2d_depthwise(%x: tensor<1x3x3x2xi8>, %w: tensor<3x3x1x2xi8>, %b: tensor<2xi32>) -> tensor<1x3x3x2xi8> {
+  %0 = "tinytrain.qconv2d"(%x, %w, %b) {strides = array<i64: 1, 1>, padding = array<i64: 1, 1>, groups = 2 : i64, input_scale = 5.000000e-01 : f64, input_zero_point = -128 : i64, weight_scales = array<f64: 2.500000e-01, 1.250000e-01>, output_scale = 1.000000e+00 : f64, output_zero_point = -128 : i64, multiplier = array<i32: 1073741824, 1073741824>, shift = array<i32: -2, -3>, clamp = array<i64: -128, 0>} : (tensor<1x3x3x2xi8>, tensor<3x3x1x2xi8>, tensor<2xi32>) -> tensor<1x3x3x2xi8>
+  return %0 : tensor<1x3x3x2xi8>
+}
+
+// -----
+
+// int8 residual add (TFLite ADD): (q - zero) << 20 on each side, compile-time multipliers
+// (0.5 / (2 * 0.5) = 2^-1 -> shift 0; 0.25 / 1 -> shift -1; 1 / (2^20 * 1) -> shift -19).
+// CHECK-DAG:   #[[MAP:map[0-9]*]] = affine_map<(d0, d1, d2, d3) -> (d0, d1, d2, d3)>
+// CHECK-LABEL: func.func @qadd(
+// CHECK-SAME:    %[[ARG0:.*]]: tensor<1x2x2x3xi8>, %[[ARG1:.*]]: tensor<1x2x2x3xi8>) -> tensor<1x2x2x3xi8> {
+// CHECK-NEXT:  %[[V0:.*]] = tensor.empty() : tensor<1x2x2x3xi8>
+// CHECK-NEXT:  %[[V1:.*]] = linalg.generic {indexing_maps = [#[[MAP]], #[[MAP]], #[[MAP]]], iterator_types = ["parallel", "parallel", "parallel", "parallel"]} ins(%[[ARG0]], %[[ARG1]] : tensor<1x2x2x3xi8>, tensor<1x2x2x3xi8>) outs(%[[V0]] : tensor<1x2x2x3xi8>) {
+// CHECK-NEXT:  ^bb0(%[[IN:.*]]: i8, %[[IN_0:.*]]: i8, %[[OUT:.*]]: i8):
+// CHECK-NEXT:    %[[C20_I64:.*]] = arith.constant 20 : i64
+// CHECK-NEXT:    %[[V2:.*]] = arith.extsi %[[IN]] : i8 to i64
+// CHECK-NEXT:    %[[C1_I64:.*]] = arith.constant 1 : i64
+// CHECK-NEXT:    %[[V3:.*]] = arith.subi %[[V2]], %[[C1_I64]] : i64
+// CHECK-NEXT:    %[[V4:.*]] = arith.shli %[[V3]], %[[C20_I64]] : i64
+// CHECK-NEXT:    %[[V5:.*]] = arith.extsi %[[IN_0]] : i8 to i64
+// CHECK-NEXT:    %[[C_2_I64:.*]] = arith.constant -2 : i64
+// CHECK-NEXT:    %[[V6:.*]] = arith.subi %[[V5]], %[[C_2_I64]] : i64
+// CHECK-NEXT:    %[[V7:.*]] = arith.shli %[[V6]], %[[C20_I64]] : i64
+// CHECK-NEXT:    %[[C0_I64:.*]] = arith.constant 0 : i64
+// CHECK-NEXT:    %[[C0_I64_1:.*]] = arith.constant 0 : i64
+// CHECK-NEXT:    %[[C0_I64_2:.*]] = arith.constant 0 : i64
+// CHECK-NEXT:    %[[C1073741824_I64:.*]] = arith.constant 1073741824 : i64
+// CHECK-NEXT:    %[[C_2147483648_I64:.*]] = arith.constant -2147483648 : i64
+// CHECK-NEXT:    %[[V8:.*]] = arith.maxsi %[[V4]], %[[C_2147483648_I64]] : i64
+// CHECK-NEXT:    %[[C2147483647_I64:.*]] = arith.constant 2147483647 : i64
+// CHECK-NEXT:    %[[V9:.*]] = arith.minsi %[[V8]], %[[C2147483647_I64]] : i64
+// CHECK-NEXT:    %[[V10:.*]] = arith.muli %[[V9]], %[[C1073741824_I64]] : i64
+// CHECK-NEXT:    %[[V11:.*]] = arith.cmpi sge, %[[V10]], %[[C0_I64]] : i64
+// CHECK-NEXT:    %[[C1073741824_I64_3:.*]] = arith.constant 1073741824 : i64
+// CHECK-NEXT:    %[[C_1073741823_I64:.*]] = arith.constant -1073741823 : i64
+// CHECK-NEXT:    %[[V12:.*]] = arith.select %[[V11]], %[[C1073741824_I64_3]], %[[C_1073741823_I64]] : i64
+// CHECK-NEXT:    %[[V13:.*]] = arith.addi %[[V10]], %[[V12]] : i64
+// CHECK-NEXT:    %[[C2147483648_I64:.*]] = arith.constant 2147483648 : i64
+// CHECK-NEXT:    %[[V14:.*]] = arith.divsi %[[V13]], %[[C2147483648_I64]] : i64
+// CHECK-NEXT:    %[[C1_I64_4:.*]] = arith.constant 1 : i64
+// CHECK-NEXT:    %[[V15:.*]] = arith.shli %[[C1_I64_4]], %[[C0_I64_2]] : i64
+// CHECK-NEXT:    %[[V16:.*]] = arith.subi %[[V15]], %[[C1_I64_4]] : i64
+// CHECK-NEXT:    %[[V17:.*]] = arith.andi %[[V14]], %[[V16]] : i64
+// CHECK-NEXT:    %[[V18:.*]] = arith.cmpi slt, %[[V14]], %[[C0_I64]] : i64
+// CHECK-NEXT:    %[[V19:.*]] = arith.extui %[[V18]] : i1 to i64
+// CHECK-NEXT:    %[[V20:.*]] = arith.shrsi %[[V16]], %[[C1_I64_4]] : i64
+// CHECK-NEXT:    %[[V21:.*]] = arith.addi %[[V20]], %[[V19]] : i64
+// CHECK-NEXT:    %[[V22:.*]] = arith.cmpi sgt, %[[V17]], %[[V21]] : i64
+// CHECK-NEXT:    %[[V23:.*]] = arith.extui %[[V22]] : i1 to i64
+// CHECK-NEXT:    %[[V24:.*]] = arith.shrsi %[[V14]], %[[C0_I64_2]] : i64
+// CHECK-NEXT:    %[[V25:.*]] = arith.addi %[[V24]], %[[V23]] : i64
+// CHECK-NEXT:    %[[C0_I64_5:.*]] = arith.constant 0 : i64
+// CHECK-NEXT:    %[[C0_I64_6:.*]] = arith.constant 0 : i64
+// CHECK-NEXT:    %[[C1_I64_7:.*]] = arith.constant 1 : i64
+// CHECK-NEXT:    %[[C1073741824_I64_8:.*]] = arith.constant 1073741824 : i64
+// CHECK-NEXT:    %[[C_2147483648_I64_9:.*]] = arith.constant -2147483648 : i64
+// CHECK-NEXT:    %[[V26:.*]] = arith.maxsi %[[V7]], %[[C_2147483648_I64_9]] : i64
+// CHECK-NEXT:    %[[C2147483647_I64_10:.*]] = arith.constant 2147483647 : i64
+// CHECK-NEXT:    %[[V27:.*]] = arith.minsi %[[V26]], %[[C2147483647_I64_10]] : i64
+// CHECK-NEXT:    %[[V28:.*]] = arith.muli %[[V27]], %[[C1073741824_I64_8]] : i64
+// CHECK-NEXT:    %[[V29:.*]] = arith.cmpi sge, %[[V28]], %[[C0_I64_5]] : i64
+// CHECK-NEXT:    %[[C1073741824_I64_11:.*]] = arith.constant 1073741824 : i64
+// CHECK-NEXT:    %[[C_1073741823_I64_12:.*]] = arith.constant -1073741823 : i64
+// CHECK-NEXT:    %[[V30:.*]] = arith.select %[[V29]], %[[C1073741824_I64_11]], %[[C_1073741823_I64_12]] : i64
+// CHECK-NEXT:    %[[V31:.*]] = arith.addi %[[V28]], %[[V30]] : i64
+// CHECK-NEXT:    %[[C2147483648_I64_13:.*]] = arith.constant 2147483648 : i64
+// CHECK-NEXT:    %[[V32:.*]] = arith.divsi %[[V31]], %[[C2147483648_I64_13]] : i64
+// CHECK-NEXT:    %[[C1_I64_14:.*]] = arith.constant 1 : i64
+// CHECK-NEXT:    %[[V33:.*]] = arith.shli %[[C1_I64_14]], %[[C1_I64_7]] : i64
+// CHECK-NEXT:    %[[V34:.*]] = arith.subi %[[V33]], %[[C1_I64_14]] : i64
+// CHECK-NEXT:    %[[V35:.*]] = arith.andi %[[V32]], %[[V34]] : i64
+// CHECK-NEXT:    %[[V36:.*]] = arith.cmpi slt, %[[V32]], %[[C0_I64_5]] : i64
+// CHECK-NEXT:    %[[V37:.*]] = arith.extui %[[V36]] : i1 to i64
+// CHECK-NEXT:    %[[V38:.*]] = arith.shrsi %[[V34]], %[[C1_I64_14]] : i64
+// CHECK-NEXT:    %[[V39:.*]] = arith.addi %[[V38]], %[[V37]] : i64
+// CHECK-NEXT:    %[[V40:.*]] = arith.cmpi sgt, %[[V35]], %[[V39]] : i64
+// CHECK-NEXT:    %[[V41:.*]] = arith.extui %[[V40]] : i1 to i64
+// CHECK-NEXT:    %[[V42:.*]] = arith.shrsi %[[V32]], %[[C1_I64_7]] : i64
+// CHECK-NEXT:    %[[V43:.*]] = arith.addi %[[V42]], %[[V41]] : i64
+// CHECK-NEXT:    %[[V44:.*]] = arith.addi %[[V25]], %[[V43]] : i64
+// CHECK-NEXT:    %[[C0_I64_15:.*]] = arith.constant 0 : i64
+// CHECK-NEXT:    %[[C0_I64_16:.*]] = arith.constant 0 : i64
+// CHECK-NEXT:    %[[C19_I64:.*]] = arith.constant 19 : i64
+// CHECK-NEXT:    %[[C1073741824_I64_17:.*]] = arith.constant 1073741824 : i64
+// CHECK-NEXT:    %[[C_2147483648_I64_18:.*]] = arith.constant -2147483648 : i64
+// CHECK-NEXT:    %[[V45:.*]] = arith.maxsi %[[V44]], %[[C_2147483648_I64_18]] : i64
+// CHECK-NEXT:    %[[C2147483647_I64_19:.*]] = arith.constant 2147483647 : i64
+// CHECK-NEXT:    %[[V46:.*]] = arith.minsi %[[V45]], %[[C2147483647_I64_19]] : i64
+// CHECK-NEXT:    %[[V47:.*]] = arith.muli %[[V46]], %[[C1073741824_I64_17]] : i64
+// CHECK-NEXT:    %[[V48:.*]] = arith.cmpi sge, %[[V47]], %[[C0_I64_15]] : i64
+// CHECK-NEXT:    %[[C1073741824_I64_20:.*]] = arith.constant 1073741824 : i64
+// CHECK-NEXT:    %[[C_1073741823_I64_21:.*]] = arith.constant -1073741823 : i64
+// CHECK-NEXT:    %[[V49:.*]] = arith.select %[[V48]], %[[C1073741824_I64_20]], %[[C_1073741823_I64_21]] : i64
+// CHECK-NEXT:    %[[V50:.*]] = arith.addi %[[V47]], %[[V49]] : i64
+// CHECK-NEXT:    %[[C2147483648_I64_22:.*]] = arith.constant 2147483648 : i64
+// CHECK-NEXT:    %[[V51:.*]] = arith.divsi %[[V50]], %[[C2147483648_I64_22]] : i64
+// CHECK-NEXT:    %[[C1_I64_23:.*]] = arith.constant 1 : i64
+// CHECK-NEXT:    %[[V52:.*]] = arith.shli %[[C1_I64_23]], %[[C19_I64]] : i64
+// CHECK-NEXT:    %[[V53:.*]] = arith.subi %[[V52]], %[[C1_I64_23]] : i64
+// CHECK-NEXT:    %[[V54:.*]] = arith.andi %[[V51]], %[[V53]] : i64
+// CHECK-NEXT:    %[[V55:.*]] = arith.cmpi slt, %[[V51]], %[[C0_I64_15]] : i64
+// CHECK-NEXT:    %[[V56:.*]] = arith.extui %[[V55]] : i1 to i64
+// CHECK-NEXT:    %[[V57:.*]] = arith.shrsi %[[V53]], %[[C1_I64_23]] : i64
+// CHECK-NEXT:    %[[V58:.*]] = arith.addi %[[V57]], %[[V56]] : i64
+// CHECK-NEXT:    %[[V59:.*]] = arith.cmpi sgt, %[[V54]], %[[V58]] : i64
+// CHECK-NEXT:    %[[V60:.*]] = arith.extui %[[V59]] : i1 to i64
+// CHECK-NEXT:    %[[V61:.*]] = arith.shrsi %[[V51]], %[[C19_I64]] : i64
+// CHECK-NEXT:    %[[V62:.*]] = arith.addi %[[V61]], %[[V60]] : i64
+// CHECK-NEXT:    %[[C3_I64:.*]] = arith.constant 3 : i64
+// CHECK-NEXT:    %[[V63:.*]] = arith.addi %[[V62]], %[[C3_I64]] : i64
+// CHECK-NEXT:    %[[C_128_I64:.*]] = arith.constant -128 : i64
+// CHECK-NEXT:    %[[V64:.*]] = arith.maxsi %[[V63]], %[[C_128_I64]] : i64
+// CHECK-NEXT:    %[[C127_I64:.*]] = arith.constant 127 : i64
+// CHECK-NEXT:    %[[V65:.*]] = arith.minsi %[[V64]], %[[C127_I64]] : i64
+// CHECK-NEXT:    %[[V66:.*]] = arith.trunci %[[V65]] : i64 to i8
+// CHECK-NEXT:    linalg.yield %[[V66]] : i8
+// CHECK-NEXT:  } -> tensor<1x2x2x3xi8>
+// CHECK-NEXT:  return %[[V1]] : tensor<1x2x2x3xi8>
+func.func @qadd(%a: tensor<1x2x2x3xi8>, %b: tensor<1x2x2x3xi8>) -> tensor<1x2x2x3xi8> {
+  %0 = "tinytrain.qadd"(%a, %b) {lhs_scale = 5.000000e-01 : f64, lhs_zero_point = 1 : i64, rhs_scale = 2.500000e-01 : f64, rhs_zero_point = -2 : i64, output_scale = 1.000000e+00 : f64, output_zero_point = 3 : i64, clamp = array<i64: -128, 127>} : (tensor<1x2x2x3xi8>, tensor<1x2x2x3xi8>) -> tensor<1x2x2x3xi8>
+  return %0 : tensor<1x2x2x3xi8>
+}
+
+// -----
+
+// Global average pool: i32 sum over H, W, then (s + sign(s) * 3) / 6 truncated (ties away from 0).
+// CHECK-DAG:   #[[MAP:map[0-9]*]] = affine_map<(d0, d1, d2, d3) -> (d0, d1, d2, d3)>
+// CHECK-DAG:   #[[MAP1:map[0-9]*]] = affine_map<(d0, d1, d2, d3) -> (d0, d3)>
+// CHECK-DAG:   #[[MAP2:map[0-9]*]] = affine_map<(d0, d1) -> (d0, d1)>
+// CHECK-LABEL: func.func @qavg_pool(
+// CHECK-SAME:    %[[ARG0:.*]]: tensor<1x2x3x4xi8>) -> tensor<1x4xi8> {
+// CHECK-NEXT:  %[[C0_I32:.*]] = arith.constant 0 : i32
+// CHECK-NEXT:  %[[V0:.*]] = tensor.empty() : tensor<1x4xi32>
+// CHECK-NEXT:  %[[V1:.*]] = linalg.fill ins(%[[C0_I32]] : i32) outs(%[[V0]] : tensor<1x4xi32>) -> tensor<1x4xi32>
+// CHECK-NEXT:  %[[V2:.*]] = linalg.generic {indexing_maps = [#[[MAP]], #[[MAP1]]], iterator_types = ["parallel", "reduction", "reduction", "parallel"]} ins(%[[ARG0]] : tensor<1x2x3x4xi8>) outs(%[[V1]] : tensor<1x4xi32>) {
+// CHECK-NEXT:  ^bb0(%[[IN:.*]]: i8, %[[OUT:.*]]: i32):
+// CHECK-NEXT:    %[[V5:.*]] = arith.extsi %[[IN]] : i8 to i32
+// CHECK-NEXT:    %[[V6:.*]] = arith.addi %[[OUT]], %[[V5]] : i32
+// CHECK-NEXT:    linalg.yield %[[V6]] : i32
+// CHECK-NEXT:  } -> tensor<1x4xi32>
+// CHECK-NEXT:  %[[V3:.*]] = tensor.empty() : tensor<1x4xi8>
+// CHECK-NEXT:  %[[V4:.*]] = linalg.generic {indexing_maps = [#[[MAP2]], #[[MAP2]]], iterator_types = ["parallel", "parallel"]} ins(%[[V2]] : tensor<1x4xi32>) outs(%[[V3]] : tensor<1x4xi8>) {
+// CHECK-NEXT:  ^bb0(%[[IN:.*]]: i32, %[[OUT:.*]]: i8):
+// CHECK-NEXT:    %[[V5:.*]] = arith.extsi %[[IN]] : i32 to i64
+// CHECK-NEXT:    %[[C0_I64:.*]] = arith.constant 0 : i64
+// CHECK-NEXT:    %[[V6:.*]] = arith.cmpi sge, %[[V5]], %[[C0_I64]] : i64
+// CHECK-NEXT:    %[[C3_I64:.*]] = arith.constant 3 : i64
+// CHECK-NEXT:    %[[C_3_I64:.*]] = arith.constant -3 : i64
+// CHECK-NEXT:    %[[V7:.*]] = arith.select %[[V6]], %[[C3_I64]], %[[C_3_I64]] : i64
+// CHECK-NEXT:    %[[V8:.*]] = arith.addi %[[V5]], %[[V7]] : i64
+// CHECK-NEXT:    %[[C6_I64:.*]] = arith.constant 6 : i64
+// CHECK-NEXT:    %[[V9:.*]] = arith.divsi %[[V8]], %[[C6_I64]] : i64
+// CHECK-NEXT:    %[[C_128_I64:.*]] = arith.constant -128 : i64
+// CHECK-NEXT:    %[[V10:.*]] = arith.maxsi %[[V9]], %[[C_128_I64]] : i64
+// CHECK-NEXT:    %[[C127_I64:.*]] = arith.constant 127 : i64
+// CHECK-NEXT:    %[[V11:.*]] = arith.minsi %[[V10]], %[[C127_I64]] : i64
+// CHECK-NEXT:    %[[V12:.*]] = arith.trunci %[[V11]] : i64 to i8
+// CHECK-NEXT:    linalg.yield %[[V12]] : i8
+// CHECK-NEXT:  } -> tensor<1x4xi8>
+// CHECK-NEXT:  return %[[V4]] : tensor<1x4xi8>
+func.func @qavg_pool(%x: tensor<1x2x3x4xi8>) -> tensor<1x4xi8> {
+  %0 = "tinytrain.qavg_pool"(%x) : (tensor<1x2x3x4xi8>) -> tensor<1x4xi8>
+  return %0 : tensor<1x4xi8>
+}
+
+// -----
+
+// quantize in f64: roundeven(x / scale) + zero, clamped, to i8.
+// CHECK-DAG:   #[[MAP:map[0-9]*]] = affine_map<(d0, d1) -> (d0, d1)>
+// CHECK-LABEL: func.func @quantize(
+// CHECK-SAME:    %[[ARG0:.*]]: tensor<2x3xf32>) -> tensor<2x3xi8> {
+// CHECK-NEXT:  %[[V0:.*]] = tensor.empty() : tensor<2x3xi8>
+// CHECK-NEXT:  %[[V1:.*]] = linalg.generic {indexing_maps = [#[[MAP]], #[[MAP]]], iterator_types = ["parallel", "parallel"]} ins(%[[ARG0]] : tensor<2x3xf32>) outs(%[[V0]] : tensor<2x3xi8>) {
+// CHECK-NEXT:  ^bb0(%[[IN:.*]]: f32, %[[OUT:.*]]: i8):
+// CHECK-NEXT:    %[[V2:.*]] = arith.extf %[[IN]] : f32 to f64
+// CHECK-NEXT:    %[[CST:.*]] = arith.constant 2.500000e-01 : f64
+// CHECK-NEXT:    %[[V3:.*]] = arith.divf %[[V2]], %[[CST]] : f64
+// CHECK-NEXT:    %[[V4:.*]] = math.roundeven %[[V3]] : f64
+// CHECK-NEXT:    %[[CST_0:.*]] = arith.constant -1.000000e+00 : f64
+// CHECK-NEXT:    %[[V5:.*]] = arith.addf %[[V4]], %[[CST_0]] : f64
+// CHECK-NEXT:    %[[CST_1:.*]] = arith.constant -1.280000e+02 : f64
+// CHECK-NEXT:    %[[V6:.*]] = arith.maximumf %[[V5]], %[[CST_1]] : f64
+// CHECK-NEXT:    %[[CST_2:.*]] = arith.constant 1.270000e+02 : f64
+// CHECK-NEXT:    %[[V7:.*]] = arith.minimumf %[[V6]], %[[CST_2]] : f64
+// CHECK-NEXT:    %[[V8:.*]] = arith.fptosi %[[V7]] : f64 to i8
+// CHECK-NEXT:    linalg.yield %[[V8]] : i8
+// CHECK-NEXT:  } -> tensor<2x3xi8>
+// CHECK-NEXT:  return %[[V1]] : tensor<2x3xi8>
+func.func @quantize(%x: tensor<2x3xf32>) -> tensor<2x3xi8> {
+  %0 = "tinytrain.quantize"(%x) {scale = 2.500000e-01 : f64, zero_point = -1 : i64} : (tensor<2x3xf32>) -> tensor<2x3xi8>
+  return %0 : tensor<2x3xi8>
+}
+
+// -----
+
+// dequantize in f64: scale * (q - zero), rounded once to f32.
+// CHECK-DAG:   #[[MAP:map[0-9]*]] = affine_map<(d0, d1) -> (d0, d1)>
+// CHECK-LABEL: func.func @dequantize(
+// CHECK-SAME:    %[[ARG0:.*]]: tensor<2x3xi8>) -> tensor<2x3xf32> {
+// CHECK-NEXT:  %[[V0:.*]] = tensor.empty() : tensor<2x3xf32>
+// CHECK-NEXT:  %[[V1:.*]] = linalg.generic {indexing_maps = [#[[MAP]], #[[MAP]]], iterator_types = ["parallel", "parallel"]} ins(%[[ARG0]] : tensor<2x3xi8>) outs(%[[V0]] : tensor<2x3xf32>) {
+// CHECK-NEXT:  ^bb0(%[[IN:.*]]: i8, %[[OUT:.*]]: f32):
+// CHECK-NEXT:    %[[V2:.*]] = arith.extsi %[[IN]] : i8 to i64
+// CHECK-NEXT:    %[[C_1_I64:.*]] = arith.constant -1 : i64
+// CHECK-NEXT:    %[[V3:.*]] = arith.subi %[[V2]], %[[C_1_I64]] : i64
+// CHECK-NEXT:    %[[V4:.*]] = arith.sitofp %[[V3]] : i64 to f64
+// CHECK-NEXT:    %[[CST:.*]] = arith.constant 2.500000e-01 : f64
+// CHECK-NEXT:    %[[V5:.*]] = arith.mulf %[[CST]], %[[V4]] : f64
+// CHECK-NEXT:    %[[V6:.*]] = arith.truncf %[[V5]] : f64 to f32
+// CHECK-NEXT:    linalg.yield %[[V6]] : f32
+// CHECK-NEXT:  } -> tensor<2x3xf32>
+// CHECK-NEXT:  return %[[V1]] : tensor<2x3xf32>
+func.func @dequantize(%x: tensor<2x3xi8>) -> tensor<2x3xf32> {
+  %0 = "tinytrain.dequantize"(%x) {scale = 2.500000e-01 : f64, zero_point = -1 : i64} : (tensor<2x3xi8>) -> tensor<2x3xf32>
+  return %0 : tensor<2x3xf32>
+}
+
+// -----
+
+// Training ops. channel_scale: f32(x) * scale[c] over the last axis (dequantized int8 weights).
+// CHECK-DAG:   #[[MAP:map[0-9]*]] = affine_map<(d0, d1, d2, d3) -> (d0, d1, d2, d3)>
+// CHECK-DAG:   #[[MAP1:map[0-9]*]] = affine_map<(d0, d1, d2, d3) -> (d3)>
+// CHECK-LABEL: func.func @channel_scale(
+// CHECK-SAME:    %[[ARG0:.*]]: tensor<1x1x2x3xi8>) -> tensor<1x1x2x3xf32> {
+// CHECK-NEXT:  %[[CST:.*]] = arith.constant dense<[2.500000e-01, 5.000000e-01, 1.000000e+00]> : tensor<3xf32>
+// CHECK-NEXT:  %[[V0:.*]] = tensor.empty() : tensor<1x1x2x3xf32>
+// CHECK-NEXT:  %[[V1:.*]] = linalg.generic {indexing_maps = [#[[MAP]], #[[MAP1]], #[[MAP]]], iterator_types = ["parallel", "parallel", "parallel", "parallel"]} ins(%[[ARG0]], %[[CST]] : tensor<1x1x2x3xi8>, tensor<3xf32>) outs(%[[V0]] : tensor<1x1x2x3xf32>) {
+// CHECK-NEXT:  ^bb0(%[[IN:.*]]: i8, %[[IN_0:.*]]: f32, %[[OUT:.*]]: f32):
+// CHECK-NEXT:    %[[V2:.*]] = arith.sitofp %[[IN]] : i8 to f32
+// CHECK-NEXT:    %[[V3:.*]] = arith.mulf %[[V2]], %[[IN_0]] : f32
+// CHECK-NEXT:    linalg.yield %[[V3]] : f32
+// CHECK-NEXT:  } -> tensor<1x1x2x3xf32>
+// CHECK-NEXT:  return %[[V1]] : tensor<1x1x2x3xf32>
+func.func @channel_scale(%w: tensor<1x1x2x3xi8>) -> tensor<1x1x2x3xf32> {
+  %0 = "tinytrain.channel_scale"(%w) {scales = array<f64: 2.500000e-01, 5.000000e-01, 1.000000e+00>} : (tensor<1x1x2x3xi8>) -> tensor<1x1x2x3xf32>
+  return %0 : tensor<1x1x2x3xf32>
+}
+
+// -----
+
+// qclamp_grad: the gradient passes where the int8 output is strictly inside [lo, hi] = [-128, 100].
+// CHECK-DAG:   #[[MAP:map[0-9]*]] = affine_map<(d0, d1) -> (d0, d1)>
+// CHECK-LABEL: func.func @qclamp_grad(
+// CHECK-SAME:    %[[ARG0:.*]]: tensor<2x3xf32>, %[[ARG1:.*]]: tensor<2x3xi8>) -> tensor<2x3xf32> {
+// CHECK-NEXT:  %[[V0:.*]] = tensor.empty() : tensor<2x3xf32>
+// CHECK-NEXT:  %[[V1:.*]] = linalg.generic {indexing_maps = [#[[MAP]], #[[MAP]], #[[MAP]]], iterator_types = ["parallel", "parallel"]} ins(%[[ARG0]], %[[ARG1]] : tensor<2x3xf32>, tensor<2x3xi8>) outs(%[[V0]] : tensor<2x3xf32>) {
+// CHECK-NEXT:  ^bb0(%[[IN:.*]]: f32, %[[IN_0:.*]]: i8, %[[OUT:.*]]: f32):
+// CHECK-NEXT:    %[[C_128_I8:.*]] = arith.constant -128 : i8
+// CHECK-NEXT:    %[[V2:.*]] = arith.cmpi sgt, %[[IN_0]], %[[C_128_I8]] : i8
+// CHECK-NEXT:    %[[C100_I8:.*]] = arith.constant 100 : i8
+// CHECK-NEXT:    %[[V3:.*]] = arith.cmpi slt, %[[IN_0]], %[[C100_I8]] : i8
+// CHECK-NEXT:    %[[V4:.*]] = arith.andi %[[V2]], %[[V3]] : i1
+// CHECK-NEXT:    %[[CST:.*]] = arith.constant 0.000000e+00 : f32
+// CHECK-NEXT:    %[[V5:.*]] = arith.select %[[V4]], %[[IN]], %[[CST]] : f32
+// CHECK-NEXT:    linalg.yield %[[V5]] : f32
+// CHECK-NEXT:  } -> tensor<2x3xf32>
+// CHECK-NEXT:  return %[[V1]] : tensor<2x3xf32>
+func.func @qclamp_grad(%g: tensor<2x3xf32>, %y: tensor<2x3xi8>) -> tensor<2x3xf32> {
+  %0 = "tinytrain.qclamp_grad"(%g, %y) {clamp = array<i64: -128, 100>} : (tensor<2x3xf32>, tensor<2x3xi8>) -> tensor<2x3xf32>
+  return %0 : tensor<2x3xf32>
+}
+
+// -----
+
+// qsgd_update of an int8 weight: clamp(p - roundeven(lr * g), -127, 127) in i64, or p unchanged
+// when the step's loss is not finite (loss - loss == 0 fails for NaN/Inf).
+// CHECK-DAG:   #[[MAP:map[0-9]*]] = affine_map<(d0) -> (d0)>
+// CHECK-LABEL: func.func @qsgd_update(
+// CHECK-SAME:    %[[ARG0:.*]]: tensor<4xi8>, %[[ARG1:.*]]: tensor<4xf32>, %[[ARG2:.*]]: tensor<f32>) -> tensor<4xi8> {
+// CHECK-NEXT:  %[[L:.*]] = tensor.extract %[[ARG2]][] : tensor<f32>
+// CHECK-NEXT:  %[[ZERO:.*]] = arith.constant 0.000000e+00 : f32
+// CHECK-NEXT:  %[[D:.*]] = arith.subf %[[L]], %[[L]] : f32
+// CHECK-NEXT:  %[[OK:.*]] = arith.cmpf oeq, %[[D]], %[[ZERO]] : f32
+// CHECK-NEXT:  %[[V0:.*]] = tensor.empty() : tensor<4xi8>
+// CHECK-NEXT:  %[[V1:.*]] = linalg.generic {indexing_maps = [#[[MAP]], #[[MAP]], #[[MAP]]], iterator_types = ["parallel"]} ins(%[[ARG0]], %[[ARG1]] : tensor<4xi8>, tensor<4xf32>) outs(%[[V0]] : tensor<4xi8>) {
+// CHECK-NEXT:  ^bb0(%[[IN:.*]]: i8, %[[IN_0:.*]]: f32, %[[OUT:.*]]: i8):
+// CHECK-NEXT:    %[[CST:.*]] = arith.constant 5.000000e-01 : f32
+// CHECK-NEXT:    %[[V2:.*]] = arith.mulf %[[CST]], %[[IN_0]] : f32
+// CHECK-NEXT:    %[[V3:.*]] = math.roundeven %[[V2]] : f32
+// CHECK-NEXT:    %[[CST_1:.*]] = arith.constant -4.2949673E+9 : f32
+// CHECK-NEXT:    %[[V4:.*]] = arith.maximumf %[[V3]], %[[CST_1]] : f32
+// CHECK-NEXT:    %[[CST_2:.*]] = arith.constant 4.2949673E+9 : f32
+// CHECK-NEXT:    %[[V5:.*]] = arith.minimumf %[[V4]], %[[CST_2]] : f32
+// CHECK-NEXT:    %[[V6:.*]] = arith.extsi %[[IN]] : i8 to i64
+// CHECK-NEXT:    %[[V7:.*]] = arith.fptosi %[[V5]] : f32 to i64
+// CHECK-NEXT:    %[[V8:.*]] = arith.subi %[[V6]], %[[V7]] : i64
+// CHECK-NEXT:    %[[C_127_I64:.*]] = arith.constant -127 : i64
+// CHECK-NEXT:    %[[V9:.*]] = arith.maxsi %[[V8]], %[[C_127_I64]] : i64
+// CHECK-NEXT:    %[[C127_I64:.*]] = arith.constant 127 : i64
+// CHECK-NEXT:    %[[V10:.*]] = arith.minsi %[[V9]], %[[C127_I64]] : i64
+// CHECK-NEXT:    %[[V11:.*]] = arith.trunci %[[V10]] : i64 to i8
+// CHECK-NEXT:    %[[V12:.*]] = arith.select %[[OK]], %[[V11]], %[[IN]] : i8
+// CHECK-NEXT:    linalg.yield %[[V12]] : i8
+// CHECK-NEXT:  } -> tensor<4xi8>
+// CHECK-NEXT:  return %[[V1]] : tensor<4xi8>
+func.func @qsgd_update(%w: tensor<4xi8>, %g: tensor<4xf32>, %l: tensor<f32>) -> tensor<4xi8> {
+  %0 = "tinytrain.qsgd_update"(%w, %g, %l) {lr = 5.000000e-01 : f32} : (tensor<4xi8>, tensor<4xf32>, tensor<f32>) -> tensor<4xi8>
+  return %0 : tensor<4xi8>
+}
