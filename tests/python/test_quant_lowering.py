@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tinytrain import reference as ref
-from tinytrain.irtext import new_context
+from tinytrain.context import new_context
 from tinytrain.lowering.conversions.tinytrain_to_linalg import lower_to_linalg
 from tinytrain.lowering.host.iree_host import HostModule, compile_host
 from tinytrain.pretrained import QConv

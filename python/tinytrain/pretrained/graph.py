@@ -281,7 +281,7 @@ def build_forward(model: McuModel, classifier: str = "int8", input: str = "int8"
                   master_weights=()) -> QGraph:
     """The int8 `@forward` of `model` (module docstring). `master_weights`: names of conv weights
     (`"<conv>.weight"`) kept as fp32 master copies (see `add_qconv`), the option for training them."""
-    from tinytrain.irtext import new_context
+    from tinytrain.context import new_context
 
     if classifier not in CLASSIFIERS:
         raise ValueError(f"classifier must be one of {CLASSIFIERS}, got {classifier!r}")
@@ -361,7 +361,7 @@ def build_forward_fp32(model: McuModel, num_classes: int, batch: int = 1, head_s
     `b = s_x s_W b_int`), fp32 activations, ReLU6 where the int8 clamp is one (`_is_relu6`;
     other clamps are int8 saturation, left out), fp32 residual adds and pool; the input is the
     real image `v` (the dequantized int8 input); the same new head (same seed)."""
-    from tinytrain.irtext import new_context
+    from tinytrain.context import new_context
 
     ctx = new_context()
     hw = input_hw or model.input_hw
