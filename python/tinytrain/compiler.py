@@ -42,8 +42,9 @@ TARGETS = ("host", "cortex-m4", "cortex-m7")
 
 
 class NonFiniteStepError(ValueError):
-    """A training step whose loss was NaN or Inf: the compiled step skipped its update, so the
-    trained state is unchanged (`CompiledModel.rejected_steps` counts them)."""
+    """A training step whose loss, or whose updated parameters (a gradient that overflowed
+    while the loss was finite), were NaN or Inf: the trained state is left as it was before the
+    step (`CompiledModel.rejected_steps` counts them)."""
 
 
 def _log(verbose: bool, msg: str) -> None:
@@ -330,6 +331,16 @@ def _finite(x32: np.ndarray, what: str) -> np.ndarray:
     return x32
 
 
+def _all_finite(arrays) -> bool:
+    """Every value of every float array finite: one reduction per array (a sum is finite only
+    if every term is; NaN and Inf propagate), with an exact check only when a sum of finite
+    values overflowed."""
+    for a in arrays:
+        if not np.isfinite(np.add.reduce(a, axis=None)) and not np.isfinite(a).all():
+            return False
+    return True
+
+
 def check_labels(labels, count: int, num_classes: int, *, what: str = "labels") -> np.ndarray:
     """`count` integer class indices in [0, num_classes), as int32; the same check for every entry
     point, so the device never sees a label the host would refuse."""
@@ -367,16 +378,28 @@ class CompiledModel:
         self._host = HostModule(vmfb)
         self._in_place = False  # train_step checked that IREE updates the bound parameters in place
         self._staged: dict = {}  # entry point -> (HostFunction, input view, label view)
+        # Non-finite state guard: zero-copy numpy views of the parameter buffers and the copy of
+        # the state before the current step, keyed by the buffer views they map.
+        self._guard: tuple | None = None
         self.firmware = None  # set for the Cortex-M targets
 
     def run_qemu(self, train=None, evaluate=None, *, workdir=None, timeout: float = 600.0,
-                 from_current: bool = False):
+                 from_current: bool = False, checkpoint=None, nvm=None):
         """Run the firmware in QEMU: train on `train = (images NCHW, labels)` one sample per step,
         and measure accuracy on `evaluate` before and after. Returns the QemuResult (`.steps`
         losses and SysTick ticks, `.evals`, `.mem` with the measured peak SRAM, `.trace`).
         `from_current` starts from this object's current parameters instead of the compiled ones.
         The samples are checked as `train_step` checks them (image size and dtype, integer labels
         in range, one label per image) before QEMU starts.
+
+        `checkpoint=tinytrain.CheckpointConfig(every=N, restore=...)` checkpoints the trained
+        state into the board's NVM every N accepted steps (power-loss safe, A/B slots) and, with
+        `restore=True`, restores the newest checkpoint at boot and resumes on the samples it
+        has not learned yet (`.checkpoints` lists the CKPT lines, `.final_state` holds the
+        parameters at the end). The NVM is `workdir/tt_nvm.bin`, kept between runs, or the file
+        `nvm` (copied in, and replaced atomically after the run); `prog.load_checkpoint(nvm)`
+        brings what the device learned back to the host. The configuration is checked before
+        QEMU starts (ValueError/TypeError).
         """
         from tinytrain.lowering.cortexm.firmware import run_qemu
 
@@ -398,7 +421,7 @@ class CompiledModel:
         wd = Path(workdir).resolve() if workdir is not None else self.firmware.project_dir / "run"
         params = self.program_params() if from_current else None
         return run_qemu(self.firmware, wd, train=train_s, evaluate=eval_s, params=params,
-                        timeout=timeout)
+                        timeout=timeout, checkpoint=checkpoint, nvm=nvm)
 
     # -- data conversion -------------------------------------------------------------------------
     @property
@@ -429,6 +452,10 @@ class CompiledModel:
         f, xv, yv = self._bound_function("train_step")
         self._write_input(xv, x)
         self._write_labels(yv, labels)
+        n = len(self.trainable)
+        views, backup = self._state_views(f.views[:n])
+        for b, v in zip(backup, views):  # the state before the step, to roll back to
+            np.copyto(b, v)
         rets = f()
         if not self._in_place:
             # The parameters are tied to the results (iree.abi.output): IREE updates the bound
@@ -447,7 +474,39 @@ class CompiledModel:
                 f"the step's loss is {loss}: the update was skipped and the parameters are unchanged "
                 f"({self.rejected_steps} step(s) rejected so far). Lower the learning rate, or check "
                 "the inputs and the parameters you loaded.")
+        # A finite loss with a gradient that overflowed (or an update p - lr*g beyond float32)
+        # leaves NaN/Inf in the updated parameters: put the state before the step back.
+        now = [f.views[i] for i in range(n)]
+        if any(a is not b for a, b in zip(now, self._guard[0])):  # not in place: new buffers
+            current, _ = self._state_views(now, backup)
+        else:
+            current = views
+        if not _all_finite(current):
+            for b, v in zip(backup, current):
+                np.copyto(v, b)
+            self.rejected_steps += 1
+            raise NonFiniteStepError(
+                f"the step's loss ({loss}) is finite but a gradient or an updated parameter is "
+                f"NaN/Inf (the backward pass overflowed): the parameters were restored to their "
+                f"values before the step ({self.rejected_steps} step(s) rejected so far). Lower "
+                "the learning rate, or check the input scale and the parameters you loaded.")
         return loss
+
+    def _state_views(self, bound: list, backup: list | None = None):
+        """(zero-copy numpy views of the buffer views `bound`, the backup arrays), cached while
+        the same buffers stay bound (the step updates them in place)."""
+        g = self._guard
+        if g is not None and len(g[0]) == len(bound) and all(a is b for a, b in zip(g[0], bound)):
+            return g[2], g[3]
+        import iree.runtime as rt
+
+        maps = [v.map() for v in bound]
+        views = [m.asarray(list(v.shape), np.dtype(rt.HalElementType.map_to_dtype(v.element_type)))
+                 for m, v in zip(maps, bound)]
+        if backup is None:
+            backup = [np.empty_like(v) for v in views]
+        self._guard = (list(bound), maps, views, backup)  # maps must outlive the views
+        return views, backup
 
     def _bound_function(self, name: str):
         """(`name` on the host module, numpy view of its input staging buffer, of its label staging
