@@ -331,16 +331,6 @@ def _finite(x32: np.ndarray, what: str) -> np.ndarray:
     return x32
 
 
-def _all_finite(arrays) -> bool:
-    """Every value of every float array finite: one reduction per array (a sum is finite only
-    if every term is; NaN and Inf propagate), with an exact check only when a sum of finite
-    values overflowed."""
-    for a in arrays:
-        if not np.isfinite(np.add.reduce(a, axis=None)) and not np.isfinite(a).all():
-            return False
-    return True
-
-
 def check_labels(labels, count: int, num_classes: int, *, what: str = "labels") -> np.ndarray:
     """`count` integer class indices in [0, num_classes), as int32; the same check for every entry
     point, so the device never sees a label the host would refuse."""
@@ -378,9 +368,8 @@ class CompiledModel:
         self._host = HostModule(vmfb)
         self._in_place = False  # train_step checked that IREE updates the bound parameters in place
         self._staged: dict = {}  # entry point -> (HostFunction, input view, label view)
-        # Non-finite state guard: zero-copy numpy views of the parameter buffers and the copy of
-        # the state before the current step, keyed by the buffer views they map.
-        self._guard: tuple | None = None
+        # Non-finite state guard (`_state_guard`): views of the parameter buffers, state copies.
+        self._guard: dict | None = None
         self.firmware = None  # set for the Cortex-M targets
 
     def run_qemu(self, train=None, evaluate=None, *, workdir=None, timeout: float = 600.0,
@@ -453,9 +442,7 @@ class CompiledModel:
         self._write_input(xv, x)
         self._write_labels(yv, labels)
         n = len(self.trainable)
-        views, backup = self._state_views(f.views[:n])
-        for b, v in zip(backup, views):  # the state before the step, to roll back to
-            np.copyto(b, v)
+        self._state_guard(f.views[:n])  # the state before the step is the rollback point
         rets = f()
         if not self._in_place:
             # The parameters are tied to the results (iree.abi.output): IREE updates the bound
@@ -476,37 +463,47 @@ class CompiledModel:
                 "the inputs and the parameters you loaded.")
         # A finite loss with a gradient that overflowed (or an update p - lr*g beyond float32)
         # leaves NaN/Inf in the updated parameters: put the state before the step back.
-        now = [f.views[i] for i in range(n)]
-        if any(a is not b for a, b in zip(now, self._guard[0])):  # not in place: new buffers
-            current, _ = self._state_views(now, backup)
-        else:
-            current = views
-        if not _all_finite(current):
-            for b, v in zip(backup, current):
-                np.copyto(v, b)
+        g = self._state_guard([f.views[i] for i in range(n)], keep=True)
+        saved, spare = g["saved"], g["spare"]
+        np.concatenate(g["views"], out=spare)  # the new state, one contiguous copy
+        with np.errstate(over="ignore", invalid="ignore"):
+            sq = np.dot(spare, spare)  # finite iff every value is (unless |values| > 1.8e19)
+        if not np.isfinite(sq) and not np.isfinite(spare).all():
+            start = 0
+            for v in g["views"]:
+                np.copyto(v, saved[start:start + v.size])
+                start += v.size
             self.rejected_steps += 1
             raise NonFiniteStepError(
                 f"the step's loss ({loss}) is finite but a gradient or an updated parameter is "
                 f"NaN/Inf (the backward pass overflowed): the parameters were restored to their "
                 f"values before the step ({self.rejected_steps} step(s) rejected so far). Lower "
                 "the learning rate, or check the input scale and the parameters you loaded.")
+        g["saved"], g["spare"] = spare, saved  # this step's state: the next rollback point
         return loss
 
-    def _state_views(self, bound: list, backup: list | None = None):
-        """(zero-copy numpy views of the buffer views `bound`, the backup arrays), cached while
-        the same buffers stay bound (the step updates them in place)."""
+    def _state_guard(self, bound: list, *, keep: bool = False) -> dict:
+        """The non-finite guard's record for the parameter buffer views `bound`: flat zero-copy
+        numpy views of them and two contiguous state copies (`saved`: the rollback point,
+        `spare`: where the next state is copied and checked). Built once per binding (the step
+        updates the buffers in place); when new buffers are bound, `saved` is refilled from
+        them, or, with `keep`, kept (the first step's results arrive in new buffers)."""
         g = self._guard
-        if g is not None and len(g[0]) == len(bound) and all(a is b for a, b in zip(g[0], bound)):
-            return g[2], g[3]
-        import iree.runtime as rt
-
+        if g is not None and len(g["bound"]) == len(bound) and \
+                all(a is b for a, b in zip(g["bound"], bound)):
+            return g
         maps = [v.map() for v in bound]
-        views = [m.asarray(list(v.shape), np.dtype(rt.HalElementType.map_to_dtype(v.element_type)))
-                 for m, v in zip(maps, bound)]
-        if backup is None:
-            backup = [np.empty_like(v) for v in views]
-        self._guard = (list(bound), maps, views, backup)  # maps must outlive the views
-        return views, backup
+        views = [m.asarray(list(v.shape), np.dtype(np.float32)).reshape(-1) for m, v in zip(maps, bound)]
+        size = sum(v.size for v in views)
+        if g is not None and keep and g["saved"].size == size:
+            saved, spare = g["saved"], g["spare"]
+        else:
+            saved, spare = np.empty(size, np.float32), np.empty(size, np.float32)
+            np.concatenate(views, out=saved)
+        # The mappings must outlive their numpy views.
+        self._guard = {"bound": list(bound), "maps": maps, "views": views, "saved": saved,
+                       "spare": spare}
+        return self._guard
 
     def _bound_function(self, name: str):
         """(`name` on the host module, numpy view of its input staging buffer, of its label staging
