@@ -102,7 +102,8 @@ class CheckpointConfig:
     ``every``: save after every ``every`` accepted steps (0: never). ``restore``: restore the
     newest checkpoint at boot and skip the training records it already consumed. ``cut_after``:
     cut the power after that many NVM erase/program operations (0: never); ``tear`` applies half
-    of the cut operation first. ``page_size``/``page_count``: geometry of a new NVM file."""
+    of the cut operation first. ``page_size``/``page_count``: geometry of a new NVM file
+    (``page_count=0``: the fewest pages that hold two slots of the model's state)."""
 
     every: int = 0
     restore: bool = False
@@ -110,6 +111,35 @@ class CheckpointConfig:
     tear: bool = False
     page_size: int = 256
     page_count: int = 64
+
+    def slot_pages(self, state_bytes: int) -> int:
+        """Pages of one slot: a header page and the state (as ``tt_checkpoint_slot_pages``)."""
+        return 1 + -(-int(state_bytes) // self.page_size)
+
+    def resolved(self, state_bytes: int) -> "CheckpointConfig":
+        """This configuration checked against a model with ``state_bytes`` of trained state
+        (ValueError/TypeError naming the field), with ``page_count=0`` made concrete."""
+        for name in ("every", "cut_after", "page_size", "page_count"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+                raise TypeError(f"CheckpointConfig.{name} must be a whole number, got {v!r}")
+            if not 0 <= int(v) <= 0xFFFFFFFF:
+                raise ValueError(f"CheckpointConfig.{name}={v}: must be in [0, 2**32)")
+        for name in ("restore", "tear"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise TypeError(f"CheckpointConfig.{name} must be True or False, got "
+                                f"{getattr(self, name)!r}")
+        if self.page_size < 64 or self.page_size % 4:
+            raise ValueError(f"CheckpointConfig.page_size={self.page_size}: an NVM page must be "
+                             "at least 64 bytes (the checkpoint header) and a multiple of 4")
+        need = 2 * self.slot_pages(state_bytes)
+        count = int(self.page_count) or need
+        if count < need:
+            raise ValueError(f"CheckpointConfig: {count} NVM pages of {self.page_size} bytes cannot "
+                             f"hold two checkpoint slots of this model ({state_bytes} bytes of state "
+                             f"need {need // 2} pages each); use page_count >= {need} or 0 (auto)")
+        return CheckpointConfig(int(self.every), bool(self.restore), int(self.cut_after),
+                                bool(self.tear), int(self.page_size), count)
 
     def pack(self) -> bytes:
         return np.array([self.every, int(self.restore), self.cut_after, int(self.tear),
@@ -281,19 +311,54 @@ def _parse(fw: Firmware, wd: Path, returncode: int, output: str) -> QemuResult:
     return res
 
 
+def _check_nvm(path: Path, cfg: CheckpointConfig, state_bytes: int) -> None:
+    """An existing NVM image must fit the page geometry of ``cfg`` and hold two slots."""
+    size = path.stat().st_size
+    need = 2 * cfg.slot_pages(state_bytes)
+    if size % cfg.page_size or size // cfg.page_size < need:
+        raise ValueError(f"NVM image {path} ({size} bytes) does not fit {cfg.page_size}-byte pages "
+                         f"with two checkpoint slots of {need // 2} pages (this model's "
+                         f"{state_bytes}-byte state): was it written with another page size or "
+                         "for another model?")
+
+
 def run_qemu(fw: Firmware, workdir, *, train=None, evaluate=None, params=None,
              timeout: float = 120.0, icount: bool = True,
-             checkpoint: CheckpointConfig | None = None) -> QemuResult:
+             checkpoint: CheckpointConfig | None = None, nvm=None) -> QemuResult:
     """Run ``fw`` with ``train``/``evaluate`` = (xs, labels) and optional ``params``.
 
     The harness reads its inputs from files in ``workdir`` (semihosting). ``icount`` runs with
     ``-icount shift=0`` so SysTick ticks convert exactly to guest instructions. A firmware built
     for the ``host`` board runs natively instead (ticks are then nanoseconds). ``checkpoint``
     turns on checkpoints in the board NVM file ``workdir/tt_nvm.bin`` (:class:`CheckpointConfig`),
-    which is kept between runs like a device's flash.
+    which is kept between runs like a device's flash. ``nvm``: another file to use as the
+    board's NVM instead (copied in before the run and replaced atomically after it; a missing
+    file starts erased).
     """
     wd = Path(workdir)
+    if checkpoint is not None and not isinstance(checkpoint, CheckpointConfig):
+        raise TypeError(f"checkpoint must be a CheckpointConfig, got {type(checkpoint).__name__}")
+    if nvm is not None and checkpoint is None:
+        raise ValueError("nvm= is the board's checkpoint memory: pass checkpoint=CheckpointConfig(...) "
+                         "too")
+    if checkpoint is not None:
+        checkpoint = checkpoint.resolved(fw.state_bytes)
+        board_nvm = wd / "tt_nvm.bin"
+        if nvm is not None:
+            nvm = Path(nvm).resolve()
+            if nvm.is_dir():
+                raise ValueError(f"nvm={nvm} is a folder; pass the NVM image file")
+            if nvm.exists():
+                _check_nvm(nvm, checkpoint, fw.state_bytes)
+            elif checkpoint.restore:
+                raise ValueError(f"nothing to restore: the NVM image {nvm} does not exist")
+        elif board_nvm.exists():
+            _check_nvm(board_nvm, checkpoint, fw.state_bytes)
     _prepare(fw, wd, train, evaluate, params, checkpoint)
+    if nvm is not None:
+        board_nvm.unlink(missing_ok=True)
+        if nvm.exists():
+            shutil.copyfile(nvm, board_nvm)
     if fw.board == "host":
         cmd = [str(fw.elf)]
     else:
@@ -307,6 +372,10 @@ def run_qemu(fw: Firmware, workdir, *, train=None, evaluate=None, params=None,
                               stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired as e:
         raise TimeoutError(f"firmware did not finish within {timeout} s: {' '.join(cmd)}") from e
+    if nvm is not None and board_nvm.exists():
+        tmp = nvm.with_name(nvm.name + ".tmp")
+        shutil.copyfile(board_nvm, tmp)
+        tmp.replace(nvm)
     res = _parse(fw, wd, proc.returncode, proc.stdout + proc.stderr)
     if fw.board != "host" and icount:
         res.instructions_per_tick = 1e9 / BOARDS[fw.board]["cpu_hz"]

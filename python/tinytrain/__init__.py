@@ -9,5 +9,14 @@ from tinytrain.compiler import TARGETS, CompiledModel, NonFiniteStepError, compi
 from tinytrain.errors import CompileError, UnsupportedModelError
 
 __all__ = ["compile", "CompiledModel", "CompileError", "UnsupportedModelError", "NonFiniteStepError",
-           "TARGETS"]
+           "TARGETS", "CheckpointConfig"]
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    # The firmware module (and its IREE tooling imports) loads only when asked for.
+    if name == "CheckpointConfig":
+        from tinytrain.lowering.cortexm.firmware import CheckpointConfig
+
+        return CheckpointConfig
+    raise AttributeError(f"module 'tinytrain' has no attribute {name!r}")

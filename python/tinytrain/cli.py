@@ -4,6 +4,7 @@
                                [--lr 0.01] [--target host|cortex-m4|cortex-m7] [--sram-kb 256]
                                [--dump-ir DIR] [-v]
     tinytrain run-qemu out/<target>/firmware [--train train.npz] [--eval eval.npz]
+                       [--checkpoint-every N] [--nvm FILE] [--restore]
 
 `model.py` defines `model` (a `torch.nn.Module`, or a function returning one) and, unless
 `--input-shape` is given, `example_input` (a tensor, or a function returning one). The output
@@ -19,7 +20,11 @@ the `.npz` files hold `x` (NHWC float32 images, one per leading index) and `y` (
 the firmware streams them over semihosting, printing one `STEP n loss=... ticks=...` line per
 training step, `EVAL` lines (accuracy before/after) and a `MEM` line with the measured peak SRAM.
 The sample files are checked (image size and dtype, integer labels in range, one per image)
-before QEMU starts. User errors print one `tinytrain: error: ...` line (`-v` adds the traceback).
+before QEMU starts. `--checkpoint-every N` saves the trained state into the board's NVM
+(power-loss-safe A/B slots, `CKPT save ...` lines) every N accepted steps, `--restore` restores
+the newest checkpoint at boot and resumes on the samples not yet learned, `--nvm FILE` keeps the
+NVM in FILE (default: tt_nvm.bin in the work folder); `prog.load_checkpoint(FILE)` loads what
+the device learned on the host. User errors print one `tinytrain: error: ...` line (`-v` adds the traceback).
 """
 
 from __future__ import annotations
@@ -218,6 +223,26 @@ def _float_losses(output: str) -> str:
     return re.sub(r"(?m)^(STEP \d+ )loss_bits=(\d+)", repl, output)
 
 
+def _checkpoint_config(args):
+    """The harness's checkpointing from `--checkpoint-every/--restore/--nvm` (None: off)."""
+    from tinytrain.lowering.cortexm.firmware import CheckpointConfig
+
+    every = args.checkpoint_every
+    if every is not None and every < 1:
+        raise UsageError(f"--checkpoint-every {every}: must be a number of steps >= 1")
+    if every is None and not args.restore:
+        if args.nvm is not None:
+            raise UsageError("--nvm FILE is the board's checkpoint memory: add --checkpoint-every N "
+                             "(save) and/or --restore (resume from it)")
+        return None
+    if args.nvm is not None and Path(args.nvm).is_dir():
+        raise UsageError(f"--nvm {args.nvm}: is a folder; pass the NVM image file")
+    if args.restore and args.nvm is not None and not Path(args.nvm).exists():
+        raise UsageError(f"--restore: the NVM image {args.nvm} does not exist (nothing to restore); "
+                         "write one first with --checkpoint-every N --nvm FILE")
+    return CheckpointConfig(every=every or 0, restore=bool(args.restore), page_count=0)
+
+
 def _cmd_run_qemu(args) -> int:
     from tinytrain.lowering.cortexm.firmware import load_firmware, run_qemu
 
@@ -232,7 +257,9 @@ def _cmd_run_qemu(args) -> int:
     train = _load_samples(args.train, "--train", chw, elems, classes)
     evaluate = _load_samples(args.eval, "--eval", chw, elems, classes)
     wd = Path(args.workdir).resolve() if args.workdir else project / "run"
-    res = run_qemu(fw, wd, train=train, evaluate=evaluate, timeout=args.timeout)
+    ckpt = _checkpoint_config(args)
+    res = run_qemu(fw, wd, train=train, evaluate=evaluate, timeout=args.timeout, checkpoint=ckpt,
+                   nvm=args.nvm)
     sys.stdout.write(_float_losses(res.output))
     if res.returncode != 0:
         print(f"tinytrain: error: the firmware stopped with exit status {res.returncode} (see the "
@@ -262,6 +289,13 @@ def main(argv=None) -> int:
     r.add_argument("--eval", help=".npz with x and y to measure accuracy on, before and after")
     r.add_argument("--workdir", help="where the sample files go (default: PROJECT/run)")
     r.add_argument("--timeout", type=float, default=600.0, help="seconds before QEMU is stopped")
+    r.add_argument("--checkpoint-every", type=int, metavar="N",
+                   help="save a power-loss-safe checkpoint into the board's NVM every N steps")
+    r.add_argument("--restore", action="store_true",
+                   help="restore the newest checkpoint at boot and resume on the samples not yet "
+                        "learned")
+    r.add_argument("--nvm", metavar="FILE",
+                   help="the board's NVM image (default: tt_nvm.bin in the work folder)")
     r.add_argument("-v", "--verbose", action="store_true", help="print tracebacks of errors")
     r.set_defaults(fn=_cmd_run_qemu)
     args = ap.parse_args(argv)

@@ -42,8 +42,9 @@ TARGETS = ("host", "cortex-m4", "cortex-m7")
 
 
 class NonFiniteStepError(ValueError):
-    """A training step whose loss was NaN or Inf: the compiled step skipped its update, so the
-    trained state is unchanged (`CompiledModel.rejected_steps` counts them)."""
+    """A training step whose loss, or whose updated parameters (a gradient that overflowed
+    while the loss was finite), were NaN or Inf: the trained state is left as it was before the
+    step (`CompiledModel.rejected_steps` counts them)."""
 
 
 def _log(verbose: bool, msg: str) -> None:
@@ -367,16 +368,27 @@ class CompiledModel:
         self._host = HostModule(vmfb)
         self._in_place = False  # train_step checked that IREE updates the bound parameters in place
         self._staged: dict = {}  # entry point -> (HostFunction, input view, label view)
+        # Non-finite state guard (`_state_guard`): views of the parameter buffers, state copies.
+        self._guard: dict | None = None
         self.firmware = None  # set for the Cortex-M targets
 
     def run_qemu(self, train=None, evaluate=None, *, workdir=None, timeout: float = 600.0,
-                 from_current: bool = False):
+                 from_current: bool = False, checkpoint=None, nvm=None):
         """Run the firmware in QEMU: train on `train = (images NCHW, labels)` one sample per step,
         and measure accuracy on `evaluate` before and after. Returns the QemuResult (`.steps`
         losses and SysTick ticks, `.evals`, `.mem` with the measured peak SRAM, `.trace`).
         `from_current` starts from this object's current parameters instead of the compiled ones.
         The samples are checked as `train_step` checks them (image size and dtype, integer labels
         in range, one label per image) before QEMU starts.
+
+        `checkpoint=tinytrain.CheckpointConfig(every=N, restore=...)` checkpoints the trained
+        state into the board's NVM every N accepted steps (power-loss safe, A/B slots) and, with
+        `restore=True`, restores the newest checkpoint at boot and resumes on the samples it
+        has not learned yet (`.checkpoints` lists the CKPT lines, `.final_state` holds the
+        parameters at the end). The NVM is `workdir/tt_nvm.bin`, kept between runs, or the file
+        `nvm` (copied in, and replaced atomically after the run); `prog.load_checkpoint(nvm)`
+        brings what the device learned back to the host. The configuration is checked before
+        QEMU starts (ValueError/TypeError).
         """
         from tinytrain.lowering.cortexm.firmware import run_qemu
 
@@ -398,7 +410,7 @@ class CompiledModel:
         wd = Path(workdir).resolve() if workdir is not None else self.firmware.project_dir / "run"
         params = self.program_params() if from_current else None
         return run_qemu(self.firmware, wd, train=train_s, evaluate=eval_s, params=params,
-                        timeout=timeout)
+                        timeout=timeout, checkpoint=checkpoint, nvm=nvm)
 
     # -- data conversion -------------------------------------------------------------------------
     @property
@@ -429,6 +441,8 @@ class CompiledModel:
         f, xv, yv = self._bound_function("train_step")
         self._write_input(xv, x)
         self._write_labels(yv, labels)
+        n = len(self.trainable)
+        self._state_guard(f.views[:n])  # the state before the step is the rollback point
         rets = f()
         if not self._in_place:
             # The parameters are tied to the results (iree.abi.output): IREE updates the bound
@@ -447,7 +461,49 @@ class CompiledModel:
                 f"the step's loss is {loss}: the update was skipped and the parameters are unchanged "
                 f"({self.rejected_steps} step(s) rejected so far). Lower the learning rate, or check "
                 "the inputs and the parameters you loaded.")
+        # A finite loss with a gradient that overflowed (or an update p - lr*g beyond float32)
+        # leaves NaN/Inf in the updated parameters: put the state before the step back.
+        g = self._state_guard([f.views[i] for i in range(n)], keep=True)
+        saved, spare = g["saved"], g["spare"]
+        np.concatenate(g["views"], out=spare)  # the new state, one contiguous copy
+        with np.errstate(over="ignore", invalid="ignore"):
+            sq = np.dot(spare, spare)  # finite iff every value is (unless |values| > 1.8e19)
+        if not np.isfinite(sq) and not np.isfinite(spare).all():
+            start = 0
+            for v in g["views"]:
+                np.copyto(v, saved[start:start + v.size])
+                start += v.size
+            self.rejected_steps += 1
+            raise NonFiniteStepError(
+                f"the step's loss ({loss}) is finite but a gradient or an updated parameter is "
+                f"NaN/Inf (the backward pass overflowed): the parameters were restored to their "
+                f"values before the step ({self.rejected_steps} step(s) rejected so far). Lower "
+                "the learning rate, or check the input scale and the parameters you loaded.")
+        g["saved"], g["spare"] = spare, saved  # this step's state: the next rollback point
         return loss
+
+    def _state_guard(self, bound: list, *, keep: bool = False) -> dict:
+        """The non-finite guard's record for the parameter buffer views `bound`: flat zero-copy
+        numpy views of them and two contiguous state copies (`saved`: the rollback point,
+        `spare`: where the next state is copied and checked). Built once per binding (the step
+        updates the buffers in place); when new buffers are bound, `saved` is refilled from
+        them, or, with `keep`, kept (the first step's results arrive in new buffers)."""
+        g = self._guard
+        if g is not None and len(g["bound"]) == len(bound) and \
+                all(a is b for a, b in zip(g["bound"], bound)):
+            return g
+        maps = [v.map() for v in bound]
+        views = [m.asarray(list(v.shape), np.dtype(np.float32)).reshape(-1) for m, v in zip(maps, bound)]
+        size = sum(v.size for v in views)
+        if g is not None and keep and g["saved"].size == size:
+            saved, spare = g["saved"], g["spare"]
+        else:
+            saved, spare = np.empty(size, np.float32), np.empty(size, np.float32)
+            np.concatenate(views, out=saved)
+        # The mappings must outlive their numpy views.
+        self._guard = {"bound": list(bound), "maps": maps, "views": views, "saved": saved,
+                       "spare": spare}
+        return self._guard
 
     def _bound_function(self, name: str):
         """(`name` on the host module, numpy view of its input staging buffer, of its label staging

@@ -137,3 +137,104 @@ def test_non_finite_input_is_refused_before_the_step(progs):
     assert e.value.status == "TT_ERR_NONFINITE"
     host.load_state_dict(good)
     assert _params_equal(host.program_params(), now)
+
+
+def _samples(n=4, seed=5):
+    g = torch.Generator().manual_seed(seed)
+    xs = torch.randn(n, 1, 8, 8, generator=g)
+    return xs, [int(v) for v in torch.randint(0, 3, (n,), generator=g)]
+
+
+def test_run_qemu_checkpoints_and_resumes_through_the_api(progs, tmp_path):
+    """`prog.run_qemu(checkpoint=..., nvm=...)`: a first boot learns 2 samples and checkpoints
+    them into an NVM file; a second boot restores them and learns the other 2; the result is
+    bit for bit the uninterrupted run's, and the NVM file loads on the host."""
+    m4, host = progs
+    xs, ys = _samples()
+    whole = m4.run_qemu((xs, ys), workdir=tmp_path / "whole")
+    assert whole.returncode == 0, whole.output
+    nvm = tmp_path / "device.nvm"
+    first = m4.run_qemu((xs[:2], ys[:2]), workdir=tmp_path / "a", nvm=nvm,
+                        checkpoint=tinytrain.CheckpointConfig(every=1, page_count=0))
+    assert first.returncode == 0, first.output
+    assert [(c["op"], c["status"], c["steps"]) for c in first.checkpoints] == \
+        [("save", "TT_OK", 1), ("save", "TT_OK", 2)]
+    assert nvm.is_file() and not (tmp_path / "device.nvm.tmp").exists()
+    # Another work folder: only the NVM file carries the state over.
+    second = m4.run_qemu((xs, ys), workdir=tmp_path / "b", nvm=nvm,
+                         checkpoint=tinytrain.CheckpointConfig(every=1, restore=True, page_count=0))
+    assert second.returncode == 0, second.output
+    assert (second.checkpoints[0]["op"], second.checkpoints[0]["status"],
+            second.checkpoints[0]["steps"]) == ("restore", "TT_OK", 2)
+    assert len(second.steps) == 2 and second.final_steps == (4, 0)
+    assert _params_equal(second.final_state, whole.trace[-1][0])
+    ck = host.load_checkpoint(nvm)
+    assert (ck.steps, ck.sequence) == (4, 4)
+    assert _params_equal(host.program_params(), whole.trace[-1][0])
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(checkpoint="every=1"), TypeError, "must be a CheckpointConfig"),
+    (dict(checkpoint=firmware.CheckpointConfig(every=-1)), ValueError, r"every=-1"),
+    (dict(checkpoint=firmware.CheckpointConfig(every=1.5)), TypeError, "every must be a whole"),
+    (dict(checkpoint=firmware.CheckpointConfig(restore=1)), TypeError, "restore must be True"),
+    (dict(checkpoint=firmware.CheckpointConfig(page_size=32)), ValueError, "at least 64 bytes"),
+    (dict(checkpoint=firmware.CheckpointConfig(page_size=64, page_count=4)), ValueError,
+     "cannot hold two checkpoint slots"),
+    (dict(nvm="x.nvm"), ValueError, "pass checkpoint="),
+    (dict(nvm="missing.nvm", checkpoint=firmware.CheckpointConfig(restore=True)), ValueError,
+     "nothing to restore"),
+    (dict(nvm="short.nvm", checkpoint=firmware.CheckpointConfig(every=1)), ValueError,
+     "does not fit 256-byte pages"),
+])
+def test_run_qemu_checkpoint_arguments_are_checked_before_qemu(progs, tmp_path, monkeypatch,
+                                                               kwargs, error, match):
+    m4, _ = progs
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "short.nvm").write_bytes(b"\xff" * 300)
+    xs, ys = _samples(1)
+    with pytest.raises(error, match=match):
+        m4.run_qemu((xs, ys), workdir=tmp_path / "wd", **kwargs)
+    assert not (tmp_path / "wd" / "tt_trace.bin").exists()  # QEMU never ran
+
+
+def test_cli_run_qemu_checkpoint_every_nvm_restore(progs, tmp_path, capsys):
+    from tinytrain import cli
+
+    m4, host = progs
+    xs, ys = _samples()
+    nhwc = xs.permute(0, 2, 3, 1).numpy()
+    np.savez(tmp_path / "a.npz", x=nhwc[:3], y=np.array(ys[:3]))
+    np.savez(tmp_path / "all.npz", x=nhwc, y=np.array(ys))
+    project = str(m4.firmware.project_dir)
+    nvm = str(tmp_path / "dev.nvm")
+    assert cli.main(["run-qemu", project, "--train", str(tmp_path / "a.npz"),
+                     "--workdir", str(tmp_path / "w1"), "--checkpoint-every", "2",
+                     "--nvm", nvm]) == 0
+    out = capsys.readouterr().out
+    assert out.count("CKPT save status=TT_OK") == 1 and "steps=2" in out
+    assert cli.main(["run-qemu", project, "--train", str(tmp_path / "all.npz"),
+                     "--workdir", str(tmp_path / "w2"), "--restore", "--nvm", nvm,
+                     "--checkpoint-every", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "CKPT restore status=TT_OK" in out and out.count("\nSTEP ") + out.startswith("STEP") == 2
+    ck = checkpoint.read_checkpoint(nvm)
+    assert ck.steps == 4
+    whole = m4.run_qemu((xs, ys), workdir=tmp_path / "whole")
+    assert _params_equal(checkpoint.StateLayout.from_firmware(m4.firmware).unpack(ck.payload),
+                         whole.trace[-1][0])
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["--checkpoint-every", "0"], "--checkpoint-every 0: must be"),
+    (["--nvm", "x.nvm"], "--nvm FILE is the board's checkpoint memory"),
+    (["--restore", "--nvm", "missing.nvm"], "does not exist (nothing to restore)"),
+])
+def test_cli_run_qemu_checkpoint_errors(progs, tmp_path, capsys, monkeypatch, argv, match):
+    from tinytrain import cli
+
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["run-qemu", str(progs[0].firmware.project_dir), "--workdir",
+                     str(tmp_path / "w"), *argv]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("tinytrain: error: ") and match in err
