@@ -34,7 +34,7 @@ TARGET_BOARD = {"cortex-m4": "mps2-an386", "cortex-m7": "mps2-an500"}
 
 KERNEL_SOURCES = [KERNELS / "src" / "ttk_s8.c", KERNELS / "src" / "ttk_f32.c"]
 CFLAGS = ["-std=c99", "-O2", "-g", "-Wall", "-Wextra", "-Werror", f"-I{KERNELS / 'include'}",
-          f"-I{BOARD_DIR}"]
+          f"-I{BOARD_DIR}", f"-I{RUNTIME / 'include'}"]
 
 
 @dataclasses.dataclass
