@@ -62,6 +62,9 @@ BUILDERS = {
     "conv_same_k3": (lambda: nn.Sequential(nn.Conv2d(3, 6, 3, padding="same"), nn.ReLU(), *head(6)), 7),
     "conv_same_k4": (lambda: nn.Sequential(nn.Conv2d(3, 6, 4, padding="same"), nn.BatchNorm2d(6), nn.ReLU(),
                                            nn.Conv2d(6, 6, (2, 5), padding="same", groups=6), *head(6)), 7),
+    "conv_large_padding": (lambda: nn.Sequential(nn.Conv2d(3, 6, 1, padding=1), nn.ReLU(),
+                                                 nn.Conv2d(6, 4, 3, 2, padding=(3, 2)),
+                                                 nn.Flatten(), nn.Linear(4 * 6 * 5, 4)), 6),
     "zero_pad": (lambda: Fn(lambda m, x: m.lin(torch.relu(m.conv(m.pad(F.pad(x, (1, 0, 2, 1)))))
                                               .flatten(1)),
                             pad=nn.ZeroPad2d((0, 1, 0, 1)), conv=nn.Conv2d(3, 4, 3, 2),

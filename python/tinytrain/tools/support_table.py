@@ -48,6 +48,8 @@ LAYER_CASES = [
     LayerCase("conv_same_k3", "`Conv2d(padding='same')`, odd kernel", "`conv2d` (symmetric padding)"),
     LayerCase("conv_same_k4", "`Conv2d(padding='same')`, even kernel", "`pad` (bottom/right) + `conv2d`",
               "the odd row/column goes bottom/right, as in PyTorch"),
+    LayerCase("conv_large_padding", "`Conv2d(3, 4, 1, padding=1)`, `Conv2d(.., 3, 2, padding=(3, 2))`",
+              "`conv2d` (padding up to and beyond the kernel)"),
     LayerCase("zero_pad", "`nn.ZeroPad2d`, `F.pad` (zeros, any sides)", "`pad`"),
     LayerCase("max_pool", "`nn.MaxPool2d(3, 2, padding=1)`", "`max_pool2d`"),
     LayerCase("max_pool_ceil", "`nn.MaxPool2d(..., ceil_mode=True)`", "`max_pool2d` (extra bottom/right padding)",

@@ -131,3 +131,12 @@ def batch_norm_not_after_conv():
     shift = (bn.bias - bn.running_mean * bn.weight / torch.sqrt(bn.running_var + bn.eps)).detach().numpy()
     print("scale = gamma / sqrt(var + eps):", bool(abs(imported.params["2.weight"] - scale).max() < 1e-6))
     print("shift = beta - mean * scale:", bool(abs(imported.params["2.bias"] - shift).max() < 1e-6))
+
+
+# CHECK-LABEL: {{^}}conv_padding_beyond_kernel{{$}}
+# CHECK:      %[[P:[0-9]+]] = "tinytrain.pad"(%{{.*}}) {high = array<i64: 0, 1, 0, 0>, low = array<i64: 0, 1, 0, 0>} : (tensor<1x6x6x3xf32>) -> tensor<1x8x6x3xf32>
+# CHECK-NEXT: "tinytrain.conv2d"(%[[P]], %{{.*}}, %{{.*}}) {groups = 1 : i64, padding = array<i64: 2, 2>, strides = array<i64: 2, 2>} : (tensor<1x8x6x3xf32>, tensor<3x3x3x4xf32>, tensor<4xf32>) -> tensor<1x5x4x4xf32>
+@run
+def conv_padding_beyond_kernel():
+    # padding (3, 2) with a 3x3 kernel: the conv keeps k - 1 = 2, a pad adds the row beyond it.
+    show(nn.Sequential(nn.Conv2d(3, 4, 3, 2, padding=(3, 2)), *head(4)), 1, 3, 6, 6)

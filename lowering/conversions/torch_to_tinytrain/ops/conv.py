@@ -67,8 +67,14 @@ def _conv(cv: Conversion, op, stride, padding, dilation, groups) -> None:
     elif isinstance(padding, str) or len(padding) != 2:
         cv.fail(op, f"conv with padding={padding} is not supported; use an integer pair, 'same' or "
                     "'valid' (or nn.ZeroPad2d before the conv for asymmetric padding)")
-    if any(extra):
-        x = zero_pad(cv, op, x, [0, 0, 0, 0], [0, 0, extra[0], extra[1]])
+    # Padding beyond k - 1 (whose windows see only zeros at the border) is a tinytrain.pad
+    # before the conv: the conv's input-gradient lowering handles padding up to k - 1.
+    kernel = [int(k) for k in weight.shape[2:]]
+    beyond = [max(0, int(p) - (k - 1)) for p, k in zip(padding, kernel)]
+    padding = [int(p) - b for p, b in zip(padding, beyond)]
+    if any(extra) or any(beyond):
+        x = zero_pad(cv, op, x, [0, 0, beyond[0], beyond[1]],
+                     [0, 0, beyond[0] + extra[0], beyond[1] + extra[1]])
     c_out, c_in_g = weight.shape[0], weight.shape[1]
     c_in = x.shape[1]
     if groups != 1 and not (groups == c_in == c_out and c_in_g == 1):
