@@ -110,7 +110,8 @@ class Conversion:
         if isinstance(c, (TVal, ParamRef)):
             self.fail(op, "expected a constant operand, got a tensor")
         if isinstance(c, TensorList):
-            self.fail(op, "expected a constant operand, got a list of tensors")
+            self.fail(op, "expected a constant operand, got a list of computed values (tensors or "
+                          "sizes read at run time); use constant Python values here")
         return c
 
     def tensor(self, op, value) -> TVal:
