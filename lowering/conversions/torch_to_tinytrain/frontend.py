@@ -22,11 +22,16 @@ from torch_mlir import ir
 __all__ = ["SUPPORTED_LAYERS", "NodeInfo", "ModelInfo", "layer_of", "user_source"]
 
 SUPPORTED_LAYERS = (
-    "Conv2d (dense, pointwise, depthwise; symmetric zero padding, dilation 1), "
-    "BatchNorm2d in eval mode directly after a Conv2d (folded), Linear, ReLU, ReLU6 / "
-    "Hardtanh(0, 6), residual add, AdaptiveAvgPool2d(1) / mean over H and W (together or one "
-    "after the other), flatten / view / reshape, Dropout in eval mode; in-place forms "
-    "(inplace=True, +=) of ReLU, ReLU6, Dropout and add"
+    "Conv2d (dense, pointwise, depthwise; integer, 'same' or 'valid' zero padding, dilation 1), "
+    "BatchNorm2d in eval mode directly after a Conv2d (folded into it), any other eval-mode "
+    "BatchNorm2d / BatchNorm1d (a per-channel affine whose parameters <bn>.weight = gamma / "
+    "sqrt(var + eps) and <bn>.bias = beta - mean * <bn>.weight are trained like any other), Linear, "
+    "ReLU, ReLU6 / Hardtanh(0, 6), Hardswish, Hardsigmoid, Sigmoid, LeakyReLU, residual add, "
+    "multiply (equal shapes or broadcast, e.g. squeeze-excite x * s), torch.cat, zero padding "
+    "(nn.ZeroPad2d, F.pad), MaxPool2d (ceil_mode too), AvgPool2d (ceil_mode only where it adds "
+    "no partial window), AdaptiveAvgPool2d(1) / mean over H and W (together or one after the "
+    "other), flatten / view / reshape, Dropout in eval mode; in-place forms (inplace=True, +=, "
+    "*=) of ReLU, ReLU6, Hardswish, Hardsigmoid, Sigmoid, LeakyReLU, Dropout, add and mul"
 )
 
 _TORCH_DIR = str(pathlib.Path(torch.__file__).parent)

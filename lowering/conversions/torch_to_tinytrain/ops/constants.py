@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from torch_mlir import ir
 
-from ..conversion import PARAM_ATTR, Conversion, ParamRef
+from ..conversion import PARAM_ATTR, Conversion, ParamRef, TensorList
 
 
 def literal(cv: Conversion, op) -> None:
@@ -41,4 +41,9 @@ def constant_str(cv: Conversion, op) -> None:
 
 
 def list_construct(cv: Conversion, op) -> None:
-    cv.bind(op.result, [cv.const(op, v) for v in op.operands])
+    """A list of constants, or (`torch.cat`'s operand) of tensors: constants are converted before
+    the tensors exist, so a tensor list keeps the torch values; `tensor_list` resolves them."""
+    if all(v in cv.vals for v in op.operands):
+        cv.bind(op.result, [cv.const(op, v) for v in op.operands])
+    else:
+        cv.bind(op.result, TensorList(list(op.operands)))

@@ -9,7 +9,10 @@ from torch_mlir import ir
 
 from tinytrain.dialects.tinytrain import Conv2dOp
 
+from tinytrain.dialects.tinytrain_layers import ChannelAffineOp
+
 from ..conversion import Conversion, TVal, nhwc_shape, tensor_type
+from .shape import zero_pad
 
 
 def _hwio(t: torch.Tensor) -> np.ndarray:
@@ -47,10 +50,31 @@ def _conv(cv: Conversion, op, stride, padding, dilation, groups) -> None:
     w_name, b_name = cv.param_name(ops[1]), cv.param_name(ops[2])
     if w_name is None:
         cv.fail(op, "the conv weight must be a parameter of the model")
-    if isinstance(padding, str) or len(padding) != 2 or list(dilation) != [1, 1]:
-        cv.fail(op, f"conv with padding={padding}, dilation={dilation} is not supported "
-                    "(symmetric integer padding and dilation 1 only)")
+    if list(dilation) != [1, 1]:
+        cv.fail(op, f"conv with dilation={list(dilation)} is not supported; use dilation=1")
     weight = cv.model.state[w_name].float()
+    # padding='same' pads k - 1 in total, the odd one at the bottom / right (PyTorch's rule): the
+    # conv takes the symmetric part, a tinytrain.pad before it the extra bottom / right row.
+    extra = [0, 0]
+    if padding == "valid":
+        padding = [0, 0]
+    elif padding == "same":
+        if list(stride) != [1, 1]:
+            cv.fail(op, "padding='same' needs stride 1 (PyTorch's rule)")
+        total = [int(k) - 1 for k in weight.shape[2:]]
+        padding = [t // 2 for t in total]
+        extra = [t - 2 * p for t, p in zip(total, padding)]
+    elif isinstance(padding, str) or len(padding) != 2:
+        cv.fail(op, f"conv with padding={padding} is not supported; use an integer pair, 'same' or "
+                    "'valid' (or nn.ZeroPad2d before the conv for asymmetric padding)")
+    # Padding beyond k - 1 (whose windows see only zeros at the border) is a tinytrain.pad
+    # before the conv: the conv's input-gradient lowering handles padding up to k - 1.
+    kernel = [int(k) for k in weight.shape[2:]]
+    beyond = [max(0, int(p) - (k - 1)) for p, k in zip(padding, kernel)]
+    padding = [int(p) - b for p, b in zip(padding, beyond)]
+    if any(extra) or any(beyond):
+        x = zero_pad(cv, op, x, [0, 0, beyond[0], beyond[1]],
+                     [0, 0, beyond[0] + extra[0], beyond[1] + extra[1]])
     c_out, c_in_g = weight.shape[0], weight.shape[1]
     c_in = x.shape[1]
     if groups != 1 and not (groups == c_in == c_out and c_in_g == 1):
@@ -88,6 +112,26 @@ def convolution(cv: Conversion, op) -> None:
 
 
 def batch_norm(cv: Conversion, op) -> None:
-    """Reached only for a BatchNorm that no conv folded."""
-    cv.fail(op, "BatchNorm2d must directly follow a Conv2d (whose only user it is) to be "
-                "folded; a standalone BatchNorm is not supported")
+    """A BatchNorm that no conv folded (not directly after a conv, or the conv has other users):
+    a `tinytrain.channel_affine` `x * scale + shift` over the channels, with
+    `scale = gamma / sqrt(var + eps)` and `shift = beta - mean * scale` as the parameters
+    `<bn>.weight` and `<bn>.bias` (trainable like any other parameter)."""
+    ops = list(op.operands)
+    x = cv.tensor(op, ops[0])
+    if cv.const(op, ops[5]):
+        cv.fail(op, "BatchNorm in training mode; call model.eval() first")
+    names = [cv.param_name(v) for v in ops[1:5]]
+    if None in names:
+        cv.fail(op, "BatchNorm without affine parameters and running statistics is not supported "
+                    "(use affine=True, track_running_stats=True)")
+    if not (x.nhwc or len(x.shape) == 2):
+        cv.fail(op, f"BatchNorm of a rank-{len(x.shape)} tensor is not supported; only of an image "
+                    "[N, C, H, W] (BatchNorm2d) or features [N, C] (BatchNorm1d)")
+    gamma, beta, mean, var = (cv.model.state[n].float() for n in names)
+    scale = gamma * torch.rsqrt(var + cv.const(op, ops[7]))
+    shift = beta - mean * scale
+    loc = cv.loc(op)
+    scale_arg = cv.param(names[0], scale.detach().numpy(), "plain", loc)
+    shift_arg = cv.param(names[1], shift.detach().numpy(), "plain", loc)
+    y = ChannelAffineOp(x.value, scale_arg, shift_arg, x.value.type, loc=loc).result
+    cv.bind(op.result, TVal(y, x.shape, x.nhwc))
