@@ -96,7 +96,7 @@ def compile(model: torch.nn.Module, example_input: torch.Tensor, *, trainable="a
               _Snapshot("linalg", stages, verbose, t0)]
     _log(verbose, "pipeline: " + ",".join(p.options_text() for p in passes if p.argument))
     run_pipeline(imported.module, passes, stage="compile")
-    train_names = _train_order(stages.pop("autodiff_trainable", None))
+    train_names = _trained_params(imported.module)  # to-linalg keeps the argument attributes
     if dump_ir is not None:
         _write_stages(Path(dump_ir), stages)
     _log(verbose, f"iree-compile (llvm-cpu, host) ... {time.time() - t0:.1f}s so far")
@@ -242,16 +242,9 @@ def _remove(paths) -> None:
             p.unlink()
 
 
-def _train_order(names: list[str] | None) -> list[str]:
-    if names is None:
-        raise CompileError("autodiff produced no @train_step", stage="autodiff")
-    return names
-
-
-def _trained_params(module: ir.Operation) -> list[str] | None:
-    """Names of the trained parameters, in the argument order of `@train_step` (None if the
-    module has no `@train_step`)."""
-    for op in module.regions[0].blocks[0].operations:
+def _trained_params(module: ir.Module) -> list[str]:
+    """Names of the trained parameters, in the argument order of `@train_step`."""
+    for op in module.body.operations:
         if op.operation.name == "func.func" and ir.StringAttr(op.attributes["sym_name"]).value == "train_step":
             out = []
             for d in ir.ArrayAttr(op.attributes["arg_attrs"]):
@@ -259,13 +252,13 @@ def _trained_params(module: ir.Operation) -> list[str] | None:
                 if "tinytrain.trainable" in d:
                     out.append(ir.StringAttr(d["tinytrain.param"]).value)
             return out
-    return None
+    raise CompileError("autodiff produced no @train_step", stage="autodiff")
 
 
 @dataclasses.dataclass(frozen=True)
 class _Snapshot(ModulePass):
     """Keeps the module's text after a stage (for `--dump-ir`, `save()` and the firmware build)
-    and reports progress; after autodiff it also records the trained parameters' order."""
+    and reports progress."""
 
     argument: ClassVar[str] = ""
     name: str = ""
@@ -275,8 +268,6 @@ class _Snapshot(ModulePass):
 
     def run(self, module: ir.Operation) -> None:
         self.sink[self.name] = str(module)
-        if self.name == "autodiff":
-            self.sink["autodiff_trainable"] = _trained_params(module)
         _log(self.verbose, f"{self.name} done ({time.time() - self.t0:.1f}s)")
 
 
