@@ -409,13 +409,18 @@ class SgdUpdateOp(TinyTrain.Operation, name="sgd_update", traits=[Pure]):
     result: Result[Tensor]
 
     def verify_invariants(self) -> bool:
-        if len(self.operation.operands) != 3:
-            return _fail(self, f"expects 3 operands (param, grad, loss), got {len(self.operation.operands)}")
-        if _typed_attr(self, "lr", ir.FloatAttr) is None:
-            return _fail(self, "requires a float 'lr' attribute")
-        if _shape(self.loss) != [] or not _all_f32(self, [self.loss]):
-            return _fail(self, f"expects the step's loss as a rank-0 f32 tensor, got {self.loss.type}")
-        return _same_shape(self, self.param, self.grad, self.result)
+        return _check_guarded_update(self) and _same_shape(self, self.param, self.grad, self.result)
+
+
+def _check_guarded_update(op) -> bool:
+    """What every update op shares: operands (param, grad, loss), a float `lr`, a rank-0 f32 loss."""
+    if len(op.operation.operands) != 3:
+        return _fail(op, f"expects 3 operands (param, grad, loss), got {len(op.operation.operands)}")
+    if _typed_attr(op, "lr", ir.FloatAttr) is None:
+        return _fail(op, "requires a float 'lr' attribute")
+    if _shape(op.loss) != [] or not _all_f32(op, [op.loss]):
+        return _fail(op, f"expects the step's loss as a rank-0 f32 tensor, got {op.loss.type}")
+    return True
 
 
 

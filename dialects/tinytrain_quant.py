@@ -32,7 +32,7 @@ import numpy as np
 from torch_mlir import ir
 from torch_mlir.dialects.ext import Operand, Pure, Result
 
-from .tinytrain import TinyTrain, _check_conv, _fail, _shape, _typed_attr
+from .tinytrain import TinyTrain, _check_conv, _check_guarded_update, _fail, _shape, _typed_attr
 
 __all__ = ["QUANT_OP_NAMES"]
 
@@ -288,12 +288,8 @@ class QSgdUpdateOp(TinyTrain.Operation, name="qsgd_update", traits=[Pure]):
     result: Result[Tensor]
 
     def verify_invariants(self) -> bool:
-        if len(self.operation.operands) != 3:
-            return _fail(self, f"expects 3 operands (param, grad, loss), got {len(self.operation.operands)}")
-        if _typed_attr(self, "lr", ir.FloatAttr) is None:
-            return _fail(self, "requires a float 'lr' attribute")
-        if _shape(self.loss) != [] or _elt(self.loss) != "f32":
-            return _fail(self, f"expects the step's loss as a rank-0 f32 tensor, got {self.loss.type}")
+        if not _check_guarded_update(self):
+            return False
         shapes = [_shape(v) for v in (self.param, self.grad, self.result)]
         if any(s != shapes[0] for s in shapes):
             return _fail(self, f"expects param, grad and result of one shape, got {shapes}")
