@@ -283,11 +283,12 @@ def _as_numpy(value) -> np.ndarray:
 
 
 def check_images(images, sample_chw, *, what: str = "images", batch: int | None = None,
-                 layout: str = "NCHW") -> np.ndarray:
+                 layout: str = "NCHW", out: np.ndarray | None = None) -> np.ndarray:
     """Images as the compiled program takes them (NHWC float32, contiguous), after checking them
     as every entry point does (`train_step`/`predict`, `run_qemu`, `tinytrain run-qemu`):
     floating-point values, and [batch or K, C, H, W] (NCHW) or [K, H, W, C] (NHWC, the `.npz`
-    files of `tinytrain run-qemu`, where a sample may also be [1, H, W, C])."""
+    files of `tinytrain run-qemu`, where a sample may also be [1, H, W, C]). NCHW images are
+    converted in one pass, into `out` (e.g. a program's input staging buffer) when given."""
     x = _as_numpy(images)
     c, h, w = (int(d) for d in sample_chw)
     if not np.issubdtype(x.dtype, np.floating):
@@ -308,9 +309,11 @@ def check_images(images, sample_chw, *, what: str = "images", batch: int | None 
                              f"{(batch, c, h, w)}")
     elif x.ndim != 4 or tuple(x.shape[1:]) != (c, h, w) or x.shape[0] == 0:
         raise ValueError(f"{what} must be [K, {c}, {h}, {w}] (NCHW, K >= 1), got {list(x.shape)}")
+    if out is None:
+        out = np.empty((x.shape[0], h, w, c), np.float32)
     with np.errstate(over="ignore"):  # values beyond float32 become Inf, refused by _finite
-        x32 = x.astype(np.float32)
-    return _finite(np.ascontiguousarray(x32.transpose(0, 2, 3, 1)), what)
+        np.copyto(out, x.transpose(0, 2, 3, 1), casting="unsafe")
+    return _finite(out, what)
 
 
 def _finite(x32: np.ndarray, what: str) -> np.ndarray:
@@ -410,8 +413,8 @@ class CompiledModel:
         n, h, w, c = self.input_shape_nhwc
         return (n, c, h, w)
 
-    def _input(self, x) -> np.ndarray:
-        return check_images(x, self.input_shape[1:], what="input", batch=self.input_shape[0])
+    def _input(self, x, out: np.ndarray | None = None) -> np.ndarray:
+        return check_images(x, self.input_shape[1:], what="input", batch=self.input_shape[0], out=out)
 
     def _labels(self, labels) -> np.ndarray:
         return check_labels(labels, self.input_shape[0], self.num_classes)
@@ -521,8 +524,9 @@ class CompiledModel:
 
     def _write_input(self, view: np.ndarray, x) -> None:
         """Check the NCHW batch `x` as every entry point does (`check_images`: float, shape,
-        finite) and write it, as NHWC, into a staging buffer's view."""
-        np.copyto(view, self._input(x))
+        finite) and write it, as NHWC, into a staging buffer's view (one pass; a refused batch
+        leaves only the staging buffer written, never the parameters)."""
+        self._input(x, out=view)
 
     def _write_labels(self, view: np.ndarray, labels) -> None:
         """Check the labels (`check_labels`) and write them into a staging buffer's view."""

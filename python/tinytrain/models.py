@@ -9,7 +9,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-__all__ = ["mobilenet_v2", "small_cnn", "ds_cnn", "InvertedResidual", "MobileNetV2"]
+__all__ = ["mobilenet_v2", "small_cnn", "ds_cnn", "InvertedResidual", "MobileNetV2", "FunctionModule",
+           "classifier_head"]
 
 
 def _make_divisible(v: float, divisor: int = 8) -> int:
@@ -102,3 +103,23 @@ def ds_cnn(num_classes: int = 10, in_channels: int = 1, width: int = 16) -> nn.S
         *ds(width, 2 * width), *ds(2 * width, 4 * width),
         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4 * width, num_classes),
     )
+
+
+class FunctionModule(nn.Module):
+    """A model whose forward is a function of its layers, `fn(self, x)`: a way to write a model
+    that uses functional ops (`torch.sigmoid`, `F.pad`, in-place calls) without a class of its own,
+    e.g. `FunctionModule(lambda m, x: m.fc(torch.sigmoid(m.conv(x)).mean((2, 3))), conv=..., fc=...)`."""
+
+    def __init__(self, fn, **layers):
+        super().__init__()
+        self.fn = fn
+        for name, layer in layers.items():
+            self.add_module(name, layer)
+
+    def forward(self, x):
+        return self.fn(self, x)
+
+
+def classifier_head(channels: int, classes: int) -> list[nn.Module]:
+    """Global average pool, flatten and a linear layer: the layers that end a small test CNN."""
+    return [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, classes)]
