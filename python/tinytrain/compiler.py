@@ -26,11 +26,12 @@ import torch
 from torch_mlir import ir
 
 from tinytrain.errors import CompileError, UnsupportedModelError
-from tinytrain.lowering.host.iree_host import HostModule, compile_host, to_numpy
+from tinytrain.lowering.host.iree_host import HostModule, compile_host, to_numpy, view_dtype
 from tinytrain.lowering.conversions.tinytrain_to_linalg import ConvertTinytrainToLinalgPass
 from tinytrain.lowering.conversions.torch_to_tinytrain import import_model, to_torch_layout
 from tinytrain.passes import ModulePass
 from tinytrain.pipeline import run_pipeline
+from tinytrain.ptq import check_quantize_args, int8_layouts, int8_passes
 from tinytrain.transforms.autodiff import AutodiffPass
 
 __all__ = ["compile", "CompiledModel", "TARGETS", "NonFiniteStepError"]
@@ -55,7 +56,8 @@ def _log(verbose: bool, msg: str) -> None:
 def compile(model: torch.nn.Module, example_input: torch.Tensor, *, trainable="all", lr: float = 0.01,
             target: str = "host", gradients: bool = False, dump_ir: str | Path | None = None,
             sram_kb: int = 256, build_dir: str | Path | None = None,
-            verbose: bool = False) -> "CompiledModel":
+            verbose: bool = False, quantize: str | None = None, calibration=None, qas: bool = True,
+            int8_classifier: bool = False) -> "CompiledModel":
     """Compile `model` into a training program.
 
     Args:
@@ -75,6 +77,15 @@ def compile(model: torch.nn.Module, example_input: torch.Tensor, *, trainable="a
       gradients: also compile `@gradients` (the backward pass without the update).
       dump_ir: directory to write each stage's MLIR to.
       verbose: print progress (stage and time) to stderr.
+      quantize: None (fp32) or "int8": post-training int8 quantization of the model
+        (`tinytrain.ptq`), then training of the int8 graph (int8 forward, fp32 backward,
+        integer write-back of the trained int8 weights / int32 biases).
+      calibration: with quantize="int8", the NCHW float images whose activation ranges set the
+        int8 scales: an array/tensor [K, C, H, W] or an iterable of such batches.
+      qas: quantization-aware scaling of the integer parameters' gradients (paper Eq. 4), on by
+        default for int8.
+      int8_classifier: with quantize="int8", quantize the classifier too (default: it stays fp32
+        on the dequantized features, as in the paper's App. C).
 
     Raises:
       TypeError / ValueError: a bad argument (checked before any work is done).
@@ -83,6 +94,7 @@ def compile(model: torch.nn.Module, example_input: torch.Tensor, *, trainable="a
     """
     trainable, lr = _validate_args(model, example_input, trainable=trainable, lr=lr, target=target,
                                    sram_kb=sram_kb)
+    calib = check_quantize_args(quantize, calibration, int8_classifier, example_input.shape[1:])
     t0 = time.time()
     _log(verbose, "importing the model (torch.export, torch-mlir FX importer, torch-to-tinytrain)")
     imported = import_model(model, example_input)
@@ -94,9 +106,14 @@ def compile(model: torch.nn.Module, example_input: torch.Tensor, *, trainable="a
               _Snapshot("autodiff", stages, verbose, t0),
               ConvertTinytrainToLinalgPass(values=imported.params),
               _Snapshot("linalg", stages, verbose, t0)]
+    if calib is not None:
+        passes = int8_passes(passes, imported.params, calib, qas=bool(qas), int8_classifier=bool(int8_classifier),
+                             snapshot=lambda name: _Snapshot(name, stages, verbose, t0))
     _log(verbose, "pipeline: " + ",".join(p.options_text() for p in passes if p.argument))
     run_pipeline(imported.module, passes, stage="compile")
     train_names = _trained_params(imported.module)  # to-linalg keeps the argument attributes
+    if calib is not None:
+        imported.layouts = int8_layouts(imported.layouts, imported.params)
     if dump_ir is not None:
         _write_stages(Path(dump_ir), stages)
     _log(verbose, f"iree-compile (llvm-cpu, host) ... {time.time() - t0:.1f}s so far")
@@ -344,6 +361,21 @@ def check_labels(labels, count: int, num_classes: int, *, what: str = "labels") 
     return y.astype(np.int32)
 
 
+def _param_array(name: str, arr: np.ndarray, dtype) -> np.ndarray:
+    """`arr` as a parameter of `dtype`: float32, or the int8 / int32 of a quantized parameter
+    (integral values in its range only: no silent rounding)."""
+    if not np.issubdtype(dtype, np.integer):
+        return np.ascontiguousarray(arr, dtype=np.float32)
+    info = np.iinfo(dtype)
+    with np.errstate(invalid="ignore"):
+        ok = np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)) and arr.min(initial=0) >= info.min \
+            and arr.max(initial=0) <= info.max
+    if not ok:
+        raise ValueError(f"'{name}' is a quantized {np.dtype(dtype)} parameter: its values must be integers "
+                         f"in [{info.min}, {info.max}]")
+    return np.ascontiguousarray(arr, dtype=dtype)
+
+
 class CompiledModel:
     """A compiled training program with its trainable parameters (kept between steps)."""
 
@@ -359,6 +391,7 @@ class CompiledModel:
         self.input_shape_nhwc = imported.input_shape
         self.num_classes = imported.num_classes
         self._values = {k: imported.params[k].copy() for k in self.trainable}
+        self._dtypes = {k: v.dtype for k, v in self._values.items()}  # int8 / int32 in int8 graphs
         self._host = HostModule(vmfb)
         self._in_place = False  # train_step checked that IREE updates the bound parameters in place
         self._staged: dict = {}  # entry point -> (HostFunction, input view, label view)
@@ -465,7 +498,7 @@ class CompiledModel:
         if not np.isfinite(sq) and not np.isfinite(spare).all():
             start = 0
             for v in g["views"]:
-                np.copyto(v, saved[start:start + v.size])
+                np.copyto(v, saved[start:start + v.size], casting="unsafe")  # exact (see _state_guard)
                 start += v.size
             self.rejected_steps += 1
             raise NonFiniteStepError(
@@ -487,12 +520,14 @@ class CompiledModel:
                 all(a is b for a, b in zip(g["bound"], bound)):
             return g
         maps = [v.map() for v in bound]
-        views = [m.asarray(list(v.shape), np.dtype(np.float32)).reshape(-1) for m, v in zip(maps, bound)]
+        views = [m.asarray(list(v.shape), view_dtype(v)).reshape(-1) for m, v in zip(maps, bound)]
         size = sum(v.size for v in views)
         if g is not None and keep and g["saved"].size == size:
             saved, spare = g["saved"], g["spare"]
         else:
-            saved, spare = np.empty(size, np.float32), np.empty(size, np.float32)
+            # float64 holds int8 / int32 parameters (int8 graphs) exactly
+            dt = np.float32 if all(v.dtype == np.float32 for v in views) else np.float64
+            saved, spare = np.empty(size, dt), np.empty(size, dt)
             np.concatenate(views, out=saved)
         # The mappings must outlive their numpy views.
         self._guard = {"bound": list(bound), "maps": maps, "views": views, "saved": saved,
@@ -573,7 +608,7 @@ class CompiledModel:
                                  f"parameter's {expected}")
             if self.layouts[k] == "hwio":
                 arr = arr.transpose(2, 3, 1, 0)
-            staged[k] = np.ascontiguousarray(arr, dtype=np.float32)
+            staged[k] = _param_array(k, arr, self._dtypes[k])
         self._values.update(staged)
 
     def save_checkpoint(self, path: str | Path, *, steps: int = 0) -> Path:
