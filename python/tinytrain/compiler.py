@@ -119,6 +119,8 @@ def compile(model: torch.nn.Module, example_input: torch.Tensor, *, trainable="a
     _log(verbose, f"iree-compile (llvm-cpu, host) ... {time.time() - t0:.1f}s so far")
     vmfb = compile_host(stages["linalg"])
     prog = CompiledModel(imported, train_names, lr, stages, vmfb, has_gradients=bool(gradients))
+    if calib is not None:
+        prog.quantized_params = dict(imported.params)
     if target != "host":
         _log(verbose, f"iree-compile ({target}, static library) + firmware build "
                       f"... {time.time() - t0:.1f}s so far")
@@ -398,6 +400,8 @@ class CompiledModel:
         # Non-finite state guard (`_state_guard`): views of the parameter buffers, state copies.
         self._guard: dict | None = None
         self.firmware = None  # set for the Cortex-M targets
+        #: quantize="int8": every parameter of the quantized graph (stage "quantize") as compiled
+        self.quantized_params: dict[str, np.ndarray] | None = None
 
     def run_qemu(self, train=None, evaluate=None, *, workdir=None, timeout: float = 600.0,
                  from_current: bool = False, checkpoint=None, nvm=None):

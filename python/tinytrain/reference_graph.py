@@ -31,7 +31,7 @@ from torch_mlir import ir
 
 from tinytrain import reference as R
 
-__all__ = ["forward_func", "evaluate"]
+__all__ = ["forward_func", "arg_attrs", "apply_op", "evaluate"]
 
 
 def forward_func(module) -> ir.Operation:
@@ -111,6 +111,14 @@ _OPS: dict[str, Callable] = {
 }
 
 
+def apply_op(op, *args: np.ndarray) -> np.ndarray:
+    """The numpy result of one forward op (an `ir.Operation` of a rule above) on its operands."""
+    rule = _OPS.get(op.name)
+    if rule is None:
+        raise ValueError(f"reference_graph: no numpy rule for '{op.name}' at {op.location}")
+    return rule(op, *args)
+
+
 def evaluate(module, values, x: np.ndarray, observe: Callable | None = None) -> np.ndarray:
     """Run `@forward` on `x` (NHWC) with parameters `values`; returns its result (float32 logits,
     or the int8 result of an int8-returning graph). `observe(value, array)` is called for the
@@ -133,10 +141,7 @@ def evaluate(module, values, x: np.ndarray, observe: Callable | None = None) -> 
         if name == "func.return":
             out = env[op.operands[0]]
             return out.astype(np.float32) if np.issubdtype(out.dtype, np.floating) else out
-        rule = _OPS.get(name)
-        if rule is None:
-            raise ValueError(f"reference_graph: no numpy rule for '{name}' at {op.location}")
-        y = rule(op.operation, *[env[v] for v in op.operands])
+        y = apply_op(op.operation, *[env[v] for v in op.operands])
         env[op.results[0]] = y
         if observe is not None and str(ir.RankedTensorType(op.results[0].type).element_type) == "f32":
             observe(op.results[0], y)

@@ -1,0 +1,280 @@
+"""Post-training int8 quantization of a user's fp32 model: `compile(quantize="int8", ...)`.
+
+The model is a small CNN (conv+BN+ReLU, depthwise+BN+ReLU6, pointwise+BN, residual add + ReLU,
+stride-2 conv+BN+ReLU, global average pool, linear) trained in PyTorch (seeded, ~2 s) on
+scikit-learn's digits (8x8, 10 classes; 1437 train, 360 test); calibration: 200 training images. Two compiles per
+module: fp32 classifier (gradients, training) and int8 classifier (bit-exactness).
+
+- bit-exact: the compiled `predict` of the int8-classifier graph (f32 logits = the dequantized int8
+  logits) equals `tinytrain.reference_graph.evaluate` (numpy, `tinytrain.reference` device rule)
+  on the quantized graph and parameters, bit for bit; with the fp32 classifier the int8 part is
+  the same and the head is one float32 dot product of 16 terms vs float64: 1e-5 relative.
+- accuracy: int8 test accuracy within 3 points of the fp32 model's (360 test images; measured
+  when written: fp32 0.961, int8 0.958), and the logits within 10 % of the fp32 logits' range:
+  every activation carries one int8 rounding error (half a step, range/510) and ~8 layers add
+  them up.
+- gradients: `@gradients` equals torch.autograd on the dequantized graph with straight-through
+  clamps (the construction of test_int8_training.py, generalised to any quantized graph), within
+  1e-4 of each tensor's largest entry (float32 vs float64 backward over <= 1k terms).
+"""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import tinytrain
+from tinytrain import reference as R
+from tinytrain.context import new_context
+from tinytrain.reference_graph import apply_op, arg_attrs, evaluate, forward_func
+from torch_mlir import ir
+
+TRAINABLE = ["block.pw.weight", "block.pw.bias", "head.conv.weight", "head.conv.bias", "fc.weight", "fc.bias"]
+
+
+class Block(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.dw = nn.Conv2d(c, c, 3, padding=1, groups=c, bias=False)
+        self.bn1 = nn.BatchNorm2d(c)
+        self.pw = nn.Conv2d(c, c, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c)
+
+    def forward(self, x):
+        h = F.relu6(self.bn1(self.dw(x)))
+        return F.relu(self.bn2(self.pw(h)) + x)
+
+
+class Head(nn.Module):
+    def __init__(self, c, k):
+        super().__init__()
+        self.conv = nn.Conv2d(c, k, 3, stride=2, padding=1)
+        self.bn = nn.BatchNorm2d(k)
+
+    def forward(self, x):
+        return F.relu(self.bn(self.conv(x)))
+
+
+class SmallCNN(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU())
+        self.block = Block(8)
+        self.head = Head(8, 16)
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x):
+        h = self.head(self.block(self.stem(x)))
+        return self.fc(h.mean((2, 3)))
+
+
+def digits():
+    from sklearn.datasets import load_digits
+
+    x, y = load_digits(return_X_y=True)
+    x = (x.reshape(-1, 1, 8, 8) / 16.0).astype(np.float32)
+    idx = np.random.default_rng(0).permutation(len(x))
+    return x[idx[:-360]], y[idx[:-360]], x[idx[-360:]], y[idx[-360:]]
+
+
+@pytest.fixture(scope="module")
+def trained():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny batches: threads only add overhead
+    try:
+        torch.manual_seed(0)
+        xtr, ytr, xte, yte = digits()
+        model = SmallCNN()
+        opt = torch.optim.Adam(model.parameters(), lr=0.02)
+        xt, yt = torch.from_numpy(xtr), torch.from_numpy(ytr)
+        for epoch in range(10):
+            perm = torch.randperm(len(xt))
+            for i in range(0, len(xt), 64):
+                j = perm[i:i + 64]
+                opt.zero_grad()
+                F.cross_entropy(model(xt[j]), yt[j]).backward()
+                opt.step()
+    finally:
+        torch.set_num_threads(threads)
+    return model.eval(), (xtr, ytr, xte, yte)
+
+
+@pytest.fixture(scope="module")
+def fp32_head(trained):
+    model, (xtr, _, _, _) = trained
+    return tinytrain.compile(model, torch.zeros(1, 1, 8, 8), quantize="int8", calibration=xtr[:200],
+                             trainable=TRAINABLE, lr=0.05, gradients=True)
+
+
+@pytest.fixture(scope="module")
+def int8_head(trained):
+    model, (xtr, _, _, _) = trained
+    batches = [torch.from_numpy(xtr[i:i + 50]) for i in range(0, 200, 50)]  # an iterable of batches
+    return tinytrain.compile(model, torch.zeros(1, 1, 8, 8), quantize="int8", calibration=batches,
+                             int8_classifier=True, trainable=["fc.weight"], lr=0.05)
+
+
+def quantized_module(prog):
+    ctx = new_context()
+    with ctx:
+        return ir.Module.parse(prog.stages["quantize"]), ctx
+
+
+def current_params(prog):
+    """Every parameter of the quantized graph, the trained ones at their current values."""
+    return {**prog.quantized_params, **dict(zip(prog.trainable, prog.program_params()))}
+
+
+def _nhwc(x):
+    return np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+
+
+def test_int8_classifier_predict_is_bit_exact(int8_head, trained):
+    _, (_, _, xte, _) = trained
+    module, ctx = quantized_module(int8_head)
+    with ctx:
+        for i in range(40):
+            want = evaluate(module, current_params(int8_head), _nhwc(xte[i:i + 1]))
+            got = int8_head.predict(xte[i:i + 1])
+            assert got.dtype == np.float32 and np.array_equal(got, want), i
+    sd = int8_head.state_dict()
+    assert sd["fc.weight"].dtype == torch.int8 and tuple(sd["fc.weight"].shape) == (10, 16, 1, 1)
+
+
+def test_fp32_classifier_predict_matches_reference_and_fp32_accuracy(fp32_head, trained):
+    model, (_, _, xte, yte) = trained
+    prog = fp32_head
+    module, ctx = quantized_module(prog)
+    ops = [op.operation.name for op in forward_func(module).regions[0].blocks[0].operations]
+    assert ops == ["tinytrain.quantize", "tinytrain.qconv2d", "tinytrain.qconv2d", "tinytrain.qconv2d",
+                   "tinytrain.qadd", "tinytrain.qconv2d", "tinytrain.qavg_pool", "tinytrain.dequantize",
+                   "tinytrain.linear", "func.return"]
+    with torch.no_grad():
+        ref32 = model(torch.from_numpy(xte)).numpy()
+    got = np.concatenate([prog.predict(xte[i:i + 1]) for i in range(len(xte))])
+    with ctx:
+        want = evaluate(module, current_params(prog), _nhwc(xte))
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+    acc32 = float((ref32.argmax(1) == yte).mean())
+    acc8 = float((got.argmax(1) == yte).mean())
+    assert acc32 > 0.85, acc32
+    assert acc8 >= acc32 - 0.03, (acc32, acc8)
+    assert np.abs(got - ref32).max() <= 0.1 * (ref32.max() - ref32.min())
+
+
+def torch_ste_gradients(module, values, x_nhwc, label, trainable):
+    """(loss, {name: gradient}) of the quantized graph by torch.autograd on real values: each int8
+    op's value is its int8 result dequantized, its gradient that of the real op (conv of the
+    dequantized weights + real bias, real sum, mean) masked by `lo < y_q < hi` (straight-through
+    rounding and clamp; the pool has no clamp). The leaves are the parameters' own values, so the
+    gradient of an integer parameter is that of its integer value (`s_W dL/dW`, `s_x s_W dL/db`
+    for the real W = s_W w, b = s_x s_W b_int)."""
+    fn = forward_func(module)
+    block = fn.regions[0].blocks[0]
+    q, real, leaves = {}, {}, {}
+    for arg, attrs in zip(block.arguments, arg_attrs(fn)):
+        if "tinytrain.input" in attrs:
+            q[arg] = x_nhwc
+        else:
+            q[arg] = values[ir.StringAttr(attrs["tinytrain.param"]).value]
+            name = ir.StringAttr(attrs["tinytrain.param"]).value
+            real[arg] = torch.tensor(q[arg].astype(np.float64), requires_grad=name in trainable)
+            leaves[name] = real[arg]
+
+    def ste(y_q, scale, zero, pre, lo=-128, hi=127):
+        val = torch.tensor(R.dequantize(y_q, scale, zero).astype(np.float64))
+        mask = torch.tensor(((y_q > lo) & (y_q < hi)).astype(np.float64))
+        return val + (pre - pre.detach()) * mask
+
+    for op in block.operations:
+        op = op.operation
+        name = op.name
+        a = op.attributes
+        if name == "func.return":
+            logits = real[op.operands[0]]
+            break
+        ins = list(op.operands)
+        y_q = apply_op(op, *[q[v] for v in ins]) if name != "tinytrain.linear" else None
+        out = op.results[0]
+        if name == "tinytrain.quantize":
+            real[out] = torch.tensor(R.dequantize(y_q, ir.FloatAttr(a["scale"]).value,
+                                                  ir.IntegerAttr(a["zero_point"]).value).astype(np.float64))
+        elif name == "tinytrain.qconv2d":
+            s_x = ir.FloatAttr(a["input_scale"]).value
+            s_w = np.asarray(list(ir.DenseF64ArrayAttr(a["weight_scales"])))
+            w = real[ins[1]] * torch.tensor(s_w)
+            b = real[ins[2]] * torch.tensor(s_x * s_w)
+            pre = F.conv2d(real[ins[0]].permute(0, 3, 1, 2), w.permute(3, 2, 0, 1), b,
+                           stride=list(ir.DenseI64ArrayAttr(a["strides"])),
+                           padding=list(ir.DenseI64ArrayAttr(a["padding"])),
+                           groups=ir.IntegerAttr(a["groups"]).value).permute(0, 2, 3, 1)
+            lo, hi = list(ir.DenseI64ArrayAttr(a["clamp"]))
+            real[out] = ste(y_q, ir.FloatAttr(a["output_scale"]).value,
+                            ir.IntegerAttr(a["output_zero_point"]).value, pre, lo, hi)
+        elif name == "tinytrain.qadd":
+            lo, hi = list(ir.DenseI64ArrayAttr(a["clamp"]))
+            real[out] = ste(y_q, ir.FloatAttr(a["output_scale"]).value,
+                            ir.IntegerAttr(a["output_zero_point"]).value, real[ins[0]] + real[ins[1]], lo, hi)
+        elif name == "tinytrain.qavg_pool":
+            src = ins[0].owner
+            sc = ir.FloatAttr(src.attributes["output_scale"]).value
+            zp = ir.IntegerAttr(src.attributes["output_zero_point"]).value
+            real[out] = ste(y_q, sc, zp, real[ins[0]].mean(dim=(1, 2)), -129, 128)
+        elif name == "tinytrain.dequantize":
+            real[out] = real[ins[0]]
+        elif name == "tinytrain.linear":
+            real[out] = real[ins[0]] @ real[ins[1]].T + real[ins[2]]
+        else:
+            raise AssertionError(name)
+        if y_q is not None:
+            q[out] = y_q
+    loss = F.cross_entropy(logits, torch.tensor([label]))
+    loss.backward()
+    return float(loss.detach()), {n: leaves[n].grad.numpy() for n in trainable}
+
+
+@pytest.mark.parametrize("i", [0, 7])
+def test_gradients_match_torch_ste(fp32_head, trained, i):
+    _, (_, _, xte, yte) = trained
+    prog = fp32_head
+    module, ctx = quantized_module(prog)
+    x, label = xte[i:i + 1], int(yte[i] + 1) % 10  # a wrong label: a loss and gradients of size 1
+    got, loss = prog.gradients(x, [label])
+    with ctx:
+        want_loss, want = torch_ste_gradients(module, current_params(prog), _nhwc(x), label, TRAINABLE)
+    assert loss == pytest.approx(want_loss, rel=1e-5, abs=1e-6)
+    for name in TRAINABLE:
+        w = want[name]
+        g = got[name]
+        if w.ndim == 4:  # HWIO -> the OIHW of the state dict
+            w = w.transpose(3, 2, 0, 1)
+        scale = np.abs(w).max()
+        assert scale > 0, f"{name}: zero reference gradient, the comparison would be vacuous"
+        np.testing.assert_allclose(g, w, rtol=0, atol=1e-4 * scale, err_msg=name)
+
+
+def test_int8_training_with_qas_lowers_the_loss(fp32_head, trained):
+    """2 epochs of batch-1 SGD (lr 0.05, QAS on) on 60 training images with labels permuted
+    (a new task: the pretrained logits are wrong for it): the mean loss over them must fall by
+    at least 30 %, and the trained int8 weights must move (integer write-back)."""
+    _, (xtr, ytr, _, _) = trained
+    prog = fp32_head
+    xs, ys = xtr[200:260], (ytr[200:260] + 1) % 10
+    w0 = prog.state_dict()["block.pw.weight"].clone()
+
+    def mean_loss():
+        logits = np.concatenate([prog.predict(xs[i:i + 1]) for i in range(len(xs))]).astype(np.float64)
+        m = logits.max(1, keepdims=True)
+        lse = np.log(np.exp(logits - m).sum(1)) + m[:, 0]
+        return float((lse - logits[np.arange(len(ys)), ys]).mean())
+
+    before = mean_loss()
+    for _ in range(2):
+        for i in range(len(xs)):
+            prog.train_step(xs[i:i + 1], [int(ys[i])])
+    after = mean_loss()
+    w1 = prog.state_dict()["block.pw.weight"]
+    assert w1.dtype == torch.int8 and not torch.equal(w0, w1)
+    assert after < 0.7 * before, (before, after)
+    assert "tinytrain.qas" in prog.stages["autodiff"]
