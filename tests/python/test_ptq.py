@@ -9,10 +9,11 @@ module: fp32 classifier (gradients, training) and int8 classifier (bit-exactness
   logits) equals `tinytrain.reference_graph.evaluate` (numpy, `tinytrain.reference` device rule)
   on the quantized graph and parameters, bit for bit; with the fp32 classifier the int8 part is
   the same and the head is one float32 dot product of 16 terms vs float64: 1e-5 relative.
-- accuracy: int8 test accuracy within 3 points of the fp32 model's (360 test images; measured
-  when written: fp32 0.961, int8 0.958), and the logits within 10 % of the fp32 logits' range:
-  every activation carries one int8 rounding error (half a step, range/510) and ~8 layers add
-  them up.
+- accuracy: int8 test accuracy within 3 points of the fp32 model's (360 test images), and the
+  logits within 10 % of the fp32 logits' range: every activation carries one int8 rounding error
+  (half a step, range/510), ~6 layers add them up, and the calibration ranges come from 200
+  images only. Measured when written (the same fixtures, run by hand): fp32 0.958,
+  int8 0.958, the same argmax on all 360 images, largest logit error 2.2 % of the range.
 - gradients: `@gradients` equals torch.autograd on the dequantized graph with straight-through
   clamps (the construction of test_int8_training.py, generalised to any quantized graph), within
   1e-4 of each tensor's largest entry (float32 vs float64 backward over <= 1k terms).
@@ -257,7 +258,8 @@ def test_gradients_match_torch_ste(fp32_head, trained, i):
 def test_int8_training_with_qas_lowers_the_loss(fp32_head, trained):
     """2 epochs of batch-1 SGD (lr 0.05, QAS on) on 60 training images with labels permuted
     (a new task: the pretrained logits are wrong for it): the mean loss over them must fall by
-    at least 30 %, and the trained int8 weights must move (integer write-back)."""
+    at least 30 % (measured when written: 12.18 -> 2.03), and the trained int8 weights must move
+    (integer write-back)."""
     _, (xtr, ytr, _, _) = trained
     prog = fp32_head
     xs, ys = xtr[200:260], (ytr[200:260] + 1) % 10

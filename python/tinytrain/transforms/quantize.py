@@ -95,11 +95,11 @@ def describe(loc: ir.Location) -> str:
     text = str(loc)
     name = re.match(r'loc\("([^"]*)"', text)
     files = re.findall(r'"([^"]+)":(\d+):\d+', text)
-    out = f"layer '{name.group(1)}'" if name else "location unknown"
+    parts = [f"layer '{name.group(1)}'"] if name else []
     if files:
         f, line = files[-1]
-        out += f" at {f.rsplit('/', 1)[-1]}:{line}"
-    return out
+        parts.append(f"at {f.rsplit('/', 1)[-1]}:{line}")
+    return " ".join(parts) or "unknown location"
 
 
 def activation_qparams(lo: float, hi: float) -> tuple[float, int]:
@@ -229,14 +229,14 @@ def _check_supported(ops) -> dict:
                 raise _fail(op, f"cannot be fused: its input comes from {what}, which is not a conv, linear "
                                 "or residual add whose only user is this activation",
                             "an int8 ReLU exists only as the clamp of the op before it; apply the activation "
-                            "right after a conv, linear or add, or keep the model fp32 (compile without "
-                            "quantize='int8')")
+                            "right after a conv, linear or add, or keep the model fp32 (no quantize='int8' / "
+                            "--quantize int8)")
         elif name == "arith.constant":
             pass  # e.g. the zero bias of a conv without bias; checked where it is used
         elif name not in ("tinytrain.global_avg_pool", "tinytrain.reshape"):
             hint = _HINTS.get(name, "replace the layer")
             raise _fail(op, f"has no int8 form (the int8 graph supports {SUPPORTED})",
-                        f"{hint}, or keep the model fp32 (compile without quantize='int8')")
+                        f"{hint}, or keep the model fp32 (no quantize='int8' / --quantize int8)")
     return fused
 
 
