@@ -93,7 +93,7 @@ def describe(loc: ir.Location) -> str:
     """`layer 'conv1 (Conv2d)' at model.py:12` from an importer location (its text is the only
     accessor the bindings give)."""
     text = str(loc)
-    name = re.match(r'loc\("([^"]*)"', text)
+    name = re.match(r'loc\("([^"]*)"(?!:\d)', text)  # a NameLoc, not a FileLineColLoc
     files = re.findall(r'"([^"]+)":(\d+):\d+', text)
     parts = [f"layer '{name.group(1)}'"] if name else []
     if files:
