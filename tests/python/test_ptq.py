@@ -280,3 +280,26 @@ def test_int8_training_with_qas_lowers_the_loss(fp32_head, trained):
     assert w1.dtype == torch.int8 and not torch.equal(w0, w1)
     assert after < 0.7 * before, (before, after)
     assert "tinytrain.qas" in prog.stages["autodiff"]
+
+
+def test_pass_reads_params_and_calibration_files(tmp_path):
+    """`quantize{params=... calibration=...}` (tinytrain-opt's way) builds the same int8 graph as
+    the values and batches `compile()` passes; a calibration file of the wrong shape is refused."""
+    from tinytrain.errors import CompileError
+    from tinytrain.lowering.conversions.torch_to_tinytrain import import_model
+    from tinytrain.pipeline import run_pipeline
+    from tinytrain.transforms.quantize import QuantizePass
+
+    torch.manual_seed(0)
+    model = SmallCNN().eval()
+    cal = np.random.default_rng(1).standard_normal((6, 8, 8, 1)).astype(np.float32)
+    a, b = import_model(model, torch.zeros(1, 1, 8, 8)), import_model(model, torch.zeros(1, 1, 8, 8))
+    np.savez(tmp_path / "p.npz", **a.params)
+    np.save(tmp_path / "cal.npy", cal)
+    run_pipeline(a.module, [QuantizePass(values=a.params, calibration_data=[cal[:4], cal[4:]])])
+    run_pipeline(b.module, f"quantize{{params={tmp_path / 'p.npz'} calibration={tmp_path / 'cal.npy'}}}")
+    assert str(a.module) == str(b.module)
+    np.save(tmp_path / "bad.npy", cal[:, :4])
+    c = import_model(model, torch.zeros(1, 1, 8, 8))
+    with pytest.raises(CompileError, match=r"calibration batch 0 has shape \[6, 4, 8, 1\], expected \[K, 8, 8, 1\]"):
+        run_pipeline(c.module, f"quantize{{params={tmp_path / 'p.npz'} calibration={tmp_path / 'bad.npy'}}}")
