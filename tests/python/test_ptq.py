@@ -1,7 +1,8 @@
 """Post-training int8 quantization of a user's fp32 model: `compile(quantize="int8", ...)`.
 
-The model is a small CNN (conv+BN+ReLU, depthwise+BN+ReLU6, pointwise+BN, residual add + ReLU,
-stride-2 conv+BN+ReLU, global average pool, linear) trained in PyTorch (seeded, ~2 s) on
+The model is `tinytrain.models.residual_cnn` (conv+BN+ReLU, depthwise+BN+ReLU6, pointwise+BN,
+residual add + ReLU, stride-2 conv+BN+ReLU, global average pool, linear) trained in PyTorch
+(`tinytrain.models.fit`, seeded, a few seconds) on
 scikit-learn's digits (8x8, 10 classes; 1437 train, 360 test); calibration: 200 training images. Two compiles per
 module: fp32 classifier (gradients, training) and int8 classifier (bit-exactness).
 
@@ -22,11 +23,12 @@ module: fp32 classifier (gradients, training) and int8 classifier (bit-exactness
 import numpy as np
 import pytest
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
 import tinytrain
 from tinytrain import reference as R
+from tinytrain.datasets import digits_8x8
+from tinytrain.models import fit, residual_cnn
 from tinytrain.context import new_context
 from tinytrain.reference_graph import apply_op, arg_attrs, evaluate, forward_func
 from torch_mlir import ir
@@ -34,71 +36,11 @@ from torch_mlir import ir
 TRAINABLE = ["block.pw.weight", "block.pw.bias", "head.conv.weight", "head.conv.bias", "fc.weight", "fc.bias"]
 
 
-class Block(nn.Module):
-    def __init__(self, c):
-        super().__init__()
-        self.dw = nn.Conv2d(c, c, 3, padding=1, groups=c, bias=False)
-        self.bn1 = nn.BatchNorm2d(c)
-        self.pw = nn.Conv2d(c, c, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(c)
-
-    def forward(self, x):
-        h = F.relu6(self.bn1(self.dw(x)))
-        return F.relu(self.bn2(self.pw(h)) + x)
-
-
-class Head(nn.Module):
-    def __init__(self, c, k):
-        super().__init__()
-        self.conv = nn.Conv2d(c, k, 3, stride=2, padding=1)
-        self.bn = nn.BatchNorm2d(k)
-
-    def forward(self, x):
-        return F.relu(self.bn(self.conv(x)))
-
-
-class SmallCNN(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU())
-        self.block = Block(8)
-        self.head = Head(8, 16)
-        self.fc = nn.Linear(16, 10)
-
-    def forward(self, x):
-        h = self.head(self.block(self.stem(x)))
-        return self.fc(h.mean((2, 3)))
-
-
-def digits():
-    from sklearn.datasets import load_digits
-
-    x, y = load_digits(return_X_y=True)
-    x = (x.reshape(-1, 1, 8, 8) / 16.0).astype(np.float32)
-    idx = np.random.default_rng(0).permutation(len(x))
-    return x[idx[:-360]], y[idx[:-360]], x[idx[-360:]], y[idx[-360:]]
-
-
 @pytest.fixture(scope="module")
 def trained():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny batches: threads only add overhead
-    try:
-        torch.manual_seed(0)
-        xtr, ytr, xte, yte = digits()
-        model = SmallCNN()
-        opt = torch.optim.Adam(model.parameters(), lr=0.02)
-        xt, yt = torch.from_numpy(xtr), torch.from_numpy(ytr)
-        for epoch in range(10):
-            perm = torch.randperm(len(xt))
-            for i in range(0, len(xt), 64):
-                j = perm[i:i + 64]
-                opt.zero_grad()
-                F.cross_entropy(model(xt[j]), yt[j]).backward()
-                opt.step()
-    finally:
-        torch.set_num_threads(threads)
-    return model.eval(), (xtr, ytr, xte, yte)
+    xtr, ytr, xte, yte = digits_8x8()
+    torch.manual_seed(0)
+    return fit(residual_cnn(), xtr, ytr, epochs=10, lr=0.02, batch=64, seed=0), (xtr, ytr, xte, yte)
 
 
 @pytest.fixture(scope="module")
@@ -291,7 +233,7 @@ def test_pass_reads_params_and_calibration_files(tmp_path):
     from tinytrain.transforms.quantize import QuantizePass
 
     torch.manual_seed(0)
-    model = SmallCNN().eval()
+    model = residual_cnn().eval()
     cal = np.random.default_rng(1).standard_normal((6, 8, 8, 1)).astype(np.float32)
     a, b = import_model(model, torch.zeros(1, 1, 8, 8)), import_model(model, torch.zeros(1, 1, 8, 8))
     np.savez(tmp_path / "p.npz", **a.params)
