@@ -11,6 +11,7 @@ for bit).
 (HWIO conv weights); `x_nhwc` is the `{tinytrain.input}` argument. Ops (static attributes read
 from the IR):
 
+- `arith.constant` (e.g. the zero bias of a conv without bias);
 - fp32, in float64: `conv2d` (zero padding), `relu`, `relu6`, `add`, `global_avg_pool`,
   `linear` (`x @ W.T + b`), `reshape` (the leading batch dimension follows the input, so a
   calibration batch may have any size);
@@ -31,7 +32,7 @@ from torch_mlir import ir
 
 from tinytrain import reference as R
 
-__all__ = ["forward_func", "arg_attrs", "apply_op", "evaluate"]
+__all__ = ["forward_func", "arg_attrs", "apply_op", "constant_value", "evaluate"]
 
 
 def forward_func(module) -> ir.Operation:
@@ -71,6 +72,12 @@ def _shape(v) -> list[int]:
     return list(ir.RankedTensorType(v.type).shape)
 
 
+def constant_value(op) -> np.ndarray:
+    """The array of an `arith.constant` (a splat expanded to its tensor shape)."""
+    a = np.array(ir.DenseElementsAttr(op.attributes["value"]))
+    return np.broadcast_to(a, _shape(op.results[0])) if a.size == 1 else a.reshape(_shape(op.results[0]))
+
+
 def _conv(op, x, w, b):
     y = R.conv2d_float(x, w, _i64s(op, "strides"), _i64s(op, "padding"), _i(op, "groups"))
     return y + np.asarray(b, np.float64)
@@ -96,6 +103,7 @@ def _reshape(op, x):
 
 
 _OPS: dict[str, Callable] = {
+    "arith.constant": constant_value,
     "tinytrain.conv2d": _conv,
     "tinytrain.relu": lambda op, x: np.maximum(x, 0.0),
     "tinytrain.relu6": lambda op, x: np.clip(x, 0.0, 6.0),

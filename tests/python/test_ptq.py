@@ -262,3 +262,29 @@ def test_pass_reads_params_and_calibration_files(tmp_path):
     c = import_model(model, torch.zeros(1, 1, 8, 8))
     with pytest.raises(CompileError, match=r"calibration batch 0 has shape \[6, 4, 8, 1\], expected \[K, 8, 8, 1\]"):
         run_pipeline(c.module, f"quantize{{params={tmp_path / 'p.npz'} calibration={tmp_path / 'bad.npy'}}}")
+
+
+def test_hidden_linear_and_conv_without_bias():
+    """A conv without bias (a constant zero bias, int32 after quantization), flatten, a hidden
+    linear + ReLU (an int8 1x1 qconv2d) and the fp32 classifier; the int8 graph (numpy reference)
+    stays within 5 % of the fp32 logits' range on its calibration images."""
+    from tinytrain.lowering.conversions.torch_to_tinytrain import import_model
+    from tinytrain.pipeline import run_pipeline
+    from tinytrain.transforms.quantize import QuantizePass
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1, bias=False), torch.nn.ReLU(),
+                                torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 6),
+                                torch.nn.ReLU(), torch.nn.Linear(6, 3)).eval()
+    cal = torch.randn(16, 1, 6, 6)
+    imp = import_model(model, torch.zeros(1, 1, 6, 6))
+    run_pipeline(imp.module, [QuantizePass(values=imp.params, calibration_data=[_nhwc(cal.numpy())])])
+    ops = [op.operation.name for op in forward_func(imp.module).regions[0].blocks[0].operations]
+    assert ops == ["tinytrain.quantize", "arith.constant", "tinytrain.qconv2d", "tinytrain.qavg_pool",
+                   "tinytrain.reshape", "tinytrain.qconv2d", "tinytrain.reshape", "tinytrain.dequantize",
+                   "tinytrain.linear", "func.return"]
+    assert imp.params["4.weight"].dtype == np.int8 and imp.params["6.weight"].dtype == np.float32
+    with torch.no_grad():
+        want = model(cal).numpy()
+    got = evaluate(imp.module, imp.params, _nhwc(cal.numpy()))
+    assert np.abs(got - want).max() <= 0.05 * (want.max() - want.min())

@@ -64,7 +64,7 @@ from tinytrain.dialects import tinytrain as tt
 from tinytrain.dialects import tinytrain_quant as tq
 from tinytrain.errors import CompileError, UnsupportedModelError
 from tinytrain.passes import ModulePass
-from tinytrain.reference_graph import arg_attrs, evaluate, forward_func
+from tinytrain.reference_graph import arg_attrs, constant_value, evaluate, forward_func
 
 __all__ = ["QuantizePass", "activation_qparams", "weight_scales", "CLASSIFIERS", "RANGE_ATTR", "describe"]
 
@@ -341,8 +341,7 @@ class _Rewriter:
             name = self._param(b, op)
             return np.asarray(self.values[name], np.float64), name
         if b.owner.name == "arith.constant":  # the zero bias of a conv without bias
-            data = np.array(ir.DenseElementsAttr(b.owner.attributes["value"]))
-            return np.broadcast_to(np.asarray(data, np.float64), (cout,)), None
+            return np.asarray(constant_value(b.owner), np.float64), None
         raise _fail(op, "has a computed bias", "only parameter or constant biases can be quantized")
 
     def _clamp(self, op, scale: float, zero: int) -> list[int]:
@@ -382,7 +381,14 @@ class _Rewriter:
         return _Q(y, sy, zy)
 
     def _reshape_q(self, x: _Q, shape) -> _Q:
-        return _Q(tt.ReshapeOp(x.value, _tensor(shape, _i8())).result, x.scale, x.zero)
+        """`x` reshaped (a reshape of a reshape reads the first one's input; none if the shape
+        does not change)."""
+        v = x.value
+        if not isinstance(v.owner, ir.Block) and v.owner.name == "tinytrain.reshape":
+            v = v.owner.operands[0]
+        if _shape(v) != list(shape):
+            v = tt.ReshapeOp(v, _tensor(shape, _i8())).result
+        return _Q(v, x.scale, x.zero)
 
     def _dequantize(self, x: _Q) -> ir.Value:
         return tq.DequantizeOp(x.value, _f64(x.scale), _i64(x.zero),
@@ -408,10 +414,10 @@ class _Rewriter:
                 ret.operands[0] = self._dequantize(self.q[out])
         for op in reversed(self.dead):
             op.erase()
-        for op in list(self.block.operations):  # calibration marks; unused f32 bias constants
+        for op in reversed(list(self.block.operations)):  # calibration marks; unused constants, reshapes
             if RANGE_ATTR in op.operation.attributes:
                 del op.operation.attributes[RANGE_ATTR]
-            if op.operation.name == "arith.constant" and not list(op.results[0].uses):
+            if op.operation.name in ("arith.constant", "tinytrain.reshape") and not list(op.results[0].uses):
                 op.operation.erase()
         _set_arg_attr(self.fn, index, RANGE_ATTR, None)
         ftype = ir.FunctionType(ir.TypeAttr(self.fn.attributes["function_type"]).value)
