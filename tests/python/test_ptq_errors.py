@@ -166,3 +166,17 @@ def test_cli_quantize_flags_need_quantize(capsys, tmp_path):
                         (["--int8-classifier"], "--int8-classifier"), (["--no-qas"], "--no-qas")):
         rc, err = run_cli(capsys, "compile", model, "-o", tmp_path / "out", *flags)
         assert_one_line_error(rc, err, f"{name} applies to an int8 model: add --quantize int8")
+
+
+def test_cli_compiles_an_int8_model(capsys, tmp_path):
+    """The success path of the flags: the int8 program is written, its conv weight as int8."""
+    model = tmp_path / "model.py"
+    model.write_text(MODEL_PY.replace("{act}", "ReLU6"))
+    np.save(tmp_path / "cal.npy", CAL)
+    rc = cli.main([str(a) for a in ("compile", model, "-o", tmp_path / "out", "--quantize", "int8",
+                                    "--calibration", tmp_path / "cal.npy", "--trainable", "conv.weight,fc.weight")])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    assert "2 trainable tensors" in out
+    assert np.load(tmp_path / "out" / "params" / "000_conv.weight.npy").dtype == np.int8
+    assert "tinytrain.qconv2d" in (tmp_path / "out" / "ir" / "1-quantize.mlir").read_text()
