@@ -1,8 +1,9 @@
 """Reference models of the paper's family (random init; no weights are downloaded).
 
 `mobilenet_v2(width_mult=0.35)` is the paper's MbV2-w0.35 architecture (torchvision's layout,
-408,938 parameters with 10 classes); `small_cnn` is a quick model for tests and demos; `residual_cnn` is one with a residual add (the
-post-training quantization tests and `bench/ptq_digits.py`), `fit` trains any of them in PyTorch.
+408,938 parameters with 10 classes); `small_cnn` is a quick model for tests and demos;
+`residual_cnn` is one with a residual add (the post-training quantization tests and
+`bench/ptq_digits.py`), `fit` trains any of them in PyTorch.
 """
 
 from __future__ import annotations
