@@ -169,14 +169,18 @@ def test_cli_quantize_flags_need_quantize(capsys, tmp_path):
 
 
 def test_cli_compiles_an_int8_model(capsys, tmp_path):
-    """The success path of the flags: the int8 program is written, its conv weight as int8."""
+    """The success path of the flags: the int8 program is written, its conv weight as int8, and
+    `--no-qas` leaves the updates unscaled (the API's default, qas=True, is checked in test_ptq)."""
     model = tmp_path / "model.py"
     model.write_text(MODEL_PY.replace("{act}", "ReLU6"))
     np.save(tmp_path / "cal.npy", CAL)
     rc = cli.main([str(a) for a in ("compile", model, "-o", tmp_path / "out", "--quantize", "int8",
-                                    "--calibration", tmp_path / "cal.npy", "--trainable", "conv.weight,fc.weight")])
+                                    "--calibration", tmp_path / "cal.npy", "--trainable", "conv.weight,fc.weight",
+                                    "--no-qas")])
     out, err = capsys.readouterr()
     assert rc == 0, err
     assert "2 trainable tensors" in out
     assert np.load(tmp_path / "out" / "params" / "000_conv.weight.npy").dtype == np.int8
     assert "tinytrain.qconv2d" in (tmp_path / "out" / "ir" / "1-quantize.mlir").read_text()
+    autodiff = (tmp_path / "out" / "ir" / "2-autodiff.mlir").read_text()
+    assert "tinytrain.qsgd_update" in autodiff and "tinytrain.qas" not in autodiff
