@@ -33,6 +33,8 @@ PASSES: dict[str, str] = {
     "torch-to-tinytrain": "tinytrain.lowering.conversions.torch_to_tinytrain:TorchToTinytrainPass",
     "autodiff": "tinytrain.transforms.autodiff:AutodiffPass",
     "qas": "tinytrain.transforms.qas:QasPass",
+    "sparse-update": "tinytrain.transforms.sparse_update:SparseUpdatePass",
+    "sparse-narrow": "tinytrain.transforms.sparse_update:SparseNarrowPass",
     "to-linalg": "tinytrain.lowering.conversions.tinytrain_to_linalg:ConvertTinytrainToLinalgPass",
 }
 
