@@ -31,7 +31,7 @@ output channels only: no full-size weight gradient remains (the pass fails if on
 Why a concat of the two parameters rather than two convolutions: one conv op keeps the forward
 and input-gradient kernels (and the int8 requantization attributes) exactly as they are, and the
 narrowing above is a local rewrite of the weight gradient. The joined weight is a transient the
-size of the whole weight (int8 on the device: e.g. 18.8 KB for MobileNetV2's 336x56 pointwise
+size of the whole weight (int8 on the device: e.g. 18,816 bytes for MobileNetV2-w0.35 blocks.16.pointwise1, 56 -> 336
 conv); fusing the concat into the conv kernels is memory work of issue #9 point 4.
 """
 
