@@ -163,7 +163,7 @@ def resolve(spec, *, param_names: list[str], model=None, head: tuple[str, ...] =
         d = {"n_bias_update": spec.n_bias_update, "manual_weight_idx": [u.index for u in spec.weight_updates],
              "weight_update_ratio": [u.ratio for u in spec.weight_updates]}
         where = f"sparse scheme {spec.model}/{spec.name}"
-    elif isinstance(spec, (str, Path)) and not (isinstance(spec, str) and _looks_published(spec)):
+    elif isinstance(spec, (str, Path)) and (Path(spec).is_file() or not (isinstance(spec, str) and _looks_published(spec))):
         d = read_scheme(spec)
         where = f"sparse scheme {spec}"
     elif isinstance(spec, str):
