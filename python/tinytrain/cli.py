@@ -1,6 +1,6 @@
 """`tinytrain` command line.
 
-    tinytrain compile model.py -o out/ [--input-shape 1,3,64,64] [--trainable all|a,b]
+    tinytrain compile model.py -o out/ [--input-shape 1,3,64,64] [--trainable all|a,b | --sparse scheme.json]
                                [--lr 0.01] [--target host|cortex-m4|cortex-m7] [--sram-kb 256]
                                [--dump-ir DIR] [-v]
                                [--quantize int8 --calibration images.npy [--int8-classifier] [--no-qas]]
@@ -165,7 +165,7 @@ def _cmd_compile(args) -> int:
     try:
         prog = compile(model.eval(), x, trainable=trainable, lr=args.lr, target=args.target,
                        dump_ir=args.dump_ir, sram_kb=args.sram_kb, build_dir=build_dir,
-                       verbose=args.verbose, **quant)
+                       verbose=args.verbose, sparse=args.sparse, **quant)
     except BaseException as e:
         if build_dir is not None:
             shutil.rmtree(build_dir, ignore_errors=True)
@@ -307,6 +307,9 @@ def main(argv=None) -> int:
     c.add_argument("--entry", default="model", help="name of the model in the file (default: model)")
     c.add_argument("--input-shape", help="static NCHW input shape, e.g. 1,3,64,64")
     c.add_argument("--trainable", default="all", help="'all' or comma-separated parameter names")
+    c.add_argument("--sparse", metavar="SCHEME.json",
+                   help="sparse-update scheme instead of --trainable: {\"parameters\": {name: ratio}}, ratio "
+                        "1/8, 1/4, 1/2 or 1 of a weight's output channels (see tinytrain.sparse)")
     c.add_argument("--lr", type=float, default=0.01, help="SGD learning rate (default 0.01)")
     c.add_argument("--target", default="host", choices=TARGETS, help="compilation target")
     c.add_argument("--sram-kb", type=int, default=256, help="SRAM budget of Cortex-M targets (default 256)")

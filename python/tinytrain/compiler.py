@@ -57,7 +57,7 @@ def compile(model: torch.nn.Module, example_input: torch.Tensor, *, trainable="a
             target: str = "host", gradients: bool = False, dump_ir: str | Path | None = None,
             sram_kb: int = 256, build_dir: str | Path | None = None,
             verbose: bool = False, quantize: str | None = None, calibration=None, qas: bool = True,
-            int8_classifier: bool = False) -> "CompiledModel":
+            int8_classifier: bool = False, sparse=None) -> "CompiledModel":
     """Compile `model` into a training program.
 
     Args:
@@ -86,6 +86,11 @@ def compile(model: torch.nn.Module, example_input: torch.Tensor, *, trainable="a
         default for int8.
       int8_classifier: with quantize="int8", quantize the classifier too (default: it stays fp32
         on the dequantized features, as in the paper's App. C).
+      sparse: a sparse-update scheme instead of `trainable` (`tinytrain.sparse`): a JSON file or a
+        dict `{"parameters": {name: ratio}}`, ratio in {1/8, 1/4, 1/2, 1}; a conv or linear weight
+        with ratio r < 1 trains only its first floor(r * C_out) output channels (the rest is a
+        constant). `state_dict()` gives such a weight whole (trained slice + frozen rest);
+        `gradients()`, `program_params()`, `save()` and checkpoints hold the trained slice.
 
     Raises:
       TypeError / ValueError: a bad argument (checked before any work is done).
@@ -95,14 +100,25 @@ def compile(model: torch.nn.Module, example_input: torch.Tensor, *, trainable="a
     trainable, lr = _validate_args(model, example_input, trainable=trainable, lr=lr, target=target,
                                    sram_kb=sram_kb)
     calib = check_quantize_args(quantize, calibration, int8_classifier, example_input.shape[1:])
+    if sparse is not None and trainable != "all":
+        raise ValueError("give either trainable=[names] or sparse=<scheme> (which lists what is trained), "
+                         "not both")
+    if sparse is not None and quantize is not None:
+        raise ValueError("sparse=<scheme> with quantize='int8' is not supported yet: quantize with "
+                         "trainable=[names] (whole tensors), or train the paper's int8 models with a "
+                         "scheme through tinytrain.int8.compile_training(graph, scheme=...)")
     t0 = time.time()
     _log(verbose, "importing the model (torch.export, torch-mlir FX importer, torch-to-tinytrain)")
     imported = import_model(model, example_input)
     stages: dict[str, str] = {"import": str(imported.module)}
     names = ("all",) if trainable == "all" else tuple(trainable)
+    sparse_passes, slices = [], []
+    if sparse is not None:
+        names, sparse_passes, slices = _sparse_plan(sparse, imported)
     # One PassManager run: autodiff, then the conversion to linalg (the module changes in place;
     # each stage's text is kept for dumps, `save()` and the firmware build).
-    passes = [AutodiffPass(trainable=names, lr=float(lr), gradients=bool(gradients)),
+    passes = sparse_passes[:1] + [AutodiffPass(trainable=names, lr=float(lr), gradients=bool(gradients))] + \
+        sparse_passes[1:] + [
               _Snapshot("autodiff", stages, verbose, t0),
               ConvertTinytrainToLinalgPass(values=imported.params),
               _Snapshot("linalg", stages, verbose, t0)]
@@ -118,7 +134,8 @@ def compile(model: torch.nn.Module, example_input: torch.Tensor, *, trainable="a
         _write_stages(Path(dump_ir), stages)
     _log(verbose, f"iree-compile (llvm-cpu, host) ... {time.time() - t0:.1f}s so far")
     vmfb = compile_host(stages["linalg"])
-    prog = CompiledModel(imported, train_names, lr, stages, vmfb, has_gradients=bool(gradients))
+    prog = CompiledModel(imported, train_names, lr, stages, vmfb, has_gradients=bool(gradients),
+                         slices=slices)
     if calib is not None:
         prog.quantized_params = dict(imported.params)
     if target != "host":
@@ -127,6 +144,23 @@ def compile(model: torch.nn.Module, example_input: torch.Tensor, *, trainable="a
         prog.firmware = _build_firmware(prog, target, sram_kb, build_dir)
     _log(verbose, f"done in {time.time() - t0:.1f}s")
     return prog
+
+
+def _sparse_plan(spec, imported):
+    """(trainable names, [sparse-update, sparse-narrow] passes, weight slices) of a sparse scheme;
+    `imported.params` is split into the trained slices and frozen rests (`split_values`)."""
+    from tinytrain.sparse import resolve
+    from tinytrain.transforms.sparse_update import (SparseNarrowPass, SparseUpdatePass, plan_slices,
+                                                    split_values)
+
+    update = resolve(spec, param_names=list(imported.params))
+    try:
+        slices = plan_slices(imported.module, update.sliced)
+    except CompileError as e:
+        raise ValueError(f"{update.source}: {e}") from None
+    imported.params = split_values(imported.params, slices)
+    passes = [SparseUpdatePass(weights=update.pass_option()), SparseNarrowPass()] if slices else []
+    return tuple(update.trainable), passes, slices
 
 
 def _validate_args(model, example_input, *, trainable, lr, target: str, sram_kb):
@@ -382,8 +416,11 @@ class CompiledModel:
     """A compiled training program with its trainable parameters (kept between steps)."""
 
     def __init__(self, imported, train_names: list[str], lr: float, stages: dict[str, str], vmfb: bytes,
-                 *, has_gradients: bool = False):
+                 *, has_gradients: bool = False, slices=()):
         self.stages = stages
+        #: sparse-update weights (name -> WeightSlice): trained on a slice, the rest frozen
+        self.slices = {s.name: s for s in slices}
+        self._frozen = {s.name: imported.params[s.frozen_name] for s in slices}
         self.has_gradients = has_gradients
         self.rejected_steps = 0  # training steps refused because their loss was not finite
         self.vmfb = vmfb
@@ -588,9 +625,17 @@ class CompiledModel:
         return grads, float(out[-1])
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        """Current trainable parameters in PyTorch layout (BN-folded names)."""
-        return {k: torch.from_numpy(to_torch_layout(to_numpy(self._values[k]), self.layouts[k]).copy())
-                for k in self.trainable}
+        """Current trainable parameters in PyTorch layout (BN-folded names); a sparse-update
+        weight whole: its trained output channels joined with the frozen rest."""
+        from tinytrain.transforms.sparse_update import merge_values
+
+        out = {}
+        for k in self.trainable:
+            v = to_numpy(self._values[k])
+            if k in self.slices:
+                v = merge_values(v, self._frozen[k], self.slices[k])
+            out[k] = torch.from_numpy(to_torch_layout(v, self.layouts[k]).copy())
+        return out
 
     def load_state_dict(self, state: dict) -> None:
         """Set trainable parameters from PyTorch-layout tensors (e.g. from `state_dict()`).
@@ -604,7 +649,9 @@ class CompiledModel:
             arr = _as_numpy(v)
             if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
                 raise TypeError(f"'{k}': {arr.dtype} values; parameters are float32")
-            expected = tuple(self._values[k].shape)
+            sl = self.slices.get(k)
+            expected = tuple(self._values[k].shape) if sl is None else \
+                tuple(self._values[k].shape[:sl.axis]) + (sl.of,) + tuple(self._values[k].shape[sl.axis + 1:])
             if self.layouts[k] == "hwio":
                 expected = (expected[3], expected[2], expected[0], expected[1])  # OIHW
             if tuple(arr.shape) != expected:
@@ -612,8 +659,24 @@ class CompiledModel:
                                  f"parameter's {expected}")
             if self.layouts[k] == "hwio":
                 arr = arr.transpose(2, 3, 1, 0)
-            staged[k] = _param_array(k, arr, self._dtypes[k])
+            arr = _param_array(k, arr, self._dtypes[k])
+            if sl is not None:
+                arr = self._trained_slice(k, arr)
+            staged[k] = arr
         self._values.update(staged)
+
+    def _trained_slice(self, k: str, whole: np.ndarray) -> np.ndarray:
+        """The trained channels of the whole sparse weight `whole` (program layout); its other
+        channels must equal the frozen rest compiled into the program."""
+        sl = self.slices[k]
+        idx = [slice(None)] * whole.ndim
+        idx[sl.axis] = slice(sl.channels, None)
+        if not np.array_equal(whole[tuple(idx)], self._frozen[k]):
+            raise ValueError(f"'{k}': output channels {sl.channels}..{sl.of - 1} differ from the frozen values "
+                             f"compiled into the program (the sparse update trains channels 0..{sl.channels - 1} "
+                             "only); recompile with these values to change them")
+        idx[sl.axis] = slice(0, sl.channels)
+        return np.ascontiguousarray(whole[tuple(idx)])
 
     def save_checkpoint(self, path: str | Path, *, steps: int = 0) -> Path:
         """Write the trained parameters as a checkpoint in the device runtime's format, atomically

@@ -27,10 +27,25 @@ __all__ = ["Int8Training", "compile_training"]
 class Int8Training:
     host: object  #: HostModule with @train_step, @predict (and @gradients)
     trainable: list[str]  #: trainable parameter names, in argument order
+    #: every parameter in program layout; a sparse weight as its trained slice (under its name)
+    #: and its frozen rest (`<name>.frozen`)
     values: dict[str, np.ndarray] = field(repr=False, default_factory=dict)
+    slices: dict = field(default_factory=dict)  #: name -> WeightSlice of the sparse weights
 
     def initial_params(self) -> list[np.ndarray]:
+        """The trainable parameters in argument order (a sparse weight: its trained slice)."""
         return [self.values[n].copy() for n in self.trainable]
+
+    def full_params(self, params) -> dict[str, np.ndarray]:
+        """`params` (as `step` returns them) by name, each sparse weight whole: its trained slice
+        joined with the frozen rest (program layout, HWIO)."""
+        from tinytrain.transforms.sparse_update import merge_values
+
+        out = {}
+        for n, p in zip(self.trainable, params):
+            s = self.slices.get(n)
+            out[n] = merge_values(p, self.values[s.frozen_name], s) if s else np.asarray(p)
+        return out
 
     def step(self, params, x, labels):
         """One training step: returns (updated params, loss)."""
@@ -47,24 +62,45 @@ class Int8Training:
         return self.host.call("predict", *params, x)[0]
 
 
-def compile_training(graph, trainable, lr: float, qas: bool = True, gradients: bool = False,
-                     extra_flags=("--iree-opt-const-eval=false",)) -> Int8Training:
-    """Build `@train_step` / `@predict` (and `@gradients`) of `graph` and compile them for the host."""
+def compile_training(graph, trainable=None, lr: float = 0.01, qas: bool = True, gradients: bool = False,
+                     extra_flags=("--iree-opt-const-eval=false",), scheme=None) -> Int8Training:
+    """Build `@train_step` / `@predict` (and `@gradients`) of `graph` and compile them for the host.
+
+    What is trained: `trainable` (parameter names, whole tensors) or `scheme` (a sparse-update
+    scheme, `tinytrain.sparse`: a published name such as "49kb", a JSON file, a dict in the paper's
+    or the explicit form, or a `SparseScheme`); the paper form always trains the fp32 head."""
     from tinytrain.lowering.conversions.tinytrain_to_linalg import ConvertTinytrainToLinalgPass
     from tinytrain.lowering.host.iree_host import HostModule, compile_host
     from tinytrain.pipeline import run_pipeline
     from tinytrain.transforms.autodiff import AutodiffPass
     from tinytrain.transforms.qas import QasPass
+    from tinytrain.transforms.sparse_update import SparseNarrowPass, SparseUpdatePass, plan_slices, split_values
 
+    if (trainable is None) == (scheme is None):
+        raise ValueError("compile_training: give either trainable=[names] or scheme=... (a sparse-update scheme)")
+    ratios = {}
+    if scheme is not None:
+        from tinytrain.sparse import resolve
+
+        head = tuple(n for n in ("fc.weight", "fc.bias") if n in graph.values)
+        update = resolve(scheme, param_names=list(graph.param_names), model=graph.model, head=head)
+        trainable, ratios = update.trainable, update.sliced
     trainable = list(trainable)
     unknown = [t for t in trainable if t not in graph.values]
     if unknown:
         raise ValueError(f"unknown trainable parameter(s) {unknown}; the graph has {graph.param_names}")
-    passes = [AutodiffPass(trainable=tuple(trainable), lr=lr, gradients=gradients)]
+    slices = plan_slices(graph.module, ratios)
+    values = split_values(graph.values, slices)
+    passes = []
+    if slices:
+        passes.append(SparseUpdatePass(weights=tuple(f"{k}:{r}" for k, r in ratios.items())))
+    passes.append(AutodiffPass(trainable=tuple(trainable), lr=lr, gradients=gradients))
+    if slices:
+        passes.append(SparseNarrowPass())
     if qas:
         passes.append(QasPass())
-    passes.append(ConvertTinytrainToLinalgPass(values=graph.values))
+    passes.append(ConvertTinytrainToLinalgPass(values=values))
     run_pipeline(graph.module, passes, stage="int8-training")
     host = HostModule(compile_host(str(graph.module), extra_flags=list(extra_flags)))
     order = [n for n in graph.param_names if n in trainable]
-    return Int8Training(host, order, graph.values)
+    return Int8Training(host, order, values, {s.name: s for s in slices})

@@ -34,6 +34,8 @@ PASSES: dict[str, str] = {
     "autodiff": "tinytrain.transforms.autodiff:AutodiffPass",
     "quantize": "tinytrain.transforms.quantize:QuantizePass",
     "qas": "tinytrain.transforms.qas:QasPass",
+    "sparse-update": "tinytrain.transforms.sparse_update:SparseUpdatePass",
+    "sparse-narrow": "tinytrain.transforms.sparse_update:SparseNarrowPass",
     "to-linalg": "tinytrain.lowering.conversions.tinytrain_to_linalg:ConvertTinytrainToLinalgPass",
 }
 

@@ -124,7 +124,8 @@ class AutodiffPass(ModulePass):
 
     # ------------------------------------------------------------------------------------------
     def _trainable_set(self, args: list[_Arg]) -> set[str]:
-        names = [a.param for a in args if a.param]
+        # `{tinytrain.frozen}`: the frozen rest of a sparse-update weight, never trained
+        names = [a.param for a in args if a.param and "tinytrain.frozen" not in a.attrs]
         wanted = [w.strip() for w in self.trainable if w.strip()]
         if wanted in ([], ["all"]):
             return set(names)
@@ -322,7 +323,7 @@ def _concat(op, g, grads: _Grads) -> None:
         shape = _shape_of(v)
         if grads.wanted(v):
             off = [start if d == axis else 0 for d in range(len(shape))]
-            grads.add(v, tl.SliceOp(g, _dense(off), v.type, loc=op.location).result)
+            grads.add(v, tl.SliceOp(g, _dense(off), _grad_type(v.type), loc=op.location).result)  # f32 for i8 too
         start += shape[axis]
 
 

@@ -44,17 +44,23 @@ def qas_scales(conv, role: str) -> list[float]:
 
 
 def _conv_of(param):
-    """(qconv2d op, "weight" | "bias") that `param` feeds, directly or (an fp32 master copy of a
-    weight) through `tinytrain.quantize`; (None, None) otherwise."""
+    """(qconv2d op, "weight" | "bias", first output channel) that `param` feeds, directly or (an
+    fp32 master copy of a weight) through `tinytrain.quantize`, or (a `sparse-update` slice)
+    through the `tinytrain.concat` joining it with the frozen rest; (None, None, 0) otherwise."""
     for use in param.uses:
         owner = use.owner
         if owner.name == "tinytrain.qconv2d" and use.operand_number in (1, 2):
-            return owner, ("weight" if use.operand_number == 1 else "bias")
+            return owner, ("weight" if use.operand_number == 1 else "bias"), 0
         if owner.name == "tinytrain.quantize":
             for u in owner.results[0].uses:
                 if u.owner.name == "tinytrain.qconv2d" and u.operand_number == 1:
-                    return u.owner, "weight"
-    return None, None
+                    return u.owner, "weight", 0
+        if owner.name == "tinytrain.concat" and ir.IntegerAttr(owner.attributes["axis"]).value == 3:
+            offset = 0 if use.operand_number == 0 else ir.RankedTensorType(owner.operands[0].type).shape[3]
+            conv, role, first = _conv_of(owner.results[0])
+            if role == "weight":
+                return conv, role, first + offset
+    return None, None, 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,7 +81,7 @@ class QasPass(ModulePass):
         module.walk(visit)
         for upd in updates:
             param, grad = upd.operands[0], upd.operands[1]
-            conv, role = _conv_of(param)
+            conv, role, first = _conv_of(param)
             if conv is None and upd.name == "tinytrain.sgd_update":
                 continue  # an fp32 parameter (e.g. the head): no QAS
             if conv is None:
@@ -83,6 +89,8 @@ class QasPass(ModulePass):
                                    "of a tinytrain.qconv2d; QAS knows no scale for it",
                                    stage=self.argument, loc=upd.location)
             with module.context, ir.InsertionPoint(upd), upd.location:
-                scaled = tq.ChannelScaleOp(grad, ir.DenseF64ArrayAttr.get(qas_scales(conv, role)), grad.type).result
+                n = ir.RankedTensorType(grad.type).shape[-1]  # a sparse slice: its own channels' factors
+                factors = qas_scales(conv, role)[first:first + n]
+                scaled = tq.ChannelScaleOp(grad, ir.DenseF64ArrayAttr.get(factors), grad.type).result
                 upd.operands[1] = scaled
                 upd.attributes["tinytrain.qas"] = ir.UnitAttr.get()
