@@ -31,6 +31,7 @@ from tinytrain.lowering.conversions.tinytrain_to_linalg import ConvertTinytrainT
 from tinytrain.lowering.conversions.torch_to_tinytrain import import_model, to_torch_layout
 from tinytrain.passes import ModulePass
 from tinytrain.pipeline import run_pipeline
+from tinytrain.state_report import CollectStateReport, StateReport
 from tinytrain.transforms.autodiff import AutodiffPass
 
 __all__ = ["compile", "CompiledModel", "TARGETS", "NonFiniteStepError"]
@@ -53,7 +54,8 @@ def _log(verbose: bool, msg: str) -> None:
 
 
 def compile(model: torch.nn.Module, example_input: torch.Tensor, *, trainable="all", lr: float = 0.01,
-            target: str = "host", gradients: bool = False, dump_ir: str | Path | None = None,
+            momentum: float = 0.0, target: str = "host", gradients: bool = False,
+            dump_ir: str | Path | None = None,
             sram_kb: int = 256, build_dir: str | Path | None = None,
             verbose: bool = False) -> "CompiledModel":
     """Compile `model` into a training program.
@@ -67,6 +69,10 @@ def compile(model: torch.nn.Module, example_input: torch.Tensor, *, trainable="a
         followed by BN has parameters `<conv>.weight` and `<conv>.bias`). Every other parameter
         is frozen into the program as a constant.
       lr: SGD learning rate (a positive, finite real number).
+      momentum: SGD momentum (PyTorch's rule: `v = momentum * v + g; p -= lr * v`, dampening 0,
+        no Nesterov); 0 (the default) is plain SGD. With momentum > 0 every trained parameter
+        has an f32 momentum buffer, zero at first, kept as trained state next to it (updated in
+        place, in `state_dict()` as `<name>.momentum_buffer`, in checkpoints and on the device).
       target: "host" (IREE llvm-cpu `.vmfb` for this machine), or "cortex-m4" / "cortex-m7":
         the host `.vmfb` (a bit-exact reference on the M4) plus a firmware project built in
         `build_dir` (`prog.firmware`), run with `prog.run_qemu(...)`.
@@ -83,6 +89,7 @@ def compile(model: torch.nn.Module, example_input: torch.Tensor, *, trainable="a
     """
     trainable, lr = _validate_args(model, example_input, trainable=trainable, lr=lr, target=target,
                                    sram_kb=sram_kb)
+    momentum = _check_momentum(momentum)
     t0 = time.time()
     _log(verbose, "importing the model (torch.export, torch-mlir FX importer, torch-to-tinytrain)")
     imported = import_model(model, example_input)
@@ -90,24 +97,34 @@ def compile(model: torch.nn.Module, example_input: torch.Tensor, *, trainable="a
     names = ("all",) if trainable == "all" else tuple(trainable)
     # One PassManager run: autodiff, then the conversion to linalg (the module changes in place;
     # each stage's text is kept for dumps, `save()` and the firmware build).
-    passes = [AutodiffPass(trainable=names, lr=float(lr), gradients=bool(gradients)),
-              _Snapshot("autodiff", stages, verbose, t0),
+    report: dict = {}
+    passes = [AutodiffPass(trainable=names, lr=float(lr), gradients=bool(gradients), momentum=momentum),
+              _Snapshot("autodiff", stages, verbose, t0), CollectStateReport(sink=report),
               ConvertTinytrainToLinalgPass(values=imported.params),
               _Snapshot("linalg", stages, verbose, t0)]
     _log(verbose, "pipeline: " + ",".join(p.options_text() for p in passes if p.argument))
     run_pipeline(imported.module, passes, stage="compile")
-    train_names = _trained_params(imported.module)  # to-linalg keeps the argument attributes
+    train_names, buffer_of = _trained_state(imported.module)  # to-linalg keeps the argument attributes
+    _log(verbose, report["report"].table())
     if dump_ir is not None:
         _write_stages(Path(dump_ir), stages)
     _log(verbose, f"iree-compile (llvm-cpu, host) ... {time.time() - t0:.1f}s so far")
     vmfb = compile_host(stages["linalg"])
-    prog = CompiledModel(imported, train_names, lr, stages, vmfb, has_gradients=bool(gradients))
+    prog = CompiledModel(imported, train_names, lr, stages, vmfb, has_gradients=bool(gradients),
+                         momentum=momentum, buffer_of=buffer_of, state_report=report["report"])
     if target != "host":
         _log(verbose, f"iree-compile ({target}, static library) + firmware build "
                       f"... {time.time() - t0:.1f}s so far")
         prog.firmware = _build_firmware(prog, target, sram_kb, build_dir)
     _log(verbose, f"done in {time.time() - t0:.1f}s")
     return prog
+
+
+def _check_momentum(momentum) -> float:
+    if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real) or \
+            not math.isfinite(float(momentum)) or float(momentum) < 0:
+        raise ValueError(f"momentum must be a finite number >= 0 (0 = plain SGD, e.g. 0.9), got {momentum!r}")
+    return float(momentum)
 
 
 def _validate_args(model, example_input, *, trainable, lr, target: str, sram_kb):
@@ -230,7 +247,9 @@ MODEL_META = "model.json"
 
 def _write_model_meta(path: Path, prog: "CompiledModel") -> None:
     meta = {"trainable": prog.trainable, "input_shape_nhwc": list(prog.input_shape_nhwc),
-            "num_classes": prog.num_classes, "lr": prog.lr}
+            "num_classes": prog.num_classes, "lr": prog.lr, "momentum": prog.momentum,
+            "momentum_buffers": prog.momentum_buffers,
+            "trained_state_bytes": prog.state_report().to_json()}
     path.write_text(json.dumps(meta, indent=2) + "\n")
 
 
@@ -242,16 +261,20 @@ def _remove(paths) -> None:
             p.unlink()
 
 
-def _trained_params(module: ir.Module) -> list[str]:
-    """Names of the trained parameters, in the argument order of `@train_step`."""
+def _trained_state(module: ir.Module) -> tuple[list[str], dict[str, str]]:
+    """Names of the trained parameters in the argument order of `@train_step`, and its momentum
+    buffers (`"<param>.momentum_buffer"` -> `"<param>"`, in argument order, after them)."""
     for op in module.body.operations:
         if op.operation.name == "func.func" and ir.StringAttr(op.attributes["sym_name"]).value == "train_step":
-            out = []
+            out, buffers = [], {}
             for d in ir.ArrayAttr(op.attributes["arg_attrs"]):
                 d = ir.DictAttr(d)
                 if "tinytrain.trainable" in d:
                     out.append(ir.StringAttr(d["tinytrain.param"]).value)
-            return out
+                elif "tinytrain.momentum_buffer" in d:
+                    p = ir.StringAttr(d["tinytrain.momentum_buffer"]).value
+                    buffers[f"{p}.momentum_buffer"] = p
+            return out, buffers
     raise CompileError("autodiff produced no @train_step", stage="autodiff")
 
 
@@ -345,17 +368,27 @@ class CompiledModel:
     """A compiled training program with its trainable parameters (kept between steps)."""
 
     def __init__(self, imported, train_names: list[str], lr: float, stages: dict[str, str], vmfb: bytes,
-                 *, has_gradients: bool = False):
+                 *, has_gradients: bool = False, momentum: float = 0.0,
+                 buffer_of: dict[str, str] | None = None, state_report: StateReport | None = None):
         self.stages = stages
         self.has_gradients = has_gradients
         self.rejected_steps = 0  # training steps refused because their loss was not finite
         self.vmfb = vmfb
         self.lr = lr
         self.trainable = list(train_names)
+        self.momentum = momentum
+        #: momentum buffer names (`<param>.momentum_buffer`), after the parameters in the state
+        self.momentum_buffers = list(buffer_of or {})
+        #: the trained state in `@train_step` argument order: parameters, then momentum buffers
+        self.state_names = self.trainable + self.momentum_buffers
+        self._report = state_report
         self.layouts = dict(imported.layouts)
         self.input_shape_nhwc = imported.input_shape
         self.num_classes = imported.num_classes
         self._values = {k: imported.params[k].copy() for k in self.trainable}
+        for b, p in (buffer_of or {}).items():  # a buffer has its parameter's layout, zero at first
+            self.layouts[b] = self.layouts[p]
+            self._values[b] = np.zeros(self._values[p].shape, np.float32)
         self._host = HostModule(vmfb)
         self._in_place = False  # train_step checked that IREE updates the bound parameters in place
         self._staged: dict = {}  # entry point -> (HostFunction, input view, label view)
@@ -417,14 +450,14 @@ class CompiledModel:
         return check_labels(labels, self.input_shape[0], self.num_classes)
 
     def program_params(self) -> list[np.ndarray]:
-        """Trainable parameters in program layout (HWIO conv weights) and argument order: what a
-        compiled step (host `.vmfb` or Cortex-M firmware) takes and returns. (Copies: between
-        steps the parameters stay in the runtime's buffers.)"""
-        return [to_numpy(self._values[k]) for k in self.trainable]
+        """The trained state (parameters, then momentum buffers if any) in program layout (HWIO
+        conv weights) and argument order: what a compiled step (host `.vmfb` or Cortex-M
+        firmware) takes and returns. (Copies: between steps it stays in the runtime's buffers.)"""
+        return [to_numpy(self._values[k]) for k in self.state_names]
 
     def _device_params(self) -> list:
-        """The trainable parameters as the runtime holds them (device arrays after a step)."""
-        return [self._values[k] for k in self.trainable]
+        """The trained state as the runtime holds it (device arrays after a step)."""
+        return [self._values[k] for k in self.state_names]
 
     # -- public API ------------------------------------------------------------------------------
     def train_step(self, x, labels) -> float:
@@ -432,19 +465,19 @@ class CompiledModel:
         f, xv, yv = self._bound_function("train_step")
         self._write_input(xv, x)
         self._write_labels(yv, labels)
-        n = len(self.trainable)
+        n = len(self.state_names)
         self._state_guard(f.views[:n])  # the state before the step is the rollback point
         rets = f()
         if not self._in_place:
             # The parameters are tied to the results (iree.abi.output): IREE updates the bound
             # buffers in place and returns them. Check that once; otherwise rebind every step.
-            n = len(self.trainable)
+            n = len(self.state_names)
             outs = [f.result(rets, i) for i in range(n)]
             self._in_place = all(o.get_buffer() == f.bound(i).get_buffer() for i, o in enumerate(outs))
-            for i, (k, v) in enumerate(zip(self.trainable, outs)):
+            for i, (k, v) in enumerate(zip(self.state_names, outs)):
                 self._values[k] = v  # stays a device array: updated in place by the next step
                 f.bind(i, v)
-        loss = f.scalar(rets, len(self.trainable))
+        loss = f.scalar(rets, len(self.state_names))
         if not np.isfinite(loss):
             # The compiled step skipped its update (`sgd_update` is guarded by the loss).
             self.rejected_steps += 1
@@ -503,14 +536,14 @@ class CompiledModel:
         staged = self._staged.get(name)
         if staged is None:
             f = self._host.function(name)
-            n = len(self.trainable)
+            n = len(self.state_names)
             xv = f.stage(n, self.input_shape_nhwc, np.float32)
             yv = f.stage(n + 1, (self.input_shape[0],), np.int32) if f.num_args > n + 1 else None
             staged = self._staged[name] = (f, xv, yv)
         f = staged[0]
         views = f.views
         values = self._values
-        for i, k in enumerate(self.trainable):
+        for i, k in enumerate(self.state_names):
             v = values[k]
             if views[i] is not v:
                 f.bind(i, v)
@@ -545,19 +578,20 @@ class CompiledModel:
         return grads, float(out[-1])
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        """Current trainable parameters in PyTorch layout (BN-folded names)."""
+        """Current trainable parameters in PyTorch layout (BN-folded names), and with momentum
+        their buffers (`<name>.momentum_buffer`, the parameter's layout)."""
         return {k: torch.from_numpy(to_torch_layout(to_numpy(self._values[k]), self.layouts[k]).copy())
-                for k in self.trainable}
+                for k in self.state_names}
 
     def load_state_dict(self, state: dict) -> None:
-        """Set trainable parameters from PyTorch-layout tensors (e.g. from `state_dict()`).
-        Atomic: every entry is checked first; on any error no parameter is changed."""
+        """Set trainable parameters (and momentum buffers) from PyTorch-layout tensors (e.g. from
+        `state_dict()`); entries not given keep their values. Atomic: every entry is checked first; on any error no parameter is changed."""
         if not hasattr(state, "items"):
             raise TypeError(f"state must be a dict of name -> tensor, got {type(state).__name__}")
         staged = {}
         for k, v in state.items():
             if k not in self._values:
-                raise KeyError(f"'{k}' is not a trainable parameter; trainable: {', '.join(self.trainable)}")
+                raise KeyError(f"'{k}' is not a trainable parameter or momentum buffer of this program; trained state: {', '.join(self.state_names)}")
             arr = _as_numpy(v)
             if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
                 raise TypeError(f"'{k}': {arr.dtype} values; parameters are float32")
@@ -571,6 +605,11 @@ class CompiledModel:
                 arr = arr.transpose(2, 3, 1, 0)
             staged[k] = np.ascontiguousarray(arr, dtype=np.float32)
         self._values.update(staged)
+
+    def state_report(self) -> StateReport:
+        """The trained state's bytes in SRAM per parameter and update option
+        (`tinytrain.state_report`); also in `save()`'s `model.json` as `trained_state_bytes`."""
+        return self._report
 
     def save_checkpoint(self, path: str | Path, *, steps: int = 0) -> Path:
         """Write the trained parameters as a checkpoint in the device runtime's format, atomically
@@ -599,7 +638,7 @@ class CompiledModel:
         pdir = out / "params"
         pdir.mkdir()
         files = []
-        for i, k in enumerate(self.trainable):
+        for i, k in enumerate(self.state_names):
             f = pdir / f"{i:03d}_{k}.npy"
             np.save(f, to_numpy(self._values[k]))
             files.append(f.relative_to(out))
