@@ -456,8 +456,8 @@ class CompiledModel:
         return [to_numpy(self._values[k]) for k in self.state_names]
 
     def _device_params(self) -> list:
-        """The trained state as the runtime holds it (device arrays after a step)."""
-        return [self._values[k] for k in self.state_names]
+        """The trainable parameters as the runtime holds them (device arrays after a step)."""
+        return [self._values[k] for k in self.trainable]
 
     # -- public API ------------------------------------------------------------------------------
     def train_step(self, x, labels) -> float:
@@ -529,6 +529,11 @@ class CompiledModel:
                        "spare": spare}
         return self._guard
 
+    def _state_args(self, name: str) -> int:
+        """How many leading arguments of entry point `name` are trained state: `train_step`
+        takes all of it (parameters and momentum buffers), `predict`/`gradients` the parameters."""
+        return len(self.state_names) if name == "train_step" else len(self.trainable)
+
     def _bound_function(self, name: str):
         """(`name` on the host module, numpy view of its input staging buffer, of its label staging
         buffer or None), with the current parameters bound as its first arguments (rebound only
@@ -536,14 +541,14 @@ class CompiledModel:
         staged = self._staged.get(name)
         if staged is None:
             f = self._host.function(name)
-            n = len(self.state_names)
+            n = self._state_args(name)
             xv = f.stage(n, self.input_shape_nhwc, np.float32)
             yv = f.stage(n + 1, (self.input_shape[0],), np.int32) if f.num_args > n + 1 else None
             staged = self._staged[name] = (f, xv, yv)
         f = staged[0]
         views = f.views
         values = self._values
-        for i, k in enumerate(self.state_names):
+        for i, k in enumerate(self.state_names[:self._state_args(name)]):
             v = values[k]
             if views[i] is not v:
                 f.bind(i, v)

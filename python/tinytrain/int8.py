@@ -12,7 +12,7 @@
 
 `momentum=m` (SGD with momentum) adds one f32 buffer per trained parameter to the trained state:
 `initial_params()` then returns the parameters followed by the zero buffers (`t.state_names`),
-and `step` takes and returns that whole list.
+and `step` takes and returns that whole list (`predict` and `gradients` read its parameters).
 
 Pipeline: `autodiff{trainable lr gradients}` (int8 adjoint rules: `transforms/autodiff_int8.py`),
 `qas` (on by default for int8 graphs: paper Eq. 4), `to-linalg` with the frozen parameters as
@@ -62,11 +62,11 @@ class Int8Training:
         """(gradients of the trainable parameters, loss); needs `gradients=True` at compile time;
         `params` is the whole trained state (as for `step`).
         The gradient of an integer parameter is w.r.t. its integer value, after QAS if enabled."""
-        out = self.host.call("gradients", *params, x, np.asarray(labels, np.int32))
+        out = self.host.call("gradients", *params[:len(self.trainable)], x, np.asarray(labels, np.int32))
         return out[:-1], float(out[-1])
 
     def predict(self, params, x):
-        return self.host.call("predict", *params, x)[0]
+        return self.host.call("predict", *params[:len(self.trainable)], x)[0]
 
 
 def compile_training(graph, trainable, lr: float, qas: bool = True, gradients: bool = False,

@@ -237,12 +237,17 @@ def test_cortex_m4_momentum_is_bit_exact_with_the_host_and_checkpoints_buffers(t
     xs, ys = _batches(3, seed=2, shape=(1, 1, 8, 8))
     xs, ys = torch.cat(xs), torch.cat(ys)
     nvm = tmp_path / "dev.nvm"
-    res = prog.run_qemu(train=(xs, ys), workdir=tmp_path / "run", nvm=nvm,
+    res = prog.run_qemu(train=(xs, ys), evaluate=(xs, ys), workdir=tmp_path / "run", nvm=nvm,
                         checkpoint=tinytrain.CheckpointConfig(every=1, page_count=0))
     assert res.returncode == 0, res.output[-2000:]
     host = reference.HostModule(reference.compile_vmfb(prog.stages["linalg"]))
-    ref = host.train(start, [x.permute(1, 2, 0).numpy()[None] for x in xs], [int(y) for y in ys])
+    nhwc = [x.permute(1, 2, 0).numpy()[None] for x in xs]
+    ref = host.train(start, nhwc, [int(y) for y in ys])
     reference.assert_trace_matches(res.trace, ref, "cortex-m4")
+    # predict binds the parameters only (the leading part of the state) on the device too
+    for tag, state in (("before", start), ("after", ref[-1][0])):
+        correct = sum(int(np.argmax(host.predict(state[:n], x))) == int(y) for x, y in zip(nhwc, ys))
+        assert res.evals[tag] == (correct, len(ys)), tag
     assert all(np.abs(b).max() > 0 for b in ref[-1][0][n:])
     prog.load_checkpoint(nvm)
     for got, want in zip(prog.program_params(), ref[-1][0]):

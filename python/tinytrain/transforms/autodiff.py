@@ -20,9 +20,9 @@ placed right after the trainable ones, `{tinytrain.momentum_buffer = "<p's name>
 result like the parameters (`@train_step(trainable..., buffers..., frozen..., input, labels) ->
 (trainable'..., buffers'..., loss)`); its update is `v' = sgd_momentum(v, g, loss)`, whose result
 is the gradient operand of `p`'s `sgd_update` / `qsgd_update` (both guarded by the loss).
-`@predict` and `@gradients` take the same leading state arguments (the buffers unused): every
-entry point starts with the whole trained state, as the device runtime binds it. `momentum=0`
-(the default) builds plain SGD, without buffers.
+`@predict` and `@gradients` take the parameters only (the leading part of the state, which is
+what the device runtime binds for them). `momentum=0` (the default) builds plain SGD, without
+buffers.
 
 Only values that depend on a trainable parameter get a gradient: the backward pass stops at the
 earliest layer that needs one, and no gradient is computed that nothing uses (a frozen layer's
@@ -158,7 +158,7 @@ class AutodiffPass(ModulePass):
         labels_t = ir.RankedTensorType.get([logits_t.shape[0]], ir.IntegerType.get_signless(32))
         loss_t = ir.RankedTensorType.get([], f32)
         # Momentum buffers (f32, one per trainable parameter) follow the trainable arguments.
-        buf_types = [_grad_type(a.type) for a in ordered[:n_train]] if self.momentum else []
+        buf_types = [_grad_type(a.type) for a in ordered[:n_train]] if self.momentum and update else []
         n_buf = len(buf_types)
         in_types = [a.type for a in ordered[:n_train]] + buf_types + [a.type for a in ordered[n_train:]]
         if update is None:
@@ -167,7 +167,7 @@ class AutodiffPass(ModulePass):
             in_types.append(labels_t)
             # @gradients returns the f32 gradient of an integer (int8 graph) parameter
             res_types = [a.type if update else _grad_type(a.type) for a in ordered[:n_train]]
-            res_types += (buf_types if update else []) + [loss_t]
+            res_types += buf_types + [loss_t]
         new = func.FuncOp(name, ir.FunctionType.get(in_types, res_types))
         index_t = ir.IndexType.get()
         attrs = []
@@ -180,8 +180,7 @@ class AutodiffPass(ModulePass):
             attrs.append(ir.DictAttr.get(d))
         for j in range(n_buf):
             d = {"tinytrain.momentum_buffer": ir.StringAttr.get(ordered[j].param)}
-            if update:
-                d["iree.abi.output"] = ir.IntegerAttr.get(index_t, n_train + j)
+            d["iree.abi.output"] = ir.IntegerAttr.get(index_t, n_train + j)
             attrs.insert(n_train + j, ir.DictAttr.get(d))
         if update is not None:
             attrs.append(ir.DictAttr.get({"tinytrain.labels": ir.UnitAttr.get()}))
@@ -242,7 +241,7 @@ class AutodiffPass(ModulePass):
                     g = new_buffers[i] = tt.SgdMomentumOp(buffers[i], g, loss, m, g.type, loc=loc).result
                 upd = tq.QSgdUpdateOp if is_integer_param(p) else tt.SgdUpdateOp
                 results.append(upd(p, g, loss, lr, p.type, loc=loc).result)
-        return results + (new_buffers if update else []), loss
+        return results + new_buffers, loss
 
 
 def _grad_type(ty: ir.Type) -> ir.Type:

@@ -19,10 +19,9 @@
 // CHECK-NEXT:    %[[NVB:.*]] = "tinytrain.sgd_momentum"(%[[VB]], %[[GB]], %[[L]]) {momentum = 0.899999976 : f32}
 // CHECK-NEXT:    %[[NB:.*]] = "tinytrain.sgd_update"(%[[B]], %[[NVB]], %[[L]]) {lr = 5.000000e-01 : f32}
 // CHECK-NEXT:    return %[[NW]], %[[NB]], %[[NVW]], %[[NVB]], %[[L]]
-// @predict takes the same leading state (the buffers unused), as the device runtime binds it.
+// @predict takes the parameters only (the leading part of the state the device runtime binds).
 // CHECK-LABEL: func.func @predict(
 // CHECK-SAME:    tinytrain.trainable}, %{{[^:]*}}: tensor<3xf32> {tinytrain.param = "fc.bias", tinytrain.trainable},
-// CHECK-SAME:    %{{[^:]*}}: tensor<3x4xf32> {tinytrain.momentum_buffer = "fc.weight"}, %{{[^:]*}}: tensor<3xf32> {tinytrain.momentum_buffer = "fc.bias"},
 // CHECK-SAME:    %{{[^:]*}}: tensor<2x4xf32> {tinytrain.input}) -> tensor<2x3xf32>
 
 // momentum=0 is today's plain SGD: no buffer, no sgd_momentum.
