@@ -128,3 +128,4 @@ class CollectStateReport(ModulePass):
 
     def run(self, module: ir.Operation) -> None:
         self.sink["report"] = trained_state_report(module)
+
