@@ -252,3 +252,27 @@ def test_cortex_m4_momentum_is_bit_exact_with_the_host_and_checkpoints_buffers(t
     prog.load_checkpoint(nvm)
     for got, want in zip(prog.program_params(), ref[-1][0]):
         np.testing.assert_array_equal(got, want)
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------------------------
+
+
+def test_cli_momentum_prints_the_state_report_and_refuses_a_bad_value(capsys, tmp_path, monkeypatch):
+    import json
+
+    import tinytrain.compiler as c
+    from test_cli_errors import MODEL_PY, assert_one_line_error, run_cli
+
+    (tmp_path / "model.py").write_text(MODEL_PY)
+    rc, out, err = run_cli(capsys, "compile", tmp_path / "model.py", "-o", tmp_path / "o", "--momentum", "0.9")
+    assert rc == 0, err
+    assert "trained state in SRAM per update option (momentum buffers: compiled in)" in out
+    meta = json.loads((tmp_path / "o" / "model.json").read_text())
+    assert meta["momentum"] == 0.9 and len(meta["momentum_buffers"]) == len(meta["trainable"])
+    assert out.splitlines()[-1].split()[-1] == str(meta["trained_state_bytes"]["total"]["compiled"])
+    monkeypatch.setattr(c, "import_model", lambda *a, **k: pytest.fail("imported despite a bad momentum"))
+    rc, _, err = run_cli(capsys, "compile", tmp_path / "model.py", "-o", tmp_path / "bad", "--momentum=-0.5")
+    assert_one_line_error(rc, err, r"momentum must be a finite number >= 0")
+    assert not (tmp_path / "bad").exists()
