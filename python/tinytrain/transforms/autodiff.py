@@ -179,9 +179,9 @@ class AutodiffPass(ModulePass):
                     d["iree.abi.output"] = ir.IntegerAttr.get(index_t, i)
             attrs.append(ir.DictAttr.get(d))
         for j in range(n_buf):
-            d = {"tinytrain.momentum_buffer": ir.StringAttr.get(ordered[j].param)}
-            d["iree.abi.output"] = ir.IntegerAttr.get(index_t, n_train + j)
-            attrs.insert(n_train + j, ir.DictAttr.get(d))
+            attrs.insert(n_train + j, ir.DictAttr.get({
+                "tinytrain.momentum_buffer": ir.StringAttr.get(ordered[j].param),
+                "iree.abi.output": ir.IntegerAttr.get(index_t, n_train + j)}))
         if update is not None:
             attrs.append(ir.DictAttr.get({"tinytrain.labels": ir.UnitAttr.get()}))
         new.arg_attrs = ir.ArrayAttr.get(attrs)
