@@ -57,25 +57,23 @@ def test_momentum_zero_is_plain_sgd_and_bad_momentum_is_refused():
             tinytrain.compile(model, torch.randn(1, 1, 4, 4), momentum=bad)
 
 
-def test_nonfinite_loss_leaves_parameters_and_buffers_untouched():
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(1, 4, 3, 1, 1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                          nn.Linear(4, 3)).eval()
-    prog = tinytrain.compile(model, torch.randn(2, 1, 6, 6), lr=0.1, momentum=0.5)
-    x = torch.rand(2, 1, 6, 6) + 1.0
-    prog.train_step(x, [0, 2])  # buffers are non-zero from here on
+def test_nonfinite_loss_leaves_parameters_and_buffers_untouched(cnn):
+    _, prog = cnn
+    xs, ys = _batches(1, seed=3)
+    prog.train_step(xs[0], ys[0])  # buffers are non-zero from here on
     good = {k: v.clone() for k, v in prog.state_dict().items()}
     huge = dict(good)
-    huge["4.weight"] = torch.full_like(good["4.weight"], 3e38)
-    huge["4.weight"][0] = -3e38
+    huge["10.weight"] = torch.full_like(good["10.weight"], 3e38)
+    huge["10.weight"][0] = -3e38
     prog.load_state_dict(huge)
     before = {k: v.clone() for k, v in prog.state_dict().items()}
-    assert before["4.weight.momentum_buffer"].abs().max() > 0
+    assert before["10.weight.momentum_buffer"].abs().max() > 0
     with pytest.raises(tinytrain.NonFiniteStepError, match="update was skipped"):
-        prog.train_step(x, [0, 2])
+        prog.train_step(xs[0] + 1.0, ys[0])
     after = prog.state_dict()
     for k in before:  # bit for bit, buffers included
         assert torch.equal(before[k], after[k]), k
+    prog.load_state_dict(good)
 
 
 def test_state_dict_and_checkpoint_round_trip_with_buffers(cnn, tmp_path):
@@ -259,19 +257,28 @@ def test_cortex_m4_momentum_is_bit_exact_with_the_host_and_checkpoints_buffers(t
 # ---------------------------------------------------------------------------------------------
 
 
-def test_cli_momentum_prints_the_state_report_and_refuses_a_bad_value(capsys, tmp_path, monkeypatch):
+def test_cli_momentum_prints_the_state_report_and_refuses_a_bad_value(cnn, capsys, tmp_path, monkeypatch):
+    """`--momentum` reaches compile(); the CLI prints the report and saves it (the compile
+    itself is the `cnn` fixture's, to keep the test fast)."""
     import json
 
     import tinytrain.compiler as c
     from test_cli_errors import MODEL_PY, assert_one_line_error, run_cli
+    from tinytrain import cli
+
+    def fake_compile(model, x, **kw):
+        assert kw["momentum"] == 0.9
+        return cnn[1]
 
     (tmp_path / "model.py").write_text(MODEL_PY)
+    monkeypatch.setattr(cli, "compile", fake_compile)
     rc, out, err = run_cli(capsys, "compile", tmp_path / "model.py", "-o", tmp_path / "o", "--momentum", "0.9")
     assert rc == 0, err
     assert "trained state in SRAM per update option (momentum buffers: compiled in)" in out
     meta = json.loads((tmp_path / "o" / "model.json").read_text())
     assert meta["momentum"] == 0.9 and len(meta["momentum_buffers"]) == len(meta["trainable"])
     assert out.splitlines()[-1].split()[-1] == str(meta["trained_state_bytes"]["total"]["compiled"])
+    monkeypatch.undo()
     monkeypatch.setattr(c, "import_model", lambda *a, **k: pytest.fail("imported despite a bad momentum"))
     rc, _, err = run_cli(capsys, "compile", tmp_path / "model.py", "-o", tmp_path / "bad", "--momentum=-0.5")
     assert_one_line_error(rc, err, r"momentum must be a finite number >= 0")
