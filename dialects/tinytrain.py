@@ -407,7 +407,8 @@ class SoftmaxCrossEntropyGradOp(TinyTrain.Operation, name="softmax_cross_entropy
 class SgdUpdateOp(TinyTrain.Operation, name="sgd_update", traits=[Pure]):
     """One plain SGD step, guarded: `param - lr * grad` when the step's `loss` (rank 0) is
     finite, else `param` unchanged, so a bad sample or an exploding step never writes NaN/Inf
-    into the trained state (no momentum, as the paper's default)."""
+    into the trained state (plain SGD, the paper's default; with momentum `grad` is the buffer
+    step `sgd_momentum(v, g, loss)`)."""
 
     param: Operand[Tensor]
     grad: Operand[Tensor]
