@@ -26,12 +26,13 @@ import torch
 from torch_mlir import ir
 
 from tinytrain.errors import CompileError, UnsupportedModelError
-from tinytrain.lowering.host.iree_host import HostModule, compile_host, to_numpy
+from tinytrain.lowering.host.iree_host import HostModule, compile_host, to_numpy, view_dtype
 from tinytrain.lowering.conversions.tinytrain_to_linalg import ConvertTinytrainToLinalgPass
 from tinytrain.lowering.conversions.torch_to_tinytrain import import_model, to_torch_layout
 from tinytrain.passes import ModulePass
 from tinytrain.pipeline import run_pipeline
 from tinytrain.state_report import CollectStateReport, StateReport
+from tinytrain.ptq import check_quantize_args, int8_layouts, int8_passes
 from tinytrain.transforms.autodiff import AutodiffPass
 
 __all__ = ["compile", "CompiledModel", "TARGETS", "NonFiniteStepError"]
@@ -57,7 +58,8 @@ def compile(model: torch.nn.Module, example_input: torch.Tensor, *, trainable="a
             momentum: float = 0.0, target: str = "host", gradients: bool = False,
             dump_ir: str | Path | None = None,
             sram_kb: int = 256, build_dir: str | Path | None = None,
-            verbose: bool = False) -> "CompiledModel":
+            verbose: bool = False, quantize: str | None = None, calibration=None, qas: bool = True,
+            int8_classifier: bool = False) -> "CompiledModel":
     """Compile `model` into a training program.
 
     Args:
@@ -81,6 +83,15 @@ def compile(model: torch.nn.Module, example_input: torch.Tensor, *, trainable="a
       gradients: also compile `@gradients` (the backward pass without the update).
       dump_ir: directory to write each stage's MLIR to.
       verbose: print progress (stage and time) to stderr.
+      quantize: None (fp32) or "int8": post-training int8 quantization of the model
+        (`tinytrain.ptq`), then training of the int8 graph (int8 forward, fp32 backward,
+        integer write-back of the trained int8 weights / int32 biases).
+      calibration: with quantize="int8", the NCHW float images whose activation ranges set the
+        int8 scales: an array/tensor [K, C, H, W] or an iterable of such batches.
+      qas: quantization-aware scaling of the integer parameters' gradients (paper Eq. 4), on by
+        default for int8.
+      int8_classifier: with quantize="int8", quantize the classifier too (default: it stays fp32
+        on the dequantized features, as in the paper's App. C).
 
     Raises:
       TypeError / ValueError: a bad argument (checked before any work is done).
@@ -90,6 +101,7 @@ def compile(model: torch.nn.Module, example_input: torch.Tensor, *, trainable="a
     trainable, lr = _validate_args(model, example_input, trainable=trainable, lr=lr, target=target,
                                    sram_kb=sram_kb)
     momentum = _check_momentum(momentum)
+    calib = check_quantize_args(quantize, calibration, int8_classifier, example_input.shape[1:])
     t0 = time.time()
     _log(verbose, "importing the model (torch.export, torch-mlir FX importer, torch-to-tinytrain)")
     imported = import_model(model, example_input)
@@ -102,9 +114,14 @@ def compile(model: torch.nn.Module, example_input: torch.Tensor, *, trainable="a
               _Snapshot("autodiff", stages, verbose, t0), CollectStateReport(sink=report),
               ConvertTinytrainToLinalgPass(values=imported.params),
               _Snapshot("linalg", stages, verbose, t0)]
+    if calib is not None:
+        passes = int8_passes(passes, imported.params, calib, qas=bool(qas), int8_classifier=bool(int8_classifier),
+                             snapshot=lambda name: _Snapshot(name, stages, verbose, t0))
     _log(verbose, "pipeline: " + ",".join(p.options_text() for p in passes if p.argument))
     run_pipeline(imported.module, passes, stage="compile")
     train_names, buffer_of = _trained_state(imported.module)  # to-linalg keeps the argument attributes
+    if calib is not None:
+        imported.layouts = int8_layouts(imported.layouts, imported.params)
     _log(verbose, report["report"].table())
     if dump_ir is not None:
         _write_stages(Path(dump_ir), stages)
@@ -112,6 +129,8 @@ def compile(model: torch.nn.Module, example_input: torch.Tensor, *, trainable="a
     vmfb = compile_host(stages["linalg"])
     prog = CompiledModel(imported, train_names, lr, stages, vmfb, has_gradients=bool(gradients),
                          momentum=momentum, buffer_of=buffer_of, state_report=report["report"])
+    if calib is not None:
+        prog.quantized_params = dict(imported.params)
     if target != "host":
         _log(verbose, f"iree-compile ({target}, static library) + firmware build "
                       f"... {time.time() - t0:.1f}s so far")
@@ -306,11 +325,12 @@ def _as_numpy(value) -> np.ndarray:
 
 
 def check_images(images, sample_chw, *, what: str = "images", batch: int | None = None,
-                 layout: str = "NCHW") -> np.ndarray:
+                 layout: str = "NCHW", out: np.ndarray | None = None) -> np.ndarray:
     """Images as the compiled program takes them (NHWC float32, contiguous), after checking them
     as every entry point does (`train_step`/`predict`, `run_qemu`, `tinytrain run-qemu`):
     floating-point values, and [batch or K, C, H, W] (NCHW) or [K, H, W, C] (NHWC, the `.npz`
-    files of `tinytrain run-qemu`, where a sample may also be [1, H, W, C])."""
+    files of `tinytrain run-qemu`, where a sample may also be [1, H, W, C]). NCHW images are
+    converted in one pass, into `out` (e.g. a program's input staging buffer) when given."""
     x = _as_numpy(images)
     c, h, w = (int(d) for d in sample_chw)
     if not np.issubdtype(x.dtype, np.floating):
@@ -331,9 +351,11 @@ def check_images(images, sample_chw, *, what: str = "images", batch: int | None 
                              f"{(batch, c, h, w)}")
     elif x.ndim != 4 or tuple(x.shape[1:]) != (c, h, w) or x.shape[0] == 0:
         raise ValueError(f"{what} must be [K, {c}, {h}, {w}] (NCHW, K >= 1), got {list(x.shape)}")
+    if out is None:
+        out = np.empty((x.shape[0], h, w, c), np.float32)
     with np.errstate(over="ignore"):  # values beyond float32 become Inf, refused by _finite
-        x32 = x.astype(np.float32)
-    return _finite(np.ascontiguousarray(x32.transpose(0, 2, 3, 1)), what)
+        np.copyto(out, x.transpose(0, 2, 3, 1), casting="unsafe")
+    return _finite(out, what)
 
 
 def _finite(x32: np.ndarray, what: str) -> np.ndarray:
@@ -364,6 +386,21 @@ def check_labels(labels, count: int, num_classes: int, *, what: str = "labels") 
     return y.astype(np.int32)
 
 
+def _param_array(name: str, arr: np.ndarray, dtype) -> np.ndarray:
+    """`arr` as a parameter of `dtype`: float32, or the int8 / int32 of a quantized parameter
+    (integral values in its range only: no silent rounding)."""
+    if not np.issubdtype(dtype, np.integer):
+        return np.ascontiguousarray(arr, dtype=np.float32)
+    info = np.iinfo(dtype)
+    with np.errstate(invalid="ignore"):
+        ok = np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)) and arr.min(initial=0) >= info.min \
+            and arr.max(initial=0) <= info.max
+    if not ok:
+        raise ValueError(f"'{name}' is a quantized {np.dtype(dtype)} parameter: its values must be integers "
+                         f"in [{info.min}, {info.max}]")
+    return np.ascontiguousarray(arr, dtype=dtype)
+
+
 class CompiledModel:
     """A compiled training program with its trainable parameters (kept between steps)."""
 
@@ -386,15 +423,19 @@ class CompiledModel:
         self.input_shape_nhwc = imported.input_shape
         self.num_classes = imported.num_classes
         self._values = {k: imported.params[k].copy() for k in self.trainable}
+        self._dtypes = {k: v.dtype for k, v in self._values.items()}  # int8 / int32 in int8 graphs
         for b, p in (buffer_of or {}).items():  # a buffer has its parameter's layout, zero at first
             self.layouts[b] = self.layouts[p]
             self._values[b] = np.zeros(self._values[p].shape, np.float32)
+            self._dtypes[b] = np.dtype(np.float32)
         self._host = HostModule(vmfb)
         self._in_place = False  # train_step checked that IREE updates the bound parameters in place
         self._staged: dict = {}  # entry point -> (HostFunction, input view, label view)
         # Non-finite state guard (`_state_guard`): views of the parameter buffers, state copies.
         self._guard: dict | None = None
         self.firmware = None  # set for the Cortex-M targets
+        #: quantize="int8": every parameter of the quantized graph (stage "quantize") as compiled
+        self.quantized_params: dict[str, np.ndarray] | None = None
 
     def run_qemu(self, train=None, evaluate=None, *, workdir=None, timeout: float = 600.0,
                  from_current: bool = False, checkpoint=None, nvm=None):
@@ -443,8 +484,8 @@ class CompiledModel:
         n, h, w, c = self.input_shape_nhwc
         return (n, c, h, w)
 
-    def _input(self, x) -> np.ndarray:
-        return check_images(x, self.input_shape[1:], what="input", batch=self.input_shape[0])
+    def _input(self, x, out: np.ndarray | None = None) -> np.ndarray:
+        return check_images(x, self.input_shape[1:], what="input", batch=self.input_shape[0], out=out)
 
     def _labels(self, labels) -> np.ndarray:
         return check_labels(labels, self.input_shape[0], self.num_classes)
@@ -495,7 +536,7 @@ class CompiledModel:
         if not np.isfinite(sq) and not np.isfinite(spare).all():
             start = 0
             for v in g["views"]:
-                np.copyto(v, saved[start:start + v.size])
+                np.copyto(v, saved[start:start + v.size], casting="unsafe")  # exact (see _state_guard)
                 start += v.size
             self.rejected_steps += 1
             raise NonFiniteStepError(
@@ -517,12 +558,14 @@ class CompiledModel:
                 all(a is b for a, b in zip(g["bound"], bound)):
             return g
         maps = [v.map() for v in bound]
-        views = [m.asarray(list(v.shape), np.dtype(np.float32)).reshape(-1) for m, v in zip(maps, bound)]
+        views = [m.asarray(list(v.shape), view_dtype(v)).reshape(-1) for m, v in zip(maps, bound)]
         size = sum(v.size for v in views)
         if g is not None and keep and g["saved"].size == size:
             saved, spare = g["saved"], g["spare"]
         else:
-            saved, spare = np.empty(size, np.float32), np.empty(size, np.float32)
+            # float64 holds int8 / int32 parameters (int8 graphs) exactly
+            dt = np.float32 if all(v.dtype == np.float32 for v in views) else np.float64
+            saved, spare = np.empty(size, dt), np.empty(size, dt)
             np.concatenate(views, out=saved)
         # The mappings must outlive their numpy views.
         self._guard = {"bound": list(bound), "maps": maps, "views": views, "saved": saved,
@@ -559,8 +602,9 @@ class CompiledModel:
 
     def _write_input(self, view: np.ndarray, x) -> None:
         """Check the NCHW batch `x` as every entry point does (`check_images`: float, shape,
-        finite) and write it, as NHWC, into a staging buffer's view."""
-        np.copyto(view, self._input(x))
+        finite) and write it, as NHWC, into a staging buffer's view (one pass; a refused batch
+        leaves only the staging buffer written, never the parameters)."""
+        self._input(x, out=view)
 
     def _write_labels(self, view: np.ndarray, labels) -> None:
         """Check the labels (`check_labels`) and write them into a staging buffer's view."""
@@ -608,7 +652,7 @@ class CompiledModel:
                                  f"parameter's {expected}")
             if self.layouts[k] == "hwio":
                 arr = arr.transpose(2, 3, 1, 0)
-            staged[k] = np.ascontiguousarray(arr, dtype=np.float32)
+            staged[k] = _param_array(k, arr, self._dtypes[k])
         self._values.update(staged)
 
     def state_report(self) -> StateReport:

@@ -32,6 +32,7 @@ __all__ = ["PASSES", "pass_class", "parse_pipeline", "build_pass_manager", "run_
 PASSES: dict[str, str] = {
     "torch-to-tinytrain": "tinytrain.lowering.conversions.torch_to_tinytrain:TorchToTinytrainPass",
     "autodiff": "tinytrain.transforms.autodiff:AutodiffPass",
+    "quantize": "tinytrain.transforms.quantize:QuantizePass",
     "qas": "tinytrain.transforms.qas:QasPass",
     "to-linalg": "tinytrain.lowering.conversions.tinytrain_to_linalg:ConvertTinytrainToLinalgPass",
 }
