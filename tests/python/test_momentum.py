@@ -283,3 +283,30 @@ def test_cli_momentum_prints_the_state_report_and_refuses_a_bad_value(cnn, capsy
     rc, _, err = run_cli(capsys, "compile", tmp_path / "model.py", "-o", tmp_path / "bad", "--momentum=-0.5")
     assert_one_line_error(rc, err, r"momentum must be a finite number >= 0")
     assert not (tmp_path / "bad").exists()
+
+
+def test_quantized_user_model_with_momentum_saves_the_state_report(tmp_path):
+    """`compile(quantize="int8", momentum=...)`: int8 weight, int32 bias and fp32 head trained
+    with buffers; the report in `model.json` equals the state_dict's sizes (int write-back: the
+    parameters' own bytes; fp32 master: 5 B per int8 weight value; momentum: 4 B per value)."""
+    import json
+
+    from tinytrain.models import residual_cnn
+
+    torch.manual_seed(0)
+    trainable = ["block.pw.weight", "block.pw.bias", "fc.weight", "fc.bias"]
+    prog = tinytrain.compile(residual_cnn().eval(), torch.zeros(1, 1, 8, 8), quantize="int8",
+                             calibration=torch.randn(16, 1, 8, 8), trainable=trainable, lr=0.05, momentum=M)
+    x = torch.randn(1, 1, 8, 8)
+    losses = [prog.train_step(x, [3]) for _ in range(3)]
+    assert losses[-1] < losses[0]
+    sd = prog.state_dict()
+    assert sd["block.pw.weight"].dtype == torch.int8 and sd["block.pw.weight.momentum_buffer"].abs().max() > 0
+    rows = {r["name"]: r for r in json.loads((prog.save(tmp_path / "q") / "model.json").read_text())
+            ["trained_state_bytes"]["parameters"]}
+    for n in trainable:
+        t = sd[n]
+        own = t.numel() * t.element_size()
+        master = 5 * t.numel() if t.dtype == torch.int8 else own
+        assert (rows[n]["writeback"], rows[n]["master"], rows[n]["momentum"], rows[n]["compiled"]) == \
+            (own, master, 4 * t.numel(), own + 4 * t.numel()), n
