@@ -1,7 +1,7 @@
 """`tinytrain` command line.
 
     tinytrain compile model.py -o out/ [--input-shape 1,3,64,64] [--trainable all|a,b | --sparse scheme.json]
-                               [--lr 0.01] [--target host|cortex-m4|cortex-m7] [--sram-kb 256]
+                               [--lr 0.01] [--momentum 0.9] [--target host|cortex-m4|cortex-m7] [--sram-kb 256]
                                [--dump-ir DIR] [-v]
                                [--quantize int8 --calibration images.npy [--int8-classifier] [--no-qas]]
     tinytrain run-qemu out/<target>/firmware [--train train.npz] [--eval eval.npz]
@@ -163,7 +163,8 @@ def _cmd_compile(args) -> int:
         shutil.rmtree(previous, ignore_errors=True)
         build_dir.rename(previous)
     try:
-        prog = compile(model.eval(), x, trainable=trainable, lr=args.lr, target=args.target,
+        prog = compile(model.eval(), x, trainable=trainable, lr=args.lr, momentum=args.momentum,
+                       target=args.target,
                        dump_ir=args.dump_ir, sram_kb=args.sram_kb, build_dir=build_dir,
                        verbose=args.verbose, sparse=args.sparse, **quant)
     except BaseException as e:
@@ -189,6 +190,7 @@ def _cmd_compile(args) -> int:
     prog.save(out)
     print(f"tinytrain: wrote {out}/model.vmfb ({len(prog.vmfb)} bytes), {len(prog.trainable)} "
           f"trainable tensors, input NCHW {list(prog.input_shape)}, {prog.num_classes} classes")
+    print(prog.state_report().table())
     if prog.firmware is not None:
         fw = prog.firmware
         print(f"tinytrain: firmware project {fw.project_dir} ({fw.board}): {fw.elf.name} with "
@@ -311,6 +313,9 @@ def main(argv=None) -> int:
                    help="sparse-update scheme instead of --trainable: {\"parameters\": {name: ratio}}, ratio "
                         "1/8, 1/4, 1/2 or 1 of a weight's output channels (see tinytrain.sparse)")
     c.add_argument("--lr", type=float, default=0.01, help="SGD learning rate (default 0.01)")
+    c.add_argument("--momentum", type=float, default=0.0,
+                   help="SGD momentum (PyTorch's rule; default 0 = plain SGD); > 0 keeps one f32 "
+                        "momentum buffer per trained parameter as trained state")
     c.add_argument("--target", default="host", choices=TARGETS, help="compilation target")
     c.add_argument("--sram-kb", type=int, default=256, help="SRAM budget of Cortex-M targets (default 256)")
     c.add_argument("--dump-ir", metavar="DIR", help="write each stage's MLIR to DIR")

@@ -31,6 +31,7 @@ from tinytrain.lowering.conversions.tinytrain_to_linalg import ConvertTinytrainT
 from tinytrain.lowering.conversions.torch_to_tinytrain import import_model, to_torch_layout
 from tinytrain.passes import ModulePass
 from tinytrain.pipeline import run_pipeline
+from tinytrain.state_report import CollectStateReport, StateReport
 from tinytrain.ptq import check_quantize_args, int8_layouts, int8_passes
 from tinytrain.transforms.autodiff import AutodiffPass
 
@@ -54,7 +55,8 @@ def _log(verbose: bool, msg: str) -> None:
 
 
 def compile(model: torch.nn.Module, example_input: torch.Tensor, *, trainable="all", lr: float = 0.01,
-            target: str = "host", gradients: bool = False, dump_ir: str | Path | None = None,
+            momentum: float = 0.0, target: str = "host", gradients: bool = False,
+            dump_ir: str | Path | None = None,
             sram_kb: int = 256, build_dir: str | Path | None = None,
             verbose: bool = False, quantize: str | None = None, calibration=None, qas: bool = True,
             int8_classifier: bool = False, sparse=None) -> "CompiledModel":
@@ -69,6 +71,10 @@ def compile(model: torch.nn.Module, example_input: torch.Tensor, *, trainable="a
         followed by BN has parameters `<conv>.weight` and `<conv>.bias`). Every other parameter
         is frozen into the program as a constant.
       lr: SGD learning rate (a positive, finite real number).
+      momentum: SGD momentum (PyTorch's rule: `v = momentum * v + g; p -= lr * v`, dampening 0,
+        no Nesterov); 0 (the default) is plain SGD. With momentum > 0 every trained parameter
+        has an f32 momentum buffer, zero at first, kept as trained state next to it (updated in
+        place, in `state_dict()` as `<name>.momentum_buffer`, in checkpoints and on the device).
       target: "host" (IREE llvm-cpu `.vmfb` for this machine), or "cortex-m4" / "cortex-m7":
         the host `.vmfb` (a bit-exact reference on the M4) plus a firmware project built in
         `build_dir` (`prog.firmware`), run with `prog.run_qemu(...)`.
@@ -99,6 +105,7 @@ def compile(model: torch.nn.Module, example_input: torch.Tensor, *, trainable="a
     """
     trainable, lr = _validate_args(model, example_input, trainable=trainable, lr=lr, target=target,
                                    sram_kb=sram_kb)
+    momentum = _check_momentum(momentum)
     calib = check_quantize_args(quantize, calibration, int8_classifier, example_input.shape[1:])
     if sparse is not None and trainable != "all":
         raise ValueError("give either trainable=[names] or sparse=<scheme> (which lists what is trained), "
@@ -117,9 +124,10 @@ def compile(model: torch.nn.Module, example_input: torch.Tensor, *, trainable="a
         names, sparse_passes, slices = _sparse_plan(sparse, imported)
     # One PassManager run: autodiff, then the conversion to linalg (the module changes in place;
     # each stage's text is kept for dumps, `save()` and the firmware build).
-    passes = sparse_passes[:1] + [AutodiffPass(trainable=names, lr=float(lr), gradients=bool(gradients))] + \
-        sparse_passes[1:] + [
-              _Snapshot("autodiff", stages, verbose, t0),
+    report: dict = {}
+    passes = sparse_passes[:1] + [AutodiffPass(trainable=names, lr=float(lr), gradients=bool(gradients),
+                                               momentum=momentum)] + sparse_passes[1:] + [
+              _Snapshot("autodiff", stages, verbose, t0), CollectStateReport(sink=report),
               ConvertTinytrainToLinalgPass(values=imported.params),
               _Snapshot("linalg", stages, verbose, t0)]
     if calib is not None:
@@ -127,15 +135,17 @@ def compile(model: torch.nn.Module, example_input: torch.Tensor, *, trainable="a
                              snapshot=lambda name: _Snapshot(name, stages, verbose, t0))
     _log(verbose, "pipeline: " + ",".join(p.options_text() for p in passes if p.argument))
     run_pipeline(imported.module, passes, stage="compile")
-    train_names = _trained_params(imported.module)  # to-linalg keeps the argument attributes
+    train_names, buffer_of = _trained_state(imported.module)  # to-linalg keeps the argument attributes
     if calib is not None:
         imported.layouts = int8_layouts(imported.layouts, imported.params)
+    _log(verbose, report["report"].table())
     if dump_ir is not None:
         _write_stages(Path(dump_ir), stages)
     _log(verbose, f"iree-compile (llvm-cpu, host) ... {time.time() - t0:.1f}s so far")
     vmfb = compile_host(stages["linalg"])
     prog = CompiledModel(imported, train_names, lr, stages, vmfb, has_gradients=bool(gradients),
-                         slices=slices)
+                         slices=slices, momentum=momentum, buffer_of=buffer_of,
+                         state_report=report["report"])
     if calib is not None:
         prog.quantized_params = dict(imported.params)
     if target != "host":
@@ -161,6 +171,13 @@ def _sparse_plan(spec, imported):
     imported.params = split_values(imported.params, slices)
     passes = [SparseUpdatePass(weights=update.pass_option()), SparseNarrowPass()] if slices else []
     return tuple(update.trainable), passes, slices
+
+
+def _check_momentum(momentum) -> float:
+    if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real) or \
+            not math.isfinite(float(momentum)) or float(momentum) < 0:
+        raise ValueError(f"momentum must be a finite number >= 0 (0 = plain SGD, e.g. 0.9), got {momentum!r}")
+    return float(momentum)
 
 
 def _validate_args(model, example_input, *, trainable, lr, target: str, sram_kb):
@@ -283,7 +300,9 @@ MODEL_META = "model.json"
 
 def _write_model_meta(path: Path, prog: "CompiledModel") -> None:
     meta = {"trainable": prog.trainable, "input_shape_nhwc": list(prog.input_shape_nhwc),
-            "num_classes": prog.num_classes, "lr": prog.lr}
+            "num_classes": prog.num_classes, "lr": prog.lr, "momentum": prog.momentum,
+            "momentum_buffers": prog.momentum_buffers,
+            "trained_state_bytes": prog.state_report().to_json()}
     path.write_text(json.dumps(meta, indent=2) + "\n")
 
 
@@ -295,16 +314,20 @@ def _remove(paths) -> None:
             p.unlink()
 
 
-def _trained_params(module: ir.Module) -> list[str]:
-    """Names of the trained parameters, in the argument order of `@train_step`."""
+def _trained_state(module: ir.Module) -> tuple[list[str], dict[str, str]]:
+    """Names of the trained parameters in the argument order of `@train_step`, and its momentum
+    buffers (`"<param>.momentum_buffer"` -> `"<param>"`, in argument order, after them)."""
     for op in module.body.operations:
         if op.operation.name == "func.func" and ir.StringAttr(op.attributes["sym_name"]).value == "train_step":
-            out = []
+            out, buffers = [], {}
             for d in ir.ArrayAttr(op.attributes["arg_attrs"]):
                 d = ir.DictAttr(d)
                 if "tinytrain.trainable" in d:
                     out.append(ir.StringAttr(d["tinytrain.param"]).value)
-            return out
+                elif "tinytrain.momentum_buffer" in d:
+                    p = ir.StringAttr(d["tinytrain.momentum_buffer"]).value
+                    buffers[f"{p}.momentum_buffer"] = p
+            return out, buffers
     raise CompileError("autodiff produced no @train_step", stage="autodiff")
 
 
@@ -416,7 +439,8 @@ class CompiledModel:
     """A compiled training program with its trainable parameters (kept between steps)."""
 
     def __init__(self, imported, train_names: list[str], lr: float, stages: dict[str, str], vmfb: bytes,
-                 *, has_gradients: bool = False, slices=()):
+                 *, has_gradients: bool = False, slices=(), momentum: float = 0.0,
+                 buffer_of: dict[str, str] | None = None, state_report: StateReport | None = None):
         self.stages = stages
         #: sparse-update weights (name -> WeightSlice): trained on a slice, the rest frozen
         self.slices = {s.name: s for s in slices}
@@ -426,11 +450,21 @@ class CompiledModel:
         self.vmfb = vmfb
         self.lr = lr
         self.trainable = list(train_names)
+        self.momentum = momentum
+        #: momentum buffer names (`<param>.momentum_buffer`), after the parameters in the state
+        self.momentum_buffers = list(buffer_of or {})
+        #: the trained state in `@train_step` argument order: parameters, then momentum buffers
+        self.state_names = self.trainable + self.momentum_buffers
+        self._report = state_report
         self.layouts = dict(imported.layouts)
         self.input_shape_nhwc = imported.input_shape
         self.num_classes = imported.num_classes
         self._values = {k: imported.params[k].copy() for k in self.trainable}
         self._dtypes = {k: v.dtype for k, v in self._values.items()}  # int8 / int32 in int8 graphs
+        for b, p in (buffer_of or {}).items():  # a buffer has its parameter's layout, zero at first
+            self.layouts[b] = self.layouts[p]
+            self._values[b] = np.zeros(self._values[p].shape, np.float32)
+            self._dtypes[b] = np.dtype(np.float32)
         self._host = HostModule(vmfb)
         self._in_place = False  # train_step checked that IREE updates the bound parameters in place
         self._staged: dict = {}  # entry point -> (HostFunction, input view, label view)
@@ -494,10 +528,10 @@ class CompiledModel:
         return check_labels(labels, self.input_shape[0], self.num_classes)
 
     def program_params(self) -> list[np.ndarray]:
-        """Trainable parameters in program layout (HWIO conv weights) and argument order: what a
-        compiled step (host `.vmfb` or Cortex-M firmware) takes and returns. (Copies: between
-        steps the parameters stay in the runtime's buffers.)"""
-        return [to_numpy(self._values[k]) for k in self.trainable]
+        """The trained state (parameters, then momentum buffers if any) in program layout (HWIO
+        conv weights) and argument order: what a compiled step (host `.vmfb` or Cortex-M
+        firmware) takes and returns. (Copies: between steps it stays in the runtime's buffers.)"""
+        return [to_numpy(self._values[k]) for k in self.state_names]
 
     def _device_params(self) -> list:
         """The trainable parameters as the runtime holds them (device arrays after a step)."""
@@ -509,19 +543,19 @@ class CompiledModel:
         f, xv, yv = self._bound_function("train_step")
         self._write_input(xv, x)
         self._write_labels(yv, labels)
-        n = len(self.trainable)
+        n = len(self.state_names)
         self._state_guard(f.views[:n])  # the state before the step is the rollback point
         rets = f()
         if not self._in_place:
             # The parameters are tied to the results (iree.abi.output): IREE updates the bound
             # buffers in place and returns them. Check that once; otherwise rebind every step.
-            n = len(self.trainable)
+            n = len(self.state_names)
             outs = [f.result(rets, i) for i in range(n)]
             self._in_place = all(o.get_buffer() == f.bound(i).get_buffer() for i, o in enumerate(outs))
-            for i, (k, v) in enumerate(zip(self.trainable, outs)):
+            for i, (k, v) in enumerate(zip(self.state_names, outs)):
                 self._values[k] = v  # stays a device array: updated in place by the next step
                 f.bind(i, v)
-        loss = f.scalar(rets, len(self.trainable))
+        loss = f.scalar(rets, len(self.state_names))
         if not np.isfinite(loss):
             # The compiled step skipped its update (`sgd_update` is guarded by the loss).
             self.rejected_steps += 1
@@ -575,6 +609,11 @@ class CompiledModel:
                        "spare": spare}
         return self._guard
 
+    def _state_args(self, name: str) -> int:
+        """How many leading arguments of entry point `name` are trained state: `train_step`
+        takes all of it (parameters and momentum buffers), `predict`/`gradients` the parameters."""
+        return len(self.state_names) if name == "train_step" else len(self.trainable)
+
     def _bound_function(self, name: str):
         """(`name` on the host module, numpy view of its input staging buffer, of its label staging
         buffer or None), with the current parameters bound as its first arguments (rebound only
@@ -582,14 +621,14 @@ class CompiledModel:
         staged = self._staged.get(name)
         if staged is None:
             f = self._host.function(name)
-            n = len(self.trainable)
+            n = self._state_args(name)
             xv = f.stage(n, self.input_shape_nhwc, np.float32)
             yv = f.stage(n + 1, (self.input_shape[0],), np.int32) if f.num_args > n + 1 else None
             staged = self._staged[name] = (f, xv, yv)
         f = staged[0]
         views = f.views
         values = self._values
-        for i, k in enumerate(self.trainable):
+        for i, k in enumerate(self.state_names[:self._state_args(name)]):
             v = values[k]
             if views[i] is not v:
                 f.bind(i, v)
@@ -626,11 +665,13 @@ class CompiledModel:
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """Current trainable parameters in PyTorch layout (BN-folded names); a sparse-update
-        weight whole: its trained output channels joined with the frozen rest."""
+        weight whole: its trained output channels joined with the frozen rest; with momentum
+        their buffers (`<name>.momentum_buffer`, the parameter's layout; a sparse weight's buffer
+        covers its trained channels only)."""
         from tinytrain.transforms.sparse_update import merge_values
 
         out = {}
-        for k in self.trainable:
+        for k in self.state_names:
             v = to_numpy(self._values[k])
             if k in self.slices:
                 v = merge_values(v, self._frozen[k], self.slices[k])
@@ -638,14 +679,16 @@ class CompiledModel:
         return out
 
     def load_state_dict(self, state: dict) -> None:
-        """Set trainable parameters from PyTorch-layout tensors (e.g. from `state_dict()`).
-        Atomic: every entry is checked first; on any error no parameter is changed."""
+        """Set trainable parameters (and momentum buffers) from PyTorch-layout tensors (e.g. from
+        `state_dict()`); entries not given keep their values. Atomic: every entry is checked
+        first; on any error no parameter is changed."""
         if not hasattr(state, "items"):
             raise TypeError(f"state must be a dict of name -> tensor, got {type(state).__name__}")
         staged = {}
         for k, v in state.items():
             if k not in self._values:
-                raise KeyError(f"'{k}' is not a trainable parameter; trainable: {', '.join(self.trainable)}")
+                raise KeyError(f"'{k}' is not a trainable parameter or momentum buffer of this program; "
+                               f"trained state: {', '.join(self.state_names)}")
             arr = _as_numpy(v)
             if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
                 raise TypeError(f"'{k}': {arr.dtype} values; parameters are float32")
@@ -678,6 +721,11 @@ class CompiledModel:
         idx[sl.axis] = slice(0, sl.channels)
         return np.ascontiguousarray(whole[tuple(idx)])
 
+    def state_report(self) -> StateReport:
+        """The trained state's bytes in SRAM per parameter and update option
+        (`tinytrain.state_report`); also in `save()`'s `model.json` as `trained_state_bytes`."""
+        return self._report
+
     def save_checkpoint(self, path: str | Path, *, steps: int = 0) -> Path:
         """Write the trained parameters as a checkpoint in the device runtime's format, atomically
         (temporary file, fsync, rename); see `tinytrain.checkpoint`."""
@@ -705,7 +753,7 @@ class CompiledModel:
         pdir = out / "params"
         pdir.mkdir()
         files = []
-        for i, k in enumerate(self.trainable):
+        for i, k in enumerate(self.state_names):
             f = pdir / f"{i:03d}_{k}.npy"
             np.save(f, to_numpy(self._values[k]))
             files.append(f.relative_to(out))

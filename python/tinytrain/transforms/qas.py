@@ -15,7 +15,8 @@ whose parameter feeds a `tinytrain.qconv2d` as weight or bias, and every `tinytr
 an fp32 master copy of an int8 weight (a parameter feeding a qconv2d through `tinytrain.quantize`,
 `build_forward(master_weights=...)`; fp32 parameters of fp32 ops are left alone): its gradient operand becomes
 `tinytrain.channel_scale(g)` with the scales above (read from the conv's `weight_scales` and
-`input_scale`). An update already rescaled carries `{tinytrain.qas}` and is left alone, so the
+`input_scale`); with momentum (the update's gradient operand is `sgd_momentum(v, g, loss)`) the
+momentum op's `g` is rescaled instead, so the buffer accumulates QAS-scaled gradients. An update already rescaled carries `{tinytrain.qas}` and is left alone, so the
 pass is idempotent. It is on by default for int8 graphs (`tinytrain.int8.compile_training`,
 `qas=False` switches it off); `tinytrain-opt -p 'autodiff,qas'` runs it by hand.
 """
@@ -88,9 +89,16 @@ class QasPass(ModulePass):
                 raise CompileError(f"qas: the parameter updated at {upd.location} is not the weight or bias "
                                    "of a tinytrain.qconv2d; QAS knows no scale for it",
                                    stage=self.argument, loc=upd.location)
-            with module.context, ir.InsertionPoint(upd), upd.location:
+            # With momentum the update's gradient operand is the buffer's step
+            # `sgd_momentum(v, g, loss)`: the buffer accumulates the rescaled gradient.
+            target = upd
+            src = grad.owner
+            if isinstance(src, (ir.Operation, ir.OpView)) and src.operation.name == "tinytrain.sgd_momentum":
+                target = src.operation
+                grad = target.operands[1]
+            with module.context, ir.InsertionPoint(target), upd.location:
                 n = ir.RankedTensorType(grad.type).shape[-1]  # a sparse slice: its own channels' factors
                 factors = qas_scales(conv, role)[first:first + n]
                 scaled = tq.ChannelScaleOp(grad, ir.DenseF64ArrayAttr.get(factors), grad.type).result
-                upd.operands[1] = scaled
+                target.operands[1] = scaled
                 upd.attributes["tinytrain.qas"] = ir.UnitAttr.get()
