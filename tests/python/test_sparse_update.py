@@ -59,10 +59,12 @@ def fp32_program():
     return model, prog
 
 
-def _masked_sgd_steps(model, batches):
-    """PyTorch: SGD on the scheme's parameters, the gradient of the frozen output channels zeroed."""
+def _masked_sgd_steps(model, batches, momentum=0.0):
+    """PyTorch: SGD (with momentum: v = m v + g, p -= lr v) on the scheme's parameters, the
+    gradient of the frozen output channels zeroed."""
     ref = Net()
     ref.load_state_dict(model.state_dict())
+    bufs = {n: torch.zeros_like(p) for n, p in ref.named_parameters()}
     for x, y in batches:
         ref.zero_grad()
         loss = torch.nn.functional.cross_entropy(ref(x), y)
@@ -72,7 +74,8 @@ def _masked_sgd_steps(model, batches):
                 if n in FP32_SCHEME:
                     g = p.grad.clone()
                     g[int(Fraction(FP32_SCHEME[n]) * g.shape[0]):] = 0
-                    p -= LR * g
+                    bufs[n] = momentum * bufs[n] + g
+                    p -= LR * bufs[n]
     return ref
 
 
@@ -92,6 +95,23 @@ def test_fp32_sparse_steps_equal_masked_dense_steps(fp32_program):
         orig = dict(model.named_parameters())[n].detach()
         assert torch.equal(v[k:], orig[k:]), n  # the frozen channels are untouched
         assert not torch.equal(v[:k], orig[:k]), n  # and the trained ones moved
+
+
+def test_fp32_sparse_steps_with_momentum_equal_masked_dense_momentum_steps():
+    """Momentum buffers of sliced weights cover the trained channels; the frozen rest never moves."""
+    torch.manual_seed(0)
+    model = Net().eval()
+    prog = tinytrain.compile(model, torch.zeros(2, 3, 8, 8), sparse={"parameters": FP32_SCHEME}, lr=LR,
+                             momentum=0.9)
+    torch.manual_seed(2)
+    batches = [(torch.randn(2, 3, 8, 8), torch.tensor([i % 8, (3 * i + 1) % 8])) for i in range(3)]
+    for x, y in batches:
+        prog.train_step(x, y)
+    ref = dict(_masked_sgd_steps(model, batches, momentum=0.9).named_parameters())
+    sd = prog.state_dict()
+    assert tuple(sd["pw.weight.momentum_buffer"].shape) == (6, 16, 1, 1)  # 1/4 of 24 channels
+    for n in FP32_SCHEME:
+        np.testing.assert_allclose(sd[n].numpy(), ref[n].detach().numpy(), rtol=0, atol=1e-5, err_msg=n)
 
 
 def test_fp32_state_round_trip_and_frozen_channels(fp32_program):

@@ -415,6 +415,8 @@ class SparseNarrowPass(ModulePass):
                     if upd.name not in ("tinytrain.sgd_update", "tinytrain.qsgd_update"):
                         continue
                     g = upd.operands[1]
+                    if _producer(g) is not None and _producer(g).name == "tinytrain.sgd_momentum":
+                        g = _producer(g).operands[1]  # momentum: the gradient the buffer accumulates
                     while _producer(g) is not None and _producer(g).name == "tinytrain.channel_scale":
                         g = _producer(g).operands[0]
                     src = _producer(g)
