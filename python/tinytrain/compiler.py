@@ -27,7 +27,7 @@ from torch_mlir import ir
 
 from tinytrain.errors import CompileError, UnsupportedModelError
 from tinytrain.lowering.host.iree_host import HostModule, compile_host, to_numpy
-from tinytrain.lowering.conversions.tinytrain_to_linalg import ConvertTinytrainToLinalgPass
+from tinytrain.lowering.conversions.tinytrain_to_linalg import CLAMP_BY_TARGET, ConvertTinytrainToLinalgPass
 from tinytrain.lowering.conversions.torch_to_tinytrain import import_model, to_torch_layout
 from tinytrain.passes import ModulePass
 from tinytrain.pipeline import run_pipeline
@@ -89,10 +89,12 @@ def compile(model: torch.nn.Module, example_input: torch.Tensor, *, trainable="a
     stages: dict[str, str] = {"import": str(imported.module)}
     names = ("all",) if trainable == "all" else tuple(trainable)
     # One PassManager run: autodiff, then the conversion to linalg (the module changes in place;
-    # each stage's text is kept for dumps, `save()` and the firmware build).
+    # each stage's text is kept for dumps, `save()` and the firmware build). The clamps are
+    # lowered for the target's FPU; the host .vmfb is built from the same linalg, so it stays
+    # the device's reference.
     passes = [AutodiffPass(trainable=names, lr=float(lr), gradients=bool(gradients)),
               _Snapshot("autodiff", stages, verbose, t0),
-              ConvertTinytrainToLinalgPass(values=imported.params),
+              ConvertTinytrainToLinalgPass(values=imported.params, clamp=CLAMP_BY_TARGET[target]),
               _Snapshot("linalg", stages, verbose, t0)]
     _log(verbose, "pipeline: " + ",".join(p.options_text() for p in passes if p.argument))
     run_pipeline(imported.module, passes, stage="compile")

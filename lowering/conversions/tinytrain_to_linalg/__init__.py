@@ -51,9 +51,10 @@ from tinytrain.passes import ModulePass
 
 from . import (conv, elementwise, layers_activation, layers_broadcast, layers_pool, layers_shape,
                linear, loss, pool, quant, shape)
-from .builders import STAGE, const_f32, elementwise as elementwise_generic
+from .builders import CLAMPS, STAGE, const_f32, elementwise as elementwise_generic
 
-__all__ = ["ConvertTinytrainToLinalgPass", "lower_to_linalg", "PATTERNS", "populate_patterns"]
+__all__ = ["ConvertTinytrainToLinalgPass", "lower_to_linalg", "PATTERNS", "populate_patterns",
+           "CLAMPS", "CLAMP_BY_TARGET", "patterns_for"]
 
 #: tinytrain op class -> its conversion pattern `fn(op, adaptor, type_converter, rewriter)`.
 PATTERNS: dict[type, object] = {
@@ -69,6 +70,18 @@ PATTERNS: dict[type, object] = {
     **layers_broadcast.PATTERNS,
     **quant.PATTERNS,
 }
+
+
+#: The clamp lowering each compile target uses (`builders.CLAMPS`): compare+select where the FPU
+#: has no IEEE maxNum/minNum (cortex-m4's FPv4: `maxnumf` becomes a libcall there, +47%
+#: instructions per step measured), VMAXNM/VMINNM on the cortex-m7's FPv5 (see
+#: bench/results/cortexm_steps.md).
+CLAMP_BY_TARGET = {"host": "select", "cortex-m4": "select", "cortex-m7": "minmax"}
+
+
+def patterns_for(clamp: str) -> dict[type, object]:
+    """`PATTERNS` with the clamp-dependent ops lowered as `clamp` (a member of `CLAMPS`)."""
+    return {**PATTERNS, **elementwise.CLAMP_PATTERNS[clamp], **layers_activation.CLAMP_PATTERNS[clamp]}
 
 
 def _keep_type(t: ir.Type) -> ir.Type:
@@ -233,18 +246,28 @@ class ConvertTinytrainToLinalgPass(ModulePass):
     argument: ClassVar[str] = "to-linalg"
     summary: ClassVar[str] = ("Convert the tinytrain dialect to linalg-on-tensors (frozen "
                               "parameters become dense_resource constants when values are given).")
+    option_docs: ClassVar[dict[str, str]] = {
+        "clamp": "lowering of ReLU/ReLU6/hardswish clamps: 'select' (cmpf ugt/ult + select, "
+                 "NaN-propagating, = maximumf/minimumf; host, cortex-m4) or 'minmax' "
+                 "(maxnumf/minnumf, NaN gives the bound; VMAXNM/VMINNM on cortex-m7)",
+    }
     #: Parameter values (name -> array, in the layout of the function arguments); set by the
     #: Python driver, not a pipeline option. None keeps frozen parameters as arguments.
     values: Mapping[str, np.ndarray] | None = None
+    clamp: str = "select"
 
     def run(self, module: ir.Operation) -> None:
+        if self.clamp not in CLAMPS:
+            raise CompileError(f"to-linalg: option clamp={self.clamp!r} is not one of "
+                               f"{', '.join(CLAMPS)} (e.g. to-linalg{{clamp=select}})", stage=STAGE)
         with module.context, ir.Location.unknown():
-            _convert(module, self.values, PATTERNS)
+            _convert(module, self.values, patterns_for(self.clamp))
 
 
-def lower_to_linalg(module: ir.Module, values: Mapping[str, np.ndarray] | None = None) -> None:
-    """Lower `module` to linalg in place (frozen parameters inlined when `values` is given); the
-    module is verified after the conversion."""
+def lower_to_linalg(module: ir.Module, values: Mapping[str, np.ndarray] | None = None,
+                    clamp: str = "select") -> None:
+    """Lower `module` to linalg in place (frozen parameters inlined when `values` is given; f32
+    clamps lowered as `clamp`); the module is verified after the conversion."""
     from tinytrain.pipeline import run_pipeline
 
-    run_pipeline(module, [ConvertTinytrainToLinalgPass(values=values)], stage=STAGE)
+    run_pipeline(module, [ConvertTinytrainToLinalgPass(values=values, clamp=clamp)], stage=STAGE)
