@@ -115,22 +115,14 @@ func.func @predict(%x: tensor<{p}x{k}xi8>) -> tensor<{p}x{n}xi8> {{
   %ey = tensor.empty() : tensor<{p}x{n}xi8>""" + _requant_generic("%acc", [p, n], n, q, 2)
 
 
-#: Upper bound of sizeof(ttk_rq_t) (runtime/kernels/src/ttk_simd.h, 36 bytes today): the scratch
-#: binding may be larger than the kernel's need, never smaller.
-_RQ_BOUND = 64
-
-
-def conv1x1_scratch_bytes(c_in: int, c_out: int) -> int:
-    """Scratch for `ttk_conv1x1_s8`'s widened-operand path with all channels in one block
-    (`ttk_conv1x1_s8_scratch_size`, with `_RQ_BOUND` for the per-channel constants)."""
-    k4 = (c_in + 3) & ~3
-    return k4 * 4 + (c_out + 1) // 2 * (k4 * 4 + 2 * _RQ_BOUND + 8)
-
-
 def pw_ttk_mlir(x_shape, w, bias, q) -> str:
-    """The pointwise layer of `pw_mlir` as one IREE dispatch of our kernel: weights packed
-    [C_out][C_in] here (compile time), the layer's shapes, zero points and clamp baked into the
-    workgroup function, the scratch a second (transient) result of the dispatch."""
+    """The pointwise layer of `pw_mlir` as one IREE dispatch of our kernel, as
+    `to-linalg{kernels=ttk}` emits it for a qconv2d (lowering/conversions/tinytrain_to_linalg/
+    kernels.py; written out here for the bench's raw quantization parameters): weights packed
+    [C_out][C_in] here, the layer's shapes, zero points and clamp baked into the workgroup
+    function, the scratch a second (transient) result of the dispatch."""
+    from tinytrain.lowering.conversions.tinytrain_to_linalg.kernels import conv1x1_scratch_bytes
+
     p, k = x_shape
     n = w.shape[1]
     scratch = conv1x1_scratch_bytes(k, n)
@@ -208,7 +200,7 @@ func.func @predict(%x: tensor<1x{h}x{wd}x{c}xi8>) -> tensor<1x{oh}x{ow}x{c}xi8> 
 TTK_SOURCES = [tk.KERNELS / "src" / "ttk_s8.c", tk.KERNELS / "src" / "ttk_iree.c"]
 
 
-def build_and_run(text: str, x: np.ndarray, out_shape, work: Path, target: str):
+def build_and_run(text: str, x: np.ndarray, out_shape, work: Path, target: str, out_dtype=np.int8):
     """Compile the one-layer `@predict` `text` into the static library, link it with our
     runtime (and our kernels, for a dispatch that calls one), run it once in QEMU: returns
     (instructions of the tt_run call, output)."""
@@ -242,21 +234,26 @@ def build_and_run(text: str, x: np.ndarray, out_shape, work: Path, target: str):
     ticks = [int(t.split("=")[1]) for t in log.split() if t.startswith("ticks=")]
     if q.returncode != 0 or not ticks:
         raise RuntimeError(f"IREE firmware failed:\n{log[-2000:]}")
-    y = np.frombuffer((work / "iree_out.bin").read_bytes(), np.int8).reshape(out_shape)
+    y = np.frombuffer((work / "iree_out.bin").read_bytes(), out_dtype).reshape(out_shape)
     return ticks[0] * 1e9 / hz, y
 
 
 def run(work: Path, targets) -> tuple[list, list]:
+    """IREE's kernel (impl "IREE") and ours dispatched by IREE (impl "tinytrain via IREE") for a
+    few layers on each target; rows as bench/cortexm_kernels.py writes them, and notes."""
+    pw_layers = {}  # name -> (weights, bias, quantization) of the pointwise layers
     rng = np.random.default_rng(11)
     layers = []
     q = tk.quant_params(rng, 96, relu6="folded")
     x, w, b = tk.s8(rng, (64 * 64, 16)), tk.s8(rng, (16, 96)), tk.bias32(rng, 96)
     layers.append(("pw 16->96 @64x64", "int8 pointwise", pw_mlir(x.shape, w, b, q), x,
                    oracle.conv1x1(x, w, b, q), 64 * 64 * 16 * 96))
+    pw_layers["pw 16->96 @64x64"] = (w, b, q)
     q = tk.quant_params(rng, 56, relu6=False)
     x, w, b = tk.s8(rng, (64, 336)), tk.s8(rng, (336, 56)), tk.bias32(rng, 56)
     layers.append(("pw 336->56 @8x8 (project)", "int8 pointwise", pw_mlir(x.shape, w, b, q), x,
                    oracle.conv1x1(x, w, b, q), 64 * 336 * 56))
+    pw_layers["pw 336->56 @8x8 (project)"] = (w, b, q)
     q = tk.quant_params(rng, 96, relu6="folded")
     x, w, b = tk.s8(rng, (32, 32, 96)), tk.s8(rng, (3, 3, 1, 96)), tk.bias32(rng, 96)
     layers.append(("dw3x3 s1 C96 @32x32", "int8 depthwise", dw_mlir(x.shape, w, 3, 1, b, q),
@@ -266,6 +263,11 @@ def run(work: Path, targets) -> tuple[list, list]:
     layers.append(("dw3x3 s2 C48 @64x64 (features.2)", "int8 depthwise",
                    dw_mlir(x.shape, w, 3, 2, b, q), x[None], oracle.dwconv(x, w, 3, 2, b, q)[None],
                    32 * 32 * 48 * 9))
+    # Our pointwise kernel as an IREE dispatch (pw_ttk_mlir) on the same layers and inputs.
+    for name, family, _, x, ref, macs in list(layers[:2]):
+        w, b, q = pw_layers[name]
+        layers.append((name, "int8 pointwise (tinytrain via IREE dispatch)", pw_ttk_mlir(x.shape, w, b, q),
+                       x, ref, macs))
     rows, notes = [], []
     for li, (name, family, text, x, ref, macs) in enumerate(layers):
         for target in targets:
@@ -277,7 +279,8 @@ def run(work: Path, targets) -> tuple[list, list]:
             except Exception as e:  # noqa: BLE001 - reported, the rest of the bench goes on
                 notes.append(f"IREE {name} on {target}: not built ({type(e).__name__}: {str(e)[:300]})")
                 continue
-            rows.append({"kernel": name, "family": family, "impl": "IREE", "target": target,
+            impl = "tinytrain via IREE" if "via IREE" in family else "IREE"
+            rows.append({"kernel": name, "family": family.split(" (")[0], "impl": impl, "target": target,
                          "board": tk.TARGET_BOARD[target], "macs": macs, "instructions": int(insns),
                          "instr_per_mac": round(insns / macs, 3),
                          "output_matches_oracle": bool(np.array_equal(y, ref))})
@@ -287,4 +290,8 @@ def run(work: Path, targets) -> tuple[list, list]:
                  "flags (+dsp), linalg.quantized_matmul / depthwise_conv_2d_nhwc_hwc_q + the "
                  "requantization as an i64 linalg.generic; timed around tt_run of the one-layer "
                  "@predict (includes the schedule's fills/copies, e.g. the padded input).")
+    notes.append("tinytrain via IREE rows: the same one-layer @predict with the conv as one IREE "
+                 "dispatch (stream.executable, hal.import.static) calling our kernel "
+                 "(runtime/kernels/src/ttk_iree.c), weights packed at compile time, scratch a "
+                 "transient result; timed like the IREE rows.")
     return rows, notes

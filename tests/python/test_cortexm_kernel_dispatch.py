@@ -38,3 +38,36 @@ def test_pointwise_dispatch_of_our_kernel_equals_iree_kernel(target, tmp_path):
     nm = subprocess.run(["arm-none-eabi-nm", str(tmp_path / "ttk" / "k_lib.o")],
                         capture_output=True, text=True, check=True).stdout
     assert " U ttk_iree_conv1x1_s8" in nm
+
+
+def _forward_text(graph, kernels: str) -> str:
+    from tinytrain.lowering.conversions.tinytrain_to_linalg import ConvertTinytrainToLinalgPass
+    from tinytrain.pipeline import run_pipeline
+    from torch_mlir import ir
+
+    run_pipeline(graph.module, [ConvertTinytrainToLinalgPass(values=graph.values, kernels=kernels)],
+                 stage="test")
+    for op in graph.module.body.operations:  # the firmware harness runs @predict
+        if op.operation.name == "func.func":
+            op.attributes["sym_name"] = ir.StringAttr.get("predict", graph.module.context)
+    return str(graph.module)
+
+
+@pytest.mark.parametrize("target", ["cortex-m4", "cortex-m7"])
+def test_int8_backbone_with_our_kernels_equals_iree_kernels(target, tmp_path):
+    """A whole int8 forward (the paper's MobileNetV2-w0.35, first 2 blocks, 32x32, fp32 head):
+    lowered with `to-linalg{kernels=ttk}` (its pointwise convs dispatch our kernel) and with
+    IREE's kernels, bit-identical logits in QEMU."""
+    from tinytrain.pretrained import load_mcu_model
+    from tinytrain.pretrained.graph import build_forward, truncate
+
+    model = truncate(load_mcu_model("mbv2-w0.35"), 2)
+    texts = {k: _forward_text(build_forward(model, classifier="fp32", num_classes=10, input_hw=32), k)
+             for k in ("ttk", "iree")}
+    assert texts["ttk"].count('"flow.dispatch"') == 3  # blocks.0.pointwise2, blocks.1.pointwise1/2
+    assert '"flow.dispatch"' not in texts["iree"]
+    x = np.random.default_rng(2).integers(-128, 128, (1, 32, 32, 3)).astype(np.int8)
+    out = {k: ik.build_and_run(t, x, (1, 10), tmp_path / k, target, out_dtype=np.float32)[1]
+           for k, t in texts.items()}
+    np.testing.assert_array_equal(out["ttk"].view(np.uint32), out["iree"].view(np.uint32))
+    assert np.abs(out["iree"]).max() > 0
