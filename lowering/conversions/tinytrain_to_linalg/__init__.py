@@ -74,9 +74,9 @@ PATTERNS: dict[type, object] = {
 
 
 #: The clamp lowering each compile target uses (`builders.CLAMPS`): compare+select where the FPU
-#: has no IEEE maxNum/minNum (cortex-m4's FPv4: `maxnumf` becomes a libcall there, +47%
-#: instructions per step measured), VMAXNM/VMINNM on the cortex-m7's FPv5 (see
-#: bench/results/cortexm_steps.md).
+#: has no IEEE maxNum/minNum (cortex-m4's FPv4: `maxnumf` costs +69% instructions per
+#: MobileNetV2 step there), VMAXNM/VMINNM on the cortex-m7's FPv5 (-9.5% against select; see
+#: bench/results/cortexm_steps.md, `bench/cortexm_bench.py`).
 CLAMP_BY_TARGET = {"host": "select", "cortex-m4": "select", "cortex-m7": "minmax"}
 
 
