@@ -187,7 +187,7 @@ def convert_qconv2d(op, adaptor, type_converter, rewriter, kernels: str = "iree"
     """`kernels="ttk"`: a qconv2d inside our pointwise kernel's contract becomes a dispatch of it
     (`kernels.conv1x1_dispatch`); everything else, and `kernels="iree"`, is lowered to linalg."""
     from .conv import _conv_attrs, _is_depthwise
-    from .kernels import conv1x1_contract, conv1x1_dispatch
+    from .kernels import conv1x1_contract, conv1x1_dispatch, dwconv_contract, dwconv_dispatch
 
     x, w, bias = adaptor.input, adaptor.weight, adaptor.bias
     strides, padding, groups = _conv_attrs(op)
@@ -199,13 +199,16 @@ def convert_qconv2d(op, adaptor, type_converter, rewriter, kernels: str = "iree"
     lo, hi = _attr_array(op, "clamp", ir.DenseI64ArrayAttr)
     m0 = _attr_array(op, "multiplier", ir.DenseI32ArrayAttr)
     shift = _attr_array(op, "shift", ir.DenseI32ArrayAttr)
-    if kernels == "ttk" and conv1x1_contract(shape_of(x), w_shape, strides, padding, groups, m0, shift,
-                                             (lo, hi), (x_zero, y_zero)) is None:
-        with rewriter.ip, op.location:
-            result = conv1x1_dispatch(op, x, w, bias, _const_tensor(m0, 32), _const_tensor(shift, 32),
-                                      x_zero, y_zero, (lo, hi))
-        rewriter.replace_op(op, [result])
-        return
+    if kernels == "ttk":
+        quant = (m0, shift, (lo, hi), (x_zero, y_zero))
+        pointwise = conv1x1_contract(shape_of(x), w_shape, strides, padding, groups, *quant) is None
+        dw = dwconv_contract(shape_of(x), w_shape, out_shape, strides, padding, depthwise, *quant) is None
+        if pointwise or dw:
+            with rewriter.ip, op.location:
+                args = (op, x, w, bias, _const_tensor(m0, 32), _const_tensor(shift, 32), x_zero, y_zero, (lo, hi))
+                result = conv1x1_dispatch(*args) if pointwise else dwconv_dispatch(*args, strides[0])
+            rewriter.replace_op(op, [result])
+            return
     with rewriter.ip, op.location:
         xp = _pad_input(x, x_zero, padding, w_shape[:2], out_shape[1:3], strides)
         izp, kzp = _ci(x_zero, 32), _ci(0, 32)
