@@ -51,9 +51,11 @@ from tinytrain.passes import ModulePass
 
 from . import (conv, elementwise, layers_activation, layers_broadcast, layers_pool, layers_shape,
                linear, loss, pool, quant, shape)
-from .builders import STAGE, const_f32, elementwise as elementwise_generic
+from .builders import CLAMPS, STAGE, const_f32, elementwise as elementwise_generic
+from .kernels import KERNELS
 
-__all__ = ["ConvertTinytrainToLinalgPass", "lower_to_linalg", "PATTERNS", "populate_patterns"]
+__all__ = ["ConvertTinytrainToLinalgPass", "lower_to_linalg", "PATTERNS", "populate_patterns",
+           "CLAMPS", "CLAMP_BY_TARGET", "KERNELS", "patterns_for"]
 
 #: tinytrain op class -> its conversion pattern `fn(op, adaptor, type_converter, rewriter)`.
 PATTERNS: dict[type, object] = {
@@ -69,6 +71,20 @@ PATTERNS: dict[type, object] = {
     **layers_broadcast.PATTERNS,
     **quant.PATTERNS,
 }
+
+
+#: The clamp lowering each compile target uses (`builders.CLAMPS`): compare+select where the FPU
+#: has no IEEE maxNum/minNum (cortex-m4's FPv4: `maxnumf` costs +69% instructions per
+#: MobileNetV2 step there), VMAXNM/VMINNM on the cortex-m7's FPv5 (-9.5% against select; see
+#: bench/results/cortexm_steps.md, `bench/cortexm_bench.py`).
+CLAMP_BY_TARGET = {"host": "select", "cortex-m4": "select", "cortex-m7": "minmax"}
+
+
+def patterns_for(clamp: str, kernels: str = "iree") -> dict[type, object]:
+    """`PATTERNS` with the clamp-dependent ops lowered as `clamp` (a member of `CLAMPS`) and the
+    int8 convolutions as `kernels` (a member of `KERNELS`)."""
+    return {**PATTERNS, **elementwise.CLAMP_PATTERNS[clamp], **layers_activation.CLAMP_PATTERNS[clamp],
+            **quant.KERNEL_PATTERNS[kernels]}
 
 
 def _keep_type(t: ir.Type) -> ir.Type:
@@ -233,18 +249,36 @@ class ConvertTinytrainToLinalgPass(ModulePass):
     argument: ClassVar[str] = "to-linalg"
     summary: ClassVar[str] = ("Convert the tinytrain dialect to linalg-on-tensors (frozen "
                               "parameters become dense_resource constants when values are given).")
+    option_docs: ClassVar[dict[str, str]] = {
+        "clamp": "lowering of ReLU/ReLU6/hardswish clamps: 'select' (cmpf ugt/ult + select, "
+                 "NaN-propagating, = maximumf/minimumf; host, cortex-m4) or 'minmax' "
+                 "(maxnumf/minnumf, NaN gives the bound; VMAXNM/VMINNM on cortex-m7)",
+        "kernels": "int8 convolutions: 'iree' (IREE's generated code) or 'ttk' (our Cortex-M "
+                   "kernel as an IREE dispatch where the op is inside its contract; needs "
+                   "runtime/kernels in the firmware link)",
+    }
     #: Parameter values (name -> array, in the layout of the function arguments); set by the
     #: Python driver, not a pipeline option. None keeps frozen parameters as arguments.
     values: Mapping[str, np.ndarray] | None = None
+    clamp: str = "select"
+    kernels: str = "iree"
 
     def run(self, module: ir.Operation) -> None:
+        for option, value, allowed in (("clamp", self.clamp, CLAMPS), ("kernels", self.kernels, KERNELS)):
+            if value not in allowed:
+                raise CompileError(f"to-linalg: option {option}={value!r} is not one of "
+                                   f"{', '.join(allowed)} (e.g. to-linalg{{{option}={allowed[0]}}})",
+                                   stage=STAGE)
+        if self.kernels == "ttk":  # the dispatches are IREE's stream/flow ops, built generically
+            module.context.allow_unregistered_dialects = True
         with module.context, ir.Location.unknown():
-            _convert(module, self.values, PATTERNS)
+            _convert(module, self.values, patterns_for(self.clamp, self.kernels))
 
 
-def lower_to_linalg(module: ir.Module, values: Mapping[str, np.ndarray] | None = None) -> None:
-    """Lower `module` to linalg in place (frozen parameters inlined when `values` is given); the
-    module is verified after the conversion."""
+def lower_to_linalg(module: ir.Module, values: Mapping[str, np.ndarray] | None = None,
+                    clamp: str = "select") -> None:
+    """Lower `module` to linalg in place (frozen parameters inlined when `values` is given; f32
+    clamps lowered as `clamp`); the module is verified after the conversion."""
     from tinytrain.pipeline import run_pipeline
 
-    run_pipeline(module, [ConvertTinytrainToLinalgPass(values=values)], stage=STAGE)
+    run_pipeline(module, [ConvertTinytrainToLinalgPass(values=values, clamp=clamp)], stage=STAGE)

@@ -1,18 +1,22 @@
 """Elementwise ops: `add`, `relu`, `relu6` and their gradients, `sgd_update` and `sgd_momentum`;
-each one `linalg.generic` with identity maps. ReLU6 is `minimumf(maximumf(x, 0), 6)`; the gradients pass
-`dy` where the forward output is strictly inside the active range (`0 < y` / `0 < y < 6`)."""
+each one `linalg.generic` with identity maps. ReLU is `x` clamped below at 0, ReLU6 `x` clamped to
+[0, 6], lowered as the pass's `clamp` option says (`builders.clamp_f32`: compare+select, or
+`maxnumf`/`minnumf`); the gradients pass `dy` where the forward output is strictly inside the
+active range (`0 < y` / `0 < y < 6`)."""
 
 from __future__ import annotations
+
+import functools
 
 from torch_mlir import ir
 from torch_mlir.dialects import arith, tensor
 
 from tinytrain.dialects import tinytrain as tt
 
-from .builders import const_f32, elementwise
+from .builders import CLAMPS, clamp_f32, const_f32, elementwise
 
 __all__ = ["convert_add", "convert_relu", "convert_relu6", "convert_relu_grad",
-           "convert_relu6_grad", "convert_sgd_update", "convert_sgd_momentum", "PATTERNS"]
+           "convert_relu6_grad", "convert_sgd_update", "convert_sgd_momentum", "PATTERNS", "CLAMP_PATTERNS"]
 
 
 def convert_add(op, adaptor, type_converter, rewriter):
@@ -21,18 +25,15 @@ def convert_add(op, adaptor, type_converter, rewriter):
     rewriter.replace_op(op, [result])
 
 
-def convert_relu(op, adaptor, type_converter, rewriter):
+def convert_relu(op, adaptor, type_converter, rewriter, clamp: str = "select"):
     with rewriter.ip, op.location:
-        zero = const_f32(0.0)
-        result = elementwise([adaptor.input], lambda a, acc: arith.MaximumFOp(a, zero).result)
+        result = elementwise([adaptor.input], lambda a, acc: clamp_f32(a, 0.0, None, clamp))
     rewriter.replace_op(op, [result])
 
 
-def convert_relu6(op, adaptor, type_converter, rewriter):
+def convert_relu6(op, adaptor, type_converter, rewriter, clamp: str = "select"):
     with rewriter.ip, op.location:
-        zero, six = const_f32(0.0), const_f32(6.0)
-        result = elementwise([adaptor.input],
-                             lambda a, acc: arith.MinimumFOp(arith.MaximumFOp(a, zero).result, six).result)
+        result = elementwise([adaptor.input], lambda a, acc: clamp_f32(a, 0.0, 6.0, clamp))
     rewriter.replace_op(op, [result])
 
 
@@ -98,11 +99,14 @@ def convert_sgd_momentum(op, adaptor, type_converter, rewriter):
         result = elementwise([adaptor.buffer, adaptor.grad], body)
     rewriter.replace_op(op, [result])
 
+#: clamp lowering (`builders.CLAMPS`) -> the patterns of the ops whose lowering depends on it
+#: (module-level objects: the bindings do not keep a pattern callable alive).
+CLAMP_PATTERNS = {mode: {tt.ReluOp: functools.partial(convert_relu, clamp=mode),
+                         tt.Relu6Op: functools.partial(convert_relu6, clamp=mode)} for mode in CLAMPS}
 
 PATTERNS = {
+    **CLAMP_PATTERNS["select"],
     tt.AddOp: convert_add,
-    tt.ReluOp: convert_relu,
-    tt.Relu6Op: convert_relu6,
     tt.ReluGradOp: convert_relu_grad,
     tt.Relu6GradOp: convert_relu6_grad,
     tt.SgdUpdateOp: convert_sgd_update,
