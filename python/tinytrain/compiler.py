@@ -126,16 +126,10 @@ def _validate_args(model, example_input, *, trainable, lr, target: str, sram_kb)
     if example_input.dim() != 4 or any(d <= 0 for d in example_input.shape):
         raise ValueError(f"example_input must be an NCHW image batch [N, C, H, W] with every "
                          f"dimension > 0, got shape {list(example_input.shape)}")
-    if target not in TARGETS:
-        raise ValueError(f"unknown target '{target}'; supported targets: {', '.join(TARGETS)}")
-    if target != "host" and tuple(example_input.shape[:1]) != (1,):
-        raise ValueError(f"target '{target}' trains with batch size 1 (as the paper); the example "
-                         f"input has batch {example_input.shape[0]}")
+    check_target_args(target, sram_kb, example_input.shape)
     if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not math.isfinite(float(lr)) \
             or float(lr) <= 0:
         raise ValueError(f"lr must be a positive number, got {lr!r}")
-    if isinstance(sram_kb, bool) or not isinstance(sram_kb, numbers.Integral) or sram_kb <= 0:
-        raise ValueError(f"sram_kb must be a positive whole number of KB, got {sram_kb!r}")
     if isinstance(trainable, str):
         if trainable != "all":
             raise ValueError(f"trainable must be 'all' or a list of parameter names, got the string "
@@ -157,6 +151,18 @@ def _validate_args(model, example_input, *, trainable, lr, target: str, sram_kb)
             raise ValueError(f"trainable names {dups} are given more than once")
     _check_logits_output(model, example_input)
     return trainable, float(lr)
+
+
+def check_target_args(target: str, sram_kb, input_shape) -> None:
+    """`target` and `sram_kb` as every compile entry point takes them (`compile`, the int8
+    programs of `tinytrain.int8`); a Cortex-M target needs an input of batch 1."""
+    if target not in TARGETS:
+        raise ValueError(f"unknown target '{target}'; supported targets: {', '.join(TARGETS)}")
+    if target != "host" and tuple(input_shape[:1]) != (1,):
+        raise ValueError(f"target '{target}' trains with batch size 1 (as the paper); the example "
+                         f"input has batch {input_shape[0]}")
+    if isinstance(sram_kb, bool) or not isinstance(sram_kb, numbers.Integral) or sram_kb <= 0:
+        raise ValueError(f"sram_kb must be a positive whole number of KB, got {sram_kb!r}")
 
 
 def _check_logits_output(model, example_input: torch.Tensor) -> None:
@@ -209,7 +215,8 @@ def _build_firmware(prog: "CompiledModel", target: str, sram_kb: int, build_dir)
     created = [p for p in (out, out / "static", out / "firmware") if not p.exists()]
     try:
         fw = compile_firmware(prog.stages["linalg"], out, target=target,
-                              params=prog.program_params(), sram_kb=sram_kb)
+                              params=prog.program_params(), sram_kb=sram_kb,
+                              extra_flags=getattr(prog, "cortexm_flags", ()))
     except SramBudgetError as e:
         _remove(created)
         raise CompileError(str(e), stage="memory-plan") from None
