@@ -38,7 +38,7 @@ from torch_mlir import ir
 
 from tinytrain.passes import ModulePass
 
-__all__ = ["Int8Training", "compile_training", "compile_predict"]
+__all__ = ["Int8Training", "compile_training", "compile_predict", "plan_sram"]
 
 _NP = {"i8": np.dtype(np.int8), "i32": np.dtype(np.int32), "f32": np.dtype(np.float32)}
 
@@ -95,9 +95,7 @@ class Int8Training:
         """The firmware's SRAM plan: `total` bytes (checked against `sram_kb`), `peak` (the
         expected run-time peak, comparable to `run_qemu(...).mem["sram_peak"]`) and
         `contributors` [(what, bytes)], largest first."""
-        m = self._firmware().module
-        return {"total": m.planned_sram(), "peak": m.planned_peak(),
-                "contributors": m.sram_contributors()}
+        return _plan(self._firmware().module)
 
     def run_qemu(self, train=None, evaluate=None, *, params=None, workdir=None,
                  timeout: float = 600.0, checkpoint=None, nvm=None):
@@ -194,6 +192,37 @@ def compile_training(graph, trainable, lr: float, qas: bool = True, gradients: b
     """Build `@train_step` / `@predict` (and `@gradients`) of `graph` and compile them for the
     host, and with `target="cortex-m4"|"cortex-m7"` the firmware too (in `build_dir`, planned
     against `sram_kb`: a `CompileError` when it does not fit)."""
+    passes, order = _training_passes(graph, trainable, lr, qas, gradients)
+    return _compile(graph, passes, order, lr, extra_flags, target, sram_kb, build_dir)
+
+
+def plan_sram(graph, trainable=(), *, lr: float = 0.01, qas: bool = True, target: str = "cortex-m7",
+              work_dir=None) -> dict:
+    """The SRAM plan of `graph`'s training program (inference program with no `trainable`) on
+    `target`, from its static schedule, without building a firmware or checking a budget:
+    `{"total", "peak", "contributors"}` as `Int8Training.planned_sram()`. `work_dir` keeps the
+    static module (default: a temporary folder)."""
+    import tempfile
+
+    from tinytrain.lowering.conversions.tinytrain_to_linalg import ConvertTinytrainToLinalgPass
+    from tinytrain.lowering.cortexm.iree_static import build_static_module
+    from tinytrain.pipeline import run_pipeline
+
+    passes, _ = (_training_passes(graph, trainable, lr, qas, False) if trainable
+                 else ([_ForwardAsPredict()], []))
+    run_pipeline(graph.module, [*passes, ConvertTinytrainToLinalgPass(values=graph.values)], stage="int8-plan")
+    with tempfile.TemporaryDirectory(prefix="tinytrain-plan-") as tmp:
+        module = build_static_module(str(graph.module), Path(work_dir or tmp), target=target,
+                                     sram_bytes=None, extra_flags=Int8Training.cortexm_flags)
+        return _plan(module)
+
+
+def _plan(module) -> dict:
+    return {"total": module.planned_sram(), "peak": module.planned_peak(),
+            "contributors": module.sram_contributors()}
+
+
+def _training_passes(graph, trainable, lr, qas, gradients):
     from tinytrain.transforms.autodiff import AutodiffPass
     from tinytrain.transforms.qas import QasPass
 
@@ -207,8 +236,7 @@ def compile_training(graph, trainable, lr: float, qas: bool = True, gradients: b
     passes = [AutodiffPass(trainable=tuple(trainable), lr=lr, gradients=gradients)]
     if qas:
         passes.append(QasPass())
-    order = [n for n in graph.param_names if n in trainable]
-    return _compile(graph, passes, order, lr, extra_flags, target, sram_kb, build_dir)
+    return passes, [n for n in graph.param_names if n in trainable]
 
 
 def compile_predict(graph, extra_flags=("--iree-opt-const-eval=false",), *, target: str = "host",

@@ -2,15 +2,21 @@
 master copy) on the emulated Cortex-M boards gives the host program's parameters.
 
 Backbone: the first 3 blocks of the pretrained MobileNetV2-w0.35 at 32x32 with a new 4-class
-fp32 head; trained: an int8 pointwise weight written back with rounding, a depthwise weight kept
-as an fp32 master copy, int32 biases and the head. `tinytrain.int8.compile_training(...,
+fp32 head; trained: int8 pointwise weights written back with rounding (one of them also read by the input
+gradient: the tied-argument hazard), a depthwise weight kept as an fp32 master copy, int32
+biases and the head. `tinytrain.int8.compile_training(...,
 target=...)` builds the host `.vmfb` and the firmware; the firmware trains STEPS samples and
 its trace (the state after every step) is compared with the host's steps.
 
-Cortex-M4: bit for bit equal, integer and float state, to the same program built for a generic
-x86 CPU (no fused multiply-add, like the M4: see `tests/firmware/cortexm_reference.py`). The
-Cortex-M7 code and the host `.vmfb` for this machine contract multiply-adds: float state within
-1e-6 of the program's own host steps; the integer state is compared exactly too (see the test).
+Integer state (int8 weights, int32 biases): exactly the host's, on both boards, compared with
+the program's own host `.vmfb` and, on the M4, with the same program built for a generic x86 CPU
+(no fused multiply-add, like the M4: `tests/firmware/cortexm_reference.py`). Float state (master
+copy, head) and losses: within 1e-6 (relative to the tensor's largest value) of both. Observed
+when written: on the M4 the float state equals the generic build bit for bit here, the loss
+differs from it by 1 ulp at one step (the fp32 head's reduction order differs between the x86 and
+the Cortex-M kernels); in a 6-block 48x48 variant the head differed by up to 6e-8 after 30 steps
+while every integer stayed equal. The integer write-back amplifies any error of the fp32 update
+(QAS scales the gradient of an int32 bias by (s_W s_x)^-2), so exact integers are a strong check.
 """
 
 import numpy as np
@@ -22,10 +28,13 @@ from tinytrain.lowering.host.iree_host import HostModule
 from tinytrain.pretrained import load_mcu_model
 from tinytrain.pretrained.graph import build_forward, truncate
 
-HW, BLOCKS, CLASSES, STEPS, LR = 32, 3, 4, 4, 0.05
+HW, BLOCKS, CLASSES, STEPS, LR = 32, 3, 4, 6, 0.05
 MASTER = "blocks.2.depthwise.weight"
+# blocks.2.pointwise2.weight: an int8 weight updated in place whose input gradient is needed too
+# (the layers before it train): its copy guards against IREE's tied-argument hazard (to-linalg).
 TRAINABLE = ["blocks.1.pointwise2.weight", "blocks.1.pointwise2.bias", MASTER,
-             "blocks.2.depthwise.bias", "blocks.2.pointwise2.bias", "fc.weight", "fc.bias"]
+             "blocks.2.depthwise.bias", "blocks.2.pointwise2.weight", "blocks.2.pointwise2.bias",
+             "fc.weight", "fc.bias"]
 
 
 def program(target, build_dir):
@@ -67,32 +76,27 @@ def test_int8_training_steps_on_device_equal_host(target, tmp_path):
     assert res.returncode == 0, res.output[-2000:]
     assert len(res.trace) == STEPS and len(res.steps) == STEPS
     dtypes = [s["dtype"] for s in prog.firmware.state]
-    assert dtypes == ["int8", "int32", "float32", "int32", "int32", "float32", "float32"], dtypes
+    assert dtypes == ["int8", "int32", "float32", "int32", "int8", "int32", "float32", "float32"], dtypes
     mine = host_trace(prog.host.call, prog.initial_params(), xs, ys)
     ref = host_trace(generic_host(prog).call, prog.initial_params(), xs, ys) if target == "cortex-m4" else mine
     changed = set()
-    for step, ((dev, dev_loss), (want, want_loss), (own, _)) in enumerate(zip(res.trace, ref, mine)):
+    for step, ((dev, dev_loss), (want, want_loss), (own, own_loss)) in enumerate(zip(res.trace, ref, mine)):
         for name, d, w, o, p0 in zip(prog.trainable, dev, want, own, prog.initial_params()):
             assert d.dtype == w.dtype and d.shape == w.shape, name
             if not np.array_equal(d, p0):
                 changed.add(name)
-            if target == "cortex-m4" or d.dtype != np.float32:
-                # M4: bit-exact. M7: the integer state equals the host's exactly (observed; the
-                # write-back rounds an fp32 update whose FMA-level differences stay far from .5)
-                np.testing.assert_array_equal(d.view(np.uint8), w.view(np.uint8), err_msg=f"step {step} {name}")
+            if d.dtype != np.float32:  # integer state: exactly the host's
+                np.testing.assert_array_equal(d, w, err_msg=f"step {step} {name}")
+                np.testing.assert_array_equal(d, o, err_msg=f"step {step} {name} vs host .vmfb")
             else:
-                np.testing.assert_allclose(d, w, rtol=0, atol=1e-6 * max(1.0, float(np.abs(w).max())),
-                                           err_msg=f"step {step} {name}")
-            # the program's own host build (FMA) stays within 1e-6 (float) of the device
-            np.testing.assert_allclose(d.astype(np.float64), o.astype(np.float64), rtol=0,
-                                       atol=1e-6 * max(1.0, float(np.abs(o).max())) if d.dtype == np.float32 else 1,
-                                       err_msg=f"step {step} {name} vs host .vmfb")
-        if target == "cortex-m4":
-            assert np.float32(dev_loss).view(np.uint32) == np.float32(want_loss).view(np.uint32), step
-        else:
-            assert abs(dev_loss - want_loss) <= 1e-6 * max(1.0, abs(want_loss)), step
+                for h, what in ((w, "reference build"), (o, "host .vmfb")):
+                    np.testing.assert_allclose(d, h, rtol=0, atol=1e-6 * max(1.0, float(np.abs(h).max())),
+                                               err_msg=f"step {step} {name} vs {what}")
+        for h in (want_loss, own_loss):
+            assert abs(dev_loss - h) <= 1e-6 * max(1.0, abs(h)), (step, dev_loss, h)
     # every kind of state is really trained (int8 write-back, int32 biases, master copy, head)
-    assert {"blocks.1.pointwise2.weight", "blocks.1.pointwise2.bias", MASTER, "fc.weight"} <= changed, changed
+    assert {"blocks.1.pointwise2.weight", "blocks.1.pointwise2.bias", MASTER, "blocks.2.pointwise2.weight",
+            "fc.weight"} <= changed, changed
     # SRAM: planned by the compiler, measured by the firmware
     plan = prog.planned_sram()
     assert plan["total"] <= 256 * 1024 and 0 < res.mem["sram_peak"] <= plan["total"]
