@@ -166,9 +166,12 @@ def int8_device(out: Path, steps: int, n_test: int) -> int:
     def int8(images):
         return R.preprocess(images, model.first_conv.x_scale, model.first_conv.x_zero)
 
+    t = time.time()
     res = prog.run_qemu(train=(int8(ds.train.images), ds.train.labels),
                         evaluate=(int8(ds.test.images), ds.test.labels), timeout=1800)
-    return report_device_run(res, f"int8 + QAS device ({len(ds.classes)} classes)")
+    status = report_device_run(res, f"int8 + QAS device ({len(ds.classes)} classes)")
+    say(f"      (QEMU run: {time.time() - t:.1f}s)")
+    return status
 
 
 def main(argv=None) -> int:

@@ -168,3 +168,24 @@ def test_int8_device_argument_errors(tmp_path):
         prog.predict([], xs[:2])
     with pytest.raises(ValueError, match=r"int8 \(\[-128, 127\]\)"):
         prog.predict([], xs[:1].astype(np.int32) * 3)
+
+
+def test_int8_device_budget_and_usage_errors(tmp_path):
+    """The SRAM budget error of `tinytrain.compile` (needed/available bytes, contributors; no
+    half-written build folder), and misuse of an inference-only program."""
+    from tinytrain.errors import CompileError
+
+    g, xs, _ = _qavg_pool(np.random.default_rng(0))
+    with pytest.raises(CompileError, match=r"SRAM budget exceeded: needs \d+ bytes, 4096 available.*"
+                                           r"Biggest contributors: .*stack reserve"):
+        compile_predict(g, target="cortex-m4", sram_kb=4, build_dir=tmp_path / "fw")
+    assert not (tmp_path / "fw").exists()
+    g, xs, _ = _qavg_pool(np.random.default_rng(0))
+    prog = compile_predict(g, target="cortex-m4", build_dir=tmp_path / "fw2")
+    with pytest.raises(ValueError, match="no training step"):
+        prog.run_qemu(train=(xs, [0] * len(xs)))
+    with pytest.raises(ValueError, match=r"\[K, 4, 4, 40\]"):
+        prog.run_qemu(evaluate=(xs[:, :2], [0] * len(xs)))
+    with pytest.raises(ValueError, match="trainable=\\[\\] trains nothing"):
+        from tinytrain.int8 import compile_training
+        compile_training(_qavg_pool(np.random.default_rng(0))[0], [], lr=0.1)
