@@ -11,10 +11,16 @@
     params, loss = t.step(params, x_int8, labels)     # one SGD step on the host (int8 write-back)
     res = t.run_qemu(train=(xs, ys), evaluate=(ex, ey))   # the same steps on the emulated board
     res.trace, res.evals, res.mem                     # as `CompiledModel.run_qemu`
+    print(t.state_report().table())                   # SRAM of the trained state per update option
 
     p = compile_predict(build_forward(load_mcu_model("mcunet-5fps")), target="cortex-m7",
                         sram_kb=512)                  # int8 inference only: @predict
     p.predict([], x_int8); p.run_qemu(evaluate=(xs, ys)).outputs["before"]
+
+`momentum=m` (SGD with momentum) adds one f32 buffer per trained parameter to the trained state:
+`initial_params()` then returns the parameters followed by the zero buffers (`t.state_names`),
+and `step` takes and returns that whole list (`predict` and `gradients` read its parameters);
+on the device the buffers are trained state in SRAM like the parameters.
 
 Pipeline: `autodiff{trainable lr gradients}` (int8 adjoint rules: `transforms/autodiff_int8.py`),
 `qas` (on by default for int8 graphs: paper Eq. 4), `to-linalg` with the frozen parameters as
@@ -29,6 +35,7 @@ graphs, float32 images in [-1, 1] for `input="float"` ones.
 from __future__ import annotations
 
 import dataclasses
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -50,7 +57,12 @@ class Int8Training:
 
     host: object  #: HostModule with @train_step, @predict (and @gradients)
     trainable: list[str]  #: trainable parameter names, in argument order
+    #: every parameter in program layout; a sparse weight as its trained slice (under its name)
+    #: and its frozen rest (`<name>.frozen`)
     values: dict[str, np.ndarray] = field(repr=False, default_factory=dict)
+    slices: dict = field(default_factory=dict)  #: name -> WeightSlice of the sparse weights
+    momentum: float = 0.0
+    report: object = field(repr=False, default=None)  #: tinytrain.state_report.StateReport
     lr: float = 0.0
     stages: dict = field(repr=False, default_factory=dict)  #: "linalg": the program's MLIR text
     input_shape_nhwc: tuple = ()
@@ -69,12 +81,37 @@ class Int8Training:
     def num_classes(self) -> int:
         return int(self.output_shape[-1])
 
+    @property
+    def state_names(self) -> list[str]:
+        """The trained state in argument order: the parameters, then (momentum > 0) their
+        momentum buffers `<name>.momentum_buffer`."""
+        return self.trainable + ([f"{n}.momentum_buffer" for n in self.trainable] if self.momentum else [])
+
     def initial_params(self) -> list[np.ndarray]:
-        return [self.values[n].copy() for n in self.trainable]
+        """The initial trained state (`state_names`): the trainable parameters in argument order
+        (a sparse weight: its trained slice), then zero momentum buffers."""
+        bufs = [np.zeros(self.values[n].shape, np.float32) for n in self.trainable] if self.momentum else []
+        return [self.values[n].copy() for n in self.trainable] + bufs
 
     def program_params(self) -> list[np.ndarray]:
-        """The initial trainable parameters in argument order (what the firmware keeps in flash)."""
+        """The initial trained state in argument order (what the firmware keeps in flash)."""
         return self.initial_params()
+
+    def state_report(self):
+        """Bytes of trained state in SRAM per parameter and update option (integer write-back,
+        fp32 master copies, momentum buffers); see `tinytrain.state_report`."""
+        return self.report
+
+    def full_params(self, params) -> dict[str, np.ndarray]:
+        """`params` (as `step` returns them) by name, each sparse weight whole: its trained slice
+        joined with the frozen rest (program layout, HWIO)."""
+        from tinytrain.transforms.sparse_update import merge_values
+
+        out = {}
+        for n, p in zip(self.trainable, params):
+            s = self.slices.get(n)
+            out[n] = merge_values(p, self.values[s.frozen_name], s) if s else np.asarray(p)
+        return out
 
     def step(self, params, x, labels):
         """One training step: returns (updated params, loss)."""
@@ -82,13 +119,14 @@ class Int8Training:
         return out[:-1], float(out[-1])
 
     def gradients(self, params, x, labels):
-        """(gradients of the trainable parameters, loss); needs `gradients=True` at compile time.
+        """(gradients of the trainable parameters, loss); needs `gradients=True` at compile time;
+        `params` is the whole trained state (as for `step`).
         The gradient of an integer parameter is w.r.t. its integer value, after QAS if enabled."""
-        out = self.host.call("gradients", *params, self._input(x), self._labels(labels))
+        out = self.host.call("gradients", *params[:len(self.trainable)], self._input(x), self._labels(labels))
         return out[:-1], float(out[-1])
 
     def predict(self, params, x):
-        return self.host.call("predict", *params, self._input(x))[0]
+        return self.host.call("predict", *params[:len(self.trainable)], self._input(x))[0]
 
     # -- the device --------------------------------------------------------------------------
     def planned_sram(self) -> dict:
@@ -186,18 +224,29 @@ class _ForwardAsPredict(ModulePass):
         raise CompileError("the module has no @forward function", stage="predict")
 
 
-def compile_training(graph, trainable, lr: float, qas: bool = True, gradients: bool = False,
-                     extra_flags=("--iree-opt-const-eval=false",), *, target: str = "host",
-                     sram_kb: int = 256, build_dir=None) -> Int8Training:
+def compile_training(graph, trainable=None, lr: float = 0.01, qas: bool = True, gradients: bool = False,
+                     extra_flags=("--iree-opt-const-eval=false",), scheme=None, momentum: float = 0.0,
+                     verbose: bool = False, *, target: str = "host", sram_kb: int = 256,
+                     build_dir=None) -> Int8Training:
     """Build `@train_step` / `@predict` (and `@gradients`) of `graph` and compile them for the
     host, and with `target="cortex-m4"|"cortex-m7"` the firmware too (in `build_dir`, planned
-    against `sram_kb`: a `CompileError` when it does not fit)."""
-    passes, order = _training_passes(graph, trainable, lr, qas, gradients)
-    return _compile(graph, passes, order, lr, extra_flags, target, sram_kb, build_dir)
+    against `sram_kb`: a `CompileError` when it does not fit).
+
+    What is trained: `trainable` (parameter names, whole tensors) or `scheme` (a sparse-update
+    scheme, `tinytrain.sparse`: a published name such as "49kb", a JSON file, a dict in the paper's
+    or the explicit form, or a `SparseScheme`); the paper form always trains the fp32 head.
+    `momentum`: SGD momentum (0 = plain SGD); `verbose` prints the trained-state report."""
+    passes, order, values, slices, report = _training_passes(graph, trainable, lr, qas, gradients, scheme,
+                                                             momentum)
+    prog = _compile(graph, passes, order, lr, extra_flags, target, sram_kb, build_dir, values)
+    prog.slices, prog.momentum, prog.report = {s.name: s for s in slices}, float(momentum), report["report"]
+    if verbose:
+        print(f"[tinytrain] {report['report'].table()}", file=sys.stderr, flush=True)
+    return prog
 
 
 def plan_sram(graph, trainable=(), *, lr: float = 0.01, qas: bool = True, target: str = "cortex-m7",
-              work_dir=None) -> dict:
+              work_dir=None, scheme=None, momentum: float = 0.0) -> dict:
     """The SRAM plan of `graph`'s training program (inference program with no `trainable`) on
     `target`, from its static schedule, without building a firmware or checking a budget:
     `{"total", "peak", "contributors"}` as `Int8Training.planned_sram()`. `work_dir` keeps the
@@ -208,9 +257,12 @@ def plan_sram(graph, trainable=(), *, lr: float = 0.01, qas: bool = True, target
     from tinytrain.lowering.cortexm.iree_static import build_static_module
     from tinytrain.pipeline import run_pipeline
 
-    passes, _ = (_training_passes(graph, trainable, lr, qas, False) if trainable
-                 else ([_ForwardAsPredict()], []))
-    run_pipeline(graph.module, [*passes, ConvertTinytrainToLinalgPass(values=graph.values)], stage="int8-plan")
+    if trainable or scheme is not None:
+        passes, _, values, _, _ = _training_passes(graph, list(trainable) or None, lr, qas, False, scheme,
+                                                   momentum)
+    else:
+        passes, values = [_ForwardAsPredict()], graph.values
+    run_pipeline(graph.module, [*passes, ConvertTinytrainToLinalgPass(values=values)], stage="int8-plan")
     with tempfile.TemporaryDirectory(prefix="tinytrain-plan-") as tmp:
         module = build_static_module(str(graph.module), Path(work_dir or tmp), target=target,
                                      sram_bytes=None, extra_flags=Int8Training.cortexm_flags)
@@ -222,10 +274,23 @@ def _plan(module) -> dict:
             "contributors": module.sram_contributors()}
 
 
-def _training_passes(graph, trainable, lr, qas, gradients):
+def _training_passes(graph, trainable, lr, qas, gradients, scheme=None, momentum=0.0):
+    """(passes up to `to-linalg`, trained names in argument order, parameter values in program
+    layout, weight slices, state-report sink) of the training program."""
+    from tinytrain.state_report import CollectStateReport
     from tinytrain.transforms.autodiff import AutodiffPass
     from tinytrain.transforms.qas import QasPass
+    from tinytrain.transforms.sparse_update import SparseNarrowPass, SparseUpdatePass, plan_slices, split_values
 
+    if (trainable is None) == (scheme is None):
+        raise ValueError("compile_training: give either trainable=[names] or scheme=... (a sparse-update scheme)")
+    ratios = {}
+    if scheme is not None:
+        from tinytrain.sparse import resolve
+
+        head = tuple(n for n in ("fc.weight", "fc.bias") if n in graph.values)
+        update = resolve(scheme, param_names=list(graph.param_names), model=graph.model, head=head)
+        trainable, ratios = update.trainable, update.sliced
     trainable = list(trainable)
     if not trainable:
         raise ValueError("trainable=[] trains nothing: name at least one parameter (e.g. 'fc.bias'), "
@@ -233,10 +298,19 @@ def _training_passes(graph, trainable, lr, qas, gradients):
     unknown = [t for t in trainable if t not in graph.values]
     if unknown:
         raise ValueError(f"unknown trainable parameter(s) {unknown}; the graph has {graph.param_names}")
-    passes = [AutodiffPass(trainable=tuple(trainable), lr=lr, gradients=gradients)]
+    slices = plan_slices(graph.module, ratios)
+    values = split_values(graph.values, slices)
+    passes = []
+    if slices:
+        passes.append(SparseUpdatePass(weights=tuple(f"{k}:{r}" for k, r in ratios.items())))
+    passes.append(AutodiffPass(trainable=tuple(trainable), lr=lr, gradients=gradients, momentum=momentum))
+    if slices:
+        passes.append(SparseNarrowPass())
     if qas:
         passes.append(QasPass())
-    return passes, [n for n in graph.param_names if n in trainable]
+    report: dict = {}
+    passes.append(CollectStateReport(sink=report))
+    return passes, [n for n in graph.param_names if n in trainable], values, slices, report
 
 
 def compile_predict(graph, extra_flags=("--iree-opt-const-eval=false",), *, target: str = "host",
@@ -246,7 +320,7 @@ def compile_predict(graph, extra_flags=("--iree-opt-const-eval=false",), *, targ
     return _compile(graph, [_ForwardAsPredict()], [], 0.0, extra_flags, target, sram_kb, build_dir)
 
 
-def _compile(graph, passes, order, lr, extra_flags, target, sram_kb, build_dir) -> Int8Training:
+def _compile(graph, passes, order, lr, extra_flags, target, sram_kb, build_dir, values=None) -> Int8Training:
     from tinytrain.compiler import _build_firmware, check_target_args
     from tinytrain.lowering.conversions.tinytrain_to_linalg import ConvertTinytrainToLinalgPass
     from tinytrain.lowering.host.iree_host import HostModule, compile_host
@@ -254,12 +328,13 @@ def _compile(graph, passes, order, lr, extra_flags, target, sram_kb, build_dir) 
 
     fwd = _forward_types(graph.module)
     check_target_args(target, sram_kb, fwd[0])
-    passes = [*passes, ConvertTinytrainToLinalgPass(values=graph.values)]
+    values = graph.values if values is None else values
+    passes = [*passes, ConvertTinytrainToLinalgPass(values=values)]
     run_pipeline(graph.module, passes, stage="int8-training" if order else "int8-predict")
     text = str(graph.module)
     host = HostModule(compile_host(text, extra_flags=list(extra_flags)))
-    prog = Int8Training(host, order, graph.values, lr, {"linalg": text}, fwd[0], fwd[1], fwd[2],
-                        target)
+    prog = Int8Training(host, order, values, lr=lr, stages={"linalg": text}, input_shape_nhwc=fwd[0],
+                        input_dtype=fwd[1], output_shape=fwd[2], target=target)
     if target != "host":
         prog.firmware = _build_firmware(prog, target, sram_kb, build_dir)
     return prog

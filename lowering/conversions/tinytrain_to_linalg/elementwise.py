@@ -1,5 +1,5 @@
-"""Elementwise ops: `add`, `relu`, `relu6` and their gradients, and `sgd_update`; each one
-`linalg.generic` with identity maps. ReLU6 is `minimumf(maximumf(x, 0), 6)`; the gradients pass
+"""Elementwise ops: `add`, `relu`, `relu6` and their gradients, `sgd_update` and `sgd_momentum`;
+each one `linalg.generic` with identity maps. ReLU6 is `minimumf(maximumf(x, 0), 6)`; the gradients pass
 `dy` where the forward output is strictly inside the active range (`0 < y` / `0 < y < 6`)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from tinytrain.dialects import tinytrain as tt
 from .builders import const_f32, elementwise
 
 __all__ = ["convert_add", "convert_relu", "convert_relu6", "convert_relu_grad",
-           "convert_relu6_grad", "convert_sgd_update", "PATTERNS"]
+           "convert_relu6_grad", "convert_sgd_update", "convert_sgd_momentum", "PATTERNS"]
 
 
 def convert_add(op, adaptor, type_converter, rewriter):
@@ -62,20 +62,40 @@ def convert_relu6_grad(op, adaptor, type_converter, rewriter):
     rewriter.replace_op(op, [result])
 
 
+def _loss_is_finite(loss_tensor) -> ir.Value:
+    """i1: the rank-0 loss is finite, as `loss - loss == 0` (false for NaN and +-Inf); computed
+    once outside the generic of a guarded update."""
+    loss = tensor.ExtractOp(loss_tensor, []).result
+    diff = arith.SubFOp(loss, loss).result
+    return arith.CmpFOp(arith.CmpFPredicate.OEQ, diff, const_f32(0.0)).result
+
+
 def convert_sgd_update(op, adaptor, type_converter, rewriter):
-    """`loss finite ? param - lr * grad : param`, with `lr` the op's f32 attribute. Finiteness is
-    `loss - loss == 0` (false for NaN and +-Inf), computed once outside the generic."""
+    """`loss finite ? param - lr * grad : param`, with `lr` the op's f32 attribute."""
     with rewriter.ip, op.location:
         lr = const_f32(ir.FloatAttr(op.attributes["lr"]))
-        loss = tensor.ExtractOp(adaptor.loss, []).result
-        diff = arith.SubFOp(loss, loss).result
-        finite = arith.CmpFOp(arith.CmpFPredicate.OEQ, diff, const_f32(0.0)).result
+        finite = _loss_is_finite(adaptor.loss)
 
         def body(p, g, acc):
             stepped = arith.SubFOp(p, arith.MulFOp(lr, g).result).result
             return arith.SelectOp(finite, stepped, p).result
 
         result = elementwise([adaptor.param, adaptor.grad], body)
+    rewriter.replace_op(op, [result])
+
+
+def convert_sgd_momentum(op, adaptor, type_converter, rewriter):
+    """`loss finite ? momentum * buffer + grad : buffer` (PyTorch's `buf.mul_(m).add_(g)`: a
+    multiply then an add, in that order)."""
+    with rewriter.ip, op.location:
+        m = const_f32(ir.FloatAttr(op.attributes["momentum"]))
+        finite = _loss_is_finite(adaptor.loss)
+
+        def body(v, g, acc):
+            stepped = arith.AddFOp(arith.MulFOp(m, v).result, g).result
+            return arith.SelectOp(finite, stepped, v).result
+
+        result = elementwise([adaptor.buffer, adaptor.grad], body)
     rewriter.replace_op(op, [result])
 
 
@@ -86,4 +106,5 @@ PATTERNS = {
     tt.ReluGradOp: convert_relu_grad,
     tt.Relu6GradOp: convert_relu6_grad,
     tt.SgdUpdateOp: convert_sgd_update,
+    tt.SgdMomentumOp: convert_sgd_momentum,
 }

@@ -73,6 +73,19 @@ func.func @concat(%a: tensor<1x2x2x2xf32>, %b: tensor<1x2x2x3xf32>) -> tensor<1x
 
 // -----
 
+// Concat of int8 weights (a sparse-update slice and its frozen rest): the same, in i8.
+// CHECK-LABEL: func.func @concat_i8(
+// CHECK-NEXT:  %[[V0:.*]] = tensor.empty() : tensor<1x1x2x8xi8>
+// CHECK-NEXT:  %[[S0:.*]] = tensor.insert_slice %{{.*}} into %[[V0]][0, 0, 0, 0] [1, 1, 2, 1] [1, 1, 1, 1] : tensor<1x1x2x1xi8> into tensor<1x1x2x8xi8>
+// CHECK-NEXT:  %[[S1:.*]] = tensor.insert_slice %{{.*}} into %[[S0]][0, 0, 0, 1] [1, 1, 2, 7] [1, 1, 1, 1] : tensor<1x1x2x7xi8> into tensor<1x1x2x8xi8>
+// CHECK-NEXT:  return %[[S1]] : tensor<1x1x2x8xi8>
+func.func @concat_i8(%a: tensor<1x1x2x1xi8>, %b: tensor<1x1x2x7xi8>) -> tensor<1x1x2x8xi8> {
+  %0 = "tinytrain.concat"(%a, %b) {axis = 3 : i64} : (tensor<1x1x2x1xi8>, tensor<1x1x2x7xi8>) -> tensor<1x1x2x8xi8>
+  return %0 : tensor<1x1x2x8xi8>
+}
+
+// -----
+
 // Max pool: -inf padding (padding never wins, the gather of @pad with -inf), only as far as
 // the windows read ((4 - 1) * 2 + 3 = 9 rows: the bottom/right padding is never read),
 // pooling_nhwc_max into a -inf filled output.
