@@ -306,10 +306,11 @@ MODEL_META = "model.json"
 
 
 def _write_model_meta(path: Path, prog: "CompiledModel") -> None:
+    report = prog.state_report()  # None for an inference-only program (tinytrain.int8.compile_predict)
     meta = {"trainable": prog.trainable, "input_shape_nhwc": list(prog.input_shape_nhwc),
             "num_classes": prog.num_classes, "lr": prog.lr, "momentum": prog.momentum,
             "momentum_buffers": prog.momentum_buffers,
-            "trained_state_bytes": prog.state_report().to_json()}
+            "trained_state_bytes": report.to_json() if report is not None else None}
     path.write_text(json.dumps(meta, indent=2) + "\n")
 
 
@@ -520,6 +521,15 @@ class CompiledModel:
         params = self.program_params() if from_current else None
         return run_qemu(self.firmware, wd, train=train_s, evaluate=eval_s, params=params,
                         timeout=timeout, checkpoint=checkpoint, nvm=nvm)
+
+    @property
+    def cortexm_flags(self) -> tuple:
+        """More iree-compile flags of the firmware build (`_build_firmware`): an int8 program
+        (quantize="int8") keeps f64 as f64, as its host build does (the quantize / dequantize
+        lowerings compute in double, as `tinytrain.reference` defines them)."""
+        from tinytrain.int8 import Int8Training
+
+        return Int8Training.cortexm_flags if self.quantized_params is not None else ()
 
     # -- data conversion -------------------------------------------------------------------------
     @property

@@ -87,6 +87,10 @@ class Int8Training:
         momentum buffers `<name>.momentum_buffer`."""
         return self.trainable + ([f"{n}.momentum_buffer" for n in self.trainable] if self.momentum else [])
 
+    @property
+    def momentum_buffers(self) -> list[str]:
+        return self.state_names[len(self.trainable):]
+
     def initial_params(self) -> list[np.ndarray]:
         """The initial trained state (`state_names`): the trainable parameters in argument order
         (a sparse weight: its trained slice), then zero momentum buffers."""
