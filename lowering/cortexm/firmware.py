@@ -56,14 +56,16 @@ class Firmware:
     state_bytes: int
     module: StaticModule | None = None
     input_dtype: str = "float32"
+    output_dtype: str = "float32"                     # predict's output (tt_out_*.bin records)
+    output_shape: list = field(default_factory=list)
     text: int = 0
     data: int = 0
     bss: int = 0
 
     def save_manifest(self) -> Path:
         path = self.project_dir / "firmware.json"
-        keys = ("board", "sram_kb", "stack_bytes", "state", "state_bytes", "input_dtype", "text",
-                "data", "bss")
+        keys = ("board", "sram_kb", "stack_bytes", "state", "state_bytes", "input_dtype",
+                "output_dtype", "output_shape", "text", "data", "bss")
         meta = {k: getattr(self, k) for k in keys}
         meta["elf"] = str(self.elf.relative_to(self.project_dir))
         path.write_text(json.dumps(meta, indent=2) + "\n")
@@ -86,6 +88,7 @@ class QemuResult:
     steps: list = field(default_factory=list)        # [(loss, ticks)] per training step
     trace: list = field(default_factory=list)        # [([params...], loss)] per training step
     evals: dict = field(default_factory=dict)        # {"before": (correct, total), "after": ...}
+    outputs: dict = field(default_factory=dict)      # {"before": array [records, *output shape], ...}
     instructions_per_tick: float = 0.0
     checkpoints: list = field(default_factory=list)  # CKPT lines: dicts (op, status, slot, seq, ...)
     rejected: list = field(default_factory=list)     # [(record index, status)] refused samples
@@ -210,7 +213,7 @@ def build_firmware(module: StaticModule, out_dir, *, board: str = "mps2-an386", 
     elf = build / "firmware.elf"
     state = _state_layout(module)
     fw = Firmware(elf, proj, board, sram_kb, stack_bytes, state, module.state_bytes, module,
-                  _input_dtype(module))
+                  _input_dtype(module), *_output_type(module))
     out = subprocess.run(["arm-none-eabi-size", "-A", str(elf)], capture_output=True, text=True,
                          check=True).stdout
     sec = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\.\w+)\s+(\d+)", out, re.M)}
@@ -236,6 +239,14 @@ def _input_dtype(module: StaticModule) -> str:
     if "train_step" in module.functions:
         return _NP_DTYPE[module.functions["train_step"]["inputs"][-2]["dtype"]]
     return _NP_DTYPE[module.functions["predict"]["inputs"][-1]["dtype"]]
+
+
+def _output_type(module: StaticModule) -> tuple[str, list]:
+    """(numpy dtype, shape) of predict's output (float32, [] without a predict)."""
+    if "predict" not in module.functions:
+        return "float32", []
+    out = module.functions["predict"]["outputs"][0]
+    return _NP_DTYPE[out["dtype"]], list(out["shape"])
 
 
 def pack_state(fw: Firmware, params: list) -> bytes:
@@ -268,7 +279,7 @@ def pack_samples(xs, labels, input_dtype: str = "float32") -> bytes:
 def _prepare(fw: Firmware, wd: Path, train, evaluate, params, checkpoint=None) -> None:
     wd.mkdir(parents=True, exist_ok=True)
     for name in ("tt_params.bin", "tt_train.bin", "tt_eval.bin", "tt_trace.bin", "tt_ckpt.cfg",
-                 "tt_state.bin"):  # never tt_nvm.bin: the board's NVM persists
+                 "tt_state.bin", "tt_out_before.bin", "tt_out_after.bin"):  # never tt_nvm.bin: the board's NVM persists
         (wd / name).unlink(missing_ok=True)
     if checkpoint is not None:
         (wd / "tt_ckpt.cfg").write_bytes(checkpoint.pack())
@@ -290,6 +301,10 @@ def _parse(fw: Firmware, wd: Path, returncode: int, output: str) -> QemuResult:
         res.steps.append((loss, int(m.group(3))))
     for m in re.finditer(r"^EVAL (\w+) correct=(\d+) total=(\d+)$", res.output, re.M):
         res.evals[m.group(1)] = (int(m.group(2)), int(m.group(3)))
+    for tag in ("before", "after"):
+        out = wd / f"tt_out_{tag}.bin"
+        if out.exists() and fw.output_shape:
+            res.outputs[tag] = np.fromfile(out, dtype=fw.output_dtype).reshape(-1, *fw.output_shape)
     for m in re.finditer(r"^CKPT (\w+) (.*)$", res.output, re.M):
         info = dict(re.findall(r"(\w+)=(\S+)", m.group(2)))
         res.checkpoints.append({"op": m.group(1), "status": info["status"], "slot": info["slot"],
@@ -406,7 +421,8 @@ def build_host(module: StaticModule, out_dir, *, sanitize: bool = True) -> Firmw
     if proc.returncode != 0:
         raise FirmwareBuildError(f"host build failed:\n{proc.stderr[-3000:]}")
     state = _state_layout(module)
-    return Firmware(exe, out, "host", 0, 0, state, module.state_bytes, module, _input_dtype(module))
+    return Firmware(exe, out, "host", 0, 0, state, module.state_bytes, module, _input_dtype(module),
+                    *_output_type(module))
 
 
 TARGET_BOARD = {b["target"]: name for name, b in BOARDS.items()}
@@ -414,18 +430,19 @@ TARGET_BOARD = {b["target"]: name for name, b in BOARDS.items()}
 
 def compile_firmware(linalg_text: str, out_dir, *, target: str = "cortex-m4", params=None,
                      sram_kb: int = 256, prefix: str = "model",
-                     stack_bytes: int = STACK_RESERVE) -> Firmware:
+                     stack_bytes: int = STACK_RESERVE, extra_flags: tuple = ()) -> Firmware:
     """linalg text -> static module (``out_dir/static``) -> firmware (``out_dir/firmware``).
 
     ``params``: initial trained parameters (numpy, ``train_step`` argument order), stored in
     flash and loaded by ``tt_model_init``. Raises ``SramBudgetError`` if the plan exceeds
     ``sram_kb``. ``target="host"`` builds the same harness natively with ASan/UBSan.
+    ``extra_flags``: more iree-compile flags (e.g. the int8 programs' f64 switch).
     """
     from .iree_static import build_static_module
 
     out = Path(out_dir)
     module = build_static_module(linalg_text, out / "static", target=target, prefix=prefix,
-                                 state_init=params, sram_bytes=None)
+                                 state_init=params, sram_bytes=None, extra_flags=tuple(extra_flags))
     if target == "host":
         return build_host(module, out / "host")
     return build_firmware(module, out / "firmware", board=TARGET_BOARD[target], sram_kb=sram_kb,

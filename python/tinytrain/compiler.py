@@ -198,16 +198,10 @@ def _validate_args(model, example_input, *, trainable, lr, target: str, sram_kb)
     if example_input.dim() != 4 or any(d <= 0 for d in example_input.shape):
         raise ValueError(f"example_input must be an NCHW image batch [N, C, H, W] with every "
                          f"dimension > 0, got shape {list(example_input.shape)}")
-    if target not in TARGETS:
-        raise ValueError(f"unknown target '{target}'; supported targets: {', '.join(TARGETS)}")
-    if target != "host" and tuple(example_input.shape[:1]) != (1,):
-        raise ValueError(f"target '{target}' trains with batch size 1 (as the paper); the example "
-                         f"input has batch {example_input.shape[0]}")
+    check_target_args(target, sram_kb, example_input.shape)
     if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not math.isfinite(float(lr)) \
             or float(lr) <= 0:
         raise ValueError(f"lr must be a positive number, got {lr!r}")
-    if isinstance(sram_kb, bool) or not isinstance(sram_kb, numbers.Integral) or sram_kb <= 0:
-        raise ValueError(f"sram_kb must be a positive whole number of KB, got {sram_kb!r}")
     if isinstance(trainable, str):
         if trainable != "all":
             raise ValueError(f"trainable must be 'all' or a list of parameter names, got the string "
@@ -229,6 +223,18 @@ def _validate_args(model, example_input, *, trainable, lr, target: str, sram_kb)
             raise ValueError(f"trainable names {dups} are given more than once")
     _check_logits_output(model, example_input)
     return trainable, float(lr)
+
+
+def check_target_args(target: str, sram_kb, input_shape) -> None:
+    """`target` and `sram_kb` as every compile entry point takes them (`compile`, the int8
+    programs of `tinytrain.int8`); a Cortex-M target needs an input of batch 1."""
+    if target not in TARGETS:
+        raise ValueError(f"unknown target '{target}'; supported targets: {', '.join(TARGETS)}")
+    if target != "host" and tuple(input_shape[:1]) != (1,):
+        raise ValueError(f"target '{target}' trains with batch size 1 (as the paper); the example "
+                         f"input has batch {input_shape[0]}")
+    if isinstance(sram_kb, bool) or not isinstance(sram_kb, numbers.Integral) or sram_kb <= 0:
+        raise ValueError(f"sram_kb must be a positive whole number of KB, got {sram_kb!r}")
 
 
 def _check_logits_output(model, example_input: torch.Tensor) -> None:
@@ -281,7 +287,8 @@ def _build_firmware(prog: "CompiledModel", target: str, sram_kb: int, build_dir)
     created = [p for p in (out, out / "static", out / "firmware") if not p.exists()]
     try:
         fw = compile_firmware(prog.stages["linalg"], out, target=target,
-                              params=prog.program_params(), sram_kb=sram_kb)
+                              params=prog.program_params(), sram_kb=sram_kb,
+                              extra_flags=getattr(prog, "cortexm_flags", ()))
     except SramBudgetError as e:
         _remove(created)
         raise CompileError(str(e), stage="memory-plan") from None
@@ -301,10 +308,11 @@ MODEL_META = "model.json"
 
 
 def _write_model_meta(path: Path, prog: "CompiledModel") -> None:
+    report = prog.state_report()  # None for an inference-only program (tinytrain.int8.compile_predict)
     meta = {"trainable": prog.trainable, "input_shape_nhwc": list(prog.input_shape_nhwc),
             "num_classes": prog.num_classes, "lr": prog.lr, "momentum": prog.momentum,
             "momentum_buffers": prog.momentum_buffers,
-            "trained_state_bytes": prog.state_report().to_json()}
+            "trained_state_bytes": report.to_json() if report is not None else None}
     path.write_text(json.dumps(meta, indent=2) + "\n")
 
 
@@ -515,6 +523,15 @@ class CompiledModel:
         params = self.program_params() if from_current else None
         return run_qemu(self.firmware, wd, train=train_s, evaluate=eval_s, params=params,
                         timeout=timeout, checkpoint=checkpoint, nvm=nvm)
+
+    @property
+    def cortexm_flags(self) -> tuple:
+        """More iree-compile flags of the firmware build (`_build_firmware`): an int8 program
+        (quantize="int8") keeps f64 as f64, as its host build does (the quantize / dequantize
+        lowerings compute in double, as `tinytrain.reference` defines them)."""
+        from tinytrain.int8 import Int8Training
+
+        return Int8Training.cortexm_flags if self.quantized_params is not None else ()
 
     # -- data conversion -------------------------------------------------------------------------
     @property

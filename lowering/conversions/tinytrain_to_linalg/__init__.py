@@ -51,7 +51,8 @@ from tinytrain.passes import ModulePass
 
 from . import (conv, elementwise, layers_activation, layers_broadcast, layers_pool, layers_shape,
                linear, loss, pool, quant, shape)
-from .builders import CLAMPS, STAGE, const_f32, elementwise as elementwise_generic
+from .builders import (CLAMPS, PARALLEL, STAGE, const_f32, elementwise as elementwise_generic, generic, identity,
+                       shape_of)
 from .kernels import KERNELS
 
 __all__ = ["ConvertTinytrainToLinalgPass", "lower_to_linalg", "PATTERNS", "populate_patterns",
@@ -180,7 +181,27 @@ def _inline_frozen_params(func, values: Mapping[str, np.ndarray], constants: dic
 
 # Ops that read a trained weight after the forward pass, and the update that overwrites it.
 _GRAD_INPUT_OPS = ("tinytrain.conv2d_grad_input", "tinytrain.linear_grad_input")
-_SNAPSHOT_READERS = _GRAD_INPUT_OPS + ("tinytrain.sgd_update",)
+#: An int8 weight reaches its input-gradient op as `channel_scale(w)` (its real value).
+_SNAPSHOT_READERS = _GRAD_INPUT_OPS + ("tinytrain.sgd_update", "tinytrain.qsgd_update",
+                                       "tinytrain.channel_scale")
+
+
+def _copy(w: ir.Value) -> ir.Value:
+    """A copy of `w` that canonicalization does not fold away: `x + 0.0` for floats, an exact
+    round trip through f32 for integers of at most 24 bits (int8 weights)."""
+    et = ir.RankedTensorType(w.type).element_type
+    if not isinstance(et, ir.IntegerType):
+        zero = const_f32(0.0)
+        return elementwise_generic([w], lambda a, acc: arith.AddFOp(a, zero).result)
+    if et.width > 24:
+        raise CompileError(f"to-linalg: cannot snapshot a tied {et} weight (only up to 24-bit integers)",
+                           stage=STAGE)
+    from torch_mlir.dialects import tensor
+
+    shape = shape_of(w)
+    out = tensor.EmptyOp(shape, et).result
+    return generic([w], out, [identity(len(shape))] * 2, [PARALLEL] * len(shape),
+                   lambda a, acc: arith.FPToSIOp(et, arith.SIToFPOp(ir.F32Type.get(), a).result).result)
 
 
 def _snapshot_tied_weights(func) -> None:
@@ -193,6 +214,8 @@ def _snapshot_tied_weights(func) -> None:
     update. So such a W is first copied (`x + 0.0`, which does not fold), the input-gradient op
     and the update both read the copy, and the update depends on the copy: the argument's storage
     is only overwritten after every read of it. The copy costs one transient buffer per such W.
+    An int8 weight is read as `channel_scale(W)` by its input-gradient op and updated by
+    `qsgd_update`: both read the copy.
     """
     block = func.regions[0].blocks[0]
     tied = [arg for arg, d in zip(block.arguments, _arg_attrs(func)) if "iree.abi.output" in d]
@@ -201,12 +224,14 @@ def _snapshot_tied_weights(func) -> None:
     for op in ops:
         if op.operation.name in _GRAD_INPUT_OPS:
             w = op.operands[1]
+            owner = w.owner
+            if not isinstance(owner, ir.Block) and owner.operation.name == "tinytrain.channel_scale":
+                w = owner.operation.operands[0]
             if any(w == t for t in tied) and not any(w == x for x in wanted):
                 wanted.append(w)
     for w in wanted:
         with ir.InsertionPoint(ops[0]), func.location:  # at the top, in order of first use
-            zero = const_f32(0.0)
-            copy = elementwise_generic([w], lambda a, acc: arith.AddFOp(a, zero).result)
+            copy = _copy(w)
         for op in ops:
             if op.operation.name in _SNAPSHOT_READERS:
                 for i, v in enumerate(op.operands):
