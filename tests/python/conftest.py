@@ -167,3 +167,12 @@ def assert_sgd_tracks(prog, model, xs, ys, lr, tol=1e-4, update_tol=1e-3, fold=f
 @pytest.fixture
 def rng():
     return torch.Generator().manual_seed(1234)
+
+
+@pytest.fixture(scope="session")
+def chelsea_rgb():
+    """scikit-image's `chelsea.png` (shipped in its wheel), center crop, bilinear resize to
+    128x128, uint8 NHWC [1, 128, 128, 3] (`tinytrain.tools.pretrained_on_device.chelsea_rgb`)."""
+    from tinytrain.tools.pretrained_on_device import chelsea_rgb as load
+
+    return load()

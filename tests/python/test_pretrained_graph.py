@@ -16,12 +16,10 @@ from tinytrain.lowering.host.iree_host import HostModule, compile_host
 from tinytrain.pretrained import MODEL_NAMES, load_mcu_model
 from tinytrain.pretrained.graph import build_forward
 
-skimage_data = pytest.importorskip("skimage.data", reason="scikit-image is a test extra (pip install -e '.[test]')")
-from skimage import transform  # noqa: E402
+from tinytrain.tools.pretrained_on_device import CAT_CLASSES
 
 pytestmark = pytest.mark.models
 
-CAT_CLASSES = range(281, 286)
 FAST_FLAGS = ["--iree-opt-const-eval=false"]
 
 
@@ -29,17 +27,6 @@ def compiled(graph) -> HostModule:
     with graph.module.context:
         lower_to_linalg(graph.module, graph.values)
     return HostModule(compile_host(str(graph.module), extra_flags=FAST_FLAGS))
-
-
-@pytest.fixture(scope="module")
-def chelsea_rgb():
-    img = skimage_data.chelsea()
-    h, w = img.shape[:2]
-    s = min(h, w)
-    top, left = (h - s) // 2, (w - s) // 2
-    r = transform.resize(img[top:top + s, left:left + s], (128, 128), order=1, anti_aliasing=False,
-                         preserve_range=True)
-    return np.clip(np.round(r), 0, 255).astype(np.uint8)[None]
 
 
 @pytest.fixture(scope="module", params=MODEL_NAMES)

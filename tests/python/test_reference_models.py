@@ -7,23 +7,7 @@ import pytest
 from tinytrain import reference as R
 from tinytrain.pretrained import MODEL_NAMES, load_mcu_model
 
-skimage_data = pytest.importorskip("skimage.data", reason="scikit-image is a test extra (pip install -e '.[test]')")
-from skimage import transform  # noqa: E402
-
-CAT_CLASSES = range(281, 286)  # ImageNet: tabby, tiger cat, Persian, Siamese, Egyptian cat
-
-
-@pytest.fixture(scope="module")
-def chelsea_rgb():
-    """scikit-image's `chelsea.png` (shipped in its wheel), center crop, bilinear resize to 128x128,
-    uint8 NHWC."""
-    img = skimage_data.chelsea()
-    h, w = img.shape[:2]
-    s = min(h, w)
-    top, left = (h - s) // 2, (w - s) // 2
-    crop = img[top:top + s, left:left + s]
-    r = transform.resize(crop, (128, 128), order=1, anti_aliasing=False, preserve_range=True)
-    return np.clip(np.round(r), 0, 255).astype(np.uint8)[None]
+from tinytrain.tools.pretrained_on_device import CAT_CLASSES  # ImageNet: tabby, tiger cat, Persian, Siamese, Egyptian cat
 
 
 @pytest.fixture(scope="module", params=MODEL_NAMES)
