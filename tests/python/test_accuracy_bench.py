@@ -46,4 +46,12 @@ def test_tiny_run_writes_the_table(bench, tmp_path):
     md = (tmp_path / "accuracy_qas.md").read_text()
     assert "| digits |" in md and "| **average** |" in md and "--tiny" in md
     assert "Tiny-scale run" in md
+    # the .md and the README block are re-generated from the JSON alone
+    bench.main(["--from-json", str(tmp_path / "accuracy_qas.json"), "--out", str(tmp_path / "again")])
+    assert (tmp_path / "again" / "accuracy_qas.md").read_text() == md
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\n{bench.README_BEGIN}\nold\n{bench.README_END}\n\n## next\n")
+    bench.update_readme(out, readme)
+    text = readme.read_text()
+    assert "old" not in text and "| **average** |" in text and text.endswith(f"{bench.README_END}\n\n## next\n")
 
