@@ -362,8 +362,8 @@ def write(out: dict, path: Path) -> None:
               f"step has no momentum and no schedule), {s['epochs']} epochs, the real int8 graph compiled by "
               "tinytrain (fp32 backward, fp32 master copies of the trained int8 weights, int32 biases).",
               "- The fp32 row fine-tunes the fp32 twin of the int8 model (`build_forward_fp32`), not the int8 "
-              "model: their features differ by the quantization noise of the int8 forward (pooled features about "
-              "16% apart, relative, on chelsea.png: `tests/python/test_pretrained_graph.py::"
+              "model: their features differ by the quantization noise of the int8 forward (mbv2-w0.35's pooled "
+              "features are about 16% apart, relative, on chelsea.png: `tests/python/test_pretrained_graph.py::"
               "test_fp32_twin_follows_the_int8_model`). int8 + QAS trains on the noisier int8 features.",
               "- The run is sized so that it finishes within about 45 minutes on one core of the shared 2-core "
               "machine (step times above; compiling one program per method and learning rate takes 30-90 s "

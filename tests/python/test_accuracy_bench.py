@@ -22,28 +22,29 @@ def bench():
 
 
 def test_tiny_run_writes_the_table(bench, tmp_path):
-    argv = ["--tiny", "--tasks", "digits", "animal-mnist", "--resolution", "16", "--blocks", "2",
+    argv = ["--tiny", "--tasks", "digits", "--resolution", "16", "--blocks", "2",
             "--last-blocks", "1", "--n-train", "20", "--n-val", "10", "--n-test", "1000", "--epochs", "1",
-            "--lrs", "0.3", "--out", str(tmp_path)]
+            "--lrs", "0.3", "--rounded", "--out", str(tmp_path)]
     bench.main(argv)
     out = json.loads((tmp_path / "accuracy_qas.json").read_text())
     s = out["settings"]
     # digits has 360 test images: the request of 1000 falls back to the whole split, recorded
     assert s["sizes"]["digits"] == {"train": 20, "val": 10, "test": 360}
-    assert s["sizes"]["animal-mnist"]["test"] == 1000
     assert s["update_set"] == ["blocks.1.pointwise1.weight", "blocks.1.pointwise1.bias", "blocks.1.depthwise.bias",
                                "blocks.1.pointwise2.bias", "fc.weight", "fc.bias"]
-    for m in bench.METHODS:
+    assert list(out["per_task"]) == [*bench.METHODS, bench.ROUNDED]
+    for m in out["per_task"]:
         tests = [out["per_task"][m][t]["test"] for t in s["tasks"]]
         assert out[m] == pytest.approx(sum(tests) / len(tests))
         for t in s["tasks"]:
             r = out["per_task"][m][t]
             assert r["lr"] == 0.3 and r["val_by_lr"] == {"0.3": r["val"]}
             assert 0.0 <= r["test"] <= 1.0
-    moved = {m: out["per_task"][m]["animal-mnist"]["moved"]["weight"] for m in bench.METHODS}
+    moved = {m: out["per_task"][m]["digits"]["moved"]["weight"] for m in bench.METHODS}
     assert moved["int8_noqas"] == 0.0, "int8 weights moved without QAS: is QAS applied to int8_noqas?"
     assert moved["int8_qas"] > 0.05 and moved["fp32"] > 0.05, moved
     md = (tmp_path / "accuracy_qas.md").read_text()
+    assert "int8 + QAS, int8 write-back" in md and "with rounding instead of keeping fp32 master copies" in md
     assert "| digits |" in md and "| **average** |" in md and "--tiny" in md
     assert "Tiny-scale run" in md
     # the .md and the README block are re-generated from the JSON alone
