@@ -52,7 +52,8 @@ def test_tiny_run_writes_the_table(bench, tmp_path):
     assert (tmp_path / "again" / "accuracy_qas.md").read_text() == md
     readme = tmp_path / "README.md"
     readme.write_text(f"# x\n\n{bench.README_BEGIN}\nold\n{bench.README_END}\n\n## next\n")
-    bench.update_readme(out, readme)
+    bench.update_readme(out, readme, others=(out,))
     text = readme.read_text()
     assert "old" not in text and "| **average** |" in text and text.endswith(f"{bench.README_END}\n\n## next\n")
+    assert f"| `{out['settings']['backbone']}` | {100 * out['fp32']:.1f} |" in text
 
