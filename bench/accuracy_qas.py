@@ -29,7 +29,7 @@ each (method, task) is the one of `--lrs` with the best accuracy on the VALIDATI
 the earlier one in `--lrs`); the reported number is the TEST accuracy at that rate. Train / validation /
 test images are disjoint (`tinytrain.datasets`).
 
-    .venv/bin/python bench/accuracy_qas.py --tiny   # smoke run, about a minute
+    .venv/bin/python bench/accuracy_qas.py --tiny   # smoke run, about a minute of CPU (build/accuracy_qas_tiny/)
     OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python bench/accuracy_qas.py   # the full table (~45 min)
     .venv/bin/python bench/accuracy_qas.py --from-json bench/results/accuracy_qas.json  # rewrite the .md only
     .venv/bin/python bench/accuracy_qas.py --readme     # README's table from bench/results/accuracy_qas.json
@@ -404,11 +404,15 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--tiny", action="store_true",
                     help="a smoke run: 32x32, 4 blocks, 60/40/60 images of 3 tasks, 2 epochs, 2 learning rates")
-    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="default: bench/results (--tiny: build/accuracy_qas_tiny, so a smoke run never overwrites the table)")
     ap.add_argument("--from-json", type=Path, help="only rewrite accuracy_qas.md (into --out) from this run's JSON")
     ap.add_argument("--readme", action="store_true", help="only rewrite README.md's accuracy table from <out>/accuracy_qas.json")
     argv = list(sys.argv[1:] if argv is None else argv)
     args = ap.parse_args(argv)
+    if args.out is None:
+        root = Path(__file__).resolve().parents[1]
+        args.out = root / "build" / "accuracy_qas_tiny" if args.tiny else root / "bench" / "results"
     if args.readme:
         others = tuple(json.loads(p.read_text()) for p in sorted(args.out.glob("accuracy_qas_*/accuracy_qas.json")))
         update_readme(json.loads((args.out / "accuracy_qas.json").read_text()),
