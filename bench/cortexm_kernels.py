@@ -12,14 +12,26 @@ Instruction counts are not cycles (QEMU has no timing model).
 
     .venv/bin/python bench/cortexm_kernels.py [--out bench/results] [--no-iree]
 
-Writes ``cortexm_kernels.json`` (``instr_per_mac[kernel][target]``) and ``cortexm_kernels.md``.
+Writes ``cortexm_kernels.json`` (``instr_per_mac[kernel][target]``, ``projected_ms[model]``) and
+``cortexm_kernels.md``.
+
+Per-image latency of the paper's three models with their sparse update (scheme "49kb", 128x128,
+a 10-class fp32 head) is a *projection from kernel rates*, not a measured step (the int8 training
+step does not run on the device yet): the step's MACs layer by layer (int8 forward of every
+conv, fp32 input gradients from the classifier down to the earliest trained layer, weight
+gradients of the scheme's channel slices, the fp32 head) times the instructions per MAC measured
+here for the matching kernel on the Cortex-M7, at an assumed 1.0 cycle per instruction at 216 MHz
+(the STM32F746 of the paper). Elementwise work (requantization outside the kernels, residual
+adds, pooling, ReLU masks, the loss, the update) is not counted.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -115,15 +127,102 @@ def run_ours(work: Path) -> list:
     return rows
 
 
-def write(rows: list, out: Path, notes: list) -> None:
+#: Paper, Fig. 10(c): TTE kernels, sparse update, STM32F746 (Cortex-M7, 216 MHz), ms per image.
+PAPER_MS = {"mbv2-w0.35": 373, "proxyless-w0.3": 443, "mcunet-5fps": 546}
+SCHEME, CLASSES = "49kb", 10
+CPI, F_HZ, PROJ_TARGET = 1.0, 216e6, "cortex-m7"
+
+
+def _rate_table(rows: list, target: str) -> dict:
+    """Our kernels' measured instr/MAC on `target`: kernel name -> rate."""
+    return {r["kernel"]: r["instr_per_mac"] for r in rows if r["impl"] == "tinytrain" and r["target"] == target}
+
+
+def _pick(rates: dict, pattern: str, score) -> tuple[str, float]:
+    """The measured kernel whose name matches `pattern` with the lowest `score(match)`."""
+    found = [(score(m), name) for name in rates for m in [re.match(pattern, name)] if m]
+    if not found:
+        raise KeyError(f"no measured kernel matches {pattern!r}")
+    name = min(found)[1]
+    return name, rates[name]
+
+
+def _fwd_kernel(rates: dict, conv, index: int) -> tuple[str, float]:
+    k, cin = conv.kernel_size, conv.weight.shape[2]
+    if index == 0:
+        return _pick(rates, r"conv3x3 s2", lambda m: 0)
+    if conv.groups > 1:  # depthwise: same K, same stride if measured, then the nearest C
+        return _pick(rates, r"dw(\d)x\d s(\d) C(\d+)", lambda m: (int(m[1]) != k, int(m[2]) != conv.stride,
+                                                                  abs(math.log(int(m[3]) / conv.out_channels))))
+    # pointwise (calibrated: ReLU6 folded, full-range clamp): the nearest C_in, in log scale
+    return _pick(rates, r"pw (\d+)->(\d+) @\d+x\d+(?!,)", lambda m: abs(math.log(int(m[1]) / cin)))
+
+
+def project_step(model_name: str, rates: dict) -> dict:
+    """MACs and instructions of one sparse-update training step of `model_name`, layer by layer,
+    from the measured kernel `rates` (see the module docstring)."""
+    from tinytrain.pretrained import load_mcu_model, load_sparse_scheme
+
+    m = load_mcu_model(model_name)
+    scheme = load_sparse_scheme(m, SCHEME)
+    convs = m.convs()
+    index = {c.name: i for i, c in enumerate(convs)}
+    trained = [index[n] for n in scheme.bias_layers] + [w.index for w in scheme.weight_updates]
+    earliest = min(trained)
+    wslice = {w.index: w.channels / convs[w.index].out_channels for w in scheme.weight_updates if w.channels}
+    macs = {"forward": 0, "input_grad": 0, "weight_grad": 0}
+    layers, instr = [], 0.0
+
+    def add(part, what, n, kernel_rate):
+        nonlocal instr
+        kernel, rate = kernel_rate
+        n = int(n)
+        macs[part] += n
+        instr += n * rate
+        layers.append({"layer": what, "part": part, "macs": int(n), "kernel": kernel, "instr_per_mac": rate})
+
+    for i, c in enumerate(convs):
+        k, cin, cout = c.kernel_size, c.weight.shape[2], c.out_channels
+        n = c.out_hw * c.out_hw * cout * cin * k * k
+        add("forward", c.name, n, _fwd_kernel(rates, c, i))
+        if i > earliest:  # the gradient flows through this layer to the trained ones below
+            grad_in = _pick(rates, r"dw3x3 grad input", lambda m: 0) if c.groups > 1 else \
+                _pick(rates, r"pw grad input", lambda m: 0)
+            add("input_grad", c.name, n, grad_in)
+        if i in wslice:
+            grad_w = _pick(rates, r"dw3x3 grad weight", lambda m: 0) if c.groups > 1 else \
+                _pick(rates, r"pw grad weight", lambda m: 0)
+            add("weight_grad", f"{c.name} ({wslice[i]:.3g} of the channels)", n * wslice[i] // 1, grad_w)
+    head = m.classifier.weight.shape[2] * CLASSES  # fp32 head: forward, input and weight gradient
+    fp32_gemm = _pick(rates, r"pw grad input", lambda m: 0)
+    add("forward", f"classifier (fp32, {CLASSES} classes)", head, fp32_gemm)
+    add("input_grad", "classifier", head, fp32_gemm)
+    add("weight_grad", "classifier", head, _pick(rates, r"pw grad weight", lambda m: 0))
+    return {"model": model_name, "scheme": SCHEME, "target": PROJ_TARGET, "macs": macs,
+            "macs_total": int(sum(macs.values())), "instructions_per_step": int(instr),
+            "cycles_per_instruction": CPI, "clock_hz": F_HZ,
+            "projected_ms": round(instr * CPI / F_HZ * 1e3, 1), "paper_ms": PAPER_MS[model_name],
+            "kind": "projection from measured kernel rates (not a measured step)", "layers": layers}
+
+
+def projections(rows: list) -> list:
+    rates = _rate_table(rows, PROJ_TARGET)
+    return [project_step(name, rates) for name in PAPER_MS]
+
+
+def write(rows: list, out: Path, notes: list, proj: list) -> None:
     out.mkdir(parents=True, exist_ok=True)
     table = {}
     for r in rows:
-        key = r["kernel"] if r["impl"] == "tinytrain" else f"{r['kernel']} [IREE]"
+        key = r["kernel"] if r["impl"] == "tinytrain" else f"{r['kernel']} [{r['impl']}]"
         table.setdefault(key, {})[r["target"]] = r["instr_per_mac"]
     doc = {"command": "python bench/cortexm_kernels.py", "date": time.strftime("%Y-%m-%d"),
            "machine": platform.machine(), "method": "QEMU 7.2 -icount shift=0, SysTick (40 instructions/tick)",
-           "instr_per_mac": table, "rows": rows, "notes": notes}
+           "instr_per_mac": table, "rows": rows, "notes": notes,
+           "projected_ms": {p["model"]: p["projected_ms"] for p in proj},
+           "projection": {"assumption": f"{CPI} cycle per instruction at {F_HZ / 1e6:.0f} MHz, "
+                                         f"{PROJ_TARGET} kernel rates, scheme {SCHEME}, {CLASSES}-class fp32 head",
+                          "steps": proj}}
     (out / "cortexm_kernels.json").write_text(json.dumps(doc, indent=1) + "\n")
     md = ["# Cortex-M kernels: instructions per MAC (QEMU -icount)", "",
           "Command: `.venv/bin/python bench/cortexm_kernels.py`. Instruction counts, not cycles "
@@ -141,6 +240,19 @@ def write(rows: list, out: Path, notes: list) -> None:
         md.append(f"| {name} | {impl} | {m4['instr_per_mac'] if m4 else '-'} | "
                   f"{m7['instr_per_mac'] if m7 else '-'} | {next(iter(by_t.values()))['macs']:,} | "
                   f"{'/'.join(sorted(oks)) or '-'} |")
+    md += ["", f"## Sparse-update training step at 128x128: projection from kernel rates (not measured)", "",
+           f"Scheme `{SCHEME}` of each model (`tinytrain.pretrained.load_sparse_scheme`), a {CLASSES}-class "
+           f"fp32 head. Instructions = sum over the step's layers of MACs x the measured {PROJ_TARGET} "
+           f"instr/MAC of the matching kernel above (forward: our int8 kernel of the same type, pointwise "
+           f"by the nearest C_in; backward: our fp32 kernels). Projected ms = instructions x {CPI} cycle per "
+           f"instruction / {F_HZ / 1e6:.0f} MHz (assumption: QEMU counts instructions, not cycles). "
+           "Elementwise work (requantization outside the kernels, residual adds, pooling, masks, loss, "
+           "update) is not counted, so this is a lower bound of the kernels' share.", "",
+           "| model | fwd MACs | input-grad MACs | weight-grad MACs | instructions / step | projected ms | paper ms (TTE, Fig. 10) |",
+           "|---|---:|---:|---:|---:|---:|---:|"]
+    for p in proj:
+        md.append(f"| {p['model']} | {p['macs']['forward']:,} | {p['macs']['input_grad']:,} | "
+                  f"{p['macs']['weight_grad']:,} | {p['instructions_per_step']:,} | {p['projected_ms']} | {p['paper_ms']} |")
     md += [""] + [f"- {n}" for n in notes] + [""]
     (out / "cortexm_kernels.md").write_text("\n".join(md))
 
@@ -161,7 +273,11 @@ def main(argv=None) -> int:
             rows += iree_rows
             notes += iree_notes
     bad = [r for r in rows if r["output_matches_oracle"] is False]
-    write(rows, args.out, notes)
+    proj = projections(rows)
+    write(rows, args.out, notes, proj)
+    for p in proj:
+        print(f"{p['model']:15s} {p['macs_total']:>12,d} MACs {p['instructions_per_step']:>12,d} instr "
+              f"projected {p['projected_ms']} ms (paper {p['paper_ms']} ms)")
     for r in rows:
         print(f"{r['target']:10s} {r['impl']:9s} {r['kernel']:45s} {r['instr_per_mac']:7.3f} instr/MAC")
     if bad:

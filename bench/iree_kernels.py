@@ -3,6 +3,11 @@ with zero point, int32 bias, the spec's requantization written in linalg/arith i
 compiled by iree-compile into the Cortex-M static library with the project's flags
 (lowering/cortexm/iree_static.py), scheduled by our runtime and timed in QEMU.
 
+The same layer also runs as an IREE dispatch that calls our kernel (`pw_ttk_mlir`: a
+`stream.executable` whose workgroup function calls `ttk_iree_conv1x1_s8`, declared
+`hal.import.static`; runtime/kernels/src/ttk_iree.c is linked into the firmware): IREE still
+schedules the dispatch and allocates its bindings (input, packed weights, output, scratch).
+
 The requantization is literal gemmlowp (nudge by sign, divsi = truncation toward zero), so the
 output must equal the numpy oracle bit for bit; the bench reports whether it does.
 """
@@ -110,6 +115,58 @@ func.func @predict(%x: tensor<{p}x{k}xi8>) -> tensor<{p}x{n}xi8> {{
   %ey = tensor.empty() : tensor<{p}x{n}xi8>""" + _requant_generic("%acc", [p, n], n, q, 2)
 
 
+def pw_ttk_mlir(x_shape, w, bias, q) -> str:
+    """The pointwise layer of `pw_mlir` as one IREE dispatch of our kernel, as
+    `to-linalg{kernels=ttk}` emits it for a qconv2d (lowering/conversions/tinytrain_to_linalg/
+    kernels.py; written out here for the bench's raw quantization parameters): weights packed
+    [C_out][C_in] here, the layer's shapes, zero points and clamp baked into the workgroup
+    function, the scratch a second (transient) result of the dispatch."""
+    from tinytrain.lowering.conversions.tinytrain_to_linalg.kernels import conv1x1_scratch_bytes
+
+    p, k = x_shape
+    n = w.shape[1]
+    scratch = conv1x1_scratch_bytes(k, n)
+    w_oi = np.ascontiguousarray(w.T).ravel()
+    sig = [f"memref<{m}x{t}>" for m, t in ((p * k, "i8"), (n * k, "i8"), (n, "i32"), (n, "i32"),
+                                           (n, "i32"), (p * n, "i8"), (scratch, "i8"))]
+    names = ["x", "w", "b", "m", "s", "y", "scr"]
+    consts = {"p": p, "k": k, "n": n, "xz": q["x_zero"], "yz": q["y_zero"], "lo": q["act_min"],
+              "hi": q["act_max"]}
+    ctypes = ", ".join(sig + ["index"] * len(consts))
+    subspans = "\n".join(f"      %{nm}m = stream.binding.subspan %{nm}[%c0] : !stream.binding -> {t}"
+                          for nm, t in zip(names, sig))
+    cdefs = "\n".join(f"      %{c} = arith.constant {v} : index" for c, v in consts.items())
+    args = ", ".join([f"%{nm}m" for nm in names] + [f"%{c}" for c in consts])
+    return f"""
+stream.executable private @ttk {{
+  stream.executable.export public @conv1x1_s8 workgroups() -> (index, index, index) {{
+    %c1 = arith.constant 1 : index
+    stream.return %c1, %c1, %c1 : index, index, index
+  }}
+  builtin.module {{
+    func.func private @ttk_iree_conv1x1_s8({ctypes}) attributes {{hal.import.static}}
+    func.func @conv1x1_s8({", ".join(f"%{nm}: !stream.binding" for nm in names)}) {{
+      %c0 = arith.constant 0 : index
+{subspans}
+{cdefs}
+      func.call @ttk_iree_conv1x1_s8({args}) : ({ctypes}) -> ()
+      return
+    }}
+  }}
+}}
+func.func @predict(%x: tensor<{p}x{k}xi8>) -> tensor<{p}x{n}xi8> {{
+  %w = arith.constant {_dense(w_oi, "i8")}
+  %bias = arith.constant {_dense(bias, "i32")}
+  %mult = arith.constant {_dense(q["mult"], "i32")}
+  %shift = arith.constant {_dense(q["shift"], "i32")}
+  %xf = tensor.collapse_shape %x [[0, 1]] : tensor<{p}x{k}xi8> into tensor<{p * k}xi8>
+  %y:2 = flow.dispatch @ttk::@conv1x1_s8(%xf, %w, %bias, %mult, %shift) : (tensor<{p * k}xi8>, tensor<{n * k}xi8>, tensor<{n}xi32>, tensor<{n}xi32>, tensor<{n}xi32>) -> (tensor<{p * n}xi8>, tensor<{scratch}xi8>)
+  %ye = tensor.expand_shape %y#0 [[0, 1]] output_shape [{p}, {n}] : tensor<{p * n}xi8> into tensor<{p}x{n}xi8>
+  return %ye : tensor<{p}x{n}xi8>
+}}
+"""
+
+
 def dw_mlir(x_shape, w, k, stride, bias, q) -> str:
     h, wd, c = x_shape
     pad = (k - 1) // 2
@@ -139,7 +196,14 @@ func.func @predict(%x: tensor<1x{h}x{wd}x{c}xi8>) -> tensor<1x{oh}x{ow}x{c}xi8> 
   %ey = tensor.empty() : tensor<1x{oh}x{ow}x{c}xi8>""" + _requant_generic("%acc", [1, oh, ow, c], c, q, 4)
 
 
-def _build_and_run(text: str, x: np.ndarray, out_shape, work: Path, target: str):
+#: Our kernels as the firmware links them when a dispatch calls one (`pw_ttk_mlir`).
+TTK_SOURCES = [tk.KERNELS / "src" / "ttk_s8.c", tk.KERNELS / "src" / "ttk_iree.c"]
+
+
+def build_and_run(text: str, x: np.ndarray, out_shape, work: Path, target: str, out_dtype=np.int8):
+    """Compile the one-layer `@predict` `text` into the static library, link it with our
+    runtime (and our kernels, for a dispatch that calls one), run it once in QEMU: returns
+    (instructions of the tt_run call, output)."""
     from tinytrain.lowering.cortexm import iree_static
 
     mod = iree_static.build_static_module(text, work, target=target, prefix="k", sram_bytes=None)
@@ -151,7 +215,9 @@ def _build_and_run(text: str, x: np.ndarray, out_shape, work: Path, target: str)
            "-fdata-sections", f"-I{tk.RUNTIME / 'include'}", f"-I{bd}", f"-I{work}",
            "-nostartfiles", "--specs=nano.specs", f"-T{bd / 'mps2.ld'}", "-Wl,--gc-sections",
            "-Wl,-z,noexecstack", "-Wl,--defsym=__ram_size=1536K", "-Wl,--defsym=__stack_size=8192",
+           f"-I{tk.KERNELS / 'include'}",
            "-o", str(elf), str(tk.KERNELS / "test" / "ttk_iree_main.c"), str(mod.c_path),
+           *map(str, TTK_SOURCES),
            *[str(tk.RUNTIME / "src" / f) for f in ("model.c", "train.c", "status.c")],
            *[str(bd / f) for f in ("startup.c", "semihost.c", "timer.c", "mpu.c")],
            str(mod.object_path), "-lm", "-lc", "-lgcc"]
@@ -168,21 +234,26 @@ def _build_and_run(text: str, x: np.ndarray, out_shape, work: Path, target: str)
     ticks = [int(t.split("=")[1]) for t in log.split() if t.startswith("ticks=")]
     if q.returncode != 0 or not ticks:
         raise RuntimeError(f"IREE firmware failed:\n{log[-2000:]}")
-    y = np.frombuffer((work / "iree_out.bin").read_bytes(), np.int8).reshape(out_shape)
+    y = np.frombuffer((work / "iree_out.bin").read_bytes(), out_dtype).reshape(out_shape)
     return ticks[0] * 1e9 / hz, y
 
 
 def run(work: Path, targets) -> tuple[list, list]:
+    """IREE's kernel (impl "IREE") and ours dispatched by IREE (impl "tinytrain via IREE") for a
+    few layers on each target; rows as bench/cortexm_kernels.py writes them, and notes."""
+    pw_layers = {}  # name -> (weights, bias, quantization) of the pointwise layers
     rng = np.random.default_rng(11)
     layers = []
     q = tk.quant_params(rng, 96, relu6="folded")
     x, w, b = tk.s8(rng, (64 * 64, 16)), tk.s8(rng, (16, 96)), tk.bias32(rng, 96)
     layers.append(("pw 16->96 @64x64", "int8 pointwise", pw_mlir(x.shape, w, b, q), x,
                    oracle.conv1x1(x, w, b, q), 64 * 64 * 16 * 96))
+    pw_layers["pw 16->96 @64x64"] = (w, b, q)
     q = tk.quant_params(rng, 56, relu6=False)
     x, w, b = tk.s8(rng, (64, 336)), tk.s8(rng, (336, 56)), tk.bias32(rng, 56)
     layers.append(("pw 336->56 @8x8 (project)", "int8 pointwise", pw_mlir(x.shape, w, b, q), x,
                    oracle.conv1x1(x, w, b, q), 64 * 336 * 56))
+    pw_layers["pw 336->56 @8x8 (project)"] = (w, b, q)
     q = tk.quant_params(rng, 96, relu6="folded")
     x, w, b = tk.s8(rng, (32, 32, 96)), tk.s8(rng, (3, 3, 1, 96)), tk.bias32(rng, 96)
     layers.append(("dw3x3 s1 C96 @32x32", "int8 depthwise", dw_mlir(x.shape, w, 3, 1, b, q),
@@ -192,6 +263,11 @@ def run(work: Path, targets) -> tuple[list, list]:
     layers.append(("dw3x3 s2 C48 @64x64 (features.2)", "int8 depthwise",
                    dw_mlir(x.shape, w, 3, 2, b, q), x[None], oracle.dwconv(x, w, 3, 2, b, q)[None],
                    32 * 32 * 48 * 9))
+    # Our pointwise kernel as an IREE dispatch (pw_ttk_mlir) on the same layers and inputs.
+    for name, family, _, x, ref, macs in list(layers[:2]):
+        w, b, q = pw_layers[name]
+        layers.append((name, "int8 pointwise (tinytrain via IREE dispatch)", pw_ttk_mlir(x.shape, w, b, q),
+                       x, ref, macs))
     rows, notes = [], []
     for li, (name, family, text, x, ref, macs) in enumerate(layers):
         for target in targets:
@@ -199,11 +275,12 @@ def run(work: Path, targets) -> tuple[list, list]:
             d.mkdir(parents=True, exist_ok=True)
             t0 = time.time()
             try:
-                insns, y = _build_and_run(text, x, ref.shape, d, target)
+                insns, y = build_and_run(text, x, ref.shape, d, target)
             except Exception as e:  # noqa: BLE001 - reported, the rest of the bench goes on
                 notes.append(f"IREE {name} on {target}: not built ({type(e).__name__}: {str(e)[:300]})")
                 continue
-            rows.append({"kernel": name, "family": family, "impl": "IREE", "target": target,
+            impl = "tinytrain via IREE" if "via IREE" in family else "IREE"
+            rows.append({"kernel": name, "family": family.split(" (")[0], "impl": impl, "target": target,
                          "board": tk.TARGET_BOARD[target], "macs": macs, "instructions": int(insns),
                          "instr_per_mac": round(insns / macs, 3),
                          "output_matches_oracle": bool(np.array_equal(y, ref))})
@@ -213,4 +290,8 @@ def run(work: Path, targets) -> tuple[list, list]:
                  "flags (+dsp), linalg.quantized_matmul / depthwise_conv_2d_nhwc_hwc_q + the "
                  "requantization as an i64 linalg.generic; timed around tt_run of the one-layer "
                  "@predict (includes the schedule's fills/copies, e.g. the padded input).")
+    notes.append("tinytrain via IREE rows: the same one-layer @predict with the conv as one IREE "
+                 "dispatch (stream.executable, hal.import.static) calling our kernel "
+                 "(runtime/kernels/src/ttk_iree.c), weights packed at compile time, scratch a "
+                 "transient result; timed like the IREE rows.")
     return rows, notes

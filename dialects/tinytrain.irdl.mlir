@@ -146,6 +146,16 @@ module {
       %4 = irdl.base "!builtin.tensor" 
       irdl.results(result: %4)
     }
+    irdl.operation @sgd_momentum {
+      %0 = irdl.base "!builtin.tensor" 
+      %1 = irdl.base "!builtin.tensor" 
+      %2 = irdl.base "!builtin.tensor" 
+      irdl.operands(buffer: %0, grad: %1, loss: %2)
+      %3 = irdl.base "#builtin.float" 
+      irdl.attributes {"momentum" = %3}
+      %4 = irdl.base "!builtin.tensor" 
+      irdl.results(result: %4)
+    }
     irdl.operation @pad {
       %0 = irdl.base "!builtin.tensor" 
       irdl.operands(input: %0)

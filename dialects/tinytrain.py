@@ -14,6 +14,13 @@ Conventions (paper: Lin et al. 2022, Sec. 2.3, "Tiny Training Engine"):
 - every op has static shapes; every verifier checks shapes, so a pass that builds a wrong op
   fails where it builds it, naming the op;
 - the `*_grad*` ops are the adjoints autodiff emits; `sgd_update` applies one SGD step.
+- SGD with momentum (PyTorch's rule, dampening 0, no Nesterov) is two guarded ops:
+  `v' = sgd_momentum(v, g, loss) {momentum = m}` (`m * v + g`) feeds the gradient operand of the
+  plain update (`sgd_update(p, v', loss)` = `p - lr * v'`, or `qsgd_update` for an integer
+  parameter: `clamp(p - round_half_even(lr * v'))`). The buffer `v` is trained state (an f32
+  argument of `@train_step` tied to its result like the parameters); both ops return their
+  first operand unchanged when the step's loss is not finite, so a skipped step leaves `v` and
+  `p` as they were.
 """
 
 from typing import Any
@@ -400,7 +407,8 @@ class SoftmaxCrossEntropyGradOp(TinyTrain.Operation, name="softmax_cross_entropy
 class SgdUpdateOp(TinyTrain.Operation, name="sgd_update", traits=[Pure]):
     """One plain SGD step, guarded: `param - lr * grad` when the step's `loss` (rank 0) is
     finite, else `param` unchanged, so a bad sample or an exploding step never writes NaN/Inf
-    into the trained state (no momentum, as the paper's default)."""
+    into the trained state (plain SGD, the paper's default; with momentum `grad` is the buffer
+    step `sgd_momentum(v, g, loss)`)."""
 
     param: Operand[Tensor]
     grad: Operand[Tensor]
@@ -410,6 +418,32 @@ class SgdUpdateOp(TinyTrain.Operation, name="sgd_update", traits=[Pure]):
 
     def verify_invariants(self) -> bool:
         return _check_guarded_update(self) and _same_shape(self, self.param, self.grad, self.result)
+
+
+class SgdMomentumOp(TinyTrain.Operation, name="sgd_momentum", traits=[Pure]):
+    """The momentum buffer's step, guarded: `momentum * buffer + grad` when the step's `loss`
+    (rank 0) is finite, else `buffer` unchanged. Its result is the gradient operand of the
+    parameter's `sgd_update` / `qsgd_update` (PyTorch's SGD: `v = m v + g; p = p - lr v`); the
+    buffer and `grad` are f32 of the parameter's shape (for an int8 parameter: of the gradient of
+    its integer value, after QAS)."""
+
+    buffer: Operand[Tensor]
+    grad: Operand[Tensor]
+    loss: Operand[Tensor]
+    momentum: ir.FloatAttr
+    result: Result[Tensor]
+
+    def verify_invariants(self) -> bool:
+        if len(self.operation.operands) != 3:
+            return _fail(self, f"expects 3 operands (buffer, grad, loss), got {len(self.operation.operands)}")
+        m = _typed_attr(self, "momentum", ir.FloatAttr)
+        if m is None:
+            return _fail(self, "requires a float 'momentum' attribute")
+        if not (0.0 < m < float("inf")):
+            return _fail(self, f"requires a finite momentum > 0, got {m} (momentum 0 is plain SGD: no buffer)")
+        if _shape(self.loss) != [] or not _all_f32(self, [self.loss]):
+            return _fail(self, f"expects the step's loss as a rank-0 f32 tensor, got {self.loss.type}")
+        return _same_shape(self, self.buffer, self.grad, self.result)
 
 
 def _check_guarded_update(op) -> bool:

@@ -120,7 +120,11 @@ class ConcatOp(TinyTrain.Operation, name="concat", traits=[Pure]):
         if sum(s[axis] for s in shapes) != y[axis]:
             return _fail(self, f"input sizes along axis {axis} sum to {sum(s[axis] for s in shapes)}, "
                                f"the result has {y[axis]}")
-        return _all_f32(self, [self.lhs, self.rhs, self.result]) or _fail(self, "expects f32 tensors")
+        # f32 activations; also i8 / i32 parameters (a sparse-update weight: trained slice + frozen rest)
+        elts = {str(ir.RankedTensorType(v.type).element_type) for v in (self.lhs, self.rhs, self.result)}
+        if len(elts) != 1 or not elts <= {"f32", "i8", "i32"}:
+            return _fail(self, f"expects f32, i8 or i32 tensors of one element type, got {sorted(elts)}")
+        return True
 
 
 # ----------------------------------------------------------------------------------------------

@@ -172,8 +172,10 @@ def emit(schedule: Schedule, exports: list, prefix: str, *, train: str = "train_
             raise Unsupported(f"@{train} must take (trained params..., input, label); it has "
                               f"{len(tf.inputs)} arguments and {len(state)} trained params")
         sizes["input"], sizes["label"] = tf.inputs[-2].length, tf.inputs[-1].length
+    out_dtype = "f32"
     if predict in names:
         sizes["output"] = schedule.function(predict).outputs[0].length
+        out_dtype = schedule.function(predict).outputs[0].dtype
         if not sizes["input"]:
             sizes["input"] = schedule.function(predict).inputs[-1].length
     P = p.upper()
@@ -186,13 +188,15 @@ def emit(schedule: Schedule, exports: list, prefix: str, *, train: str = "train_
            f"#define {P}_PARAM_COUNT {len(state)}u",
            f"#define {P}_INPUT_SIZE {sizes['input']}u  /**< train/predict input bytes */",
            f"#define {P}_LABEL_SIZE {sizes['label']}u  /**< train label bytes */",
-           f"#define {P}_OUTPUT_SIZE {sizes['output']}u  /**< predict output bytes */", "",
+           f"#define {P}_OUTPUT_SIZE {sizes['output']}u  /**< predict output bytes */",
+           f"#define {P}_OUTPUT_DTYPE {DTYPE[out_dtype]}  /**< predict output element type */", "",
            f"extern const tt_model_desc_t {p}_model;", "",
            "/* Generic names for the firmware harness. */",
            "#ifndef TT_MODEL_DESC", f"#define TT_MODEL_DESC {p}_model",
            f"#define TT_MODEL_ARENA_SIZE {P}_ARENA_SIZE", f"#define TT_MODEL_STATE_SIZE {P}_STATE_SIZE",
            f"#define TT_MODEL_INPUT_SIZE {P}_INPUT_SIZE", f"#define TT_MODEL_LABEL_SIZE {P}_LABEL_SIZE",
-           f"#define TT_MODEL_OUTPUT_SIZE {P}_OUTPUT_SIZE", "#endif", "", f"#endif /* {P}_MODEL_H_ */", ""]
+           f"#define TT_MODEL_OUTPUT_SIZE {P}_OUTPUT_SIZE", f"#define TT_MODEL_OUTPUT_DTYPE {P}_OUTPUT_DTYPE",
+           "#endif", "", f"#endif /* {P}_MODEL_H_ */", ""]
     return "\n".join(out), "\n".join(hdr), sizes
 
 

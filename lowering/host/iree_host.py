@@ -218,8 +218,12 @@ def to_numpy(value) -> np.ndarray:
     if hasattr(value, "to_host"):
         return np.array(value.to_host(), copy=True)
     if hasattr(value, "element_type") and hasattr(value, "map"):  # a HalBufferView
-        import iree.runtime as rt
-
-        dtype = np.dtype(rt.HalElementType.map_to_dtype(value.element_type))
-        return np.array(value.map().asarray(list(value.shape), dtype), copy=True)
+        return np.array(value.map().asarray(list(value.shape), view_dtype(value)), copy=True)
     return np.array(value, copy=True)
+
+
+def view_dtype(view) -> np.dtype:
+    """The numpy dtype of a HalBufferView's elements."""
+    import iree.runtime as rt
+
+    return np.dtype(rt.HalElementType.map_to_dtype(view.element_type))

@@ -2,7 +2,9 @@
 
 A checkpoint *record* is a 64-byte header, padding up to ``page_size`` bytes, then the payload:
 the trained state exactly as it sits at the start of the device's arena (each trained
-parameter 64-byte aligned, in ``train_step`` argument order, program layout: NHWC / HWIO).
+parameter 64-byte aligned, in ``train_step`` argument order, program layout: NHWC / HWIO; with
+SGD momentum the f32 momentum buffers follow the parameters, so they are saved and restored
+with them).
 Header (little-endian)::
 
     0  magic "TTCK"      4  version u16 = 1     6  header bytes u16 = 64
@@ -227,8 +229,8 @@ def save(prog, path, *, steps: int = 0) -> Path:
 
 
 def state_dict_from_checkpoint(prog, source) -> dict:
-    """The checkpoint's parameters as a PyTorch ``state_dict`` (names and layout of
-    ``prog.state_dict()``, i.e. of the original model after BN folding)."""
+    """The checkpoint's parameters (and momentum buffers) as a PyTorch ``state_dict`` (names and
+    layout of ``prog.state_dict()``, i.e. of the original model after BN folding)."""
     return _state_dict(prog, _layout(prog).unpack(_read_for(prog, source).payload))
 
 
@@ -242,7 +244,7 @@ def _state_dict(prog, arrays) -> dict:
     from tinytrain.lowering.conversions.torch_to_tinytrain import to_torch_layout
 
     return {k: torch.from_numpy(to_torch_layout(a, prog.layouts[k]).copy())
-            for k, a in zip(prog.trainable, arrays)}
+            for k, a in zip(prog.state_names, arrays)}
 
 
 def load(prog, source) -> Checkpoint:

@@ -1,8 +1,9 @@
 """`tinytrain` command line.
 
-    tinytrain compile model.py -o out/ [--input-shape 1,3,64,64] [--trainable all|a,b]
-                               [--lr 0.01] [--target host|cortex-m4|cortex-m7] [--sram-kb 256]
+    tinytrain compile model.py -o out/ [--input-shape 1,3,64,64] [--trainable all|a,b | --sparse scheme.json]
+                               [--lr 0.01] [--momentum 0.9] [--target host|cortex-m4|cortex-m7] [--sram-kb 256]
                                [--dump-ir DIR] [-v]
+                               [--quantize int8 --calibration images.npy [--int8-classifier] [--no-qas]]
     tinytrain run-qemu out/<target>/firmware [--train train.npz] [--eval eval.npz]
                        [--checkpoint-every N] [--nvm FILE] [--restore]
 
@@ -12,6 +13,12 @@ folder gets `model.vmfb`, the MLIR of every stage under `ir/`, the trainable par
 `params/` and `train_step.flags`, with which `iree-run-module --flagfile=train_step.flags`
 (run inside the folder, after writing `input.npy` and `labels.npy`) performs one training step
 in place and prints the loss.
+
+`--quantize int8` quantizes the model after training (post-training int8: per-channel int8
+weights, int8 activations whose ranges are observed on `--calibration`, a `.npy` of NCHW float
+images [K, C, H, W] like the model's input) and compiles the training step of the int8 graph
+(int8 forward, fp32 backward, integer write-back, QAS unless `--no-qas`); the classifier stays
+fp32 unless `--int8-classifier`.
 
 With `--target cortex-m4` (QEMU mps2-an386) or `cortex-m7` (mps2-an500) the folder also gets
 `<target>/firmware/`: a CMake project (runtime, board support, generated schedule, IREE kernel
@@ -120,8 +127,31 @@ def _is_ours(target_dir: Path) -> bool:
     return (target_dir / "firmware" / "firmware.json").is_file() or (target_dir / "static").is_dir()
 
 
+def _quantize_args(args) -> dict:
+    """`compile()`'s quantization keywords from `--quantize/--calibration/--int8-classifier/--no-qas`."""
+    if args.quantize is None:
+        for flag, given in (("--calibration", args.calibration is not None),
+                            ("--int8-classifier", args.int8_classifier), ("--no-qas", args.no_qas)):
+            if given:
+                raise UsageError(f"{flag} applies to an int8 model: add --quantize int8")
+        return {}
+    if args.calibration is None:
+        raise UsageError("--quantize int8 needs --calibration FILE.npy: NCHW float images [K, C, H, W] "
+                         "whose activation ranges set the int8 scales")
+    if not Path(args.calibration).is_file():
+        raise UsageError(f"--calibration {args.calibration}: file not found")
+    try:
+        images = np.load(args.calibration, allow_pickle=False)
+    except Exception as e:  # noqa: BLE001 - npy format errors of the user's file
+        raise UsageError(f"--calibration {args.calibration}: not a readable .npy file ({type(e).__name__}: "
+                         f"{e})") from None
+    return {"quantize": args.quantize, "calibration": images, "qas": not args.no_qas,
+            "int8_classifier": args.int8_classifier}
+
+
 def _cmd_compile(args) -> int:
     model, x = _load_model(args.model, args.entry, args.input_shape)
+    quant = _quantize_args(args)
     trainable = "all" if args.trainable == "all" else [t for t in args.trainable.split(",") if t]
     out = Path(args.output).resolve()
     created = _prepare_output(out)
@@ -133,9 +163,10 @@ def _cmd_compile(args) -> int:
         shutil.rmtree(previous, ignore_errors=True)
         build_dir.rename(previous)
     try:
-        prog = compile(model.eval(), x, trainable=trainable, lr=args.lr, target=args.target,
+        prog = compile(model.eval(), x, trainable=trainable, lr=args.lr, momentum=args.momentum,
+                       target=args.target,
                        dump_ir=args.dump_ir, sram_kb=args.sram_kb, build_dir=build_dir,
-                       verbose=args.verbose)
+                       verbose=args.verbose, sparse=args.sparse, **quant)
     except BaseException as e:
         if build_dir is not None:
             shutil.rmtree(build_dir, ignore_errors=True)
@@ -159,6 +190,7 @@ def _cmd_compile(args) -> int:
     prog.save(out)
     print(f"tinytrain: wrote {out}/model.vmfb ({len(prog.vmfb)} bytes), {len(prog.trainable)} "
           f"trainable tensors, input NCHW {list(prog.input_shape)}, {prog.num_classes} classes")
+    print(prog.state_report().table())
     if prog.firmware is not None:
         fw = prog.firmware
         print(f"tinytrain: firmware project {fw.project_dir} ({fw.board}): {fw.elf.name} with "
@@ -277,10 +309,24 @@ def main(argv=None) -> int:
     c.add_argument("--entry", default="model", help="name of the model in the file (default: model)")
     c.add_argument("--input-shape", help="static NCHW input shape, e.g. 1,3,64,64")
     c.add_argument("--trainable", default="all", help="'all' or comma-separated parameter names")
+    c.add_argument("--sparse", metavar="SCHEME.json",
+                   help="sparse-update scheme instead of --trainable: {\"parameters\": {name: ratio}}, ratio "
+                        "1/8, 1/4, 1/2 or 1 of a weight's output channels (see tinytrain.sparse)")
     c.add_argument("--lr", type=float, default=0.01, help="SGD learning rate (default 0.01)")
+    c.add_argument("--momentum", type=float, default=0.0,
+                   help="SGD momentum (PyTorch's rule; default 0 = plain SGD); > 0 keeps one f32 "
+                        "momentum buffer per trained parameter as trained state")
     c.add_argument("--target", default="host", choices=TARGETS, help="compilation target")
     c.add_argument("--sram-kb", type=int, default=256, help="SRAM budget of Cortex-M targets (default 256)")
     c.add_argument("--dump-ir", metavar="DIR", help="write each stage's MLIR to DIR")
+    c.add_argument("--quantize", choices=("int8",),
+                   help="post-training quantization of the model (int8), then the int8 graph's training step")
+    c.add_argument("--calibration", metavar="FILE.npy",
+                   help="with --quantize: NCHW float images [K, C, H, W] whose activation ranges set the int8 scales")
+    c.add_argument("--int8-classifier", action="store_true",
+                   help="with --quantize: quantize the classifier too (default: it stays fp32)")
+    c.add_argument("--no-qas", action="store_true",
+                   help="with --quantize: no quantization-aware scaling of the int8 gradients")
     c.add_argument("-v", "--verbose", action="store_true", help="print progress (and tracebacks)")
     c.set_defaults(fn=_cmd_compile)
     r = sub.add_parser("run-qemu", help="run a compiled Cortex-M firmware project in QEMU")

@@ -26,11 +26,13 @@ import torch
 from torch_mlir import ir
 
 from tinytrain.errors import CompileError, UnsupportedModelError
-from tinytrain.lowering.host.iree_host import HostModule, compile_host, to_numpy
-from tinytrain.lowering.conversions.tinytrain_to_linalg import ConvertTinytrainToLinalgPass
+from tinytrain.lowering.host.iree_host import HostModule, compile_host, to_numpy, view_dtype
+from tinytrain.lowering.conversions.tinytrain_to_linalg import CLAMP_BY_TARGET, ConvertTinytrainToLinalgPass
 from tinytrain.lowering.conversions.torch_to_tinytrain import import_model, to_torch_layout
 from tinytrain.passes import ModulePass
 from tinytrain.pipeline import run_pipeline
+from tinytrain.state_report import CollectStateReport, StateReport
+from tinytrain.ptq import check_quantize_args, int8_layouts, int8_passes
 from tinytrain.transforms.autodiff import AutodiffPass
 
 __all__ = ["compile", "CompiledModel", "TARGETS", "NonFiniteStepError"]
@@ -53,9 +55,11 @@ def _log(verbose: bool, msg: str) -> None:
 
 
 def compile(model: torch.nn.Module, example_input: torch.Tensor, *, trainable="all", lr: float = 0.01,
-            target: str = "host", gradients: bool = False, dump_ir: str | Path | None = None,
+            momentum: float = 0.0, target: str = "host", gradients: bool = False,
+            dump_ir: str | Path | None = None,
             sram_kb: int = 256, build_dir: str | Path | None = None,
-            verbose: bool = False) -> "CompiledModel":
+            verbose: bool = False, quantize: str | None = None, calibration=None, qas: bool = True,
+            int8_classifier: bool = False, sparse=None) -> "CompiledModel":
     """Compile `model` into a training program.
 
     Args:
@@ -67,6 +71,10 @@ def compile(model: torch.nn.Module, example_input: torch.Tensor, *, trainable="a
         followed by BN has parameters `<conv>.weight` and `<conv>.bias`). Every other parameter
         is frozen into the program as a constant.
       lr: SGD learning rate (a positive, finite real number).
+      momentum: SGD momentum (PyTorch's rule: `v = momentum * v + g; p -= lr * v`, dampening 0,
+        no Nesterov); 0 (the default) is plain SGD. With momentum > 0 every trained parameter
+        has an f32 momentum buffer, zero at first, kept as trained state next to it (updated in
+        place, in `state_dict()` as `<name>.momentum_buffer`, in checkpoints and on the device).
       target: "host" (IREE llvm-cpu `.vmfb` for this machine), or "cortex-m4" / "cortex-m7":
         the host `.vmfb` (a bit-exact reference on the M4) plus a firmware project built in
         `build_dir` (`prog.firmware`), run with `prog.run_qemu(...)`.
@@ -75,6 +83,20 @@ def compile(model: torch.nn.Module, example_input: torch.Tensor, *, trainable="a
       gradients: also compile `@gradients` (the backward pass without the update).
       dump_ir: directory to write each stage's MLIR to.
       verbose: print progress (stage and time) to stderr.
+      quantize: None (fp32) or "int8": post-training int8 quantization of the model
+        (`tinytrain.ptq`), then training of the int8 graph (int8 forward, fp32 backward,
+        integer write-back of the trained int8 weights / int32 biases).
+      calibration: with quantize="int8", the NCHW float images whose activation ranges set the
+        int8 scales: an array/tensor [K, C, H, W] or an iterable of such batches.
+      qas: quantization-aware scaling of the integer parameters' gradients (paper Eq. 4), on by
+        default for int8.
+      int8_classifier: with quantize="int8", quantize the classifier too (default: it stays fp32
+        on the dequantized features, as in the paper's App. C).
+      sparse: a sparse-update scheme instead of `trainable` (`tinytrain.sparse`): a JSON file or a
+        dict `{"parameters": {name: ratio}}`, ratio in {1/8, 1/4, 1/2, 1}; a conv or linear weight
+        with ratio r < 1 trains only its first floor(r * C_out) output channels (the rest is a
+        constant). `state_dict()` gives such a weight whole (trained slice + frozen rest);
+        `gradients()`, `program_params()`, `save()` and checkpoints hold the trained slice.
 
     Raises:
       TypeError / ValueError: a bad argument (checked before any work is done).
@@ -83,31 +105,81 @@ def compile(model: torch.nn.Module, example_input: torch.Tensor, *, trainable="a
     """
     trainable, lr = _validate_args(model, example_input, trainable=trainable, lr=lr, target=target,
                                    sram_kb=sram_kb)
+    momentum = _check_momentum(momentum)
+    calib = check_quantize_args(quantize, calibration, int8_classifier, example_input.shape[1:])
+    if sparse is not None and trainable != "all":
+        raise ValueError("give either trainable=[names] or sparse=<scheme> (which lists what is trained), "
+                         "not both")
+    if sparse is not None and quantize is not None:
+        raise ValueError("sparse=<scheme> with quantize='int8' is not supported yet: quantize with "
+                         "trainable=[names] (whole tensors), or train the paper's int8 models with a "
+                         "scheme through tinytrain.int8.compile_training(graph, scheme=...)")
     t0 = time.time()
     _log(verbose, "importing the model (torch.export, torch-mlir FX importer, torch-to-tinytrain)")
     imported = import_model(model, example_input)
     stages: dict[str, str] = {"import": str(imported.module)}
     names = ("all",) if trainable == "all" else tuple(trainable)
+    sparse_passes, slices = [], []
+    if sparse is not None:
+        names, sparse_passes, slices = _sparse_plan(sparse, imported)
     # One PassManager run: autodiff, then the conversion to linalg (the module changes in place;
-    # each stage's text is kept for dumps, `save()` and the firmware build).
-    passes = [AutodiffPass(trainable=names, lr=float(lr), gradients=bool(gradients)),
-              _Snapshot("autodiff", stages, verbose, t0),
-              ConvertTinytrainToLinalgPass(values=imported.params),
+    # each stage's text is kept for dumps, `save()` and the firmware build). The clamps are
+    # lowered for the target's FPU; the host .vmfb is built from the same linalg, so it stays
+    # the device's reference.
+    report: dict = {}
+    passes = sparse_passes[:1] + [AutodiffPass(trainable=names, lr=float(lr), gradients=bool(gradients),
+                                               momentum=momentum)] + sparse_passes[1:] + [
+              _Snapshot("autodiff", stages, verbose, t0), CollectStateReport(sink=report),
+              ConvertTinytrainToLinalgPass(values=imported.params, clamp=CLAMP_BY_TARGET[target]),
               _Snapshot("linalg", stages, verbose, t0)]
+    if calib is not None:
+        passes = int8_passes(passes, imported.params, calib, qas=bool(qas), int8_classifier=bool(int8_classifier),
+                             snapshot=lambda name: _Snapshot(name, stages, verbose, t0))
     _log(verbose, "pipeline: " + ",".join(p.options_text() for p in passes if p.argument))
     run_pipeline(imported.module, passes, stage="compile")
-    train_names = _trained_params(imported.module)  # to-linalg keeps the argument attributes
+    train_names, buffer_of = _trained_state(imported.module)  # to-linalg keeps the argument attributes
+    if calib is not None:
+        imported.layouts = int8_layouts(imported.layouts, imported.params)
+    _log(verbose, report["report"].table())
     if dump_ir is not None:
         _write_stages(Path(dump_ir), stages)
     _log(verbose, f"iree-compile (llvm-cpu, host) ... {time.time() - t0:.1f}s so far")
     vmfb = compile_host(stages["linalg"])
-    prog = CompiledModel(imported, train_names, lr, stages, vmfb, has_gradients=bool(gradients))
+    prog = CompiledModel(imported, train_names, lr, stages, vmfb, has_gradients=bool(gradients),
+                         slices=slices, momentum=momentum, buffer_of=buffer_of,
+                         state_report=report["report"])
+    if calib is not None:
+        prog.quantized_params = dict(imported.params)
     if target != "host":
         _log(verbose, f"iree-compile ({target}, static library) + firmware build "
                       f"... {time.time() - t0:.1f}s so far")
         prog.firmware = _build_firmware(prog, target, sram_kb, build_dir)
     _log(verbose, f"done in {time.time() - t0:.1f}s")
     return prog
+
+
+def _sparse_plan(spec, imported):
+    """(trainable names, [sparse-update, sparse-narrow] passes, weight slices) of a sparse scheme;
+    `imported.params` is split into the trained slices and frozen rests (`split_values`)."""
+    from tinytrain.sparse import resolve
+    from tinytrain.transforms.sparse_update import (SparseNarrowPass, SparseUpdatePass, plan_slices,
+                                                    split_values)
+
+    update = resolve(spec, param_names=list(imported.params))
+    try:
+        slices = plan_slices(imported.module, update.sliced)
+    except CompileError as e:
+        raise ValueError(f"{update.source}: {e}") from None
+    imported.params = split_values(imported.params, slices)
+    passes = [SparseUpdatePass(weights=update.pass_option()), SparseNarrowPass()] if slices else []
+    return tuple(update.trainable), passes, slices
+
+
+def _check_momentum(momentum) -> float:
+    if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real) or \
+            not math.isfinite(float(momentum)) or float(momentum) < 0:
+        raise ValueError(f"momentum must be a finite number >= 0 (0 = plain SGD, e.g. 0.9), got {momentum!r}")
+    return float(momentum)
 
 
 def _validate_args(model, example_input, *, trainable, lr, target: str, sram_kb):
@@ -126,16 +198,10 @@ def _validate_args(model, example_input, *, trainable, lr, target: str, sram_kb)
     if example_input.dim() != 4 or any(d <= 0 for d in example_input.shape):
         raise ValueError(f"example_input must be an NCHW image batch [N, C, H, W] with every "
                          f"dimension > 0, got shape {list(example_input.shape)}")
-    if target not in TARGETS:
-        raise ValueError(f"unknown target '{target}'; supported targets: {', '.join(TARGETS)}")
-    if target != "host" and tuple(example_input.shape[:1]) != (1,):
-        raise ValueError(f"target '{target}' trains with batch size 1 (as the paper); the example "
-                         f"input has batch {example_input.shape[0]}")
+    check_target_args(target, sram_kb, example_input.shape)
     if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not math.isfinite(float(lr)) \
             or float(lr) <= 0:
         raise ValueError(f"lr must be a positive number, got {lr!r}")
-    if isinstance(sram_kb, bool) or not isinstance(sram_kb, numbers.Integral) or sram_kb <= 0:
-        raise ValueError(f"sram_kb must be a positive whole number of KB, got {sram_kb!r}")
     if isinstance(trainable, str):
         if trainable != "all":
             raise ValueError(f"trainable must be 'all' or a list of parameter names, got the string "
@@ -157,6 +223,18 @@ def _validate_args(model, example_input, *, trainable, lr, target: str, sram_kb)
             raise ValueError(f"trainable names {dups} are given more than once")
     _check_logits_output(model, example_input)
     return trainable, float(lr)
+
+
+def check_target_args(target: str, sram_kb, input_shape) -> None:
+    """`target` and `sram_kb` as every compile entry point takes them (`compile`, the int8
+    programs of `tinytrain.int8`); a Cortex-M target needs an input of batch 1."""
+    if target not in TARGETS:
+        raise ValueError(f"unknown target '{target}'; supported targets: {', '.join(TARGETS)}")
+    if target != "host" and tuple(input_shape[:1]) != (1,):
+        raise ValueError(f"target '{target}' trains with batch size 1 (as the paper); the example "
+                         f"input has batch {input_shape[0]}")
+    if isinstance(sram_kb, bool) or not isinstance(sram_kb, numbers.Integral) or sram_kb <= 0:
+        raise ValueError(f"sram_kb must be a positive whole number of KB, got {sram_kb!r}")
 
 
 def _check_logits_output(model, example_input: torch.Tensor) -> None:
@@ -209,7 +287,8 @@ def _build_firmware(prog: "CompiledModel", target: str, sram_kb: int, build_dir)
     created = [p for p in (out, out / "static", out / "firmware") if not p.exists()]
     try:
         fw = compile_firmware(prog.stages["linalg"], out, target=target,
-                              params=prog.program_params(), sram_kb=sram_kb)
+                              params=prog.program_params(), sram_kb=sram_kb,
+                              extra_flags=getattr(prog, "cortexm_flags", ()))
     except SramBudgetError as e:
         _remove(created)
         raise CompileError(str(e), stage="memory-plan") from None
@@ -229,8 +308,11 @@ MODEL_META = "model.json"
 
 
 def _write_model_meta(path: Path, prog: "CompiledModel") -> None:
+    report = prog.state_report()  # None for an inference-only program (tinytrain.int8.compile_predict)
     meta = {"trainable": prog.trainable, "input_shape_nhwc": list(prog.input_shape_nhwc),
-            "num_classes": prog.num_classes, "lr": prog.lr}
+            "num_classes": prog.num_classes, "lr": prog.lr, "momentum": prog.momentum,
+            "momentum_buffers": prog.momentum_buffers,
+            "trained_state_bytes": report.to_json() if report is not None else None}
     path.write_text(json.dumps(meta, indent=2) + "\n")
 
 
@@ -242,16 +324,20 @@ def _remove(paths) -> None:
             p.unlink()
 
 
-def _trained_params(module: ir.Module) -> list[str]:
-    """Names of the trained parameters, in the argument order of `@train_step`."""
+def _trained_state(module: ir.Module) -> tuple[list[str], dict[str, str]]:
+    """Names of the trained parameters in the argument order of `@train_step`, and its momentum
+    buffers (`"<param>.momentum_buffer"` -> `"<param>"`, in argument order, after them)."""
     for op in module.body.operations:
         if op.operation.name == "func.func" and ir.StringAttr(op.attributes["sym_name"]).value == "train_step":
-            out = []
+            out, buffers = [], {}
             for d in ir.ArrayAttr(op.attributes["arg_attrs"]):
                 d = ir.DictAttr(d)
                 if "tinytrain.trainable" in d:
                     out.append(ir.StringAttr(d["tinytrain.param"]).value)
-            return out
+                elif "tinytrain.momentum_buffer" in d:
+                    p = ir.StringAttr(d["tinytrain.momentum_buffer"]).value
+                    buffers[f"{p}.momentum_buffer"] = p
+            return out, buffers
     raise CompileError("autodiff produced no @train_step", stage="autodiff")
 
 
@@ -283,11 +369,12 @@ def _as_numpy(value) -> np.ndarray:
 
 
 def check_images(images, sample_chw, *, what: str = "images", batch: int | None = None,
-                 layout: str = "NCHW") -> np.ndarray:
+                 layout: str = "NCHW", out: np.ndarray | None = None) -> np.ndarray:
     """Images as the compiled program takes them (NHWC float32, contiguous), after checking them
     as every entry point does (`train_step`/`predict`, `run_qemu`, `tinytrain run-qemu`):
     floating-point values, and [batch or K, C, H, W] (NCHW) or [K, H, W, C] (NHWC, the `.npz`
-    files of `tinytrain run-qemu`, where a sample may also be [1, H, W, C])."""
+    files of `tinytrain run-qemu`, where a sample may also be [1, H, W, C]). NCHW images are
+    converted in one pass, into `out` (e.g. a program's input staging buffer) when given."""
     x = _as_numpy(images)
     c, h, w = (int(d) for d in sample_chw)
     if not np.issubdtype(x.dtype, np.floating):
@@ -308,9 +395,11 @@ def check_images(images, sample_chw, *, what: str = "images", batch: int | None 
                              f"{(batch, c, h, w)}")
     elif x.ndim != 4 or tuple(x.shape[1:]) != (c, h, w) or x.shape[0] == 0:
         raise ValueError(f"{what} must be [K, {c}, {h}, {w}] (NCHW, K >= 1), got {list(x.shape)}")
+    if out is None:
+        out = np.empty((x.shape[0], h, w, c), np.float32)
     with np.errstate(over="ignore"):  # values beyond float32 become Inf, refused by _finite
-        x32 = x.astype(np.float32)
-    return _finite(np.ascontiguousarray(x32.transpose(0, 2, 3, 1)), what)
+        np.copyto(out, x.transpose(0, 2, 3, 1), casting="unsafe")
+    return _finite(out, what)
 
 
 def _finite(x32: np.ndarray, what: str) -> np.ndarray:
@@ -341,27 +430,59 @@ def check_labels(labels, count: int, num_classes: int, *, what: str = "labels") 
     return y.astype(np.int32)
 
 
+def _param_array(name: str, arr: np.ndarray, dtype) -> np.ndarray:
+    """`arr` as a parameter of `dtype`: float32, or the int8 / int32 of a quantized parameter
+    (integral values in its range only: no silent rounding)."""
+    if not np.issubdtype(dtype, np.integer):
+        return np.ascontiguousarray(arr, dtype=np.float32)
+    info = np.iinfo(dtype)
+    with np.errstate(invalid="ignore"):
+        ok = np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)) and arr.min(initial=0) >= info.min \
+            and arr.max(initial=0) <= info.max
+    if not ok:
+        raise ValueError(f"'{name}' is a quantized {np.dtype(dtype)} parameter: its values must be integers "
+                         f"in [{info.min}, {info.max}]")
+    return np.ascontiguousarray(arr, dtype=dtype)
+
+
 class CompiledModel:
     """A compiled training program with its trainable parameters (kept between steps)."""
 
     def __init__(self, imported, train_names: list[str], lr: float, stages: dict[str, str], vmfb: bytes,
-                 *, has_gradients: bool = False):
+                 *, has_gradients: bool = False, slices=(), momentum: float = 0.0,
+                 buffer_of: dict[str, str] | None = None, state_report: StateReport | None = None):
         self.stages = stages
+        #: sparse-update weights (name -> WeightSlice): trained on a slice, the rest frozen
+        self.slices = {s.name: s for s in slices}
+        self._frozen = {s.name: imported.params[s.frozen_name] for s in slices}
         self.has_gradients = has_gradients
         self.rejected_steps = 0  # training steps refused because their loss was not finite
         self.vmfb = vmfb
         self.lr = lr
         self.trainable = list(train_names)
+        self.momentum = momentum
+        #: momentum buffer names (`<param>.momentum_buffer`), after the parameters in the state
+        self.momentum_buffers = list(buffer_of or {})
+        #: the trained state in `@train_step` argument order: parameters, then momentum buffers
+        self.state_names = self.trainable + self.momentum_buffers
+        self._report = state_report
         self.layouts = dict(imported.layouts)
         self.input_shape_nhwc = imported.input_shape
         self.num_classes = imported.num_classes
         self._values = {k: imported.params[k].copy() for k in self.trainable}
+        self._dtypes = {k: v.dtype for k, v in self._values.items()}  # int8 / int32 in int8 graphs
+        for b, p in (buffer_of or {}).items():  # a buffer has its parameter's layout, zero at first
+            self.layouts[b] = self.layouts[p]
+            self._values[b] = np.zeros(self._values[p].shape, np.float32)
+            self._dtypes[b] = np.dtype(np.float32)
         self._host = HostModule(vmfb)
         self._in_place = False  # train_step checked that IREE updates the bound parameters in place
         self._staged: dict = {}  # entry point -> (HostFunction, input view, label view)
         # Non-finite state guard (`_state_guard`): views of the parameter buffers, state copies.
         self._guard: dict | None = None
         self.firmware = None  # set for the Cortex-M targets
+        #: quantize="int8": every parameter of the quantized graph (stage "quantize") as compiled
+        self.quantized_params: dict[str, np.ndarray] | None = None
 
     def run_qemu(self, train=None, evaluate=None, *, workdir=None, timeout: float = 600.0,
                  from_current: bool = False, checkpoint=None, nvm=None):
@@ -403,6 +524,15 @@ class CompiledModel:
         return run_qemu(self.firmware, wd, train=train_s, evaluate=eval_s, params=params,
                         timeout=timeout, checkpoint=checkpoint, nvm=nvm)
 
+    @property
+    def cortexm_flags(self) -> tuple:
+        """More iree-compile flags of the firmware build (`_build_firmware`): an int8 program
+        (quantize="int8") keeps f64 as f64, as its host build does (the quantize / dequantize
+        lowerings compute in double, as `tinytrain.reference` defines them)."""
+        from tinytrain.int8 import Int8Training
+
+        return Int8Training.cortexm_flags if self.quantized_params is not None else ()
+
     # -- data conversion -------------------------------------------------------------------------
     @property
     def input_shape(self) -> tuple[int, int, int, int]:
@@ -410,17 +540,17 @@ class CompiledModel:
         n, h, w, c = self.input_shape_nhwc
         return (n, c, h, w)
 
-    def _input(self, x) -> np.ndarray:
-        return check_images(x, self.input_shape[1:], what="input", batch=self.input_shape[0])
+    def _input(self, x, out: np.ndarray | None = None) -> np.ndarray:
+        return check_images(x, self.input_shape[1:], what="input", batch=self.input_shape[0], out=out)
 
     def _labels(self, labels) -> np.ndarray:
         return check_labels(labels, self.input_shape[0], self.num_classes)
 
     def program_params(self) -> list[np.ndarray]:
-        """Trainable parameters in program layout (HWIO conv weights) and argument order: what a
-        compiled step (host `.vmfb` or Cortex-M firmware) takes and returns. (Copies: between
-        steps the parameters stay in the runtime's buffers.)"""
-        return [to_numpy(self._values[k]) for k in self.trainable]
+        """The trained state (parameters, then momentum buffers if any) in program layout (HWIO
+        conv weights) and argument order: what a compiled step (host `.vmfb` or Cortex-M
+        firmware) takes and returns. (Copies: between steps it stays in the runtime's buffers.)"""
+        return [to_numpy(self._values[k]) for k in self.state_names]
 
     def _device_params(self) -> list:
         """The trainable parameters as the runtime holds them (device arrays after a step)."""
@@ -432,19 +562,19 @@ class CompiledModel:
         f, xv, yv = self._bound_function("train_step")
         self._write_input(xv, x)
         self._write_labels(yv, labels)
-        n = len(self.trainable)
+        n = len(self.state_names)
         self._state_guard(f.views[:n])  # the state before the step is the rollback point
         rets = f()
         if not self._in_place:
             # The parameters are tied to the results (iree.abi.output): IREE updates the bound
             # buffers in place and returns them. Check that once; otherwise rebind every step.
-            n = len(self.trainable)
+            n = len(self.state_names)
             outs = [f.result(rets, i) for i in range(n)]
             self._in_place = all(o.get_buffer() == f.bound(i).get_buffer() for i, o in enumerate(outs))
-            for i, (k, v) in enumerate(zip(self.trainable, outs)):
+            for i, (k, v) in enumerate(zip(self.state_names, outs)):
                 self._values[k] = v  # stays a device array: updated in place by the next step
                 f.bind(i, v)
-        loss = f.scalar(rets, len(self.trainable))
+        loss = f.scalar(rets, len(self.state_names))
         if not np.isfinite(loss):
             # The compiled step skipped its update (`sgd_update` is guarded by the loss).
             self.rejected_steps += 1
@@ -462,7 +592,7 @@ class CompiledModel:
         if not np.isfinite(sq) and not np.isfinite(spare).all():
             start = 0
             for v in g["views"]:
-                np.copyto(v, saved[start:start + v.size])
+                np.copyto(v, saved[start:start + v.size], casting="unsafe")  # exact (see _state_guard)
                 start += v.size
             self.rejected_steps += 1
             raise NonFiniteStepError(
@@ -484,17 +614,24 @@ class CompiledModel:
                 all(a is b for a, b in zip(g["bound"], bound)):
             return g
         maps = [v.map() for v in bound]
-        views = [m.asarray(list(v.shape), np.dtype(np.float32)).reshape(-1) for m, v in zip(maps, bound)]
+        views = [m.asarray(list(v.shape), view_dtype(v)).reshape(-1) for m, v in zip(maps, bound)]
         size = sum(v.size for v in views)
         if g is not None and keep and g["saved"].size == size:
             saved, spare = g["saved"], g["spare"]
         else:
-            saved, spare = np.empty(size, np.float32), np.empty(size, np.float32)
+            # float64 holds int8 / int32 parameters (int8 graphs) exactly
+            dt = np.float32 if all(v.dtype == np.float32 for v in views) else np.float64
+            saved, spare = np.empty(size, dt), np.empty(size, dt)
             np.concatenate(views, out=saved)
         # The mappings must outlive their numpy views.
         self._guard = {"bound": list(bound), "maps": maps, "views": views, "saved": saved,
                        "spare": spare}
         return self._guard
+
+    def _state_args(self, name: str) -> int:
+        """How many leading arguments of entry point `name` are trained state: `train_step`
+        takes all of it (parameters and momentum buffers), `predict`/`gradients` the parameters."""
+        return len(self.state_names) if name == "train_step" else len(self.trainable)
 
     def _bound_function(self, name: str):
         """(`name` on the host module, numpy view of its input staging buffer, of its label staging
@@ -503,14 +640,14 @@ class CompiledModel:
         staged = self._staged.get(name)
         if staged is None:
             f = self._host.function(name)
-            n = len(self.trainable)
+            n = self._state_args(name)
             xv = f.stage(n, self.input_shape_nhwc, np.float32)
             yv = f.stage(n + 1, (self.input_shape[0],), np.int32) if f.num_args > n + 1 else None
             staged = self._staged[name] = (f, xv, yv)
         f = staged[0]
         views = f.views
         values = self._values
-        for i, k in enumerate(self.trainable):
+        for i, k in enumerate(self.state_names[:self._state_args(name)]):
             v = values[k]
             if views[i] is not v:
                 f.bind(i, v)
@@ -521,8 +658,9 @@ class CompiledModel:
 
     def _write_input(self, view: np.ndarray, x) -> None:
         """Check the NCHW batch `x` as every entry point does (`check_images`: float, shape,
-        finite) and write it, as NHWC, into a staging buffer's view."""
-        np.copyto(view, self._input(x))
+        finite) and write it, as NHWC, into a staging buffer's view (one pass; a refused batch
+        leaves only the staging buffer written, never the parameters)."""
+        self._input(x, out=view)
 
     def _write_labels(self, view: np.ndarray, labels) -> None:
         """Check the labels (`check_labels`) and write them into a staging buffer's view."""
@@ -545,23 +683,37 @@ class CompiledModel:
         return grads, float(out[-1])
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        """Current trainable parameters in PyTorch layout (BN-folded names)."""
-        return {k: torch.from_numpy(to_torch_layout(to_numpy(self._values[k]), self.layouts[k]).copy())
-                for k in self.trainable}
+        """Current trainable parameters in PyTorch layout (BN-folded names); a sparse-update
+        weight whole: its trained output channels joined with the frozen rest; with momentum
+        their buffers (`<name>.momentum_buffer`, the parameter's layout; a sparse weight's buffer
+        covers its trained channels only)."""
+        from tinytrain.transforms.sparse_update import merge_values
+
+        out = {}
+        for k in self.state_names:
+            v = to_numpy(self._values[k])
+            if k in self.slices:
+                v = merge_values(v, self._frozen[k], self.slices[k])
+            out[k] = torch.from_numpy(to_torch_layout(v, self.layouts[k]).copy())
+        return out
 
     def load_state_dict(self, state: dict) -> None:
-        """Set trainable parameters from PyTorch-layout tensors (e.g. from `state_dict()`).
-        Atomic: every entry is checked first; on any error no parameter is changed."""
+        """Set trainable parameters (and momentum buffers) from PyTorch-layout tensors (e.g. from
+        `state_dict()`); entries not given keep their values. Atomic: every entry is checked
+        first; on any error no parameter is changed."""
         if not hasattr(state, "items"):
             raise TypeError(f"state must be a dict of name -> tensor, got {type(state).__name__}")
         staged = {}
         for k, v in state.items():
             if k not in self._values:
-                raise KeyError(f"'{k}' is not a trainable parameter; trainable: {', '.join(self.trainable)}")
+                raise KeyError(f"'{k}' is not a trainable parameter or momentum buffer of this program; "
+                               f"trained state: {', '.join(self.state_names)}")
             arr = _as_numpy(v)
             if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
                 raise TypeError(f"'{k}': {arr.dtype} values; parameters are float32")
-            expected = tuple(self._values[k].shape)
+            sl = self.slices.get(k)
+            expected = tuple(self._values[k].shape) if sl is None else \
+                tuple(self._values[k].shape[:sl.axis]) + (sl.of,) + tuple(self._values[k].shape[sl.axis + 1:])
             if self.layouts[k] == "hwio":
                 expected = (expected[3], expected[2], expected[0], expected[1])  # OIHW
             if tuple(arr.shape) != expected:
@@ -569,8 +721,29 @@ class CompiledModel:
                                  f"parameter's {expected}")
             if self.layouts[k] == "hwio":
                 arr = arr.transpose(2, 3, 1, 0)
-            staged[k] = np.ascontiguousarray(arr, dtype=np.float32)
+            arr = _param_array(k, arr, self._dtypes[k])
+            if sl is not None:
+                arr = self._trained_slice(k, arr)
+            staged[k] = arr
         self._values.update(staged)
+
+    def _trained_slice(self, k: str, whole: np.ndarray) -> np.ndarray:
+        """The trained channels of the whole sparse weight `whole` (program layout); its other
+        channels must equal the frozen rest compiled into the program."""
+        sl = self.slices[k]
+        idx = [slice(None)] * whole.ndim
+        idx[sl.axis] = slice(sl.channels, None)
+        if not np.array_equal(whole[tuple(idx)], self._frozen[k]):
+            raise ValueError(f"'{k}': output channels {sl.channels}..{sl.of - 1} differ from the frozen values "
+                             f"compiled into the program (the sparse update trains channels 0..{sl.channels - 1} "
+                             "only); recompile with these values to change them")
+        idx[sl.axis] = slice(0, sl.channels)
+        return np.ascontiguousarray(whole[tuple(idx)])
+
+    def state_report(self) -> StateReport:
+        """The trained state's bytes in SRAM per parameter and update option
+        (`tinytrain.state_report`); also in `save()`'s `model.json` as `trained_state_bytes`."""
+        return self._report
 
     def save_checkpoint(self, path: str | Path, *, steps: int = 0) -> Path:
         """Write the trained parameters as a checkpoint in the device runtime's format, atomically
@@ -599,7 +772,7 @@ class CompiledModel:
         pdir = out / "params"
         pdir.mkdir()
         files = []
-        for i, k in enumerate(self.trainable):
+        for i, k in enumerate(self.state_names):
             f = pdir / f"{i:03d}_{k}.npy"
             np.save(f, to_numpy(self._values[k]))
             files.append(f.relative_to(out))

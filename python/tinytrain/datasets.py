@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["DATASETS", "Split", "TransferDataset", "load_dataset", "resize_gray_to_rgb"]
+__all__ = ["DATASETS", "Split", "TransferDataset", "load_dataset", "resize_gray_to_rgb", "digits_8x8"]
 
 
 @dataclass(frozen=True)
@@ -182,6 +182,16 @@ def _digits():
     x, y = load_digits(return_X_y=True)
     x = np.round(np.asarray(x).reshape(-1, 8, 8) * (255.0 / 16.0)).astype(np.uint8)
     return _ro(x, np.asarray(y, np.int64))
+
+
+def digits_8x8(n_test: int = 360, seed: int = 0) -> tuple[np.ndarray, ...]:
+    """scikit-learn's digits at their own 8x8 size, for small fp32 models: `(x_train, y_train,
+    x_test, y_test)`, x NCHW float32 `[K, 1, 8, 8]` in [0, 1], a seeded random split with the
+    last `n_test` images as the test set."""
+    x, y = _digits()
+    x = (x.reshape(-1, 1, 8, 8) / 255.0).astype(np.float32)
+    idx = np.random.default_rng(seed).permutation(len(x))
+    return x[idx[:-n_test]], y[idx[:-n_test]], x[idx[-n_test:]], y[idx[-n_test:]]
 
 
 # ----------------------------------------------------------------------------- splitting, resizing

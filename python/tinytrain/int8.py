@@ -1,70 +1,354 @@
-"""Compile and run the training program of an int8 graph (`tinytrain.pretrained.graph`).
+"""Compile and run the training (or inference) program of an int8 graph (`tinytrain.pretrained.graph`).
 
     from tinytrain.pretrained import load_mcu_model
     from tinytrain.pretrained.graph import build_forward, truncate
-    from tinytrain.int8 import compile_training
+    from tinytrain.int8 import compile_training, compile_predict
     g = build_forward(truncate(load_mcu_model("mbv2-w0.35"), 4), classifier="fp32",
                       num_classes=10, input_hw=32)
-    t = compile_training(g, trainable=["blocks.3.pointwise2.bias", "fc.weight", "fc.bias"], lr=0.01)
+    t = compile_training(g, trainable=["blocks.3.pointwise2.bias", "fc.weight", "fc.bias"], lr=0.01,
+                         target="cortex-m4", sram_kb=256, build_dir="build/int8-m4")
     params = t.initial_params()                       # trainable values, in argument order
-    params, loss = t.step(params, x_int8, labels)     # one SGD step (int8 write-back)
+    params, loss = t.step(params, x_int8, labels)     # one SGD step on the host (int8 write-back)
+    res = t.run_qemu(train=(xs, ys), evaluate=(ex, ey))   # the same steps on the emulated board
+    res.trace, res.evals, res.mem                     # as `CompiledModel.run_qemu`
+    print(t.state_report().table())                   # SRAM of the trained state per update option
+
+    p = compile_predict(build_forward(load_mcu_model("mcunet-5fps")), target="cortex-m7",
+                        sram_kb=512)                  # int8 inference only: @predict
+    p.predict([], x_int8); p.run_qemu(evaluate=(xs, ys)).outputs["before"]
+
+`momentum=m` (SGD with momentum) adds one f32 buffer per trained parameter to the trained state:
+`initial_params()` then returns the parameters followed by the zero buffers (`t.state_names`),
+and `step` takes and returns that whole list (`predict` and `gradients` read its parameters);
+on the device the buffers are trained state in SRAM like the parameters.
 
 Pipeline: `autodiff{trainable lr gradients}` (int8 adjoint rules: `transforms/autodiff_int8.py`),
 `qas` (on by default for int8 graphs: paper Eq. 4), `to-linalg` with the frozen parameters as
-constants, IREE for the host.
+constants, IREE for the host; for `target="cortex-m4"|"cortex-m7"` also the firmware, built by
+the same code as `tinytrain.compile`'s (`compiler._build_firmware`: SRAM plan checked against
+`sram_kb`, a `CompileError` naming the biggest contributors when it does not fit).
+
+Samples are NHWC, like the graph: int8 images (`reference.preprocess`) for `input="int8"`
+graphs, float32 images in [-1, 1] for `input="float"` ones.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import sys
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
+from torch_mlir import ir
 
-__all__ = ["Int8Training", "compile_training"]
+from tinytrain.passes import ModulePass
+
+__all__ = ["Int8Training", "compile_training", "compile_predict", "plan_sram"]
+
+_NP = {"i8": np.dtype(np.int8), "i32": np.dtype(np.int32), "f32": np.dtype(np.float32)}
 
 
 @dataclass
 class Int8Training:
+    """A compiled int8 program: `@train_step`/`@predict` (and `@gradients`) on the host, and
+    with a Cortex-M target its firmware (`firmware`, run with `run_qemu`)."""
+
     host: object  #: HostModule with @train_step, @predict (and @gradients)
     trainable: list[str]  #: trainable parameter names, in argument order
+    #: every parameter in program layout; a sparse weight as its trained slice (under its name)
+    #: and its frozen rest (`<name>.frozen`)
     values: dict[str, np.ndarray] = field(repr=False, default_factory=dict)
+    slices: dict = field(default_factory=dict)  #: name -> WeightSlice of the sparse weights
+    momentum: float = 0.0
+    report: object = field(repr=False, default=None)  #: tinytrain.state_report.StateReport
+    lr: float = 0.0
+    stages: dict = field(repr=False, default_factory=dict)  #: "linalg": the program's MLIR text
+    input_shape_nhwc: tuple = ()
+    input_dtype: np.dtype = np.dtype(np.int8)
+    output_shape: tuple = ()
+    target: str = "host"
+    firmware: object = None  #: `lowering.cortexm.firmware.Firmware` for the Cortex-M targets
+
+    #: iree-compile flags of the firmware build (`compiler._build_firmware`): keep f64 as f64, as
+    #: the host build does (`iree_host.HOST_FLAGS`): the quantize/dequantize lowerings compute
+    #: in double, as `tinytrain.reference` defines them. (Not set for fp32 programs: the switch
+    #: changes their float code, which is bit-exact to a generic-x86 host build without it.)
+    cortexm_flags: ClassVar[tuple] = ("--iree-input-demote-f64-to-f32=false",)
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.output_shape[-1])
+
+    @property
+    def state_names(self) -> list[str]:
+        """The trained state in argument order: the parameters, then (momentum > 0) their
+        momentum buffers `<name>.momentum_buffer`."""
+        return self.trainable + ([f"{n}.momentum_buffer" for n in self.trainable] if self.momentum else [])
+
+    @property
+    def momentum_buffers(self) -> list[str]:
+        return self.state_names[len(self.trainable):]
 
     def initial_params(self) -> list[np.ndarray]:
-        return [self.values[n].copy() for n in self.trainable]
+        """The initial trained state (`state_names`): the trainable parameters in argument order
+        (a sparse weight: its trained slice), then zero momentum buffers."""
+        bufs = [np.zeros(self.values[n].shape, np.float32) for n in self.trainable] if self.momentum else []
+        return [self.values[n].copy() for n in self.trainable] + bufs
+
+    def program_params(self) -> list[np.ndarray]:
+        """The initial trained state in argument order (what the firmware keeps in flash)."""
+        return self.initial_params()
+
+    def state_report(self):
+        """Bytes of trained state in SRAM per parameter and update option (integer write-back,
+        fp32 master copies, momentum buffers); see `tinytrain.state_report`."""
+        return self.report
+
+    def full_params(self, params) -> dict[str, np.ndarray]:
+        """`params` (as `step` returns them) by name, each sparse weight whole: its trained slice
+        joined with the frozen rest (program layout, HWIO)."""
+        from tinytrain.transforms.sparse_update import merge_values
+
+        out = {}
+        for n, p in zip(self.trainable, params):
+            s = self.slices.get(n)
+            out[n] = merge_values(p, self.values[s.frozen_name], s) if s else np.asarray(p)
+        return out
 
     def step(self, params, x, labels):
         """One training step: returns (updated params, loss)."""
-        out = self.host.call("train_step", *params, x, np.asarray(labels, np.int32))
+        out = self.host.call("train_step", *params, self._input(x), self._labels(labels))
         return out[:-1], float(out[-1])
 
     def gradients(self, params, x, labels):
-        """(gradients of the trainable parameters, loss); needs `gradients=True` at compile time.
+        """(gradients of the trainable parameters, loss); needs `gradients=True` at compile time;
+        `params` is the whole trained state (as for `step`).
         The gradient of an integer parameter is w.r.t. its integer value, after QAS if enabled."""
-        out = self.host.call("gradients", *params, x, np.asarray(labels, np.int32))
+        out = self.host.call("gradients", *params[:len(self.trainable)], self._input(x), self._labels(labels))
         return out[:-1], float(out[-1])
 
     def predict(self, params, x):
-        return self.host.call("predict", *params, x)[0]
+        return self.host.call("predict", *params[:len(self.trainable)], self._input(x))[0]
+
+    # -- the device --------------------------------------------------------------------------
+    def planned_sram(self) -> dict:
+        """The firmware's SRAM plan: `total` bytes (checked against `sram_kb`), `peak` (the
+        expected run-time peak, comparable to `run_qemu(...).mem["sram_peak"]`) and
+        `contributors` [(what, bytes)], largest first."""
+        return _plan(self._firmware().module)
+
+    def run_qemu(self, train=None, evaluate=None, *, params=None, workdir=None,
+                 timeout: float = 600.0, checkpoint=None, nvm=None):
+        """Run the firmware in QEMU, as `CompiledModel.run_qemu`: train on `train = (images,
+        labels)` one sample per step, evaluate on `evaluate` before and after. Images are NHWC
+        ([K, H, W, C], int8 or float32 as the graph's input). `params`: start from these
+        trainable values instead of the compiled ones. Returns the `QemuResult` (`.trace`
+        parameters and loss after each step, `.evals`, `.outputs` the raw predict outputs of the
+        evaluation records, `.mem` the measured peak SRAM)."""
+        from tinytrain.lowering.cortexm.firmware import run_qemu
+
+        fw = self._firmware()
+        train_s = self._samples(train, "train") if train is not None else None
+        if train_s is not None and not self.trainable:
+            raise ValueError("this program has no training step (compile_predict): pass evaluate= only")
+        eval_s = self._samples(evaluate, "evaluate") if evaluate is not None else None
+        wd = Path(workdir).resolve() if workdir is not None else fw.project_dir / "run"
+        if params is not None:
+            params = [np.asarray(p) for p in params]
+        return run_qemu(fw, wd, train=train_s, evaluate=eval_s, params=params, timeout=timeout,
+                        checkpoint=checkpoint, nvm=nvm)
+
+    def _firmware(self):
+        if self.firmware is None:
+            raise RuntimeError("compile with target='cortex-m4' or 'cortex-m7' to get a firmware")
+        return self.firmware
+
+    # -- sample checks (the same for the host calls and the device) ----------------------------
+    def _input(self, x, what: str = "input", batch: bool = True) -> np.ndarray:
+        """`x` as the program takes it: NHWC int8 (values checked to be in [-128, 127]) or
+        float32 (finite), [batch, H, W, C] (or [K, H, W, C] with `batch=False`)."""
+        from tinytrain.compiler import _as_numpy, check_images
+
+        n, h, w, c = self.input_shape_nhwc
+        want = (n, h, w, c) if batch else (h, w, c)
+        if self.input_dtype != np.int8:
+            x = check_images(x, (c, h, w), what=what, layout="NHWC")
+            if batch and tuple(x.shape) != want:
+                raise ValueError(f"{what} must be {list(want)} (NHWC float32), got {list(x.shape)}")
+            return x
+        x = _as_numpy(x)
+        if not np.issubdtype(x.dtype, np.integer):
+            raise TypeError(f"{what} must be int8 images (NHWC, the int8 graph's input; make them with "
+                            f"tinytrain.reference.preprocess), got {x.dtype}")
+        shape = tuple(x.shape) if batch else tuple(x.shape[1:])
+        if shape != want or x.shape[0] == 0:
+            raise ValueError(f"{what} must be {'[' if batch else '[K, '}{', '.join(map(str, want))}] "
+                             f"(NHWC int8), got {list(x.shape)}")
+        if x.size and (x.min() < -128 or x.max() > 127):
+            raise ValueError(f"{what} values must be int8 ([-128, 127]), got [{x.min()}, {x.max()}]")
+        return np.ascontiguousarray(x, dtype=np.int8)
+
+    def _labels(self, labels, count: int | None = None, what: str = "labels") -> np.ndarray:
+        from tinytrain.compiler import check_labels
+
+        return check_labels(labels, self.input_shape_nhwc[0] if count is None else count,
+                            self.num_classes, what=what)
+
+    def _samples(self, pair, what: str):
+        try:
+            xs, ys = pair
+        except (TypeError, ValueError):
+            raise TypeError(f"{what} must be a pair (images, labels)") from None
+        if self.input_shape_nhwc[0] != 1:
+            raise ValueError(f"the device runs one sample per step: compile a graph of batch 1 "
+                             f"(build_forward(..., batch=1)), this one has batch {self.input_shape_nhwc[0]}")
+        x = self._input(xs, what=f"{what} images", batch=False)
+        if len(self.output_shape) == 2:
+            y = self._labels(ys, len(x), what=f"{what} labels")
+        else:  # not a classifier (e.g. one op): the label only feeds the harness' accuracy count
+            y = np.asarray(ys, np.int32).reshape(len(x))
+        return [x[i:i + 1] for i in range(len(x))], [int(v) for v in y]
 
 
-def compile_training(graph, trainable, lr: float, qas: bool = True, gradients: bool = False,
-                     extra_flags=("--iree-opt-const-eval=false",)) -> Int8Training:
-    """Build `@train_step` / `@predict` (and `@gradients`) of `graph` and compile them for the host."""
+@dataclasses.dataclass(frozen=True)
+class _ForwardAsPredict(ModulePass):
+    """Renames `@forward` to `@predict` (an inference-only program: every parameter frozen)."""
+
+    argument: ClassVar[str] = ""
+
+    def run(self, module: ir.Operation) -> None:
+        from tinytrain.errors import CompileError
+
+        for op in module.regions[0].blocks[0].operations:
+            if op.operation.name == "func.func" and ir.StringAttr(op.attributes["sym_name"]).value == "forward":
+                op.attributes["sym_name"] = ir.StringAttr.get("predict", context=module.context)
+                return
+        raise CompileError("the module has no @forward function", stage="predict")
+
+
+def compile_training(graph, trainable=None, lr: float = 0.01, qas: bool = True, gradients: bool = False,
+                     extra_flags=("--iree-opt-const-eval=false",), scheme=None, momentum: float = 0.0,
+                     verbose: bool = False, *, target: str = "host", sram_kb: int = 256,
+                     build_dir=None) -> Int8Training:
+    """Build `@train_step` / `@predict` (and `@gradients`) of `graph` and compile them for the
+    host, and with `target="cortex-m4"|"cortex-m7"` the firmware too (in `build_dir`, planned
+    against `sram_kb`: a `CompileError` when it does not fit).
+
+    What is trained: `trainable` (parameter names, whole tensors) or `scheme` (a sparse-update
+    scheme, `tinytrain.sparse`: a published name such as "49kb", a JSON file, a dict in the paper's
+    or the explicit form, or a `SparseScheme`); the paper form always trains the fp32 head.
+    `momentum`: SGD momentum (0 = plain SGD); `verbose` prints the trained-state report."""
+    passes, order, values, slices, report = _training_passes(graph, trainable, lr, qas, gradients, scheme,
+                                                             momentum)
+    prog = _compile(graph, passes, order, lr, extra_flags, target, sram_kb, build_dir, values)
+    prog.slices, prog.momentum, prog.report = {s.name: s for s in slices}, float(momentum), report["report"]
+    if verbose:
+        print(f"[tinytrain] {report['report'].table()}", file=sys.stderr, flush=True)
+    return prog
+
+
+def plan_sram(graph, trainable=(), *, lr: float = 0.01, qas: bool = True, target: str = "cortex-m7",
+              work_dir=None, scheme=None, momentum: float = 0.0) -> dict:
+    """The SRAM plan of `graph`'s training program (inference program with no `trainable`) on
+    `target`, from its static schedule, without building a firmware or checking a budget:
+    `{"total", "peak", "contributors"}` as `Int8Training.planned_sram()`. `work_dir` keeps the
+    static module (default: a temporary folder)."""
+    import tempfile
+
     from tinytrain.lowering.conversions.tinytrain_to_linalg import ConvertTinytrainToLinalgPass
-    from tinytrain.lowering.host.iree_host import HostModule, compile_host
+    from tinytrain.lowering.cortexm.iree_static import build_static_module
     from tinytrain.pipeline import run_pipeline
+
+    if trainable or scheme is not None:
+        passes, _, values, _, _ = _training_passes(graph, list(trainable) or None, lr, qas, False, scheme,
+                                                   momentum)
+    else:
+        passes, values = [_ForwardAsPredict()], graph.values
+    run_pipeline(graph.module, [*passes, ConvertTinytrainToLinalgPass(values=values)], stage="int8-plan")
+    with tempfile.TemporaryDirectory(prefix="tinytrain-plan-") as tmp:
+        module = build_static_module(str(graph.module), Path(work_dir or tmp), target=target,
+                                     sram_bytes=None, extra_flags=Int8Training.cortexm_flags)
+        return _plan(module)
+
+
+def _plan(module) -> dict:
+    return {"total": module.planned_sram(), "peak": module.planned_peak(),
+            "contributors": module.sram_contributors()}
+
+
+def _training_passes(graph, trainable, lr, qas, gradients, scheme=None, momentum=0.0):
+    """(passes up to `to-linalg`, trained names in argument order, parameter values in program
+    layout, weight slices, state-report sink) of the training program."""
+    from tinytrain.state_report import CollectStateReport
     from tinytrain.transforms.autodiff import AutodiffPass
     from tinytrain.transforms.qas import QasPass
+    from tinytrain.transforms.sparse_update import SparseNarrowPass, SparseUpdatePass, plan_slices, split_values
 
+    if (trainable is None) == (scheme is None):
+        raise ValueError("compile_training: give either trainable=[names] or scheme=... (a sparse-update scheme)")
+    ratios = {}
+    if scheme is not None:
+        from tinytrain.sparse import resolve
+
+        head = tuple(n for n in ("fc.weight", "fc.bias") if n in graph.values)
+        update = resolve(scheme, param_names=list(graph.param_names), model=graph.model, head=head)
+        trainable, ratios = update.trainable, update.sliced
     trainable = list(trainable)
+    if not trainable:
+        raise ValueError("trainable=[] trains nothing: name at least one parameter (e.g. 'fc.bias'), "
+                         "or use compile_predict for inference only")
     unknown = [t for t in trainable if t not in graph.values]
     if unknown:
         raise ValueError(f"unknown trainable parameter(s) {unknown}; the graph has {graph.param_names}")
-    passes = [AutodiffPass(trainable=tuple(trainable), lr=lr, gradients=gradients)]
+    slices = plan_slices(graph.module, ratios)
+    values = split_values(graph.values, slices)
+    passes = []
+    if slices:
+        passes.append(SparseUpdatePass(weights=tuple(f"{k}:{r}" for k, r in ratios.items())))
+    passes.append(AutodiffPass(trainable=tuple(trainable), lr=lr, gradients=gradients, momentum=momentum))
+    if slices:
+        passes.append(SparseNarrowPass())
     if qas:
         passes.append(QasPass())
-    passes.append(ConvertTinytrainToLinalgPass(values=graph.values))
-    run_pipeline(graph.module, passes, stage="int8-training")
-    host = HostModule(compile_host(str(graph.module), extra_flags=list(extra_flags)))
-    order = [n for n in graph.param_names if n in trainable]
-    return Int8Training(host, order, graph.values)
+    report: dict = {}
+    passes.append(CollectStateReport(sink=report))
+    return passes, [n for n in graph.param_names if n in trainable], values, slices, report
+
+
+def compile_predict(graph, extra_flags=("--iree-opt-const-eval=false",), *, target: str = "host",
+                    sram_kb: int = 256, build_dir=None) -> Int8Training:
+    """The inference program of `graph` (`@predict(input)`, every parameter a constant) for the
+    host and, with a Cortex-M target, its firmware. Call `predict([], x)` / `run_qemu(evaluate=...)`."""
+    return _compile(graph, [_ForwardAsPredict()], [], 0.0, extra_flags, target, sram_kb, build_dir)
+
+
+def _compile(graph, passes, order, lr, extra_flags, target, sram_kb, build_dir, values=None) -> Int8Training:
+    from tinytrain.compiler import _build_firmware, check_target_args
+    from tinytrain.lowering.conversions.tinytrain_to_linalg import ConvertTinytrainToLinalgPass
+    from tinytrain.lowering.host.iree_host import HostModule, compile_host
+    from tinytrain.pipeline import run_pipeline
+
+    fwd = _forward_types(graph.module)
+    check_target_args(target, sram_kb, fwd[0])
+    values = graph.values if values is None else values
+    passes = [*passes, ConvertTinytrainToLinalgPass(values=values)]
+    run_pipeline(graph.module, passes, stage="int8-training" if order else "int8-predict")
+    text = str(graph.module)
+    host = HostModule(compile_host(text, extra_flags=list(extra_flags)))
+    prog = Int8Training(host, order, values, lr=lr, stages={"linalg": text}, input_shape_nhwc=fwd[0],
+                        input_dtype=fwd[1], output_shape=fwd[2], target=target)
+    if target != "host":
+        prog.firmware = _build_firmware(prog, target, sram_kb, build_dir)
+    return prog
+
+
+def _forward_types(module: ir.Module) -> tuple[tuple, np.dtype, tuple]:
+    """(input shape, input dtype, output shape) of `@forward` (the input is its last argument)."""
+    for op in module.body.operations:
+        if op.operation.name == "func.func" and ir.StringAttr(op.attributes["sym_name"]).value == "forward":
+            ft = ir.FunctionType(ir.TypeAttr(op.attributes["function_type"]).value)
+            x, y = ir.RankedTensorType(ft.inputs[-1]), ir.RankedTensorType(ft.results[0])
+            return tuple(x.shape), _NP[str(x.element_type)], tuple(y.shape)
+    raise ValueError("the graph has no @forward function (was it compiled already? build it again)")

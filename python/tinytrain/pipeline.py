@@ -32,7 +32,10 @@ __all__ = ["PASSES", "pass_class", "parse_pipeline", "build_pass_manager", "run_
 PASSES: dict[str, str] = {
     "torch-to-tinytrain": "tinytrain.lowering.conversions.torch_to_tinytrain:TorchToTinytrainPass",
     "autodiff": "tinytrain.transforms.autodiff:AutodiffPass",
+    "quantize": "tinytrain.transforms.quantize:QuantizePass",
     "qas": "tinytrain.transforms.qas:QasPass",
+    "sparse-update": "tinytrain.transforms.sparse_update:SparseUpdatePass",
+    "sparse-narrow": "tinytrain.transforms.sparse_update:SparseNarrowPass",
     "to-linalg": "tinytrain.lowering.conversions.tinytrain_to_linalg:ConvertTinytrainToLinalgPass",
 }
 

@@ -86,6 +86,7 @@ __all__ = [
     "quantize",
     "dequantize",
     "preprocess",
+    "conv2d_float",
     "conv2d_acc",
     "quantize_multiplier",
     "saturating_rounding_doubling_high_mul",
@@ -164,31 +165,24 @@ def preprocess(rgb: np.ndarray, x_scale: float, x_zero: int) -> np.ndarray:
 # ----------------------------------------------------------------------------- convolution
 
 
-def conv2d_acc(x: np.ndarray, x_zero: int, w: np.ndarray, bias: np.ndarray | None,
-               stride: int = 1, padding: int = 0, groups: int = 1) -> np.ndarray:
-    """Exact accumulator `bias + dot`, int64 `[N, OH, OW, C_out]`, of an int8 NHWC x HWIO
-    convolution (see the module docstring); `groups == C_in == C_out` is depthwise."""
-    _check_int8(x, "conv input")
-    _check_int8(w, "conv weight")
-    if x.ndim != 4 or w.ndim != 4:
-        raise ValueError(f"conv2d_acc expects NHWC input and HWIO weight, got ranks {x.ndim} and {w.ndim}")
-    n, h, wd, cin = x.shape
+def _pair(v) -> tuple[int, int]:
+    return (int(v), int(v)) if np.isscalar(v) else (int(v[0]), int(v[1]))
+
+
+def conv2d_float(x: np.ndarray, w: np.ndarray, stride=1, padding=0, groups: int = 1) -> np.ndarray:
+    """Float64 NHWC x HWIO convolution `[N, OH, OW, C_out]`, zero padding (`stride`, `padding`:
+    an int or an (H, W) pair); exact for integer-valued inputs below 2^53 (used by `conv2d_acc`
+    on `x - x_zero`, and by `tinytrain.reference_graph` for the fp32 ops)."""
+    n, _, _, cin = x.shape
     kh, kw, cig, cout = w.shape
-    if cin != cig * groups or cout % groups:
-        raise ValueError(f"weight {w.shape} with groups={groups} does not fit {cin} input channels")
-    if bias is not None and (bias.dtype != np.int32 or bias.shape != (cout,)):
-        raise ValueError(f"bias must be int32 [{cout}], got {bias.dtype} {bias.shape}")
-    # |x - x_zero| <= 255, so |dot| <= 255 * sum|w|: int32 on the device, exact in float64 here.
-    bound = 255.0 * np.abs(w.astype(np.float64)).reshape(-1, cout).sum(0).max(initial=0.0)
-    if bound >= 2.0**31:
-        raise OverflowError(f"conv dot product may leave int32 (bound {bound:.3g})")
-    xs = x.astype(np.float64) - float(x_zero)
-    if padding:
-        xs = np.pad(xs, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
+    (sh, sw), (ph, pw) = _pair(stride), _pair(padding)
+    xs = np.asarray(x, np.float64)
+    if ph or pw:
+        xs = np.pad(xs, ((0, 0), (ph, ph), (pw, pw), (0, 0)))
     win = np.lib.stride_tricks.sliding_window_view(xs, (kh, kw), axis=(1, 2))  # [N, H', W', C, KH, KW]
-    win = win[:, ::stride, ::stride]
+    win = win[:, ::sh, ::sw]
     oh, ow = win.shape[1], win.shape[2]
-    wf = w.astype(np.float64)
+    wf = np.asarray(w, np.float64)
     if groups == 1:
         cols = win.transpose(0, 1, 2, 4, 5, 3).reshape(n * oh * ow, kh * kw * cin)
         acc = cols @ wf.reshape(kh * kw * cin, cout)
@@ -200,7 +194,30 @@ def conv2d_acc(x: np.ndarray, x_zero: int, w: np.ndarray, bias: np.ndarray | Non
         for g in range(groups):
             cols = win[..., g * cig:(g + 1) * cig, :, :].transpose(0, 1, 2, 4, 5, 3).reshape(n * oh * ow, -1)
             acc[:, g * cog:(g + 1) * cog] = cols @ wf[..., g * cog:(g + 1) * cog].reshape(-1, cog)
-    acc = acc.reshape(n, oh, ow, cout).astype(np.int64)
+    return acc.reshape(n, oh, ow, cout)
+
+
+def conv2d_acc(x: np.ndarray, x_zero: int, w: np.ndarray, bias: np.ndarray | None,
+               stride=1, padding=0, groups: int = 1) -> np.ndarray:
+    """Exact accumulator `bias + dot`, int64 `[N, OH, OW, C_out]`, of an int8 NHWC x HWIO
+    convolution (see the module docstring); `groups == C_in == C_out` is depthwise; `stride`,
+    `padding`: an int or an (H, W) pair."""
+    _check_int8(x, "conv input")
+    _check_int8(w, "conv weight")
+    if x.ndim != 4 or w.ndim != 4:
+        raise ValueError(f"conv2d_acc expects NHWC input and HWIO weight, got ranks {x.ndim} and {w.ndim}")
+    cin = x.shape[3]
+    cig, cout = w.shape[2], w.shape[3]
+    if cin != cig * groups or cout % groups:
+        raise ValueError(f"weight {w.shape} with groups={groups} does not fit {cin} input channels")
+    if bias is not None and (bias.dtype != np.int32 or bias.shape != (cout,)):
+        raise ValueError(f"bias must be int32 [{cout}], got {bias.dtype} {bias.shape}")
+    # |x - x_zero| <= 255, so |dot| <= 255 * sum|w|: int32 on the device, exact in float64 here.
+    bound = 255.0 * np.abs(w.astype(np.float64)).reshape(-1, cout).sum(0).max(initial=0.0)
+    if bound >= 2.0**31:
+        raise OverflowError(f"conv dot product may leave int32 (bound {bound:.3g})")
+    acc = conv2d_float(x.astype(np.float64) - float(x_zero), w.astype(np.float64), stride, padding, groups)
+    acc = acc.astype(np.int64)
     if bias is not None:
         acc += bias.astype(np.int64)
     return acc

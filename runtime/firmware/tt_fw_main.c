@@ -2,7 +2,10 @@
  *
  * Files (semihosting, relative to QEMU's working directory; all optional):
  *   tt_params.bin  initial trained parameters in the arena's state layout (TT_MODEL_STATE_SIZE)
- *   tt_eval.bin    records (input, label): accuracy before and after training -> "EVAL" lines
+ *   tt_eval.bin    records (input, label): accuracy before and after training -> "EVAL" lines;
+ *                  each record's raw predict output (TT_MODEL_OUTPUT_SIZE bytes) is written to
+ *                  tt_out_before.bin / tt_out_after.bin (the class is the argmax of an f32, i8
+ *                  or i32 output, TT_MODEL_OUTPUT_DTYPE; ties: the first)
  *   tt_train.bin   records (input, label): one training step each
  *   tt_trace.bin   written: per training record, the state (TT_MODEL_STATE_SIZE bytes) after
  *                  it, then the f32 loss (also for a refused record: the state is then unchanged)
@@ -31,7 +34,10 @@ static uint8_t tt_fw_arena[TT_MODEL_ARENA_SIZE] TT_FW_ALIGN;
 static uint8_t tt_fw_input[TT_MODEL_INPUT_SIZE] TT_FW_ALIGN;
 static int32_t tt_fw_label[TT_ALIGNMENT / sizeof(int32_t)] TT_FW_ALIGN;
 #if TT_MODEL_OUTPUT_SIZE > 0
-static float tt_fw_logits[TT_MODEL_OUTPUT_SIZE / sizeof(float)] TT_FW_ALIGN;
+static uint8_t tt_fw_logits[TT_MODEL_OUTPUT_SIZE] TT_FW_ALIGN;
+#endif
+#ifndef TT_MODEL_OUTPUT_DTYPE
+#define TT_MODEL_OUTPUT_DTYPE TT_DTYPE_F32
 #endif
 
 static int tt_fw_read_record(int fd) {
@@ -48,25 +54,47 @@ static void tt_fw_fail(const char* what, tt_status_t status) {
 }
 
 #if TT_MODEL_OUTPUT_SIZE > 0
+/* Index of the largest element of the predict output (first on ties). */
+static uint32_t tt_fw_argmax(void) {
+  uint32_t best = 0u;
+  if (TT_MODEL_OUTPUT_DTYPE == TT_DTYPE_I8) {
+    const int8_t* v = (const int8_t*)tt_fw_logits;
+    for (uint32_t k = 1u; k < TT_MODEL_OUTPUT_SIZE; ++k) {
+      if (v[k] > v[best]) best = k;
+    }
+  } else if (TT_MODEL_OUTPUT_DTYPE == TT_DTYPE_I32) {
+    const int32_t* v = (const int32_t*)(const void*)tt_fw_logits;
+    for (uint32_t k = 1u; k < TT_MODEL_OUTPUT_SIZE / sizeof(int32_t); ++k) {
+      if (v[k] > v[best]) best = k;
+    }
+  } else {
+    const float* v = (const float*)(const void*)tt_fw_logits;
+    for (uint32_t k = 1u; k < TT_MODEL_OUTPUT_SIZE / sizeof(float); ++k) {
+      if (v[k] > v[best]) best = k;
+    }
+  }
+  return best;
+}
+
 static int tt_fw_evaluate(tt_model_t* model, const char* tag) {
   int fd = tt_board_open("tt_eval.bin", 0);
   if (fd < 0) return 0;
+  int out = tt_board_open(tag[0] == 'b' ? "tt_out_before.bin" : "tt_out_after.bin", TT_BOARD_WRITE);
   uint32_t total = 0u, correct = 0u;
   while (tt_fw_read_record(fd)) {
     tt_status_t st = tt_predict(model, tt_fw_input, tt_fw_logits);
     if (st != TT_OK) {
       tt_fw_fail("tt_predict", st);
       tt_board_close(fd);
+      if (out >= 0) tt_board_close(out);
       return 1;
     }
-    uint32_t best = 0u;
-    for (uint32_t k = 1u; k < TT_MODEL_OUTPUT_SIZE / sizeof(float); ++k) {
-      if (tt_fw_logits[k] > tt_fw_logits[best]) best = k;
-    }
-    correct += (best == (uint32_t)tt_fw_label[0]);
+    if (out >= 0) (void)tt_board_write(out, tt_fw_logits, TT_MODEL_OUTPUT_SIZE);
+    correct += (tt_fw_argmax() == (uint32_t)tt_fw_label[0]);
     ++total;
   }
   tt_board_close(fd);
+  if (out >= 0) tt_board_close(out);
   tt_board_puts("EVAL ");
   tt_board_puts(tag);
   tt_board_puts(" correct=");

@@ -1,8 +1,11 @@
 /* tinytrain runtime: the training/inference API over tt_run.
  *
  * train_step(p0..pK {tied}, input, label) -> (p0'..pK', loss): the trained parameters live at
- * the start of the arena (the "state") and are updated in place by the kernels.
- * predict(p0..pK, input) -> logits uses the same state.
+ * the start of the arena (the "state") and are updated in place by the kernels. With SGD
+ * momentum the state is the parameters followed by their f32 momentum buffers (tied too), so
+ * checkpoints, the non-finite check and tt_model_param cover the buffers as well.
+ * predict(p0..pJ, input) -> logits takes the leading part of the state it reads (the
+ * parameters; not the momentum buffers).
  *
  * Guards: labels out of range and non-finite f32 inputs are refused before any kernel runs;
  * a non-finite loss or trained parameter after a step is reported (TT_ERR_NONFINITE) and
@@ -29,19 +32,22 @@ uint32_t tt_model_rejected_steps(const tt_model_t* model) {
   return model ? model->rejected_steps : 0u;
 }
 
-/* Arguments = state pointers, then `extra` (input[, label]). */
+/* Arguments = the first `input_count - extra_count` state pointers (train_step: all of them),
+ * then `extra` (input[, label]). */
 static tt_status_t tt_bind_args(tt_model_t* model, const tt_function_t* fn,
                                 const void* const* extra, uint16_t extra_count,
                                 const void** args, uint16_t capacity) {
   const tt_model_desc_t* desc = model->desc;
-  if (fn->input_count != desc->state_count + extra_count || fn->input_count > capacity) {
+  if (fn->input_count < extra_count || fn->input_count - extra_count > desc->state_count ||
+      fn->input_count > capacity) {
     return TT_ERR_BAD_TABLE;
   }
-  for (uint16_t i = 0; i < desc->state_count; ++i) {
+  const uint16_t n = (uint16_t)(fn->input_count - extra_count);
+  for (uint16_t i = 0; i < n; ++i) {
     if (fn->inputs[i].ref.length != desc->state[i].length) return TT_ERR_BAD_TABLE;
     args[i] = model->arena + desc->state[i].offset;
   }
-  for (uint16_t i = 0; i < extra_count; ++i) args[desc->state_count + i] = extra[i];
+  for (uint16_t i = 0; i < extra_count; ++i) args[n + i] = extra[i];
   return TT_OK;
 }
 
@@ -106,7 +112,8 @@ tt_status_t tt_train_step(tt_model_t* model, const void* input, const void* labe
   const tt_model_desc_t* desc = model->desc;
   if (desc->train_function < 0) return TT_ERR_NO_FUNCTION;
   const tt_function_t* fn = &desc->functions[desc->train_function];
-  if (fn->input_count < 2u) return TT_ERR_BAD_TABLE;
+  /* train_step takes the whole state (parameters and momentum buffers), then input, label. */
+  if (fn->input_count != desc->state_count + 2u) return TT_ERR_BAD_TABLE;
   if (((uintptr_t)input & (TT_ALIGNMENT - 1u)) != 0u) return TT_ERR_MISALIGNED;
   /* The label is tiny: copy it to an aligned buffer so callers need not align it. */
   const tt_io_t* lab = &fn->inputs[fn->input_count - 1u];

@@ -132,15 +132,16 @@ def assert_update_matches(ours_before, ours_after, ref_before, ref_after, name, 
                                   f"{np.abs(d_ref).max():.3g})")
 
 
-def assert_sgd_tracks(prog, model, xs, ys, lr, tol=1e-4, update_tol=1e-3, fold=fold_bn):
-    """N compiled SGD steps vs N torch.optim.SGD steps on the same batches: the losses, the
-    parameters, and each step's update (see assert_update_matches)."""
+def assert_sgd_tracks(prog, model, xs, ys, lr, tol=1e-4, update_tol=1e-3, fold=fold_bn, momentum=0.0):
+    """N compiled SGD steps vs N torch.optim.SGD steps (with `momentum`) on the same batches: the
+    losses, the parameters, and each step's update (see assert_update_matches); with momentum
+    also each element of the parameters and of their momentum buffers (within `tol`)."""
     ref = fold(model)
     names = prog.trainable
     params = dict(ref.named_parameters())
     for n, p in params.items():
         p.requires_grad_(n in names)
-    opt = torch.optim.SGD([params[n] for n in names], lr=lr)
+    opt = torch.optim.SGD([params[n] for n in names], lr=lr, momentum=momentum)
     for step, (x, y) in enumerate(zip(xs, ys), 1):
         ours_before = {k: v.numpy().copy() for k, v in prog.state_dict().items()}
         ref_before = {n: params[n].detach().numpy().copy() for n in names}
@@ -156,6 +157,11 @@ def assert_sgd_tracks(prog, model, xs, ys, lr, tol=1e-4, update_tol=1e-3, fold=f
             assert rel_err(ours[n].numpy(), now) <= tol, n
             assert_update_matches(ours_before[n], ours[n].numpy(), ref_before[n], now,
                                   f"{n} at step {step}", update_tol)
+            if momentum:
+                np.testing.assert_allclose(ours[n].numpy(), now, rtol=tol, atol=tol, err_msg=n)
+                np.testing.assert_allclose(ours[f"{n}.momentum_buffer"].numpy(),
+                                           opt.state[params[n]]["momentum_buffer"].numpy(),
+                                           rtol=tol, atol=tol, err_msg=f"{n}.momentum_buffer")
 
 
 @pytest.fixture

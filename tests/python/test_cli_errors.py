@@ -282,3 +282,17 @@ def test_host_recompile_removes_the_stale_firmware(capsys, m4_out, tmp_path):
     assert rc == 0, err
     assert not (out / "cortex-m4").exists()
     assert (out / "model.vmfb").is_file()
+
+
+@pytest.mark.parametrize("scheme, pattern", [
+    ({"parameters": {"6.weight": 0.3}}, r"sparse scheme .*: '6.weight': ratio 0.3 is not allowed; the sparse update "
+                                        r"trains 1/8, 1/4, 1/2"),
+    ({"parameters": {"6.wieght": 1}}, r"unknown parameter '6.wieght'. Did you mean 6.weight"),
+    ({"n_bias_update": 2, "manual_weight_idx": [], "weight_update_ratio": []}, r"write the explicit form"),
+])
+def test_bad_sparse_scheme(capsys, model_py, tmp_path, scheme, pattern):
+    f = tmp_path / "scheme.json"
+    f.write_text(json.dumps(scheme))
+    rc, _, err = run_cli(capsys, "compile", model_py, "-o", tmp_path / "o", "--sparse", f)
+    assert_one_line_error(rc, err, pattern)
+    assert not (tmp_path / "o").exists()

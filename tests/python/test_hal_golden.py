@@ -95,7 +95,10 @@ def test_golden_inputs_are_small_cortex_m4_static_libraries():
 
 # ---- a hand-written HAL program: queue-level copy, buffer.length, buffer.assert --------------
 
-QUEUE_COPY_HAL = """
+def hal_predict(body: str) -> str:
+    """A hand-written static-library HAL program: `@predict(%arg0)` (an f32 [1, 4] input view) with
+    the usual constants, device, element type and encoding defined, then `body` (which returns)."""
+    return """
 module {
   hal.executable private @x_linked {
     hal.executable.binary public @static <format = "static", data = dense<[120, 0]> : vector<2xi8>>
@@ -104,6 +107,7 @@ module {
     %c0 = arith.constant 0 : index
     %c1 = arith.constant 1 : index
     %c4 = arith.constant 4 : index
+    %c8 = arith.constant 8 : index
     %c16 = arith.constant 16 : index
     %c64 = arith.constant 64 : index
     %c0_i64 = arith.constant 0 : i64
@@ -112,6 +116,13 @@ module {
     %f32 = hal.element_type<f32> : i32
     %enc = hal.encoding_type<dense_row_major> : i32
     hal.buffer_view.assert<%arg0 : !hal.buffer_view> message("input0") shape([%c1, %c4]) type(%f32) encoding(%enc)
+""" + body + """  }
+}
+"""
+
+
+# a queue-level copy of the input into a transient buffer
+QUEUE_COPY_HAL = hal_predict("""\
     %src = hal.buffer_view.buffer<%arg0 : !hal.buffer_view> : !hal.buffer
     %allocator = hal.device.allocator<%device : !hal.device> : !hal.allocator
     hal.buffer.assert<%src : !hal.buffer> message("input0 storage") allocator(%allocator : !hal.allocator) minimum_length(%c16) type(DeviceVisible) usage("Transfer")
@@ -126,9 +137,7 @@ module {
     hal.device.queue.copy<%device : !hal.device> affinity(%c-1_i64) wait(%fence) signal(%fence2) source(%src : !hal.buffer)[%c0] target(%dst : !hal.buffer)[%c16] length(%n) flags("None")
     %view = hal.buffer_view.create buffer(%dst : !hal.buffer)[%c16, %n] shape([%c1, %c4]) type(%f32) encoding(%enc) : !hal.buffer_view
     util.return %view : !hal.buffer_view
-  }
-}
-"""
+""")
 
 
 def test_queue_copy_reads_source_and_target_by_name():
@@ -151,24 +160,7 @@ def test_buffer_assert_checks_the_minimum_length():
         hal2c.extract_schedule(text, ["predict"])
 
 
-UPDATE_BUFFER_HAL = """
-module {
-  hal.executable private @x_linked {
-    hal.executable.binary public @static <format = "static", data = dense<[120, 0]> : vector<2xi8>>
-  }
-  util.func public @predict(%arg0: !hal.buffer_view) -> !hal.buffer_view {
-    %c0 = arith.constant 0 : index
-    %c1 = arith.constant 1 : index
-    %c4 = arith.constant 4 : index
-    %c8 = arith.constant 8 : index
-    %c16 = arith.constant 16 : index
-    %c64 = arith.constant 64 : index
-    %c0_i64 = arith.constant 0 : i64
-    %c-1_i64 = arith.constant -1 : i64
-    %device = hal.devices.get %c0 : !hal.device
-    %f32 = hal.element_type<f32> : i32
-    %enc = hal.encoding_type<dense_row_major> : i32
-    hal.buffer_view.assert<%arg0 : !hal.buffer_view> message("input0") shape([%c1, %c4]) type(%f32) encoding(%enc)
+UPDATE_BUFFER_HAL = hal_predict("""\
     %host = util.buffer.constant <alignment = 64> : !util.buffer = dense<[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]> : tensor<6xf32>
     %host_size = util.buffer.size %host : !util.buffer
     %none = util.null : !hal.fence
@@ -183,9 +175,7 @@ module {
     hal.device.queue.execute<%device : !hal.device> affinity(%c-1_i64) wait(%fence) signal(%fence2) commands(%cmd) flags("None")
     %view = hal.buffer_view.create buffer(%dst : !hal.buffer)[%c16, %c16] shape([%c1, %c4]) type(%f32) encoding(%enc) : !hal.buffer_view
     util.return %view : !hal.buffer_view
-  }
-}
-"""
+""")
 
 
 def test_command_buffer_update_buffer_copies_from_the_host_buffer_at_its_source_offset():

@@ -12,24 +12,13 @@ from conftest import assert_grads_match, assert_sgd_tracks, fold_bn_graph, rando
 
 import tinytrain
 from tinytrain.errors import UnsupportedModelError
+from tinytrain.models import FunctionModule as Fn
+from tinytrain.models import classifier_head
 from tinytrain.tools.support_table import LAYER_CASES
 
 
 def head(c, classes=4):
-    return [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, classes)]
-
-
-class Fn(nn.Module):
-    """A model whose forward is a function of its layers (for ops without a module)."""
-
-    def __init__(self, fn, **layers):
-        super().__init__()
-        self.fn = fn
-        for name, layer in layers.items():
-            self.add_module(name, layer)
-
-    def forward(self, x):
-        return self.fn(self, x)
+    return classifier_head(c, classes)
 
 
 def _squeeze_excite(m, x):
@@ -128,7 +117,7 @@ REFUSED = {
     "pad_value": (Fn(lambda m, x: m.lin(F.pad(x, (1, 1), value=1.0).mean((2, 3))), lin=nn.Linear(3, 4)), 5,
                   ["zero padding", "value=1.0"]),
     "mul_scalar": (Fn(lambda m, x: m.lin((x * 2.0).mean((2, 3))), lin=nn.Linear(3, 4)), 5,
-                   ["aten.mul.Scalar", "layer: <root> (Fn)"]),
+                   ["aten.mul.Scalar", "layer: <root> (FunctionModule)"]),
     "dilation": (nn.Sequential(nn.Conv2d(3, 4, 3, dilation=2), *head(4)), 7, ["dilation=[2, 2]", "use dilation=1"]),
     "max_pool_dilation": (nn.Sequential(nn.MaxPool2d(2, dilation=2), *head(3)), 7, ["dilation", "MaxPool2d"]),
     "avg_pool_divisor": (nn.Sequential(nn.AvgPool2d(2, divisor_override=3), *head(3)), 6, ["divisor_override"]),

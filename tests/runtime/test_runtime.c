@@ -246,8 +246,39 @@ static void test_nonfinite_input(void) {
   CHECK(tt_model_rejected_steps(&model) == 4u && tt_model_steps(&model) == 1u);
 }
 
+/* With SGD momentum the state is the parameters, then their momentum buffers: predict takes
+ * (and binds) only the leading state tensors, train_step must take all of them. */
+static void test_predict_binds_the_leading_state(void) {
+  static const tt_ref_t state2[2] = {{TT_REGION_ARENA, 0u, 0u, 16u},
+                                     {TT_REGION_ARENA, 0u, 64u, 16u}};
+  tt_model_desc_t d = desc;
+  d.state = state2;
+  d.state_count = 2u;
+  d.state_size = 128u;
+  d.state_init = NULL;
+  tt_model_t model;
+  CHECK(tt_model_init(&model, &d, arena, sizeof(arena)) == TT_OK);
+  float* p = (float*)tt_model_param(&model, 0, NULL);
+  float* v = (float*)tt_model_param(&model, 1, NULL);
+  CHECK(p != NULL && v != NULL && (uint8_t*)v == arena + 64);
+  for (int i = 0; i < 4; ++i) {
+    p[i] = (float)i;
+    v[i] = 100.f;
+  }
+  static const float x[4] A64 = {1.f, 2.f, 3.f, 4.f};
+  static const int32_t label[16] A64 = {3};
+  float logits[4], loss = -1.f;
+  CHECK(tt_predict(&model, x, logits) == TT_OK);
+  for (int i = 0; i < 4; ++i) CHECK(logits[i] == (float)i + x[i]);
+  /* train_step(p, x, label) leaves the second state tensor unbound: a table error. */
+  fake_calls = 0;
+  CHECK(tt_train_step(&model, x, label, &loss) == TT_ERR_BAD_TABLE);
+  CHECK(fake_calls == 0 && v[0] == 100.f);
+}
+
 int main(void) {
   test_train_and_predict();
+  test_predict_binds_the_leading_state();
   test_errors();
   test_label_range();
   test_nonfinite_input();

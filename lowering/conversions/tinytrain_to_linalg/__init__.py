@@ -51,9 +51,12 @@ from tinytrain.passes import ModulePass
 
 from . import (conv, elementwise, layers_activation, layers_broadcast, layers_pool, layers_shape,
                linear, loss, pool, quant, shape)
-from .builders import STAGE, const_f32, elementwise as elementwise_generic
+from .builders import (CLAMPS, PARALLEL, STAGE, const_f32, elementwise as elementwise_generic, generic, identity,
+                       shape_of)
+from .kernels import KERNELS
 
-__all__ = ["ConvertTinytrainToLinalgPass", "lower_to_linalg", "PATTERNS", "populate_patterns"]
+__all__ = ["ConvertTinytrainToLinalgPass", "lower_to_linalg", "PATTERNS", "populate_patterns",
+           "CLAMPS", "CLAMP_BY_TARGET", "KERNELS", "patterns_for"]
 
 #: tinytrain op class -> its conversion pattern `fn(op, adaptor, type_converter, rewriter)`.
 PATTERNS: dict[type, object] = {
@@ -69,6 +72,20 @@ PATTERNS: dict[type, object] = {
     **layers_broadcast.PATTERNS,
     **quant.PATTERNS,
 }
+
+
+#: The clamp lowering each compile target uses (`builders.CLAMPS`): compare+select where the FPU
+#: has no IEEE maxNum/minNum (cortex-m4's FPv4: `maxnumf` costs +69% instructions per
+#: MobileNetV2 step there), VMAXNM/VMINNM on the cortex-m7's FPv5 (-9.5% against select; see
+#: bench/results/cortexm_steps.md, `bench/cortexm_bench.py`).
+CLAMP_BY_TARGET = {"host": "select", "cortex-m4": "select", "cortex-m7": "minmax"}
+
+
+def patterns_for(clamp: str, kernels: str = "iree") -> dict[type, object]:
+    """`PATTERNS` with the clamp-dependent ops lowered as `clamp` (a member of `CLAMPS`) and the
+    int8 convolutions as `kernels` (a member of `KERNELS`)."""
+    return {**PATTERNS, **elementwise.CLAMP_PATTERNS[clamp], **layers_activation.CLAMP_PATTERNS[clamp],
+            **quant.KERNEL_PATTERNS[kernels]}
 
 
 def _keep_type(t: ir.Type) -> ir.Type:
@@ -164,7 +181,27 @@ def _inline_frozen_params(func, values: Mapping[str, np.ndarray], constants: dic
 
 # Ops that read a trained weight after the forward pass, and the update that overwrites it.
 _GRAD_INPUT_OPS = ("tinytrain.conv2d_grad_input", "tinytrain.linear_grad_input")
-_SNAPSHOT_READERS = _GRAD_INPUT_OPS + ("tinytrain.sgd_update",)
+#: An int8 weight reaches its input-gradient op as `channel_scale(w)` (its real value).
+_SNAPSHOT_READERS = _GRAD_INPUT_OPS + ("tinytrain.sgd_update", "tinytrain.qsgd_update",
+                                       "tinytrain.channel_scale")
+
+
+def _copy(w: ir.Value) -> ir.Value:
+    """A copy of `w` that canonicalization does not fold away: `x + 0.0` for floats, an exact
+    round trip through f32 for integers of at most 24 bits (int8 weights)."""
+    et = ir.RankedTensorType(w.type).element_type
+    if not isinstance(et, ir.IntegerType):
+        zero = const_f32(0.0)
+        return elementwise_generic([w], lambda a, acc: arith.AddFOp(a, zero).result)
+    if et.width > 24:
+        raise CompileError(f"to-linalg: cannot snapshot a tied {et} weight (only up to 24-bit integers)",
+                           stage=STAGE)
+    from torch_mlir.dialects import tensor
+
+    shape = shape_of(w)
+    out = tensor.EmptyOp(shape, et).result
+    return generic([w], out, [identity(len(shape))] * 2, [PARALLEL] * len(shape),
+                   lambda a, acc: arith.FPToSIOp(et, arith.SIToFPOp(ir.F32Type.get(), a).result).result)
 
 
 def _snapshot_tied_weights(func) -> None:
@@ -177,6 +214,8 @@ def _snapshot_tied_weights(func) -> None:
     update. So such a W is first copied (`x + 0.0`, which does not fold), the input-gradient op
     and the update both read the copy, and the update depends on the copy: the argument's storage
     is only overwritten after every read of it. The copy costs one transient buffer per such W.
+    An int8 weight is read as `channel_scale(W)` by its input-gradient op and updated by
+    `qsgd_update`: both read the copy.
     """
     block = func.regions[0].blocks[0]
     tied = [arg for arg, d in zip(block.arguments, _arg_attrs(func)) if "iree.abi.output" in d]
@@ -185,12 +224,14 @@ def _snapshot_tied_weights(func) -> None:
     for op in ops:
         if op.operation.name in _GRAD_INPUT_OPS:
             w = op.operands[1]
+            owner = w.owner
+            if not isinstance(owner, ir.Block) and owner.operation.name == "tinytrain.channel_scale":
+                w = owner.operation.operands[0]
             if any(w == t for t in tied) and not any(w == x for x in wanted):
                 wanted.append(w)
     for w in wanted:
         with ir.InsertionPoint(ops[0]), func.location:  # at the top, in order of first use
-            zero = const_f32(0.0)
-            copy = elementwise_generic([w], lambda a, acc: arith.AddFOp(a, zero).result)
+            copy = _copy(w)
         for op in ops:
             if op.operation.name in _SNAPSHOT_READERS:
                 for i, v in enumerate(op.operands):
@@ -233,18 +274,36 @@ class ConvertTinytrainToLinalgPass(ModulePass):
     argument: ClassVar[str] = "to-linalg"
     summary: ClassVar[str] = ("Convert the tinytrain dialect to linalg-on-tensors (frozen "
                               "parameters become dense_resource constants when values are given).")
+    option_docs: ClassVar[dict[str, str]] = {
+        "clamp": "lowering of ReLU/ReLU6/hardswish clamps: 'select' (cmpf ugt/ult + select, "
+                 "NaN-propagating, = maximumf/minimumf; host, cortex-m4) or 'minmax' "
+                 "(maxnumf/minnumf, NaN gives the bound; VMAXNM/VMINNM on cortex-m7)",
+        "kernels": "int8 convolutions: 'iree' (IREE's generated code) or 'ttk' (our Cortex-M "
+                   "kernel as an IREE dispatch where the op is inside its contract; needs "
+                   "runtime/kernels in the firmware link)",
+    }
     #: Parameter values (name -> array, in the layout of the function arguments); set by the
     #: Python driver, not a pipeline option. None keeps frozen parameters as arguments.
     values: Mapping[str, np.ndarray] | None = None
+    clamp: str = "select"
+    kernels: str = "iree"
 
     def run(self, module: ir.Operation) -> None:
+        for option, value, allowed in (("clamp", self.clamp, CLAMPS), ("kernels", self.kernels, KERNELS)):
+            if value not in allowed:
+                raise CompileError(f"to-linalg: option {option}={value!r} is not one of "
+                                   f"{', '.join(allowed)} (e.g. to-linalg{{{option}={allowed[0]}}})",
+                                   stage=STAGE)
+        if self.kernels == "ttk":  # the dispatches are IREE's stream/flow ops, built generically
+            module.context.allow_unregistered_dialects = True
         with module.context, ir.Location.unknown():
-            _convert(module, self.values, PATTERNS)
+            _convert(module, self.values, patterns_for(self.clamp, self.kernels))
 
 
-def lower_to_linalg(module: ir.Module, values: Mapping[str, np.ndarray] | None = None) -> None:
-    """Lower `module` to linalg in place (frozen parameters inlined when `values` is given); the
-    module is verified after the conversion."""
+def lower_to_linalg(module: ir.Module, values: Mapping[str, np.ndarray] | None = None,
+                    clamp: str = "select") -> None:
+    """Lower `module` to linalg in place (frozen parameters inlined when `values` is given; f32
+    clamps lowered as `clamp`); the module is verified after the conversion."""
     from tinytrain.pipeline import run_pipeline
 
-    run_pipeline(module, [ConvertTinytrainToLinalgPass(values=values)], stage=STAGE)
+    run_pipeline(module, [ConvertTinytrainToLinalgPass(values=values, clamp=clamp)], stage=STAGE)

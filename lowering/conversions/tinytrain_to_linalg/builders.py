@@ -16,7 +16,7 @@ from tinytrain.errors import CompileError
 
 __all__ = ["STAGE", "f32", "shape_of", "tensor_type", "const_f32", "const_index", "empty", "full",
            "dims", "amap", "identity", "PARALLEL", "REDUCTION", "generic", "elementwise",
-           "conv_input", "reshape", "unsupported"]
+           "conv_input", "reshape", "unsupported", "CLAMPS", "clamp_f32"]
 
 #: The pipeline name of this conversion, used as the `stage` of its CompileErrors.
 STAGE = "to-linalg"
@@ -62,6 +62,34 @@ def full(shape: Sequence[int], value: float = 0.0) -> ir.Value:
     """A tensor of `shape` filled with `value` (`linalg.fill` of a `tensor.empty`)."""
     c = const_f32(value)
     return linalg.fill(c, outs=[empty(shape)])
+
+
+#: How an f32 clamp (ReLU, ReLU6, the ReLU6 inside hardswish/hardsigmoid) is lowered; the
+#: `to-linalg{clamp=...}` option, set from the target by `compile()`:
+#: - "select": `x ugt lo ? x : lo`, then `x ult hi ? x : hi` (`arith.cmpf` + `arith.select`). Equal
+#:   to `maximumf`/`minimumf` (PyTorch's clamp) for every input, -0.0 and NaN included: the
+#:   unordered predicates let a NaN through, -0.0 becomes the bound +0.0. Host and cortex-m4 (its
+#:   FPv4 has no VMAXNM: one VCMP + VMRS + IT + VMOV per bound).
+#: - "minmax": `maxnumf`/`minnumf` (IEEE 754-2008 maxNum/minNum): a NaN input gives the bound
+#:   (0 for ReLU/ReLU6), not NaN; otherwise equal to "select" (up to the sign of a zero result).
+#:   One VMAXNM/VMINNM each on the cortex-m7 (FPv5).
+CLAMPS = ("select", "minmax")
+
+
+def clamp_f32(x: ir.Value, lo: float | None, hi: float | None, mode: str) -> ir.Value:
+    """`x` clamped to `[lo, hi]` (a bound of None is not applied), lowered as `mode` (`CLAMPS`)."""
+    if mode not in CLAMPS:
+        raise ValueError(f"clamp lowering must be one of {', '.join(CLAMPS)}, got {mode!r}")
+    P = arith.CmpFPredicate
+    for bound, pred, op in ((lo, P.UGT, arith.MaxNumFOp), (hi, P.ULT, arith.MinNumFOp)):
+        if bound is None:
+            continue
+        c = const_f32(bound)
+        if mode == "minmax":
+            x = op(x, c).result
+        else:
+            x = arith.SelectOp(arith.CmpFOp(pred, x, c).result, x, c).result
+    return x
 
 
 def dims(n: int) -> list[ir.AffineExpr]:

@@ -11,16 +11,18 @@ computing what PyTorch's CPU kernels compute, in the same order of operations:
 
 from __future__ import annotations
 
+import functools
+
 from torch_mlir import ir
 from torch_mlir.dialects import arith, math
 
 from tinytrain.dialects import tinytrain_layers as tl
 
-from .builders import const_f32, elementwise
+from .builders import CLAMPS, clamp_f32, const_f32, elementwise
 
 __all__ = ["convert_hardswish", "convert_hardswish_grad", "convert_hardsigmoid",
            "convert_hardsigmoid_grad", "convert_sigmoid", "convert_sigmoid_grad",
-           "convert_leaky_relu", "convert_leaky_relu_grad", "PATTERNS"]
+           "convert_leaky_relu", "convert_leaky_relu_grad", "PATTERNS", "CLAMP_PATTERNS"]
 
 _P = arith.CmpFPredicate
 
@@ -29,10 +31,9 @@ def _cmp(pred, a, b):
     return arith.CmpFOp(pred, a, b).result
 
 
-def _relu6_of_x_plus_3(x):
-    """`min(max(x + 3, 0), 6)`."""
-    shifted = arith.AddFOp(x, const_f32(3.0)).result
-    return arith.MinimumFOp(arith.MaximumFOp(shifted, const_f32(0.0)).result, const_f32(6.0)).result
+def _relu6_of_x_plus_3(x, clamp: str):
+    """`min(max(x + 3, 0), 6)`, the clamp lowered as `clamp` (`builders.clamp_f32`)."""
+    return clamp_f32(arith.AddFOp(x, const_f32(3.0)).result, 0.0, 6.0, clamp)
 
 
 def _replace_elementwise(op, rewriter, ins, body):
@@ -41,9 +42,9 @@ def _replace_elementwise(op, rewriter, ins, body):
     rewriter.replace_op(op, [result])
 
 
-def convert_hardswish(op, adaptor, type_converter, rewriter):
+def convert_hardswish(op, adaptor, type_converter, rewriter, clamp: str = "select"):
     def body(x, acc):
-        prod = arith.MulFOp(x, _relu6_of_x_plus_3(x)).result
+        prod = arith.MulFOp(x, _relu6_of_x_plus_3(x, clamp)).result
         return arith.DivFOp(prod, const_f32(6.0)).result
 
     _replace_elementwise(op, rewriter, [adaptor.input], body)
@@ -61,9 +62,9 @@ def convert_hardswish_grad(op, adaptor, type_converter, rewriter):
     _replace_elementwise(op, rewriter, [adaptor.input, adaptor.grad_output], body)
 
 
-def convert_hardsigmoid(op, adaptor, type_converter, rewriter):
+def convert_hardsigmoid(op, adaptor, type_converter, rewriter, clamp: str = "select"):
     _replace_elementwise(op, rewriter, [adaptor.input],
-                         lambda x, acc: arith.DivFOp(_relu6_of_x_plus_3(x), const_f32(6.0)).result)
+                         lambda x, acc: arith.DivFOp(_relu6_of_x_plus_3(x, clamp), const_f32(6.0)).result)
 
 
 def convert_hardsigmoid_grad(op, adaptor, type_converter, rewriter):
@@ -118,10 +119,14 @@ def convert_leaky_relu_grad(op, adaptor, type_converter, rewriter):
     _replace_elementwise(op, rewriter, [adaptor.input, adaptor.grad_output], body)
 
 
+#: clamp lowering -> the patterns that depend on it (as in `elementwise.CLAMP_PATTERNS`).
+CLAMP_PATTERNS = {mode: {tl.HardswishOp: functools.partial(convert_hardswish, clamp=mode),
+                         tl.HardsigmoidOp: functools.partial(convert_hardsigmoid, clamp=mode)}
+                  for mode in CLAMPS}
+
 PATTERNS = {
-    tl.HardswishOp: convert_hardswish,
+    **CLAMP_PATTERNS["select"],
     tl.HardswishGradOp: convert_hardswish_grad,
-    tl.HardsigmoidOp: convert_hardsigmoid,
     tl.HardsigmoidGradOp: convert_hardsigmoid_grad,
     tl.SigmoidOp: convert_sigmoid,
     tl.SigmoidGradOp: convert_sigmoid_grad,

@@ -86,7 +86,8 @@ def convert_concat(op, adaptor, type_converter, rewriter):
     out_shape = shape_of(op.result)
     r = len(out_shape)
     with rewriter.ip, op.location:
-        cur = empty(out_shape)
+        elem = ir.RankedTensorType(op.result.type).element_type  # f32, or i8/i32 (sparse weights)
+        cur = tensor.EmptyOp(out_shape, elem).result
         offset = 0
         for part in (lhs, rhs):
             shape = shape_of(part)

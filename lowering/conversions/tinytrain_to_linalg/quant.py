@@ -37,6 +37,8 @@ are constants and the impossible branch is left out.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from torch_mlir import ir
 from torch_mlir.dialects import arith, linalg, math, tensor
@@ -181,8 +183,11 @@ def _pad_input(x: ir.Value, pad_value: int, padding, kernel, out_hw, strides) ->
     return cur
 
 
-def convert_qconv2d(op, adaptor, type_converter, rewriter):
+def convert_qconv2d(op, adaptor, type_converter, rewriter, kernels: str = "iree"):
+    """`kernels="ttk"`: a qconv2d inside our pointwise kernel's contract becomes a dispatch of it
+    (`kernels.conv1x1_dispatch`); everything else, and `kernels="iree"`, is lowered to linalg."""
     from .conv import _conv_attrs, _is_depthwise
+    from .kernels import conv1x1_contract, conv1x1_dispatch, dwconv_contract, dwconv_dispatch
 
     x, w, bias = adaptor.input, adaptor.weight, adaptor.bias
     strides, padding, groups = _conv_attrs(op)
@@ -194,6 +199,16 @@ def convert_qconv2d(op, adaptor, type_converter, rewriter):
     lo, hi = _attr_array(op, "clamp", ir.DenseI64ArrayAttr)
     m0 = _attr_array(op, "multiplier", ir.DenseI32ArrayAttr)
     shift = _attr_array(op, "shift", ir.DenseI32ArrayAttr)
+    if kernels == "ttk":
+        quant = (m0, shift, (lo, hi), (x_zero, y_zero))
+        pointwise = conv1x1_contract(shape_of(x), w_shape, strides, padding, groups, *quant) is None
+        dw = dwconv_contract(shape_of(x), w_shape, out_shape, strides, padding, depthwise, *quant) is None
+        if pointwise or dw:
+            with rewriter.ip, op.location:
+                args = (op, x, w, bias, _const_tensor(m0, 32), _const_tensor(shift, 32), x_zero, y_zero, (lo, hi))
+                result = conv1x1_dispatch(*args) if pointwise else dwconv_dispatch(*args, strides[0])
+            rewriter.replace_op(op, [result])
+            return
     with rewriter.ip, op.location:
         xp = _pad_input(x, x_zero, padding, w_shape[:2], out_shape[1:3], strides)
         izp, kzp = _ci(x_zero, 32), _ci(0, 32)
@@ -379,6 +394,10 @@ def convert_qsgd_update(op, adaptor, type_converter, rewriter):
         result = generic([p, g], _empty(shape, et), [identity(r)] * 3, [PARALLEL] * r, body)
     rewriter.replace_op(op, [result])
 
+
+#: `to-linalg{kernels=...}` -> the qconv2d pattern (module-level objects, as the bindings need).
+KERNEL_PATTERNS = {mode: {tq.QConv2dOp: functools.partial(convert_qconv2d, kernels=mode)}
+                   for mode in ("iree", "ttk")}
 
 PATTERNS = {
     tq.ChannelScaleOp: convert_channel_scale,

@@ -14,6 +14,16 @@ Postcondition: `@forward` is replaced by
 - with `gradients=true`, `@gradients(...) -> (grads..., loss)`: the same backward pass without
   the update (for checking against another framework).
 
+With `momentum=m > 0` (SGD with momentum, PyTorch's rule: `v = m v + g; p = p - lr v`, dampening
+0, no Nesterov) every trainable parameter `p` gets a momentum buffer: an f32 argument of its shape
+placed right after the trainable ones, `{tinytrain.momentum_buffer = "<p's name>"}`, tied to its
+result like the parameters (`@train_step(trainable..., buffers..., frozen..., input, labels) ->
+(trainable'..., buffers'..., loss)`); its update is `v' = sgd_momentum(v, g, loss)`, whose result
+is the gradient operand of `p`'s `sgd_update` / `qsgd_update` (both guarded by the loss).
+`@predict` and `@gradients` take the parameters only (the leading part of the state, which is
+what the device runtime binds for them). `momentum=0` (the default) builds plain SGD, without
+buffers.
+
 Only values that depend on a trainable parameter get a gradient: the backward pass stops at the
 earliest layer that needs one, and no gradient is computed that nothing uses (a frozen layer's
 weight gradient, or the input gradient of the first trainable layer, never appear).
@@ -80,13 +90,19 @@ class AutodiffPass(ModulePass):
         "trainable": "'all' or a comma-separated list of parameter names to train",
         "lr": "SGD learning rate",
         "gradients": "also emit @gradients (the backward pass without the update)",
+        "momentum": "SGD momentum m (v = m v + g; p -= lr v, as torch.optim.SGD); 0 = plain SGD, "
+                    "> 0 adds one f32 momentum buffer per trainable parameter as trained state",
     }
 
     trainable: tuple[str, ...] = ("all",)
     lr: float = 0.01
     gradients: bool = False
+    momentum: float = 0.0
 
     def run(self, module: ir.Operation) -> None:
+        if not (0.0 <= self.momentum < float("inf")):
+            raise CompileError(f"autodiff: momentum must be a finite number >= 0, got {self.momentum}",
+                               stage=self.argument, loc=module.location)
         funcs = _funcs(module)
         if "forward" not in funcs:
             raise CompileError("autodiff: the module has no @forward function", stage=self.argument,
@@ -124,7 +140,8 @@ class AutodiffPass(ModulePass):
 
     # ------------------------------------------------------------------------------------------
     def _trainable_set(self, args: list[_Arg]) -> set[str]:
-        names = [a.param for a in args if a.param]
+        # `{tinytrain.frozen}`: the frozen rest of a sparse-update weight, never trained
+        names = [a.param for a in args if a.param and "tinytrain.frozen" not in a.attrs]
         wanted = [w.strip() for w in self.trainable if w.strip()]
         if wanted in ([], ["all"]):
             return set(names)
@@ -141,22 +158,31 @@ class AutodiffPass(ModulePass):
         logits_t = ir.RankedTensorType(fwd.regions[0].blocks[0].operations[len(fwd.regions[0].blocks[0].operations) - 1].operands[0].type)
         labels_t = ir.RankedTensorType.get([logits_t.shape[0]], ir.IntegerType.get_signless(32))
         loss_t = ir.RankedTensorType.get([], f32)
-        in_types = [a.type for a in ordered]
+        # Momentum buffers (f32, one per trainable parameter) follow the trainable arguments.
+        buf_types = [_grad_type(a.type) for a in ordered[:n_train]] if self.momentum and update else []
+        n_buf = len(buf_types)
+        in_types = [a.type for a in ordered[:n_train]] + buf_types + [a.type for a in ordered[n_train:]]
         if update is None:
             res_types = [logits_t]
         else:
             in_types.append(labels_t)
             # @gradients returns the f32 gradient of an integer (int8 graph) parameter
-            res_types = [a.type if update else _grad_type(a.type) for a in ordered[:n_train]] + [loss_t]
+            res_types = [a.type if update else _grad_type(a.type) for a in ordered[:n_train]]
+            res_types += buf_types + [loss_t]
         new = func.FuncOp(name, ir.FunctionType.get(in_types, res_types))
+        index_t = ir.IndexType.get()
         attrs = []
         for i, a in enumerate(ordered):
             d = dict(a.attrs)
             if i < n_train:
                 d["tinytrain.trainable"] = ir.UnitAttr.get()
                 if update:
-                    d["iree.abi.output"] = ir.IntegerAttr.get(ir.IndexType.get(), i)
+                    d["iree.abi.output"] = ir.IntegerAttr.get(index_t, i)
             attrs.append(ir.DictAttr.get(d))
+        for j in range(n_buf):
+            attrs.insert(n_train + j, ir.DictAttr.get({
+                "tinytrain.momentum_buffer": ir.StringAttr.get(ordered[j].param),
+                "iree.abi.output": ir.IntegerAttr.get(index_t, n_train + j)}))
         if update is not None:
             attrs.append(ir.DictAttr.get({"tinytrain.labels": ir.UnitAttr.get()}))
         new.arg_attrs = ir.ArrayAttr.get(attrs)
@@ -168,7 +194,7 @@ class AutodiffPass(ModulePass):
         for op in list(cbody.operations):
             entry.append(op.detach_from_parent())
         for pos, a in enumerate(ordered):
-            cbody.arguments[a.index].replace_all_uses_with(entry.arguments[pos])
+            cbody.arguments[a.index].replace_all_uses_with(entry.arguments[pos if pos < n_train else pos + n_buf])
         clone.erase()
         ops = list(entry.operations)
         ret = ops[-1]
@@ -177,13 +203,14 @@ class AutodiffPass(ModulePass):
             if update is None:
                 func.ReturnOp([logits], loc=ret.location)
             else:
-                results, loss = self._backward(ops[:-1], entry, ordered, n_train, logits, update)
+                results, loss = self._backward(ops[:-1], entry, n_train, n_buf, logits, update)
                 func.ReturnOp(results + [loss], loc=ret.location)
         ret.erase()
 
-    def _backward(self, ops, entry, ordered, n_train, logits, update: bool):
+    def _backward(self, ops, entry, n_train, n_buf, logits, update: bool):
         params = [entry.arguments[i] for i in range(n_train)]
-        labels = entry.arguments[len(ordered)]
+        buffers = [entry.arguments[n_train + j] for j in range(n_buf)]
+        labels = entry.arguments[len(entry.arguments) - 1]
         loc = ops[-1].location if ops else ir.Location.unknown()
         # Forward values that depend on a trainable parameter need a gradient.
         needs = set(params)
@@ -201,18 +228,21 @@ class AutodiffPass(ModulePass):
             g = grads.pop(op.results[0])
             if g is not None:
                 _RULES[op.operation.name](op, g, grads)
-        results = []
+        results, new_buffers = [], list(buffers)
         lr = ir.FloatAttr.get(ir.F32Type.get(), self.lr)
-        for p in params:
+        m = ir.FloatAttr.get(ir.F32Type.get(), self.momentum)
+        for i, p in enumerate(params):
             g = grads.pop(p)
             if not update:
                 results.append(g if g is not None else _zeros(_grad_type(p.type)))
             elif g is None:
-                results.append(p)  # the loss does not depend on it: returned unchanged
+                results.append(p)  # the loss does not depend on it: returned unchanged (and its buffer)
             else:
+                if buffers:  # v' = m v + g is the step's direction (PyTorch's SGD momentum)
+                    g = new_buffers[i] = tt.SgdMomentumOp(buffers[i], g, loss, m, g.type, loc=loc).result
                 upd = tq.QSgdUpdateOp if is_integer_param(p) else tt.SgdUpdateOp
                 results.append(upd(p, g, loss, lr, p.type, loc=loc).result)
-        return results, loss
+        return results + new_buffers, loss
 
 
 def _grad_type(ty: ir.Type) -> ir.Type:
@@ -322,7 +352,7 @@ def _concat(op, g, grads: _Grads) -> None:
         shape = _shape_of(v)
         if grads.wanted(v):
             off = [start if d == axis else 0 for d in range(len(shape))]
-            grads.add(v, tl.SliceOp(g, _dense(off), v.type, loc=op.location).result)
+            grads.add(v, tl.SliceOp(g, _dense(off), _grad_type(v.type), loc=op.location).result)  # f32 for i8 too
         start += shape[axis]
 
 

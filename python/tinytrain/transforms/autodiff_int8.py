@@ -16,8 +16,11 @@ released engine does:
   s_W[o] dL/dW_real`, `dL/db_int = s_x s_W[o] dL/db_real` (`channel_scale`). This is the
   gradient whose scale is wrong by `s^2` (paper Eq. 3); the `qas` pass rescales it (Eq. 4);
 - the update writes back integers: `qsgd_update` = `clamp(p - round_half_even(lr * g))`, int8
-  weights in [-127, 127], int32 biases saturated (the paper's text; an fp32 master copy of the
-  weights, the released engine's choice, is not implemented).
+  weights in [-127, 127], int32 biases saturated (the paper's text); an fp32 master copy of a
+  weight (`build_forward(master_weights=...)`, the released engine's choice) is an f32
+  parameter read through `quantize` and updated by `sgd_update`. With momentum (`autodiff
+  {momentum=m}`) the f32 buffer `v' = m v + g` (`sgd_momentum`, g after QAS) is the step of
+  either update.
 
 An fp32 head (`tinytrain.linear` on `dequantize(qavg_pool(...))`, `build_forward(...,
 classifier="fp32")`) trains with the fp32 rules; the loss needs f32 logits, so the int8

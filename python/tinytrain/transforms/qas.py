@@ -15,7 +15,8 @@ whose parameter feeds a `tinytrain.qconv2d` as weight or bias, and every `tinytr
 an fp32 master copy of an int8 weight (a parameter feeding a qconv2d through `tinytrain.quantize`,
 `build_forward(master_weights=...)`; fp32 parameters of fp32 ops are left alone): its gradient operand becomes
 `tinytrain.channel_scale(g)` with the scales above (read from the conv's `weight_scales` and
-`input_scale`). An update already rescaled carries `{tinytrain.qas}` and is left alone, so the
+`input_scale`); with momentum (the update's gradient operand is `sgd_momentum(v, g, loss)`) the
+momentum op's `g` is rescaled instead, so the buffer accumulates QAS-scaled gradients. An update already rescaled carries `{tinytrain.qas}` and is left alone, so the
 pass is idempotent. It is on by default for int8 graphs (`tinytrain.int8.compile_training`,
 `qas=False` switches it off); `tinytrain-opt -p 'autodiff,qas'` runs it by hand.
 """
@@ -44,17 +45,23 @@ def qas_scales(conv, role: str) -> list[float]:
 
 
 def _conv_of(param):
-    """(qconv2d op, "weight" | "bias") that `param` feeds, directly or (an fp32 master copy of a
-    weight) through `tinytrain.quantize`; (None, None) otherwise."""
+    """(qconv2d op, "weight" | "bias", first output channel) that `param` feeds, directly or (an
+    fp32 master copy of a weight) through `tinytrain.quantize`, or (a `sparse-update` slice)
+    through the `tinytrain.concat` joining it with the frozen rest; (None, None, 0) otherwise."""
     for use in param.uses:
         owner = use.owner
         if owner.name == "tinytrain.qconv2d" and use.operand_number in (1, 2):
-            return owner, ("weight" if use.operand_number == 1 else "bias")
+            return owner, ("weight" if use.operand_number == 1 else "bias"), 0
         if owner.name == "tinytrain.quantize":
             for u in owner.results[0].uses:
                 if u.owner.name == "tinytrain.qconv2d" and u.operand_number == 1:
-                    return u.owner, "weight"
-    return None, None
+                    return u.owner, "weight", 0
+        if owner.name == "tinytrain.concat" and ir.IntegerAttr(owner.attributes["axis"]).value == 3:
+            offset = 0 if use.operand_number == 0 else ir.RankedTensorType(owner.operands[0].type).shape[3]
+            conv, role, first = _conv_of(owner.results[0])
+            if role == "weight":
+                return conv, role, first + offset
+    return None, None, 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,14 +82,23 @@ class QasPass(ModulePass):
         module.walk(visit)
         for upd in updates:
             param, grad = upd.operands[0], upd.operands[1]
-            conv, role = _conv_of(param)
+            conv, role, first = _conv_of(param)
             if conv is None and upd.name == "tinytrain.sgd_update":
                 continue  # an fp32 parameter (e.g. the head): no QAS
             if conv is None:
                 raise CompileError(f"qas: the parameter updated at {upd.location} is not the weight or bias "
                                    "of a tinytrain.qconv2d; QAS knows no scale for it",
                                    stage=self.argument, loc=upd.location)
-            with module.context, ir.InsertionPoint(upd), upd.location:
-                scaled = tq.ChannelScaleOp(grad, ir.DenseF64ArrayAttr.get(qas_scales(conv, role)), grad.type).result
-                upd.operands[1] = scaled
+            # With momentum the update's gradient operand is the buffer's step
+            # `sgd_momentum(v, g, loss)`: the buffer accumulates the rescaled gradient.
+            target = upd
+            src = grad.owner
+            if isinstance(src, (ir.Operation, ir.OpView)) and src.operation.name == "tinytrain.sgd_momentum":
+                target = src.operation
+                grad = target.operands[1]
+            with module.context, ir.InsertionPoint(target), upd.location:
+                n = ir.RankedTensorType(grad.type).shape[-1]  # a sparse slice: its own channels' factors
+                factors = qas_scales(conv, role)[first:first + n]
+                scaled = tq.ChannelScaleOp(grad, ir.DenseF64ArrayAttr.get(factors), grad.type).result
+                target.operands[1] = scaled
                 upd.attributes["tinytrain.qas"] = ir.UnitAttr.get()

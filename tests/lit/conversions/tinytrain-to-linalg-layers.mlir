@@ -73,6 +73,19 @@ func.func @concat(%a: tensor<1x2x2x2xf32>, %b: tensor<1x2x2x3xf32>) -> tensor<1x
 
 // -----
 
+// Concat of int8 weights (a sparse-update slice and its frozen rest): the same, in i8.
+// CHECK-LABEL: func.func @concat_i8(
+// CHECK-NEXT:  %[[V0:.*]] = tensor.empty() : tensor<1x1x2x8xi8>
+// CHECK-NEXT:  %[[S0:.*]] = tensor.insert_slice %{{.*}} into %[[V0]][0, 0, 0, 0] [1, 1, 2, 1] [1, 1, 1, 1] : tensor<1x1x2x1xi8> into tensor<1x1x2x8xi8>
+// CHECK-NEXT:  %[[S1:.*]] = tensor.insert_slice %{{.*}} into %[[S0]][0, 0, 0, 1] [1, 1, 2, 7] [1, 1, 1, 1] : tensor<1x1x2x7xi8> into tensor<1x1x2x8xi8>
+// CHECK-NEXT:  return %[[S1]] : tensor<1x1x2x8xi8>
+func.func @concat_i8(%a: tensor<1x1x2x1xi8>, %b: tensor<1x1x2x7xi8>) -> tensor<1x1x2x8xi8> {
+  %0 = "tinytrain.concat"(%a, %b) {axis = 3 : i64} : (tensor<1x1x2x1xi8>, tensor<1x1x2x7xi8>) -> tensor<1x1x2x8xi8>
+  return %0 : tensor<1x1x2x8xi8>
+}
+
+// -----
+
 // Max pool: -inf padding (padding never wins, the gather of @pad with -inf), only as far as
 // the windows read ((4 - 1) * 2 + 3 = 9 rows: the bottom/right padding is never read),
 // pooling_nhwc_max into a -inf filled output.
@@ -376,7 +389,8 @@ func.func @avg_pool2d_grad(%dy: tensor<1x2x2x2xf32>) -> tensor<1x4x4x2xf32> {
 
 // -----
 
-// hardswish: x * min(max(x + 3, 0), 6) / 6.
+// hardswish: x * min(max(x + 3, 0), 6) / 6 (the clamp as compare+select, the default;
+// tinytrain-to-linalg-clamp.mlir has the minmax variant).
 // CHECK-DAG:   #[[MAP:map[0-9]*]] = affine_map<(d0, d1) -> (d0, d1)>
 // CHECK-LABEL: func.func @hardswish(
 // CHECK-SAME:    %[[ARG0:.*]]: tensor<2x3xf32>) -> tensor<2x3xf32> {
@@ -386,9 +400,11 @@ func.func @avg_pool2d_grad(%dy: tensor<1x2x2x2xf32>) -> tensor<1x4x4x2xf32> {
 // CHECK-NEXT:    %[[CST:.*]] = arith.constant 3.000000e+00 : f32
 // CHECK-NEXT:    %[[V2:.*]] = arith.addf %[[IN]], %[[CST]] : f32
 // CHECK-NEXT:    %[[CST_0:.*]] = arith.constant 0.000000e+00 : f32
-// CHECK-NEXT:    %[[V3:.*]] = arith.maximumf %[[V2]], %[[CST_0]] : f32
+// CHECK-NEXT:    %[[C0:.*]] = arith.cmpf ugt, %[[V2]], %[[CST_0]] : f32
+// CHECK-NEXT:    %[[V3:.*]] = arith.select %[[C0]], %[[V2]], %[[CST_0]] : f32
 // CHECK-NEXT:    %[[CST_1:.*]] = arith.constant 6.000000e+00 : f32
-// CHECK-NEXT:    %[[V4:.*]] = arith.minimumf %[[V3]], %[[CST_1]] : f32
+// CHECK-NEXT:    %[[C1:.*]] = arith.cmpf ult, %[[V3]], %[[CST_1]] : f32
+// CHECK-NEXT:    %[[V4:.*]] = arith.select %[[C1]], %[[V3]], %[[CST_1]] : f32
 // CHECK-NEXT:    %[[V5:.*]] = arith.mulf %[[IN]], %[[V4]] : f32
 // CHECK-NEXT:    %[[CST_2:.*]] = arith.constant 6.000000e+00 : f32
 // CHECK-NEXT:    %[[V6:.*]] = arith.divf %[[V5]], %[[CST_2]] : f32
@@ -440,9 +456,11 @@ func.func @hardswish_grad(%x: tensor<2x3xf32>, %dy: tensor<2x3xf32>) -> tensor<2
 // CHECK-NEXT:    %[[CST:.*]] = arith.constant 3.000000e+00 : f32
 // CHECK-NEXT:    %[[V2:.*]] = arith.addf %[[IN]], %[[CST]] : f32
 // CHECK-NEXT:    %[[CST_0:.*]] = arith.constant 0.000000e+00 : f32
-// CHECK-NEXT:    %[[V3:.*]] = arith.maximumf %[[V2]], %[[CST_0]] : f32
+// CHECK-NEXT:    %[[C0:.*]] = arith.cmpf ugt, %[[V2]], %[[CST_0]] : f32
+// CHECK-NEXT:    %[[V3:.*]] = arith.select %[[C0]], %[[V2]], %[[CST_0]] : f32
 // CHECK-NEXT:    %[[CST_1:.*]] = arith.constant 6.000000e+00 : f32
-// CHECK-NEXT:    %[[V4:.*]] = arith.minimumf %[[V3]], %[[CST_1]] : f32
+// CHECK-NEXT:    %[[C1:.*]] = arith.cmpf ult, %[[V3]], %[[CST_1]] : f32
+// CHECK-NEXT:    %[[V4:.*]] = arith.select %[[C1]], %[[V3]], %[[CST_1]] : f32
 // CHECK-NEXT:    %[[CST_2:.*]] = arith.constant 6.000000e+00 : f32
 // CHECK-NEXT:    %[[V5:.*]] = arith.divf %[[V4]], %[[CST_2]] : f32
 // CHECK-NEXT:    linalg.yield %[[V5]] : f32

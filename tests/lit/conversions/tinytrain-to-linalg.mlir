@@ -313,45 +313,6 @@ func.func @add(%a: tensor<2x3xf32>, %b: tensor<2x3xf32>) -> tensor<2x3xf32> {
 
 // -----
 
-// CHECK-DAG:   #[[MAP:map[0-9]*]] = affine_map<(d0, d1) -> (d0, d1)>
-// CHECK-LABEL: func.func @relu(
-// CHECK-SAME:    %[[ARG0:.*]]: tensor<2x3xf32>) -> tensor<2x3xf32> {
-// CHECK-NEXT:    %[[CST:.*]] = arith.constant 0.000000e+00 : f32
-// CHECK-NEXT:    %[[V0:.*]] = tensor.empty() : tensor<2x3xf32>
-// CHECK-NEXT:    %[[V1:.*]] = linalg.generic {indexing_maps = [#[[MAP]], #[[MAP]]], iterator_types = ["parallel", "parallel"]} ins(%[[ARG0]] : tensor<2x3xf32>) outs(%[[V0]] : tensor<2x3xf32>) {
-// CHECK-NEXT:    ^bb0(%[[IN:.*]]: f32, %[[OUT:.*]]: f32):
-// CHECK-NEXT:      %[[V2:.*]] = arith.maximumf %[[IN]], %[[CST]] : f32
-// CHECK-NEXT:      linalg.yield %[[V2]] : f32
-// CHECK-NEXT:    } -> tensor<2x3xf32>
-// CHECK-NEXT:    return %[[V1]] : tensor<2x3xf32>
-func.func @relu(%a: tensor<2x3xf32>) -> tensor<2x3xf32> {
-  %0 = "tinytrain.relu"(%a) : (tensor<2x3xf32>) -> tensor<2x3xf32>
-  return %0 : tensor<2x3xf32>
-}
-
-// -----
-
-// ReLU6 stays maximumf then minimumf (NaN-propagating, as PyTorch's clamp).
-// CHECK-DAG:   #[[MAP:map[0-9]*]] = affine_map<(d0, d1) -> (d0, d1)>
-// CHECK-LABEL: func.func @relu6(
-// CHECK-SAME:    %[[ARG0:.*]]: tensor<2x3xf32>) -> tensor<2x3xf32> {
-// CHECK-NEXT:    %[[CST:.*]] = arith.constant 0.000000e+00 : f32
-// CHECK-NEXT:    %[[CST_0:.*]] = arith.constant 6.000000e+00 : f32
-// CHECK-NEXT:    %[[V0:.*]] = tensor.empty() : tensor<2x3xf32>
-// CHECK-NEXT:    %[[V1:.*]] = linalg.generic {indexing_maps = [#[[MAP]], #[[MAP]]], iterator_types = ["parallel", "parallel"]} ins(%[[ARG0]] : tensor<2x3xf32>) outs(%[[V0]] : tensor<2x3xf32>) {
-// CHECK-NEXT:    ^bb0(%[[IN:.*]]: f32, %[[OUT:.*]]: f32):
-// CHECK-NEXT:      %[[V2:.*]] = arith.maximumf %[[IN]], %[[CST]] : f32
-// CHECK-NEXT:      %[[V3:.*]] = arith.minimumf %[[V2]], %[[CST_0]] : f32
-// CHECK-NEXT:      linalg.yield %[[V3]] : f32
-// CHECK-NEXT:    } -> tensor<2x3xf32>
-// CHECK-NEXT:    return %[[V1]] : tensor<2x3xf32>
-func.func @relu6(%a: tensor<2x3xf32>) -> tensor<2x3xf32> {
-  %0 = "tinytrain.relu6"(%a) : (tensor<2x3xf32>) -> tensor<2x3xf32>
-  return %0 : tensor<2x3xf32>
-}
-
-// -----
-
 // Gradients pass dy where the forward output is strictly inside the active range.
 // CHECK-DAG:   #[[MAP:map[0-9]*]] = affine_map<(d0, d1) -> (d0, d1)>
 // CHECK-LABEL: func.func @relu_grad(
@@ -603,6 +564,32 @@ func.func @softmax_cross_entropy_grad(%z: tensor<2x3xf32>, %labels: tensor<2xi32
 // CHECK-NEXT:    return %[[V1]] : tensor<3xf32>
 func.func @sgd_update(%p: tensor<3xf32>, %g: tensor<3xf32>, %l: tensor<f32>) -> tensor<3xf32> {
   %0 = "tinytrain.sgd_update"(%p, %g, %l) {lr = 1.000000e-05 : f32} : (tensor<3xf32>, tensor<3xf32>, tensor<f32>) -> tensor<3xf32>
+  return %0 : tensor<3xf32>
+}
+
+// -----
+
+// sgd_momentum (the momentum buffer's step): momentum * buffer + grad (multiply, then add, as
+// PyTorch's buf.mul_(m).add_(g)) when the loss is finite, else the buffer unchanged.
+// CHECK-DAG:   #[[MAP:map[0-9]*]] = affine_map<(d0) -> (d0)>
+// CHECK-LABEL: func.func @sgd_momentum(
+// CHECK-SAME:    %[[ARG0:.*]]: tensor<3xf32>, %[[ARG1:.*]]: tensor<3xf32>, %[[ARG2:.*]]: tensor<f32>) -> tensor<3xf32> {
+// CHECK-NEXT:    %[[M:.*]] = arith.constant 0.899999976 : f32
+// CHECK-NEXT:    %[[L:.*]] = tensor.extract %[[ARG2]][] : tensor<f32>
+// CHECK-NEXT:    %[[D:.*]] = arith.subf %[[L]], %[[L]] : f32
+// CHECK-NEXT:    %[[ZERO:.*]] = arith.constant 0.000000e+00 : f32
+// CHECK-NEXT:    %[[OK:.*]] = arith.cmpf oeq, %[[D]], %[[ZERO]] : f32
+// CHECK-NEXT:    %[[V0:.*]] = tensor.empty() : tensor<3xf32>
+// CHECK-NEXT:    %[[V1:.*]] = linalg.generic {indexing_maps = [#[[MAP]], #[[MAP]], #[[MAP]]], iterator_types = ["parallel"]} ins(%[[ARG0]], %[[ARG1]] : tensor<3xf32>, tensor<3xf32>) outs(%[[V0]] : tensor<3xf32>) {
+// CHECK-NEXT:    ^bb0(%[[IN:.*]]: f32, %[[IN_0:.*]]: f32, %[[OUT:.*]]: f32):
+// CHECK-NEXT:      %[[V2:.*]] = arith.mulf %[[M]], %[[IN]] : f32
+// CHECK-NEXT:      %[[V3:.*]] = arith.addf %[[V2]], %[[IN_0]] : f32
+// CHECK-NEXT:      %[[V4:.*]] = arith.select %[[OK]], %[[V3]], %[[IN]] : f32
+// CHECK-NEXT:      linalg.yield %[[V4]] : f32
+// CHECK-NEXT:    } -> tensor<3xf32>
+// CHECK-NEXT:    return %[[V1]] : tensor<3xf32>
+func.func @sgd_momentum(%v: tensor<3xf32>, %g: tensor<3xf32>, %l: tensor<f32>) -> tensor<3xf32> {
+  %0 = "tinytrain.sgd_momentum"(%v, %g, %l) {momentum = 9.000000e-01 : f32} : (tensor<3xf32>, tensor<3xf32>, tensor<f32>) -> tensor<3xf32>
   return %0 : tensor<3xf32>
 }
 

@@ -111,3 +111,35 @@ func.func @sgd_two_operands(%p: tensor<4xf32>, %g: tensor<4xf32>) {
   %0 = "tinytrain.sgd_update"(%p, %g) {lr = 0.1 : f32} : (tensor<4xf32>, tensor<4xf32>) -> tensor<4xf32>
   return
 }
+
+// -----
+
+func.func @momentum_missing(%v: tensor<4xf32>, %g: tensor<4xf32>, %l: tensor<f32>) {
+  // CHECK: 'tinytrain.sgd_momentum' op requires a float 'momentum' attribute
+  %0 = "tinytrain.sgd_momentum"(%v, %g, %l) : (tensor<4xf32>, tensor<4xf32>, tensor<f32>) -> tensor<4xf32>
+  return
+}
+
+// -----
+
+func.func @momentum_zero(%v: tensor<4xf32>, %g: tensor<4xf32>, %l: tensor<f32>) {
+  // CHECK: 'tinytrain.sgd_momentum' op requires a finite momentum > 0, got 0.0 (momentum 0 is plain SGD: no buffer)
+  %0 = "tinytrain.sgd_momentum"(%v, %g, %l) {momentum = 0.0 : f32} : (tensor<4xf32>, tensor<4xf32>, tensor<f32>) -> tensor<4xf32>
+  return
+}
+
+// -----
+
+func.func @momentum_int_buffer(%v: tensor<4xi8>, %g: tensor<4xf32>, %l: tensor<f32>) {
+  // CHECK: 'tinytrain.sgd_momentum' op expects f32 operands and result of one shape, got [[4], [4], [4]]
+  %0 = "tinytrain.sgd_momentum"(%v, %g, %l) {momentum = 0.9 : f32} : (tensor<4xi8>, tensor<4xf32>, tensor<f32>) -> tensor<4xf32>
+  return
+}
+
+// -----
+
+func.func @momentum_loss_rank(%v: tensor<4xf32>, %g: tensor<4xf32>, %l: tensor<1xf32>) {
+  // CHECK: 'tinytrain.sgd_momentum' op expects the step's loss as a rank-0 f32 tensor, got tensor<1xf32>
+  %0 = "tinytrain.sgd_momentum"(%v, %g, %l) {momentum = 0.9 : f32} : (tensor<4xf32>, tensor<4xf32>, tensor<1xf32>) -> tensor<4xf32>
+  return
+}

@@ -86,3 +86,11 @@ func.func @maxpool_grad_shape(%x: tensor<1x8x8x2xf32>, %g: tensor<1x4x4x2xf32>) 
   %0 = "tinytrain.max_pool2d_grad"(%x, %g) {kernel = array<i64: 2, 2>, strides = array<i64: 2, 2>, padding = array<i64: 0, 0, 0, 0>} : (tensor<1x8x8x2xf32>, tensor<1x4x4x2xf32>) -> tensor<1x8x8x3xf32>
   return
 }
+
+// -----
+
+func.func @concat_mixed(%a: tensor<1x1x2x2xi8>, %b: tensor<1x1x2x3xf32>) {
+  // expected-error@+1 {{'tinytrain.concat' op expects f32, i8 or i32 tensors of one element type, got ['f32', 'i8']}}
+  %0 = "tinytrain.concat"(%a, %b) {axis = 3 : i64} : (tensor<1x1x2x2xi8>, tensor<1x1x2x3xf32>) -> tensor<1x1x2x5xf32>
+  return
+}

@@ -6,36 +6,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from harness import Net, head, run, show  # noqa: F401
+
 from tinytrain.lowering.conversions.torch_to_tinytrain import import_model
-
-
-def run(f):
-    print(f"{f.__name__}\n{'-' * len(f.__name__)}")
-    f()
-    print()
-    return f
-
-
-def show(model, *shape):
-    torch.manual_seed(0)
-    print(import_model(model.eval(), torch.randn(*shape)).module)
-
-
-class Net(nn.Module):
-    """A model whose forward is given as a function (for ops without a module)."""
-
-    def __init__(self, fn, **layers):
-        super().__init__()
-        self.fn = fn
-        for name, layer in layers.items():
-            self.add_module(name, layer)
-
-    def forward(self, x):
-        return self.fn(self, x)
-
-
-def head(c, k=3):
-    return [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, k)]
 
 
 # CHECK-LABEL: {{^}}conv_same_even_kernel{{$}}

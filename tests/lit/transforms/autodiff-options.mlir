@@ -22,5 +22,5 @@ func.func @forward(%fw: tensor<3x4xf32> {tinytrain.param = "fc.weight"},
 // INT: {lr = 3.000000e+00 : f32}
 // HALF: {lr = 5.000000e-01 : f32}
 // BADLR: option 'lr' of pass 'autodiff' expects a number (e.g. 0.01 or 1e-05), got 'fast'
-// BADKEY: unknown option 'rate' of pass 'autodiff'; options: trainable, lr, gradients
+// BADKEY: unknown option 'rate' of pass 'autodiff'; options: trainable, lr, gradients, momentum
 // BADPASS: unknown or malformed pass 'no-such-pass'

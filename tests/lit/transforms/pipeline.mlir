@@ -27,4 +27,5 @@ func.func @forward(%fw: tensor<3x4xf32> {tinytrain.param = "fc.weight"},
 // LIST: tinytrain passes:
 // LIST: autodiff: Build @train_step
 // LIST: lr=float (default 0.01) SGD learning rate
+// LIST: momentum=float (default 0.0) SGD momentum m (v = m v + g; p -= lr v, as torch.optim.SGD)
 // LIST: to-linalg:

@@ -1,4 +1,5 @@
 // RUN: tinytrain-opt -p 'autodiff{trainable=c.weight,c.bias lr=0.5},qas' %s | filecheck %s
+// RUN: tinytrain-opt -p 'autodiff{trainable=c.weight,c.bias lr=0.5 momentum=0.5},qas' %s | filecheck %s --check-prefix=MOM
 
 // autodiff then qas on an int8 @forward with an fp32 head: the int8 conv's gradients are taken
 // on real values (clamp mask, dequantized input), turned into gradients of the integer values
@@ -16,6 +17,21 @@
 // CHECK-NEXT:    "tinytrain.qsgd_update"(%[[W]], %[[QW]], %{{.*}}) {lr = 5.000000e-01 : f32, tinytrain.qas}
 // CHECK-NEXT:    %[[QB:.*]] = "tinytrain.channel_scale"(%[[GB]]) {scales = array<f64: 6.400000e+01, 2.560000e+02>}
 // CHECK-NEXT:    "tinytrain.qsgd_update"(%[[B]], %[[QB]], %{{.*}}) {lr = 5.000000e-01 : f32, tinytrain.qas}
+// With momentum, QAS rescales the gradient the f32 buffer accumulates (the sgd_momentum
+// operand), and qsgd_update writes back clamp(p - round_half_even(lr * v')).
+// MOM-LABEL: func.func @train_step(
+// MOM-SAME:    %[[W:[^:]*]]: tensor<1x1x2x2xi8> {iree.abi.output = 0 : index, tinytrain.param = "c.weight", tinytrain.trainable}, %[[B:[^:]*]]: tensor<2xi32> {iree.abi.output = 1 : index, tinytrain.param = "c.bias", tinytrain.trainable}
+// MOM-SAME:    %[[VW:[^:]*]]: tensor<1x1x2x2xf32> {iree.abi.output = 2 : index, tinytrain.momentum_buffer = "c.weight"}, %[[VB:[^:]*]]: tensor<2xf32> {iree.abi.output = 3 : index, tinytrain.momentum_buffer = "c.bias"}
+// MOM:         %[[L:.*]] = "tinytrain.softmax_cross_entropy"
+// MOM:         %[[GW:.*]] = "tinytrain.channel_scale"(%{{.*}}) {scales = array<f64: 2.500000e-01, 1.250000e-01>}
+// MOM:         %[[GB:.*]] = "tinytrain.channel_scale"(%{{.*}}) {scales = array<f64: 1.250000e-01, 6.250000e-02>}
+// MOM-NEXT:    %[[QW:.*]] = "tinytrain.channel_scale"(%[[GW]]) {scales = array<f64: 1.600000e+01, 6.400000e+01>}
+// MOM-NEXT:    %[[NVW:.*]] = "tinytrain.sgd_momentum"(%[[VW]], %[[QW]], %[[L]]) {momentum = 5.000000e-01 : f32}
+// MOM-NEXT:    %[[NW:.*]] = "tinytrain.qsgd_update"(%[[W]], %[[NVW]], %[[L]]) {lr = 5.000000e-01 : f32, tinytrain.qas}
+// MOM-NEXT:    %[[QB:.*]] = "tinytrain.channel_scale"(%[[GB]]) {scales = array<f64: 6.400000e+01, 2.560000e+02>}
+// MOM-NEXT:    %[[NVB:.*]] = "tinytrain.sgd_momentum"(%[[VB]], %[[QB]], %[[L]]) {momentum = 5.000000e-01 : f32}
+// MOM-NEXT:    %[[NB:.*]] = "tinytrain.qsgd_update"(%[[B]], %[[NVB]], %[[L]]) {lr = 5.000000e-01 : f32, tinytrain.qas}
+// MOM-NEXT:    return %[[NW]], %[[NB]], %[[NVW]], %[[NVB]], %[[L]]
 func.func @forward(%w: tensor<1x1x2x2xi8> {tinytrain.param = "c.weight"}, %b: tensor<2xi32> {tinytrain.param = "c.bias"},
                    %fw: tensor<3x2xf32> {tinytrain.param = "fc.weight"}, %fb: tensor<3xf32> {tinytrain.param = "fc.bias"},
                    %x: tensor<1x2x2x2xi8> {tinytrain.input}) -> tensor<1x3xf32> {

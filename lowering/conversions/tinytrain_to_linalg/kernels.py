@@ -1,0 +1,200 @@
+"""Our Cortex-M int8 kernels as IREE dispatches (issue #10: they enter through IREE, not around it).
+
+With `to-linalg{kernels=ttk}`, a `qconv2d` inside the contract of `ttk_conv1x1_s8` (1x1, stride 1,
+no padding, dense) or of `ttk_dwconv_s8` (depthwise KxK, K = 3/5/7, stride 1/2, padding (K-1)/2),
+batch 1, per-channel multipliers in [2^30, 2^31) or 0, shifts in [-31, 30], an int32 accumulator
+that cannot overflow, becomes one `flow.dispatch` of a `stream.executable` whose workgroup
+function calls `ttk_iree_conv1x1_s8` / `ttk_iree_dwconv_s8` (runtime/kernels/src/ttk_iree.c),
+declared `hal.import.static`: with `--iree-llvmcpu-link-static` the call stays a direct, undefined
+reference in IREE's object, resolved by the firmware link. IREE keeps the schedule and the memory:
+it allocates every binding (input, packed weights, bias, requantization constants, output and
+the kernel's scratch, a second, transient result) and orders the dispatch. Anything outside the
+contract keeps the linalg lowering (IREE's generated code), as does the host (`kernels=iree`).
+
+The pointwise weights are packed `[C_out][C_in]` (the kernel's layout) by a `linalg.transpose` of
+the HWIO constant, which IREE evaluates at compile time (depthwise weights stay HWIO); the
+depthwise kernel pads its input itself, so no padded copy is made; the layer's shapes, zero points and clamp are
+constants of the workgroup function (one executable per distinct layer signature).
+
+The `stream`/`flow` ops are IREE's dialects, which the torch-mlir bindings do not register: they
+are built as generic operations (the context allows unregistered dialects for this), in the
+generic form IREE parses (`entry_points`, `operandSegmentSizes`, `tied_operands`).
+"""
+
+from __future__ import annotations
+
+import math
+
+from torch_mlir import ir
+from torch_mlir.dialects import arith, func, linalg, tensor
+
+from .builders import shape_of, tensor_type
+
+__all__ = ["KERNELS", "conv1x1_contract", "conv1x1_scratch_bytes", "conv1x1_dispatch", "dwconv_contract",
+           "dwconv_dispatch"]
+
+#: `to-linalg{kernels=...}`: "iree" (IREE's generated code for every op) or "ttk" (our kernels
+#: where an op is inside a kernel's contract, IREE's code elsewhere).
+KERNELS = ("iree", "ttk")
+
+#: Upper bound of sizeof(ttk_rq_t) (runtime/kernels/src/ttk_simd.h, 36 bytes today): the scratch
+#: binding may be larger than the kernel's need, never smaller.
+_RQ_BOUND = 64
+
+
+def conv1x1_scratch_bytes(c_in: int, c_out: int) -> int:
+    """Scratch for `ttk_conv1x1_s8`'s widened-operand path with every output channel in one
+    block (`ttk_conv1x1_s8_scratch_size`, with `_RQ_BOUND` for the per-channel constants)."""
+    k4 = (c_in + 3) & ~3
+    return k4 * 4 + (c_out + 1) // 2 * (k4 * 4 + 2 * _RQ_BOUND + 8)
+
+
+def _quant_contract(mult, shift, clamp, zero_points, taps: int) -> str | None:
+    """The requantization and accumulator part of both kernels' contract (`taps` MACs per output)."""
+    if any(m != 0 and not (1 << 30) <= m < (1 << 31) for m in mult):
+        return "a multiplier outside [2^30, 2^31)"
+    if any(not -31 <= s <= 30 for s in shift):
+        return "a shift outside [-31, 30]"
+    lo, hi = clamp
+    if not -128 <= lo <= hi <= 127 or any(not -128 <= z <= 127 for z in zero_points):
+        return "clamp or zero point outside int8"
+    if taps * 255 * 128 >= (1 << 30):  # |sum((x - x_zero) * w)| stays far from 2^31
+        return "too many MACs per output for the int32 accumulator"
+    return None
+
+
+def conv1x1_contract(x_shape, w_shape, strides, padding, groups, mult, shift, clamp,
+                     zero_points) -> str | None:
+    """None when `ttk_conv1x1_s8` computes this qconv2d bit-exactly, else why not."""
+    if groups != 1 or list(w_shape[:2]) != [1, 1]:
+        return "not a dense 1x1 convolution"
+    if list(strides) != [1, 1] or any(padding):
+        return "stride or padding"
+    if x_shape[0] != 1:
+        return "batch > 1"
+    return _quant_contract(mult, shift, clamp, zero_points, w_shape[2])
+
+
+def dwconv_contract(x_shape, w_shape, out_shape, strides, padding, depthwise, mult, shift, clamp,
+                    zero_points) -> str | None:
+    """None when `ttk_dwconv_s8` computes this qconv2d bit-exactly, else why not."""
+    k = w_shape[0]
+    if not depthwise or w_shape[1] != k or k not in (3, 5, 7):
+        return "not a depthwise 3x3/5x5/7x7 convolution"
+    if strides[0] != strides[1] or strides[0] not in (1, 2) or list(padding) != [(k - 1) // 2] * 2:
+        return "stride or padding"
+    if x_shape[0] != 1:
+        return "batch > 1"
+    expect = [(d + k - 1 - k) // strides[0] + 1 for d in x_shape[1:3]]
+    if list(out_shape[1:3]) != expect:
+        return "output size"
+    return _quant_contract(mult, shift, clamp, zero_points, k * k)
+
+
+def _module_block(op) -> ir.Block:
+    parent = op.operation
+    while parent.name != "builtin.module":
+        parent = parent.parent
+    return parent.regions[0].blocks[0]
+
+
+def _generic(name: str, operands=(), results=(), attributes=None, regions: int = 0) -> ir.Operation:
+    return ir.Operation.create(name, results=list(results), operands=list(operands),
+                               attributes=attributes or {}, regions=regions)
+
+
+def _index(v: int) -> ir.Value:
+    return arith.ConstantOp(ir.IndexType.get(), ir.IntegerAttr.get(ir.IndexType.get(), v)).result
+
+
+def _executable(block: ir.Block, name: str, entry: str, memrefs: list, consts: list) -> None:
+    """`stream.executable @name` with the export and workgroup function `@name` (one workgroup:
+    IREE links every executable into one library, so the function names must be unique)
+    calling `entry(memrefs..., consts...)`."""
+    for existing in block.operations:
+        if existing.operation.name == "stream.executable" and \
+                ir.StringAttr(existing.operation.attributes["sym_name"]).value == name:
+            return
+    binding = ir.Type.parse("!stream.binding")
+    index = ir.IndexType.get()
+    with ir.InsertionPoint.at_block_begin(block):
+        exe = _generic("stream.executable", regions=1,
+                       attributes={"sym_name": ir.StringAttr.get(name),
+                                   "sym_visibility": ir.StringAttr.get("private")})
+    with ir.InsertionPoint(exe.regions[0].blocks.append()):
+        export = _generic("stream.executable.export", regions=1, attributes={
+            "function_ref": ir.FlatSymbolRefAttr.get(name),
+            "sym_name": ir.StringAttr.get(name), "sym_visibility": ir.StringAttr.get("public")})
+        inner = _generic("builtin.module", regions=1)
+        _generic("stream.executable.end")
+    with ir.InsertionPoint(export.regions[0].blocks.append()):
+        one = _index(1)
+        _generic("stream.return", [one, one, one])
+    with ir.InsertionPoint(inner.regions[0].blocks.append()):
+        callee_type = ir.FunctionType.get(memrefs + [index] * len(consts), [])
+        decl = func.FuncOp(entry, callee_type, visibility="private")
+        decl.attributes["hal.import.static"] = ir.UnitAttr.get()
+        fn = func.FuncOp(name, ir.FunctionType.get([binding] * len(memrefs), []))
+        body = fn.add_entry_block()
+    with ir.InsertionPoint(body):
+        zero = _index(0)
+        views = [_generic("stream.binding.subspan", [arg, zero], [t]).result
+                 for arg, t in zip(body.arguments, memrefs)]
+        func.CallOp([], ir.FlatSymbolRefAttr.get(entry), views + [_index(c) for c in consts])
+        func.ReturnOp([])
+
+
+def _dispatch(op, entry: str, operands: list, results: list, consts: list) -> ir.Operation:
+    """`flow.dispatch` of `entry` on 1-D `operands` -> 1-D `results` (the executable is created
+    once per `entry` and `consts`)."""
+    name = entry.replace("_iree", "") + "_" + "_".join(str(v).replace("-", "m") for v in consts)
+    memrefs = [ir.MemRefType.get(shape_of(v), ir.RankedTensorType(v.type).element_type) for v in operands]
+    memrefs += [ir.MemRefType.get(ir.RankedTensorType(t).shape, ir.RankedTensorType(t).element_type)
+                for t in results]
+    _executable(_module_block(op), name, entry, memrefs, consts)
+    index = ir.IndexType.get()
+    return _generic("flow.dispatch", operands, results, attributes={
+        "entry_points": ir.ArrayAttr.get([ir.SymbolRefAttr.get([name, name])]),
+        "operandSegmentSizes": ir.DenseI32ArrayAttr.get([0, len(operands), 0, 0]),
+        "tied_operands": ir.ArrayAttr.get([ir.IntegerAttr.get(index, -1)] * len(results))})
+
+
+def _flat(v: ir.Value) -> ir.Value:
+    shape = shape_of(v)
+    if len(shape) == 1:
+        return v
+    et = ir.RankedTensorType(v.type).element_type
+    return tensor.CollapseShapeOp(tensor_type([math.prod(shape)], et), v, [list(range(len(shape)))]).result
+
+
+def _unflat(v: ir.Value, shape) -> ir.Value:
+    et = ir.RankedTensorType(v.type).element_type
+    return tensor.ExpandShapeOp(tensor_type(shape, et), v, [list(range(len(shape)))], [], list(shape)).result
+
+
+def conv1x1_dispatch(op, x: ir.Value, w: ir.Value, bias: ir.Value, mult: ir.Value, shift: ir.Value,
+                     x_zero: int, y_zero: int, clamp) -> ir.Value:
+    """The qconv2d `op` (inside `conv1x1_contract`) as a dispatch of our kernel; built at the
+    current insertion point, returns the `[1, H, W, C_out]` int8 result."""
+    n, h, wd, k = shape_of(x)
+    c_out = shape_of(w)[3]
+    i8 = ir.IntegerType.get_signless(8)
+    w_io = tensor.CollapseShapeOp(tensor_type([k, c_out], i8), w, [[0, 1, 2], [3]]).result
+    w_oi = linalg.transpose(w_io, outs=[tensor.EmptyOp([c_out, k], i8).result], permutation=[1, 0]).results[0]
+    results = [tensor_type([h * wd * c_out], i8), tensor_type([conv1x1_scratch_bytes(k, c_out)], i8)]
+    d = _dispatch(op, "ttk_iree_conv1x1_s8", [_flat(x), _flat(w_oi), bias, mult, shift], results,
+                  [h * wd, k, c_out, x_zero, y_zero, clamp[0], clamp[1]])
+    return _unflat(d.results[0], [n, h, wd, c_out])
+
+
+def dwconv_dispatch(op, x: ir.Value, w: ir.Value, bias: ir.Value, mult: ir.Value, shift: ir.Value,
+                    x_zero: int, y_zero: int, clamp, stride: int) -> ir.Value:
+    """The depthwise qconv2d `op` (inside `dwconv_contract`) as a dispatch of our kernel (the
+    unpadded input: the kernel pads with x_zero itself); returns the int8 result."""
+    n, h, wd, c = shape_of(x)
+    out = shape_of(op.result)
+    k = shape_of(w)[0]
+    i8 = ir.IntegerType.get_signless(8)
+    d = _dispatch(op, "ttk_iree_dwconv_s8", [_flat(x), _flat(w), bias, mult, shift],
+                  [tensor_type([math.prod(out)], i8)], [h, wd, c, k, stride, x_zero, y_zero, clamp[0], clamp[1]])
+    return _unflat(d.results[0], out)

@@ -1,0 +1,62 @@
+/* Entry points of our int8 kernels for IREE dispatches (issue #10: the kernels enter through
+ * IREE, not around it). A dispatch's executable declares the function with `hal.import.static`
+ * and calls it from its workgroup function; with `--iree-llvmcpu-link-static` the call stays a
+ * direct, undefined reference in IREE's object file, resolved when the firmware links this file.
+ * IREE keeps the schedule and the memory: it allocates every binding (inputs, constants, output
+ * and the kernel's scratch) and decides when the dispatch runs.
+ *
+ * ABI: MLIR's memref lowering passes each `memref<?xT>` as (allocated, aligned, offset, size,
+ * stride) and `index` as the pointer-sized integer (size_t here). Only aligned + offset are used
+ * (IREE's bindings do not alias). Signed scalars travel as i32 push constants cast to index
+ * (sign-extended), so they are read back as int32_t. */
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ttk/kernels.h"
+
+#define TTK_MEMREF(T, name) T* name##_alloc, T* name, size_t name##_off, size_t name##_size, size_t name##_stride
+#define TTK_AT(name) (name + name##_off)
+#define TTK_UNUSED(name) ((void)name##_alloc, (void)name##_size, (void)name##_stride)
+
+/* The layer's quantization from the dispatch's constants (signed values arrive sign-extended). */
+static ttk_quant_t ttk_iree_quant(size_t x_zero, size_t y_zero, size_t act_min, size_t act_max,
+                                  const int32_t* mult, const int32_t* shift) {
+  ttk_quant_t q;
+  q.x_zero = (int32_t)x_zero;
+  q.y_zero = (int32_t)y_zero;
+  q.act_min = (int32_t)act_min;
+  q.act_max = (int32_t)act_max;
+  q.mult = mult;
+  q.shift = shift;
+  return q;
+}
+
+/* Pointwise conv (1x1, stride 1, batch 1, NHWC) with TFLite requantization; weights packed
+ * [C_out][C_in] by the compiler (ttk_pack_oi_s8's layout). The compiler emits this dispatch
+ * only for shapes and quantization inside the kernel's contract (so it cannot return -1). */
+void ttk_iree_conv1x1_s8(TTK_MEMREF(const int8_t, x), TTK_MEMREF(const int8_t, w),
+                         TTK_MEMREF(const int32_t, bias), TTK_MEMREF(const int32_t, mult),
+                         TTK_MEMREF(const int32_t, shift), TTK_MEMREF(int8_t, y),
+                         TTK_MEMREF(uint8_t, scratch), size_t pixels, size_t c_in, size_t c_out,
+                         size_t x_zero, size_t y_zero, size_t act_min, size_t act_max) {
+  TTK_UNUSED(x); TTK_UNUSED(w); TTK_UNUSED(bias); TTK_UNUSED(mult); TTK_UNUSED(shift);
+  TTK_UNUSED(y);
+  (void)scratch_alloc, (void)scratch_stride;
+  const ttk_quant_t q = ttk_iree_quant(x_zero, y_zero, act_min, act_max, TTK_AT(mult), TTK_AT(shift));
+  (void)ttk_conv1x1_s8(TTK_AT(x), (int32_t)pixels, (int32_t)c_in, TTK_AT(w), TTK_AT(bias),
+                       (int32_t)c_out, &q, TTK_AT(y), TTK_AT(scratch), scratch_size);
+}
+
+/* Depthwise KxK conv (K = 3/5/7, stride 1/2, padding (K-1)/2 with x_zero, batch 1, NHWC), weights
+ * HWIO [K][K][1][C] as the model has them, TFLite requantization. Same contract rule as above. */
+void ttk_iree_dwconv_s8(TTK_MEMREF(const int8_t, x), TTK_MEMREF(const int8_t, w),
+                        TTK_MEMREF(const int32_t, bias), TTK_MEMREF(const int32_t, mult),
+                        TTK_MEMREF(const int32_t, shift), TTK_MEMREF(int8_t, y), size_t h,
+                        size_t wd, size_t c, size_t k, size_t stride, size_t x_zero, size_t y_zero,
+                        size_t act_min, size_t act_max) {
+  TTK_UNUSED(x); TTK_UNUSED(w); TTK_UNUSED(bias); TTK_UNUSED(mult); TTK_UNUSED(shift);
+  TTK_UNUSED(y);
+  const ttk_quant_t q = ttk_iree_quant(x_zero, y_zero, act_min, act_max, TTK_AT(mult), TTK_AT(shift));
+  (void)ttk_dwconv_s8(TTK_AT(x), (int32_t)h, (int32_t)wd, (int32_t)c, TTK_AT(w), (int32_t)k,
+                      (int32_t)stride, TTK_AT(bias), &q, TTK_AT(y));
+}

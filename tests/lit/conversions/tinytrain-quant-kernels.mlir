@@ -1,0 +1,47 @@
+// RUN: tinytrain-opt -p 'to-linalg{kernels=ttk}' --split-input-file %s | filecheck %s
+// RUN: tinytrain-opt -p 'to-linalg{kernels=iree}' --split-input-file %s | filecheck %s --check-prefix=IREE
+
+// to-linalg{kernels=ttk}: a pointwise qconv2d inside ttk_conv1x1_s8's contract becomes one
+// flow.dispatch of a stream.executable calling the kernel (hal.import.static); the weights are
+// packed [C_out][C_in] by a linalg.transpose IREE folds at compile time; the 3x3 conv keeps the
+// linalg lowering. kernels=iree (the default, the host) lowers both to linalg. A depthwise 3x3 s2
+// becomes a dispatch of ttk_iree_dwconv_s8 on the unpadded input (the kernel pads).
+
+// CHECK:       "stream.executable"() ({
+// CHECK:         "stream.executable.export"() ({
+// CHECK:           "stream.return"(%[[ONE:.*]], %[[ONE]], %[[ONE]]) : (index, index, index) -> ()
+// CHECK:         }) {function_ref = @[[EXE:ttk_conv1x1_s8_16_2_3_m3_5_m128_127]], sym_name = "[[EXE]]", sym_visibility = "public"}
+// CHECK:         builtin.module {
+// CHECK:           func.func private @ttk_iree_conv1x1_s8(memref<32xi8>, memref<6xi8>, memref<3xi32>, memref<3xi32>, memref<3xi32>, memref<48xi8>, memref<{{[0-9]+}}xi8>, index, index, index, index, index, index, index) attributes {hal.import.static}
+// CHECK:           func.func @[[EXE]](%[[X:.*]]: !stream.binding, %{{.*}}: !stream.binding, %{{.*}}: !stream.binding, %{{.*}}: !stream.binding, %{{.*}}: !stream.binding, %{{.*}}: !stream.binding, %{{.*}}: !stream.binding) {
+// CHECK:             "stream.binding.subspan"(%[[X]], %{{.*}}) : (!stream.binding, index) -> memref<32xi8>
+// CHECK:             call @ttk_iree_conv1x1_s8(
+// CHECK:         "stream.executable.end"() : () -> ()
+// CHECK:       }) {sym_name = "[[EXE]]", sym_visibility = "private"}
+// CHECK-LABEL: func.func @pw_and_3x3(
+// CHECK:         linalg.transpose ins(%{{.*}} : tensor<2x3xi8>) outs(%{{.*}} : tensor<3x2xi8>) permutation = [1, 0]
+// CHECK:         %[[D:.*]]:2 = "flow.dispatch"(%{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}) {entry_points = [@[[EXE]]::@[[EXE]]], operandSegmentSizes = array<i32: 0, 5, 0, 0>, tied_operands = [-1 : index, -1 : index]} : (tensor<32xi8>, tensor<6xi8>, tensor<3xi32>, tensor<3xi32>, tensor<3xi32>) -> (tensor<48xi8>, tensor<{{[0-9]+}}xi8>)
+// CHECK:         tensor.expand_shape %[[D]]#0
+// CHECK:         linalg.conv_2d_nhwc_hwcf_q
+// IREE-NOT:      flow.dispatch
+// IREE-COUNT-2:  linalg.conv_2d_nhwc_hwcf_q
+func.func @pw_and_3x3(%x: tensor<1x4x4x2xi8>, %w: tensor<1x1x2x3xi8>, %b: tensor<3xi32>, %w3: tensor<3x3x3x2xi8>, %b3: tensor<2xi32>) -> tensor<1x4x4x2xi8> {
+  %0 = "tinytrain.qconv2d"(%x, %w, %b) {strides = array<i64: 1, 1>, padding = array<i64: 0, 0>, groups = 1 : i64, input_scale = 5.000000e-01 : f64, input_zero_point = -3 : i64, weight_scales = array<f64: 2.500000e-01, 1.250000e-01, 1.250000e-01>, output_scale = 1.000000e+00 : f64, output_zero_point = 5 : i64, multiplier = array<i32: 1073741824, 1073741824, 1073741824>, shift = array<i32: -2, -3, -3>, clamp = array<i64: -128, 127>} : (tensor<1x4x4x2xi8>, tensor<1x1x2x3xi8>, tensor<3xi32>) -> tensor<1x4x4x3xi8>
+  %1 = "tinytrain.qconv2d"(%0, %w3, %b3) {strides = array<i64: 1, 1>, padding = array<i64: 1, 1>, groups = 1 : i64, input_scale = 5.000000e-01 : f64, input_zero_point = 5 : i64, weight_scales = array<f64: 2.500000e-01, 1.250000e-01>, output_scale = 1.000000e+00 : f64, output_zero_point = 0 : i64, multiplier = array<i32: 1073741824, 1073741824>, shift = array<i32: -2, -3>, clamp = array<i64: -128, 127>} : (tensor<1x4x4x3xi8>, tensor<3x3x3x2xi8>, tensor<2xi32>) -> tensor<1x4x4x2xi8>
+  return %1 : tensor<1x4x4x2xi8>
+}
+
+// -----
+
+// CHECK:       "stream.executable"() ({
+// CHECK:           func.func private @ttk_iree_dwconv_s8(memref<96xi8>, memref<54xi8>, memref<6xi32>, memref<6xi32>, memref<6xi32>, memref<24xi8>, index, index, index, index, index, index, index, index, index) attributes {hal.import.static}
+// CHECK:       }) {sym_name = "[[DW:ttk_dwconv_s8_4_4_6_3_2_m3_5_m128_127]]", sym_visibility = "private"}
+// CHECK-LABEL: func.func @dw3x3_s2(
+// CHECK-NOT:     tensor.pad
+// CHECK:         "flow.dispatch"({{.*}}) {entry_points = [@[[DW]]::@[[DW]]], operandSegmentSizes = array<i32: 0, 5, 0, 0>, tied_operands = [-1 : index]} : (tensor<96xi8>, tensor<54xi8>, tensor<6xi32>, tensor<6xi32>, tensor<6xi32>) -> tensor<24xi8>
+// IREE-LABEL:  func.func @dw3x3_s2(
+// IREE:          linalg.depthwise_conv_2d_nhwc_hwc_q
+func.func @dw3x3_s2(%x: tensor<1x4x4x6xi8>, %w: tensor<3x3x1x6xi8>, %b: tensor<6xi32>) -> tensor<1x2x2x6xi8> {
+  %0 = "tinytrain.qconv2d"(%x, %w, %b) {strides = array<i64: 2, 2>, padding = array<i64: 1, 1>, groups = 6 : i64, input_scale = 5.000000e-01 : f64, input_zero_point = -3 : i64, weight_scales = array<f64: 2.500000e-01, 2.500000e-01, 2.500000e-01, 2.500000e-01, 2.500000e-01, 2.500000e-01>, output_scale = 1.000000e+00 : f64, output_zero_point = 5 : i64, multiplier = array<i32: 1073741824, 1073741824, 1073741824, 1073741824, 1073741824, 1073741824>, shift = array<i32: -2, -2, -2, -2, -2, -2>, clamp = array<i64: -128, 127>} : (tensor<1x4x4x6xi8>, tensor<3x3x1x6xi8>, tensor<6xi32>) -> tensor<1x2x2x6xi8>
+  return %0 : tensor<1x2x2x6xi8>
+}
