@@ -215,7 +215,7 @@ def run(args) -> dict:
     out = {m: float(np.mean([results[m][t]["test"] for t in args.tasks])) for m in methods}
     out["per_task"] = results
     sizes = {t: {"train": len(d.train), "val": len(d.val), "test": len(d.test)} for t, d in data.items()}
-    out["settings"] = {k: v for k, v in vars(args).items() if k not in ("out", "argv")} | {
+    out["settings"] = {k: v for k, v in vars(args).items() if k not in ("out", "argv", "from_json", "readme")} | {
         "update_set": trainable, "master_weights": weights, "backbone": model.name, "sizes": sizes,
         "step_seconds": step_s, "wall_minutes": (time.time() - t_start) / 60,
         "command": " ".join(["bench/accuracy_qas.py"] + args.argv)}
