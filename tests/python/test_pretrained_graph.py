@@ -94,3 +94,51 @@ def test_full_model_sparse_update_compiles_and_trains(chelsea_rgb):
         params, loss = prog.step(params, x, [3])
         losses.append(loss)
     assert np.isfinite(losses).all() and losses[-1] < 0.5 * losses[0], losses
+
+
+def test_fp32_twin_follows_the_int8_model(chelsea_rgb):
+    """`build_forward_fp32` (the fp32 fine-tuning baseline of `bench/accuracy_qas.py`) is the fp32
+    network of the int8 model: ReLU6 after exactly the convs whose int8 output clamps at real 0
+    (first_conv, pointwise1, depthwise in all three models), linear pointwise2. Its logits equal
+    a float64 torch forward of the dequantized weights (float32 vs float64: 1e-4 of the norm),
+    and follow the int8 model's (its dequantized pooled features through the same head) within
+    quantization noise: 16% relative measured on chelsea.png for mbv2-w0.35; bound 30%. (When
+    only the convs with `255 y_scale == 6` got their ReLU6, the twin was 90x off.)"""
+    import torch
+    import torch.nn.functional as F
+
+    from tinytrain.pretrained.graph import build_forward_fp32
+
+    for name in MODEL_NAMES:
+        for c in load_mcu_model(name).convs():
+            activated = c.name == "first_conv" or c.name.endswith((".pointwise1", ".depthwise"))
+            assert (c.y_zero == -128) == activated, f"{name} {c.name}: y_zero {c.y_zero}"
+    model = load_mcu_model("mbv2-w0.35")
+    g = build_forward_fp32(model, num_classes=64, seed=0)
+    host = compiled(g)
+    x = R.preprocess(chelsea_rgb, model.first_conv.x_scale, model.first_conv.x_zero)
+    v = R.dequantize(x, model.first_conv.x_scale, model.first_conv.x_zero)
+    got = host.call("forward", v)[0][0].astype(np.float64)
+    w = g.values["fc.weight"].astype(np.float64)
+
+    def conv(h, c):
+        ws = c.w_scales.astype(np.float64)
+        y = F.conv2d(h, torch.from_numpy(c.weight.astype(np.float64) * ws).permute(3, 2, 0, 1),
+                     torch.from_numpy(c.bias.astype(np.float64) * c.x_scale * ws),
+                     stride=c.stride, padding=c.padding, groups=c.groups)
+        return y.clamp(0, 6) if c.y_zero == -128 else y
+
+    h = conv(torch.from_numpy(v.astype(np.float64)).permute(0, 3, 1, 2), model.first_conv)
+    for blk in model.blocks:
+        block_in = h
+        for c in blk.convs():
+            h = conv(h, c)
+        if blk.residual is not None:
+            h = h + block_in
+    want = w @ h.mean(dim=(2, 3))[0].numpy()
+    assert np.linalg.norm(got - want) <= 1e-4 * np.linalg.norm(want)
+    last = model.blocks[-1]
+    pooled_q = R.dequantize(R.forward(model, x, keep=True).activations["pool"], last.out_scale, last.out_zero)
+    logits_q = w @ pooled_q.reshape(-1).astype(np.float64)
+    rel = np.linalg.norm(got - logits_q) / np.linalg.norm(logits_q)
+    assert rel < 0.3, f"fp32 twin vs int8 model: {rel:.2f} relative"
