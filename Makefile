@@ -9,7 +9,8 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 BUILD := build
 APT_PACKAGES := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm dataset-fashion-mnist cmake clang-14 libclang-rt-14-dev
-PYTEST_FLAGS ?= -q
+# Both cores: one test file per worker (module-scoped fixtures compile once per file).
+PYTEST_FLAGS ?= -q -n 2 --dist loadfile
 
 .PHONY: setup apt venv demo test test-python test-lit test-runtime bench bench-peers clean help
 
