@@ -8,6 +8,8 @@ for the board and run on three samples through the firmware's evaluation records
 element of every sample (`QemuResult.outputs`) is compared. On the Cortex-M7 (mps2-an500) one
 graph chains every op (quantize, strided conv with a clamp, pointwise, depthwise, residual add,
 pool, int8 classifier, dequantize). About 9 s per op on an idle machine (compile + QEMU).
+A user's fp32 model quantized by `compile(quantize="int8", target="cortex-m4")` trains in QEMU
+like its host program (about 15 s).
 """
 
 import numpy as np
@@ -189,3 +191,40 @@ def test_int8_device_budget_and_usage_errors(tmp_path):
     with pytest.raises(ValueError, match="trainable=\\[\\] trains nothing"):
         from tinytrain.int8 import compile_training
         compile_training(_qavg_pool(np.random.default_rng(0))[0], [], lr=0.1)
+
+
+def test_quantized_user_model_trains_on_cortex_m4_like_the_host(tmp_path):
+    """`compile(model, quantize="int8", target="cortex-m4")` (post-training quantization of a user's
+    fp32 model, then int8 + QAS training) runs in QEMU: every step's int8/int32 state equals the
+    host `.vmfb`'s exactly, float state (the fp32 head) and losses within 1e-6 of it."""
+    import torch
+
+    import tinytrain
+    from tinytrain.datasets import digits_8x8
+    from tinytrain.models import fit, residual_cnn
+
+    xtr, ytr, _, _ = digits_8x8()
+    torch.manual_seed(0)
+    model = fit(residual_cnn(), xtr, ytr, epochs=10, lr=0.02, batch=64, seed=0)
+    trainable = ["block.pw.weight", "block.pw.bias", "head.conv.weight", "head.conv.bias", "fc.weight", "fc.bias"]
+    prog = tinytrain.compile(model, torch.zeros(1, 1, 8, 8), quantize="int8", calibration=xtr[:200],
+                             trainable=trainable, lr=0.05, target="cortex-m4", build_dir=tmp_path / "fw")
+    xs, ys = torch.from_numpy(xtr[:8]), torch.from_numpy(ytr[:8].astype(np.int64))
+    res = prog.run_qemu(train=(xs, ys), workdir=tmp_path / "run")
+    assert res.returncode == 0, res.output[-2000:]
+    assert len(res.trace) == 8
+    moved = set()
+    for i, (dev, dev_loss) in enumerate(res.trace):
+        loss = prog.train_step(xs[i:i + 1], ys[i:i + 1])
+        assert abs(dev_loss - loss) <= 1e-6 * max(1.0, abs(loss)), (i, dev_loss, loss)
+        for name, d, h in zip(prog.trainable, dev, prog.program_params()):
+            assert d.dtype == h.dtype, name
+            if d.dtype == np.float32:
+                np.testing.assert_allclose(d, h, rtol=0, atol=1e-6 * max(1.0, float(np.abs(h).max())),
+                                           err_msg=f"step {i} {name}")
+            else:
+                np.testing.assert_array_equal(d, h, err_msg=f"step {i} {name}")
+            if not np.array_equal(d, prog.quantized_params[name]):
+                moved.add(name)
+    assert {"block.pw.weight", "block.pw.bias", "head.conv.weight", "fc.weight"} <= moved, moved
+    assert res.mem["sram_peak"] <= 256 * 1024
