@@ -26,6 +26,7 @@ import torch
 from torch_mlir import ir
 
 from tinytrain.errors import CompileError, UnsupportedModelError
+from tinytrain.irfuncs import find_func
 from tinytrain.lowering.host.iree_host import HostModule, compile_host, to_numpy, view_dtype
 from tinytrain.lowering.conversions.tinytrain_to_linalg import CLAMP_BY_TARGET, ConvertTinytrainToLinalgPass
 from tinytrain.lowering.conversions.torch_to_tinytrain import import_model, to_torch_layout
@@ -327,17 +328,17 @@ def _remove(paths) -> None:
 def _trained_state(module: ir.Module) -> tuple[list[str], dict[str, str]]:
     """Names of the trained parameters in the argument order of `@train_step`, and its momentum
     buffers (`"<param>.momentum_buffer"` -> `"<param>"`, in argument order, after them)."""
-    for op in module.body.operations:
-        if op.operation.name == "func.func" and ir.StringAttr(op.attributes["sym_name"]).value == "train_step":
-            out, buffers = [], {}
-            for d in ir.ArrayAttr(op.attributes["arg_attrs"]):
-                d = ir.DictAttr(d)
-                if "tinytrain.trainable" in d:
-                    out.append(ir.StringAttr(d["tinytrain.param"]).value)
-                elif "tinytrain.momentum_buffer" in d:
-                    p = ir.StringAttr(d["tinytrain.momentum_buffer"]).value
-                    buffers[f"{p}.momentum_buffer"] = p
-            return out, buffers
+    step = find_func(module, "train_step")
+    if step is not None:
+        out, buffers = [], {}
+        for d in ir.ArrayAttr(step.attributes["arg_attrs"]):
+            d = ir.DictAttr(d)
+            if "tinytrain.trainable" in d:
+                out.append(ir.StringAttr(d["tinytrain.param"]).value)
+            elif "tinytrain.momentum_buffer" in d:
+                p = ir.StringAttr(d["tinytrain.momentum_buffer"]).value
+                buffers[f"{p}.momentum_buffer"] = p
+        return out, buffers
     raise CompileError("autodiff produced no @train_step", stage="autodiff")
 
 

@@ -43,6 +43,7 @@ from typing import ClassVar
 import numpy as np
 from torch_mlir import ir
 
+from tinytrain.irfuncs import find_func
 from tinytrain.passes import ModulePass
 
 __all__ = ["Int8Training", "compile_training", "compile_predict", "plan_sram"]
@@ -221,11 +222,10 @@ class _ForwardAsPredict(ModulePass):
     def run(self, module: ir.Operation) -> None:
         from tinytrain.errors import CompileError
 
-        for op in module.regions[0].blocks[0].operations:
-            if op.operation.name == "func.func" and ir.StringAttr(op.attributes["sym_name"]).value == "forward":
-                op.attributes["sym_name"] = ir.StringAttr.get("predict", context=module.context)
-                return
-        raise CompileError("the module has no @forward function", stage="predict")
+        fwd = find_func(module, "forward")
+        if fwd is None:
+            raise CompileError("the module has no @forward function", stage="predict")
+        fwd.attributes["sym_name"] = ir.StringAttr.get("predict", context=module.context)
 
 
 def compile_training(graph, trainable=None, lr: float = 0.01, qas: bool = True, gradients: bool = False,
@@ -346,9 +346,9 @@ def _compile(graph, passes, order, lr, extra_flags, target, sram_kb, build_dir, 
 
 def _forward_types(module: ir.Module) -> tuple[tuple, np.dtype, tuple]:
     """(input shape, input dtype, output shape) of `@forward` (the input is its last argument)."""
-    for op in module.body.operations:
-        if op.operation.name == "func.func" and ir.StringAttr(op.attributes["sym_name"]).value == "forward":
-            ft = ir.FunctionType(ir.TypeAttr(op.attributes["function_type"]).value)
-            x, y = ir.RankedTensorType(ft.inputs[-1]), ir.RankedTensorType(ft.results[0])
-            return tuple(x.shape), _NP[str(x.element_type)], tuple(y.shape)
+    fwd = find_func(module, "forward")
+    if fwd is not None:
+        ft = ir.FunctionType(ir.TypeAttr(fwd.attributes["function_type"]).value)
+        x, y = ir.RankedTensorType(ft.inputs[-1]), ir.RankedTensorType(ft.results[0])
+        return tuple(x.shape), _NP[str(x.element_type)], tuple(y.shape)
     raise ValueError("the graph has no @forward function (was it compiled already? build it again)")

@@ -31,29 +31,17 @@ import numpy as np
 from torch_mlir import ir
 
 from tinytrain import reference as R
+from tinytrain.irfuncs import arg_attrs, find_func
 
 __all__ = ["forward_func", "arg_attrs", "apply_op", "constant_value", "evaluate"]
 
 
 def forward_func(module) -> ir.Operation:
     """The `func.func @forward` of `module` (an `ir.Module` or its operation)."""
-    body = module.body if isinstance(module, ir.Module) else module.regions[0].blocks[0]
-    for op in body.operations:
-        if op.operation.name == "func.func" and ir.StringAttr(op.attributes["sym_name"]).value == "forward":
-            return op.operation
-    raise ValueError("the module has no func.func @forward")
-
-
-def arg_attrs(fn: ir.Operation) -> list[dict[str, ir.Attribute]]:
-    """The argument attributes of `fn`, one dict per argument."""
-    n = len(fn.regions[0].blocks[0].arguments)
-    if "arg_attrs" not in fn.attributes:
-        return [{} for _ in range(n)]
-    out = []
-    for d in ir.ArrayAttr(fn.attributes["arg_attrs"]):
-        d = ir.DictAttr(d)
-        out.append({d[j].name: d[j].attr for j in range(len(d))})
-    return out
+    fn = find_func(module, "forward")
+    if fn is None:
+        raise ValueError("the module has no func.func @forward")
+    return fn.operation
 
 
 def _i64s(op, name):

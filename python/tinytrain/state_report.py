@@ -26,6 +26,7 @@ from typing import ClassVar
 from torch_mlir import ir
 
 from tinytrain.errors import CompileError
+from tinytrain.irfuncs import find_func
 from tinytrain.passes import ModulePass
 
 __all__ = ["StateEntry", "StateReport", "trained_state_report", "CollectStateReport"]
@@ -82,10 +83,8 @@ def _feeds_quantize(arg) -> bool:
 
 def trained_state_report(module: ir.Operation) -> StateReport:
     """The report of the `@train_step` in `module` (after `autodiff`, before `to-linalg`)."""
-    for op in module.regions[0].blocks[0].operations:
-        if op.operation.name == "func.func" and ir.StringAttr(op.attributes["sym_name"]).value == "train_step":
-            break
-    else:
+    op = find_func(module, "train_step")
+    if op is None:
         raise CompileError("state report: the module has no @train_step (run autodiff first)",
                            stage="state-report")
     args = op.regions[0].blocks[0].arguments

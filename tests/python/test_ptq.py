@@ -31,7 +31,8 @@ from tinytrain import reference as R
 from tinytrain.datasets import digits_8x8
 from tinytrain.models import fit, residual_cnn
 from tinytrain.context import new_context
-from tinytrain.reference_graph import apply_op, arg_attrs, evaluate, forward_func
+from tinytrain.irfuncs import arg_attrs
+from tinytrain.reference_graph import apply_op, evaluate, forward_func
 from torch_mlir import ir
 
 TRAINABLE = ["block.pw.weight", "block.pw.bias", "head.conv.weight", "head.conv.bias", "fc.weight", "fc.bias"]

@@ -45,6 +45,7 @@ from tinytrain.dialects import tinytrain as tt
 from tinytrain.dialects import tinytrain_layers as tl
 from tinytrain.dialects import tinytrain_quant as tq
 from tinytrain.errors import CompileError
+from tinytrain.irfuncs import arg_attrs
 from tinytrain.passes import ModulePass
 
 __all__ = ["AutodiffPass"]
@@ -55,17 +56,6 @@ def _funcs(module: ir.Operation) -> dict[str, func.FuncOp]:
     for op in module.regions[0].blocks[0].operations:
         if op.operation.name == "func.func":
             out[ir.StringAttr(op.attributes["sym_name"]).value] = op.opview
-    return out
-
-
-def _arg_attrs(f: func.FuncOp) -> list[dict[str, ir.Attribute]]:
-    n = len(f.regions[0].blocks[0].arguments)
-    if "arg_attrs" not in f.attributes:
-        return [{} for _ in range(n)]
-    out = []
-    for d in ir.ArrayAttr(f.attributes["arg_attrs"]):
-        d = ir.DictAttr(d)
-        out.append({d[j].name: d[j].attr for j in range(len(d))})
     return out
 
 
@@ -109,7 +99,7 @@ class AutodiffPass(ModulePass):
                                loc=module.location)
         fwd = funcs["forward"]
         body = fwd.regions[0].blocks[0]
-        args = [_Arg(i, a.type, attrs) for i, (a, attrs) in enumerate(zip(body.arguments, _arg_attrs(fwd)))]
+        args = [_Arg(i, a.type, attrs) for i, (a, attrs) in enumerate(zip(body.arguments, arg_attrs(fwd)))]
         trainable = self._trainable_set(args)
         inputs = [a for a in args if "tinytrain.input" in a.attrs]
         if len(inputs) != 1:

@@ -64,7 +64,8 @@ from tinytrain.dialects import tinytrain as tt
 from tinytrain.dialects import tinytrain_quant as tq
 from tinytrain.errors import CompileError, UnsupportedModelError
 from tinytrain.passes import ModulePass
-from tinytrain.reference_graph import arg_attrs, constant_value, evaluate, forward_func
+from tinytrain.irfuncs import arg_attrs
+from tinytrain.reference_graph import constant_value, evaluate, forward_func
 
 __all__ = ["QuantizePass", "activation_qparams", "weight_scales", "CLASSIFIERS", "RANGE_ATTR", "describe"]
 

@@ -49,6 +49,7 @@ from tinytrain.dialects import tinytrain as tt
 from tinytrain.dialects import tinytrain_layers as tl
 from tinytrain.dialects import tinytrain_quant as tq
 from tinytrain.errors import CompileError
+from tinytrain.irfuncs import arg_attrs, find_func
 from tinytrain.passes import ModulePass
 
 __all__ = ["SparseUpdatePass", "SparseNarrowPass", "WeightSlice", "RATIOS", "parse_ratio", "plan_slices",
@@ -89,22 +90,11 @@ class WeightSlice:
 
 
 def _forward(module: ir.Operation, stage: str) -> func.FuncOp:
-    for op in module.regions[0].blocks[0].operations:
-        if op.operation.name == "func.func" and ir.StringAttr(op.attributes["sym_name"]).value == "forward":
-            return op.opview
+    fwd = find_func(module, "forward")
+    if fwd is not None:
+        return fwd
     raise CompileError(f"{stage}: the module has no @forward function (run it before autodiff)",
                        stage=stage, loc=module.location)
-
-
-def _arg_attrs(f) -> list[dict[str, ir.Attribute]]:
-    n = len(f.regions[0].blocks[0].arguments)
-    if "arg_attrs" not in f.attributes:
-        return [{} for _ in range(n)]
-    out = []
-    for d in ir.ArrayAttr(f.attributes["arg_attrs"]):
-        d = ir.DictAttr(d)
-        out.append({d[j].name: d[j].attr for j in range(len(d))})
-    return out
 
 
 def _param_names(attrs) -> list[str | None]:
@@ -142,7 +132,7 @@ def plan_slices(module, ratios: dict[str, Fraction], stage: str = "sparse-update
     op = module.operation if isinstance(module, ir.Module) else module
     fwd = _forward(op, stage)
     block = fwd.regions[0].blocks[0]
-    names = _param_names(_arg_attrs(fwd))
+    names = _param_names(arg_attrs(fwd))
     index = {n: i for i, n in enumerate(names) if n is not None}
     out = []
     for name, r in ratios.items():
@@ -240,7 +230,7 @@ class SparseUpdatePass(ModulePass):
             return
         fwd = _forward(module, self.argument)
         old = fwd.regions[0].blocks[0]
-        attrs = _arg_attrs(fwd)
+        attrs = arg_attrs(fwd)
         names = _param_names(attrs)
         by_name = {s.name: s for s in slices}
         types, new_attrs, origin = [], [], []  # origin: (old arg index, None | "slice" | "rest")
@@ -366,7 +356,7 @@ def _narrow(sl) -> bool:
 def _sparse_args(f) -> list[tuple[int, str, int]]:
     """(argument index, parameter name, trained channels) of the sliced trainable weights."""
     out = []
-    for i, d in enumerate(_arg_attrs(f)):
+    for i, d in enumerate(arg_attrs(f)):
         if "tinytrain.sparse_channels" in d and "tinytrain.trainable" in d:
             out.append((i, ir.StringAttr(d["tinytrain.param"]).value,
                         ir.IntegerAttr(d["tinytrain.sparse_channels"]).value))

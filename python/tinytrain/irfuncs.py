@@ -1,0 +1,30 @@
+"""Looking up the functions of a tinytrain module and their argument attributes (shared by the
+passes, the compiler driver and the numpy graph evaluator)."""
+
+from __future__ import annotations
+
+from torch_mlir import ir
+from torch_mlir.dialects import func
+
+__all__ = ["find_func", "arg_attrs"]
+
+
+def find_func(module, name: str) -> func.FuncOp | None:
+    """The `func.func @name` of `module` (an `ir.Module` or its operation), or None."""
+    body = module.body if isinstance(module, ir.Module) else module.regions[0].blocks[0]
+    for op in body.operations:
+        if op.operation.name == "func.func" and ir.StringAttr(op.attributes["sym_name"]).value == name:
+            return op.opview
+    return None
+
+
+def arg_attrs(fn) -> list[dict[str, ir.Attribute]]:
+    """The argument attributes of `fn`, one dict (name -> attribute) per argument."""
+    n = len(fn.regions[0].blocks[0].arguments)
+    if "arg_attrs" not in fn.attributes:
+        return [{} for _ in range(n)]
+    out = []
+    for d in ir.ArrayAttr(fn.attributes["arg_attrs"]):
+        d = ir.DictAttr(d)
+        out.append({d[j].name: d[j].attr for j in range(len(d))})
+    return out
