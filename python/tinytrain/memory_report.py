@@ -255,7 +255,7 @@ def _svg(rep: MemoryReport) -> str:
           f'<rect x="0" y="0" width="{_W}" height="{_H}" fill="white"/>',
           f'<text x="{_L}" y="22" font-size="15">{escape(f"SRAM per dispatch of @{rep.function} ({rep.target})")}</text>']
     # y grid and ticks (KB)
-    step = _nice_step(top / 6)
+    step = _nice_step(top / 6 / 1024) * 1024
     v = 0
     while v <= top:
         el.append(f'<line x1="{_L}" y1="{y(v):.1f}" x2="{_L + pw}" y2="{y(v):.1f}" stroke="#e5e5e5"/>')
