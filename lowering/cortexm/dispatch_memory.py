@@ -32,7 +32,6 @@ Layer names come from the locations the compiler gives IREE: each tinytrain op i
 
 from __future__ import annotations
 
-import operator
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +39,7 @@ from pathlib import Path
 from iree.compiler import ir
 from iree.compiler.dialects import arith, hal, util  # noqa: F401 - registers the op views
 
+from .hal2c import _BIN, _CASTS  # the host program's integer arithmetic, shared
 from .schedule_model import Alloc, Command, Unsupported, _dtype_size
 
 __all__ = ["Access", "Subspan", "ExportInfo", "read_sources", "command_accesses", "live_ranges"]
@@ -51,11 +51,6 @@ _MODES = {"readonly": "r", "writeonly": "w", "readwrite": "rw"}
 # Ops whose location names the layer a dispatch computes (not its buffer plumbing).
 _COMPUTE = ("linalg.", "iree_linalg_ext.")
 _FALLBACK = ("iree_tensor_ext.dispatch.tensor.store", "linalg.fill")
-_BIN = {"arith.addi": operator.add, "arith.subi": operator.sub, "arith.muli": operator.mul,
-        "arith.divui": operator.floordiv, "arith.remui": operator.mod, "arith.andi": operator.and_,
-        "arith.ori": operator.or_, "arith.shli": operator.lshift, "arith.shrui": operator.rshift,
-        "arith.maxui": max, "arith.minui": min}
-_CASTS = ("arith.index_cast", "arith.index_castui", "arith.extui", "arith.extsi", "arith.trunci")
 
 
 @dataclass(frozen=True)
