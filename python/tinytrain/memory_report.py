@@ -239,8 +239,10 @@ def _svg(rep: MemoryReport) -> str:
     transient tensors on top (area), IREE's transient allocations (dashed), the plan's peak and
     the budget (lines). Written directly as SVG (no plotting library)."""
     n = max(len(rep.rows), 1)
-    top = max([rep.peak_bytes, rep.budget_bytes or 0, *(rep.persistent_bytes + r.allocated_bytes for r in rep.rows)])
-    top = top * 1.08 or 1
+    top = max([rep.peak_bytes, *(rep.persistent_bytes + r.allocated_bytes for r in rep.rows)])
+    # A budget far above the data would flatten the chart: then it is named, not drawn.
+    budget_drawn = rep.budget_bytes is not None and rep.budget_bytes <= 2 * top
+    top = max(top, rep.budget_bytes if budget_drawn else 0) * 1.08 or 1
     pw, ph = _W - _L - _R, _H - _T - _B
 
     def x(i):
@@ -286,7 +288,11 @@ def _svg(rep: MemoryReport) -> str:
         el.append(f'<polyline points="{" ".join(pts)}" fill="none" stroke="#333" stroke-dasharray="4 3"/>')
     legend.append(("IREE transient allocations", "#333", "dash"))
     # plan peak and budget
-    for label, value, color in (("plan peak", rep.peak_bytes, "#e15759"), ("budget", rep.budget_bytes, "#000")):
+    if rep.budget_bytes is not None and not budget_drawn:
+        el.append(f'<text x="{_L + pw - 4}" y="{_T + 12}" text-anchor="end">'
+                  f'{escape(f"budget {rep.budget_bytes:,} B (above the chart)")}</text>')
+    for label, value, color in (("plan peak", rep.peak_bytes, "#e15759"),
+                                ("budget", rep.budget_bytes if budget_drawn else None, "#000")):
         if value:
             el.append(f'<line x1="{_L}" y1="{y(value):.1f}" x2="{_L + pw}" y2="{y(value):.1f}" '
                       f'stroke="{color}" stroke-width="1.5"/>')
