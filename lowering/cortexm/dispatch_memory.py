@@ -42,7 +42,8 @@ from iree.compiler.dialects import arith, hal, util  # noqa: F401 - registers th
 from .hal2c import _BIN, _CASTS  # the host program's integer arithmetic, shared
 from .schedule_model import Alloc, Command, Unsupported, _dtype_size
 
-__all__ = ["Access", "Subspan", "ExportInfo", "read_sources", "command_accesses", "live_ranges"]
+__all__ = ["Access", "Subspan", "ExportInfo", "Value", "read_sources", "command_accesses", "live_ranges",
+           "live_bytes"]
 
 _TENSOR_TYPE = re.compile(r"dispatch\.tensor<(readonly|writeonly|readwrite):tensor<((?:\d+x)*)(\w+)>>")
 # Every quoted string of a printed location; a file location's is followed by ":<line>".
@@ -66,6 +67,8 @@ class Subspan:
 
 @dataclass
 class ExportInfo:
+    """One kernel of the library: the tensors it touches and the layers it computes."""
+
     name: str
     subspans: list
     layers: list = field(default_factory=list)   # layer names, in the dispatch's op order
