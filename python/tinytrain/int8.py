@@ -140,6 +140,14 @@ class Int8Training:
         `contributors` [(what, bytes)], largest first."""
         return _plan(self._firmware().module)
 
+    def memory_report(self, function: str | None = None):
+        """Per-dispatch SRAM of the firmware's step (`tinytrain.memory_report.MemoryReport`), as
+        `CompiledModel.memory_report`; `predict` for an inference-only program. A ValueError for
+        the host target."""
+        from tinytrain.memory_report import report_for
+
+        return report_for(self.firmware, function=function)
+
     def run_qemu(self, train=None, evaluate=None, *, params=None, workdir=None,
                  timeout: float = 600.0, checkpoint=None, nvm=None):
         """Run the firmware in QEMU, as `CompiledModel.run_qemu`: train on `train = (images,
@@ -325,7 +333,7 @@ def compile_predict(graph, extra_flags=("--iree-opt-const-eval=false",), *, targ
 
 
 def _compile(graph, passes, order, lr, extra_flags, target, sram_kb, build_dir, values=None) -> Int8Training:
-    from tinytrain.compiler import _build_firmware, check_target_args
+    from tinytrain.compiler import _build_firmware, check_target_args, located_text
     from tinytrain.lowering.conversions.tinytrain_to_linalg import ConvertTinytrainToLinalgPass
     from tinytrain.lowering.host.iree_host import HostModule, compile_host
     from tinytrain.pipeline import run_pipeline
@@ -340,7 +348,8 @@ def _compile(graph, passes, order, lr, extra_flags, target, sram_kb, build_dir, 
     prog = Int8Training(host, order, values, lr=lr, stages={"linalg": text}, input_shape_nhwc=fwd[0],
                         input_dtype=fwd[1], output_shape=fwd[2], target=target)
     if target != "host":
-        prog.firmware = _build_firmware(prog, target, sram_kb, build_dir)
+        prog.firmware = _build_firmware(prog, target, sram_kb, build_dir,
+                                        linalg_text=located_text(graph.module))
     return prog
 
 
