@@ -36,6 +36,7 @@ PASSES: dict[str, str] = {
     "qas": "tinytrain.transforms.qas:QasPass",
     "sparse-update": "tinytrain.transforms.sparse_update:SparseUpdatePass",
     "sparse-narrow": "tinytrain.transforms.sparse_update:SparseNarrowPass",
+    "patch-stage": "tinytrain.transforms.patch_stage:PatchStagePass",
     "to-linalg": "tinytrain.lowering.conversions.tinytrain_to_linalg:ConvertTinytrainToLinalgPass",
 }
 
