@@ -21,7 +21,8 @@ the stage and whose weight and bias are frozen (not `tinytrain.trainable`). A cu
 exactly one stage value is used after it (a block boundary). The pass takes the last valid cut whose
 spatial size is at least the input's / `factor`. A function whose first op is trained, or whose
 stage is smaller than the grid, is left as it is. Each patched function gets a
-`tinytrain.patch_stage` attribute (grid, cut layer, cut shape, number of ops) for the reports.
+`tinytrain.patch_stage` attribute for the reports: grid, cut layer, cut shape, number of ops, and
+the stage's multiply-accumulates whole (`macs`) and patched (`patched_macs`, with the halo).
 
 Options: `grid` (patches per side, 1 disables the pass), `factor` (how far down the stage goes).
 """
@@ -73,6 +74,12 @@ class Stage:
     @property
     def cut_layer(self) -> str:
         return _layer(self.ops[-1])
+
+
+def _conv_macs(op, out_shape) -> int:
+    kh, kw, cin_g, cout = ir.RankedTensorType(op.operands[1].type).shape
+    n, oh, ow, _ = out_shape
+    return n * oh * ow * cout * kh * kw * cin_g
 
 
 def _frozen_operand(v: ir.Value, frozen_args: set) -> bool:
@@ -173,6 +180,9 @@ class _Patch:
                 for u in op.operands:
                     need[key(u)] = _union(need.get(key(u)), box)
         self.need = need
+        self.macs = sum(_conv_macs(op, [1, b[0][1] - b[0][0], b[1][1] - b[1][0], 0])
+                        for op, b in ((op, need.get(i + 1)) for i, op in enumerate(stage.ops))
+                        if b is not None and op.operation.name == _CONV)
 
     def build(self, x: ir.Value) -> ir.Value:
         """The cut's patch, computed from `x` (the stage input, or a barrier-chained alias)."""
@@ -282,10 +292,14 @@ class PatchStagePass(ModulePass):
         with ir.InsertionPoint(last), last.location:
             acc = tensor.EmptyOp([n, h, w, c], ir.RankedTensorType(stage.cut.type).element_type).result
             x = stage.input
+            whole = sum(_conv_macs(op, _shape(op.results[0])) for op in stage.ops if op.operation.name == _CONV)
+            patched = 0
             for k, box in enumerate(boxes):
                 if k:
                     x, acc = _barrier([x, acc])
-                patch = _Patch(stage, box).build(x)
+                p = _Patch(stage, box)
+                patched += p.macs
+                patch = p.build(x)
                 (r0, r1), (c0, c1) = box
                 acc = tensor.InsertSliceOp(patch, acc, [], [], [], [0, r0, c0, 0], [n, r1 - r0, c1 - c0, c],
                                            [1, 1, 1, 1]).result
@@ -296,4 +310,5 @@ class PatchStagePass(ModulePass):
         fn.attributes["tinytrain.patch_stage"] = ir.DictAttr.get({
             "grid": ir.IntegerAttr.get(i64, self.grid), "cut": ir.StringAttr.get(cut_layer),
             "cut_shape": ir.DenseI64ArrayAttr.get([n, h, w, c]),
-            "ops": ir.IntegerAttr.get(i64, len(stage.ops))})
+            "ops": ir.IntegerAttr.get(i64, len(stage.ops)),
+            "macs": ir.IntegerAttr.get(i64, whole), "patched_macs": ir.IntegerAttr.get(i64, patched)})

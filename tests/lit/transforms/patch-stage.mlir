@@ -9,7 +9,7 @@
 // slice [0, 4) and one row/column of zero-point padding (-128) on the top/left border only; the
 // conv itself then has no padding.
 // CHECK-LABEL: func.func @forward(
-// CHECK-SAME: attributes {tinytrain.patch_stage = {cut = "add", cut_shape = array<i64: 1, 3, 3, 2>, grid = 2 : i64, ops = 3 : i64}}
+// CHECK-SAME: attributes {tinytrain.patch_stage = {cut = "add", cut_shape = array<i64: 1, 3, 3, 2>, grid = 2 : i64, macs = 198 : i64, ops = 3 : i64, patched_macs = 198 : i64}}
 // CHECK: %[[E:.*]] = tensor.empty() : tensor<1x3x3x2xi8>
 // CHECK: %[[S0:.*]] = tensor.extract_slice %arg4[0, 0, 0, 0] [1, 4, 4, 1] [1, 1, 1, 1] : tensor<1x6x6x1xi8> to tensor<1x4x4x1xi8>
 // CHECK: tensor.pad %[[S0]] low[0, 1, 1, 0] high[0, 0, 0, 0]
