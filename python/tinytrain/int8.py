@@ -239,7 +239,7 @@ class _ForwardAsPredict(ModulePass):
 def compile_training(graph, trainable=None, lr: float = 0.01, qas: bool = True, gradients: bool = False,
                      extra_flags=("--iree-opt-const-eval=false",), scheme=None, momentum: float = 0.0,
                      verbose: bool = False, *, target: str = "host", sram_kb: int = 256,
-                     build_dir=None, patches: int | None = None) -> Int8Training:
+                     build_dir=None, patches: int | None = None, reorder: bool = True) -> Int8Training:
     """Build `@train_step` / `@predict` (and `@gradients`) of `graph` and compile them for the
     host, and with `target="cortex-m4"|"cortex-m7"` the firmware too (in `build_dir`, planned
     against `sram_kb`: a `CompileError` when it does not fit).
@@ -249,9 +249,11 @@ def compile_training(graph, trainable=None, lr: float = 0.01, qas: bool = True, 
     or the explicit form, or a `SparseScheme`); the paper form always trains the fp32 head.
     `momentum`: SGD momentum (0 = plain SGD); `verbose` prints the trained-state report.
     `patches`: the frozen first stage computed in `patches` x `patches` spatial patches (the
-    `patch-stage` pass; bit-identical, less SRAM, some recomputed halo); default `patch_grid()`."""
+    `patch-stage` pass; bit-identical, less SRAM, some recomputed halo); default `patch_grid()`.
+    `reorder`: each update applied as soon as its gradient exists (the `reorder-updates` pass;
+    False keeps autodiff's order, all updates at the end, for comparison)."""
     passes, order, values, slices, report = _training_passes(graph, trainable, lr, qas, gradients, scheme,
-                                                             momentum)
+                                                             momentum, reorder)
     passes += _patch_passes(graph, patches, target)
     prog = _compile(graph, passes, order, lr, extra_flags, target, sram_kb, build_dir, values)
     prog.slices, prog.momentum, prog.report = {s.name: s for s in slices}, float(momentum), report["report"]
@@ -261,7 +263,8 @@ def compile_training(graph, trainable=None, lr: float = 0.01, qas: bool = True, 
 
 
 def plan_sram(graph, trainable=(), *, lr: float = 0.01, qas: bool = True, target: str = "cortex-m7",
-              work_dir=None, scheme=None, momentum: float = 0.0, patches: int | None = None) -> dict:
+              work_dir=None, scheme=None, momentum: float = 0.0, patches: int | None = None,
+              reorder: bool = True) -> dict:
     """The SRAM plan of `graph`'s training program (inference program with no `trainable`) on
     `target`, from its static schedule, without building a firmware or checking a budget:
     `{"total", "peak", "contributors"}` as `Int8Training.planned_sram()`. `work_dir` keeps the
@@ -274,7 +277,7 @@ def plan_sram(graph, trainable=(), *, lr: float = 0.01, qas: bool = True, target
 
     if trainable or scheme is not None:
         passes, _, values, _, _ = _training_passes(graph, list(trainable) or None, lr, qas, False, scheme,
-                                                   momentum)
+                                                   momentum, reorder)
     else:
         passes, values = [_ForwardAsPredict()], graph.values
     passes = [*passes, *_patch_passes(graph, patches, target)]
@@ -290,12 +293,13 @@ def _plan(module) -> dict:
             "contributors": module.sram_contributors()}
 
 
-def _training_passes(graph, trainable, lr, qas, gradients, scheme=None, momentum=0.0):
+def _training_passes(graph, trainable, lr, qas, gradients, scheme=None, momentum=0.0, reorder=True):
     """(passes up to `to-linalg`, trained names in argument order, parameter values in program
     layout, weight slices, state-report sink) of the training program."""
     from tinytrain.state_report import CollectStateReport
     from tinytrain.transforms.autodiff import AutodiffPass
     from tinytrain.transforms.qas import QasPass
+    from tinytrain.transforms.reorder_updates import ReorderUpdatesPass
     from tinytrain.transforms.sparse_update import SparseNarrowPass, SparseUpdatePass, plan_slices, split_values
 
     if (trainable is None) == (scheme is None):
@@ -324,6 +328,8 @@ def _training_passes(graph, trainable, lr, qas, gradients, scheme=None, momentum
         passes.append(SparseNarrowPass())
     if qas:
         passes.append(QasPass())
+    if reorder:
+        passes.append(ReorderUpdatesPass())
     report: dict = {}
     passes.append(CollectStateReport(sink=report))
     return passes, [n for n in graph.param_names if n in trainable], values, slices, report

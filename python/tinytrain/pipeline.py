@@ -37,6 +37,7 @@ PASSES: dict[str, str] = {
     "sparse-update": "tinytrain.transforms.sparse_update:SparseUpdatePass",
     "sparse-narrow": "tinytrain.transforms.sparse_update:SparseNarrowPass",
     "patch-stage": "tinytrain.transforms.patch_stage:PatchStagePass",
+    "reorder-updates": "tinytrain.transforms.reorder_updates:ReorderUpdatesPass",
     "to-linalg": "tinytrain.lowering.conversions.tinytrain_to_linalg:ConvertTinytrainToLinalgPass",
 }
 
