@@ -46,7 +46,7 @@ def conv1x1_scratch_bytes(c_in: int, c_out: int) -> int:
     """Scratch for `ttk_conv1x1_s8`'s widened-operand path with every output channel in one
     block (`ttk_conv1x1_s8_scratch_size`, with `_RQ_BOUND` for the per-channel constants)."""
     k4 = (c_in + 3) & ~3
-    return k4 * 4 + (c_out + 1) // 2 * (k4 * 4 + 2 * _RQ_BOUND + 8)
+    return k4 * 8 + (c_out + 1) // 2 * (k4 * 4 + 2 * _RQ_BOUND + 8)
 
 
 def _quant_contract(mult, shift, clamp, zero_points, taps: int) -> str | None:
