@@ -287,7 +287,9 @@ def _build_firmware(prog: "CompiledModel", target: str, sram_kb: int, build_dir)
     # build fails, so a failed compile leaves no half-written firmware behind.
     created = [p for p in (out, out / "static", out / "firmware") if not p.exists()]
     try:
-        fw = compile_firmware(prog.stages["linalg"], out, target=target,
+        # "linalg_device": the firmware's own lowering when it differs from the host's
+        # (tinytrain.int8's kernels="ttk": our int8 kernels as IREE dispatches)
+        fw = compile_firmware(prog.stages.get("linalg_device", prog.stages["linalg"]), out, target=target,
                               params=prog.program_params(), sram_kb=sram_kb,
                               extra_flags=getattr(prog, "cortexm_flags", ()))
     except SramBudgetError as e:
