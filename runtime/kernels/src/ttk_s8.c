@@ -301,6 +301,100 @@ TTK_INLINE void ttk_dot_q15_4x2(const int32_t* xs, const int32_t* ws, int32_t qu
   s[7] = s31;
 }
 
+#if TTK_HAVE_DSP
+/* The 4x2 dot as one assembly loop (GCC spills two of the 8 accumulators in C): per lane pair
+ * LDRD w (channel pair, post-increment), LDRD x (pixels 0-1), 4 SMLAD, LDRD x (pixels 2-3),
+ * 4 SMLAD: 11 instructions per 16 MACs; 4 k-quads per iteration of the main loop, then one
+ * quad per iteration. Registers: r0 xs, r1 ws, r4-r11 the accumulators s[0..7], r2/r3 pixel
+ * operands, r12/lr weight operands; the loop ends on the stack. Same contract as
+ * ttk_dot_q15_4x2 (quads >= 0, xs/ws 4-byte aligned). */
+void ttk_dot_q15_4x2_dsp(const int32_t* xs, const int32_t* ws, int32_t quads, int32_t* s);
+#define TTK_ASM_STEP42                      \
+  "ldrd   r12, lr, [r1], #8\n\t"            \
+  "ldrd   r2, r3, [r0], #8\n\t"             \
+  "smlad  r4, r2, r12, r4\n\t"              \
+  "smlad  r5, r2, lr, r5\n\t"               \
+  "smlad  r6, r3, r12, r6\n\t"              \
+  "smlad  r7, r3, lr, r7\n\t"               \
+  "ldrd   r2, r3, [r0], #8\n\t"             \
+  "smlad  r8, r2, r12, r8\n\t"              \
+  "smlad  r9, r2, lr, r9\n\t"               \
+  "smlad  r10, r3, r12, r10\n\t"            \
+  "smlad  r11, r3, lr, r11\n\t"
+__asm__(
+    "  .text\n\t"
+    "  .syntax unified\n\t"
+    "  .thumb\n\t"
+    "  .p2align 2\n\t"
+    "  .global ttk_dot_q15_4x2_dsp\n\t"
+    "  .hidden ttk_dot_q15_4x2_dsp\n\t"
+    "  .type ttk_dot_q15_4x2_dsp, %function\n\t"
+    "  .thumb_func\n"
+    "ttk_dot_q15_4x2_dsp:\n\t"
+    "push   {r4-r11, lr}\n\t"
+    "sub    sp, sp, #12\n\t"
+    "str    r3, [sp]\n\t"
+    "ldm    r3, {r4-r11}\n\t"
+    "add    r12, r1, r2, lsl #4\n\t" /* end of ws: 16 bytes per quad */
+    "str    r12, [sp, #8]\n\t"
+    "bic    r2, r2, #3\n\t"
+    "add    r2, r1, r2, lsl #4\n\t" /* end of the 4-quad iterations */
+    "str    r2, [sp, #4]\n\t"
+    "cmp    r1, r2\n\t"
+    "beq    2f\n"
+    "1:\n\t"
+    TTK_ASM_STEP42 TTK_ASM_STEP42 TTK_ASM_STEP42 TTK_ASM_STEP42
+    TTK_ASM_STEP42 TTK_ASM_STEP42 TTK_ASM_STEP42 TTK_ASM_STEP42
+    "ldr    r2, [sp, #4]\n\t"
+    "cmp    r1, r2\n\t"
+    "bne    1b\n"
+    "2:\n\t"
+    "ldr    r2, [sp, #8]\n\t"
+    "cmp    r1, r2\n\t"
+    "beq    4f\n"
+    "3:\n\t"
+    TTK_ASM_STEP42 TTK_ASM_STEP42
+    "ldr    r2, [sp, #8]\n\t"
+    "cmp    r1, r2\n\t"
+    "bne    3b\n"
+    "4:\n\t"
+    "ldr    r3, [sp]\n\t"
+    "stm    r3, {r4-r11}\n\t"
+    "add    sp, sp, #12\n\t"
+    "pop    {r4-r11, pc}\n\t"
+    "  .size ttk_dot_q15_4x2_dsp, .-ttk_dot_q15_4x2_dsp\n\t");
+#undef TTK_ASM_STEP42
+#define TTK_DOT_Q15_4X2 ttk_dot_q15_4x2_dsp
+#else
+#define TTK_DOT_Q15_4X2 ttk_dot_q15_4x2
+#endif
+
+/* One group of 4 pixels (widened in xs) against npairs full channel pairs (q2 epilogue, records
+ * as below): y0 is pixel 0's output at the block's first channel. Not inlined: only this loop's
+ * values are live, so the register allocator keeps the accumulators and the row pointers. */
+__attribute__((noinline)) static void ttk_pw_q2_px4(const int32_t* xs, const int32_t* wj,
+                                                    const int32_t* rj, int32_t npairs,
+                                                    int32_t quads, int32_t rec_words,
+                                                    int8_t* y0, int32_t c_out) {
+  const int32_t k4 = 4 * quads;
+  int8_t* y1 = y0 + c_out;
+  int8_t* y2 = y1 + c_out;
+  int8_t* y3 = y2 + c_out;
+  for (int32_t j = 0; j < npairs; ++j, wj += k4, rj += rec_words) {
+    int32_t s[8] = {rj[0], rj[1], rj[0], rj[1], rj[0], rj[1], rj[0], rj[1]};
+    TTK_DOT_Q15_4X2(xs, wj, quads, s);
+    const int32_t m0 = rj[2], m1 = rj[3], k0 = rj[4], k1 = rj[5], e0 = rj[6], e1 = rj[7];
+    y0[2 * j] = ttk_sat_s8(ttk_q2_apply(s[0], m0, k0, e0));
+    y0[2 * j + 1] = ttk_sat_s8(ttk_q2_apply(s[1], m1, k1, e1));
+    y1[2 * j] = ttk_sat_s8(ttk_q2_apply(s[2], m0, k0, e0));
+    y1[2 * j + 1] = ttk_sat_s8(ttk_q2_apply(s[3], m1, k1, e1));
+    y2[2 * j] = ttk_sat_s8(ttk_q2_apply(s[4], m0, k0, e0));
+    y2[2 * j + 1] = ttk_sat_s8(ttk_q2_apply(s[5], m1, k1, e1));
+    y3[2 * j] = ttk_sat_s8(ttk_q2_apply(s[6], m0, k0, e0));
+    y3[2 * j + 1] = ttk_sat_s8(ttk_q2_apply(s[7], m1, k1, e1));
+  }
+}
+
 /* Per channel pair of a block, after its widened weights: the epilogue constants. With the q2
  * epilogue (ttk_q2_t, y_zero folded in) 8 words {b0, b1, m2s0, m2s1, kc0, kc1, e0, e1};
  * otherwise 2 ttk_rq_t then {b0, b1}. Either fits TTK_PW_REC_BYTES. */
@@ -355,21 +449,18 @@ TTK_INLINE void ttk_conv1x1_s8_q15_body(const int8_t* x, int32_t pixels, int32_t
         int8_t* y0 = y + p * c_out + c0;
         const int32_t* wj = wblk;
         const int32_t* rj = recs;
-        for (int32_t j = 0; j < npairs; ++j, y0 += 2, wj += k4, rj += rec_words) {
+        int32_t j = 0;
+        if (np == 4) { /* all full channel pairs of 4 whole pixels */
+          ttk_pw_q2_px4(xs, wj, rj, nfull, quads, rec_words, y0, c_out);
+          j = nfull;
+          y0 += 2 * nfull;
+          wj += nfull * k4;
+          rj += nfull * rec_words;
+        }
+        for (; j < npairs; ++j, y0 += 2, wj += k4, rj += rec_words) {
           int32_t s[8] = {rj[0], rj[1], rj[0], rj[1], rj[0], rj[1], rj[0], rj[1]};
           ttk_dot_q15_4x2(xs, wj, quads, s);
           const int32_t m0 = rj[2], m1 = rj[3], k0 = rj[4], k1 = rj[5], e0 = rj[6], e1 = rj[7];
-          if (np == 4 && j < nfull) {
-            y0[0] = ttk_sat_s8(ttk_q2_apply(s[0], m0, k0, e0));
-            y0[1] = ttk_sat_s8(ttk_q2_apply(s[1], m1, k1, e1));
-            y0[c_out] = ttk_sat_s8(ttk_q2_apply(s[2], m0, k0, e0));
-            y0[c_out + 1] = ttk_sat_s8(ttk_q2_apply(s[3], m1, k1, e1));
-            y0[2 * c_out] = ttk_sat_s8(ttk_q2_apply(s[4], m0, k0, e0));
-            y0[2 * c_out + 1] = ttk_sat_s8(ttk_q2_apply(s[5], m1, k1, e1));
-            y0[3 * c_out] = ttk_sat_s8(ttk_q2_apply(s[6], m0, k0, e0));
-            y0[3 * c_out + 1] = ttk_sat_s8(ttk_q2_apply(s[7], m1, k1, e1));
-            continue;
-          }
           /* pixel tail or the last, single channel (constant indices keep s[] in registers) */
 #define TTK_PW_TAIL(i)                                                                 \
   if ((i) < np) {                                                                      \

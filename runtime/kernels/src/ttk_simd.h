@@ -158,8 +158,9 @@ TTK_INLINE int32_t ttk_requant(int32_t acc, int32_t mult, int32_t shift) {
  * write 2 mult = m2s + 2^32 with m2s = (int32)(2 mult) < 0 (two's complement), so
  * 2 acc mult = acc m2s + acc 2^32, and the whole numerator is the 64-bit
  *   hi:lo = ((acc + (acc >> 31) + kc) << 32 | 2^31) + acc * m2s,  kc = 2^(e-1) + y_zero 2^e
- * (acc >> 31 = -[acc<0]): one SMLAL on a preset whose high word is acc-dependent (one ADD with
- * ASR, one ADD), then hi >> e. |acc| < 2^30 keeps every intermediate in range (hi < 2^31). */
+ * (acc >> 31 = -[acc<0]): one SMMLAR (the high word of hi:0 + acc * m2s + 2^31) on an acc-dependent
+ * high word (one ADD with ASR, one ADD), then >> e. |acc| < 2^30 keeps every intermediate in
+ * range (hi < 2^31). */
 typedef struct {
   int32_t m2s; /* (int32)(2 mult) */
   int32_t kc;  /* 2^(e-1) + y_zero 2^e */
@@ -179,11 +180,18 @@ TTK_INLINE ttk_q2_t ttk_q2_make(int32_t mult, int32_t shift, int32_t y_zero) {
   return r;
 }
 
-/* requant(acc) + y_zero (not saturated) under ttk_q2_ok's preconditions. */
+/* requant(acc) + y_zero (not saturated) under ttk_q2_ok's preconditions. The high word of
+ * (hi << 32) + acc * m2s + 2^31 is exactly SMMLAR (most significant word, rounded, accumulate). */
 TTK_INLINE int32_t ttk_q2_apply(int32_t acc, int32_t m2s, int32_t kc, int32_t e) {
   const uint32_t hi = (uint32_t)acc + (uint32_t)(acc >> 31) + (uint32_t)kc;
+#if TTK_HAVE_DSP
+  int32_t r;
+  __asm__("smmlar %0, %1, %2, %3" : "=r"(r) : "r"(acc), "r"(m2s), "r"(hi));
+  return r >> e;
+#else
   const uint64_t v = (((uint64_t)hi << 32) | 0x80000000u) + (uint64_t)((int64_t)acc * (int64_t)m2s);
   return (int32_t)(uint32_t)(v >> 32) >> e;
+#endif
 }
 
 /* Saturate to [-128, 127]: one SSAT. */
