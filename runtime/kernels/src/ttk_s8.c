@@ -301,14 +301,13 @@ TTK_INLINE void ttk_dot_q15_4x2(const int32_t* xs, const int32_t* ws, int32_t qu
   s[7] = s31;
 }
 
+/* One group of 4 pixels (widened in xs) against npairs full channel pairs (q2 epilogue, records
+ * as below): y0 is pixel 0's output at the block's first channel. */
 #if TTK_HAVE_DSP
-/* The 4x2 dot as one assembly loop (GCC spills two of the 8 accumulators in C): per lane pair
- * LDRD w (channel pair, post-increment), LDRD x (pixels 0-1), 4 SMLAD, LDRD x (pixels 2-3),
- * 4 SMLAD: 11 instructions per 16 MACs; 4 k-quads per iteration of the main loop, then one
- * quad per iteration. Registers: r0 xs, r1 ws, r4-r11 the accumulators s[0..7], r2/r3 pixel
- * operands, r12/lr weight operands; the loop ends on the stack. Same contract as
- * ttk_dot_q15_4x2 (quads >= 0, xs/ws 4-byte aligned). */
-void ttk_dot_q15_4x2_dsp(const int32_t* xs, const int32_t* ws, int32_t quads, int32_t* s);
+/* The 4x2 dot in assembly (in C, GCC spills two of the 8 accumulators): per lane pair LDRD w
+ * (channel pair, post-increment), LDRD x (pixels 0-1), 4 SMLAD, LDRD x (pixels 2-3), 4 SMLAD:
+ * 11 instructions per 16 MACs; r0 xs, r1 ws, r4-r11 the accumulators (s[0..7] of
+ * ttk_dot_q15_4x2), r2/r3 pixel operands, r12/lr weight operands. */
 #define TTK_ASM_STEP42                      \
   "ldrd   r12, lr, [r1], #8\n\t"            \
   "ldrd   r2, r3, [r0], #8\n\t"             \
@@ -321,68 +320,148 @@ void ttk_dot_q15_4x2_dsp(const int32_t* xs, const int32_t* ws, int32_t quads, in
   "smlad  r9, r2, lr, r9\n\t"               \
   "smlad  r10, r3, r12, r10\n\t"            \
   "smlad  r11, r3, lr, r11\n\t"
+/* Per channel pair, the accumulators start at the pair's biases, run the dot (4 k-quads per
+ * iteration of the main loop, then one per iteration; loop ends on the stack) and go through
+ * the q2 epilogue (6 instructions per output: ADD, ADD, SMMLAR, ASR, SSAT, STRB) without
+ * leaving the registers. The argument fields are copied to the routine's frame. */
+typedef struct {
+  const int32_t* xs;  /* the group's widened pixels */
+  const int32_t* ws;  /* the first pair's widened weights (pairs are contiguous) */
+  const int32_t* rec; /* the first pair's record */
+  int32_t npairs;
+  int32_t ws_bytes;   /* one pair's weights: 16 * quads */
+  int32_t main_bytes; /* 16 * (quads & ~3) */
+  int8_t* y;
+  int32_t c_out;
+  int32_t rec_bytes;
+} ttk_px4_args_t;
+void ttk_pw_q2_px4_dsp(const ttk_px4_args_t* a);
+#define TTK_ASM_Q2OUT(acc, addr)                   \
+  "add    r0, r12, " acc ", asr #31\n\t"           \
+  "add    r0, r0, " acc "\n\t"                     \
+  "smmlar r0, " acc ", r3, r0\n\t"                 \
+  "asr    r0, r0, lr\n\t"                          \
+  "ssat   r0, #8, r0\n\t"                          \
+  "strb   r0, " addr "\n\t"
+/* frame: [sp] xs, #4 ws, #8 rec, #12 pairs left, #16 y, #20 end of the 4-quad loop, #24 end of
+ * the pair's weights, #28 ws_bytes, #32 main_bytes, #36 c_out, #40 rec_bytes */
 __asm__(
     "  .text\n\t"
     "  .syntax unified\n\t"
     "  .thumb\n\t"
     "  .p2align 2\n\t"
-    "  .global ttk_dot_q15_4x2_dsp\n\t"
-    "  .hidden ttk_dot_q15_4x2_dsp\n\t"
-    "  .type ttk_dot_q15_4x2_dsp, %function\n\t"
+    "  .global ttk_pw_q2_px4_dsp\n\t"
+    "  .hidden ttk_pw_q2_px4_dsp\n\t"
+    "  .type ttk_pw_q2_px4_dsp, %function\n\t"
     "  .thumb_func\n"
-    "ttk_dot_q15_4x2_dsp:\n\t"
+    "ttk_pw_q2_px4_dsp:\n\t"
     "push   {r4-r11, lr}\n\t"
-    "sub    sp, sp, #12\n\t"
-    "str    r3, [sp]\n\t"
-    "ldm    r3, {r4-r11}\n\t"
-    "add    r12, r1, r2, lsl #4\n\t" /* end of ws: 16 bytes per quad */
-    "str    r12, [sp, #8]\n\t"
-    "bic    r2, r2, #3\n\t"
-    "add    r2, r1, r2, lsl #4\n\t" /* end of the 4-quad iterations */
+    "sub    sp, sp, #44\n\t"
+    "ldm    r0, {r1-r9}\n\t"
+    "str    r1, [sp]\n\t"
     "str    r2, [sp, #4]\n\t"
+    "str    r3, [sp, #8]\n\t"
+    "str    r4, [sp, #12]\n\t"
+    "str    r7, [sp, #16]\n\t"
+    "str    r5, [sp, #28]\n\t"
+    "str    r6, [sp, #32]\n\t"
+    "str    r8, [sp, #36]\n\t"
+    "str    r9, [sp, #40]\n\t"
+    "cmp    r4, #0\n\t"
+    "ble    9f\n"
+    "5:\n\t"
+    "ldr    r0, [sp]\n\t"
+    "ldr    r1, [sp, #4]\n\t"
+    "ldr    r2, [sp, #32]\n\t"
+    "add    r2, r1, r2\n\t"
+    "str    r2, [sp, #20]\n\t"
+    "ldr    r3, [sp, #28]\n\t"
+    "add    r3, r1, r3\n\t"
+    "str    r3, [sp, #24]\n\t"
+    "ldr    r3, [sp, #8]\n\t"
+    "ldrd   r4, r5, [r3]\n\t"
+    "mov    r6, r4\n\t"
+    "mov    r7, r5\n\t"
+    "mov    r8, r4\n\t"
+    "mov    r9, r5\n\t"
+    "mov    r10, r4\n\t"
+    "mov    r11, r5\n\t"
     "cmp    r1, r2\n\t"
     "beq    2f\n"
     "1:\n\t"
     TTK_ASM_STEP42 TTK_ASM_STEP42 TTK_ASM_STEP42 TTK_ASM_STEP42
     TTK_ASM_STEP42 TTK_ASM_STEP42 TTK_ASM_STEP42 TTK_ASM_STEP42
-    "ldr    r2, [sp, #4]\n\t"
+    "ldr    r2, [sp, #20]\n\t"
     "cmp    r1, r2\n\t"
     "bne    1b\n"
     "2:\n\t"
-    "ldr    r2, [sp, #8]\n\t"
+    "ldr    r2, [sp, #24]\n\t"
     "cmp    r1, r2\n\t"
     "beq    4f\n"
     "3:\n\t"
     TTK_ASM_STEP42 TTK_ASM_STEP42
-    "ldr    r2, [sp, #8]\n\t"
+    "ldr    r2, [sp, #24]\n\t"
     "cmp    r1, r2\n\t"
     "bne    3b\n"
     "4:\n\t"
-    "ldr    r3, [sp]\n\t"
-    "stm    r3, {r4-r11}\n\t"
-    "add    sp, sp, #12\n\t"
+    "str    r1, [sp, #4]\n\t"
+    /* channel 0: r4 r6 r8 r10 = pixels 0..3; r1 y, r2 c_out, r4 reused as the row-2 pointer */
+    "ldr    r0, [sp, #8]\n\t"
+    "ldr    r1, [sp, #16]\n\t"
+    "ldr    r2, [sp, #36]\n\t"
+    "ldr    r3, [r0, #8]\n\t"
+    "ldr    r12, [r0, #16]\n\t"
+    "ldr    lr, [r0, #24]\n\t"
+    TTK_ASM_Q2OUT("r4", "[r1]")
+    TTK_ASM_Q2OUT("r6", "[r1, r2]")
+    "add    r4, r1, r2, lsl #1\n\t"
+    TTK_ASM_Q2OUT("r8", "[r4]")
+    TTK_ASM_Q2OUT("r10", "[r4, r2]")
+    /* channel 1: r5 r7 r9 r11 */
+    "ldr    r0, [sp, #8]\n\t"
+    "ldr    r3, [r0, #12]\n\t"
+    "ldr    r12, [r0, #20]\n\t"
+    "ldr    lr, [r0, #28]\n\t"
+    TTK_ASM_Q2OUT("r5", "[r1, #1]")
+    "add    r6, r1, #1\n\t"
+    TTK_ASM_Q2OUT("r7", "[r6, r2]")
+    TTK_ASM_Q2OUT("r9", "[r4, #1]")
+    "add    r6, r4, #1\n\t"
+    TTK_ASM_Q2OUT("r11", "[r6, r2]")
+    /* next pair */
+    "add    r1, r1, #2\n\t"
+    "str    r1, [sp, #16]\n\t"
+    "ldr    r0, [sp, #8]\n\t"
+    "ldr    r3, [sp, #40]\n\t"
+    "add    r0, r0, r3\n\t"
+    "str    r0, [sp, #8]\n\t"
+    "ldr    r0, [sp, #12]\n\t"
+    "subs   r0, r0, #1\n\t"
+    "str    r0, [sp, #12]\n\t"
+    "bne    5b\n"
+    "9:\n\t"
+    "add    sp, sp, #44\n\t"
     "pop    {r4-r11, pc}\n\t"
-    "  .size ttk_dot_q15_4x2_dsp, .-ttk_dot_q15_4x2_dsp\n\t");
+    "  .size ttk_pw_q2_px4_dsp, .-ttk_pw_q2_px4_dsp\n\t");
+#undef TTK_ASM_Q2OUT
 #undef TTK_ASM_STEP42
-#define TTK_DOT_Q15_4X2 ttk_dot_q15_4x2_dsp
-#else
-#define TTK_DOT_Q15_4X2 ttk_dot_q15_4x2
 #endif
 
-/* One group of 4 pixels (widened in xs) against npairs full channel pairs (q2 epilogue, records
- * as below): y0 is pixel 0's output at the block's first channel. Not inlined: only this loop's
- * values are live, so the register allocator keeps the accumulators and the row pointers. */
-__attribute__((noinline)) static void ttk_pw_q2_px4(const int32_t* xs, const int32_t* wj,
-                                                    const int32_t* rj, int32_t npairs,
-                                                    int32_t quads, int32_t rec_words,
-                                                    int8_t* y0, int32_t c_out) {
+static void ttk_pw_q2_px4(const int32_t* xs, const int32_t* wj, const int32_t* rj,
+                          int32_t npairs, int32_t quads, int32_t rec_words, int8_t* y0,
+                          int32_t c_out) {
+#if TTK_HAVE_DSP
+  const ttk_px4_args_t a = {xs, wj, rj, npairs, 16 * quads, 16 * (quads & ~3), y0, c_out,
+                            4 * rec_words};
+  ttk_pw_q2_px4_dsp(&a);
+#else
   const int32_t k4 = 4 * quads;
   int8_t* y1 = y0 + c_out;
   int8_t* y2 = y1 + c_out;
   int8_t* y3 = y2 + c_out;
   for (int32_t j = 0; j < npairs; ++j, wj += k4, rj += rec_words) {
     int32_t s[8] = {rj[0], rj[1], rj[0], rj[1], rj[0], rj[1], rj[0], rj[1]};
-    TTK_DOT_Q15_4X2(xs, wj, quads, s);
+    ttk_dot_q15_4x2(xs, wj, quads, s);
     const int32_t m0 = rj[2], m1 = rj[3], k0 = rj[4], k1 = rj[5], e0 = rj[6], e1 = rj[7];
     y0[2 * j] = ttk_sat_s8(ttk_q2_apply(s[0], m0, k0, e0));
     y0[2 * j + 1] = ttk_sat_s8(ttk_q2_apply(s[1], m1, k1, e1));
@@ -393,6 +472,7 @@ __attribute__((noinline)) static void ttk_pw_q2_px4(const int32_t* xs, const int
     y3[2 * j] = ttk_sat_s8(ttk_q2_apply(s[6], m0, k0, e0));
     y3[2 * j + 1] = ttk_sat_s8(ttk_q2_apply(s[7], m1, k1, e1));
   }
+#endif
 }
 
 /* Per channel pair of a block, after its widened weights: the epilogue constants. With the q2
