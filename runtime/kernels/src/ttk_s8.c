@@ -38,17 +38,21 @@ void ttk_pack_oi_s8(const int8_t* w_io, int32_t c_in, int32_t c_out, int8_t* w_o
 }
 
 size_t ttk_pack_conv_q15_size(int32_t kh, int32_t kw, int32_t c_in, int32_t c_out) {
-  int32_t k2 = (kh * kw * c_in + 1) & ~1;
-  return (size_t)c_out * (size_t)k2 * sizeof(int16_t);
+  const int32_t k4 = (kh * kw * c_in + 3) & ~3;
+  return (size_t)((c_out + 1) / 2) * (size_t)k4 * 2u * sizeof(int16_t);
 }
 
 void ttk_pack_conv_q15(const int8_t* w_hwio, int32_t kh, int32_t kw, int32_t c_in, int32_t c_out,
                        int16_t* w_packed) {
-  int32_t kk = kh * kw * c_in, k2 = (kk + 1) & ~1;
-  for (int32_t o = 0; o < c_out; ++o) {
-    for (int32_t j = 0; j < kk; ++j) w_packed[o * k2 + j] = w_hwio[j * c_out + o];
-    for (int32_t j = kk; j < k2; ++j) w_packed[o * k2 + j] = 0;
-  }
+  /* per channel pair and 4 k: {c0 k0, c0 k2}, {c1 k0, c1 k2}, {c0 k1, c0 k3}, {c1 k1, c1 k3} */
+  static const int32_t lane_k[8] = {0, 2, 0, 2, 1, 3, 1, 3}, lane_c[8] = {0, 0, 1, 1, 0, 0, 1, 1};
+  const int32_t kk = kh * kw * c_in, k4 = (kk + 3) & ~3;
+  for (int32_t j = 0; 2 * j < c_out; ++j)
+    for (int32_t qd = 0; qd < k4 / 4; ++qd)
+      for (int32_t i = 0; i < 8; ++i) {
+        const int32_t kx = 4 * qd + lane_k[i], o = 2 * j + lane_c[i];
+        w_packed[(j * (k4 / 4) + qd) * 8 + i] = (int16_t)(kx < kk && o < c_out ? w_hwio[kx * c_out + o] : 0);
+      }
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -823,78 +827,106 @@ int ttk_dwconv_s8(const int8_t* x, int32_t h, int32_t w, int32_t c, const int8_t
 }
 
 /* ------------------------------------------------------------------------------------------ */
-/* Dense conv with few input channels (first layer): im2col of two output pixels into int16    */
-/* (x - x_zero, 0 in the padding), then 2 pixels x 2 channels of SMLAD on int16 pairs.         */
+/* Dense conv with few input channels (first layer): the pointwise GEMM on im2col rows: 4 output */
+/* pixels' windows (x, x_zero in the padding) widened like the pointwise inputs, against the    */
+/* channel pairs packed by ttk_pack_conv_q15 (already widened); the q2 layers run the pointwise */
+/* 4-pixel group routine.                                                                       */
 
-static void ttk_im2col_q15(const int8_t* x, int32_t h, int32_t w, int32_t c_in, int32_t k,
-                           int32_t iy0, int32_t ix0, int32_t x_zero, int32_t k2, int16_t* col) {
-  int32_t j = 0;
-  for (int32_t r = 0; r < k; ++r) {
+static void ttk_im2col_s8(const int8_t* x, int32_t h, int32_t w, int32_t c_in, int32_t k,
+                          int32_t iy0, int32_t ix0, int8_t pad, int8_t* col) {
+  const int32_t run = k * c_in;
+  for (int32_t r = 0; r < k; ++r, col += run) {
     const int32_t iy = iy0 + r;
+    if (iy < 0 || iy >= h) {
+      for (int32_t i = 0; i < run; ++i) col[i] = pad;
+      continue;
+    }
+    const int8_t* xr = x + (iy * w) * c_in;
+    if (ix0 >= 0 && ix0 + k <= w) { /* the whole row of the window inside: word copies */
+      const int8_t* src = xr + ix0 * c_in;
+      int32_t i = 0;
+      for (; i + 4 <= run; i += 4) {
+        const uint32_t v = ttk_ld32(src + i);
+        __builtin_memcpy(col + i, &v, 4); /* one STR */
+      }
+      for (; i < run; ++i) col[i] = src[i];
+      continue;
+    }
     for (int32_t t = 0; t < k; ++t) {
       const int32_t ix = ix0 + t;
-      if (iy < 0 || iy >= h || ix < 0 || ix >= w) {
-        for (int32_t i = 0; i < c_in; ++i) col[j++] = 0;
-      } else {
-        const int8_t* xp = x + (iy * w + ix) * c_in;
-        for (int32_t i = 0; i < c_in; ++i) col[j++] = (int16_t)(xp[i] - x_zero);
-      }
+      for (int32_t i = 0; i < c_in; ++i)
+        col[t * c_in + i] = (ix < 0 || ix >= w) ? pad : xr[ix * c_in + i];
     }
   }
-  for (; j < k2; ++j) col[j] = 0;
 }
 
-#define TTK_CONV_RQ_CACHE 32
+#define TTK_CONV_PAIRS 16 /* channel pairs per block (epilogue records on the stack) */
 int ttk_conv_s8(const int8_t* x, int32_t h, int32_t w, int32_t c_in, const int16_t* w_packed,
                 int32_t k, int32_t stride, const int32_t* bias, int32_t c_out,
                 const ttk_quant_t* q, int8_t* y) {
   if (x == NULL || w_packed == NULL || y == NULL || h < 1 || w < 1 || c_in < 1 || c_out < 1 ||
-      k < 1 || (k & 1) == 0 || stride < 1 || k * k * c_in > TTK_CONV_MAX_K || !ttk_quant_ok(q))
+      k < 1 || (k & 1) == 0 || stride < 1 || k * k * c_in > TTK_CONV_MAX_K || !ttk_quant_ok(q) ||
+      ((uintptr_t)w_packed & 3u) != 0u)
     return -1;
   const int32_t pad = (k - 1) / 2;
   const int32_t oh = (h + 2 * pad - k) / stride + 1, ow = (w + 2 * pad - k) / stride + 1;
-  const int32_t k2 = (k * k * c_in + 1) & ~1;
-  const int32_t n_out = oh * ow;
-  int16_t col[2][TTK_CONV_MAX_K] __attribute__((aligned(4)));
+  const int32_t kk = k * k * c_in, k4 = ttk_k4(kk), quads = k4 / 4;
+  const int32_t n_out = oh * ow, pairs = (c_out + 1) / 2;
   const int32_t yz = q->y_zero, lo = q->act_min, hi = q->act_max;
   const int full = lo == -128 && hi == 127; /* no fused activation range: one SSAT */
-  ttk_rq_t rqs[TTK_CONV_RQ_CACHE]; /* per-channel constants of the first channels, made once */
-  const int32_t n_rq = c_out < TTK_CONV_RQ_CACHE ? c_out : TTK_CONV_RQ_CACHE;
-  for (int32_t c = 0; c < n_rq; ++c) rqs[c] = ttk_rq_make(q->mult[c], q->shift[c]);
-#define TTK_CONV_OUT(acc, c) \
-  ((c) < n_rq ? TTK_OUT((acc), rqs[(c)]) : ttk_out((acc), q, (c)))
-  for (int32_t p = 0; p < n_out; p += 2) {
-    const int32_t np = p + 1 < n_out ? 2 : 1;
-    for (int32_t i = 0; i < np; ++i) {
-      const int32_t oy = (p + i) / ow, ox = (p + i) % ow;
-      ttk_im2col_q15(x, h, w, c_in, k, oy * stride - pad, ox * stride - pad, q->x_zero, k2,
-                     col[i]);
+  const int q2 = ttk_layer_q2(q, bias, c_out, (int64_t)kk * TTK_MAX_PROD);
+  int8_t col[4][TTK_CONV_MAX_K];
+  int32_t xs[2 * TTK_CONV_MAX_K];
+  int32_t rec[TTK_CONV_PAIRS * 8];        /* q2: {b0, b1, m2s0, m2s1, kc0, kc1, e0, e1} per pair */
+  ttk_rq_t rqs[2 * TTK_CONV_PAIRS];       /* otherwise */
+  for (int32_t j0 = 0; j0 < pairs; j0 += TTK_CONV_PAIRS) {
+    const int32_t jn = pairs - j0 < TTK_CONV_PAIRS ? pairs - j0 : TTK_CONV_PAIRS;
+    const int32_t c0 = 2 * j0;
+    const int32_t nfull = c0 + 2 * jn > c_out ? jn - 1 : jn; /* pairs with both channels */
+    for (int32_t i = 0; i < 2 * jn; ++i) {
+      const int32_t c = c0 + i;
+      int32_t* r = rec + (i / 2) * 8 + (i & 1);
+      r[0] = (bias != NULL && c < c_out) ? bias[c] : 0;
+      const ttk_q2_t r2 = q2 && c < c_out ? ttk_q2_make(q->mult[c], q->shift[c], yz) : (ttk_q2_t){0, 0, 0};
+      r[2] = r2.m2s;
+      r[4] = r2.kc;
+      r[6] = r2.e;
+      rqs[i] = c < c_out ? ttk_rq_make(q->mult[c], q->shift[c]) : ttk_rq_make(0, 0);
     }
-    if (np == 1)
-      for (int32_t j = 0; j < k2; ++j) col[1][j] = 0;
-    int8_t* yp = y + p * c_out;
-    for (int32_t c = 0; c < c_out; c += 2) {
-      const int32_t two = c + 1 < c_out;
-      const int16_t* w0 = w_packed + c * k2;
-      const int16_t* w1 = two ? w0 + k2 : w0;
-      int32_t s00 = bias ? bias[c] : 0, s10 = s00;
-      int32_t s01 = two && bias ? bias[c + 1] : 0, s11 = s01;
-      for (int32_t j = 0; j < k2; j += 2) {
-        int32_t a0 = (int32_t)ttk_ld32(col[0] + j), a1 = (int32_t)ttk_ld32(col[1] + j);
-        int32_t v0 = (int32_t)ttk_ld32(w0 + j), v1 = (int32_t)ttk_ld32(w1 + j);
-        s00 = ttk_smlad(a0, v0, s00);
-        s01 = ttk_smlad(a0, v1, s01);
-        s10 = ttk_smlad(a1, v0, s10);
-        s11 = ttk_smlad(a1, v1, s11);
+    const int32_t* wblk = (const int32_t*)(const void*)w_packed + j0 * k4;
+    for (int32_t p = 0; p < n_out; p += 4) {
+      const int32_t np = n_out - p < 4 ? n_out - p : 4;
+      const int8_t* rows[4] = {NULL, NULL, NULL, NULL};
+      for (int32_t i = 0; i < np; ++i) {
+        const int32_t oy = (p + i) / ow, ox = (p + i) % ow;
+        ttk_im2col_s8(x, h, w, c_in, k, oy * stride - pad, ox * stride - pad, (int8_t)q->x_zero, col[i]);
+        rows[i] = col[i];
       }
-      yp[c] = TTK_CONV_OUT(s00, c);
-      if (two) yp[c + 1] = TTK_CONV_OUT(s01, c + 1);
-      if (np == 2) {
-        yp[c_out + c] = TTK_CONV_OUT(s10, c);
-        if (two) yp[c_out + c + 1] = TTK_CONV_OUT(s11, c + 1);
+      ttk_widen_rows(rows, 4, kk, q->x_zero, xs);
+      int8_t* y0 = y + p * c_out + c0;
+      int32_t j = 0;
+      if (q2 && np == 4) {
+        ttk_pw_q2_px4(xs, wblk, rec, nfull, quads, 8, y0, c_out);
+        j = nfull;
+      }
+      for (; j < jn; ++j) { /* pixel tail, the last single channel, or the general epilogue */
+        const int32_t* rj = rec + 8 * j;
+        int32_t s[8] = {rj[0], rj[1], rj[0], rj[1], rj[0], rj[1], rj[0], rj[1]};
+        ttk_dot_q15_4x2(xs, wblk + j * k4, quads, s);
+        const int both = j < nfull;
+        for (int32_t i = 0; i < np; ++i) {
+          int8_t* yp = y0 + i * c_out + 2 * j;
+          if (q2) {
+            yp[0] = ttk_sat_s8(ttk_q2_apply(s[2 * i], rj[2], rj[4], rj[6]));
+            if (both) yp[1] = ttk_sat_s8(ttk_q2_apply(s[2 * i + 1], rj[3], rj[5], rj[7]));
+          } else {
+            yp[0] = TTK_OUT(s[2 * i], rqs[2 * j]);
+            if (both) yp[1] = TTK_OUT(s[2 * i + 1], rqs[2 * j + 1]);
+          }
+        }
       }
     }
   }
   return 0;
 }
-#undef TTK_CONV_OUT
+
