@@ -84,6 +84,9 @@ class StaticModule:
     functions: dict               # name -> {"inputs": [...], "outputs": [...]} descriptors
     schedule: hal2c.Schedule = field(repr=False)
     exports: list = field(repr=False, default_factory=list)
+    #: IREE's executable sources, one ``.mlir`` per dispatch (read by the memory report:
+    #: ``lowering/cortexm/dispatch_memory.py``)
+    sources_dir: Path | None = None
 
     @property
     def io_bytes(self) -> int:
@@ -125,14 +128,19 @@ class StaticModule:
             raise SramBudgetError(need, sram_bytes, self.sram_contributors(stack))
 
 
-def compile_flags(target: str, object_path: Path, dump_dir: Path) -> list:
+def compile_flags(target: str, object_path: Path, dump_dir: Path, sources_dir: Path) -> list:
+    """iree-compile's flags for ``target``. Besides the kernels and the HAL program, IREE dumps
+    each executable's source (``sources_dir``: its bindings, sub-range offsets and the layers'
+    locations, ``--mlir-print-debuginfo``) for the memory report; locations change no code."""
     if target not in TARGETS:
         raise ValueError(f"unknown target {target!r}; choose one of {sorted(TARGETS)}")
     return ["--iree-hal-target-device=local", "--iree-hal-local-target-device-backends=llvm-cpu",
             *TARGETS[target]["flags"], "--iree-llvmcpu-link-embedded=false",
             "--iree-llvmcpu-link-static", f"--iree-llvmcpu-static-library-output-path={object_path}",
             "--iree-llvmcpu-stack-allocation-limit=4096",
-            f"--iree-hal-dump-executable-intermediates-to={dump_dir}", "--compile-to=hal"]
+            f"--iree-hal-dump-executable-intermediates-to={dump_dir}",
+            f"--iree-hal-dump-executable-sources-to={sources_dir}", "--mlir-print-debuginfo",
+            "--compile-to=hal"]
 
 
 def build_static_module(linalg_text: str, out_dir, *, target: str = "cortex-m4",
@@ -154,10 +162,11 @@ def build_static_module(linalg_text: str, out_dir, *, target: str = "cortex-m4",
     src = out / f"{prefix}.linalg.mlir"
     src.write_text(linalg_text)
     obj, hal = out / f"{prefix}_lib.o", out / f"{prefix}.hal.mlir"
-    dump = out / "exe"
-    if dump.exists():
-        shutil.rmtree(dump)
-    run_iree_compile(src, [*compile_flags(target, obj, dump), *extra_flags], hal,
+    dump, sources = out / "exe", out / "sources"
+    for d in (dump, sources):
+        if d.exists():
+            shutil.rmtree(d)
+    run_iree_compile(src, [*compile_flags(target, obj, dump, sources), *extra_flags], hal,
                      what=f"the {target} static library", repro_dir=out)
     hal_text = hal.read_text()
     public = hal2c.public_functions(hal_text)
@@ -180,7 +189,7 @@ def build_static_module(linalg_text: str, out_dir, *, target: str = "cortex-m4",
                          "tied_input": d.tied_input} for d in fn.outputs]}
     module = StaticModule(target, prefix, out, obj, c_path, h_path, hal, schedule.library,
                           sizes["arena"], sizes["state"], sizes["pool"], sizes, descr, schedule,
-                          exports)
+                          exports, sources)
     if sram_bytes is not None:
         module.check_sram(sram_bytes)
     return module

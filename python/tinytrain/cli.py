@@ -2,7 +2,7 @@
 
     tinytrain compile model.py -o out/ [--input-shape 1,3,64,64] [--trainable all|a,b | --sparse scheme.json]
                                [--lr 0.01] [--momentum 0.9] [--target host|cortex-m4|cortex-m7] [--sram-kb 256]
-                               [--dump-ir DIR] [-v]
+                               [--dump-ir DIR] [--memory-report DIR] [-v]
                                [--quantize int8 --calibration images.npy [--int8-classifier] [--no-qas]]
     tinytrain run-qemu out/<target>/firmware [--train train.npz] [--eval eval.npz]
                        [--checkpoint-every N] [--nvm FILE] [--restore]
@@ -26,6 +26,9 @@ object, arm-none-eabi toolchain file) and its built `firmware.elf`. `tinytrain r
 the `.npz` files hold `x` (NHWC float32 images, one per leading index) and `y` (int labels), and
 the firmware streams them over semihosting, printing one `STEP n loss=... ticks=...` line per
 training step, `EVAL` lines (accuracy before/after) and a `MEM` line with the measured peak SRAM.
+`--memory-report DIR` writes the compiler's memory report of the step (`tinytrain.memory_report`:
+live SRAM per dispatch and layer as `memory_report.md`/`.json` and a plot `memory_report.svg`;
+its peak is the plan the `MEM` line's `sram_peak` measures).
 The sample files are checked (image size and dtype, integer labels in range, one per image)
 before QEMU starts. `--checkpoint-every N` saves the trained state into the board's NVM
 (power-loss-safe A/B slots, `CKPT save ...` lines) every N accepted steps, `--restore` restores
@@ -152,6 +155,9 @@ def _quantize_args(args) -> dict:
 def _cmd_compile(args) -> int:
     model, x = _load_model(args.model, args.entry, args.input_shape)
     quant = _quantize_args(args)
+    if args.memory_report is not None and args.target == "host":
+        raise UsageError("--memory-report needs --target cortex-m4 or cortex-m7: on the host IREE's "
+                         "runtime allocates buffers dynamically, so there is no static plan to report")
     trainable = "all" if args.trainable == "all" else [t for t in args.trainable.split(",") if t]
     out = Path(args.output).resolve()
     created = _prepare_output(out)
@@ -196,6 +202,12 @@ def _cmd_compile(args) -> int:
         print(f"tinytrain: firmware project {fw.project_dir} ({fw.board}): {fw.elf.name} with "
               f"flash {fw.text + fw.data} B, static SRAM {fw.data + fw.bss} B of {fw.sram_kb} KB; "
               f"run it with: tinytrain run-qemu {fw.project_dir}")
+    if args.memory_report is not None:
+        rep = prog.memory_report()
+        paths = rep.write(Path(args.memory_report).resolve())
+        print(f"tinytrain: memory report {', '.join(str(p) for p in paths)}")
+        for line in rep.summary():
+            print(f"  {line}")
     return 0
 
 
@@ -319,6 +331,9 @@ def main(argv=None) -> int:
     c.add_argument("--target", default="host", choices=TARGETS, help="compilation target")
     c.add_argument("--sram-kb", type=int, default=256, help="SRAM budget of Cortex-M targets (default 256)")
     c.add_argument("--dump-ir", metavar="DIR", help="write each stage's MLIR to DIR")
+    c.add_argument("--memory-report", metavar="DIR",
+                   help="with a Cortex-M target: write the SRAM per dispatch of the training step "
+                        "(memory_report.md, .json, .svg: live tensors, persistent parts, the plan's peak)")
     c.add_argument("--quantize", choices=("int8",),
                    help="post-training quantization of the model (int8), then the int8 graph's training step")
     c.add_argument("--calibration", metavar="FILE.npy",

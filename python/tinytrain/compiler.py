@@ -154,7 +154,8 @@ def compile(model: torch.nn.Module, example_input: torch.Tensor, *, trainable="a
     if target != "host":
         _log(verbose, f"iree-compile ({target}, static library) + firmware build "
                       f"... {time.time() - t0:.1f}s so far")
-        prog.firmware = _build_firmware(prog, target, sram_kb, build_dir)
+        prog.firmware = _build_firmware(prog, target, sram_kb, build_dir,
+                                        linalg_text=located_text(imported.module))
     _log(verbose, f"done in {time.time() - t0:.1f}s")
     return prog
 
@@ -271,7 +272,19 @@ def _check_logits_output(model, example_input: torch.Tensor) -> None:
                                     "floating point")
 
 
-def _build_firmware(prog: "CompiledModel", target: str, sram_kb: int, build_dir):
+def located_text(module: ir.Module) -> str:
+    """The linalg module as text for the Cortex-M build, with its locations: each op keeps the
+    layer it came from (`loc("<layer> (<Class>)"(...))`), which IREE carries into its dispatches
+    and the memory report names (`tinytrain.memory_report`). The code IREE generates is the same
+    as from `stages["linalg"]` (locations only)."""
+    return module.operation.get_asm(enable_debug_info=True)
+
+
+def _build_firmware(prog: "CompiledModel", target: str, sram_kb: int, build_dir, *,
+                    linalg_text: str | None = None):
+    """The firmware of `prog` in `build_dir`, from `linalg_text` (default
+    `prog.stages["linalg_device"]` when the firmware has its own lowering, else
+    `prog.stages["linalg"]`; the drivers pass `located_text` of the same module)."""
     import tempfile
 
     from tinytrain.lowering.cortexm.firmware import FirmwareBuildError, compile_firmware
@@ -289,7 +302,8 @@ def _build_firmware(prog: "CompiledModel", target: str, sram_kb: int, build_dir)
     try:
         # "linalg_device": the firmware's own lowering when it differs from the host's
         # (tinytrain.int8's kernels="ttk": our int8 kernels as IREE dispatches)
-        fw = compile_firmware(prog.stages.get("linalg_device", prog.stages["linalg"]), out, target=target,
+        text = linalg_text or prog.stages.get("linalg_device", prog.stages["linalg"])
+        fw = compile_firmware(text, out, target=target,
                               params=prog.program_params(), sram_kb=sram_kb,
                               extra_flags=getattr(prog, "cortexm_flags", ()))
     except SramBudgetError as e:
@@ -742,6 +756,16 @@ class CompiledModel:
                              "only); recompile with these values to change them")
         idx[sl.axis] = slice(0, sl.channels)
         return np.ascontiguousarray(whole[tuple(idx)])
+
+    def memory_report(self, function: str | None = None):
+        """Per-dispatch SRAM of the compiled step on the Cortex-M target, as a table and a plot
+        (`tinytrain.memory_report.MemoryReport`: `.rows`, `.peak_bytes`, `.write(dir)`); its peak
+        is the compiler's plan, what the device's `MEM sram_peak` measures. `function`:
+        "train_step" (default) or "predict". A ValueError for the host target (IREE allocates
+        at run time there: no static plan)."""
+        from tinytrain.memory_report import report_for
+
+        return report_for(self.firmware, function=function)
 
     def state_report(self) -> StateReport:
         """The trained state's bytes in SRAM per parameter and update option

@@ -140,6 +140,14 @@ class Int8Training:
         `contributors` [(what, bytes)], largest first."""
         return _plan(self._firmware().module)
 
+    def memory_report(self, function: str | None = None):
+        """Per-dispatch SRAM of the firmware's step (`tinytrain.memory_report.MemoryReport`), as
+        `CompiledModel.memory_report`; `predict` for an inference-only program. A ValueError for
+        the host target."""
+        from tinytrain.memory_report import report_for
+
+        return report_for(self.firmware, function=function)
+
     def run_qemu(self, train=None, evaluate=None, *, params=None, workdir=None,
                  timeout: float = 600.0, checkpoint=None, nvm=None):
         """Run the firmware in QEMU, as `CompiledModel.run_qemu`: train on `train = (images,
@@ -345,7 +353,7 @@ def _check_kernels(kernels, target: str) -> None:
 
 def _compile(graph, passes, order, lr, extra_flags, target, sram_kb, build_dir, values=None,
              kernels: str = "iree") -> Int8Training:
-    from tinytrain.compiler import _build_firmware, check_target_args
+    from tinytrain.compiler import _build_firmware, check_target_args, located_text
     from tinytrain.lowering.conversions.tinytrain_to_linalg import ConvertTinytrainToLinalgPass
     from tinytrain.lowering.host.iree_host import HostModule, compile_host
     from tinytrain.pipeline import run_pipeline
@@ -355,11 +363,11 @@ def _compile(graph, passes, order, lr, extra_flags, target, sram_kb, build_dir, 
     values = graph.values if values is None else values
     stage = "int8-training" if order else "int8-predict"
     run_pipeline(graph.module, passes, stage=stage)
-    stages = {}
+    stages, device_text = {}, None
     if kernels != "iree":  # the firmware's program: our kernels' dispatches (not runnable on the host)
         device = graph.module.operation.clone()
         run_pipeline(device, [ConvertTinytrainToLinalgPass(values=values, kernels=kernels)], stage=stage)
-        stages["linalg_device"] = str(device)
+        stages["linalg_device"], device_text = str(device), located_text(device)
         device.erase()
     run_pipeline(graph.module, [ConvertTinytrainToLinalgPass(values=values)], stage=stage)
     text = str(graph.module)
@@ -368,7 +376,8 @@ def _compile(graph, passes, order, lr, extra_flags, target, sram_kb, build_dir, 
     prog = Int8Training(host, order, values, lr=lr, stages=stages, input_shape_nhwc=fwd[0],
                         input_dtype=fwd[1], output_shape=fwd[2], target=target)
     if target != "host":
-        prog.firmware = _build_firmware(prog, target, sram_kb, build_dir)
+        prog.firmware = _build_firmware(prog, target, sram_kb, build_dir,
+                                        linalg_text=device_text or located_text(graph.module))
     return prog
 
 

@@ -86,10 +86,14 @@ def test_cli_cortex_m4_firmware_and_run_qemu(tmp_path):
     step's loss as a float, equal to the host program's loss for the same samples."""
     (tmp_path / "model.py").write_text(MODEL_PY.replace("28, 28", "12, 12").replace(
         "small_cnn(num_classes=10, in_channels=1)", "small_cnn(num_classes=10, in_channels=1, width=4)"))
-    p = run([str(BIN / "tinytrain"), "compile", "model.py", "-o", "out", "--target", "cortex-m4"],
-            cwd=tmp_path)
+    p = run([str(BIN / "tinytrain"), "compile", "model.py", "-o", "out", "--target", "cortex-m4",
+             "--memory-report", "mem"], cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     fw = tmp_path / "out" / "cortex-m4" / "firmware"
+    assert sorted(f.name for f in (tmp_path / "mem").iterdir()) == [
+        "memory_report.json", "memory_report.md", "memory_report.svg"]
+    report = json.loads((tmp_path / "mem" / "memory_report.json").read_text())
+    assert f"peak SRAM (plan) {report['peak_bytes']:,} B" in p.stdout and report["rows"]
     assert (fw / "CMakeLists.txt").exists() and "tinytrain run-qemu" in p.stdout
     rng = np.random.RandomState(0)
     x = rng.randn(3, 1, 12, 12, 1).astype(np.float32)
@@ -114,6 +118,8 @@ def test_cli_cortex_m4_firmware_and_run_qemu(tmp_path):
     assert re.search(rf"^EVAL after correct={correct()} total=3$", r.stdout, re.M), r.stdout
     m = re.search(r"^MEM .*sram_peak=(\d+)", r.stdout, re.M)
     assert m and 0 < int(m.group(1)) <= 256 * 1024
+    # The memory report's peak (the compiler's plan) is what the device measured, within 10%.
+    assert abs(int(m.group(1)) - report["peak_bytes"]) <= 0.1 * int(m.group(1)), (m.group(0), report["peak_bytes"])
 
 
 def test_cli_small_lr(tmp_path):

@@ -165,6 +165,12 @@ def test_bad_sram_budget(capsys, model_py, tmp_path, monkeypatch):
     assert not (tmp_path / "o").exists()
 
 
+def test_memory_report_needs_a_cortex_m_target(capsys, model_py, tmp_path, no_compile):
+    rc, _, err = run_cli(capsys, "compile", model_py, "-o", tmp_path / "o", "--memory-report", tmp_path / "m")
+    assert_one_line_error(rc, err, r"--memory-report needs --target cortex-m4 or cortex-m7: on the host")
+    assert not (tmp_path / "o").exists() and not (tmp_path / "m").exists()
+
+
 def test_unsupported_model_leaves_no_output_folder(capsys, tmp_path):
     bad = tmp_path / "bad.py"
     bad.write_text("import torch\nmodel = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.Tanh(),"

@@ -1,0 +1,281 @@
+"""Which bytes each command of a static schedule touches, and which are live at each dispatch.
+
+IREE packs a function's transient tensors into one allocation and bakes each tensor's offset
+into the kernels (as constants, or as push constants the host program passes): the HAL program
+binds the whole allocation to every dispatch (``hal2c`` sees ``alloc[0, +size)``). The tensors
+are visible in IREE's executable sources (``--iree-hal-dump-executable-sources-to``, written by
+``iree_static.build_static_module``): every ``hal.interface.binding.subspan`` names its binding,
+its byte offset (an SSA value: constants, push-constant loads, casts, ``util.assume.int``,
+integer arithmetic) and its ``!iree_tensor_ext.dispatch.tensor<readonly|writeonly|readwrite:
+tensor<...>>`` type. :func:`read_sources` turns each export into :class:`Subspan` records,
+:func:`command_accesses` resolves them against one scheduled dispatch (its bindings and push
+constants) into byte ranges, and :func:`live_ranges` computes tensor lifetimes over the
+function's commands in program order:
+
+- a write (``writeonly`` subspan, fill, copy target) starts a new value; the bytes of older
+  values it overwrites end at their last use before it (a partly overwritten value lives on in
+  its other bytes);
+- a read (``readonly``) or an update (``readwrite``, e.g. a conv storing into the interior of a
+  zero-filled padded buffer) extends every value it overlaps to this command (a range nothing
+  wrote yet becomes a value of its own);
+- the function's results (e.g. the loss) stay live to its end.
+
+The live bytes at a command are the union of the values live there, per allocation.
+
+Text edges, on purpose: IREE's Python bindings have no accessor for the dispatch tensor type's
+access mode and shape, nor for the parts of a location, so both are read from their printed
+form (``str(type)``, ``str(op.location)``); everything else goes through the op views.
+Layer names come from the locations the compiler gives IREE: each tinytrain op is located at
+``loc("<layer> (<Class>)"(...))`` (torch models) or ``loc("<conv name>")`` (the int8 graphs), and
+``to-linalg`` and IREE keep them on the linalg ops inside each dispatch.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from iree.compiler import ir
+from iree.compiler.dialects import arith, hal, util  # noqa: F401 - registers the op views
+
+from .hal2c import _BIN, _CASTS  # the host program's integer arithmetic, shared
+from .schedule_model import Alloc, Command, Unsupported, _dtype_size
+
+__all__ = ["Access", "Subspan", "ExportInfo", "Value", "read_sources", "command_accesses", "live_ranges",
+           "live_bytes"]
+
+_TENSOR_TYPE = re.compile(r"dispatch\.tensor<(readonly|writeonly|readwrite):tensor<((?:\d+x)*)(\w+)>>")
+# Every quoted string of a printed location; a file location's is followed by ":<line>".
+_LOC_STRING = re.compile(r'"((?:[^"\\]|\\.)*)"(:\d+)?')
+_MODES = {"readonly": "r", "writeonly": "w", "readwrite": "rw"}
+# Ops whose location names the layer a dispatch computes (not its buffer plumbing).
+_COMPUTE = ("linalg.", "iree_linalg_ext.")
+_FALLBACK = ("iree_tensor_ext.dispatch.tensor.store", "linalg.fill")
+
+
+@dataclass(frozen=True)
+class Subspan:
+    """One tensor a kernel reads or writes: ``binding``'s bytes ``[offset, offset + length)``;
+    ``offset`` is an expression (:func:`_eval`) over the dispatch's push constants."""
+
+    binding: int
+    offset: tuple
+    length: int
+    mode: str                    # "r" | "w" | "rw"
+
+
+@dataclass
+class ExportInfo:
+    """One kernel of the library: the tensors it touches and the layers it computes."""
+
+    name: str
+    subspans: list
+    layers: list = field(default_factory=list)   # layer names, in the dispatch's op order
+
+
+@dataclass(frozen=True)
+class Access:
+    """Bytes ``[lo, hi)`` of memory object ``alloc`` read (``r``), written (``w``) or both."""
+
+    alloc: Alloc
+    lo: int
+    hi: int
+    mode: str
+
+
+def _expr(value) -> tuple:
+    """The subspan offset ``value`` as an expression: ("const", n), ("push", ordinal) or
+    (op name, operand expressions...)."""
+    owner = value.owner
+    if isinstance(owner, ir.Block):
+        raise Unsupported("a subspan offset is a block argument; the memory report reads offsets "
+                          "that are constants or push constants")
+    o = owner.operation if hasattr(owner, "operation") else owner
+    name = o.name
+    view = o.opview
+    if name == "arith.constant":
+        return ("const", ir.IntegerAttr(view.value).value)
+    if name == "hal.interface.constant.load":
+        return ("push", ir.IntegerAttr(view.ordinal).value)
+    if name in _CASTS:
+        return _expr(o.operands[0])
+    if name == "util.assume.int":
+        return _expr(o.operands[ir.OpResult(value).result_number])
+    if name in _BIN:
+        return (name, _expr(o.operands[0]), _expr(o.operands[1]))
+    raise Unsupported(f"subspan offset computed by '{name}': the memory report reads constants, "
+                      "push constants, casts and integer arithmetic")
+
+
+def _eval(expr: tuple, constants: tuple) -> int:
+    kind = expr[0]
+    if kind == "const":
+        return expr[1]
+    if kind == "push":
+        if expr[1] >= len(constants):
+            raise Unsupported(f"subspan offset reads push constant {expr[1]}; the dispatch passes "
+                              f"{len(constants)}")
+        return int(constants[expr[1]]) & 0xFFFFFFFF
+    return _BIN[kind](_eval(expr[1], constants), _eval(expr[2], constants))
+
+
+def _subspan(op) -> Subspan:
+    m = _TENSOR_TYPE.search(str(op.results[0].type))
+    if m is None:
+        raise Unsupported(f"subspan of type {op.results[0].type}: the memory report reads "
+                          "!iree_tensor_ext.dispatch.tensor results with static shapes")
+    dims = [int(d) for d in m.group(2).split("x") if d]
+    n = 1
+    for d in dims:
+        n *= d
+    view = op.opview
+    offset = view.byte_offset
+    return Subspan(ir.IntegerAttr(view.binding).value, _expr(offset) if offset is not None else ("const", 0),
+                   n * _dtype_size(m.group(3)), _MODES[m.group(1)])
+
+
+def _layers(func) -> list:
+    """The layer names of the ops a dispatch computes: its linalg ops (not the zero fills and
+    empty tensors, which CSE shares between layers), else its tensor stores (a copy)."""
+    ops = [op.operation for op in func.regions[0].blocks[0].operations]
+    compute = [o for o in ops if o.name.startswith(_COMPUTE) and o.name != "linalg.fill"] or \
+        [o for o in ops if o.name in _FALLBACK]
+    names: list = []
+    for o in compute:
+        for n, line in _LOC_STRING.findall(str(o.location)):
+            if not line and n not in names:
+                names.append(n)
+    return names
+
+
+def read_sources(sources_dir) -> dict:
+    """``{export name: ExportInfo}`` of every executable source IREE dumped in ``sources_dir``."""
+    d = Path(sources_dir)
+    files = sorted(d.glob("*.mlir")) if d.is_dir() else []
+    if not files:
+        raise Unsupported(f"no executable sources in {d}: the static module was built without "
+                          "--iree-hal-dump-executable-sources-to (rebuild it with this tinytrain)")
+    ctx = ir.Context()
+    out = {}
+    for f in files:
+        module = ir.Module.parse(f.read_text(), ctx)
+        for exe in module.body.operations:
+            for variant in exe.regions[0].blocks[0].operations:
+                if variant.operation.name != "hal.executable.variant":
+                    continue
+                for inner in variant.regions[0].blocks[0].operations:
+                    if inner.operation.name != "builtin.module":
+                        continue
+                    for func in inner.regions[0].blocks[0].operations:
+                        name = ir.StringAttr(func.operation.attributes["sym_name"]).value
+                        subspans = [_subspan(op) for op in func.regions[0].blocks[0].operations
+                                    if op.operation.name == "hal.interface.binding.subspan"]
+                        out[name] = ExportInfo(name, subspans, _layers(func))
+    return out
+
+
+def command_accesses(cmd: Command, exports: dict) -> list:
+    """The byte ranges command ``cmd`` touches (every memory kind), as :class:`Access` records."""
+    if cmd.op == "fill":
+        r = cmd.refs[0]
+        return [Access(r.alloc, r.offset, r.offset + r.length, "w")]
+    if cmd.op == "copy":
+        src, dst = cmd.refs
+        return [Access(src.alloc, src.offset, src.offset + src.length, "r"),
+                Access(dst.alloc, dst.offset, dst.offset + dst.length, "w")]
+    info = exports.get(cmd.export)
+    if info is None:
+        raise Unsupported(f"dispatch {cmd.export} has no executable source (sources of: "
+                          f"{', '.join(sorted(exports)[:5])}...)")
+    out = []
+    for s in info.subspans:
+        if s.binding >= len(cmd.refs):
+            raise Unsupported(f"{cmd.export}: subspan of binding {s.binding}, the dispatch binds "
+                              f"{len(cmd.refs)} buffers")
+        ref = cmd.refs[s.binding]
+        lo = ref.offset + _eval(s.offset, cmd.constants)
+        if lo + s.length > ref.offset + ref.length:
+            raise Unsupported(f"{cmd.export}: tensor [{lo}, +{s.length}) lies outside its binding "
+                              f"[{ref.offset}, +{ref.length}) of {ref.alloc.name}")
+        out.append(Access(ref.alloc, lo, lo + s.length, s.mode))
+    return out
+
+
+@dataclass
+class Value:
+    """One tensor in an allocation: bytes ``[lo, hi)``, written at command ``start``, last used
+    at command ``end`` (indices into the command list)."""
+
+    alloc: Alloc
+    lo: int
+    hi: int
+    start: int
+    end: int
+
+
+def live_ranges(events: list, keep_to_end: list = ()) -> list:
+    """The :class:`Value` records of ``events`` (one list of :class:`Access` per command, in
+    program order); ``keep_to_end``: accesses (e.g. the function's results) whose values stay
+    live to the last command."""
+    current: dict = {}           # id(alloc) -> values not overwritten yet
+    values = []
+
+    def overlapping(a):
+        return [v for v in current.get(id(a.alloc), []) if v.lo < a.hi and a.lo < v.hi]
+
+    for i, accesses in enumerate(events):
+        for a in accesses:
+            if a.mode == "w":
+                continue
+            hit = overlapping(a)
+            for v in hit:
+                v.end = i
+            if not hit:
+                v = Value(a.alloc, a.lo, a.hi, i, i)
+                values.append(v)
+                current.setdefault(id(a.alloc), []).append(v)
+        for a in accesses:
+            if a.mode != "w":
+                continue
+            live = current.setdefault(id(a.alloc), [])
+            kept = []
+            for v in live:
+                if v.hi <= a.lo or a.hi <= v.lo:
+                    kept.append(v)
+                    continue
+                # Overwritten bytes are dead after their last use; the rest of the value lives on
+                # as remainders (same history, extended only by later reads of those bytes).
+                for lo, hi in ((v.lo, a.lo), (a.hi, v.hi)):
+                    if lo < hi:
+                        rest = Value(v.alloc, lo, hi, v.start, v.end)
+                        values.append(rest)
+                        kept.append(rest)
+            live[:] = kept
+            v = Value(a.alloc, a.lo, a.hi, i, i)
+            values.append(v)
+            live.append(v)
+    last = len(events) - 1
+    for a in keep_to_end:
+        for v in overlapping(a):
+            v.end = last
+    return values
+
+
+def live_bytes(values: list, index: int) -> int:
+    """Bytes of the union of the values live at command ``index``."""
+    by_alloc: dict = {}
+    for v in values:
+        if v.start <= index <= v.end:
+            by_alloc.setdefault(id(v.alloc), []).append((v.lo, v.hi))
+    total = 0
+    for spans in by_alloc.values():
+        end = None
+        for lo, hi in sorted(spans):
+            if end is None or lo >= end:
+                total += hi - lo
+                end = hi
+            elif hi > end:
+                total += hi - end
+                end = hi
+    return total

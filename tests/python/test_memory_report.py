@@ -1,0 +1,140 @@
+"""The compiler's memory report (`tinytrain.memory_report`, issue #9 point 5): live SRAM per
+dispatch of the compiled Cortex-M step, as a table, JSON and an SVG plot.
+
+- the tensor lifetimes (`lowering/cortexm/dispatch_memory.live_ranges`) on hand-made commands
+  whose live bytes are known;
+- an fp32 model on the Cortex-M4: one row per dispatch of `@train_step`, in schedule order,
+  named by IREE's export and the model's layers; the peak is the compiler's plan and the device
+  measures it within 10% (QEMU, `MEM sram_peak` from stack painting);
+- a small int8 program (`tinytrain.int8.compile_training`) on the Cortex-M4: the same, its layers
+  named after the int8 graph's convs;
+- the files (`write`): Markdown, JSON, well-formed SVG; the host target is a clear error.
+The CLI flag is tested with the CLI's Cortex-M4 test (`test_cli.py`). About 45 s in all.
+"""
+
+import json
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+import torch
+
+import tinytrain
+from tinytrain.lowering.cortexm import dispatch_memory as dm
+from tinytrain.lowering.cortexm.schedule_model import Alloc, _align
+from tinytrain.models import small_cnn
+
+
+def test_live_ranges_of_hand_made_commands():
+    a, b = Alloc("arena", 256, "f", name="a"), Alloc("arena", 64, "f", name="b")
+
+    def acc(al, lo, hi, mode):
+        return dm.Access(al, lo, hi, mode)
+
+    events = [
+        [acc(a, 0, 100, "w")],                              # 0: fill x = a[0, 100)
+        [acc(a, 0, 100, "r"), acc(a, 100, 150, "w")],       # 1: y = f(x)
+        [acc(a, 100, 150, "r"), acc(a, 0, 40, "w")],        # 2: z = g(y) over x's first bytes
+        [acc(a, 0, 40, "rw"), acc(b, 0, 4, "w")],           # 3: z updated in place, loss to b
+        [acc(a, 200, 256, "w")],                            # 4: w, partly over nothing live
+        [acc(a, 60, 100, "r")],                             # 5: reads x's bytes that z left
+    ]
+    values = dm.live_ranges(events, keep_to_end=[acc(b, 0, 4, "r")])
+    live = [dm.live_bytes(values, i) for i in range(len(events))]
+    # x's bytes [40, 100) survive z's write and are read at 5: live from 0 to 5.
+    assert live == [100, 150, 50 + 60 + 40, 60 + 40 + 4, 60 + 4 + 56, 60 + 4]
+
+
+@pytest.fixture(scope="module")
+def m4(tmp_path_factory):
+    torch.manual_seed(0)
+    model = small_cnn(num_classes=4, in_channels=1, width=4).eval()
+    prog = tinytrain.compile(model, torch.randn(1, 1, 12, 12), lr=0.05, target="cortex-m4",
+                             build_dir=tmp_path_factory.mktemp("m4"))
+    return prog, prog.memory_report()
+
+
+def _check_rows(rep, module, params):
+    sched = module.schedule
+    dispatches = [c.export for c in sched.function("train_step").commands if c.op == "dispatch"]
+    assert [r.dispatch for r in rep.rows] == dispatches
+    assert [r.index for r in rep.rows] == list(range(len(dispatches)))
+    assert rep.peak_bytes == module.planned_peak() and rep.reserved_bytes == module.planned_sram()
+    state = sum(_align(p.nbytes) for p in params)
+    assert rep.persistent[f"trained state ({len(params)} tensors)"] == state
+    assert rep.transient_arena_bytes == sched.arena_size - sched.persistent_size > 0
+    for r in rep.rows:
+        assert 0 < r.live_bytes <= r.allocated_bytes <= rep.transient_arena_bytes, r
+        assert r.total_bytes == rep.persistent_bytes + r.live_bytes
+    assert rep.persistent_bytes < rep.live_peak_bytes <= rep.peak_bytes
+    assert rep.live_peak_bytes == rep.persistent_bytes + max(r.live_bytes for r in rep.rows)
+
+
+def test_fp32_report_follows_the_schedule_and_names_the_layers(m4):
+    prog, rep = m4
+    _check_rows(rep, prog.firmware.module, prog.program_params())
+    assert rep.function == "train_step" and rep.target == "cortex-m4"
+    assert rep.budget_bytes == 256 * 1024
+    named = {n for r in rep.rows for n in r.layers}
+    assert {"0 (Conv2d)", "3 (Conv2d)", "6 (Conv2d)", "10 (Linear)"} <= named, named
+    first_conv = next(r for r in rep.rows if "conv" in r.dispatch)
+    assert "0 (Conv2d)" in first_conv.layers, first_conv
+
+
+def test_fp32_report_peak_agrees_with_the_device(m4, tmp_path):
+    prog, rep = m4
+    g = torch.Generator().manual_seed(1)
+    res = prog.run_qemu(train=(torch.randn(2, 1, 12, 12, generator=g), torch.tensor([0, 3])),
+                        workdir=tmp_path)
+    assert res.returncode == 0, res.output[-2000:]
+    measured = res.mem["sram_peak"]
+    assert abs(measured - rep.peak_bytes) <= 0.10 * measured, (measured, rep.peak_bytes)
+
+
+def test_report_files(m4, tmp_path):
+    _, rep = m4
+    paths = rep.write(tmp_path / "mem")
+    assert [p.name for p in paths] == ["memory_report.md", "memory_report.json", "memory_report.svg"]
+    assert json.loads(paths[1].read_text()) == rep.to_json()
+    md = paths[0].read_text()
+    assert all(f"`{r.dispatch}`" in md for r in rep.rows) and f"{rep.peak_bytes:,} B" in md
+    svg = ET.parse(paths[2]).getroot()
+    ns = "{http://www.w3.org/2000/svg}"
+    assert svg.tag == f"{ns}svg"
+    tips = [t.text for t in svg.iter(f"{ns}title") if t.text.startswith("#")]
+    assert len(tips) == len(rep.rows) and tips[0].startswith(f"#0 {rep.rows[0].dispatch}")
+    area = next(p for p in svg.iter(f"{ns}polygon"))
+    assert len(area.get("points").split()) == 2 * len(rep.rows) + 2
+    texts = " ".join(t.text or "" for t in svg.iter(f"{ns}text"))
+    assert f"plan peak {rep.peak_bytes:,} B" in texts and "budget 262,144 B" in texts
+
+
+def test_host_target_has_no_memory_report():
+    torch.manual_seed(0)
+    prog = tinytrain.compile(small_cnn(num_classes=4, in_channels=1, width=4).eval(),
+                             torch.randn(1, 1, 12, 12), trainable=["10.weight"], lr=0.05)
+    with pytest.raises(ValueError, match="needs a Cortex-M target.*target='cortex-m4'"):
+        prog.memory_report()
+
+
+def test_int8_program_report_agrees_with_the_device(tmp_path):
+    from tinytrain import reference as R
+    from tinytrain.int8 import compile_training
+    from tinytrain.pretrained import load_mcu_model
+    from tinytrain.pretrained.graph import build_forward, truncate
+
+    model = truncate(load_mcu_model("mbv2-w0.35"), 2)
+    g = build_forward(model, classifier="fp32", num_classes=4, input_hw=16, seed=0)
+    trainable = ["blocks.1.pointwise2.bias", "fc.weight", "fc.bias"]
+    prog = compile_training(g, trainable, lr=0.05, target="cortex-m4", build_dir=tmp_path / "fw")
+    rep = prog.memory_report()
+    _check_rows(rep, prog.firmware.module, prog.initial_params())
+    named = {n for r in rep.rows for n in r.layers}
+    assert {"fc", "blocks.1.pointwise2"} <= named, named
+    rng = np.random.default_rng(0)
+    xs = R.preprocess(rng.integers(0, 256, (2, 16, 16, 3)).astype(np.uint8),
+                      model.first_conv.x_scale, model.first_conv.x_zero)
+    res = prog.run_qemu(train=(xs, [1, 2]), workdir=tmp_path / "run")
+    assert res.returncode == 0, res.output[-2000:]
+    measured = res.mem["sram_peak"]
+    assert abs(measured - rep.peak_bytes) <= 0.10 * measured, (measured, rep.peak_bytes)
