@@ -168,6 +168,8 @@ def read_sources(sources_dir) -> dict:
                     if inner.operation.name != "builtin.module":
                         continue
                     for func in inner.regions[0].blocks[0].operations:
+                        if not len(func.regions) or not len(func.regions[0].blocks):
+                            continue  # a declaration (hal.import.static: our kernels' entry points)
                         name = ir.StringAttr(func.operation.attributes["sym_name"]).value
                         subspans = [_subspan(op) for op in func.regions[0].blocks[0].operations
                                     if op.operation.name == "hal.interface.binding.subspan"]

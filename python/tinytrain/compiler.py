@@ -282,8 +282,9 @@ def located_text(module: ir.Module) -> str:
 
 def _build_firmware(prog: "CompiledModel", target: str, sram_kb: int, build_dir, *,
                     linalg_text: str | None = None):
-    """The firmware of `prog` in `build_dir`, from `linalg_text` (default `prog.stages["linalg"]`;
-    the drivers pass `located_text` of the same module)."""
+    """The firmware of `prog` in `build_dir`, from `linalg_text` (default
+    `prog.stages["linalg_device"]` when the firmware has its own lowering, else
+    `prog.stages["linalg"]`; the drivers pass `located_text` of the same module)."""
     import tempfile
 
     from tinytrain.lowering.cortexm.firmware import FirmwareBuildError, compile_firmware
@@ -299,7 +300,10 @@ def _build_firmware(prog: "CompiledModel", target: str, sram_kb: int, build_dir,
     # build fails, so a failed compile leaves no half-written firmware behind.
     created = [p for p in (out, out / "static", out / "firmware") if not p.exists()]
     try:
-        fw = compile_firmware(linalg_text or prog.stages["linalg"], out, target=target,
+        # "linalg_device": the firmware's own lowering when it differs from the host's
+        # (tinytrain.int8's kernels="ttk": our int8 kernels as IREE dispatches)
+        text = linalg_text or prog.stages.get("linalg_device", prog.stages["linalg"])
+        fw = compile_firmware(text, out, target=target,
                               params=prog.program_params(), sram_kb=sram_kb,
                               extra_flags=getattr(prog, "cortexm_flags", ()))
     except SramBudgetError as e:

@@ -239,7 +239,8 @@ class _ForwardAsPredict(ModulePass):
 def compile_training(graph, trainable=None, lr: float = 0.01, qas: bool = True, gradients: bool = False,
                      extra_flags=("--iree-opt-const-eval=false",), scheme=None, momentum: float = 0.0,
                      verbose: bool = False, *, target: str = "host", sram_kb: int = 256,
-                     build_dir=None, patches: int | None = None, reorder: bool = True) -> Int8Training:
+                     build_dir=None, patches: int | None = None, reorder: bool = True,
+                     kernels: str = "iree") -> Int8Training:
     """Build `@train_step` / `@predict` (and `@gradients`) of `graph` and compile them for the
     host, and with `target="cortex-m4"|"cortex-m7"` the firmware too (in `build_dir`, planned
     against `sram_kb`: a `CompileError` when it does not fit).
@@ -251,11 +252,15 @@ def compile_training(graph, trainable=None, lr: float = 0.01, qas: bool = True, 
     `patches`: the frozen first stage computed in `patches` x `patches` spatial patches (the
     `patch-stage` pass; bit-identical, less SRAM, some recomputed halo); default `patch_grid()`.
     `reorder`: each update applied as soon as its gradient exists (the `reorder-updates` pass;
-    False keeps autodiff's order, all updates at the end, for comparison)."""
+    False keeps autodiff's order, all updates at the end, for comparison).
+    `kernels`: the firmware's int8 convolutions, "iree" (IREE's generated kernels, the default) or
+    "ttk" (our Cortex-M kernels, runtime/kernels, as IREE dispatches wherever a conv is inside
+    their contract; Cortex-M targets only). The host program always uses IREE's kernels."""
+    _check_kernels(kernels, target)
     passes, order, values, slices, report = _training_passes(graph, trainable, lr, qas, gradients, scheme,
                                                              momentum, reorder)
     passes += _patch_passes(graph, patches, target)
-    prog = _compile(graph, passes, order, lr, extra_flags, target, sram_kb, build_dir, values)
+    prog = _compile(graph, passes, order, lr, extra_flags, target, sram_kb, build_dir, values, kernels)
     prog.slices, prog.momentum, prog.report = {s.name: s for s in slices}, float(momentum), report["report"]
     if verbose:
         print(f"[tinytrain] {report['report'].table()}", file=sys.stderr, flush=True)
@@ -336,12 +341,14 @@ def _training_passes(graph, trainable, lr, qas, gradients, scheme=None, momentum
 
 
 def compile_predict(graph, extra_flags=("--iree-opt-const-eval=false",), *, target: str = "host",
-                    sram_kb: int = 256, build_dir=None, patches: int | None = None) -> Int8Training:
+                    sram_kb: int = 256, build_dir=None, patches: int | None = None,
+                    kernels: str = "iree") -> Int8Training:
     """The inference program of `graph` (`@predict(input)`, every parameter a constant) for the
     host and, with a Cortex-M target, its firmware. Call `predict([], x)` / `run_qemu(evaluate=...)`.
-    `patches`: as in `compile_training`."""
+    `patches`, `kernels`: as in `compile_training`."""
+    _check_kernels(kernels, target)
     return _compile(graph, [_ForwardAsPredict(), *_patch_passes(graph, patches, target)], [], 0.0,
-                    extra_flags, target, sram_kb, build_dir)
+                    extra_flags, target, sram_kb, build_dir, kernels=kernels)
 
 
 def patch_grid(target: str, input_hw: int) -> int:
@@ -362,7 +369,20 @@ def _patch_passes(graph, patches, target) -> list:
     return [PatchStagePass(grid=grid)] if grid > 1 else []
 
 
-def _compile(graph, passes, order, lr, extra_flags, target, sram_kb, build_dir, values=None) -> Int8Training:
+def _check_kernels(kernels, target: str) -> None:
+    from tinytrain.lowering.conversions.tinytrain_to_linalg.kernels import KERNELS
+
+    if kernels not in KERNELS:
+        raise ValueError(f"kernels={kernels!r} is not supported: use 'iree' (IREE's generated kernels, "
+                         f"the default) or 'ttk' (our Cortex-M int8 kernels)")
+    if kernels == "ttk" and target == "host":
+        raise ValueError("kernels='ttk' (our Cortex-M int8 kernels) needs target='cortex-m4' or "
+                         "'cortex-m7'; the host program always runs IREE's kernels: drop kernels= "
+                         "or pass a Cortex-M target")
+
+
+def _compile(graph, passes, order, lr, extra_flags, target, sram_kb, build_dir, values=None,
+             kernels: str = "iree") -> Int8Training:
     from tinytrain.compiler import _build_firmware, check_target_args, located_text
     from tinytrain.lowering.conversions.tinytrain_to_linalg import ConvertTinytrainToLinalgPass
     from tinytrain.lowering.host.iree_host import HostModule, compile_host
@@ -371,15 +391,23 @@ def _compile(graph, passes, order, lr, extra_flags, target, sram_kb, build_dir, 
     fwd = _forward_types(graph.module)
     check_target_args(target, sram_kb, fwd[0])
     values = graph.values if values is None else values
-    passes = [*passes, ConvertTinytrainToLinalgPass(values=values)]
-    run_pipeline(graph.module, passes, stage="int8-training" if order else "int8-predict")
+    stage = "int8-training" if order else "int8-predict"
+    run_pipeline(graph.module, passes, stage=stage)
+    stages, device_text = {}, None
+    if kernels != "iree":  # the firmware's program: our kernels' dispatches (not runnable on the host)
+        device = graph.module.operation.clone()
+        run_pipeline(device, [ConvertTinytrainToLinalgPass(values=values, kernels=kernels)], stage=stage)
+        stages["linalg_device"], device_text = str(device), located_text(device)
+        device.erase()
+    run_pipeline(graph.module, [ConvertTinytrainToLinalgPass(values=values)], stage=stage)
     text = str(graph.module)
+    stages = {"linalg": text, **stages}
     host = HostModule(compile_host(text, extra_flags=list(extra_flags)))
-    prog = Int8Training(host, order, values, lr=lr, stages={"linalg": text}, input_shape_nhwc=fwd[0],
+    prog = Int8Training(host, order, values, lr=lr, stages=stages, input_shape_nhwc=fwd[0],
                         input_dtype=fwd[1], output_shape=fwd[2], target=target)
     if target != "host":
         prog.firmware = _build_firmware(prog, target, sram_kb, build_dir,
-                                        linalg_text=located_text(graph.module))
+                                        linalg_text=device_text or located_text(graph.module))
     return prog
 
 

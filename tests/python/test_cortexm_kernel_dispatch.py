@@ -4,7 +4,9 @@
   firmware) gives exactly the output of the same layer compiled by IREE from linalg
   (`linalg.quantized_matmul` + the requantization generic) and of the numpy oracle;
 - a whole int8 backbone lowered with `to-linalg{kernels=ttk}` (pointwise and depthwise convs
-  as dispatches of our kernels) gives the logits of the same backbone with IREE's kernels."""
+  as dispatches of our kernels) gives the logits of the same backbone with IREE's kernels;
+- a whole int8 training step built by `tinytrain.int8.compile_training(..., kernels="ttk")` gives
+  exactly the state and loss of the same program with IREE's kernels."""
 
 import subprocess
 import sys
@@ -58,19 +60,21 @@ def _forward_text(graph, kernels: str) -> str:
 @pytest.mark.parametrize("target", ["cortex-m4", "cortex-m7"])
 def test_int8_backbone_with_our_kernels_equals_iree_kernels(target, tmp_path):
     """A whole int8 forward (the paper's MobileNetV2-w0.35, first 2 blocks, 32x32, fp32 head):
-    lowered with `to-linalg{kernels=ttk}` (its pointwise and depthwise convs dispatch our
-    kernels; the first 3x3 conv and the head stay IREE's) and with IREE's kernels only,
-    bit-identical logits in QEMU."""
+    lowered with `to-linalg{kernels=ttk}` (its first 3x3 conv, pointwise and depthwise convs
+    dispatch our kernels; the fp32 head stays IREE's) and with IREE's kernels only, bit-identical
+    logits in QEMU."""
     from tinytrain.pretrained import load_mcu_model
     from tinytrain.pretrained.graph import build_forward, truncate
 
     model = truncate(load_mcu_model("mbv2-w0.35"), 2)
     texts = {k: _forward_text(build_forward(model, classifier="fp32", num_classes=10, input_hw=32), k)
              for k in ("ttk", "iree")}
-    # blocks.0.pointwise2, blocks.1.pointwise1/2; blocks.0.depthwise (s1), blocks.1.depthwise (s2)
+    # blocks.0.pointwise2, blocks.1.pointwise1/2; blocks.0.depthwise (s1), blocks.1.depthwise (s2);
+    # the first conv (3x3 s2, 3 input channels)
     assert texts["ttk"].count("call @ttk_iree_conv1x1_s8(") == 3
     assert texts["ttk"].count("call @ttk_iree_dwconv_s8(") == 2
-    assert texts["ttk"].count('"flow.dispatch"') == 5
+    assert texts["ttk"].count("call @ttk_iree_conv_s8(") == 1
+    assert texts["ttk"].count('"flow.dispatch"') == 6
     assert '"flow.dispatch"' not in texts["iree"]
     x = np.random.default_rng(2).integers(-128, 128, (1, 32, 32, 3)).astype(np.int8)
     out = {k: ik.build_and_run(t, x, (1, 10), tmp_path / k, target, out_dtype=np.float32)[1]
@@ -96,3 +100,77 @@ def test_firmware_project_links_our_kernels_when_a_dispatch_calls_them(tmp_path)
                               check=True).stdout
         assert ("TTK_KERNELS" in cmake) == (name == "ttk")
         assert (" T ttk_iree_conv1x1_s8" in syms) == (name == "ttk")
+
+
+# ---- a whole int8 training step on the device with our kernels ---------------------------------
+
+# The first 3 blocks of MobileNetV2-w0.35 at 32x32 with a 4-class fp32 head (as
+# test_int8_device_training); trained: int8 pointwise weights (written back), a depthwise weight
+# kept as an fp32 master copy, int32 biases and the head. Its forward has the first conv, 5
+# pointwise and 3 depthwise convs inside our kernels' contracts, trained layers among them.
+TRAIN_MASTER = "blocks.2.depthwise.weight"
+TRAIN_PARAMS = ["blocks.1.pointwise2.weight", "blocks.1.pointwise2.bias", TRAIN_MASTER,
+                "blocks.2.depthwise.bias", "blocks.2.pointwise2.weight", "blocks.2.pointwise2.bias",
+                "fc.weight", "fc.bias"]
+
+
+def _training_program(kernels: str, target: str, build_dir):
+    from tinytrain.int8 import compile_training
+    from tinytrain.pretrained import load_mcu_model
+    from tinytrain.pretrained.graph import build_forward, truncate
+
+    model = truncate(load_mcu_model("mbv2-w0.35"), 3)
+    g = build_forward(model, classifier="fp32", num_classes=4, input_hw=32, seed=0,
+                      master_weights=[TRAIN_MASTER])
+    return compile_training(g, TRAIN_PARAMS, lr=0.05, target=target, build_dir=build_dir, kernels=kernels)
+
+
+@pytest.mark.parametrize("target", ["cortex-m4", "cortex-m7"])
+def test_int8_training_step_with_our_kernels_equals_iree_kernels(target, tmp_path):
+    """`compile_training(..., kernels="ttk")`: the firmware's int8 convs (frozen and trained
+    layers' forward) dispatch our kernels; two training steps in QEMU give exactly the integer
+    state, the float state (master copy, head) and the losses of the same program with IREE's
+    kernels (kernels="iree", the default)."""
+    from tinytrain import reference as R
+    from tinytrain.pretrained import load_mcu_model
+
+    progs = {k: _training_program(k, target, tmp_path / k) for k in ("ttk", "iree")}
+    first = load_mcu_model("mbv2-w0.35").first_conv
+    dev = progs["ttk"].stages["linalg_device"]
+    assert dev.count("call @ttk_iree_conv1x1_s8(") == 5 and dev.count("call @ttk_iree_dwconv_s8(") == 3
+    assert dev.count("call @ttk_iree_conv_s8(") == 1
+    assert "linalg_device" not in progs["iree"].stages and "ttk_iree" not in progs["ttk"].stages["linalg"]
+    syms = subprocess.run(["arm-none-eabi-nm", str(progs["ttk"].firmware.elf)], capture_output=True,
+                          text=True, check=True).stdout
+    assert all(f" T ttk_iree_{k}_s8" in syms for k in ("conv1x1", "dwconv", "conv"))
+
+    rng = np.random.default_rng(3)
+    xs = R.preprocess(rng.integers(0, 256, (2, 32, 32, 3)).astype(np.uint8), first.x_scale, first.x_zero)
+    ys = rng.integers(0, 4, 2).astype(np.int32)
+    res = {k: p.run_qemu(train=(xs, ys), workdir=tmp_path / f"run-{k}") for k, p in progs.items()}
+    for k, r in res.items():
+        assert r.returncode == 0, (k, r.output[-2000:])
+        assert len(r.trace) == 2
+    p0 = progs["iree"].initial_params()
+    changed = set()
+    for step, ((ours, ours_loss), (theirs, theirs_loss)) in enumerate(zip(res["ttk"].trace, res["iree"].trace)):
+        for name, a, b, init in zip(progs["ttk"].trainable, ours, theirs, p0):
+            assert a.dtype == b.dtype and a.shape == b.shape, name
+            np.testing.assert_array_equal(a.view(np.uint8), b.view(np.uint8), err_msg=f"step {step} {name}")
+            if not np.array_equal(a, init):
+                changed.add(name)
+        assert np.float32(ours_loss).view(np.uint32) == np.float32(theirs_loss).view(np.uint32), step
+    assert {"blocks.1.pointwise2.weight", "blocks.1.pointwise2.bias", TRAIN_MASTER,
+            "blocks.2.pointwise2.weight", "fc.weight"} <= changed, changed
+
+
+def test_our_kernels_need_a_cortexm_target():
+    from tinytrain.int8 import compile_predict, compile_training
+    from tinytrain.pretrained import load_mcu_model
+    from tinytrain.pretrained.graph import build_forward, truncate
+
+    g = build_forward(truncate(load_mcu_model("mbv2-w0.35"), 1), classifier="fp32", num_classes=4, input_hw=32)
+    with pytest.raises(ValueError, match="kernels='ttk'.*cortex-m4"):
+        compile_training(g, ["fc.bias"], kernels="ttk")
+    with pytest.raises(ValueError, match="kernels='cmsis'.*'iree'.*'ttk'"):
+        compile_predict(g, target="cortex-m7", kernels="cmsis")

@@ -216,6 +216,33 @@ def test_oracle_requantization_hand_values():
     assert int(oracle.requantize(10, 3 << 29, 2)) == 30
 
 
+def test_q2_epilogue_identity_equals_oracle():
+    """The kernels' one-SMMLAR epilogue (src/ttk_simd.h, ttk_q2_apply): under its preconditions
+    (right shift e in [1, 22], 2^30 < mult < 2^31, |acc| < 2^30) the high word of
+    ((acc + (acc >> 31) + kc) << 32) + acc * m2s + 2^31, with m2s = (int32)(2 mult) and
+    kc = 2^(e-1) + y_zero 2^e, shifted right by e, is requantize(acc) + y_zero; computed here
+    with the same 64-bit wrap-around as the hardware. Random and edge cases (halves, +-1, the
+    acc bound)."""
+    rng = np.random.default_rng(11)
+    n = 0
+    for _ in range(300):
+        m = int(rng.integers((1 << 30) + 1, 1 << 31))
+        e = int(rng.integers(1, 23))
+        yz = int(rng.integers(-128, 128))
+        acc = np.concatenate([rng.integers(-(1 << 30) + 1, 1 << 30, 60), np.arange(-40, 41),
+                              rng.integers(-512, 512, 40) * (1 << e) // 2, [(1 << 30) - 1, -(1 << 30) + 1]])
+        acc = acc[np.abs(acc) < (1 << 30)].astype(np.int64)
+        want = oracle.requantize(acc, m, -e).astype(np.int64) + yz
+        m2s = (2 * m) - (1 << 32)
+        kc = (1 << (e - 1)) + yz * (1 << e)
+        for a, w in zip(acc.tolist(), want.tolist()):
+            v = ((((a + (a >> 31) + kc) << 32) + a * m2s + (1 << 31)) & ((1 << 64) - 1)) >> 32
+            hi = v - (1 << 32) if v >= (1 << 31) else v
+            assert hi >> e == w, (a, m, e, yz)
+            n += 1
+    assert n > 50000
+
+
 def test_kernels_reject_bad_shapes(tmp_path):
     """Unsupported arguments are refused (the runner reports the kernel's -1)."""
     runner = tk.build(tmp_path, "host")

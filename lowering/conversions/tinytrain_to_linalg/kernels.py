@@ -28,9 +28,10 @@ import math
 from torch_mlir import ir
 from torch_mlir.dialects import arith, func, linalg, tensor
 
-from .builders import shape_of, tensor_type
+from .builders import PARALLEL, amap, dims, generic, identity, shape_of, tensor_type
 
-__all__ = ["KERNELS", "conv1x1_contract", "conv1x1_scratch_bytes", "conv1x1_dispatch", "dwconv_contract",
+__all__ = ["KERNELS", "conv1x1_contract", "conv1x1_scratch_bytes", "conv1x1_dispatch", "conv_contract",
+           "conv_dispatch", "dwconv_contract",
            "dwconv_dispatch"]
 
 #: `to-linalg{kernels=...}`: "iree" (IREE's generated code for every op) or "ttk" (our kernels
@@ -46,7 +47,7 @@ def conv1x1_scratch_bytes(c_in: int, c_out: int) -> int:
     """Scratch for `ttk_conv1x1_s8`'s widened-operand path with every output channel in one
     block (`ttk_conv1x1_s8_scratch_size`, with `_RQ_BOUND` for the per-channel constants)."""
     k4 = (c_in + 3) & ~3
-    return k4 * 4 + (c_out + 1) // 2 * (k4 * 4 + 2 * _RQ_BOUND + 8)
+    return k4 * 8 + (c_out + 1) // 2 * (k4 * 4 + 2 * _RQ_BOUND + 8)
 
 
 def _quant_contract(mult, shift, clamp, zero_points, taps: int) -> str | None:
@@ -89,6 +90,29 @@ def dwconv_contract(x_shape, w_shape, out_shape, strides, padding, depthwise, mu
     if list(out_shape[1:3]) != expect:
         return "output size"
     return _quant_contract(mult, shift, clamp, zero_points, k * k)
+
+
+#: runtime/kernels/include/ttk/kernels.h TTK_CONV_MAX_K: the largest K*K*C_in of ttk_conv_s8.
+CONV_MAX_K = 64
+
+
+def conv_contract(x_shape, w_shape, out_shape, strides, padding, groups, depthwise, mult, shift, clamp,
+                  zero_points) -> str | None:
+    """None when `ttk_conv_s8` (the first dense conv: K x K, few input channels) computes this
+    qconv2d bit-exactly, else why not."""
+    kh, kw, c_in, _ = w_shape
+    if groups != 1 or depthwise or kh != kw or kh % 2 == 0 or kh == 1:
+        return "not a dense KxK convolution with an odd K > 1"
+    if kh * kw * c_in > CONV_MAX_K:
+        return f"K*K*C_in above {CONV_MAX_K}"
+    if strides[0] != strides[1] or strides[0] < 1 or list(padding) != [(kh - 1) // 2] * 2:
+        return "stride or padding"
+    if x_shape[0] != 1:
+        return "batch > 1"
+    expect = [(d - 1) // strides[0] + 1 for d in x_shape[1:3]]  # (d + 2 pad - K) // s + 1
+    if list(out_shape[1:3]) != expect:
+        return "output size"
+    return _quant_contract(mult, shift, clamp, zero_points, kh * kw * c_in)
 
 
 def _module_block(op) -> ir.Block:
@@ -197,4 +221,44 @@ def dwconv_dispatch(op, x: ir.Value, w: ir.Value, bias: ir.Value, mult: ir.Value
     i8 = ir.IntegerType.get_signless(8)
     d = _dispatch(op, "ttk_iree_dwconv_s8", [_flat(x), _flat(w), bias, mult, shift],
                   [tensor_type([math.prod(out)], i8)], [h, wd, c, k, stride, x_zero, y_zero, clamp[0], clamp[1]])
+    return _unflat(d.results[0], out)
+
+
+def _pack_conv_q15(w: ir.Value) -> ir.Value:
+    """HWIO int8 weights in `ttk_pack_conv_q15`'s layout, 1-D int16: per output channel pair j and
+    4 k (K = KH*KW*C_in zero padded to K4, C_out to even) the lanes (j, quad, a, b, c) of
+    channel 2j + b, k = 4 quad + 2c + a. One linalg.generic (sign extension) on the padded,
+    expanded weights; IREE folds it for constant weights."""
+    kh, kw, c_in, c_out = shape_of(w)
+    kk = kh * kw * c_in
+    k4, co2 = (kk + 3) & ~3, c_out + (c_out & 1)
+    i8, i16 = ir.IntegerType.get_signless(8), ir.IntegerType.get_signless(16)
+    w2 = tensor.CollapseShapeOp(tensor_type([kk, c_out], i8), w, [[0, 1, 2], [3]]).result
+    if (k4, co2) != (kk, c_out):
+        pad = tensor.PadOp(tensor_type([k4, co2], i8), w2, [], [], [0, 0], [k4 - kk, co2 - c_out])
+        block = pad.region.blocks.append(ir.IndexType.get(), ir.IndexType.get())
+        with ir.InsertionPoint(block):
+            tensor.YieldOp(arith.ConstantOp(i8, ir.IntegerAttr.get(i8, 0)).result)
+        w2 = pad.result
+    quads, pairs = k4 // 4, co2 // 2
+    w5 = tensor.ExpandShapeOp(tensor_type([quads, 2, 2, pairs, 2], i8), w2, [[0, 1, 2], [3, 4]], [],
+                              [quads, 2, 2, pairs, 2]).result
+    j, quad, a, b, c = dims(5)
+    out = tensor.EmptyOp([pairs, quads, 2, 2, 2], i16).result
+    packed = generic([w5], out, [amap(5, [quad, c, a, j, b]), identity(5)], [PARALLEL] * 5,
+                     lambda v, _: arith.ExtSIOp(i16, v).result)
+    return _flat(packed)
+
+
+def conv_dispatch(op, x: ir.Value, w: ir.Value, bias: ir.Value, mult: ir.Value, shift: ir.Value,
+                  x_zero: int, y_zero: int, clamp, stride: int) -> ir.Value:
+    """The dense qconv2d `op` (inside `conv_contract`) as a dispatch of `ttk_conv_s8` on the
+    unpadded input (the kernel pads with x_zero); returns the int8 result."""
+    _, h, wd, c_in = shape_of(x)
+    k, _, _, c_out = shape_of(w)
+    out = shape_of(op.result)
+    i8 = ir.IntegerType.get_signless(8)
+    d = _dispatch(op, "ttk_iree_conv_s8", [_flat(x), _pack_conv_q15(w), bias, mult, shift],
+                  [tensor_type([math.prod(out)], i8)],
+                  [h, wd, c_in, c_out, k, stride, x_zero, y_zero, clamp[0], clamp[1]])
     return _unflat(d.results[0], out)

@@ -184,10 +184,12 @@ def _pad_input(x: ir.Value, pad_value: int, padding, kernel, out_hw, strides) ->
 
 
 def convert_qconv2d(op, adaptor, type_converter, rewriter, kernels: str = "iree"):
-    """`kernels="ttk"`: a qconv2d inside our pointwise kernel's contract becomes a dispatch of it
-    (`kernels.conv1x1_dispatch`); everything else, and `kernels="iree"`, is lowered to linalg."""
+    """`kernels="ttk"`: a qconv2d inside the contract of our pointwise, depthwise or first-conv
+    kernel becomes a dispatch of it (`kernels.conv1x1_dispatch`, `dwconv_dispatch`,
+    `conv_dispatch`); everything else, and `kernels="iree"`, is lowered to linalg."""
     from .conv import _conv_attrs, _is_depthwise
-    from .kernels import conv1x1_contract, conv1x1_dispatch, dwconv_contract, dwconv_dispatch
+    from .kernels import (conv1x1_contract, conv1x1_dispatch, conv_contract, conv_dispatch, dwconv_contract,
+                          dwconv_dispatch)
 
     x, w, bias = adaptor.input, adaptor.weight, adaptor.bias
     strides, padding, groups = _conv_attrs(op)
@@ -203,10 +205,13 @@ def convert_qconv2d(op, adaptor, type_converter, rewriter, kernels: str = "iree"
         quant = (m0, shift, (lo, hi), (x_zero, y_zero))
         pointwise = conv1x1_contract(shape_of(x), w_shape, strides, padding, groups, *quant) is None
         dw = dwconv_contract(shape_of(x), w_shape, out_shape, strides, padding, depthwise, *quant) is None
-        if pointwise or dw:
+        dense = conv_contract(shape_of(x), w_shape, out_shape, strides, padding, groups, depthwise,
+                              *quant) is None
+        if pointwise or dw or dense:
             with rewriter.ip, op.location:
                 args = (op, x, w, bias, _const_tensor(m0, 32), _const_tensor(shift, 32), x_zero, y_zero, (lo, hi))
-                result = conv1x1_dispatch(*args) if pointwise else dwconv_dispatch(*args, strides[0])
+                result = conv1x1_dispatch(*args) if pointwise else \
+                    dwconv_dispatch(*args, strides[0]) if dw else conv_dispatch(*args, strides[0])
             rewriter.replace_op(op, [result])
             return
     with rewriter.ip, op.location:

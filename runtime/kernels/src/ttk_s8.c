@@ -29,19 +29,6 @@ TTK_INLINE int8_t ttk_out(int32_t acc, const ttk_quant_t* q, int32_t c) {
 #define TTK_OUT(acc, rq)                                                              \
   (full ? ttk_sat_s8(ttk_rq_apply((acc), (rq)) + yz)                                  \
         : ttk_clamp_s8(ttk_rq_apply((acc), (rq)) + yz, lo, hi))
-/* Specialised epilogue of layers whose channels all take the fast requantization form and whose
- * clamp is the full int8 range (`ff` is a compile-time constant in the kernels that use it). */
-#define TTK_OUT_FF(acc, rq) \
-  (ff ? ttk_sat_s8(ttk_rq_apply_fast((acc), &(rq)) + yz) : TTK_OUT((acc), (rq)))
-
-/* 1 if the fast requantization form applies to every channel and the clamp is int8's range. */
-static int ttk_layer_ff(const ttk_quant_t* q, int32_t c_out) {
-  if (q->act_min != -128 || q->act_max != 127) return 0;
-  for (int32_t c = 0; c < c_out; ++c)
-    if (!(q->shift[c] <= -1 && q->mult[c] > (1 << 30))) return 0;
-  return 1;
-}
-
 /* ------------------------------------------------------------------------------------------ */
 /* Weight packing                                                                               */
 
@@ -51,17 +38,21 @@ void ttk_pack_oi_s8(const int8_t* w_io, int32_t c_in, int32_t c_out, int8_t* w_o
 }
 
 size_t ttk_pack_conv_q15_size(int32_t kh, int32_t kw, int32_t c_in, int32_t c_out) {
-  int32_t k2 = (kh * kw * c_in + 1) & ~1;
-  return (size_t)c_out * (size_t)k2 * sizeof(int16_t);
+  const int32_t k4 = (kh * kw * c_in + 3) & ~3;
+  return (size_t)((c_out + 1) / 2) * (size_t)k4 * 2u * sizeof(int16_t);
 }
 
 void ttk_pack_conv_q15(const int8_t* w_hwio, int32_t kh, int32_t kw, int32_t c_in, int32_t c_out,
                        int16_t* w_packed) {
-  int32_t kk = kh * kw * c_in, k2 = (kk + 1) & ~1;
-  for (int32_t o = 0; o < c_out; ++o) {
-    for (int32_t j = 0; j < kk; ++j) w_packed[o * k2 + j] = w_hwio[j * c_out + o];
-    for (int32_t j = kk; j < k2; ++j) w_packed[o * k2 + j] = 0;
-  }
+  /* per channel pair and 4 k: {c0 k0, c0 k2}, {c1 k0, c1 k2}, {c0 k1, c0 k3}, {c1 k1, c1 k3} */
+  static const int32_t lane_k[8] = {0, 2, 0, 2, 1, 3, 1, 3}, lane_c[8] = {0, 0, 1, 1, 0, 0, 1, 1};
+  const int32_t kk = kh * kw * c_in, k4 = (kk + 3) & ~3;
+  for (int32_t j = 0; 2 * j < c_out; ++j)
+    for (int32_t qd = 0; qd < k4 / 4; ++qd)
+      for (int32_t i = 0; i < 8; ++i) {
+        const int32_t kx = 4 * qd + lane_k[i], o = 2 * j + lane_c[i];
+        w_packed[(j * (k4 / 4) + qd) * 8 + i] = (int16_t)(kx < kk && o < c_out ? w_hwio[kx * c_out + o] : 0);
+      }
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -164,43 +155,45 @@ TTK_INLINE int32_t ttk_wsum(const int8_t* w, int32_t n) {
 static int32_t ttk_k4(int32_t k) { return (k + 3) & ~3; }
 
 size_t ttk_conv1x1_s8_scratch_min(int32_t c_in) {
-  /* x pair + one channel pair + its requantization constants */
-  return (size_t)ttk_k4(c_in) * 8u + 2u * sizeof(ttk_rq_t) + 8u;
+  /* x quad (4 pixels) + one channel pair + its epilogue constants */
+  return (size_t)ttk_k4(c_in) * 12u + 2u * sizeof(ttk_rq_t) + 8u;
 }
 
 size_t ttk_conv1x1_s8_scratch_size(int32_t c_in, int32_t c_out) {
   const size_t pairs = (size_t)(c_out + 1) / 2u;
-  return (size_t)ttk_k4(c_in) * 4u + pairs * ((size_t)ttk_k4(c_in) * 4u + 2u * sizeof(ttk_rq_t) + 8u);
+  return (size_t)ttk_k4(c_in) * 8u + pairs * ((size_t)ttk_k4(c_in) * 4u + 2u * sizeof(ttk_rq_t) + 8u);
 }
 
-/* Widen rows a and b (n int8 each, b may be NULL = zeros) minus z into the interleaved layout. */
-static void ttk_widen_pair(const int8_t* a, const int8_t* b, int32_t n, int32_t z, int32_t* out) {
+/* Widen nr rows (n int8 each; a NULL row is zeros) minus z into the interleaved layout: per 4 k,
+ * nr words of lanes (k0,k2), one per row, then nr words of lanes (k1,k3); K zero padded to 4. */
+static void ttk_widen_rows(const int8_t* const* rows, int32_t nr, int32_t n, int32_t z, int32_t* out) {
   const int32_t off = ttk_offset2(z);
-  int32_t k = 0;
-  for (; k + 4 <= n; k += 4, out += 4) {
-    const uint32_t va = ttk_ld32(a + k);
-    out[0] = ttk_sxtab16(off, va);
-    out[2] = ttk_sxtab16_ror8(off, va);
-    if (b != NULL) {
-      const uint32_t vb = ttk_ld32(b + k);
-      out[1] = ttk_sxtab16(off, vb);
-      out[3] = ttk_sxtab16_ror8(off, vb);
-    } else {
-      out[1] = 0;
-      out[3] = 0;
+  for (int32_t r = 0; r < nr; ++r) {
+    const int8_t* a = rows[r];
+    int32_t* o = out + r;
+    int32_t k = 0;
+    if (a == NULL) {
+      for (; k < n; k += 4, o += 2 * nr) o[0] = o[nr] = 0;
+      continue;
+    }
+    for (; k + 4 <= n; k += 4, o += 2 * nr) {
+      const uint32_t va = ttk_ld32(a + k);
+      o[0] = ttk_sxtab16(off, va);
+      o[nr] = ttk_sxtab16_ror8(off, va);
+    }
+    if (k < n) { /* tail: lanes (k0,k2) and (k1,k3) of a zero-padded quad */
+      int32_t t[4] = {0, 0, 0, 0};
+      for (int32_t j = 0; k + j < n; ++j) t[j] = a[k + j] - z;
+      o[0] = (int32_t)(((uint32_t)(uint16_t)t[0]) | ((uint32_t)(uint16_t)t[2] << 16));
+      o[nr] = (int32_t)(((uint32_t)(uint16_t)t[1]) | ((uint32_t)(uint16_t)t[3] << 16));
     }
   }
-  if (k < n) { /* tail: lanes (k0,k2) and (k1,k3) of a zero-padded quad */
-    int32_t ta[4] = {0, 0, 0, 0}, tb[4] = {0, 0, 0, 0};
-    for (int32_t j = 0; k + j < n; ++j) {
-      ta[j] = a[k + j] - z;
-      tb[j] = b != NULL ? b[k + j] - z : 0;
-    }
-    out[0] = (int32_t)(((uint32_t)(uint16_t)ta[0]) | ((uint32_t)(uint16_t)ta[2] << 16));
-    out[2] = (int32_t)(((uint32_t)(uint16_t)ta[1]) | ((uint32_t)(uint16_t)ta[3] << 16));
-    out[1] = (int32_t)(((uint32_t)(uint16_t)tb[0]) | ((uint32_t)(uint16_t)tb[2] << 16));
-    out[3] = (int32_t)(((uint32_t)(uint16_t)tb[1]) | ((uint32_t)(uint16_t)tb[3] << 16));
-  }
+}
+
+/* Rows a and b (b may be NULL) in the pair layout {a (k0,k2), b (k0,k2), a (k1,k3), b (k1,k3)}. */
+static void ttk_widen_pair(const int8_t* a, const int8_t* b, int32_t n, int32_t z, int32_t* out) {
+  const int8_t* rows[2] = {a, b};
+  ttk_widen_rows(rows, 2, n, z, out);
 }
 
 /* Two words p[off], p[off+1] (p 4-byte aligned, which LDRD needs on M-profile). GCC 12 splits
@@ -228,8 +221,20 @@ static void ttk_widen_pair(const int8_t* a, const int8_t* b, int32_t n, int32_t 
 TTK_INLINE void ttk_dot_q15_2x2(const int32_t* xs, const int32_t* ws, int32_t quads,
                                 int32_t* s) {
   int32_t s00 = s[0], s01 = s[1], s10 = s[2], s11 = s[3];
-  const int32_t* end = xs + 4 * (quads & ~1);
-  while (xs < end) { /* 8 k per iteration: 8 LDRD + 16 SMLAD */
+  const int32_t* end = xs + 4 * (quads & ~3);
+  while (xs < end) { /* 16 k per iteration: 16 LDRD + 32 SMLAD */
+    TTK_Q15_STEP(0);
+    TTK_Q15_STEP(2);
+    TTK_Q15_STEP(4);
+    TTK_Q15_STEP(6);
+    TTK_Q15_STEP(8);
+    TTK_Q15_STEP(10);
+    TTK_Q15_STEP(12);
+    TTK_Q15_STEP(14);
+    xs += 16;
+    ws += 16;
+  }
+  if (quads & 2) {
     TTK_Q15_STEP(0);
     TTK_Q15_STEP(2);
     TTK_Q15_STEP(4);
@@ -247,74 +252,356 @@ TTK_INLINE void ttk_dot_q15_2x2(const int32_t* xs, const int32_t* ws, int32_t qu
   s[3] = s11;
 }
 
+/* 4 pixels x 2 channels: x in the 4-row layout (8 words per 4 k), w in the pair layout (4 words
+ * per 4 k). Per lane pair: 3 LDRD (w pair, pixels 0-1, pixels 2-3) + 8 SMLAD. */
+#define TTK_Q15_STEP42(xo, wo)                                                        \
+  do {                                                                                \
+    int32_t x0, x1, w0, w1;                                                           \
+    TTK_LD2(ws, wo, w0, w1);                                                          \
+    TTK_LD2(xs, xo, x0, x1);                                                          \
+    s00 = ttk_smlad(x0, w0, s00);                                                     \
+    s01 = ttk_smlad(x0, w1, s01);                                                     \
+    s10 = ttk_smlad(x1, w0, s10);                                                     \
+    s11 = ttk_smlad(x1, w1, s11);                                                     \
+    TTK_LD2(xs, (xo) + 2, x0, x1);                                                    \
+    s20 = ttk_smlad(x0, w0, s20);                                                     \
+    s21 = ttk_smlad(x0, w1, s21);                                                     \
+    s30 = ttk_smlad(x1, w0, s30);                                                     \
+    s31 = ttk_smlad(x1, w1, s31);                                                     \
+  } while (0)
+#define TTK_Q15_QUAD42(q) \
+  do {                    \
+    TTK_Q15_STEP42(8 * (q), 4 * (q));         \
+    TTK_Q15_STEP42(8 * (q) + 4, 4 * (q) + 2); \
+  } while (0)
+
+/* s[2 i + j] += pixel i . channel j (bias preset by the caller). */
+TTK_INLINE void ttk_dot_q15_4x2(const int32_t* xs, const int32_t* ws, int32_t quads, int32_t* s) {
+  int32_t s00 = s[0], s01 = s[1], s10 = s[2], s11 = s[3];
+  int32_t s20 = s[4], s21 = s[5], s30 = s[6], s31 = s[7];
+  const int32_t* end = ws + 4 * (quads & ~3);
+  while (ws < end) { /* 16 k per iteration */
+    TTK_Q15_QUAD42(0);
+    TTK_Q15_QUAD42(1);
+    TTK_Q15_QUAD42(2);
+    TTK_Q15_QUAD42(3);
+    xs += 32;
+    ws += 16;
+  }
+  if (quads & 2) {
+    TTK_Q15_QUAD42(0);
+    TTK_Q15_QUAD42(1);
+    xs += 16;
+    ws += 8;
+  }
+  if (quads & 1) TTK_Q15_QUAD42(0);
+  s[0] = s00;
+  s[1] = s01;
+  s[2] = s10;
+  s[3] = s11;
+  s[4] = s20;
+  s[5] = s21;
+  s[6] = s30;
+  s[7] = s31;
+}
+
+/* One group of 4 pixels (widened in xs) against npairs full channel pairs (q2 epilogue, records
+ * as below): y0 is pixel 0's output at the block's first channel. */
+#if TTK_HAVE_DSP
+/* The 4x2 dot in assembly (in C, GCC spills two of the 8 accumulators): per lane pair LDRD w
+ * (channel pair, post-increment), LDRD x (pixels 0-1), 4 SMLAD, LDRD x (pixels 2-3), 4 SMLAD:
+ * 11 instructions per 16 MACs; r0 xs, r1 ws, r4-r11 the accumulators (s[0..7] of
+ * ttk_dot_q15_4x2), r2/r3 pixel operands, r12/lr weight operands. */
+#define TTK_ASM_STEP42                      \
+  "ldrd   r12, lr, [r1], #8\n\t"            \
+  "ldrd   r2, r3, [r0], #8\n\t"             \
+  "smlad  r4, r2, r12, r4\n\t"              \
+  "smlad  r5, r2, lr, r5\n\t"               \
+  "smlad  r6, r3, r12, r6\n\t"              \
+  "smlad  r7, r3, lr, r7\n\t"               \
+  "ldrd   r2, r3, [r0], #8\n\t"             \
+  "smlad  r8, r2, r12, r8\n\t"              \
+  "smlad  r9, r2, lr, r9\n\t"               \
+  "smlad  r10, r3, r12, r10\n\t"            \
+  "smlad  r11, r3, lr, r11\n\t"
+/* Per channel pair, the accumulators start at the pair's biases, run the dot (4 k-quads per
+ * iteration of the main loop, then one per iteration; loop ends on the stack) and go through
+ * the q2 epilogue (6 instructions per output: ADD, ADD, SMMLAR, ASR, SSAT, STRB) without
+ * leaving the registers. The argument fields are copied to the routine's frame. */
+typedef struct {
+  const int32_t* xs;  /* the group's widened pixels */
+  const int32_t* ws;  /* the first pair's widened weights (pairs are contiguous) */
+  const int32_t* rec; /* the first pair's record */
+  int32_t npairs;
+  int32_t ws_bytes;   /* one pair's weights: 16 * quads */
+  int32_t main_bytes; /* 16 * (quads & ~3) */
+  int8_t* y;
+  int32_t c_out;
+  int32_t rec_bytes;
+} ttk_px4_args_t;
+void ttk_pw_q2_px4_dsp(const ttk_px4_args_t* a);
+#define TTK_ASM_Q2OUT(acc, addr)                   \
+  "add    r0, r12, " acc ", asr #31\n\t"           \
+  "add    r0, r0, " acc "\n\t"                     \
+  "smmlar r0, " acc ", r3, r0\n\t"                 \
+  "asr    r0, r0, lr\n\t"                          \
+  "ssat   r0, #8, r0\n\t"                          \
+  "strb   r0, " addr "\n\t"
+/* frame: [sp] xs, #4 ws, #8 rec, #12 pairs left, #16 y, #20 end of the 4-quad loop, #24 end of
+ * the pair's weights, #28 ws_bytes, #32 main_bytes, #36 c_out, #40 rec_bytes */
+__asm__(
+    "  .text\n\t"
+    "  .syntax unified\n\t"
+    "  .thumb\n\t"
+    "  .p2align 2\n\t"
+    "  .global ttk_pw_q2_px4_dsp\n\t"
+    "  .hidden ttk_pw_q2_px4_dsp\n\t"
+    "  .type ttk_pw_q2_px4_dsp, %function\n\t"
+    "  .thumb_func\n"
+    "ttk_pw_q2_px4_dsp:\n\t"
+    "push   {r4-r11, lr}\n\t"
+    "sub    sp, sp, #44\n\t"
+    "ldm    r0, {r1-r9}\n\t"
+    "str    r1, [sp]\n\t"
+    "str    r2, [sp, #4]\n\t"
+    "str    r3, [sp, #8]\n\t"
+    "str    r4, [sp, #12]\n\t"
+    "str    r7, [sp, #16]\n\t"
+    "str    r5, [sp, #28]\n\t"
+    "str    r6, [sp, #32]\n\t"
+    "str    r8, [sp, #36]\n\t"
+    "str    r9, [sp, #40]\n\t"
+    "cmp    r4, #0\n\t"
+    "ble    9f\n"
+    "5:\n\t"
+    "ldr    r0, [sp]\n\t"
+    "ldr    r1, [sp, #4]\n\t"
+    "ldr    r2, [sp, #32]\n\t"
+    "add    r2, r1, r2\n\t"
+    "str    r2, [sp, #20]\n\t"
+    "ldr    r3, [sp, #28]\n\t"
+    "add    r3, r1, r3\n\t"
+    "str    r3, [sp, #24]\n\t"
+    "ldr    r3, [sp, #8]\n\t"
+    "ldrd   r4, r5, [r3]\n\t"
+    "mov    r6, r4\n\t"
+    "mov    r7, r5\n\t"
+    "mov    r8, r4\n\t"
+    "mov    r9, r5\n\t"
+    "mov    r10, r4\n\t"
+    "mov    r11, r5\n\t"
+    "cmp    r1, r2\n\t"
+    "beq    2f\n"
+    "1:\n\t"
+    TTK_ASM_STEP42 TTK_ASM_STEP42 TTK_ASM_STEP42 TTK_ASM_STEP42
+    TTK_ASM_STEP42 TTK_ASM_STEP42 TTK_ASM_STEP42 TTK_ASM_STEP42
+    "ldr    r2, [sp, #20]\n\t"
+    "cmp    r1, r2\n\t"
+    "bne    1b\n"
+    "2:\n\t"
+    "ldr    r2, [sp, #24]\n\t"
+    "cmp    r1, r2\n\t"
+    "beq    4f\n"
+    "3:\n\t"
+    TTK_ASM_STEP42 TTK_ASM_STEP42
+    "ldr    r2, [sp, #24]\n\t"
+    "cmp    r1, r2\n\t"
+    "bne    3b\n"
+    "4:\n\t"
+    "str    r1, [sp, #4]\n\t"
+    /* channel 0: r4 r6 r8 r10 = pixels 0..3; r1 y, r2 c_out, r4 reused as the row-2 pointer */
+    "ldr    r0, [sp, #8]\n\t"
+    "ldr    r1, [sp, #16]\n\t"
+    "ldr    r2, [sp, #36]\n\t"
+    "ldr    r3, [r0, #8]\n\t"
+    "ldr    r12, [r0, #16]\n\t"
+    "ldr    lr, [r0, #24]\n\t"
+    TTK_ASM_Q2OUT("r4", "[r1]")
+    TTK_ASM_Q2OUT("r6", "[r1, r2]")
+    "add    r4, r1, r2, lsl #1\n\t"
+    TTK_ASM_Q2OUT("r8", "[r4]")
+    TTK_ASM_Q2OUT("r10", "[r4, r2]")
+    /* channel 1: r5 r7 r9 r11 */
+    "ldr    r0, [sp, #8]\n\t"
+    "ldr    r3, [r0, #12]\n\t"
+    "ldr    r12, [r0, #20]\n\t"
+    "ldr    lr, [r0, #28]\n\t"
+    TTK_ASM_Q2OUT("r5", "[r1, #1]")
+    "add    r6, r1, #1\n\t"
+    TTK_ASM_Q2OUT("r7", "[r6, r2]")
+    TTK_ASM_Q2OUT("r9", "[r4, #1]")
+    "add    r6, r4, #1\n\t"
+    TTK_ASM_Q2OUT("r11", "[r6, r2]")
+    /* next pair */
+    "add    r1, r1, #2\n\t"
+    "str    r1, [sp, #16]\n\t"
+    "ldr    r0, [sp, #8]\n\t"
+    "ldr    r3, [sp, #40]\n\t"
+    "add    r0, r0, r3\n\t"
+    "str    r0, [sp, #8]\n\t"
+    "ldr    r0, [sp, #12]\n\t"
+    "subs   r0, r0, #1\n\t"
+    "str    r0, [sp, #12]\n\t"
+    "bne    5b\n"
+    "9:\n\t"
+    "add    sp, sp, #44\n\t"
+    "pop    {r4-r11, pc}\n\t"
+    "  .size ttk_pw_q2_px4_dsp, .-ttk_pw_q2_px4_dsp\n\t");
+#undef TTK_ASM_Q2OUT
+#undef TTK_ASM_STEP42
+#endif
+
+static void ttk_pw_q2_px4(const int32_t* xs, const int32_t* wj, const int32_t* rj,
+                          int32_t npairs, int32_t quads, int32_t rec_words, int8_t* y0,
+                          int32_t c_out) {
+#if TTK_HAVE_DSP
+  const ttk_px4_args_t a = {xs, wj, rj, npairs, 16 * quads, 16 * (quads & ~3), y0, c_out,
+                            4 * rec_words};
+  ttk_pw_q2_px4_dsp(&a);
+#else
+  const int32_t k4 = 4 * quads;
+  int8_t* y1 = y0 + c_out;
+  int8_t* y2 = y1 + c_out;
+  int8_t* y3 = y2 + c_out;
+  for (int32_t j = 0; j < npairs; ++j, wj += k4, rj += rec_words) {
+    int32_t s[8] = {rj[0], rj[1], rj[0], rj[1], rj[0], rj[1], rj[0], rj[1]};
+    ttk_dot_q15_4x2(xs, wj, quads, s);
+    const int32_t m0 = rj[2], m1 = rj[3], k0 = rj[4], k1 = rj[5], e0 = rj[6], e1 = rj[7];
+    y0[2 * j] = ttk_sat_s8(ttk_q2_apply(s[0], m0, k0, e0));
+    y0[2 * j + 1] = ttk_sat_s8(ttk_q2_apply(s[1], m1, k1, e1));
+    y1[2 * j] = ttk_sat_s8(ttk_q2_apply(s[2], m0, k0, e0));
+    y1[2 * j + 1] = ttk_sat_s8(ttk_q2_apply(s[3], m1, k1, e1));
+    y2[2 * j] = ttk_sat_s8(ttk_q2_apply(s[4], m0, k0, e0));
+    y2[2 * j + 1] = ttk_sat_s8(ttk_q2_apply(s[5], m1, k1, e1));
+    y3[2 * j] = ttk_sat_s8(ttk_q2_apply(s[6], m0, k0, e0));
+    y3[2 * j + 1] = ttk_sat_s8(ttk_q2_apply(s[7], m1, k1, e1));
+  }
+#endif
+}
+
+/* Per channel pair of a block, after its widened weights: the epilogue constants. With the q2
+ * epilogue (ttk_q2_t, y_zero folded in) 8 words {b0, b1, m2s0, m2s1, kc0, kc1, e0, e1};
+ * otherwise 2 ttk_rq_t then {b0, b1}. Either fits TTK_PW_REC_BYTES. */
+#define TTK_PW_REC_BYTES (2u * sizeof(ttk_rq_t) + 2u * sizeof(int32_t))
+
 TTK_INLINE void ttk_conv1x1_s8_q15_body(const int8_t* x, int32_t pixels, int32_t c_in,
                                         const int8_t* w_oi, const int32_t* bias, int32_t c_out,
                                         const ttk_quant_t* q, int8_t* y, int32_t* scratch,
-                                        size_t scratch_bytes, const int ff) {
+                                        size_t scratch_bytes, const int q2) {
   const int32_t yz = q->y_zero, lo = q->act_min, hi = q->act_max;
   const int full = lo == -128 && hi == 127; /* no fused activation range: one SSAT */
   const int32_t k4 = ttk_k4(c_in), quads = k4 / 4;
-  int32_t* xs = scratch;                                   /* k4 words: one pixel pair */
-  int32_t* wblk = scratch + k4;
-  const size_t pair_bytes = (size_t)k4 * 4u + 2u * sizeof(ttk_rq_t) + 2u * sizeof(int32_t);
-  int32_t max_pairs = (int32_t)((scratch_bytes - (size_t)k4 * 4u) / pair_bytes);
+  int32_t* xs = scratch;                           /* 2 k4 words: 4 pixels (or a pixel pair) */
+  int32_t* wblk = scratch + 2 * k4;
+  const size_t pair_bytes = (size_t)k4 * 4u + TTK_PW_REC_BYTES;
+  int32_t max_pairs = (int32_t)((scratch_bytes - (size_t)k4 * 8u) / pair_bytes);
   const int32_t all_pairs = (c_out + 1) / 2;
   if (max_pairs > all_pairs) max_pairs = all_pairs;
+  const int32_t rec_words = (int32_t)(TTK_PW_REC_BYTES / 4u);
   for (int32_t c0 = 0; c0 < c_out; c0 += 2 * max_pairs) {
     int32_t npairs = (c_out - c0 + 1) / 2;
     if (npairs > max_pairs) npairs = max_pairs;
     const int32_t nfull = c0 + 2 * npairs > c_out ? npairs - 1 : npairs; /* both channels */
-    ttk_rq_t* rq = (ttk_rq_t*)(wblk + npairs * k4);
-    int32_t* bb = (int32_t*)(rq + 2 * npairs);
-    for (int32_t j = 0; j < 2 * npairs; ++j) {
-      const int32_t c = c0 + j;
-      rq[j] = c < c_out ? ttk_rq_make(q->mult[c], q->shift[c]) : ttk_rq_make(0, 0);
-      bb[j] = (bias != NULL && c < c_out) ? bias[c] : 0;
-    }
+    int32_t* recs = wblk + npairs * k4;
     for (int32_t j = 0; j < npairs; ++j) {
+      int32_t* r = recs + j * rec_words;
+      for (int32_t i = 0; i < 2; ++i) {
+        const int32_t c = c0 + 2 * j + i;
+        const int32_t b = (bias != NULL && c < c_out) ? bias[c] : 0;
+        if (q2) { /* a missing last channel: zeros (its outputs are not stored) */
+          const ttk_q2_t r2 = c < c_out ? ttk_q2_make(q->mult[c], q->shift[c], yz) : (ttk_q2_t){0, 0, 0};
+          r[i] = b;
+          r[2 + i] = r2.m2s;
+          r[4 + i] = r2.kc;
+          r[6 + i] = r2.e;
+        } else {
+          ttk_rq_t* rq = (ttk_rq_t*)r;
+          rq[i] = c < c_out ? ttk_rq_make(q->mult[c], q->shift[c]) : ttk_rq_make(0, 0);
+          ((int32_t*)(rq + 2))[i] = b;
+        }
+      }
       const int32_t c = c0 + 2 * j;
       ttk_widen_pair(w_oi + c * c_in, c + 1 < c_out ? w_oi + (c + 1) * c_in : NULL, c_in, 0,
                      wblk + j * k4);
+    }
+    if (q2) { /* the common case: every channel q2, full clamp (one SSAT); 4 pixels x 2 channels */
+      for (int32_t p = 0; p < pixels; p += 4) {
+        const int32_t np = pixels - p < 4 ? pixels - p : 4;
+        const int8_t* rows[4];
+        for (int32_t i = 0; i < 4; ++i) rows[i] = i < np ? x + (p + i) * c_in : NULL;
+        ttk_widen_rows(rows, 4, c_in, q->x_zero, xs);
+        int8_t* y0 = y + p * c_out + c0;
+        const int32_t* wj = wblk;
+        const int32_t* rj = recs;
+        int32_t j = 0;
+        if (np == 4) { /* all full channel pairs of 4 whole pixels */
+          ttk_pw_q2_px4(xs, wj, rj, nfull, quads, rec_words, y0, c_out);
+          j = nfull;
+          y0 += 2 * nfull;
+          wj += nfull * k4;
+          rj += nfull * rec_words;
+        }
+        for (; j < npairs; ++j, y0 += 2, wj += k4, rj += rec_words) {
+          int32_t s[8] = {rj[0], rj[1], rj[0], rj[1], rj[0], rj[1], rj[0], rj[1]};
+          ttk_dot_q15_4x2(xs, wj, quads, s);
+          const int32_t m0 = rj[2], m1 = rj[3], k0 = rj[4], k1 = rj[5], e0 = rj[6], e1 = rj[7];
+          /* pixel tail or the last, single channel (constant indices keep s[] in registers) */
+#define TTK_PW_TAIL(i)                                                                 \
+  if ((i) < np) {                                                                      \
+    y0[(i) * c_out] = ttk_sat_s8(ttk_q2_apply(s[2 * (i)], m0, k0, e0));               \
+    if (j < nfull) y0[(i) * c_out + 1] = ttk_sat_s8(ttk_q2_apply(s[2 * (i) + 1], m1, k1, e1)); \
+  }
+          TTK_PW_TAIL(0)
+          TTK_PW_TAIL(1)
+          TTK_PW_TAIL(2)
+          TTK_PW_TAIL(3)
+#undef TTK_PW_TAIL
+        }
+      }
+      continue;
     }
     for (int32_t p = 0; p < pixels; p += 2) {
       const int two_px = p + 1 < pixels;
       ttk_widen_pair(x + p * c_in, two_px ? x + (p + 1) * c_in : NULL, c_in, q->x_zero, xs);
       int8_t* y0 = y + p * c_out + c0;
       const int32_t* wj = wblk;
-      const int32_t* bj = bb;
-      const ttk_rq_t* rj = rq;
+      const int32_t* rj = recs;
       int32_t j = 0;
-      if (two_px) {
-        for (; j < nfull; ++j, y0 += 2, wj += k4, bj += 2, rj += 2) {
-          int32_t s[4] = {bj[0], bj[1], bj[0], bj[1]};
-          ttk_dot_q15_2x2(xs, wj, quads, s);
-          y0[0] = TTK_OUT_FF(s[0], rj[0]);
-          y0[1] = TTK_OUT_FF(s[1], rj[1]);
-          y0[c_out] = TTK_OUT_FF(s[2], rj[0]);
-          y0[c_out + 1] = TTK_OUT_FF(s[3], rj[1]);
-        }
-      } else {
-        for (; j < nfull; ++j, y0 += 2, wj += k4, bj += 2, rj += 2) {
-          int32_t s[4] = {bj[0], bj[1], bj[0], bj[1]};
-          ttk_dot_q15_2x2(xs, wj, quads, s);
-          y0[0] = TTK_OUT_FF(s[0], rj[0]);
-          y0[1] = TTK_OUT_FF(s[1], rj[1]);
-        }
-      }
-      if (j < npairs) { /* the last, single channel of C_out */
-        int32_t s[4] = {bj[0], 0, bj[0], 0};
+      for (; j < npairs; ++j, y0 += 2, wj += k4, rj += rec_words) {
+        const ttk_rq_t* rq = (const ttk_rq_t*)rj;
+        const int32_t* bj = (const int32_t*)(rq + 2);
+        const int both = j < nfull;
+        int32_t s[4] = {bj[0], both ? bj[1] : 0, bj[0], both ? bj[1] : 0};
         ttk_dot_q15_2x2(xs, wj, quads, s);
-        y0[0] = TTK_OUT(s[0], rj[0]);
-        if (two_px) y0[c_out] = TTK_OUT(s[2], rj[0]);
+        y0[0] = TTK_OUT(s[0], rq[0]);
+        if (both) y0[1] = TTK_OUT(s[1], rq[1]);
+        if (two_px) {
+          y0[c_out] = TTK_OUT(s[2], rq[0]);
+          if (both) y0[c_out + 1] = TTK_OUT(s[3], rq[1]);
+        }
       }
     }
   }
 }
 
-static void ttk_conv1x1_s8_q15(const int8_t* x, int32_t pixels, int32_t c_in, const int8_t* w_oi,
+/* 1 if every channel takes the q2 epilogue (all |acc| <= acc_max + |bias|) and the clamp is
+ * int8's full range. */
+static int ttk_layer_q2(const ttk_quant_t* q, const int32_t* bias, int32_t c_out, int64_t acc_max) {
+  if (q->act_min != -128 || q->act_max != 127) return 0;
+  for (int32_t c = 0; c < c_out; ++c) {
+    const int64_t b = bias != NULL ? (int64_t)bias[c] : 0;
+    if (!ttk_q2_ok(q->mult[c], q->shift[c], acc_max + (b < 0 ? -b : b))) return 0;
+  }
+  return 1;
+}
+
+/* |(x - x_zero) * w| <= 255 * 128 per product. */
+#define TTK_MAX_PROD 32640
+
+__attribute__((noinline)) static void ttk_conv1x1_s8_q15(const int8_t* x, int32_t pixels, int32_t c_in, const int8_t* w_oi,
                                const int32_t* bias, int32_t c_out, const ttk_quant_t* q,
                                int8_t* y, int32_t* scratch, size_t scratch_bytes) {
-  if (ttk_layer_ff(q, c_out))
+  if (ttk_layer_q2(q, bias, c_out, (int64_t)c_in * TTK_MAX_PROD))
     ttk_conv1x1_s8_q15_body(x, pixels, c_in, w_oi, bias, c_out, q, y, scratch, scratch_bytes, 1);
   else
     ttk_conv1x1_s8_q15_body(x, pixels, c_in, w_oi, bias, c_out, q, y, scratch, scratch_bytes, 0);
@@ -443,6 +730,9 @@ TTK_INLINE void ttk_dw_group(const int8_t* x, int32_t h, int32_t w, int32_t c, c
   const ttk_rq_t r3 = ttk_rq_make(q->mult[ch + 3], q->shift[ch + 3]);
   const int32_t b0 = bias ? bias[ch] : 0, b1 = bias ? bias[ch + 1] : 0;
   const int32_t b2 = bias ? bias[ch + 2] : 0, b3 = bias ? bias[ch + 3] : 0;
+  ttk_q2_t q2[4] = {{0, 0, 0}, {0, 0, 0}, {0, 0, 0}, {0, 0, 0}};
+  if (ff)
+    for (int32_t i = 0; i < 4; ++i) q2[i] = ttk_q2_make(q->mult[ch + i], q->shift[ch + i], yz);
   for (int32_t oy = 0; oy < oh; ++oy) {
     const int32_t iy0 = oy * stride - pad;
     const int32_t kh0 = iy0 < 0 ? -iy0 : 0;
@@ -460,10 +750,17 @@ TTK_INLINE void ttk_dw_group(const int8_t* x, int32_t h, int32_t w, int32_t c, c
         for (; ox < ox_hi; ++ox, xb += stride * c, yp += c) {
           int32_t acc[4] = {b0, b1, b2, b3};
           ttk_dw_taps(xb, row, c, wq, k, k, k, off, acc);
-          yp[0] = TTK_OUT_FF(acc[0], r0);
-          yp[1] = TTK_OUT_FF(acc[1], r1);
-          yp[2] = TTK_OUT_FF(acc[2], r2);
-          yp[3] = TTK_OUT_FF(acc[3], r3);
+          if (ff) { /* q2 epilogue (ttk_layer_q2), y_zero folded in */
+            yp[0] = ttk_sat_s8(ttk_q2_apply(acc[0], q2[0].m2s, q2[0].kc, q2[0].e));
+            yp[1] = ttk_sat_s8(ttk_q2_apply(acc[1], q2[1].m2s, q2[1].kc, q2[1].e));
+            yp[2] = ttk_sat_s8(ttk_q2_apply(acc[2], q2[2].m2s, q2[2].kc, q2[2].e));
+            yp[3] = ttk_sat_s8(ttk_q2_apply(acc[3], q2[3].m2s, q2[3].kc, q2[3].e));
+          } else {
+            yp[0] = TTK_OUT(acc[0], r0);
+            yp[1] = TTK_OUT(acc[1], r1);
+            yp[2] = TTK_OUT(acc[2], r2);
+            yp[3] = TTK_OUT(acc[3], r3);
+          }
         }
         if (ox >= ow) break;
       }
@@ -488,7 +785,7 @@ int ttk_dwconv_s8(const int8_t* x, int32_t h, int32_t w, int32_t c, const int8_t
   if (x == NULL || wt == NULL || y == NULL || !ttk_dw_shape_ok(h, w, c, k, stride) ||
       !ttk_quant_ok(q))
     return -1;
-  const int ff = ttk_layer_ff(q, c);
+  const int ff = ttk_layer_q2(q, bias, c, (int64_t)k * k * TTK_MAX_PROD);
   int32_t ch = 0;
   for (; ch + 4 <= c; ch += 4) {
     if (ff) {
@@ -530,78 +827,106 @@ int ttk_dwconv_s8(const int8_t* x, int32_t h, int32_t w, int32_t c, const int8_t
 }
 
 /* ------------------------------------------------------------------------------------------ */
-/* Dense conv with few input channels (first layer): im2col of two output pixels into int16    */
-/* (x - x_zero, 0 in the padding), then 2 pixels x 2 channels of SMLAD on int16 pairs.         */
+/* Dense conv with few input channels (first layer): the pointwise GEMM on im2col rows: 4 output */
+/* pixels' windows (x, x_zero in the padding) widened like the pointwise inputs, against the    */
+/* channel pairs packed by ttk_pack_conv_q15 (already widened); the q2 layers run the pointwise */
+/* 4-pixel group routine.                                                                       */
 
-static void ttk_im2col_q15(const int8_t* x, int32_t h, int32_t w, int32_t c_in, int32_t k,
-                           int32_t iy0, int32_t ix0, int32_t x_zero, int32_t k2, int16_t* col) {
-  int32_t j = 0;
-  for (int32_t r = 0; r < k; ++r) {
+static void ttk_im2col_s8(const int8_t* x, int32_t h, int32_t w, int32_t c_in, int32_t k,
+                          int32_t iy0, int32_t ix0, int8_t pad, int8_t* col) {
+  const int32_t run = k * c_in;
+  for (int32_t r = 0; r < k; ++r, col += run) {
     const int32_t iy = iy0 + r;
+    if (iy < 0 || iy >= h) {
+      for (int32_t i = 0; i < run; ++i) col[i] = pad;
+      continue;
+    }
+    const int8_t* xr = x + (iy * w) * c_in;
+    if (ix0 >= 0 && ix0 + k <= w) { /* the whole row of the window inside: word copies */
+      const int8_t* src = xr + ix0 * c_in;
+      int32_t i = 0;
+      for (; i + 4 <= run; i += 4) {
+        const uint32_t v = ttk_ld32(src + i);
+        __builtin_memcpy(col + i, &v, 4); /* one STR */
+      }
+      for (; i < run; ++i) col[i] = src[i];
+      continue;
+    }
     for (int32_t t = 0; t < k; ++t) {
       const int32_t ix = ix0 + t;
-      if (iy < 0 || iy >= h || ix < 0 || ix >= w) {
-        for (int32_t i = 0; i < c_in; ++i) col[j++] = 0;
-      } else {
-        const int8_t* xp = x + (iy * w + ix) * c_in;
-        for (int32_t i = 0; i < c_in; ++i) col[j++] = (int16_t)(xp[i] - x_zero);
-      }
+      for (int32_t i = 0; i < c_in; ++i)
+        col[t * c_in + i] = (ix < 0 || ix >= w) ? pad : xr[ix * c_in + i];
     }
   }
-  for (; j < k2; ++j) col[j] = 0;
 }
 
-#define TTK_CONV_RQ_CACHE 32
+#define TTK_CONV_PAIRS 16 /* channel pairs per block (epilogue records on the stack) */
 int ttk_conv_s8(const int8_t* x, int32_t h, int32_t w, int32_t c_in, const int16_t* w_packed,
                 int32_t k, int32_t stride, const int32_t* bias, int32_t c_out,
                 const ttk_quant_t* q, int8_t* y) {
   if (x == NULL || w_packed == NULL || y == NULL || h < 1 || w < 1 || c_in < 1 || c_out < 1 ||
-      k < 1 || (k & 1) == 0 || stride < 1 || k * k * c_in > TTK_CONV_MAX_K || !ttk_quant_ok(q))
+      k < 1 || (k & 1) == 0 || stride < 1 || k * k * c_in > TTK_CONV_MAX_K || !ttk_quant_ok(q) ||
+      ((uintptr_t)w_packed & 3u) != 0u)
     return -1;
   const int32_t pad = (k - 1) / 2;
   const int32_t oh = (h + 2 * pad - k) / stride + 1, ow = (w + 2 * pad - k) / stride + 1;
-  const int32_t k2 = (k * k * c_in + 1) & ~1;
-  const int32_t n_out = oh * ow;
-  int16_t col[2][TTK_CONV_MAX_K] __attribute__((aligned(4)));
+  const int32_t kk = k * k * c_in, k4 = ttk_k4(kk), quads = k4 / 4;
+  const int32_t n_out = oh * ow, pairs = (c_out + 1) / 2;
   const int32_t yz = q->y_zero, lo = q->act_min, hi = q->act_max;
   const int full = lo == -128 && hi == 127; /* no fused activation range: one SSAT */
-  ttk_rq_t rqs[TTK_CONV_RQ_CACHE]; /* per-channel constants of the first channels, made once */
-  const int32_t n_rq = c_out < TTK_CONV_RQ_CACHE ? c_out : TTK_CONV_RQ_CACHE;
-  for (int32_t c = 0; c < n_rq; ++c) rqs[c] = ttk_rq_make(q->mult[c], q->shift[c]);
-#define TTK_CONV_OUT(acc, c) \
-  ((c) < n_rq ? TTK_OUT((acc), rqs[(c)]) : ttk_out((acc), q, (c)))
-  for (int32_t p = 0; p < n_out; p += 2) {
-    const int32_t np = p + 1 < n_out ? 2 : 1;
-    for (int32_t i = 0; i < np; ++i) {
-      const int32_t oy = (p + i) / ow, ox = (p + i) % ow;
-      ttk_im2col_q15(x, h, w, c_in, k, oy * stride - pad, ox * stride - pad, q->x_zero, k2,
-                     col[i]);
+  const int q2 = ttk_layer_q2(q, bias, c_out, (int64_t)kk * TTK_MAX_PROD);
+  int8_t col[4][TTK_CONV_MAX_K];
+  int32_t xs[2 * TTK_CONV_MAX_K];
+  int32_t rec[TTK_CONV_PAIRS * 8];        /* q2: {b0, b1, m2s0, m2s1, kc0, kc1, e0, e1} per pair */
+  ttk_rq_t rqs[2 * TTK_CONV_PAIRS];       /* otherwise */
+  for (int32_t j0 = 0; j0 < pairs; j0 += TTK_CONV_PAIRS) {
+    const int32_t jn = pairs - j0 < TTK_CONV_PAIRS ? pairs - j0 : TTK_CONV_PAIRS;
+    const int32_t c0 = 2 * j0;
+    const int32_t nfull = c0 + 2 * jn > c_out ? jn - 1 : jn; /* pairs with both channels */
+    for (int32_t i = 0; i < 2 * jn; ++i) {
+      const int32_t c = c0 + i;
+      int32_t* r = rec + (i / 2) * 8 + (i & 1);
+      r[0] = (bias != NULL && c < c_out) ? bias[c] : 0;
+      const ttk_q2_t r2 = q2 && c < c_out ? ttk_q2_make(q->mult[c], q->shift[c], yz) : (ttk_q2_t){0, 0, 0};
+      r[2] = r2.m2s;
+      r[4] = r2.kc;
+      r[6] = r2.e;
+      rqs[i] = c < c_out ? ttk_rq_make(q->mult[c], q->shift[c]) : ttk_rq_make(0, 0);
     }
-    if (np == 1)
-      for (int32_t j = 0; j < k2; ++j) col[1][j] = 0;
-    int8_t* yp = y + p * c_out;
-    for (int32_t c = 0; c < c_out; c += 2) {
-      const int32_t two = c + 1 < c_out;
-      const int16_t* w0 = w_packed + c * k2;
-      const int16_t* w1 = two ? w0 + k2 : w0;
-      int32_t s00 = bias ? bias[c] : 0, s10 = s00;
-      int32_t s01 = two && bias ? bias[c + 1] : 0, s11 = s01;
-      for (int32_t j = 0; j < k2; j += 2) {
-        int32_t a0 = (int32_t)ttk_ld32(col[0] + j), a1 = (int32_t)ttk_ld32(col[1] + j);
-        int32_t v0 = (int32_t)ttk_ld32(w0 + j), v1 = (int32_t)ttk_ld32(w1 + j);
-        s00 = ttk_smlad(a0, v0, s00);
-        s01 = ttk_smlad(a0, v1, s01);
-        s10 = ttk_smlad(a1, v0, s10);
-        s11 = ttk_smlad(a1, v1, s11);
+    const int32_t* wblk = (const int32_t*)(const void*)w_packed + j0 * k4;
+    for (int32_t p = 0; p < n_out; p += 4) {
+      const int32_t np = n_out - p < 4 ? n_out - p : 4;
+      const int8_t* rows[4] = {NULL, NULL, NULL, NULL};
+      for (int32_t i = 0; i < np; ++i) {
+        const int32_t oy = (p + i) / ow, ox = (p + i) % ow;
+        ttk_im2col_s8(x, h, w, c_in, k, oy * stride - pad, ox * stride - pad, (int8_t)q->x_zero, col[i]);
+        rows[i] = col[i];
       }
-      yp[c] = TTK_CONV_OUT(s00, c);
-      if (two) yp[c + 1] = TTK_CONV_OUT(s01, c + 1);
-      if (np == 2) {
-        yp[c_out + c] = TTK_CONV_OUT(s10, c);
-        if (two) yp[c_out + c + 1] = TTK_CONV_OUT(s11, c + 1);
+      ttk_widen_rows(rows, 4, kk, q->x_zero, xs);
+      int8_t* y0 = y + p * c_out + c0;
+      int32_t j = 0;
+      if (q2 && np == 4) {
+        ttk_pw_q2_px4(xs, wblk, rec, nfull, quads, 8, y0, c_out);
+        j = nfull;
+      }
+      for (; j < jn; ++j) { /* pixel tail, the last single channel, or the general epilogue */
+        const int32_t* rj = rec + 8 * j;
+        int32_t s[8] = {rj[0], rj[1], rj[0], rj[1], rj[0], rj[1], rj[0], rj[1]};
+        ttk_dot_q15_4x2(xs, wblk + j * k4, quads, s);
+        const int both = j < nfull;
+        for (int32_t i = 0; i < np; ++i) {
+          int8_t* yp = y0 + i * c_out + 2 * j;
+          if (q2) {
+            yp[0] = ttk_sat_s8(ttk_q2_apply(s[2 * i], rj[2], rj[4], rj[6]));
+            if (both) yp[1] = ttk_sat_s8(ttk_q2_apply(s[2 * i + 1], rj[3], rj[5], rj[7]));
+          } else {
+            yp[0] = TTK_OUT(s[2 * i], rqs[2 * j]);
+            if (both) yp[1] = TTK_OUT(s[2 * i + 1], rqs[2 * j + 1]);
+          }
+        }
       }
     }
   }
   return 0;
 }
-#undef TTK_CONV_OUT
+

@@ -151,6 +151,49 @@ TTK_INLINE int32_t ttk_requant(int32_t acc, int32_t mult, int32_t shift) {
   return ttk_rq_apply(acc, ttk_rq_make(mult, shift));
 }
 
+/* One-SMLAL requantization with y_zero folded in ("q2" form), for the kernels' inner epilogues.
+ * Preconditions (checked once per layer by ttk_q2_ok): right shift e = -shift in [1, 22],
+ * 2^30 < mult < 2^31, |acc| < 2^30. Then, with the fast form's
+ *   y + y_zero = floor((2 acc mult + 2^31 + 2^(31+e) - [acc<0] 2^32 + y_zero 2^(32+e)) / 2^(32+e)),
+ * write 2 mult = m2s + 2^32 with m2s = (int32)(2 mult) < 0 (two's complement), so
+ * 2 acc mult = acc m2s + acc 2^32, and the whole numerator is the 64-bit
+ *   hi:lo = ((acc + (acc >> 31) + kc) << 32 | 2^31) + acc * m2s,  kc = 2^(e-1) + y_zero 2^e
+ * (acc >> 31 = -[acc<0]): one SMMLAR (the high word of hi:0 + acc * m2s + 2^31) on an acc-dependent
+ * high word (one ADD with ASR, one ADD), then >> e. |acc| < 2^30 keeps every intermediate in
+ * range (hi < 2^31). */
+typedef struct {
+  int32_t m2s; /* (int32)(2 mult) */
+  int32_t kc;  /* 2^(e-1) + y_zero 2^e */
+  int32_t e;   /* -shift */
+} ttk_q2_t;
+
+/* 1 if the q2 form applies to a channel whose |acc| is at most acc_bound. */
+TTK_INLINE int ttk_q2_ok(int32_t mult, int32_t shift, int64_t acc_bound) {
+  return shift <= -1 && shift >= -22 && mult > (1 << 30) && acc_bound < ((int64_t)1 << 30);
+}
+
+TTK_INLINE ttk_q2_t ttk_q2_make(int32_t mult, int32_t shift, int32_t y_zero) {
+  ttk_q2_t r;
+  r.e = -shift;
+  r.m2s = (int32_t)(2u * (uint32_t)mult);
+  r.kc = (int32_t)((1u << (r.e - 1)) + (uint32_t)y_zero * (1u << r.e));
+  return r;
+}
+
+/* requant(acc) + y_zero (not saturated) under ttk_q2_ok's preconditions. The high word of
+ * (hi << 32) + acc * m2s + 2^31 is exactly SMMLAR (most significant word, rounded, accumulate). */
+TTK_INLINE int32_t ttk_q2_apply(int32_t acc, int32_t m2s, int32_t kc, int32_t e) {
+  const uint32_t hi = (uint32_t)acc + (uint32_t)(acc >> 31) + (uint32_t)kc;
+#if TTK_HAVE_DSP
+  int32_t r;
+  __asm__("smmlar %0, %1, %2, %3" : "=r"(r) : "r"(acc), "r"(m2s), "r"(hi));
+  return r >> e;
+#else
+  const uint64_t v = (((uint64_t)hi << 32) | 0x80000000u) + (uint64_t)((int64_t)acc * (int64_t)m2s);
+  return (int32_t)(uint32_t)(v >> 32) >> e;
+#endif
+}
+
 /* Saturate to [-128, 127]: one SSAT. */
 TTK_INLINE int8_t ttk_sat_s8(int32_t v) {
 #if TTK_HAVE_DSP

@@ -3,10 +3,15 @@
 
 // to-linalg{kernels=ttk}: a pointwise qconv2d inside ttk_conv1x1_s8's contract becomes one
 // flow.dispatch of a stream.executable calling the kernel (hal.import.static); the weights are
-// packed [C_out][C_in] by a linalg.transpose IREE folds at compile time; the 3x3 conv keeps the
-// linalg lowering. kernels=iree (the default, the host) lowers both to linalg. A depthwise 3x3 s2
-// becomes a dispatch of ttk_iree_dwconv_s8 on the unpadded input (the kernel pads).
+// packed [C_out][C_in] by a linalg.transpose IREE folds at compile time. The dense 3x3 conv with
+// K*K*C_in <= 64 (a first conv) becomes a dispatch of ttk_iree_conv_s8 on the unpadded input, its
+// weights packed to int16 channel pairs by one linalg.generic (ttk_pack_conv_q15's layout: 27 k
+// padded to 28, 2 channels = 1 pair: 56 lanes). kernels=iree (the default, the host) lowers both
+// to linalg. A depthwise 3x3 s2 becomes a dispatch of ttk_iree_dwconv_s8 on the unpadded input
+// (the kernel pads).
 
+// CHECK:       func.func private @ttk_iree_conv_s8(memref<48xi8>, memref<56xi16>, memref<2xi32>, memref<2xi32>, memref<2xi32>, memref<32xi8>, index, index, index, index, index, index, index, index, index, index) attributes {hal.import.static}
+// CHECK:       }) {sym_name = "[[CONV:ttk_conv_s8_4_4_3_2_3_1_5_0_m128_127]]", sym_visibility = "private"}
 // CHECK:       "stream.executable"() ({
 // CHECK:         "stream.executable.export"() ({
 // CHECK:           "stream.return"(%[[ONE:.*]], %[[ONE]], %[[ONE]]) : (index, index, index) -> ()
@@ -22,7 +27,12 @@
 // CHECK:         linalg.transpose ins(%{{.*}} : tensor<2x3xi8>) outs(%{{.*}} : tensor<3x2xi8>) permutation = [1, 0]
 // CHECK:         %[[D:.*]]:2 = "flow.dispatch"(%{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}) {entry_points = [@[[EXE]]::@[[EXE]]], operandSegmentSizes = array<i32: 0, 5, 0, 0>, tied_operands = [-1 : index, -1 : index]} : (tensor<32xi8>, tensor<6xi8>, tensor<3xi32>, tensor<3xi32>, tensor<3xi32>) -> (tensor<48xi8>, tensor<{{[0-9]+}}xi8>)
 // CHECK:         tensor.expand_shape %[[D]]#0
-// CHECK:         linalg.conv_2d_nhwc_hwcf_q
+// CHECK-NOT:     low[0, 1, 1, 0]
+// CHECK:         tensor.pad %{{.*}} low[0, 0] high[1, 0]
+// CHECK:         linalg.generic {{.*}} ins(%{{.*}} : tensor<7x2x2x1x2xi8>) outs(%{{.*}} : tensor<1x7x2x2x2xi16>)
+// CHECK:         arith.extsi %{{.*}} : i8 to i16
+// CHECK:         "flow.dispatch"({{.*}}) {entry_points = [@[[CONV]]::@[[CONV]]], operandSegmentSizes = array<i32: 0, 5, 0, 0>, tied_operands = [-1 : index]} : (tensor<48xi8>, tensor<56xi16>, tensor<2xi32>, tensor<2xi32>, tensor<2xi32>) -> tensor<32xi8>
+// CHECK-NOT:     linalg.conv_2d_nhwc_hwcf_q
 // IREE-NOT:      flow.dispatch
 // IREE-COUNT-2:  linalg.conv_2d_nhwc_hwcf_q
 func.func @pw_and_3x3(%x: tensor<1x4x4x2xi8>, %w: tensor<1x1x2x3xi8>, %b: tensor<3xi32>, %w3: tensor<3x3x3x2xi8>, %b3: tensor<2xi32>) -> tensor<1x4x4x2xi8> {

@@ -5,7 +5,8 @@
  *   activations  int8 NHWC (batch 1: [H][W][C]), one zero point per tensor
  *   weights      int8 symmetric per output channel (zero point 0), HWIO as in the compiler;
  *                pointwise / linear kernels read a packed copy made once by ttk_pack_oi_s8
- *                ([C_out][C_in]), the first dense conv a packed int16 copy (ttk_pack_conv_q15);
+ *                ([C_out][C_in]), the first dense conv a packed int16 copy (ttk_pack_conv_q15,
+ *                channel pairs interleaved);
  *                depthwise reads HWIO ([KH][KW][1][C]) directly
  *   bias         int32 per output channel (scale x_scale * w_scale[c], zero point 0)
  *   fp32 tensors NHWC, weights HWIO
@@ -44,9 +45,13 @@ int32_t ttk_requantize(int32_t acc, int32_t mult, int32_t shift);
 /** HWIO [1][1][C_in][C_out] (or a linear layer's [C_in][C_out]) -> [C_out][C_in]. */
 void ttk_pack_oi_s8(const int8_t* w_io, int32_t c_in, int32_t c_out, int8_t* w_oi);
 
-/** Bytes of ttk_pack_conv_q15's output: C_out * K2 * 2 with K2 = KH*KW*C_in rounded up to 2. */
+/** Bytes of ttk_pack_conv_q15's output: ceil(C_out / 2) * K4 * 4, K4 = KH*KW*C_in rounded up
+ *  to 4. */
 size_t ttk_pack_conv_q15_size(int32_t kh, int32_t kw, int32_t c_in, int32_t c_out);
-/** HWIO [KH][KW][C_in][C_out] int8 -> [C_out][K2] int16 (K in (kh, kw, ci) order, zero tail). */
+/** HWIO [KH][KW][C_in][C_out] int8 -> int16, widened once in the pointwise kernels' interleaved
+ *  layout: per pair of output channels (a zero channel completes an odd C_out) and per 4 k
+ *  (K in (kh, kw, ci) order, zero padded to K4): {c0 k0, c0 k2}, {c1 k0, c1 k2}, {c0 k1, c0 k3},
+ *  {c1 k1, c1 k3}. w_packed must be 4-byte aligned. */
 void ttk_pack_conv_q15(const int8_t* w_hwio, int32_t kh, int32_t kw, int32_t c_in, int32_t c_out,
                        int16_t* w_packed);
 
@@ -78,7 +83,8 @@ int ttk_dwconv_s8(const int8_t* x, int32_t h, int32_t w, int32_t c, const int8_t
 
 /** Dense conv with a small input channel count (the network's first conv: 3x3, C_in = 3,
  *  stride 2): K x K, padding (K-1)/2, any stride >= 1, KH*KW*C_in <= TTK_CONV_MAX_K.
- *  w_packed: ttk_pack_conv_q15 output. y [OH][OW][C_out]. */
+ *  w_packed: ttk_pack_conv_q15 output (4-byte aligned). y [OH][OW][C_out]. Computed as the
+ *  pointwise GEMM on the im2col rows of 4 output pixels at a time (stack only). */
 #define TTK_CONV_MAX_K 64
 int ttk_conv_s8(const int8_t* x, int32_t h, int32_t w, int32_t c_in, const int16_t* w_packed,
                 int32_t k, int32_t stride, const int32_t* bias, int32_t c_out,
