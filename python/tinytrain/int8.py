@@ -239,7 +239,8 @@ class _ForwardAsPredict(ModulePass):
 def compile_training(graph, trainable=None, lr: float = 0.01, qas: bool = True, gradients: bool = False,
                      extra_flags=("--iree-opt-const-eval=false",), scheme=None, momentum: float = 0.0,
                      verbose: bool = False, *, target: str = "host", sram_kb: int = 256,
-                     build_dir=None, kernels: str = "iree") -> Int8Training:
+                     build_dir=None, patches: int | None = None, reorder: bool = True,
+                     kernels: str = "iree") -> Int8Training:
     """Build `@train_step` / `@predict` (and `@gradients`) of `graph` and compile them for the
     host, and with `target="cortex-m4"|"cortex-m7"` the firmware too (in `build_dir`, planned
     against `sram_kb`: a `CompileError` when it does not fit).
@@ -248,12 +249,17 @@ def compile_training(graph, trainable=None, lr: float = 0.01, qas: bool = True, 
     scheme, `tinytrain.sparse`: a published name such as "49kb", a JSON file, a dict in the paper's
     or the explicit form, or a `SparseScheme`); the paper form always trains the fp32 head.
     `momentum`: SGD momentum (0 = plain SGD); `verbose` prints the trained-state report.
+    `patches`: the frozen first stage computed in `patches` x `patches` spatial patches (the
+    `patch-stage` pass; bit-identical, less SRAM, some recomputed halo); default `patch_grid()`.
+    `reorder`: each update applied as soon as its gradient exists (the `reorder-updates` pass;
+    False keeps autodiff's order, all updates at the end, for comparison).
     `kernels`: the firmware's int8 convolutions, "iree" (IREE's generated kernels, the default) or
     "ttk" (our Cortex-M kernels, runtime/kernels, as IREE dispatches wherever a conv is inside
     their contract; Cortex-M targets only). The host program always uses IREE's kernels."""
     _check_kernels(kernels, target)
     passes, order, values, slices, report = _training_passes(graph, trainable, lr, qas, gradients, scheme,
-                                                             momentum)
+                                                             momentum, reorder)
+    passes += _patch_passes(graph, patches, target)
     prog = _compile(graph, passes, order, lr, extra_flags, target, sram_kb, build_dir, values, kernels)
     prog.slices, prog.momentum, prog.report = {s.name: s for s in slices}, float(momentum), report["report"]
     if verbose:
@@ -262,7 +268,8 @@ def compile_training(graph, trainable=None, lr: float = 0.01, qas: bool = True, 
 
 
 def plan_sram(graph, trainable=(), *, lr: float = 0.01, qas: bool = True, target: str = "cortex-m7",
-              work_dir=None, scheme=None, momentum: float = 0.0) -> dict:
+              work_dir=None, scheme=None, momentum: float = 0.0, patches: int | None = None,
+              reorder: bool = True) -> dict:
     """The SRAM plan of `graph`'s training program (inference program with no `trainable`) on
     `target`, from its static schedule, without building a firmware or checking a budget:
     `{"total", "peak", "contributors"}` as `Int8Training.planned_sram()`. `work_dir` keeps the
@@ -275,9 +282,10 @@ def plan_sram(graph, trainable=(), *, lr: float = 0.01, qas: bool = True, target
 
     if trainable or scheme is not None:
         passes, _, values, _, _ = _training_passes(graph, list(trainable) or None, lr, qas, False, scheme,
-                                                   momentum)
+                                                   momentum, reorder)
     else:
         passes, values = [_ForwardAsPredict()], graph.values
+    passes = [*passes, *_patch_passes(graph, patches, target)]
     run_pipeline(graph.module, [*passes, ConvertTinytrainToLinalgPass(values=values)], stage="int8-plan")
     with tempfile.TemporaryDirectory(prefix="tinytrain-plan-") as tmp:
         module = build_static_module(str(graph.module), Path(work_dir or tmp), target=target,
@@ -290,12 +298,13 @@ def _plan(module) -> dict:
             "contributors": module.sram_contributors()}
 
 
-def _training_passes(graph, trainable, lr, qas, gradients, scheme=None, momentum=0.0):
+def _training_passes(graph, trainable, lr, qas, gradients, scheme=None, momentum=0.0, reorder=True):
     """(passes up to `to-linalg`, trained names in argument order, parameter values in program
     layout, weight slices, state-report sink) of the training program."""
     from tinytrain.state_report import CollectStateReport
     from tinytrain.transforms.autodiff import AutodiffPass
     from tinytrain.transforms.qas import QasPass
+    from tinytrain.transforms.reorder_updates import ReorderUpdatesPass
     from tinytrain.transforms.sparse_update import SparseNarrowPass, SparseUpdatePass, plan_slices, split_values
 
     if (trainable is None) == (scheme is None):
@@ -324,19 +333,40 @@ def _training_passes(graph, trainable, lr, qas, gradients, scheme=None, momentum
         passes.append(SparseNarrowPass())
     if qas:
         passes.append(QasPass())
+    if reorder:
+        passes.append(ReorderUpdatesPass())
     report: dict = {}
     passes.append(CollectStateReport(sink=report))
     return passes, [n for n in graph.param_names if n in trainable], values, slices, report
 
 
 def compile_predict(graph, extra_flags=("--iree-opt-const-eval=false",), *, target: str = "host",
-                    sram_kb: int = 256, build_dir=None, kernels: str = "iree") -> Int8Training:
+                    sram_kb: int = 256, build_dir=None, patches: int | None = None,
+                    kernels: str = "iree") -> Int8Training:
     """The inference program of `graph` (`@predict(input)`, every parameter a constant) for the
     host and, with a Cortex-M target, its firmware. Call `predict([], x)` / `run_qemu(evaluate=...)`.
-    `kernels` as in `compile_training`."""
+    `patches`, `kernels`: as in `compile_training`."""
     _check_kernels(kernels, target)
-    return _compile(graph, [_ForwardAsPredict()], [], 0.0, extra_flags, target, sram_kb, build_dir,
-                    kernels=kernels)
+    return _compile(graph, [_ForwardAsPredict(), *_patch_passes(graph, patches, target)], [], 0.0,
+                    extra_flags, target, sram_kb, build_dir, kernels=kernels)
+
+
+def patch_grid(target: str, input_hw: int) -> int:
+    """The default number of patches per side of the `patch-stage` pass: on a Cortex-M target
+    `min(4, input_hw // 32)` (128x128: 4x4 patches, 64x64: 2x2, below 64: none), on the host none
+    (the host has the memory; patches only add the recomputed halo)."""
+    if target == "host":
+        return 1
+    return max(1, min(4, input_hw // 32))
+
+
+def _patch_passes(graph, patches, target) -> list:
+    from tinytrain.transforms.patch_stage import PatchStagePass
+
+    grid = patch_grid(target, _forward_types(graph.module)[0][1]) if patches is None else int(patches)
+    if grid < 1:
+        raise ValueError(f"patches must be >= 1 (1: no patches), got {patches}")
+    return [PatchStagePass(grid=grid)] if grid > 1 else []
 
 
 def _check_kernels(kernels, target: str) -> None:

@@ -1,0 +1,314 @@
+"""`patch-stage`: run the frozen high-resolution first stage of an int8 network patch by patch.
+
+At 128x128 the first blocks of the paper's networks hold the biggest activations of the whole
+training step (MobileNetV2-w0.35's second block expands to 64x64x48 int8 = 192 KB) although no
+gradient ever reaches them: with a sparse update they are inference only. This pass splits the
+output of that stage (the "cut", a tensor at 1/`factor` of the input resolution or more) into a
+`grid` x `grid` set of spatial patches and computes each patch separately from the slice of the
+input its receptive field needs (the halo is recomputed, as in MCUNetV2's patch-based inference),
+so each intermediate tensor exists only at patch size. The patches are chained one after the other
+(each patch's input slice is taken after the previous patch has been written: a
+`util.optimization_barrier` dependency), so IREE never schedules two patches at once.
+
+The result is bit-identical: every output element is computed by the same integer operations from
+the same inputs. A convolution's zero padding is applied only where the patch touches the border of
+the tensor (`tensor.pad` with the input zero point), and the patch's convolution then runs without
+padding.
+
+Which ops form the stage: starting at the function's input (`tinytrain.input`), the
+`tinytrain.qconv2d` / `tinytrain.qadd` / `tinytrain.quantize` ops whose activation operands come from
+the stage and whose weight and bias are frozen (not `tinytrain.trainable`). A cut is valid where
+exactly one stage value is used after it (a block boundary). The pass takes the last valid cut whose
+spatial size is at least the input's / `factor`. A function whose first op is trained, or whose
+stage is smaller than the grid, is left as it is. Each patched function gets a
+`tinytrain.patch_stage` attribute for the reports: grid, cut layer, cut shape, number of ops, and
+the stage's multiply-accumulates whole (`macs`) and patched (`patched_macs`, with the halo).
+
+Options: `grid` (patches per side, 1 disables the pass), `factor` (how far down the stage goes).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import ClassVar
+
+from torch_mlir import ir
+from torch_mlir.dialects import arith, func, tensor
+
+from tinytrain.errors import CompileError
+from tinytrain.irfuncs import arg_attrs
+from tinytrain.passes import ModulePass
+
+__all__ = ["PatchStagePass", "find_stage"]
+
+_ELEMENTWISE = ("tinytrain.qadd", "tinytrain.quantize")
+_CONV = "tinytrain.qconv2d"
+
+
+def _shape(v: ir.Value) -> list[int]:
+    return list(ir.RankedTensorType(v.type).shape)
+
+
+def _ints(op, name: str) -> list[int]:
+    return list(ir.DenseI64ArrayAttr(op.attributes[name]))
+
+
+def _attrs(op) -> dict:
+    m = op.operation.attributes
+    return {m[i].name: m[i].attr for i in range(len(m))}
+
+
+def _layer(op) -> str:
+    loc = str(op.location)
+    return loc[5:-2] if loc.startswith('loc("') else loc
+
+
+@dataclasses.dataclass
+class Stage:
+    """The ops of a function's patchable stage (block order) and its cut value."""
+
+    input: ir.Value
+    ops: list
+    cut: ir.Value
+
+    @property
+    def cut_layer(self) -> str:
+        return _layer(self.ops[-1])
+
+
+def _conv_macs(op, out_shape) -> int:
+    kh, kw, cin_g, cout = ir.RankedTensorType(op.operands[1].type).shape
+    n, oh, ow, _ = out_shape
+    return n * oh * ow * cout * kh * kw * cin_g
+
+
+def _frozen_operand(v: ir.Value, frozen_args: set) -> bool:
+    if isinstance(v.owner, ir.Block):
+        return ir.BlockArgument(v).arg_number in frozen_args
+    return v.owner.name == "arith.constant"
+
+
+def find_stage(fn: func.FuncOp, factor: int) -> Stage | None:
+    """The patchable stage of `fn` (module docstring), or None."""
+    block = fn.regions[0].blocks[0]
+    attrs = arg_attrs(fn)
+    inputs = [i for i, d in enumerate(attrs) if "tinytrain.input" in d]
+    if len(inputs) != 1:
+        return None
+    x = block.arguments[inputs[0]]
+    if len(_shape(x)) != 4:
+        return None
+    frozen_args = {i for i, d in enumerate(attrs) if "tinytrain.param" in d and "tinytrain.trainable" not in d}
+    members: list = []
+    values = [x]
+
+    def in_stage(v):
+        return any(v == s for s in values)
+
+    for op in block.operations:
+        name = op.operation.name
+        if name == _CONV:
+            ok = in_stage(op.operands[0]) and all(_frozen_operand(v, frozen_args) for v in op.operands[1:])
+        elif name in _ELEMENTWISE:
+            ok = all(in_stage(v) for v in op.operands)
+        else:
+            continue
+        if ok and len(_shape(op.results[0])) == 4:
+            members.append(op)
+            values.append(op.results[0])
+    best = None
+    h_in = _shape(x)[1]
+    for k in range(1, len(members) + 1):
+        prefix = [m.operation for m in members[:k]]
+        escaping = []
+        for v in [x] + [m.results[0] for m in members[:k]]:
+            if any(not any(u.owner.operation == p for p in prefix) for u in v.uses):
+                escaping.append(v)
+        cut = members[k - 1].results[0]
+        if len(escaping) == 1 and escaping[0] == cut and _shape(cut)[1] * factor >= h_in:
+            best = Stage(x, members[:k], cut)
+    return best
+
+
+def _split(n: int, parts: int) -> list[tuple[int, int]]:
+    b = [round(i * n / parts) for i in range(parts + 1)]
+    return [(b[i], b[i + 1]) for i in range(parts) if b[i + 1] > b[i]]
+
+
+def _conv_window(op, out_box):
+    """(input box needed, unclipped) for output box ((r0, r1), (c0, c1)) of a conv."""
+    k = ir.RankedTensorType(op.operands[1].type).shape[:2]
+    s, p = _ints(op, "strides"), _ints(op, "padding")
+    return tuple((a * s[i] - p[i], (b - 1) * s[i] - p[i] + k[i]) for i, (a, b) in enumerate(out_box))
+
+
+def _clip(box, hw):
+    return tuple((max(0, a), min(n, b)) for (a, b), n in zip(box, hw))
+
+
+def _union(a, b):
+    if a is None:
+        return b
+    return tuple((min(x0, y0), max(x1, y1)) for (x0, x1), (y0, y1) in zip(a, b))
+
+
+class _Patch:
+    """Builds one patch of the stage (insertion point set by the caller)."""
+
+    def __init__(self, stage: Stage, out_box):
+        self.stage = stage
+        need = {}
+
+        def key(v):
+            for i, s in enumerate([stage.input] + [m.results[0] for m in stage.ops]):
+                if v == s:
+                    return i
+            raise AssertionError("value outside the stage")
+
+        self.key = key
+        need[len(stage.ops)] = out_box
+        for i in range(len(stage.ops) - 1, -1, -1):
+            op = stage.ops[i]
+            box = need.get(i + 1)
+            if box is None:
+                continue
+            if op.operation.name == _CONV:
+                u = op.operands[0]
+                want = _clip(_conv_window(op, box), _shape(u)[1:3])
+                need[key(u)] = _union(need.get(key(u)), want)
+            else:
+                for u in op.operands:
+                    need[key(u)] = _union(need.get(key(u)), box)
+        self.need = need
+        self.macs = sum(_conv_macs(op, [1, b[0][1] - b[0][0], b[1][1] - b[1][0], 0])
+                        for op, b in ((op, need.get(i + 1)) for i, op in enumerate(stage.ops))
+                        if b is not None and op.operation.name == _CONV)
+
+    def build(self, x: ir.Value) -> ir.Value:
+        """The cut's patch, computed from `x` (the stage input, or a barrier-chained alias)."""
+        st, need = self.stage, self.need
+        got = {0: _slice(x, need[0])}
+        for i, op in enumerate(st.ops):
+            box = need.get(i + 1)
+            if box is None:
+                continue
+            name = op.operation.name
+            if name == _CONV:
+                u = op.operands[0]
+                win = _conv_window(op, box)
+                hw = _shape(u)[1:3]
+                clipped = _clip(win, hw)
+                src = _slice(got[self.key(u)], _rel(clipped, need[self.key(u)]))
+                low = [clipped[d][0] - win[d][0] for d in range(2)]
+                high = [win[d][1] - clipped[d][1] for d in range(2)]
+                if any(low) or any(high):
+                    src = _pad(src, low, high, ir.IntegerAttr(op.attributes["input_zero_point"]).value)
+                attrs = _attrs(op)
+                attrs["padding"] = ir.DenseI64ArrayAttr.get([0, 0])
+                n, _, _, c = _shape(op.results[0])
+                rt = ir.RankedTensorType.get([n, box[0][1] - box[0][0], box[1][1] - box[1][0], c],
+                                             ir.RankedTensorType(op.results[0].type).element_type)
+                new = ir.Operation.create(name, results=[rt], operands=[src, op.operands[1], op.operands[2]],
+                                          attributes=attrs, loc=op.location)
+            else:
+                operands = [_slice(got[self.key(u)], _rel(box, need[self.key(u)])) for u in op.operands]
+                n, _, _, c = _shape(op.results[0])
+                rt = ir.RankedTensorType.get([n, box[0][1] - box[0][0], box[1][1] - box[1][0], c],
+                                             ir.RankedTensorType(op.results[0].type).element_type)
+                new = ir.Operation.create(name, results=[rt], operands=operands,
+                                          attributes=_attrs(op), loc=op.location)
+            got[i + 1] = new.results[0]
+        return got[len(st.ops)]
+
+
+def _rel(box, base):
+    return tuple((a - b0, b - b0) for (a, b), (b0, _) in zip(box, base))
+
+
+def _slice(v: ir.Value, box) -> ir.Value:
+    n, h, w, c = _shape(v)
+    (r0, r1), (c0, c1) = box
+    if (r0, r1, c0, c1) == (0, h, 0, w):
+        return v
+    et = ir.RankedTensorType(v.type).element_type
+    rt = ir.RankedTensorType.get([n, r1 - r0, c1 - c0, c], et)
+    return tensor.ExtractSliceOp(rt, v, [], [], [], [0, r0, c0, 0], [n, r1 - r0, c1 - c0, c], [1, 1, 1, 1]).result
+
+
+def _pad(v: ir.Value, low, high, value: int) -> ir.Value:
+    n, h, w, c = _shape(v)
+    et = ir.RankedTensorType(v.type).element_type
+    rt = ir.RankedTensorType.get([n, h + low[0] + high[0], w + low[1] + high[1], c], et)
+    pad = tensor.PadOp(rt, v, [], [], [0, low[0], low[1], 0], [0, high[0], high[1], 0])
+    block = pad.region.blocks.append(*([ir.IndexType.get()] * 4))
+    with ir.InsertionPoint(block):
+        tensor.YieldOp(arith.ConstantOp(et, ir.IntegerAttr.get(et, value)).result)
+    return pad.result
+
+
+def _barrier(values: list[ir.Value]) -> list[ir.Value]:
+    """`util.optimization_barrier` (IREE): its results are its operands, but IREE cannot look
+    through it, so whatever reads a result waits for every operand."""
+    op = ir.Operation.create("util.optimization_barrier", results=[v.type for v in values], operands=values)
+    return list(op.results)
+
+
+@dataclasses.dataclass(frozen=True)
+class PatchStagePass(ModulePass):
+    argument: ClassVar[str] = "patch-stage"
+    summary: ClassVar[str] = ("Compute the frozen high-resolution first stage of every function in grid x grid "
+                              "spatial patches (halo recomputed, bit-identical), one patch after the other.")
+    option_docs: ClassVar[dict[str, str]] = {
+        "grid": "patches per side of the stage output (1: leave the functions as they are)",
+        "factor": "the stage ends at the last block boundary whose output is at least 1/factor of the "
+                  "input's height",
+    }
+
+    grid: int = 2
+    factor: int = 8
+
+    def run(self, module: ir.Operation) -> None:
+        if self.grid < 1 or self.factor < 1:
+            raise CompileError(f"patch-stage: grid and factor must be >= 1, got grid={self.grid}, "
+                               f"factor={self.factor}", stage=self.argument)
+        if self.grid == 1:
+            return
+        module.context.allow_unregistered_dialects = True
+        with module.context, module.location:
+            for op in list(module.regions[0].blocks[0].operations):
+                if op.operation.name == "func.func":
+                    self._run_func(op.opview)
+
+    def _run_func(self, fn) -> None:
+        stage = find_stage(fn, self.factor)
+        if stage is None:
+            return
+        n, h, w, c = _shape(stage.cut)
+        if h < self.grid or w < self.grid:
+            return
+        boxes = [(r, q) for r in _split(h, self.grid) for q in _split(w, self.grid)]
+        last = stage.ops[-1]
+        i64 = ir.IntegerType.get_signless(64)
+        with ir.InsertionPoint(last), last.location:
+            acc = tensor.EmptyOp([n, h, w, c], ir.RankedTensorType(stage.cut.type).element_type).result
+            x = stage.input
+            whole = sum(_conv_macs(op, _shape(op.results[0])) for op in stage.ops if op.operation.name == _CONV)
+            patched = 0
+            for k, box in enumerate(boxes):
+                if k:
+                    x, acc = _barrier([x, acc])
+                p = _Patch(stage, box)
+                patched += p.macs
+                patch = p.build(x)
+                (r0, r1), (c0, c1) = box
+                acc = tensor.InsertSliceOp(patch, acc, [], [], [], [0, r0, c0, 0], [n, r1 - r0, c1 - c0, c],
+                                           [1, 1, 1, 1]).result
+        cut_layer = _layer(last)
+        stage.cut.replace_all_uses_with(acc)
+        for op in reversed(stage.ops):
+            op.operation.erase()
+        fn.attributes["tinytrain.patch_stage"] = ir.DictAttr.get({
+            "grid": ir.IntegerAttr.get(i64, self.grid), "cut": ir.StringAttr.get(cut_layer),
+            "cut_shape": ir.DenseI64ArrayAttr.get([n, h, w, c]),
+            "ops": ir.IntegerAttr.get(i64, len(stage.ops)),
+            "macs": ir.IntegerAttr.get(i64, whole), "patched_macs": ir.IntegerAttr.get(i64, patched)})

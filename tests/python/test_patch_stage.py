@@ -1,0 +1,117 @@
+"""`patch-stage` (`tinytrain.transforms.patch_stage`): the frozen first stage of an int8 network
+computed in spatial patches is bit-identical to the whole-tensor program, for inference and for
+training, on the host and on the emulated Cortex-M7, and needs less SRAM.
+
+Backbone: the first blocks of the pretrained MobileNetV2-w0.35 (`truncate`) with a new fp32 head.
+The lit test `tests/lit/transforms/patch-stage.mlir` checks the IR (slices, border-only padding,
+the barrier chain); this file checks the numbers.
+"""
+
+import numpy as np
+import pytest
+
+from tinytrain import int8
+from tinytrain.errors import CompileError
+from tinytrain.pretrained import load_mcu_model
+from tinytrain.pretrained.graph import build_forward, truncate
+from tinytrain.transforms.patch_stage import PatchStagePass, find_stage
+
+CLASSES = 4
+
+
+def graph(blocks, hw):
+    return build_forward(truncate(load_mcu_model("mbv2-w0.35"), blocks), classifier="fp32",
+                         num_classes=CLASSES, input_hw=hw, seed=0)
+
+
+def images(n, hw, seed=0):
+    return np.random.default_rng(seed).integers(-128, 128, (n, hw, hw, 3)).astype(np.int8)
+
+
+def stage_attr(prog) -> str:
+    lines = [ln for ln in prog.stages["linalg"].splitlines() if "tinytrain.patch_stage" in ln]
+    return lines[0][lines[0].index("tinytrain.patch_stage"):] if lines else ""
+
+
+def test_patched_inference_is_bit_identical_with_uneven_patches():
+    # 40x40 input: the stage ends at blocks.3 (5x5 = 40/8), split in 3 x 3 uneven patches
+    # ([0, 2), [2, 3), [3, 5)), so borders, interior patches and a residual add are all covered.
+    x = images(3, 40)
+    whole = int8.compile_predict(graph(4, 40))
+    patched = int8.compile_predict(graph(4, 40), patches=3)
+    assert "tinytrain.patch_stage" not in whole.stages["linalg"]
+    attr = stage_attr(patched)
+    assert 'cut = "blocks.3.pointwise2"' in attr and "array<i64: 1, 5, 5, 16>" in attr and "grid = 3" in attr, attr
+    for i in range(len(x)):
+        a, b = whole.predict([], x[i:i + 1]), patched.predict([], x[i:i + 1])
+        np.testing.assert_array_equal(a, b)
+
+
+def test_stage_stops_before_a_trained_layer():
+    # Training blocks.1's depthwise weight needs its input (blocks.1.pointwise1's output, saved
+    # whole for the backward pass): the stage ends there.
+    g = graph(3, 32)
+    passes, *_ = int8._training_passes(g, ["blocks.1.depthwise.weight", "fc.weight", "fc.bias"], 0.01, True,
+                                       False)
+    from tinytrain.irfuncs import find_func
+    from tinytrain.pipeline import run_pipeline
+
+    run_pipeline(g.module, passes, stage="test")
+    stage = find_stage(find_func(g.module, "train_step"), factor=8)
+    assert stage is not None and stage.cut_layer == "blocks.1.pointwise1", stage and stage.cut_layer
+    run_pipeline(g.module, [PatchStagePass(grid=2)], stage="test")
+    text = str(g.module)
+    assert text.count("tinytrain.patch_stage") == 2  # train_step and predict
+
+
+def test_first_layer_trained_leaves_the_function_whole():
+    g = graph(2, 32)
+    passes, *_ = int8._training_passes(g, ["first_conv.bias", "fc.weight", "fc.bias"], 0.01, True, False)
+    from tinytrain.irfuncs import find_func
+    from tinytrain.pipeline import run_pipeline
+
+    run_pipeline(g.module, passes, stage="test")
+    assert find_stage(find_func(g.module, "train_step"), factor=8) is None
+
+
+def test_bad_grid_is_a_clear_error():
+    with pytest.raises(ValueError, match="patches must be >= 1"):
+        int8.compile_predict(graph(2, 32), patches=0)
+    from tinytrain.pipeline import run_pipeline
+
+    with pytest.raises(CompileError, match="grid and factor must be >= 1"):
+        run_pipeline(graph(2, 32).module, [PatchStagePass(grid=2, factor=0)], stage="test")
+
+
+def test_patched_training_on_cortex_m7_equals_the_whole_program(tmp_path):
+    # 64x64 on the M7: the default is 2 x 2 patches (`int8.patch_grid`). Three steps: the device's
+    # integer state equals its host program's and the unpatched program's exactly.
+    trainable = ["blocks.3.pointwise2.weight", "blocks.3.pointwise2.bias", "fc.weight", "fc.bias"]
+    hw, steps = 64, 3
+    assert int8.patch_grid("cortex-m7", hw) == 2 and int8.patch_grid("host", hw) == 1
+    prog = int8.compile_training(graph(4, hw), trainable, lr=0.05, target="cortex-m7", build_dir=tmp_path / "fw")
+    assert "grid = 2" in stage_attr(prog)
+    whole = int8.compile_training(graph(4, hw), trainable, lr=0.05)
+    assert "tinytrain.patch_stage" not in whole.stages["linalg"]
+    xs = images(steps, hw, seed=1)
+    ys = np.random.default_rng(2).integers(0, CLASSES, steps).astype(np.int32)
+    res = prog.run_qemu(train=(xs, ys), workdir=tmp_path / "run")
+    assert res.returncode == 0, res.output[-2000:]
+    p_host, p_whole = prog.initial_params(), whole.initial_params()
+    for i in range(steps):
+        r1 = prog.host.call("train_step", *p_host, xs[i:i + 1], ys[i:i + 1])
+        r2 = whole.host.call("train_step", *p_whole, xs[i:i + 1], ys[i:i + 1])
+        p_host, p_whole = [np.asarray(r) for r in r1[:-1]], [np.asarray(r) for r in r2[:-1]]
+        assert float(r1[-1]) == float(r2[-1])
+        dev, dev_loss = res.trace[i]
+        assert abs(dev_loss - float(r1[-1])) <= 1e-6 * max(1.0, abs(float(r1[-1])))
+        for name, d, a, b in zip(prog.trainable, dev, p_host, p_whole):
+            np.testing.assert_array_equal(a, b, err_msg=f"step {i} {name}: patched vs whole host program")
+            if a.dtype != np.float32:
+                np.testing.assert_array_equal(d, a, err_msg=f"step {i} {name}: device vs host")
+            else:
+                np.testing.assert_allclose(d, a, rtol=0, atol=1e-6 * max(1.0, float(np.abs(a).max())),
+                                           err_msg=f"step {i} {name}: device vs host")
+    # The patched plan is smaller than the whole-tensor plan of the same step.
+    plan = int8.plan_sram(graph(4, hw), trainable, target="cortex-m7", patches=1)
+    assert prog.planned_sram()["total"] < plan["total"], (prog.planned_sram()["total"], plan["total"])
