@@ -352,12 +352,16 @@ def summarize(key: str, m: dict) -> dict:
     return out
 
 
-def run_model(key: str, schemes: list[str], extras: bool, results: dict, hw: int, build: Path, t0: float) -> None:
+def run_model(key: str, schemes: list[str], extras: bool, results: dict, hw: int, build: Path, t0: float,
+              save) -> None:
+    """Run the model's cases into `results[key]`, calling `save()` after each."""
     m = results.setdefault(key, {})
     m.setdefault("schemes", {})
     for scheme in schemes:
         t = time.time()
         m["schemes"][scheme] = {**run_scheme(key, scheme, hw, build, t0), "seconds": round(time.time() - t, 1)}
+        results[key] = m = summarize(key, m)
+        save()
     if extras:
         main = MAIN_SCHEME[key]
         log(f"{key}: PyTorch peak of the {main} update (fresh process) ...", t0)
@@ -449,7 +453,9 @@ def write(results: dict, settings: dict, folder: Path) -> None:
     (folder / "memory.json").write_text(json.dumps(out, indent=2) + "\n")
     hw = settings["input_hw"]
     lines = ["# Peak SRAM of the sparse-update training step (issue #9)", "",
-             f"`{settings['command']}` on {settings['date']} ({settings['wall_minutes']:.0f} min; "
+             *([] if settings["complete"] else ["**Partial: written while the run was going (or it stopped early).**", ""]),
+             f"`{settings['command']}` at commit {settings['commit']}, {settings['date']} "
+             f"({settings['wall_minutes']:.0f} min; "
              f"`--only` runs merge into the JSON). Int8 graph at {hw}x{hw}, batch 1, new 10-class fp32 head, "
              f"QAS, int8 write-back, plain SGD; target {TARGET} ({BOARD} in QEMU), budget {SRAM_KB} KB. "
              "Plan = `tinytrain.int8.plan_sram` (trained state + IREE arena + I/O + harness static + 8 KB stack "
@@ -521,16 +527,28 @@ def main(argv=None) -> None:
     build = BUILD if args.input_hw == 128 else BUILD / f"hw{args.input_hw}"
     results = {k: old[k] for k in MODELS if k in old}
     t0 = time.time()
-    for key, schemes in todo.items():
-        run_model(key, schemes or sparse_scheme_names(MODELS[key]), schemes is None, results, args.input_hw, build, t0)
     argv_s = " ".join(sys.argv[1:] if argv is None else argv)
     cmd = "nice -n 10 .venv/bin/python bench/memory.py" + (" " + argv_s if argv_s else "")
-    settings = {"command": cmd if not old else old["settings"]["command"] + f"; then {cmd}",
-                "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                "wall_minutes": round((time.time() - t0) / 60, 1),
-                "target": TARGET, "board": BOARD, "sram_budget_bytes": SRAM_KB * 1024, "input_hw": args.input_hw,
-                "batch": 1, "classes": CLASSES, "lr": LR, "paper_kb_unit_bytes": 1024}
-    write(results, settings, args.out)
+
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT,
+                            check=False).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True,
+                           cwd=ROOT, check=False).stdout.strip()
+    commit += " (with uncommitted changes)" if dirty else ""
+
+    def save(done: bool = False) -> None:
+        settings = {"command": cmd if not old else old["settings"]["command"] + f"; then {cmd}",
+                    "commit": commit if not old else f"{old['settings'].get('commit')}; then {commit}",
+                    "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                    "wall_minutes": round((time.time() - t0) / 60, 1), "complete": done,
+                    "target": TARGET, "board": BOARD, "sram_budget_bytes": SRAM_KB * 1024, "input_hw": args.input_hw,
+                    "batch": 1, "classes": CLASSES, "lr": LR, "paper_kb_unit_bytes": 1024}
+        write(results, settings, args.out)
+
+    for key, schemes in todo.items():
+        run_model(key, schemes or sparse_scheme_names(MODELS[key]), schemes is None, results, args.input_hw, build,
+                  t0, save)
+    save(done=True)
     log(f"wrote {path} and memory.md", t0)
 
 
