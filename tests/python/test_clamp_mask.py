@@ -1,6 +1,6 @@
-"""A bias-only int8 layer keeps a packed 1-bit clamp mask instead of its int8 output
-(`qclamp_mask` / `qmask_grad`, `transforms/autodiff_int8.py`): the training step computes exactly
-what it computed with the int8 outputs kept (`autodiff{clamp_masks=0}`, `qclamp_grad`).
+"""With `autodiff{clamp_masks=1}` a bias-only int8 layer keeps a packed 1-bit clamp mask instead
+of its int8 output (`qclamp_mask` / `qmask_grad`, `transforms/autodiff_int8.py`): the training
+step computes exactly what it computes with the int8 outputs kept (the default, `qclamp_grad`).
 
 Backbone: the first 3 blocks of the pretrained MobileNetV2-w0.35 at 32x32 with a new 4-class fp32
 head; trained: the biases of blocks 1-2, block 2's pointwise1 weight (its input, block 1's

@@ -1,8 +1,8 @@
-// RUN: tinytrain-opt -p 'autodiff{trainable=c1.bias,c2.bias lr=0.5}' %s | filecheck %s
-// RUN: tinytrain-opt -p 'autodiff{trainable=c1.bias,c2.weight lr=0.5}' %s | filecheck %s --check-prefix=READ
-// RUN: tinytrain-opt -p 'autodiff{trainable=c1.bias,c2.bias lr=0.5 clamp_masks=0}' %s | filecheck %s --check-prefix=OFF
-// Bias-only int8 layers keep a packed 1-bit clamp mask instead of their int8 output (paper
-// Sec. 2.3): the mask (8 channels per byte) is computed in the forward pass right after the conv,
+// RUN: tinytrain-opt -p 'autodiff{trainable=c1.bias,c2.bias lr=0.5 clamp_masks=1}' %s | filecheck %s
+// RUN: tinytrain-opt -p 'autodiff{trainable=c1.bias,c2.weight lr=0.5 clamp_masks=1}' %s | filecheck %s --check-prefix=READ
+// RUN: tinytrain-opt -p 'autodiff{trainable=c1.bias,c2.bias lr=0.5}' %s | filecheck %s --check-prefix=OFF
+// With clamp_masks=1, bias-only int8 layers keep a packed 1-bit clamp mask instead of their int8
+// output (paper Sec. 2.3): the mask (8 channels per byte) is computed in the forward pass right after the conv,
 // and backward reads it with qmask_grad; nothing in backward reads the int8 outputs.
 // CHECK-LABEL: func.func @train_step(
 // CHECK:         %[[Y1:.*]] = "tinytrain.qconv2d"
@@ -27,7 +27,8 @@
 // READ:         "tinytrain.qclamp_grad"(%{{.*}}, %[[Y1]])
 // READ-NOT:     qclamp_mask
 // READ:         return
-// clamp_masks=0: the int8 outputs are kept and read by qclamp_grad.
+// Without clamp_masks=1 (the default: IREE's plan of the whole models grows with the masks today)
+// the int8 outputs are kept and read by qclamp_grad.
 // OFF-LABEL: func.func @train_step(
 // OFF-NOT:     qclamp_mask
 // OFF:         %[[Y1:.*]] = "tinytrain.qconv2d"
