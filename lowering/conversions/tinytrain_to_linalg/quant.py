@@ -403,7 +403,9 @@ def convert_qclamp_mask(op, adaptor, type_converter, rewriter):
 
 
 def convert_qmask_grad(op, adaptor, type_converter, rewriter):
-    """`grad[..., 8 j + k]` where bit k of `mask[..., j]` is 1, else 0."""
+    """`grad[..., 8 j + k]` where bit k of `mask[..., j]` is 1, else 0, on `grad` viewed as
+    [..., C / 8, 8]. (Reading the mask through a `c floordiv 8` indexing map instead fails in
+    iree-compile 3.13 for the M7: "tiling is not supported for the semi-affine indexing map".)"""
     shape = shape_of(adaptor.grad)
     r = len(shape)
 
