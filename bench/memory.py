@@ -149,8 +149,13 @@ def full_update_plan(model_name: str, hw: int) -> dict:
     """The plan with every parameter trained (whole tensors, int8 write-back), no budget."""
     from tinytrain.int8 import plan_sram
 
+    from tinytrain.errors import CompileError
+
     g = graph(model_name, hw)
-    plan = plan_sram(g, trainable=list(g.param_names), target=TARGET, lr=LR)
+    try:
+        plan = plan_sram(g, trainable=list(g.param_names), target=TARGET, lr=LR)
+    except CompileError as e:  # recorded, not estimated
+        return {"plan_bytes": None, "trained_tensors": len(g.param_names), "error": str(e)[:2000]}
     return {"plan_bytes": plan["total"], "plan_peak_bytes": plan["peak"], "trained_tensors": len(g.param_names),
             "contributors": [[what, size] for what, size in plan["contributors"][:8]]}
 
