@@ -410,21 +410,48 @@ def kb(b) -> str:
     return "n/a" if b is None else f"{b / 1024:.0f} KB"
 
 
+def peak_cell(s: dict | None) -> str:
+    """A scheme's device peak for the tables: measured, or why there is none."""
+    if s is None:
+        return "n/a"
+    if s.get("peak_sram_bytes") is not None:
+        return kb(s["peak_sram_bytes"])
+    return "not run (plan > 256 KB)" if not s.get("fits") else "failed (see memory.json)"
+
+
 def table(results: dict) -> list[str]:
     """The per-model summary table (markdown lines)."""
-    lines = ["| model | scheme | plan (M7) | device peak | paper (Fig. 10, reorder) | goal (0.7x) | PyTorch "
-             "| plan without reordering | full-update plan |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = ["| model | scheme | plan (M7) | device peak | paper (Fig. 10, reorder) | goal (0.7x) | PyTorch (tensors) "
+             "| PyTorch (process peak RSS) | plan without reordering | full-update plan |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for key in MODELS:
         m = results.get(key)
         if not m:
             continue
+        rss = m.get("pytorch", {}).get("process_vmhwm_bytes")
         lines.append(f"| {m['model']} | {m['main_scheme']} | {kb(m.get('plan_bytes'))} | "
-                     f"{kb(m.get('peak_sram_bytes')) if m.get('peak_sram_bytes') is not None else 'not run (plan > 256 KB)'} | "
+                     f"{peak_cell(m.get('schemes', {}).get(m['main_scheme']))} | "
                      f"{kb(m['paper_bytes'])} | {kb(m['goal_bytes'])} | {kb(m.get('pytorch_peak_bytes'))} | "
+                     f"{'n/a' if rss is None else f'{rss / 2**20:.0f} MB'} | "
                      f"{kb(m.get('sparse_no_reorder_plan_bytes'))} (paper {kb(m['paper_sparse_no_reorder_bytes'])}) | "
                      f"{kb(m.get('full_update_plan_bytes'))} (paper {kb(m['paper_full_update_bytes'])}) |")
     return lines
+
+
+def against_goal(results: dict) -> list[str]:
+    """One line per model: the ~100 KB scheme's bytes against the paper and the goal."""
+    out = []
+    for key in MODELS:
+        m = results.get(key)
+        if not m or m.get("plan_bytes") is None:
+            continue
+        b = m["peak_sram_bytes"] if m.get("peak_sram_bytes") is not None else m["plan_bytes"]
+        what = "device peak" if m.get("peak_sram_bytes") is not None else "plan (no device run)"
+        out.append(f"- {m['model']} `{m['main_scheme']}`: {what} {b} B = {b / m['paper_bytes']:.2f}x the paper's "
+                   f"{m['paper_bytes']} B, {b / m['goal_bytes']:.2f}x the goal of {m['goal_bytes']} B"
+                   + (f"; PyTorch's tensors {m['pytorch_peak_bytes'] / b:.1f}x ours" if m.get("pytorch_peak_bytes") else "")
+                   + ".")
+    return out
 
 
 def scheme_table(results: dict) -> list[str]:
@@ -434,9 +461,9 @@ def scheme_table(results: dict) -> list[str]:
         for name, s in results.get(key, {}).get("schemes", {}).items():
             top = "; ".join(f"{what}: {size} B" for what, size in s.get("contributors", [])[:3])
             eq = {True: "yes", False: "**NO**", None: "-"}[s.get("params_equal_host")]
+            peak = peak_cell(s) if s.get("peak_sram_bytes") is None else f"{s['peak_sram_bytes']} B"
             lines.append(f"| {MODELS[key]} | {name} | {s['plan_bytes']} B ({kb(s['plan_bytes'])}) | "
-                         f"{'yes' if s['fits'] else 'no'} | "
-                         f"{'-' if s.get('peak_sram_bytes') is None else str(s['peak_sram_bytes']) + ' B'} | {eq} | {top} |")
+                         f"{'yes' if s['fits'] else 'no'} | {peak} | {eq} | {top} |")
     return lines
 
 
@@ -467,7 +494,7 @@ def write(results: dict, settings: dict, folder: Path) -> None:
              "reserve); a case whose plan fits is built with `sram_kb=256` (linker-enforced) and trains one step "
              "in QEMU (device peak = stack/SRAM painting; parameters compared with the host program's step). "
              "A case whose plan does not fit is not run: its device peak is absent, never estimated.", "",
-             "## Per model: the ~100 KB scheme", "", *table(results), "",
+             "## Per model: the ~100 KB scheme", "", *table(results), "", *against_goal(results), "",
              f"Paper: Fig. 10(a), STM32F746, KB read as 1024 B (the figure does not say). {NO_REORDER[0].upper()}"
              f"{NO_REORDER[1:]}. Full-update plan: every parameter trained as a whole tensor, no budget check.", "",
              METHOD, "", "## Every published scheme", "", *scheme_table(results), ""]
@@ -507,6 +534,7 @@ def main(argv=None) -> None:
                     help=f"models ({', '.join(MODELS)}) or model:scheme cases (default: all); a whole model also "
                          "runs its PyTorch measurement and full-update plan; results merge into the JSON")
     ap.add_argument("--readme", action="store_true", help="only rewrite README.md's Memory block from the JSON")
+    ap.add_argument("--md-only", action="store_true", help="only rewrite memory.md from the JSON (no measurement)")
     ap.add_argument("--input-hw", type=int, default=128,
                     help="input resolution (default 128, the paper's); another one needs --out")
     ap.add_argument("--out", type=Path, default=RESULTS, help="folder of memory.json/.md (default bench/results)")
@@ -521,6 +549,10 @@ def main(argv=None) -> None:
     path = args.out / "memory.json"
     if args.readme:
         update_readme(json.loads(path.read_text()), ROOT / "README.md")
+        return
+    if args.md_only:
+        data = json.loads(path.read_text())
+        write({k: data[k] for k in MODELS if k in data}, data["settings"], args.out)
         return
     from tinytrain.pretrained import sparse_scheme_names
 
