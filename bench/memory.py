@@ -449,7 +449,7 @@ def against_goal(results: dict) -> list[str]:
         what = "device peak" if m.get("peak_sram_bytes") is not None else "plan (no device run)"
         out.append(f"- {m['model']} `{m['main_scheme']}`: {what} {b} B = {b / m['paper_bytes']:.2f}x the paper's "
                    f"{m['paper_bytes']} B, {b / m['goal_bytes']:.2f}x the goal of {m['goal_bytes']} B"
-                   + (f"; PyTorch's tensors {m['pytorch_peak_bytes'] / b:.1f}x ours" if m.get("pytorch_peak_bytes") else "")
+                   + (f"; PyTorch's tensors {m['pytorch_peak_bytes'] / b:.1f}x this" if m.get("pytorch_peak_bytes") else "")
                    + ".")
     return out
 
@@ -476,7 +476,9 @@ METHOD = ("PyTorch: the fp32 twin of the int8 model (dequantized weights, fp32 a
           "`torch.profiler.profile(profile_memory=True)` during forward, backward and `SGD.step`. The JSON also "
           "has the process-level `vmhwm_delta_bytes` (another fresh process without the profiler: VmHWM, reset "
           "through /proc/self/clear_refs before the step, minus VmRSS then; it includes first-touch memory of "
-          "the libraries) and both for the full update (`pytorch_full_update`).")
+          "the libraries), `process_vmhwm_bytes` (that process's peak RSS during the step: interpreter, torch "
+          "libraries, model; the table's \"process peak RSS\", the kind of number the paper's Fig. 1 gives for "
+          "PyTorch) and both for the full update (`pytorch_full_update`).")
 
 
 def write(results: dict, settings: dict, folder: Path) -> None:
