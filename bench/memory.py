@@ -22,9 +22,12 @@ Per model, also: `peak_sram_bytes` of the ~100 KB scheme (`99kb`, `98kb` for Pro
 has no reordering yet: it is the scheme's plan itself) and the plan of the full update (every
 parameter trained; plan only, no budget).
 
-    nice -n 10 .venv/bin/python bench/memory.py                        # everything (~20 min here)
+    nice -n 10 .venv/bin/python bench/memory.py                        # everything (42 min on the shared machine)
     nice -n 10 .venv/bin/python bench/memory.py --only mbv2_w035:49kb  # one case, merged into the JSON
     .venv/bin/python bench/memory.py --readme                          # README's Memory block from the JSON
+    .venv/bin/python bench/memory.py --md-only                         # memory.md again from the JSON
+    nice -n 10 .venv/bin/python bench/memory.py --input-hw 64 --only mbv2_w035:49kb \
+        --out bench/results/memory_hw64     # another resolution (never into bench/results itself)
 
 Writes `bench/results/memory.json` and `.md`; builds go to `build/memory/`.
 """
