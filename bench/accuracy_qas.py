@@ -328,12 +328,10 @@ def update_readme(out: dict, readme: Path, others: tuple[dict, ...] = ()) -> Non
         block += [f"| `{o['settings']['backbone']}` | " + " | ".join(f"{100 * o[m]:.1f}" for m in METHODS)
                   + f" | `{o['settings']['command']}` ({o['settings']['wall_minutes']:.0f} min) |" for o in others]
         block.append("")
+    from tinytrain.tools.readme import replace_block
+
     block.append(README_END)
-    text = readme.read_text()
-    a, b = text.find(README_BEGIN), text.find(README_END)
-    if a < 0 or b < 0:
-        raise SystemExit(f"{readme}: markers {README_BEGIN!r} ... {README_END!r} not found")
-    readme.write_text(text[:a] + "\n".join(block) + text[b + len(README_END):])
+    replace_block(readme, README_BEGIN, README_END, "\n".join(block))
     print(f"updated the accuracy table in {readme}")
 
 

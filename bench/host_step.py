@@ -75,11 +75,9 @@ def readme_table(results: dict) -> str:
 
 
 def update_readme(json_path: Path, readme: Path) -> None:
-    text = readme.read_text()
-    a, b = text.find(README_BEGIN), text.find(README_END)
-    if a < 0 or b < 0:
-        raise SystemExit(f"{readme}: markers {README_BEGIN!r} ... {README_END!r} not found")
-    readme.write_text(text[:a] + readme_table(json.loads(json_path.read_text())) + text[b + len(README_END):])
+    from tinytrain.tools.readme import replace_block
+
+    replace_block(readme, README_BEGIN, README_END, readme_table(json.loads(json_path.read_text())))
     print(f"[host_step] updated the table in {readme} from {json_path}")
 
 

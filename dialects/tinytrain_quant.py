@@ -275,6 +275,44 @@ class QClampGradOp(TinyTrain.Operation, name="qclamp_grad", traits=[Pure]):
         return _clamp(self)
 
 
+def _packed_pair(op, full, packed, full_role: str, full_elt: str) -> bool:
+    """`full` [..., C] of `full_elt`, `packed` i8 [..., C / 8] (C a positive multiple of 8)."""
+    f, p = _shape(full), _shape(packed)
+    if not f or f[-1] <= 0 or f[-1] % 8 or p != f[:-1] + [f[-1] // 8]:
+        return _fail(op, f"expects {full_role} [..., C] with C a positive multiple of 8 and a mask "
+                         f"[..., C / 8], got {f} and {p}")
+    return _elts(op, {full_role: (full, full_elt), "mask": (packed, "i8")})
+
+
+class QClampMaskOp(TinyTrain.Operation, name="qclamp_mask", traits=[Pure]):
+    """`qclamp_grad`'s test as a packed 1-bit mask, 8 channels per byte: bit k of `result[..., j]`
+    is 1 where `output[..., 8 j + k]` is strictly inside `clamp` = [lo, hi]. Autodiff builds it
+    in the forward pass, right after the op, for a layer whose backward needs nothing else of its
+    int8 output (a bias-only layer, paper Sec. 2.3), so that backward keeps C / 8 bytes per pixel
+    instead of C. `output` i8 [..., C], C a multiple of 8; result i8 [..., C / 8]."""
+
+    output: Operand[Tensor]
+    clamp: Any
+    result: Result[Tensor]
+
+    def verify_invariants(self) -> bool:
+        return _packed_pair(self, self.output, self.result, "output", "i8") and _clamp(self)
+
+
+class QMaskGradOp(TinyTrain.Operation, name="qmask_grad", traits=[Pure]):
+    """`qclamp_grad` read from a `qclamp_mask`: `grad[..., c]` where bit `c % 8` of
+    `mask[..., c / 8]` is 1, else 0. `grad` f32 [..., C], `mask` i8 [..., C / 8], result f32."""
+
+    grad: Operand[Tensor]
+    mask: Operand[Tensor]
+    result: Result[Tensor]
+
+    def verify_invariants(self) -> bool:
+        if _shape(self.result) != _shape(self.grad):
+            return _fail(self, f"expects a result of grad's shape, got {_shape(self.grad)} -> {_shape(self.result)}")
+        return _packed_pair(self, self.grad, self.mask, "grad", "f32") and _elts(self, {"result": (self.result, "f32")})
+
+
 class QSgdUpdateOp(TinyTrain.Operation, name="qsgd_update", traits=[Pure]):
     """SGD step of an integer parameter with write-back: `clamp(param - round_half_even(lr * grad))`
     (`grad` is the f32 gradient of the integer value); i8 weights are clamped to [-127, 127]
@@ -300,4 +338,5 @@ class QSgdUpdateOp(TinyTrain.Operation, name="qsgd_update", traits=[Pure]):
 
 
 QUANT_OP_NAMES = sorted(op.OPERATION_NAME for op in (QuantizeOp, DequantizeOp, QConv2dOp, QAddOp, QAvgPoolOp,
-                                                     ChannelScaleOp, QClampGradOp, QSgdUpdateOp))
+                                                     ChannelScaleOp, QClampGradOp, QClampMaskOp, QMaskGradOp,
+                                                     QSgdUpdateOp))

@@ -176,3 +176,15 @@ def chelsea_rgb():
     from tinytrain.tools.pretrained_on_device import chelsea_rgb as load
 
     return load()
+
+
+def load_bench(name: str):
+    """The module of `bench/<name>.py` (bench scripts are not a package), for plumbing tests."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "bench" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod

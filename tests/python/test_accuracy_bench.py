@@ -4,21 +4,15 @@ full run relies on: the JSON keys and averages, the learning-rate choice on the 
 QAS switched on for `int8_qas` only (its int8 weights move, those of `int8_noqas` do not), the
 split sizes, and the generated write-up."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
-
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "accuracy_qas.py"
+from conftest import load_bench
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("accuracy_qas", BENCH)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_bench("accuracy_qas")
 
 
 def test_tiny_run_writes_the_table(bench, tmp_path):

@@ -26,6 +26,8 @@ is the specification; the step numbers below are its steps):
 Training ops (built by `autodiff` / `qas` for int8 graphs, f32 arithmetic):
 - `channel_scale`: `f32(x) * scale[c]` over the last axis (scales as an f32 constant tensor);
 - `qclamp_grad`: `grad` where `lo < y < hi` (the int8 output strictly inside its clamp), else 0;
+- `qclamp_mask`: the same test packed 8 channels per byte (an OR-reduction over `[..., C / 8, 8]`,
+  `tensor.expand_shape` of `y`), and `qmask_grad`: `grad` where the channel's bit is set;
 - `qsgd_update`: `clamp(p - roundeven(lr * g))` in i64, i8 weights to [-127, 127], i32 biases
   saturated (the step is clamped to +-2^32 before the float -> int conversion).
 
@@ -49,7 +51,8 @@ from tinytrain.reference import quantize_multiplier
 from .builders import (PARALLEL, REDUCTION, amap, dims, generic, identity, shape_of, tensor_type)
 
 __all__ = ["convert_qconv2d", "convert_qadd", "convert_qavg_pool", "convert_quantize",
-           "convert_dequantize", "convert_channel_scale", "convert_qclamp_grad", "convert_qsgd_update",
+           "convert_dequantize", "convert_channel_scale", "convert_qclamp_grad", "convert_qclamp_mask",
+           "convert_qmask_grad", "convert_qsgd_update",
            "PATTERNS"]
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
@@ -375,6 +378,58 @@ def convert_qclamp_grad(op, adaptor, type_converter, rewriter):
     rewriter.replace_op(op, [result])
 
 
+def _bytes_of_8(v: ir.Value) -> ir.Value:
+    """`v` [..., C] viewed as [..., C / 8, 8] (`tensor.expand_shape`; C a multiple of 8)."""
+    shape = shape_of(v)
+    r = len(shape)
+    new = shape[:-1] + [shape[-1] // 8, 8]
+    assoc = [[i] for i in range(r - 1)] + [[r - 1, r]]
+    return tensor.ExpandShapeOp(tensor_type(new, ir.RankedTensorType(v.type).element_type), v, assoc, [], new).result
+
+
+def convert_qclamp_mask(op, adaptor, type_converter, rewriter):
+    """Bit k of byte [..., j] = `lo < y[..., 8 j + k] < hi`: an OR-reduction over the 8 channels."""
+    lo, hi = _attr_array(op, "clamp", ir.DenseI64ArrayAttr)
+    shape = shape_of(adaptor.output)
+    r = len(shape)
+    P = arith.CmpIPredicate
+
+    def body(yv, acc):
+        inside = arith.AndIOp(_cmp(P.sgt, yv, _ci(lo, 8)), _cmp(P.slt, yv, _ci(hi, 8))).result
+        k = arith.IndexCastOp(_i(8), linalg.IndexOp(r).result).result
+        return arith.OrIOp(acc, _select(inside, arith.ShLIOp(_ci(1, 8), k).result, _ci(0, 8))).result
+
+    with rewriter.ip, op.location:
+        y8 = _bytes_of_8(adaptor.output)
+        out = linalg.fill(_ci(0, 8), outs=[_empty(shape[:-1] + [shape[-1] // 8], _i(8))])
+        d = dims(r + 1)
+        result = generic([y8], out, [identity(r + 1), amap(r + 1, d[:r])], [PARALLEL] * r + [REDUCTION], body)
+    rewriter.replace_op(op, [result])
+
+
+def convert_qmask_grad(op, adaptor, type_converter, rewriter):
+    """`grad[..., 8 j + k]` where bit k of `mask[..., j]` is 1, else 0, on `grad` viewed as
+    [..., C / 8, 8]. (Reading the mask through a `c floordiv 8` indexing map instead fails in
+    iree-compile 3.13 for the M7: "tiling is not supported for the semi-affine indexing map".)"""
+    shape = shape_of(adaptor.grad)
+    r = len(shape)
+
+    def body(gv, mv, out):
+        k = arith.IndexCastOp(_i(8), linalg.IndexOp(r).result).result
+        bit = arith.AndIOp(arith.ShRUIOp(mv, k).result, _ci(1, 8)).result
+        zero = arith.ConstantOp(_f32(), ir.FloatAttr.get(_f32(), 0.0)).result
+        return _select(_cmp(arith.CmpIPredicate.ne, bit, _ci(0, 8)), gv, zero)
+
+    with rewriter.ip, op.location:
+        g8 = _bytes_of_8(adaptor.grad)
+        d = dims(r + 1)
+        masked = generic([g8, adaptor.mask], _empty(shape_of(g8), _f32()),
+                         [identity(r + 1), amap(r + 1, d[:r]), identity(r + 1)], [PARALLEL] * (r + 1), body)
+        assoc = [[i] for i in range(r - 1)] + [[r - 1, r]]
+        result = tensor.CollapseShapeOp(tensor_type(shape, _f32()), masked, assoc).result
+    rewriter.replace_op(op, [result])
+
+
 def convert_qsgd_update(op, adaptor, type_converter, rewriter):
     p, g = adaptor.param, adaptor.grad
     lr = ir.FloatAttr(op.attributes["lr"]).value
@@ -407,6 +462,8 @@ KERNEL_PATTERNS = {mode: {tq.QConv2dOp: functools.partial(convert_qconv2d, kerne
 PATTERNS = {
     tq.ChannelScaleOp: convert_channel_scale,
     tq.QClampGradOp: convert_qclamp_grad,
+    tq.QClampMaskOp: convert_qclamp_mask,
+    tq.QMaskGradOp: convert_qmask_grad,
     tq.QSgdUpdateOp: convert_qsgd_update,
     tq.QConv2dOp: convert_qconv2d,
     tq.QAddOp: convert_qadd,

@@ -82,12 +82,16 @@ class AutodiffPass(ModulePass):
         "gradients": "also emit @gradients (the backward pass without the update)",
         "momentum": "SGD momentum m (v = m v + g; p -= lr v, as torch.optim.SGD); 0 = plain SGD, "
                     "> 0 adds one f32 momentum buffer per trainable parameter as trained state",
+        "clamp_masks": "int8 graphs: keep a packed 1-bit clamp mask instead of the int8 output of a conv "
+                       "whose weight is not trained (qclamp_mask / qmask_grad); off by default: IREE's plan "
+                       "of mbv2-w0.35 49kb at 128x128 grows with it (572352 -> 661696 B)",
     }
 
     trainable: tuple[str, ...] = ("all",)
     lr: float = 0.01
     gradients: bool = False
     momentum: float = 0.0
+    clamp_masks: bool = False
 
     def run(self, module: ir.Operation) -> None:
         if not (0.0 <= self.momentum < float("inf")):
@@ -209,7 +213,7 @@ class AutodiffPass(ModulePass):
                 needs.update(op.results)
         loss_t = ir.RankedTensorType.get([], ir.F32Type.get())
         loss = tt.SoftmaxCrossEntropyOp(logits, labels, loss_t, loc=loc).result
-        grads = _Grads(needs)
+        grads = _Grads(needs, clamp_masks=self.clamp_masks)
         if logits in needs:
             grads.add(logits, tt.SoftmaxCrossEntropyGradOp(logits, labels, logits.type, loc=loc).result)
         for op in reversed(ops):
@@ -248,8 +252,9 @@ def _zeros(ty: ir.Type) -> ir.Value:
 class _Grads:
     """Gradient of each value that needs one; fan-out contributions are summed with `add`."""
 
-    def __init__(self, needs: set):
+    def __init__(self, needs: set, clamp_masks: bool = False):
         self.needs, self.grads = needs, {}
+        self.clamp_masks = clamp_masks  #: int8 rules: pack clamp masks (`autodiff_int8._qconv2d`)
 
     def wanted(self, value) -> bool:
         return value in self.needs

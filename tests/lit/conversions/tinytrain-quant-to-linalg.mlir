@@ -430,6 +430,69 @@ func.func @qclamp_grad(%g: tensor<2x3xf32>, %y: tensor<2x3xi8>) -> tensor<2x3xf3
 
 // -----
 
+// qclamp_mask: bit k of byte [i, j] = (-128 < y[i, 8 j + k] < 100), an OR-reduction over the
+// channels viewed as [.., C / 8, 8].
+// CHECK-DAG:   #[[MAP:map[0-9]*]] = affine_map<(d0, d1, d2) -> (d0, d1, d2)>
+// CHECK-DAG:   #[[MAP1:map[0-9]*]] = affine_map<(d0, d1, d2) -> (d0, d1)>
+// CHECK-LABEL: func.func @qclamp_mask(
+// CHECK-SAME:    %[[Y:.*]]: tensor<2x16xi8>) -> tensor<2x2xi8> {
+// CHECK-NEXT:  %[[E:.*]] = tensor.expand_shape %[[Y]] {{\[}}[0], [1, 2]] output_shape [2, 2, 8] : tensor<2x16xi8> into tensor<2x2x8xi8>
+// CHECK-NEXT:  %[[Z:.*]] = arith.constant 0 : i8
+// CHECK-NEXT:  %[[V0:.*]] = tensor.empty() : tensor<2x2xi8>
+// CHECK-NEXT:  %[[V1:.*]] = linalg.fill ins(%[[Z]] : i8) outs(%[[V0]] : tensor<2x2xi8>) -> tensor<2x2xi8>
+// CHECK-NEXT:  %[[V2:.*]] = linalg.generic {indexing_maps = [#[[MAP]], #[[MAP1]]], iterator_types = ["parallel", "parallel", "reduction"]} ins(%[[E]] : tensor<2x2x8xi8>) outs(%[[V1]] : tensor<2x2xi8>) {
+// CHECK-NEXT:  ^bb0(%[[IN:.*]]: i8, %[[OUT:.*]]: i8):
+// CHECK-NEXT:    %[[LO:.*]] = arith.constant -128 : i8
+// CHECK-NEXT:    %[[A:.*]] = arith.cmpi sgt, %[[IN]], %[[LO]] : i8
+// CHECK-NEXT:    %[[HI:.*]] = arith.constant 100 : i8
+// CHECK-NEXT:    %[[B:.*]] = arith.cmpi slt, %[[IN]], %[[HI]] : i8
+// CHECK-NEXT:    %[[INSIDE:.*]] = arith.andi %[[A]], %[[B]] : i1
+// CHECK-NEXT:    %[[K:.*]] = linalg.index 2 : index
+// CHECK-NEXT:    %[[K8:.*]] = arith.index_cast %[[K]] : index to i8
+// CHECK-NEXT:    %[[ONE:.*]] = arith.constant 1 : i8
+// CHECK-NEXT:    %[[BIT:.*]] = arith.shli %[[ONE]], %[[K8]] : i8
+// CHECK-NEXT:    %[[Z2:.*]] = arith.constant 0 : i8
+// CHECK-NEXT:    %[[SEL:.*]] = arith.select %[[INSIDE]], %[[BIT]], %[[Z2]] : i8
+// CHECK-NEXT:    %[[OR:.*]] = arith.ori %[[OUT]], %[[SEL]] : i8
+// CHECK-NEXT:    linalg.yield %[[OR]] : i8
+// CHECK-NEXT:  } -> tensor<2x2xi8>
+// CHECK-NEXT:  return %[[V2]] : tensor<2x2xi8>
+func.func @qclamp_mask(%y: tensor<2x16xi8>) -> tensor<2x2xi8> {
+  %0 = "tinytrain.qclamp_mask"(%y) {clamp = array<i64: -128, 100>} : (tensor<2x16xi8>) -> tensor<2x2xi8>
+  return %0 : tensor<2x2xi8>
+}
+
+// -----
+
+// qmask_grad: grad[i, 8 j + k] where bit k of mask[i, j] is 1, else 0.
+// CHECK-DAG:   #[[MAP:map[0-9]*]] = affine_map<(d0, d1, d2) -> (d0, d1, d2)>
+// CHECK-DAG:   #[[MAP1:map[0-9]*]] = affine_map<(d0, d1, d2) -> (d0, d1)>
+// CHECK-LABEL: func.func @qmask_grad(
+// CHECK-SAME:    %[[G:.*]]: tensor<2x16xf32>, %[[M:.*]]: tensor<2x2xi8>) -> tensor<2x16xf32> {
+// CHECK-NEXT:  %[[E:.*]] = tensor.expand_shape %[[G]] {{\[}}[0], [1, 2]] output_shape [2, 2, 8] : tensor<2x16xf32> into tensor<2x2x8xf32>
+// CHECK-NEXT:  %[[V0:.*]] = tensor.empty() : tensor<2x2x8xf32>
+// CHECK-NEXT:  %[[V1:.*]] = linalg.generic {indexing_maps = [#[[MAP]], #[[MAP1]], #[[MAP]]], iterator_types = ["parallel", "parallel", "parallel"]} ins(%[[E]], %[[M]] : tensor<2x2x8xf32>, tensor<2x2xi8>) outs(%[[V0]] : tensor<2x2x8xf32>) {
+// CHECK-NEXT:  ^bb0(%[[IN:.*]]: f32, %[[IN_0:.*]]: i8, %[[OUT:.*]]: f32):
+// CHECK-NEXT:    %[[K:.*]] = linalg.index 2 : index
+// CHECK-NEXT:    %[[K8:.*]] = arith.index_cast %[[K]] : index to i8
+// CHECK-NEXT:    %[[SH:.*]] = arith.shrui %[[IN_0]], %[[K8]] : i8
+// CHECK-NEXT:    %[[ONE:.*]] = arith.constant 1 : i8
+// CHECK-NEXT:    %[[BIT:.*]] = arith.andi %[[SH]], %[[ONE]] : i8
+// CHECK-NEXT:    %[[CST:.*]] = arith.constant 0.000000e+00 : f32
+// CHECK-NEXT:    %[[Z:.*]] = arith.constant 0 : i8
+// CHECK-NEXT:    %[[SET:.*]] = arith.cmpi ne, %[[BIT]], %[[Z]] : i8
+// CHECK-NEXT:    %[[SEL:.*]] = arith.select %[[SET]], %[[IN]], %[[CST]] : f32
+// CHECK-NEXT:    linalg.yield %[[SEL]] : f32
+// CHECK-NEXT:  } -> tensor<2x2x8xf32>
+// CHECK-NEXT:  %[[C:.*]] = tensor.collapse_shape %[[V1]] {{\[}}[0], [1, 2]] : tensor<2x2x8xf32> into tensor<2x16xf32>
+// CHECK-NEXT:  return %[[C]] : tensor<2x16xf32>
+func.func @qmask_grad(%g: tensor<2x16xf32>, %m: tensor<2x2xi8>) -> tensor<2x16xf32> {
+  %0 = "tinytrain.qmask_grad"(%g, %m) : (tensor<2x16xf32>, tensor<2x2xi8>) -> tensor<2x16xf32>
+  return %0 : tensor<2x16xf32>
+}
+
+// -----
+
 // qsgd_update of an int8 weight: clamp(p - roundeven(lr * g), -127, 127) in i64, or p unchanged
 // when the step's loss is not finite (loss - loss == 0 fails for NaN/Inf).
 // CHECK-DAG:   #[[MAP:map[0-9]*]] = affine_map<(d0) -> (d0)>

@@ -143,3 +143,35 @@ func.func @momentum_loss_rank(%v: tensor<4xf32>, %g: tensor<4xf32>, %l: tensor<1
   %0 = "tinytrain.sgd_momentum"(%v, %g, %l) {momentum = 0.9 : f32} : (tensor<4xf32>, tensor<4xf32>, tensor<1xf32>) -> tensor<4xf32>
   return
 }
+
+// -----
+
+func.func @qclamp_mask_not_multiple_of_8(%y: tensor<2x12xi8>) {
+  // CHECK: 'tinytrain.qclamp_mask' op expects output [..., C] with C a positive multiple of 8 and a mask [..., C / 8], got [2, 12] and [2, 1]
+  %0 = "tinytrain.qclamp_mask"(%y) {clamp = array<i64: -128, 127>} : (tensor<2x12xi8>) -> tensor<2x1xi8>
+  return
+}
+
+// -----
+
+func.func @qclamp_mask_bad_clamp(%y: tensor<2x16xi8>) {
+  // CHECK: 'tinytrain.qclamp_mask' op clamp [100, -128] must be [lo, hi] with -128 <= lo <= hi <= 127
+  %0 = "tinytrain.qclamp_mask"(%y) {clamp = array<i64: 100, -128>} : (tensor<2x16xi8>) -> tensor<2x2xi8>
+  return
+}
+
+// -----
+
+func.func @qmask_grad_mask_type(%g: tensor<2x16xf32>, %m: tensor<2x2xi32>) {
+  // CHECK: 'tinytrain.qmask_grad' op mask must have element type i8, got i32
+  %0 = "tinytrain.qmask_grad"(%g, %m) : (tensor<2x16xf32>, tensor<2x2xi32>) -> tensor<2x16xf32>
+  return
+}
+
+// -----
+
+func.func @qmask_grad_shape(%g: tensor<2x16xf32>, %m: tensor<2x16xi8>) {
+  // CHECK: 'tinytrain.qmask_grad' op expects grad [..., C] with C a positive multiple of 8 and a mask [..., C / 8], got [2, 16] and [2, 16]
+  %0 = "tinytrain.qmask_grad"(%g, %m) : (tensor<2x16xf32>, tensor<2x16xi8>) -> tensor<2x16xf32>
+  return
+}
