@@ -7,7 +7,8 @@
   spatially flipped, in/out-transposed kernel (paper Sec. 2.3; the construction of torch-mlir's
   `convolution_bwd.mlir`).
 - `conv2d_grad_weight` = a contraction of the padded input with the output gradient over
-  (N, OH, OW) at stride `s` (one `linalg.generic`).
+  (N, OH, OW): one `linalg.generic` for depthwise and dense 1x1 stride-1 convolutions; for other
+  dense windows (3x3, strided) im2col + a matmul-like `linalg.generic`.
 """
 
 from __future__ import annotations
@@ -116,26 +117,55 @@ def _mac(x, y, acc):
     return arith.AddFOp(acc, arith.MulFOp(x, y).result).result
 
 
+def _im2col(xp: ir.Value, out_hw, kernel, strides) -> ir.Value:
+    """`cols[(n, oh, ow), (kh, kw, c)] = xp[n, oh*sh + kh, ow*sw + kw, c]`: every window of the
+    padded input as one row (a gather written as a copy `linalg.generic`, then collapsed)."""
+    n, _, _, c = shape_of(xp)
+    (oh, ow), (kh, kw), (sh, sw) = out_hw, kernel, strides
+    n_, oh_, ow_, kh_, kw_, c_ = dims(6)
+    cols = generic([xp], empty([n, oh, ow, kh, kw, c]),
+                   [amap(6, [n_, oh_ * sh + kh_, ow_ * sw + kw_, c_]), identity(6)], [PARALLEL] * 6,
+                   lambda a, acc: a)
+    return reshape(cols, [n * oh * ow, kh * kw * c])
+
+
+def _matmul_ta(a: ir.Value, b: ir.Value) -> ir.Value:
+    """`a^T @ b` for `a: [M, K]`, `b: [M, F]` (a contraction over the rows of both)."""
+    (_, k), (_, f) = shape_of(a), shape_of(b)
+    k_, f_, m_ = dims(3)
+    return generic([a, b], full([k, f]), [amap(3, [m_, k_]), amap(3, [m_, f_]), amap(3, [k_, f_])],
+                   [PARALLEL, PARALLEL, REDUCTION], _mac)
+
+
 def convert_conv2d_grad_weight(op, adaptor, type_converter, rewriter):
+    """Dense 1x1 stride 1 and depthwise: one contraction of the padded input with dY over
+    (N, OH, OW). Any other dense window (3x3, strided): im2col of the padded input, then one
+    matmul-like contraction `cols^T @ dY` (IREE vectorizes it as a matmul; the direct generic with
+    `oh*s + kh` maps ran at a tenth of that rate, bench/conv_grad_kernels.py)."""
     x, dy = adaptor.input, adaptor.grad_output
     strides, padding, groups = _conv_attrs(op)
     kh, kw, cg, f = shape_of(op.result)
     depthwise = _is_depthwise(op, groups, [kh, kw, cg, f])
     sh, sw = strides
+    n, oh, ow, _ = shape_of(dy)
     with rewriter.ip, op.location:
-        xp = conv_input(x, padding, (kh, kw), shape_of(dy)[1:3], strides)
-        if not depthwise:
-            kh_, kw_, c_, f_, n_, oh_, ow_ = dims(7)
-            maps = [amap(7, [n_, oh_ * sh + kh_, ow_ * sw + kw_, c_]), amap(7, [n_, oh_, ow_, f_]),
-                    amap(7, [kh_, kw_, c_, f_])]
-            result = generic([xp, dy], full([kh, kw, cg, f]), maps,
-                             [PARALLEL] * 4 + [REDUCTION] * 3, _mac)
-        else:
+        xp = conv_input(x, padding, (kh, kw), (oh, ow), strides)
+        if depthwise:
             kh_, kw_, c_, n_, oh_, ow_ = dims(6)
             maps = [amap(6, [n_, oh_ * sh + kh_, ow_ * sw + kw_, c_]), amap(6, [n_, oh_, ow_, c_]),
                     amap(6, [kh_, kw_, c_])]
             r = generic([xp, dy], full([kh, kw, f]), maps, [PARALLEL] * 3 + [REDUCTION] * 3, _mac)
             result = reshape(r, [kh, kw, 1, f])
+        elif (kh, kw, sh, sw) == (1, 1, 1, 1):
+            kh_, kw_, c_, f_, n_, oh_, ow_ = dims(7)
+            maps = [amap(7, [n_, oh_ + kh_, ow_ + kw_, c_]), amap(7, [n_, oh_, ow_, f_]),
+                    amap(7, [kh_, kw_, c_, f_])]
+            result = generic([xp, dy], full([kh, kw, cg, f]), maps,
+                             [PARALLEL] * 4 + [REDUCTION] * 3, _mac)
+        else:
+            cols = _im2col(xp, (oh, ow), (kh, kw), strides)
+            r = _matmul_ta(cols, reshape(dy, [n * oh * ow, f]))
+            result = reshape(r, [kh, kw, cg, f])
     rewriter.replace_op(op, [result])
 
 
