@@ -141,7 +141,8 @@ def convert_conv2d_grad_weight(op, adaptor, type_converter, rewriter):
     """Dense 1x1 stride 1 and depthwise: one contraction of the padded input with dY over
     (N, OH, OW). Any other dense window (3x3, strided): im2col of the padded input, then one
     matmul-like contraction `cols^T @ dY` (IREE vectorizes it as a matmul; the direct generic with
-    `oh*s + kh` maps ran at a tenth of that rate, bench/conv_grad_kernels.py)."""
+    `oh*s + kh` maps was about 8x slower on MobileNetV2's first conv, bench/conv_grad_kernels.py).
+    Depthwise stays direct: im2col there was slower in a trial (its contraction is no matmul)."""
     x, dy = adaptor.input, adaptor.grad_output
     strides, padding, groups = _conv_attrs(op)
     kh, kw, cg, f = shape_of(op.result)
