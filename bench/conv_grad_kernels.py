@@ -5,11 +5,14 @@ model's first conv and of its stride-1/stride-2 depthwise convs), lowered by the
 `to-linalg` patterns, compiled for the host (`HOST_FLAGS`) and timed by `iree-benchmark-module`
 (local-sync, caching allocator, one thread, no Python): median of `--reps` repetitions.
 
-`--build DIR` writes the vmfbs (and the linalg) there. `--compare DIR` also times the vmfbs of an
+`--convgrad direct|im2col` picks the dense weight-gradient lowering (`to-linalg{convgrad=...}`;
+default im2col, the host's). `--build DIR` writes the vmfbs (and the linalg) there. `--compare DIR` also times the vmfbs of an
 earlier `--build` (e.g. made with another revision of `conv.py`), interleaved A/B per case, and
 prints the ratio. The MAC count is that of the op (KH*KW*C*F*N*OH*OW, depthwise F=1).
 
     .venv/bin/python bench/conv_grad_kernels.py --build out/cg_new [--compare out/cg_old]
+    .venv/bin/python bench/conv_grad_kernels.py --convgrad direct --build out/cg_direct --reps 1
+    .venv/bin/python bench/conv_grad_kernels.py --build out/cg_im2col --compare out/cg_direct
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from pathlib import Path
 
 import tinytrain  # noqa: F401  (registers the dialect)
 from tinytrain.context import new_context, parse_module
-from tinytrain.lowering.conversions.tinytrain_to_linalg import lower_to_linalg
+from tinytrain.lowering.conversions.tinytrain_to_linalg import CONVGRAD_BY_TARGET, CONVGRADS, lower_to_linalg
 from tinytrain.lowering.host.iree_host import compile_host, iree_tool
 
 #: name: (op, x NHWC, weight HWIO, stride, padding, groups, dY NHWC)
@@ -56,14 +59,14 @@ def macs(x, w, dy) -> int:
     return kh * kw * cg * f * n * oh * ow
 
 
-def build(out: Path) -> None:
+def build(out: Path, convgrad: str = "im2col") -> None:
     out.mkdir(parents=True, exist_ok=True)
     for name, (op, x, w, s, p, g, dy) in CASES.items():
         text, args = case_mlir(op, x, w, s, p, g, dy)
         ctx = new_context()
         module = parse_module(text, ctx, "conv_grad_kernels")
         with ctx:
-            lower_to_linalg(module)
+            lower_to_linalg(module, convgrad=convgrad)
             linalg = str(module)
         (out / f"{name}.linalg.mlir").write_text(linalg)
         compile_host(linalg, out / f"{name}.vmfb")
@@ -87,8 +90,9 @@ def main(argv=None) -> int:
     ap.add_argument("--build", type=Path, required=True)
     ap.add_argument("--compare", type=Path)
     ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--convgrad", choices=CONVGRADS, default=CONVGRAD_BY_TARGET["host"])
     args = ap.parse_args(argv)
-    build(args.build)
+    build(args.build, args.convgrad)
     for name, (_, x, w, _, _, _, dy) in CASES.items():
         new, old = [], []
         for _ in range(args.reps):  # interleaved A/B rounds

@@ -7,22 +7,40 @@
   spatially flipped, in/out-transposed kernel (paper Sec. 2.3; the construction of torch-mlir's
   `convolution_bwd.mlir`).
 - `conv2d_grad_weight` = a contraction of the padded input with the output gradient over
-  (N, OH, OW): one `linalg.generic` for depthwise and dense 1x1 stride-1 convolutions; for other
-  dense windows (3x3, strided) im2col + a matmul-like `linalg.generic`.
+  (N, OH, OW), lowered as the pass's `convgrad` option says (`CONVGRADS`): one `linalg.generic`
+  ("direct"), or ("im2col", the host .vmfb's) for dense windows other than 1x1 stride 1 im2col +
+  a matmul-like `linalg.generic`, for depthwise windows one stride-1 contraction per stride phase
+  over the batch stacked into one image.
 """
 
 from __future__ import annotations
+
+import functools
 
 from torch_mlir import ir
 from torch_mlir.dialects import arith, linalg, tensor
 
 from tinytrain.dialects import tinytrain as tt
 
-from .builders import (PARALLEL, REDUCTION, amap, conv_input, dims, empty, full, generic, identity,
-                       reshape, shape_of, tensor_type, const_index, unsupported)
+from .builders import (PARALLEL, REDUCTION, amap, const_f32, conv_input, dims, empty, full, generic,
+                       identity, reshape, shape_of, tensor_type, const_index, unsupported)
 
 __all__ = ["convert_conv2d", "convert_conv2d_grad_input", "convert_conv2d_grad_weight",
-           "convert_bias_grad", "PATTERNS"]
+           "convert_bias_grad", "PATTERNS", "CONVGRADS", "CONVGRAD_PATTERNS"]
+
+#: How a dense `conv2d_grad_weight` is lowered; the `to-linalg{convgrad=...}` option, set from the
+#: target by `compile()` (`CONVGRAD_BY_TARGET`). Depthwise and dense 1x1 stride-1 windows are one
+#: contraction either way.
+#: - "direct": one `linalg.generic` reducing over (N, OH, OW) with `oh*s + kh` input maps; no
+#:   buffer beyond the result. The Cortex-M targets' (the im2col buffer of MobileNetV2's first
+#:   conv at 128 px, N*OH*OW*KH*KW*C*4 bytes = 442 KB, does not fit a 256 KB device).
+#: - "im2col": dense: every window of the padded input gathered as one row, then `cols^T @ dY`
+#:   (IREE tiles and vectorizes it as a matmul: the first conv's gradient of MbV2-w0.35 128 b8
+#:   7.8x faster on the host, bench/conv_grad_kernels.py). Depthwise: per stride phase, the batch
+#:   stacked into one image and one stride-1 contraction (`_depthwise_grad_weight_phases`; IREE
+#:   vectorizes it as a convolution). The host .vmfb's (transient buffers: the im2col rows, the
+#:   stride phases of the input and a zero-row-padded copy of dY).
+CONVGRADS = ("direct", "im2col")
 
 
 def _conv_attrs(op):
@@ -137,12 +155,73 @@ def _matmul_ta(a: ir.Value, b: ir.Value) -> ir.Value:
                    [PARALLEL, PARALLEL, REDUCTION], _mac)
 
 
-def convert_conv2d_grad_weight(op, adaptor, type_converter, rewriter):
-    """Dense 1x1 stride 1 and depthwise: one contraction of the padded input with dY over
-    (N, OH, OW). Any other dense window (3x3, strided): im2col of the padded input, then one
-    matmul-like contraction `cols^T @ dY` (IREE vectorizes it as a matmul; the direct generic with
-    `oh*s + kh` maps was about 8x slower on MobileNetV2's first conv, bench/conv_grad_kernels.py).
-    Depthwise stays direct: im2col there was slower in a trial (its contraction is no matmul)."""
+def _pad_bottom(v: ir.Value, rows: int) -> ir.Value:
+    """`v` (NHWC) with `rows` zero rows appended to every image."""
+    if not rows:
+        return v
+    n, h, w, c = shape_of(v)
+    pad = tensor.PadOp(tensor_type([n, h + rows, w, c]), v, [], [], [0, 0, 0, 0], [0, rows, 0, 0])
+    block = pad.region.blocks.append(*([ir.IndexType.get()] * 4))
+    with ir.InsertionPoint(block):
+        tensor.YieldOp(const_f32(0.0))
+    return pad.result
+
+
+def _rows(v: ir.Value, count: int) -> ir.Value:
+    """The first `count` rows of `v` ([R, W, C])."""
+    _, w, c = shape_of(v)
+    if shape_of(v)[0] == count:
+        return v
+    return tensor.ExtractSliceOp(tensor_type([count, w, c]), v, [], [], [], [0, 0, 0], [count, w, c],
+                                 [1, 1, 1]).result
+
+
+def _depthwise_grad_weight_phases(xp: ir.Value, dy: ir.Value, kernel, strides) -> ir.Value:
+    """Depthwise `dW[kh, kw, c] = sum_{n,oh,ow} xp[n, oh*sh + kh, ow*sw + kw, c] dY[n, oh, ow, c]`
+    as stride-1, unit-batch contractions IREE vectorizes as a convolution (the batched or strided
+    generic is left scalar: about 5x slower per MAC on the host, bench/conv_grad_kernels.py):
+
+    - per stride phase (p, q): the taps kh = sh*a + p read `ph[n, oh + a, ow + b, c]` of the
+      phase image `ph = xp[:, p::sh, q::sw, :]` (a strided slice), a stride-1 window;
+    - the N images stacked into one (rows `n*R + oh`, R = OH + A - 1 with A taps per column):
+      dY gets A - 1 zero rows per image, so windows straddling two images add zero;
+    - each phase's [A, B, C] result lands in dW at rows p::sh, columns q::sw."""
+    (kh, kw), (sh, sw) = kernel, strides
+    n, oh, ow, c = shape_of(dy)
+    out = empty([kh, kw, c]) if (sh, sw) != (1, 1) else None
+    stacked_dy = {}  # taps per column -> dY with that many zero rows - 1 per image, stacked
+    for p in range(sh):
+        for q in range(sw):
+            ta, tb = -(-(kh - p) // sh), -(-(kw - q) // sw)
+            if ta <= 0 or tb <= 0:
+                continue
+            rows, cols = oh + ta - 1, ow + tb - 1
+            ph = xp if (sh, sw) == (1, 1) else tensor.ExtractSliceOp(
+                tensor_type([n, rows, cols, c]), xp, [], [], [], [0, p, q, 0], [n, rows, cols, c],
+                [1, sh, sw, 1]).result
+            stacked = reshape(ph, [n * rows, cols, c])
+            if ta not in stacked_dy:  # one image: no row of dY is followed by another image
+                stacked_dy[ta] = reshape(dy, [oh, ow, c]) if n == 1 else \
+                    _rows(reshape(_pad_bottom(dy, ta - 1), [n * rows, ow, c]), n * rows - (ta - 1))
+            g = stacked_dy[ta]
+            a_, b_, c_, r_, w_ = dims(5)
+            maps = [amap(5, [r_ + a_, w_ + b_, c_]), amap(5, [r_, w_, c_]), amap(5, [a_, b_, c_])]
+            part = generic([stacked, g], full([ta, tb, c]), maps, [PARALLEL] * 3 + [REDUCTION] * 2, _mac)
+            out = part if (ta, tb) == (kh, kw) else tensor.InsertSliceOp(
+                part, out, [], [], [], [p, q, 0], [ta, tb, c], [sh, sw, 1]).result
+    return reshape(out, [kh, kw, 1, c])
+
+
+def convert_conv2d_grad_weight(op, adaptor, type_converter, rewriter, convgrad: str = "direct"):
+    """`convgrad="direct"`, and dense 1x1 stride 1 either way: one contraction of the padded input
+    with dY over (N, OH, OW). `convgrad="im2col"`: other dense windows (3x3, strided) as im2col of
+    the padded input, then one matmul-like contraction `cols^T @ dY` (IREE vectorizes it as a
+    matmul; the direct generic with `oh*s + kh` maps was about 8x slower on MobileNetV2's first
+    conv, bench/conv_grad_kernels.py); depthwise windows as unit-batch stride-1 contractions per
+    stride phase (`_depthwise_grad_weight_phases`; a materialized im2col was slower there)."""
+    if convgrad not in CONVGRADS:
+        raise ValueError(f"conv2d_grad_weight lowering must be one of {', '.join(CONVGRADS)}, "
+                         f"got {convgrad!r}")
     x, dy = adaptor.input, adaptor.grad_output
     strides, padding, groups = _conv_attrs(op)
     kh, kw, cg, f = shape_of(op.result)
@@ -151,15 +230,17 @@ def convert_conv2d_grad_weight(op, adaptor, type_converter, rewriter):
     n, oh, ow, _ = shape_of(dy)
     with rewriter.ip, op.location:
         xp = conv_input(x, padding, (kh, kw), (oh, ow), strides)
-        if depthwise:
+        if depthwise and convgrad == "im2col":
+            result = _depthwise_grad_weight_phases(xp, dy, (kh, kw), strides)
+        elif depthwise:
             kh_, kw_, c_, n_, oh_, ow_ = dims(6)
             maps = [amap(6, [n_, oh_ * sh + kh_, ow_ * sw + kw_, c_]), amap(6, [n_, oh_, ow_, c_]),
                     amap(6, [kh_, kw_, c_])]
             r = generic([xp, dy], full([kh, kw, f]), maps, [PARALLEL] * 3 + [REDUCTION] * 3, _mac)
             result = reshape(r, [kh, kw, 1, f])
-        elif (kh, kw, sh, sw) == (1, 1, 1, 1):
+        elif convgrad == "direct" or (kh, kw, sh, sw) == (1, 1, 1, 1):
             kh_, kw_, c_, f_, n_, oh_, ow_ = dims(7)
-            maps = [amap(7, [n_, oh_ + kh_, ow_ + kw_, c_]), amap(7, [n_, oh_, ow_, f_]),
+            maps = [amap(7, [n_, oh_ * sh + kh_, ow_ * sw + kw_, c_]), amap(7, [n_, oh_, ow_, f_]),
                     amap(7, [kh_, kw_, c_, f_])]
             result = generic([xp, dy], full([kh, kw, cg, f]), maps,
                              [PARALLEL] * 4 + [REDUCTION] * 3, _mac)
@@ -181,9 +262,15 @@ def convert_bias_grad(op, adaptor, type_converter, rewriter):
     rewriter.replace_op(op, [result])
 
 
+#: convgrad lowering (`CONVGRADS`) -> the pattern of `conv2d_grad_weight` (module-level objects:
+#: the bindings do not keep a pattern callable alive).
+CONVGRAD_PATTERNS = {mode: {tt.Conv2dGradWeightOp: functools.partial(convert_conv2d_grad_weight,
+                                                                     convgrad=mode)}
+                     for mode in CONVGRADS}
+
 PATTERNS = {
     tt.Conv2dOp: convert_conv2d,
     tt.Conv2dGradInputOp: convert_conv2d_grad_input,
-    tt.Conv2dGradWeightOp: convert_conv2d_grad_weight,
+    **CONVGRAD_PATTERNS["direct"],
     tt.BiasGradOp: convert_bias_grad,
 }

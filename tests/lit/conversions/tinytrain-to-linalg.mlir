@@ -1,7 +1,9 @@
 // RUN: tinytrain-opt -p to-linalg --split-input-file %s | filecheck %s
+// RUN: tinytrain-opt -p 'to-linalg{convgrad=im2col}' --split-input-file %s | filecheck %s
 
 // One case per tinytrain op (and per lowering variant): the ops, maps and bodies the
-// tinytrain -> linalg conversion patterns build.
+// tinytrain -> linalg conversion patterns build. Only the dense 3x3/strided conv weight gradient
+// depends on `convgrad` (tinytrain-to-linalg-convgrad.mlir): every case here is the same with both.
 
 // Dense conv: the bias broadcast over N, H, W seeds the accumulator; the input is zero-padded
 // to exactly the window the strided conv reads ((O - 1) * s + K = 7).
@@ -143,48 +145,6 @@ func.func @conv2d_grad_input_depthwise(%dy: tensor<1x4x4x3xf32>, %w: tensor<3x3x
 
 // -----
 
-// Dense 3x3 strided weight gradient: im2col of the padded input ([N*OH*OW, KH*KW*C]), then one
-// matmul-like contraction cols^T @ dY over the rows.
-// CHECK-DAG:   #[[MAP:map[0-9]*]] = affine_map<(d0, d1, d2, d3, d4, d5) -> (d0, d1 * 2 + d3, d2 * 2 + d4, d5)>
-// CHECK-DAG:   #[[MAP1:map[0-9]*]] = affine_map<(d0, d1, d2, d3, d4, d5) -> (d0, d1, d2, d3, d4, d5)>
-// CHECK-DAG:   #[[MAP2:map[0-9]*]] = affine_map<(d0, d1, d2) -> (d2, d0)>
-// CHECK-DAG:   #[[MAP3:map[0-9]*]] = affine_map<(d0, d1, d2) -> (d2, d1)>
-// CHECK-DAG:   #[[MAP4:map[0-9]*]] = affine_map<(d0, d1, d2) -> (d0, d1)>
-// CHECK-LABEL: func.func @conv2d_grad_weight(
-// CHECK-SAME:    %[[ARG0:.*]]: tensor<1x5x5x2xf32>, %[[ARG1:.*]]: tensor<1x3x3x4xf32>) -> tensor<3x3x2x4xf32> {
-// CHECK-NEXT:    %[[CST:.*]] = arith.constant 0.000000e+00 : f32
-// CHECK-NEXT:    %[[PADDED:.*]] = tensor.pad %[[ARG0]] low[0, 1, 1, 0] high[0, 1, 1, 0] {
-// CHECK-NEXT:    ^bb0(%[[ARG2:.*]]: index, %[[ARG3:.*]]: index, %[[ARG4:.*]]: index, %[[ARG5:.*]]: index):
-// CHECK-NEXT:      tensor.yield %[[CST]] : f32
-// CHECK-NEXT:    } : tensor<1x5x5x2xf32> to tensor<1x7x7x2xf32>
-// CHECK-NEXT:    %[[V0:.*]] = tensor.empty() : tensor<1x3x3x3x3x2xf32>
-// CHECK-NEXT:    %[[V1:.*]] = linalg.generic {indexing_maps = [#[[MAP]], #[[MAP1]]], iterator_types = ["parallel", "parallel", "parallel", "parallel", "parallel", "parallel"]} ins(%[[PADDED]] : tensor<1x7x7x2xf32>) outs(%[[V0]] : tensor<1x3x3x3x3x2xf32>) {
-// CHECK-NEXT:    ^bb0(%[[IN:.*]]: f32, %[[OUT:.*]]: f32):
-// CHECK-NEXT:      linalg.yield %[[IN]] : f32
-// CHECK-NEXT:    } -> tensor<1x3x3x3x3x2xf32>
-// CHECK-NEXT:    %[[COLLAPSED:.*]] = tensor.collapse_shape %[[V1]] {{\[\[}}0, 1, 2, 3, 4, 5]] : tensor<1x3x3x3x3x2xf32> into tensor<162xf32>
-// CHECK-NEXT:    %[[COLS:.*]] = tensor.expand_shape %[[COLLAPSED]] {{\[\[}}0, 1]] output_shape [9, 18] : tensor<162xf32> into tensor<9x18xf32>
-// CHECK-NEXT:    %[[COLLAPSED_0:.*]] = tensor.collapse_shape %[[ARG1]] {{\[\[}}0, 1, 2, 3]] : tensor<1x3x3x4xf32> into tensor<36xf32>
-// CHECK-NEXT:    %[[DY:.*]] = tensor.expand_shape %[[COLLAPSED_0]] {{\[\[}}0, 1]] output_shape [9, 4] : tensor<36xf32> into tensor<9x4xf32>
-// CHECK-NEXT:    %[[CST_2:.*]] = arith.constant 0.000000e+00 : f32
-// CHECK-NEXT:    %[[V2:.*]] = tensor.empty() : tensor<18x4xf32>
-// CHECK-NEXT:    %[[V3:.*]] = linalg.fill ins(%[[CST_2]] : f32) outs(%[[V2]] : tensor<18x4xf32>) -> tensor<18x4xf32>
-// CHECK-NEXT:    %[[V4:.*]] = linalg.generic {indexing_maps = [#[[MAP2]], #[[MAP3]], #[[MAP4]]], iterator_types = ["parallel", "parallel", "reduction"]} ins(%[[COLS]], %[[DY]] : tensor<9x18xf32>, tensor<9x4xf32>) outs(%[[V3]] : tensor<18x4xf32>) {
-// CHECK-NEXT:    ^bb0(%[[IN_1:.*]]: f32, %[[IN_2:.*]]: f32, %[[OUT_1:.*]]: f32):
-// CHECK-NEXT:      %[[V5:.*]] = arith.mulf %[[IN_1]], %[[IN_2]] : f32
-// CHECK-NEXT:      %[[V6:.*]] = arith.addf %[[OUT_1]], %[[V5]] : f32
-// CHECK-NEXT:      linalg.yield %[[V6]] : f32
-// CHECK-NEXT:    } -> tensor<18x4xf32>
-// CHECK-NEXT:    %[[COLLAPSED_3:.*]] = tensor.collapse_shape %[[V4]] {{\[\[}}0, 1]] : tensor<18x4xf32> into tensor<72xf32>
-// CHECK-NEXT:    %[[EXPANDED:.*]] = tensor.expand_shape %[[COLLAPSED_3]] {{\[\[}}0, 1, 2, 3]] output_shape [3, 3, 2, 4] : tensor<72xf32> into tensor<3x3x2x4xf32>
-// CHECK-NEXT:    return %[[EXPANDED]] : tensor<3x3x2x4xf32>
-func.func @conv2d_grad_weight(%x: tensor<1x5x5x2xf32>, %dy: tensor<1x3x3x4xf32>) -> tensor<3x3x2x4xf32> {
-  %0 = "tinytrain.conv2d_grad_weight"(%x, %dy) {strides = array<i64: 2, 2>, padding = array<i64: 1, 1>, groups = 1 : i64} : (tensor<1x5x5x2xf32>, tensor<1x3x3x4xf32>) -> tensor<3x3x2x4xf32>
-  return %0 : tensor<3x3x2x4xf32>
-}
-
-// -----
-
 // Dense 1x1 stride-1 weight gradient: no window to gather, one contraction over (N, OH, OW).
 // CHECK-DAG:   #[[MAP:map[0-9]*]] = affine_map<(d0, d1, d2, d3, d4, d5, d6) -> (d4, d0 + d5, d1 + d6, d2)>
 // CHECK-DAG:   #[[MAP1:map[0-9]*]] = affine_map<(d0, d1, d2, d3, d4, d5, d6) -> (d4, d5, d6, d3)>
@@ -206,35 +166,6 @@ func.func @conv2d_grad_weight_pointwise(%x: tensor<1x3x3x2xf32>, %dy: tensor<1x3
   return %0 : tensor<1x1x2x4xf32>
 }
 
-// -----
-
-// Depthwise weight gradient: contraction into [KH, KW, C], reshaped to [KH, KW, 1, C].
-// CHECK-DAG:   #[[MAP:map[0-9]*]] = affine_map<(d0, d1, d2, d3, d4, d5) -> (d3, d0 + d4, d1 + d5, d2)>
-// CHECK-DAG:   #[[MAP1:map[0-9]*]] = affine_map<(d0, d1, d2, d3, d4, d5) -> (d3, d4, d5, d2)>
-// CHECK-DAG:   #[[MAP2:map[0-9]*]] = affine_map<(d0, d1, d2, d3, d4, d5) -> (d0, d1, d2)>
-// CHECK-LABEL: func.func @conv2d_grad_weight_depthwise(
-// CHECK-SAME:    %[[ARG0:.*]]: tensor<1x4x4x3xf32>, %[[ARG1:.*]]: tensor<1x4x4x3xf32>) -> tensor<3x3x1x3xf32> {
-// CHECK-NEXT:    %[[CST:.*]] = arith.constant 0.000000e+00 : f32
-// CHECK-NEXT:    %[[PADDED:.*]] = tensor.pad %[[ARG0]] low[0, 1, 1, 0] high[0, 1, 1, 0] {
-// CHECK-NEXT:    ^bb0(%[[ARG2:.*]]: index, %[[ARG3:.*]]: index, %[[ARG4:.*]]: index, %[[ARG5:.*]]: index):
-// CHECK-NEXT:      tensor.yield %[[CST]] : f32
-// CHECK-NEXT:    } : tensor<1x4x4x3xf32> to tensor<1x6x6x3xf32>
-// CHECK-NEXT:    %[[CST_0:.*]] = arith.constant 0.000000e+00 : f32
-// CHECK-NEXT:    %[[V0:.*]] = tensor.empty() : tensor<3x3x3xf32>
-// CHECK-NEXT:    %[[V1:.*]] = linalg.fill ins(%[[CST_0]] : f32) outs(%[[V0]] : tensor<3x3x3xf32>) -> tensor<3x3x3xf32>
-// CHECK-NEXT:    %[[V2:.*]] = linalg.generic {indexing_maps = [#[[MAP]], #[[MAP1]], #[[MAP2]]], iterator_types = ["parallel", "parallel", "parallel", "reduction", "reduction", "reduction"]} ins(%[[PADDED]], %[[ARG1]] : tensor<1x6x6x3xf32>, tensor<1x4x4x3xf32>) outs(%[[V1]] : tensor<3x3x3xf32>) {
-// CHECK-NEXT:    ^bb0(%[[IN:.*]]: f32, %[[IN_1:.*]]: f32, %[[OUT:.*]]: f32):
-// CHECK-NEXT:      %[[V3:.*]] = arith.mulf %[[IN]], %[[IN_1]] : f32
-// CHECK-NEXT:      %[[V4:.*]] = arith.addf %[[OUT]], %[[V3]] : f32
-// CHECK-NEXT:      linalg.yield %[[V4]] : f32
-// CHECK-NEXT:    } -> tensor<3x3x3xf32>
-// CHECK-NEXT:    %[[COLLAPSED:.*]] = tensor.collapse_shape %[[V2]] {{\[\[}}0, 1, 2]] : tensor<3x3x3xf32> into tensor<27xf32>
-// CHECK-NEXT:    %[[EXPANDED:.*]] = tensor.expand_shape %[[COLLAPSED]] {{\[\[}}0, 1, 2, 3]] output_shape [3, 3, 1, 3] : tensor<27xf32> into tensor<3x3x1x3xf32>
-// CHECK-NEXT:    return %[[EXPANDED]] : tensor<3x3x1x3xf32>
-func.func @conv2d_grad_weight_depthwise(%x: tensor<1x4x4x3xf32>, %dy: tensor<1x4x4x3xf32>) -> tensor<3x3x1x3xf32> {
-  %0 = "tinytrain.conv2d_grad_weight"(%x, %dy) {strides = array<i64: 1, 1>, padding = array<i64: 1, 1>, groups = 3 : i64} : (tensor<1x4x4x3xf32>, tensor<1x4x4x3xf32>) -> tensor<3x3x1x3xf32>
-  return %0 : tensor<3x3x1x3xf32>
-}
 
 // -----
 
