@@ -2,7 +2,8 @@
 #12 point 2).
 
 - both variants of `conv2d_grad_weight` against `torch.nn.grad.conv2d_weight` (host vmfb), on
-  dense and depthwise 3x3/5x5, strided (2, 3), padded and batched windows;
+  dense and depthwise 3x3/5x5, strided (2, 3), padded and batched windows; `bias_grad` of
+  both against torch's sum;
 - `compile()` lowers the host program with im2col, and the direct lowering (the Cortex-M
   targets', `CONVGRAD_BY_TARGET`) of the same model trains like torch.autograd; the Cortex-M
   compile's own linalg is checked in test_clamp_lowering (no im2col buffer).
@@ -57,6 +58,24 @@ def test_grad_weight_variants_match_torch(convgrad):
                                           groups=groups)
         np.testing.assert_allclose(ours, ref.permute(2, 3, 1, 0).numpy(), rtol=1e-5, atol=1e-5,
                                    err_msg=f"{convgrad} {(n, c, h, w, f, k, s, p, groups)}")
+
+
+@pytest.mark.parametrize("convgrad", t2l.CONVGRADS)
+def test_bias_grad_variants_match_torch(convgrad):
+    shapes = {"conv": (3, 5, 4, 6), "linear": (7, 5)}
+    text = "\n".join(f'func.func @{k}(%g: tensor<{"x".join(map(str, v))}xf32>) -> tensor<{v[-1]}xf32> {{\n'
+                     f'  %0 = "tinytrain.bias_grad"(%g) : (tensor<{"x".join(map(str, v))}xf32>) -> tensor<{v[-1]}xf32>\n'
+                     f'  return %0 : tensor<{v[-1]}xf32>\n}}' for k, v in shapes.items())
+    module = parse_module(text, new_context(), stage="test")
+    t2l.lower_to_linalg(module, convgrad=convgrad)
+    assert ("linalg.matmul" in str(module)) == (convgrad == "im2col")
+    host = HostModule(compile_host(str(module)))
+    rng = np.random.default_rng(1)
+    for name, shape in shapes.items():
+        g = rng.standard_normal(shape).astype(np.float32)
+        (ours,) = host.call(name, g)
+        ref = torch.from_numpy(g).sum(dim=tuple(range(len(shape) - 1)))
+        np.testing.assert_allclose(ours, ref.numpy(), rtol=1e-5, atol=1e-5, err_msg=f"{convgrad} {name}")
 
 
 def test_unknown_convgrad_names_the_choices():

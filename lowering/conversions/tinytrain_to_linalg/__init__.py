@@ -81,9 +81,9 @@ PATTERNS: dict[type, object] = {
 #: bench/results/cortexm_steps.md, `bench/cortexm_bench.py`).
 CLAMP_BY_TARGET = {"host": "select", "cortex-m4": "select", "cortex-m7": "minmax"}
 
-#: The dense conv weight-gradient lowering each compile target uses (`conv.CONVGRADS`): im2col +
-#: matmul for the host .vmfb (speed), the direct contraction on the Cortex-M targets (no im2col
-#: buffer in SRAM). A Cortex-M compile builds its host .vmfb from the same linalg, so host and
+#: The conv weight/bias-gradient lowering each compile target uses (`conv.CONVGRADS`): im2col +
+#: matmul and friends for the host .vmfb (speed), the direct contractions on the Cortex-M targets
+#: (no im2col buffer in SRAM, no multiplications by one). A Cortex-M compile builds its host .vmfb from the same linalg, so host and
 #: device keep the same numerics; so do the device-equivalence tests that build the C runtime's
 #: "host" board (they lower with the default, "direct").
 CONVGRAD_BY_TARGET = {"host": "im2col", "cortex-m4": "direct", "cortex-m7": "direct"}
@@ -290,9 +290,11 @@ class ConvertTinytrainToLinalgPass(ModulePass):
         "kernels": "int8 convolutions: 'iree' (IREE's generated code) or 'ttk' (our Cortex-M "
                    "kernel as an IREE dispatch where the op is inside its contract; needs "
                    "runtime/kernels in the firmware link)",
-        "convgrad": "dense conv weight gradients (3x3, strided): 'direct' (one contraction, no "
-                    "extra buffer; cortex-m4/m7) or 'im2col' (im2col + matmul-like contraction, "
-                    "N*OH*OW*KH*KW*C floats of transient buffer; host)",
+        "convgrad": "conv weight and bias gradients: 'direct' (one contraction each, no extra "
+                    "buffer; cortex-m4/m7) or 'im2col' (dense 3x3/strided: im2col + matmul-like "
+                    "contraction, N*OH*OW*KH*KW*C floats of transient buffer; depthwise: one "
+                    "stride-1 contraction per stride phase over the stacked batch; bias: ones @ dY "
+                    "as a matmul; host)",
     }
     #: Parameter values (name -> array, in the layout of the function arguments); set by the
     #: Python driver, not a pipeline option. None keeps frozen parameters as arguments.

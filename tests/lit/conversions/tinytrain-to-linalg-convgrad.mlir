@@ -153,3 +153,38 @@ func.func @conv2d_grad_weight_depthwise_strided(%x: tensor<2x5x5x3xf32>, %dy: te
   %0 = "tinytrain.conv2d_grad_weight"(%x, %dy) {strides = array<i64: 2, 2>, padding = array<i64: 1, 1>, groups = 3 : i64} : (tensor<2x5x5x3xf32>, tensor<2x3x3x3xf32>) -> tensor<3x3x1x3xf32>
   return %0 : tensor<3x3x1x3xf32>
 }
+
+// -----
+
+// Bias gradient: sum over all but the channel dim.
+// direct: one reduction generic; im2col: ones[1, N*H*W] @ dY[N*H*W, C] as a linalg.matmul.
+// DIRECT-DAG:   #[[MAP:map[0-9]*]] = affine_map<(d0, d1, d2, d3) -> (d0, d1, d2, d3)>
+// DIRECT-DAG:   #[[MAP1:map[0-9]*]] = affine_map<(d0, d1, d2, d3) -> (d3)>
+// DIRECT-LABEL: func.func @bias_grad(
+// DIRECT-SAME:    %[[ARG0:.*]]: tensor<1x3x3x4xf32>) -> tensor<4xf32> {
+// DIRECT-NEXT:    %[[CST:.*]] = arith.constant 0.000000e+00 : f32
+// DIRECT-NEXT:    %[[V0:.*]] = tensor.empty() : tensor<4xf32>
+// DIRECT-NEXT:    %[[V1:.*]] = linalg.fill ins(%[[CST]] : f32) outs(%[[V0]] : tensor<4xf32>) -> tensor<4xf32>
+// DIRECT-NEXT:    %[[V2:.*]] = linalg.generic {indexing_maps = [#[[MAP]], #[[MAP1]]], iterator_types = ["reduction", "reduction", "reduction", "parallel"]} ins(%[[ARG0]] : tensor<1x3x3x4xf32>) outs(%[[V1]] : tensor<4xf32>) {
+// DIRECT-NEXT:    ^bb0(%[[IN:.*]]: f32, %[[OUT:.*]]: f32):
+// DIRECT-NEXT:      %[[V3:.*]] = arith.addf %[[OUT]], %[[IN]] : f32
+// DIRECT-NEXT:      linalg.yield %[[V3]] : f32
+// DIRECT-NEXT:    } -> tensor<4xf32>
+// DIRECT-NEXT:    return %[[V2]] : tensor<4xf32>
+// IM2COL-LABEL: func.func @bias_grad(
+// IM2COL-SAME:    %[[ARG0:.*]]: tensor<1x3x3x4xf32>) -> tensor<4xf32> {
+// IM2COL-NEXT:    %[[ONE:.*]] = arith.constant 1.000000e+00 : f32
+// IM2COL-NEXT:    %[[V0:.*]] = tensor.empty() : tensor<1x9xf32>
+// IM2COL-NEXT:    %[[ONES:.*]] = linalg.fill ins(%[[ONE]] : f32) outs(%[[V0]] : tensor<1x9xf32>) -> tensor<1x9xf32>
+// IM2COL-NEXT:    %[[COLLAPSED:.*]] = tensor.collapse_shape %[[ARG0]] {{\[\[}}0, 1, 2, 3]] : tensor<1x3x3x4xf32> into tensor<36xf32>
+// IM2COL-NEXT:    %[[DY:.*]] = tensor.expand_shape %[[COLLAPSED]] {{\[\[}}0, 1]] output_shape [9, 4] : tensor<36xf32> into tensor<9x4xf32>
+// IM2COL-NEXT:    %[[ZERO:.*]] = arith.constant 0.000000e+00 : f32
+// IM2COL-NEXT:    %[[V2:.*]] = tensor.empty() : tensor<1x4xf32>
+// IM2COL-NEXT:    %[[ACC:.*]] = linalg.fill ins(%[[ZERO]] : f32) outs(%[[V2]] : tensor<1x4xf32>) -> tensor<1x4xf32>
+// IM2COL-NEXT:    %[[SUM:.*]] = linalg.matmul ins(%[[ONES]], %[[DY]] : tensor<1x9xf32>, tensor<9x4xf32>) outs(%[[ACC]] : tensor<1x4xf32>) -> tensor<1x4xf32>
+// IM2COL-NEXT:    %[[R:.*]] = tensor.collapse_shape %[[SUM]] {{\[\[}}0, 1]] : tensor<1x4xf32> into tensor<4xf32>
+// IM2COL-NEXT:    return %[[R]] : tensor<4xf32>
+func.func @bias_grad(%dy: tensor<1x3x3x4xf32>) -> tensor<4xf32> {
+  %0 = "tinytrain.bias_grad"(%dy) : (tensor<1x3x3x4xf32>) -> tensor<4xf32>
+  return %0 : tensor<4xf32>
+}

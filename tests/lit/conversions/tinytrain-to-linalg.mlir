@@ -2,8 +2,9 @@
 // RUN: tinytrain-opt -p 'to-linalg{convgrad=im2col}' --split-input-file %s | filecheck %s
 
 // One case per tinytrain op (and per lowering variant): the ops, maps and bodies the
-// tinytrain -> linalg conversion patterns build. Only the dense 3x3/strided conv weight gradient
-// depends on `convgrad` (tinytrain-to-linalg-convgrad.mlir): every case here is the same with both.
+// tinytrain -> linalg conversion patterns build. The conv weight and bias gradients depend on
+// `convgrad` (tinytrain-to-linalg-convgrad.mlir, but for the dense 1x1 stride-1 case below,
+// lowered alike by both): every case here is the same with both.
 
 // Dense conv: the bias broadcast over N, H, W seeds the accumulator; the input is zero-padded
 // to exactly the window the strided conv reads ((O - 1) * s + K = 7).
@@ -166,27 +167,6 @@ func.func @conv2d_grad_weight_pointwise(%x: tensor<1x3x3x2xf32>, %dy: tensor<1x3
   return %0 : tensor<1x1x2x4xf32>
 }
 
-
-// -----
-
-// Bias gradient: sum over all but the channel dim.
-// CHECK-DAG:   #[[MAP:map[0-9]*]] = affine_map<(d0, d1, d2, d3) -> (d0, d1, d2, d3)>
-// CHECK-DAG:   #[[MAP1:map[0-9]*]] = affine_map<(d0, d1, d2, d3) -> (d3)>
-// CHECK-LABEL: func.func @bias_grad(
-// CHECK-SAME:    %[[ARG0:.*]]: tensor<1x3x3x4xf32>) -> tensor<4xf32> {
-// CHECK-NEXT:    %[[CST:.*]] = arith.constant 0.000000e+00 : f32
-// CHECK-NEXT:    %[[V0:.*]] = tensor.empty() : tensor<4xf32>
-// CHECK-NEXT:    %[[V1:.*]] = linalg.fill ins(%[[CST]] : f32) outs(%[[V0]] : tensor<4xf32>) -> tensor<4xf32>
-// CHECK-NEXT:    %[[V2:.*]] = linalg.generic {indexing_maps = [#[[MAP]], #[[MAP1]]], iterator_types = ["reduction", "reduction", "reduction", "parallel"]} ins(%[[ARG0]] : tensor<1x3x3x4xf32>) outs(%[[V1]] : tensor<4xf32>) {
-// CHECK-NEXT:    ^bb0(%[[IN:.*]]: f32, %[[OUT:.*]]: f32):
-// CHECK-NEXT:      %[[V3:.*]] = arith.addf %[[OUT]], %[[IN]] : f32
-// CHECK-NEXT:      linalg.yield %[[V3]] : f32
-// CHECK-NEXT:    } -> tensor<4xf32>
-// CHECK-NEXT:    return %[[V2]] : tensor<4xf32>
-func.func @bias_grad(%dy: tensor<1x3x3x4xf32>) -> tensor<4xf32> {
-  %0 = "tinytrain.bias_grad"(%dy) : (tensor<1x3x3x4xf32>) -> tensor<4xf32>
-  return %0 : tensor<4xf32>
-}
 
 // -----
 
