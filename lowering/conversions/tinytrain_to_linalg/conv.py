@@ -158,25 +158,24 @@ def _matmul_ta(a: ir.Value, b: ir.Value) -> ir.Value:
                    [PARALLEL, PARALLEL, REDUCTION], _mac)
 
 
-def _pad_bottom(v: ir.Value, rows: int) -> ir.Value:
-    """`v` (NHWC) with `rows` zero rows appended to every image."""
-    if not rows:
+def _pad_high(v: ir.Value, rows: int, cols: int = 0) -> ir.Value:
+    """`v` (NHWC) with `rows` zero rows and `cols` zero columns appended to every image."""
+    if not rows and not cols:
         return v
     n, h, w, c = shape_of(v)
-    pad = tensor.PadOp(tensor_type([n, h + rows, w, c]), v, [], [], [0, 0, 0, 0], [0, rows, 0, 0])
+    pad = tensor.PadOp(tensor_type([n, h + rows, w + cols, c]), v, [], [], [0, 0, 0, 0], [0, rows, cols, 0])
     block = pad.region.blocks.append(*([ir.IndexType.get()] * 4))
     with ir.InsertionPoint(block):
         tensor.YieldOp(const_f32(0.0))
     return pad.result
 
 
-def _rows(v: ir.Value, count: int) -> ir.Value:
-    """The first `count` rows of `v` ([R, W, C])."""
-    _, w, c = shape_of(v)
-    if shape_of(v)[0] == count:
+def _slice(v: ir.Value, sizes) -> ir.Value:
+    """The leading `sizes` block of `v` (unit strides; `v` itself if it has that shape)."""
+    if shape_of(v) == list(sizes):
         return v
-    return tensor.ExtractSliceOp(tensor_type([count, w, c]), v, [], [], [], [0, 0, 0], [count, w, c],
-                                 [1, 1, 1]).result
+    return tensor.ExtractSliceOp(tensor_type(sizes), v, [], [], [], [0] * len(sizes), list(sizes),
+                                 [1] * len(sizes)).result
 
 
 def _depthwise_grad_weight_phases(xp: ir.Value, dy: ir.Value, kernel, strides) -> ir.Value:
@@ -185,33 +184,34 @@ def _depthwise_grad_weight_phases(xp: ir.Value, dy: ir.Value, kernel, strides) -
     generic is left scalar: about 5x slower per MAC on the host, bench/conv_grad_kernels.py):
 
     - per stride phase (p, q): the taps kh = sh*a + p read `ph[n, oh + a, ow + b, c]` of the
-      phase image `ph = xp[:, p::sh, q::sw, :]` (a strided slice), a stride-1 window;
-    - the N images stacked into one (rows `n*R + oh`, R = OH + A - 1 with A taps per column):
-      dY gets A - 1 zero rows per image, so windows straddling two images add zero;
-    - each phase's [A, B, C] result lands in dW at rows p::sh, columns q::sw."""
+      phase image `ph = xp[:, p::sh, q::sw, :]` (a strided slice), a stride-1 window. Every phase
+      has the same A x B = ceil(KH/sh) x ceil(KW/sw) taps (xp gets zero rows/columns for the
+      surplus ones, whose results are dropped): a phase with one tap per row or column would be
+      folded to a plain reduction, which IREE left about 10x slower per MAC;
+    - the N images stacked into one (rows `n*R + oh`, R = OH + A - 1): dY gets A - 1 zero rows
+      per image, so windows straddling two images add zero;
+    - each phase's valid [a, b, C] block lands in dW at rows p::sh, columns q::sw."""
     (kh, kw), (sh, sw) = kernel, strides
     n, oh, ow, c = shape_of(dy)
+    ta, tb = -(-kh // sh), -(-kw // sw)
+    rows, cols = oh + ta - 1, ow + tb - 1
+    xp = _pad_high(xp, ta * sh - kh, tb * sw - kw)
+    # one image: no row of dY is followed by another image
+    g = reshape(dy, [oh, ow, c]) if n == 1 else \
+        _slice(reshape(_pad_high(dy, ta - 1), [n * rows, ow, c]), [n * rows - (ta - 1), ow, c])
     out = empty([kh, kw, c]) if (sh, sw) != (1, 1) else None
-    stacked_dy = {}  # taps per column -> dY with that many zero rows - 1 per image, stacked
-    for p in range(sh):
-        for q in range(sw):
-            ta, tb = -(-(kh - p) // sh), -(-(kw - q) // sw)
-            if ta <= 0 or tb <= 0:
-                continue
-            rows, cols = oh + ta - 1, ow + tb - 1
+    for p in range(min(sh, kh)):
+        for q in range(min(sw, kw)):
             ph = xp if (sh, sw) == (1, 1) else tensor.ExtractSliceOp(
                 tensor_type([n, rows, cols, c]), xp, [], [], [], [0, p, q, 0], [n, rows, cols, c],
                 [1, sh, sw, 1]).result
-            stacked = reshape(ph, [n * rows, cols, c])
-            if ta not in stacked_dy:  # one image: no row of dY is followed by another image
-                stacked_dy[ta] = reshape(dy, [oh, ow, c]) if n == 1 else \
-                    _rows(reshape(_pad_bottom(dy, ta - 1), [n * rows, ow, c]), n * rows - (ta - 1))
-            g = stacked_dy[ta]
             a_, b_, c_, r_, w_ = dims(5)
             maps = [amap(5, [r_ + a_, w_ + b_, c_]), amap(5, [r_, w_, c_]), amap(5, [a_, b_, c_])]
-            part = generic([stacked, g], full([ta, tb, c]), maps, [PARALLEL] * 3 + [REDUCTION] * 2, _mac)
-            out = part if (ta, tb) == (kh, kw) else tensor.InsertSliceOp(
-                part, out, [], [], [], [p, q, 0], [ta, tb, c], [sh, sw, 1]).result
+            part = generic([reshape(ph, [n * rows, cols, c]), g], full([ta, tb, c]), maps,
+                           [PARALLEL] * 3 + [REDUCTION] * 2, _mac)
+            va, vb = -(-(kh - p) // sh), -(-(kw - q) // sw)  # the taps inside the kernel
+            out = part if (sh, sw) == (1, 1) else tensor.InsertSliceOp(
+                _slice(part, [va, vb, c]), out, [], [], [], [p, q, 0], [va, vb, c], [sh, sw, 1]).result
     return reshape(out, [kh, kw, 1, c])
 
 

@@ -94,10 +94,10 @@ func.func @conv2d_grad_weight(%x: tensor<1x5x5x2xf32>, %dy: tensor<1x3x3x4xf32>)
 // IM2COL-NEXT:    ^bb0(%[[ARG2:.*]]: index, %[[ARG3:.*]]: index, %[[ARG4:.*]]: index, %[[ARG5:.*]]: index):
 // IM2COL-NEXT:      tensor.yield %[[CST]] : f32
 // IM2COL-NEXT:    } : tensor<1x4x4x3xf32> to tensor<1x6x6x3xf32>
-// IM2COL-NEXT:    %[[COLLAPSED:.*]] = tensor.collapse_shape %[[PADDED]] {{\[\[}}0, 1, 2, 3]] : tensor<1x6x6x3xf32> into tensor<108xf32>
-// IM2COL-NEXT:    %[[X:.*]] = tensor.expand_shape %[[COLLAPSED]] {{\[\[}}0, 1, 2]] output_shape [6, 6, 3] : tensor<108xf32> into tensor<6x6x3xf32>
 // IM2COL-NEXT:    %[[COLLAPSED_0:.*]] = tensor.collapse_shape %[[ARG1]] {{\[\[}}0, 1, 2, 3]] : tensor<1x4x4x3xf32> into tensor<48xf32>
 // IM2COL-NEXT:    %[[DY:.*]] = tensor.expand_shape %[[COLLAPSED_0]] {{\[\[}}0, 1, 2]] output_shape [4, 4, 3] : tensor<48xf32> into tensor<4x4x3xf32>
+// IM2COL-NEXT:    %[[COLLAPSED:.*]] = tensor.collapse_shape %[[PADDED]] {{\[\[}}0, 1, 2, 3]] : tensor<1x6x6x3xf32> into tensor<108xf32>
+// IM2COL-NEXT:    %[[X:.*]] = tensor.expand_shape %[[COLLAPSED]] {{\[\[}}0, 1, 2]] output_shape [6, 6, 3] : tensor<108xf32> into tensor<6x6x3xf32>
 // IM2COL-NEXT:    %[[CST_2:.*]] = arith.constant 0.000000e+00 : f32
 // IM2COL-NEXT:    %[[V0:.*]] = tensor.empty() : tensor<3x3x3xf32>
 // IM2COL-NEXT:    %[[V1:.*]] = linalg.fill ins(%[[CST_2]] : f32) outs(%[[V0]] : tensor<3x3x3xf32>) -> tensor<3x3x3xf32>
@@ -118,34 +118,40 @@ func.func @conv2d_grad_weight_depthwise(%x: tensor<1x4x4x3xf32>, %dy: tensor<1x4
 // -----
 
 // Depthwise, stride 2, batch 2. direct: one contraction, the stride in the map. im2col: per
-// stride phase (p, q) the taps (2a + p, 2b + q) over the phase image padded[:, p::2, q::2, :]
-// (2x2, 2x1, 1x2, 1x1 taps); the two images stacked (rows n*R + oh), dY with one zero row per
-// image where a phase has two tap rows (R = OH + 1), so no window mixes the images; each phase's
-// result inserted at rows p::2, columns q::2.
+// stride phase (p, q) the taps (2a + p, 2b + q) over the phase image padded[:, p::2, q::2, :],
+// every phase with 2x2 taps (the padded input gets one more zero row and column; the taps past
+// the kernel are dropped: 2x2, 2x1, 1x2, 1x1 valid ones); the two images stacked (rows n*R + oh,
+// R = OH + 1), dY with one zero row per image, so no window mixes the images; each phase's valid
+// taps inserted at rows p::2, columns q::2.
 // DIRECT-DAG:   #[[MAP:map[0-9]*]] = affine_map<(d0, d1, d2, d3, d4, d5) -> (d3, d4 * 2 + d0, d5 * 2 + d1, d2)>
 // DIRECT-LABEL: func.func @conv2d_grad_weight_depthwise_strided(
 // DIRECT:         linalg.generic {indexing_maps = [#[[MAP]], {{.*}}ins(%{{.*}}, %{{.*}} : tensor<2x7x7x3xf32>, tensor<2x3x3x3xf32>) outs(%{{.*}} : tensor<3x3x3xf32>)
 // IM2COL-LABEL: func.func @conv2d_grad_weight_depthwise_strided(
 // IM2COL-SAME:    %[[ARG0:.*]]: tensor<2x5x5x3xf32>, %[[ARG1:.*]]: tensor<2x3x3x3xf32>) -> tensor<3x3x1x3xf32> {
 // IM2COL:         %[[PADDED:.*]] = tensor.pad %[[ARG0]] low[0, 1, 1, 0] high[0, 1, 1, 0] {
-// IM2COL:         %[[OUT:.*]] = tensor.empty() : tensor<3x3x3xf32>
-// IM2COL-NEXT:    %[[P00:.*]] = tensor.extract_slice %[[PADDED]][0, 0, 0, 0] [2, 4, 4, 3] [1, 2, 2, 1] : tensor<2x7x7x3xf32> to tensor<2x4x4x3xf32>
-// IM2COL:         %[[X00:.*]] = tensor.expand_shape %{{.*}} {{\[\[}}0, 1, 2]] output_shape [8, 4, 3] : tensor<96xf32> into tensor<8x4x3xf32>
+// IM2COL:         %[[X:.*]] = tensor.pad %[[PADDED]] low[0, 0, 0, 0] high[0, 1, 1, 0] {
+// IM2COL:         } : tensor<2x7x7x3xf32> to tensor<2x8x8x3xf32>
 // IM2COL-NEXT:    %[[DYPAD:.*]] = tensor.pad %[[ARG1]] low[0, 0, 0, 0] high[0, 1, 0, 0] {
 // IM2COL:         } : tensor<2x3x3x3xf32> to tensor<2x4x3x3xf32>
-// IM2COL:         %[[DY2:.*]] = tensor.extract_slice %{{.*}}[0, 0, 0] [7, 3, 3] [1, 1, 1] : tensor<8x3x3xf32> to tensor<7x3x3xf32>
-// IM2COL:         %[[R00:.*]] = linalg.generic {{.*}} ins(%[[X00]], %[[DY2]] : tensor<8x4x3xf32>, tensor<7x3x3xf32>) outs(%{{.*}} : tensor<2x2x3xf32>)
+// IM2COL:         tensor.expand_shape %{{.*}} {{\[\[}}0, 1, 2]] output_shape [8, 3, 3] : tensor<72xf32> into tensor<8x3x3xf32>
+// IM2COL-NEXT:    %[[DY:.*]] = tensor.extract_slice %{{.*}}[0, 0, 0] [7, 3, 3] [1, 1, 1] : tensor<8x3x3xf32> to tensor<7x3x3xf32>
+// IM2COL-NEXT:    %[[OUT:.*]] = tensor.empty() : tensor<3x3x3xf32>
+// IM2COL-NEXT:    tensor.extract_slice %[[X]][0, 0, 0, 0] [2, 4, 4, 3] [1, 2, 2, 1] : tensor<2x8x8x3xf32> to tensor<2x4x4x3xf32>
+// IM2COL:         %[[X00:.*]] = tensor.expand_shape %{{.*}} {{\[\[}}0, 1, 2]] output_shape [8, 4, 3] : tensor<96xf32> into tensor<8x4x3xf32>
+// IM2COL:         %[[R00:.*]] = linalg.generic {{.*}} ins(%[[X00]], %[[DY]] : tensor<8x4x3xf32>, tensor<7x3x3xf32>) outs(%{{.*}} : tensor<2x2x3xf32>)
 // IM2COL:         %[[O1:.*]] = tensor.insert_slice %[[R00]] into %[[OUT]][0, 0, 0] [2, 2, 3] [2, 2, 1] : tensor<2x2x3xf32> into tensor<3x3x3xf32>
-// IM2COL-NEXT:    %[[P01:.*]] = tensor.extract_slice %[[PADDED]][0, 0, 1, 0] [2, 4, 3, 3] [1, 2, 2, 1] : tensor<2x7x7x3xf32> to tensor<2x4x3x3xf32>
-// IM2COL:         %[[R01:.*]] = linalg.generic {{.*}} ins(%{{.*}}, %[[DY2]] : tensor<8x3x3xf32>, tensor<7x3x3xf32>) outs(%{{.*}} : tensor<2x1x3xf32>)
-// IM2COL:         %[[O2:.*]] = tensor.insert_slice %[[R01]] into %[[O1]][0, 1, 0] [2, 1, 3] [2, 2, 1] : tensor<2x1x3xf32> into tensor<3x3x3xf32>
-// IM2COL-NEXT:    %[[P10:.*]] = tensor.extract_slice %[[PADDED]][0, 1, 0, 0] [2, 3, 4, 3] [1, 2, 2, 1] : tensor<2x7x7x3xf32> to tensor<2x3x4x3xf32>
-// IM2COL:         %[[DY1:.*]] = tensor.expand_shape %{{.*}} {{\[\[}}0, 1, 2]] output_shape [6, 3, 3] : tensor<54xf32> into tensor<6x3x3xf32>
-// IM2COL:         %[[R10:.*]] = linalg.generic {{.*}} ins(%{{.*}}, %[[DY1]] : tensor<6x4x3xf32>, tensor<6x3x3xf32>) outs(%{{.*}} : tensor<1x2x3xf32>)
-// IM2COL:         %[[O3:.*]] = tensor.insert_slice %[[R10]] into %[[O2]][1, 0, 0] [1, 2, 3] [2, 2, 1] : tensor<1x2x3xf32> into tensor<3x3x3xf32>
-// IM2COL-NEXT:    %[[P11:.*]] = tensor.extract_slice %[[PADDED]][0, 1, 1, 0] [2, 3, 3, 3] [1, 2, 2, 1] : tensor<2x7x7x3xf32> to tensor<2x3x3x3xf32>
-// IM2COL:         %[[R11:.*]] = linalg.generic {{.*}} ins(%{{.*}}, %[[DY1]] : tensor<6x3x3xf32>, tensor<6x3x3xf32>) outs(%{{.*}} : tensor<1x1x3xf32>)
-// IM2COL:         %[[O4:.*]] = tensor.insert_slice %[[R11]] into %[[O3]][1, 1, 0] [1, 1, 3] [2, 2, 1] : tensor<1x1x3xf32> into tensor<3x3x3xf32>
+// IM2COL-NEXT:    tensor.extract_slice %[[X]][0, 0, 1, 0] [2, 4, 4, 3] [1, 2, 2, 1] : tensor<2x8x8x3xf32> to tensor<2x4x4x3xf32>
+// IM2COL:         %[[R01:.*]] = linalg.generic {{.*}} ins(%{{.*}}, %[[DY]] : tensor<8x4x3xf32>, tensor<7x3x3xf32>) outs(%{{.*}} : tensor<2x2x3xf32>)
+// IM2COL:         %[[V01:.*]] = tensor.extract_slice %[[R01]][0, 0, 0] [2, 1, 3] [1, 1, 1] : tensor<2x2x3xf32> to tensor<2x1x3xf32>
+// IM2COL-NEXT:    %[[O2:.*]] = tensor.insert_slice %[[V01]] into %[[O1]][0, 1, 0] [2, 1, 3] [2, 2, 1] : tensor<2x1x3xf32> into tensor<3x3x3xf32>
+// IM2COL-NEXT:    tensor.extract_slice %[[X]][0, 1, 0, 0] [2, 4, 4, 3] [1, 2, 2, 1] : tensor<2x8x8x3xf32> to tensor<2x4x4x3xf32>
+// IM2COL:         %[[R10:.*]] = linalg.generic {{.*}} ins(%{{.*}}, %[[DY]] : tensor<8x4x3xf32>, tensor<7x3x3xf32>) outs(%{{.*}} : tensor<2x2x3xf32>)
+// IM2COL:         %[[V10:.*]] = tensor.extract_slice %[[R10]][0, 0, 0] [1, 2, 3] [1, 1, 1] : tensor<2x2x3xf32> to tensor<1x2x3xf32>
+// IM2COL-NEXT:    %[[O3:.*]] = tensor.insert_slice %[[V10]] into %[[O2]][1, 0, 0] [1, 2, 3] [2, 2, 1] : tensor<1x2x3xf32> into tensor<3x3x3xf32>
+// IM2COL-NEXT:    tensor.extract_slice %[[X]][0, 1, 1, 0] [2, 4, 4, 3] [1, 2, 2, 1] : tensor<2x8x8x3xf32> to tensor<2x4x4x3xf32>
+// IM2COL:         %[[R11:.*]] = linalg.generic {{.*}} ins(%{{.*}}, %[[DY]] : tensor<8x4x3xf32>, tensor<7x3x3xf32>) outs(%{{.*}} : tensor<2x2x3xf32>)
+// IM2COL:         %[[V11:.*]] = tensor.extract_slice %[[R11]][0, 0, 0] [1, 1, 3] [1, 1, 1] : tensor<2x2x3xf32> to tensor<1x1x3xf32>
+// IM2COL-NEXT:    %[[O4:.*]] = tensor.insert_slice %[[V11]] into %[[O3]][1, 1, 0] [1, 1, 3] [2, 2, 1] : tensor<1x1x3xf32> into tensor<3x3x3xf32>
 // IM2COL-NEXT:    %[[C:.*]] = tensor.collapse_shape %[[O4]] {{\[\[}}0, 1, 2]] : tensor<3x3x3xf32> into tensor<27xf32>
 // IM2COL-NEXT:    %[[E:.*]] = tensor.expand_shape %[[C]] {{\[\[}}0, 1, 2, 3]] output_shape [3, 3, 1, 3] : tensor<27xf32> into tensor<3x3x1x3xf32>
 // IM2COL-NEXT:    return %[[E]] : tensor<3x3x1x3xf32>
