@@ -416,7 +416,8 @@ def profile_summary(cid: str, p: dict, row: dict | None = None) -> str:
     if tt.get("status") == "ok":
         txt += (f" In the sweep tinytrain's worker had {tt['minor_faults_per_step']:.0f} page faults per step and "
                 f"{100 * tt['sys_share_of_cpu']:.0f}% system time, so what remains is kernel time")
-        txt += (": mostly the 3x3 weight-gradient `linalg.generic`s (their lowering is issue #12 point 2)."
+        txt += (": mostly the conv weight-gradient `linalg.generic`s (depthwise: one stride-1 contraction "
+                "per stride phase with `to-linalg{convgrad=im2col}`)."
                 if kinds and kinds[0][0].startswith("conv weight gradient") else
                 f": mostly {kinds[0][0]} kernels as IREE generates them." if kinds else ".")
     return txt
