@@ -38,7 +38,7 @@ __all__ = ["convert_conv2d", "convert_conv2d_grad_input", "convert_conv2d_grad_w
 #:   conv at 128 px, N*OH*OW*KH*KW*C*4 bytes = 442 KB, does not fit a 256 KB device).
 #: - "im2col": dense: every window of the padded input gathered as one row, then `cols^T @ dY`
 #:   (IREE tiles and vectorizes it as a matmul: the first conv's gradient of MbV2-w0.35 128 b8
-#:   7.8x faster on the host, bench/conv_grad_kernels.py). Depthwise: per stride phase, the batch
+#:   7.8x faster on the host, 15.6x in a run under load 9, bench/conv_grad_kernels.py). Depthwise: per stride phase, the batch
 #:   stacked into one image and one stride-1 contraction (`_depthwise_grad_weight_phases`; IREE
 #:   vectorizes it as a convolution). `bias_grad` as `ones @ dY` (a `linalg.matmul`). The host
 #:   .vmfb's (transient buffers: the im2col rows, the stride phases of the input, a
@@ -181,13 +181,13 @@ def _slice(v: ir.Value, sizes) -> ir.Value:
 def _depthwise_grad_weight_phases(xp: ir.Value, dy: ir.Value, kernel, strides) -> ir.Value:
     """Depthwise `dW[kh, kw, c] = sum_{n,oh,ow} xp[n, oh*sh + kh, ow*sw + kw, c] dY[n, oh, ow, c]`
     as stride-1, unit-batch contractions IREE vectorizes as a convolution (the batched or strided
-    generic is left scalar: about 5x slower per MAC on the host, bench/conv_grad_kernels.py):
+    generic is left scalar: bench/conv_grad_kernels.py, `--convgrad direct` against `im2col`):
 
     - per stride phase (p, q): the taps kh = sh*a + p read `ph[n, oh + a, ow + b, c]` of the
       phase image `ph = xp[:, p::sh, q::sw, :]` (a strided slice), a stride-1 window. Every phase
       has the same A x B = ceil(KH/sh) x ceil(KW/sw) taps (xp gets zero rows/columns for the
       surplus ones, whose results are dropped): a phase with one tap per row or column would be
-      folded to a plain reduction, which IREE left about 10x slower per MAC;
+      folded to a plain reduction, which IREE ran several times slower per MAC in a trial;
     - the N images stacked into one (rows `n*R + oh`, R = OH + A - 1): dY gets A - 1 zero rows
       per image, so windows straddling two images add zero;
     - each phase's valid [a, b, C] block lands in dW at rows p::sh, columns q::sw."""
@@ -257,7 +257,7 @@ def convert_conv2d_grad_weight(op, adaptor, type_converter, rewriter, convgrad: 
 def convert_bias_grad(op, adaptor, type_converter, rewriter, convgrad: str = "direct"):
     """The sum of dY over all but the channel dim: one reduction `linalg.generic` ("direct"), or
     ("im2col", the host's) `ones[1, M] @ dY[M, C]` as a `linalg.matmul`, which IREE tiles along
-    the contiguous channels (the reduction over the outer M rows ran 1.8-3.9x slower on the host
+    the contiguous channels (the reduction over the outer M rows was slower in a trial on the host
     for MobileNetV2's shapes)."""
     g = adaptor.grad_output
     shape = shape_of(g)
