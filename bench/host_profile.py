@@ -42,20 +42,23 @@ import tinytrain  # noqa: E402
 from tinytrain.lowering.host.iree_host import iree_tool  # noqa: E402
 
 KINDS = [("matmul_like", "matmul-like (1x1 conv, linear)"), ("matmul", "matmul-like (1x1 conv, linear)"),
+         ("matvec", "matvec (bias gradient ones @ dY)"),
          ("reduction", "reduction"), ("elementwise", "elementwise"), ("transpose", "transpose"),
          ("generic", "other linalg.generic"), ("pack", "pack/unpack"), ("memcpy", "copy"), ("fill", "fill")]
 
 
 def kind(name: str) -> str:
-    """Kind of a dispatch from IREE's name. `conv_KHxKWx...` (kernel dims first) are the
-    conv weight gradients that tinytrain lowers as one `linalg.generic` reducing over N, OH, OW;
-    `conv_Nx...` (batch first) are forward / input-gradient convolutions (named linalg convs)."""
+    """Kind of a dispatch from IREE's name. `conv_KHxKWx...` (kernel dims first, equal, at most 7)
+    are the depthwise / direct conv weight gradients that tinytrain lowers as `linalg.generic`
+    contractions into the kernel (with `convgrad=im2col`: one per stride phase, 2x2 taps for a
+    3x3 stride-2 kernel); `conv_Nx...` (batch first) are forward / input-gradient convolutions
+    (named linalg convs). The dense im2col weight gradients are matmul-like dispatches."""
     n = name.lower()
     m = re.search(r"_conv_(\d+)x(\d+)x", n)
     if m:
         kh, kw = int(m.group(1)), int(m.group(2))
-        if kh == kw and kh in (3, 5, 7):
-            return "conv weight gradient (3x3, linalg.generic)"
+        if kh == kw and 2 <= kh <= 7:
+            return "conv weight gradient (linalg.generic)"
         return "conv forward / input gradient"
     for key, label in KINDS:
         if key in n:

@@ -416,9 +416,22 @@ def profile_summary(cid: str, p: dict, row: dict | None = None) -> str:
     if tt.get("status") == "ok":
         txt += (f" In the sweep tinytrain's worker had {tt['minor_faults_per_step']:.0f} page faults per step and "
                 f"{100 * tt['sys_share_of_cpu']:.0f}% system time, so what remains is kernel time")
-        txt += (": mostly the 3x3 weight-gradient `linalg.generic`s (their lowering is issue #12 point 2)."
+        txt += (": mostly the conv weight-gradient `linalg.generic`s (depthwise: one stride-1 contraction "
+                "per stride phase with `to-linalg{convgrad=im2col}`)."
                 if kinds and kinds[0][0].startswith("conv weight gradient") else
                 f": mostly {kinds[0][0]} kernels as IREE generates them." if kinds else ".")
+        # the least-loaded steps of the sweep, and what the Python call adds to the C tool's step
+        fws = row["frameworks"]
+        slower = [k for k in row.get("speedup", {}) if row["speedup_round_range"][k]["min"] <= 1.0]
+        fastest = ", ".join(f"{SHORT[k]} {fws[k]['min_ms']:.2f} ms" for k in slower if "min_ms" in fws[k])
+        if fastest and "min_ms" in tt:
+            python = (f"the Python call adds at most {tt['min_ms'] - c['real_ms']:.2f} ms"
+                      if tt["min_ms"] > c["real_ms"] else
+                      "tinytrain's fastest step through Python is faster than the C tool's step measured at "
+                      "another moment of the shared machine, so the Python call's cost is below the load noise")
+            txt += (f" Fastest step of the sweep (least load): tinytrain {tt['min_ms']:.2f} ms, {fastest}; "
+                    f"IREE's C tool, no Python: {c['real_ms']:.2f} ms wall / {c['cpu_ms']:.2f} ms CPU per step: "
+                    f"{python}.")
     return txt
 
 

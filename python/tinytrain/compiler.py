@@ -28,7 +28,8 @@ from torch_mlir import ir
 from tinytrain.errors import CompileError, UnsupportedModelError
 from tinytrain.irfuncs import find_func
 from tinytrain.lowering.host.iree_host import HostModule, compile_host, to_numpy, view_dtype
-from tinytrain.lowering.conversions.tinytrain_to_linalg import CLAMP_BY_TARGET, ConvertTinytrainToLinalgPass
+from tinytrain.lowering.conversions.tinytrain_to_linalg import (CLAMP_BY_TARGET, CONVGRAD_BY_TARGET,
+                                                            ConvertTinytrainToLinalgPass)
 from tinytrain.lowering.conversions.torch_to_tinytrain import import_model, to_torch_layout
 from tinytrain.passes import ModulePass
 from tinytrain.pipeline import run_pipeline
@@ -125,13 +126,15 @@ def compile(model: torch.nn.Module, example_input: torch.Tensor, *, trainable="a
         names, sparse_passes, slices = _sparse_plan(sparse, imported)
     # One PassManager run: autodiff, then the conversion to linalg (the module changes in place;
     # each stage's text is kept for dumps, `save()` and the firmware build). The clamps are
-    # lowered for the target's FPU; the host .vmfb is built from the same linalg, so it stays
-    # the device's reference.
+    # lowered for the target's FPU, dense conv weight gradients for its memory (im2col on the
+    # host, direct on a Cortex-M); the host .vmfb is built from the same linalg, so it stays the
+    # device's reference.
     report: dict = {}
     passes = sparse_passes[:1] + [AutodiffPass(trainable=names, lr=float(lr), gradients=bool(gradients),
                                                momentum=momentum)] + sparse_passes[1:] + [
               _Snapshot("autodiff", stages, verbose, t0), CollectStateReport(sink=report),
-              ConvertTinytrainToLinalgPass(values=imported.params, clamp=CLAMP_BY_TARGET[target]),
+              ConvertTinytrainToLinalgPass(values=imported.params, clamp=CLAMP_BY_TARGET[target],
+                                          convgrad=CONVGRAD_BY_TARGET[target]),
               _Snapshot("linalg", stages, verbose, t0)]
     if calib is not None:
         passes = int8_passes(passes, imported.params, calib, qas=bool(qas), int8_classifier=bool(int8_classifier),

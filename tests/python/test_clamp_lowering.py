@@ -23,6 +23,7 @@ from tinytrain.lowering.host.iree_host import HostModule, compile_host
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "firmware"))
 import cortexm_reference as reference  # noqa: E402
+from test_convgrad_lowering import IM2COL  # noqa: E402
 
 EDGES = np.array([np.nan, -0.0, 0.0, -1.5, 1e-30, 3.25, 6.0, 6.5, np.inf, -np.inf, 5.999999], np.float32)
 
@@ -76,6 +77,7 @@ def test_target_clamp_trains_like_its_host_program(target, clamp, tmp_path):
                              build_dir=tmp_path / "fw")
     linalg = prog.stages["linalg"]
     assert ("arith.maxnumf" in linalg) == (clamp == "minmax")
+    assert not IM2COL.search(linalg)  # convgrad=direct on both boards: no im2col buffer in SRAM
     asm = _objdump(prog.firmware)
     assert ("vmaxnm.f32" in asm) == (clamp == "minmax"), target
     assert "fmaxf" not in asm and "fminf" not in asm  # no libcall for a clamp

@@ -53,10 +53,11 @@ from . import (conv, elementwise, layers_activation, layers_broadcast, layers_po
                linear, loss, pool, quant, shape)
 from .builders import (CLAMPS, PARALLEL, STAGE, const_f32, elementwise as elementwise_generic, generic, identity,
                        shape_of)
+from .conv import CONVGRADS
 from .kernels import KERNELS
 
 __all__ = ["ConvertTinytrainToLinalgPass", "lower_to_linalg", "PATTERNS", "populate_patterns",
-           "CLAMPS", "CLAMP_BY_TARGET", "KERNELS", "patterns_for"]
+           "CLAMPS", "CLAMP_BY_TARGET", "CONVGRADS", "CONVGRAD_BY_TARGET", "KERNELS", "patterns_for"]
 
 #: tinytrain op class -> its conversion pattern `fn(op, adaptor, type_converter, rewriter)`.
 PATTERNS: dict[type, object] = {
@@ -80,12 +81,20 @@ PATTERNS: dict[type, object] = {
 #: bench/results/cortexm_steps.md, `bench/cortexm_bench.py`).
 CLAMP_BY_TARGET = {"host": "select", "cortex-m4": "select", "cortex-m7": "minmax"}
 
+#: The conv weight/bias-gradient lowering each compile target uses (`conv.CONVGRADS`): im2col +
+#: matmul and friends for the host .vmfb (speed), the direct contractions on the Cortex-M targets
+#: (no im2col buffer in SRAM, no multiplications by one). A Cortex-M compile builds its host .vmfb from the same linalg, so host and
+#: device keep the same numerics; so do the device-equivalence tests that build the C runtime's
+#: "host" board (they lower with the default, "direct").
+CONVGRAD_BY_TARGET = {"host": "im2col", "cortex-m4": "direct", "cortex-m7": "direct"}
 
-def patterns_for(clamp: str, kernels: str = "iree") -> dict[type, object]:
-    """`PATTERNS` with the clamp-dependent ops lowered as `clamp` (a member of `CLAMPS`) and the
-    int8 convolutions as `kernels` (a member of `KERNELS`)."""
+
+def patterns_for(clamp: str, kernels: str = "iree", convgrad: str = "direct") -> dict[type, object]:
+    """`PATTERNS` with the clamp-dependent ops lowered as `clamp` (a member of `CLAMPS`), the
+    int8 convolutions as `kernels` (a member of `KERNELS`) and dense conv weight gradients as
+    `convgrad` (a member of `CONVGRADS`)."""
     return {**PATTERNS, **elementwise.CLAMP_PATTERNS[clamp], **layers_activation.CLAMP_PATTERNS[clamp],
-            **quant.KERNEL_PATTERNS[kernels]}
+            **quant.KERNEL_PATTERNS[kernels], **conv.CONVGRAD_PATTERNS[convgrad]}
 
 
 def _keep_type(t: ir.Type) -> ir.Type:
@@ -281,15 +290,22 @@ class ConvertTinytrainToLinalgPass(ModulePass):
         "kernels": "int8 convolutions: 'iree' (IREE's generated code) or 'ttk' (our Cortex-M "
                    "kernel as an IREE dispatch where the op is inside its contract; needs "
                    "runtime/kernels in the firmware link)",
+        "convgrad": "conv weight and bias gradients: 'direct' (one contraction each, no extra "
+                    "buffer; cortex-m4/m7) or 'im2col' (dense 3x3/strided: im2col + matmul-like "
+                    "contraction, N*OH*OW*KH*KW*C floats of transient buffer; depthwise: one "
+                    "stride-1 contraction per stride phase over the stacked batch; bias: ones @ dY "
+                    "as a matmul; host)",
     }
     #: Parameter values (name -> array, in the layout of the function arguments); set by the
     #: Python driver, not a pipeline option. None keeps frozen parameters as arguments.
     values: Mapping[str, np.ndarray] | None = None
     clamp: str = "select"
     kernels: str = "iree"
+    convgrad: str = "direct"
 
     def run(self, module: ir.Operation) -> None:
-        for option, value, allowed in (("clamp", self.clamp, CLAMPS), ("kernels", self.kernels, KERNELS)):
+        for option, value, allowed in (("clamp", self.clamp, CLAMPS), ("kernels", self.kernels, KERNELS),
+                                       ("convgrad", self.convgrad, CONVGRADS)):
             if value not in allowed:
                 raise CompileError(f"to-linalg: option {option}={value!r} is not one of "
                                    f"{', '.join(allowed)} (e.g. to-linalg{{{option}={allowed[0]}}})",
@@ -297,13 +313,15 @@ class ConvertTinytrainToLinalgPass(ModulePass):
         if self.kernels == "ttk":  # the dispatches are IREE's stream/flow ops, built generically
             module.context.allow_unregistered_dialects = True
         with module.context, ir.Location.unknown():
-            _convert(module, self.values, patterns_for(self.clamp, self.kernels))
+            _convert(module, self.values, patterns_for(self.clamp, self.kernels, self.convgrad))
 
 
 def lower_to_linalg(module: ir.Module, values: Mapping[str, np.ndarray] | None = None,
-                    clamp: str = "select") -> None:
+                    clamp: str = "select", convgrad: str = "direct") -> None:
     """Lower `module` to linalg in place (frozen parameters inlined when `values` is given; f32
-    clamps lowered as `clamp`); the module is verified after the conversion."""
+    clamps lowered as `clamp`, dense conv weight gradients as `convgrad`); the module is verified
+    after the conversion."""
     from tinytrain.pipeline import run_pipeline
 
-    run_pipeline(module, [ConvertTinytrainToLinalgPass(values=values, clamp=clamp)], stage=STAGE)
+    run_pipeline(module, [ConvertTinytrainToLinalgPass(values=values, clamp=clamp, convgrad=convgrad)],
+                 stage=STAGE)

@@ -7,21 +7,43 @@
   spatially flipped, in/out-transposed kernel (paper Sec. 2.3; the construction of torch-mlir's
   `convolution_bwd.mlir`).
 - `conv2d_grad_weight` = a contraction of the padded input with the output gradient over
-  (N, OH, OW) at stride `s` (one `linalg.generic`).
+  (N, OH, OW), lowered as the pass's `convgrad` option says (`CONVGRADS`): one `linalg.generic`
+  ("direct"), or ("im2col", the host .vmfb's) for dense windows other than 1x1 stride 1 im2col +
+  a matmul-like `linalg.generic`, for depthwise windows one stride-1 contraction per stride phase
+  over the batch stacked into one image.
+- `bias_grad` = the sum of dY over all but the channel dim (a reduction, or with "im2col"
+  `ones @ dY` as a `linalg.matmul`).
 """
 
 from __future__ import annotations
+
+import functools
 
 from torch_mlir import ir
 from torch_mlir.dialects import arith, linalg, tensor
 
 from tinytrain.dialects import tinytrain as tt
 
-from .builders import (PARALLEL, REDUCTION, amap, conv_input, dims, empty, full, generic, identity,
-                       reshape, shape_of, tensor_type, const_index, unsupported)
+from .builders import (PARALLEL, REDUCTION, amap, const_f32, conv_input, dims, empty, full, generic,
+                       identity, reshape, shape_of, tensor_type, const_index, unsupported)
 
 __all__ = ["convert_conv2d", "convert_conv2d_grad_input", "convert_conv2d_grad_weight",
-           "convert_bias_grad", "PATTERNS"]
+           "convert_bias_grad", "PATTERNS", "CONVGRADS", "CONVGRAD_PATTERNS"]
+
+#: How `conv2d_grad_weight` and `bias_grad` are lowered; the `to-linalg{convgrad=...}` option, set
+#: from the target by `compile()` (`CONVGRAD_BY_TARGET`). Dense 1x1 stride-1 windows are one
+#: contraction either way.
+#: - "direct": one `linalg.generic` reducing over (N, OH, OW) with `oh*s + kh` input maps; no
+#:   buffer beyond the result. The Cortex-M targets' (the im2col buffer of MobileNetV2's first
+#:   conv at 128 px, N*OH*OW*KH*KW*C*4 bytes = 442 KB, does not fit a 256 KB device).
+#: - "im2col": dense: every window of the padded input gathered as one row, then `cols^T @ dY`
+#:   (IREE tiles and vectorizes it as a matmul: the first conv's gradient of MbV2-w0.35 128 b8
+#:   7.8x faster on the host, 15.6x in a run under load 9, bench/conv_grad_kernels.py). Depthwise: per stride phase, the batch
+#:   stacked into one image and one stride-1 contraction (`_depthwise_grad_weight_phases`; IREE
+#:   vectorizes it as a convolution). `bias_grad` as `ones @ dY` (a `linalg.matmul`). The host
+#:   .vmfb's (transient buffers: the im2col rows, the stride phases of the input, a
+#:   zero-row-padded copy of dY).
+CONVGRADS = ("direct", "im2col")
 
 
 def _conv_attrs(op):
@@ -116,43 +138,153 @@ def _mac(x, y, acc):
     return arith.AddFOp(acc, arith.MulFOp(x, y).result).result
 
 
-def convert_conv2d_grad_weight(op, adaptor, type_converter, rewriter):
+def _im2col(xp: ir.Value, out_hw, kernel, strides) -> ir.Value:
+    """`cols[(n, oh, ow), (kh, kw, c)] = xp[n, oh*sh + kh, ow*sw + kw, c]`: every window of the
+    padded input as one row (a gather written as a copy `linalg.generic`, then collapsed)."""
+    n, _, _, c = shape_of(xp)
+    (oh, ow), (kh, kw), (sh, sw) = out_hw, kernel, strides
+    n_, oh_, ow_, kh_, kw_, c_ = dims(6)
+    cols = generic([xp], empty([n, oh, ow, kh, kw, c]),
+                   [amap(6, [n_, oh_ * sh + kh_, ow_ * sw + kw_, c_]), identity(6)], [PARALLEL] * 6,
+                   lambda a, acc: a)
+    return reshape(cols, [n * oh * ow, kh * kw * c])
+
+
+def _matmul_ta(a: ir.Value, b: ir.Value) -> ir.Value:
+    """`a^T @ b` for `a: [M, K]`, `b: [M, F]` (a contraction over the rows of both)."""
+    (_, k), (_, f) = shape_of(a), shape_of(b)
+    k_, f_, m_ = dims(3)
+    return generic([a, b], full([k, f]), [amap(3, [m_, k_]), amap(3, [m_, f_]), amap(3, [k_, f_])],
+                   [PARALLEL, PARALLEL, REDUCTION], _mac)
+
+
+def _pad_high(v: ir.Value, rows: int, cols: int = 0) -> ir.Value:
+    """`v` (NHWC) with `rows` zero rows and `cols` zero columns appended to every image."""
+    if not rows and not cols:
+        return v
+    n, h, w, c = shape_of(v)
+    pad = tensor.PadOp(tensor_type([n, h + rows, w + cols, c]), v, [], [], [0, 0, 0, 0], [0, rows, cols, 0])
+    block = pad.region.blocks.append(*([ir.IndexType.get()] * 4))
+    with ir.InsertionPoint(block):
+        tensor.YieldOp(const_f32(0.0))
+    return pad.result
+
+
+def _slice(v: ir.Value, sizes) -> ir.Value:
+    """The leading `sizes` block of `v` (unit strides; `v` itself if it has that shape)."""
+    if shape_of(v) == list(sizes):
+        return v
+    return tensor.ExtractSliceOp(tensor_type(sizes), v, [], [], [], [0] * len(sizes), list(sizes),
+                                 [1] * len(sizes)).result
+
+
+def _depthwise_grad_weight_phases(xp: ir.Value, dy: ir.Value, kernel, strides) -> ir.Value:
+    """Depthwise `dW[kh, kw, c] = sum_{n,oh,ow} xp[n, oh*sh + kh, ow*sw + kw, c] dY[n, oh, ow, c]`
+    as stride-1, unit-batch contractions IREE vectorizes as a convolution (the batched or strided
+    generic is left scalar: bench/conv_grad_kernels.py, `--convgrad direct` against `im2col`):
+
+    - per stride phase (p, q): the taps kh = sh*a + p read `ph[n, oh + a, ow + b, c]` of the
+      phase image `ph = xp[:, p::sh, q::sw, :]` (a strided slice), a stride-1 window. Every phase
+      has the same A x B = ceil(KH/sh) x ceil(KW/sw) taps (xp gets zero rows/columns for the
+      surplus ones, whose results are dropped): a phase with one tap per row or column would be
+      folded to a plain reduction, which IREE ran several times slower per MAC in a trial;
+    - the N images stacked into one (rows `n*R + oh`, R = OH + A - 1): dY gets A - 1 zero rows
+      per image, so windows straddling two images add zero;
+    - each phase's valid [a, b, C] block lands in dW at rows p::sh, columns q::sw."""
+    (kh, kw), (sh, sw) = kernel, strides
+    n, oh, ow, c = shape_of(dy)
+    ta, tb = -(-kh // sh), -(-kw // sw)
+    rows, cols = oh + ta - 1, ow + tb - 1
+    xp = _pad_high(xp, ta * sh - kh, tb * sw - kw)
+    # one image: no row of dY is followed by another image
+    g = reshape(dy, [oh, ow, c]) if n == 1 else \
+        _slice(reshape(_pad_high(dy, ta - 1), [n * rows, ow, c]), [n * rows - (ta - 1), ow, c])
+    out = empty([kh, kw, c]) if (sh, sw) != (1, 1) else None
+    for p in range(min(sh, kh)):
+        for q in range(min(sw, kw)):
+            ph = xp if (sh, sw) == (1, 1) else tensor.ExtractSliceOp(
+                tensor_type([n, rows, cols, c]), xp, [], [], [], [0, p, q, 0], [n, rows, cols, c],
+                [1, sh, sw, 1]).result
+            a_, b_, c_, r_, w_ = dims(5)
+            maps = [amap(5, [r_ + a_, w_ + b_, c_]), amap(5, [r_, w_, c_]), amap(5, [a_, b_, c_])]
+            part = generic([reshape(ph, [n * rows, cols, c]), g], full([ta, tb, c]), maps,
+                           [PARALLEL] * 3 + [REDUCTION] * 2, _mac)
+            va, vb = -(-(kh - p) // sh), -(-(kw - q) // sw)  # the taps inside the kernel
+            out = part if (sh, sw) == (1, 1) else tensor.InsertSliceOp(
+                _slice(part, [va, vb, c]), out, [], [], [], [p, q, 0], [va, vb, c], [sh, sw, 1]).result
+    return reshape(out, [kh, kw, 1, c])
+
+
+def convert_conv2d_grad_weight(op, adaptor, type_converter, rewriter, convgrad: str = "direct"):
+    """`convgrad="direct"`, and dense 1x1 stride 1 either way: one contraction of the padded input
+    with dY over (N, OH, OW). `convgrad="im2col"`: other dense windows (3x3, strided) as im2col of
+    the padded input, then one matmul-like contraction `cols^T @ dY` (IREE vectorizes it as a
+    matmul; the direct generic with `oh*s + kh` maps was about 8x slower on MobileNetV2's first
+    conv, bench/conv_grad_kernels.py); depthwise windows as unit-batch stride-1 contractions per
+    stride phase (`_depthwise_grad_weight_phases`; a materialized im2col was slower there)."""
+    if convgrad not in CONVGRADS:
+        raise ValueError(f"conv2d_grad_weight lowering must be one of {', '.join(CONVGRADS)}, "
+                         f"got {convgrad!r}")
     x, dy = adaptor.input, adaptor.grad_output
     strides, padding, groups = _conv_attrs(op)
     kh, kw, cg, f = shape_of(op.result)
     depthwise = _is_depthwise(op, groups, [kh, kw, cg, f])
     sh, sw = strides
+    n, oh, ow, _ = shape_of(dy)
     with rewriter.ip, op.location:
-        xp = conv_input(x, padding, (kh, kw), shape_of(dy)[1:3], strides)
-        if not depthwise:
+        xp = conv_input(x, padding, (kh, kw), (oh, ow), strides)
+        if depthwise and convgrad == "im2col":
+            result = _depthwise_grad_weight_phases(xp, dy, (kh, kw), strides)
+        elif depthwise:
+            kh_, kw_, c_, n_, oh_, ow_ = dims(6)
+            maps = [amap(6, [n_, oh_ * sh + kh_, ow_ * sw + kw_, c_]), amap(6, [n_, oh_, ow_, c_]),
+                    amap(6, [kh_, kw_, c_])]
+            r = generic([xp, dy], full([kh, kw, f]), maps, [PARALLEL] * 3 + [REDUCTION] * 3, _mac)
+            result = reshape(r, [kh, kw, 1, f])
+        elif convgrad == "direct" or (kh, kw, sh, sw) == (1, 1, 1, 1):
             kh_, kw_, c_, f_, n_, oh_, ow_ = dims(7)
             maps = [amap(7, [n_, oh_ * sh + kh_, ow_ * sw + kw_, c_]), amap(7, [n_, oh_, ow_, f_]),
                     amap(7, [kh_, kw_, c_, f_])]
             result = generic([xp, dy], full([kh, kw, cg, f]), maps,
                              [PARALLEL] * 4 + [REDUCTION] * 3, _mac)
         else:
-            kh_, kw_, c_, n_, oh_, ow_ = dims(6)
-            maps = [amap(6, [n_, oh_ * sh + kh_, ow_ * sw + kw_, c_]), amap(6, [n_, oh_, ow_, c_]),
-                    amap(6, [kh_, kw_, c_])]
-            r = generic([xp, dy], full([kh, kw, f]), maps, [PARALLEL] * 3 + [REDUCTION] * 3, _mac)
-            result = reshape(r, [kh, kw, 1, f])
+            cols = _im2col(xp, (oh, ow), (kh, kw), strides)
+            r = _matmul_ta(cols, reshape(dy, [n * oh * ow, f]))
+            result = reshape(r, [kh, kw, cg, f])
     rewriter.replace_op(op, [result])
 
 
-def convert_bias_grad(op, adaptor, type_converter, rewriter):
+def convert_bias_grad(op, adaptor, type_converter, rewriter, convgrad: str = "direct"):
+    """The sum of dY over all but the channel dim: one reduction `linalg.generic` ("direct"), or
+    ("im2col", the host's) `ones[1, M] @ dY[M, C]` as a `linalg.matmul`, which IREE tiles along
+    the contiguous channels (the reduction over the outer M rows was slower in a trial on the host
+    for MobileNetV2's shapes)."""
     g = adaptor.grad_output
     shape = shape_of(g)
     r = len(shape)
     with rewriter.ip, op.location:
-        result = generic([g], full([shape[-1]]), [identity(r), amap(r, [dims(r)[-1]])],
-                         [REDUCTION] * (r - 1) + [PARALLEL],
-                         lambda a, acc: arith.AddFOp(acc, a).result)
+        if convgrad == "im2col" and r > 1:
+            rows = 1
+            for d in shape[:-1]:
+                rows *= d
+            total = linalg.matmul(full([1, rows], 1.0), reshape(g, [rows, shape[-1]]),
+                                  outs=[full([1, shape[-1]])])
+            result = reshape(total, [shape[-1]])
+        else:
+            result = generic([g], full([shape[-1]]), [identity(r), amap(r, [dims(r)[-1]])],
+                             [REDUCTION] * (r - 1) + [PARALLEL],
+                             lambda a, acc: arith.AddFOp(acc, a).result)
     rewriter.replace_op(op, [result])
 
+
+#: convgrad lowering (`CONVGRADS`) -> the pattern of `conv2d_grad_weight` (module-level objects:
+#: the bindings do not keep a pattern callable alive).
+CONVGRAD_PATTERNS = {mode: {tt.Conv2dGradWeightOp: functools.partial(convert_conv2d_grad_weight, convgrad=mode),
+                            tt.BiasGradOp: functools.partial(convert_bias_grad, convgrad=mode)}
+                     for mode in CONVGRADS}
 
 PATTERNS = {
     tt.Conv2dOp: convert_conv2d,
     tt.Conv2dGradInputOp: convert_conv2d_grad_input,
-    tt.Conv2dGradWeightOp: convert_conv2d_grad_weight,
-    tt.BiasGradOp: convert_bias_grad,
+    **CONVGRAD_PATTERNS["direct"],
 }

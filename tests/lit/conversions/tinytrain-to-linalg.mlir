@@ -1,7 +1,10 @@
 // RUN: tinytrain-opt -p to-linalg --split-input-file %s | filecheck %s
+// RUN: tinytrain-opt -p 'to-linalg{convgrad=im2col}' --split-input-file %s | filecheck %s
 
 // One case per tinytrain op (and per lowering variant): the ops, maps and bodies the
-// tinytrain -> linalg conversion patterns build.
+// tinytrain -> linalg conversion patterns build. The conv weight and bias gradients depend on
+// `convgrad` (tinytrain-to-linalg-convgrad.mlir, but for the dense 1x1 stride-1 case below,
+// lowered alike by both): every case here is the same with both.
 
 // Dense conv: the bias broadcast over N, H, W seeds the accumulator; the input is zero-padded
 // to exactly the window the strided conv reads ((O - 1) * s + K = 7).
@@ -143,82 +146,27 @@ func.func @conv2d_grad_input_depthwise(%dy: tensor<1x4x4x3xf32>, %w: tensor<3x3x
 
 // -----
 
-// Weight gradient: one contraction of the padded input with dY over (N, OH, OW), stride in the map.
-// CHECK-DAG:   #[[MAP:map[0-9]*]] = affine_map<(d0, d1, d2, d3, d4, d5, d6) -> (d4, d5 * 2 + d0, d6 * 2 + d1, d2)>
+// Dense 1x1 stride-1 weight gradient: no window to gather, one contraction over (N, OH, OW).
+// CHECK-DAG:   #[[MAP:map[0-9]*]] = affine_map<(d0, d1, d2, d3, d4, d5, d6) -> (d4, d0 + d5, d1 + d6, d2)>
 // CHECK-DAG:   #[[MAP1:map[0-9]*]] = affine_map<(d0, d1, d2, d3, d4, d5, d6) -> (d4, d5, d6, d3)>
 // CHECK-DAG:   #[[MAP2:map[0-9]*]] = affine_map<(d0, d1, d2, d3, d4, d5, d6) -> (d0, d1, d2, d3)>
-// CHECK-LABEL: func.func @conv2d_grad_weight(
-// CHECK-SAME:    %[[ARG0:.*]]: tensor<1x5x5x2xf32>, %[[ARG1:.*]]: tensor<1x3x3x4xf32>) -> tensor<3x3x2x4xf32> {
+// CHECK-LABEL: func.func @conv2d_grad_weight_pointwise(
+// CHECK-SAME:    %[[ARG0:.*]]: tensor<1x3x3x2xf32>, %[[ARG1:.*]]: tensor<1x3x3x4xf32>) -> tensor<1x1x2x4xf32> {
 // CHECK-NEXT:    %[[CST:.*]] = arith.constant 0.000000e+00 : f32
-// CHECK-NEXT:    %[[PADDED:.*]] = tensor.pad %[[ARG0]] low[0, 1, 1, 0] high[0, 1, 1, 0] {
-// CHECK-NEXT:    ^bb0(%[[ARG2:.*]]: index, %[[ARG3:.*]]: index, %[[ARG4:.*]]: index, %[[ARG5:.*]]: index):
-// CHECK-NEXT:      tensor.yield %[[CST]] : f32
-// CHECK-NEXT:    } : tensor<1x5x5x2xf32> to tensor<1x7x7x2xf32>
-// CHECK-NEXT:    %[[CST_0:.*]] = arith.constant 0.000000e+00 : f32
-// CHECK-NEXT:    %[[V0:.*]] = tensor.empty() : tensor<3x3x2x4xf32>
-// CHECK-NEXT:    %[[V1:.*]] = linalg.fill ins(%[[CST_0]] : f32) outs(%[[V0]] : tensor<3x3x2x4xf32>) -> tensor<3x3x2x4xf32>
-// CHECK-NEXT:    %[[V2:.*]] = linalg.generic {indexing_maps = [#[[MAP]], #[[MAP1]], #[[MAP2]]], iterator_types = ["parallel", "parallel", "parallel", "parallel", "reduction", "reduction", "reduction"]} ins(%[[PADDED]], %[[ARG1]] : tensor<1x7x7x2xf32>, tensor<1x3x3x4xf32>) outs(%[[V1]] : tensor<3x3x2x4xf32>) {
-// CHECK-NEXT:    ^bb0(%[[IN:.*]]: f32, %[[IN_1:.*]]: f32, %[[OUT:.*]]: f32):
-// CHECK-NEXT:      %[[V3:.*]] = arith.mulf %[[IN]], %[[IN_1]] : f32
+// CHECK-NEXT:    %[[V0:.*]] = tensor.empty() : tensor<1x1x2x4xf32>
+// CHECK-NEXT:    %[[V1:.*]] = linalg.fill ins(%[[CST]] : f32) outs(%[[V0]] : tensor<1x1x2x4xf32>) -> tensor<1x1x2x4xf32>
+// CHECK-NEXT:    %[[V2:.*]] = linalg.generic {indexing_maps = [#[[MAP]], #[[MAP1]], #[[MAP2]]], iterator_types = ["parallel", "parallel", "parallel", "parallel", "reduction", "reduction", "reduction"]} ins(%[[ARG0]], %[[ARG1]] : tensor<1x3x3x2xf32>, tensor<1x3x3x4xf32>) outs(%[[V1]] : tensor<1x1x2x4xf32>) {
+// CHECK-NEXT:    ^bb0(%[[IN:.*]]: f32, %[[IN_0:.*]]: f32, %[[OUT:.*]]: f32):
+// CHECK-NEXT:      %[[V3:.*]] = arith.mulf %[[IN]], %[[IN_0]] : f32
 // CHECK-NEXT:      %[[V4:.*]] = arith.addf %[[OUT]], %[[V3]] : f32
 // CHECK-NEXT:      linalg.yield %[[V4]] : f32
-// CHECK-NEXT:    } -> tensor<3x3x2x4xf32>
-// CHECK-NEXT:    return %[[V2]] : tensor<3x3x2x4xf32>
-func.func @conv2d_grad_weight(%x: tensor<1x5x5x2xf32>, %dy: tensor<1x3x3x4xf32>) -> tensor<3x3x2x4xf32> {
-  %0 = "tinytrain.conv2d_grad_weight"(%x, %dy) {strides = array<i64: 2, 2>, padding = array<i64: 1, 1>, groups = 1 : i64} : (tensor<1x5x5x2xf32>, tensor<1x3x3x4xf32>) -> tensor<3x3x2x4xf32>
-  return %0 : tensor<3x3x2x4xf32>
+// CHECK-NEXT:    } -> tensor<1x1x2x4xf32>
+// CHECK-NEXT:    return %[[V2]] : tensor<1x1x2x4xf32>
+func.func @conv2d_grad_weight_pointwise(%x: tensor<1x3x3x2xf32>, %dy: tensor<1x3x3x4xf32>) -> tensor<1x1x2x4xf32> {
+  %0 = "tinytrain.conv2d_grad_weight"(%x, %dy) {strides = array<i64: 1, 1>, padding = array<i64: 0, 0>, groups = 1 : i64} : (tensor<1x3x3x2xf32>, tensor<1x3x3x4xf32>) -> tensor<1x1x2x4xf32>
+  return %0 : tensor<1x1x2x4xf32>
 }
 
-// -----
-
-// Depthwise weight gradient: contraction into [KH, KW, C], reshaped to [KH, KW, 1, C].
-// CHECK-DAG:   #[[MAP:map[0-9]*]] = affine_map<(d0, d1, d2, d3, d4, d5) -> (d3, d0 + d4, d1 + d5, d2)>
-// CHECK-DAG:   #[[MAP1:map[0-9]*]] = affine_map<(d0, d1, d2, d3, d4, d5) -> (d3, d4, d5, d2)>
-// CHECK-DAG:   #[[MAP2:map[0-9]*]] = affine_map<(d0, d1, d2, d3, d4, d5) -> (d0, d1, d2)>
-// CHECK-LABEL: func.func @conv2d_grad_weight_depthwise(
-// CHECK-SAME:    %[[ARG0:.*]]: tensor<1x4x4x3xf32>, %[[ARG1:.*]]: tensor<1x4x4x3xf32>) -> tensor<3x3x1x3xf32> {
-// CHECK-NEXT:    %[[CST:.*]] = arith.constant 0.000000e+00 : f32
-// CHECK-NEXT:    %[[PADDED:.*]] = tensor.pad %[[ARG0]] low[0, 1, 1, 0] high[0, 1, 1, 0] {
-// CHECK-NEXT:    ^bb0(%[[ARG2:.*]]: index, %[[ARG3:.*]]: index, %[[ARG4:.*]]: index, %[[ARG5:.*]]: index):
-// CHECK-NEXT:      tensor.yield %[[CST]] : f32
-// CHECK-NEXT:    } : tensor<1x4x4x3xf32> to tensor<1x6x6x3xf32>
-// CHECK-NEXT:    %[[CST_0:.*]] = arith.constant 0.000000e+00 : f32
-// CHECK-NEXT:    %[[V0:.*]] = tensor.empty() : tensor<3x3x3xf32>
-// CHECK-NEXT:    %[[V1:.*]] = linalg.fill ins(%[[CST_0]] : f32) outs(%[[V0]] : tensor<3x3x3xf32>) -> tensor<3x3x3xf32>
-// CHECK-NEXT:    %[[V2:.*]] = linalg.generic {indexing_maps = [#[[MAP]], #[[MAP1]], #[[MAP2]]], iterator_types = ["parallel", "parallel", "parallel", "reduction", "reduction", "reduction"]} ins(%[[PADDED]], %[[ARG1]] : tensor<1x6x6x3xf32>, tensor<1x4x4x3xf32>) outs(%[[V1]] : tensor<3x3x3xf32>) {
-// CHECK-NEXT:    ^bb0(%[[IN:.*]]: f32, %[[IN_1:.*]]: f32, %[[OUT:.*]]: f32):
-// CHECK-NEXT:      %[[V3:.*]] = arith.mulf %[[IN]], %[[IN_1]] : f32
-// CHECK-NEXT:      %[[V4:.*]] = arith.addf %[[OUT]], %[[V3]] : f32
-// CHECK-NEXT:      linalg.yield %[[V4]] : f32
-// CHECK-NEXT:    } -> tensor<3x3x3xf32>
-// CHECK-NEXT:    %[[COLLAPSED:.*]] = tensor.collapse_shape %[[V2]] {{\[\[}}0, 1, 2]] : tensor<3x3x3xf32> into tensor<27xf32>
-// CHECK-NEXT:    %[[EXPANDED:.*]] = tensor.expand_shape %[[COLLAPSED]] {{\[\[}}0, 1, 2, 3]] output_shape [3, 3, 1, 3] : tensor<27xf32> into tensor<3x3x1x3xf32>
-// CHECK-NEXT:    return %[[EXPANDED]] : tensor<3x3x1x3xf32>
-func.func @conv2d_grad_weight_depthwise(%x: tensor<1x4x4x3xf32>, %dy: tensor<1x4x4x3xf32>) -> tensor<3x3x1x3xf32> {
-  %0 = "tinytrain.conv2d_grad_weight"(%x, %dy) {strides = array<i64: 1, 1>, padding = array<i64: 1, 1>, groups = 3 : i64} : (tensor<1x4x4x3xf32>, tensor<1x4x4x3xf32>) -> tensor<3x3x1x3xf32>
-  return %0 : tensor<3x3x1x3xf32>
-}
-
-// -----
-
-// Bias gradient: sum over all but the channel dim.
-// CHECK-DAG:   #[[MAP:map[0-9]*]] = affine_map<(d0, d1, d2, d3) -> (d0, d1, d2, d3)>
-// CHECK-DAG:   #[[MAP1:map[0-9]*]] = affine_map<(d0, d1, d2, d3) -> (d3)>
-// CHECK-LABEL: func.func @bias_grad(
-// CHECK-SAME:    %[[ARG0:.*]]: tensor<1x3x3x4xf32>) -> tensor<4xf32> {
-// CHECK-NEXT:    %[[CST:.*]] = arith.constant 0.000000e+00 : f32
-// CHECK-NEXT:    %[[V0:.*]] = tensor.empty() : tensor<4xf32>
-// CHECK-NEXT:    %[[V1:.*]] = linalg.fill ins(%[[CST]] : f32) outs(%[[V0]] : tensor<4xf32>) -> tensor<4xf32>
-// CHECK-NEXT:    %[[V2:.*]] = linalg.generic {indexing_maps = [#[[MAP]], #[[MAP1]]], iterator_types = ["reduction", "reduction", "reduction", "parallel"]} ins(%[[ARG0]] : tensor<1x3x3x4xf32>) outs(%[[V1]] : tensor<4xf32>) {
-// CHECK-NEXT:    ^bb0(%[[IN:.*]]: f32, %[[OUT:.*]]: f32):
-// CHECK-NEXT:      %[[V3:.*]] = arith.addf %[[OUT]], %[[IN]] : f32
-// CHECK-NEXT:      linalg.yield %[[V3]] : f32
-// CHECK-NEXT:    } -> tensor<4xf32>
-// CHECK-NEXT:    return %[[V2]] : tensor<4xf32>
-func.func @bias_grad(%dy: tensor<1x3x3x4xf32>) -> tensor<4xf32> {
-  %0 = "tinytrain.bias_grad"(%dy) : (tensor<1x3x3x4xf32>) -> tensor<4xf32>
-  return %0 : tensor<4xf32>
-}
 
 // -----
 

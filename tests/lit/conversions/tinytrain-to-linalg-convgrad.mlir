@@ -1,0 +1,196 @@
+// RUN: tinytrain-opt -p to-linalg --split-input-file %s | filecheck %s --check-prefix=DIRECT
+// RUN: tinytrain-opt -p 'to-linalg{convgrad=direct}' --split-input-file %s | filecheck %s --check-prefix=DIRECT
+// RUN: tinytrain-opt -p 'to-linalg{convgrad=im2col}' --split-input-file %s | filecheck %s --check-prefix=IM2COL
+// RUN: not tinytrain-opt -p 'to-linalg{convgrad=winograd}' %s 2>&1 | filecheck %s --check-prefix=BAD
+
+// The dense conv weight-gradient lowering per target (to-linalg{convgrad=...}, set by compile()
+// from the target): direct (default; cortex-m4/m7: no buffer beyond the result) or im2col (host
+// .vmfb: dense windows gathered as rows, then a matmul-like contraction; depthwise windows one
+// stride-1 contraction per stride phase over the batch stacked into one image). Dense 1x1
+// stride-1 gradients are one contraction either way (tinytrain-to-linalg.mlir).
+// BAD: to-linalg: option convgrad='winograd' is not one of direct, im2col
+
+// direct: one contraction of the padded input with dY over (N, OH, OW), stride in the map.
+// DIRECT-DAG:   #[[MAP:map[0-9]*]] = affine_map<(d0, d1, d2, d3, d4, d5, d6) -> (d4, d5 * 2 + d0, d6 * 2 + d1, d2)>
+// DIRECT-DAG:   #[[MAP1:map[0-9]*]] = affine_map<(d0, d1, d2, d3, d4, d5, d6) -> (d4, d5, d6, d3)>
+// DIRECT-DAG:   #[[MAP2:map[0-9]*]] = affine_map<(d0, d1, d2, d3, d4, d5, d6) -> (d0, d1, d2, d3)>
+// DIRECT-LABEL: func.func @conv2d_grad_weight(
+// DIRECT-SAME:    %[[ARG0:.*]]: tensor<1x5x5x2xf32>, %[[ARG1:.*]]: tensor<1x3x3x4xf32>) -> tensor<3x3x2x4xf32> {
+// DIRECT-NEXT:    %[[CST:.*]] = arith.constant 0.000000e+00 : f32
+// DIRECT-NEXT:    %[[PADDED:.*]] = tensor.pad %[[ARG0]] low[0, 1, 1, 0] high[0, 1, 1, 0] {
+// DIRECT-NEXT:    ^bb0(%[[ARG2:.*]]: index, %[[ARG3:.*]]: index, %[[ARG4:.*]]: index, %[[ARG5:.*]]: index):
+// DIRECT-NEXT:      tensor.yield %[[CST]] : f32
+// DIRECT-NEXT:    } : tensor<1x5x5x2xf32> to tensor<1x7x7x2xf32>
+// DIRECT-NEXT:    %[[CST_0:.*]] = arith.constant 0.000000e+00 : f32
+// DIRECT-NEXT:    %[[V0:.*]] = tensor.empty() : tensor<3x3x2x4xf32>
+// DIRECT-NEXT:    %[[V1:.*]] = linalg.fill ins(%[[CST_0]] : f32) outs(%[[V0]] : tensor<3x3x2x4xf32>) -> tensor<3x3x2x4xf32>
+// DIRECT-NEXT:    %[[V2:.*]] = linalg.generic {indexing_maps = [#[[MAP]], #[[MAP1]], #[[MAP2]]], iterator_types = ["parallel", "parallel", "parallel", "parallel", "reduction", "reduction", "reduction"]} ins(%[[PADDED]], %[[ARG1]] : tensor<1x7x7x2xf32>, tensor<1x3x3x4xf32>) outs(%[[V1]] : tensor<3x3x2x4xf32>) {
+// DIRECT-NEXT:    ^bb0(%[[IN:.*]]: f32, %[[IN_1:.*]]: f32, %[[OUT:.*]]: f32):
+// DIRECT-NEXT:      %[[V3:.*]] = arith.mulf %[[IN]], %[[IN_1]] : f32
+// DIRECT-NEXT:      %[[V4:.*]] = arith.addf %[[OUT]], %[[V3]] : f32
+// DIRECT-NEXT:      linalg.yield %[[V4]] : f32
+// DIRECT-NEXT:    } -> tensor<3x3x2x4xf32>
+// DIRECT-NEXT:    return %[[V2]] : tensor<3x3x2x4xf32>
+
+// im2col: im2col of the padded input ([N*OH*OW, KH*KW*C]), then one
+// matmul-like contraction cols^T @ dY over the rows.
+// IM2COL-DAG:   #[[MAP:map[0-9]*]] = affine_map<(d0, d1, d2, d3, d4, d5) -> (d0, d1 * 2 + d3, d2 * 2 + d4, d5)>
+// IM2COL-DAG:   #[[MAP1:map[0-9]*]] = affine_map<(d0, d1, d2, d3, d4, d5) -> (d0, d1, d2, d3, d4, d5)>
+// IM2COL-DAG:   #[[MAP2:map[0-9]*]] = affine_map<(d0, d1, d2) -> (d2, d0)>
+// IM2COL-DAG:   #[[MAP3:map[0-9]*]] = affine_map<(d0, d1, d2) -> (d2, d1)>
+// IM2COL-DAG:   #[[MAP4:map[0-9]*]] = affine_map<(d0, d1, d2) -> (d0, d1)>
+// IM2COL-LABEL: func.func @conv2d_grad_weight(
+// IM2COL-SAME:    %[[ARG0:.*]]: tensor<1x5x5x2xf32>, %[[ARG1:.*]]: tensor<1x3x3x4xf32>) -> tensor<3x3x2x4xf32> {
+// IM2COL-NEXT:    %[[CST:.*]] = arith.constant 0.000000e+00 : f32
+// IM2COL-NEXT:    %[[PADDED:.*]] = tensor.pad %[[ARG0]] low[0, 1, 1, 0] high[0, 1, 1, 0] {
+// IM2COL-NEXT:    ^bb0(%[[ARG2:.*]]: index, %[[ARG3:.*]]: index, %[[ARG4:.*]]: index, %[[ARG5:.*]]: index):
+// IM2COL-NEXT:      tensor.yield %[[CST]] : f32
+// IM2COL-NEXT:    } : tensor<1x5x5x2xf32> to tensor<1x7x7x2xf32>
+// IM2COL-NEXT:    %[[V0:.*]] = tensor.empty() : tensor<1x3x3x3x3x2xf32>
+// IM2COL-NEXT:    %[[V1:.*]] = linalg.generic {indexing_maps = [#[[MAP]], #[[MAP1]]], iterator_types = ["parallel", "parallel", "parallel", "parallel", "parallel", "parallel"]} ins(%[[PADDED]] : tensor<1x7x7x2xf32>) outs(%[[V0]] : tensor<1x3x3x3x3x2xf32>) {
+// IM2COL-NEXT:    ^bb0(%[[IN:.*]]: f32, %[[OUT:.*]]: f32):
+// IM2COL-NEXT:      linalg.yield %[[IN]] : f32
+// IM2COL-NEXT:    } -> tensor<1x3x3x3x3x2xf32>
+// IM2COL-NEXT:    %[[COLLAPSED:.*]] = tensor.collapse_shape %[[V1]] {{\[\[}}0, 1, 2, 3, 4, 5]] : tensor<1x3x3x3x3x2xf32> into tensor<162xf32>
+// IM2COL-NEXT:    %[[COLS:.*]] = tensor.expand_shape %[[COLLAPSED]] {{\[\[}}0, 1]] output_shape [9, 18] : tensor<162xf32> into tensor<9x18xf32>
+// IM2COL-NEXT:    %[[COLLAPSED_0:.*]] = tensor.collapse_shape %[[ARG1]] {{\[\[}}0, 1, 2, 3]] : tensor<1x3x3x4xf32> into tensor<36xf32>
+// IM2COL-NEXT:    %[[DY:.*]] = tensor.expand_shape %[[COLLAPSED_0]] {{\[\[}}0, 1]] output_shape [9, 4] : tensor<36xf32> into tensor<9x4xf32>
+// IM2COL-NEXT:    %[[CST_2:.*]] = arith.constant 0.000000e+00 : f32
+// IM2COL-NEXT:    %[[V2:.*]] = tensor.empty() : tensor<18x4xf32>
+// IM2COL-NEXT:    %[[V3:.*]] = linalg.fill ins(%[[CST_2]] : f32) outs(%[[V2]] : tensor<18x4xf32>) -> tensor<18x4xf32>
+// IM2COL-NEXT:    %[[V4:.*]] = linalg.generic {indexing_maps = [#[[MAP2]], #[[MAP3]], #[[MAP4]]], iterator_types = ["parallel", "parallel", "reduction"]} ins(%[[COLS]], %[[DY]] : tensor<9x18xf32>, tensor<9x4xf32>) outs(%[[V3]] : tensor<18x4xf32>) {
+// IM2COL-NEXT:    ^bb0(%[[IN_1:.*]]: f32, %[[IN_2:.*]]: f32, %[[OUT_1:.*]]: f32):
+// IM2COL-NEXT:      %[[V5:.*]] = arith.mulf %[[IN_1]], %[[IN_2]] : f32
+// IM2COL-NEXT:      %[[V6:.*]] = arith.addf %[[OUT_1]], %[[V5]] : f32
+// IM2COL-NEXT:      linalg.yield %[[V6]] : f32
+// IM2COL-NEXT:    } -> tensor<18x4xf32>
+// IM2COL-NEXT:    %[[COLLAPSED_3:.*]] = tensor.collapse_shape %[[V4]] {{\[\[}}0, 1]] : tensor<18x4xf32> into tensor<72xf32>
+// IM2COL-NEXT:    %[[EXPANDED:.*]] = tensor.expand_shape %[[COLLAPSED_3]] {{\[\[}}0, 1, 2, 3]] output_shape [3, 3, 2, 4] : tensor<72xf32> into tensor<3x3x2x4xf32>
+// IM2COL-NEXT:    return %[[EXPANDED]] : tensor<3x3x2x4xf32>
+func.func @conv2d_grad_weight(%x: tensor<1x5x5x2xf32>, %dy: tensor<1x3x3x4xf32>) -> tensor<3x3x2x4xf32> {
+  %0 = "tinytrain.conv2d_grad_weight"(%x, %dy) {strides = array<i64: 2, 2>, padding = array<i64: 1, 1>, groups = 1 : i64} : (tensor<1x5x5x2xf32>, tensor<1x3x3x4xf32>) -> tensor<3x3x2x4xf32>
+  return %0 : tensor<3x3x2x4xf32>
+}
+
+// -----
+
+// Depthwise, stride 1, batch 1. direct: one contraction into [KH, KW, C], reshaped to
+// [KH, KW, 1, C]. im2col: the same window as a unit-batch stride-1 contraction over [H, W, C]
+// images (IREE vectorizes it as a convolution).
+// DIRECT-DAG:   #[[MAP:map[0-9]*]] = affine_map<(d0, d1, d2, d3, d4, d5) -> (d3, d0 + d4, d1 + d5, d2)>
+// DIRECT-DAG:   #[[MAP1:map[0-9]*]] = affine_map<(d0, d1, d2, d3, d4, d5) -> (d3, d4, d5, d2)>
+// DIRECT-DAG:   #[[MAP2:map[0-9]*]] = affine_map<(d0, d1, d2, d3, d4, d5) -> (d0, d1, d2)>
+// DIRECT-LABEL: func.func @conv2d_grad_weight_depthwise(
+// DIRECT:         %[[PADDED:.*]] = tensor.pad %{{.*}} low[0, 1, 1, 0] high[0, 1, 1, 0] {
+// DIRECT:         %[[V2:.*]] = linalg.generic {indexing_maps = [#[[MAP]], #[[MAP1]], #[[MAP2]]], iterator_types = ["parallel", "parallel", "parallel", "reduction", "reduction", "reduction"]} ins(%[[PADDED]], %{{.*}} : tensor<1x6x6x3xf32>, tensor<1x4x4x3xf32>) outs(%{{.*}} : tensor<3x3x3xf32>) {
+// DIRECT:         tensor.expand_shape %{{.*}} {{\[\[}}0, 1, 2, 3]] output_shape [3, 3, 1, 3] : tensor<27xf32> into tensor<3x3x1x3xf32>
+// IM2COL-DAG:   #[[MAP:map[0-9]*]] = affine_map<(d0, d1, d2, d3, d4) -> (d0 + d3, d1 + d4, d2)>
+// IM2COL-DAG:   #[[MAP1:map[0-9]*]] = affine_map<(d0, d1, d2, d3, d4) -> (d3, d4, d2)>
+// IM2COL-DAG:   #[[MAP2:map[0-9]*]] = affine_map<(d0, d1, d2, d3, d4) -> (d0, d1, d2)>
+// IM2COL-LABEL: func.func @conv2d_grad_weight_depthwise(
+// IM2COL-SAME:    %[[ARG0:.*]]: tensor<1x4x4x3xf32>, %[[ARG1:.*]]: tensor<1x4x4x3xf32>) -> tensor<3x3x1x3xf32> {
+// IM2COL-NEXT:    %[[CST:.*]] = arith.constant 0.000000e+00 : f32
+// IM2COL-NEXT:    %[[PADDED:.*]] = tensor.pad %[[ARG0]] low[0, 1, 1, 0] high[0, 1, 1, 0] {
+// IM2COL-NEXT:    ^bb0(%[[ARG2:.*]]: index, %[[ARG3:.*]]: index, %[[ARG4:.*]]: index, %[[ARG5:.*]]: index):
+// IM2COL-NEXT:      tensor.yield %[[CST]] : f32
+// IM2COL-NEXT:    } : tensor<1x4x4x3xf32> to tensor<1x6x6x3xf32>
+// IM2COL-NEXT:    %[[COLLAPSED_0:.*]] = tensor.collapse_shape %[[ARG1]] {{\[\[}}0, 1, 2, 3]] : tensor<1x4x4x3xf32> into tensor<48xf32>
+// IM2COL-NEXT:    %[[DY:.*]] = tensor.expand_shape %[[COLLAPSED_0]] {{\[\[}}0, 1, 2]] output_shape [4, 4, 3] : tensor<48xf32> into tensor<4x4x3xf32>
+// IM2COL-NEXT:    %[[COLLAPSED:.*]] = tensor.collapse_shape %[[PADDED]] {{\[\[}}0, 1, 2, 3]] : tensor<1x6x6x3xf32> into tensor<108xf32>
+// IM2COL-NEXT:    %[[X:.*]] = tensor.expand_shape %[[COLLAPSED]] {{\[\[}}0, 1, 2]] output_shape [6, 6, 3] : tensor<108xf32> into tensor<6x6x3xf32>
+// IM2COL-NEXT:    %[[CST_2:.*]] = arith.constant 0.000000e+00 : f32
+// IM2COL-NEXT:    %[[V0:.*]] = tensor.empty() : tensor<3x3x3xf32>
+// IM2COL-NEXT:    %[[V1:.*]] = linalg.fill ins(%[[CST_2]] : f32) outs(%[[V0]] : tensor<3x3x3xf32>) -> tensor<3x3x3xf32>
+// IM2COL-NEXT:    %[[V2:.*]] = linalg.generic {indexing_maps = [#[[MAP]], #[[MAP1]], #[[MAP2]]], iterator_types = ["parallel", "parallel", "parallel", "reduction", "reduction"]} ins(%[[X]], %[[DY]] : tensor<6x6x3xf32>, tensor<4x4x3xf32>) outs(%[[V1]] : tensor<3x3x3xf32>) {
+// IM2COL-NEXT:    ^bb0(%[[IN:.*]]: f32, %[[IN_1:.*]]: f32, %[[OUT:.*]]: f32):
+// IM2COL-NEXT:      %[[V3:.*]] = arith.mulf %[[IN]], %[[IN_1]] : f32
+// IM2COL-NEXT:      %[[V4:.*]] = arith.addf %[[OUT]], %[[V3]] : f32
+// IM2COL-NEXT:      linalg.yield %[[V4]] : f32
+// IM2COL-NEXT:    } -> tensor<3x3x3xf32>
+// IM2COL-NEXT:    %[[COLLAPSED_3:.*]] = tensor.collapse_shape %[[V2]] {{\[\[}}0, 1, 2]] : tensor<3x3x3xf32> into tensor<27xf32>
+// IM2COL-NEXT:    %[[EXPANDED:.*]] = tensor.expand_shape %[[COLLAPSED_3]] {{\[\[}}0, 1, 2, 3]] output_shape [3, 3, 1, 3] : tensor<27xf32> into tensor<3x3x1x3xf32>
+// IM2COL-NEXT:    return %[[EXPANDED]] : tensor<3x3x1x3xf32>
+func.func @conv2d_grad_weight_depthwise(%x: tensor<1x4x4x3xf32>, %dy: tensor<1x4x4x3xf32>) -> tensor<3x3x1x3xf32> {
+  %0 = "tinytrain.conv2d_grad_weight"(%x, %dy) {strides = array<i64: 1, 1>, padding = array<i64: 1, 1>, groups = 3 : i64} : (tensor<1x4x4x3xf32>, tensor<1x4x4x3xf32>) -> tensor<3x3x1x3xf32>
+  return %0 : tensor<3x3x1x3xf32>
+}
+
+// -----
+
+// Depthwise, stride 2, batch 2. direct: one contraction, the stride in the map. im2col: per
+// stride phase (p, q) the taps (2a + p, 2b + q) over the phase image padded[:, p::2, q::2, :],
+// every phase with 2x2 taps (the padded input gets one more zero row and column; the taps past
+// the kernel are dropped: 2x2, 2x1, 1x2, 1x1 valid ones); the two images stacked (rows n*R + oh,
+// R = OH + 1), dY with one zero row per image, so no window mixes the images; each phase's valid
+// taps inserted at rows p::2, columns q::2.
+// DIRECT-DAG:   #[[MAP:map[0-9]*]] = affine_map<(d0, d1, d2, d3, d4, d5) -> (d3, d4 * 2 + d0, d5 * 2 + d1, d2)>
+// DIRECT-LABEL: func.func @conv2d_grad_weight_depthwise_strided(
+// DIRECT:         linalg.generic {indexing_maps = [#[[MAP]], {{.*}}ins(%{{.*}}, %{{.*}} : tensor<2x7x7x3xf32>, tensor<2x3x3x3xf32>) outs(%{{.*}} : tensor<3x3x3xf32>)
+// IM2COL-LABEL: func.func @conv2d_grad_weight_depthwise_strided(
+// IM2COL-SAME:    %[[ARG0:.*]]: tensor<2x5x5x3xf32>, %[[ARG1:.*]]: tensor<2x3x3x3xf32>) -> tensor<3x3x1x3xf32> {
+// IM2COL:         %[[PADDED:.*]] = tensor.pad %[[ARG0]] low[0, 1, 1, 0] high[0, 1, 1, 0] {
+// IM2COL:         %[[X:.*]] = tensor.pad %[[PADDED]] low[0, 0, 0, 0] high[0, 1, 1, 0] {
+// IM2COL:         } : tensor<2x7x7x3xf32> to tensor<2x8x8x3xf32>
+// IM2COL-NEXT:    %[[DYPAD:.*]] = tensor.pad %[[ARG1]] low[0, 0, 0, 0] high[0, 1, 0, 0] {
+// IM2COL:         } : tensor<2x3x3x3xf32> to tensor<2x4x3x3xf32>
+// IM2COL:         tensor.expand_shape %{{.*}} {{\[\[}}0, 1, 2]] output_shape [8, 3, 3] : tensor<72xf32> into tensor<8x3x3xf32>
+// IM2COL-NEXT:    %[[DY:.*]] = tensor.extract_slice %{{.*}}[0, 0, 0] [7, 3, 3] [1, 1, 1] : tensor<8x3x3xf32> to tensor<7x3x3xf32>
+// IM2COL-NEXT:    %[[OUT:.*]] = tensor.empty() : tensor<3x3x3xf32>
+// IM2COL-NEXT:    tensor.extract_slice %[[X]][0, 0, 0, 0] [2, 4, 4, 3] [1, 2, 2, 1] : tensor<2x8x8x3xf32> to tensor<2x4x4x3xf32>
+// IM2COL:         %[[X00:.*]] = tensor.expand_shape %{{.*}} {{\[\[}}0, 1, 2]] output_shape [8, 4, 3] : tensor<96xf32> into tensor<8x4x3xf32>
+// IM2COL:         %[[R00:.*]] = linalg.generic {{.*}} ins(%[[X00]], %[[DY]] : tensor<8x4x3xf32>, tensor<7x3x3xf32>) outs(%{{.*}} : tensor<2x2x3xf32>)
+// IM2COL:         %[[O1:.*]] = tensor.insert_slice %[[R00]] into %[[OUT]][0, 0, 0] [2, 2, 3] [2, 2, 1] : tensor<2x2x3xf32> into tensor<3x3x3xf32>
+// IM2COL-NEXT:    tensor.extract_slice %[[X]][0, 0, 1, 0] [2, 4, 4, 3] [1, 2, 2, 1] : tensor<2x8x8x3xf32> to tensor<2x4x4x3xf32>
+// IM2COL:         %[[R01:.*]] = linalg.generic {{.*}} ins(%{{.*}}, %[[DY]] : tensor<8x4x3xf32>, tensor<7x3x3xf32>) outs(%{{.*}} : tensor<2x2x3xf32>)
+// IM2COL:         %[[V01:.*]] = tensor.extract_slice %[[R01]][0, 0, 0] [2, 1, 3] [1, 1, 1] : tensor<2x2x3xf32> to tensor<2x1x3xf32>
+// IM2COL-NEXT:    %[[O2:.*]] = tensor.insert_slice %[[V01]] into %[[O1]][0, 1, 0] [2, 1, 3] [2, 2, 1] : tensor<2x1x3xf32> into tensor<3x3x3xf32>
+// IM2COL-NEXT:    tensor.extract_slice %[[X]][0, 1, 0, 0] [2, 4, 4, 3] [1, 2, 2, 1] : tensor<2x8x8x3xf32> to tensor<2x4x4x3xf32>
+// IM2COL:         %[[R10:.*]] = linalg.generic {{.*}} ins(%{{.*}}, %[[DY]] : tensor<8x4x3xf32>, tensor<7x3x3xf32>) outs(%{{.*}} : tensor<2x2x3xf32>)
+// IM2COL:         %[[V10:.*]] = tensor.extract_slice %[[R10]][0, 0, 0] [1, 2, 3] [1, 1, 1] : tensor<2x2x3xf32> to tensor<1x2x3xf32>
+// IM2COL-NEXT:    %[[O3:.*]] = tensor.insert_slice %[[V10]] into %[[O2]][1, 0, 0] [1, 2, 3] [2, 2, 1] : tensor<1x2x3xf32> into tensor<3x3x3xf32>
+// IM2COL-NEXT:    tensor.extract_slice %[[X]][0, 1, 1, 0] [2, 4, 4, 3] [1, 2, 2, 1] : tensor<2x8x8x3xf32> to tensor<2x4x4x3xf32>
+// IM2COL:         %[[R11:.*]] = linalg.generic {{.*}} ins(%{{.*}}, %[[DY]] : tensor<8x4x3xf32>, tensor<7x3x3xf32>) outs(%{{.*}} : tensor<2x2x3xf32>)
+// IM2COL:         %[[V11:.*]] = tensor.extract_slice %[[R11]][0, 0, 0] [1, 1, 3] [1, 1, 1] : tensor<2x2x3xf32> to tensor<1x1x3xf32>
+// IM2COL-NEXT:    %[[O4:.*]] = tensor.insert_slice %[[V11]] into %[[O3]][1, 1, 0] [1, 1, 3] [2, 2, 1] : tensor<1x1x3xf32> into tensor<3x3x3xf32>
+// IM2COL-NEXT:    %[[C:.*]] = tensor.collapse_shape %[[O4]] {{\[\[}}0, 1, 2]] : tensor<3x3x3xf32> into tensor<27xf32>
+// IM2COL-NEXT:    %[[E:.*]] = tensor.expand_shape %[[C]] {{\[\[}}0, 1, 2, 3]] output_shape [3, 3, 1, 3] : tensor<27xf32> into tensor<3x3x1x3xf32>
+// IM2COL-NEXT:    return %[[E]] : tensor<3x3x1x3xf32>
+func.func @conv2d_grad_weight_depthwise_strided(%x: tensor<2x5x5x3xf32>, %dy: tensor<2x3x3x3xf32>) -> tensor<3x3x1x3xf32> {
+  %0 = "tinytrain.conv2d_grad_weight"(%x, %dy) {strides = array<i64: 2, 2>, padding = array<i64: 1, 1>, groups = 3 : i64} : (tensor<2x5x5x3xf32>, tensor<2x3x3x3xf32>) -> tensor<3x3x1x3xf32>
+  return %0 : tensor<3x3x1x3xf32>
+}
+
+// -----
+
+// Bias gradient: sum over all but the channel dim.
+// direct: one reduction generic; im2col: ones[1, N*H*W] @ dY[N*H*W, C] as a linalg.matmul.
+// DIRECT-DAG:   #[[MAP:map[0-9]*]] = affine_map<(d0, d1, d2, d3) -> (d0, d1, d2, d3)>
+// DIRECT-DAG:   #[[MAP1:map[0-9]*]] = affine_map<(d0, d1, d2, d3) -> (d3)>
+// DIRECT-LABEL: func.func @bias_grad(
+// DIRECT-SAME:    %[[ARG0:.*]]: tensor<1x3x3x4xf32>) -> tensor<4xf32> {
+// DIRECT-NEXT:    %[[CST:.*]] = arith.constant 0.000000e+00 : f32
+// DIRECT-NEXT:    %[[V0:.*]] = tensor.empty() : tensor<4xf32>
+// DIRECT-NEXT:    %[[V1:.*]] = linalg.fill ins(%[[CST]] : f32) outs(%[[V0]] : tensor<4xf32>) -> tensor<4xf32>
+// DIRECT-NEXT:    %[[V2:.*]] = linalg.generic {indexing_maps = [#[[MAP]], #[[MAP1]]], iterator_types = ["reduction", "reduction", "reduction", "parallel"]} ins(%[[ARG0]] : tensor<1x3x3x4xf32>) outs(%[[V1]] : tensor<4xf32>) {
+// DIRECT-NEXT:    ^bb0(%[[IN:.*]]: f32, %[[OUT:.*]]: f32):
+// DIRECT-NEXT:      %[[V3:.*]] = arith.addf %[[OUT]], %[[IN]] : f32
+// DIRECT-NEXT:      linalg.yield %[[V3]] : f32
+// DIRECT-NEXT:    } -> tensor<4xf32>
+// DIRECT-NEXT:    return %[[V2]] : tensor<4xf32>
+// IM2COL-LABEL: func.func @bias_grad(
+// IM2COL-SAME:    %[[ARG0:.*]]: tensor<1x3x3x4xf32>) -> tensor<4xf32> {
+// IM2COL-NEXT:    %[[ONE:.*]] = arith.constant 1.000000e+00 : f32
+// IM2COL-NEXT:    %[[V0:.*]] = tensor.empty() : tensor<1x9xf32>
+// IM2COL-NEXT:    %[[ONES:.*]] = linalg.fill ins(%[[ONE]] : f32) outs(%[[V0]] : tensor<1x9xf32>) -> tensor<1x9xf32>
+// IM2COL-NEXT:    %[[COLLAPSED:.*]] = tensor.collapse_shape %[[ARG0]] {{\[\[}}0, 1, 2, 3]] : tensor<1x3x3x4xf32> into tensor<36xf32>
+// IM2COL-NEXT:    %[[DY:.*]] = tensor.expand_shape %[[COLLAPSED]] {{\[\[}}0, 1]] output_shape [9, 4] : tensor<36xf32> into tensor<9x4xf32>
+// IM2COL-NEXT:    %[[ZERO:.*]] = arith.constant 0.000000e+00 : f32
+// IM2COL-NEXT:    %[[V2:.*]] = tensor.empty() : tensor<1x4xf32>
+// IM2COL-NEXT:    %[[ACC:.*]] = linalg.fill ins(%[[ZERO]] : f32) outs(%[[V2]] : tensor<1x4xf32>) -> tensor<1x4xf32>
+// IM2COL-NEXT:    %[[SUM:.*]] = linalg.matmul ins(%[[ONES]], %[[DY]] : tensor<1x9xf32>, tensor<9x4xf32>) outs(%[[ACC]] : tensor<1x4xf32>) -> tensor<1x4xf32>
+// IM2COL-NEXT:    %[[R:.*]] = tensor.collapse_shape %[[SUM]] {{\[\[}}0, 1]] : tensor<1x4xf32> into tensor<4xf32>
+// IM2COL-NEXT:    return %[[R]] : tensor<4xf32>
+func.func @bias_grad(%dy: tensor<1x3x3x4xf32>) -> tensor<4xf32> {
+  %0 = "tinytrain.bias_grad"(%dy) : (tensor<1x3x3x4xf32>) -> tensor<4xf32>
+  return %0 : tensor<4xf32>
+}
