@@ -34,14 +34,15 @@ def stage_attr(prog) -> str:
 
 
 def test_patched_inference_is_bit_identical_with_uneven_patches():
-    # 40x40 input: the stage ends at blocks.3 (5x5 = 40/8), split in 3 x 3 uneven patches
-    # ([0, 2), [2, 3), [3, 5)), so borders, interior patches and a residual add are all covered.
+    # 40x40 input: the stage ends at blocks.2's residual add (10x10x8, the smallest tensor at 1/4
+    # of the input), split in 3 x 3 uneven patches ([0, 3), [3, 7), [7, 10)), so borders, interior
+    # patches and a residual add are all covered.
     x = images(3, 40)
     whole = int8.compile_predict(graph(4, 40))
     patched = int8.compile_predict(graph(4, 40), patches=3)
     assert "tinytrain.patch_stage" not in whole.stages["linalg"]
     attr = stage_attr(patched)
-    assert 'cut = "blocks.3.pointwise2"' in attr and "array<i64: 1, 5, 5, 16>" in attr and "grid = 3" in attr, attr
+    assert 'cut = "blocks.2.residual"' in attr and "array<i64: 1, 10, 10, 8>" in attr and "grid = 3" in attr, attr
     for i in range(len(x)):
         a, b = whole.predict([], x[i:i + 1]), patched.predict([], x[i:i + 1])
         np.testing.assert_array_equal(a, b)
@@ -49,7 +50,8 @@ def test_patched_inference_is_bit_identical_with_uneven_patches():
 
 def test_stage_stops_before_a_trained_layer():
     # Training blocks.1's depthwise weight needs its input (blocks.1.pointwise1's output, saved
-    # whole for the backward pass): the stage ends there.
+    # whole for the backward pass): the stage ends there or before; the smallest valid cut is
+    # blocks.0's output (16x16x8; blocks.1.pointwise1's is 16x16x48).
     g = graph(3, 32)
     passes, *_ = int8._training_passes(g, ["blocks.1.depthwise.weight", "fc.weight", "fc.bias"], 0.01, True,
                                        False)
@@ -58,7 +60,7 @@ def test_stage_stops_before_a_trained_layer():
 
     run_pipeline(g.module, passes, stage="test")
     stage = find_stage(find_func(g.module, "train_step"), factor=8)
-    assert stage is not None and stage.cut_layer == "blocks.1.pointwise1", stage and stage.cut_layer
+    assert stage is not None and stage.cut_layer == "blocks.0.pointwise2", stage and stage.cut_layer
     run_pipeline(g.module, [PatchStagePass(grid=2)], stage="test")
     text = str(g.module)
     assert text.count("tinytrain.patch_stage") == 2  # train_step and predict

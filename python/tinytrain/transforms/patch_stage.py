@@ -19,7 +19,8 @@ Which ops form the stage: starting at the function's input (`tinytrain.input`), 
 `tinytrain.qconv2d` / `tinytrain.qadd` / `tinytrain.quantize` ops whose activation operands come from
 the stage and whose weight and bias are frozen (not `tinytrain.trainable`). A cut is valid where
 exactly one stage value is used after it (a block boundary). The pass takes the last valid cut whose
-spatial size is at least the input's / `factor`. A function whose first op is trained, or whose
+spatial size is at least the input's / `factor` and holds the fewest bytes (the deepest of equals:
+a block's output, not the expanded tensor inside the next block). A function whose first op is trained, or whose
 stage is smaller than the grid, is left as it is. Each patched function gets a
 `tinytrain.patch_stage` attribute for the reports: grid, cut layer, cut shape, number of ops, and
 the stage's multiply-accumulates whole (`macs`) and patched (`patched_macs`, with the halo).
@@ -126,8 +127,18 @@ def find_stage(fn: func.FuncOp, factor: int) -> Stage | None:
                 escaping.append(v)
         cut = members[k - 1].results[0]
         if len(escaping) == 1 and escaping[0] == cut and _shape(cut)[1] * factor >= h_in:
-            best = Stage(x, members[:k], cut)
-    return best
+            size = _bytes(cut)
+            if best is None or size <= best[0]:
+                best = (size, Stage(x, members[:k], cut))
+    return None if best is None else best[1]
+
+
+def _bytes(v: ir.Value) -> int:
+    t = ir.RankedTensorType(v.type)
+    n = 1
+    for d in t.shape:
+        n *= d
+    return n * max(1, t.element_type.width // 8)
 
 
 def _split(n: int, parts: int) -> list[tuple[int, int]]:
@@ -265,7 +276,7 @@ class PatchStagePass(ModulePass):
     }
 
     grid: int = 2
-    factor: int = 8
+    factor: int = 4
 
     def run(self, module: ir.Operation) -> None:
         if self.grid < 1 or self.factor < 1:
