@@ -101,7 +101,7 @@ def test_without_values_frozen_parameters_stay_arguments():
 def test_registered_pass_and_value_errors():
     assert pass_class("to-linalg") is t2l.ConvertTinytrainToLinalgPass
     # values is not a CLI option; clamp is (set from the target by compile())
-    assert t2l.ConvertTinytrainToLinalgPass.option_types() == {"clamp": str, "kernels": str}
+    assert t2l.ConvertTinytrainToLinalgPass.option_types() == {"clamp": str, "convgrad": str, "kernels": str}
     with pytest.raises(CompileError, match=r"no value for frozen parameter 'fc.weight' of @train_step"):
         t2l.lower_to_linalg(_module(), {})
     with pytest.raises(CompileError, match=r"value of 'fc.weight' has shape \[4, 3\], the function expects \[3, 4\]"):
