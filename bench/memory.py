@@ -541,7 +541,8 @@ def update_readme(data: dict, readme: Path) -> None:
     block = [README_BEGIN, "",
              f"Peak SRAM of the int8 sparse-update training step at {s['input_hw']}x{s['input_hw']} on the emulated "
              "Cortex-M7 "
-             f"(`{s['command']}`, {s['date']}): {fit} of {total} published schemes fit {SRAM_KB} KB today. "
+             f"(`{s['command']}`, {s['date']}, commits {s['commit']}: a case keeps the commit of the run that "
+             f"measured it, see `bench/results/memory.md`): {fit} of {total} published schemes fit {SRAM_KB} KB. "
              "Plan = the compiler's; device peak = measured in QEMU when the plan fits; paper = Fig. 10(a) "
              "(sparse update + reordering); goal = 0.7x paper; PyTorch = tensor-level peak of the fp32 twin's same "
              "update (method and every scheme: `bench/results/memory.md`).", "",
