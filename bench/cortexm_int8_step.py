@@ -70,7 +70,7 @@ def run(hw: int, steps: int, work: Path) -> dict:
         res = prog.run_qemu(train=(xs, ys), workdir=work / f"run-{key}", timeout=3600)
         if res.returncode != 0:
             raise RuntimeError(f"{key}: firmware failed\n{res.output[-2000:]}")
-        out[key] = {"patches": patch_grid(TARGET, hw) if patches is None else patches, "trace": res.trace, "ticks": [t for _, t in res.steps],
+        out[key] = {"kernels": kernels, "patches": patch_grid(TARGET, hw) if patches is None else patches, "trace": res.trace, "ticks": [t for _, t in res.steps],
                         "dispatches": _our_dispatches(prog.stages.get("linalg_device", "")),
                         "build_s": round(built, 1), "sram_peak": res.mem.get("sram_peak")}
         print(f"[step] {key}: built in {built:.0f} s, ticks {out[key]['ticks']}", file=sys.stderr,
@@ -80,10 +80,10 @@ def run(hw: int, steps: int, work: Path) -> dict:
                and all(np.float32(la) == np.float32(lb) for (_, la), (_, lb) in zip(out["iree"]["trace"], out[k]["trace"]))
                for k in out)
     rows = []
-    for kernels, r in out.items():
+    for key, r in out.items():
         instr = [t * INSTR_PER_TICK for t in r["ticks"]]
         per_step = int(np.median(instr))
-        rows.append({"config": kernels, "kernels": kernels.split("-")[0], "patches": r["patches"],
+        rows.append({"config": key, "kernels": r["kernels"], "patches": r["patches"],
                      "instructions_per_step": per_step, "instructions_each_step": instr,
                      "projected_ms": round(per_step * CPI / F_HZ * 1e3, 1), "dispatches_of_our_kernels": r["dispatches"],
                      "sram_peak_bytes": r["sram_peak"], "build_s": r["build_s"]})

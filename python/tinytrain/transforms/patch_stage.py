@@ -168,16 +168,16 @@ class _Patch:
 
     def __init__(self, stage: Stage, out_box):
         self.stage = stage
-        need = {}
+        values = [stage.input] + [m.results[0] for m in stage.ops]
 
         def key(v):
-            for i, s in enumerate([stage.input] + [m.results[0] for m in stage.ops]):
+            for i, s in enumerate(values):
                 if v == s:
                     return i
             raise AssertionError("value outside the stage")
 
         self.key = key
-        need[len(stage.ops)] = out_box
+        need = {len(stage.ops): out_box}
         for i in range(len(stage.ops) - 1, -1, -1):
             op = stage.ops[i]
             box = need.get(i + 1)
@@ -204,11 +204,13 @@ class _Patch:
             if box is None:
                 continue
             name = op.operation.name
+            n, _, _, c = _shape(op.results[0])
+            rt = ir.RankedTensorType.get([n, box[0][1] - box[0][0], box[1][1] - box[1][0], c],
+                                         ir.RankedTensorType(op.results[0].type).element_type)
             if name == _CONV:
                 u = op.operands[0]
                 win = _conv_window(op, box)
-                hw = _shape(u)[1:3]
-                clipped = _clip(win, hw)
+                clipped = _clip(win, _shape(u)[1:3])
                 src = _slice(got[self.key(u)], _rel(clipped, need[self.key(u)]))
                 low = [clipped[d][0] - win[d][0] for d in range(2)]
                 high = [win[d][1] - clipped[d][1] for d in range(2)]
@@ -216,18 +218,12 @@ class _Patch:
                     src = _pad(src, low, high, ir.IntegerAttr(op.attributes["input_zero_point"]).value)
                 attrs = _attrs(op)
                 attrs["padding"] = ir.DenseI64ArrayAttr.get([0, 0])
-                n, _, _, c = _shape(op.results[0])
-                rt = ir.RankedTensorType.get([n, box[0][1] - box[0][0], box[1][1] - box[1][0], c],
-                                             ir.RankedTensorType(op.results[0].type).element_type)
                 new = ir.Operation.create(name, results=[rt], operands=[src, op.operands[1], op.operands[2]],
                                           attributes=attrs, loc=op.location)
             else:
                 operands = [_slice(got[self.key(u)], _rel(box, need[self.key(u)])) for u in op.operands]
-                n, _, _, c = _shape(op.results[0])
-                rt = ir.RankedTensorType.get([n, box[0][1] - box[0][0], box[1][1] - box[1][0], c],
-                                             ir.RankedTensorType(op.results[0].type).element_type)
-                new = ir.Operation.create(name, results=[rt], operands=operands,
-                                          attributes=_attrs(op), loc=op.location)
+                new = ir.Operation.create(name, results=[rt], operands=operands, attributes=_attrs(op),
+                                          loc=op.location)
             got[i + 1] = new.results[0]
         return got[len(st.ops)]
 

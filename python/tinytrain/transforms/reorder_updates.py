@@ -52,8 +52,6 @@ def _chain(update, ret) -> list:
                 d = v.owner
                 if isinstance(d, ir.Block) or any(_is(d, x) for x in chain):
                     continue
-                if d.name == "func.return":
-                    continue
                 if exclusive(d):
                     chain.append(d.opview if hasattr(d, "opview") else d)
                     changed = True
