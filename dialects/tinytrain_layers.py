@@ -80,6 +80,14 @@ class PadOp(TinyTrain.Operation, name="pad", traits=[Pure]):
         return _all_f32(self, [self.input, self.result]) or _fail(self, "expects f32 tensors")
 
 
+def _one_elt(op, values) -> bool:
+    """All `values` f32, i8 or i32, of one element type."""
+    elts = {str(ir.RankedTensorType(v.type).element_type) for v in values}
+    if len(elts) != 1 or not elts <= {"f32", "i8", "i32"}:
+        return _fail(op, f"expects f32, i8 or i32 tensors of one element type, got {sorted(elts)}")
+    return True
+
+
 class SliceOp(TinyTrain.Operation, name="slice", traits=[Pure]):
     """Static slice with unit strides: `result = input[offsets[d] : offsets[d] + shape[d]]`."""
 
@@ -95,7 +103,8 @@ class SliceOp(TinyTrain.Operation, name="slice", traits=[Pure]):
                                "and a result of the same rank")
         if any(o + s > d for o, s, d in zip(off, y, x)):
             return _fail(self, f"slice at {off} of shape {y} exceeds the input shape {x}")
-        return _all_f32(self, [self.input, self.result]) or _fail(self, "expects f32 tensors")
+        # f32 activations; also i8 / i32 parameters (sparse-split slices a conv's bias)
+        return _one_elt(self, [self.input, self.result])
 
 
 class ConcatOp(TinyTrain.Operation, name="concat", traits=[Pure]):
@@ -121,10 +130,7 @@ class ConcatOp(TinyTrain.Operation, name="concat", traits=[Pure]):
             return _fail(self, f"input sizes along axis {axis} sum to {sum(s[axis] for s in shapes)}, "
                                f"the result has {y[axis]}")
         # f32 activations; also i8 / i32 parameters (a sparse-update weight: trained slice + frozen rest)
-        elts = {str(ir.RankedTensorType(v.type).element_type) for v in (self.lhs, self.rhs, self.result)}
-        if len(elts) != 1 or not elts <= {"f32", "i8", "i32"}:
-            return _fail(self, f"expects f32, i8 or i32 tensors of one element type, got {sorted(elts)}")
-        return True
+        return _one_elt(self, [self.lhs, self.rhs, self.result])
 
 
 # ----------------------------------------------------------------------------------------------

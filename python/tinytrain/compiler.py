@@ -164,11 +164,11 @@ def compile(model: torch.nn.Module, example_input: torch.Tensor, *, trainable="a
 
 
 def _sparse_plan(spec, imported):
-    """(trainable names, [sparse-update, sparse-narrow] passes, weight slices) of a sparse scheme;
+    """(trainable names, [sparse-update, sparse-narrow, sparse-split] passes, weight slices) of a sparse scheme;
     `imported.params` is split into the trained slices and frozen rests (`split_values`)."""
     from tinytrain.sparse import resolve
-    from tinytrain.transforms.sparse_update import (SparseNarrowPass, SparseUpdatePass, plan_slices,
-                                                    split_values)
+    from tinytrain.transforms.sparse_update import (SparseNarrowPass, SparseSplitPass, SparseUpdatePass,
+                                                    plan_slices, split_values)
 
     update = resolve(spec, param_names=list(imported.params))
     try:
@@ -176,7 +176,7 @@ def _sparse_plan(spec, imported):
     except CompileError as e:
         raise ValueError(f"{update.source}: {e}") from None
     imported.params = split_values(imported.params, slices)
-    passes = [SparseUpdatePass(weights=update.pass_option()), SparseNarrowPass()] if slices else []
+    passes = [SparseUpdatePass(weights=update.pass_option()), SparseNarrowPass(), SparseSplitPass()] if slices else []
     return tuple(update.trainable), passes, slices
 
 

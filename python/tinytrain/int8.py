@@ -308,7 +308,8 @@ def _training_passes(graph, trainable, lr, qas, gradients, scheme=None, momentum
     from tinytrain.transforms.autodiff import AutodiffPass
     from tinytrain.transforms.qas import QasPass
     from tinytrain.transforms.reorder_updates import ReorderUpdatesPass
-    from tinytrain.transforms.sparse_update import SparseNarrowPass, SparseUpdatePass, plan_slices, split_values
+    from tinytrain.transforms.sparse_update import (SparseNarrowPass, SparseSplitPass, SparseUpdatePass, plan_slices,
+                                                    split_values)
 
     if (trainable is None) == (scheme is None):
         raise ValueError("compile_training: give either trainable=[names] or scheme=... (a sparse-update scheme)")
@@ -336,6 +337,8 @@ def _training_passes(graph, trainable, lr, qas, gradients, scheme=None, momentum
         passes.append(SparseNarrowPass())
     if qas:
         passes.append(QasPass())
+    if slices:
+        passes.append(SparseSplitPass())
     if reorder:
         passes.append(ReorderUpdatesPass())
     report: dict = {}

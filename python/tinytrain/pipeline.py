@@ -36,6 +36,7 @@ PASSES: dict[str, str] = {
     "qas": "tinytrain.transforms.qas:QasPass",
     "sparse-update": "tinytrain.transforms.sparse_update:SparseUpdatePass",
     "sparse-narrow": "tinytrain.transforms.sparse_update:SparseNarrowPass",
+    "sparse-split": "tinytrain.transforms.sparse_update:SparseSplitPass",
     "patch-stage": "tinytrain.transforms.patch_stage:PatchStagePass",
     "reorder-updates": "tinytrain.transforms.reorder_updates:ReorderUpdatesPass",
     "to-linalg": "tinytrain.lowering.conversions.tinytrain_to_linalg:ConvertTinytrainToLinalgPass",

@@ -28,7 +28,8 @@ from tinytrain.pipeline import run_pipeline
 from tinytrain.sparse import resolve
 from tinytrain.transforms.autodiff import AutodiffPass
 from tinytrain.transforms.qas import QasPass
-from tinytrain.transforms.sparse_update import SparseNarrowPass, SparseUpdatePass, plan_slices, split_values
+from tinytrain.transforms.sparse_update import (SparseNarrowPass, SparseSplitPass, SparseUpdatePass, plan_slices,
+                                                split_values)
 
 
 class Net(torch.nn.Module):
@@ -216,6 +217,40 @@ def test_int8_ir_weight_gradients_are_sliced_and_bias_only_layers_keep_no_input(
                                                             "blocks.2.depthwise.weight": (6, 48)}
     # gradients reach blocks.1.pointwise2 (input gradient of blocks.2.pointwise1) but not below it
     assert len(re.findall(r'"tinytrain\.conv2d_grad_input"', train)) == 3  # into b2.pw2, b2.dw, b2.pw1
+    # sparse-split: the two pointwise slices are two convs each (forward and input gradient); only
+    # the depthwise weight keeps its join (48 channels: 3x3x1x6 + 3x3x1x42)
+    run_pipeline(g.module, [SparseSplitPass()])
+    text = str(g.module)
+    train = text[text.index("func.func @train_step"):text.index("func.func @predict")]
+    joins = re.findall(r'"tinytrain\.concat"\(%arg\d+, %arg\d+\).*-> tensor<([0-9x]+)xi8>', train)
+    assert joins == ["3x3x1x48"]
+    assert len(re.findall(r'"tinytrain\.conv2d_grad_input"', train)) == 4  # b2.pw1 in two parts
+    assert len(re.findall(r'"tinytrain\.qconv2d"', train)) == 9 + 2  # 3 blocks of 3 convs, 2 split
+
+
+def test_int8_sparse_program_on_cortex_m4_equals_the_host(tmp_path):
+    """The int8 sparse program (pointwise slices computed per part by sparse-split, a depthwise
+    slice joined) on the device (QEMU mps2-an386): three steps, every trained integer equals the
+    host program's, the fp32 head and the loss to 1e-6."""
+    prog = compile_training(_small_graph(), scheme={"parameters": INT8_SCHEME}, lr=0.3, target="cortex-m4",
+                            build_dir=tmp_path / "m4")
+    rng = np.random.default_rng(1)
+    xs = rng.integers(-128, 128, (3, 32, 32, 3)).astype(np.int8)
+    ys = np.array([2, 0, 3], np.int32)
+    res = prog.run_qemu(train=(xs, ys), workdir=tmp_path / "run")
+    assert res.returncode == 0, res.output[-2000:]
+    params = prog.initial_params()
+    for i in range(3):
+        out = prog.host.call("train_step", *params, xs[i:i + 1], ys[i:i + 1])
+        params = [np.asarray(r) for r in out[:-1]]
+        dev, dev_loss = res.trace[i]
+        assert abs(dev_loss - float(out[-1])) <= 1e-6 * max(1.0, abs(float(out[-1])))
+        for name, d, h in zip(prog.trainable, dev, params):
+            if h.dtype != np.float32:  # the int8 network's integers: exact
+                np.testing.assert_array_equal(d, h, err_msg=f"step {i} {name}: device vs host")
+            else:  # the fp32 head (the host's vectorized sums may round differently)
+                np.testing.assert_allclose(d, h, rtol=0, atol=1e-6 * max(1.0, float(np.abs(h).max())),
+                                           err_msg=f"step {i} {name}: device vs host")
 
 
 # ------------------------------------------------------------------------------- whole models
@@ -236,7 +271,7 @@ def test_fifteen_published_schemes_lower_to_linalg():
             slices = plan_slices(g.module, u.sliced)
             run_pipeline(g.module, [SparseUpdatePass(weights=u.pass_option()),
                                     AutodiffPass(trainable=tuple(u.trainable), lr=0.01), SparseNarrowPass(),
-                                    QasPass(), ConvertTinytrainToLinalgPass(values=split_values(g.values, slices))])
+                                    QasPass(), SparseSplitPass(), ConvertTinytrainToLinalgPass(values=split_values(g.values, slices))])
             text = str(g.module)
             assert '"tinytrain.' not in text and "tinytrain.frozen" not in text, (name, s)  # no op left; rests inlined
             done += 1

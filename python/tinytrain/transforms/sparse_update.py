@@ -28,11 +28,25 @@ the kept groups; the groups attribute counts the kept groups), `slice(linear_gra
 -> `linear_grad_weight(x, slice(g))`. Afterwards the weight gradient is computed for the k trained
 output channels only: no full-size weight gradient remains (the pass fails if one would).
 
-Why a concat of the two parameters rather than two convolutions: one conv op keeps the forward
-and input-gradient kernels (and the int8 requantization attributes) exactly as they are, and the
-narrowing above is a local rewrite of the weight gradient. The joined weight is a transient the
-size of the whole weight (int8 on the device: e.g. 18,816 bytes for MobileNetV2-w0.35 blocks.16.pointwise1, 56 -> 336
-conv); fusing the concat into the conv kernels is memory work of issue #9 point 4.
+Why a concat of the two parameters first: one conv op keeps the forward and input-gradient
+kernels (and the int8 requantization attributes) exactly as they are through autodiff, and the
+narrowing above is a local rewrite of the weight gradient.
+
+`sparse-split` runs after `sparse-narrow` (and `qas`): the joined weight would be a transient the
+size of the whole weight (int8 on the device: 18,816 bytes for MobileNetV2-w0.35's 56 -> 336
+pointwise convs) that IREE materializes at the start of the step and keeps until the layer's
+backward pass. For a dense or pointwise conv (groups = 1) whose join is read only as a conv
+weight, the pass computes the conv per part instead, so no whole weight ever exists:
+
+    conv(x, join(A, B), b)           -> concat(conv(x, A, b[:k]), conv(x, B, b[k:]))  (channels;
+                                        per-channel weight_scales / multiplier / shift cut alike)
+    conv2d_grad_input(g, join(A, B)) -> conv2d_grad_input(g[..., :k], A) + conv2d_grad_input(g[..., k:], B)
+
+(int8: the input gradient reads `channel_scale(join, s)`, split into `channel_scale(A, s[:k])`
+and `channel_scale(B, s[k:])`). The forward is bit-identical (each output channel is the same
+dot product and requantization); the input gradient sums the same products in two groups. The
+cost is the output concat (activation-sized). Depthwise joins (the kept groups' input channels
+would have to be sliced too; their weights are small) and linear weights keep the join.
 """
 
 from __future__ import annotations
@@ -415,3 +429,146 @@ class SparseNarrowPass(ModulePass):
                                            f"trained channels) is not a weight-gradient op of its slice "
                                            f"(got {src.name if src else 'an argument'} of shape {_shape(g)}); run sparse-narrow "
                                            "right after autodiff", stage=self.argument, loc=upd.location)
+
+
+# ----------------------------------------------------------------------------------------------
+# sparse-split
+# ----------------------------------------------------------------------------------------------
+
+#: Per-output-channel attributes of a conv (sliced with its output channels).
+_CHANNEL_ATTRS = {"weight_scales": ir.DenseF64ArrayAttr, "multiplier": ir.DenseI32ArrayAttr,
+                  "shift": ir.DenseI32ArrayAttr}
+
+
+def _is_arg_with(v: ir.Value, attr: str, f) -> bool:
+    owner = v.owner
+    return isinstance(owner, ir.Block) and attr in arg_attrs(f)[ir.BlockArgument(v).arg_number]
+
+
+def _split_uses(join, f) -> tuple[list, list] | None:
+    """(forward convs, input-gradient convs) reading the sparse join `join` as their weight, or
+    None when `join` is not a pointwise/dense conv weight's join or has any other reader."""
+    if (ir.IntegerAttr(join.attributes["axis"]).value != 3 or len(_shape(join.results[0])) != 4
+            or not _is_arg_with(join.operands[0], "tinytrain.sparse_channels", f)
+            or not _is_arg_with(join.operands[1], "tinytrain.frozen", f)):
+        return None
+    fwd, grads = [], []
+    for use in join.results[0].uses:
+        op = use.owner
+        if _dense_weight_use(op, use.operand_number, _CONVS):
+            fwd.append(op)
+        elif _dense_weight_use(op, use.operand_number, ("tinytrain.conv2d_grad_input",)):
+            grads.append(op)  # fp32: the input gradient reads the weight
+        elif op.name == "tinytrain.channel_scale":  # int8: it reads the dequantized weight
+            for u in op.results[0].uses:
+                if not _dense_weight_use(u.owner, u.operand_number, ("tinytrain.conv2d_grad_input",)):
+                    return None
+                grads.append(u.owner)
+        else:
+            return None
+    return fwd, grads
+
+
+def _dense_weight_use(op, operand: int, names) -> bool:
+    return op.name in names and operand == 1 and ir.IntegerAttr(op.attributes["groups"]).value == 1
+
+
+def _channel_attrs(op, lo: int, hi: int) -> dict:
+    """The op's attributes with every per-output-channel array cut to channels [lo, hi)."""
+    out = _attrs(op)
+    for name, value in out.items():
+        if name in _CHANNEL_ATTRS:
+            value = _CHANNEL_ATTRS[name].get(list(_CHANNEL_ATTRS[name](value))[lo:hi])
+        out[name] = value
+    return out
+
+
+def _attrs(op) -> dict:
+    """The op's attributes, name -> attribute."""
+    return {name: op.attributes[name] for name in op.attributes}
+
+
+def _clone_with(op, operands: list, attrs: dict, result_type) -> ir.Value:
+    new = ir.Operation.create(op.name, results=[result_type], operands=operands, attributes=attrs,
+                              loc=op.location)
+    return new.results[0]
+
+
+def _with_channels(t: ir.Type, n: int) -> ir.Type:
+    rt = ir.RankedTensorType(t)
+    shape = list(rt.shape)
+    shape[-1] = n
+    return ir.RankedTensorType.get(shape, rt.element_type)
+
+
+def _split_forward(conv, parts) -> None:
+    """`conv(x, join(A, B), b)` -> `concat(conv(x, A, b[:k]), conv(x, B, b[k:]))` on channels."""
+    x, _, bias = conv.operands
+    y = conv.results[0]
+    halves = []
+    with ir.InsertionPoint(conv), conv.location:
+        for w, lo, hi in parts:
+            b = _slice(bias, [lo], [hi - lo], conv.location)
+            halves.append(_clone_with(conv, [x, w, b], _channel_attrs(conv, lo, hi),
+                                      _with_channels(y.type, hi - lo)))
+        joined = tl.ConcatOp(halves[0], halves[1], ir.IntegerAttr.get(ir.IntegerType.get_signless(64), 3),
+                             y.type).result
+    y.replace_all_uses_with(joined)
+    conv.erase()
+
+
+def _split_grad_input(grad, parts) -> None:
+    """`conv2d_grad_input(g, join(A, B))` -> the sum over the two parts of
+    `conv2d_grad_input(g[..., part], part)`; an int8 weight read as `channel_scale(join, s)`
+    is read as `channel_scale(part, s[part])`."""
+    g, w_in = grad.operands
+    scale = _producer(w_in)
+    if scale is not None and scale.name != "tinytrain.channel_scale":
+        scale = None  # fp32: w_in is the join itself
+    scales = list(ir.DenseF64ArrayAttr(scale.attributes["scales"])) if scale is not None else None
+    gs = _shape(g)
+    terms = []
+    with ir.InsertionPoint(grad), grad.location:
+        for w, lo, hi in parts:
+            ws = w if scale is None else tq.ChannelScaleOp(w, ir.DenseF64ArrayAttr.get(scales[lo:hi]),
+                                                           _with_channels(w_in.type, hi - lo),
+                                                           loc=scale.location).result
+            gp = _slice(g, [0, 0, 0, lo], gs[:3] + [hi - lo], grad.location)
+            terms.append(_clone_with(grad, [gp, ws], _attrs(grad),
+                                     grad.results[0].type))
+        total = tt.AddOp(terms[0], terms[1], grad.results[0].type).result
+    grad.results[0].replace_all_uses_with(total)
+    grad.erase()
+    if scale is not None and not list(w_in.uses):
+        scale.erase()
+
+
+@dataclasses.dataclass(frozen=True)
+class SparseSplitPass(ModulePass):
+    argument: ClassVar[str] = "sparse-split"
+    summary: ClassVar[str] = ("Compute a dense/pointwise conv with a sparse-update weight as two convs, one "
+                              "per part (trained slice, frozen rest), so the joined whole weight never "
+                              "exists (run after sparse-narrow and qas).")
+
+    def run(self, module: ir.Operation) -> None:
+        with module.context, module.location:
+            for op in module.regions[0].blocks[0].operations:
+                if op.operation.name == "func.func" and op.regions[0].blocks:
+                    self._split(op.opview)
+
+    def _split(self, f) -> None:
+        joins = [op.operation for op in f.regions[0].blocks[0].operations
+                 if op.operation.name == "tinytrain.concat"]
+        for join in joins:
+            uses = _split_uses(join, f)
+            if uses is None:
+                continue
+            a, b = join.operands
+            k, c = _shape(a)[3], _shape(join.results[0])[3]
+            parts = [(a, 0, k), (b, k, c)]
+            fwd, grads = uses
+            for conv in fwd:
+                _split_forward(conv, parts)
+            for grad in grads:
+                _split_grad_input(grad, parts)
+            join.erase()
