@@ -3,8 +3,10 @@
 One ``iree-compile --compile-to=hal`` invocation per target writes both the kernel object
 (``--iree-llvmcpu-link-static``) and the HAL-phase host program; the schedule is extracted from
 that same program (hal2c.py), the library ABI is checked (abi_check.py) and the C tables are
-emitted (schedule_c.py). The SRAM plan (arena + trained parameters + I/O + stack reserve) is
-checked against the budget here, at compile time.
+emitted (schedule_c.py). The step's input is placed inside the transient arena where the
+commands before its last read leave room (input_overlay.py). The SRAM plan (arena + trained
+parameters + I/O buffers outside the arena + stack reserve) is checked against the budget here,
+at compile time.
 
 Entry point: :func:`build_static_module`. Every error it raises for a program or budget problem
 is a :class:`tinytrain.errors.CompileError`: :class:`hal2c.Unsupported`,
@@ -22,7 +24,7 @@ from pathlib import Path
 from tinytrain.errors import CompileError
 from tinytrain.lowering.iree_tools import run_iree_compile
 
-from . import abi_check, hal2c, schedule_c
+from . import abi_check, dispatch_memory, hal2c, input_overlay, schedule_c
 from .schedule_model import Unsupported, _align
 
 # CPU features are explicit: LLVM has no cpu->features mapping for these targets in IREE.
@@ -89,9 +91,23 @@ class StaticModule:
     sources_dir: Path | None = None
 
     @property
+    def input_placement(self):
+        """Where the step's input lives (:class:`input_overlay.Placement`), or None when the
+        module was built without placing it (its own buffer)."""
+        return self.schedule.placements.get("input")
+
+    @property
+    def io_buffers(self) -> dict:
+        """Harness I/O buffers outside the arena -> bytes (64-byte aligned): the input (unless
+        it lives inside the transient arena), one label, one predict output."""
+        placed = self.input_placement
+        return {k: _align(self.sizes[k]) for k in ("input", "label", "output")
+                if self.sizes[k] and not (k == "input" and placed is not None and placed.in_arena)}
+
+    @property
     def io_bytes(self) -> int:
-        """Harness I/O buffers: one input, one label, one predict output (64-byte aligned)."""
-        return sum(_align(self.sizes[k]) for k in ("input", "label", "output") if self.sizes[k])
+        """Bytes of the harness I/O buffers outside the arena (:attr:`io_buffers`)."""
+        return sum(self.io_buffers.values())
 
     def sram_contributors(self, stack: int = STACK_RESERVE) -> list:
         """(name, bytes) of everything the firmware keeps in SRAM, largest first."""
@@ -102,20 +118,24 @@ class StaticModule:
             if al.kind == "arena" and al.persistent:
                 items.append((f"persistent buffer {al.name}", _align(al.size)))
         transient = self.arena_bytes - self.state_bytes - self.schedule.persistent_size
+        placed = self.input_placement
         if transient:
-            biggest = sorted((a for a in self.schedule.allocs if a.kind == "arena" and not a.persistent),
-                             key=lambda a: -a.size)[:3]
+            biggest = sorted((a for a in self.schedule.allocs if a.kind == "arena" and not a.persistent
+                              and not a.name.endswith("_overlay")), key=lambda a: -a.size)[:3]
             detail = ", ".join(f"{a.name}@{a.scope} {a.size} B" for a in biggest)
+            if placed is not None and placed.in_arena:
+                detail += f"; holds the {placed.describe()}"
             items.append((f"transient working set ({detail})", transient))
-        for k in ("input", "label", "output"):
-            if self.sizes[k]:
-                items.append((f"{k} buffer", _align(self.sizes[k])))
+        for k, size in self.io_buffers.items():
+            why = f": {placed.reason}" if k == "input" and placed is not None else ""
+            items.append((f"{k} buffer{why}", size))
         items.append(("stack reserve", stack))
         items.append(("runtime + harness static data", HARNESS_STATIC))
         return sorted(items, key=lambda x: -x[1])
 
     def planned_sram(self, stack: int = STACK_RESERVE) -> int:
-        """Bytes of SRAM the firmware needs: arena + I/O + harness static + stack."""
+        """Bytes of SRAM the firmware needs: arena + I/O buffers outside it + harness static +
+        stack."""
         return self.arena_bytes + self.io_bytes + HARNESS_STATIC + stack
 
     def planned_peak(self) -> int:
@@ -143,15 +163,30 @@ def compile_flags(target: str, object_path: Path, dump_dir: Path, sources_dir: P
             "--compile-to=hal"]
 
 
+def _input_args(schedule, train: str, predict: str) -> dict:
+    """{function: index of its input argument}: ``train(state..., input, label)`` and
+    ``predict(params..., input)``."""
+    out = {}
+    for fn in schedule.functions:
+        if fn.name == train and len(fn.inputs) >= 2:
+            out[fn.name] = len(fn.inputs) - 2
+        elif fn.name == predict and fn.inputs:
+            out[fn.name] = len(fn.inputs) - 1
+    return out
+
+
 def build_static_module(linalg_text: str, out_dir, *, target: str = "cortex-m4",
                         prefix: str = "model", state_init: list | None = None,
                         sram_bytes: int | None = 256 * 1024, train: str = "train_step",
-                        predict: str = "predict", extra_flags: tuple = ()) -> StaticModule:
+                        predict: str = "predict", extra_flags: tuple = (),
+                        overlay_input: bool = True) -> StaticModule:
     """Compile ``linalg_text`` for ``target`` into kernels + one C schedule module.
 
     ``state_init``: initial trained parameters (numpy, argument order) stored in flash and
     copied to the arena by ``tt_model_init``. ``sram_bytes``: budget checked at compile time
-    (:class:`SramBudgetError`), None to skip. ``extra_flags``: more iree-compile flags. Raises :class:`hal2c.Unsupported` when the program
+    (:class:`SramBudgetError`), None to skip. ``extra_flags``: more iree-compile flags.
+    ``overlay_input``: place the step's input inside the transient arena where the commands
+    before its last read leave a window (``input_overlay.py``); False keeps its own buffer. Raises :class:`hal2c.Unsupported` when the program
     cannot be scheduled statically, :class:`abi_check.AbiMismatch` on an ABI change and
     :class:`~tinytrain.errors.CompileError` when iree-compile fails (reproducer in ``out_dir``).
     """
@@ -176,6 +211,9 @@ def build_static_module(linalg_text: str, out_dir, *, target: str = "cortex-m4",
                           f"{', '.join('@' + f for f in public) or 'none'})")
     schedule = hal2c.extract_schedule(hal_text, functions)
     exports = abi_check.check_library(dump, schedule.library)
+    if overlay_input:
+        input_overlay.place_inputs(schedule, dispatch_memory.read_sources(sources),
+                                   {"input": _input_args(schedule, train, predict)})
     c_text, h_text, sizes = schedule_c.emit(schedule, exports, prefix, train=train,
                                             predict=predict, state_init=state_init)
     c_path, h_path = out / f"{prefix}_model.c", out / f"{prefix}_model.h"

@@ -114,6 +114,9 @@ class Schedule:
     arena_size: int
     persistent_size: int
     allocs: list
+    #: step inputs placed inside the transient arena or not (``input_overlay.place_inputs``):
+    #: name ("input", "label") -> :class:`input_overlay.Placement`
+    placements: dict = field(default_factory=dict)
 
     def function(self, name: str) -> Function:
         for f in self.functions:

@@ -15,8 +15,10 @@ command that writes it to its last reader.
 The SRAM of the firmware has two parts:
 
 - **persistent** (`MemoryReport.persistent`): the trained state (parameters, momentum buffers) at
-  the arena start, IREE's persistent buffers, the harness' input/label/output buffers, the runtime's
-  static data and the stack (its expected peak, `iree_static.STACK_ESTIMATE`);
+  the arena start, IREE's persistent buffers, the harness' I/O buffers outside the arena (label,
+  predict output, and the input unless the compiler placed it inside the transient arena:
+  `lowering/cortexm/input_overlay.py`, named in `notes`), the runtime's static data and the stack
+  (its expected peak, `iree_static.STACK_ESTIMATE`);
 - **transient**: IREE's allocations for the step, placed in one static arena region whose size is
   fixed at compile time (`transient_arena_bytes`, the largest packing over the program's functions).
 
@@ -166,13 +168,18 @@ def memory_report(module, *, function: str | None = None, budget_bytes: int | No
     events = [[a for a in dm.command_accesses(c, exports) if id(a.alloc) in ours] for c in fn.commands]
     results = [dm.Access(d.buf.alloc, d.buf.offset, d.buf.offset + d.buf.length, "r")
                for d in fn.outputs if d.buf is not None and id(d.buf.alloc) in ours]
+    if events:
+        # an input placed in the arena is written by the caller before the call: live from the start
+        events[0] = [dm.Access(a, 0, a.size, "r") for a in transient if a.name.endswith("_overlay")] + events[0]
     values = dm.live_ranges(events, results)
 
     n_state = len(plan_state(sched, "train_step"))
     persistent = {f"trained state ({n_state} tensors)": module.state_bytes}
     if sched.persistent_size:
         persistent["IREE persistent buffers"] = sched.persistent_size
-    persistent["input/label/output buffers"] = module.io_bytes
+    placed = sched.placements.get("input")
+    io = module.io_buffers
+    persistent[f"{'/'.join(io) or 'no'} buffers"] = module.io_bytes
     persistent["runtime + harness static data"] = HARNESS_STATIC
     persistent["stack (expected peak)"] = STACK_ESTIMATE
     base = sum(persistent.values())
@@ -190,6 +197,10 @@ def memory_report(module, *, function: str | None = None, budget_bytes: int | No
     packed = _packed_by_function(sched)
     arena_fn = max(packed, key=packed.get) if packed else function
     notes = []
+    if placed is not None:
+        # where the step's input lives: inside the transient arena (its bytes count in
+        # live_bytes until its last read) or its own buffer, and why (input_overlay.py)
+        notes.append(placed.describe())
     if packed.get(function, 0) < arena:
         notes.append(f"@{function}'s allocations are packed into {packed.get(function, 0):,} B; the "
                      f"arena is {arena:,} B because @{arena_fn} needs more")

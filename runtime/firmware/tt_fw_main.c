@@ -31,7 +31,16 @@
 #define TT_FW_ALIGN __attribute__((aligned(TT_ALIGNMENT)))
 
 static uint8_t tt_fw_arena[TT_MODEL_ARENA_SIZE] TT_FW_ALIGN;
+#ifdef TT_MODEL_INPUT_IN_ARENA
+/* The compiler placed the input inside the transient arena (bytes no command uses before its
+ * last read; each function has its own place): records are read straight there. */
+#define tt_fw_train_input (tt_fw_arena + TT_MODEL_TRAIN_INPUT_OFFSET)
+#define tt_fw_predict_input (tt_fw_arena + TT_MODEL_PREDICT_INPUT_OFFSET)
+#else
 static uint8_t tt_fw_input[TT_MODEL_INPUT_SIZE] TT_FW_ALIGN;
+#define tt_fw_train_input tt_fw_input
+#define tt_fw_predict_input tt_fw_input
+#endif
 static int32_t tt_fw_label[TT_ALIGNMENT / sizeof(int32_t)] TT_FW_ALIGN;
 #if TT_MODEL_OUTPUT_SIZE > 0
 static uint8_t tt_fw_logits[TT_MODEL_OUTPUT_SIZE] TT_FW_ALIGN;
@@ -40,8 +49,8 @@ static uint8_t tt_fw_logits[TT_MODEL_OUTPUT_SIZE] TT_FW_ALIGN;
 #define TT_MODEL_OUTPUT_DTYPE TT_DTYPE_F32
 #endif
 
-static int tt_fw_read_record(int fd) {
-  if (tt_board_read(fd, tt_fw_input, TT_MODEL_INPUT_SIZE) != TT_MODEL_INPUT_SIZE) return 0;
+static int tt_fw_read_record(int fd, uint8_t* input) {
+  if (tt_board_read(fd, input, TT_MODEL_INPUT_SIZE) != TT_MODEL_INPUT_SIZE) return 0;
   return tt_board_read(fd, tt_fw_label, sizeof(int32_t)) == sizeof(int32_t);
 }
 
@@ -81,8 +90,8 @@ static int tt_fw_evaluate(tt_model_t* model, const char* tag) {
   if (fd < 0) return 0;
   int out = tt_board_open(tag[0] == 'b' ? "tt_out_before.bin" : "tt_out_after.bin", TT_BOARD_WRITE);
   uint32_t total = 0u, correct = 0u;
-  while (tt_fw_read_record(fd)) {
-    tt_status_t st = tt_predict(model, tt_fw_input, tt_fw_logits);
+  while (tt_fw_read_record(fd, tt_fw_predict_input)) {
+    tt_status_t st = tt_predict(model, tt_fw_predict_input, tt_fw_logits);
     if (st != TT_OK) {
       tt_fw_fail("tt_predict", st);
       tt_board_close(fd);
@@ -202,13 +211,13 @@ int main(void) {
   if (fd >= 0) {
     int trace = tt_board_open("tt_trace.bin", 1);
     tt_board_timer_start();
-    for (uint64_t i = 0; i < skip && tt_fw_read_record(fd); ++i) {
+    for (uint64_t i = 0; i < skip && tt_fw_read_record(fd, tt_fw_train_input); ++i) {
     }
     uint64_t record = skip;
-    while (tt_fw_read_record(fd)) {
+    while (tt_fw_read_record(fd, tt_fw_train_input)) {
       float loss = 0.0f;
       uint64_t t0 = tt_board_timer_ticks();
-      st = tt_train_step(&model, tt_fw_input, tt_fw_label, &loss);
+      st = tt_train_step(&model, tt_fw_train_input, tt_fw_label, &loss);
       uint64_t t1 = tt_board_timer_ticks();
       if (st == TT_ERR_NONFINITE) {
         /* A bad sample: refused (input) or its step reported (loss/state). Go on; if the

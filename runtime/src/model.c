@@ -99,8 +99,13 @@ static tt_status_t tt_model_check_tables(const tt_model_desc_t* desc) {
     if (fn->cmd_count != 0u && desc->cmds == NULL) return TT_ERR_BAD_TABLE;
     for (uint16_t i = 0; i < fn->input_count; ++i) {
       const tt_ref_t* r = &fn->inputs[i].ref;
-      if (r->region != TT_REGION_ARG || r->index != i || r->offset != 0u ||
-          fn->inputs[i].rank > TT_MAX_RANK) {
+      if (fn->inputs[i].rank > TT_MAX_RANK) return TT_ERR_BAD_TABLE;
+      if (r->region == TT_REGION_ARENA) {
+        /* An input placed in the transient arena: aligned, after the state, inside the arena. */
+        if (r->index != 0u || r->offset < desc->state_size || !tt_ref_ok(desc, fn, r, 1)) {
+          return TT_ERR_BAD_TABLE;
+        }
+      } else if (r->region != TT_REGION_ARG || r->index != i || r->offset != 0u) {
         return TT_ERR_BAD_TABLE;
       }
     }
@@ -261,6 +266,13 @@ tt_status_t tt_run(tt_model_t* model, int function, const void* const* inputs,
     if (inputs[i] == NULL) return TT_ERR_NULL;
     if (!TT_IS_ALIGNED_(inputs[i])) return TT_ERR_MISALIGNED;
   }
+  /* Inputs placed in the transient arena: copied there unless the caller wrote them there. */
+  for (uint16_t i = 0; i < fn->input_count; ++i) {
+    const tt_ref_t* r = &fn->inputs[i].ref;
+    if (r->region != TT_REGION_ARENA) continue;
+    uint8_t* dst = model->arena + r->offset;
+    if ((const void*)dst != inputs[i]) memmove(dst, inputs[i], r->length);
+  }
   for (uint32_t c = fn->cmd_first; c - fn->cmd_first < fn->cmd_count; ++c) {
     const tt_cmd_t* cmd = &desc->cmds[c];
     const tt_ref_t* refs = cmd->ref_count ? &desc->refs[cmd->ref_first] : NULL;
@@ -302,4 +314,15 @@ const void* tt_model_output(const tt_model_t* model, int function, int index,
   const tt_ref_t* ref = &fn->outputs[index].ref;
   if (ref->region == TT_REGION_ARG && inputs == NULL) return NULL;
   return tt_ref_ptr(model, ref, inputs);
+}
+
+void* tt_model_input_buffer(tt_model_t* model, int function, int index) {
+  if (model == NULL || model->desc == NULL || function < 0 ||
+      function >= (int)model->desc->function_count) {
+    return NULL;
+  }
+  const tt_function_t* fn = &model->desc->functions[function];
+  if (index < 0 || index >= (int)fn->input_count) return NULL;
+  const tt_ref_t* ref = &fn->inputs[index].ref;
+  return ref->region == TT_REGION_ARENA ? model->arena + ref->offset : NULL;
 }

@@ -62,8 +62,11 @@ typedef enum {
   TT_DTYPE_F16 = 4, TT_DTYPE_I16 = 5, TT_DTYPE_I64 = 6, TT_DTYPE_F64 = 7, TT_DTYPE_I1 = 8,
 } tt_dtype_t;
 
-/** A function input or output. Inputs: `ref` is {ARG, i, 0, bytes}. Outputs: where the result
- *  is after the run; `tied_input` >= 0 when it is written in place into that argument. */
+/** A function input or output. Inputs: `ref` is {ARG, i, 0, bytes}, or {ARENA, 0, offset, bytes}
+ *  for an input the compiler placed inside the transient arena (bytes no command touches before
+ *  its last read; tt_run copies it there unless the caller wrote it there, and the step clobbers
+ *  it). Outputs: where the result is after the run; `tied_input` >= 0 when it is written in place
+ *  into that argument. */
 typedef struct tt_io_t {
   tt_ref_t ref;
   uint8_t dtype;  /**< tt_dtype_t */
@@ -139,11 +142,17 @@ tt_status_t tt_model_init(tt_model_t* out_model, const tt_model_desc_t* desc, vo
 int tt_model_find_function(const tt_model_t* model, const char* name);
 
 /** Run function `function`. `inputs[i]` must be 64-byte aligned with the input's byte length
- *  (tied inputs are updated in place). `outputs` may be NULL; a non-NULL `outputs[i]` receives a
+ *  (tied inputs are updated in place; an input placed in the arena is first copied there, see
+ *  tt_model_input_buffer). `outputs` may be NULL; a non-NULL `outputs[i]` receives a
  *  copy of output i (skipped when it already is the tied input). Errors: TT_ERR_NULL,
  *  TT_ERR_BAD_INDEX, TT_ERR_MISALIGNED, TT_ERR_KERNEL_FAILED, TT_ERR_BAD_TABLE. */
 tt_status_t tt_run(tt_model_t* model, int function, const void* const* inputs,
                    void* const* outputs);
+
+/** Where input `index` of `function` lives inside the arena (the compiler placed it in the
+ *  transient arena: write it there before tt_run to save the copy; it is clobbered by the run),
+ *  or NULL when it is the caller's own buffer. */
+void* tt_model_input_buffer(tt_model_t* model, int function, int index);
 
 /** Where output `index` of `function` is after the last tt_run (arena or the tied argument). */
 const void* tt_model_output(const tt_model_t* model, int function, int index,
