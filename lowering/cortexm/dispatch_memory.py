@@ -43,7 +43,7 @@ from .hal2c import _BIN, _CASTS  # the host program's integer arithmetic, shared
 from .schedule_model import Alloc, Command, Unsupported, _dtype_size
 
 __all__ = ["Access", "Subspan", "ExportInfo", "Value", "read_sources", "command_accesses", "live_ranges",
-           "live_bytes"]
+           "live_bytes", "union_bytes"]
 
 _TENSOR_TYPE = re.compile(r"dispatch\.tensor<(readonly|writeonly|readwrite):tensor<((?:\d+x)*)(\w+)>>")
 # Every quoted string of a printed location; a file location's is followed by ":<line>".
@@ -264,20 +264,21 @@ def live_ranges(events: list, keep_to_end: list = ()) -> list:
     return values
 
 
+def union_bytes(spans) -> int:
+    """Bytes covered by the byte intervals ``spans`` ((lo, hi) pairs, overlaps counted once)."""
+    total, end = 0, None
+    for lo, hi in sorted(spans):
+        if end is None or lo >= end:
+            total, end = total + hi - lo, hi
+        elif hi > end:
+            total, end = total + hi - end, hi
+    return total
+
+
 def live_bytes(values: list, index: int) -> int:
     """Bytes of the union of the values live at command ``index``."""
     by_alloc: dict = {}
     for v in values:
         if v.start <= index <= v.end:
             by_alloc.setdefault(id(v.alloc), []).append((v.lo, v.hi))
-    total = 0
-    for spans in by_alloc.values():
-        end = None
-        for lo, hi in sorted(spans):
-            if end is None or lo >= end:
-                total += hi - lo
-                end = hi
-            elif hi > end:
-                total += hi - end
-                end = hi
-    return total
+    return sum(union_bytes(spans) for spans in by_alloc.values())

@@ -16,7 +16,7 @@ the generated header defines ``<P>_TRAIN_INPUT_OFFSET`` / ``<P>_PREDICT_INPUT_OF
 into its arena range before the first command (``tt_run``). The input is clobbered by the step.
 
 A window may also end past the arena's top (the arena grows by the part that sticks out) when
-that costs less than a separate buffer. When no window helps (a program that reads the input
+that part is at most half the input (else moving the input saves too little to be worth it). When no window helps (a program that reads the input
 late, or an arena too small) the input keeps its separate buffer and :class:`Placement` says why:
 ``StaticModule.sram_contributors()`` and the memory report show where each input lives.
 
@@ -132,10 +132,10 @@ def place_inputs(schedule: Schedule, exports: dict, inputs: dict) -> list:
             continue
         top = max(off for _, _, off in windows.values()) + need
         grown = max(0, top - schedule.arena_size)
-        if grown >= need:
+        if 2 * grown > need:
             reads = ", ".join(f"@{f} #{i}" for f, i in p.last_read.items())
             p.reason = (f"no free window of {need} B in the transient arena before its last read "
-                        f"(command {reads}): the commands before it use the whole arena")
+                        f"(command {reads}); the best one sticks out {grown} B past its top")
             continue
         p.grown = grown
         schedule.arena_size += grown

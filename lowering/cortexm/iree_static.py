@@ -127,7 +127,7 @@ class StaticModule:
                 detail += f"; holds the {placed.describe()}"
             items.append((f"transient working set ({detail})", transient))
         for k, size in self.io_buffers.items():
-            why = f": {placed.reason}" if k == "input" and placed is not None else ""
+            why = f" (outside the arena: {placed.reason})" if k == "input" and placed is not None else ""
             items.append((f"{k} buffer{why}", size))
         items.append(("stack reserve", stack))
         items.append(("runtime + harness static data", HARNESS_STATIC))

@@ -55,7 +55,7 @@ class MemoryRow:
     dispatch: str                #: IREE's export name (`<fn>_dispatch_<n>_<kind>_<shape>`)
     layers: list                 #: the layers it computes (from the ops' locations), maybe empty
     live_bytes: int              #: transient tensors live while it runs
-    allocated_bytes: int         #: IREE's transient allocations alive while it runs
+    allocated_bytes: int         #: arena bytes of IREE's transient allocations (and a placed input) alive then
     total_bytes: int             #: persistent + live_bytes
 
 
@@ -189,7 +189,9 @@ def memory_report(module, *, function: str | None = None, budget_bytes: int | No
         if c.op != "dispatch":
             continue
         live = dm.live_bytes(values, i)
-        alive = sum(_aligned(a.size) for a in transient if a.start <= c.time <= a.end)
+        # arena bytes, not a sum: a placed input lies inside IREE bytes no command uses yet
+        alive = dm.union_bytes([(a.offset, a.offset + _aligned(a.size)) for a in transient
+                                if a.start <= c.time <= a.end])
         info = exports[c.export]
         rows.append(MemoryRow(len(rows), c.export, list(info.layers), live, alive, base + live))
 
