@@ -135,8 +135,10 @@ def torch_train_mlir(model, example_x, classes: int, lr: float, trainable: list[
     return text, [t.numpy().astype(np.float32) for t in init]
 
 
-def conv_train_mlir(lr: float = 0.05) -> tuple[str, list]:
-    """conv(frozen, flash) -> relu -> conv -> relu -> mean -> linear, 8x8x1 input, 10 classes."""
+def conv_train_mlir(lr: float = 0.05, hw: int = 8, channels: int = 1,
+                    classes: int = 10) -> tuple[str, list]:
+    """conv(frozen, flash, stride 2) -> relu -> conv -> relu -> mean -> linear on an
+    ``hw``x``hw``x``channels`` input (default 8x8x1), ``classes`` classes (default 10)."""
     import torch
 
     torch.manual_seed(0)
@@ -144,14 +146,14 @@ def conv_train_mlir(lr: float = 0.05) -> tuple[str, list]:
     class Net(torch.nn.Module):
         def __init__(self):
             super().__init__()
-            self.c1 = torch.nn.Conv2d(1, 4, 3, stride=2, padding=1)
+            self.c1 = torch.nn.Conv2d(channels, 4, 3, stride=2, padding=1)
             self.c2 = torch.nn.Conv2d(4, 8, 3, padding=1)
-            self.fc = torch.nn.Linear(8, 10)
+            self.fc = torch.nn.Linear(8, classes)
 
         def forward(self, x):
             x = torch.relu(self.c1(x))
             x = torch.relu(self.c2(x))
             return self.fc(x.mean(dim=(2, 3)))
 
-    x = torch.randn(1, 8, 8, 1)
-    return torch_train_mlir(Net(), x, 10, lr, ["c2.weight", "c2.bias", "fc.weight", "fc.bias"])
+    x = torch.randn(1, hw, hw, channels)
+    return torch_train_mlir(Net(), x, classes, lr, ["c2.weight", "c2.bias", "fc.weight", "fc.bias"])

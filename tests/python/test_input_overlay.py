@@ -28,24 +28,7 @@ INPUT_BYTES = HW * HW * CH * 4
 def _net_mlir():
     """conv (frozen, stride 2) -> relu -> conv -> relu -> mean -> linear on 16x16x3: only the
     frozen first conv reads the input (through IREE's padded copy, made first)."""
-    import torch
-
-    torch.manual_seed(0)
-
-    class Net(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.c1 = torch.nn.Conv2d(CH, 4, 3, stride=2, padding=1)
-            self.c2 = torch.nn.Conv2d(4, 8, 3, padding=1)
-            self.fc = torch.nn.Linear(8, 4)
-
-        def forward(self, x):
-            x = torch.relu(self.c1(x))
-            x = torch.relu(self.c2(x))
-            return self.fc(x.mean(dim=(2, 3)))
-
-    return models.torch_train_mlir(Net(), torch.zeros(1, HW, HW, CH), 4, 0.05,
-                                   ["c2.weight", "c2.bias", "fc.weight", "fc.bias"])
+    return models.conv_train_mlir(hw=HW, channels=CH, classes=4)
 
 
 def test_early_read_input_lives_in_the_arena_and_trains_like_the_host(tmp_path):
