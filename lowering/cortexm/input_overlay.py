@@ -30,9 +30,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from . import dispatch_memory as dm
-from .schedule_model import Alloc, Buf, IODesc, Schedule, _align
+from .schedule_model import Alloc, Buf, IODesc, Schedule, Unsupported, _align
 
-__all__ = ["Placement", "place_inputs"]
+__all__ = ["Placement", "place_inputs", "place_step_input"]
 
 
 @dataclass
@@ -122,13 +122,17 @@ def place_inputs(schedule: Schedule, exports: dict, inputs: dict) -> list:
             p.last_read[fname] = last
             if arg is None:
                 continue
-            spans = _busy(fn, last, exports)
+            try:
+                spans = _busy(fn, last, exports)
+            except Unsupported as e:   # e.g. a dispatch of our own kernels (memref subspans)
+                p.reason = f"the bytes @{fname}'s commands touch are unknown: {e}"
+                break
             spans += [(a.offset, a.offset + _align(a.size)) for a in schedule.allocs
                       if a.name.endswith("_overlay") and a.scope == fname]
             windows[fname] = (arg, last, _window(sorted(spans), need, schedule.persistent_size,
                                                   schedule.arena_size)[0])
-        if not windows:
-            p.reason = "no command reads it"
+        if p.reason or not windows:
+            p.reason = p.reason or "no command reads it"
             continue
         top = max(off for _, _, off in windows.values()) + need
         grown = max(0, top - schedule.arena_size)
@@ -155,3 +159,17 @@ def place_inputs(schedule: Schedule, exports: dict, inputs: dict) -> list:
             fn.inputs[uses[fname]] = IODesc(old.shape, old.dtype, old.length, Buf(ov, 0, old.length))
     schedule.placements = {p.name: p for p in placements}
     return placements
+
+
+def place_step_input(schedule: Schedule, sources_dir, uses: dict) -> Placement:
+    """:func:`place_inputs` for the step's input (``uses``: function -> argument index) with
+    IREE's executable sources in ``sources_dir``; sources the byte ranges cannot be read from
+    keep the input's own buffer, the reason in the :class:`Placement`."""
+    try:
+        exports = dm.read_sources(sources_dir)
+    except Unsupported as e:
+        p = Placement("input", max(schedule.function(f).inputs[i].length for f, i in uses.items()),
+                      reason=f"the bytes the commands touch are unknown: {e}")
+        schedule.placements = {"input": p}
+        return p
+    return place_inputs(schedule, exports, {"input": uses})[0]

@@ -24,7 +24,7 @@ from pathlib import Path
 from tinytrain.errors import CompileError
 from tinytrain.lowering.iree_tools import run_iree_compile
 
-from . import abi_check, dispatch_memory, hal2c, input_overlay, schedule_c
+from . import abi_check, hal2c, input_overlay, schedule_c
 from .schedule_model import Unsupported, _align
 
 # CPU features are explicit: LLVM has no cpu->features mapping for these targets in IREE.
@@ -212,8 +212,7 @@ def build_static_module(linalg_text: str, out_dir, *, target: str = "cortex-m4",
     schedule = hal2c.extract_schedule(hal_text, functions)
     exports = abi_check.check_library(dump, schedule.library)
     if overlay_input:
-        input_overlay.place_inputs(schedule, dispatch_memory.read_sources(sources),
-                                   {"input": _input_args(schedule, train, predict)})
+        input_overlay.place_step_input(schedule, sources, _input_args(schedule, train, predict))
     c_text, h_text, sizes = schedule_c.emit(schedule, exports, prefix, train=train,
                                             predict=predict, state_init=state_init)
     c_path, h_path = out / f"{prefix}_model.c", out / f"{prefix}_model.h"

@@ -143,3 +143,10 @@ def test_window_may_grow_the_arena_by_less_than_half_the_input():
         (p,) = input_overlay.place_inputs(s, {}, {"input": {"train_step": 0}})
         assert p.offsets == {"train_step": offset} and p.grown == grown, p
         assert s.arena_size == 1024 + grown
+
+
+def test_unreadable_sources_keep_the_input_outside(tmp_path):
+    s = _schedule(read_at=0)            # no executable sources (e.g. a module built elsewhere)
+    p = input_overlay.place_step_input(s, tmp_path, {"train_step": 0})
+    assert not p.in_arena and p.reason.startswith("the bytes the commands touch are unknown: no executable sources")
+    assert s.placements == {"input": p} and s.function("train_step").commands[0].refs[0].alloc.kind == "arg"

@@ -276,8 +276,51 @@ static void test_predict_binds_the_leading_state(void) {
   CHECK(fake_calls == 0 && v[0] == 100.f);
 }
 
+/* train_step's input x placed by the compiler in the transient arena at 256 (the loss's bytes,
+ * written only after x's last read): the same tables with x's refs moved there. */
+static void test_input_in_arena(void) {
+  static tt_ref_t refs2[sizeof(refs) / sizeof(refs[0])];
+  static tt_io_t io2[sizeof(io) / sizeof(io[0])];
+  static tt_function_t functions2[3];
+  memcpy(refs2, refs, sizeof(refs));
+  memcpy(io2, io, sizeof(io));
+  memcpy(functions2, functions, sizeof(functions));
+  const tt_ref_t in_arena = {TT_REGION_ARENA, 0u, 256u, 16u};
+  refs2[3] = in_arena;
+  io2[1].ref = in_arena;
+  functions2[0].inputs = &io2[0];
+  functions2[0].outputs = &io2[3];
+  tt_model_desc_t d = desc;
+  d.refs = refs2;
+  d.functions = functions2;
+  tt_model_t model;
+  CHECK(tt_model_init(&model, &d, arena, sizeof(arena)) == TT_OK);
+  CHECK(tt_model_input_buffer(&model, 0, 1) == (void*)(arena + 256));
+  CHECK(tt_model_input_buffer(&model, 0, 0) == NULL && tt_model_input_buffer(&model, 1, 1) == NULL);
+  CHECK(tt_model_input_buffer(&model, 0, 3) == NULL && tt_model_input_buffer(NULL, 0, 1) == NULL);
+  static const float x[4] A64 = {1.f, 2.f, 3.f, 4.f};
+  static const int32_t label[16] A64 = {3};
+  float loss = -1.f;
+  /* From the caller's own buffer: copied into the arena first. */
+  CHECK(tt_train_step(&model, x, label, &loss) == TT_OK);
+  float* p = (float*)tt_model_param(&model, 0, NULL);
+  CHECK(loss == 6.0f && p[0] == 0.5f + 2.f * 11.f && p[3] == 3.5f + 2.f * 44.f);
+  /* Written in place by the caller: no copy, the same step. */
+  memcpy(tt_model_input_buffer(&model, 0, 1), x, sizeof(x));
+  CHECK(tt_train_step(&model, tt_model_input_buffer(&model, 0, 1), label, &loss) == TT_OK);
+  CHECK(loss == 6.0f && p[0] == 0.5f + 4.f * 11.f && p[3] == 3.5f + 4.f * 44.f);
+  /* An arena input must be aligned, after the state and inside the arena. */
+  const uint32_t bad[3][2] = {{260u, 16u}, {0u, 16u}, {320u, 16u}};
+  for (int i = 0; i < 3; ++i) {
+    io2[1].ref.offset = bad[i][0];
+    io2[1].ref.length = bad[i][1];
+    CHECK(tt_model_init(&model, &d, arena, sizeof(arena)) == TT_ERR_BAD_TABLE);
+  }
+}
+
 int main(void) {
   test_train_and_predict();
+  test_input_in_arena();
   test_predict_binds_the_leading_state();
   test_errors();
   test_label_range();
