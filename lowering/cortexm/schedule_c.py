@@ -6,7 +6,10 @@ the initial trained parameters, all ``const`` = flash) and ``<prefix>_model.h`` 
 (arena, pool, state, input, label, output) the caller needs to allocate its buffers.
 
 Arena layout: ``[state: trained parameters][persistent][transient]``; the schedule's arena
-offsets are shifted by the state size. The trained parameters are the arguments of
+offsets are shifted by the state size. An input placed in the transient arena
+(``input_overlay.py``) has an ARENA reference in its I/O descriptor and the header names its
+offset per function (``<P>_TRAIN_INPUT_OFFSET``, ``<P>_PREDICT_INPUT_OFFSET``,
+``TT_MODEL_INPUT_IN_ARENA``). The trained parameters are the arguments of
 ``train_step`` that are tied to its results and must come first (interface contract).
 """
 

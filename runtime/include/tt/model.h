@@ -150,8 +150,9 @@ tt_status_t tt_run(tt_model_t* model, int function, const void* const* inputs,
                    void* const* outputs);
 
 /** Where input `index` of `function` lives inside the arena (the compiler placed it in the
- *  transient arena: write it there before tt_run to save the copy; it is clobbered by the run),
- *  or NULL when it is the caller's own buffer. */
+ *  transient arena: write it there before tt_run to save the copy; it is clobbered by the run,
+ *  and writing it clobbers the arena outputs of the previous run), or NULL when it is the
+ *  caller's own buffer. */
 void* tt_model_input_buffer(tt_model_t* model, int function, int index);
 
 /** Where output `index` of `function` is after the last tt_run (arena or the tied argument). */
