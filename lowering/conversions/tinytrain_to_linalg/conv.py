@@ -111,26 +111,86 @@ def _flipped_kernel(w: ir.Value, depthwise: bool) -> ir.Value:
     return generic([], empty(shape), [identity(r)], [PARALLEL] * r, body)
 
 
-def convert_conv2d_grad_input(op, adaptor, type_converter, rewriter):
-    dy, w = adaptor.grad_output, adaptor.weight
-    strides, padding, groups = _conv_attrs(op)
-    n, h, wd, c = shape_of(op.result)
+def _padded_grad_input(dy: ir.Value, w: ir.Value, out_shape, strides, padding, depthwise: bool) -> ir.Value:
+    """`convgrad="im2col"` (the host's): the stride-1 convolution of dY zero-dilated by the stride
+    and padded by K - 1 - p with the flipped kernel (a padded copy of dY, named conv)."""
+    n, h, wd, c = out_shape
     _, oh, ow, f = shape_of(dy)
     kh, kw = shape_of(w)[:2]
-    depthwise = _is_depthwise(op, groups, shape_of(w))
     lo_h, lo_w = kh - 1 - padding[0], kw - 1 - padding[1]
-    if lo_h < 0 or lo_w < 0:
-        raise unsupported(op, f"with padding {padding} larger than kernel-1 ({kh}x{kw} kernel) "
-                              "is not supported")
     hb = max(h + kh - 1, lo_h + (oh - 1) * strides[0] + 1)
     wb = max(wd + kw - 1, lo_w + (ow - 1) * strides[1] + 1)
+    zeros = full([n, hb, wb, f])
+    dilated = tensor.InsertSliceOp(dy, zeros, [], [], [], [0, lo_h, lo_w, 0], [n, oh, ow, f],
+                                   [1, strides[0], strides[1], 1]).result
+    out = full(out_shape)
+    return _named_conv(depthwise, dilated, _flipped_kernel(w, depthwise), out, [1, 1])
+
+
+def _tap_index(i: ir.Value, k: ir.Value, pad: int, stride: int, size: int) -> tuple[ir.Value, ir.Value]:
+    """For input row `i` and kernel tap `k`: the output row `o` with `o*stride + k - pad = i`,
+    clamped into [0, size), and whether that row exists (`t = i + pad - k` is in
+    [0, (size-1)*stride] and a multiple of `stride`)."""
+    P = arith.CmpIPredicate
+    t = arith.SubIOp(arith.AddIOp(i, const_index(pad)).result, k).result
+    tc = arith.MinSIOp(arith.MaxSIOp(t, const_index(0)).result, const_index((size - 1) * stride)).result
+    valid = arith.CmpIOp(P.eq, t, tc).result
+    if stride == 1:
+        return tc, valid
+    s = const_index(stride)
+    on_grid = arith.CmpIOp(P.eq, arith.RemUIOp(tc, s).result, const_index(0)).result
+    return arith.DivUIOp(tc, s).result, arith.AndIOp(valid, on_grid).result
+
+
+def _padfree_grad_input(dy: ir.Value, w: ir.Value, out_shape, strides, padding, depthwise: bool) -> ir.Value:
+    """`convgrad="direct"` (Cortex-M): `dX[n, h, w, c] = sum_{kh, kw, f} dY[n, oh, ow, f] *
+    W[kh, kw, c, f]` over the taps with `oh*sh + kh - ph = h` (same for w) inside dY, as one
+    `linalg.generic` over (N, H, W, C, KH, KW[, F]) reading W through its map and dY by
+    `tensor.extract` at clamped indices, a tap outside dY (border, or between two strided rows)
+    selecting 0. No padded or dilated copy of dY and no flipped kernel exist; the MACs are those
+    of the padded convolution (the out-of-range taps add 0 * w)."""
+    n, h, wd, c = out_shape
+    _, oh, ow, f = shape_of(dy)
+    kh, kw = shape_of(w)[:2]
+    zero = const_f32(0.0)
+
+    def body(wv, acc):
+        idx = [linalg.IndexOp(i).result for i in range(6 if depthwise else 7)]
+        row, row_ok = _tap_index(idx[1], idx[4], padding[0], strides[0], oh)
+        col, col_ok = _tap_index(idx[2], idx[5], padding[1], strides[1], ow)
+        g = tensor.ExtractOp(dy, [idx[0], row, col, idx[3] if depthwise else idx[6]]).result
+        g = arith.SelectOp(arith.AndIOp(row_ok, col_ok).result, g, zero).result
+        return _mac(g, wv, acc)
+
+    if depthwise:
+        n_, h_, w_, c_, kh_, kw_ = dims(6)
+        kernel, wmap = _depthwise_kernel(w), amap(6, [kh_, kw_, c_])
+    else:
+        n_, h_, w_, c_, kh_, kw_, f_ = dims(7)
+        kernel, wmap = w, amap(7, [kh_, kw_, c_, f_])
+    r = 6 if depthwise else 7
+    return generic([kernel], full(out_shape), [wmap, amap(r, [n_, h_, w_, c_])],
+                   [PARALLEL] * 4 + [REDUCTION] * (r - 4), body)
+
+
+def convert_conv2d_grad_input(op, adaptor, type_converter, rewriter, convgrad: str = "direct"):
+    """`convgrad="im2col"` (host): a named convolution of the zero-dilated, padded dY with the
+    flipped kernel (`_padded_grad_input`). `convgrad="direct"` (Cortex-M): a padded or strided
+    window as one bounds-checked `linalg.generic` (`_padfree_grad_input`: no padded copy of dY,
+    the largest tensor at MobileNetV2's backward peak otherwise); a 1x1 stride-1 unpadded window
+    (nothing to pad) stays the named convolution."""
+    dy, w = adaptor.grad_output, adaptor.weight
+    strides, padding, groups = _conv_attrs(op)
+    out_shape = shape_of(op.result)
+    kh, kw = shape_of(w)[:2]
+    depthwise = _is_depthwise(op, groups, shape_of(w))
+    if kh - 1 - padding[0] < 0 or kw - 1 - padding[1] < 0:
+        raise unsupported(op, f"with padding {padding} larger than kernel-1 ({kh}x{kw} kernel) "
+                              "is not supported")
+    plain = not any(padding) and list(strides) == [1, 1]
+    lower = _padded_grad_input if convgrad == "im2col" or plain else _padfree_grad_input
     with rewriter.ip, op.location:
-        # dY zero-dilated by the stride and padded by K-1-p on the low side.
-        zeros = full([n, hb, wb, f])
-        dilated = tensor.InsertSliceOp(dy, zeros, [], [], [], [0, lo_h, lo_w, 0], [n, oh, ow, f],
-                                       [1, strides[0], strides[1], 1]).result
-        out = full([n, h, wd, c])
-        result = _named_conv(depthwise, dilated, _flipped_kernel(w, depthwise), out, [1, 1])
+        result = lower(dy, w, out_shape, strides, padding, depthwise)
     rewriter.replace_op(op, [result])
 
 
@@ -280,11 +340,11 @@ def convert_bias_grad(op, adaptor, type_converter, rewriter, convgrad: str = "di
 #: convgrad lowering (`CONVGRADS`) -> the pattern of `conv2d_grad_weight` (module-level objects:
 #: the bindings do not keep a pattern callable alive).
 CONVGRAD_PATTERNS = {mode: {tt.Conv2dGradWeightOp: functools.partial(convert_conv2d_grad_weight, convgrad=mode),
+                            tt.Conv2dGradInputOp: functools.partial(convert_conv2d_grad_input, convgrad=mode),
                             tt.BiasGradOp: functools.partial(convert_bias_grad, convgrad=mode)}
                      for mode in CONVGRADS}
 
 PATTERNS = {
     tt.Conv2dOp: convert_conv2d,
-    tt.Conv2dGradInputOp: convert_conv2d_grad_input,
     **CONVGRAD_PATTERNS["direct"],
 }
