@@ -145,13 +145,19 @@ def _tap_index(i: ir.Value, k: ir.Value, pad: int, stride: int, size: int) -> tu
 def _padfree_grad_input(dy: ir.Value, w: ir.Value, out_shape, strides, padding, depthwise: bool) -> ir.Value:
     """`convgrad="direct"` (Cortex-M): `dX[n, h, w, c] = sum_{kh, kw, f} dY[n, oh, ow, f] *
     W[kh, kw, c, f]` over the taps with `oh*sh + kh - ph = h` (same for w) inside dY, as one
-    `linalg.generic` over (N, H, W, C, KH, KW[, F]) reading W through its map and dY by
+    `linalg.generic` over (N, H, W, C, KH, KW[, F]) reading W through its map (IREE fuses an
+    elementwise producer of W, e.g. the int8 weight's `channel_scale`, into it) and dY by
     `tensor.extract` at clamped indices, a tap outside dY (border, or between two strided rows)
     selecting 0. No padded or dilated copy of dY and no flipped kernel exist; the MACs are those
-    of the padded convolution (the out-of-range taps add 0 * w)."""
-    n, h, wd, c = out_shape
-    _, oh, ow, f = shape_of(dy)
-    kh, kw = shape_of(w)[:2]
+    of the padded convolution (the out-of-range taps add 0 * w). A dense 1x1 stride-1 unpadded
+    window reads dY through its map too (a plain contraction over F)."""
+    kh, kw, cg, f = shape_of(w)
+    if not depthwise and (kh, kw, *strides, *padding) == (1, 1, 1, 1, 0, 0):
+        n_, h_, w_, c_, f_ = dims(5)
+        maps = [amap(5, [n_, h_, w_, f_]), amap(5, [c_, f_]), amap(5, [n_, h_, w_, c_])]
+        kernel = tensor.CollapseShapeOp(tensor_type([cg, f]), w, [[0, 1, 2], [3]]).result
+        return generic([dy, kernel], full(out_shape), maps, [PARALLEL] * 4 + [REDUCTION], _mac)
+    _, oh, ow, _ = shape_of(dy)
     zero = const_f32(0.0)
 
     def body(wv, acc):
@@ -175,10 +181,9 @@ def _padfree_grad_input(dy: ir.Value, w: ir.Value, out_shape, strides, padding, 
 
 def convert_conv2d_grad_input(op, adaptor, type_converter, rewriter, convgrad: str = "direct"):
     """`convgrad="im2col"` (host): a named convolution of the zero-dilated, padded dY with the
-    flipped kernel (`_padded_grad_input`). `convgrad="direct"` (Cortex-M): a padded or strided
-    window as one bounds-checked `linalg.generic` (`_padfree_grad_input`: no padded copy of dY,
-    the largest tensor at MobileNetV2's backward peak otherwise); a 1x1 stride-1 unpadded window
-    (nothing to pad) stays the named convolution."""
+    flipped kernel (`_padded_grad_input`). `convgrad="direct"` (Cortex-M): one `linalg.generic`
+    reading W through its map, dY bounds-checked (`_padfree_grad_input`: no padded copy of dY,
+    the largest tensor at MobileNetV2's backward peak otherwise, and no flipped copy of W)."""
     dy, w = adaptor.grad_output, adaptor.weight
     strides, padding, groups = _conv_attrs(op)
     out_shape = shape_of(op.result)
@@ -187,8 +192,7 @@ def convert_conv2d_grad_input(op, adaptor, type_converter, rewriter, convgrad: s
     if kh - 1 - padding[0] < 0 or kw - 1 - padding[1] < 0:
         raise unsupported(op, f"with padding {padding} larger than kernel-1 ({kh}x{kw} kernel) "
                               "is not supported")
-    plain = not any(padding) and list(strides) == [1, 1]
-    lower = _padded_grad_input if convgrad == "im2col" or plain else _padfree_grad_input
+    lower = _padded_grad_input if convgrad == "im2col" else _padfree_grad_input
     with rewriter.ip, op.location:
         result = lower(dy, w, out_shape, strides, padding, depthwise)
     rewriter.replace_op(op, [result])
