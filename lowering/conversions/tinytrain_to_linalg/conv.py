@@ -3,9 +3,13 @@
 - `conv2d`: the named `linalg.conv_2d_nhwc_hwcf` (dense) or `linalg.depthwise_conv_2d_nhwc_hwc`
   (groups == C), so IREE's tuned convolution paths apply; the accumulator is the bias broadcast
   over N, H, W, and the input is zero-padded and cropped to the exact window (`conv_input`).
-- `conv2d_grad_input` = stride-1 convolution of the zero-dilated, padded output gradient with the
-  spatially flipped, in/out-transposed kernel (paper Sec. 2.3; the construction of torch-mlir's
-  `convolution_bwd.mlir`).
+- `conv2d_grad_input`, as the pass's `convgrad` option says: ("im2col", the host .vmfb's) the
+  stride-1 convolution of the zero-dilated, padded output gradient with the spatially flipped,
+  in/out-transposed kernel (paper Sec. 2.3; the construction of torch-mlir's
+  `convolution_bwd.mlir`); ("direct", Cortex-M) one `linalg.generic` over the input gradient's
+  index space and the taps that reads W through its map and dY at clamped indices, selecting 0
+  for a tap outside dY: no padded/dilated copy of dY (the largest tensor at MobileNetV2's
+  backward peak otherwise) and no flipped kernel.
 - `conv2d_grad_weight` = a contraction of the padded input with the output gradient over
   (N, OH, OW), lowered as the pass's `convgrad` option says (`CONVGRADS`): one `linalg.generic`
   ("direct"), or ("im2col", the host .vmfb's) for dense windows other than 1x1 stride 1 im2col +
@@ -30,9 +34,11 @@ from .builders import (PARALLEL, REDUCTION, amap, const_f32, conv_input, dims, e
 __all__ = ["convert_conv2d", "convert_conv2d_grad_input", "convert_conv2d_grad_weight",
            "convert_bias_grad", "PATTERNS", "CONVGRADS", "CONVGRAD_PATTERNS"]
 
-#: How `conv2d_grad_weight` and `bias_grad` are lowered; the `to-linalg{convgrad=...}` option, set
-#: from the target by `compile()` (`CONVGRAD_BY_TARGET`). Dense 1x1 stride-1 windows are one
-#: contraction either way.
+#: How `conv2d_grad_weight`, `bias_grad` and `conv2d_grad_input` are lowered; the
+#: `to-linalg{convgrad=...}` option, set from the target by `compile()` (`CONVGRAD_BY_TARGET`).
+#: Dense 1x1 stride-1 weight gradients are one contraction either way. Input gradients: "direct"
+#: is the bounds-checked generic (`_padfree_grad_input`), "im2col" the named conv of the padded,
+#: dilated dY (`_padded_grad_input`).
 #: - "direct": one `linalg.generic` reducing over (N, OH, OW) with `oh*s + kh` input maps; no
 #:   buffer beyond the result. The Cortex-M targets' (the im2col buffer of MobileNetV2's first
 #:   conv at 128 px, N*OH*OW*KH*KW*C*4 bytes = 442 KB, does not fit a 256 KB device).
