@@ -156,7 +156,14 @@ def _padfree_grad_input(dy: ir.Value, w: ir.Value, out_shape, strides, padding, 
     `tensor.extract` at clamped indices, a tap outside dY (border, or between two strided rows)
     selecting 0. No padded or dilated copy of dY and no flipped kernel exist; the MACs are those
     of the padded convolution (the out-of-range taps add 0 * w). A dense 1x1 stride-1 unpadded
-    window reads dY through its map too (a plain contraction over F)."""
+    window reads dY through its map too (a plain contraction over F).
+
+    Cost on the Cortex-M: IREE keeps the taps as the innermost (reduction) loop and reads dY as a
+    gather with the index arithmetic per tap, so a MAC takes several times the instructions of
+    the named convolution's register-blocked loop; unrolling the taps in a parallel generic's
+    body (dY and W by `tensor.extract`) was slower per training step in a trial on the M7, and
+    the same with W as K*K operands through constant-index maps changed the second step's loss
+    there (not investigated further; the tied-weight snapshot is the first suspect)."""
     kh, kw, cg, f = shape_of(w)
     if not depthwise and (kh, kw, *strides, *padding) == (1, 1, 1, 1, 0, 0):
         n_, h_, w_, c_, f_ = dims(5)
