@@ -161,9 +161,12 @@ def _padfree_grad_input(dy: ir.Value, w: ir.Value, out_shape, strides, padding, 
     Cost on the Cortex-M: IREE keeps the taps as the innermost (reduction) loop and reads dY as a
     gather with the index arithmetic per tap, so a MAC takes several times the instructions of
     the named convolution's register-blocked loop; unrolling the taps in a parallel generic's
-    body (dY and W by `tensor.extract`) was slower per training step in a trial on the M7, and
-    the same with W as K*K operands through constant-index maps changed the second step's loss
-    there (not investigated further; the tied-weight snapshot is the first suspect)."""
+    body (dY and W by `tensor.extract`) was slower per training step in a trial on the M7 (IREE
+    collapsed it to 1-D); with W as K*K operands through constant-index maps it changed the
+    second step's loss there (not investigated further); with the weight rows as `extract_slice`
+    operands it cut the extra instructions of an fp32 trial by 59%, but the int8
+    MobileNetV2-w0.35 `49kb` step at 128 px then planned 18 KB more SRAM (38 KB more persistent)
+    and ran 24% more instructions than with this lowering (trials, not investigated further)."""
     kh, kw, cg, f = shape_of(w)
     if not depthwise and (kh, kw, *strides, *padding) == (1, 1, 1, 1, 0, 0):
         n_, h_, w_, c_, f_ = dims(5)
