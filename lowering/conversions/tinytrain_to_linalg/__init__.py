@@ -20,7 +20,9 @@ on a microcontroller). Without `values` (e.g. in lit tests) they stay arguments.
 
 Gradient lowering, in words (paper Sec. 2.3):
 - conv input-gradient = stride-1 convolution of the zero-dilated, padded output gradient with the
-  spatially flipped, in/out-transposed kernel (`conv_2d_nhwc_hwcf` / `depthwise_conv_2d_nhwc_hwc`);
+  spatially flipped, in/out-transposed kernel (`conv_2d_nhwc_hwcf` / `depthwise_conv_2d_nhwc_hwc`;
+  `convgrad=im2col`, the host's), or (`convgrad=direct`, Cortex-M) the same sum as one
+  `linalg.generic` reading dY at clamped indices, out-of-range taps selecting 0 (no padded copy);
 - conv weight-gradient = a contraction of the padded input with the output gradient over
   (N, OH, OW) at stride `s` (one `linalg.generic`);
 - the loss and its gradient use the max-shifted log-sum-exp, as PyTorch does.
@@ -81,9 +83,10 @@ PATTERNS: dict[type, object] = {
 #: bench/results/cortexm_steps.md, `bench/cortexm_bench.py`).
 CLAMP_BY_TARGET = {"host": "select", "cortex-m4": "select", "cortex-m7": "minmax"}
 
-#: The conv weight/bias-gradient lowering each compile target uses (`conv.CONVGRADS`): im2col +
+#: The conv weight/bias/input-gradient lowering each compile target uses (`conv.CONVGRADS`): im2col +
 #: matmul and friends for the host .vmfb (speed), the direct contractions on the Cortex-M targets
-#: (no im2col buffer in SRAM, no multiplications by one). A Cortex-M compile builds its host .vmfb from the same linalg, so host and
+#: (no im2col buffer in SRAM, no multiplications by one, no padded copy of dY for the input
+#: gradient). A Cortex-M compile builds its host .vmfb from the same linalg, so host and
 #: device keep the same numerics; so do the device-equivalence tests that build the C runtime's
 #: "host" board (they lower with the default, "direct").
 CONVGRAD_BY_TARGET = {"host": "im2col", "cortex-m4": "direct", "cortex-m7": "direct"}
@@ -290,11 +293,12 @@ class ConvertTinytrainToLinalgPass(ModulePass):
         "kernels": "int8 convolutions: 'iree' (IREE's generated code) or 'ttk' (our Cortex-M "
                    "kernel as an IREE dispatch where the op is inside its contract; needs "
                    "runtime/kernels in the firmware link)",
-        "convgrad": "conv weight and bias gradients: 'direct' (one contraction each, no extra "
-                    "buffer; cortex-m4/m7) or 'im2col' (dense 3x3/strided: im2col + matmul-like "
+        "convgrad": "conv weight, bias and input gradients: 'direct' (one contraction each, no extra "
+                    "buffer; the input gradient reads dY bounds-checked, no padded copy; cortex-m4/m7) "
+                    "or 'im2col' (dense 3x3/strided: im2col + matmul-like "
                     "contraction, N*OH*OW*KH*KW*C floats of transient buffer; depthwise: one "
                     "stride-1 contraction per stride phase over the stacked batch; bias: ones @ dY "
-                    "as a matmul; host)",
+                    "as a matmul; input gradient: named conv of the padded, dilated dY; host)",
     }
     #: Parameter values (name -> array, in the layout of the function arguments); set by the
     #: Python driver, not a pipeline option. None keeps frozen parameters as arguments.
@@ -319,7 +323,7 @@ class ConvertTinytrainToLinalgPass(ModulePass):
 def lower_to_linalg(module: ir.Module, values: Mapping[str, np.ndarray] | None = None,
                     clamp: str = "select", convgrad: str = "direct") -> None:
     """Lower `module` to linalg in place (frozen parameters inlined when `values` is given; f32
-    clamps lowered as `clamp`, dense conv weight gradients as `convgrad`); the module is verified
+    clamps lowered as `clamp`, conv gradients as `convgrad`); the module is verified
     after the conversion."""
     from tinytrain.pipeline import run_pipeline
 

@@ -3,9 +3,13 @@
 - `conv2d`: the named `linalg.conv_2d_nhwc_hwcf` (dense) or `linalg.depthwise_conv_2d_nhwc_hwc`
   (groups == C), so IREE's tuned convolution paths apply; the accumulator is the bias broadcast
   over N, H, W, and the input is zero-padded and cropped to the exact window (`conv_input`).
-- `conv2d_grad_input` = stride-1 convolution of the zero-dilated, padded output gradient with the
-  spatially flipped, in/out-transposed kernel (paper Sec. 2.3; the construction of torch-mlir's
-  `convolution_bwd.mlir`).
+- `conv2d_grad_input`, as the pass's `convgrad` option says: ("im2col", the host .vmfb's) the
+  stride-1 convolution of the zero-dilated, padded output gradient with the spatially flipped,
+  in/out-transposed kernel (paper Sec. 2.3; the construction of torch-mlir's
+  `convolution_bwd.mlir`); ("direct", Cortex-M) one `linalg.generic` over the input gradient's
+  index space and the taps that reads W through its map and dY at clamped indices, selecting 0
+  for a tap outside dY: no padded/dilated copy of dY (the largest tensor at MobileNetV2's
+  backward peak otherwise) and no flipped kernel.
 - `conv2d_grad_weight` = a contraction of the padded input with the output gradient over
   (N, OH, OW), lowered as the pass's `convgrad` option says (`CONVGRADS`): one `linalg.generic`
   ("direct"), or ("im2col", the host .vmfb's) for dense windows other than 1x1 stride 1 im2col +
@@ -30,9 +34,11 @@ from .builders import (PARALLEL, REDUCTION, amap, const_f32, conv_input, dims, e
 __all__ = ["convert_conv2d", "convert_conv2d_grad_input", "convert_conv2d_grad_weight",
            "convert_bias_grad", "PATTERNS", "CONVGRADS", "CONVGRAD_PATTERNS"]
 
-#: How `conv2d_grad_weight` and `bias_grad` are lowered; the `to-linalg{convgrad=...}` option, set
-#: from the target by `compile()` (`CONVGRAD_BY_TARGET`). Dense 1x1 stride-1 windows are one
-#: contraction either way.
+#: How `conv2d_grad_weight`, `bias_grad` and `conv2d_grad_input` are lowered; the
+#: `to-linalg{convgrad=...}` option, set from the target by `compile()` (`CONVGRAD_BY_TARGET`).
+#: Dense 1x1 stride-1 weight gradients are one contraction either way. Input gradients: "direct"
+#: is the bounds-checked generic (`_padfree_grad_input`), "im2col" the named conv of the padded,
+#: dilated dY (`_padded_grad_input`).
 #: - "direct": one `linalg.generic` reducing over (N, OH, OW) with `oh*s + kh` input maps; no
 #:   buffer beyond the result. The Cortex-M targets' (the im2col buffer of MobileNetV2's first
 #:   conv at 128 px, N*OH*OW*KH*KW*C*4 bytes = 442 KB, does not fit a 256 KB device).
@@ -111,26 +117,100 @@ def _flipped_kernel(w: ir.Value, depthwise: bool) -> ir.Value:
     return generic([], empty(shape), [identity(r)], [PARALLEL] * r, body)
 
 
-def convert_conv2d_grad_input(op, adaptor, type_converter, rewriter):
-    dy, w = adaptor.grad_output, adaptor.weight
-    strides, padding, groups = _conv_attrs(op)
-    n, h, wd, c = shape_of(op.result)
+def _padded_grad_input(dy: ir.Value, w: ir.Value, out_shape, strides, padding, depthwise: bool) -> ir.Value:
+    """`convgrad="im2col"` (the host's): the stride-1 convolution of dY zero-dilated by the stride
+    and padded by K - 1 - p with the flipped kernel (a padded copy of dY, named conv)."""
+    n, h, wd, c = out_shape
     _, oh, ow, f = shape_of(dy)
     kh, kw = shape_of(w)[:2]
-    depthwise = _is_depthwise(op, groups, shape_of(w))
     lo_h, lo_w = kh - 1 - padding[0], kw - 1 - padding[1]
-    if lo_h < 0 or lo_w < 0:
-        raise unsupported(op, f"with padding {padding} larger than kernel-1 ({kh}x{kw} kernel) "
-                              "is not supported")
     hb = max(h + kh - 1, lo_h + (oh - 1) * strides[0] + 1)
     wb = max(wd + kw - 1, lo_w + (ow - 1) * strides[1] + 1)
+    zeros = full([n, hb, wb, f])
+    dilated = tensor.InsertSliceOp(dy, zeros, [], [], [], [0, lo_h, lo_w, 0], [n, oh, ow, f],
+                                   [1, strides[0], strides[1], 1]).result
+    out = full(out_shape)
+    return _named_conv(depthwise, dilated, _flipped_kernel(w, depthwise), out, [1, 1])
+
+
+def _tap_index(i: ir.Value, k: ir.Value, pad: int, stride: int, size: int) -> tuple[ir.Value, ir.Value]:
+    """For input row `i` and kernel tap `k`: the output row `o` with `o*stride + k - pad = i`,
+    clamped into [0, size), and whether that row exists (`t = i + pad - k` is in
+    [0, (size-1)*stride] and a multiple of `stride`)."""
+    P = arith.CmpIPredicate
+    t = arith.SubIOp(arith.AddIOp(i, const_index(pad)).result, k).result
+    tc = arith.MinSIOp(arith.MaxSIOp(t, const_index(0)).result, const_index((size - 1) * stride)).result
+    valid = arith.CmpIOp(P.eq, t, tc).result
+    if stride == 1:
+        return tc, valid
+    s = const_index(stride)
+    on_grid = arith.CmpIOp(P.eq, arith.RemUIOp(tc, s).result, const_index(0)).result
+    return arith.DivUIOp(tc, s).result, arith.AndIOp(valid, on_grid).result
+
+
+def _padfree_grad_input(dy: ir.Value, w: ir.Value, out_shape, strides, padding, depthwise: bool) -> ir.Value:
+    """`convgrad="direct"` (Cortex-M): `dX[n, h, w, c] = sum_{kh, kw, f} dY[n, oh, ow, f] *
+    W[kh, kw, c, f]` over the taps with `oh*sh + kh - ph = h` (same for w) inside dY, as one
+    `linalg.generic` over (N, H, W, C, KH, KW[, F]) reading W through its map (IREE fuses an
+    elementwise producer of W, e.g. the int8 weight's `channel_scale`, into it) and dY by
+    `tensor.extract` at clamped indices, a tap outside dY (border, or between two strided rows)
+    selecting 0. No padded or dilated copy of dY and no flipped kernel exist; the MACs are those
+    of the padded convolution (the out-of-range taps add 0 * w). A dense 1x1 stride-1 unpadded
+    window reads dY through its map too (a plain contraction over F).
+
+    Cost on the Cortex-M: IREE keeps the taps as the innermost (reduction) loop and reads dY as a
+    gather with the index arithmetic per tap, so a MAC takes several times the instructions of
+    the named convolution's register-blocked loop; unrolling the taps in a parallel generic's
+    body (dY and W by `tensor.extract`) was slower per training step in a trial on the M7 (IREE
+    collapsed it to 1-D); with W as K*K operands through constant-index maps it changed the
+    second step's loss there (not investigated further); with the weight rows as `extract_slice`
+    operands it cut the extra instructions of an fp32 trial by 59%, but the int8
+    MobileNetV2-w0.35 `49kb` step at 128 px then planned 18 KB more SRAM (38 KB more persistent)
+    and ran 24% more instructions than with this lowering (trials, not investigated further)."""
+    kh, kw, cg, f = shape_of(w)
+    if not depthwise and (kh, kw, *strides, *padding) == (1, 1, 1, 1, 0, 0):
+        n_, h_, w_, c_, f_ = dims(5)
+        maps = [amap(5, [n_, h_, w_, f_]), amap(5, [c_, f_]), amap(5, [n_, h_, w_, c_])]
+        kernel = tensor.CollapseShapeOp(tensor_type([cg, f]), w, [[0, 1, 2], [3]]).result
+        return generic([dy, kernel], full(out_shape), maps, [PARALLEL] * 4 + [REDUCTION], _mac)
+    _, oh, ow, _ = shape_of(dy)
+    zero = const_f32(0.0)
+
+    def body(wv, acc):
+        idx = [linalg.IndexOp(i).result for i in range(6 if depthwise else 7)]
+        row, row_ok = _tap_index(idx[1], idx[4], padding[0], strides[0], oh)
+        col, col_ok = _tap_index(idx[2], idx[5], padding[1], strides[1], ow)
+        g = tensor.ExtractOp(dy, [idx[0], row, col, idx[3] if depthwise else idx[6]]).result
+        g = arith.SelectOp(arith.AndIOp(row_ok, col_ok).result, g, zero).result
+        return _mac(g, wv, acc)
+
+    if depthwise:
+        n_, h_, w_, c_, kh_, kw_ = dims(6)
+        kernel, wmap = _depthwise_kernel(w), amap(6, [kh_, kw_, c_])
+    else:
+        n_, h_, w_, c_, kh_, kw_, f_ = dims(7)
+        kernel, wmap = w, amap(7, [kh_, kw_, c_, f_])
+    r = 6 if depthwise else 7
+    return generic([kernel], full(out_shape), [wmap, amap(r, [n_, h_, w_, c_])],
+                   [PARALLEL] * 4 + [REDUCTION] * (r - 4), body)
+
+
+def convert_conv2d_grad_input(op, adaptor, type_converter, rewriter, convgrad: str = "direct"):
+    """`convgrad="im2col"` (host): a named convolution of the zero-dilated, padded dY with the
+    flipped kernel (`_padded_grad_input`). `convgrad="direct"` (Cortex-M): one `linalg.generic`
+    reading W through its map, dY bounds-checked (`_padfree_grad_input`: no padded copy of dY,
+    the largest tensor at MobileNetV2's backward peak otherwise, and no flipped copy of W)."""
+    dy, w = adaptor.grad_output, adaptor.weight
+    strides, padding, groups = _conv_attrs(op)
+    out_shape = shape_of(op.result)
+    kh, kw = shape_of(w)[:2]
+    depthwise = _is_depthwise(op, groups, shape_of(w))
+    if kh - 1 - padding[0] < 0 or kw - 1 - padding[1] < 0:
+        raise unsupported(op, f"with padding {padding} larger than kernel-1 ({kh}x{kw} kernel) "
+                              "is not supported")
+    lower = _padded_grad_input if convgrad == "im2col" else _padfree_grad_input
     with rewriter.ip, op.location:
-        # dY zero-dilated by the stride and padded by K-1-p on the low side.
-        zeros = full([n, hb, wb, f])
-        dilated = tensor.InsertSliceOp(dy, zeros, [], [], [], [0, lo_h, lo_w, 0], [n, oh, ow, f],
-                                       [1, strides[0], strides[1], 1]).result
-        out = full([n, h, wd, c])
-        result = _named_conv(depthwise, dilated, _flipped_kernel(w, depthwise), out, [1, 1])
+        result = lower(dy, w, out_shape, strides, padding, depthwise)
     rewriter.replace_op(op, [result])
 
 
@@ -280,11 +360,11 @@ def convert_bias_grad(op, adaptor, type_converter, rewriter, convgrad: str = "di
 #: convgrad lowering (`CONVGRADS`) -> the pattern of `conv2d_grad_weight` (module-level objects:
 #: the bindings do not keep a pattern callable alive).
 CONVGRAD_PATTERNS = {mode: {tt.Conv2dGradWeightOp: functools.partial(convert_conv2d_grad_weight, convgrad=mode),
+                            tt.Conv2dGradInputOp: functools.partial(convert_conv2d_grad_input, convgrad=mode),
                             tt.BiasGradOp: functools.partial(convert_bias_grad, convgrad=mode)}
                      for mode in CONVGRADS}
 
 PATTERNS = {
     tt.Conv2dOp: convert_conv2d,
-    tt.Conv2dGradInputOp: convert_conv2d_grad_input,
     **CONVGRAD_PATTERNS["direct"],
 }

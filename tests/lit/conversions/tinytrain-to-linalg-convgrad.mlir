@@ -3,11 +3,13 @@
 // RUN: tinytrain-opt -p 'to-linalg{convgrad=im2col}' --split-input-file %s | filecheck %s --check-prefix=IM2COL
 // RUN: not tinytrain-opt -p 'to-linalg{convgrad=winograd}' %s 2>&1 | filecheck %s --check-prefix=BAD
 
-// The dense conv weight-gradient lowering per target (to-linalg{convgrad=...}, set by compile()
-// from the target): direct (default; cortex-m4/m7: no buffer beyond the result) or im2col (host
-// .vmfb: dense windows gathered as rows, then a matmul-like contraction; depthwise windows one
-// stride-1 contraction per stride phase over the batch stacked into one image). Dense 1x1
-// stride-1 gradients are one contraction either way (tinytrain-to-linalg.mlir).
+// The conv gradient lowerings per target (to-linalg{convgrad=...}, set by compile() from the
+// target): direct (default; cortex-m4/m7: no buffer beyond the result) or im2col (host .vmfb).
+// Weight gradients: im2col gathers dense windows as rows, then a matmul-like contraction;
+// depthwise windows one stride-1 contraction per stride phase over the batch stacked into one
+// image. Dense 1x1 stride-1 weight gradients are one contraction either way
+// (tinytrain-to-linalg.mlir). Input gradients (at the end): direct is one generic reading dY
+// bounds-checked, im2col a named conv of the zero-dilated, padded dY with the flipped kernel.
 // BAD: to-linalg: option convgrad='winograd' is not one of direct, im2col
 
 // direct: one contraction of the padded input with dY over (N, OH, OW), stride in the map.
@@ -193,4 +195,210 @@ func.func @conv2d_grad_weight_depthwise_strided(%x: tensor<2x5x5x3xf32>, %dy: te
 func.func @bias_grad(%dy: tensor<1x3x3x4xf32>) -> tensor<4xf32> {
   %0 = "tinytrain.bias_grad"(%dy) : (tensor<1x3x3x4xf32>) -> tensor<4xf32>
   return %0 : tensor<4xf32>
+}
+
+// -----
+
+// Input gradient, dense, stride 2.
+// im2col: dY zero-dilated by the stride (insert_slice with strides [1, 2, 2, 1]) at offset
+// K - 1 - p, then a stride-1 conv with the flipped, in/out-transposed kernel built as a gather.
+// direct: one generic over (N, H, W, C, KH, KW, F) reading W through its map; the dY row of
+// input row h and tap kh is t = h + p - kh, clamped to [0, (OH-1)*s]; the tap exists when the
+// clamp left t unchanged and t is a multiple of s (row t / s); otherwise it selects 0.
+// DIRECT-DAG:   #[[MAP:map[0-9]*]] = affine_map<(d0, d1, d2, d3, d4, d5, d6) -> (d4, d5, d3, d6)>
+// DIRECT-DAG:   #[[MAP1:map[0-9]*]] = affine_map<(d0, d1, d2, d3, d4, d5, d6) -> (d0, d1, d2, d3)>
+// DIRECT-LABEL: func.func @conv2d_grad_input(
+// DIRECT-SAME:    %[[ARG0:.*]]: tensor<1x3x3x4xf32>, %[[ARG1:.*]]: tensor<3x3x2x4xf32>) -> tensor<1x5x5x2xf32> {
+// DIRECT-NEXT:    %[[ZERO:.*]] = arith.constant 0.000000e+00 : f32
+// DIRECT-NEXT:    %[[CST:.*]] = arith.constant 0.000000e+00 : f32
+// DIRECT-NEXT:    %[[V0:.*]] = tensor.empty() : tensor<1x5x5x2xf32>
+// DIRECT-NEXT:    %[[V1:.*]] = linalg.fill ins(%[[CST]] : f32) outs(%[[V0]] : tensor<1x5x5x2xf32>) -> tensor<1x5x5x2xf32>
+// DIRECT-NEXT:    %[[V2:.*]] = linalg.generic {indexing_maps = [#[[MAP]], #[[MAP1]]], iterator_types = ["parallel", "parallel", "parallel", "parallel", "reduction", "reduction", "reduction"]} ins(%[[ARG1]] : tensor<3x3x2x4xf32>) outs(%[[V1]] : tensor<1x5x5x2xf32>) {
+// DIRECT-NEXT:    ^bb0(%[[IN:.*]]: f32, %[[OUT:.*]]: f32):
+// DIRECT-NEXT:      %[[N:.*]] = linalg.index 0 : index
+// DIRECT-NEXT:      %[[H:.*]] = linalg.index 1 : index
+// DIRECT-NEXT:      %[[W:.*]] = linalg.index 2 : index
+// DIRECT-NEXT:      %[[C:.*]] = linalg.index 3 : index
+// DIRECT-NEXT:      %[[KH:.*]] = linalg.index 4 : index
+// DIRECT-NEXT:      %[[KW:.*]] = linalg.index 5 : index
+// DIRECT-NEXT:      %[[F:.*]] = linalg.index 6 : index
+// DIRECT-NEXT:      %[[C1:.*]] = arith.constant 1 : index
+// DIRECT-NEXT:      %[[HP:.*]] = arith.addi %[[H]], %[[C1]] : index
+// DIRECT-NEXT:      %[[TH:.*]] = arith.subi %[[HP]], %[[KH]] : index
+// DIRECT-NEXT:      %[[C0:.*]] = arith.constant 0 : index
+// DIRECT-NEXT:      %[[LO:.*]] = arith.maxsi %[[TH]], %[[C0]] : index
+// DIRECT-NEXT:      %[[C4:.*]] = arith.constant 4 : index
+// DIRECT-NEXT:      %[[THC:.*]] = arith.minsi %[[LO]], %[[C4]] : index
+// DIRECT-NEXT:      %[[HIN:.*]] = arith.cmpi eq, %[[TH]], %[[THC]] : index
+// DIRECT-NEXT:      %[[C2:.*]] = arith.constant 2 : index
+// DIRECT-NEXT:      %[[HREM:.*]] = arith.remui %[[THC]], %[[C2]] : index
+// DIRECT-NEXT:      %[[C0_1:.*]] = arith.constant 0 : index
+// DIRECT-NEXT:      %[[HGRID:.*]] = arith.cmpi eq, %[[HREM]], %[[C0_1]] : index
+// DIRECT-NEXT:      %[[OH:.*]] = arith.divui %[[THC]], %[[C2]] : index
+// DIRECT-NEXT:      %[[HOK:.*]] = arith.andi %[[HIN]], %[[HGRID]] : i1
+// DIRECT:           %[[WOK:.*]] = arith.andi %{{.*}}, %{{.*}} : i1
+// DIRECT-NEXT:      %[[G:.*]] = tensor.extract %[[ARG0]][%[[N]], %[[OH]], %[[OW:.*]], %[[F]]] : tensor<1x3x3x4xf32>
+// DIRECT-NEXT:      %[[OK:.*]] = arith.andi %[[HOK]], %[[WOK]] : i1
+// DIRECT-NEXT:      %[[GS:.*]] = arith.select %[[OK]], %[[G]], %[[ZERO]] : f32
+// DIRECT-NEXT:      %[[M:.*]] = arith.mulf %[[GS]], %[[IN]] : f32
+// DIRECT-NEXT:      %[[A:.*]] = arith.addf %[[OUT]], %[[M]] : f32
+// DIRECT-NEXT:      linalg.yield %[[A]] : f32
+// DIRECT-NEXT:    } -> tensor<1x5x5x2xf32>
+// DIRECT-NEXT:    return %[[V2]] : tensor<1x5x5x2xf32>
+// IM2COL-DAG:   #[[MAP:map[0-9]*]] = affine_map<(d0, d1, d2, d3) -> (d0, d1, d2, d3)>
+// IM2COL-LABEL: func.func @conv2d_grad_input(
+// IM2COL-SAME:    %[[ARG0:.*]]: tensor<1x3x3x4xf32>, %[[ARG1:.*]]: tensor<3x3x2x4xf32>) -> tensor<1x5x5x2xf32> {
+// IM2COL-NEXT:    %[[CST:.*]] = arith.constant 0.000000e+00 : f32
+// IM2COL-NEXT:    %[[V0:.*]] = tensor.empty() : tensor<1x7x7x4xf32>
+// IM2COL-NEXT:    %[[V1:.*]] = linalg.fill ins(%[[CST]] : f32) outs(%[[V0]] : tensor<1x7x7x4xf32>) -> tensor<1x7x7x4xf32>
+// IM2COL-NEXT:    %[[INSERTED_SLICE:.*]] = tensor.insert_slice %[[ARG0]] into %[[V1]][0, 1, 1, 0] [1, 3, 3, 4] [1, 2, 2, 1] : tensor<1x3x3x4xf32> into tensor<1x7x7x4xf32>
+// IM2COL-NEXT:    %[[CST_0:.*]] = arith.constant 0.000000e+00 : f32
+// IM2COL-NEXT:    %[[V2:.*]] = tensor.empty() : tensor<1x5x5x2xf32>
+// IM2COL-NEXT:    %[[V3:.*]] = linalg.fill ins(%[[CST_0]] : f32) outs(%[[V2]] : tensor<1x5x5x2xf32>) -> tensor<1x5x5x2xf32>
+// IM2COL-NEXT:    %[[V4:.*]] = tensor.empty() : tensor<3x3x4x2xf32>
+// IM2COL-NEXT:    %[[V5:.*]] = linalg.generic {indexing_maps = [#[[MAP]]], iterator_types = ["parallel", "parallel", "parallel", "parallel"]} outs(%[[V4]] : tensor<3x3x4x2xf32>) {
+// IM2COL-NEXT:    ^bb0(%[[OUT:.*]]: f32):
+// IM2COL-NEXT:      %[[V7:.*]] = linalg.index 0 : index
+// IM2COL-NEXT:      %[[V8:.*]] = linalg.index 1 : index
+// IM2COL-NEXT:      %[[V9:.*]] = linalg.index 2 : index
+// IM2COL-NEXT:      %[[V10:.*]] = linalg.index 3 : index
+// IM2COL-NEXT:      %[[C2:.*]] = arith.constant 2 : index
+// IM2COL-NEXT:      %[[C2_1:.*]] = arith.constant 2 : index
+// IM2COL-NEXT:      %[[V11:.*]] = arith.subi %[[C2]], %[[V7]] : index
+// IM2COL-NEXT:      %[[V12:.*]] = arith.subi %[[C2_1]], %[[V8]] : index
+// IM2COL-NEXT:      %[[EXTRACTED:.*]] = tensor.extract %[[ARG1]][%[[V11]], %[[V12]], %[[V10]], %[[V9]]] : tensor<3x3x2x4xf32>
+// IM2COL-NEXT:      linalg.yield %[[EXTRACTED]] : f32
+// IM2COL-NEXT:    } -> tensor<3x3x4x2xf32>
+// IM2COL-NEXT:    %[[V6:.*]] = linalg.conv_2d_nhwc_hwcf {dilations = dense<1> : tensor<2xi64>, strides = dense<1> : tensor<2xi64>} ins(%[[INSERTED_SLICE]], %[[V5]] : tensor<1x7x7x4xf32>, tensor<3x3x4x2xf32>) outs(%[[V3]] : tensor<1x5x5x2xf32>) -> tensor<1x5x5x2xf32>
+// IM2COL-NEXT:    return %[[V6]] : tensor<1x5x5x2xf32>
+func.func @conv2d_grad_input(%dy: tensor<1x3x3x4xf32>, %w: tensor<3x3x2x4xf32>) -> tensor<1x5x5x2xf32> {
+  %0 = "tinytrain.conv2d_grad_input"(%dy, %w) {strides = array<i64: 2, 2>, padding = array<i64: 1, 1>, groups = 1 : i64} : (tensor<1x3x3x4xf32>, tensor<3x3x2x4xf32>) -> tensor<1x5x5x2xf32>
+  return %0 : tensor<1x5x5x2xf32>
+}
+
+// -----
+
+// Depthwise input gradient, stride 1. im2col: the flipped kernel reads W[KH-1-kh, KW-1-kw, 0, c].
+// direct: one generic over (N, H, W, C, KH, KW) reading the [KH, KW, C] kernel through its map,
+// the row and column of dY clamped to [0, 3] and checked, no padded copy.
+// DIRECT-DAG:   #[[MAP:map[0-9]*]] = affine_map<(d0, d1, d2, d3, d4, d5) -> (d4, d5, d3)>
+// DIRECT-DAG:   #[[MAP1:map[0-9]*]] = affine_map<(d0, d1, d2, d3, d4, d5) -> (d0, d1, d2, d3)>
+// DIRECT-LABEL: func.func @conv2d_grad_input_depthwise(
+// DIRECT-SAME:    %[[ARG0:.*]]: tensor<1x4x4x3xf32>, %[[ARG1:.*]]: tensor<3x3x1x3xf32>) -> tensor<1x4x4x3xf32> {
+// DIRECT-NEXT:    %[[ZERO:.*]] = arith.constant 0.000000e+00 : f32
+// DIRECT-NEXT:    %[[K:.*]] = tensor.collapse_shape %[[ARG1]] {{\[\[}}0], [1], [2, 3]] : tensor<3x3x1x3xf32> into tensor<3x3x3xf32>
+// DIRECT-NEXT:    %[[CST:.*]] = arith.constant 0.000000e+00 : f32
+// DIRECT-NEXT:    %[[V0:.*]] = tensor.empty() : tensor<1x4x4x3xf32>
+// DIRECT-NEXT:    %[[V1:.*]] = linalg.fill ins(%[[CST]] : f32) outs(%[[V0]] : tensor<1x4x4x3xf32>) -> tensor<1x4x4x3xf32>
+// DIRECT-NEXT:    %[[V2:.*]] = linalg.generic {indexing_maps = [#[[MAP]], #[[MAP1]]], iterator_types = ["parallel", "parallel", "parallel", "parallel", "reduction", "reduction"]} ins(%[[K]] : tensor<3x3x3xf32>) outs(%[[V1]] : tensor<1x4x4x3xf32>) {
+// DIRECT-NEXT:    ^bb0(%[[IN:.*]]: f32, %[[OUT:.*]]: f32):
+// DIRECT-NEXT:      %[[N:.*]] = linalg.index 0 : index
+// DIRECT-NEXT:      %[[H:.*]] = linalg.index 1 : index
+// DIRECT-NEXT:      %[[W:.*]] = linalg.index 2 : index
+// DIRECT-NEXT:      %[[C:.*]] = linalg.index 3 : index
+// DIRECT-NEXT:      %[[KH:.*]] = linalg.index 4 : index
+// DIRECT-NEXT:      %[[KW:.*]] = linalg.index 5 : index
+// DIRECT-NEXT:      %[[C1:.*]] = arith.constant 1 : index
+// DIRECT-NEXT:      %[[HP:.*]] = arith.addi %[[H]], %[[C1]] : index
+// DIRECT-NEXT:      %[[TH:.*]] = arith.subi %[[HP]], %[[KH]] : index
+// DIRECT-NEXT:      %[[C0:.*]] = arith.constant 0 : index
+// DIRECT-NEXT:      %[[LO:.*]] = arith.maxsi %[[TH]], %[[C0]] : index
+// DIRECT-NEXT:      %[[C3:.*]] = arith.constant 3 : index
+// DIRECT-NEXT:      %[[OH:.*]] = arith.minsi %[[LO]], %[[C3]] : index
+// DIRECT-NEXT:      %[[HOK:.*]] = arith.cmpi eq, %[[TH]], %[[OH]] : index
+// DIRECT-NEXT:      %[[C1_1:.*]] = arith.constant 1 : index
+// DIRECT-NEXT:      %[[WP:.*]] = arith.addi %[[W]], %[[C1_1]] : index
+// DIRECT-NEXT:      %[[TW:.*]] = arith.subi %[[WP]], %[[KW]] : index
+// DIRECT-NEXT:      %[[C0_2:.*]] = arith.constant 0 : index
+// DIRECT-NEXT:      %[[LOW:.*]] = arith.maxsi %[[TW]], %[[C0_2]] : index
+// DIRECT-NEXT:      %[[C3_3:.*]] = arith.constant 3 : index
+// DIRECT-NEXT:      %[[OW:.*]] = arith.minsi %[[LOW]], %[[C3_3]] : index
+// DIRECT-NEXT:      %[[WOK:.*]] = arith.cmpi eq, %[[TW]], %[[OW]] : index
+// DIRECT-NEXT:      %[[G:.*]] = tensor.extract %[[ARG0]][%[[N]], %[[OH]], %[[OW]], %[[C]]] : tensor<1x4x4x3xf32>
+// DIRECT-NEXT:      %[[OK:.*]] = arith.andi %[[HOK]], %[[WOK]] : i1
+// DIRECT-NEXT:      %[[GS:.*]] = arith.select %[[OK]], %[[G]], %[[ZERO]] : f32
+// DIRECT-NEXT:      %[[M:.*]] = arith.mulf %[[GS]], %[[IN]] : f32
+// DIRECT-NEXT:      %[[A:.*]] = arith.addf %[[OUT]], %[[M]] : f32
+// DIRECT-NEXT:      linalg.yield %[[A]] : f32
+// DIRECT-NEXT:    } -> tensor<1x4x4x3xf32>
+// DIRECT-NEXT:    return %[[V2]] : tensor<1x4x4x3xf32>
+// IM2COL-DAG:   #[[MAP:map[0-9]*]] = affine_map<(d0, d1, d2) -> (d0, d1, d2)>
+// IM2COL-LABEL: func.func @conv2d_grad_input_depthwise(
+// IM2COL-SAME:    %[[ARG0:.*]]: tensor<1x4x4x3xf32>, %[[ARG1:.*]]: tensor<3x3x1x3xf32>) -> tensor<1x4x4x3xf32> {
+// IM2COL-NEXT:    %[[CST:.*]] = arith.constant 0.000000e+00 : f32
+// IM2COL-NEXT:    %[[V0:.*]] = tensor.empty() : tensor<1x6x6x3xf32>
+// IM2COL-NEXT:    %[[V1:.*]] = linalg.fill ins(%[[CST]] : f32) outs(%[[V0]] : tensor<1x6x6x3xf32>) -> tensor<1x6x6x3xf32>
+// IM2COL-NEXT:    %[[INSERTED_SLICE:.*]] = tensor.insert_slice %[[ARG0]] into %[[V1]][0, 1, 1, 0] [1, 4, 4, 3] [1, 1, 1, 1] : tensor<1x4x4x3xf32> into tensor<1x6x6x3xf32>
+// IM2COL-NEXT:    %[[CST_0:.*]] = arith.constant 0.000000e+00 : f32
+// IM2COL-NEXT:    %[[V2:.*]] = tensor.empty() : tensor<1x4x4x3xf32>
+// IM2COL-NEXT:    %[[V3:.*]] = linalg.fill ins(%[[CST_0]] : f32) outs(%[[V2]] : tensor<1x4x4x3xf32>) -> tensor<1x4x4x3xf32>
+// IM2COL-NEXT:    %[[V4:.*]] = tensor.empty() : tensor<3x3x3xf32>
+// IM2COL-NEXT:    %[[V5:.*]] = linalg.generic {indexing_maps = [#[[MAP]]], iterator_types = ["parallel", "parallel", "parallel"]} outs(%[[V4]] : tensor<3x3x3xf32>) {
+// IM2COL-NEXT:    ^bb0(%[[OUT:.*]]: f32):
+// IM2COL-NEXT:      %[[V7:.*]] = linalg.index 0 : index
+// IM2COL-NEXT:      %[[V8:.*]] = linalg.index 1 : index
+// IM2COL-NEXT:      %[[V9:.*]] = linalg.index 2 : index
+// IM2COL-NEXT:      %[[C2:.*]] = arith.constant 2 : index
+// IM2COL-NEXT:      %[[C2_1:.*]] = arith.constant 2 : index
+// IM2COL-NEXT:      %[[V10:.*]] = arith.subi %[[C2]], %[[V7]] : index
+// IM2COL-NEXT:      %[[V11:.*]] = arith.subi %[[C2_1]], %[[V8]] : index
+// IM2COL-NEXT:      %[[C0:.*]] = arith.constant 0 : index
+// IM2COL-NEXT:      %[[EXTRACTED:.*]] = tensor.extract %[[ARG1]][%[[V10]], %[[V11]], %[[C0]], %[[V9]]] : tensor<3x3x1x3xf32>
+// IM2COL-NEXT:      linalg.yield %[[EXTRACTED]] : f32
+// IM2COL-NEXT:    } -> tensor<3x3x3xf32>
+// IM2COL-NEXT:    %[[V6:.*]] = linalg.depthwise_conv_2d_nhwc_hwc {dilations = dense<1> : tensor<2xi64>, strides = dense<1> : tensor<2xi64>} ins(%[[INSERTED_SLICE]], %[[V5]] : tensor<1x6x6x3xf32>, tensor<3x3x3xf32>) outs(%[[V3]] : tensor<1x4x4x3xf32>) -> tensor<1x4x4x3xf32>
+// IM2COL-NEXT:    return %[[V6]] : tensor<1x4x4x3xf32>
+func.func @conv2d_grad_input_depthwise(%dy: tensor<1x4x4x3xf32>, %w: tensor<3x3x1x3xf32>) -> tensor<1x4x4x3xf32> {
+  %0 = "tinytrain.conv2d_grad_input"(%dy, %w) {strides = array<i64: 1, 1>, padding = array<i64: 1, 1>, groups = 3 : i64} : (tensor<1x4x4x3xf32>, tensor<3x3x1x3xf32>) -> tensor<1x4x4x3xf32>
+  return %0 : tensor<1x4x4x3xf32>
+}
+
+// -----
+
+// Depthwise input gradient, stride 2 (MobileNetV2's downsampling blocks). direct: the stride
+// check (remui/divui) on rows and columns; no padded, dilated copy of dY. im2col: dY inserted
+// every second row/column into a zero 6x6 copy.
+// DIRECT-LABEL: func.func @conv2d_grad_input_depthwise_strided(
+// DIRECT-NOT:     tensor.insert_slice
+// DIRECT:         linalg.generic {{.*}}iterator_types = ["parallel", "parallel", "parallel", "parallel", "reduction", "reduction"]} ins(%{{.*}} : tensor<3x3x3xf32>) outs(%{{.*}} : tensor<1x4x4x3xf32>)
+// DIRECT:           arith.remui %{{.*}}, %{{.*}} : index
+// DIRECT:           arith.divui %{{.*}}, %{{.*}} : index
+// DIRECT:           arith.remui %{{.*}}, %{{.*}} : index
+// DIRECT:           arith.divui %{{.*}}, %{{.*}} : index
+// DIRECT:           tensor.extract %{{.*}} : tensor<1x2x2x3xf32>
+// DIRECT-NOT:     linalg.depthwise_conv_2d_nhwc_hwc
+// DIRECT:         return
+// IM2COL-LABEL: func.func @conv2d_grad_input_depthwise_strided(
+// IM2COL:         tensor.insert_slice %{{.*}} into %{{.*}}[0, 1, 1, 0] [1, 2, 2, 3] [1, 2, 2, 1] : tensor<1x2x2x3xf32> into tensor<1x6x6x3xf32>
+// IM2COL:         linalg.depthwise_conv_2d_nhwc_hwc {dilations = dense<1> : tensor<2xi64>, strides = dense<1> : tensor<2xi64>} ins(%{{.*}}, %{{.*}} : tensor<1x6x6x3xf32>, tensor<3x3x3xf32>)
+func.func @conv2d_grad_input_depthwise_strided(%dy: tensor<1x2x2x3xf32>, %w: tensor<3x3x1x3xf32>) -> tensor<1x4x4x3xf32> {
+  %0 = "tinytrain.conv2d_grad_input"(%dy, %w) {strides = array<i64: 2, 2>, padding = array<i64: 1, 1>, groups = 3 : i64} : (tensor<1x2x2x3xf32>, tensor<3x3x1x3xf32>) -> tensor<1x4x4x3xf32>
+  return %0 : tensor<1x4x4x3xf32>
+}
+
+// -----
+
+// Pointwise (1x1, stride 1, unpadded) input gradient. direct: a plain contraction over F reading
+// dY and the [C, F] kernel through their maps (no flipped kernel). im2col: the named conv.
+// DIRECT-DAG:   #[[MAP:map[0-9]*]] = affine_map<(d0, d1, d2, d3, d4) -> (d0, d1, d2, d4)>
+// DIRECT-DAG:   #[[MAP1:map[0-9]*]] = affine_map<(d0, d1, d2, d3, d4) -> (d3, d4)>
+// DIRECT-DAG:   #[[MAP2:map[0-9]*]] = affine_map<(d0, d1, d2, d3, d4) -> (d0, d1, d2, d3)>
+// DIRECT-LABEL: func.func @conv2d_grad_input_pointwise(
+// DIRECT-SAME:    %[[ARG0:.*]]: tensor<1x3x3x4xf32>, %[[ARG1:.*]]: tensor<1x1x2x4xf32>) -> tensor<1x3x3x2xf32> {
+// DIRECT-NEXT:    %[[K:.*]] = tensor.collapse_shape %[[ARG1]] {{\[\[}}0, 1, 2], [3]] : tensor<1x1x2x4xf32> into tensor<2x4xf32>
+// DIRECT-NEXT:    %[[CST:.*]] = arith.constant 0.000000e+00 : f32
+// DIRECT-NEXT:    %[[V0:.*]] = tensor.empty() : tensor<1x3x3x2xf32>
+// DIRECT-NEXT:    %[[V1:.*]] = linalg.fill ins(%[[CST]] : f32) outs(%[[V0]] : tensor<1x3x3x2xf32>) -> tensor<1x3x3x2xf32>
+// DIRECT-NEXT:    %[[V2:.*]] = linalg.generic {indexing_maps = [#[[MAP]], #[[MAP1]], #[[MAP2]]], iterator_types = ["parallel", "parallel", "parallel", "parallel", "reduction"]} ins(%[[ARG0]], %[[K]] : tensor<1x3x3x4xf32>, tensor<2x4xf32>) outs(%[[V1]] : tensor<1x3x3x2xf32>) {
+// DIRECT-NEXT:    ^bb0(%[[IN:.*]]: f32, %[[IN_0:.*]]: f32, %[[OUT:.*]]: f32):
+// DIRECT-NEXT:      %[[M:.*]] = arith.mulf %[[IN]], %[[IN_0]] : f32
+// DIRECT-NEXT:      %[[A:.*]] = arith.addf %[[OUT]], %[[M]] : f32
+// DIRECT-NEXT:      linalg.yield %[[A]] : f32
+// DIRECT-NEXT:    } -> tensor<1x3x3x2xf32>
+// DIRECT-NEXT:    return %[[V2]] : tensor<1x3x3x2xf32>
+// IM2COL-LABEL: func.func @conv2d_grad_input_pointwise(
+// IM2COL:         linalg.conv_2d_nhwc_hwcf {dilations = dense<1> : tensor<2xi64>, strides = dense<1> : tensor<2xi64>} ins(%{{.*}}, %{{.*}} : tensor<1x3x3x4xf32>, tensor<1x1x4x2xf32>) outs(%{{.*}} : tensor<1x3x3x2xf32>)
+func.func @conv2d_grad_input_pointwise(%dy: tensor<1x3x3x4xf32>, %w: tensor<1x1x2x4xf32>) -> tensor<1x3x3x2xf32> {
+  %0 = "tinytrain.conv2d_grad_input"(%dy, %w) {strides = array<i64: 1, 1>, padding = array<i64: 0, 0>, groups = 1 : i64} : (tensor<1x3x3x4xf32>, tensor<1x1x2x4xf32>) -> tensor<1x3x3x2xf32>
+  return %0 : tensor<1x3x3x2xf32>
 }

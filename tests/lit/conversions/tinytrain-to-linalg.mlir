@@ -2,8 +2,8 @@
 // RUN: tinytrain-opt -p 'to-linalg{convgrad=im2col}' --split-input-file %s | filecheck %s
 
 // One case per tinytrain op (and per lowering variant): the ops, maps and bodies the
-// tinytrain -> linalg conversion patterns build. The conv weight and bias gradients depend on
-// `convgrad` (tinytrain-to-linalg-convgrad.mlir, but for the dense 1x1 stride-1 case below,
+// tinytrain -> linalg conversion patterns build. The conv input, weight and bias gradients depend
+// on `convgrad` (tinytrain-to-linalg-convgrad.mlir, but for the dense 1x1 stride-1 case below,
 // lowered alike by both): every case here is the same with both.
 
 // Dense conv: the bias broadcast over N, H, W seeds the accumulator; the input is zero-padded
@@ -73,75 +73,6 @@ func.func @conv2d_depthwise(%x: tensor<1x4x4x3xf32>, %w: tensor<3x3x1x3xf32>, %b
 func.func @conv2d_crop(%x: tensor<1x6x6x1xf32>, %w: tensor<3x3x1x2xf32>, %b: tensor<2xf32>) -> tensor<1x2x2x2xf32> {
   %0 = "tinytrain.conv2d"(%x, %w, %b) {strides = array<i64: 2, 2>, padding = array<i64: 0, 0>, groups = 1 : i64} : (tensor<1x6x6x1xf32>, tensor<3x3x1x2xf32>, tensor<2xf32>) -> tensor<1x2x2x2xf32>
   return %0 : tensor<1x2x2x2xf32>
-}
-
-// -----
-
-// Input gradient: dY zero-dilated by the stride (insert_slice with strides [1, 2, 2, 1]) at offset
-// K - 1 - p, then a stride-1 conv with the flipped, in/out-transposed kernel built as a gather.
-// CHECK-DAG:   #[[MAP:map[0-9]*]] = affine_map<(d0, d1, d2, d3) -> (d0, d1, d2, d3)>
-// CHECK-LABEL: func.func @conv2d_grad_input(
-// CHECK-SAME:    %[[ARG0:.*]]: tensor<1x3x3x4xf32>, %[[ARG1:.*]]: tensor<3x3x2x4xf32>) -> tensor<1x5x5x2xf32> {
-// CHECK-NEXT:    %[[CST:.*]] = arith.constant 0.000000e+00 : f32
-// CHECK-NEXT:    %[[V0:.*]] = tensor.empty() : tensor<1x7x7x4xf32>
-// CHECK-NEXT:    %[[V1:.*]] = linalg.fill ins(%[[CST]] : f32) outs(%[[V0]] : tensor<1x7x7x4xf32>) -> tensor<1x7x7x4xf32>
-// CHECK-NEXT:    %[[INSERTED_SLICE:.*]] = tensor.insert_slice %[[ARG0]] into %[[V1]][0, 1, 1, 0] [1, 3, 3, 4] [1, 2, 2, 1] : tensor<1x3x3x4xf32> into tensor<1x7x7x4xf32>
-// CHECK-NEXT:    %[[CST_0:.*]] = arith.constant 0.000000e+00 : f32
-// CHECK-NEXT:    %[[V2:.*]] = tensor.empty() : tensor<1x5x5x2xf32>
-// CHECK-NEXT:    %[[V3:.*]] = linalg.fill ins(%[[CST_0]] : f32) outs(%[[V2]] : tensor<1x5x5x2xf32>) -> tensor<1x5x5x2xf32>
-// CHECK-NEXT:    %[[V4:.*]] = tensor.empty() : tensor<3x3x4x2xf32>
-// CHECK-NEXT:    %[[V5:.*]] = linalg.generic {indexing_maps = [#[[MAP]]], iterator_types = ["parallel", "parallel", "parallel", "parallel"]} outs(%[[V4]] : tensor<3x3x4x2xf32>) {
-// CHECK-NEXT:    ^bb0(%[[OUT:.*]]: f32):
-// CHECK-NEXT:      %[[V7:.*]] = linalg.index 0 : index
-// CHECK-NEXT:      %[[V8:.*]] = linalg.index 1 : index
-// CHECK-NEXT:      %[[V9:.*]] = linalg.index 2 : index
-// CHECK-NEXT:      %[[V10:.*]] = linalg.index 3 : index
-// CHECK-NEXT:      %[[C2:.*]] = arith.constant 2 : index
-// CHECK-NEXT:      %[[C2_1:.*]] = arith.constant 2 : index
-// CHECK-NEXT:      %[[V11:.*]] = arith.subi %[[C2]], %[[V7]] : index
-// CHECK-NEXT:      %[[V12:.*]] = arith.subi %[[C2_1]], %[[V8]] : index
-// CHECK-NEXT:      %[[EXTRACTED:.*]] = tensor.extract %[[ARG1]][%[[V11]], %[[V12]], %[[V10]], %[[V9]]] : tensor<3x3x2x4xf32>
-// CHECK-NEXT:      linalg.yield %[[EXTRACTED]] : f32
-// CHECK-NEXT:    } -> tensor<3x3x4x2xf32>
-// CHECK-NEXT:    %[[V6:.*]] = linalg.conv_2d_nhwc_hwcf {dilations = dense<1> : tensor<2xi64>, strides = dense<1> : tensor<2xi64>} ins(%[[INSERTED_SLICE]], %[[V5]] : tensor<1x7x7x4xf32>, tensor<3x3x4x2xf32>) outs(%[[V3]] : tensor<1x5x5x2xf32>) -> tensor<1x5x5x2xf32>
-// CHECK-NEXT:    return %[[V6]] : tensor<1x5x5x2xf32>
-func.func @conv2d_grad_input(%dy: tensor<1x3x3x4xf32>, %w: tensor<3x3x2x4xf32>) -> tensor<1x5x5x2xf32> {
-  %0 = "tinytrain.conv2d_grad_input"(%dy, %w) {strides = array<i64: 2, 2>, padding = array<i64: 1, 1>, groups = 1 : i64} : (tensor<1x3x3x4xf32>, tensor<3x3x2x4xf32>) -> tensor<1x5x5x2xf32>
-  return %0 : tensor<1x5x5x2xf32>
-}
-
-// -----
-
-// Depthwise input gradient: the flipped kernel reads W[KH-1-kh, KW-1-kw, 0, c].
-// CHECK-DAG:   #[[MAP:map[0-9]*]] = affine_map<(d0, d1, d2) -> (d0, d1, d2)>
-// CHECK-LABEL: func.func @conv2d_grad_input_depthwise(
-// CHECK-SAME:    %[[ARG0:.*]]: tensor<1x4x4x3xf32>, %[[ARG1:.*]]: tensor<3x3x1x3xf32>) -> tensor<1x4x4x3xf32> {
-// CHECK-NEXT:    %[[CST:.*]] = arith.constant 0.000000e+00 : f32
-// CHECK-NEXT:    %[[V0:.*]] = tensor.empty() : tensor<1x6x6x3xf32>
-// CHECK-NEXT:    %[[V1:.*]] = linalg.fill ins(%[[CST]] : f32) outs(%[[V0]] : tensor<1x6x6x3xf32>) -> tensor<1x6x6x3xf32>
-// CHECK-NEXT:    %[[INSERTED_SLICE:.*]] = tensor.insert_slice %[[ARG0]] into %[[V1]][0, 1, 1, 0] [1, 4, 4, 3] [1, 1, 1, 1] : tensor<1x4x4x3xf32> into tensor<1x6x6x3xf32>
-// CHECK-NEXT:    %[[CST_0:.*]] = arith.constant 0.000000e+00 : f32
-// CHECK-NEXT:    %[[V2:.*]] = tensor.empty() : tensor<1x4x4x3xf32>
-// CHECK-NEXT:    %[[V3:.*]] = linalg.fill ins(%[[CST_0]] : f32) outs(%[[V2]] : tensor<1x4x4x3xf32>) -> tensor<1x4x4x3xf32>
-// CHECK-NEXT:    %[[V4:.*]] = tensor.empty() : tensor<3x3x3xf32>
-// CHECK-NEXT:    %[[V5:.*]] = linalg.generic {indexing_maps = [#[[MAP]]], iterator_types = ["parallel", "parallel", "parallel"]} outs(%[[V4]] : tensor<3x3x3xf32>) {
-// CHECK-NEXT:    ^bb0(%[[OUT:.*]]: f32):
-// CHECK-NEXT:      %[[V7:.*]] = linalg.index 0 : index
-// CHECK-NEXT:      %[[V8:.*]] = linalg.index 1 : index
-// CHECK-NEXT:      %[[V9:.*]] = linalg.index 2 : index
-// CHECK-NEXT:      %[[C2:.*]] = arith.constant 2 : index
-// CHECK-NEXT:      %[[C2_1:.*]] = arith.constant 2 : index
-// CHECK-NEXT:      %[[V10:.*]] = arith.subi %[[C2]], %[[V7]] : index
-// CHECK-NEXT:      %[[V11:.*]] = arith.subi %[[C2_1]], %[[V8]] : index
-// CHECK-NEXT:      %[[C0:.*]] = arith.constant 0 : index
-// CHECK-NEXT:      %[[EXTRACTED:.*]] = tensor.extract %[[ARG1]][%[[V10]], %[[V11]], %[[C0]], %[[V9]]] : tensor<3x3x1x3xf32>
-// CHECK-NEXT:      linalg.yield %[[EXTRACTED]] : f32
-// CHECK-NEXT:    } -> tensor<3x3x3xf32>
-// CHECK-NEXT:    %[[V6:.*]] = linalg.depthwise_conv_2d_nhwc_hwc {dilations = dense<1> : tensor<2xi64>, strides = dense<1> : tensor<2xi64>} ins(%[[INSERTED_SLICE]], %[[V5]] : tensor<1x6x6x3xf32>, tensor<3x3x3xf32>) outs(%[[V3]] : tensor<1x4x4x3xf32>) -> tensor<1x4x4x3xf32>
-// CHECK-NEXT:    return %[[V6]] : tensor<1x4x4x3xf32>
-func.func @conv2d_grad_input_depthwise(%dy: tensor<1x4x4x3xf32>, %w: tensor<3x3x1x3xf32>) -> tensor<1x4x4x3xf32> {
-  %0 = "tinytrain.conv2d_grad_input"(%dy, %w) {strides = array<i64: 1, 1>, padding = array<i64: 1, 1>, groups = 3 : i64} : (tensor<1x4x4x3xf32>, tensor<3x3x1x3xf32>) -> tensor<1x4x4x3xf32>
-  return %0 : tensor<1x4x4x3xf32>
 }
 
 // -----
