@@ -36,13 +36,14 @@ IREE kept live through the whole forward pass (issue #9).
 
 from __future__ import annotations
 
+import numpy as np
 from torch_mlir import ir
-from torch_mlir.dialects import arith
+from torch_mlir.dialects import arith, tensor
 
 from tinytrain.errors import CompileError
 from tinytrain.irfuncs import arg_attrs
 
-from .builders import STAGE, amap, const_f32, empty, generic
+from .builders import PARALLEL, STAGE, amap, const_f32, empty, generic, identity
 
 __all__ = ["VIEWS", "order_tied_reads"]
 
@@ -82,6 +83,17 @@ def _readers(w: ir.Value, update: ir.Operation, ret: ir.Operation) -> list[ir.Op
     return out
 
 
+def _views(w: ir.Value) -> list[ir.Value]:
+    """`w` and the values computed from it by `VIEWS`."""
+    out, i = [w], 0
+    while i < len(out):
+        for use in out[i].uses:
+            if use.owner.operation.name in VIEWS:
+                out.extend(use.owner.operation.results)
+        i += 1
+    return out
+
+
 def _sink(op: ir.Operation, anchor: ir.Operation) -> None:
     """Move `op` just after `anchor` when it is above it, then its users that are now above it
     (the block stays in a valid SSA order)."""
@@ -94,23 +106,93 @@ def _sink(op: ir.Operation, anchor: ir.Operation) -> None:
                 _sink(use.owner.operation, op)
 
 
+def _always(d: ir.Value) -> ir.Value:
+    """An i1 that is true for every value of the float `d` (NaN included) but that the compiler
+    does not fold: `ord(d, 0.0) | uno(d, 0.0)`."""
+    zero = const_f32(0.0)
+    known = arith.CmpFOp(arith.CmpFPredicate.ORD, d, zero).result
+    nan = arith.CmpFOp(arith.CmpFPredicate.UNO, d, zero).result
+    return arith.OrIOp(known, nan).result
+
+
+def _first(rank: int, dep: ir.Value) -> ir.AffineMap:
+    """The map from a `rank`-d iteration space to `dep`'s first element."""
+    return amap(rank, [ir.AffineConstantExpr.get(0)] * ir.RankedTensorType(dep.type).rank)
+
+
 def _after(value: ir.Value, dep: ir.Value) -> ir.Value:
     """`value` (a 0-d f32 tensor) recomputed by a `linalg.generic` that also reads `dep`'s first
-    element, in a condition that holds for every value of it (see the module docstring)."""
-    zero = const_f32(0.0)
-    first = amap(0, [ir.AffineConstantExpr.get(0)] * len(ir.RankedTensorType(dep.type).shape))
+    element (see the module docstring)."""
+    return generic([value, dep], empty([]), [amap(0, []), _first(0, dep), amap(0, [])], [],
+                   lambda v, d, acc: arith.SelectOp(_always(d), v, const_f32(0.0)).result)
 
-    def body(v, d, acc):
-        known = arith.CmpFOp(arith.CmpFPredicate.ORD, d, zero).result
-        nan = arith.CmpFOp(arith.CmpFPredicate.UNO, d, zero).result
-        return arith.SelectOp(arith.OrIOp(known, nan).result, v, zero).result
 
-    return generic([value, dep], empty([]), [amap(0, []), first, amap(0, [])], [], body)
+def _late_copy(w: ir.Value, dep: ir.Value) -> ir.Value:
+    """A copy of `w` by a `linalg.generic` that also reads `dep`'s first element (through a 0-d
+    `_after` of it), so that it is made once `dep` exists (see the module docstring)."""
+    ty = ir.RankedTensorType(w.type)
+    rank = ty.rank
+    zero = arith.ConstantOp(ty.element_type, 0 if isinstance(ty.element_type, ir.IntegerType) else 0.0).result
+    token = generic([dep], empty([]), [_first(0, dep), amap(0, [])], [], lambda d, acc: d)
+    return generic([w, token], tensor.EmptyOp(list(ty.shape), ty.element_type).result,
+                   [identity(rank), amap(rank, []), identity(rank)], [PARALLEL] * rank,
+                   lambda x, d, acc: arith.SelectOp(_always(d), x, zero).result)
+
+
+def _bytes(v: ir.Value) -> int:
+    ty = ir.RankedTensorType(v.type)
+    return int(np.prod(ty.shape)) * max(1, ty.element_type.width // 8)
+
+
+def _shared_operand(reader: ir.Operation, views: list, upstream: set) -> ir.Value | None:
+    """An operand of `reader` that the update also depends on and that is computed in the step
+    (not an argument or a constant, not a view of the parameter): the layer's output gradient."""
+    for v in reader.operands:
+        if (not isinstance(v.owner, ir.Block) and v.owner.operation.name != "arith.constant"
+                and not any(v == x for x in views) and v.owner.operation in upstream
+                and isinstance(ir.RankedTensorType(v.type).element_type, ir.FloatType)):
+            return v
+    return None
+
+
+def _copy_late(w: ir.Value, dep: ir.Value, upstream: set) -> None:
+    """Give the update and the backward readers of `w` (every user not upstream of the update) a
+    copy of `w` made once `dep` exists."""
+    anchor = dep.owner.operation
+    with ir.InsertionPoint.after(anchor), anchor.location:
+        copy = _late_copy(w, dep)
+    made = copy.owner.operation
+    for use in list(w.uses):
+        op = use.owner.operation
+        if op != made and op not in upstream:
+            op.operands[use.operand_number] = copy
+            _sink(op, made)
+
+
+def _order_by_guard(w: ir.Value, readers: list, update: ir.Operation, where: str) -> None:
+    """Make `update`'s loss operand depend on every reader's result (`_after`)."""
+    guard = [i for i, v in enumerate(update.operands)
+             if isinstance(v.type, ir.RankedTensorType) and v.type.rank == 0
+             and isinstance(v.type.element_type, ir.F32Type)]
+    if len(guard) != 1:
+        raise CompileError(f"to-linalg: cannot order the reads of {where} before its in-place update: "
+                           f"'{update.name}' (at {update.location}) has no single 0-d f32 (loss) operand",
+                           stage=STAGE)
+    loss = update.operands[guard[0]]
+    for r in readers:
+        dep = r.results[0]
+        if not isinstance(ir.RankedTensorType(dep.type).element_type, ir.FloatType):
+            raise CompileError(f"to-linalg: cannot order the read of {where} by '{r.name}' (at {r.location}) "
+                               "before its update: its result is not a float tensor", stage=STAGE)
+        with ir.InsertionPoint.after(r), r.location:
+            loss = _after(loss, dep)
+    update.operands[guard[0]] = loss
+    _sink(update, loss.owner.operation)
 
 
 def order_tied_reads(func) -> int:
     """Make every read of each tied argument of `func` upstream of its in-place update (see the
-    module docstring); returns the number of reads ordered."""
+    module docstring); returns the number of tied arguments that needed it."""
     block = func.regions[0].blocks[0]
     ret = list(block.operations)[-1].operation
     fname = ir.StringAttr(func.attributes["sym_name"]).value
@@ -128,25 +210,15 @@ def order_tied_reads(func) -> int:
         if not readers:
             continue
         name = ir.StringAttr(attrs["tinytrain.param"]).value if "tinytrain.param" in attrs else f"#{w.arg_number}"
-        guard = [i for i, v in enumerate(update.operands)
-                 if isinstance(v.type, ir.RankedTensorType) and v.type.rank == 0 and isinstance(v.type.element_type, ir.F32Type)]
-        if len(guard) != 1:
-            raise CompileError(f"to-linalg: cannot order the reads of the tied argument '{name}' of @{fname} "
-                               f"before its in-place update: '{update.name}' (at {update.location}) has no "
-                               "single 0-d f32 (loss) operand", stage=STAGE)
-        loss = update.operands[guard[0]]
+        where = f"the tied argument '{name}' of @{fname}"
         for r in readers:
             if update in _ancestors(r):
-                raise CompileError(f"to-linalg: '{r.name}' (at {r.location}) of @{fname} reads the tied argument "
-                                   f"'{name}' after its update: it cannot be updated in place", stage=STAGE)
-            dep = r.results[0]
-            if not isinstance(ir.RankedTensorType(dep.type).element_type, ir.FloatType):
-                raise CompileError(f"to-linalg: cannot order the read of the tied argument '{name}' by '{r.name}' "
-                                   f"(at {r.location}) of @{fname} before its update: its result is not a float "
-                                   "tensor", stage=STAGE)
-            with ir.InsertionPoint.after(r), r.location:
-                loss = _after(loss, dep)
-            count += 1
-        update.operands[guard[0]] = loss
-        _sink(update, loss.owner.operation)
+                raise CompileError(f"to-linalg: '{r.name}' (at {r.location}) reads {where} after its update: "
+                                   "it cannot be updated in place", stage=STAGE)
+        dep = _shared_operand(readers[0], _views(w), upstream)
+        if dep is not None and _bytes(w) < _bytes(dep):
+            _copy_late(w, dep, upstream)
+        else:
+            _order_by_guard(w, readers, update, where)
+        count += 1
     return count
