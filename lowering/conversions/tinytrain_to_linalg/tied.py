@@ -124,7 +124,7 @@ def _after(value: ir.Value, dep: ir.Value) -> ir.Value:
     """`value` (a 0-d f32 tensor) recomputed by a `linalg.generic` that also reads `dep`'s first
     element (see the module docstring)."""
     return generic([value, dep], empty([]), [amap(0, []), _first(0, dep), amap(0, [])], [],
-                   lambda v, d, acc: arith.SelectOp(_always(d), v, const_f32(0.0)).result)
+                   lambda v, d, acc: arith.SelectOp(_always(d), v, d).result)
 
 
 def _late_copy(w: ir.Value, dep: ir.Value) -> ir.Value:
