@@ -8,30 +8,36 @@ reading the parameter (a conv/linear input gradient reading the weight, `mul` by
 scale, ...) is not: without more, IREE may run the update first, and the reader sees the new
 value (`test_numerics.py::test_update_equals_sgd_on_gradients` fails).
 
-`order_tied_reads` makes each such read upstream of the write, without copying the parameter.
-For each reader R of a tied argument W (directly, or through views of it: `channel_scale` for an
-int8 weight's real value, `concat` of a trained slice with its frozen rest, `slice`, `reshape`,
-`transpose`, `dequantize`) whose result is r, the loss operand of W's update (the 0-d tensor its
-non-finite guard reads) is replaced by
+`order_tied_reads` makes each such read safe without the copy made at the start of the step
+that this replaces (IREE hoisted it there, so it lived through the whole forward pass: 16,768 B
+in MobileNetV2-w0.35's `49kb` scheme at 128x128; issue #9). The readers R of a tied argument W are found through views of it (`channel_scale`
+for an int8 weight's real value, `concat` of a trained slice with its frozen rest, `slice`,
+`reshape`, `transpose`, `dequantize`). Let g be an operand of the first R that W's update also
+depends on (the layer's output gradient: the update reads the weight gradient computed from it).
+Either of two dependencies, neither of which changes a value, then orders things:
 
-    loss' = linalg.generic {maps: () -> (), () -> (0, .., 0), () -> ()} ins(loss, r)
-              { select(ord(r[0..0], 0.0) | uno(r[0..0], 0.0), loss, 0.0) }
+- W smaller than g (most int8 and sliced weights): a late copy
+  `W' = select(ord(t, 0.0) | uno(t, 0.0), W, 0)`, t a 0-d tensor holding g's first element. The
+  condition is true for every t (NaN included), so W' = W, but W' can only be made once g exists,
+  i.e. in the layer's backward step, and lives from there to its last reader (W bytes, briefly).
+  The update and the backward readers read W'; the update, reading W', is downstream of the copy.
+- Otherwise (large fp32 weights, e.g. a classifier whose output gradient is 10 floats): the loss
+  operand of W's update (the 0-d tensor its non-finite guard reads) becomes
+  `loss' = select(ord(r, 0.0) | uno(r, 0.0), loss, r)` over the first element r of each reader's
+  result (a 0-d `linalg.generic`; several readers chain), so the update, which reads W itself,
+  waits for every reader; it then keeps the update's other inputs live across the readers.
 
-The condition is true for every value of r[0..0] (NaN included), so loss' = loss; but the
-update's dispatch now reads r, so R is upstream of it and IREE writes W after R has read it.
-Several readers of W chain (loss'' reads loss' and the next r). Why not a
-`util.optimization_barrier`: `(r', W') = barrier(r, W)` with the update reading W' is rejected
-by IREE (a barrier's operands and results must have one resource lifetime; r is transient, W
-external), and a barrier on transient values only (r with the gradient the update reads) works
-but splits IREE's execution at every barrier: each part's escaping values get their own
-allocation, which MobileNetV2's 49kb step paid with +203 KB of SRAM. The constant index map keeps
-IREE from fusing R into the 0-d generic (elementwise fusion needs a permutation map), so R stays
-its own dispatch.
+Measured alternatives: a `util.optimization_barrier` `(r', W') = barrier(r, W)` with the update
+reading W' is rejected by IREE (a barrier's operands and results must share one resource
+lifetime; r is transient, W external); one on transient values only (r with g, the update reading
+g') works but splits IREE's execution at every barrier, each part's escaping values getting their
+own allocation: MobileNetV2's `49kb` plan went from 390,912 to 593,792 B. The guard dependency
+alone (no late copies) gave 386,432 B, both together 374,144 B. The constant index maps keep IREE
+from fusing R into the 0-d generics (elementwise fusion needs permutation maps).
 
 Readers that the update already depends on (the forward pass) need nothing; a reader that
 depends on the update itself (it reads the old and the new value) cannot be ordered and is a
-CompileError. This replaces a copy of every such weight made at the start of the step, which
-IREE kept live through the whole forward pass (issue #9).
+CompileError.
 """
 
 from __future__ import annotations
@@ -150,14 +156,14 @@ def _shared_operand(reader: ir.Operation, views: list, upstream: set) -> ir.Valu
     for v in reader.operands:
         if (not isinstance(v.owner, ir.Block) and v.owner.operation.name != "arith.constant"
                 and not any(v == x for x in views) and v.owner.operation in upstream
-                and isinstance(ir.RankedTensorType(v.type).element_type, ir.FloatType)):
+                and isinstance(ir.RankedTensorType(v.type).element_type, ir.F32Type)):
             return v
     return None
 
 
-def _copy_late(w: ir.Value, dep: ir.Value, upstream: set) -> None:
+def _copy_late(w: ir.Value, dep: ir.Value, upstream: set) -> ir.Operation:
     """Give the update and the backward readers of `w` (every user not upstream of the update) a
-    copy of `w` made once `dep` exists."""
+    copy of `w` made once `dep` exists; returns the op making it."""
     anchor = dep.owner.operation
     with ir.InsertionPoint.after(anchor), anchor.location:
         copy = _late_copy(w, dep)
@@ -167,6 +173,7 @@ def _copy_late(w: ir.Value, dep: ir.Value, upstream: set) -> None:
         if op != made and op not in upstream:
             op.operands[use.operand_number] = copy
             _sink(op, made)
+    return made
 
 
 def _order_by_guard(w: ir.Value, readers: list, update: ir.Operation, where: str) -> None:
@@ -184,7 +191,10 @@ def _order_by_guard(w: ir.Value, readers: list, update: ir.Operation, where: str
         if not isinstance(ir.RankedTensorType(dep.type).element_type, ir.FloatType):
             raise CompileError(f"to-linalg: cannot order the read of {where} by '{r.name}' (at {r.location}) "
                                "before its update: its result is not a float tensor", stage=STAGE)
-        with ir.InsertionPoint.after(r), r.location:
+        at = r
+        if not isinstance(loss.owner, ir.Block) and r.is_before_in_block(loss.owner.operation):
+            at = loss.owner.operation
+        with ir.InsertionPoint.after(at), r.location:
             loss = _after(loss, dep)
     update.operands[guard[0]] = loss
     _sink(update, loss.owner.operation)
@@ -217,8 +227,11 @@ def order_tied_reads(func) -> int:
                                    "it cannot be updated in place", stage=STAGE)
         dep = _shared_operand(readers[0], _views(w), upstream)
         if dep is not None and _bytes(w) < _bytes(dep):
-            _copy_late(w, dep, upstream)
-        else:
+            made = _copy_late(w, dep, upstream)
+            # readers that reach W through a view the forward pass also reads (a `concat` of a
+            # trained slice) still read W itself
+            readers = [r for r in _readers(w, update, ret) if r not in upstream and r != made]
+        if readers:
             _order_by_guard(w, readers, update, where)
         count += 1
     return count
