@@ -8,7 +8,7 @@ weight before its input gradient reads it (test_iree_tied_hazard.py)."""
 
 import torch
 import torch.nn as nn
-from conftest import assert_sgd_tracks
+from conftest import assert_sgd_tracks, assert_step_is_sgd_of_gradients
 
 import tinytrain
 
@@ -36,14 +36,7 @@ def test_late_copy_and_guard_give_the_sgd_update_of_the_gradients():
     copies = [ln for ln in text.splitlines() if "tensor<1x1x8x16xf32>, tensor<f32>)" in ln and "ins(" in ln]
     guards = [ln for ln in text.splitlines() if 'iterator_types = []} ins(' in ln and "tensor<f32>, tensor<1x16xf32>)" in ln]
     assert len(copies) == 1 and len(guards) == 1, (copies, guards)
-    y = torch.tensor([3])
-    before = {k: v.numpy().copy() for k, v in prog.state_dict().items()}
-    grads, _ = prog.gradients(x, y)
-    prog.train_step(x, y)
-    after = prog.state_dict()
-    for k in prog.trainable:
-        expected = before[k] - prog.lr * grads[k]
-        assert abs(after[k].numpy() - expected).max() <= 1e-6 * max(1.0, abs(expected).max()), k
+    before = assert_step_is_sgd_of_gradients(prog, x, torch.tensor([3]))
     prog.load_state_dict({k: torch.from_numpy(v) for k, v in before.items()})
     xs = [torch.randn(1, 3, 8, 8) for _ in range(3)]
     ys = [torch.randint(0, 10, (1,)) for _ in range(3)]
