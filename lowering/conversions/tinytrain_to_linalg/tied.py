@@ -73,22 +73,6 @@ def _ancestors(op: ir.Operation) -> set:
     return seen
 
 
-def _readers(w: ir.Value, update: ir.Operation, ret: ir.Operation) -> list[ir.Operation]:
-    """The ops other than `update` and `ret` reading `w`, directly or through `VIEWS`."""
-    out, seen, values = [], set(), [w]
-    while values:
-        for use in values.pop().uses:
-            op = use.owner.operation
-            if op == update or op == ret or op in seen:
-                continue
-            seen.add(op)
-            if op.name in VIEWS:
-                values.extend(op.results)
-            else:
-                out.append(op)
-    return out
-
-
 def _views(w: ir.Value) -> list[ir.Value]:
     """`w` and the values computed from it by `VIEWS`."""
     out, i = [w], 0
@@ -97,6 +81,17 @@ def _views(w: ir.Value) -> list[ir.Value]:
             if use.owner.operation.name in VIEWS:
                 out.extend(use.owner.operation.results)
         i += 1
+    return out
+
+
+def _readers(w: ir.Value, update: ir.Operation, ret: ir.Operation) -> list[ir.Operation]:
+    """The ops other than `update` and `ret` reading `w`, directly or through `VIEWS`."""
+    out = []
+    for v in _views(w):
+        for use in v.uses:
+            op = use.owner.operation
+            if op.name not in VIEWS and op != update and op != ret and op not in out:
+                out.append(op)
     return out
 
 
@@ -135,7 +130,7 @@ def _after(value: ir.Value, dep: ir.Value) -> ir.Value:
 
 def _late_copy(w: ir.Value, dep: ir.Value) -> ir.Value:
     """A copy of `w` by a `linalg.generic` that also reads `dep`'s first element (through a 0-d
-    `_after` of it), so that it is made once `dep` exists (see the module docstring)."""
+    token holding it), so that it is made once `dep` exists (see the module docstring)."""
     ty = ir.RankedTensorType(w.type)
     rank = ty.rank
     zero = arith.ConstantOp(ty.element_type, 0 if isinstance(ty.element_type, ir.IntegerType) else 0.0).result
