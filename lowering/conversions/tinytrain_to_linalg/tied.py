@@ -9,8 +9,8 @@ scale, ...) is not: without more, IREE may run the update first, and the reader 
 value (`test_numerics.py::test_update_equals_sgd_on_gradients` fails).
 
 `order_tied_reads` makes each such read safe without the copy made at the start of the step
-that this replaces (IREE hoisted it there, so it lived through the whole forward pass: 16,768 B
-in MobileNetV2-w0.35's `49kb` scheme at 128x128; issue #9). The readers R of a tied argument W are found through views of it (`channel_scale`
+that this replaces (IREE hoisted it there, so it lived through the whole forward pass; issue
+#9). The readers R of a tied argument W are found through views of it (`channel_scale`
 for an int8 weight's real value, `concat` of a trained slice with its frozen rest, `slice`,
 `reshape`, `transpose`, `dequantize`). Let g be an operand of the first R that W's update also
 depends on (the layer's output gradient: the update reads the weight gradient computed from it).
@@ -21,18 +21,22 @@ Either of two dependencies, neither of which changes a value, then orders things
   condition is true for every t (NaN included), so W' = W, but W' can only be made once g exists,
   i.e. in the layer's backward step, and lives from there to its last reader (W bytes, briefly).
   The update and the backward readers read W'; the update, reading W', is downstream of the copy.
+  A reader reaching W through a view the forward pass also reads (a `concat` of a trained slice
+  and its frozen rest) still reads W and is ordered as below.
 - Otherwise (large fp32 weights, e.g. a classifier whose output gradient is 10 floats): the loss
   operand of W's update (the 0-d tensor its non-finite guard reads) becomes
   `loss' = select(ord(r, 0.0) | uno(r, 0.0), loss, r)` over the first element r of each reader's
   result (a 0-d `linalg.generic`; several readers chain), so the update, which reads W itself,
   waits for every reader; it then keeps the update's other inputs live across the readers.
 
-Measured alternatives: a `util.optimization_barrier` `(r', W') = barrier(r, W)` with the update
-reading W' is rejected by IREE (a barrier's operands and results must share one resource
-lifetime; r is transient, W external); one on transient values only (r with g, the update reading
-g') works but splits IREE's execution at every barrier, each part's escaping values getting their
-own allocation: MobileNetV2's `49kb` plan went from 390,912 to 593,792 B. The guard dependency
-alone (no late copies) gave 386,432 B, both together 374,144 B. The constant index maps keep IREE
+Measured on MobileNetV2-w0.35's `49kb` scheme at 128x128 for the cortex-m7 (the SRAM plan): with
+the `sparse-split` pass, 296,640 B with the start-of-step copies, 270,080 B with these
+dependencies. Alternatives, measured before `sparse-split` (copies: 390,912 B): a
+`util.optimization_barrier` `(r', W') = barrier(r, W)` with the update reading W' is rejected by
+IREE (a barrier's operands and results must share one resource lifetime; r is transient, W
+external); one on transient values only (r with g, the update reading g') works but splits IREE's
+execution at every barrier, each part's escaping values getting their own allocation: 593,792 B.
+The guard alone for every weight (no late copies): 386,432 B. The constant index maps keep IREE
 from fusing R into the 0-d generics (elementwise fusion needs permutation maps).
 
 Readers that the update already depends on (the forward pass) need nothing; a reader that
