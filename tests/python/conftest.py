@@ -114,6 +114,20 @@ def assert_grads_match(prog, model, x, y, tol=1e-4, fold=fold_bn):
     return grads
 
 
+def assert_step_is_sgd_of_gradients(prog, x, y) -> dict:
+    """One `train_step` changes each trained parameter by exactly `-lr * grad` of the same
+    program's `gradients(x, y)` (1e-6 relative): a read of a tied argument after its in-place
+    write (IREE's hazard) breaks it. Returns the parameters before the step."""
+    before = {k: v.numpy().copy() for k, v in prog.state_dict().items()}
+    grads, _ = prog.gradients(x, y)
+    prog.train_step(x, y)
+    after = prog.state_dict()
+    for k in prog.trainable:
+        expected = before[k] - prog.lr * grads[k]
+        assert abs(after[k].numpy() - expected).max() <= 1e-6 * max(1.0, abs(expected).max()), k
+    return before
+
+
 def assert_update_matches(ours_before, ours_after, ref_before, ref_after, name, tol=1e-3):
     """One SGD step's change of a parameter, ours vs the reference, measured against the size of
     the change itself, element by element, not against the parameter's size: after a few

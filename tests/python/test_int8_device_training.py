@@ -31,7 +31,7 @@ from tinytrain.pretrained.graph import build_forward, truncate
 HW, BLOCKS, CLASSES, STEPS, LR = 32, 3, 4, 6, 0.05
 MASTER = "blocks.2.depthwise.weight"
 # blocks.2.pointwise2.weight: an int8 weight updated in place whose input gradient is needed too
-# (the layers before it train): its copy guards against IREE's tied-argument hazard (to-linalg).
+# (the layers before it train): IREE's tied-argument hazard (to-linalg's `order_tied_reads`).
 TRAINABLE = ["blocks.1.pointwise2.weight", "blocks.1.pointwise2.bias", MASTER,
              "blocks.2.depthwise.bias", "blocks.2.pointwise2.weight", "blocks.2.pointwise2.bias",
              "fc.weight", "fc.bias"]

@@ -2,7 +2,8 @@
 
 A read of an `iree.abi.output` argument that is not upstream of its tied result sees the value
 written in place (here `other` = 3 * updated w instead of 3 * w). If this test starts failing,
-the pinned IREE no longer has the hazard and `_snapshot_tied_weights` can be reconsidered.
+the pinned IREE no longer has the hazard and `order_tied_reads`
+(lowering/conversions/tinytrain_to_linalg/tied.py) can be reconsidered.
 """
 
 import numpy as np

@@ -3,7 +3,7 @@
 import pytest
 import torch
 import torch.nn as nn
-from conftest import assert_grads_match, assert_sgd_tracks, randomize_bn
+from conftest import assert_grads_match, assert_sgd_tracks, assert_step_is_sgd_of_gradients, randomize_bn
 
 import tinytrain
 from tinytrain.models import mobilenet_v2
@@ -111,11 +111,4 @@ def test_update_equals_sgd_on_gradients(fresh):
     """train_step's in-place update is exactly `p - lr * grad` of the same program's gradients:
     guards against IREE reading a tied argument after its in-place write."""
     model, x, prog = fresh
-    y = torch.tensor([5])
-    before = {k: v.numpy().copy() for k, v in prog.state_dict().items()}
-    grads, _ = prog.gradients(x, y)
-    prog.train_step(x, y)
-    after = prog.state_dict()
-    for k in prog.trainable:
-        expected = before[k] - prog.lr * grads[k]
-        assert abs(after[k].numpy() - expected).max() <= 1e-6 * max(1.0, abs(expected).max()), k
+    assert_step_is_sgd_of_gradients(prog, x, torch.tensor([5]))

@@ -12,7 +12,8 @@ starts, as a `CompileError` naming the op and its location; a pattern refusing a
 conv gradient whose padding exceeds kernel-1) raises a `CompileError` the same way.
 
 Function signatures are kept: trained parameters stay arguments tied to results
-(`iree.abi.output`). Frozen parameters: when `values` (name -> array) is given, every argument
+(`iree.abi.output`); the backward pass's reads of such an argument are ordered before its
+in-place update with IREE `util.optimization_barrier`s, without a copy (`tied`). Frozen parameters: when `values` (name -> array) is given, every argument
 tagged `tinytrain.param` but not `tinytrain.trainable` becomes an `arith.constant` holding a
 `DenseResourceElementsAttr` built from the array (one resource per parameter, shared by every
 function) and is removed from the signature; IREE then places it with the other constants (flash
@@ -53,10 +54,10 @@ from tinytrain.passes import ModulePass
 
 from . import (conv, elementwise, layers_activation, layers_broadcast, layers_pool, layers_shape,
                linear, loss, pool, quant, shape)
-from .builders import (CLAMPS, PARALLEL, STAGE, const_f32, elementwise as elementwise_generic, generic, identity,
-                       shape_of)
+from .builders import CLAMPS, STAGE
 from .conv import CONVGRADS
 from .kernels import KERNELS
+from .tied import order_tied_reads
 
 __all__ = ["ConvertTinytrainToLinalgPass", "lower_to_linalg", "PATTERNS", "populate_patterns",
            "CLAMPS", "CLAMP_BY_TARGET", "CONVGRADS", "CONVGRAD_BY_TARGET", "KERNELS", "patterns_for"]
@@ -191,66 +192,6 @@ def _inline_frozen_params(func, values: Mapping[str, np.ndarray], constants: dic
     func.attributes["arg_attrs"] = ir.ArrayAttr.get([attrs[i] for i in keep])
 
 
-# Ops that read a trained weight after the forward pass, and the update that overwrites it.
-_GRAD_INPUT_OPS = ("tinytrain.conv2d_grad_input", "tinytrain.linear_grad_input")
-#: An int8 weight reaches its input-gradient op as `channel_scale(w)` (its real value).
-_SNAPSHOT_READERS = _GRAD_INPUT_OPS + ("tinytrain.sgd_update", "tinytrain.qsgd_update",
-                                       "tinytrain.channel_scale")
-
-
-def _copy(w: ir.Value) -> ir.Value:
-    """A copy of `w` that canonicalization does not fold away: `x + 0.0` for floats, an exact
-    round trip through f32 for integers of at most 24 bits (int8 weights)."""
-    et = ir.RankedTensorType(w.type).element_type
-    if not isinstance(et, ir.IntegerType):
-        zero = const_f32(0.0)
-        return elementwise_generic([w], lambda a, acc: arith.AddFOp(a, zero).result)
-    if et.width > 24:
-        raise CompileError(f"to-linalg: cannot snapshot a tied {et} weight (only up to 24-bit integers)",
-                           stage=STAGE)
-    from torch_mlir.dialects import tensor
-
-    shape = shape_of(w)
-    out = tensor.EmptyOp(shape, et).result
-    return generic([w], out, [identity(len(shape))] * 2, [PARALLEL] * len(shape),
-                   lambda a, acc: arith.FPToSIOp(et, arith.SIToFPOp(ir.F32Type.get(), a).result).result)
-
-
-def _snapshot_tied_weights(func) -> None:
-    """Copies of the tied (updated-in-place) weights that the backward pass reads.
-
-    IREE 3.13 does not order a read of an `iree.abi.output` argument before the in-place write
-    of its tied result unless the read is upstream of the write (found here; see
-    tests/python/test_numerics.py::test_update_equals_sgd_on_gradients). The forward pass is
-    upstream of every update, but an input-gradient op reading weight W is not upstream of W's
-    update. So such a W is first copied (`x + 0.0`, which does not fold), the input-gradient op
-    and the update both read the copy, and the update depends on the copy: the argument's storage
-    is only overwritten after every read of it. The copy costs one transient buffer per such W.
-    An int8 weight is read as `channel_scale(W)` by its input-gradient op and updated by
-    `qsgd_update`: both read the copy.
-    """
-    block = func.regions[0].blocks[0]
-    tied = [arg for arg, d in zip(block.arguments, _arg_attrs(func)) if "iree.abi.output" in d]
-    ops = list(block.operations)
-    wanted = []
-    for op in ops:
-        if op.operation.name in _GRAD_INPUT_OPS:
-            w = op.operands[1]
-            owner = w.owner
-            if not isinstance(owner, ir.Block) and owner.operation.name == "tinytrain.channel_scale":
-                w = owner.operation.operands[0]
-            if any(w == t for t in tied) and not any(w == x for x in wanted):
-                wanted.append(w)
-    for w in wanted:
-        with ir.InsertionPoint(ops[0]), func.location:  # at the top, in order of first use
-            copy = _copy(w)
-        for op in ops:
-            if op.operation.name in _SNAPSHOT_READERS:
-                for i, v in enumerate(op.operands):
-                    if v == w:
-                        op.operands[i] = copy
-
-
 # ----------------------------------------------------------------------------------------------
 # Driver
 # ----------------------------------------------------------------------------------------------
@@ -265,7 +206,7 @@ def _convert(module: ir.Operation, values: Mapping[str, np.ndarray] | None,
             continue
         if values is not None:
             _inline_frozen_params(op, values, constants)
-        _snapshot_tied_weights(op)
+        order_tied_reads(op)
     type_converter = rewrite.TypeConverter()
     type_converter.add_conversion(_keep_type)
     patterns = rewrite.RewritePatternSet()

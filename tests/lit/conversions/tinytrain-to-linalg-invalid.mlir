@@ -23,3 +23,14 @@ func.func @grouped_grad_weight(%x: tensor<1x4x4x4xf32>, %dy: tensor<1x4x4x4xf32>
   %0 = "tinytrain.conv2d_grad_weight"(%x, %dy) {strides = array<i64: 1, 1>, padding = array<i64: 1, 1>, groups = 2 : i64} : (tensor<1x4x4x4xf32>, tensor<1x4x4x4xf32>) -> tensor<3x3x2x4xf32> loc("grouped_grad_weight")
   return %0 : tensor<3x3x2x4xf32>
 }
+
+// -----
+
+// A trained (tied) parameter read after its own update (the reader needs the old and the new
+// value) cannot be updated in place.
+// CHECK: error: to-linalg: 'tinytrain.add' (at loc("late_reader")) reads the tied argument '#0' of @read_after_update after its update: it cannot be updated in place
+func.func @read_after_update(%w: tensor<3xf32> {iree.abi.output = 0 : index}, %g: tensor<3xf32>, %l: tensor<f32>) -> (tensor<3xf32>, tensor<3xf32>) {
+  %u = "tinytrain.sgd_update"(%w, %g, %l) {lr = 5.000000e-01 : f32} : (tensor<3xf32>, tensor<3xf32>, tensor<f32>) -> tensor<3xf32>
+  %r = "tinytrain.add"(%w, %u) : (tensor<3xf32>, tensor<3xf32>) -> tensor<3xf32> loc("late_reader")
+  return %u, %r : tensor<3xf32>, tensor<3xf32>
+}
