@@ -863,14 +863,11 @@ static void ttk_im2col_s8(const int8_t* x, int32_t h, int32_t w, int32_t c_in, i
 }
 
 #define TTK_CONV_PAIRS 16 /* channel pairs per block (epilogue records on the stack) */
-int ttk_conv_s8(const int8_t* x, int32_t h, int32_t w, int32_t c_in, const int16_t* w_packed,
-                int32_t k, int32_t stride, int32_t pad, const int32_t* bias, int32_t c_out,
-                const ttk_quant_t* q, int8_t* y) {
-  if (x == NULL || w_packed == NULL || y == NULL || h < 1 || w < 1 || c_in < 1 || c_out < 1 ||
-      k < 1 || (k & 1) == 0 || stride < 1 || k * k * c_in > TTK_CONV_MAX_K || !ttk_quant_ok(q) ||
-      (pad != 0 && pad != (k - 1) / 2) || h + 2 * pad < k || w + 2 * pad < k ||
-      ((uintptr_t)w_packed & 3u) != 0u)
-    return -1;
+/* Inlined twice, for pad = (K-1)/2 and for pad = 0 (no window reaches outside the input). */
+TTK_INLINE void ttk_conv_s8_body(const int8_t* x, int32_t h, int32_t w, int32_t c_in,
+                                 const int16_t* w_packed, int32_t k, int32_t stride, int32_t pad,
+                                 const int32_t* bias, int32_t c_out, const ttk_quant_t* q,
+                                 int8_t* y) {
   const int32_t oh = (h + 2 * pad - k) / stride + 1, ow = (w + 2 * pad - k) / stride + 1;
   const int32_t kk = k * k * c_in, k4 = ttk_k4(kk), quads = k4 / 4;
   const int32_t n_out = oh * ow, pairs = (c_out + 1) / 2;
@@ -929,6 +926,19 @@ int ttk_conv_s8(const int8_t* x, int32_t h, int32_t w, int32_t c_in, const int16
       }
     }
   }
-  return 0;
 }
 
+int ttk_conv_s8(const int8_t* x, int32_t h, int32_t w, int32_t c_in, const int16_t* w_packed,
+                int32_t k, int32_t stride, int32_t pad, const int32_t* bias, int32_t c_out,
+                const ttk_quant_t* q, int8_t* y) {
+  if (x == NULL || w_packed == NULL || y == NULL || h < 1 || w < 1 || c_in < 1 || c_out < 1 ||
+      k < 1 || (k & 1) == 0 || stride < 1 || k * k * c_in > TTK_CONV_MAX_K || !ttk_quant_ok(q) ||
+      (pad != 0 && pad != (k - 1) / 2) || h + 2 * pad < k || w + 2 * pad < k ||
+      ((uintptr_t)w_packed & 3u) != 0u)
+    return -1;
+  if (pad == 0)
+    ttk_conv_s8_body(x, h, w, c_in, w_packed, k, stride, 0, bias, c_out, q, y);
+  else
+    ttk_conv_s8_body(x, h, w, c_in, w_packed, k, stride, (k - 1) / 2, bias, c_out, q, y);
+  return 0;
+}
