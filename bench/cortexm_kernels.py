@@ -83,6 +83,7 @@ def _kernels(rng):
     dw("dw3x3 s1 C96 @32x32", 32, 96, 3, 1)
     dw("dw5x5 s1 C96 @16x16", 16, 96, 5, 1)
     dw("dw7x7 s1 C96 @16x16", 16, 96, 7, 1)
+    out += _pad0_kernels(np.random.default_rng(8))
     qq = tk.quant_params(rng, 10, relu6=False)
     x, w, b = tk.s8(rng, (1, 1280)), tk.s8(rng, (1280, 10)), tk.bias32(rng, 10)
     out.append(("linear 1280->10", "int8 linear", tk.case_conv1x1(x, w, b, qq, op="linear"),
@@ -103,6 +104,25 @@ def _kernels(rng):
     out.append(("dw3x3 grad weight C336 @8x8, 1/8 channels", "fp32 dw grad weight",
                  tk.Case("dw_grad_weight", [8, 8, 336, 3, 1, 42, 5, tk.f32_bits(0.05)], [x, gy], 9 * 42 * 4),
                  8 * 8 * 42 * 9, None))
+    return out
+
+
+def _pad0_kernels(rng):
+    """Padding 0 (the convs of `patch-stage`'s patches, padded at the image border only), on inputs
+    one halo larger than the padded rows' so the outputs and MACs are the same: the first conv and
+    the features.1 / features.2 depthwise convs. Named "pad-0 ..." so the projection (which matches
+    names from their start) keeps the padded rows."""
+    out = []
+    for hw, c, s in ((66, 16, 1), (65, 48, 2)):
+        q = tk.quant_params(rng, c, relu6="folded")
+        x, w, b = tk.s8(rng, (hw, hw, c)), tk.s8(rng, (3, 3, 1, c)), tk.bias32(rng, c)
+        o = oracle.out_size(hw, 3, s, pad=0)
+        out.append((f"pad-0 dw3x3 s{s} C{c} @{hw}x{hw} -> {o}x{o}", "int8 depthwise",
+                    tk.case_dwconv(x, w, 3, s, b, q, pad=0), o * o * c * 9, oracle.dwconv(x, w, 3, s, b, q, pad=0)))
+    q = tk.quant_params(rng, 16, relu6="folded")
+    x, w, b = tk.s8(rng, (129, 129, 3)), tk.s8(rng, (3, 3, 3, 16)), tk.bias32(rng, 16)
+    out.append(("pad-0 conv3x3 s2 3->16 @129x129 -> 64x64", "int8 first conv", tk.case_conv(x, w, 3, 2, b, q, pad=0),
+                64 * 64 * 16 * 27, oracle.conv(x, w, 3, 2, b, q, pad=0)))
     return out
 
 

@@ -171,25 +171,29 @@ def case_conv1x1(x, w_io, bias, q, op="conv1x1", scratch: int = -1) -> Case:
                      int(bias is not None), scratch], [x, w_io, b, q["mult"], q["shift"]], p * c_out)
 
 
-def case_dwconv(x, w, k, stride, bias, q) -> Case:
+def case_dwconv(x, w, k, stride, bias, q, pad: int | None = None) -> Case:
+    """pad: padding on each side, (k-1)/2 by default (0: a pre-padded input)."""
     from ttk_oracle import out_size
 
     h, wd, c = x.shape
+    pad = (k - 1) // 2 if pad is None else pad
     b = bias if bias is not None else np.zeros(c, np.int32)
-    n = out_size(h, k, stride) * out_size(wd, k, stride) * c
+    n = out_size(h, k, stride, pad) * out_size(wd, k, stride, pad) * c
     return Case("dwconv", [h, wd, c, k, stride, q["x_zero"], q["y_zero"], q["act_min"],
-                           q["act_max"], int(bias is not None)], [x, w, b, q["mult"], q["shift"]], n)
+                           q["act_max"], int(bias is not None), pad], [x, w, b, q["mult"], q["shift"]], n)
 
 
-def case_conv(x, w, k, stride, bias, q) -> Case:
+def case_conv(x, w, k, stride, bias, q, pad: int | None = None) -> Case:
+    """pad: padding on each side, (k-1)/2 by default (0: a pre-padded input)."""
     from ttk_oracle import out_size
 
     h, wd, c_in = x.shape
     c_out = w.shape[3]
+    pad = (k - 1) // 2 if pad is None else pad
     b = bias if bias is not None else np.zeros(c_out, np.int32)
-    n = out_size(h, k, stride) * out_size(wd, k, stride) * c_out
+    n = out_size(h, k, stride, pad) * out_size(wd, k, stride, pad) * c_out
     return Case("conv", [h, wd, c_in, c_out, k, stride, q["x_zero"], q["y_zero"], q["act_min"],
-                         q["act_max"], int(bias is not None)], [x, w, b, q["mult"], q["shift"]], n)
+                         q["act_max"], int(bias is not None), pad], [x, w, b, q["mult"], q["shift"]], n)
 
 
 def f32_bits(v: float) -> int:

@@ -81,8 +81,9 @@ def conv1x1(x, w_io, bias, q):
     return output(acc, q)
 
 
-def out_size(n: int, k: int, stride: int) -> int:
-    pad = (k - 1) // 2
+def out_size(n: int, k: int, stride: int, pad: int | None = None) -> int:
+    """Output size with `pad` zero-point pixels on each side (default (k-1)/2, "same")."""
+    pad = (k - 1) // 2 if pad is None else pad
     return (n + 2 * pad - k) // stride + 1
 
 
@@ -92,11 +93,12 @@ def _taps(xpad, k, stride, oh, ow):
             yield kh, kw, xpad[kh:kh + stride * (oh - 1) + 1:stride, kw:kw + stride * (ow - 1) + 1:stride]
 
 
-def dwconv(x, w, k, stride, bias, q):
-    """x [H, W, C] int8, w [K, K, 1, C] int8 -> y [OH, OW, C]; padding (K-1)/2 with x_zero."""
+def dwconv(x, w, k, stride, bias, q, pad=None):
+    """x [H, W, C] int8, w [K, K, 1, C] int8 -> y [OH, OW, C]; padding `pad` (default (K-1)/2)
+    with x_zero."""
     h, wd, c = x.shape
-    pad = (k - 1) // 2
-    oh, ow = out_size(h, k, stride), out_size(wd, k, stride)
+    pad = (k - 1) // 2 if pad is None else pad
+    oh, ow = out_size(h, k, stride, pad), out_size(wd, k, stride, pad)
     xs = x.astype(np.int64) - q["x_zero"]
     xpad = np.pad(xs, ((pad, pad), (pad, pad), (0, 0)))
     acc = np.zeros((oh, ow, c), np.int64) + _bias(bias, c)
@@ -105,11 +107,12 @@ def dwconv(x, w, k, stride, bias, q):
     return output(acc, q)
 
 
-def conv(x, w, k, stride, bias, q):
-    """Dense conv: x [H, W, C_in], w [K, K, C_in, C_out] -> y [OH, OW, C_out]."""
+def conv(x, w, k, stride, bias, q, pad=None):
+    """Dense conv: x [H, W, C_in], w [K, K, C_in, C_out] -> y [OH, OW, C_out]; padding `pad`
+    (default (K-1)/2) with x_zero."""
     h, wd, _ = x.shape
-    pad = (k - 1) // 2
-    oh, ow = out_size(h, k, stride), out_size(wd, k, stride)
+    pad = (k - 1) // 2 if pad is None else pad
+    oh, ow = out_size(h, k, stride, pad), out_size(wd, k, stride, pad)
     xs = x.astype(np.int64) - q["x_zero"]
     xpad = np.pad(xs, ((pad, pad), (pad, pad), (0, 0)))
     acc = np.zeros((oh, ow, w.shape[3]), np.int64) + _bias(bias, w.shape[3])

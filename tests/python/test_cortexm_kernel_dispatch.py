@@ -125,27 +125,15 @@ def _training_program(kernels: str, target: str, build_dir):
     return compile_training(g, TRAIN_PARAMS, lr=0.05, target=target, build_dir=build_dir, kernels=kernels)
 
 
-@pytest.mark.parametrize("target", ["cortex-m4", "cortex-m7"])
-def test_int8_training_step_with_our_kernels_equals_iree_kernels(target, tmp_path):
-    """`compile_training(..., kernels="ttk")`: the firmware's int8 convs (frozen and trained
-    layers' forward) dispatch our kernels; two training steps in QEMU give exactly the integer
-    state, the float state (master copy, head) and the losses of the same program with IREE's
-    kernels (kernels="iree", the default)."""
+def _two_steps_identical(progs: dict, hw: int, rng, tmp_path) -> set:
+    """Two training steps of `progs["ttk"]` and `progs["iree"]` in QEMU on the same 2 random images:
+    the integer state, float state and loss bit-identical after each; returns the names of the
+    trained tensors that changed."""
     from tinytrain import reference as R
     from tinytrain.pretrained import load_mcu_model
 
-    progs = {k: _training_program(k, target, tmp_path / k) for k in ("ttk", "iree")}
     first = load_mcu_model("mbv2-w0.35").first_conv
-    dev = progs["ttk"].stages["linalg_device"]
-    assert dev.count("call @ttk_iree_conv1x1_s8(") == 5 and dev.count("call @ttk_iree_dwconv_s8(") == 3
-    assert dev.count("call @ttk_iree_conv_s8(") == 1
-    assert "linalg_device" not in progs["iree"].stages and "ttk_iree" not in progs["ttk"].stages["linalg"]
-    syms = subprocess.run(["arm-none-eabi-nm", str(progs["ttk"].firmware.elf)], capture_output=True,
-                          text=True, check=True).stdout
-    assert all(f" T ttk_iree_{k}_s8" in syms for k in ("conv1x1", "dwconv", "conv"))
-
-    rng = np.random.default_rng(3)
-    xs = R.preprocess(rng.integers(0, 256, (2, 32, 32, 3)).astype(np.uint8), first.x_scale, first.x_zero)
+    xs = R.preprocess(rng.integers(0, 256, (2, hw, hw, 3)).astype(np.uint8), first.x_scale, first.x_zero)
     ys = rng.integers(0, 4, 2).astype(np.int32)
     res = {k: p.run_qemu(train=(xs, ys), workdir=tmp_path / f"run-{k}") for k, p in progs.items()}
     for k, r in res.items():
@@ -160,8 +148,76 @@ def test_int8_training_step_with_our_kernels_equals_iree_kernels(target, tmp_pat
             if not np.array_equal(a, init):
                 changed.add(name)
         assert np.float32(ours_loss).view(np.uint32) == np.float32(theirs_loss).view(np.uint32), step
+    return changed
+
+
+@pytest.mark.parametrize("target", ["cortex-m4", "cortex-m7"])
+def test_int8_training_step_with_our_kernels_equals_iree_kernels(target, tmp_path):
+    """`compile_training(..., kernels="ttk")`: the firmware's int8 convs (frozen and trained
+    layers' forward) dispatch our kernels; two training steps in QEMU give exactly the integer
+    state, the float state (master copy, head) and the losses of the same program with IREE's
+    kernels (kernels="iree", the default)."""
+    progs = {k: _training_program(k, target, tmp_path / k) for k in ("ttk", "iree")}
+    dev = progs["ttk"].stages["linalg_device"]
+    assert dev.count("call @ttk_iree_conv1x1_s8(") == 5 and dev.count("call @ttk_iree_dwconv_s8(") == 3
+    assert dev.count("call @ttk_iree_conv_s8(") == 1
+    assert "linalg_device" not in progs["iree"].stages and "ttk_iree" not in progs["ttk"].stages["linalg"]
+    syms = subprocess.run(["arm-none-eabi-nm", str(progs["ttk"].firmware.elf)], capture_output=True,
+                          text=True, check=True).stdout
+    assert all(f" T ttk_iree_{k}_s8" in syms for k in ("conv1x1", "dwconv", "conv"))
+
+    changed = _two_steps_identical(progs, 32, np.random.default_rng(3), tmp_path)
     assert {"blocks.1.pointwise2.weight", "blocks.1.pointwise2.bias", TRAIN_MASTER,
             "blocks.2.pointwise2.weight", "fc.weight"} <= changed, changed
+
+
+# The same backbone at 64x64, where `patch-stage` computes the frozen first stage (the first conv,
+# blocks 0 and 1, down to 16x16) in the default 2x2 patches: each patch's convs run with padding 0
+# on a patch padded only at the image border. Trained: block 2 (an int8 pointwise weight written
+# back, the depthwise weight as an fp32 master copy, biases) and the head.
+PATCH_PARAMS = ["blocks.2.pointwise1.weight", TRAIN_MASTER, "blocks.2.depthwise.bias",
+                "blocks.2.pointwise2.bias", "fc.weight", "fc.bias"]
+
+
+def _pads(text: str, kernel: str) -> list:
+    """The padding constant of every executable of `ttk_iree_<kernel>_s8` (its name lists the
+    workgroup function's constants: h w c k stride pad ... for dwconv, h w c_in c_out k stride
+    pad ... for conv)."""
+    import re
+
+    at = {"dwconv": 5, "conv": 6}[kernel]
+    return [int(m.split("_")[at]) for m in re.findall(rf'sym_name = "ttk_{kernel}_s8_([0-9_m]+)"', text)]
+
+
+def test_patched_int8_training_step_with_our_kernels_equals_iree_kernels(tmp_path):
+    """`compile_training(..., kernels="ttk")` at 64x64 on the M7 (default 2x2 patches): the
+    patched stage's padding-0 depthwise convs and first conv dispatch our kernels (no int8
+    linalg conv is left for IREE), and two training steps give exactly the state and losses of
+    the same patched program with IREE's kernels."""
+    from tinytrain.int8 import compile_training, patch_grid
+    from tinytrain.pretrained import load_mcu_model
+    from tinytrain.pretrained.graph import build_forward, truncate
+
+    target = "cortex-m7"
+    assert patch_grid(target, 64) == 2
+    progs = {}
+    for k in ("ttk", "iree"):
+        g = build_forward(truncate(load_mcu_model("mbv2-w0.35"), 3), classifier="fp32", num_classes=4,
+                          input_hw=64, seed=0, master_weights=[TRAIN_MASTER])
+        progs[k] = compile_training(g, PATCH_PARAMS, lr=0.05, target=target, sram_kb=512, build_dir=tmp_path / k,
+                                    kernels=k)
+    dev = progs["ttk"].stages["linalg_device"]
+    assert "linalg.depthwise_conv_2d_nhwc_hwc_q" not in dev and "linalg.conv_2d_nhwc_hwcf_q" not in dev
+    assert set(_pads(dev, "dwconv")) == {0, 1}, _pads(dev, "dwconv")  # patched / block 2
+    assert set(_pads(dev, "conv")) == {0}, _pads(dev, "conv")  # the first conv only runs in patches
+    # 4 patches x (first conv, blocks 0-1: 2 depthwise) + block 2's depthwise
+    body = dev[dev.find("func.func @train_step("):]
+    body = body[:body.find("func.func @", 1)]
+    counts = [body.count(f"entry_points = [@ttk_{k}_s8_") for k in ("conv", "dwconv")]
+    assert counts == [4, 4 * 2 + 1], counts
+
+    changed = _two_steps_identical(progs, 64, np.random.default_rng(4), tmp_path)
+    assert {"blocks.2.pointwise1.weight", TRAIN_MASTER, "fc.weight"} <= changed, changed
 
 
 def test_our_kernels_need_a_cortexm_target():

@@ -64,6 +64,29 @@ def _s8_cases(rng):
         q = tk.quant_params(rng, co, relu6=relu6)
         x, w, b = tk.s8(rng, (h, wd, ci)), tk.s8(rng, (k, k, ci, co)), tk.bias32(rng, co)
         out.append(("conv", tk.case_conv(x, w, k, s, b, q), oracle.conv(x, w, k, s, b, q)))
+    return out + _pad0_cases(np.random.default_rng(20261202))
+
+
+def _pad0_cases(rng):
+    """Padding 0 (a pre-padded input, as `patch-stage` gives its patches): depthwise K 3/5/7,
+    stride 1/2, channel tails (C mod 4 = 1, 2, 3) and sizes whose last stride-2 window leaves
+    a row / column unused; the dense conv at stride 1 and 2."""
+    out = []
+    for k in (3, 5, 7):
+        for stride in (1, 2):
+            for h, wd, c, relu6 in [(k + 6, k + 5, 20, "folded"), (k, k + 3, 7, True), (k + 2, k, 6, False),
+                                    (k + 1, k + 4, 9, "folded")]:
+                q = tk.quant_params(rng, c, relu6=relu6)
+                x, w = tk.s8(rng, (h, wd, c)), tk.s8(rng, (k, k, 1, c))
+                b = tk.bias32(rng, c) if c != 6 else None
+                out.append(("dwconv_pad0", tk.case_dwconv(x, w, k, stride, b, q, pad=0),
+                            oracle.dwconv(x, w, k, stride, b, q, pad=0)))
+    for h, wd, ci, co, k, s, relu6 in [(17, 17, 3, 16, 3, 2, "folded"), (10, 9, 3, 5, 3, 2, True),
+                                       (8, 7, 2, 4, 3, 1, False), (9, 10, 1, 3, 5, 2, True),
+                                       (3, 4, 3, 35, 3, 1, "folded")]:
+        q = tk.quant_params(rng, co, relu6=relu6)
+        x, w, b = tk.s8(rng, (h, wd, ci)), tk.s8(rng, (k, k, ci, co)), tk.bias32(rng, co)
+        out.append(("conv_pad0", tk.case_conv(x, w, k, s, b, q, pad=0), oracle.conv(x, w, k, s, b, q, pad=0)))
     return out
 
 
@@ -152,7 +175,7 @@ def runs(tmp_path_factory):
 
 
 @pytest.mark.parametrize("target", TARGETS)
-@pytest.mark.parametrize("family", ["conv1x1", "linear", "dwconv", "conv"])
+@pytest.mark.parametrize("family", ["conv1x1", "linear", "dwconv", "conv", "dwconv_pad0", "conv_pad0"])
 def test_int8_kernel_bit_exact(runs, target, family):
     checked = 0
     for (fam, case, ref), (raw, _) in runs(target)["s8"]:
@@ -248,6 +271,11 @@ def test_kernels_reject_bad_shapes(tmp_path):
     runner = tk.build(tmp_path, "host")
     rng = np.random.default_rng(0)
     q = tk.quant_params(rng, 4)
-    bad = tk.case_dwconv(tk.s8(rng, (5, 5, 4)), tk.s8(rng, (4, 4, 1, 4)), 4, 1, None, q)
-    with pytest.raises(RuntimeError, match="rejected"):
-        tk.run(runner, [bad], tmp_path / "run")
+    x, w5 = tk.s8(rng, (5, 5, 4)), tk.s8(rng, (5, 5, 1, 4))
+    bad = [tk.case_dwconv(x, tk.s8(rng, (4, 4, 1, 4)), 4, 1, None, q),
+           tk.case_dwconv(x, w5, 5, 1, None, q, pad=1),           # padding neither 0 nor (K-1)/2
+           tk.case_dwconv(x[:4], w5, 5, 1, None, q, pad=0),       # no output row without padding
+           tk.case_conv(x[:, :4, :3], tk.s8(rng, (5, 5, 3, 2)), 5, 1, None, q, pad=0)]
+    for i, case in enumerate(bad):
+        with pytest.raises(RuntimeError, match="rejected"):
+            tk.run(runner, [case], tmp_path / f"run{i}")

@@ -1,10 +1,13 @@
 """Our Cortex-M int8 kernels as IREE dispatches (issue #10: they enter through IREE, not around it).
 
 With `to-linalg{kernels=ttk}`, a `qconv2d` inside the contract of `ttk_conv1x1_s8` (1x1, stride 1,
-no padding, dense) or of `ttk_dwconv_s8` (depthwise KxK, K = 3/5/7, stride 1/2, padding (K-1)/2),
+no padding, dense) or of `ttk_dwconv_s8` (depthwise KxK, K = 3/5/7, stride 1/2, padding (K-1)/2 or
+0, the latter on the pre-padded patches of `patch-stage`) or of `ttk_conv_s8` (the first dense conv,
+same two paddings),
 batch 1, per-channel multipliers in [2^30, 2^31) or 0, shifts in [-31, 30], an int32 accumulator
 that cannot overflow, becomes one `flow.dispatch` of a `stream.executable` whose workgroup
-function calls `ttk_iree_conv1x1_s8` / `ttk_iree_dwconv_s8` (runtime/kernels/src/ttk_iree.c),
+function calls `ttk_iree_conv1x1_s8` / `ttk_iree_dwconv_s8` / `ttk_iree_conv_s8`
+(runtime/kernels/src/ttk_iree.c),
 declared `hal.import.static`: with `--iree-llvmcpu-link-static` the call stays a direct, undefined
 reference in IREE's object, resolved by the firmware link. IREE keeps the schedule and the memory:
 it allocates every binding (input, packed weights, bias, requantization constants, output and
@@ -13,7 +16,7 @@ contract keeps the linalg lowering (IREE's generated code), as does the host (`k
 
 The pointwise weights are packed `[C_out][C_in]` (the kernel's layout) by a `linalg.transpose` of
 the HWIO constant, which IREE evaluates at compile time (depthwise weights stay HWIO); the
-depthwise kernel pads its input itself, so no padded copy is made; the layer's shapes, zero points and clamp are
+depthwise kernel pads its input itself, so no padded copy is made; the layer's shapes, padding, zero points and clamp are
 constants of the workgroup function (one executable per distinct layer signature).
 
 The `stream`/`flow` ops are IREE's dialects, which the torch-mlir bindings do not register: they
@@ -76,20 +79,30 @@ def conv1x1_contract(x_shape, w_shape, strides, padding, groups, mult, shift, cl
     return _quant_contract(mult, shift, clamp, zero_points, w_shape[2])
 
 
+def _padding_contract(x_shape, out_shape, k: int, strides, padding) -> str | None:
+    """The spatial part both KxK kernels share: equal strides, the same padding on every side,
+    either (K-1)/2 (the kernel pads with x_zero) or 0 (a pre-padded input, as `patch-stage`
+    gives its patches), batch 1 and the output size of that padding."""
+    if strides[0] != strides[1] or len(set(padding)) != 1 or padding[0] not in (0, (k - 1) // 2):
+        return "stride or padding"
+    if x_shape[0] != 1:
+        return "batch > 1"
+    expect = [(d + 2 * padding[0] - k) // strides[0] + 1 for d in x_shape[1:3]]
+    if list(out_shape[1:3]) != expect or min(expect) < 1:
+        return "output size"
+    return None
+
+
 def dwconv_contract(x_shape, w_shape, out_shape, strides, padding, depthwise, mult, shift, clamp,
                     zero_points) -> str | None:
     """None when `ttk_dwconv_s8` computes this qconv2d bit-exactly, else why not."""
     k = w_shape[0]
     if not depthwise or w_shape[1] != k or k not in (3, 5, 7):
         return "not a depthwise 3x3/5x5/7x7 convolution"
-    if strides[0] != strides[1] or strides[0] not in (1, 2) or list(padding) != [(k - 1) // 2] * 2:
+    if strides[0] not in (1, 2):
         return "stride or padding"
-    if x_shape[0] != 1:
-        return "batch > 1"
-    expect = [(d + k - 1 - k) // strides[0] + 1 for d in x_shape[1:3]]
-    if list(out_shape[1:3]) != expect:
-        return "output size"
-    return _quant_contract(mult, shift, clamp, zero_points, k * k)
+    return _padding_contract(x_shape, out_shape, k, strides, padding) or \
+        _quant_contract(mult, shift, clamp, zero_points, k * k)
 
 
 #: runtime/kernels/include/ttk/kernels.h TTK_CONV_MAX_K: the largest K*K*C_in of ttk_conv_s8.
@@ -105,14 +118,10 @@ def conv_contract(x_shape, w_shape, out_shape, strides, padding, groups, depthwi
         return "not a dense KxK convolution with an odd K > 1"
     if kh * kw * c_in > CONV_MAX_K:
         return f"K*K*C_in above {CONV_MAX_K}"
-    if strides[0] != strides[1] or strides[0] < 1 or list(padding) != [(kh - 1) // 2] * 2:
+    if strides[0] < 1:
         return "stride or padding"
-    if x_shape[0] != 1:
-        return "batch > 1"
-    expect = [(d - 1) // strides[0] + 1 for d in x_shape[1:3]]  # (d + 2 pad - K) // s + 1
-    if list(out_shape[1:3]) != expect:
-        return "output size"
-    return _quant_contract(mult, shift, clamp, zero_points, kh * kw * c_in)
+    return _padding_contract(x_shape, out_shape, kh, strides, padding) or \
+        _quant_contract(mult, shift, clamp, zero_points, kh * kw * c_in)
 
 
 def _module_block(op) -> ir.Block:
@@ -212,15 +221,16 @@ def conv1x1_dispatch(op, x: ir.Value, w: ir.Value, bias: ir.Value, mult: ir.Valu
 
 
 def dwconv_dispatch(op, x: ir.Value, w: ir.Value, bias: ir.Value, mult: ir.Value, shift: ir.Value,
-                    x_zero: int, y_zero: int, clamp, stride: int) -> ir.Value:
-    """The depthwise qconv2d `op` (inside `dwconv_contract`) as a dispatch of our kernel (the
-    unpadded input: the kernel pads with x_zero itself); returns the int8 result."""
+                    x_zero: int, y_zero: int, clamp, stride: int, pad: int) -> ir.Value:
+    """The depthwise qconv2d `op` (inside `dwconv_contract`) as a dispatch of our kernel on the
+    unpadded input (the kernel pads with x_zero itself when `pad` is (K-1)/2; 0: the input is
+    already padded); returns the int8 result."""
     n, h, wd, c = shape_of(x)
     out = shape_of(op.result)
     k = shape_of(w)[0]
     i8 = ir.IntegerType.get_signless(8)
     d = _dispatch(op, "ttk_iree_dwconv_s8", [_flat(x), _flat(w), bias, mult, shift],
-                  [tensor_type([math.prod(out)], i8)], [h, wd, c, k, stride, x_zero, y_zero, clamp[0], clamp[1]])
+                  [tensor_type([math.prod(out)], i8)], [h, wd, c, k, stride, pad, x_zero, y_zero, clamp[0], clamp[1]])
     return _unflat(d.results[0], out)
 
 
@@ -251,14 +261,15 @@ def _pack_conv_q15(w: ir.Value) -> ir.Value:
 
 
 def conv_dispatch(op, x: ir.Value, w: ir.Value, bias: ir.Value, mult: ir.Value, shift: ir.Value,
-                  x_zero: int, y_zero: int, clamp, stride: int) -> ir.Value:
+                  x_zero: int, y_zero: int, clamp, stride: int, pad: int) -> ir.Value:
     """The dense qconv2d `op` (inside `conv_contract`) as a dispatch of `ttk_conv_s8` on the
-    unpadded input (the kernel pads with x_zero); returns the int8 result."""
+    unpadded input (the kernel pads with x_zero when `pad` is (K-1)/2; 0: already padded);
+    returns the int8 result."""
     _, h, wd, c_in = shape_of(x)
     k, _, _, c_out = shape_of(w)
     out = shape_of(op.result)
     i8 = ir.IntegerType.get_signless(8)
     d = _dispatch(op, "ttk_iree_conv_s8", [_flat(x), _pack_conv_q15(w), bias, mult, shift],
                   [tensor_type([math.prod(out)], i8)],
-                  [h, wd, c_in, c_out, k, stride, x_zero, y_zero, clamp[0], clamp[1]])
+                  [h, wd, c_in, c_out, k, stride, pad, x_zero, y_zero, clamp[0], clamp[1]])
     return _unflat(d.results[0], out)

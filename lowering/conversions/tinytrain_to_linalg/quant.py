@@ -214,7 +214,8 @@ def convert_qconv2d(op, adaptor, type_converter, rewriter, kernels: str = "iree"
             with rewriter.ip, op.location:
                 args = (op, x, w, bias, _const_tensor(m0, 32), _const_tensor(shift, 32), x_zero, y_zero, (lo, hi))
                 result = conv1x1_dispatch(*args) if pointwise else \
-                    dwconv_dispatch(*args, strides[0]) if dw else conv_dispatch(*args, strides[0])
+                    dwconv_dispatch(*args, strides[0], padding[0]) if dw else \
+                    conv_dispatch(*args, strides[0], padding[0])
             rewriter.replace_op(op, [result])
             return
     with rewriter.ip, op.location:

@@ -47,31 +47,32 @@ void ttk_iree_conv1x1_s8(TTK_MEMREF(const int8_t, x), TTK_MEMREF(const int8_t, w
                        (int32_t)c_out, &q, TTK_AT(y), TTK_AT(scratch), scratch_size);
 }
 
-/* Depthwise KxK conv (K = 3/5/7, stride 1/2, padding (K-1)/2 with x_zero, batch 1, NHWC), weights
+/* Depthwise KxK conv (K = 3/5/7, stride 1/2, padding (K-1)/2 with x_zero or 0 on a pre-padded
+ * input, batch 1, NHWC), weights
  * HWIO [K][K][1][C] as the model has them, TFLite requantization. Same contract rule as above. */
 void ttk_iree_dwconv_s8(TTK_MEMREF(const int8_t, x), TTK_MEMREF(const int8_t, w),
                         TTK_MEMREF(const int32_t, bias), TTK_MEMREF(const int32_t, mult),
                         TTK_MEMREF(const int32_t, shift), TTK_MEMREF(int8_t, y), size_t h,
-                        size_t wd, size_t c, size_t k, size_t stride, size_t x_zero, size_t y_zero,
-                        size_t act_min, size_t act_max) {
+                        size_t wd, size_t c, size_t k, size_t stride, size_t pad, size_t x_zero,
+                        size_t y_zero, size_t act_min, size_t act_max) {
   TTK_UNUSED(x); TTK_UNUSED(w); TTK_UNUSED(bias); TTK_UNUSED(mult); TTK_UNUSED(shift);
   TTK_UNUSED(y);
   const ttk_quant_t q = ttk_iree_quant(x_zero, y_zero, act_min, act_max, TTK_AT(mult), TTK_AT(shift));
   (void)ttk_dwconv_s8(TTK_AT(x), (int32_t)h, (int32_t)wd, (int32_t)c, TTK_AT(w), (int32_t)k,
-                      (int32_t)stride, TTK_AT(bias), &q, TTK_AT(y));
+                      (int32_t)stride, (int32_t)pad, TTK_AT(bias), &q, TTK_AT(y));
 }
 
-/* Dense KxK conv with few input channels (the first conv; padding (K-1)/2 with x_zero, batch 1,
- * NHWC), weights packed by the compiler in ttk_pack_conv_q15's layout (int16). Same contract
+/* Dense KxK conv with few input channels (the first conv; padding (K-1)/2 with x_zero or 0 on a
+ * pre-padded input, batch 1, NHWC), weights packed by the compiler in ttk_pack_conv_q15's layout (int16). Same contract
  * rule as above. */
 void ttk_iree_conv_s8(TTK_MEMREF(const int8_t, x), TTK_MEMREF(const int16_t, w),
                       TTK_MEMREF(const int32_t, bias), TTK_MEMREF(const int32_t, mult),
                       TTK_MEMREF(const int32_t, shift), TTK_MEMREF(int8_t, y), size_t h, size_t wd,
-                      size_t c_in, size_t c_out, size_t k, size_t stride, size_t x_zero,
-                      size_t y_zero, size_t act_min, size_t act_max) {
+                      size_t c_in, size_t c_out, size_t k, size_t stride, size_t pad,
+                      size_t x_zero, size_t y_zero, size_t act_min, size_t act_max) {
   TTK_UNUSED(x); TTK_UNUSED(w); TTK_UNUSED(bias); TTK_UNUSED(mult); TTK_UNUSED(shift);
   TTK_UNUSED(y);
   const ttk_quant_t q = ttk_iree_quant(x_zero, y_zero, act_min, act_max, TTK_AT(mult), TTK_AT(shift));
   (void)ttk_conv_s8(TTK_AT(x), (int32_t)h, (int32_t)wd, (int32_t)c_in, TTK_AT(w), (int32_t)k,
-                    (int32_t)stride, TTK_AT(bias), (int32_t)c_out, &q, TTK_AT(y));
+                    (int32_t)stride, (int32_t)pad, TTK_AT(bias), (int32_t)c_out, &q, TTK_AT(y));
 }

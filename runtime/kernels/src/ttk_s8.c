@@ -677,9 +677,11 @@ int ttk_linear_s8(const int8_t* x, int32_t c_in, const int8_t* w_oi, const int32
 /* Depthwise conv: per output pixel, 4 channels per step; SXTAB16 widens x - x_zero,           */
 /* SMLABB/SMLATT accumulate the even (bytes 0,2) and odd (bytes 1,3, ROR #8) channel lanes.    */
 
-static int ttk_dw_shape_ok(int32_t h, int32_t w, int32_t c, int32_t k, int32_t stride) {
+static int ttk_dw_shape_ok(int32_t h, int32_t w, int32_t c, int32_t k, int32_t stride,
+                           int32_t pad) {
   return h >= 1 && w >= 1 && c >= 1 && (k == 3 || k == 5 || k == 7) &&
-         (stride == 1 || stride == 2);
+         (stride == 1 || stride == 2) && (pad == 0 || pad == (k - 1) / 2) && h + 2 * pad >= k &&
+         w + 2 * pad >= k;
 }
 
 /* Taps of one output pixel for 4 channels: x rows `row` bytes apart, taps `c` bytes apart;
@@ -709,11 +711,11 @@ TTK_INLINE void ttk_dw_taps(const int8_t* xb, int32_t row, int32_t c, const int3
 }
 
 /* All output pixels of channels [ch, ch+4): weights widened once into wq (SXTB16 pairs),
- * requantization constants in locals; interior pixels take the unrolled k x k path. */
+ * requantization constants in locals; interior pixels take the unrolled k x k path (with
+ * pad = 0 every pixel is interior: no border row or column). */
 TTK_INLINE void ttk_dw_group(const int8_t* x, int32_t h, int32_t w, int32_t c, const int8_t* wt,
-                             int32_t k, int32_t stride, const int32_t* bias,
+                             int32_t k, int32_t stride, int32_t pad, const int32_t* bias,
                              const ttk_quant_t* q, int8_t* y, int32_t ch, const int ff) {
-  const int32_t pad = (k - 1) / 2;
   const int32_t oh = (h + 2 * pad - k) / stride + 1, ow = (w + 2 * pad - k) / stride + 1;
   const int32_t off = ttk_offset2(q->x_zero), yz = q->y_zero, lo = q->act_min, hi = q->act_max;
   const int full = lo == -128 && hi == 127; /* no fused activation range: one SSAT */
@@ -780,9 +782,9 @@ TTK_INLINE void ttk_dw_group(const int8_t* x, int32_t h, int32_t w, int32_t c, c
 }
 
 int ttk_dwconv_s8(const int8_t* x, int32_t h, int32_t w, int32_t c, const int8_t* wt,
-                  int32_t k, int32_t stride, const int32_t* bias, const ttk_quant_t* q,
-                  int8_t* y) {
-  if (x == NULL || wt == NULL || y == NULL || !ttk_dw_shape_ok(h, w, c, k, stride) ||
+                  int32_t k, int32_t stride, int32_t pad, const int32_t* bias,
+                  const ttk_quant_t* q, int8_t* y) {
+  if (x == NULL || wt == NULL || y == NULL || !ttk_dw_shape_ok(h, w, c, k, stride, pad) ||
       !ttk_quant_ok(q))
     return -1;
   const int ff = ttk_layer_q2(q, bias, c, (int64_t)k * k * TTK_MAX_PROD);
@@ -790,23 +792,23 @@ int ttk_dwconv_s8(const int8_t* x, int32_t h, int32_t w, int32_t c, const int8_t
   for (; ch + 4 <= c; ch += 4) {
     if (ff) {
       if (k == 3)
-        ttk_dw_group(x, h, w, c, wt, 3, stride, bias, q, y, ch, 1);
+        ttk_dw_group(x, h, w, c, wt, 3, stride, pad, bias, q, y, ch, 1);
       else if (k == 5)
-        ttk_dw_group(x, h, w, c, wt, 5, stride, bias, q, y, ch, 1);
+        ttk_dw_group(x, h, w, c, wt, 5, stride, pad, bias, q, y, ch, 1);
       else
-        ttk_dw_group(x, h, w, c, wt, 7, stride, bias, q, y, ch, 1);
+        ttk_dw_group(x, h, w, c, wt, 7, stride, pad, bias, q, y, ch, 1);
     } else {
       if (k == 3)
-        ttk_dw_group(x, h, w, c, wt, 3, stride, bias, q, y, ch, 0);
+        ttk_dw_group(x, h, w, c, wt, 3, stride, pad, bias, q, y, ch, 0);
       else if (k == 5)
-        ttk_dw_group(x, h, w, c, wt, 5, stride, bias, q, y, ch, 0);
+        ttk_dw_group(x, h, w, c, wt, 5, stride, pad, bias, q, y, ch, 0);
       else
-        ttk_dw_group(x, h, w, c, wt, 7, stride, bias, q, y, ch, 0);
+        ttk_dw_group(x, h, w, c, wt, 7, stride, pad, bias, q, y, ch, 0);
     }
   }
   if (ch == c) return 0;
   /* channel tail (C not a multiple of 4): plain C */
-  const int32_t pad = (k - 1) / 2, xz = q->x_zero;
+  const int32_t xz = q->x_zero;
   const int32_t oh = (h + 2 * pad - k) / stride + 1, ow = (w + 2 * pad - k) / stride + 1;
   for (int32_t oy = 0; oy < oh; ++oy)
     for (int32_t ox = 0; ox < ow; ++ox)
@@ -861,14 +863,11 @@ static void ttk_im2col_s8(const int8_t* x, int32_t h, int32_t w, int32_t c_in, i
 }
 
 #define TTK_CONV_PAIRS 16 /* channel pairs per block (epilogue records on the stack) */
-int ttk_conv_s8(const int8_t* x, int32_t h, int32_t w, int32_t c_in, const int16_t* w_packed,
-                int32_t k, int32_t stride, const int32_t* bias, int32_t c_out,
-                const ttk_quant_t* q, int8_t* y) {
-  if (x == NULL || w_packed == NULL || y == NULL || h < 1 || w < 1 || c_in < 1 || c_out < 1 ||
-      k < 1 || (k & 1) == 0 || stride < 1 || k * k * c_in > TTK_CONV_MAX_K || !ttk_quant_ok(q) ||
-      ((uintptr_t)w_packed & 3u) != 0u)
-    return -1;
-  const int32_t pad = (k - 1) / 2;
+/* Inlined twice, for pad = (K-1)/2 and for pad = 0 (no window reaches outside the input). */
+TTK_INLINE void ttk_conv_s8_body(const int8_t* x, int32_t h, int32_t w, int32_t c_in,
+                                 const int16_t* w_packed, int32_t k, int32_t stride, int32_t pad,
+                                 const int32_t* bias, int32_t c_out, const ttk_quant_t* q,
+                                 int8_t* y) {
   const int32_t oh = (h + 2 * pad - k) / stride + 1, ow = (w + 2 * pad - k) / stride + 1;
   const int32_t kk = k * k * c_in, k4 = ttk_k4(kk), quads = k4 / 4;
   const int32_t n_out = oh * ow, pairs = (c_out + 1) / 2;
@@ -927,6 +926,19 @@ int ttk_conv_s8(const int8_t* x, int32_t h, int32_t w, int32_t c_in, const int16
       }
     }
   }
-  return 0;
 }
 
+int ttk_conv_s8(const int8_t* x, int32_t h, int32_t w, int32_t c_in, const int16_t* w_packed,
+                int32_t k, int32_t stride, int32_t pad, const int32_t* bias, int32_t c_out,
+                const ttk_quant_t* q, int8_t* y) {
+  if (x == NULL || w_packed == NULL || y == NULL || h < 1 || w < 1 || c_in < 1 || c_out < 1 ||
+      k < 1 || (k & 1) == 0 || stride < 1 || k * k * c_in > TTK_CONV_MAX_K || !ttk_quant_ok(q) ||
+      (pad != 0 && pad != (k - 1) / 2) || h + 2 * pad < k || w + 2 * pad < k ||
+      ((uintptr_t)w_packed & 3u) != 0u)
+    return -1;
+  if (pad == 0)
+    ttk_conv_s8_body(x, h, w, c_in, w_packed, k, stride, 0, bias, c_out, q, y);
+  else
+    ttk_conv_s8_body(x, h, w, c_in, w_packed, k, stride, (k - 1) / 2, bias, c_out, q, y);
+  return 0;
+}

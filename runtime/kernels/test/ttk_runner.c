@@ -81,16 +81,16 @@ static int ttk_run(int32_t op, const int32_t* p, uint8_t* const* in, uint8_t* ou
       break;
     }
     case TTK_OP_DWCONV: {
-      /* p: h w c k stride x_zero y_zero act_min act_max has_bias */
+      /* p: h w c k stride x_zero y_zero act_min act_max has_bias pad */
       q = (ttk_quant_t){p[5], p[6], p[7], p[8], (const int32_t*)in[3], (const int32_t*)in[4]};
       tt_board_timer_start();
       t0 = tt_board_timer_ticks();
       rc = ttk_dwconv_s8((const int8_t*)in[0], p[0], p[1], p[2], (const int8_t*)in[1], p[3], p[4],
-                         p[9] ? (const int32_t*)in[2] : NULL, &q, (int8_t*)out);
+                         p[10], p[9] ? (const int32_t*)in[2] : NULL, &q, (int8_t*)out);
       break;
     }
     case TTK_OP_CONV: {
-      /* p: h w c_in c_out k stride x_zero y_zero act_min act_max has_bias */
+      /* p: h w c_in c_out k stride x_zero y_zero act_min act_max has_bias pad */
       const size_t need = ttk_pack_conv_q15_size(p[4], p[4], p[2], p[3]);
       if (need > scratch_bytes) ttk_fail("scratch");
       ttk_pack_conv_q15((const int8_t*)in[1], p[4], p[4], p[2], p[3], (int16_t*)scratch);
@@ -98,7 +98,7 @@ static int ttk_run(int32_t op, const int32_t* p, uint8_t* const* in, uint8_t* ou
       tt_board_timer_start();
       t0 = tt_board_timer_ticks();
       rc = ttk_conv_s8((const int8_t*)in[0], p[0], p[1], p[2], (const int16_t*)scratch, p[4], p[5],
-                       p[10] ? (const int32_t*)in[2] : NULL, p[3], &q, (int8_t*)out);
+                       p[11], p[10] ? (const int32_t*)in[2] : NULL, p[3], &q, (int8_t*)out);
       break;
     }
     case TTK_OP_DW_GRAD_INPUT: /* p: h w c k stride */

@@ -8,10 +8,11 @@
 // weights packed to int16 channel pairs by one linalg.generic (ttk_pack_conv_q15's layout: 27 k
 // padded to 28, 2 channels = 1 pair: 56 lanes). kernels=iree (the default, the host) lowers both
 // to linalg. A depthwise 3x3 s2 becomes a dispatch of ttk_iree_dwconv_s8 on the unpadded input
-// (the kernel pads).
+// (the kernel pads). Padding 0 (a pre-padded patch of `patch-stage`) is inside both kernels'
+// contracts too (the padding is a constant of the dispatch); any other padding is not.
 
-// CHECK:       func.func private @ttk_iree_conv_s8(memref<48xi8>, memref<56xi16>, memref<2xi32>, memref<2xi32>, memref<2xi32>, memref<32xi8>, index, index, index, index, index, index, index, index, index, index) attributes {hal.import.static}
-// CHECK:       }) {sym_name = "[[CONV:ttk_conv_s8_4_4_3_2_3_1_5_0_m128_127]]", sym_visibility = "private"}
+// CHECK:       func.func private @ttk_iree_conv_s8(memref<48xi8>, memref<56xi16>, memref<2xi32>, memref<2xi32>, memref<2xi32>, memref<32xi8>, index, index, index, index, index, index, index, index, index, index, index) attributes {hal.import.static}
+// CHECK:       }) {sym_name = "[[CONV:ttk_conv_s8_4_4_3_2_3_1_1_5_0_m128_127]]", sym_visibility = "private"}
 // CHECK:       "stream.executable"() ({
 // CHECK:         "stream.executable.export"() ({
 // CHECK:           "stream.return"(%[[ONE:.*]], %[[ONE]], %[[ONE]]) : (index, index, index) -> ()
@@ -44,8 +45,8 @@ func.func @pw_and_3x3(%x: tensor<1x4x4x2xi8>, %w: tensor<1x1x2x3xi8>, %b: tensor
 // -----
 
 // CHECK:       "stream.executable"() ({
-// CHECK:           func.func private @ttk_iree_dwconv_s8(memref<96xi8>, memref<54xi8>, memref<6xi32>, memref<6xi32>, memref<6xi32>, memref<24xi8>, index, index, index, index, index, index, index, index, index) attributes {hal.import.static}
-// CHECK:       }) {sym_name = "[[DW:ttk_dwconv_s8_4_4_6_3_2_m3_5_m128_127]]", sym_visibility = "private"}
+// CHECK:           func.func private @ttk_iree_dwconv_s8(memref<96xi8>, memref<54xi8>, memref<6xi32>, memref<6xi32>, memref<6xi32>, memref<24xi8>, index, index, index, index, index, index, index, index, index, index) attributes {hal.import.static}
+// CHECK:       }) {sym_name = "[[DW:ttk_dwconv_s8_4_4_6_3_2_1_m3_5_m128_127]]", sym_visibility = "private"}
 // CHECK-LABEL: func.func @dw3x3_s2(
 // CHECK-NOT:     tensor.pad
 // CHECK:         "flow.dispatch"({{.*}}) {entry_points = [@[[DW]]::@[[DW]]], operandSegmentSizes = array<i32: 0, 5, 0, 0>, tied_operands = [-1 : index]} : (tensor<96xi8>, tensor<54xi8>, tensor<6xi32>, tensor<6xi32>, tensor<6xi32>) -> tensor<24xi8>
@@ -54,4 +55,30 @@ func.func @pw_and_3x3(%x: tensor<1x4x4x2xi8>, %w: tensor<1x1x2x3xi8>, %b: tensor
 func.func @dw3x3_s2(%x: tensor<1x4x4x6xi8>, %w: tensor<3x3x1x6xi8>, %b: tensor<6xi32>) -> tensor<1x2x2x6xi8> {
   %0 = "tinytrain.qconv2d"(%x, %w, %b) {strides = array<i64: 2, 2>, padding = array<i64: 1, 1>, groups = 6 : i64, input_scale = 5.000000e-01 : f64, input_zero_point = -3 : i64, weight_scales = array<f64: 2.500000e-01, 2.500000e-01, 2.500000e-01, 2.500000e-01, 2.500000e-01, 2.500000e-01>, output_scale = 1.000000e+00 : f64, output_zero_point = 5 : i64, multiplier = array<i32: 1073741824, 1073741824, 1073741824, 1073741824, 1073741824, 1073741824>, shift = array<i32: -2, -2, -2, -2, -2, -2>, clamp = array<i64: -128, 127>} : (tensor<1x4x4x6xi8>, tensor<3x3x1x6xi8>, tensor<6xi32>) -> tensor<1x2x2x6xi8>
   return %0 : tensor<1x2x2x6xi8>
+}
+
+// -----
+
+// Padding 0 (the patches of `patch-stage` are padded by an explicit tensor.pad): a depthwise 5x5 s2
+// on a 1x9x8x4 patch and a dense 3x3 s1 first conv, both dispatches of our kernels with pad = 0
+// (the 7th constant of the executable's name); a depthwise 5x5 with padding 1 (neither 0 nor
+// (K-1)/2) stays IREE's linalg.
+
+// CHECK:       }) {sym_name = "[[DW0:ttk_dwconv_s8_9_8_4_5_2_0_m3_5_m128_127]]", sym_visibility = "private"}
+// CHECK:       }) {sym_name = "[[CONV0:ttk_conv_s8_6_5_3_2_3_1_0_5_0_m128_127]]", sym_visibility = "private"}
+// CHECK-LABEL: func.func @pad0(
+// CHECK:         "flow.dispatch"({{.*}}) {entry_points = [@[[CONV0]]::@[[CONV0]]], {{.*}} -> tensor<24xi8>
+// CHECK:         "flow.dispatch"({{.*}}) {entry_points = [@[[DW0]]::@[[DW0]]], {{.*}} : (tensor<288xi8>, tensor<100xi8>, tensor<4xi32>, tensor<4xi32>, tensor<4xi32>) -> tensor<24xi8>
+// CHECK:         tensor.pad %{{.*}} low[0, 1, 1, 0] high[0, 1, 1, 0]
+// CHECK:         linalg.depthwise_conv_2d_nhwc_hwc_q
+// CHECK-NOT:     "flow.dispatch"
+// IREE-LABEL:  func.func @pad0(
+// IREE-NOT:      "flow.dispatch"
+// IREE:          linalg.conv_2d_nhwc_hwcf_q
+// IREE-COUNT-2:  linalg.depthwise_conv_2d_nhwc_hwc_q
+func.func @pad0(%x0: tensor<1x6x5x3xi8>, %w3: tensor<3x3x3x2xi8>, %b3: tensor<2xi32>, %x: tensor<1x9x8x4xi8>, %w: tensor<5x5x1x4xi8>, %b: tensor<4xi32>) -> (tensor<1x4x3x2xi8>, tensor<1x3x2x4xi8>, tensor<1x7x6x4xi8>) {
+  %0 = "tinytrain.qconv2d"(%x0, %w3, %b3) {strides = array<i64: 1, 1>, padding = array<i64: 0, 0>, groups = 1 : i64, input_scale = 5.000000e-01 : f64, input_zero_point = 5 : i64, weight_scales = array<f64: 2.500000e-01, 1.250000e-01>, output_scale = 1.000000e+00 : f64, output_zero_point = 0 : i64, multiplier = array<i32: 1073741824, 1073741824>, shift = array<i32: -2, -3>, clamp = array<i64: -128, 127>} : (tensor<1x6x5x3xi8>, tensor<3x3x3x2xi8>, tensor<2xi32>) -> tensor<1x4x3x2xi8>
+  %1 = "tinytrain.qconv2d"(%x, %w, %b) {strides = array<i64: 2, 2>, padding = array<i64: 0, 0>, groups = 4 : i64, input_scale = 5.000000e-01 : f64, input_zero_point = -3 : i64, weight_scales = array<f64: 2.500000e-01, 2.500000e-01, 2.500000e-01, 2.500000e-01>, output_scale = 1.000000e+00 : f64, output_zero_point = 5 : i64, multiplier = array<i32: 1073741824, 1073741824, 1073741824, 1073741824>, shift = array<i32: -2, -2, -2, -2>, clamp = array<i64: -128, 127>} : (tensor<1x9x8x4xi8>, tensor<5x5x1x4xi8>, tensor<4xi32>) -> tensor<1x3x2x4xi8>
+  %2 = "tinytrain.qconv2d"(%x, %w, %b) {strides = array<i64: 1, 1>, padding = array<i64: 1, 1>, groups = 4 : i64, input_scale = 5.000000e-01 : f64, input_zero_point = -3 : i64, weight_scales = array<f64: 2.500000e-01, 2.500000e-01, 2.500000e-01, 2.500000e-01>, output_scale = 1.000000e+00 : f64, output_zero_point = 5 : i64, multiplier = array<i32: 1073741824, 1073741824, 1073741824, 1073741824>, shift = array<i32: -2, -2, -2, -2>, clamp = array<i64: -128, 127>} : (tensor<1x9x8x4xi8>, tensor<5x5x1x4xi8>, tensor<4xi32>) -> tensor<1x7x6x4xi8>
+  return %0, %1, %2 : tensor<1x4x3x2xi8>, tensor<1x3x2x4xi8>, tensor<1x7x6x4xi8>
 }

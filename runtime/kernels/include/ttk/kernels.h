@@ -74,20 +74,24 @@ size_t ttk_conv1x1_s8_scratch_min(int32_t c_in);
 int ttk_linear_s8(const int8_t* x, int32_t c_in, const int8_t* w_oi, const int32_t* bias,
                   int32_t c_out, const ttk_quant_t* q, int8_t* y);
 
-/** Depthwise conv, K x K (K = 3, 5, 7), stride 1 or 2, padding (K-1)/2 (pad value = x_zero),
+/** Depthwise conv, K x K (K = 3, 5, 7), stride 1 or 2, padding `pad` on every side: (K-1)/2
+ *  (pad value = x_zero) or 0 (a pre-padded input, e.g. a patch of `patch-stage`: every output
+ *  pixel takes the unrolled interior path), H + 2*pad >= K and W + 2*pad >= K,
  *  x [H][W][C], w [K][K][1][C] (HWIO, not packed), y [OH][OW][C] with
  *  OH = (H + 2*pad - K) / stride + 1. */
 int ttk_dwconv_s8(const int8_t* x, int32_t h, int32_t w, int32_t c, const int8_t* wt,
-                  int32_t k, int32_t stride, const int32_t* bias, const ttk_quant_t* q,
-                  int8_t* y);
+                  int32_t k, int32_t stride, int32_t pad, const int32_t* bias,
+                  const ttk_quant_t* q, int8_t* y);
 
 /** Dense conv with a small input channel count (the network's first conv: 3x3, C_in = 3,
- *  stride 2): K x K, padding (K-1)/2, any stride >= 1, KH*KW*C_in <= TTK_CONV_MAX_K.
- *  w_packed: ttk_pack_conv_q15 output (4-byte aligned). y [OH][OW][C_out]. Computed as the
- *  pointwise GEMM on the im2col rows of 4 output pixels at a time (stack only). */
+ *  stride 2): K x K, padding `pad` = (K-1)/2 (x_zero) or 0 (pre-padded input),
+ *  H + 2*pad >= K and W + 2*pad >= K, any stride >= 1, KH*KW*C_in <= TTK_CONV_MAX_K.
+ *  w_packed: ttk_pack_conv_q15 output (4-byte aligned). y [OH][OW][C_out] with
+ *  OH = (H + 2*pad - K) / stride + 1. Computed as the pointwise GEMM on the im2col rows of 4
+ *  output pixels at a time (stack only). */
 #define TTK_CONV_MAX_K 64
 int ttk_conv_s8(const int8_t* x, int32_t h, int32_t w, int32_t c_in, const int16_t* w_packed,
-                int32_t k, int32_t stride, const int32_t* bias, int32_t c_out,
+                int32_t k, int32_t stride, int32_t pad, const int32_t* bias, int32_t c_out,
                 const ttk_quant_t* q, int8_t* y);
 
 /* ----------------------------------------------------------------------------------------- */
