@@ -21,10 +21,8 @@ Either of two dependencies, neither of which changes a value, then orders things
   condition is true for every t (NaN included), so W' = W, but W' can only be made once g exists,
   i.e. in the layer's backward step, and lives from there to its last reader (W bytes, briefly).
   The update and the backward readers read W'; the update, reading W', is downstream of the copy.
-  A view of W that the forward pass reads too (a `concat` of a trained slice and its frozen
-  rest) is made again from W' for its backward users (before: the update waited for them, and
-  49kb's live bytes at the worst dispatch were 18 KB higher, its plan the same); a reader still
-  reaching W (through deeper shared views) is ordered as below.
+  A reader reaching W through a view the forward pass also reads (a `concat` of a trained slice
+  and its frozen rest) still reads W and is ordered as below.
 - Otherwise (large fp32 weights, e.g. a classifier whose output gradient is 10 floats): the loss
   operand of W's update (the 0-d tensor its non-finite guard reads) becomes
   `loss' = select(ord(r, 0.0) | uno(r, 0.0), loss, r)` over the first element r of each reader's
@@ -171,20 +169,9 @@ def _copy_late(w: ir.Value, dep: ir.Value, upstream: set) -> ir.Operation:
     made = copy.owner.operation
     for use in list(w.uses):
         op = use.owner.operation
-        if op == made:
-            continue
-        if op not in upstream:
+        if op != made and op not in upstream:
             op.operands[use.operand_number] = copy
             _sink(op, made)
-        elif op.name in VIEWS:  # a view the forward pass reads too: the backward gets its own
-            late = [(u.owner.operation, u.operand_number) for u in op.results[0].uses
-                    if u.owner.operation not in upstream]
-            if late:
-                clone = op.clone(ir.InsertionPoint.after(made))
-                clone.operands[use.operand_number] = copy
-                for user, i in late:
-                    user.operands[i] = clone.results[0]
-                    _sink(user, clone)
     return made
 
 

@@ -89,32 +89,3 @@ func.func @int8(%w: tensor<3x4xi8> {iree.abi.output = 0 : index}, %dz: tensor<20
   %dx = "tinytrain.linear_grad_input"(%g, %wr) : (tensor<20x3xf32>, tensor<3x4xf32>) -> tensor<20x4xf32>
   return %w2, %dx : tensor<3x4xi8>, tensor<20x4xf32>
 }
-
-// -----
-
-// A trained slice joined with its frozen rest (concat) that the forward pass reads: the forward
-// keeps the join of the argument, the input gradient reads a join of the late copy made in the
-// backward pass, the update reads the copy.
-// CHECK-LABEL: func.func @shared_view(
-// CHECK-SAME:    %[[W:[a-z0-9]+]]: tensor<2x4xf32> {iree.abi.output = 0 : index}, %[[F:[a-z0-9]+]]: tensor<1x4xf32>
-// CHECK:         %[[J0:.*]] = tensor.insert_slice %[[W]] into %{{.*}}[0, 0] [2, 4] [1, 1]
-// CHECK:         %[[FWD:.*]] = tensor.insert_slice %[[F]] into %[[J0]][2, 0] [1, 4] [1, 1]
-// CHECK:         linalg.generic {{.*}} ins(%{{.*}}, %[[FWD]] : tensor<20x4xf32>, tensor<3x4xf32>)
-// CHECK:         %[[COPY:.*]] = linalg.generic {{.*}} ins(%[[W]], %{{.*}} : tensor<2x4xf32>, tensor<f32>)
-// CHECK:         %[[J1:.*]] = tensor.insert_slice %[[COPY]] into %{{.*}}[0, 0] [2, 4] [1, 1]
-// CHECK:         %[[BWD:.*]] = tensor.insert_slice %[[F]] into %[[J1]][2, 0] [1, 4] [1, 1]
-// CHECK:         %[[UPD:.*]] = linalg.generic {{.*}} ins(%[[COPY]], %{{.*}} : tensor<2x4xf32>, tensor<2x4xf32>)
-// CHECK:         %[[DX:.*]] = linalg.generic {{.*}} ins(%{{.*}}, %[[BWD]] : tensor<20x3xf32>, tensor<3x4xf32>)
-// CHECK-NOT:     iterator_types = []} ins(%{{.*}}, %[[DX]]
-// CHECK:         return %[[UPD]], %[[DX]]
-func.func @shared_view(%w: tensor<2x4xf32> {iree.abi.output = 0 : index}, %f: tensor<1x4xf32>, %b: tensor<3xf32>, %x: tensor<20x4xf32>, %labels: tensor<20xi32>) -> (tensor<2x4xf32>, tensor<20x4xf32>, tensor<f32>) {
-  %wf = "tinytrain.concat"(%w, %f) {axis = 0 : i64} : (tensor<2x4xf32>, tensor<1x4xf32>) -> tensor<3x4xf32>
-  %z = "tinytrain.linear"(%x, %wf, %b) : (tensor<20x4xf32>, tensor<3x4xf32>, tensor<3xf32>) -> tensor<20x3xf32>
-  %l = "tinytrain.softmax_cross_entropy"(%z, %labels) : (tensor<20x3xf32>, tensor<20xi32>) -> tensor<f32>
-  %dz = "tinytrain.softmax_cross_entropy_grad"(%z, %labels) : (tensor<20x3xf32>, tensor<20xi32>) -> tensor<20x3xf32>
-  %dw = "tinytrain.linear_grad_weight"(%x, %dz) : (tensor<20x4xf32>, tensor<20x3xf32>) -> tensor<3x4xf32>
-  %dws = "tinytrain.slice"(%dw) {offsets = array<i64: 0, 0>} : (tensor<3x4xf32>) -> tensor<2x4xf32>
-  %w2 = "tinytrain.sgd_update"(%w, %dws, %l) {lr = 5.000000e-01 : f32} : (tensor<2x4xf32>, tensor<2x4xf32>, tensor<f32>) -> tensor<2x4xf32>
-  %dx = "tinytrain.linear_grad_input"(%dz, %wf) : (tensor<20x3xf32>, tensor<3x4xf32>) -> tensor<20x4xf32>
-  return %w2, %dx, %l : tensor<2x4xf32>, tensor<20x4xf32>, tensor<f32>
-}
