@@ -1,7 +1,7 @@
 """The paper's pretrained int8 models, whole networks at their 128x128 input, run `predict` on the
 emulated Cortex-M boards bit for bit like `tinytrain.reference.forward` (device rule) and the host
 `.vmfb`; scikit-image's chelsea.png comes out as a cat (ImageNet classes 281-285). The check is
-`tinytrain.tools.pretrained_on_device.run_case` (budgets there: none fits 256 KB at 128x128).
+`tinytrain.tools.pretrained_on_device.run_case` (firmware built inside 256 KB, linker-enforced).
 
 Each case compiles a whole network for the host and the board (1.5-3 min on this machine), so the
 suite runs two cases that between them cover both boards and two of the three architectures; all
@@ -23,5 +23,6 @@ def test_pretrained_int8_predict_on_device(name, target, tmp_path):
     assert r["device_equals_reference"], f"{name} on {target}: device logits differ from the reference"
     assert r["host_equals_reference"], f"{name}: host logits differ from the reference"
     assert r["is_cat"], f"{name} on {target}: chelsea.png -> classes {r['top_classes']}"
+    assert r["sram_kb"] == 256 and r["sram_peak_bytes"] <= 256 * 1024
     assert r["device_accuracy_vs_reference_argmax"] == [2, 2]
     assert r["planned_sram_bytes"] <= r["sram_kb"] * 1024 and r["sram_peak_bytes"] <= r["planned_sram_bytes"]
