@@ -12,13 +12,15 @@ nothing), and rewrites every reference to that argument into a reference to an a
 
 The caller writes the input into the arena before the call, exactly as it wrote the I/O buffer:
 the generated header defines ``<P>_TRAIN_INPUT_OFFSET`` / ``<P>_PREDICT_INPUT_OFFSET`` and
-``TT_MODEL_INPUT_IN_ARENA`` (the firmware harness reads records straight there) and the runtime copies an input passed from elsewhere
-into its arena range before the first command (``tt_run``). The input is clobbered by the step.
+``TT_MODEL_INPUT_IN_ARENA`` (the firmware harness reads records straight there) and the runtime
+copies an input passed from elsewhere into its arena range before the first command
+(``tt_run``). The input is clobbered by the step.
 
 A window may also end past the arena's top (the arena grows by the part that sticks out) when
-that part is at most half the input (else moving the input saves too little to be worth it). When no window helps (a program that reads the input
-late, or an arena too small) the input keeps its separate buffer and :class:`Placement` says why:
-``StaticModule.sram_contributors()`` and the memory report show where each input lives.
+that part is at most half the input (else moving the input saves too little to be worth it).
+When no window helps (a program that reads the input late, or an arena too small) the input
+keeps its separate buffer and :class:`Placement` says why: ``StaticModule.sram_contributors()``
+and the memory report show where each input lives.
 
 Every function that takes the input (``train_step``, ``predict``) gets its own window, and the
 input goes into the arena only if all of them have one: a function reading it from a buffer of
@@ -60,6 +62,11 @@ class Placement:
             grown = f"; the arena grew by {self.grown} B for it" if self.grown else ""
             return f"{self.name} ({self.size} B) in the transient arena: {where}{grown}"
         return f"{self.name} buffer ({self.size} B) outside the arena: {self.reason}"
+
+
+def _input_size(schedule: Schedule, uses: dict) -> int:
+    """Bytes of a step input taken by the functions in ``uses`` (function -> argument index)."""
+    return max(schedule.function(f).inputs[i].length for f, i in uses.items())
 
 
 def _uses(fn, index: int):
@@ -111,7 +118,7 @@ def place_inputs(schedule: Schedule, exports: dict, inputs: dict) -> list:
     new overlay allocations) and returns one :class:`Placement` per name."""
     placements = []
     for name, uses in inputs.items():
-        size = max(schedule.function(f).inputs[i].length for f, i in uses.items())
+        size = _input_size(schedule, uses)
         need = _align(size)
         p = Placement(name, size)
         placements.append(p)
@@ -168,8 +175,7 @@ def place_step_input(schedule: Schedule, sources_dir, uses: dict) -> Placement:
     try:
         exports = dm.read_sources(sources_dir)
     except Unsupported as e:
-        p = Placement("input", max(schedule.function(f).inputs[i].length for f, i in uses.items()),
-                      reason=f"the bytes the commands touch are unknown: {e}")
+        p = Placement("input", _input_size(schedule, uses), reason=f"the bytes the commands touch are unknown: {e}")
         schedule.placements = {"input": p}
         return p
     return place_inputs(schedule, exports, {"input": uses})[0]

@@ -1,12 +1,13 @@
-"""Looking up the functions of a tinytrain module and their argument attributes (shared by the
-passes, the compiler driver and the numpy graph evaluator)."""
+"""Looking up the functions of a tinytrain module and their argument attributes, and the byte
+size of a tensor value (shared by the passes, the lowering, the compiler driver and the numpy
+graph evaluator)."""
 
 from __future__ import annotations
 
 from torch_mlir import ir
 from torch_mlir.dialects import func
 
-__all__ = ["find_func", "arg_attrs"]
+__all__ = ["find_func", "arg_attrs", "tensor_bytes"]
 
 
 def find_func(module, name: str) -> func.FuncOp | None:
@@ -28,3 +29,12 @@ def arg_attrs(fn) -> list[dict[str, ir.Attribute]]:
         d = ir.DictAttr(d)
         out.append({d[j].name: d[j].attr for j in range(len(d))})
     return out
+
+
+def tensor_bytes(v: ir.Value) -> int:
+    """Bytes of the ranked tensor value `v` (sub-byte elements counted as one byte each)."""
+    t = ir.RankedTensorType(v.type)
+    n = 1
+    for d in t.shape:
+        n *= d
+    return n * max(1, t.element_type.width // 8)

@@ -303,13 +303,19 @@ tt_status_t tt_run(tt_model_t* model, int function, const void* const* inputs,
   return TT_OK;
 }
 
-const void* tt_model_output(const tt_model_t* model, int function, int index,
-                            const void* const* inputs) {
+/* The table's function `function`, or NULL for a bad model or index. */
+static const tt_function_t* tt_model_function(const tt_model_t* model, int function) {
   if (model == NULL || model->desc == NULL || function < 0 ||
       function >= (int)model->desc->function_count) {
     return NULL;
   }
-  const tt_function_t* fn = &model->desc->functions[function];
+  return &model->desc->functions[function];
+}
+
+const void* tt_model_output(const tt_model_t* model, int function, int index,
+                            const void* const* inputs) {
+  const tt_function_t* fn = tt_model_function(model, function);
+  if (fn == NULL) return NULL;
   if (index < 0 || index >= (int)fn->output_count) return NULL;
   const tt_ref_t* ref = &fn->outputs[index].ref;
   if (ref->region == TT_REGION_ARG && inputs == NULL) return NULL;
@@ -317,11 +323,8 @@ const void* tt_model_output(const tt_model_t* model, int function, int index,
 }
 
 void* tt_model_input_buffer(tt_model_t* model, int function, int index) {
-  if (model == NULL || model->desc == NULL || function < 0 ||
-      function >= (int)model->desc->function_count) {
-    return NULL;
-  }
-  const tt_function_t* fn = &model->desc->functions[function];
+  const tt_function_t* fn = tt_model_function(model, function);
+  if (fn == NULL) return NULL;
   if (index < 0 || index >= (int)fn->input_count) return NULL;
   const tt_ref_t* ref = &fn->inputs[index].ref;
   return ref->region == TT_REGION_ARENA ? model->arena + ref->offset : NULL;

@@ -175,9 +175,10 @@ def _padfree_grad_input(dy: ir.Value, w: ir.Value, out_shape, strides, padding, 
         return generic([dy, kernel], full(out_shape), maps, [PARALLEL] * 4 + [REDUCTION], _mac)
     _, oh, ow, _ = shape_of(dy)
     zero = const_f32(0.0)
+    r = 6 if depthwise else 7  # loops: N, H, W, C, KH, KW[, F]
 
     def body(wv, acc):
-        idx = [linalg.IndexOp(i).result for i in range(6 if depthwise else 7)]
+        idx = [linalg.IndexOp(i).result for i in range(r)]
         row, row_ok = _tap_index(idx[1], idx[4], padding[0], strides[0], oh)
         col, col_ok = _tap_index(idx[2], idx[5], padding[1], strides[1], ow)
         g = tensor.ExtractOp(dy, [idx[0], row, col, idx[3] if depthwise else idx[6]]).result
@@ -190,7 +191,6 @@ def _padfree_grad_input(dy: ir.Value, w: ir.Value, out_shape, strides, padding, 
     else:
         n_, h_, w_, c_, kh_, kw_, f_ = dims(7)
         kernel, wmap = w, amap(7, [kh_, kw_, c_, f_])
-    r = 6 if depthwise else 7
     return generic([kernel], full(out_shape), [wmap, amap(r, [n_, h_, w_, c_])],
                    [PARALLEL] * 4 + [REDUCTION] * (r - 4), body)
 

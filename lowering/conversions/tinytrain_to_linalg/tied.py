@@ -46,12 +46,11 @@ CompileError.
 
 from __future__ import annotations
 
-import numpy as np
 from torch_mlir import ir
 from torch_mlir.dialects import arith, tensor
 
 from tinytrain.errors import CompileError
-from tinytrain.irfuncs import arg_attrs
+from tinytrain.irfuncs import arg_attrs, tensor_bytes
 
 from .builders import PARALLEL, STAGE, amap, const_f32, empty, generic, identity
 
@@ -144,11 +143,6 @@ def _late_copy(w: ir.Value, dep: ir.Value) -> ir.Value:
                    lambda x, d, acc: arith.SelectOp(_always(d), x, zero).result)
 
 
-def _bytes(v: ir.Value) -> int:
-    ty = ir.RankedTensorType(v.type)
-    return int(np.prod(ty.shape)) * max(1, ty.element_type.width // 8)
-
-
 def _shared_operand(reader: ir.Operation, views: list, upstream: set) -> ir.Value | None:
     """An operand of `reader` that the update also depends on and that is computed in the step
     (not an argument or a constant, not a view of the parameter): the layer's output gradient."""
@@ -225,7 +219,7 @@ def order_tied_reads(func) -> int:
                 raise CompileError(f"to-linalg: '{r.name}' (at {r.location}) reads {where} after its update: "
                                    "it cannot be updated in place", stage=STAGE)
         dep = _shared_operand(readers[0], _views(w), upstream)
-        if dep is not None and _bytes(w) < _bytes(dep):
+        if dep is not None and tensor_bytes(w) < tensor_bytes(dep):
             made = _copy_late(w, dep, upstream)
             # readers that reach W through a view the forward pass also reads (a `concat` of a
             # trained slice) still read W itself

@@ -37,7 +37,7 @@ from torch_mlir import ir
 from torch_mlir.dialects import arith, func, tensor
 
 from tinytrain.errors import CompileError
-from tinytrain.irfuncs import arg_attrs
+from tinytrain.irfuncs import arg_attrs, tensor_bytes
 from tinytrain.passes import ModulePass
 
 __all__ = ["PatchStagePass", "find_stage"]
@@ -127,18 +127,10 @@ def find_stage(fn: func.FuncOp, factor: int) -> Stage | None:
                 escaping.append(v)
         cut = members[k - 1].results[0]
         if len(escaping) == 1 and escaping[0] == cut and _shape(cut)[1] * factor >= h_in:
-            size = _bytes(cut)
+            size = tensor_bytes(cut)
             if best is None or size <= best[0]:
                 best = (size, Stage(x, members[:k], cut))
     return None if best is None else best[1]
-
-
-def _bytes(v: ir.Value) -> int:
-    t = ir.RankedTensorType(v.type)
-    n = 1
-    for d in t.shape:
-        n *= d
-    return n * max(1, t.element_type.width // 8)
 
 
 def _split(n: int, parts: int) -> list[tuple[int, int]]:

@@ -440,17 +440,18 @@ _CHANNEL_ATTRS = {"weight_scales": ir.DenseF64ArrayAttr, "multiplier": ir.DenseI
                   "shift": ir.DenseI32ArrayAttr}
 
 
-def _is_arg_with(v: ir.Value, attr: str, f) -> bool:
-    owner = v.owner
-    return isinstance(owner, ir.Block) and attr in arg_attrs(f)[ir.BlockArgument(v).arg_number]
+def _is_arg_with(v: ir.Value, attr: str, attrs: list) -> bool:
+    """`v` is a block argument whose attributes (`attrs`: the function's, by position) have `attr`."""
+    return isinstance(v.owner, ir.Block) and attr in attrs[ir.BlockArgument(v).arg_number]
 
 
-def _split_uses(join, f) -> tuple[list, list] | None:
+def _split_uses(join, attrs: list) -> tuple[list, list] | None:
     """(forward convs, input-gradient convs) reading the sparse join `join` as their weight, or
-    None when `join` is not a pointwise/dense conv weight's join or has any other reader."""
+    None when `join` is not a pointwise/dense conv weight's join or has any other reader.
+    `attrs`: the function's argument attributes."""
     if (ir.IntegerAttr(join.attributes["axis"]).value != 3 or len(_shape(join.results[0])) != 4
-            or not _is_arg_with(join.operands[0], "tinytrain.sparse_channels", f)
-            or not _is_arg_with(join.operands[1], "tinytrain.frozen", f)):
+            or not _is_arg_with(join.operands[0], "tinytrain.sparse_channels", attrs)
+            or not _is_arg_with(join.operands[1], "tinytrain.frozen", attrs)):
         return None
     fwd, grads = [], []
     for use in join.results[0].uses:
@@ -475,12 +476,8 @@ def _dense_weight_use(op, operand: int, names) -> bool:
 
 def _channel_attrs(op, lo: int, hi: int) -> dict:
     """The op's attributes with every per-output-channel array cut to channels [lo, hi)."""
-    out = _attrs(op)
-    for name, value in out.items():
-        if name in _CHANNEL_ATTRS:
-            value = _CHANNEL_ATTRS[name].get(list(_CHANNEL_ATTRS[name](value))[lo:hi])
-        out[name] = value
-    return out
+    return {name: _CHANNEL_ATTRS[name].get(list(_CHANNEL_ATTRS[name](value))[lo:hi])
+            if name in _CHANNEL_ATTRS else value for name, value in _attrs(op).items()}
 
 
 def _attrs(op) -> dict:
@@ -559,8 +556,9 @@ class SparseSplitPass(ModulePass):
     def _split(self, f) -> None:
         joins = [op.operation for op in f.regions[0].blocks[0].operations
                  if op.operation.name == "tinytrain.concat"]
+        attrs = arg_attrs(f) if joins else []
         for join in joins:
-            uses = _split_uses(join, f)
+            uses = _split_uses(join, attrs)
             if uses is None:
                 continue
             a, b = join.operands
