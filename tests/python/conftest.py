@@ -98,6 +98,22 @@ def rel_err(a, b) -> float:
     return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-12))
 
 
+def assert_device_equals_host(device, host, err_msg: str = "") -> None:
+    """A trained tensor after a device step vs the host program's: integer state exactly, fp32
+    state to 1e-6 of its largest magnitude (at least 1e-6; the host's vectorized sums may round
+    differently)."""
+    if np.asarray(host).dtype != np.float32:
+        np.testing.assert_array_equal(device, host, err_msg=err_msg)
+    else:
+        np.testing.assert_allclose(device, host, rtol=0, atol=1e-6 * max(1.0, float(np.abs(host).max())),
+                                   err_msg=err_msg)
+
+
+def loss_close(device_loss: float, host_loss: float) -> bool:
+    """A device step's loss equals the host's to 1e-6 (relative, at least 1e-6 absolute)."""
+    return abs(device_loss - host_loss) <= 1e-6 * max(1.0, abs(host_loss))
+
+
 def assert_grads_match(prog, model, x, y, tol=1e-4, fold=fold_bn):
     """Compiled gradients of every trainable tensor vs torch.autograd on the BN-folded model
     (`fold`: `fold_bn`, or `fold_bn_graph` for models that are not Sequentials of layers)."""

@@ -14,6 +14,7 @@ like its host program (about 15 s).
 
 import numpy as np
 import pytest
+from conftest import assert_device_equals_host, loss_close
 from test_quant_lowering import builder, make_conv
 
 from tinytrain import reference as ref
@@ -216,14 +217,10 @@ def test_quantized_user_model_trains_on_cortex_m4_like_the_host(tmp_path):
     moved = set()
     for i, (dev, dev_loss) in enumerate(res.trace):
         loss = prog.train_step(xs[i:i + 1], ys[i:i + 1])
-        assert abs(dev_loss - loss) <= 1e-6 * max(1.0, abs(loss)), (i, dev_loss, loss)
+        assert loss_close(dev_loss, loss), (i, dev_loss, loss)
         for name, d, h in zip(prog.trainable, dev, prog.program_params()):
             assert d.dtype == h.dtype, name
-            if d.dtype == np.float32:
-                np.testing.assert_allclose(d, h, rtol=0, atol=1e-6 * max(1.0, float(np.abs(h).max())),
-                                           err_msg=f"step {i} {name}")
-            else:
-                np.testing.assert_array_equal(d, h, err_msg=f"step {i} {name}")
+            assert_device_equals_host(d, h, err_msg=f"step {i} {name}")
             if not np.array_equal(d, prog.quantized_params[name]):
                 moved.add(name)
     assert {"block.pw.weight", "block.pw.bias", "head.conv.weight", "fc.weight"} <= moved, moved

@@ -9,6 +9,7 @@ the barrier chain); this file checks the numbers.
 
 import numpy as np
 import pytest
+from conftest import assert_device_equals_host, loss_close
 
 from tinytrain import int8
 from tinytrain.errors import CompileError
@@ -106,14 +107,10 @@ def test_patched_training_on_cortex_m7_equals_the_whole_program(tmp_path):
         p_host, p_whole = [np.asarray(r) for r in r1[:-1]], [np.asarray(r) for r in r2[:-1]]
         assert float(r1[-1]) == float(r2[-1])
         dev, dev_loss = res.trace[i]
-        assert abs(dev_loss - float(r1[-1])) <= 1e-6 * max(1.0, abs(float(r1[-1])))
+        assert loss_close(dev_loss, float(r1[-1]))
         for name, d, a, b in zip(prog.trainable, dev, p_host, p_whole):
             np.testing.assert_array_equal(a, b, err_msg=f"step {i} {name}: patched vs whole host program")
-            if a.dtype != np.float32:
-                np.testing.assert_array_equal(d, a, err_msg=f"step {i} {name}: device vs host")
-            else:
-                np.testing.assert_allclose(d, a, rtol=0, atol=1e-6 * max(1.0, float(np.abs(a).max())),
-                                           err_msg=f"step {i} {name}: device vs host")
+            assert_device_equals_host(d, a, err_msg=f"step {i} {name}: device vs host")
     # The patched plan is smaller than the whole-tensor plan of the same step.
     plan = int8.plan_sram(graph(4, hw), trainable, target="cortex-m7", patches=1)
     assert prog.planned_sram()["total"] < plan["total"], (prog.planned_sram()["total"], plan["total"])

@@ -21,6 +21,7 @@ import pytest
 import torch
 
 import tinytrain
+from conftest import assert_device_equals_host, loss_close
 from tinytrain.int8 import compile_training
 from tinytrain.pretrained import MODEL_NAMES, load_mcu_model, sparse_scheme_names
 from tinytrain.pretrained.graph import build_forward, truncate
@@ -244,13 +245,9 @@ def test_int8_sparse_program_on_cortex_m4_equals_the_host(tmp_path):
         out = prog.host.call("train_step", *params, xs[i:i + 1], ys[i:i + 1])
         params = [np.asarray(r) for r in out[:-1]]
         dev, dev_loss = res.trace[i]
-        assert abs(dev_loss - float(out[-1])) <= 1e-6 * max(1.0, abs(float(out[-1])))
+        assert loss_close(dev_loss, float(out[-1]))
         for name, d, h in zip(prog.trainable, dev, params):
-            if h.dtype != np.float32:  # the int8 network's integers: exact
-                np.testing.assert_array_equal(d, h, err_msg=f"step {i} {name}: device vs host")
-            else:  # the fp32 head (the host's vectorized sums may round differently)
-                np.testing.assert_allclose(d, h, rtol=0, atol=1e-6 * max(1.0, float(np.abs(h).max())),
-                                           err_msg=f"step {i} {name}: device vs host")
+            assert_device_equals_host(d, h, err_msg=f"step {i} {name}: device vs host")
 
 
 # ------------------------------------------------------------------------------- whole models
