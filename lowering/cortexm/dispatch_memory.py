@@ -43,9 +43,12 @@ from .hal2c import _BIN, _CASTS  # the host program's integer arithmetic, shared
 from .schedule_model import Alloc, Command, Unsupported, _dtype_size
 
 __all__ = ["Access", "Subspan", "ExportInfo", "Value", "read_sources", "command_accesses", "live_ranges",
-           "live_bytes", "union_bytes"]
+           "live_bytes", "union_bytes", "unaligned_bindings"]
 
 _TENSOR_TYPE = re.compile(r"dispatch\.tensor<(readonly|writeonly|readwrite):tensor<((?:\d+x)*)(\w+)>>")
+# A buffer our own kernels take (``to-linalg{kernels=ttk}``: a dispatch calling a static import).
+_MEMREF_TYPE = re.compile(r"^memref<((?:\d+x)*)(\w+)>$")
+_READ_ONLY = 1                   # bit of ``descriptor_flags`` (IREE's HAL DescriptorFlags::ReadOnly)
 # Every quoted string of a printed location; a file location's is followed by ":<line>".
 _LOC_STRING = re.compile(r'"((?:[^"\\]|\\.)*)"(:\d+)?')
 _MODES = {"readonly": "r", "writeonly": "w", "readwrite": "rw"}
@@ -63,6 +66,7 @@ class Subspan:
     offset: tuple
     length: int
     mode: str                    # "r" | "w" | "rw"
+    alignment: int = 0           # the binding's declared alignment (``alignment(64)``), 0: none
 
 
 @dataclass
@@ -121,18 +125,28 @@ def _eval(expr: tuple, constants: tuple) -> int:
 
 
 def _subspan(op) -> Subspan:
-    m = _TENSOR_TYPE.search(str(op.results[0].type))
-    if m is None:
-        raise Unsupported(f"subspan of type {op.results[0].type}: the memory report reads "
-                          "!iree_tensor_ext.dispatch.tensor results with static shapes")
-    dims = [int(d) for d in m.group(2).split("x") if d]
-    n = 1
-    for d in dims:
-        n *= d
+    """A tensor subspan (its access mode from its type) or a buffer of our kernels (a static
+    ``memref``: read-only when its descriptor says so, else read and written)."""
+    text = str(op.results[0].type)
     view = op.opview
+    m = _TENSOR_TYPE.search(text)
+    if m is not None:
+        dims, dtype, mode = m.group(2), m.group(3), _MODES[m.group(1)]
+    else:
+        m = _MEMREF_TYPE.match(text)
+        if m is None:
+            raise Unsupported(f"subspan of type {text}: the memory report reads "
+                              "!iree_tensor_ext.dispatch.tensor results and memrefs with static shapes")
+        flags = view.descriptor_flags
+        read_only = flags is not None and ir.IntegerAttr(flags).value & _READ_ONLY
+        dims, dtype, mode = m.group(1), m.group(2), "r" if read_only else "rw"
+    n = 1
+    for d in dims.split("x"):
+        n *= int(d) if d else 1
     offset = view.byte_offset
+    align = view.alignment
     return Subspan(ir.IntegerAttr(view.binding).value, _expr(offset) if offset is not None else ("const", 0),
-                   n * _dtype_size(m.group(3)), _MODES[m.group(1)])
+                   n * _dtype_size(dtype), mode, ir.IntegerAttr(align).value if align is not None else 0)
 
 
 def _layers(func) -> list:
@@ -174,6 +188,20 @@ def read_sources(sources_dir) -> dict:
                         subspans = [_subspan(op) for op in func.regions[0].blocks[0].operations
                                     if op.operation.name == "hal.interface.binding.subspan"]
                         out[name] = ExportInfo(name, subspans, _layers(func))
+    return out
+
+
+def unaligned_bindings(exports: dict) -> dict:
+    """{export: bit mask of the bindings whose every subspan declares no 64-byte alignment}: the
+    runtime need not check their offsets' alignment (``tt_export_t.unaligned_ok``)."""
+    out = {}
+    for name, info in exports.items():
+        mask = 0
+        for b in {s.binding for s in info.subspans}:
+            if all(s.alignment < 64 for s in info.subspans if s.binding == b):
+                mask |= 1 << b
+        if mask:
+            out[name] = mask
     return out
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from tinytrain.errors import CompileError
 from tinytrain.lowering.iree_tools import run_iree_compile
 
-from . import abi_check, hal2c, input_overlay, schedule_c
+from . import abi_check, dispatch_memory, hal2c, input_overlay, replan, schedule_c
 from .schedule_model import Unsupported, _align
 
 # CPU features are explicit: LLVM has no cpu->features mapping for these targets in IREE.
@@ -123,6 +123,10 @@ class StaticModule:
             biggest = sorted((a for a in self.schedule.allocs if a.kind == "arena" and not a.persistent
                               and not a.name.endswith("_overlay")), key=lambda a: -a.size)[:3]
             detail = ", ".join(f"{a.name}@{a.scope} {a.size} B" for a in biggest)
+            ours = [f"@{r.function} {r.bytes} B (IREE's {r.iree_bytes} B)"
+                    for r in self.schedule.replans.values() if not r.reason]
+            if ours:
+                detail += "; laid out by tinytrain: " + ", ".join(ours)
             if placed is not None and placed.in_arena:
                 detail += f"; holds the {placed.describe()}"
             items.append((f"transient working set ({detail})", transient))
@@ -158,6 +162,9 @@ def compile_flags(target: str, object_path: Path, dump_dir: Path, sources_dir: P
             *TARGETS[target]["flags"], "--iree-llvmcpu-link-embedded=false",
             "--iree-llvmcpu-link-static", f"--iree-llvmcpu-static-library-output-path={object_path}",
             "--iree-llvmcpu-stack-allocation-limit=4096",
+            # One binding per tensor, its offset passed by the host program (our C schedule), so
+            # that `replan` can lay the transient tensors out again (not baked into the kernels).
+            "--iree-scheduling-optimize-bindings=false",
             f"--iree-hal-dump-executable-intermediates-to={dump_dir}",
             f"--iree-hal-dump-executable-sources-to={sources_dir}", "--mlir-print-debuginfo",
             "--compile-to=hal"]
@@ -179,14 +186,16 @@ def build_static_module(linalg_text: str, out_dir, *, target: str = "cortex-m4",
                         prefix: str = "model", state_init: list | None = None,
                         sram_bytes: int | None = 256 * 1024, train: str = "train_step",
                         predict: str = "predict", extra_flags: tuple = (),
-                        overlay_input: bool = True) -> StaticModule:
+                        overlay_input: bool = True, replan_memory: bool = True) -> StaticModule:
     """Compile ``linalg_text`` for ``target`` into kernels + one C schedule module.
 
     ``state_init``: initial trained parameters (numpy, argument order) stored in flash and
     copied to the arena by ``tt_model_init``. ``sram_bytes``: budget checked at compile time
     (:class:`SramBudgetError`), None to skip. ``extra_flags``: more iree-compile flags.
     ``overlay_input``: place the step's input inside the transient arena where the commands
-    before its last read leave a window (``input_overlay.py``); False keeps its own buffer. Raises :class:`hal2c.Unsupported` when the program
+    before its last read leave a window (``input_overlay.py``); False keeps its own buffer.
+    ``replan_memory``: lay each function's transient tensors out ourselves (``replan.py``); False
+    keeps IREE's layout. Raises :class:`hal2c.Unsupported` when the program
     cannot be scheduled statically, :class:`abi_check.AbiMismatch` on an ABI change and
     :class:`~tinytrain.errors.CompileError` when iree-compile fails (reproducer in ``out_dir``).
     """
@@ -211,10 +220,17 @@ def build_static_module(linalg_text: str, out_dir, *, target: str = "cortex-m4",
                           f"{', '.join('@' + f for f in public) or 'none'})")
     schedule = hal2c.extract_schedule(hal_text, functions)
     exports = abi_check.check_library(dump, schedule.library)
+    uses = _input_args(schedule, train, predict)
+    if replan_memory:
+        replan.replan_from_sources(schedule, sources, uses if overlay_input else {})
     if overlay_input:
-        input_overlay.place_step_input(schedule, sources, _input_args(schedule, train, predict))
+        input_overlay.place_step_input(schedule, sources, uses)
+    try:   # bindings IREE may pass unaligned (its kernel declares no alignment for them)
+        unaligned = dispatch_memory.unaligned_bindings(dispatch_memory.read_sources(sources))
+    except Unsupported:
+        unaligned = {}   # unknown: every binding must be 64-byte aligned (checked by emit)
     c_text, h_text, sizes = schedule_c.emit(schedule, exports, prefix, train=train,
-                                            predict=predict, state_init=state_init)
+                                            predict=predict, state_init=state_init, unaligned=unaligned)
     c_path, h_path = out / f"{prefix}_model.c", out / f"{prefix}_model.h"
     c_path.write_text(c_text)
     h_path.write_text(h_text)

@@ -63,12 +63,16 @@ def _ref(kind: str, index: int, offset: int, length: int) -> str:
 
 
 def emit(schedule: Schedule, exports: list, prefix: str, *, train: str = "train_step",
-         predict: str = "predict", state_init: list | None = None) -> tuple[str, str, dict]:
+         predict: str = "predict", state_init: list | None = None,
+         unaligned: dict | None = None) -> tuple[str, str, dict]:
     """Return (C source, header, sizes) for ``schedule``.
 
     ``exports`` is the library's export table (abi_check.Export list). ``state_init`` are the
-    initial trained parameters (numpy arrays, in argument order) or None (zeros).
+    initial trained parameters (numpy arrays, in argument order) or None (zeros). ``unaligned``:
+    export name -> bit mask of the bindings its kernel needs not 64-byte aligned
+    (:func:`dispatch_memory.unaligned_bindings`; missing: all aligned, checked at init).
     """
+    unaligned = unaligned or {}
     state = plan_state(schedule, train)
     state_size = sum(_align(s.length) for s in state)
     by_name = {e.name: e for e in exports}
@@ -90,10 +94,13 @@ def emit(schedule: Schedule, exports: list, prefix: str, *, train: str = "train_
         cmd_first = len(cmds)
         for c in fn.commands:
             ref_first = len(refs)
-            for r in c.refs:
+            for k, r in enumerate(c.refs):
                 al = r.alloc
                 off = (arena_off(al, r.offset) if al.kind == "arena"
                        else al.offset + r.offset if al.kind == "pool" else r.offset)
+                if c.op == "dispatch" and off % ALIGN and not (unaligned.get(c.export, 0) >> k) & 1:
+                    raise Unsupported(f"{c.export}: binding {k} at byte {off} is not {ALIGN}-byte aligned "
+                                      "and its kernel does not declare that it may be")
                 refs.append(_ref(al.kind, max(al.arg, 0), off, r.length))
             if c.op == "dispatch":
                 e = by_name[c.export]
@@ -149,8 +156,8 @@ def emit(schedule: Schedule, exports: list, prefix: str, *, train: str = "train_
     out.append(f"static const tt_ref_t {p}_state[{max(len(state), 1)}] = {{"
                + ", ".join(_ref("arena", 0, s.offset, s.length) for s in state) + "};")
     out.append(f"static const tt_export_t {p}_exports[{max(len(export_rows), 1)}] = {{\n"
-               + "\n".join(f'  {{"{e.name}", {e.ordinal}u, {e.binding_count}u, {e.constant_count}u}},'
-                           for e in export_rows) + "\n};")
+               + "\n".join(f'  {{"{e.name}", {e.ordinal}u, {e.binding_count}u, {e.constant_count}u, '
+                           f'0x{unaligned.get(e.name, 0):x}u}},' for e in export_rows) + "\n};")
     out.append(f"static const tt_cmd_t {p}_cmds[{max(len(cmds), 1)}] = {{\n  " + "\n  ".join(cmds) + "\n};")
     out.append(f"static const tt_ref_t {p}_refs[{max(len(refs), 1)}] = {{\n  " + ",\n  ".join(refs) + "\n};")
     out.append(f"static const uint32_t {p}_constants[{max(len(consts), 1)}] = {{"

@@ -117,6 +117,8 @@ class Schedule:
     #: step inputs placed inside the transient arena or not (``input_overlay.place_inputs``):
     #: name ("input", "label") -> :class:`input_overlay.Placement`
     placements: dict = field(default_factory=dict)
+    #: function -> :class:`replan.Replan` (our placement of its transient tensors, or why not)
+    replans: dict = field(default_factory=dict)
 
     def function(self, name: str) -> Function:
         for f in self.functions:

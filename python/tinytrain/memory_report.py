@@ -19,8 +19,10 @@ The SRAM of the firmware has two parts:
   predict output, and the input unless the compiler placed it inside the transient arena:
   `lowering/cortexm/input_overlay.py`, named in `notes`), the runtime's static data and the stack
   (its expected peak, `iree_static.STACK_ESTIMATE`);
-- **transient**: IREE's allocations for the step, placed in one static arena region whose size is
-  fixed at compile time (`transient_arena_bytes`, the largest packing over the program's functions).
+- **transient**: the step's transient tensors in one static arena region whose size is fixed at
+  compile time (`transient_arena_bytes`, the largest layout over the program's functions); the
+  compiler lays them out itself (`lowering/cortexm/replan.py`) and keeps IREE's packing only where
+  its own layout is not smaller (named in `notes`).
 
 `peak_bytes` = persistent + transient arena = `StaticModule.planned_peak()`: the arena is one static
 array, so this is what stack and SRAM painting measure on the device (`run_qemu(...).mem
@@ -28,9 +30,9 @@ array, so this is what stack and SRAM painting measure on the device (`run_qemu(
 (`STACK_RESERVE`). Per dispatch, `live_bytes` counts the transient tensors live while it runs and
 `allocated_bytes` IREE's transient allocations alive then; `live_peak_bytes` (persistent + the
 largest `live_bytes`) is what an ideal packing of these very tensors would need. The gap to
-`peak_bytes` is IREE's placement: offsets are fixed at compile time and the tensors of commands
-IREE may run concurrently (e.g. a padded input's zero fill next to the previous kernel) are kept
-apart.
+`peak_bytes` is the layout's: every tensor has one offset for its whole life, so holes left by
+tensors that die at different times cannot always be filled (with IREE's own packing, also the
+tensors of commands it may run concurrently are kept apart).
 
 The host target has no such report: IREE's runtime allocates its buffers dynamically there.
 """
@@ -102,8 +104,8 @@ class MemoryReport:
         if row is not None:
             where = f"dispatch {row.index} {row.dispatch}" + (f" ({', '.join(row.layers)})" if row.layers else "")
             lines.append(f"live at the worst dispatch {self.live_peak_bytes:,} B: {where}; "
-                         f"{self.peak_bytes - self.live_peak_bytes:,} B more are IREE's placement "
-                         "(offsets fixed at compile time, concurrent commands kept apart)")
+                         f"{self.peak_bytes - self.live_peak_bytes:,} B more are the layout's "
+                         "(one offset per tensor for its whole life)")
         lines.append(f"reserved by the budget check (planned_sram, full stack reserve) "
                      f"{self.reserved_bytes:,} B" + (f" of {self.budget_bytes:,} B" if self.budget_bytes else ""))
         return lines + list(self.notes)
@@ -203,6 +205,9 @@ def memory_report(module, *, function: str | None = None, budget_bytes: int | No
         # where the step's input lives: inside the transient arena (its bytes count in
         # live_bytes until its last read) or its own buffer, and why (input_overlay.py)
         notes.append(placed.describe())
+    for r in sched.replans.values():
+        # the layout of each function's transient tensors: ours (replan.py) or IREE's, and why
+        notes.append("transient layout " + r.describe())
     if packed.get(function, 0) < arena:
         notes.append(f"@{function}'s allocations are packed into {packed.get(function, 0):,} B; the "
                      f"arena is {arena:,} B because @{arena_fn} needs more")

@@ -55,8 +55,8 @@ static tt_status_t tt_model_check_library(const tt_model_desc_t* desc,
 }
 
 /* A buffer reference of function `fn` lies inside its region; `aligned` also asks for the
- * 64-byte alignment IREE's kernels assume of every binding (the arena, the pool and the
- * arguments are 64-byte aligned themselves, so the offset must be). */
+ * 64-byte alignment IREE's kernels assume of a binding declared `alignment(64)` (the arena, the
+ * pool and the arguments are 64-byte aligned themselves, so the offset must be). */
 static int tt_ref_ok(const tt_model_desc_t* desc, const tt_function_t* fn, const tt_ref_t* ref,
                      int aligned) {
   uint32_t limit;
@@ -145,9 +145,13 @@ static tt_status_t tt_model_check_tables(const tt_model_desc_t* desc) {
         default:
           return TT_ERR_BAD_TABLE;
       }
+      const uint32_t unaligned_ok =
+          cmd->op == TT_CMD_DISPATCH ? desc->exports[cmd->export_index].unaligned_ok : 0u;
       for (uint32_t r = 0; r < cmd->ref_count; ++r) {
-        /* Kernel bindings must be 64-byte aligned; memset/memmove need not be. */
-        if (!tt_ref_ok(desc, fn, &refs[r], cmd->op == TT_CMD_DISPATCH)) return TT_ERR_BAD_TABLE;
+        /* Kernel bindings must be 64-byte aligned unless the kernel declares no alignment for
+         * them (unaligned_ok); memset/memmove need not be. */
+        const int aligned = cmd->op == TT_CMD_DISPATCH && !((unaligned_ok >> r) & 1u);
+        if (!tt_ref_ok(desc, fn, &refs[r], aligned)) return TT_ERR_BAD_TABLE;
       }
     }
   }

@@ -11,7 +11,7 @@ static const float fm_state_init[32] A64 = {0.5f, 1.5f, 2.5f, 3.5f, 0.f, 0.f, 0.
                                             -1.f, -2.f};
 static const tt_ref_t fm_state[2] = {{TT_REGION_ARENA, 0u, 0u, 16u},
                                      {TT_REGION_ARENA, 0u, 64u, 8u}};
-static const tt_export_t fm_exports[2] = {{"vadd", 0u, 3u, 1u}, {"axpy2", 1u, 2u, 0u}};
+static const tt_export_t fm_exports[2] = {{"vadd", 0u, 3u, 1u, 0u}, {"axpy2", 1u, 2u, 0u, 0u}};
 static const uint32_t fm_constants[1] = {4u};
 static const tt_ref_t fm_refs[] = {
     /* 0,1: axpy2 p0 += 2 x */ {TT_REGION_ARG, 2u, 0u, 16u}, {TT_REGION_ARG, 0u, 0u, 16u},

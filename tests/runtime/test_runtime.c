@@ -20,7 +20,7 @@ static const float pool[32] A64 = {10.f, 20.f, 30.f, 40.f, [16] = 5.f};
 static const float state_init[16] A64 = {0.5f, 1.5f, 2.5f, 3.5f};
 
 static const tt_ref_t state[1] = {{TT_REGION_ARENA, 0u, 0u, 16u}};
-static tt_export_t exports[3] = {{"vadd", 0u, 3u, 1u}, {"axpy2", 1u, 2u, 0u}, {"fail", 2u, 1u, 0u}};
+static tt_export_t exports[3] = {{"vadd", 0u, 3u, 1u, 0u}, {"axpy2", 1u, 2u, 0u, 0u}, {"fail", 2u, 1u, 0u, 0u}};
 static const uint32_t constants[3] = {2u, 1u, 4u};
 static tt_ref_t refs[] = {
     /* 0: fill */ {TT_REGION_ARENA, 0u, 64u, 4u},
@@ -136,6 +136,11 @@ static void test_errors(void) {
   CHECK(tt_model_init(&model, &desc, arena, sizeof(arena)) == TT_ERR_BAD_TABLE);
   refs[5].offset = 196u; /* inside the arena but not 64-byte aligned: kernels assume it */
   CHECK(tt_model_init(&model, &desc, arena, sizeof(arena)) == TT_ERR_BAD_TABLE);
+  exports[0].unaligned_ok = 1u << 1; /* another binding may be unaligned: still refused */
+  CHECK(tt_model_init(&model, &desc, arena, sizeof(arena)) == TT_ERR_BAD_TABLE);
+  exports[0].unaligned_ok = 1u << 2; /* the kernel declares no alignment for binding 2 */
+  CHECK(tt_model_init(&model, &desc, arena, sizeof(arena)) == TT_OK);
+  exports[0].unaligned_ok = 0u;
   refs[5].offset = 192u;
   refs[3].index = 3u; /* argument 3 of a 3-argument function */
   CHECK(tt_model_init(&model, &desc, arena, sizeof(arena)) == TT_ERR_BAD_TABLE);

@@ -91,6 +91,9 @@ typedef struct tt_export_t {
   uint16_t ordinal;
   uint8_t binding_count;
   uint8_t constant_count;
+  /** Bit b set: binding b needs no 64-byte alignment (its kernel declares none, e.g. a copy into
+   *  the interior of a padded buffer); the others must be 64-byte aligned. 0: all aligned. */
+  uint32_t unaligned_ok;
 } tt_export_t;
 
 /** Everything the compiler generated for one model (const, in flash). */

@@ -57,7 +57,7 @@ static const tt_iree_library_header_t** k_query(uint32_t max_version,
 }
 
 static const uint8_t pool[64] A64 = {1u}; /* const: in flash */
-static const tt_export_t exports[2] = {{"store", 0u, 1u, 0u}, {"deep", 1u, 1u, 1u}};
+static const tt_export_t exports[2] = {{"store", 0u, 1u, 0u, 0u}, {"deep", 1u, 1u, 1u, 0u}};
 static const uint32_t constants[1] = {100000u}; /* recursion depth: ~25 MB of stack */
 static const tt_ref_t refs[3] = {
     {TT_REGION_POOL, 0u, 0u, 64u},    /* 0: the broken entry: output in flash */

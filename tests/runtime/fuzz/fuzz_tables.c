@@ -17,7 +17,7 @@ static uint8_t arena[320] A64;
  * (flash is read-only); this target checks that no binding leaves its region. */
 static float pool[16] A64 = {1.f, 2.f, 3.f, 4.f};
 static const tt_ref_t state[2] = {{TT_REGION_ARENA, 0u, 0u, 16u}, {TT_REGION_ARENA, 0u, 64u, 8u}};
-static const tt_export_t exports[2] = {{"vadd", 0u, 3u, 1u}, {"axpy2", 1u, 2u, 0u}};
+static const tt_export_t exports[2] = {{"vadd", 0u, 3u, 1u, 0u}, {"axpy2", 1u, 2u, 0u, 0u}};
 static const uint32_t constants[2] = {4u, 2u};
 static const tt_ref_t refs0[] = {
     {TT_REGION_ARG, 2u, 0u, 16u}, {TT_REGION_ARG, 0u, 0u, 16u}, {TT_REGION_ARENA, 0u, 256u, 4u},

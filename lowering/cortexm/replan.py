@@ -1,0 +1,281 @@
+"""Our own placement of each function's transient tensors (replaces IREE's packing of them).
+
+IREE packs a function's transient tensors into a few allocations and lays them out at compile
+time; its layout keeps tensors of concurrently scheduled commands apart and leaves 20-65 KB above
+what is really live at the worst command of a training step (measured on the paper's models at
+128x128, ``memory_report``). The static schedule runs every command in program order, one at a
+time, so a tighter layout is valid. It can be changed after IREE because the Cortex-M build asks
+IREE not to fuse bindings (``--iree-scheduling-optimize-bindings=false``): every tensor a kernel
+touches is then a binding of its own whose offset the host program (our C schedule) passes, not a
+constant inside the kernel.
+
+:func:`replan` works per function on what the commands really touch
+(:func:`dispatch_memory.command_accesses`: IREE's executable sources; a dispatch whose sources
+cannot be read, e.g. one calling our own kernels, counts each binding as read and written, which
+only makes its tensors live longer):
+
+1. the tensors' lifetimes in program order (:func:`dispatch_memory.live_ranges`);
+2. *blocks*: tensors one binding, fill or copy touches together keep their relative layout (a
+   concatenation written in parts, a remainder of a partly overwritten tensor), and so do the
+   bytes a binding covers beyond what its kernel touches;
+3. first-fit placement, largest block first, each block 64-byte aligned and apart from every
+   block whose lifetime (first write .. last use, in command order) overlaps its own; the best
+   of a few orders is kept, and IREE's own layout if it is smaller;
+4. every binding, fill, copy and result buffer rewritten to the new offsets, in one allocation
+   per function (``plan@<function>``).
+
+``reserve`` keeps a hole for a step input from the first command to its last read, so that the
+input overlay (``input_overlay.py``) finds its window in the new layout.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from . import dispatch_memory as dm
+from .input_overlay import _uses
+from .schedule_model import ALIGN, Alloc, Buf, Schedule, Unsupported, _align
+
+__all__ = ["Replan", "replan", "replan_from_sources"]
+
+
+@dataclass
+class Replan:
+    """What :func:`replan` did for one function: IREE's transient bytes and ours (equal when it
+    kept IREE's layout), the blocks placed, and why it kept IREE's layout (empty otherwise)."""
+
+    function: str
+    iree_bytes: int
+    bytes: int
+    blocks: int = 0
+    unread_dispatches: list = field(default_factory=list)
+    reason: str = ""
+
+    def describe(self) -> str:
+        if self.reason:
+            return f"@{self.function}: IREE's layout kept ({self.iree_bytes} B): {self.reason}"
+        unread = (f"; {len(self.unread_dispatches)} dispatch(es) without readable sources counted as "
+                  "reading and writing all their bindings") if self.unread_dispatches else ""
+        return (f"@{self.function}: {self.blocks} tensor blocks placed in {self.bytes} B "
+                f"(IREE's layout: {self.iree_bytes} B){unread}")
+
+
+class _Blocks:
+    """Union-find over tensor values. A block is rigid (its members keep their relative layout)
+    but not a rectangle: it occupies each member's bytes only during that member's lifetime (the
+    interior of a padded tensor a later weight gradient reads stays; the rest is free)."""
+
+    def __init__(self):
+        self.parent: dict = {}
+        self.pieces: dict = {}       # root -> [(lo, hi, start, end), ...] in the old layout
+
+    def add(self, key, lo, hi, start, end):
+        if key not in self.parent:
+            self.parent[key] = key
+            self.pieces[key] = []
+        self.pieces[self.find(key)].append((lo, hi, start, end))
+
+    def find(self, k):
+        while self.parent[k] != k:
+            self.parent[k] = self.parent[self.parent[k]]
+            k = self.parent[k]
+        return k
+
+    def union(self, a, b):
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[rb] = ra
+            self.pieces[ra] += self.pieces.pop(rb)
+        return ra
+
+    def base(self, root) -> int:
+        """The block's lowest byte in the old layout, rounded down to the alignment."""
+        lo = min(p[0] for p in self.pieces[root])
+        return lo - lo % ALIGN
+
+
+def _place(blocks: list, order) -> tuple[dict, int]:
+    """First fit of rigid blocks: ``blocks`` are (key, pieces relative to the block's base);
+    each block goes to the lowest aligned offset where none of its pieces meets a placed piece
+    alive at the same time. Returns ({key: offset}, end)."""
+    placed: list = []                # (lo, hi, start, end) at their final addresses
+    offsets, top = {}, 0
+    for key, pieces in sorted(blocks, key=order):
+        near = [[p for p in placed if not (q[3] < p[2] or p[3] < q[2])] for q in pieces]
+        cands = sorted({0, *(_align(p[1] - q[0]) for q, ps in zip(pieces, near) for p in ps
+                             if p[1] - q[0] > 0)})
+        for x in cands:
+            if all(not (q[0] + x < p[1] and p[0] < q[1] + x) for q, ps in zip(pieces, near) for p in ps):
+                break
+        offsets[key] = x
+        placed += [(q[0] + x, q[1] + x, q[2], q[3]) for q in pieces]
+        top = max(top, max(q[1] for q in pieces) + x)
+    return offsets, _align(top)
+
+
+def _extent(pieces) -> int:
+    return max(q[1] for q in pieces)
+
+
+def _area(pieces) -> int:
+    return sum((q[1] - q[0]) * (q[3] - q[2] + 1) for q in pieces)
+
+
+_ORDERS = (lambda b: (-_extent(b[1]), min(q[2] for q in b[1])),   # widest first
+           lambda b: (-_area(b[1]), min(q[2] for q in b[1])),     # most bytes x commands first
+           lambda b: (min(q[2] for q in b[1]), -_extent(b[1])))   # program order
+
+
+def _accesses(cmd, exports: dict, mine: set, unread: list) -> list:
+    try:
+        acc = dm.command_accesses(cmd, exports)
+    except Unsupported:
+        if cmd.op != "dispatch":
+            raise
+        unread.append(cmd.export)
+        acc = [dm.Access(r.alloc, r.offset, r.offset + r.length, "rw") for r in cmd.refs]
+    return [a for a in acc if id(a.alloc) in mine and a.hi > a.lo]
+
+
+def _replan_function(schedule: Schedule, fn, exports: dict, reserve: list) -> Replan:
+    trans = [a for a in schedule.allocs if a.kind == "arena" and not a.persistent and a.scope == fn.name
+             and not a.name.endswith("_overlay")]
+    iree_bytes = max((a.offset + _align(a.size) for a in trans), default=schedule.persistent_size) \
+        - schedule.persistent_size
+    rep = Replan(fn.name, iree_bytes, iree_bytes)
+    if not trans:
+        rep.reason = "no transient tensors"
+        return rep
+    mine = {id(a) for a in trans}
+    unread: list = []
+    try:
+        events = [_accesses(c, exports, mine, unread) for c in fn.commands]
+    except Unsupported as e:
+        rep.reason = f"the bytes the commands touch are unknown: {e}"
+        return rep
+    last = len(fn.commands) - 1
+    outs = [dm.Access(d.buf.alloc, d.buf.offset, d.buf.offset + d.buf.length, "r") for d in fn.outputs
+            if d.buf is not None and id(d.buf.alloc) in mine and d.buf.length]
+    values = dm.live_ranges(events, outs)
+    blocks = _Blocks()
+    for v in values:
+        blocks.add(id(v), v.lo, v.hi, v.start, v.end)
+    by_alloc: dict = {}
+    for v in values:
+        by_alloc.setdefault(id(v.alloc), []).append(v)
+
+    def members(alloc, lo, hi, i):
+        return [v for v in by_alloc.get(id(alloc), ()) if v.start <= i <= v.end and v.lo < hi and lo < v.hi]
+
+    # Every byte range a command names (binding, fill, copy) or touches: the values alive there
+    # move together, and the range itself must stay inside their block.
+    ref_block: dict = {}             # (command index, ref index) -> a member key
+    for i, c in enumerate(fn.commands):
+        ranges = [(k, r.alloc, r.offset, r.offset + r.length) for k, r in enumerate(c.refs)
+                  if id(r.alloc) in mine and r.length]
+        ranges += [(None, a.alloc, a.lo, a.hi) for a in events[i]]
+        for n, (k, alloc, lo, hi) in enumerate(ranges):
+            hit = members(alloc, lo, hi, i)
+            key = ("ref", i, n)        # the named range itself, at this command
+            blocks.add(key, lo, hi, i, i)
+            root = key
+            for v in hit:
+                root = blocks.union(root, id(v))
+            if k is not None:
+                ref_block[(i, k)] = root
+    out_block: dict = {}
+    for j, d in enumerate(fn.outputs):
+        if d.buf is not None and id(d.buf.alloc) in mine and d.buf.length:
+            root = ("out", j)
+            blocks.add(root, d.buf.offset, d.buf.offset + d.buf.length, last, last)
+            for v in members(d.buf.alloc, d.buf.offset, d.buf.offset + d.buf.length, last):
+                root = blocks.union(root, id(v))
+            out_block[j] = root
+    items = []
+    for root, pieces in blocks.pieces.items():
+        base = blocks.base(root)
+        items.append((root, [(lo - base, hi - base, a, b) for lo, hi, a, b in pieces]))
+    items += [(("reserve", n), [(0, _align(size), 0, upto)]) for n, (size, upto) in enumerate(reserve)]
+    best = min((_place(items, order) for order in _ORDERS), key=lambda p: p[1])
+    offsets, size = best
+    rep.blocks, rep.unread_dispatches = len(blocks.pieces), unread
+    if size >= iree_bytes:
+        rep.reason = f"our first-fit layout ({size} B) is not smaller"
+        return rep
+    _check(fn.name, values, blocks, offsets)
+    plan = Alloc("arena", size, fn.name, name=f"plan@{fn.name}", start=min(a.start for a in trans),
+                 end=max(a.end for a in trans))
+
+    def moved(r: Buf, root) -> Buf:
+        root = blocks.find(root)
+        return Buf(plan, offsets[root] + r.offset - blocks.base(root), r.length)
+
+    for i, c in enumerate(fn.commands):
+        c.refs = [moved(r, ref_block[(i, k)]) if (i, k) in ref_block
+                  else (Buf(plan, 0, 0) if id(r.alloc) in mine else r) for k, r in enumerate(c.refs)]
+    for j, d in enumerate(fn.outputs):
+        if j in out_block:
+            d.buf = moved(d.buf, out_block[j])
+        elif d.buf is not None and id(d.buf.alloc) in mine:
+            d.buf = Buf(plan, 0, 0)
+    schedule.allocs[:] = [a for a in schedule.allocs if id(a) not in mine] + [plan]
+    plan.offset = schedule.persistent_size
+    rep.bytes = size
+    return rep
+
+
+def _check(name: str, values: list, blocks: _Blocks, offsets: dict) -> None:
+    """No two tensors alive at the same command share a byte in the new layout (an internal
+    error if they do: the placement above is wrong, never the user's program)."""
+    spans = []
+    for v in values:
+        root = blocks.find(id(v))
+        lo = offsets[root] + v.lo - blocks.base(root)
+        spans.append((v.start, v.end, lo, lo + v.hi - v.lo, v))
+    events = sorted(spans, key=lambda s: s[0])
+    active: list = []
+    for start, end, lo, hi, v in events:
+        active = [a for a in active if a[1] >= start]
+        for a in active:
+            if a[2] < hi and lo < a[3] and not (a[4].alloc is v.alloc and a[4].lo < v.hi and v.lo < a[4].hi):
+                raise Unsupported(f"internal error in the transient layout of @{name}: tensors "
+                                  f"[{a[2]}, {a[3]}) and [{lo}, {hi}) overlap while both are alive "
+                                  f"(commands {a[0]}-{a[1]} and {start}-{end}); build with "
+                                  "replan_memory=False and report this")
+        active.append((start, end, lo, hi, v))
+
+
+def replan(schedule: Schedule, exports: dict, reserve: dict | None = None) -> list:
+    """Place every public function's transient tensors ourselves (module docstring); rewrites
+    ``schedule`` (its commands, outputs, allocations and arena size) and returns one
+    :class:`Replan` per function. ``reserve``: function -> [(bytes, last command index), ...]
+    holes kept free from the first command to that index (step inputs)."""
+    reserve = reserve or {}
+    reports = [_replan_function(schedule, fn, exports, reserve.get(fn.name, []))
+               for fn in schedule.functions if fn.name != "__init"]
+    top = schedule.persistent_size
+    for a in schedule.allocs:
+        if a.kind == "arena" and not a.persistent:
+            top = max(top, a.offset + _align(a.size))
+    schedule.arena_size = top
+    schedule.replans = {r.function: r for r in reports}
+    return reports
+
+
+def replan_from_sources(schedule: Schedule, sources_dir, inputs: dict) -> list:
+    """:func:`replan` with IREE's executable sources in ``sources_dir``, keeping a hole for the
+    step input of each function in ``inputs`` (function -> argument index) up to its last read.
+    Sources that cannot be read keep IREE's layout, the reason in ``schedule.replans``."""
+    try:
+        exports = dm.read_sources(sources_dir)
+    except Unsupported as e:
+        schedule.replans = {fn.name: Replan(fn.name, 0, 0, reason=f"no executable sources: {e}")
+                            for fn in schedule.functions if fn.name != "__init"}
+        return list(schedule.replans.values())
+    reserve = {}
+    for fname, index in inputs.items():
+        fn = schedule.function(fname)
+        arg, last = _uses(fn, index)
+        if arg is not None:
+            reserve[fname] = [(fn.inputs[index].length, last)]
+    return replan(schedule, exports, reserve)

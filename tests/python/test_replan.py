@@ -1,0 +1,160 @@
+"""Our layout of the transient tensors (lowering/cortexm/replan.py).
+
+Hand-made schedules (fills and copies: their byte ranges are known without IREE) check the
+rules: tensors alive at the same command never share a byte, tensors written in parts and read
+whole keep their layout, a partly overwritten tensor's surviving bytes keep their place, a hole
+is kept for the step input, and IREE's layout stays when ours is not smaller. A real program
+checks that the device still trains exactly like IREE's host program with the new layout.
+"""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "firmware"))
+
+import cortexm_programs as models  # noqa: E402
+import cortexm_reference as reference  # noqa: E402
+from tinytrain.lowering.cortexm import firmware, iree_static, replan  # noqa: E402
+from tinytrain.lowering.cortexm.schedule_model import Alloc, Buf, Command, Function, IODesc, Schedule  # noqa: E402
+
+
+def _fill(t, alloc, lo, n):
+    return Command("fill", t, [Buf(alloc, lo, n)], length=n, pattern=t, pattern_length=1)
+
+
+def _copy(t, src, s_lo, dst, d_lo, n):
+    return Command("copy", t, [Buf(src, s_lo, n), Buf(dst, d_lo, n)], length=n)
+
+
+def _schedule(cmds_of, size=1024, outputs=()):
+    """train_step over one IREE allocation of ``size`` bytes (and a 64 B argument ``out``):
+    ``cmds_of(tmp, out)`` gives the commands."""
+    out = Alloc("arg", 64, "train_step", name="arg0", arg=0, persistent=True)
+    tmp = Alloc("arena", size, "train_step", name="alloc0", start=0, end=100, offset=0)
+    fn = Function("train_step", [IODesc((16,), "f32", 64)], list(outputs), cmds_of(tmp, out))
+    return Schedule("lib", [fn], b"", size, 0, [out, tmp]), tmp
+
+
+def _contents(schedule):
+    """Run the schedule's fills and copies on a byte array: what each copy into the argument
+    delivers (the observable result)."""
+    fn = schedule.function("train_step")
+    arena = bytearray(schedule.arena_size)
+    got = []
+    for c in fn.commands:
+        if c.op == "fill":
+            r = c.refs[0]
+            arena[r.alloc.offset + r.offset:r.alloc.offset + r.offset + r.length] = bytes([c.pattern]) * r.length
+        else:
+            src, dst = c.refs
+            data = bytes(arena[src.alloc.offset + src.offset:src.alloc.offset + src.offset + src.length]) \
+                if src.alloc.kind == "arena" else bytes(src.length)
+            if dst.alloc.kind == "arena":
+                arena[dst.alloc.offset + dst.offset:dst.alloc.offset + dst.offset + dst.length] = data
+            else:
+                got.append(data)
+    return got
+
+
+def _apart(tmp, out):
+    # A [0,256) t1..t2, B [256,512) t2..t3, C [512,768) t3..t4: IREE keeps all three apart.
+    return [_fill(1, tmp, 0, 256), _copy(2, tmp, 0, tmp, 256, 256), _copy(3, tmp, 256, tmp, 512, 256),
+            _copy(4, tmp, 512, out, 0, 64)]
+
+
+def test_tensors_that_die_reuse_bytes_and_results_stay_the_same():
+    before, _ = _schedule(_apart)
+    expected = _contents(before)
+    s, tmp = _schedule(_apart)
+    (r,) = replan.replan(s, {})
+    assert not r.reason and r.iree_bytes == 1024 and r.bytes == 512, r.describe()
+    assert s.arena_size == 512 and tmp not in s.allocs
+    plan = s.function("train_step").commands[0].refs[0].alloc
+    assert plan.name == "plan@train_step" and plan.size == 512
+    assert _contents(s) == expected
+    # A and C share bytes (never alive together), B is apart from both
+    a, b, c = (s.function("train_step").commands[i].refs[-1].offset for i in range(3))
+    assert a == c and abs(a - b) >= 256
+
+
+def test_a_tensor_written_in_parts_and_read_whole_stays_whole():
+    def cmds(tmp, out):
+        # the halves of T [512, 768) written by two commands, then T read whole
+        return [_fill(1, tmp, 0, 128), _copy(2, tmp, 0, tmp, 512, 128), _fill(3, tmp, 640, 128),
+                _copy(4, tmp, 512, out, 0, 256)]
+    before, _ = _schedule(cmds)
+    s, _ = _schedule(cmds)
+    replan.replan(s, {})
+    c = s.function("train_step").commands
+    assert c[2].refs[0].offset == c[1].refs[1].offset + 128 == c[3].refs[0].offset + 128
+    assert _contents(s) == _contents(before)
+
+
+def test_the_surviving_bytes_of_a_partly_overwritten_tensor_keep_their_place():
+    def cmds(tmp, out):
+        # T [0, 512) written, read whole; its first half overwritten by U; its second half read last
+        return [_fill(1, tmp, 0, 512), _copy(2, tmp, 0, out, 0, 512), _fill(3, tmp, 0, 256),
+                _copy(4, tmp, 0, out, 0, 256), _copy(5, tmp, 256, out, 0, 256)]
+    before, _ = _schedule(cmds)
+    s, _ = _schedule(cmds)
+    replan.replan(s, {})
+    c = s.function("train_step").commands
+    assert c[4].refs[0].offset == c[0].refs[0].offset + 256
+    assert _contents(s) == _contents(before)
+
+
+def test_a_hole_is_kept_for_the_input_until_its_last_read():
+    s, _ = _schedule(_apart)
+    (r,) = replan.replan(s, {}, reserve={"train_step": [(300, 1)]})
+    assert r.bytes == 832, r.describe()          # 320 B hole (aligned) below/above the tensors
+    spans = [(x.offset, x.offset + x.length) for c in s.function("train_step").commands[:2]
+             for x in c.refs if x.alloc.kind == "arena"]
+    free = [lo for lo in range(0, r.bytes - 320 + 1, 64) if all(hi <= lo or lo + 320 <= a for a, hi in spans)]
+    assert free, spans
+
+
+def test_iree_layout_stays_when_ours_is_not_smaller():
+    def cmds(tmp, out):              # two tensors alive together, already packed
+        return [_fill(1, tmp, 0, 256), _fill(2, tmp, 256, 256), _copy(3, tmp, 0, out, 0, 64),
+                _copy(4, tmp, 256, out, 0, 64)]
+    s, tmp = _schedule(cmds, size=512)
+    (r,) = replan.replan(s, {})
+    assert r.reason.startswith("our first-fit layout (512 B) is not smaller"), r.describe()
+    assert tmp in s.allocs and s.function("train_step").commands[0].refs[0].alloc is tmp
+
+
+def test_results_in_the_arena_stay_alive_to_the_end():
+    def cmds(tmp, out):
+        return [_fill(1, tmp, 0, 64), _fill(2, tmp, 512, 256), _copy(3, tmp, 512, out, 0, 64),
+                _fill(4, tmp, 256, 256), _copy(5, tmp, 256, out, 0, 64)]
+    out_desc = IODesc((16,), "f32", 64)
+    s, tmp = _schedule(cmds, outputs=[out_desc])
+    out_desc.buf = Buf(tmp, 0, 64)   # the function's result: written first, read after the call
+    replan.replan(s, {})
+    res = s.function("train_step").outputs[0].buf
+    later = [r for c in s.function("train_step").commands[1:] for r in c.refs if r.alloc is res.alloc]
+    assert all(r.offset + r.length <= res.offset or res.offset + res.length <= r.offset for r in later)
+
+
+@pytest.mark.parametrize("target", ["cortex-m4"])
+def test_replanned_program_trains_on_the_device_like_the_host(tmp_path, target):
+    text, params = models.conv_train_mlir(hw=16, channels=3, classes=4)
+    ours = iree_static.build_static_module(text, tmp_path / "ours", target=target, prefix="net")
+    iree = iree_static.build_static_module(text, tmp_path / "iree", target=target, prefix="net",
+                                           replan_memory=False)
+    rep = ours.schedule.replans["train_step"]
+    assert ours.arena_bytes <= iree.arena_bytes, rep.describe()
+    assert not iree.schedule.replans
+    fw = firmware.build_firmware(ours, tmp_path / "fw")
+    rng = np.random.default_rng(0)
+    xs = rng.standard_normal((2, 1, 16, 16, 3)).astype(np.float32)
+    ys = [1, 3]
+    host = reference.HostModule(reference.compile_vmfb(text)).train(params, xs, ys)
+    res = firmware.run_qemu(fw, tmp_path / "run", train=(xs, ys), params=params, timeout=60)
+    assert res.returncode == 0 and "TT done steps=2" in res.output, res.output
+    reference.assert_trace_matches(res.trace, host, target)     # bit-exact on the M4
+    plan = ours.planned_peak()
+    assert abs(res.mem["sram_peak"] - plan) <= 0.1 * plan, (res.mem, plan)
