@@ -16,9 +16,10 @@ stack. :func:`analyze` reads the ELF (its symbols and the words of its loaded se
 - indirect calls (``blx rN``, ``bx rN`` other than ``lr``, ``ldr pc, [rN ...]``, ``mov pc,
   rN``): the runtime calls the dispatch functions through the IREE library's table. They are
   resolved conservatively: the callee may be **any function whose address is taken**, i.e. any
-  function whose Thumb address (``addr | 1``) is a word of the loaded image (the library's
-  export table, literal pools, ``.rodata``/``.data``) or is built by a ``movw``/``movt`` pair,
-  except the vector table (its entries are the exception entries below, not pointers the code
+  function whose Thumb address (``addr | 1``) an absolute relocation wrote into the image (the
+  library's export table, literal pools, ``.rodata``/``.data``: the firmware links with
+  ``--emit-relocs``; an ELF without relocations has every aligned word scanned instead) or a
+  ``movw``/``movt`` pair builds, except the vector table (its entries are the exception entries below, not pointers the code
   calls) and the C++ unwind tables (``.ARM.exidx``/``.ARM.extab``, read only by the exception
   unwinder, whose own calls are analysed like any other code when it is reachable);
 - refusal (:class:`UnboundedStack`, a ``CompileError`` naming the functions): a function
@@ -112,8 +113,13 @@ def reserve_for(bound: int) -> int:
 
 # ---- the ELF: sections and symbols (ELF32 little-endian, as arm-none-eabi-ld writes it) -------
 
+#: Relocations that store a whole address in a word (R_ARM_ABS32, R_ARM_TARGET1).
+_ABS_WORD = (2, 38)
+
+
 def _read_elf(path: Path):
-    """(loaded sections [(name, addr, bytes)], FUNC symbols [(name, addr, size)])."""
+    """(loaded sections [(name, addr, bytes)], FUNC symbols [(name, addr, size)], addresses of
+    the words an absolute relocation wrote, or None when the ELF keeps no relocations)."""
     raw = Path(path).read_bytes()
     if raw[:4] != b"\x7fELF" or raw[4] != 1 or raw[5] != 1:
         raise ValueError(f"{path}: not a 32-bit little-endian ELF file")
@@ -126,9 +132,15 @@ def _read_elf(path: Path):
         start = table[4] + off
         return raw[start:raw.index(b"\0", start)].decode()
 
-    sections, symbols = [], []
+    sections, symbols, sites = [], [], None
     for h in heads:
-        sh_name, sh_type, flags, addr, off, size, link = h[:7]
+        sh_name, sh_type, flags, addr, off, size, link, info = h[:8]
+        if sh_type == 9 and heads[info][2] & 2:                     # SHT_REL of a loaded section
+            sites = sites or []
+            for i in range(size // 8):
+                r_offset, r_info = struct.unpack_from("<II", raw, off + i * 8)
+                if r_info & 0xFF in _ABS_WORD:
+                    sites.append(r_offset)
         if flags & 2 and sh_type == 1:                              # SHF_ALLOC, PROGBITS
             sections.append((name_at(names, sh_name), addr, raw[off:off + size]))
         if sh_type == 2:                                            # SHT_SYMTAB
@@ -137,7 +149,7 @@ def _read_elf(path: Path):
                 st_name, value, st_size, info, _, _ = struct.unpack_from("<IIIBBH", raw, off + i * 16)
                 if info & 0xF == 2:                                 # STT_FUNC
                     symbols.append((name_at(strtab, st_name), value & ~1, st_size))
-    return sections, symbols
+    return sections, symbols, sites
 
 
 # ---- instructions ------------------------------------------------------------------------------
@@ -242,7 +254,7 @@ def read_stack_usage(paths) -> dict:
 # ---- the call graph ------------------------------------------------------------------------------
 
 def _functions(elf: Path, usage: dict) -> tuple[dict, list]:
-    sections, symbols = _read_elf(elf)
+    sections, symbols, sites = _read_elf(elf)
     funcs: dict[int, Function] = {}
     for name, addr, size in sorted(symbols, key=lambda s: (s[1], -s[2])):
         if addr not in funcs:
@@ -303,12 +315,7 @@ def _functions(elf: Path, usage: dict) -> tuple[dict, list]:
             if "dynamic" in qual and "bounded" not in qual:
                 f.dynamic.append(f"-fstack-usage: {qual}")
     vector_words = _vector_table(sections)
-    for name, base, data in sections:
-        if name.startswith((".ARM.exidx", ".ARM.extab")):
-            continue
-        for off in range(0, len(data) - 3, 4):
-            if not (name == ".text" and base + off < len(vector_words) * 4):
-                pointers.add(struct.unpack_from("<I", data, off)[0])
+    pointers |= set(_pointer_words(sections, sites, len(vector_words) * 4))
     taken = sorted({p & ~1 for p in pointers if p & 1 and (p & ~1) in funcs})
     return funcs, [funcs[a] for a in taken], vector_words
 
@@ -363,6 +370,23 @@ def _returns(mnem: str, ops: str) -> bool:
     base = mnem.split(".")[0]
     return ((base == "bx" and ops == "lr") or (base in ("pop", "ldmia", "ldm") and "pc}" in ops)
             or (base == "ldr" and ops.startswith("pc, [sp]")))
+
+
+def _pointer_words(sections, sites, skip: int):
+    """Words of the image that may hold a function's address: those an absolute relocation
+    wrote (the firmware links with ``--emit-relocs``), else every aligned word (conservative,
+    but the model's constants then look like pointers too); never the vector table below
+    ``skip`` nor the unwind tables."""
+    for name, base, data in sections:
+        if name.startswith((".ARM.exidx", ".ARM.extab")):
+            continue
+        if sites is None:
+            offsets = range(0, len(data) - 3, 4)
+        else:
+            offsets = [a - base for a in sites if base <= a <= base + len(data) - 4]
+        for off in offsets:
+            if base + off >= skip:
+                yield struct.unpack_from("<I", data, off)[0]
 
 
 def _end_of(sections, addr: int) -> int:
