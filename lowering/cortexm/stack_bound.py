@@ -183,8 +183,10 @@ def _decrement(mnem: str, ops: str) -> int | None:
     if first in ("sp", "sp!", "msp", "psp"):
         if re.fullmatch(f"(?:cmp|cmn|tst|teq){_COND}", base):
             return 0
-        if first == "sp!" and re.fullmatch(f"(?:ldm|ldmia|ldmfd|vldmia){_COND}", base):
-            return 0                                                # pop
+        if first == "sp!" and re.fullmatch(f"(?:ldm|ldmia|ldmfd|vldmia|stmia|stmea|vstmia){_COND}", base):
+            return 0                                                # pop (sp moves up)
+        if first == "sp" and re.fullmatch(f"v?(?:ldm|stm)(?:ia|db|fd|ea)?{_COND}", base):
+            return 0                                                # sp as a base, no writeback
         rest = [s.strip() for s in ops.split(",")[1:]]
         if rest and rest[0] == "sp":
             rest = rest[1:]
