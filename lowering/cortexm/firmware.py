@@ -455,6 +455,11 @@ def run_qemu(fw: Firmware, workdir, *, train=None, evaluate=None, params=None,
         shutil.copyfile(board_nvm, tmp)
         tmp.replace(nvm)
     res = _parse(fw, wd, proc.returncode, proc.stdout + proc.stderr)
+    peak = res.mem.get("stack_peak")
+    if fw.stack_bound is not None and peak is not None and peak > fw.stack_bound:
+        warnings.warn(f"the device's painted stack peak ({peak} B) exceeds the firmware's computed "
+                      f"worst-case stack ({fw.stack_bound} B): lowering/cortexm/stack_bound.py "
+                      "missed a frame", stacklevel=2)
     if fw.board != "host" and icount:
         res.instructions_per_tick = 1e9 / BOARDS[fw.board]["cpu_hz"]
     return res
