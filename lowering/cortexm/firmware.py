@@ -258,6 +258,8 @@ def build_firmware(module: StaticModule, out_dir, *, board: str = "mps2-an386", 
                          f"for {module.target}")
     proj = Path(out_dir).resolve()  # cmake resolves relative paths against other folders
     computed = stack_bytes is None
+    # probed here: the final link has the same objects, so the probe's bound is this ELF's
+    probed_here = computed and module.stack is None and module.stack_error is None
     if computed:
         compute_stack(module, proj)
         stack_bytes = module.stack_reserve
@@ -266,7 +268,7 @@ def build_firmware(module: StaticModule, out_dir, *, board: str = "mps2-an386", 
     if check_budget:
         module.check_sram(sram_kb * 1024, stack_bytes)
     elf = _build_project(module, proj, board, sram_kb, stack_bytes)
-    bound, _ = _analyze(elf)
+    bound = module.stack if probed_here else _analyze(elf)[0]
     if computed and module.stack is not None and (bound is None or bound.bound > module.stack.bound):
         raise FirmwareBuildError(f"the linked firmware's stack bound ({bound.bound if bound else 'none'}) "
                                  f"differs from the probe link's ({module.stack.bound} B)")
