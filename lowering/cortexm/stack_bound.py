@@ -154,18 +154,15 @@ def _read_elf(path: Path):
 
 # ---- instructions ------------------------------------------------------------------------------
 
-def _reg_count(operands: str) -> tuple[int, int]:
-    """(core registers, bytes) of a register list ``{r4-r7, lr}`` / ``{d8-d15}`` / ``{s16-s31}``."""
+def _list_bytes(operands: str) -> int:
+    """Bytes of a register list: ``{r4-r7, lr}`` 4 each, ``{d8-d15}`` 8 each, ``{s16-s31}`` 4 each."""
     m = re.search(r"\{([^}]*)\}", operands)
-    if not m:
-        return 0, 0
     nbytes = 0
-    for item in (s.strip() for s in m.group(1).split(",")):
+    for item in (s.strip() for s in m.group(1).split(",")) if m else ():
         lo, _, hi = item.partition("-")
-        width = 8 if lo.startswith("d") else 4
         count = int(hi[1:]) - int(lo[1:]) + 1 if hi else 1
-        nbytes += count * width
-    return 0, nbytes
+        nbytes += count * (8 if lo.startswith("d") else 4)
+    return nbytes
 
 
 def _decrement(mnem: str, ops: str) -> int | None:
@@ -174,12 +171,12 @@ def _decrement(mnem: str, ops: str) -> int | None:
     base = mnem.split(".")[0]
     first = ops.split(",")[0].strip() if ops else ""
     if re.fullmatch(f"push{_COND}|vpush{_COND}", base):
-        return _reg_count(ops)[1]
-    if first in ("sp!",) and re.fullmatch(f"(?:stmdb|stmfd|vstmdb){_COND}", base):
-        return _reg_count(ops)[1]
-    m = re.search(r"\[sp, #-(\d+)\]!", ops)
-    if m and base.startswith(("str", "vstr")):
-        return int(m.group(1))
+        return _list_bytes(ops)
+    if first == "sp!" and re.fullmatch(f"(?:stmdb|stmfd|vstmdb){_COND}", base):
+        return _list_bytes(ops)
+    m = re.search(r"\[sp, #-(\d+)\]!|\[sp\], #-(\d+)", ops)     # pre/post-indexed writeback down
+    if m:
+        return int(m.group(1) or m.group(2))
     if first in ("sp", "sp!", "msp", "psp"):
         if re.fullmatch(f"(?:cmp|cmn|tst|teq){_COND}", base):
             return 0
@@ -207,6 +204,8 @@ def _is_indirect(mnem: str, ops: str) -> bool:
         return True
     if re.fullmatch(f"bx{_COND}", base):
         return first != "lr"
+    if re.fullmatch(f"ldm(?:ia|fd|db)?{_COND}", base) and "pc}" in ops:
+        return first not in ("sp", "sp!")                           # ldm rN, {..., pc}: a jump
     if first == "pc":
         if re.fullmatch(f"ldr{_COND}", base):
             return not re.match(r"pc, \[sp\]", ops)                 # ldr pc, [sp], #4: return
@@ -239,23 +238,25 @@ def _disassemble(elf: Path) -> list:
 
 
 def read_stack_usage(paths) -> dict:
-    """{function: (bytes, qualifiers)} from GCC ``-fstack-usage`` files (largest per name)."""
+    """{function: (bytes, qualifiers)} from GCC ``-fstack-usage`` files; a name defined in several
+    files (static functions) keeps its largest frame and any ``dynamic`` qualifier."""
     usage = {}
     for p in paths:
         for line in Path(p).read_text().splitlines():
             parts = line.split("\t")
-            if len(parts) == 3:
-                name = parts[0].rsplit(":", 1)[-1]
-                size, qual = int(parts[1]), parts[2]
-                old = usage.get(name)
-                if old is None or size > old[0] or "dynamic" in qual:
-                    usage[name] = (max(size, old[0] if old else 0), qual if "dynamic" in qual or old is None else old[1])
+            if len(parts) != 3:
+                continue
+            name, size, qual = parts[0].rsplit(":", 1)[-1], int(parts[1]), parts[2]
+            old_size, old_qual = usage.get(name, (0, ""))
+            dynamic = next((q for q in (qual, old_qual) if "dynamic" in q), qual)
+            usage[name] = (max(size, old_size), dynamic)
     return usage
 
 
 # ---- the call graph ------------------------------------------------------------------------------
 
-def _functions(elf: Path, usage: dict) -> tuple[dict, list]:
+def _functions(elf: Path, usage: dict) -> tuple[dict, list, list]:
+    """({start: Function}, address-taken functions, the vector table)."""
     sections, symbols, sites = _read_elf(elf)
     funcs: dict[int, Function] = {}
     for name, addr, size in sorted(symbols, key=lambda s: (s[1], -s[2])):
