@@ -12,8 +12,8 @@ Cases (128x128 input, batch 1):
   budgets of `tests/python/test_int8_device_models.py` come from these.
 
 Each number is `tinytrain.int8.plan_sram` (the compiler's plan from the static schedule: trained
-state + IREE's arena + I/O buffers + harness static data + 8 KB stack reserve), with its biggest
-contributors.
+state + IREE's arena + I/O buffers + harness static data + stack reserve, the linked firmware's
+worst-case stack + 256 B in whole KB), with its biggest contributors.
 
     .venv/bin/python bench/int8_sram.py            # all cases (about 3 min each on this machine)
     .venv/bin/python bench/int8_sram.py --only train_49kb_ratios_m7

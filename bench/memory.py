@@ -7,7 +7,8 @@ For each model (`mbv2_w035`, `proxyless_w03`, `mcunet_5fps`: `tinytrain.pretrain
 `tinytrain.int8.compile_training(scheme=...)`, QAS, int8 write-back, plain SGD):
 
 - `plan_bytes`: the compiler's SRAM plan for the M7 (`tinytrain.int8.plan_sram(..., sram_kb=256)`:
-  trained state + IREE's arena + I/O + harness static data + 8 KB stack reserve);
+  trained state + IREE's arena + I/O + harness static data + stack reserve, the
+  linked firmware's worst-case stack + 256 B in whole KB);
 - when the plan fits 256 KB: the firmware built with `sram_kb=256` (linker-enforced) trains one
   step in QEMU (mps2-an500): `peak_sram_bytes` is the device's measurement (stack/SRAM
   painting, `run_qemu(...).mem["sram_peak"]`), and the parameters after the step are compared
@@ -512,7 +513,7 @@ def write(results: dict, settings: dict, folder: Path) -> None:
              f"({settings['wall_minutes']:.0f} min; "
              f"`--only` runs merge into the JSON). Int8 graph at {hw}x{hw}, batch 1, new 10-class fp32 head, "
              f"QAS, int8 write-back, plain SGD; target {TARGET} ({BOARD} in QEMU), budget {SRAM_KB} KB. "
-             "Plan = `tinytrain.int8.plan_sram` (trained state + IREE arena + I/O + harness static + 8 KB stack "
+             "Plan = `tinytrain.int8.plan_sram` (trained state + IREE arena + I/O + harness static + computed stack "
              "reserve); a case whose plan fits is built with `sram_kb=256` (linker-enforced) and trains one step "
              "in QEMU (device peak = stack/SRAM painting; parameters compared with the host program's step). "
              "A case whose plan does not fit is not run: its device peak is absent, never estimated.", "",

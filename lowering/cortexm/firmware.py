@@ -3,7 +3,10 @@
 :func:`build_firmware` writes a ready CMake project (runtime + board support + harness +
 the generated schedule module + IREE's kernel object, ``runtime/toolchains/arm-none-eabi.cmake``)
 and builds it; the linker script enforces the SRAM budget with an ASSERT, and the compiler's own
-plan is checked first (:class:`iree_static.SramBudgetError`). :func:`run_qemu` runs the ELF on
+plan is checked first (:class:`iree_static.SramBudgetError`). The stack reserve is computed from
+the firmware itself (:func:`compute_stack`: link once with the smallest reserve, bound the
+worst-case stack of that ELF with ``stack_bound.py``, then link again with the bound + margin;
+only the link step runs again). :func:`run_qemu` runs the ELF on
 ``mps2-an386`` (Cortex-M4F) or ``mps2-an500`` (Cortex-M7) with semihosting, feeding training and
 evaluation samples through host files, and parses the harness output and the ``MEM`` line.
 """
@@ -16,6 +19,7 @@ import re
 import shutil
 import sys
 import subprocess
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,8 +27,8 @@ import numpy as np
 
 from tinytrain.errors import CompileError
 
-from . import schedule_c
-from .iree_static import STACK_RESERVE, StaticModule
+from . import schedule_c, stack_bound
+from .iree_static import StaticModule
 
 RUNTIME_DIR = Path(__file__).resolve().parents[2] / "runtime"
 
@@ -61,11 +65,13 @@ class Firmware:
     text: int = 0
     data: int = 0
     bss: int = 0
+    #: the linked ELF's worst-case stack (``stack_bound.analyze``), None without a static bound
+    stack_bound: int | None = None
 
     def save_manifest(self) -> Path:
         path = self.project_dir / "firmware.json"
         keys = ("board", "sram_kb", "stack_bytes", "state", "state_bytes", "input_dtype",
-                "output_dtype", "output_shape", "text", "data", "bss")
+                "output_dtype", "output_shape", "text", "data", "bss", "stack_bound")
         meta = {k: getattr(self, k) for k in keys}
         meta["elf"] = str(self.elf.relative_to(self.project_dir))
         path.write_text(json.dumps(meta, indent=2) + "\n")
@@ -185,22 +191,14 @@ tt_add_firmware(firmware
     return d / "CMakeLists.txt"
 
 
-def build_firmware(module: StaticModule, out_dir, *, board: str = "mps2-an386", sram_kb: int = 256,
-                   stack_bytes: int = STACK_RESERVE, check_budget: bool = True) -> Firmware:
-    """Generate and build the firmware project; returns the ELF and its section sizes.
+#: The probe link of :func:`compute_stack`: all of QEMU's RAM and the smallest reserve. The
+#: budget does not change the code, only the addresses of the data and the stack.
+PROBE_SRAM_KB = 4096
 
-    ``check_budget=False`` skips the compiler's SRAM check so the linker's ASSERT can be tested.
-    """
-    if board not in BOARDS:
-        raise ValueError(f"unknown board {board!r}; choose one of {sorted(BOARDS)}")
-    if BOARDS[board]["target"] != module.target:
-        raise ValueError(f"board {board} is a {BOARDS[board]['target']}, module was compiled "
-                         f"for {module.target}")
-    if stack_bytes <= 0 or stack_bytes % 1024:
-        raise ValueError(f"stack_bytes={stack_bytes}: must be a positive multiple of 1024 (MPU guard)")
-    if check_budget:
-        module.check_sram(sram_kb * 1024, stack_bytes)
-    proj = Path(out_dir).resolve()  # cmake resolves relative paths against other folders
+
+def _build_project(module: StaticModule, proj: Path, board: str, sram_kb: int, stack_bytes: int) -> Path:
+    """Write and build the CMake project; returns the ELF (a rebuild in the same folder with
+    other numbers only links again)."""
     write_project(module, proj, board=board, sram_kb=sram_kb, stack_bytes=stack_bytes)
     build = proj / "build"
     toolchain = proj / "tt_runtime" / "toolchains" / "arm-none-eabi.cmake"
@@ -210,10 +208,74 @@ def build_firmware(module: StaticModule, out_dir, *, board: str = "mps2-an386", 
         proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             raise FirmwareBuildError(f"{' '.join(cmd[:2])} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    elf = build / "firmware.elf"
+    return build / "firmware.elf"
+
+
+def _analyze(elf: Path):
+    """(StackBound, None) of a linked firmware, or (None, why it has no static bound)."""
+    try:
+        return stack_bound.analyze(elf, stack_bound.su_files(elf.parent)), None
+    except stack_bound.UnboundedStack as e:
+        return None, str(e)
+
+
+def compute_stack(module: StaticModule, project_dir=None):
+    """The worst-case stack of ``module``'s firmware (``stack_bound.StackBound``), kept in
+    ``module.stack``: the firmware is linked with :data:`PROBE_SRAM_KB` and a 1 KB reserve in
+    ``project_dir`` (default ``module.out_dir / "stack_probe"``) and its ELF analysed. When the
+    code has no static bound (dynamic stack, recursion) ``module.stack_error`` says why, the
+    fixed 8 KB reserve stays and a warning is issued; the budget's contributors name it too."""
+    if module.stack is not None or module.stack_error is not None:
+        return module.stack
+    if module.target not in TARGET_BOARD:
+        raise ValueError(f"compute_stack: {module.target} has no firmware (Cortex-M targets only)")
+    if module.planned_sram(stack_bound.STACK_GRANULE) > PROBE_SRAM_KB * 1024:
+        module.stack_error = (f"not computed: the plan exceeds {PROBE_SRAM_KB} KB (all of QEMU's RAM) "
+                              "even without a stack")
+        return None
+    proj = Path(project_dir or module.out_dir / "stack_probe").resolve()
+    elf = _build_project(module, proj, TARGET_BOARD[module.target], PROBE_SRAM_KB,
+                         stack_bound.STACK_GRANULE)
+    module.stack, module.stack_error = _analyze(elf)
+    if module.stack_error is not None:
+        warnings.warn(f"the firmware's stack has no static bound, reserving a fixed 8 KB: "
+                      f"{module.stack_error}", stacklevel=2)
+    return module.stack
+
+
+def build_firmware(module: StaticModule, out_dir, *, board: str = "mps2-an386", sram_kb: int = 256,
+                   stack_bytes: int | None = None, check_budget: bool = True) -> Firmware:
+    """Generate and build the firmware project; returns the ELF and its section sizes.
+
+    ``stack_bytes``: the stack reserve (a multiple of 1 KB); None: the computed one
+    (:func:`compute_stack`, linked in this project first unless ``module`` has it already).
+    ``check_budget=False`` skips the compiler's SRAM check so the linker's ASSERT can be tested.
+    """
+    if board not in BOARDS:
+        raise ValueError(f"unknown board {board!r}; choose one of {sorted(BOARDS)}")
+    if BOARDS[board]["target"] != module.target:
+        raise ValueError(f"board {board} is a {BOARDS[board]['target']}, module was compiled "
+                         f"for {module.target}")
+    proj = Path(out_dir).resolve()  # cmake resolves relative paths against other folders
+    computed = stack_bytes is None
+    # probed here: the final link has the same objects, so the probe's bound is this ELF's
+    probed_here = computed and module.stack is None and module.stack_error is None
+    if computed:
+        compute_stack(module, proj)
+        stack_bytes = module.stack_reserve
+    if stack_bytes <= 0 or stack_bytes % 1024:
+        raise ValueError(f"stack_bytes={stack_bytes}: must be a positive multiple of 1024 (MPU guard)")
+    if check_budget:
+        module.check_sram(sram_kb * 1024, stack_bytes)
+    elf = _build_project(module, proj, board, sram_kb, stack_bytes)
+    bound = module.stack if probed_here else _analyze(elf)[0]
+    if computed and module.stack is not None and (bound is None or bound.bound > module.stack.bound):
+        raise FirmwareBuildError(f"the linked firmware's stack bound ({bound.bound if bound else 'none'}) "
+                                 f"differs from the probe link's ({module.stack.bound} B)")
     state = _state_layout(module)
     fw = Firmware(elf, proj, board, sram_kb, stack_bytes, state, module.state_bytes, module,
-                  _input_dtype(module), *_output_type(module))
+                  _input_dtype(module), *_output_type(module),
+                  stack_bound=bound.bound if bound is not None else None)
     out = subprocess.run(["arm-none-eabi-size", "-A", str(elf)], capture_output=True, text=True,
                          check=True).stdout
     sec = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\.\w+)\s+(\d+)", out, re.M)}
@@ -395,6 +457,11 @@ def run_qemu(fw: Firmware, workdir, *, train=None, evaluate=None, params=None,
         shutil.copyfile(board_nvm, tmp)
         tmp.replace(nvm)
     res = _parse(fw, wd, proc.returncode, proc.stdout + proc.stderr)
+    peak = res.mem.get("stack_peak")
+    if fw.stack_bound is not None and peak is not None and peak > fw.stack_bound:
+        warnings.warn(f"the device's painted stack peak ({peak} B) exceeds the firmware's computed "
+                      f"worst-case stack ({fw.stack_bound} B): lowering/cortexm/stack_bound.py "
+                      "missed a frame", stacklevel=2)
     if fw.board != "host" and icount:
         res.instructions_per_tick = 1e9 / BOARDS[fw.board]["cpu_hz"]
     return res
@@ -430,12 +497,12 @@ TARGET_BOARD = {b["target"]: name for name, b in BOARDS.items()}
 
 def compile_firmware(linalg_text: str, out_dir, *, target: str = "cortex-m4", params=None,
                      sram_kb: int = 256, prefix: str = "model",
-                     stack_bytes: int = STACK_RESERVE, extra_flags: tuple = ()) -> Firmware:
+                     stack_bytes: int | None = None, extra_flags: tuple = ()) -> Firmware:
     """linalg text -> static module (``out_dir/static``) -> firmware (``out_dir/firmware``).
 
     ``params``: initial trained parameters (numpy, ``train_step`` argument order), stored in
     flash and loaded by ``tt_model_init``. Raises ``SramBudgetError`` if the plan exceeds
-    ``sram_kb``. ``target="host"`` builds the same harness natively with ASan/UBSan.
+    ``sram_kb``. ``stack_bytes``: None = the computed reserve (:func:`build_firmware`). ``target="host"`` builds the same harness natively with ASan/UBSan.
     ``extra_flags``: more iree-compile flags (e.g. the int8 programs' f64 switch).
     """
     from .iree_static import build_static_module

@@ -6,7 +6,11 @@ that same program (hal2c.py), the library ABI is checked (abi_check.py) and the 
 emitted (schedule_c.py). The step's input is placed inside the transient arena where the
 commands before its last read leave room (input_overlay.py). The SRAM plan (arena + trained
 parameters + I/O buffers outside the arena + stack reserve) is checked against the budget here,
-at compile time.
+at compile time. The stack reserve is the static worst-case stack of the linked firmware
+(``stack_bound.py``) plus a margin, in whole KB: a Cortex-M module checked against a budget is
+first linked once with the smallest reserve (``firmware.compute_stack``, a few seconds) and the
+bound computed from that ELF; the fixed :data:`STACK_RESERVE` is used only when the code has no
+static bound, and the contributors say so.
 
 Entry point: :func:`build_static_module`. Every error it raises for a program or budget problem
 is a :class:`tinytrain.errors.CompileError`: :class:`hal2c.Unsupported`,
@@ -51,9 +55,11 @@ TARGETS = {
     },
 }
 
-STACK_RESERVE = 8 * 1024          # bytes the linker script reserves for the stack (__stack_size)
+STACK_RESERVE = 8 * 1024          # fixed reserve when the firmware's stack has no static bound
 HARNESS_STATIC = 128              # runtime + harness .data/.bss besides arena and I/O buffers
-STACK_ESTIMATE = 1536             # expected peak stack of runtime + kernels (for the peak plan)
+#: expected peak stack of a module whose firmware was not analysed (the peak plan); an analysed
+#: one uses its deepest call chain (``StackBound.thread_depth``), which every step executes
+STACK_ESTIMATE = 1536
 
 
 class SramBudgetError(CompileError):
@@ -89,6 +95,33 @@ class StaticModule:
     #: IREE's executable sources, one ``.mlir`` per dispatch (read by the memory report:
     #: ``lowering/cortexm/dispatch_memory.py``)
     sources_dir: Path | None = None
+    #: the firmware's worst-case stack (``stack_bound.StackBound``), set by
+    #: ``firmware.compute_stack``; None before, or when there is no static bound (``stack_error``)
+    stack: object = field(repr=False, default=None)
+    stack_error: str | None = None
+
+    @property
+    def stack_reserve(self) -> int:
+        """Bytes reserved for the stack: the computed bound + margin in whole KB, else the fixed
+        :data:`STACK_RESERVE` (firmware not analysed yet, or no static bound: ``stack_error``)."""
+        return self.stack.reserve if self.stack is not None else STACK_RESERVE
+
+    @property
+    def stack_expected(self) -> int:
+        """The stack the step is expected to use (the peak plan): the deepest call chain of the
+        analysed firmware, else :data:`STACK_ESTIMATE`."""
+        return self.stack.thread_depth if self.stack is not None else STACK_ESTIMATE
+
+    def stack_contributor(self, stack: int) -> str:
+        """The budget's name for the stack reserve: computed, fixed (and why) or given."""
+        if self.stack is not None and stack == self.stack.reserve:
+            return (f"stack reserve (computed: worst-case stack {self.stack.bound} B of the linked "
+                    "firmware + margin, whole KB)")
+        if self.stack_error is not None and stack == STACK_RESERVE:
+            return f"stack reserve (FIXED 8 KB: the firmware's stack has no static bound: {self.stack_error})"
+        if self.stack is None and stack == STACK_RESERVE:
+            return "stack reserve (fixed 8 KB: the firmware was not analysed)"
+        return "stack reserve (given)"
 
     @property
     def input_placement(self):
@@ -109,8 +142,10 @@ class StaticModule:
         """Bytes of the harness I/O buffers outside the arena (:attr:`io_buffers`)."""
         return sum(self.io_buffers.values())
 
-    def sram_contributors(self, stack: int = STACK_RESERVE) -> list:
-        """(name, bytes) of everything the firmware keeps in SRAM, largest first."""
+    def sram_contributors(self, stack: int | None = None) -> list:
+        """(name, bytes) of everything the firmware keeps in SRAM, largest first; ``stack``:
+        the reserve (default :attr:`stack_reserve`)."""
+        stack = self.stack_reserve if stack is None else stack
         items = []
         for slot in schedule_c.plan_state(self.schedule, "train_step"):
             items.append((f"trained parameter arg{slot.index} {list(slot.shape)}", _align(slot.length)))
@@ -133,23 +168,34 @@ class StaticModule:
         for k, size in self.io_buffers.items():
             why = f" (outside the arena: {placed.reason})" if k == "input" and placed is not None else ""
             items.append((f"{k} buffer{why}", size))
-        items.append(("stack reserve", stack))
+        items.append((self.stack_contributor(stack), stack))
         items.append(("runtime + harness static data", HARNESS_STATIC))
         return sorted(items, key=lambda x: -x[1])
 
-    def planned_sram(self, stack: int = STACK_RESERVE) -> int:
+    def planned_sram(self, stack: int | None = None) -> int:
         """Bytes of SRAM the firmware needs: arena + I/O buffers outside it + harness static +
-        stack."""
+        stack reserve (default :attr:`stack_reserve`)."""
+        stack = self.stack_reserve if stack is None else stack
         return self.arena_bytes + self.io_bytes + HARNESS_STATIC + stack
 
     def planned_peak(self) -> int:
         """Expected run-time peak (static data + expected stack), comparable to `MEM sram_peak`."""
-        return self.planned_sram(STACK_ESTIMATE)
+        return self.planned_sram(self.stack_expected)
 
-    def check_sram(self, sram_bytes: int, stack: int = STACK_RESERVE) -> None:
+    def check_sram(self, sram_bytes: int, stack: int | None = None) -> None:
+        """:class:`SramBudgetError` when :meth:`planned_sram` exceeds ``sram_bytes``."""
         need = self.planned_sram(stack)
         if need > sram_bytes:
             raise SramBudgetError(need, sram_bytes, self.sram_contributors(stack))
+
+
+def _check_budget(module: StaticModule, sram_bytes: int) -> None:
+    """The budget check of a fresh module, with the computed stack reserve on a Cortex-M."""
+    if module.target != "host":
+        from .firmware import compute_stack
+
+        compute_stack(module)
+    module.check_sram(sram_bytes)
 
 
 def compile_flags(target: str, object_path: Path, dump_dir: Path, sources_dir: Path) -> list:
@@ -191,7 +237,8 @@ def build_static_module(linalg_text: str, out_dir, *, target: str = "cortex-m4",
 
     ``state_init``: initial trained parameters (numpy, argument order) stored in flash and
     copied to the arena by ``tt_model_init``. ``sram_bytes``: budget checked at compile time
-    (:class:`SramBudgetError`), None to skip. ``extra_flags``: more iree-compile flags.
+    (:class:`SramBudgetError`; on a Cortex-M the firmware is linked once to compute the stack
+    reserve, ``firmware.compute_stack``), None to skip. ``extra_flags``: more iree-compile flags.
     ``overlay_input``: place the step's input inside the transient arena where the commands
     before its last read leave a window (``input_overlay.py``); False keeps its own buffer.
     ``replan_memory``: lay each function's transient tensors out ourselves (``replan.py``); False
@@ -244,5 +291,5 @@ def build_static_module(linalg_text: str, out_dir, *, target: str = "cortex-m4",
                           sizes["arena"], sizes["state"], sizes["pool"], sizes, descr, schedule,
                           exports, sources)
     if sram_bytes is not None:
-        module.check_sram(sram_bytes)
+        _check_budget(module, sram_bytes)
     return module

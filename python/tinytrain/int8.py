@@ -271,14 +271,16 @@ def plan_sram(graph, trainable=(), *, lr: float = 0.01, qas: bool = True, target
               work_dir=None, scheme=None, momentum: float = 0.0, patches: int | None = None,
               reorder: bool = True, sram_kb: int | None = None) -> dict:
     """The SRAM plan of `graph`'s training program (inference program with no `trainable`) on
-    `target`, from its static schedule, without building a firmware:
-    `{"total", "peak", "contributors"}` as `Int8Training.planned_sram()`. `work_dir` keeps the
+    `target`, from its static schedule, without running it:
+    `{"total", "peak", "contributors"}` as `Int8Training.planned_sram()`, with the stack reserve
+    computed from the firmware linked once (`firmware.compute_stack`). `work_dir` keeps the
     static module (default: a temporary folder). `sram_kb`: also check the plan against this
     budget as the firmware build does (`SramBudgetError`, a `CompileError` with `needed`,
     `available` and `contributors`); None: no check."""
     import tempfile
 
     from tinytrain.lowering.conversions.tinytrain_to_linalg import ConvertTinytrainToLinalgPass
+    from tinytrain.lowering.cortexm.firmware import compute_stack
     from tinytrain.lowering.cortexm.iree_static import build_static_module
     from tinytrain.pipeline import run_pipeline
 
@@ -291,8 +293,11 @@ def plan_sram(graph, trainable=(), *, lr: float = 0.01, qas: bool = True, target
     run_pipeline(graph.module, [*passes, ConvertTinytrainToLinalgPass(values=values)], stage="int8-plan")
     with tempfile.TemporaryDirectory(prefix="tinytrain-plan-") as tmp:
         module = build_static_module(str(graph.module), Path(work_dir or tmp), target=target,
-                                     sram_bytes=None if sram_kb is None else int(sram_kb) * 1024,
-                                     extra_flags=Int8Training.cortexm_flags)
+                                     sram_bytes=None, extra_flags=Int8Training.cortexm_flags)
+        if target != "host":  # the stack reserve of the linked firmware, with or without a budget
+            compute_stack(module)
+        if sram_kb is not None:
+            module.check_sram(int(sram_kb) * 1024)
         return _plan(module)
 
 

@@ -18,7 +18,9 @@ The SRAM of the firmware has two parts:
   the arena start, IREE's persistent buffers, the harness' I/O buffers outside the arena (label,
   predict output, and the input unless the compiler placed it inside the transient arena:
   `lowering/cortexm/input_overlay.py`, named in `notes`), the runtime's static data and the stack
-  (its expected peak, `iree_static.STACK_ESTIMATE`);
+  (its expected peak: the deepest call chain of the linked firmware, `StackBound.thread_depth`
+  from `lowering/cortexm/stack_bound.py`; `iree_static.STACK_ESTIMATE` for a module whose
+  firmware was not analysed);
 - **transient**: the step's transient tensors in one static arena region whose size is fixed at
   compile time (`transient_arena_bytes`, the largest layout over the program's functions); the
   compiler lays them out itself (`lowering/cortexm/replan.py`) and keeps IREE's packing only where
@@ -27,7 +29,8 @@ The SRAM of the firmware has two parts:
 `peak_bytes` = persistent + transient arena = `StaticModule.planned_peak()`: the arena is one static
 array, so this is what stack and SRAM painting measure on the device (`run_qemu(...).mem
 ["sram_peak"]`). `reserved_bytes` = `planned_sram()`, the budget check, reserves the whole stack
-(`STACK_RESERVE`). Per dispatch, `live_bytes` counts the transient tensors live while it runs and
+reserve: the firmware's worst-case stack (exception frames included) + margin, in whole KB, or
+the fixed 8 KB when the code has no static bound (said in `notes`). Per dispatch, `live_bytes` counts the transient tensors live while it runs and
 `allocated_bytes` IREE's transient allocations alive then; `live_peak_bytes` (persistent + the
 largest `live_bytes`) is what an ideal packing of these very tensors would need. The gap to
 `peak_bytes` is the layout's: every tensor has one offset for its whole life, so holes left by
@@ -153,7 +156,7 @@ def memory_report(module, *, function: str | None = None, budget_bytes: int | No
     """The report of `function` (default: `train_step`, else `predict`) of a
     `lowering.cortexm.iree_static.StaticModule`."""
     from tinytrain.lowering.cortexm import dispatch_memory as dm
-    from tinytrain.lowering.cortexm.iree_static import HARNESS_STATIC, STACK_ESTIMATE
+    from tinytrain.lowering.cortexm.iree_static import HARNESS_STATIC
     from tinytrain.lowering.cortexm.schedule_c import plan_state
 
     sched = module.schedule
@@ -183,7 +186,7 @@ def memory_report(module, *, function: str | None = None, budget_bytes: int | No
     io = module.io_buffers
     persistent[f"{'/'.join(io) or 'no'} buffers"] = module.io_bytes
     persistent["runtime + harness static data"] = HARNESS_STATIC
-    persistent["stack (expected peak)"] = STACK_ESTIMATE
+    persistent["stack (expected peak)"] = module.stack_expected
     base = sum(persistent.values())
 
     rows = []
@@ -200,7 +203,7 @@ def memory_report(module, *, function: str | None = None, budget_bytes: int | No
     arena = sched.arena_size - sched.persistent_size
     packed = _packed_by_function(sched)
     arena_fn = max(packed, key=packed.get) if packed else function
-    notes = []
+    notes = [_stack_note(module)]
     if placed is not None:
         # where the step's input lives: inside the transient arena (its bytes count in
         # live_bytes until its last read) or its own buffer, and why (input_overlay.py)
@@ -213,6 +216,15 @@ def memory_report(module, *, function: str | None = None, budget_bytes: int | No
                      f"arena is {arena:,} B because @{arena_fn} needs more")
     return MemoryReport(module.target, function, rows, persistent, arena, module.planned_sram(),
                         budget_bytes, arena_fn, notes)
+
+
+def _stack_note(module) -> str:
+    """How the stack was planned: the computed bound, or the fixed reserve and why."""
+    if module.stack is not None:
+        return module.stack.describe()
+    if module.stack_error is not None:
+        return f"stack: FIXED 8 KB reserve, the firmware's stack has no static bound: {module.stack_error}"
+    return "stack: fixed 8 KB reserve and estimated peak (the firmware was not analysed)"
 
 
 def _aligned(n: int) -> int:

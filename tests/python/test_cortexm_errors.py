@@ -109,6 +109,28 @@ def test_sram_over_budget_is_a_memory_plan_compile_error(sgd_module):
     sgd_module.check_sram(need)
 
 
+def test_the_stack_reserve_is_computed_from_the_linked_firmware(sgd_module):
+    """build_static_module's budget check linked the firmware once and bounded its stack: the
+    reserve is that bound + margin in whole KB, named so in the contributors; without a static
+    bound the fixed 8 KB is used and the contributor says why."""
+    from dataclasses import replace
+
+    from tinytrain.lowering.cortexm import stack_bound
+
+    bound = sgd_module.stack.bound
+    reserve = stack_bound.reserve_for(bound)
+    assert sgd_module.stack_reserve == reserve < iree_static.STACK_RESERVE
+    rest = sgd_module.arena_bytes + sgd_module.io_bytes + iree_static.HARNESS_STATIC
+    assert sgd_module.planned_sram() == rest + reserve
+    assert sgd_module.planned_peak() == rest + sgd_module.stack.thread_depth
+    assert (f"stack reserve (computed: worst-case stack {bound} B of the linked firmware + margin, "
+            "whole KB)", reserve) in sgd_module.sram_contributors()
+    unbounded = replace(sgd_module, stack=None, stack_error="f moves the stack pointer by a register")
+    assert unbounded.planned_sram() == rest + iree_static.STACK_RESERVE
+    assert ("stack reserve (FIXED 8 KB: the firmware's stack has no static bound: f moves the stack "
+            "pointer by a register)", iree_static.STACK_RESERVE) in unbounded.sram_contributors()
+
+
 def test_firmware_build_errors_are_compile_errors():
     err = firmware.FirmwareBuildError("cmake failed: region RAM overflowed")
     assert isinstance(err, CompileError) and err.stage == "firmware"

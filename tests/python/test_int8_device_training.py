@@ -100,3 +100,8 @@ def test_int8_training_steps_on_device_equal_host(target, tmp_path):
     # SRAM: planned by the compiler, measured by the firmware
     plan = prog.planned_sram()
     assert plan["total"] <= 256 * 1024 and 0 < res.mem["sram_peak"] <= plan["total"]
+    # the stack reserve: the linked firmware's worst-case stack (lowering/cortexm/stack_bound.py)
+    # + margin in whole KB, at least what the device measured by painting
+    fw = prog.firmware
+    assert res.mem["stack_reserved"] == fw.stack_bytes == fw.module.stack_reserve, (res.mem, fw.stack_bytes)
+    assert 0 < res.mem["stack_peak"] <= fw.stack_bound < fw.stack_bytes, (res.mem, fw.stack_bound)
