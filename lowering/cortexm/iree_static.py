@@ -269,8 +269,8 @@ def build_static_module(linalg_text: str, out_dir, *, target: str = "cortex-m4",
     exports = abi_check.check_library(dump, schedule.library)
     uses = _input_args(schedule, train, predict)
     if replan_memory:
-        replan.replan_from_sources(schedule, sources, uses if overlay_input else {})
-    if overlay_input:
+        schedule = replan.replan_and_place(schedule, sources, uses if overlay_input else {})
+    elif overlay_input:
         input_overlay.place_step_input(schedule, sources, uses)
     try:   # bindings IREE may pass unaligned (its kernel declares no alignment for them)
         unaligned = dispatch_memory.unaligned_bindings(dispatch_memory.read_sources(sources))

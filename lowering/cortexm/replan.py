@@ -31,13 +31,14 @@ input overlay (``input_overlay.py``) finds its window in the new layout.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 
 from . import dispatch_memory as dm
-from .input_overlay import _uses
+from .input_overlay import _uses, place_step_input
 from .schedule_model import ALIGN, Alloc, Buf, Schedule, Unsupported, _align
 
-__all__ = ["Replan", "replan", "replan_from_sources"]
+__all__ = ["Replan", "replan", "replan_from_sources", "replan_and_place"]
 
 
 @dataclass
@@ -293,3 +294,29 @@ def replan_from_sources(schedule: Schedule, sources_dir, inputs: dict) -> list:
         if arg is not None:
             reserve[fname] = [(fn.inputs[index].length, last)]
     return replan(schedule, exports, reserve)
+
+
+def _footprint(schedule: Schedule) -> int:
+    """Arena bytes plus a step input kept outside it: what the two layouts are compared by."""
+    placed = schedule.placements.get("input")
+    return schedule.arena_size + (_align(placed.size) if placed is not None and not placed.in_arena else 0)
+
+
+def replan_and_place(schedule: Schedule, sources_dir, inputs: dict) -> Schedule:
+    """Our layout (:func:`replan_from_sources`, a hole kept for the step input) and IREE's with
+    the input in one of its holes (``input_overlay``), the smaller of the two; returns the
+    schedule chosen (``schedule`` itself or a rewritten copy). ``inputs``: function -> index of
+    its input argument (empty: the input keeps its own buffer, nothing is placed)."""
+    iree = copy.deepcopy(schedule)
+    replan_from_sources(schedule, sources_dir, inputs)
+    if not inputs:
+        return schedule
+    place_step_input(schedule, sources_dir, inputs)
+    place_step_input(iree, sources_dir, inputs)
+    if _footprint(iree) < _footprint(schedule):
+        iree.replans = {name: Replan(name, r.iree_bytes, r.iree_bytes, r.blocks, r.unread_dispatches,
+                                     reason=f"IREE's layout with the input in one of its holes needs "
+                                            f"{_footprint(iree)} B, ours {_footprint(schedule)} B")
+                        for name, r in schedule.replans.items()}
+        return iree
+    return schedule

@@ -215,6 +215,11 @@ def test_patched_int8_training_step_with_our_kernels_equals_iree_kernels(tmp_pat
     body = body[:body.find("func.func @", 1)]
     counts = [body.count(f"entry_points = [@ttk_{k}_s8_") for k in ("conv", "dwconv")]
     assert counts == [4, 4 * 2 + 1], counts
+    # Our kernels' buffers (memref subspans) are read like IREE's tensors: the compiler lays the
+    # transient tensors out itself and places the input in the arena with our kernels too.
+    ttk_module = progs["ttk"].firmware.module
+    assert not ttk_module.schedule.replans["train_step"].reason, ttk_module.schedule.replans
+    assert ttk_module.input_placement.in_arena, ttk_module.input_placement.describe()
 
     changed = _two_steps_identical(progs, 64, np.random.default_rng(4), tmp_path)
     assert {"blocks.2.pointwise1.weight", TRAIN_MASTER, "fc.weight"} <= changed, changed
