@@ -781,25 +781,33 @@ TTK_INLINE void ttk_dw_group(const int8_t* x, int32_t h, int32_t w, int32_t c, c
   }
 }
 
-/* Depthwise SMLAD path (the normal case: channel groups of 4, stride 1/2, K 3/5/7): a strip of
- * input rows of the group is widened once into four channel planes of int16 (x - x_zero, 0 in
- * the padding: every output pixel then takes the same code), so two horizontally adjacent taps
- * of one channel are one word and SMLAD does two MACs. Per channel and row, weight words
- * E_i = (w[2i], w[2i+1]) serve the even output of a pixel pair and O_i = (w[2i-1], w[2i]) the
- * odd one (stride 1): per pair of outputs and row, (K+1)/2 + 1 word loads and K+1 multiplies
- * for 2K MACs. The strip lives on the stack (TTK_DW_STRIP_WORDS); layers whose width leaves
- * room for fewer than K rows take the general path above. */
-#define TTK_DW_STRIP_WORDS 768 /* 3 KB */
-#ifndef TTK_DW_N
-#define TTK_DW_N 4
-#endif
+/* Depthwise SMLAD path (channel groups of 4, stride 1/2, K 3/5/7, with the caller's scratch):
+ * a strip of input rows of the group is widened once into four channel planes of int16
+ * (x - x_zero, 0 in the padding: every output pixel then takes the same code), so two
+ * horizontally adjacent taps of one channel are one word and SMLAD does two MACs. Per channel
+ * and row, weight words E_i = (w[2i], w[2i+1]) serve the even output of a pixel pair and
+ * O_i = (w[2i-1], w[2i]) the odd one (stride 1): per pair of outputs and row K+1 multiplies for
+ * 2K MACs. Scratch: the group's weight words (16 K (K-1) bytes), then the strip: 4 planes of
+ * `rows` rows of ttk_dw_strip_cols int16. */
 
 /* Columns per widened row: the padded width plus the word read past it by the last pixel
  * pair (its second output is dropped when the output width is odd), even. */
-static int32_t ttk_dw_strip_cols(int32_t w, int32_t k, int32_t pad) {
-  (void)k;
-  return (w + 2 * pad + 4) & ~1;
+static int32_t ttk_dw_strip_cols(int32_t w, int32_t pad) { return (w + 2 * pad + 4) & ~1; }
+
+static size_t ttk_dw_scratch_bytes(int32_t rows, int32_t w, int32_t k, int32_t pad) {
+  return (size_t)(16 * k * (k - 1)) + (size_t)rows * (size_t)ttk_dw_strip_cols(w, pad) * 8u;
 }
+
+size_t ttk_dwconv_s8_scratch_min(int32_t w, int32_t k, int32_t pad) {
+  return ttk_dw_scratch_bytes(k, w, k, pad);
+}
+
+size_t ttk_dwconv_s8_scratch_size(int32_t h, int32_t w, int32_t k, int32_t stride, int32_t pad) {
+  const int32_t rows = k + 3 * stride, all = h + 2 * pad; /* 4 output rows per strip */
+  return ttk_dw_scratch_bytes(rows < all ? rows : (all > k ? all : k), w, k, pad);
+}
+
+#define TTK_DW_N 4 /* pixels per step of the C rows */
 
 /* n words from s to d, ascending (d below s, or apart). */
 static void ttk_copy_words(int32_t* d, const int32_t* s, int32_t n) {
@@ -816,8 +824,7 @@ static void ttk_copy_words(int32_t* d, const int32_t* s, int32_t n) {
 
 /* Input row iy of channels [ch, ch+4) into the 4 planes (`plane` int16 apart) at d: column j
  * at d[pad + j]; rows outside the input are 0. The padding columns and the columns past the
- * input are not written: the strip is zeroed once per channel group and rows only move as a
- * whole, so they stay 0. */
+ * input are not written: they are zeroed once per call and rows only move as a whole. */
 static void ttk_dw_widen_row(const int8_t* x, int32_t h, int32_t w, int32_t c, int32_t ch,
                              int32_t iy, int32_t off, int32_t pad, int32_t cols, int32_t plane,
                              int16_t* d) {
@@ -1081,10 +1088,10 @@ typedef struct {
           "str    r10, [sp, #52]\n\t"                                                \
           "mov    lr, r2\n\t"                                                        \
           "add    r4, sp, #64\n\t"                                                   \
-          "movs   r5, #(" #K " * (" #K " - 1))\n"                                    \
+          "movs   r5, #(" #K " * (" #K " - 1) / 2)\n"                                \
           "0:\n\t"                                                                   \
-          "ldr    r6, [r3], #4\n\t"                                                  \
-          "str    r6, [r4], #4\n\t"                                                  \
+          "ldrd   r6, r7, [r3], #8\n\t"                                              \
+          "strd   r6, r7, [r4], #8\n\t"                                              \
           "subs   r5, r5, #1\n\t"                                                    \
           "bne    0b\n"                                                              \
           "1:\n\t"                                                                   \
@@ -1125,12 +1132,13 @@ TTK_DWA_ROUTINE(ttk_dw_q2_k7s2_dsp, 7, 232, 12, TTK_DWA_INIT3, TTK_DWA_ROWS7(TTK
 TTK_INLINE void ttk_dw_group_smlad(const int8_t* x, int32_t h, int32_t w, int32_t c,
                                    const int8_t* wt, int32_t k, int32_t stride, int32_t pad,
                                    const int32_t* bias, const ttk_quant_t* q, int8_t* y,
-                                   int32_t ch, const int ff, int16_t* strip, int32_t rows) {
+                                   int32_t ch, const int ff, int32_t* wqs, int16_t* strip,
+                                   int32_t rows) {
   const int32_t oh = (h + 2 * pad - k) / stride + 1, ow = (w + 2 * pad - k) / stride + 1;
   const int32_t off = ttk_offset2(q->x_zero), yz = q->y_zero, lo = q->act_min, hi = q->act_max;
-  const int32_t cols = ttk_dw_strip_cols(w, k, pad), plane = rows * cols;
+  const int32_t cols = ttk_dw_strip_cols(w, pad), plane = rows * cols;
   const int32_t n = (rows - k) / stride + 1; /* output rows per strip */
-  int32_t wq[4][7 * 6];
+  int32_t* wq[4] = {wqs, wqs + k * (k - 1), wqs + 2 * k * (k - 1), wqs + 3 * k * (k - 1)};
   ttk_q2_t q2[4];
   ttk_rq_t rq[4];
   for (int32_t p = 0; p < 4; ++p) {
@@ -1138,7 +1146,17 @@ TTK_INLINE void ttk_dw_group_smlad(const int8_t* x, int32_t h, int32_t w, int32_
     q2[p] = ff ? ttk_q2_make(q->mult[ch + p], q->shift[ch + p], yz) : (ttk_q2_t){0, 0, 0};
     rq[p] = ttk_rq_make(q->mult[ch + p], q->shift[ch + p]);
   }
-  for (int32_t i = 0; i < 2 * plane; ++i) ((int32_t*)(void*)strip)[i] = 0; /* 4 planes */
+#if TTK_HAVE_DSP
+  ttk_dw_args_t a[4];
+  const int32_t na = TTK_DW_ASM_N(k, stride), groups = ow / na;
+  const int asm_rows = ff && groups > 0;
+  for (int32_t p = 0; p < 4; ++p) {
+    const ttk_dw_args_t ap = {strip + p * plane, 2 * cols, wq[p], bias ? bias[ch + p] : 0,
+                              q2[p].m2s, q2[p].kc, q2[p].e, y, c, groups, 1, 2 * stride * cols,
+                              ow * c};
+    a[p] = ap;
+  }
+#endif
   for (int32_t oy0 = 0; oy0 < oh; oy0 += n) {
     const int32_t nn = oh - oy0 < n ? oh - oy0 : n;
     const int32_t need = (nn - 1) * stride + k;
@@ -1153,15 +1171,15 @@ TTK_INLINE void ttk_dw_group_smlad(const int8_t* x, int32_t h, int32_t w, int32_
       int8_t* yc = y + oy0 * ow * c + cc;
       int32_t n_px = TTK_DW_N, ox0 = 0;
 #if TTK_HAVE_DSP
-      if (ff && ow >= TTK_DW_ASM_N(k, stride)) { /* the assembly rows, then the pixel tail in C */
-        const int32_t na = TTK_DW_ASM_N(k, stride), groups = ow / na;
-        const ttk_dw_args_t a = {xs, 2 * cols, wq[p], b, q2[p].m2s, q2[p].kc, q2[p].e, yc, c,
-                                 groups, nn, 2 * stride * cols, ow * c};
-        if (k == 3) (stride == 1 ? ttk_dw_q2_k3s1_dsp : ttk_dw_q2_k3s2_dsp)(&a);
-        else if (k == 5) (stride == 1 ? ttk_dw_q2_k5s1_dsp : ttk_dw_q2_k5s2_dsp)(&a);
-        else (stride == 1 ? ttk_dw_q2_k7s1_dsp : ttk_dw_q2_k7s2_dsp)(&a);
+      if (asm_rows) { /* the assembly rows, then the pixel tail (if any) in C */
+        a[p].y = yc;
+        a[p].rows = nn;
+        if (k == 3) (stride == 1 ? ttk_dw_q2_k3s1_dsp : ttk_dw_q2_k3s2_dsp)(&a[p]);
+        else if (k == 5) (stride == 1 ? ttk_dw_q2_k5s1_dsp : ttk_dw_q2_k5s2_dsp)(&a[p]);
+        else (stride == 1 ? ttk_dw_q2_k7s1_dsp : ttk_dw_q2_k7s2_dsp)(&a[p]);
         ox0 = groups * na;
         n_px = 1;
+        if (ox0 == ow) continue;
       }
 #endif
       for (int32_t t = 0; t < nn; ++t)
@@ -1176,18 +1194,27 @@ TTK_INLINE void ttk_dw_group_smlad(const int8_t* x, int32_t h, int32_t w, int32_
   }
 }
 
-/* The SMLAD path for channels [0, 4 * (c / 4)) when the strip holds K rows; 0 if not taken. */
+/* The SMLAD path for channels [0, 4 * (c / 4)) when the scratch holds the weight words and a
+ * strip of K rows; 0 if not taken. */
 static int ttk_dwconv_s8_smlad(const int8_t* x, int32_t h, int32_t w, int32_t c,
                                const int8_t* wt, int32_t k, int32_t stride, int32_t pad,
-                               const int32_t* bias, const ttk_quant_t* q, int8_t* y, int ff) {
-  int32_t strip[TTK_DW_STRIP_WORDS];
-  const int32_t rows = 2 * TTK_DW_STRIP_WORDS / (4 * ttk_dw_strip_cols(w, k, pad));
-  if (rows < k || c < 4) return 0;
-  int16_t* s16 = (int16_t*)(void*)strip;
+                               const int32_t* bias, const ttk_quant_t* q, int8_t* y, int ff,
+                               void* scratch, size_t scratch_bytes) {
+  const int32_t cols = ttk_dw_strip_cols(w, pad);
+  if (scratch == NULL || c < 4 || scratch_bytes < ttk_dwconv_s8_scratch_min(w, k, pad)) return 0;
+  const size_t strip_bytes = scratch_bytes - (size_t)(16 * k * (k - 1));
+  const int32_t all = h + 2 * pad;
+  int32_t rows = (int32_t)(strip_bytes / (8u * (size_t)cols) < (size_t)all ? strip_bytes / (8u * (size_t)cols) : (size_t)all);
+  int32_t* wq = (int32_t*)scratch;
+  int16_t* s16 = (int16_t*)(void*)(wq + 4 * k * (k - 1));
+  for (int32_t i = 0; i < 4 * rows; ++i) { /* the padding columns and those past the input */
+    for (int32_t j = 0; j < pad; ++j) s16[i * cols + j] = 0;
+    for (int32_t j = pad + w; j < cols; ++j) s16[i * cols + j] = 0;
+  }
   for (int32_t ch = 0; ch + 4 <= c; ch += 4) {
 #define TTK_DW_SMLAD(K, S)                                                                 \
-  (ff ? ttk_dw_group_smlad(x, h, w, c, wt, K, S, pad, bias, q, y, ch, 1, s16, rows)        \
-      : ttk_dw_group_smlad(x, h, w, c, wt, K, S, pad, bias, q, y, ch, 0, s16, rows))
+  (ff ? ttk_dw_group_smlad(x, h, w, c, wt, K, S, pad, bias, q, y, ch, 1, wq, s16, rows)    \
+      : ttk_dw_group_smlad(x, h, w, c, wt, K, S, pad, bias, q, y, ch, 0, wq, s16, rows))
     if (stride == 1) {
       if (k == 3) TTK_DW_SMLAD(3, 1);
       else if (k == 5) TTK_DW_SMLAD(5, 1);
@@ -1204,13 +1231,14 @@ static int ttk_dwconv_s8_smlad(const int8_t* x, int32_t h, int32_t w, int32_t c,
 
 int ttk_dwconv_s8(const int8_t* x, int32_t h, int32_t w, int32_t c, const int8_t* wt,
                   int32_t k, int32_t stride, int32_t pad, const int32_t* bias,
-                  const ttk_quant_t* q, int8_t* y) {
+                  const ttk_quant_t* q, int8_t* y, void* scratch, size_t scratch_bytes) {
   if (x == NULL || wt == NULL || y == NULL || !ttk_dw_shape_ok(h, w, c, k, stride, pad) ||
-      !ttk_quant_ok(q))
+      !ttk_quant_ok(q) || ((uintptr_t)scratch & 3u) != 0u)
     return -1;
   const int ff = ttk_layer_q2(q, bias, c, (int64_t)k * k * TTK_MAX_PROD);
   int32_t ch = 0;
-  if (ttk_dwconv_s8_smlad(x, h, w, c, wt, k, stride, pad, bias, q, y, ff)) ch = c & ~3;
+  if (ttk_dwconv_s8_smlad(x, h, w, c, wt, k, stride, pad, bias, q, y, ff, scratch, scratch_bytes))
+    ch = c & ~3;
   for (; ch + 4 <= c; ch += 4) {
     if (ff) {
       if (k == 3)
