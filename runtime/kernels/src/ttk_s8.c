@@ -1147,15 +1147,8 @@ TTK_INLINE void ttk_dw_group_smlad(const int8_t* x, int32_t h, int32_t w, int32_
     rq[p] = ttk_rq_make(q->mult[ch + p], q->shift[ch + p]);
   }
 #if TTK_HAVE_DSP
-  ttk_dw_args_t a[4];
   const int32_t na = TTK_DW_ASM_N(k, stride), groups = ow / na;
   const int asm_rows = ff && groups > 0;
-  for (int32_t p = 0; p < 4; ++p) {
-    const ttk_dw_args_t ap = {strip + p * plane, 2 * cols, wq[p], bias ? bias[ch + p] : 0,
-                              q2[p].m2s, q2[p].kc, q2[p].e, y, c, groups, 1, 2 * stride * cols,
-                              ow * c};
-    a[p] = ap;
-  }
 #endif
   for (int32_t oy0 = 0; oy0 < oh; oy0 += n) {
     const int32_t nn = oh - oy0 < n ? oh - oy0 : n;
@@ -1172,11 +1165,11 @@ TTK_INLINE void ttk_dw_group_smlad(const int8_t* x, int32_t h, int32_t w, int32_
       int32_t n_px = TTK_DW_N, ox0 = 0;
 #if TTK_HAVE_DSP
       if (asm_rows) { /* the assembly rows, then the pixel tail (if any) in C */
-        a[p].y = yc;
-        a[p].rows = nn;
-        if (k == 3) (stride == 1 ? ttk_dw_q2_k3s1_dsp : ttk_dw_q2_k3s2_dsp)(&a[p]);
-        else if (k == 5) (stride == 1 ? ttk_dw_q2_k5s1_dsp : ttk_dw_q2_k5s2_dsp)(&a[p]);
-        else (stride == 1 ? ttk_dw_q2_k7s1_dsp : ttk_dw_q2_k7s2_dsp)(&a[p]);
+        const ttk_dw_args_t a = {xs, 2 * cols, wq[p], b, q2[p].m2s, q2[p].kc, q2[p].e, yc, c,
+                                 groups, nn, 2 * stride * cols, ow * c};
+        if (k == 3) (stride == 1 ? ttk_dw_q2_k3s1_dsp : ttk_dw_q2_k3s2_dsp)(&a);
+        else if (k == 5) (stride == 1 ? ttk_dw_q2_k5s1_dsp : ttk_dw_q2_k5s2_dsp)(&a);
+        else (stride == 1 ? ttk_dw_q2_k7s1_dsp : ttk_dw_q2_k7s2_dsp)(&a);
         ox0 = groups * na;
         n_px = 1;
         if (ox0 == ow) continue;
@@ -1196,7 +1189,7 @@ TTK_INLINE void ttk_dw_group_smlad(const int8_t* x, int32_t h, int32_t w, int32_
 
 /* The SMLAD path for channels [0, 4 * (c / 4)) when the scratch holds the weight words and a
  * strip of K rows; 0 if not taken. */
-static int ttk_dwconv_s8_smlad(const int8_t* x, int32_t h, int32_t w, int32_t c,
+__attribute__((noinline)) static int ttk_dwconv_s8_smlad(const int8_t* x, int32_t h, int32_t w, int32_t c,
                                const int8_t* wt, int32_t k, int32_t stride, int32_t pad,
                                const int32_t* bias, const ttk_quant_t* q, int8_t* y, int ff,
                                void* scratch, size_t scratch_bytes) {
@@ -1229,6 +1222,11 @@ static int ttk_dwconv_s8_smlad(const int8_t* x, int32_t h, int32_t w, int32_t c,
   return 1;
 }
 
+static void ttk_dwconv_s8_mac1(const int8_t* x, int32_t h, int32_t w, int32_t c,
+                               const int8_t* wt, int32_t k, int32_t stride, int32_t pad,
+                               const int32_t* bias, const ttk_quant_t* q, int8_t* y, int ff,
+                               int32_t ch);
+
 int ttk_dwconv_s8(const int8_t* x, int32_t h, int32_t w, int32_t c, const int8_t* wt,
                   int32_t k, int32_t stride, int32_t pad, const int32_t* bias,
                   const ttk_quant_t* q, int8_t* y, void* scratch, size_t scratch_bytes) {
@@ -1239,6 +1237,17 @@ int ttk_dwconv_s8(const int8_t* x, int32_t h, int32_t w, int32_t c, const int8_t
   int32_t ch = 0;
   if (ttk_dwconv_s8_smlad(x, h, w, c, wt, k, stride, pad, bias, q, y, ff, scratch, scratch_bytes))
     ch = c & ~3;
+  ttk_dwconv_s8_mac1(x, h, w, c, wt, k, stride, pad, bias, q, y, ff, ch);
+  return 0;
+}
+
+/* The one-MAC-per-instruction path for channels [ch, C): groups of 4, then the C mod 4 tail
+ * in plain C. Not inlined: its frame and the SMLAD path's are never on the stack together. */
+__attribute__((noinline)) static void ttk_dwconv_s8_mac1(const int8_t* x, int32_t h, int32_t w,
+                                                        int32_t c, const int8_t* wt, int32_t k,
+                                                        int32_t stride, int32_t pad,
+                                                        const int32_t* bias, const ttk_quant_t* q,
+                                                        int8_t* y, int ff, int32_t ch) {
   for (; ch + 4 <= c; ch += 4) {
     if (ff) {
       if (k == 3)
@@ -1256,7 +1265,7 @@ int ttk_dwconv_s8(const int8_t* x, int32_t h, int32_t w, int32_t c, const int8_t
         ttk_dw_group(x, h, w, c, wt, 7, stride, pad, bias, q, y, ch, 0);
     }
   }
-  if (ch == c) return 0;
+  if (ch == c) return;
   /* channel tail (C not a multiple of 4): plain C */
   const int32_t xz = q->x_zero;
   const int32_t oh = (h + 2 * pad - k) / stride + 1, ow = (w + 2 * pad - k) / stride + 1;
@@ -1275,7 +1284,6 @@ int ttk_dwconv_s8(const int8_t* x, int32_t h, int32_t w, int32_t c, const int8_t
         }
         y[(oy * ow + ox) * c + cc] = ttk_out(a, q, cc);
       }
-  return 0;
 }
 
 /* ------------------------------------------------------------------------------------------ */
