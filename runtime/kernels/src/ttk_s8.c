@@ -891,7 +891,7 @@ TTK_INLINE void ttk_dw_px_smlad(const int16_t* xp, int32_t cols, const int32_t* 
   const int32_t hk = (k - 1) / 2;
   const int32_t nw = stride == 1 ? (n + k) / 2 : n + hk; /* x words per row */
   int32_t a[4] = {b, b, b, b};
-#pragma GCC unroll 7
+#pragma GCC unroll 1 /* the window rows: a loop (code size), the words and pixels unrolled */
   for (int32_t r = 0; r < k; ++r) {
     const int16_t* xq = xp + r * cols;
     const int32_t* q = wq + r * (k - 1);
@@ -1164,6 +1164,7 @@ TTK_INLINE void ttk_dw_group_smlad(const int8_t* x, int32_t h, int32_t w, int32_
       int8_t* yc = y + oy0 * ow * c + cc;
       int32_t n_px = TTK_DW_N, ox0 = 0;
 #if TTK_HAVE_DSP
+      if (ff) n_px = 1; /* q2 rows: the assembly's groups, the C rows only for the pixel tail */
       if (asm_rows) { /* the assembly rows, then the pixel tail (if any) in C */
         const ttk_dw_args_t a = {xs, 2 * cols, wq[p], b, q2[p].m2s, q2[p].kc, q2[p].e, yc, c,
                                  groups, nn, 2 * stride * cols, ow * c};
@@ -1171,7 +1172,6 @@ TTK_INLINE void ttk_dw_group_smlad(const int8_t* x, int32_t h, int32_t w, int32_
         else if (k == 5) (stride == 1 ? ttk_dw_q2_k5s1_dsp : ttk_dw_q2_k5s2_dsp)(&a);
         else (stride == 1 ? ttk_dw_q2_k7s1_dsp : ttk_dw_q2_k7s2_dsp)(&a);
         ox0 = groups * na;
-        n_px = 1;
         if (ox0 == ow) continue;
       }
 #endif
@@ -1205,9 +1205,7 @@ __attribute__((noinline)) static int ttk_dwconv_s8_smlad(const int8_t* x, int32_
     for (int32_t j = pad + w; j < cols; ++j) s16[i * cols + j] = 0;
   }
   for (int32_t ch = 0; ch + 4 <= c; ch += 4) {
-#define TTK_DW_SMLAD(K, S)                                                                 \
-  (ff ? ttk_dw_group_smlad(x, h, w, c, wt, K, S, pad, bias, q, y, ch, 1, wq, s16, rows)    \
-      : ttk_dw_group_smlad(x, h, w, c, wt, K, S, pad, bias, q, y, ch, 0, wq, s16, rows))
+#define TTK_DW_SMLAD(K, S) ttk_dw_group_smlad(x, h, w, c, wt, K, S, pad, bias, q, y, ch, ff, wq, s16, rows)
     if (stride == 1) {
       if (k == 3) TTK_DW_SMLAD(3, 1);
       else if (k == 5) TTK_DW_SMLAD(5, 1);
