@@ -171,8 +171,10 @@ def case_conv1x1(x, w_io, bias, q, op="conv1x1", scratch: int = -1) -> Case:
                      int(bias is not None), scratch], [x, w_io, b, q["mult"], q["shift"]], p * c_out)
 
 
-def case_dwconv(x, w, k, stride, bias, q, pad: int | None = None) -> Case:
-    """pad: padding on each side, (k-1)/2 by default (0: a pre-padded input)."""
+def case_dwconv(x, w, k, stride, bias, q, pad: int | None = None, scratch: int = -1) -> Case:
+    """pad: padding on each side, (k-1)/2 by default (0: a pre-padded input). scratch: -1
+    `ttk_dwconv_s8_scratch_size` bytes (the SMLAD path, 4 output rows per strip), -2
+    `ttk_dwconv_s8_scratch_min` (one output row per strip), 0 none (the one-MAC path)."""
     from ttk_oracle import out_size
 
     h, wd, c = x.shape
@@ -180,7 +182,7 @@ def case_dwconv(x, w, k, stride, bias, q, pad: int | None = None) -> Case:
     b = bias if bias is not None else np.zeros(c, np.int32)
     n = out_size(h, k, stride, pad) * out_size(wd, k, stride, pad) * c
     return Case("dwconv", [h, wd, c, k, stride, q["x_zero"], q["y_zero"], q["act_min"],
-                           q["act_max"], int(bias is not None), pad], [x, w, b, q["mult"], q["shift"]], n)
+                           q["act_max"], int(bias is not None), pad, scratch], [x, w, b, q["mult"], q["shift"]], n)
 
 
 def case_conv(x, w, k, stride, bias, q, pad: int | None = None) -> Case:

@@ -64,7 +64,34 @@ def _s8_cases(rng):
         q = tk.quant_params(rng, co, relu6=relu6)
         x, w, b = tk.s8(rng, (h, wd, ci)), tk.s8(rng, (k, k, ci, co)), tk.bias32(rng, co)
         out.append(("conv", tk.case_conv(x, w, k, s, b, q), oracle.conv(x, w, k, s, b, q)))
-    return out + _pad0_cases(np.random.default_rng(20261202))
+    return out + _pad0_cases(np.random.default_rng(20261202)) + _dw_smlad_cases(np.random.default_rng(20261203))
+
+
+def _dw_smlad_cases(rng):
+    """Depthwise shapes for the SMLAD path (runtime/kernels/src/ttk_s8.c: channel groups of 4,
+    a strip of input rows widened to int16 channel planes in the caller's scratch): K 3/5/7,
+    stride 1/2, padding (K-1)/2 and 0, 11 channels (a tail of 3 on the one-MAC path), output
+    widths with 1-3 pixels after the groups of 4 (3 for K 7 stride 2), heights over several
+    strips (the rows shared by two strips are moved, not widened again); full-range clamp (the
+    assembly rows on the M4/M7). Per K: a narrow clamp (the C rows with the general epilogue),
+    the minimum scratch (one output row per strip) and none (the one-MAC path)."""
+    out = []
+    for k in (3, 5, 7):
+        for stride in (1, 2):
+            for pad in ((k - 1) // 2, 0):
+                h, wd = k + 13 + 4 * stride, k + 17 + 2 * stride + pad
+                q = tk.quant_params(rng, 11, relu6="folded" if pad else False)
+                x, w, b = tk.s8(rng, (h, wd, 11)), tk.s8(rng, (k, k, 1, 11)), tk.bias32(rng, 11)
+                out.append(("dwconv_smlad", tk.case_dwconv(x, w, k, stride, b, q, pad=pad),
+                            oracle.dwconv(x, w, k, stride, b, q, pad=pad)))
+        for h, wd, stride, relu6, scratch in [(k + 9, k + 14, 1 if k == 5 else 2, True, -1),
+                                              (k + 3, k + 10, 2 if k == 5 else 1, "folded", -2),
+                                              (k + 2, k + 7, 1, "folded", 0)]:
+            q = tk.quant_params(rng, 8, relu6=relu6)
+            x, w, b = tk.s8(rng, (h, wd, 8)), tk.s8(rng, (k, k, 1, 8)), tk.bias32(rng, 8)
+            out.append(("dwconv_smlad", tk.case_dwconv(x, w, k, stride, b, q, scratch=scratch),
+                        oracle.dwconv(x, w, k, stride, b, q)))
+    return out
 
 
 def _pad0_cases(rng):
@@ -175,7 +202,8 @@ def runs(tmp_path_factory):
 
 
 @pytest.mark.parametrize("target", TARGETS)
-@pytest.mark.parametrize("family", ["conv1x1", "linear", "dwconv", "conv", "dwconv_pad0", "conv_pad0"])
+@pytest.mark.parametrize("family", ["conv1x1", "linear", "dwconv", "conv", "dwconv_pad0", "conv_pad0",
+                                    "dwconv_smlad"])
 def test_int8_kernel_bit_exact(runs, target, family):
     checked = 0
     for (fam, case, ref), (raw, _) in runs(target)["s8"]:

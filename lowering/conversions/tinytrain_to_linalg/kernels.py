@@ -35,7 +35,7 @@ from .builders import PARALLEL, amap, dims, generic, identity, shape_of, tensor_
 
 __all__ = ["KERNELS", "conv1x1_contract", "conv1x1_scratch_bytes", "conv1x1_dispatch", "conv_contract",
            "conv_dispatch", "dwconv_contract",
-           "dwconv_dispatch"]
+           "dwconv_dispatch", "dwconv_scratch_bytes"]
 
 #: `to-linalg{kernels=...}`: "iree" (IREE's generated code for every op) or "ttk" (our kernels
 #: where an op is inside a kernel's contract, IREE's code elsewhere).
@@ -51,6 +51,15 @@ def conv1x1_scratch_bytes(c_in: int, c_out: int) -> int:
     block (`ttk_conv1x1_s8_scratch_size`, with `_RQ_BOUND` for the per-channel constants)."""
     k4 = (c_in + 3) & ~3
     return k4 * 8 + (c_out + 1) // 2 * (k4 * 4 + 2 * _RQ_BOUND + 8)
+
+
+def dwconv_scratch_bytes(h: int, w: int, k: int, stride: int, pad: int) -> int:
+    """Scratch for `ttk_dwconv_s8`'s SMLAD path (`ttk_dwconv_s8_scratch_size`): the weight words
+    of 4 channels, 16 K (K-1) bytes, and a strip of 4 output rows' input rows (K + 3 stride,
+    at most the padded height) widened to 4 int16 channel planes of (W + 2 pad + 4) & ~1
+    columns."""
+    rows = max(k, min(k + 3 * stride, h + 2 * pad))
+    return 16 * k * (k - 1) + rows * ((w + 2 * pad + 4) & ~1) * 8
 
 
 def _quant_contract(mult, shift, clamp, zero_points, taps: int) -> str | None:
@@ -229,8 +238,9 @@ def dwconv_dispatch(op, x: ir.Value, w: ir.Value, bias: ir.Value, mult: ir.Value
     out = shape_of(op.result)
     k = shape_of(w)[0]
     i8 = ir.IntegerType.get_signless(8)
-    d = _dispatch(op, "ttk_iree_dwconv_s8", [_flat(x), _flat(w), bias, mult, shift],
-                  [tensor_type([math.prod(out)], i8)], [h, wd, c, k, stride, pad, x_zero, y_zero, clamp[0], clamp[1]])
+    results = [tensor_type([math.prod(out)], i8), tensor_type([dwconv_scratch_bytes(h, wd, k, stride, pad)], i8)]
+    d = _dispatch(op, "ttk_iree_dwconv_s8", [_flat(x), _flat(w), bias, mult, shift], results,
+                  [h, wd, c, k, stride, pad, x_zero, y_zero, clamp[0], clamp[1]])
     return _unflat(d.results[0], out)
 
 

@@ -49,17 +49,22 @@ void ttk_iree_conv1x1_s8(TTK_MEMREF(const int8_t, x), TTK_MEMREF(const int8_t, w
 
 /* Depthwise KxK conv (K = 3/5/7, stride 1/2, padding (K-1)/2 with x_zero or 0 on a pre-padded
  * input, batch 1, NHWC), weights
- * HWIO [K][K][1][C] as the model has them, TFLite requantization. Same contract rule as above. */
+ * HWIO [K][K][1][C] as the model has them, TFLite requantization; the scratch binding
+ * (ttk_dwconv_s8_scratch_size bytes) holds the SMLAD path's widened strip. Same contract rule
+ * as above. */
 void ttk_iree_dwconv_s8(TTK_MEMREF(const int8_t, x), TTK_MEMREF(const int8_t, w),
                         TTK_MEMREF(const int32_t, bias), TTK_MEMREF(const int32_t, mult),
-                        TTK_MEMREF(const int32_t, shift), TTK_MEMREF(int8_t, y), size_t h,
-                        size_t wd, size_t c, size_t k, size_t stride, size_t pad, size_t x_zero,
-                        size_t y_zero, size_t act_min, size_t act_max) {
+                        TTK_MEMREF(const int32_t, shift), TTK_MEMREF(int8_t, y),
+                        TTK_MEMREF(uint8_t, scratch), size_t h, size_t wd, size_t c, size_t k,
+                        size_t stride, size_t pad, size_t x_zero, size_t y_zero, size_t act_min,
+                        size_t act_max) {
   TTK_UNUSED(x); TTK_UNUSED(w); TTK_UNUSED(bias); TTK_UNUSED(mult); TTK_UNUSED(shift);
   TTK_UNUSED(y);
+  (void)scratch_alloc, (void)scratch_stride;
   const ttk_quant_t q = ttk_iree_quant(x_zero, y_zero, act_min, act_max, TTK_AT(mult), TTK_AT(shift));
   (void)ttk_dwconv_s8(TTK_AT(x), (int32_t)h, (int32_t)wd, (int32_t)c, TTK_AT(w), (int32_t)k,
-                      (int32_t)stride, (int32_t)pad, TTK_AT(bias), &q, TTK_AT(y));
+                      (int32_t)stride, (int32_t)pad, TTK_AT(bias), &q, TTK_AT(y), TTK_AT(scratch),
+                      scratch_size);
 }
 
 /* Dense KxK conv with few input channels (the first conv; padding (K-1)/2 with x_zero or 0 on a

@@ -781,14 +781,471 @@ TTK_INLINE void ttk_dw_group(const int8_t* x, int32_t h, int32_t w, int32_t c, c
   }
 }
 
+/* Depthwise SMLAD path (channel groups of 4, stride 1/2, K 3/5/7, with the caller's scratch):
+ * a strip of input rows of the group is widened once into four channel planes of int16
+ * (x - x_zero, 0 in the padding: every output pixel then takes the same code), so two
+ * horizontally adjacent taps of one channel are one word and SMLAD does two MACs. Per channel
+ * and row, weight words E_i = (w[2i], w[2i+1]) serve the even output of a pixel pair and
+ * O_i = (w[2i-1], w[2i]) the odd one (stride 1): per pair of outputs and row K+1 multiplies for
+ * 2K MACs. Scratch: the group's weight words (16 K (K-1) bytes), then the strip: 4 planes of
+ * `rows` rows of ttk_dw_strip_cols int16. */
+
+/* Columns per widened row: the padded width plus the word read past it by the last pixel
+ * pair (its second output is dropped when the output width is odd), even. */
+static int32_t ttk_dw_strip_cols(int32_t w, int32_t pad) { return (w + 2 * pad + 4) & ~1; }
+
+static size_t ttk_dw_scratch_bytes(int32_t rows, int32_t w, int32_t k, int32_t pad) {
+  return (size_t)(16 * k * (k - 1)) + (size_t)rows * (size_t)ttk_dw_strip_cols(w, pad) * 8u;
+}
+
+size_t ttk_dwconv_s8_scratch_min(int32_t w, int32_t k, int32_t pad) {
+  return ttk_dw_scratch_bytes(k, w, k, pad);
+}
+
+size_t ttk_dwconv_s8_scratch_size(int32_t h, int32_t w, int32_t k, int32_t stride, int32_t pad) {
+  const int32_t rows = k + 3 * stride, all = h + 2 * pad; /* 4 output rows per strip */
+  return ttk_dw_scratch_bytes(rows < all ? rows : (all > k ? all : k), w, k, pad);
+}
+
+#define TTK_DW_N 4 /* pixels per step of the C rows */
+
+/* n words from s to d, ascending (d below s, or apart). */
+static void ttk_copy_words(int32_t* d, const int32_t* s, int32_t n) {
+  int32_t i = 0;
+#if TTK_HAVE_DSP
+  for (; i + 4 <= n; i += 4)
+    __asm__ volatile("ldm %1!, {r4-r7}\n\tstm %0!, {r4-r7}"
+                     : "+r"(d), "+r"(s)
+                     :
+                     : "r4", "r5", "r6", "r7", "memory");
+#endif
+  for (; i < n; ++i) *d++ = *s++;
+}
+
+/* Input row iy of channels [ch, ch+4) into the 4 planes (`plane` int16 apart) at d: column j
+ * at d[pad + j]; rows outside the input are 0. The padding columns and the columns past the
+ * input are not written: they are zeroed once per call and rows only move as a whole. */
+static void ttk_dw_widen_row(const int8_t* x, int32_t h, int32_t w, int32_t c, int32_t ch,
+                             int32_t iy, int32_t off, int32_t pad, int32_t cols, int32_t plane,
+                             int16_t* d) {
+  if (iy < 0 || iy >= h) {
+    for (int32_t p = 0; p < 4; ++p)
+      for (int32_t j = 0; j < cols; j += 2) ttk_st32(d + p * plane + j, 0u);
+    return;
+  }
+  const int8_t* xp = x + iy * w * c + ch;
+  int16_t* dp = d + pad;
+  int32_t j = 0;
+#pragma GCC unroll 2
+  for (; j + 2 <= w; j += 2, xp += 2 * c, dp += 2) {
+    /* lanes (ch, ch+2) and (ch+1, ch+3) of pixels j and j+1 -> one word per channel */
+    const uint32_t u = ttk_ld32(xp), v = ttk_ld32(xp + c);
+    const uint32_t eu = (uint32_t)ttk_sxtab16(off, u), ou = (uint32_t)ttk_sxtab16_ror8(off, u);
+    const uint32_t ev = (uint32_t)ttk_sxtab16(off, v), ov = (uint32_t)ttk_sxtab16_ror8(off, v);
+    ttk_st32(dp, ttk_pk_lo(eu, ev));
+    ttk_st32(dp + plane, ttk_pk_lo(ou, ov));
+    ttk_st32(dp + 2 * plane, ttk_pk_hi(eu, ev));
+    ttk_st32(dp + 3 * plane, ttk_pk_hi(ou, ov));
+  }
+  if (j < w) {
+    const uint32_t u = ttk_ld32(xp);
+    const uint32_t eu = (uint32_t)ttk_sxtab16(off, u), ou = (uint32_t)ttk_sxtab16_ror8(off, u);
+    dp[0] = (int16_t)(eu & 0xFFFFu);
+    dp[plane] = (int16_t)(ou & 0xFFFFu);
+    dp[2 * plane] = (int16_t)(eu >> 16);
+    dp[3 * plane] = (int16_t)(ou >> 16);
+  }
+}
+
+/* Weight words of one channel, per row r: E_0.. E_{h-1} then O_1.. O_h (h = (K-1)/2), K-1
+ * words; O_h's high half is the last tap w[K-1], E_0's low half the first. */
+static void ttk_dw_pack_channel(const int8_t* wt, int32_t k, int32_t c, int32_t ch, int32_t* wq) {
+  const int32_t hk = (k - 1) / 2;
+  for (int32_t r = 0; r < k; ++r) {
+    const int8_t* wr = wt + r * k * c + ch;
+    int32_t* q = wq + r * (k - 1);
+    for (int32_t i = 0; i < hk; ++i)
+      q[i] = (int32_t)ttk_pk_lo((uint32_t)(int32_t)wr[2 * i * c], (uint32_t)(int32_t)wr[(2 * i + 1) * c]);
+    for (int32_t i = 1; i <= hk; ++i)
+      q[hk - 1 + i] = (int32_t)ttk_pk_lo((uint32_t)(int32_t)wr[(2 * i - 1) * c], (uint32_t)(int32_t)wr[2 * i * c]);
+  }
+}
+
+/* Two aligned words p[0], p[1] in one LDRD that stays in the loop (volatile: GCC would hoist
+ * the weight loads out of the pixel loop and spill them, one reload per multiply). */
+#if TTK_HAVE_DSP
+#define TTK_LD2V(p, a, b)                                                             \
+  __asm__ volatile("ldrd %0, %1, [%2]"                                                \
+                   : "=r"(a), "=r"(b)                                                 \
+                   : "r"(p), "m"(*(const int32_t(*)[2])(const void*)(p)))
+#else
+#define TTK_LD2V(p, a, b) ((a) = ttk_ld32(p), (b) = ttk_ld32((const int32_t*)(const void*)(p) + 1))
+#endif
+
+/* n output pixels of one channel from ox (stride 1: ox.., stride 2: 2ox..): rows r of the
+ * window at xp + r * cols (int16), weight words per row as ttk_dw_pack_channel; accumulators
+ * start at b. Per row the x words are loaded once, the weight words two at a time, each word
+ * applied to every pixel that uses it. Inlined with constant k, stride and n. */
+TTK_INLINE void ttk_dw_px_smlad(const int16_t* xp, int32_t cols, const int32_t* wq, int32_t k,
+                                int32_t stride, int32_t n, int32_t b, int32_t* acc) {
+  const int32_t hk = (k - 1) / 2;
+  const int32_t nw = stride == 1 ? (n + k) / 2 : n + hk; /* x words per row */
+  int32_t a[4] = {b, b, b, b};
+#pragma GCC unroll 1 /* the window rows: a loop (code size), the words and pixels unrolled */
+  for (int32_t r = 0; r < k; ++r) {
+    const int16_t* xq = xp + r * cols;
+    const int32_t* q = wq + r * (k - 1);
+    int32_t xw[8];
+#pragma GCC unroll 6
+    for (int32_t i = 0; i < nw; i += 2) {
+      if (i + 1 < nw && (n > 1 || stride == 2)) { /* word-aligned (LDRD needs it) */
+        TTK_LD2V(xq + 2 * i, xw[i], xw[i + 1]);
+      } else {
+        xw[i] = (int32_t)ttk_ld32(xq + 2 * i);
+        if (i + 1 < nw) xw[i + 1] = (int32_t)ttk_ld32(xq + 2 * i + 2);
+      }
+    }
+#pragma GCC unroll 6
+    for (int32_t j = 0; j < k - 1; j += 2) {
+      int32_t wv[2];
+      TTK_LD2V(q + j, wv[0], wv[1]);
+#pragma GCC unroll 2
+      for (int32_t jj = j; jj < j + 2; ++jj) {
+        const int32_t v = wv[jj - j];
+        const int even = jj < hk; /* E_i (i = jj) or O_i (i = jj - hk + 1) */
+        const int32_t i = even ? jj : jj - hk + 1;
+#pragma GCC unroll 4
+        for (int32_t o = 0; o < n; ++o) {
+          if (stride == 2) {
+            if (even) a[o] = ttk_smlad(xw[o + i], v, a[o]);
+            else if (i == hk) a[o] = ttk_smlabt(xw[o + hk], v, a[o]);
+          } else if ((o & 1) == 0) {
+            if (even) a[o] = ttk_smlad(xw[o / 2 + i], v, a[o]);
+            else if (i == hk) a[o] = ttk_smlabt(xw[o / 2 + hk], v, a[o]);
+          } else {
+            if (!even) a[o] = ttk_smlad(xw[o / 2 + i], v, a[o]);
+            else if (i == 0) a[o] = ttk_smlatb(xw[o / 2], v, a[o]);
+          }
+        }
+      }
+    }
+  }
+  for (int32_t o = 0; o < n; ++o) acc[o] = a[o];
+}
+
+/* One output row of one channel: pixels in groups of n, then one at a time; outputs `c`
+ * bytes apart. */
+TTK_INLINE void ttk_dw_row_smlad(const int16_t* xr, int32_t cols, const int32_t* wq, int32_t k,
+                                 int32_t stride, int32_t n, int32_t ox, int32_t ow, int32_t b,
+                                 int ff, ttk_q2_t q2, ttk_rq_t rq, int32_t yz, int32_t lo,
+                                 int32_t hi, int8_t* yp, int32_t c) {
+  const int full = lo == -128 && hi == 127;
+  yp += ox * c;
+  for (; n > 1 && ox + n <= ow; ox += n, yp += n * c) {
+    int32_t a[4];
+    ttk_dw_px_smlad(xr + ox * stride, cols, wq, k, stride, n, b, a);
+#pragma GCC unroll 4
+    for (int32_t o = 0; o < n; ++o)
+      yp[o * c] = ff ? ttk_sat_s8(ttk_q2_apply(a[o], q2.m2s, q2.kc, q2.e)) : TTK_OUT(a[o], rq);
+  }
+  for (; ox < ow; ++ox, yp += c) {
+    int32_t a[4];
+    ttk_dw_px_smlad(xr + ox * stride, cols, wq, k, stride, 1, b, a);
+    yp[0] = ff ? ttk_sat_s8(ttk_q2_apply(a[0], q2.m2s, q2.kc, q2.e)) : TTK_OUT(a[0], rq);
+  }
+}
+
+#if TTK_HAVE_DSP
+/* The q2 layers' rows in Armv7E-M assembly (in C, GCC keeps the accumulators and the unrolled
+ * x words in memory): one routine per (K, stride) runs `rows` output rows of one channel, N
+ * pixels per iteration (N = 4; 3 for K = 7 stride 2, for the registers). Per window row: one
+ * LDM of the x words (r0..), the weight words from the frame (LDRD or LDR, r5/r6 or r3/r4),
+ * the multiplies into the accumulators r7..r10, ADD of the row stride; then the q2 epilogue
+ * (6 instructions per output) with m2s r0, kc r1, e r2, y r3, c r4, end r5 loaded by one LDM
+ * from the frame. r11 the pixel group's row-0 pointer, r12 the walking row pointer, lr the
+ * row stride in bytes.
+ * Frame: [sp] m2s, #4 kc, #8 e, #12 y, #16 c, #20 end of the row's groups, #24/#28 bias,
+ * #32 row-0 pointer of the output row, #36 its output, #40 rows left, #44 bytes between output
+ * rows in the strip, #48 bytes between output rows in y, #52 bytes of a row's groups, #64 the
+ * weight words (K * (K - 1), ttk_dw_pack_channel's layout). */
+typedef struct {
+  const int16_t* x;   /* window row 0 of the first output row, its first pixel */
+  int32_t row_bytes;  /* bytes between strip rows */
+  const int32_t* wq;  /* K * (K - 1) weight words */
+  int32_t bias, m2s, kc, e;
+  int8_t* y;          /* the first output of the first row */
+  int32_t c;          /* bytes between outputs (channels) */
+  int32_t groups;     /* groups of N pixels per row, >= 1 */
+  int32_t rows;       /* >= 1 */
+  int32_t x_row;      /* bytes between output rows in the strip: stride * row_bytes */
+  int32_t y_row;      /* bytes between output rows in y: ow * c */
+} ttk_dw_args_t;
+
+#define TTK_DWA_OUT(acc, addr)                     \
+  "add    r6, r1, " acc ", asr #31\n\t"            \
+  "add    r6, r6, " acc "\n\t"                     \
+  "smmlar r6, " acc ", r0, r6\n\t"                 \
+  "asr    r6, r6, r2\n\t"                          \
+  "ssat   r6, #8, r6\n\t"                          \
+  "strb   r6, " addr "\n\t"
+#define TTK_DWA_MAC(op, d, n, m) op " " d ", " n ", " m ", " d "\n\t"
+#define TTK_DWA_NEXT_ROW0 "add    r12, r11, lr\n\t"
+#define TTK_DWA_NEXT_ROW "add    r12, r12, lr\n\t"
+
+/* Stride 1, N = 4 (accumulators r7-r10 = pixels 0-3; pixel o starts at half o of X0):
+ * E0 gives pixels 0/2 their taps 0-1 and pixels 1/3 their tap 0 (top halves of X0/X1),
+ * E_i (i >= 1) pixels 0/2, O_i pixels 1/3, and O_h's top (the last tap) pixels 0/2. */
+#define TTK_DWA_S1_E0(x0, x1, w)                                                    \
+  TTK_DWA_MAC("smlad", "r7", x0, w) TTK_DWA_MAC("smlad", "r9", x1, w)               \
+  TTK_DWA_MAC("smlatb", "r8", x0, w) TTK_DWA_MAC("smlatb", "r10", x1, w)
+#define TTK_DWA_S1_E(xa, xb, w) TTK_DWA_MAC("smlad", "r7", xa, w) TTK_DWA_MAC("smlad", "r9", xb, w)
+#define TTK_DWA_S1_O(xa, xb, w) TTK_DWA_MAC("smlad", "r8", xa, w) TTK_DWA_MAC("smlad", "r10", xb, w)
+#define TTK_DWA_S1_LAST(xa, xb, w)                                                  \
+  TTK_DWA_MAC("smlabt", "r7", xa, w) TTK_DWA_MAC("smlabt", "r9", xb, w)
+/* Stride 2 (pixel o starts at word o): one weight word into the 4 (3) accumulators. */
+#define TTK_DWA_S2_3(op, x0, x1, x2, w)                                             \
+  TTK_DWA_MAC(op, "r7", x0, w) TTK_DWA_MAC(op, "r8", x1, w) TTK_DWA_MAC(op, "r9", x2, w)
+#define TTK_DWA_S2_4(op, x0, x1, x2, x3, w) TTK_DWA_S2_3(op, x0, x1, x2, w) TTK_DWA_MAC(op, "r10", x3, w)
+#define TTK_DWA_LDX(base, regs) "ldm    " base ", {" regs "}\n\t"
+#define TTK_DWA_LDW2(a, b, k, r, word) "ldrd   " a ", " b ", [sp, #(64 + 4 * (" k " - 1) * " r " + 4 * " word ")]\n\t"
+#define TTK_DWA_LDW(a, k, r, word) "ldr    " a ", [sp, #(64 + 4 * (" k " - 1) * " r " + 4 * " word ")]\n\t"
+
+/* K = 3, stride 1: X0-X2 (r0-r2); E0 r3, O1 r4. */
+#define TTK_DWA_ROW_3_1(base, r)                                                    \
+  TTK_DWA_LDX(base, "r0-r2") TTK_DWA_LDW2("r3", "r4", "3", r, "0")                  \
+  TTK_DWA_S1_E0("r0", "r1", "r3") TTK_DWA_S1_O("r1", "r2", "r4") TTK_DWA_S1_LAST("r1", "r2", "r4")
+/* K = 5, stride 1: X0-X3 (r0-r3); E0 E1, then O1 O2 (r4, r5). */
+#define TTK_DWA_ROW_5_1(base, r)                                                    \
+  TTK_DWA_LDX(base, "r0-r3") TTK_DWA_LDW2("r4", "r5", "5", r, "0")                  \
+  TTK_DWA_S1_E0("r0", "r1", "r4") TTK_DWA_S1_E("r1", "r2", "r5")                    \
+  TTK_DWA_LDW2("r4", "r5", "5", r, "2")                                             \
+  TTK_DWA_S1_O("r1", "r2", "r4") TTK_DWA_S1_O("r2", "r3", "r5") TTK_DWA_S1_LAST("r2", "r3", "r5")
+/* K = 7, stride 1: X0-X4 (r0-r4); E0 E1, E2 O1, O2 O3 (r5, r6). */
+#define TTK_DWA_ROW_7_1(base, r)                                                    \
+  TTK_DWA_LDX(base, "r0-r4") TTK_DWA_LDW2("r5", "r6", "7", r, "0")                  \
+  TTK_DWA_S1_E0("r0", "r1", "r5") TTK_DWA_S1_E("r1", "r2", "r6")                    \
+  TTK_DWA_LDW2("r5", "r6", "7", r, "2")                                             \
+  TTK_DWA_S1_E("r2", "r3", "r5") TTK_DWA_S1_O("r1", "r2", "r6")                     \
+  TTK_DWA_LDW2("r5", "r6", "7", r, "4")                                             \
+  TTK_DWA_S1_O("r2", "r3", "r5") TTK_DWA_S1_O("r3", "r4", "r6") TTK_DWA_S1_LAST("r3", "r4", "r6")
+/* K = 3, stride 2, N = 4: X0-X4 (r0-r4), E0 r5, O1 r6. */
+#define TTK_DWA_ROW_3_2(base, r)                                                    \
+  TTK_DWA_LDX(base, "r0-r4") TTK_DWA_LDW2("r5", "r6", "3", r, "0")                  \
+  TTK_DWA_S2_4("smlad", "r0", "r1", "r2", "r3", "r5")                               \
+  TTK_DWA_S2_4("smlabt", "r1", "r2", "r3", "r4", "r6")
+/* K = 5, stride 2, N = 4: X0-X5 (r0-r5); E0, E1, O2 one at a time (r6). */
+#define TTK_DWA_ROW_5_2(base, r)                                                    \
+  TTK_DWA_LDX(base, "r0-r5") TTK_DWA_LDW("r6", "5", r, "0")                         \
+  TTK_DWA_S2_4("smlad", "r0", "r1", "r2", "r3", "r6") TTK_DWA_LDW("r6", "5", r, "1") \
+  TTK_DWA_S2_4("smlad", "r1", "r2", "r3", "r4", "r6") TTK_DWA_LDW("r6", "5", r, "3") \
+  TTK_DWA_S2_4("smlabt", "r2", "r3", "r4", "r5", "r6")
+/* K = 7, stride 2, N = 3: X0-X5 (r0-r5); E0, E1, E2, O3 one at a time (r6). */
+#define TTK_DWA_ROW_7_2(base, r)                                                    \
+  TTK_DWA_LDX(base, "r0-r5") TTK_DWA_LDW("r6", "7", r, "0")                         \
+  TTK_DWA_S2_3("smlad", "r0", "r1", "r2", "r6") TTK_DWA_LDW("r6", "7", r, "1")       \
+  TTK_DWA_S2_3("smlad", "r1", "r2", "r3", "r6") TTK_DWA_LDW("r6", "7", r, "2")       \
+  TTK_DWA_S2_3("smlad", "r2", "r3", "r4", "r6") TTK_DWA_LDW("r6", "7", r, "5")       \
+  TTK_DWA_S2_3("smlabt", "r3", "r4", "r5", "r6")
+
+#define TTK_DWA_ROWS3(ROW) ROW("r11", "0") TTK_DWA_NEXT_ROW0 ROW("r12", "1") TTK_DWA_NEXT_ROW \
+  ROW("r12", "2")
+#define TTK_DWA_ROWS5(ROW) TTK_DWA_ROWS3(ROW) TTK_DWA_NEXT_ROW ROW("r12", "3") TTK_DWA_NEXT_ROW \
+  ROW("r12", "4")
+#define TTK_DWA_ROWS7(ROW) TTK_DWA_ROWS5(ROW) TTK_DWA_NEXT_ROW ROW("r12", "5") TTK_DWA_NEXT_ROW \
+  ROW("r12", "6")
+#define TTK_DWA_INIT4 "ldrd   r7, r8, [sp, #24]\n\t" "ldrd   r9, r10, [sp, #24]\n\t"
+#define TTK_DWA_INIT3 "ldrd   r7, r8, [sp, #24]\n\t" "ldr    r9, [sp, #24]\n\t"
+#define TTK_DWA_EPI4                                                                \
+  TTK_DWA_OUT("r7", "[r3]") TTK_DWA_OUT("r8", "[r3, r4]") "add    r3, r3, r4, lsl #1\n\t" \
+  TTK_DWA_OUT("r9", "[r3]") TTK_DWA_OUT("r10", "[r3, r4]") "add    r3, r3, r4, lsl #1\n\t"
+#define TTK_DWA_EPI3                                                                \
+  TTK_DWA_OUT("r7", "[r3]") TTK_DWA_OUT("r8", "[r3, r4]") "add    r3, r3, r4, lsl #1\n\t" \
+  TTK_DWA_OUT("r9", "[r3]") "add    r3, r3, r4\n\t"
+
+/* frame = 64 + 4 K (K - 1) bytes; adv = bytes of x per group of N pixels (2 N stride) */
+#define TTK_DWA_ROUTINE(name, K, frame, adv, INIT, ROWS, EPI)                        \
+  __asm__("  .text\n\t"                                                              \
+          "  .syntax unified\n\t"                                                    \
+          "  .thumb\n\t"                                                             \
+          "  .p2align 2\n\t"                                                         \
+          "  .global " #name "\n\t"                                                  \
+          "  .hidden " #name "\n\t"                                                  \
+          "  .type " #name ", %function\n\t"                                         \
+          "  .thumb_func\n" #name ":\n\t"                                            \
+          "push   {r4-r11, lr}\n\t"                                                  \
+          "sub    sp, sp, #" #frame "\n\t"                                           \
+          "ldm    r0, {r1-r12}\n\t"                                                  \
+          "ldr    lr, [r0, #48]\n\t"                                                 \
+          "strd   r5, r6, [sp]\n\t"                                                  \
+          "str    r7, [sp, #8]\n\t"                                                  \
+          "str    r9, [sp, #16]\n\t"                                                 \
+          "strd   r4, r4, [sp, #24]\n\t"                                             \
+          "strd   r1, r8, [sp, #32]\n\t"                                             \
+          "str    r11, [sp, #40]\n\t"                                                \
+          "strd   r12, lr, [sp, #44]\n\t"                                            \
+          "movs   r0, #" #adv "\n\t"                                                 \
+          "mul    r10, r10, r0\n\t"                                                  \
+          "str    r10, [sp, #52]\n\t"                                                \
+          "mov    lr, r2\n\t"                                                        \
+          "add    r4, sp, #64\n\t"                                                   \
+          "movs   r5, #(" #K " * (" #K " - 1) / 2)\n"                                \
+          "0:\n\t"                                                                   \
+          "ldrd   r6, r7, [r3], #8\n\t"                                              \
+          "strd   r6, r7, [r4], #8\n\t"                                              \
+          "subs   r5, r5, #1\n\t"                                                    \
+          "bne    0b\n"                                                              \
+          "1:\n\t"                                                                   \
+          "ldrd   r11, r0, [sp, #32]\n\t"                                            \
+          "str    r0, [sp, #12]\n\t"                                                 \
+          "ldr    r0, [sp, #52]\n\t"                                                 \
+          "add    r0, r11, r0\n\t"                                                   \
+          "str    r0, [sp, #20]\n"                                                   \
+          "2:\n\t" INIT ROWS                                                         \
+          "add    r11, r11, #" #adv "\n\t"                                           \
+          "ldm    sp, {r0-r5}\n\t" EPI                                               \
+          "str    r3, [sp, #12]\n\t"                                                 \
+          "cmp    r11, r5\n\t"                                                       \
+          "bne    2b\n\t"                                                            \
+          "ldrd   r0, r1, [sp, #32]\n\t"                                             \
+          "ldrd   r2, r3, [sp, #44]\n\t"                                             \
+          "add    r0, r0, r2\n\t"                                                    \
+          "add    r1, r1, r3\n\t"                                                    \
+          "strd   r0, r1, [sp, #32]\n\t"                                             \
+          "ldr    r0, [sp, #40]\n\t"                                                 \
+          "subs   r0, r0, #1\n\t"                                                    \
+          "str    r0, [sp, #40]\n\t"                                                 \
+          "bne    1b\n\t"                                                            \
+          "add    sp, sp, #" #frame "\n\t"                                           \
+          "pop    {r4-r11, pc}\n\t"                                                  \
+          "  .size " #name ", .-" #name "\n\t");                                     \
+  void name(const ttk_dw_args_t* a)
+
+TTK_DWA_ROUTINE(ttk_dw_q2_k3s1_dsp, 3, 88, 8, TTK_DWA_INIT4, TTK_DWA_ROWS3(TTK_DWA_ROW_3_1), TTK_DWA_EPI4);
+TTK_DWA_ROUTINE(ttk_dw_q2_k3s2_dsp, 3, 88, 16, TTK_DWA_INIT4, TTK_DWA_ROWS3(TTK_DWA_ROW_3_2), TTK_DWA_EPI4);
+TTK_DWA_ROUTINE(ttk_dw_q2_k5s1_dsp, 5, 144, 8, TTK_DWA_INIT4, TTK_DWA_ROWS5(TTK_DWA_ROW_5_1), TTK_DWA_EPI4);
+TTK_DWA_ROUTINE(ttk_dw_q2_k5s2_dsp, 5, 144, 16, TTK_DWA_INIT4, TTK_DWA_ROWS5(TTK_DWA_ROW_5_2), TTK_DWA_EPI4);
+TTK_DWA_ROUTINE(ttk_dw_q2_k7s1_dsp, 7, 232, 8, TTK_DWA_INIT4, TTK_DWA_ROWS7(TTK_DWA_ROW_7_1), TTK_DWA_EPI4);
+TTK_DWA_ROUTINE(ttk_dw_q2_k7s2_dsp, 7, 232, 12, TTK_DWA_INIT3, TTK_DWA_ROWS7(TTK_DWA_ROW_7_2), TTK_DWA_EPI3);
+#define TTK_DW_ASM_N(k, stride) ((k) == 7 && (stride) == 2 ? 3 : 4)
+#endif
+
+TTK_INLINE void ttk_dw_group_smlad(const int8_t* x, int32_t h, int32_t w, int32_t c,
+                                   const int8_t* wt, int32_t k, int32_t stride, int32_t pad,
+                                   const int32_t* bias, const ttk_quant_t* q, int8_t* y,
+                                   int32_t ch, const int ff, int32_t* wqs, int16_t* strip,
+                                   int32_t rows) {
+  const int32_t oh = (h + 2 * pad - k) / stride + 1, ow = (w + 2 * pad - k) / stride + 1;
+  const int32_t off = ttk_offset2(q->x_zero), yz = q->y_zero, lo = q->act_min, hi = q->act_max;
+  const int32_t cols = ttk_dw_strip_cols(w, pad), plane = rows * cols;
+  const int32_t n = (rows - k) / stride + 1; /* output rows per strip */
+  int32_t* wq[4] = {wqs, wqs + k * (k - 1), wqs + 2 * k * (k - 1), wqs + 3 * k * (k - 1)};
+  ttk_q2_t q2[4];
+  ttk_rq_t rq[4];
+  for (int32_t p = 0; p < 4; ++p) {
+    ttk_dw_pack_channel(wt, k, c, ch + p, wq[p]);
+    q2[p] = ff ? ttk_q2_make(q->mult[ch + p], q->shift[ch + p], yz) : (ttk_q2_t){0, 0, 0};
+    rq[p] = ttk_rq_make(q->mult[ch + p], q->shift[ch + p]);
+  }
+#if TTK_HAVE_DSP
+  const int32_t na = TTK_DW_ASM_N(k, stride), groups = ow / na;
+  const int asm_rows = ff && groups > 0;
+#endif
+  for (int32_t oy0 = 0; oy0 < oh; oy0 += n) {
+    const int32_t nn = oh - oy0 < n ? oh - oy0 : n;
+    const int32_t need = (nn - 1) * stride + k;
+    /* the K - stride rows shared with the previous strip were moved to its top */
+    for (int32_t i = oy0 == 0 ? 0 : k - stride; i < need; ++i)
+      ttk_dw_widen_row(x, h, w, c, ch, oy0 * stride - pad + i, off, pad, cols, plane,
+                       strip + i * cols);
+    for (int32_t p = 0; p < 4; ++p) {
+      const int32_t cc = ch + p;
+      const int32_t b = bias ? bias[cc] : 0;
+      const int16_t* xs = strip + p * plane;
+      int8_t* yc = y + oy0 * ow * c + cc;
+      int32_t n_px = TTK_DW_N, ox0 = 0;
+#if TTK_HAVE_DSP
+      if (ff) n_px = 1; /* q2 rows: the assembly's groups, the C rows only for the pixel tail */
+      if (asm_rows) { /* the assembly rows, then the pixel tail (if any) in C */
+        const ttk_dw_args_t a = {xs, 2 * cols, wq[p], b, q2[p].m2s, q2[p].kc, q2[p].e, yc, c,
+                                 groups, nn, 2 * stride * cols, ow * c};
+        if (k == 3) (stride == 1 ? ttk_dw_q2_k3s1_dsp : ttk_dw_q2_k3s2_dsp)(&a);
+        else if (k == 5) (stride == 1 ? ttk_dw_q2_k5s1_dsp : ttk_dw_q2_k5s2_dsp)(&a);
+        else (stride == 1 ? ttk_dw_q2_k7s1_dsp : ttk_dw_q2_k7s2_dsp)(&a);
+        ox0 = groups * na;
+        if (ox0 == ow) continue;
+      }
+#endif
+      for (int32_t t = 0; t < nn; ++t)
+        ttk_dw_row_smlad(xs + t * stride * cols, cols, wq[p], k, stride, n_px, ox0, ow, b, ff,
+                         q2[p], rq[p], yz, lo, hi, yc + t * ow * c, c);
+    }
+    if (oy0 + nn < oh) /* rows [nn stride, nn stride + K - stride) to the top of each plane */
+      for (int32_t p = 0; p < 4; ++p)
+        ttk_copy_words((int32_t*)(void*)(strip + p * plane),
+                       (const int32_t*)(const void*)(strip + p * plane + nn * stride * cols),
+                       (k - stride) * cols / 2);
+  }
+}
+
+/* The SMLAD path for channels [0, 4 * (c / 4)) when the scratch holds the weight words and a
+ * strip of K rows; 0 if not taken. */
+__attribute__((noinline)) static int ttk_dwconv_s8_smlad(const int8_t* x, int32_t h, int32_t w, int32_t c,
+                               const int8_t* wt, int32_t k, int32_t stride, int32_t pad,
+                               const int32_t* bias, const ttk_quant_t* q, int8_t* y, int ff,
+                               void* scratch, size_t scratch_bytes) {
+  const int32_t cols = ttk_dw_strip_cols(w, pad);
+  if (scratch == NULL || c < 4 || scratch_bytes < ttk_dwconv_s8_scratch_min(w, k, pad)) return 0;
+  const size_t strip_bytes = scratch_bytes - (size_t)(16 * k * (k - 1));
+  const int32_t all = h + 2 * pad;
+  int32_t rows = (int32_t)(strip_bytes / (8u * (size_t)cols) < (size_t)all ? strip_bytes / (8u * (size_t)cols) : (size_t)all);
+  int32_t* wq = (int32_t*)scratch;
+  int16_t* s16 = (int16_t*)(void*)(wq + 4 * k * (k - 1));
+  for (int32_t i = 0; i < 4 * rows; ++i) { /* the padding columns and those past the input */
+    for (int32_t j = 0; j < pad; ++j) s16[i * cols + j] = 0;
+    for (int32_t j = pad + w; j < cols; ++j) s16[i * cols + j] = 0;
+  }
+  for (int32_t ch = 0; ch + 4 <= c; ch += 4) {
+#define TTK_DW_SMLAD(K, S) ttk_dw_group_smlad(x, h, w, c, wt, K, S, pad, bias, q, y, ch, ff, wq, s16, rows)
+    if (stride == 1) {
+      if (k == 3) TTK_DW_SMLAD(3, 1);
+      else if (k == 5) TTK_DW_SMLAD(5, 1);
+      else TTK_DW_SMLAD(7, 1);
+    } else {
+      if (k == 3) TTK_DW_SMLAD(3, 2);
+      else if (k == 5) TTK_DW_SMLAD(5, 2);
+      else TTK_DW_SMLAD(7, 2);
+    }
+#undef TTK_DW_SMLAD
+  }
+  return 1;
+}
+
+static void ttk_dwconv_s8_mac1(const int8_t* x, int32_t h, int32_t w, int32_t c,
+                               const int8_t* wt, int32_t k, int32_t stride, int32_t pad,
+                               const int32_t* bias, const ttk_quant_t* q, int8_t* y, int ff,
+                               int32_t ch);
+
 int ttk_dwconv_s8(const int8_t* x, int32_t h, int32_t w, int32_t c, const int8_t* wt,
                   int32_t k, int32_t stride, int32_t pad, const int32_t* bias,
-                  const ttk_quant_t* q, int8_t* y) {
+                  const ttk_quant_t* q, int8_t* y, void* scratch, size_t scratch_bytes) {
   if (x == NULL || wt == NULL || y == NULL || !ttk_dw_shape_ok(h, w, c, k, stride, pad) ||
-      !ttk_quant_ok(q))
+      !ttk_quant_ok(q) || ((uintptr_t)scratch & 3u) != 0u)
     return -1;
   const int ff = ttk_layer_q2(q, bias, c, (int64_t)k * k * TTK_MAX_PROD);
   int32_t ch = 0;
+  if (ttk_dwconv_s8_smlad(x, h, w, c, wt, k, stride, pad, bias, q, y, ff, scratch, scratch_bytes))
+    ch = c & ~3;
+  ttk_dwconv_s8_mac1(x, h, w, c, wt, k, stride, pad, bias, q, y, ff, ch);
+  return 0;
+}
+
+/* The one-MAC-per-instruction path for channels [ch, C): groups of 4, then the C mod 4 tail
+ * in plain C. Not inlined: its frame and the SMLAD path's are never on the stack together. */
+__attribute__((noinline)) static void ttk_dwconv_s8_mac1(const int8_t* x, int32_t h, int32_t w,
+                                                        int32_t c, const int8_t* wt, int32_t k,
+                                                        int32_t stride, int32_t pad,
+                                                        const int32_t* bias, const ttk_quant_t* q,
+                                                        int8_t* y, int ff, int32_t ch) {
   for (; ch + 4 <= c; ch += 4) {
     if (ff) {
       if (k == 3)
@@ -806,7 +1263,7 @@ int ttk_dwconv_s8(const int8_t* x, int32_t h, int32_t w, int32_t c, const int8_t
         ttk_dw_group(x, h, w, c, wt, 7, stride, pad, bias, q, y, ch, 0);
     }
   }
-  if (ch == c) return 0;
+  if (ch == c) return;
   /* channel tail (C not a multiple of 4): plain C */
   const int32_t xz = q->x_zero;
   const int32_t oh = (h + 2 * pad - k) / stride + 1, ow = (w + 2 * pad - k) / stride + 1;
@@ -825,7 +1282,6 @@ int ttk_dwconv_s8(const int8_t* x, int32_t h, int32_t w, int32_t c, const int8_t
         }
         y[(oy * ow + ox) * c + cc] = ttk_out(a, q, cc);
       }
-  return 0;
 }
 
 /* ------------------------------------------------------------------------------------------ */

@@ -46,6 +46,8 @@ TTK_INLINE int32_t ttk_sxtab16_ror8(int32_t a, uint32_t v) {
   return r;
 }
 TTK_INLINE int32_t ttk_smlatt(int32_t a, int32_t b, int32_t acc) { return __smlatt(a, b, acc); }
+TTK_INLINE int32_t ttk_smlabt(int32_t a, int32_t b, int32_t acc) { return __smlabt(a, b, acc); }
+TTK_INLINE int32_t ttk_smlatb(int32_t a, int32_t b, int32_t acc) { return __smlatb(a, b, acc); }
 #else
 TTK_INLINE int32_t ttk_lane(int32_t v, int hi) { return (int16_t)(uint16_t)((uint32_t)v >> (hi ? 16 : 0)); }
 TTK_INLINE int32_t ttk_pack16(int32_t lo, int32_t hi) {
@@ -71,7 +73,34 @@ TTK_INLINE int32_t ttk_smlabb(int32_t a, int32_t b, int32_t acc) {
 TTK_INLINE int32_t ttk_smlatt(int32_t a, int32_t b, int32_t acc) {
   return (int32_t)((uint32_t)acc + (uint32_t)(ttk_lane(a, 1) * ttk_lane(b, 1)));
 }
+TTK_INLINE int32_t ttk_smlabt(int32_t a, int32_t b, int32_t acc) {
+  return (int32_t)((uint32_t)acc + (uint32_t)(ttk_lane(a, 0) * ttk_lane(b, 1)));
+}
+TTK_INLINE int32_t ttk_smlatb(int32_t a, int32_t b, int32_t acc) {
+  return (int32_t)((uint32_t)acc + (uint32_t)(ttk_lane(a, 1) * ttk_lane(b, 0)));
+}
 #endif
+
+/* Halfword packing (PKHBT / PKHTB; GCC emits them for these expressions):
+ * (lo of a, lo of b) and (hi of a, hi of b). */
+#if TTK_HAVE_DSP
+TTK_INLINE uint32_t ttk_pk_lo(uint32_t a, uint32_t b) {
+  uint32_t r;
+  __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(r) : "r"(a), "r"(b));
+  return r;
+}
+TTK_INLINE uint32_t ttk_pk_hi(uint32_t a, uint32_t b) {
+  uint32_t r;
+  __asm__("pkhtb %0, %2, %1, asr #16" : "=r"(r) : "r"(a), "r"(b));
+  return r;
+}
+#else
+TTK_INLINE uint32_t ttk_pk_lo(uint32_t a, uint32_t b) { return (a & 0xFFFFu) | (b << 16); }
+TTK_INLINE uint32_t ttk_pk_hi(uint32_t a, uint32_t b) { return (a >> 16) | (b & 0xFFFF0000u); }
+#endif
+
+/** Unaligned-safe 32-bit store (one STR). */
+TTK_INLINE void ttk_st32(void* p, uint32_t v) { __builtin_memcpy(p, &v, 4); }
 
 /** -z in both 16-bit lanes: sxtab16(ttk_offset2(z), x) = (x0 - z, x2 - z). */
 TTK_INLINE int32_t ttk_offset2(int32_t z) {

@@ -81,12 +81,18 @@ static int ttk_run(int32_t op, const int32_t* p, uint8_t* const* in, uint8_t* ou
       break;
     }
     case TTK_OP_DWCONV: {
-      /* p: h w c k stride x_zero y_zero act_min act_max has_bias pad */
+      /* p: h w c k stride x_zero y_zero act_min act_max has_bias pad scratch; p[11]: kernel
+       * scratch bytes: -1 ttk_dwconv_s8_scratch_size, -2 ttk_dwconv_s8_scratch_min, 0 none */
+      const uint32_t ks_bytes = p[11] == -1 ? (uint32_t)ttk_dwconv_s8_scratch_size(p[0], p[1], p[3], p[4], p[10])
+                              : p[11] == -2 ? (uint32_t)ttk_dwconv_s8_scratch_min(p[1], p[3], p[10])
+                                            : 0u;
+      if (ks_bytes > scratch_bytes) ttk_fail("scratch");
       q = (ttk_quant_t){p[5], p[6], p[7], p[8], (const int32_t*)in[3], (const int32_t*)in[4]};
       tt_board_timer_start();
       t0 = tt_board_timer_ticks();
       rc = ttk_dwconv_s8((const int8_t*)in[0], p[0], p[1], p[2], (const int8_t*)in[1], p[3], p[4],
-                         p[10], p[9] ? (const int32_t*)in[2] : NULL, &q, (int8_t*)out);
+                         p[10], p[9] ? (const int32_t*)in[2] : NULL, &q, (int8_t*)out,
+                         ks_bytes ? scratch : NULL, ks_bytes);
       break;
     }
     case TTK_OP_CONV: {

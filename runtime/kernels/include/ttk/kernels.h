@@ -78,10 +78,17 @@ int ttk_linear_s8(const int8_t* x, int32_t c_in, const int8_t* w_oi, const int32
  *  (pad value = x_zero) or 0 (a pre-padded input, e.g. a patch of `patch-stage`: every output
  *  pixel takes the unrolled interior path), H + 2*pad >= K and W + 2*pad >= K,
  *  x [H][W][C], w [K][K][1][C] (HWIO, not packed), y [OH][OW][C] with
- *  OH = (H + 2*pad - K) / stride + 1. */
+ *  OH = (H + 2*pad - K) / stride + 1.
+ *  scratch (4-byte aligned, may be NULL): with at least ttk_dwconv_s8_scratch_min bytes the
+ *  channels in groups of 4 take the SMLAD path (a strip of input rows widened once to int16
+ *  channel planes, two adjacent taps per SMLAD; the weight pairs of the group); more rows of
+ *  strip mean fewer strips (ttk_dwconv_s8_scratch_size: 4 output rows per strip). Without it,
+ *  and for the last C mod 4 channels, the one-MAC-per-instruction path. Same results. */
 int ttk_dwconv_s8(const int8_t* x, int32_t h, int32_t w, int32_t c, const int8_t* wt,
                   int32_t k, int32_t stride, int32_t pad, const int32_t* bias,
-                  const ttk_quant_t* q, int8_t* y);
+                  const ttk_quant_t* q, int8_t* y, void* scratch, size_t scratch_bytes);
+size_t ttk_dwconv_s8_scratch_size(int32_t h, int32_t w, int32_t k, int32_t stride, int32_t pad);
+size_t ttk_dwconv_s8_scratch_min(int32_t w, int32_t k, int32_t pad);
 
 /** Dense conv with a small input channel count (the network's first conv: 3x3, C_in = 3,
  *  stride 2): K x K, padding `pad` = (K-1)/2 (x_zero) or 0 (pre-padded input),
