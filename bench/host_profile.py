@@ -66,6 +66,20 @@ def kind(name: str) -> str:
     return "other"
 
 
+def gflops(name: str, ms_per_step: float, calls_per_step: float) -> float | None:
+    """GFLOP/s of a contraction dispatch from IREE's name: its loops are the trailing
+    `<d0>x<d1>x...` (the iteration space of the linalg op, batch and reduction dims included), so
+    one call does 2 x their product FLOPs (a multiply-add each). None for copies, fills and
+    elementwise / reduction dispatches (their dims are not multiply-adds)."""
+    m = re.search(r"_(matmul_like|matmul|conv|matvec)_((?:\d+x)+\d+)", name.lower())
+    if m is None or ms_per_step <= 0:
+        return None
+    macs = 1
+    for d in m.group(2).split("x"):
+        macs *= int(d)
+    return 2 * macs * calls_per_step / (ms_per_step * 1e-3) / 1e9
+
+
 def run_bench(flags: Path, cwd: Path, steps: int, extra: list[str]) -> dict:
     cmd = [iree_tool("iree-benchmark-module"), f"--flagfile={flags.name}", f"--benchmark_min_time={steps}x",
            "--benchmark_format=json", *extra]
@@ -119,7 +133,8 @@ def dispatch_profile(flags: Path, cwd: Path, steps: int) -> dict:
             "by_kind": {k: {"ms_per_step": v / 1e6 / steps, "share": v / total} for k, v in
                         sorted(kinds.items(), key=lambda kv: -kv[1])},
             "top": [{"name": n, "ms_per_step": v["ns"] / 1e6 / steps, "share": v["ns"] / total,
-                     "calls_per_step": v["count"] / steps} for n, v in top]}
+                     "calls_per_step": v["count"] / steps,
+                     "gflops": gflops(n, v["ns"] / 1e6 / steps, v["count"] / steps)} for n, v in top]}
 
 
 def main(argv=None) -> int:
@@ -166,9 +181,11 @@ def main(argv=None) -> int:
           f"over {dp['dispatches']} distinct dispatches.", "",
           "| kind | ms / step | share |", "|---|---|---|"]
     md += [f"| {k} | {v['ms_per_step']:.2f} | {100 * v['share']:.1f}% |" for k, v in dp["by_kind"].items()]
-    md += ["", "| top dispatches | ms / step | share | calls / step |", "|---|---|---|---|"]
-    md += [f"| `{t['name']}` | {t['ms_per_step']:.3f} | {100 * t['share']:.1f}% | {t['calls_per_step']:.1f} |"
-           for t in dp["top"]]
+    md += ["", "GFLOP/s: 2 x the dispatch's loop-space product (its name's trailing dims) per call, over its "
+           "measured time (contractions only: the rate each kernel reaches).", "",
+           "| top dispatches | ms / step | share | calls / step | GFLOP/s |", "|---|---|---|---|---|"]
+    md += [f"| `{t['name']}` | {t['ms_per_step']:.3f} | {100 * t['share']:.1f}% | {t['calls_per_step']:.1f} | "
+           f"{'-' if t.get('gflops') is None else format(t['gflops'], '.1f')} |" for t in dp["top"]]
     (args.out / f"host_profile_{args.case}.md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
     return 0

@@ -406,7 +406,8 @@ def profile_summary(cid: str, p: dict, row: dict | None = None) -> str:
     h, c, d = p["heap_allocator"], p["caching_allocator"], p["dispatch_profile_caching"]
     kinds = list(d["by_kind"].items())
     kind_txt = ", ".join(f"{k} {100 * v['share']:.0f}%" for k, v in kinds[:4])
-    top = "; ".join(f"`{t['name']}` {100 * t['share']:.0f}%" for t in d["top"][:3])
+    top = "; ".join(f"`{t['name']}` {100 * t['share']:.0f}%"
+                    + (f" ({t['gflops']:.0f} GFLOP/s)" if t.get("gflops") is not None else "") for t in d["top"][:3])
     txt = (f"Profile of tinytrain's step (`bench/results/host_profile_{cid}.md`, IREE's C benchmark tool on the saved "
            f"program, {p['steps']} steps): minor page faults per step (whole process, start-up included) "
            f"{h['minor_faults_per_step']:.0f} with IREE's default heap allocator, {c['minor_faults_per_step']:.0f} with the "
