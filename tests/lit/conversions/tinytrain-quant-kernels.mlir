@@ -8,7 +8,7 @@
 // weights packed to int16 channel pairs by one linalg.generic (ttk_pack_conv_q15's layout: 27 k
 // padded to 28, 2 channels = 1 pair: 56 lanes). kernels=iree (the default, the host) lowers both
 // to linalg. A depthwise 3x3 s2 becomes a dispatch of ttk_iree_dwconv_s8 on the unpadded input
-// (the kernel pads). Padding 0 (a pre-padded patch of `patch-stage`) is inside both kernels'
+// (the kernel pads; a second, transient result is its scratch). Padding 0 (a pre-padded patch of `patch-stage`) is inside both kernels'
 // contracts too (the padding is a constant of the dispatch); any other padding is not.
 
 // CHECK:       func.func private @ttk_iree_conv_s8(memref<48xi8>, memref<56xi16>, memref<2xi32>, memref<2xi32>, memref<2xi32>, memref<32xi8>, index, index, index, index, index, index, index, index, index, index, index) attributes {hal.import.static}
@@ -45,11 +45,11 @@ func.func @pw_and_3x3(%x: tensor<1x4x4x2xi8>, %w: tensor<1x1x2x3xi8>, %b: tensor
 // -----
 
 // CHECK:       "stream.executable"() ({
-// CHECK:           func.func private @ttk_iree_dwconv_s8(memref<96xi8>, memref<54xi8>, memref<6xi32>, memref<6xi32>, memref<6xi32>, memref<24xi8>, index, index, index, index, index, index, index, index, index, index) attributes {hal.import.static}
+// CHECK:           func.func private @ttk_iree_dwconv_s8(memref<96xi8>, memref<54xi8>, memref<6xi32>, memref<6xi32>, memref<6xi32>, memref<24xi8>, memref<576xi8>, index, index, index, index, index, index, index, index, index, index) attributes {hal.import.static}
 // CHECK:       }) {sym_name = "[[DW:ttk_dwconv_s8_4_4_6_3_2_1_m3_5_m128_127]]", sym_visibility = "private"}
 // CHECK-LABEL: func.func @dw3x3_s2(
 // CHECK-NOT:     tensor.pad
-// CHECK:         "flow.dispatch"({{.*}}) {entry_points = [@[[DW]]::@[[DW]]], operandSegmentSizes = array<i32: 0, 5, 0, 0>, tied_operands = [-1 : index]} : (tensor<96xi8>, tensor<54xi8>, tensor<6xi32>, tensor<6xi32>, tensor<6xi32>) -> tensor<24xi8>
+// CHECK:         "flow.dispatch"({{.*}}) {entry_points = [@[[DW]]::@[[DW]]], operandSegmentSizes = array<i32: 0, 5, 0, 0>, tied_operands = [-1 : index, -1 : index]} : (tensor<96xi8>, tensor<54xi8>, tensor<6xi32>, tensor<6xi32>, tensor<6xi32>) -> (tensor<24xi8>, tensor<576xi8>)
 // IREE-LABEL:  func.func @dw3x3_s2(
 // IREE:          linalg.depthwise_conv_2d_nhwc_hwc_q
 func.func @dw3x3_s2(%x: tensor<1x4x4x6xi8>, %w: tensor<3x3x1x6xi8>, %b: tensor<6xi32>) -> tensor<1x2x2x6xi8> {
@@ -68,7 +68,7 @@ func.func @dw3x3_s2(%x: tensor<1x4x4x6xi8>, %w: tensor<3x3x1x6xi8>, %b: tensor<6
 // CHECK:       }) {sym_name = "[[CONV0:ttk_conv_s8_6_5_3_2_3_1_0_5_0_m128_127]]", sym_visibility = "private"}
 // CHECK-LABEL: func.func @pad0(
 // CHECK:         "flow.dispatch"({{.*}}) {entry_points = [@[[CONV0]]::@[[CONV0]]], {{.*}} -> tensor<24xi8>
-// CHECK:         "flow.dispatch"({{.*}}) {entry_points = [@[[DW0]]::@[[DW0]]], {{.*}} : (tensor<288xi8>, tensor<100xi8>, tensor<4xi32>, tensor<4xi32>, tensor<4xi32>) -> tensor<24xi8>
+// CHECK:         "flow.dispatch"({{.*}}) {entry_points = [@[[DW0]]::@[[DW0]]], {{.*}} : (tensor<288xi8>, tensor<100xi8>, tensor<4xi32>, tensor<4xi32>, tensor<4xi32>) -> (tensor<24xi8>, tensor<1184xi8>)
 // CHECK:         tensor.pad %{{.*}} low[0, 1, 1, 0] high[0, 1, 1, 0]
 // CHECK:         linalg.depthwise_conv_2d_nhwc_hwc_q
 // CHECK-NOT:     "flow.dispatch"
