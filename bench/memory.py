@@ -402,6 +402,7 @@ def run_model(key: str, schemes: list[str], extras: bool, results: dict, hw: int
         m["full_update_plan_bytes"] = m["full_update"]["plan_bytes"]
         log(f"{key}: full update plans {m['full_update_plan_bytes']} B", t0)
     results[key] = summarize(key, m)
+    save()   # the extras too, before the next model starts
 
 
 def parse_only(only: list[str] | None) -> dict[str, list[str] | None]:
