@@ -514,8 +514,8 @@ def write(results: dict, settings: dict, folder: Path) -> None:
              f"({settings['wall_minutes']:.0f} min; "
              f"`--only` runs merge into the JSON). Int8 graph at {hw}x{hw}, batch 1, new 10-class fp32 head, "
              f"QAS, int8 write-back, plain SGD; target {TARGET} ({BOARD} in QEMU), budget {SRAM_KB} KB. "
-             "Plan = `tinytrain.int8.plan_sram` (trained state + IREE arena + I/O + harness static + computed stack "
-             "reserve); a case whose plan fits is built with `sram_kb=256` (linker-enforced) and trains one step "
+             "Plan = `tinytrain.int8.plan_sram` (trained state + transient arena, laid out by the compiler + I/O + "
+             "harness static + computed stack reserve); a case whose plan fits is built with `sram_kb=256` (linker-enforced) and trains one step "
              "in QEMU (device peak = stack/SRAM painting; parameters compared with the host program's step). "
              "A case whose plan does not fit is not run: its device peak is absent, never estimated.", "",
              "## Per model: the ~100 KB scheme", "", *table(results), "", *against_goal(results), "",
@@ -553,6 +553,28 @@ def update_readme(data: dict, readme: Path) -> None:
     print(f"updated the Memory block in {readme}")
 
 
+def merge(folders: list, out: Path) -> None:
+    """One memory.json/.md from the per-model runs in ``folders`` (each model from the folder that
+    has it; the settings say which run measured what)."""
+    runs = [json.loads((Path(f) / "memory.json").read_text()) for f in folders]
+    results, parts = {}, []
+    for run in runs:
+        st = run["settings"]
+        models = [k for k in MODELS if k in run]
+        results.update({k: run[k] for k in models})
+        parts.append((st, models))
+    if len({st["input_hw"] for st, _ in parts}) != 1:
+        raise SystemExit("--merge: the runs have different input sizes")
+    settings = dict(parts[0][0])
+    settings.update({"command": "; ".join(f"{st['command']} ({', '.join(m)})" for st, m in parts)
+                     + f"; merged by bench/memory.py --merge",
+                     "commit": "; ".join(sorted({str(st["commit"]) for st, _ in parts})),
+                     "date": max(st["date"] for st, _ in parts),
+                     "wall_minutes": max(st["wall_minutes"] for st, _ in parts),
+                     "complete": all(st["complete"] for st, _ in parts)})
+    write(results, settings, out)
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", nargs="+", metavar="MODEL[:SCHEME]",
@@ -560,6 +582,9 @@ def main(argv=None) -> None:
                          "runs its PyTorch measurement and full-update plan; results merge into the JSON")
     ap.add_argument("--readme", action="store_true", help="only rewrite README.md's Memory block from the JSON")
     ap.add_argument("--md-only", action="store_true", help="only rewrite memory.md from the JSON (no measurement)")
+    ap.add_argument("--merge", nargs="+", type=Path, metavar="DIR",
+                    help="no measurement: take each model from the memory.json of these folders (e.g. one "
+                         "`--only MODEL --out DIR` run per model, run in parallel) and write them to --out")
     ap.add_argument("--input-hw", type=int, default=128,
                     help="input resolution (default 128, the paper's); another one needs --out")
     ap.add_argument("--out", type=Path, default=RESULTS, help="folder of memory.json/.md (default bench/results)")
@@ -574,6 +599,9 @@ def main(argv=None) -> None:
     path = args.out / "memory.json"
     if args.readme:
         update_readme(json.loads(path.read_text()), ROOT / "README.md")
+        return
+    if args.merge:
+        merge(args.merge, args.out)
         return
     if args.md_only:
         data = json.loads(path.read_text())
