@@ -168,12 +168,13 @@ def place_inputs(schedule: Schedule, exports: dict, inputs: dict) -> list:
     return placements
 
 
-def place_step_input(schedule: Schedule, sources_dir, uses: dict) -> Placement:
+def place_step_input(schedule: Schedule, sources_dir, uses: dict, exports: dict | None = None) -> Placement:
     """:func:`place_inputs` for the step's input (``uses``: function -> argument index) with
-    IREE's executable sources in ``sources_dir``; sources the byte ranges cannot be read from
-    keep the input's own buffer, the reason in the :class:`Placement`."""
+    IREE's executable sources in ``sources_dir`` (or ``exports``, already read from them);
+    sources the byte ranges cannot be read from keep the input's own buffer, the reason in the
+    :class:`Placement`."""
     try:
-        exports = dm.read_sources(sources_dir)
+        exports = dm.read_sources(sources_dir) if exports is None else exports
     except Unsupported as e:
         p = Placement("input", _input_size(schedule, uses), reason=f"the bytes the commands touch are unknown: {e}")
         schedule.placements = {"input": p}

@@ -268,14 +268,17 @@ def build_static_module(linalg_text: str, out_dir, *, target: str = "cortex-m4",
     schedule = hal2c.extract_schedule(hal_text, functions)
     exports = abi_check.check_library(dump, schedule.library)
     uses = _input_args(schedule, train, predict)
-    if replan_memory:
-        schedule = replan.replan_and_place(schedule, sources, uses if overlay_input else {})
-    elif overlay_input:
-        input_overlay.place_step_input(schedule, sources, uses)
-    try:   # bindings IREE may pass unaligned (its kernel declares no alignment for them)
-        unaligned = dispatch_memory.unaligned_bindings(dispatch_memory.read_sources(sources))
+    try:   # the kernels' sources, read once: the layout, the input overlay and the alignments
+        kernel_sources = dispatch_memory.read_sources(sources)
     except Unsupported:
-        unaligned = {}   # unknown: every binding must be 64-byte aligned (checked by emit)
+        kernel_sources = None   # the passes below say why they keep IREE's layout / the input buffer
+    if replan_memory:
+        schedule = replan.replan_and_place(schedule, sources, uses if overlay_input else {}, kernel_sources)
+    elif overlay_input:
+        input_overlay.place_step_input(schedule, sources, uses, kernel_sources)
+    # bindings IREE may pass unaligned (its kernel declares no alignment for them); unknown
+    # sources: every binding must be 64-byte aligned (checked by emit)
+    unaligned = dispatch_memory.unaligned_bindings(kernel_sources) if kernel_sources is not None else {}
     c_text, h_text, sizes = schedule_c.emit(schedule, exports, prefix, train=train,
                                             predict=predict, state_init=state_init, unaligned=unaligned)
     c_path, h_path = out / f"{prefix}_model.c", out / f"{prefix}_model.h"

@@ -277,12 +277,13 @@ def replan(schedule: Schedule, exports: dict, reserve: dict | None = None) -> li
     return reports
 
 
-def replan_from_sources(schedule: Schedule, sources_dir, inputs: dict) -> list:
-    """:func:`replan` with IREE's executable sources in ``sources_dir``, keeping a hole for the
-    step input of each function in ``inputs`` (function -> argument index) up to its last read.
-    Sources that cannot be read keep IREE's layout, the reason in ``schedule.replans``."""
+def replan_from_sources(schedule: Schedule, sources_dir, inputs: dict, exports: dict | None = None) -> list:
+    """:func:`replan` with IREE's executable sources in ``sources_dir`` (or ``exports``, already
+    read from them), keeping a hole for the step input of each function in ``inputs`` (function
+    -> argument index) up to its last read. Sources that cannot be read keep IREE's layout, the
+    reason in ``schedule.replans``."""
     try:
-        exports = dm.read_sources(sources_dir)
+        exports = dm.read_sources(sources_dir) if exports is None else exports
     except Unsupported as e:
         schedule.replans = {fn.name: Replan(fn.name, 0, 0, reason=f"no executable sources: {e}")
                             for fn in schedule.functions if fn.name != "__init"}
@@ -302,17 +303,18 @@ def _footprint(schedule: Schedule) -> int:
     return schedule.arena_size + (_align(placed.size) if placed is not None and not placed.in_arena else 0)
 
 
-def replan_and_place(schedule: Schedule, sources_dir, inputs: dict) -> Schedule:
+def replan_and_place(schedule: Schedule, sources_dir, inputs: dict, exports: dict | None = None) -> Schedule:
     """Our layout (:func:`replan_from_sources`, a hole kept for the step input) and IREE's with
     the input in one of its holes (``input_overlay``), the smaller of the two; returns the
     schedule chosen (``schedule`` itself or a rewritten copy). ``inputs``: function -> index of
-    its input argument (empty: the input keeps its own buffer, nothing is placed)."""
+    its input argument (empty: the input keeps its own buffer, nothing is placed). ``exports``:
+    the sources already read (else read from ``sources_dir``)."""
     iree = copy.deepcopy(schedule)
-    replan_from_sources(schedule, sources_dir, inputs)
+    replan_from_sources(schedule, sources_dir, inputs, exports)
     if not inputs:
         return schedule
-    place_step_input(schedule, sources_dir, inputs)
-    place_step_input(iree, sources_dir, inputs)
+    place_step_input(schedule, sources_dir, inputs, exports)
+    place_step_input(iree, sources_dir, inputs, exports)
     if _footprint(iree) < _footprint(schedule):
         iree.replans = {name: Replan(name, r.iree_bytes, r.iree_bytes, r.blocks, r.unread_dispatches,
                                      reason=f"IREE's layout with the input in one of its holes needs "
