@@ -17,7 +17,7 @@ copies an input passed from elsewhere into its arena range before the first comm
 (``tt_run``). The input is clobbered by the step.
 
 A window may also end past the arena's top (the arena grows by the part that sticks out) when
-that part is at most half the input (else moving the input saves too little to be worth it).
+that part is smaller than the input: the step then needs fewer bytes than with a buffer of its own.
 When no window helps (a program that reads the input late, or an arena too small) the input
 keeps its separate buffer and :class:`Placement` says why: ``StaticModule.sram_contributors()``
 and the memory report show where each input lives.
@@ -143,7 +143,7 @@ def place_inputs(schedule: Schedule, exports: dict, inputs: dict) -> list:
             continue
         top = max(off for _, _, off in windows.values()) + need
         grown = max(0, top - schedule.arena_size)
-        if 2 * grown > need:
+        if grown >= need:
             reads = ", ".join(f"@{f} #{i}" for f, i in p.last_read.items())
             p.reason = (f"no free window of {need} B in the transient arena before its last read "
                         f"(command {reads}); the best one sticks out {grown} B past its top")

@@ -240,7 +240,7 @@ def compile_training(graph, trainable=None, lr: float = 0.01, qas: bool = True, 
                      extra_flags=("--iree-opt-const-eval=false",), scheme=None, momentum: float = 0.0,
                      verbose: bool = False, *, target: str = "host", sram_kb: int = 256,
                      build_dir=None, patches: int | None = None, reorder: bool = True,
-                     kernels: str = "iree") -> Int8Training:
+                     kernels: str = "iree", channel_groups: int | None = None) -> Int8Training:
     """Build `@train_step` / `@predict` (and `@gradients`) of `graph` and compile them for the
     host, and with `target="cortex-m4"|"cortex-m7"` the firmware too (in `build_dir`, planned
     against `sram_kb`: a `CompileError` when it does not fit).
@@ -255,10 +255,13 @@ def compile_training(graph, trainable=None, lr: float = 0.01, qas: bool = True, 
     False keeps autodiff's order, all updates at the end, for comparison).
     `kernels`: the firmware's int8 convolutions, "iree" (IREE's generated kernels, the default) or
     "ttk" (our Cortex-M kernels, runtime/kernels, as IREE dispatches wherever a conv is inside
-    their contract; Cortex-M targets only). The host program always uses IREE's kernels."""
+    their contract; Cortex-M targets only). The host program always uses IREE's kernels.
+    `channel_groups`: the backward pass of each depthwise layer in that many channel groups (the
+    `channel-groups` pass: less SRAM, sums in another order); default `channel_group_count()`."""
     _check_kernels(kernels, target)
     passes, order, values, slices, report = _training_passes(graph, trainable, lr, qas, gradients, scheme,
-                                                             momentum, reorder)
+                                                             momentum, reorder,
+                                                             _channel_groups(channel_groups, target))
     passes += _patch_passes(graph, patches, target)
     prog = _compile(graph, passes, order, lr, extra_flags, target, sram_kb, build_dir, values, kernels)
     prog.slices, prog.momentum, prog.report = {s.name: s for s in slices}, float(momentum), report["report"]
@@ -269,7 +272,7 @@ def compile_training(graph, trainable=None, lr: float = 0.01, qas: bool = True, 
 
 def plan_sram(graph, trainable=(), *, lr: float = 0.01, qas: bool = True, target: str = "cortex-m7",
               work_dir=None, scheme=None, momentum: float = 0.0, patches: int | None = None,
-              reorder: bool = True, sram_kb: int | None = None) -> dict:
+              reorder: bool = True, sram_kb: int | None = None, channel_groups: int | None = None) -> dict:
     """The SRAM plan of `graph`'s training program (inference program with no `trainable`) on
     `target`, from its static schedule, without running it:
     `{"total", "peak", "contributors"}` as `Int8Training.planned_sram()`, with the stack reserve
@@ -286,7 +289,7 @@ def plan_sram(graph, trainable=(), *, lr: float = 0.01, qas: bool = True, target
 
     if trainable or scheme is not None:
         passes, _, values, _, _ = _training_passes(graph, list(trainable) or None, lr, qas, False, scheme,
-                                                   momentum, reorder)
+                                                   momentum, reorder, _channel_groups(channel_groups, target))
     else:
         passes, values = [_ForwardAsPredict()], graph.values
     passes = [*passes, *_patch_passes(graph, patches, target)]
@@ -306,9 +309,11 @@ def _plan(module) -> dict:
             "contributors": module.sram_contributors()}
 
 
-def _training_passes(graph, trainable, lr, qas, gradients, scheme=None, momentum=0.0, reorder=True):
+def _training_passes(graph, trainable, lr, qas, gradients, scheme=None, momentum=0.0, reorder=True,
+                     channel_groups: int = 1):
     """(passes up to `to-linalg`, trained names in argument order, parameter values in program
-    layout, weight slices, state-report sink) of the training program."""
+    layout, weight slices, state-report sink) of the training program. `channel_groups` > 1: the
+    `channel-groups` pass (depthwise backward in that many channel groups)."""
     from tinytrain.state_report import CollectStateReport
     from tinytrain.transforms.autodiff import AutodiffPass
     from tinytrain.transforms.qas import QasPass
@@ -344,6 +349,10 @@ def _training_passes(graph, trainable, lr, qas, gradients, scheme=None, momentum
         passes.append(QasPass())
     if slices:
         passes.append(SparseSplitPass())
+    if channel_groups > 1:
+        from tinytrain.transforms.channel_groups import ChannelGroupsPass
+
+        passes.append(ChannelGroupsPass(groups=int(channel_groups)))
     if reorder:
         passes.append(ReorderUpdatesPass())
     report: dict = {}
@@ -371,6 +380,20 @@ def patch_grid(target: str, input_hw: int) -> int:
     if target == "host":
         return 1
     return 2 if input_hw >= 64 else 1
+
+
+def channel_group_count(target: str) -> int:
+    """The default number of channel groups of the `channel-groups` pass: 4 on a Cortex-M target
+    (the depthwise backward's fp32 gradients at a quarter of their size), 1 (off) on the host,
+    which has the memory and runs whole tensors faster."""
+    return 1 if target == "host" else 4
+
+
+def _channel_groups(groups, target: str) -> int:
+    n = channel_group_count(target) if groups is None else int(groups)
+    if n < 1:
+        raise ValueError(f"channel_groups must be >= 1 (1: whole tensors), got {groups}")
+    return n
 
 
 def _patch_passes(graph, patches, target) -> list:

@@ -169,6 +169,25 @@ def _copy_late(w: ir.Value, dep: ir.Value, upstream: set) -> ir.Operation:
     return made
 
 
+def _float_result(reader: ir.Operation) -> ir.Value | None:
+    """The reader's float result, else the first float tensor computed from it (an int8 conv
+    recomputed in backward, `channel-groups`: the clamp gradient reading it): what the update's
+    guard can wait for."""
+    work, seen = [reader], set()
+    while work:
+        op = work.pop(0)
+        for res in op.results:
+            if isinstance(res.type, ir.RankedTensorType) and isinstance(res.type.element_type, ir.FloatType):
+                return res
+        for res in op.results:
+            for use in res.uses:
+                user = use.owner.operation
+                if user not in seen and user.name != "func.return":
+                    seen.add(user)
+                    work.append(user)
+    return None
+
+
 def _order_by_guard(w: ir.Value, readers: list, update: ir.Operation, where: str) -> None:
     """Make `update`'s loss operand depend on every reader's result (`_after`)."""
     guard = [i for i, v in enumerate(update.operands)
@@ -180,10 +199,12 @@ def _order_by_guard(w: ir.Value, readers: list, update: ir.Operation, where: str
                            stage=STAGE)
     loss = update.operands[guard[0]]
     for r in readers:
-        dep = r.results[0]
-        if not isinstance(ir.RankedTensorType(dep.type).element_type, ir.FloatType):
+        dep = _float_result(r)
+        if dep is None:
             raise CompileError(f"to-linalg: cannot order the read of {where} by '{r.name}' (at {r.location}) "
-                               "before its update: its result is not a float tensor", stage=STAGE)
+                               "before its update: neither its result nor any value computed from it is a "
+                               "float tensor", stage=STAGE)
+        r = dep.owner.operation
         at = r
         if not isinstance(loss.owner, ir.Block) and r.is_before_in_block(loss.owner.operation):
             at = loss.owner.operation

@@ -1,0 +1,505 @@
+"""`channel-groups`: run the backward pass of a depthwise layer in channel groups, so that its fp32
+activation gradients never exist whole (issue #9).
+
+In an inverted-residual block the backward pass goes: the gradient of the block output, through
+the 1x1 projection (`conv2d_grad_input`, a reduction over the block's output channels) to the
+expanded width C, the clamp mask of the depthwise output (`qclamp_grad`), the transposed depthwise
+conv, the clamp mask of the expansion output, and the 1x1 expansion's input gradient (a reduction
+over C back to the narrow width). Everything between the two reductions is channel-local: channel c
+of each of these fp32 tensors depends only on channel c of the one before. At 128x128 these
+tensors are the largest of the backward pass (MCUNet-5FPS: 4x4x576 f32, 36,864 B each, two of them
+live together at the peak of its `99kb` scheme, MobileNetV2-w0.35: 8x8x192, 49,152 B).
+
+The pass takes such a chain (the "region": a dense `conv2d_grad_input` whose result is at least
+`min_bytes`, and the channel-local ops reachable from it: `qclamp_grad` / `qmask_grad` on it,
+depthwise `conv2d_grad_input`, channel `slice`s, as long as the region holds a depthwise op) and
+computes it group by group of channels: for channels [c0, c1) the projection's input gradient with
+the weight's rows c0..c1, the masks of those channels, the depthwise transposed conv with those
+channels' filters, ... Where the region ends, its consumers take the groups:
+
+- the 1x1/dense input gradient of the expansion: the sum of the groups' partial gradients (each
+  with the weight's columns of its channels); a `bias_grad`: the groups' sums, concatenated;
+- a depthwise weight gradient: per group (its input's channels sliced), concatenated (weight-sized);
+- anything else (e.g. a dense weight gradient of a trained slice): the groups concatenated back
+  into the tensor it reads (only that consumer's channels).
+
+Group k+1 starts after group k's results exist (`util.optimization_barrier` on the region's input
+and group k's partial results), so IREE never runs two groups at once and each group's tensors die
+before the next group's are made. The numbers are those of the whole computation up to the order
+of the fp32 sums of the partial input gradients (a few ulp).
+
+Groups: the channel boundaries of every slice in the region, plus cuts into `groups` parts of the
+region's width (multiples of 4 channels; of 8 with packed clamp masks, so they slice on whole
+bytes). Options: `groups`
+(1 disables the pass), `min_bytes`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import ClassVar
+
+from torch_mlir import ir
+
+from tinytrain.dialects import tinytrain as tt
+from tinytrain.dialects import tinytrain_layers as tl
+from tinytrain.dialects import tinytrain_quant as tq
+from tinytrain.errors import CompileError
+from tinytrain.irfuncs import tensor_bytes
+from tinytrain.passes import ModulePass
+from tinytrain.transforms.patch_stage import _barrier
+
+__all__ = ["ChannelGroupsPass"]
+
+_GRAD_INPUT = "tinytrain.conv2d_grad_input"
+_GRAD_WEIGHT = "tinytrain.conv2d_grad_weight"
+_MASKS = ("tinytrain.qclamp_grad", "tinytrain.qmask_grad")
+
+
+def _shape(v: ir.Value) -> list[int]:
+    return list(ir.RankedTensorType(v.type).shape)
+
+
+def _groups(op) -> int:
+    return ir.IntegerAttr(op.attributes["groups"]).value
+
+
+def _is(a, b) -> bool:
+    return a.operation == b.operation
+
+
+def _ty(shape, like: ir.Value) -> ir.RankedTensorType:
+    return ir.RankedTensorType.get(list(shape), ir.RankedTensorType(like.type).element_type)
+
+
+def _slice(v: ir.Value, axis: int, lo: int, hi: int) -> ir.Value:
+    """`v[..., lo:hi, ...]` along `axis` (v itself when that is all of it)."""
+    shape = _shape(v)
+    if (lo, hi) == (0, shape[axis]):
+        return v
+    off = [0] * len(shape)
+    off[axis] = lo
+    shape[axis] = hi - lo
+    return tl.SliceOp(v, ir.DenseI64ArrayAttr.get(off), _ty(shape, v)).result
+
+
+def _op(x):
+    """The `ir.Operation` of an op view, operation or use owner (None for a block)."""
+    if isinstance(x, ir.Block):
+        return None
+    return x.operation if hasattr(x, "operation") else x
+
+
+def _root_slice(v: ir.Value, axis: int, lo: int, hi: int) -> ir.Value:
+    """`v[..., lo:hi, ...]` along `axis`, taken from the tensor a chain of `slice`s of `v` starts
+    at (a parameter argument: the new reader reads the argument itself, so `reorder-updates` and
+    the in-place update keep it before the parameter's update)."""
+    src = _op(v.owner)
+    if src is not None and src.name == "tinytrain.slice" and (lo, hi) != (0, _shape(v)[axis]):
+        off = list(ir.DenseI64ArrayAttr(src.attributes["offsets"]))
+        return _root_slice(src.operands[0], axis, off[axis] + lo, off[axis] + hi) if _only_axis(off, axis) \
+            else _slice(v, axis, lo, hi)
+    return _slice(v, axis, lo, hi)
+
+
+def _only_axis(off: list, axis: int) -> bool:
+    return all(o == 0 for i, o in enumerate(off) if i != axis)
+
+
+def _recompute(y: ir.Value, lo: int, hi: int, depth: int = 2) -> ir.Value:
+    """Channels [lo, hi) of the int8 activation `y`, recomputed from the forward pass's ops where
+    that is channel-local (a depthwise `qconv2d`: the same channels of its input, recursively; a
+    dense `qconv2d`: its whole input with the weight's columns lo..hi; a channel `concat`: the side
+    holding them), so the activation need not stay alive from the forward pass until backward.
+    The integer ops are the forward ones on a channel slice: the same int8 values. Anything
+    else (or `depth` 0): a slice of `y`."""
+    src = _op(y.owner)
+    if depth == 0 or src is None:
+        return _slice(y, 3, lo, hi)
+    if src.name == "tinytrain.concat" and ir.IntegerAttr(src.attributes["axis"]).value == 3:
+        left = _shape(src.operands[0])[3]
+        if hi <= left:
+            return _recompute(src.operands[0], lo, hi, depth)
+        if lo >= left:
+            return _recompute(src.operands[1], lo - left, hi - left, depth)
+        return _slice(y, 3, lo, hi)
+    if src.name != "tinytrain.qconv2d":
+        return _slice(y, 3, lo, hi)
+    a = src.attributes
+    x, w, b = src.operands
+    cout, groups = _shape(y)[3], _groups(src)
+    if groups == 1:
+        xg, g = x, a["groups"]
+    elif groups == cout == _shape(x)[3] and _shape(w)[2] == 1:
+        xg = _recompute(x, lo, hi, depth - 1)
+        g = ir.IntegerAttr.get(ir.IntegerType.get_signless(64), hi - lo)
+    else:
+        return _slice(y, 3, lo, hi)
+    per = lambda name, kind: kind.get(list(kind(a[name]))[lo:hi])  # noqa: E731  (per output channel)
+    return tq.QConv2dOp(xg, _root_slice(w, 3, lo, hi), _root_slice(b, 0, lo, hi), a["strides"], a["padding"], g,
+                        a["input_scale"], a["input_zero_point"], per("weight_scales", ir.DenseF64ArrayAttr),
+                        a["output_scale"], a["output_zero_point"], per("multiplier", ir.DenseI32ArrayAttr),
+                        per("shift", ir.DenseI32ArrayAttr), a["clamp"], _ty(_shape(y)[:3] + [hi - lo], y),
+                        loc=src.location).result
+
+
+def _weight_slice(w: ir.Value, axis: int, lo: int, hi: int, recompute: bool = False) -> ir.Value:
+    """A slice of a dequantized tensor: a `channel_scale(p)` / `dequantize(p)` is rebuilt on the
+    slice of `p`, so the slice reads the int8 tensor, never a whole fp32 copy of it."""
+    shape = _shape(w)
+    if (lo, hi) == (0, shape[axis]):
+        return w
+    src = _op(w.owner)
+    if src is not None and src.name == "tinytrain.channel_scale":
+        scales = list(ir.DenseF64ArrayAttr(src.attributes["scales"]))
+        if axis == len(shape) - 1:
+            scales = scales[lo:hi]
+        piece = _slice(src.operands[0], axis, lo, hi)
+        return tq.ChannelScaleOp(piece, ir.DenseF64ArrayAttr.get(scales), _ty(_shape(piece), w)).result
+    if src is not None and src.name == "tinytrain.dequantize":
+        q = src.operands[0]
+        piece = _recompute(q, lo, hi) if recompute and axis == 3 else _slice(q, axis, lo, hi)
+        return tq.DequantizeOp(piece, src.attributes["scale"], src.attributes["zero_point"],
+                               _ty(_shape(piece), w)).result
+    return _slice(w, axis, lo, hi)
+
+
+def _concat(values: list, axis: int) -> ir.Value:
+    out = values[0]
+    for v in values[1:]:
+        shape = _shape(out)
+        shape[axis] += _shape(v)[axis]
+        out = tl.ConcatOp(out, v, ir.IntegerAttr.get(ir.IntegerType.get_signless(64), axis), _ty(shape, out)).result
+    return out
+
+
+def _channel_slice(op) -> int | None:
+    """The channel offset of a `slice` that only narrows the last axis, else None."""
+    if op.name != "tinytrain.slice":
+        return None
+    x, y = _shape(op.operands[0]), _shape(op.results[0])
+    off = list(ir.DenseI64ArrayAttr(op.attributes["offsets"]))
+    if len(x) != 4 or any(o for o in off[:-1]) or x[:-1] != y[:-1]:
+        return None
+    return off[-1]
+
+
+def _smaller_weight(op) -> bool:
+    """Whether a dense weight gradient is smaller than the output gradient it reads (then its
+    groups' weight gradients are concatenated, else the output gradient's groups)."""
+    return tensor_bytes(op.results[0]) < tensor_bytes(op.operands[1])
+
+
+class _Skip(Exception):
+    """The region cannot be split (the pass leaves it as it is)."""
+
+
+class _Region:
+    """A dense input gradient and the channel-local ops after it (see the module doc)."""
+
+    def __init__(self, seed, ops: list):
+        self.seed = seed
+        self.ops = ops                    # region ops in block order (seed first)
+        self.base: dict = {}              # region value -> offset of its channel 0 among the seed's
+        self.consumers: list = []         # (op, operand index, kind)
+        self.has_depthwise = False
+        self.has_mask = False
+        self._grow()
+
+    def _grow(self) -> None:
+        value = self.seed.results[0]
+        self.base[value] = 0
+        work = [value]
+        members = [self.seed]
+        while work:
+            v = work.pop()
+            base, c = self.base[v], _shape(v)[-1]
+            for use in v.uses:
+                u = _op(use.owner)
+                i = use.operand_number
+                if u.name in _MASKS and i == 0:
+                    self.has_mask |= u.name == "tinytrain.qmask_grad"
+                    out = u.results[0]
+                elif (u.name == _GRAD_INPUT and i == 0 and _groups(u) == c > 1
+                      and _shape(u.results[0])[-1] == c):
+                    self.has_depthwise = True
+                    out = u.results[0]
+                elif _channel_slice(u) is not None:
+                    out = u.results[0]
+                    if out in self.base:
+                        continue
+                    self.base[out] = base + _channel_slice(u)
+                    members.append(u)
+                    work.append(out)
+                    continue
+                else:
+                    if u.name == "tinytrain.bias_grad":
+                        kind = "bias"
+                    elif u.name == _GRAD_INPUT and i == 0 and _groups(u) == 1:
+                        kind = "sum"
+                    elif u.name == _GRAD_WEIGHT and i == 1 and _groups(u) == c > 1:
+                        kind = "depthwise_weight"
+                    elif u.name == _GRAD_WEIGHT and i == 1 and _groups(u) == 1 and _smaller_weight(u):
+                        kind = "dense_weight"  # per-group weight gradients, concatenated
+                    else:
+                        kind = "concat"
+                    self.consumers.append((u, i, kind))
+                    continue
+                if out not in self.base:
+                    self.base[out] = base
+                    members.append(u)
+                    work.append(out)
+        self.members = members
+
+    def bounds(self, parts: int) -> list[int]:
+        width = _shape(self.seed.results[0])[-1]
+        cuts = {0, width}
+        for v, b in self.base.items():
+            cuts |= {b, b + _shape(v)[-1]}
+        step = -(-width // parts)
+        unit = 8 if self.has_mask else 4    # whole bytes of a packed mask; words of int8 channels
+        step = -(-step // unit) * unit
+        cuts |= set(range(0, width, step))
+        out = sorted(cuts)
+        if self.has_mask and any(c % 8 for c in out):
+            raise _Skip("a packed clamp mask would be cut inside a byte")
+        return out
+
+
+def _block_index(block: ir.Block) -> dict:
+    return {op.operation: i for i, op in enumerate(block.operations)}
+
+
+def _hoist(value: ir.Value, anchor, block: ir.Block, region_ops: set) -> None:
+    """Move the op defining `value` (and what it needs) before `anchor` when it comes after it."""
+    src = _op(value.owner)
+    if src is None:
+        return
+    index = _block_index(block)
+    if src.operation not in index or index[src.operation] < index[anchor.operation]:
+        return
+    if src.operation in region_ops:
+        raise _Skip("a consumer's operand depends on the region")
+    for v in src.operands:
+        _hoist(v, anchor, block, region_ops)
+    src.move_before(anchor)
+
+
+_DEAD_OK = ("tinytrain.channel_scale", "tinytrain.dequantize", "tinytrain.slice")
+
+
+def _erase_dead(ops: list) -> None:
+    """Erase the view ops (dequantization, slice) among `ops` that nothing reads any more, and
+    then their operands' producers, recursively (the old ops' weights the groups re-slice)."""
+    work = [op for op in ops if op.name in _DEAD_OK]
+    while work:
+        op = work.pop()
+        if any(True for res in op.results for _ in res.uses):
+            continue
+        feeds = [_op(v.owner) for v in op.operands]
+        op.erase()
+        work += [f for f in feeds if f is not None and f.name in _DEAD_OK and f not in work]
+
+
+class _Splitter:
+    def __init__(self, region: _Region, block: ir.Block, parts: int, recompute: bool):
+        self.recompute = recompute
+        self.r = region
+        self.block = block
+        self.bounds = region.bounds(parts)
+
+    def run(self) -> int:
+        r = self.r
+        seed = r.seed
+        region_ops = {op.operation for op in r.members}
+        # every operand the groups read from outside the region must exist before the seed
+        for op in r.members:
+            for i, v in enumerate(op.operands):
+                if v not in r.base:
+                    _hoist(v, seed, self.block, region_ops)
+        for u, i, kind in r.consumers:
+            if kind == "concat":  # stays where it is, reading the groups concatenated
+                continue
+            for j, v in enumerate(u.operands):
+                if j != i:
+                    _hoist(v, seed, self.block, region_ops)
+        groups = list(zip(self.bounds[:-1], self.bounds[1:]))
+        acc: dict = {}      # consumer index -> running value (sum) or list of pieces
+        with ir.InsertionPoint(seed), seed.location:
+            g_in = seed.operands[0]
+            for k, (c0, c1) in enumerate(groups):
+                if k:
+                    carried = [(key, j) for key, val in acc.items()
+                               for j in ([None] if not isinstance(val, list) else range(len(val)))]
+                    vals = [acc[key] if j is None else acc[key][j] for key, j in carried]
+                    out = _barrier([g_in, *vals])
+                    g_in = out[0]
+                    for (key, j), v in zip(carried, out[1:]):
+                        if j is None:
+                            acc[key] = v
+                        else:
+                            acc[key][j] = v
+                self._group(g_in, c0, c1, acc)
+            finals = {}
+            for n, (u, i, kind) in enumerate(r.consumers):
+                val = acc[n]
+                if kind == "sum":
+                    finals[n] = val
+                elif kind == "bias":
+                    finals[n] = _concat(val, 0)
+                else:
+                    finals[n] = _concat(val, 3)
+        mine = {op.operation for op in r.members} | {u.operation for u, i, kind in r.consumers}
+        feeds = [_op(v.owner) for op in r.members for v in op.operands] + \
+            [_op(v.owner) for u, i, kind in r.consumers if kind != "concat" for v in u.operands]
+        feeds = list({f: None for f in feeds if f is not None and f not in mine})
+        for n, (u, i, kind) in enumerate(r.consumers):
+            if kind == "concat":
+                u.operands[i] = finals[n]
+            else:
+                u.results[0].replace_all_uses_with(finals[n])
+                u.erase()
+        index = _block_index(self.block)
+        for op in sorted(r.members, key=lambda o: -index[o]):
+            if any(True for res in op.results for _ in res.uses):
+                raise CompileError(f"channel-groups: {op.name} still has users after the split (internal error)",
+                                   stage="channel-groups")
+            op.erase()
+        _erase_dead(feeds)
+        return len(groups)
+
+    def _group(self, g_in: ir.Value, c0: int, c1: int, acc: dict) -> None:
+        r = self.r
+        pieces: dict = {}
+        seed = r.seed
+        a = seed.attributes
+        w = _weight_slice(seed.operands[1], 2, c0, c1)
+        out = seed.results[0]
+        pieces[out] = tt.Conv2dGradInputOp(g_in, w, a["strides"], a["padding"], a["groups"],
+                                           _ty(_shape(out)[:-1] + [c1 - c0], out)).result
+        for op in r.members[1:]:
+            src = op.operands[0]
+            res = op.results[0]
+            if src not in pieces:
+                continue
+            base = r.base[src]
+            lo, hi = c0 - base, c1 - base
+            if not (0 <= lo and hi <= _shape(src)[-1]):
+                continue
+            p = pieces[src]
+            if op.name == "tinytrain.slice":
+                b = r.base[res]
+                if b <= c0 and c1 <= b + _shape(res)[-1]:
+                    pieces[res] = p
+                continue
+            ty = _ty(_shape(res)[:-1] + [c1 - c0], res)
+            if op.name == "tinytrain.qclamp_grad":
+                y = _recompute(op.operands[1], lo, hi) if self.recompute else _slice(op.operands[1], 3, lo, hi)
+                pieces[res] = tq.QClampGradOp(p, y, op.attributes["clamp"], ty).result
+            elif op.name == "tinytrain.qmask_grad":
+                m = _slice(op.operands[1], 3, lo // 8, hi // 8)
+                pieces[res] = tq.QMaskGradOp(p, m, ty).result
+            else:  # depthwise transposed conv
+                at = op.attributes
+                wd = _weight_slice(op.operands[1], 3, lo, hi)
+                groups = ir.IntegerAttr.get(ir.IntegerType.get_signless(64), c1 - c0)
+                pieces[res] = tt.Conv2dGradInputOp(p, wd, at["strides"], at["padding"], groups, ty).result
+        for n, (u, i, kind) in enumerate(r.consumers):
+            v = u.operands[i]
+            if v not in pieces:
+                continue
+            base = r.base[v]
+            lo, hi = c0 - base, c1 - base
+            if not (0 <= lo and hi <= _shape(v)[-1]):
+                continue
+            p = pieces[v]
+            if kind == "sum":
+                at = u.attributes
+                wg = _weight_slice(u.operands[1], 3, lo, hi)
+                part = tt.Conv2dGradInputOp(p, wg, at["strides"], at["padding"], at["groups"],
+                                            u.results[0].type).result
+                acc[n] = part if n not in acc else tt.AddOp(acc[n], part, part.type).result
+            elif kind == "bias":
+                acc.setdefault(n, []).append(tt.BiasGradOp(p, _ty([hi - lo], u.results[0])).result)
+            elif kind == "depthwise_weight":
+                at = u.attributes
+                x = _weight_slice(u.operands[0], 3, lo, hi, self.recompute)
+                groups = ir.IntegerAttr.get(ir.IntegerType.get_signless(64), hi - lo)
+                ty = _ty(_shape(u.results[0])[:-1] + [hi - lo], u.results[0])
+                acc.setdefault(n, []).append(tt.Conv2dGradWeightOp(x, p, at["strides"], at["padding"], groups,
+                                                                    ty).result)
+            elif kind == "dense_weight":
+                at = u.attributes
+                ty = _ty(_shape(u.results[0])[:-1] + [hi - lo], u.results[0])
+                acc.setdefault(n, []).append(tt.Conv2dGradWeightOp(u.operands[0], p, at["strides"], at["padding"],
+                                                                    at["groups"], ty).result)
+            else:
+                acc.setdefault(n, []).append(p)
+
+
+def _regions(block: ir.Block, min_bytes: int) -> list:
+    out = []
+    for op in block.operations:
+        if op.operation.name != _GRAD_INPUT or _groups(op) != 1:
+            continue
+        res = op.results[0]
+        if len(_shape(res)) != 4 or tensor_bytes(res) < min_bytes:
+            continue
+        if str(ir.RankedTensorType(res.type).element_type) != "f32":
+            continue
+        region = _Region(op.operation, [])
+        if region.has_depthwise:
+            out.append(region)
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class ChannelGroupsPass(ModulePass):
+    argument: ClassVar[str] = "channel-groups"
+    summary: ClassVar[str] = ("Compute the backward pass of each depthwise layer (from the input gradient of "
+                              "the 1x1 conv after it to the one before it) in groups of channels, one "
+                              "group after the other, so its fp32 gradients never exist whole.")
+    option_docs: ClassVar[dict[str, str]] = {
+        "groups": "channel groups per region (about; slice boundaries add some); 1 disables the pass",
+        "min_bytes": "only regions whose first fp32 gradient has at least this many bytes",
+        "recompute": "recompute each group's int8 activations (the clamp masks' outputs, the depthwise "
+                     "weight gradient's input) from the forward ops instead of keeping them from the "
+                     "forward pass",
+    }
+
+    groups: int = 4
+    min_bytes: int = 16384
+    recompute: bool = True
+
+    def run(self, module: ir.Operation) -> None:
+        if self.groups < 1 or self.min_bytes < 0:
+            raise CompileError(f"channel-groups: groups must be >= 1 and min_bytes >= 0, got groups="
+                               f"{self.groups}, min_bytes={self.min_bytes}", stage=self.argument)
+        if self.groups == 1:
+            return
+        module.context.allow_unregistered_dialects = True
+        with module.context, module.location:
+            i64 = ir.IntegerType.get_signless(64)
+            for fn in list(module.regions[0].blocks[0].operations):
+                if fn.operation.name != "func.func":
+                    continue
+                block = fn.regions[0].blocks[0]
+                split = []
+                for region in _regions(block, self.min_bytes):
+                    layer, width = _loc_name(region.seed), _shape(region.seed.results[0])[-1]
+                    try:
+                        n = _Splitter(region, block, self.groups, self.recompute).run()
+                    except _Skip:
+                        continue
+                    split.append(ir.DictAttr.get({
+                        "layer": ir.StringAttr.get(layer), "channels": ir.IntegerAttr.get(i64, width),
+                        "groups": ir.IntegerAttr.get(i64, n)}))
+                if split:
+                    fn.attributes["tinytrain.channel_groups"] = ir.ArrayAttr.get(split)
+
+
+def _loc_name(op) -> str:
+    text = str(op.location)
+    if '"' in text:
+        return text.split('"')[1]
+    return text

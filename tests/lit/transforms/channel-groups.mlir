@@ -1,0 +1,49 @@
+// channel-groups: the backward chain of a depthwise layer (1x1 input gradient to 16 channels,
+// clamp mask, transposed depthwise conv, clamp mask) runs in groups of channels; the 1x1 input
+// gradient after it becomes a sum of per-group partial gradients, the bias gradient a concat of
+// per-group sums, the depthwise weight gradient a concat of per-group ones; each group waits for
+// the previous one (util.optimization_barrier). Weights are sliced before their dequantization.
+// RUN: tinytrain-opt -p 'channel-groups{groups=2 min_bytes=0}' %s | filecheck %s
+// RUN: tinytrain-opt -p 'channel-groups{groups=4 min_bytes=0}' %s | filecheck %s --check-prefix=FOUR
+// RUN: tinytrain-opt -p 'channel-groups{groups=2 min_bytes=4096}' %s | filecheck %s --check-prefix=SMALL
+// RUN: not tinytrain-opt -p 'channel-groups{groups=0}' %s 2>&1 | filecheck %s --check-prefix=BAD
+// CHECK-LABEL: func.func @backward(
+// CHECK-SAME: tinytrain.channel_groups = [{channels = 16 : i64, groups = 2 : i64
+// CHECK-NOT: "tinytrain.channel_scale"(%arg1) {{.*}} -> tensor<1x1x16x8xf32>
+// CHECK: %[[WP0:.*]] = "tinytrain.slice"(%arg1) {offsets = array<i64: 0, 0, 0, 0>} : (tensor<1x1x16x8xi8>) -> tensor<1x1x8x8xi8>
+// CHECK: %[[SP0:.*]] = "tinytrain.channel_scale"(%[[WP0]])
+// CHECK: %[[A0:.*]] = "tinytrain.conv2d_grad_input"(%arg0, %[[SP0]]) {{.*}} -> tensor<1x4x4x8xf32>
+// CHECK: %[[Y0:.*]] = "tinytrain.slice"(%arg3) {offsets = array<i64: 0, 0, 0, 0>} : (tensor<1x4x4x16xi8>) -> tensor<1x4x4x8xi8>
+// CHECK: %[[B0:.*]] = "tinytrain.qclamp_grad"(%[[A0]], %[[Y0]])
+// CHECK: "tinytrain.conv2d_grad_input"(%[[B0]], {{.*}}) {groups = 8 : i64, padding = array<i64: 1, 1>
+// CHECK: "tinytrain.conv2d_grad_weight"({{.*}}) {groups = 8 : i64{{.*}} -> tensor<3x3x1x8xf32>
+// CHECK: %[[P0:.*]] = "tinytrain.conv2d_grad_input"({{.*}}) {groups = 1 : i64{{.*}} -> tensor<1x4x4x4xf32>
+// CHECK: %[[BAR:.*]]:{{[0-9]+}} = "util.optimization_barrier"(%arg0,
+// CHECK: "tinytrain.slice"(%arg1) {offsets = array<i64: 0, 0, 8, 0>}
+// CHECK: "tinytrain.conv2d_grad_input"(%[[BAR]]#0,
+// CHECK: %[[P1:.*]] = "tinytrain.conv2d_grad_input"({{.*}}) {groups = 1 : i64{{.*}} -> tensor<1x4x4x4xf32>
+// CHECK: "tinytrain.add"({{.*}}, %[[P1]])
+// CHECK: "tinytrain.concat"({{.*}}) {axis = 3 : i64} : (tensor<3x3x1x8xf32>, tensor<3x3x1x8xf32>) -> tensor<3x3x1x16xf32>
+// CHECK: "tinytrain.concat"({{.*}}) {axis = 0 : i64} : (tensor<8xf32>, tensor<8xf32>) -> tensor<16xf32>
+// CHECK-NOT: tensor<1x4x4x16xf32>
+// CHECK: return
+// FOUR: tinytrain.channel_groups = [{channels = 16 : i64, groups = 4 : i64
+// FOUR-COUNT-3: "util.optimization_barrier"
+// SMALL-NOT: channel_groups
+// SMALL: "tinytrain.conv2d_grad_input"(%arg0, {{.*}}) -> tensor<1x4x4x16xf32>
+// BAD: channel-groups: groups must be >= 1
+func.func @backward(%g: tensor<1x4x4x8xf32>, %wp: tensor<1x1x16x8xi8>, %wd: tensor<3x3x1x16xi8>,
+                    %ydw: tensor<1x4x4x16xi8>, %yexp: tensor<1x4x4x16xi8>, %we: tensor<1x1x4x16xf32>,
+                    %xexp: tensor<1x4x4x16xf32>)
+    -> (tensor<1x4x4x4xf32>, tensor<16xf32>, tensor<3x3x1x16xf32>) {
+  %sp = "tinytrain.channel_scale"(%wp) {scales = array<f64: 1.0, 2.0, 1.0, 2.0, 1.0, 2.0, 1.0, 2.0>} : (tensor<1x1x16x8xi8>) -> tensor<1x1x16x8xf32>
+  %a = "tinytrain.conv2d_grad_input"(%g, %sp) {groups = 1 : i64, padding = array<i64: 0, 0>, strides = array<i64: 1, 1>} : (tensor<1x4x4x8xf32>, tensor<1x1x16x8xf32>) -> tensor<1x4x4x16xf32>
+  %b = "tinytrain.qclamp_grad"(%a, %ydw) {clamp = array<i64: -128, 127>} : (tensor<1x4x4x16xf32>, tensor<1x4x4x16xi8>) -> tensor<1x4x4x16xf32>
+  %db = "tinytrain.bias_grad"(%b) : (tensor<1x4x4x16xf32>) -> tensor<16xf32>
+  %dwgrad = "tinytrain.conv2d_grad_weight"(%xexp, %b) {groups = 16 : i64, padding = array<i64: 1, 1>, strides = array<i64: 1, 1>} : (tensor<1x4x4x16xf32>, tensor<1x4x4x16xf32>) -> tensor<3x3x1x16xf32>
+  %sd = "tinytrain.channel_scale"(%wd) {scales = array<f64: 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0>} : (tensor<3x3x1x16xi8>) -> tensor<3x3x1x16xf32>
+  %d = "tinytrain.conv2d_grad_input"(%b, %sd) {groups = 16 : i64, padding = array<i64: 1, 1>, strides = array<i64: 1, 1>} : (tensor<1x4x4x16xf32>, tensor<3x3x1x16xf32>) -> tensor<1x4x4x16xf32>
+  %e = "tinytrain.qclamp_grad"(%d, %yexp) {clamp = array<i64: 0, 127>} : (tensor<1x4x4x16xf32>, tensor<1x4x4x16xi8>) -> tensor<1x4x4x16xf32>
+  %f = "tinytrain.conv2d_grad_input"(%e, %we) {groups = 1 : i64, padding = array<i64: 0, 0>, strides = array<i64: 1, 1>} : (tensor<1x4x4x16xf32>, tensor<1x1x4x16xf32>) -> tensor<1x4x4x4xf32>
+  return %f, %db, %dwgrad : tensor<1x4x4x4xf32>, tensor<16xf32>, tensor<3x3x1x16xf32>
+}

@@ -1,0 +1,91 @@
+"""`channel-groups` (`transforms/channel_groups.py`): the backward pass of a depthwise layer run in
+channel groups computes the gradients of the whole-tensor program (up to the order of the fp32
+sums of the partial input gradients) and the step trains like it.
+
+Backbone: the first 4 blocks of the pretrained MobileNetV2-w0.35 at 32x32 with a new 4-class fp32
+head. Trained: the biases of blocks 1-3 (per-group `bias_grad`s, concatenated), block 2's
+depthwise weight (per-group depthwise weight gradients), block 3's pointwise1 weight (a dense
+weight gradient: the groups concatenated back for it) and the head; the input gradients of blocks
+1-3's pointwise1 are sums of per-group partial gradients. `min_bytes=0`: every region splits."""
+
+import numpy as np
+import pytest
+from conftest import assert_device_equals_host, loss_close
+
+from tinytrain import reference as R
+from tinytrain.int8 import _compile, _training_passes
+from tinytrain.pretrained import load_mcu_model
+from tinytrain.pretrained.graph import build_forward, truncate
+from tinytrain.transforms.channel_groups import ChannelGroupsPass
+
+HW, BLOCKS, CLASSES, LR, STEPS = 32, 4, 4, 0.05, 3
+TRAINABLE = ["blocks.1.pointwise1.bias", "blocks.1.depthwise.bias", "blocks.1.pointwise2.bias",
+             "blocks.2.pointwise1.bias", "blocks.2.depthwise.weight", "blocks.2.depthwise.bias",
+             "blocks.2.pointwise2.bias", "blocks.3.pointwise1.weight", "blocks.3.pointwise1.bias",
+             "blocks.3.depthwise.bias", "blocks.3.pointwise2.bias", "fc.weight", "fc.bias"]
+
+
+def program(model, groups: int, target: str = "host", build_dir=None):
+    g = build_forward(model, classifier="fp32", num_classes=CLASSES, input_hw=HW, seed=0)
+    passes, order, values, _, _ = _training_passes(g, TRAINABLE, LR, True, target == "host")
+    if groups > 1:  # before reorder-updates, as compile_training places it
+        at = next(i for i, p in enumerate(passes) if p.argument == "reorder-updates")
+        passes.insert(at, ChannelGroupsPass(groups=groups, min_bytes=0))
+    return _compile(g, passes, order, LR, ("--iree-opt-const-eval=false",), target, 256, build_dir, values)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return truncate(load_mcu_model("mbv2-w0.35"), BLOCKS)
+
+
+def test_grouped_backward_equals_the_whole_tensor_backward(model):
+    rng = np.random.default_rng(5)
+    rgb = rng.integers(0, 256, (STEPS, HW, HW, 3)).astype(np.uint8)
+    xs = R.preprocess(rgb, model.first_conv.x_scale, model.first_conv.x_zero)
+    ys = rng.integers(0, CLASSES, STEPS).astype(np.int32)
+    grouped, whole = program(model, 4), program(model, 1)
+    text = grouped.stages["linalg"]
+    assert text.count("util.optimization_barrier") >= 3 * 3  # blocks 1-3, 4 groups each, chained
+    assert "tinytrain.channel_groups" not in whole.stages["linalg"]
+    p = grouped.initial_params()
+    g_g, loss_g = grouped.gradients(p, xs[:1], ys[:1])
+    g_w, loss_w = whole.gradients(p, xs[:1], ys[:1])
+    assert loss_g == loss_w  # the forward pass is untouched
+    for name, a, b in zip(TRAINABLE, g_g, g_w):
+        assert np.count_nonzero(b), f"{name}: zero gradient, the check would be empty"
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-6 * np.abs(b).max(), err_msg=f"gradient of {name}")
+    p_g, p_w = p, whole.initial_params()
+    for i in range(STEPS):
+        p_g, loss_g = grouped.step(p_g, xs[i:i + 1], ys[i:i + 1])
+        p_w, loss_w = whole.step(p_w, xs[i:i + 1], ys[i:i + 1])
+        assert abs(loss_g - loss_w) <= 1e-5 * abs(loss_w), i
+        for name, a, b in zip(TRAINABLE, p_g, p_w):
+            # integer write-back: a few ulp of gradient may move a rounding by one step
+            diff = np.abs(a.astype(np.float64) - b.astype(np.float64))
+            assert (diff <= (1 if a.dtype.kind == "i" else 1e-5 * max(1.0, np.abs(b).max()))).all(), (i, name)
+            assert np.mean(diff > 0) < 0.02, (i, name)
+
+
+def test_grouped_step_on_cortex_m4_equals_the_host(model, tmp_path):
+    """The grouped program (recomputed int8 activations, per-group weight gradients, the guard
+    ordering the recomputed convs' reads of trained biases before their updates) in QEMU: every
+    step's int8/int32 state equals the host program's exactly, float state and losses within 1e-6."""
+    rng = np.random.default_rng(6)
+    rgb = rng.integers(0, 256, (2, HW, HW, 3)).astype(np.uint8)
+    xs = R.preprocess(rgb, model.first_conv.x_scale, model.first_conv.x_zero)
+    ys = rng.integers(0, CLASSES, 2).astype(np.int32)
+    prog = program(model, 4, "cortex-m4", tmp_path / "fw")
+    assert "util.optimization_barrier" in prog.stages["linalg"]
+    res = prog.run_qemu(train=(xs, ys), workdir=tmp_path / "run")
+    assert res.returncode == 0, res.output[-2000:]
+    p = prog.initial_params()
+    moved = set()
+    for i, (dev, dev_loss) in enumerate(res.trace):
+        p, loss = prog.step(p, xs[i:i + 1], ys[i:i + 1])
+        assert loss_close(dev_loss, loss), (i, dev_loss, loss)
+        for name, d, h, p0 in zip(TRAINABLE, dev, p, prog.initial_params()):
+            assert_device_equals_host(d, h, err_msg=f"step {i} {name}")
+            if not np.array_equal(d, p0):
+                moved.add(name)
+    assert len(res.trace) == 2 and {"blocks.2.depthwise.weight", "blocks.3.pointwise1.weight"} <= moved, moved
