@@ -152,7 +152,7 @@ def _accesses(cmd, exports: dict, mine: set, unread: list) -> list:
     return [a for a in acc if id(a.alloc) in mine and a.hi > a.lo]
 
 
-def _replan_function(schedule: Schedule, fn, exports: dict, reserve: list) -> Replan:
+def _replan_function(schedule: Schedule, fn, exports: dict, reserve: list, hole_cost: bool = False) -> Replan:
     trans = [a for a in schedule.allocs if a.kind == "arena" and not a.persistent and a.scope == fn.name
              and not a.name.endswith("_overlay")]
     iree_bytes = max((a.offset + _align(a.size) for a in trans), default=schedule.persistent_size) \
@@ -214,8 +214,12 @@ def _replan_function(schedule: Schedule, fn, exports: dict, reserve: list) -> Re
     best = min((_place(items, order) for order in _ORDERS), key=lambda p: p[1])
     offsets, size = best
     rep.blocks, rep.unread_dispatches = len(blocks.pieces), unread
-    if size >= iree_bytes:
-        rep.reason = f"our first-fit layout ({size} B) is not smaller"
+    # with hole_cost, IREE's layout is charged for the input it may have no room for (ours keeps
+    # the hole): the input may then sit on top of it
+    limit = iree_bytes + (sum(_align(b) for b, _ in reserve) if hole_cost else 0)
+    if size >= limit:
+        rep.reason = (f"our first-fit layout ({size} B) is not smaller"
+                      + (" than IREE's with the step input on top" if hole_cost and reserve else ""))
         return rep
     _check(fn.name, values, blocks, offsets)
     plan = Alloc("arena", size, fn.name, name=f"plan@{fn.name}", start=min(a.start for a in trans),
@@ -260,13 +264,15 @@ def _check(name: str, values: list, blocks: _Blocks, offsets: dict) -> None:
         active.append((start, end, lo, hi, v))
 
 
-def replan(schedule: Schedule, exports: dict, reserve: dict | None = None) -> list:
+def replan(schedule: Schedule, exports: dict, reserve: dict | None = None, hole_cost: bool = False) -> list:
     """Place every public function's transient tensors ourselves (module docstring); rewrites
     ``schedule`` (its commands, outputs, allocations and arena size) and returns one
     :class:`Replan` per function. ``reserve``: function -> [(bytes, last command index), ...]
-    holes kept free from the first command to that index (step inputs)."""
+    holes kept free from the first command to that index (step inputs). ``hole_cost``: keep IREE's
+    layout of a function only when it is smaller than ours by more than its holes (else only when
+    it is smaller)."""
     reserve = reserve or {}
-    reports = [_replan_function(schedule, fn, exports, reserve.get(fn.name, []))
+    reports = [_replan_function(schedule, fn, exports, reserve.get(fn.name, []), hole_cost)
                for fn in schedule.functions if fn.name != "__init"]
     top = schedule.persistent_size
     for a in schedule.allocs:
@@ -277,7 +283,8 @@ def replan(schedule: Schedule, exports: dict, reserve: dict | None = None) -> li
     return reports
 
 
-def replan_from_sources(schedule: Schedule, sources_dir, inputs: dict, exports: dict | None = None) -> list:
+def replan_from_sources(schedule: Schedule, sources_dir, inputs: dict, exports: dict | None = None,
+                        hole_cost: bool = False) -> list:
     """:func:`replan` with IREE's executable sources in ``sources_dir`` (or ``exports``, already
     read from them), keeping a hole for the step input of each function in ``inputs`` (function
     -> argument index) up to its last read. Sources that cannot be read keep IREE's layout, the
@@ -294,7 +301,7 @@ def replan_from_sources(schedule: Schedule, sources_dir, inputs: dict, exports: 
         arg, last = _uses(fn, index)
         if arg is not None:
             reserve[fname] = [(fn.inputs[index].length, last)]
-    return replan(schedule, exports, reserve)
+    return replan(schedule, exports, reserve, hole_cost)
 
 
 def _footprint(schedule: Schedule) -> int:
@@ -304,16 +311,25 @@ def _footprint(schedule: Schedule) -> int:
 
 
 def replan_and_place(schedule: Schedule, sources_dir, inputs: dict, exports: dict | None = None) -> Schedule:
-    """Our layout (:func:`replan_from_sources`, a hole kept for the step input) and IREE's with
-    the input in one of its holes (``input_overlay``), the smaller of the two; returns the
+    """Our layout (:func:`replan_from_sources`, a hole kept for the step input; a function keeps
+    IREE's where that is smaller, or, second candidate, where it is smaller even with the input on
+    top of it) and IREE's with the input in one of its holes (``input_overlay``), the smallest of
+    the three; returns the
     schedule chosen (``schedule`` itself or a rewritten copy). ``inputs``: function -> index of
     its input argument (empty: the input keeps its own buffer, nothing is placed). ``exports``:
     the sources already read (else read from ``sources_dir``)."""
     iree = copy.deepcopy(schedule)
+    charged = copy.deepcopy(schedule) if inputs else None
     replan_from_sources(schedule, sources_dir, inputs, exports)
     if not inputs:
         return schedule
     place_step_input(schedule, sources_dir, inputs, exports)
+    # the same with each function's IREE layout charged for the input it may have no room for:
+    # a function keeping IREE's layout with no window for the input grows the arena by it
+    replan_from_sources(charged, sources_dir, inputs, exports, hole_cost=True)
+    place_step_input(charged, sources_dir, inputs, exports)
+    if _footprint(charged) < _footprint(schedule):
+        schedule = charged
     place_step_input(iree, sources_dir, inputs, exports)
     if _footprint(iree) < _footprint(schedule):
         iree.replans = {name: Replan(name, r.iree_bytes, r.iree_bytes, r.blocks, r.unread_dispatches,

@@ -349,12 +349,12 @@ def _training_passes(graph, trainable, lr, qas, gradients, scheme=None, momentum
         passes.append(QasPass())
     if slices:
         passes.append(SparseSplitPass())
-    if channel_groups > 1:
+    if reorder:
+        passes.append(ReorderUpdatesPass())
+    if channel_groups > 1:  # after the reordering: each group's weight update stays in its group
         from tinytrain.transforms.channel_groups import ChannelGroupsPass
 
         passes.append(ChannelGroupsPass(groups=int(channel_groups)))
-    if reorder:
-        passes.append(ReorderUpdatesPass())
     report: dict = {}
     passes.append(CollectStateReport(sink=report))
     return passes, [n for n in graph.param_names if n in trainable], values, slices, report

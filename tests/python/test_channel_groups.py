@@ -28,9 +28,9 @@ TRAINABLE = ["blocks.1.pointwise1.bias", "blocks.1.depthwise.bias", "blocks.1.po
 def program(model, groups: int, target: str = "host", build_dir=None):
     g = build_forward(model, classifier="fp32", num_classes=CLASSES, input_hw=HW, seed=0)
     passes, order, values, _, _ = _training_passes(g, TRAINABLE, LR, True, target == "host")
-    if groups > 1:  # before reorder-updates, as compile_training places it
+    if groups > 1:  # after reorder-updates, as compile_training places it
         at = next(i for i, p in enumerate(passes) if p.argument == "reorder-updates")
-        passes.insert(at, ChannelGroupsPass(groups=groups, min_bytes=0))
+        passes.insert(at + 1, ChannelGroupsPass(groups=groups, min_bytes=0))
     return _compile(g, passes, order, LR, ("--iree-opt-const-eval=false",), target, 256, build_dir, values)
 
 

@@ -184,6 +184,38 @@ def _channel_slice(op) -> int | None:
     return off[-1]
 
 
+_UPDATES = ("tinytrain.qsgd_update", "tinytrain.sgd_update")
+
+
+def _only_user(v: ir.Value):
+    users = [_op(u.owner) for u in v.uses]
+    return users[0] if len(users) == 1 else None
+
+
+def _update_chain(grad_op) -> list | None:
+    """[channel_scale..., update] when the weight gradient `grad_op` only feeds per-output-channel
+    scalings and then the SGD update of a parameter argument returned as is, else None."""
+    chain, v = [], grad_op.results[0]
+    while True:
+        u = _only_user(v)
+        if u is None:
+            return None
+        if u.name == "tinytrain.channel_scale":
+            chain.append(u)
+            v = u.results[0]
+            continue
+        if u.name not in _UPDATES or not (u.operands[1] == v) or not isinstance(u.operands[0].owner, ir.Block):
+            return None
+        ret = _only_user(u.results[0])
+        if ret is None or ret.name != "func.return":
+            return None
+        return chain + [u]
+
+
+def _attr_names(op) -> list:
+    return [a if isinstance(a, str) else a.name for a in op.attributes]
+
+
 def _smaller_weight(op) -> bool:
     """Whether a dense weight gradient is smaller than the output gradient it reads (then its
     groups' weight gradients are concatenated, else the output gradient's groups)."""
@@ -239,6 +271,8 @@ class _Region:
                         kind = "sum"
                     elif u.name == _GRAD_WEIGHT and i == 1 and _groups(u) == c > 1:
                         kind = "depthwise_weight"
+                    elif u.name == _GRAD_WEIGHT and i == 1 and _groups(u) == 1 and _update_chain(u):
+                        kind = "weight_update"  # per-group weight gradients and updates
                     elif u.name == _GRAD_WEIGHT and i == 1 and _groups(u) == 1 and _smaller_weight(u):
                         kind = "dense_weight"  # per-group weight gradients, concatenated
                     else:
@@ -356,6 +390,12 @@ class _Splitter:
         for n, (u, i, kind) in enumerate(r.consumers):
             if kind == "concat":
                 u.operands[i] = finals[n]
+            elif kind == "weight_update":
+                chain = _update_chain(u)
+                chain[-1].results[0].replace_all_uses_with(finals[n])
+                for op in reversed(chain):
+                    op.erase()
+                u.erase()
             else:
                 u.results[0].replace_all_uses_with(finals[n])
                 u.erase()
@@ -428,6 +468,8 @@ class _Splitter:
                 ty = _ty(_shape(u.results[0])[:-1] + [hi - lo], u.results[0])
                 acc.setdefault(n, []).append(tt.Conv2dGradWeightOp(x, p, at["strides"], at["padding"], groups,
                                                                     ty).result)
+            elif kind == "weight_update":
+                continue  # after this group's partial input gradients (below)
             elif kind == "dense_weight":
                 at = u.attributes
                 ty = _ty(_shape(u.results[0])[:-1] + [hi - lo], u.results[0])
@@ -435,6 +477,32 @@ class _Splitter:
                                                                     at["groups"], ty).result)
             else:
                 acc.setdefault(n, []).append(p)
+        for n, (u, i, kind) in enumerate(r.consumers):
+            v = u.operands[i]
+            if kind != "weight_update" or v not in pieces:
+                continue
+            base = r.base[v]
+            lo, hi = c0 - base, c1 - base
+            if not (0 <= lo and hi <= _shape(v)[-1]):
+                continue
+            # the group's update writes the parameter's channels lo..hi in place: after every
+            # read of them (this group's partial input gradients read the weight's columns)
+            sums = [m for m, (_, _, k) in enumerate(r.consumers) if k == "sum" and m in acc]
+            out = _barrier([pieces[v]] + [acc[m] for m in sums])
+            for m, val in zip(sums, out[1:]):
+                acc[m] = val
+            at = u.attributes
+            g = tt.Conv2dGradWeightOp(u.operands[0], out[0], at["strides"], at["padding"], at["groups"],
+                                      _ty(_shape(u.results[0])[:-1] + [hi - lo], u.results[0])).result
+            chain = _update_chain(u)
+            for op in chain[:-1]:
+                scales = list(ir.DenseF64ArrayAttr(op.attributes["scales"]))[lo:hi]
+                g = tq.ChannelScaleOp(g, ir.DenseF64ArrayAttr.get(scales), g.type).result
+            upd = chain[-1]
+            param = _slice(upd.operands[0], 3, lo, hi)
+            new = ir.Operation.create(upd.name, results=[param.type], operands=[param, g, upd.operands[2]],
+                                      attributes={k: upd.attributes[k] for k in _attr_names(upd)}, loc=upd.location)
+            acc.setdefault(n, []).append(new.results[0])
 
 
 def _regions(block: ir.Block, min_bytes: int) -> list:
