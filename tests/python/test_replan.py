@@ -126,6 +126,20 @@ def test_iree_layout_stays_when_ours_is_not_smaller():
     assert tmp in s.allocs and s.function("train_step").commands[0].refs[0].alloc is tmp
 
 
+def test_iree_layout_charged_for_the_input_it_has_no_room_for():
+    def cmds(tmp, out):              # packed: 512 B, nothing to gain without an input
+        return [_fill(1, tmp, 0, 256), _fill(2, tmp, 256, 256), _copy(3, tmp, 0, out, 0, 64),
+                _copy(4, tmp, 256, out, 0, 64)]
+    hole = {"train_step": [(300, 0)]}  # a 300 B input read by the first command only
+    s, tmp = _schedule(cmds, size=512)
+    (r,) = replan.replan(s, {}, reserve=hole)
+    assert r.reason.startswith("our first-fit layout (576 B) is not smaller"), r.describe()
+    assert tmp in s.allocs
+    s, tmp = _schedule(cmds, size=512)
+    (r,) = replan.replan(s, {}, reserve=hole, hole_cost=True)   # 576 B < 512 B + the 320 B input
+    assert not r.reason and r.bytes == 576 and tmp not in s.allocs, r.describe()
+
+
 def test_results_in_the_arena_stay_alive_to_the_end():
     def cmds(tmp, out):
         return [_fill(1, tmp, 0, 64), _fill(2, tmp, 512, 256), _copy(3, tmp, 512, out, 0, 64),
