@@ -10,10 +10,10 @@ of each of these fp32 tensors depends only on channel c of the one before. At 12
 tensors are the largest of the backward pass (MCUNet-5FPS: 4x4x576 f32, 36,864 B each, two of them
 live together at the peak of its `99kb` scheme, MobileNetV2-w0.35: 8x8x192, 49,152 B).
 
-The pass takes such a chain (the "region": a dense `conv2d_grad_input` whose result is at least
-`min_bytes`, and the channel-local ops reachable from it: `qclamp_grad` / `qmask_grad` on it,
-depthwise `conv2d_grad_input`, channel `slice`s, as long as the region holds a depthwise op) and
-computes it group by group of channels: for channels [c0, c1) the projection's input gradient with
+The pass takes such a chain (the "region": a dense `conv2d_grad_input` and the channel-local ops
+reachable from it: `qclamp_grad` / `qmask_grad` on it, depthwise `conv2d_grad_input`, channel
+`slice`s; when the region holds a depthwise op and one of its gradients has at least `min_bytes`)
+and computes it group by group of channels: for channels [c0, c1) the projection's input gradient with
 the weight's rows c0..c1, the masks of those channels, the depthwise transposed conv with those
 channels' filters, ... Where the region ends, its consumers take the groups:
 
@@ -29,9 +29,9 @@ before the next group's are made. The numbers are those of the whole computation
 of the fp32 sums of the partial input gradients (a few ulp).
 
 Groups: the channel boundaries of every slice in the region, plus cuts into `groups` parts of the
-region's width (multiples of 4 channels; of 8 with packed clamp masks, so they slice on whole
-bytes). Options: `groups`
-(1 disables the pass), `min_bytes`.
+region's width, or more parts where the biggest gradient's groups would exceed `group_bytes`
+(multiples of 4 channels; of 8 with packed clamp masks, so they slice on whole bytes).
+Options: `groups` (1 disables the pass), `min_bytes`, `group_bytes`, `recompute`.
 """
 
 from __future__ import annotations
@@ -216,10 +216,16 @@ def _attr_names(op) -> list:
     return [a if isinstance(a, str) else a.name for a in op.attributes]
 
 
-def _smaller_weight(op) -> bool:
-    """Whether a dense weight gradient is smaller than the output gradient it reads (then its
-    groups' weight gradients are concatenated, else the output gradient's groups)."""
-    return tensor_bytes(op.results[0]) < tensor_bytes(op.operands[1])
+def _dense_weight_kind(op) -> str:
+    """How a dense weight gradient reading the groups is computed, the one holding the fewest
+    bytes until the last group: "concat" (its output gradient's groups concatenated back),
+    "dense_weight" (per-group fp32 weight gradients, concatenated) or "weight_update" (per-group
+    gradients and in-place-sized updates: the updated parameter's groups, concatenated)."""
+    dy, dw = tensor_bytes(op.operands[1]), tensor_bytes(op.results[0])
+    chain = _update_chain(op)
+    updated = tensor_bytes(chain[-1].results[0]) if chain else None
+    options = [(dy, "concat"), (dw, "dense_weight")] + ([(updated, "weight_update")] if chain else [])
+    return min(options)[1]
 
 
 class _Skip(Exception):
@@ -271,10 +277,8 @@ class _Region:
                         kind = "sum"
                     elif u.name == _GRAD_WEIGHT and i == 1 and _groups(u) == c > 1:
                         kind = "depthwise_weight"
-                    elif u.name == _GRAD_WEIGHT and i == 1 and _groups(u) == 1 and _update_chain(u):
-                        kind = "weight_update"  # per-group weight gradients and updates
-                    elif u.name == _GRAD_WEIGHT and i == 1 and _groups(u) == 1 and _smaller_weight(u):
-                        kind = "dense_weight"  # per-group weight gradients, concatenated
+                    elif u.name == _GRAD_WEIGHT and i == 1 and _groups(u) == 1:
+                        kind = _dense_weight_kind(u)
                     else:
                         kind = "concat"
                     self.consumers.append((u, i, kind))
@@ -511,12 +515,11 @@ def _regions(block: ir.Block, min_bytes: int) -> list:
         if op.operation.name != _GRAD_INPUT or _groups(op) != 1:
             continue
         res = op.results[0]
-        if len(_shape(res)) != 4 or tensor_bytes(res) < min_bytes:
-            continue
-        if str(ir.RankedTensorType(res.type).element_type) != "f32":
+        if len(_shape(res)) != 4 or str(ir.RankedTensorType(res.type).element_type) != "f32":
             continue
         region = _Region(op.operation, [])
-        if region.has_depthwise:
+        # the biggest gradient of the region: a stride-2 depthwise layer's input gradient is 4x its seed
+        if region.has_depthwise and max(tensor_bytes(v) for v in region.base) >= min_bytes:
             out.append(region)
     return out
 
@@ -529,7 +532,9 @@ class ChannelGroupsPass(ModulePass):
                               "group after the other, so its fp32 gradients never exist whole.")
     option_docs: ClassVar[dict[str, str]] = {
         "groups": "channel groups per region (about; slice boundaries add some); 1 disables the pass",
-        "min_bytes": "only regions whose first fp32 gradient has at least this many bytes",
+        "min_bytes": "only regions with an fp32 gradient of at least this many bytes",
+        "group_bytes": "more groups where the region's biggest gradient would leave groups above this "
+                       "many bytes (0: exactly `groups`)",
         "recompute": "recompute each group's int8 activations (the clamp masks' outputs, the depthwise "
                      "weight gradient's input) from the forward ops instead of keeping them from the "
                      "forward pass",
@@ -537,12 +542,22 @@ class ChannelGroupsPass(ModulePass):
 
     groups: int = 4
     min_bytes: int = 16384
+    group_bytes: int = 16384
     recompute: bool = True
 
+    def _parts(self, region: _Region) -> int:
+        """`groups`, or more where the region's biggest gradient would leave groups above
+        `group_bytes` (at least 4 channels a group)."""
+        biggest = max(tensor_bytes(v) for v in region.base)
+        width = _shape(region.seed.results[0])[-1]
+        more = -(-biggest // self.group_bytes) if self.group_bytes else 1
+        return max(self.groups, min(more, width // 4))
+
     def run(self, module: ir.Operation) -> None:
-        if self.groups < 1 or self.min_bytes < 0:
-            raise CompileError(f"channel-groups: groups must be >= 1 and min_bytes >= 0, got groups="
-                               f"{self.groups}, min_bytes={self.min_bytes}", stage=self.argument)
+        if self.groups < 1 or self.min_bytes < 0 or self.group_bytes < 0:
+            raise CompileError(f"channel-groups: groups must be >= 1, min_bytes and group_bytes >= 0, got "
+                               f"groups={self.groups}, min_bytes={self.min_bytes}, group_bytes={self.group_bytes}",
+                               stage=self.argument)
         if self.groups == 1:
             return
         module.context.allow_unregistered_dialects = True
@@ -556,7 +571,7 @@ class ChannelGroupsPass(ModulePass):
                 for region in _regions(block, self.min_bytes):
                     layer, width = _loc_name(region.seed), _shape(region.seed.results[0])[-1]
                     try:
-                        n = _Splitter(region, block, self.groups, self.recompute).run()
+                        n = _Splitter(region, block, self._parts(region), self.recompute).run()
                     except _Skip:
                         continue
                     split.append(ir.DictAttr.get({
