@@ -4,7 +4,7 @@
   `tensor.extract` at clamped indices (a dense 1x1 stride-1 window: dY through its map): no
   padded/dilated copy of dY, no flipped kernel; `im2col` (host): the named convolution of the
   zero-dilated, padded dY with the flipped kernel (a dense 1x1 stride-1 window with a long F:
-  `(W @ dY^T)^T`);
+  `(W @ dY^T)^T`, at least 128 rows N*H*W);
 - both against `torch.nn.grad.conv2d_input` (host vmfb) on depthwise and dense 3x3 windows at
   stride 1 and 2 with padding 1, an even input under stride 2 (a last row no window reads), a
   5x5 window with padding 2 and 1, stride 3, an unpadded 3x3 window, batch 2 and 1x1 windows.
@@ -22,9 +22,9 @@ from tinytrain.lowering.host.iree_host import HostModule, compile_host
 CASES = [(1, 4, 6, 6, 4, 3, 1, 1, 4), (1, 4, 7, 7, 4, 3, 2, 1, 4), (2, 3, 8, 6, 3, 3, 2, 1, 3),
          (1, 3, 6, 5, 5, 3, 1, 1, 1), (2, 3, 7, 8, 4, 3, 2, 1, 1), (1, 2, 9, 9, 2, 5, 2, 2, 2),
          (1, 2, 8, 7, 3, 5, 3, 1, 1), (1, 3, 6, 5, 2, 3, 1, 0, 1), (1, 3, 5, 5, 4, 1, 2, 0, 1),
-         (2, 3, 4, 4, 4, 1, 1, 0, 1), (2, 96, 3, 2, 192, 1, 1, 0, 1)]
+         (2, 3, 4, 4, 4, 1, 1, 0, 1), (2, 96, 8, 8, 192, 1, 1, 0, 1)]
 #: the case the host lowers as a transposed matmul (`conv._transposes_grad_input`)
-TRANSPOSED = [(2, 96, 3, 2, 192, 1, 1, 0, 1)]
+TRANSPOSED = [(2, 96, 8, 8, 192, 1, 1, 0, 1)]
 
 
 def _module(cases, convgrad):
@@ -55,12 +55,13 @@ def test_direct_grad_input_has_no_padded_copy():
     assert host.count("tensor.insert_slice") == host.count("linalg.conv_2d_nhwc_hwcf") + \
         host.count("linalg.depthwise_conv_2d_nhwc_hwc") == len(CASES) - len(TRANSPOSED)
     # the long-F 1x1 window: dY^T, W @ dY^T, its transpose (and no conv); a 1x1 window below the
-    # threshold (C = 3, F = 4) stays a named conv
+    # thresholds (C = 3, F = 4; or fewer than 128 rows N*H*W) stays a named conv
     host_t = _module(TRANSPOSED, "im2col")
     assert (host_t.count("linalg.transpose"), host_t.count("linalg.matmul")) == (2, 1)
     assert "linalg.conv_2d" not in host_t
-    assert not t2l.conv._transposes_grad_input((1, 1), (1, 1), (0, 0), 3, 4)
-    assert not t2l.conv._transposes_grad_input((1, 1), (2, 2), (0, 0), 96, 192)
+    assert not t2l.conv._transposes_grad_input((1, 1), (1, 1), (0, 0), 3, 4, 128)
+    assert not t2l.conv._transposes_grad_input((1, 1), (2, 2), (0, 0), 96, 192, 128)
+    assert not t2l.conv._transposes_grad_input((1, 1), (1, 1), (0, 0), 96, 192, 127)  # few rows
 
 
 @pytest.mark.parametrize("convgrad", t2l.CONVGRADS)

@@ -136,18 +136,21 @@ def _padded_grad_input(dy: ir.Value, w: ir.Value, out_shape, strides, padding, d
 
 #: `convgrad="im2col"`: a dense 1x1 stride-1 unpadded input gradient `dX[M, C] = dY[M, F] @
 #: W[C, F]^T` (M = N*H*W) is computed transposed, `(W @ dY^T)^T` (`_transposed_grad_input`), when
-#: its MACs per element of the two transposed copies, C*F / (C + F), reach this: IREE's matmul
-#: with a narrow C and a long F (MobileNetV2's 1x1 conv to 1280, C = 112) ran at about 60 GFLOP/s,
-#: the transposed product (M as the matmul's columns) at about 95 with the copies; with few MACs
-#: per copied element (C = 8..32, large M) the copies cost more than they save (isolated
-#: dispatches of MobileNetV2-w0.35's shapes timed by iree-benchmark-module on a 2-core x86 host).
+#: its MACs per element of the two transposed copies, C*F / (C + F), reach the first and M the
+#: second: IREE's matmul with a narrow C and a long F (MobileNetV2's 1x1 conv to 1280, C = 112,
+#: M = 128..288) ran at about 60 GFLOP/s, the transposed product (M as the matmul's columns) at
+#: about 95 with the copies; with few MACs per copied element (C = 8..32, large M) the copies
+#: cost more than they save, and so they do with M = 36 (0.33 vs 0.21 ms) (isolated dispatches
+#: of MobileNetV2-w0.35's shapes timed by iree-benchmark-module on a 2-core x86 host).
 TRANSPOSED_GRAD_INPUT_MIN_INTENSITY = 64
+TRANSPOSED_GRAD_INPUT_MIN_ROWS = 128
 
 
-def _transposes_grad_input(kernel, strides, padding, cg: int, f: int) -> bool:
-    """Whether the host lowers this dense input gradient as `_transposed_grad_input`."""
+def _transposes_grad_input(kernel, strides, padding, cg: int, f: int, rows: int) -> bool:
+    """Whether the host lowers this dense input gradient (`rows` = N*H*W) as
+    `_transposed_grad_input`."""
     return (tuple(kernel), tuple(strides), tuple(padding)) == ((1, 1), (1, 1), (0, 0)) and \
-        cg * f >= TRANSPOSED_GRAD_INPUT_MIN_INTENSITY * (cg + f)
+        cg * f >= TRANSPOSED_GRAD_INPUT_MIN_INTENSITY * (cg + f) and rows >= TRANSPOSED_GRAD_INPUT_MIN_ROWS
 
 
 def _transposed_grad_input(dy: ir.Value, w: ir.Value, out_shape) -> ir.Value:
@@ -240,7 +243,8 @@ def convert_conv2d_grad_input(op, adaptor, type_converter, rewriter, convgrad: s
                               "is not supported")
     with rewriter.ip, op.location:
         if convgrad == "im2col" and not depthwise and \
-                _transposes_grad_input((kh, kw), strides, padding, *shape_of(w)[2:]):
+                _transposes_grad_input((kh, kw), strides, padding, *shape_of(w)[2:],
+                                       out_shape[0] * out_shape[1] * out_shape[2]):
             result = _transposed_grad_input(dy, w, out_shape)
         else:
             lower = _padded_grad_input if convgrad == "im2col" else _padfree_grad_input
