@@ -3,7 +3,8 @@
 - `direct` (Cortex-M): one `linalg.generic` reading W through its map and dY by
   `tensor.extract` at clamped indices (a dense 1x1 stride-1 window: dY through its map): no
   padded/dilated copy of dY, no flipped kernel; `im2col` (host): the named convolution of the
-  zero-dilated, padded dY with the flipped kernel;
+  zero-dilated, padded dY with the flipped kernel (a dense 1x1 stride-1 window with a long F:
+  `(W @ dY^T)^T`, at least 128 rows N*H*W);
 - both against `torch.nn.grad.conv2d_input` (host vmfb) on depthwise and dense 3x3 windows at
   stride 1 and 2 with padding 1, an even input under stride 2 (a last row no window reads), a
   5x5 window with padding 2 and 1, stride 3, an unpadded 3x3 window, batch 2 and 1x1 windows.
@@ -21,7 +22,9 @@ from tinytrain.lowering.host.iree_host import HostModule, compile_host
 CASES = [(1, 4, 6, 6, 4, 3, 1, 1, 4), (1, 4, 7, 7, 4, 3, 2, 1, 4), (2, 3, 8, 6, 3, 3, 2, 1, 3),
          (1, 3, 6, 5, 5, 3, 1, 1, 1), (2, 3, 7, 8, 4, 3, 2, 1, 1), (1, 2, 9, 9, 2, 5, 2, 2, 2),
          (1, 2, 8, 7, 3, 5, 3, 1, 1), (1, 3, 6, 5, 2, 3, 1, 0, 1), (1, 3, 5, 5, 4, 1, 2, 0, 1),
-         (2, 3, 4, 4, 4, 1, 1, 0, 1)]
+         (2, 3, 4, 4, 4, 1, 1, 0, 1), (2, 96, 8, 8, 192, 1, 1, 0, 1)]
+#: the case the host lowers as a transposed matmul (`conv._transposes_grad_input`)
+TRANSPOSED = [(2, 96, 8, 8, 192, 1, 1, 0, 1)]
 
 
 def _module(cases, convgrad):
@@ -42,15 +45,23 @@ def _module(cases, convgrad):
 def test_direct_grad_input_has_no_padded_copy():
     """Every case of `direct` is one generic: no fill+insert of a padded dY, no named
     convolution, no flipped kernel (the only other generics: none; `tensor.extract` of dY in all
-    but the 1x1 stride-1 case)."""
+    but the 1x1 stride-1 cases)."""
     text = _module(CASES, "direct")
     for pattern in ("tensor.insert_slice", "tensor.pad", "linalg.conv_2d", "linalg.depthwise_conv"):
         assert pattern not in text, pattern
     assert text.count("linalg.generic") == len(CASES)
-    assert text.count("tensor.extract %") == len(CASES) - 1
+    assert text.count("tensor.extract %") == len(CASES) - sum(c[5:8] == (1, 1, 0) for c in CASES)
     host = _module(CASES, "im2col")
     assert host.count("tensor.insert_slice") == host.count("linalg.conv_2d_nhwc_hwcf") + \
-        host.count("linalg.depthwise_conv_2d_nhwc_hwc") == len(CASES)
+        host.count("linalg.depthwise_conv_2d_nhwc_hwc") == len(CASES) - len(TRANSPOSED)
+    # the long-F 1x1 window: dY^T, W @ dY^T, its transpose (and no conv); a 1x1 window below the
+    # thresholds (C = 3, F = 4; or fewer than 128 rows N*H*W) stays a named conv
+    host_t = _module(TRANSPOSED, "im2col")
+    assert (host_t.count("linalg.transpose"), host_t.count("linalg.matmul")) == (2, 1)
+    assert "linalg.conv_2d" not in host_t
+    assert not t2l.conv._transposes_grad_input((1, 1), (1, 1), (0, 0), 3, 4, 128)
+    assert not t2l.conv._transposes_grad_input((1, 1), (2, 2), (0, 0), 96, 192, 128)
+    assert not t2l.conv._transposes_grad_input((1, 1), (1, 1), (0, 0), 96, 192, 127)  # few rows
 
 
 @pytest.mark.parametrize("convgrad", t2l.CONVGRADS)

@@ -6,7 +6,8 @@
 - `conv2d_grad_input`, as the pass's `convgrad` option says: ("im2col", the host .vmfb's) the
   stride-1 convolution of the zero-dilated, padded output gradient with the spatially flipped,
   in/out-transposed kernel (paper Sec. 2.3; the construction of torch-mlir's
-  `convolution_bwd.mlir`); ("direct", Cortex-M) one `linalg.generic` over the input gradient's
+  `convolution_bwd.mlir`; a dense 1x1 window with a long F as a transposed matmul,
+  `TRANSPOSED_GRAD_INPUT_MIN_INTENSITY`); ("direct", Cortex-M) one `linalg.generic` over the input gradient's
   index space and the taps that reads W through its map and dY at clamped indices, selecting 0
   for a tap outside dY: no padded/dilated copy of dY (the largest tensor at MobileNetV2's
   backward peak otherwise) and no flipped kernel.
@@ -133,6 +134,37 @@ def _padded_grad_input(dy: ir.Value, w: ir.Value, out_shape, strides, padding, d
     return _named_conv(depthwise, dilated, _flipped_kernel(w, depthwise), out, [1, 1])
 
 
+#: `convgrad="im2col"`: a dense 1x1 stride-1 unpadded input gradient `dX[M, C] = dY[M, F] @
+#: W[C, F]^T` (M = N*H*W) is computed transposed, `(W @ dY^T)^T` (`_transposed_grad_input`), when
+#: its MACs per element of the two transposed copies, C*F / (C + F), reach the first and M the
+#: second: IREE's matmul with a narrow C and a long F (MobileNetV2's 1x1 conv to 1280, C = 112,
+#: M = 128..288) ran at about 60 GFLOP/s, the transposed product (M as the matmul's columns) at
+#: about 95 with the copies; with few MACs per copied element (C = 8..32, large M) the copies
+#: cost more than they save, and so they do with M = 36 (0.33 vs 0.21 ms) (isolated dispatches
+#: of MobileNetV2-w0.35's shapes timed by iree-benchmark-module on a 2-core x86 host).
+TRANSPOSED_GRAD_INPUT_MIN_INTENSITY = 64
+TRANSPOSED_GRAD_INPUT_MIN_ROWS = 128
+
+
+def _transposes_grad_input(kernel, strides, padding, cg: int, f: int, rows: int) -> bool:
+    """Whether the host lowers this dense input gradient (`rows` = N*H*W) as
+    `_transposed_grad_input`."""
+    return (tuple(kernel), tuple(strides), tuple(padding)) == ((1, 1), (1, 1), (0, 0)) and \
+        cg * f >= TRANSPOSED_GRAD_INPUT_MIN_INTENSITY * (cg + f) and rows >= TRANSPOSED_GRAD_INPUT_MIN_ROWS
+
+
+def _transposed_grad_input(dy: ir.Value, w: ir.Value, out_shape) -> ir.Value:
+    """A dense 1x1 stride-1 unpadded input gradient as `(W[C, F] @ dY^T[F, M])^T`: one
+    `linalg.transpose` of dY, a `linalg.matmul` with M as its columns, one of the result."""
+    _, _, cg, f = shape_of(w)
+    m = out_shape[0] * out_shape[1] * out_shape[2]
+    dyt = linalg.transpose(reshape(dy, [m, f]), outs=[empty([f, m])], permutation=[1, 0]).results[0]
+    kernel = tensor.CollapseShapeOp(tensor_type([cg, f]), w, [[0, 1, 2], [3]]).result
+    prod = linalg.matmul(kernel, dyt, outs=[full([cg, m])])
+    dx = linalg.transpose(prod, outs=[empty([m, cg])], permutation=[1, 0]).results[0]
+    return reshape(dx, out_shape)
+
+
 def _tap_index(i: ir.Value, k: ir.Value, pad: int, stride: int, size: int) -> tuple[ir.Value, ir.Value]:
     """For input row `i` and kernel tap `k`: the output row `o` with `o*stride + k - pad = i`,
     clamped into [0, size), and whether that row exists (`t = i + pad - k` is in
@@ -197,7 +229,8 @@ def _padfree_grad_input(dy: ir.Value, w: ir.Value, out_shape, strides, padding, 
 
 def convert_conv2d_grad_input(op, adaptor, type_converter, rewriter, convgrad: str = "direct"):
     """`convgrad="im2col"` (host): a named convolution of the zero-dilated, padded dY with the
-    flipped kernel (`_padded_grad_input`). `convgrad="direct"` (Cortex-M): one `linalg.generic`
+    flipped kernel (`_padded_grad_input`), or for a dense 1x1 stride-1 window with a long F the
+    transposed matmul `_transposed_grad_input` (`TRANSPOSED_GRAD_INPUT_MIN_INTENSITY`). `convgrad="direct"` (Cortex-M): one `linalg.generic`
     reading W through its map, dY bounds-checked (`_padfree_grad_input`: no padded copy of dY,
     the largest tensor at MobileNetV2's backward peak otherwise, and no flipped copy of W)."""
     dy, w = adaptor.grad_output, adaptor.weight
@@ -208,9 +241,14 @@ def convert_conv2d_grad_input(op, adaptor, type_converter, rewriter, convgrad: s
     if kh - 1 - padding[0] < 0 or kw - 1 - padding[1] < 0:
         raise unsupported(op, f"with padding {padding} larger than kernel-1 ({kh}x{kw} kernel) "
                               "is not supported")
-    lower = _padded_grad_input if convgrad == "im2col" else _padfree_grad_input
     with rewriter.ip, op.location:
-        result = lower(dy, w, out_shape, strides, padding, depthwise)
+        if convgrad == "im2col" and not depthwise and \
+                _transposes_grad_input((kh, kw), strides, padding, *shape_of(w)[2:],
+                                       out_shape[0] * out_shape[1] * out_shape[2]):
+            result = _transposed_grad_input(dy, w, out_shape)
+        else:
+            lower = _padded_grad_input if convgrad == "im2col" else _padfree_grad_input
+            result = lower(dy, w, out_shape, strides, padding, depthwise)
     rewriter.replace_op(op, [result])
 
 

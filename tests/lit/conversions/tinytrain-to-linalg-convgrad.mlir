@@ -9,7 +9,8 @@
 // depthwise windows one stride-1 contraction per stride phase over the batch stacked into one
 // image. Dense 1x1 stride-1 weight gradients are one contraction either way
 // (tinytrain-to-linalg.mlir). Input gradients (at the end): direct is one generic reading dY
-// bounds-checked, im2col a named conv of the zero-dilated, padded dY with the flipped kernel.
+// bounds-checked, im2col a named conv of the zero-dilated, padded dY with the flipped kernel
+// (a 1x1 window with a long F over at least 128 rows: a transposed matmul, at the end).
 // BAD: to-linalg: option convgrad='winograd' is not one of direct, im2col
 
 // direct: one contraction of the padded input with dY over (N, OH, OW), stride in the map.
@@ -401,4 +402,27 @@ func.func @conv2d_grad_input_depthwise_strided(%dy: tensor<1x2x2x3xf32>, %w: ten
 func.func @conv2d_grad_input_pointwise(%dy: tensor<1x3x3x4xf32>, %w: tensor<1x1x2x4xf32>) -> tensor<1x3x3x2xf32> {
   %0 = "tinytrain.conv2d_grad_input"(%dy, %w) {strides = array<i64: 1, 1>, padding = array<i64: 0, 0>, groups = 1 : i64} : (tensor<1x3x3x4xf32>, tensor<1x1x2x4xf32>) -> tensor<1x3x3x2xf32>
   return %0 : tensor<1x3x3x2xf32>
+}
+
+// -----
+
+// Pointwise input gradient with a long F (C*F/(C+F) = 64) over 128 rows N*H*W. direct: the
+// contraction over F as above. im2col: transposed, (W[C, F] @ dY^T[F, M])^T, so that the matmul's
+// columns are the M rows rather than the narrow C.
+// DIRECT-LABEL: func.func @conv2d_grad_input_pointwise_long_f(
+// DIRECT:         linalg.generic
+// DIRECT-NOT:     linalg.transpose
+// DIRECT:         return
+// IM2COL-LABEL: func.func @conv2d_grad_input_pointwise_long_f(
+// IM2COL-SAME:    %[[DY:.*]]: tensor<2x8x8x192xf32>, %[[W:.*]]: tensor<1x1x96x192xf32>) -> tensor<2x8x8x96xf32> {
+// IM2COL:         %[[G:.*]] = tensor.expand_shape %{{.*}} {{\[\[}}0, 1]] output_shape [128, 192] : tensor<24576xf32> into tensor<128x192xf32>
+// IM2COL:         %[[GT:.*]] = linalg.transpose ins(%[[G]] : tensor<128x192xf32>) outs(%{{.*}} : tensor<192x128xf32>) permutation = [1, 0]
+// IM2COL-NEXT:    %[[K:.*]] = tensor.collapse_shape %[[W]] {{\[\[}}0, 1, 2], [3]] : tensor<1x1x96x192xf32> into tensor<96x192xf32>
+// IM2COL:         %[[P:.*]] = linalg.matmul ins(%[[K]], %[[GT]] : tensor<96x192xf32>, tensor<192x128xf32>) outs(%{{.*}} : tensor<96x128xf32>) -> tensor<96x128xf32>
+// IM2COL:         linalg.transpose ins(%[[P]] : tensor<96x128xf32>) outs(%{{.*}} : tensor<128x96xf32>) permutation = [1, 0]
+// IM2COL-NOT:     linalg.conv_2d_nhwc_hwcf
+// IM2COL:         return %{{.*}} : tensor<2x8x8x96xf32>
+func.func @conv2d_grad_input_pointwise_long_f(%dy: tensor<2x8x8x192xf32>, %w: tensor<1x1x96x192xf32>) -> tensor<2x8x8x96xf32> {
+  %0 = "tinytrain.conv2d_grad_input"(%dy, %w) {strides = array<i64: 1, 1>, padding = array<i64: 0, 0>, groups = 1 : i64} : (tensor<2x8x8x192xf32>, tensor<1x1x96x192xf32>) -> tensor<2x8x8x96xf32>
+  return %0 : tensor<2x8x8x96xf32>
 }
