@@ -580,6 +580,9 @@ def main(argv=None) -> None:
     ap.add_argument("--only", nargs="+", metavar="MODEL[:SCHEME]",
                     help=f"models ({', '.join(MODELS)}) or model:scheme cases (default: all); a whole model also "
                          "runs its PyTorch measurement and full-update plan; results merge into the JSON")
+    ap.add_argument("--extras-only", action="store_true",
+                    help="with --only MODEL...: only (re)run the models' PyTorch measurements and the no-reordering "
+                         "and full-update plans, keeping their schemes' results in the --out JSON")
     ap.add_argument("--readme", action="store_true", help="only rewrite README.md's Memory block from the JSON")
     ap.add_argument("--md-only", action="store_true", help="only rewrite memory.md from the JSON (no measurement)")
     ap.add_argument("--merge", nargs="+", type=Path, metavar="DIR",
@@ -635,9 +638,11 @@ def main(argv=None) -> None:
                     "batch": 1, "classes": CLASSES, "lr": LR, "paper_kb_unit_bytes": 1024}
         write(results, settings, args.out)
 
+    if args.extras_only and (not args.only or any(s is not None for s in todo.values())):
+        raise SystemExit("--extras-only needs --only with whole models (e.g. --only mbv2_w035)")
     for key, schemes in todo.items():
-        run_model(key, schemes or sparse_scheme_names(MODELS[key]), schemes is None, results, args.input_hw, build,
-                  t0, save)
+        run_model(key, [] if args.extras_only else schemes or sparse_scheme_names(MODELS[key]), schemes is None,
+                  results, args.input_hw, build, t0, save)
     save(done=True)
     log(f"wrote {path} and memory.md", t0)
 

@@ -25,9 +25,10 @@ TRAINABLE = ["blocks.1.pointwise1.bias", "blocks.1.depthwise.bias", "blocks.1.po
              "blocks.3.depthwise.bias", "blocks.3.pointwise2.bias", "fc.weight", "fc.bias"]
 
 
-def program(model, groups: int, target: str = "host", build_dir=None):
+def program(model, groups: int, target: str = "host", build_dir=None, trainable=None):
     g = build_forward(model, classifier="fp32", num_classes=CLASSES, input_hw=HW, seed=0)
-    passes, order, values, _, _ = _training_passes(g, TRAINABLE, LR, True, target == "host")
+    trainable = list(g.param_names) if trainable == "all" else trainable or TRAINABLE
+    passes, order, values, _, _ = _training_passes(g, trainable, LR, True, target == "host")
     if groups > 1:  # after reorder-updates, as compile_training places it
         at = next(i for i, p in enumerate(passes) if p.argument == "reorder-updates")
         passes.insert(at + 1, ChannelGroupsPass(groups=groups, min_bytes=0))
@@ -89,3 +90,24 @@ def test_grouped_step_on_cortex_m4_equals_the_host(model, tmp_path):
             if not np.array_equal(d, p0):
                 moved.add(name)
     assert len(res.trace) == 2 and {"blocks.2.depthwise.weight", "blocks.3.pointwise1.weight"} <= moved, moved
+
+
+def test_grouped_full_update_equals_the_whole_tensor_update():
+    """Every parameter of the first 3 blocks trained: the first conv's weight is updated per group
+    (its pieces concatenated into the returned parameter) while the groups' recomputed first conv
+    reads it; `tied.py` orders those reads before every piece's update."""
+    model = truncate(load_mcu_model("mbv2-w0.35"), 3)
+    grouped, whole = program(model, 4, trainable="all"), program(model, 1, trainable="all")
+    rng = np.random.default_rng(1)
+    xs = R.preprocess(rng.integers(0, 256, (1, HW, HW, 3)).astype(np.uint8), model.first_conv.x_scale,
+                      model.first_conv.x_zero)
+    ys = np.array([1], np.int32)
+    p = grouped.initial_params()
+    (g_g, loss_g), (g_w, loss_w) = grouped.gradients(p, xs, ys), whole.gradients(p, xs, ys)
+    assert loss_g == loss_w
+    for a, b in zip(g_g, g_w):
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-6 * np.abs(b).max())
+    p_g, _ = grouped.step(p, xs, ys)
+    p_w, _ = whole.step(p, xs, ys)
+    assert sum(int(np.sum(a != b)) for a, b in zip(p_g, p_w)) <= 0.01 * sum(a.size for a in p_g)
+    assert any(not np.array_equal(a, b) for a, b in zip(p_g, p))

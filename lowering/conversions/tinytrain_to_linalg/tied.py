@@ -246,6 +246,26 @@ def order_tied_reads(func) -> int:
             # trained slice) still read W itself
             readers = [r for r in _readers(w, update, ret) if r not in upstream and r != made]
         if readers:
-            _order_by_guard(w, readers, update, where)
+            # a parameter updated per channel group (`channel-groups`) is the concat of its pieces'
+            # updates: every piece waits for the readers
+            for piece in _piece_updates(update):
+                _order_by_guard(w, readers, piece, where)
         count += 1
     return count
+
+
+def _piece_updates(update: ir.Operation) -> list:
+    """`update` itself, or the updates whose results a `tinytrain.concat` (chain) joins, through
+    the `util.optimization_barrier`s that carry them from group to group."""
+    if update.name != "tinytrain.concat":
+        return [update]
+    out = []
+    for v in update.operands:
+        src = v.owner
+        while not isinstance(src, ir.Block) and src.operation.name == "util.optimization_barrier":
+            v = src.operands[ir.OpResult(v).result_number]
+            src = v.owner
+        if isinstance(src, ir.Block):
+            return [update]
+        out += _piece_updates(src.operation)
+    return out
