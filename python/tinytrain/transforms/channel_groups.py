@@ -47,7 +47,8 @@ from tinytrain.dialects import tinytrain_quant as tq
 from tinytrain.errors import CompileError
 from tinytrain.irfuncs import tensor_bytes
 from tinytrain.passes import ModulePass
-from tinytrain.transforms.patch_stage import _barrier
+from tinytrain.transforms.patch_stage import _barrier, _shape
+from tinytrain.transforms.quantize import _i64
 
 __all__ = ["ChannelGroupsPass"]
 
@@ -56,16 +57,8 @@ _GRAD_WEIGHT = "tinytrain.conv2d_grad_weight"
 _MASKS = ("tinytrain.qclamp_grad", "tinytrain.qmask_grad")
 
 
-def _shape(v: ir.Value) -> list[int]:
-    return list(ir.RankedTensorType(v.type).shape)
-
-
 def _groups(op) -> int:
     return ir.IntegerAttr(op.attributes["groups"]).value
-
-
-def _is(a, b) -> bool:
-    return a.operation == b.operation
 
 
 def _ty(shape, like: ir.Value) -> ir.RankedTensorType:
@@ -132,7 +125,7 @@ def _recompute(y: ir.Value, lo: int, hi: int, depth: int = 2) -> ir.Value:
         xg, g = x, a["groups"]
     elif groups == cout == _shape(x)[3] and _shape(w)[2] == 1:
         xg = _recompute(x, lo, hi, depth - 1)
-        g = ir.IntegerAttr.get(ir.IntegerType.get_signless(64), hi - lo)
+        g = _i64(hi - lo)
     else:
         return _slice(y, 3, lo, hi)
     per = lambda name, kind: kind.get(list(kind(a[name]))[lo:hi])  # noqa: E731  (per output channel)
@@ -169,7 +162,7 @@ def _concat(values: list, axis: int) -> ir.Value:
     for v in values[1:]:
         shape = _shape(out)
         shape[axis] += _shape(v)[axis]
-        out = tl.ConcatOp(out, v, ir.IntegerAttr.get(ir.IntegerType.get_signless(64), axis), _ty(shape, out)).result
+        out = tl.ConcatOp(out, v, _i64(axis), _ty(shape, out)).result
     return out
 
 
@@ -216,16 +209,18 @@ def _attr_names(op) -> list:
     return [a if isinstance(a, str) else a.name for a in op.attributes]
 
 
-def _dense_weight_kind(op) -> str:
+def _dense_weight_kind(op) -> tuple[str, list | None]:
     """How a dense weight gradient reading the groups is computed, the one holding the fewest
     bytes until the last group: "concat" (its output gradient's groups concatenated back),
     "dense_weight" (per-group fp32 weight gradients, concatenated) or "weight_update" (per-group
-    gradients and in-place-sized updates: the updated parameter's groups, concatenated)."""
+    gradients and in-place-sized updates: the updated parameter's groups, concatenated), with the
+    update chain (`_update_chain`) for the last."""
     dy, dw = tensor_bytes(op.operands[1]), tensor_bytes(op.results[0])
     chain = _update_chain(op)
     updated = tensor_bytes(chain[-1].results[0]) if chain else None
     options = [(dy, "concat"), (dw, "dense_weight")] + ([(updated, "weight_update")] if chain else [])
-    return min(options)[1]
+    kind = min(options)[1]
+    return kind, chain if kind == "weight_update" else None
 
 
 class _Skip(Exception):
@@ -235,11 +230,11 @@ class _Skip(Exception):
 class _Region:
     """A dense input gradient and the channel-local ops after it (see the module doc)."""
 
-    def __init__(self, seed, ops: list):
+    def __init__(self, seed):
         self.seed = seed
-        self.ops = ops                    # region ops in block order (seed first)
         self.base: dict = {}              # region value -> offset of its channel 0 among the seed's
         self.consumers: list = []         # (op, operand index, kind)
+        self.chains: dict = {}            # consumer index -> update chain of a "weight_update" one
         self.has_depthwise = False
         self.has_mask = False
         self._grow()
@@ -278,7 +273,9 @@ class _Region:
                     elif u.name == _GRAD_WEIGHT and i == 1 and _groups(u) == c > 1:
                         kind = "depthwise_weight"
                     elif u.name == _GRAD_WEIGHT and i == 1 and _groups(u) == 1:
-                        kind = _dense_weight_kind(u)
+                        kind, chain = _dense_weight_kind(u)
+                        if chain:
+                            self.chains[len(self.consumers)] = chain
                     else:
                         kind = "concat"
                     self.consumers.append((u, i, kind))
@@ -395,7 +392,7 @@ class _Splitter:
             if kind == "concat":
                 u.operands[i] = finals[n]
             elif kind == "weight_update":
-                chain = _update_chain(u)
+                chain = r.chains[n]
                 chain[-1].results[0].replace_all_uses_with(finals[n])
                 for op in reversed(chain):
                     op.erase()
@@ -412,6 +409,15 @@ class _Splitter:
         _erase_dead(feeds)
         return len(groups)
 
+    def _local(self, v: ir.Value, c0: int, c1: int, pieces: dict):
+        """(channels lo..hi of `v` that group [c0, c1) covers, its piece) when `v` has a piece
+        for the group, else None."""
+        if v not in pieces:
+            return None
+        base = self.r.base[v]
+        lo, hi = c0 - base, c1 - base
+        return (lo, hi, pieces[v]) if 0 <= lo and hi <= _shape(v)[-1] else None
+
     def _group(self, g_in: ir.Value, c0: int, c1: int, acc: dict) -> None:
         r = self.r
         pieces: dict = {}
@@ -422,15 +428,11 @@ class _Splitter:
         pieces[out] = tt.Conv2dGradInputOp(g_in, w, a["strides"], a["padding"], a["groups"],
                                            _ty(_shape(out)[:-1] + [c1 - c0], out)).result
         for op in r.members[1:]:
-            src = op.operands[0]
             res = op.results[0]
-            if src not in pieces:
+            local = self._local(op.operands[0], c0, c1, pieces)
+            if local is None:
                 continue
-            base = r.base[src]
-            lo, hi = c0 - base, c1 - base
-            if not (0 <= lo and hi <= _shape(src)[-1]):
-                continue
-            p = pieces[src]
+            lo, hi, p = local
             if op.name == "tinytrain.slice":
                 b = r.base[res]
                 if b <= c0 and c1 <= b + _shape(res)[-1]:
@@ -446,17 +448,12 @@ class _Splitter:
             else:  # depthwise transposed conv
                 at = op.attributes
                 wd = _weight_slice(op.operands[1], 3, lo, hi)
-                groups = ir.IntegerAttr.get(ir.IntegerType.get_signless(64), c1 - c0)
-                pieces[res] = tt.Conv2dGradInputOp(p, wd, at["strides"], at["padding"], groups, ty).result
+                pieces[res] = tt.Conv2dGradInputOp(p, wd, at["strides"], at["padding"], _i64(c1 - c0), ty).result
         for n, (u, i, kind) in enumerate(r.consumers):
-            v = u.operands[i]
-            if v not in pieces:
+            local = self._local(u.operands[i], c0, c1, pieces)
+            if local is None:
                 continue
-            base = r.base[v]
-            lo, hi = c0 - base, c1 - base
-            if not (0 <= lo and hi <= _shape(v)[-1]):
-                continue
-            p = pieces[v]
+            lo, hi, p = local
             if kind == "sum":
                 at = u.attributes
                 wg = _weight_slice(u.operands[1], 3, lo, hi)
@@ -468,9 +465,8 @@ class _Splitter:
             elif kind == "depthwise_weight":
                 at = u.attributes
                 x = _weight_slice(u.operands[0], 3, lo, hi, self.recompute)
-                groups = ir.IntegerAttr.get(ir.IntegerType.get_signless(64), hi - lo)
                 ty = _ty(_shape(u.results[0])[:-1] + [hi - lo], u.results[0])
-                acc.setdefault(n, []).append(tt.Conv2dGradWeightOp(x, p, at["strides"], at["padding"], groups,
+                acc.setdefault(n, []).append(tt.Conv2dGradWeightOp(x, p, at["strides"], at["padding"], _i64(hi - lo),
                                                                     ty).result)
             elif kind == "weight_update":
                 continue  # after this group's partial input gradients (below)
@@ -482,23 +478,20 @@ class _Splitter:
             else:
                 acc.setdefault(n, []).append(p)
         for n, (u, i, kind) in enumerate(r.consumers):
-            v = u.operands[i]
-            if kind != "weight_update" or v not in pieces:
+            local = self._local(u.operands[i], c0, c1, pieces) if kind == "weight_update" else None
+            if local is None:
                 continue
-            base = r.base[v]
-            lo, hi = c0 - base, c1 - base
-            if not (0 <= lo and hi <= _shape(v)[-1]):
-                continue
+            lo, hi, p = local
             # the group's update writes the parameter's channels lo..hi in place: after every
             # read of them (this group's partial input gradients read the weight's columns)
             sums = [m for m, (_, _, k) in enumerate(r.consumers) if k == "sum" and m in acc]
-            out = _barrier([pieces[v]] + [acc[m] for m in sums])
+            out = _barrier([p] + [acc[m] for m in sums])
             for m, val in zip(sums, out[1:]):
                 acc[m] = val
             at = u.attributes
             g = tt.Conv2dGradWeightOp(u.operands[0], out[0], at["strides"], at["padding"], at["groups"],
                                       _ty(_shape(u.results[0])[:-1] + [hi - lo], u.results[0])).result
-            chain = _update_chain(u)
+            chain = r.chains[n]
             for op in chain[:-1]:
                 scales = list(ir.DenseF64ArrayAttr(op.attributes["scales"]))[lo:hi]
                 g = tq.ChannelScaleOp(g, ir.DenseF64ArrayAttr.get(scales), g.type).result
@@ -517,7 +510,7 @@ def _regions(block: ir.Block, min_bytes: int) -> list:
         res = op.results[0]
         if len(_shape(res)) != 4 or str(ir.RankedTensorType(res.type).element_type) != "f32":
             continue
-        region = _Region(op.operation, [])
+        region = _Region(op.operation)
         # the biggest gradient of the region: a stride-2 depthwise layer's input gradient is 4x its seed
         if region.has_depthwise and max(tensor_bytes(v) for v in region.base) >= min_bytes:
             out.append(region)
@@ -562,7 +555,6 @@ class ChannelGroupsPass(ModulePass):
             return
         module.context.allow_unregistered_dialects = True
         with module.context, module.location:
-            i64 = ir.IntegerType.get_signless(64)
             for fn in list(module.regions[0].blocks[0].operations):
                 if fn.operation.name != "func.func":
                     continue
@@ -575,8 +567,8 @@ class ChannelGroupsPass(ModulePass):
                     except _Skip:
                         continue
                     split.append(ir.DictAttr.get({
-                        "layer": ir.StringAttr.get(layer), "channels": ir.IntegerAttr.get(i64, width),
-                        "groups": ir.IntegerAttr.get(i64, n)}))
+                        "layer": ir.StringAttr.get(layer), "channels": _i64(width),
+                        "groups": _i64(n)}))
                 if split:
                     fn.attributes["tinytrain.channel_groups"] = ir.ArrayAttr.get(split)
 
