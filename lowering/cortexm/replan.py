@@ -325,11 +325,13 @@ def replan_and_place(schedule: Schedule, sources_dir, inputs: dict, exports: dic
         return schedule
     place_step_input(schedule, sources_dir, inputs, exports)
     # the same with each function's IREE layout charged for the input it may have no room for:
-    # a function keeping IREE's layout with no window for the input grows the arena by it
-    replan_from_sources(charged, sources_dir, inputs, exports, hole_cost=True)
-    place_step_input(charged, sources_dir, inputs, exports)
-    if _footprint(charged) < _footprint(schedule):
-        schedule = charged
+    # a function keeping IREE's layout with no window for the input grows the arena by it. Only
+    # a function taking the input that kept IREE's layout can come out differently.
+    if any(schedule.replans[f].reason for f in inputs if f in schedule.replans):
+        replan_from_sources(charged, sources_dir, inputs, exports, hole_cost=True)
+        place_step_input(charged, sources_dir, inputs, exports)
+        if _footprint(charged) < _footprint(schedule):
+            schedule = charged
     place_step_input(iree, sources_dir, inputs, exports)
     if _footprint(iree) < _footprint(schedule):
         iree.replans = {name: Replan(name, r.iree_bytes, r.iree_bytes, r.blocks, r.unread_dispatches,
