@@ -133,6 +133,27 @@ class ConcatOp(TinyTrain.Operation, name="concat", traits=[Pure]):
         return _one_elt(self, [self.lhs, self.rhs, self.result])
 
 
+class InsertOp(TinyTrain.Operation, name="insert", traits=[Pure]):
+    """`result` = `dest` with `piece` written at `offsets` (unit strides; the inverse of `slice`).
+    `channel-groups` builds a parameter updated group by group as a chain of inserts into the
+    parameter itself, so the update is done in place, one channel group after the other."""
+
+    dest: Operand[Tensor]
+    piece: Operand[Tensor]
+    offsets: Any
+    result: Result[Tensor]
+
+    def verify_invariants(self) -> bool:
+        x, p, y = _shape(self.dest), _shape(self.piece), _shape(self.result)
+        off = _i64s(self, "offsets", len(x))
+        if off is None or len(p) != len(x) or y != x:
+            return _fail(self, f"requires 'offsets' = array<i64: ...> of {len(x)} non-negative entries, "
+                               "a piece of the same rank and a result of the destination's shape")
+        if any(o + s > d for o, s, d in zip(off, p, x)):
+            return _fail(self, f"a piece of shape {p} at {off} exceeds the destination shape {x}")
+        return _one_elt(self, [self.dest, self.piece, self.result])
+
+
 # ----------------------------------------------------------------------------------------------
 # Pooling
 # ----------------------------------------------------------------------------------------------

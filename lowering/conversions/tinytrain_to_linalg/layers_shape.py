@@ -1,6 +1,8 @@
 """Layer shape ops (issue #7): `pad` (a gather over the padded shape, see `pad_to`), `slice`
 (`tensor.extract_slice`, unit strides) and `concat` (both inputs `tensor.insert_slice`d into a
-`tensor.empty` of the result shape, the rhs at the lhs's size along the axis).
+`tensor.empty` of the result shape, the rhs at the lhs's size along the axis) and `insert`
+(`tensor.insert_slice` into the destination: IREE writes the piece's producer into the
+destination's buffer, in place when nothing reads the destination afterwards).
 
 `pad_to` is shared with the pooling patterns, which pad with -inf (max) or zero (average)."""
 
@@ -15,7 +17,7 @@ from tinytrain.dialects import tinytrain_layers as tl
 
 from .builders import PARALLEL, const_f32, const_index, empty, generic, identity, shape_of, tensor_type
 
-__all__ = ["pad_to", "crop", "convert_pad", "convert_slice", "convert_concat", "PATTERNS"]
+__all__ = ["pad_to", "crop", "convert_pad", "convert_slice", "convert_concat", "convert_insert", "PATTERNS"]
 
 
 def _i64s(op, name: str) -> list[int]:
@@ -97,8 +99,17 @@ def convert_concat(op, adaptor, type_converter, rewriter):
     rewriter.replace_op(op, [cur])
 
 
+def convert_insert(op, adaptor, type_converter, rewriter):
+    shape = shape_of(adaptor.piece)
+    with rewriter.ip, op.location:
+        result = tensor.InsertSliceOp(adaptor.piece, adaptor.dest, [], [], [], _i64s(op, "offsets"), shape,
+                                      [1] * len(shape)).result
+    rewriter.replace_op(op, [result])
+
+
 PATTERNS = {
     tl.PadOp: convert_pad,
     tl.SliceOp: convert_slice,
     tl.ConcatOp: convert_concat,
+    tl.InsertOp: convert_insert,
 }

@@ -255,17 +255,20 @@ def order_tied_reads(func) -> int:
 
 
 def _piece_updates(update: ir.Operation) -> list:
-    """`update` itself, or the updates whose results a `tinytrain.concat` (chain) joins, through
-    the `util.optimization_barrier`s that carry them from group to group."""
-    if update.name != "tinytrain.concat":
+    """`update` itself, or the updates whose results a `tinytrain.concat` (chain) joins or a
+    `tinytrain.insert` chain writes into the parameter (`channel-groups`), through the
+    `util.optimization_barrier`s that carry them from group to group."""
+    if update.name not in ("tinytrain.concat", "tinytrain.insert"):
         return [update]
     out = []
-    for v in update.operands:
+    for n, v in enumerate(update.operands):
         src = v.owner
         while not isinstance(src, ir.Block) and src.operation.name == "util.optimization_barrier":
             v = src.operands[ir.OpResult(v).result_number]
             src = v.owner
         if isinstance(src, ir.Block):
+            if update.name == "tinytrain.insert" and n == 0:  # the chain starts at the parameter
+                continue
             return [update]
         out += _piece_updates(src.operation)
     return out

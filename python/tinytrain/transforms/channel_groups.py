@@ -20,6 +20,12 @@ channels' filters, ... Where the region ends, its consumers take the groups:
 - the 1x1/dense input gradient of the expansion: the sum of the groups' partial gradients (each
   with the weight's columns of its channels); a `bias_grad`: the groups' sums, concatenated;
 - a depthwise weight gradient: per group (its input's channels sliced), concatenated (weight-sized);
+- a dense weight gradient feeding only the SGD update of a trained parameter: per group, the
+  gradient of the group's output channels and their update, written into the parameter
+  (`tinytrain.insert`: the parameter's value after group k is the insert of group k's update into
+  its value after group k-1, and group k reads its weight columns from that value, so IREE does
+  every update in place in the parameter's own storage: no updated copy waits for the end of the
+  step, MobileNetV2-w0.35 `138kb` 265,600 -> 239,936 B);
 - anything else (e.g. a dense weight gradient of a trained slice): the groups concatenated back
   into the tensor it reads (only that consumer's channels).
 
@@ -213,14 +219,13 @@ def _dense_weight_kind(op) -> tuple[str, list | None]:
     """How a dense weight gradient reading the groups is computed, the one holding the fewest
     bytes until the last group: "concat" (its output gradient's groups concatenated back),
     "dense_weight" (per-group fp32 weight gradients, concatenated) or "weight_update" (per-group
-    gradients and in-place-sized updates: the updated parameter's groups, concatenated), with the
+    gradients and updates, each written into the parameter in place: nothing held), with the
     update chain (`_update_chain`) for the last."""
-    dy, dw = tensor_bytes(op.operands[1]), tensor_bytes(op.results[0])
     chain = _update_chain(op)
-    updated = tensor_bytes(chain[-1].results[0]) if chain else None
-    options = [(dy, "concat"), (dw, "dense_weight")] + ([(updated, "weight_update")] if chain else [])
-    kind = min(options)[1]
-    return kind, chain if kind == "weight_update" else None
+    if chain:
+        return "weight_update", chain
+    dy, dw = tensor_bytes(op.operands[1]), tensor_bytes(op.results[0])
+    return min([(dy, "concat"), (dw, "dense_weight")])[1], None
 
 
 class _Skip(Exception):
@@ -359,12 +364,17 @@ class _Splitter:
                 if j != i:
                     _hoist(v, seed, self.block, region_ops)
         groups = list(zip(self.bounds[:-1], self.bounds[1:]))
-        acc: dict = {}      # consumer index -> running value (sum) or list of pieces
+        # consumer index -> running value (sum; an updated parameter: its groups inserted so far)
+        # or list of pieces
+        acc: dict = {n: r.chains[n][-1].operands[0] for n in r.chains}
         with ir.InsertionPoint(seed), seed.location:
             g_in = seed.operands[0]
             for k, (c0, c1) in enumerate(groups):
                 if k:
-                    carried = [(key, j) for key, val in acc.items()
+                    # (not a parameter's insert chain: its storage is the argument's, and IREE
+                    # requires one resource lifetime for a barrier's values; the next group reads
+                    # the chain, which orders it after this group's update)
+                    carried = [(key, j) for key, val in acc.items() if key not in r.chains
                                for j in ([None] if not isinstance(val, list) else range(len(val)))]
                     vals = [acc[key] if j is None else acc[key][j] for key, j in carried]
                     out = _barrier([g_in, *vals])
@@ -374,11 +384,21 @@ class _Splitter:
                             acc[key] = v
                         else:
                             acc[key][j] = v
+                # the group reads the parameters it updates from their partly updated values
+                # (its own channels are still the old ones): each update is then in place
+                params = {acc[n]: r.chains[n][-1].operands[0] for n in r.chains}
+                before = {w: {_op(u.owner) for u in w.uses} for w in params.values()}
                 self._group(g_in, c0, c1, acc)
+                if k:
+                    for cur, w in params.items():
+                        for use in list(w.uses):
+                            user = _op(use.owner)
+                            if user not in before[w] and user.name == "tinytrain.slice":
+                                user.operands[use.operand_number] = cur
             finals = {}
             for n, (u, i, kind) in enumerate(r.consumers):
                 val = acc[n]
-                if kind == "sum":
+                if kind in ("sum", "weight_update"):
                     finals[n] = val
                 elif kind == "bias":
                     finals[n] = _concat(val, 0)
@@ -496,10 +516,11 @@ class _Splitter:
                 scales = list(ir.DenseF64ArrayAttr(op.attributes["scales"]))[lo:hi]
                 g = tq.ChannelScaleOp(g, ir.DenseF64ArrayAttr.get(scales), g.type).result
             upd = chain[-1]
-            param = _slice(upd.operands[0], 3, lo, hi)
+            cur = acc[n]
+            param = _slice(cur, 3, lo, hi)
             new = ir.Operation.create(upd.name, results=[param.type], operands=[param, g, upd.operands[2]],
                                       attributes={k: upd.attributes[k] for k in _attr_names(upd)}, loc=upd.location)
-            acc.setdefault(n, []).append(new.results[0])
+            acc[n] = tl.InsertOp(cur, new.results[0], ir.DenseI64ArrayAttr.get([0, 0, 0, lo]), cur.type).result
 
 
 def _regions(block: ir.Block, min_bytes: int) -> list:

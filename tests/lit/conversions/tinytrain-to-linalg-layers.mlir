@@ -73,6 +73,18 @@ func.func @concat(%a: tensor<1x2x2x2xf32>, %b: tensor<1x2x2x3xf32>) -> tensor<1x
 
 // -----
 
+// Insert: tensor.insert_slice of the piece into the destination itself (no empty tensor).
+// CHECK-LABEL: func.func @insert(
+// CHECK-SAME:    %[[W:.*]]: tensor<1x1x4x8xi8>, %[[P:.*]]: tensor<1x1x4x2xi8>) -> tensor<1x1x4x8xi8> {
+// CHECK-NEXT:  %[[R:.*]] = tensor.insert_slice %[[P]] into %[[W]][0, 0, 0, 6] [1, 1, 4, 2] [1, 1, 1, 1] : tensor<1x1x4x2xi8> into tensor<1x1x4x8xi8>
+// CHECK-NEXT:  return %[[R]] : tensor<1x1x4x8xi8>
+func.func @insert(%w: tensor<1x1x4x8xi8>, %p: tensor<1x1x4x2xi8>) -> tensor<1x1x4x8xi8> {
+  %0 = "tinytrain.insert"(%w, %p) {offsets = array<i64: 0, 0, 0, 6>} : (tensor<1x1x4x8xi8>, tensor<1x1x4x2xi8>) -> tensor<1x1x4x8xi8>
+  return %0 : tensor<1x1x4x8xi8>
+}
+
+// -----
+
 // Concat of int8 weights (a sparse-update slice and its frozen rest): the same, in i8.
 // CHECK-LABEL: func.func @concat_i8(
 // CHECK-NEXT:  %[[V0:.*]] = tensor.empty() : tensor<1x1x2x8xi8>

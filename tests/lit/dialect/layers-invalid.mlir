@@ -94,3 +94,27 @@ func.func @concat_mixed(%a: tensor<1x1x2x2xi8>, %b: tensor<1x1x2x3xf32>) {
   %0 = "tinytrain.concat"(%a, %b) {axis = 3 : i64} : (tensor<1x1x2x2xi8>, tensor<1x1x2x3xf32>) -> tensor<1x1x2x5xf32>
   return
 }
+
+// -----
+
+func.func @insert_out_of_bounds(%w: tensor<1x1x4x8xi8>, %p: tensor<1x1x4x3xi8>) {
+  // expected-error@+1 {{'tinytrain.insert' op a piece of shape [1, 1, 4, 3] at [0, 0, 0, 6] exceeds the destination shape [1, 1, 4, 8]}}
+  %0 = "tinytrain.insert"(%w, %p) {offsets = array<i64: 0, 0, 0, 6>} : (tensor<1x1x4x8xi8>, tensor<1x1x4x3xi8>) -> tensor<1x1x4x8xi8>
+  return
+}
+
+// -----
+
+func.func @insert_result_shape(%w: tensor<1x1x4x8xi8>, %p: tensor<1x1x4x2xi8>) {
+  // expected-error@+1 {{'tinytrain.insert' op requires 'offsets' = array<i64: ...> of 4 non-negative entries, a piece of the same rank and a result of the destination's shape}}
+  %0 = "tinytrain.insert"(%w, %p) {offsets = array<i64: 0, 0, 0, 6>} : (tensor<1x1x4x8xi8>, tensor<1x1x4x2xi8>) -> tensor<1x1x4x2xi8>
+  return
+}
+
+// -----
+
+func.func @insert_mixed(%w: tensor<1x1x4x8xi8>, %p: tensor<1x1x4x2xf32>) {
+  // expected-error@+1 {{'tinytrain.insert' op expects f32, i8 or i32 tensors of one element type, got ['f32', 'i8']}}
+  %0 = "tinytrain.insert"(%w, %p) {offsets = array<i64: 0, 0, 0, 6>} : (tensor<1x1x4x8xi8>, tensor<1x1x4x2xf32>) -> tensor<1x1x4x8xi8>
+  return
+}

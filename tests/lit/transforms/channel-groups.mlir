@@ -47,3 +47,35 @@ func.func @backward(%g: tensor<1x4x4x8xf32>, %wp: tensor<1x1x16x8xi8>, %wd: tens
   %f = "tinytrain.conv2d_grad_input"(%e, %we) {groups = 1 : i64, padding = array<i64: 0, 0>, strides = array<i64: 1, 1>} : (tensor<1x4x4x16xf32>, tensor<1x1x4x16xf32>) -> tensor<1x4x4x4xf32>
   return %f, %db, %dwgrad : tensor<1x4x4x4xf32>, tensor<16xf32>, tensor<3x3x1x16xf32>
 }
+
+// A trained expansion weight (its gradient feeds only its SGD update): each group's update is
+// inserted into the parameter (tinytrain.insert, in place after lowering), and the next group
+// reads its weight columns from the partly updated value, which orders it after the update; the
+// insert chain is not carried by the barrier (its storage is the argument's).
+// RUN: tinytrain-opt -p 'channel-groups{groups=2 min_bytes=0}' %s | filecheck %s --check-prefix=UPD
+// UPD-LABEL: func.func @update(
+// UPD: "tinytrain.slice"(%arg4) {offsets = array<i64: 0, 0, 0, 0>} : (tensor<1x1x4x16xi8>) -> tensor<1x1x4x8xi8>
+// UPD: %[[U0:.*]] = "tinytrain.qsgd_update"({{.*}}, %arg6)
+// UPD: %[[I0:.*]] = "tinytrain.insert"(%arg4, %[[U0]]) {offsets = array<i64: 0, 0, 0, 0>}
+// UPD: "util.optimization_barrier"(%arg0, {{.*}}) : (tensor<1x4x4x8xf32>, tensor<1x4x4x4xf32>) ->
+// UPD-NOT: "tinytrain.slice"(%arg4)
+// UPD: "tinytrain.slice"(%[[I0]]) {offsets = array<i64: 0, 0, 0, 8>} : (tensor<1x1x4x16xi8>) -> tensor<1x1x4x8xi8>
+// UPD: %[[U1:.*]] = "tinytrain.qsgd_update"({{.*}}, %arg6)
+// UPD: %[[I1:.*]] = "tinytrain.insert"(%[[I0]], %[[U1]]) {offsets = array<i64: 0, 0, 0, 8>}
+// UPD-NOT: "tinytrain.concat"
+// UPD: return {{.*}}, %[[I1]] :
+func.func @update(%g: tensor<1x4x4x8xf32>, %wp: tensor<1x1x16x8xi8>, %wd: tensor<3x3x1x16xi8>,
+                  %ydw: tensor<1x4x4x16xi8>, %we: tensor<1x1x4x16xi8>, %xexp: tensor<1x4x4x4xf32>,
+                  %loss: tensor<f32>) -> (tensor<1x4x4x4xf32>, tensor<1x1x4x16xi8>) {
+  %sp = "tinytrain.channel_scale"(%wp) {scales = array<f64: 1.0, 2.0, 1.0, 2.0, 1.0, 2.0, 1.0, 2.0>} : (tensor<1x1x16x8xi8>) -> tensor<1x1x16x8xf32>
+  %a = "tinytrain.conv2d_grad_input"(%g, %sp) {groups = 1 : i64, padding = array<i64: 0, 0>, strides = array<i64: 1, 1>} : (tensor<1x4x4x8xf32>, tensor<1x1x16x8xf32>) -> tensor<1x4x4x16xf32>
+  %b = "tinytrain.qclamp_grad"(%a, %ydw) {clamp = array<i64: -128, 127>} : (tensor<1x4x4x16xf32>, tensor<1x4x4x16xi8>) -> tensor<1x4x4x16xf32>
+  %sd = "tinytrain.channel_scale"(%wd) {scales = array<f64: 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0>} : (tensor<3x3x1x16xi8>) -> tensor<3x3x1x16xf32>
+  %d = "tinytrain.conv2d_grad_input"(%b, %sd) {groups = 16 : i64, padding = array<i64: 1, 1>, strides = array<i64: 1, 1>} : (tensor<1x4x4x16xf32>, tensor<3x3x1x16xf32>) -> tensor<1x4x4x16xf32>
+  %se = "tinytrain.channel_scale"(%we) {scales = array<f64: 1.0, 2.0, 1.0, 2.0, 1.0, 2.0, 1.0, 2.0, 1.0, 2.0, 1.0, 2.0, 1.0, 2.0, 1.0, 2.0>} : (tensor<1x1x4x16xi8>) -> tensor<1x1x4x16xf32>
+  %f = "tinytrain.conv2d_grad_input"(%d, %se) {groups = 1 : i64, padding = array<i64: 0, 0>, strides = array<i64: 1, 1>} : (tensor<1x4x4x16xf32>, tensor<1x1x4x16xf32>) -> tensor<1x4x4x4xf32>
+  %gw = "tinytrain.conv2d_grad_weight"(%xexp, %d) {groups = 1 : i64, padding = array<i64: 0, 0>, strides = array<i64: 1, 1>} : (tensor<1x4x4x4xf32>, tensor<1x4x4x16xf32>) -> tensor<1x1x4x16xf32>
+  %gs = "tinytrain.channel_scale"(%gw) {scales = array<f64: 1.0, 2.0, 1.0, 2.0, 1.0, 2.0, 1.0, 2.0, 1.0, 2.0, 1.0, 2.0, 1.0, 2.0, 1.0, 2.0>} : (tensor<1x1x4x16xf32>) -> tensor<1x1x4x16xf32>
+  %nw = "tinytrain.qsgd_update"(%we, %gs, %loss) {lr = 0.5 : f32} : (tensor<1x1x4x16xi8>, tensor<1x1x4x16xf32>, tensor<f32>) -> tensor<1x1x4x16xi8>
+  return %f, %nw : tensor<1x4x4x4xf32>, tensor<1x1x4x16xi8>
+}
