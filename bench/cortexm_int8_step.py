@@ -50,23 +50,36 @@ def _our_dispatches(text: str) -> dict:
 CONFIGS = (("iree", "iree", None), ("ttk", "ttk", None), ("ttk-nopatch", "ttk", 1))
 
 
-def run(hw: int, steps: int, work: Path) -> dict:
+def samples(hw: int, steps: int) -> tuple:
+    """The benchmark's `steps` training samples (seeded): preprocessed int8 images and labels."""
     from tinytrain import reference as R
-    from tinytrain.int8 import compile_training, patch_grid
+    from tinytrain.pretrained import load_mcu_model
+
+    first = load_mcu_model(MODEL).first_conv
+    rng = np.random.default_rng(0)
+    xs = R.preprocess(rng.integers(0, 256, (steps, hw, hw, 3)).astype(np.uint8), first.x_scale, first.x_zero)
+    return xs, rng.integers(0, CLASSES, steps).astype(np.int32)
+
+
+def build(hw: int, kernels: str, patches, build_dir: Path):
+    """The benchmark's training program (MODEL, SCHEME, fp32 head) for the Cortex-M7."""
+    from tinytrain.int8 import compile_training
     from tinytrain.pretrained import load_mcu_model
     from tinytrain.pretrained.graph import build_forward
 
-    model = load_mcu_model(MODEL)
-    rng = np.random.default_rng(0)
-    xs = R.preprocess(rng.integers(0, 256, (steps, hw, hw, 3)).astype(np.uint8), model.first_conv.x_scale,
-                      model.first_conv.x_zero)
-    ys = rng.integers(0, CLASSES, steps).astype(np.int32)
+    g = build_forward(load_mcu_model(MODEL), classifier="fp32", num_classes=CLASSES, input_hw=hw, seed=0)
+    return compile_training(g, scheme=SCHEME, lr=0.05, target=TARGET, sram_kb=SRAM_KB,
+                            build_dir=build_dir, kernels=kernels, patches=patches)
+
+
+def run(hw: int, steps: int, work: Path) -> dict:
+    from tinytrain.int8 import patch_grid
+
+    xs, ys = samples(hw, steps)
     out = {}
     for key, kernels, patches in CONFIGS:
         t0 = time.time()
-        g = build_forward(load_mcu_model(MODEL), classifier="fp32", num_classes=CLASSES, input_hw=hw, seed=0)
-        prog = compile_training(g, scheme=SCHEME, lr=0.05, target=TARGET, sram_kb=SRAM_KB,
-                                build_dir=work / key, kernels=kernels, patches=patches)
+        prog = build(hw, kernels, patches, work / key)
         built = time.time() - t0
         res = prog.run_qemu(train=(xs, ys), workdir=work / f"run-{key}", timeout=3600)
         if res.returncode != 0:
