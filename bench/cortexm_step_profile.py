@@ -17,9 +17,10 @@ contractions `matmul_like` / `matvec_like` / `conv` from the loop sizes in their
 grouped by kind. The patch stage (`patch-stage`) is the commands up to the last one of the
 patched first stage (its padding-0 convolutions and the dispatches of its cut layer).
 
-    .venv/bin/python bench/cortexm_step_profile.py [--hw 128] [--steps 2] [--build-dir DIR]
+    .venv/bin/python bench/cortexm_step_profile.py [--hw 128] [--steps 2] [--kernels ttk] [--build-dir DIR]
 
-`--build-dir`: keep (or, when it holds one, reuse) the compiled program there. Writes
+`--kernels ttk-f32`: the step with our fp32 backward kernels too (writes
+`cortexm_step_profile_ttk_f32.{json,md}`). `--build-dir`: keep (or, when it holds one, reuse) the compiled program there. Writes
 `bench/results/cortexm_step_profile.json` and `.md`.
 """
 
@@ -50,6 +51,7 @@ KINDS = (
     ("ours: first conv (int8)", lambda op, n: n.startswith("ttk_conv_s8_")),
     ("ours: pointwise (int8)", lambda op, n: n.startswith("ttk_conv1x1_s8_")),
     ("ours: depthwise (int8)", lambda op, n: n.startswith("ttk_dwconv_s8_")),
+    ("ours: 1x1 input gradient (fp32)", lambda op, n: n.startswith("ttk_conv1x1_grad_input_f32_")),
     ("IREE fp32 matmul/conv (backward)", lambda op, n: re.search(r"_(matmul_like|matvec_like|conv)_[\dx]+_f32", n)),
     ("IREE fp32 reduction (backward)", lambda op, n: re.search(r"_reduction_[\dx]+_f32", n)),
     ("IREE elementwise / requant / other generic", lambda op, n: re.search(r"_(elementwise|generic|reduction)", n)),
@@ -66,6 +68,9 @@ def kind(op: str, name: str) -> str:
 
 def macs(name: str) -> int | None:
     """MACs of one command from its kernel's name, None when the name does not say."""
+    m = re.match(r"ttk_conv1x1_grad_input_f32_(\d+)_(\d+)_(\d+)$", name)  # P F C
+    if m:
+        return math.prod(int(v) for v in m.groups())
     m = re.match(r"ttk_(conv1x1|dwconv|conv)_s8_((?:m?\d+_)*m?\d+)$", name)
     if m:
         v = [int(t.replace("m", "-")) for t in m.group(2).split("_")]
@@ -125,14 +130,14 @@ def per_step(output: str) -> list:
     return steps
 
 
-def run(hw: int, steps: int, build_dir: Path) -> dict:
+def run(hw: int, steps: int, build_dir: Path, kernels: str = "ttk") -> dict:
     from tinytrain.lowering.cortexm import dispatch_memory
     from tinytrain.lowering.cortexm.firmware import load_firmware, run_qemu
 
     proj = build_dir / "firmware"
     if not (proj / "firmware.json").exists():
         t0 = time.time()
-        prog = step.build(hw, "ttk", None, build_dir)
+        prog = step.build(hw, kernels, None, build_dir)
         (build_dir / "linalg_device.mlir").write_text(prog.stages["linalg_device"])
         print(f"[profile] built in {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
     fw = load_firmware(proj)
@@ -163,7 +168,7 @@ def run(hw: int, steps: int, build_dir: Path) -> dict:
                      "patch_stage": pos <= stage_end, "layers": layers.get(name, []),
                      "instructions": int(np.median(instr)), "macs": n, "bytes": nbytes or None})
     plain_instr = [t * INSTR_PER_TICK for _, t in plain.steps]
-    return {"model": step.MODEL, "scheme": step.SCHEME, "input_hw": hw, "target": step.TARGET, "kernels": "ttk",
+    return {"model": step.MODEL, "scheme": step.SCHEME, "input_hw": hw, "target": step.TARGET, "kernels": kernels,
             "steps": steps, "patch_stage_cut": cut.group(1) if cut else None,
             "step_instructions_unprofiled": int(np.median(plain_instr)),
             "step_instructions_profiled": int(np.median([t * INSTR_PER_TICK for _, t in prof.steps])),
@@ -195,7 +200,7 @@ def write(doc: dict, cmd: str) -> str:
     doc["groups"] = grp
     md = ["# Where the int8 training step's instructions go (Cortex-M7, QEMU -icount)", "",
           f"Command: `{cmd}`. {doc['model']}, {doc['input_hw']}x{doc['input_hw']}, scheme `{doc['scheme']}`, "
-          f"`kernels=\"ttk\"`, default patches (cut at `{doc['patch_stage_cut']}`): the step of "
+          f"`kernels=\"{doc['kernels']}\"`, default patches (cut at `{doc['patch_stage_cut']}`): the step of "
           "`bench/cortexm_int8_step.py`'s `ours` row, its firmware built again with `TT_PROFILE_COMMANDS=ON` "
           "(SysTick around each command of `@train_step`, 40 instructions per tick). Median of "
           f"{doc['steps']} steps.", "",
@@ -226,18 +231,21 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--hw", type=int, default=128)
     ap.add_argument("--steps", type=int, default=2)
+    ap.add_argument("--kernels", default="ttk", help="the firmware's kernels (compile_training's kernels=)")
     ap.add_argument("--build-dir", type=Path, default=None,
                     help="keep the compiled program here (reused when it holds one)")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="tinytrain-profile-") as tmp:
-        doc = run(args.hw, args.steps, (args.build_dir or Path(tmp)).resolve())
+        doc = run(args.hw, args.steps, (args.build_dir or Path(tmp)).resolve(), args.kernels)
     cmd = ".venv/bin/python bench/cortexm_step_profile.py" + (f" --hw {args.hw}" if args.hw != 128 else "") + \
-        (f" --steps {args.steps}" if args.steps != 2 else "")
+        (f" --steps {args.steps}" if args.steps != 2 else "") + \
+        (f" --kernels {args.kernels}" if args.kernels != "ttk" else "")
     doc = {"command": cmd, "date": time.strftime("%Y-%m-%d"), **doc}
     md = write(doc, cmd)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "cortexm_step_profile.json").write_text(json.dumps(doc, indent=1) + "\n")
-    (RESULTS / "cortexm_step_profile.md").write_text(md)
+    name = "cortexm_step_profile" + ("" if args.kernels == "ttk" else "_" + args.kernels.replace("-", "_"))
+    (RESULTS / f"{name}.json").write_text(json.dumps(doc, indent=1) + "\n")
+    (RESULTS / f"{name}.md").write_text(md)
     print(md)
     return 0 if doc["profiled_state_and_loss_identical"] else 1
 

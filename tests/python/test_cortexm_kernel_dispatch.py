@@ -125,10 +125,9 @@ def _training_program(kernels: str, target: str, build_dir):
     return compile_training(g, TRAIN_PARAMS, lr=0.05, target=target, build_dir=build_dir, kernels=kernels)
 
 
-def _two_steps_identical(progs: dict, hw: int, rng, tmp_path) -> set:
-    """Two training steps of `progs["ttk"]` and `progs["iree"]` in QEMU on the same 2 random images:
-    the integer state, float state and loss bit-identical after each; returns the names of the
-    trained tensors that changed."""
+def _two_steps(progs: dict, hw: int, rng, tmp_path) -> dict:
+    """{kernels: the QEMU result} of two training steps of each program on the same 2 random
+    images."""
     from tinytrain import reference as R
     from tinytrain.pretrained import load_mcu_model
 
@@ -139,6 +138,14 @@ def _two_steps_identical(progs: dict, hw: int, rng, tmp_path) -> set:
     for k, r in res.items():
         assert r.returncode == 0, (k, r.output[-2000:])
         assert len(r.trace) == 2
+    return res
+
+
+def _two_steps_identical(progs: dict, hw: int, rng, tmp_path) -> set:
+    """Two training steps of `progs["ttk"]` and `progs["iree"]` (and any other program in `progs`)
+    in QEMU on the same 2 random images: the integer state, float state and loss of "ttk"
+    bit-identical to "iree" after each; returns the names of the trained tensors that changed."""
+    res = _two_steps(progs, hw, rng, tmp_path)
     p0 = progs["iree"].initial_params()
     changed = set()
     for step, ((ours, ours_loss), (theirs, theirs_loss)) in enumerate(zip(res["ttk"].trace, res["iree"].trace)):
@@ -148,7 +155,25 @@ def _two_steps_identical(progs: dict, hw: int, rng, tmp_path) -> set:
             if not np.array_equal(a, init):
                 changed.add(name)
         assert np.float32(ours_loss).view(np.uint32) == np.float32(theirs_loss).view(np.uint32), step
+    _f32_kernels_close(progs, res)
     return changed
+
+
+def _f32_kernels_close(progs: dict, res: dict) -> None:
+    """`progs["ttk-f32"]` (when built) against "iree" after each step: float state and loss
+    within 1e-6 of the tensor's / loss's scale, integer state within 1 (rounding of `lr * g` at a
+    tie moved by a float ulp) on at most 1% of the elements."""
+    if "ttk-f32" not in res:
+        return
+    for step, ((ours, ours_loss), (theirs, theirs_loss)) in enumerate(zip(res["ttk-f32"].trace, res["iree"].trace)):
+        for name, a, b in zip(progs["ttk-f32"].trainable, ours, theirs):
+            if a.dtype.kind == "f":
+                scale = float(np.abs(b).max()) or 1.0
+                assert float(np.abs(a - b).max()) <= 1e-6 * scale, (step, name, float(np.abs(a - b).max()), scale)
+            else:
+                diff = np.abs(a.astype(np.int64) - b.astype(np.int64))
+                assert diff.max() <= 1 and np.count_nonzero(diff) <= 0.01 * diff.size, (step, name)
+        assert abs(ours_loss - theirs_loss) <= 1e-6 * abs(theirs_loss), (step, ours_loss, theirs_loss)
 
 
 @pytest.mark.parametrize("target", ["cortex-m4", "cortex-m7"])
@@ -156,11 +181,18 @@ def test_int8_training_step_with_our_kernels_equals_iree_kernels(target, tmp_pat
     """`compile_training(..., kernels="ttk")`: the firmware's int8 convs (frozen and trained
     layers' forward) dispatch our kernels; two training steps in QEMU give exactly the integer
     state, the float state (master copy, head) and the losses of the same program with IREE's
-    kernels (kernels="iree", the default)."""
-    progs = {k: _training_program(k, target, tmp_path / k) for k in ("ttk", "iree")}
+    kernels (kernels="iree", the default). `kernels="ttk-f32"` (also our fp32 kernel for the
+    dense 1x1 input gradients): state and losses equal to IREE's to float rounding."""
+    progs = {k: _training_program(k, target, tmp_path / k) for k in ("ttk", "iree", "ttk-f32")}
     dev = progs["ttk"].stages["linalg_device"]
     assert dev.count("call @ttk_iree_conv1x1_s8(") == 5 and dev.count("call @ttk_iree_dwconv_s8(") == 3
     assert dev.count("call @ttk_iree_conv_s8(") == 1
+    assert "ttk_iree_conv1x1_grad_input_f32" not in dev
+    # ttk-f32: the same int8 dispatches, and the fp32 input gradients of the dense 1x1 convs
+    # between the head and the earliest trained layer (blocks.2's two pointwise convs; the trained
+    # blocks.1.pointwise2 needs no input gradient) dispatch our fp32 kernel
+    f32 = progs["ttk-f32"].stages["linalg_device"]
+    assert f32.count("call @ttk_iree_conv1x1_s8(") == 5 and f32.count("call @ttk_iree_conv1x1_grad_input_f32(") == 2
     assert "linalg_device" not in progs["iree"].stages and "ttk_iree" not in progs["ttk"].stages["linalg"]
     syms = subprocess.run(["arm-none-eabi-nm", str(progs["ttk"].firmware.elf)], capture_output=True,
                           text=True, check=True).stdout
@@ -232,7 +264,8 @@ def test_our_kernels_need_a_cortexm_target():
     from tinytrain.pretrained.graph import build_forward, truncate
 
     g = build_forward(truncate(load_mcu_model("mbv2-w0.35"), 1), classifier="fp32", num_classes=4, input_hw=32)
-    with pytest.raises(ValueError, match="kernels='ttk'.*cortex-m4"):
-        compile_training(g, ["fc.bias"], kernels="ttk")
+    for kernels in ("ttk", "ttk-f32"):
+        with pytest.raises(ValueError, match=f"kernels='{kernels}'.*cortex-m4"):
+            compile_training(g, ["fc.bias"], kernels=kernels)
     with pytest.raises(ValueError, match="kernels='cmsis'.*'iree'.*'ttk'"):
         compile_predict(g, target="cortex-m7", kernels="cmsis")

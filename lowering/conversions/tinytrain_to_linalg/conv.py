@@ -29,11 +29,12 @@ from torch_mlir.dialects import arith, linalg, tensor
 
 from tinytrain.dialects import tinytrain as tt
 
+from .kernels import KERNELS
 from .builders import (PARALLEL, REDUCTION, amap, const_f32, conv_input, dims, empty, full, generic,
                        identity, reshape, shape_of, tensor_type, const_index, unsupported)
 
 __all__ = ["convert_conv2d", "convert_conv2d_grad_input", "convert_conv2d_grad_weight",
-           "convert_bias_grad", "PATTERNS", "CONVGRADS", "CONVGRAD_PATTERNS"]
+           "convert_bias_grad", "PATTERNS", "CONVGRADS", "CONVGRAD_PATTERNS", "GRAD_INPUT_PATTERNS"]
 
 #: How `conv2d_grad_weight`, `bias_grad` and `conv2d_grad_input` are lowered; the
 #: `to-linalg{convgrad=...}` option, set from the target by `compile()` (`CONVGRAD_BY_TARGET`).
@@ -227,17 +228,26 @@ def _padfree_grad_input(dy: ir.Value, w: ir.Value, out_shape, strides, padding, 
                    [PARALLEL] * 4 + [REDUCTION] * (r - 4), body)
 
 
-def convert_conv2d_grad_input(op, adaptor, type_converter, rewriter, convgrad: str = "direct"):
+def convert_conv2d_grad_input(op, adaptor, type_converter, rewriter, convgrad: str = "direct",
+                              kernels: str = "iree"):
     """`convgrad="im2col"` (host): a named convolution of the zero-dilated, padded dY with the
     flipped kernel (`_padded_grad_input`), or for a dense 1x1 stride-1 window with a long F the
     transposed matmul `_transposed_grad_input` (`TRANSPOSED_GRAD_INPUT_MIN_INTENSITY`). `convgrad="direct"` (Cortex-M): one `linalg.generic`
     reading W through its map, dY bounds-checked (`_padfree_grad_input`: no padded copy of dY,
-    the largest tensor at MobileNetV2's backward peak otherwise, and no flipped copy of W)."""
+    the largest tensor at MobileNetV2's backward peak otherwise, and no flipped copy of W).
+    `kernels="ttk-f32"`: a dense 1x1 stride-1 unpadded one is a dispatch of our fp32 kernel
+    (`kernels.conv1x1_grad_input_dispatch`: the same sums in the same order, fused multiply-adds)."""
+    from .kernels import conv1x1_grad_input_contract, conv1x1_grad_input_dispatch
+
     dy, w = adaptor.grad_output, adaptor.weight
     strides, padding, groups = _conv_attrs(op)
     out_shape = shape_of(op.result)
     kh, kw = shape_of(w)[:2]
     depthwise = _is_depthwise(op, groups, shape_of(w))
+    if kernels == "ttk-f32" and conv1x1_grad_input_contract(shape_of(w), strides, padding, depthwise) is None:
+        with rewriter.ip, op.location:
+            rewriter.replace_op(op, [conv1x1_grad_input_dispatch(op, dy, w)])
+        return
     if kh - 1 - padding[0] < 0 or kw - 1 - padding[1] < 0:
         raise unsupported(op, f"with padding {padding} larger than kernel-1 ({kh}x{kw} kernel) "
                               "is not supported")
@@ -401,6 +411,11 @@ CONVGRAD_PATTERNS = {mode: {tt.Conv2dGradWeightOp: functools.partial(convert_con
                             tt.Conv2dGradInputOp: functools.partial(convert_conv2d_grad_input, convgrad=mode),
                             tt.BiasGradOp: functools.partial(convert_bias_grad, convgrad=mode)}
                      for mode in CONVGRADS}
+
+#: (convgrad, `to-linalg{kernels=...}`) -> the `conv2d_grad_input` pattern: with "ttk-f32" the
+#: dense 1x1 input gradients dispatch our fp32 kernel.
+GRAD_INPUT_PATTERNS = {(mode, k): {tt.Conv2dGradInputOp: functools.partial(
+    convert_conv2d_grad_input, convgrad=mode, kernels=k)} for mode in CONVGRADS for k in KERNELS}
 
 PATTERNS = {
     tt.Conv2dOp: convert_conv2d,

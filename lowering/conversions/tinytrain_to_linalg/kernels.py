@@ -34,12 +34,16 @@ from torch_mlir.dialects import arith, func, linalg, tensor
 from .builders import PARALLEL, amap, dims, generic, identity, shape_of, tensor_type
 
 __all__ = ["KERNELS", "conv1x1_contract", "conv1x1_scratch_bytes", "conv1x1_dispatch", "conv_contract",
-           "conv_dispatch", "dwconv_contract",
+           "conv_dispatch", "conv1x1_grad_input_contract", "conv1x1_grad_input_dispatch", "dwconv_contract",
            "dwconv_dispatch", "dwconv_scratch_bytes"]
 
-#: `to-linalg{kernels=...}`: "iree" (IREE's generated code for every op) or "ttk" (our kernels
-#: where an op is inside a kernel's contract, IREE's code elsewhere).
-KERNELS = ("iree", "ttk")
+#: `to-linalg{kernels=...}`: "iree" (IREE's generated code for every op), "ttk" (our int8 kernels
+#: where an int8 conv is inside a kernel's contract, IREE's code elsewhere: bit-identical to
+#: "iree") or "ttk-f32" ("ttk" and our fp32 backward kernels where a gradient op is inside
+#: theirs: dense 1x1 input gradients; each sum in IREE's order, but IREE itself rounds a
+#: multiply-add fused (VFMA) in some dispatches and unfused (VMLA) in others, so the results
+#: agree to float rounding, not bit for bit).
+KERNELS = ("iree", "ttk", "ttk-f32")
 
 #: Upper bound of sizeof(ttk_rq_t) (runtime/kernels/src/ttk_simd.h, 36 bytes today): the scratch
 #: binding may be larger than the kernel's need, never smaller.
@@ -282,4 +286,28 @@ def conv_dispatch(op, x: ir.Value, w: ir.Value, bias: ir.Value, mult: ir.Value, 
     d = _dispatch(op, "ttk_iree_conv_s8", [_flat(x), _pack_conv_q15(w), bias, mult, shift],
                   [tensor_type([math.prod(out)], i8)],
                   [h, wd, c_in, c_out, k, stride, pad, x_zero, y_zero, clamp[0], clamp[1]])
+    return _unflat(d.results[0], out)
+
+
+def conv1x1_grad_input_contract(w_shape, strides, padding, depthwise: bool) -> str | None:
+    """None when `ttk_conv1x1_grad_input_f32` computes this fp32 `conv2d_grad_input` exactly as
+    IREE's contraction does (each input-gradient value one sum over the output channels,
+    sequential from 0, one rounding per multiply-add), else why not."""
+    if depthwise or list(w_shape[:2]) != [1, 1]:
+        return "not a dense 1x1 convolution"
+    if list(strides) != [1, 1] or any(padding):
+        return "stride or padding"
+    return None
+
+
+def conv1x1_grad_input_dispatch(op, dy: ir.Value, w: ir.Value) -> ir.Value:
+    """The fp32 input gradient `op` (inside `conv1x1_grad_input_contract`) as a dispatch of
+    `ttk_conv1x1_grad_input_f32`: `dX[p, c] = sum_f dY[p, f] W[c, f]` over the N*H*W pixels,
+    W as HWIO (its producer, e.g. the int8 weight's `channel_scale`, becomes IREE's own
+    dispatch); returns the `[N, H, W, C]` result."""
+    out = shape_of(op.result)
+    _, _, c, f = shape_of(w)
+    pixels = math.prod(out[:-1])
+    d = _dispatch(op, "ttk_iree_conv1x1_grad_input_f32", [_flat(dy), _flat(w)],
+                  [tensor_type([pixels * c], ir.F32Type.get())], [pixels, f, c])
     return _unflat(d.results[0], out)
