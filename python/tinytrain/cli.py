@@ -21,8 +21,8 @@ images [K, C, H, W] like the model's input) and compiles the training step of th
 (int8 forward, fp32 backward, integer write-back, QAS unless `--no-qas`); the classifier stays
 fp32 unless `--int8-classifier`. `--kernels ttk` (with `--quantize int8` and a Cortex-M target)
 runs the firmware's int8 convolutions on our kernels (runtime/kernels, SMLAD; bit-identical to
-IREE's, the default `iree`), `--kernels ttk-f32` also the dense 1x1 input gradients of the
-backward pass on our fp32 kernel (equal to IREE's to float rounding).
+IREE's, the default `iree`), `--kernels ttk-f32` also the dense 1x1 input and weight gradients
+of the backward pass on our fp32 kernels (equal to IREE's to float rounding).
 
 With `--target cortex-m4` (QEMU mps2-an386) or `cortex-m7` (mps2-an500) the folder also gets
 `<target>/firmware/`: a CMake project (runtime, board support, generated schedule, IREE kernel
@@ -350,8 +350,8 @@ def main(argv=None) -> int:
     c.add_argument("--kernels", default="iree", choices=KERNELS,
                    help="with --quantize int8 and a Cortex-M target: the firmware's kernels, 'iree' "
                         "(IREE's generated code, default), 'ttk' (our int8 conv kernels, "
-                        "bit-identical) or 'ttk-f32' (also our fp32 kernel for the dense 1x1 input "
-                        "gradients: equal to float rounding)")
+                        "bit-identical) or 'ttk-f32' (also our fp32 kernels for the dense 1x1 input "
+                        "and weight gradients: equal to float rounding)")
     c.add_argument("-v", "--verbose", action="store_true", help="print progress (and tracebacks)")
     c.set_defaults(fn=_cmd_compile)
     r = sub.add_parser("run-qemu", help="run a compiled Cortex-M firmware project in QEMU")

@@ -103,8 +103,8 @@ def compile(model: torch.nn.Module, example_input: torch.Tensor, *, trainable="a
       kernels: the firmware's kernels with quantize="int8" on a Cortex-M target: "iree" (IREE's
         generated code, the default), "ttk" (our int8 kernels, runtime/kernels, as IREE dispatches
         for the int8 convs inside their contract: bit-identical to "iree", several times fewer
-        instructions) or "ttk-f32" ("ttk" and our fp32 kernel for the dense 1x1 input gradients of
-        the backward pass: equal to "iree" to float rounding, not bit for bit). The host `.vmfb`
+        instructions) or "ttk-f32" ("ttk" and our fp32 kernels for the dense 1x1 input and weight
+        gradients of the backward pass: equal to "iree" to float rounding, not bit for bit). The host `.vmfb`
         always runs IREE's kernels (it stays the device's reference).
 
     Raises:

@@ -256,7 +256,7 @@ def compile_training(graph, trainable=None, lr: float = 0.01, qas: bool = True, 
     `kernels`: the firmware's int8 convolutions, "iree" (IREE's generated kernels, the default) or
     "ttk" (our Cortex-M kernels, runtime/kernels, as IREE dispatches wherever a conv is inside
     their contract; bit-identical; Cortex-M targets only), or "ttk-f32" ("ttk" and our fp32
-    kernel for the dense 1x1 input gradients of the backward pass: equal to IREE's to float
+    kernels for the dense 1x1 input and weight gradients of the backward pass: equal to IREE's to float
     rounding, not bit for bit). The host program always uses IREE's kernels.
     `channel_groups`: the backward pass of each depthwise layer in that many channel groups (the
     `channel-groups` pass: less SRAM, sums in another order); default `channel_group_count()`."""
@@ -429,7 +429,7 @@ def check_kernels(kernels, target: str) -> None:
     if kernels not in KERNELS:
         raise ValueError(f"kernels={kernels!r} is not supported: use 'iree' (IREE's generated kernels, "
                          f"the default), 'ttk' (our Cortex-M int8 kernels) or 'ttk-f32' (ours for the "
-                         f"int8 convs and the dense 1x1 fp32 input gradients)")
+                         f"int8 convs and the dense 1x1 fp32 input / weight gradients)")
     if kernels != "iree" and target == "host":
         raise ValueError(f"kernels={kernels!r} (our Cortex-M kernels) needs target='cortex-m4' or "
                          "'cortex-m7'; the host program always runs IREE's kernels: drop kernels= "

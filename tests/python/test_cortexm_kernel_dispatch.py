@@ -191,12 +191,15 @@ def test_int8_training_step_with_our_kernels_equals_iree_kernels(target, tmp_pat
     assert dev.count("call @ttk_iree_conv1x1_s8(") == 5 and dev.count("call @ttk_iree_dwconv_s8(") == 3
     assert dev.count("call @ttk_iree_conv_s8(") == 1
     assert "ttk_iree_conv1x1_grad_input_f32" not in dev
-    # ttk-f32: the same int8 dispatches, and the fp32 input gradients of the dense 1x1 convs
-    # between the head and the earliest trained layer (blocks.2's two pointwise convs; the trained
-    # blocks.1.pointwise2 needs no input gradient) dispatch our fp32 kernel
+    # ttk-f32: the same int8 dispatches, and our fp32 kernels for the input gradients of the
+    # dense 1x1 convs between the head and the earliest trained layer (blocks.2's two pointwise
+    # convs; the trained blocks.1.pointwise2 needs no input gradient) and the weight gradients
+    # of the trained pointwise weights (blocks.1.pointwise2, blocks.2.pointwise2)
     if "ttk-f32" in progs:
         f32 = progs["ttk-f32"].stages["linalg_device"]
         assert f32.count("call @ttk_iree_conv1x1_s8(") == 5 and f32.count("call @ttk_iree_conv1x1_grad_input_f32(") == 2
+        # (both 48 -> 8 at 16x16: one executable, two dispatches)
+        assert f32.count("entry_points = [@ttk_conv1x1_grad_weight_f32_") == 2
     assert "linalg_device" not in progs["iree"].stages and "ttk_iree" not in progs["ttk"].stages["linalg"]
     syms = subprocess.run(["arm-none-eabi-nm", str(progs["ttk"].firmware.elf)], capture_output=True,
                           text=True, check=True).stdout
@@ -310,7 +313,8 @@ def test_compile_with_our_kernels_trains_on_cortex_m4_like_the_host(tmp_path):
     """`tinytrain.compile(model, quantize="int8", target="cortex-m4", kernels="ttk-f32")`: the
     firmware's int8 convs inside our kernels' contracts (the stem's 3x3, the block's pointwise and
     depthwise) and the block's pointwise input gradient (its depthwise weight is trained) dispatch
-    our kernels; 4 steps in QEMU keep the device rule against the host `.vmfb` (IREE's kernels):
+    our kernels, and the block's pointwise weight gradient; 4 steps in QEMU keep the device rule
+    against the host `.vmfb` (IREE's kernels):
     integer state exactly, float state and losses within 1e-6."""
     import torch
 
@@ -324,6 +328,7 @@ def test_compile_with_our_kernels_trains_on_cortex_m4_like_the_host(tmp_path):
                              kernels="ttk-f32")
     dev = prog.stages["linalg_device"]
     assert dev.count("call @ttk_iree_conv1x1_grad_input_f32(") == 1
+    assert dev.count("call @ttk_iree_conv1x1_grad_weight_f32(") == 1
     assert "call @ttk_iree_conv1x1_s8(" in dev and "call @ttk_iree_dwconv_s8(" in dev
     assert "ttk_iree" not in prog.stages["linalg"]
     xs, ys = torch.from_numpy(xtr[:4]), torch.from_numpy(ytr[:4].astype(np.int64))

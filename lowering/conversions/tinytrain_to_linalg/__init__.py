@@ -234,8 +234,8 @@ class ConvertTinytrainToLinalgPass(ModulePass):
                  "(maxnumf/minnumf, NaN gives the bound; VMAXNM/VMINNM on cortex-m7)",
         "kernels": "int8 convolutions: 'iree' (IREE's generated code) or 'ttk' (our Cortex-M "
                    "kernel as an IREE dispatch where the op is inside its contract; needs "
-                   "runtime/kernels in the firmware link) or 'ttk-f32' ('ttk' and our fp32 kernel "
-                   "for dense 1x1 input gradients: equal to IREE's to float rounding)",
+                   "runtime/kernels in the firmware link) or 'ttk-f32' ('ttk' and our fp32 kernels "
+                   "for dense 1x1 input and weight gradients: equal to IREE's to float rounding)",
         "convgrad": "conv weight, bias and input gradients: 'direct' (one contraction each, no extra "
                     "buffer; the input gradient reads dY bounds-checked, no padded copy; cortex-m4/m7) "
                     "or 'im2col' (dense 3x3/strided: im2col + matmul-like "
