@@ -52,6 +52,7 @@ KINDS = (
     ("ours: pointwise (int8)", lambda op, n: n.startswith("ttk_conv1x1_s8_")),
     ("ours: depthwise (int8)", lambda op, n: n.startswith("ttk_dwconv_s8_")),
     ("ours: 1x1 input gradient (fp32)", lambda op, n: n.startswith("ttk_conv1x1_grad_input_f32_")),
+    ("ours: 1x1 weight gradient (fp32)", lambda op, n: n.startswith("ttk_conv1x1_grad_weight_f32_")),
     ("IREE fp32 matmul/conv (backward)", lambda op, n: re.search(r"_(matmul_like|matvec_like|conv)_[\dx]+_f32", n)),
     ("IREE fp32 reduction (backward)", lambda op, n: re.search(r"_reduction_[\dx]+_f32", n)),
     ("IREE elementwise / requant / other generic", lambda op, n: re.search(r"_(elementwise|generic|reduction)", n)),
@@ -68,9 +69,9 @@ def kind(op: str, name: str) -> str:
 
 def macs(name: str) -> int | None:
     """MACs of one command from its kernel's name, None when the name does not say."""
-    m = re.match(r"ttk_conv1x1_grad_input_f32_(\d+)_(\d+)_(\d+)$", name)  # P F C
+    m = re.match(r"ttk_conv1x1_grad_(input|weight)_f32_(\d+)_(\d+)_(\d+)(_m?\d+)?$", name)  # P F C / P C F x_zero
     if m:
-        return math.prod(int(v) for v in m.groups())
+        return math.prod(int(v) for v in m.groups()[1:4])
     m = re.match(r"ttk_(conv1x1|dwconv|conv)_s8_((?:m?\d+_)*m?\d+)$", name)
     if m:
         v = [int(t.replace("m", "-")) for t in m.group(2).split("_")]
@@ -201,7 +202,7 @@ def write(doc: dict, cmd: str) -> str:
     md = ["# Where the int8 training step's instructions go (Cortex-M7, QEMU -icount)", "",
           f"Command: `{cmd}`. {doc['model']}, {doc['input_hw']}x{doc['input_hw']}, scheme `{doc['scheme']}`, "
           f"`kernels=\"{doc['kernels']}\"`, default patches (cut at `{doc['patch_stage_cut']}`): the step of "
-          "`bench/cortexm_int8_step.py`'s `ours` row, its firmware built again with `TT_PROFILE_COMMANDS=ON` "
+          "`bench/cortexm_int8_step.py` with these kernels, its firmware built again with `TT_PROFILE_COMMANDS=ON` "
           "(SysTick around each command of `@train_step`, 40 instructions per tick). Median of "
           f"{doc['steps']} steps.", "",
           f"- step without the profile hook: **{doc['step_instructions_unprofiled']:,}** instructions; "
