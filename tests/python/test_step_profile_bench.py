@@ -1,33 +1,15 @@
 """Logic of `bench/cortexm_step_profile.py` (issue #10's per-command profile) that its tables rely
-on, without compiling: the commands of `@train_step` read from the generated command table (the
+on, without compiling: the commands of a function read from the generated command table (the
 format `lowering/cortexm/schedule_c.py` emits), the PROF lines split per step, the MACs and kinds
 of our kernels and of IREE's contractions from their names, and the grouping."""
+
+from pathlib import Path
 
 import pytest
 from conftest import load_bench
 
-# the shape of schedule_c.emit's tables: a command table, the buffer references, the functions
-MODEL_C = """
-static const tt_ref_t model_state[1] = {{TT_REGION_ARENA, 0u, 0u, 128u}};
-static const tt_cmd_t model_cmds[5] = {
-  {TT_CMD_FILL, 1u, 0u, 0u, 1u, 0x00000000u, {0u, 0u, 0u}, 0u, 0u},
-  {TT_CMD_DISPATCH, 6u, 0u, 0u, 0u, 0u, {1u, 1u, 1u}, 1u, 0u}, /* ttk_dwconv_s8_16_16_96_3_2_1_m128_m128_m128_127 */
-  {TT_CMD_COPY, 2u, 0u, 0u, 0u, 0u, {0u, 0u, 0u}, 7u, 0u},
-  {TT_CMD_DISPATCH, 2u, 0u, 1u, 0u, 0u, {4u, 1u, 1u}, 9u, 0u}, /* train_step_dispatch_9_matmul_like_16x56x84_f32 */
-  {TT_CMD_DISPATCH, 2u, 0u, 2u, 0u, 0u, {1u, 1u, 1u}, 11u, 0u}, /* predict_dispatch_0_elementwise_64_i8 */
-};
-static const tt_ref_t model_refs[13] = {
-  {TT_REGION_ARENA, 0u, 64u, 300u},
-  {TT_REGION_ARENA, 0u, 0u, 1u}, {TT_REGION_ARENA, 0u, 0u, 1u}, {TT_REGION_ARENA, 0u, 0u, 1u},
-  {TT_REGION_ARENA, 0u, 0u, 1u}, {TT_REGION_ARENA, 0u, 0u, 1u}, {TT_REGION_ARENA, 0u, 0u, 1u},
-  {TT_REGION_ARG, 1u, 0u, 96u}, {TT_REGION_ARENA, 0u, 512u, 96u},
-  {TT_REGION_ARENA, 0u, 0u, 1u}, {TT_REGION_ARENA, 0u, 0u, 1u},
-  {TT_REGION_ARENA, 0u, 0u, 1u}, {TT_REGION_ARENA, 0u, 0u, 1u}};
-static const tt_function_t model_functions[2] = {
-  {"train_step", 0u, 4u, 3u, 2u, &model_io[0], &model_io[3]},
-  {"predict", 4u, 1u, 2u, 1u, &model_io[5], &model_io[7]},
-};
-"""
+#: command tables schedule_c.emit generated (tests/fixtures/hal/regenerate.py)
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "hal"
 
 
 @pytest.fixture(scope="module")
@@ -36,11 +18,13 @@ def bench():
 
 
 def test_command_table_is_train_steps_commands(bench):
-    rows = bench.command_table(MODEL_C)
-    assert [r[:3] for r in rows] == [(0, "fill", ""), (1, "dispatch", "ttk_dwconv_s8_16_16_96_3_2_1_m128_m128_m128_127"),
-                                     (2, "copy", ""), (3, "dispatch", "train_step_dispatch_9_matmul_like_16x56x84_f32")]
-    assert [r[3] for r in rows] == [300, 0, 96, 0]  # bytes of the fill and of the copy (its destination)
-    assert [r[0] for r in bench.command_table(MODEL_C, "predict")] == [4]
+    rows = bench.command_table((FIXTURES / "conv_model.c").read_text())
+    assert len(rows) == 23 and [r[0] for r in rows] == list(range(23))
+    assert rows[0] == (0, "fill", "", 400) and rows[1] == (1, "dispatch", "train_step_dispatch_0_slow_memcpy", 0)
+    assert rows[3][2] == "train_step_dispatch_1_conv_4x4x4x3x3_f32"
+    # a fill's and a copy's bytes, of another function
+    rows = bench.command_table((FIXTURES / "copy_model.c").read_text(), "predict")
+    assert rows == [(0, "fill", "", 32), (1, "copy", "", 16), (2, "dispatch", "predict_dispatch_0_matmul_1x3x4_f32", 0)]
 
 
 def test_prof_lines_split_per_step(bench):
