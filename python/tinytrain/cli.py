@@ -3,7 +3,8 @@
     tinytrain compile model.py -o out/ [--input-shape 1,3,64,64] [--trainable all|a,b | --sparse scheme.json]
                                [--lr 0.01] [--momentum 0.9] [--target host|cortex-m4|cortex-m7] [--sram-kb 256]
                                [--dump-ir DIR] [--memory-report DIR] [-v]
-                               [--quantize int8 --calibration images.npy [--int8-classifier] [--no-qas]]
+                               [--quantize int8 --calibration images.npy [--int8-classifier] [--no-qas]
+                                [--kernels iree|ttk|ttk-f32]]
     tinytrain run-qemu out/<target>/firmware [--train train.npz] [--eval eval.npz]
                        [--checkpoint-every N] [--nvm FILE] [--restore]
 
@@ -18,7 +19,10 @@ in place and prints the loss.
 weights, int8 activations whose ranges are observed on `--calibration`, a `.npy` of NCHW float
 images [K, C, H, W] like the model's input) and compiles the training step of the int8 graph
 (int8 forward, fp32 backward, integer write-back, QAS unless `--no-qas`); the classifier stays
-fp32 unless `--int8-classifier`.
+fp32 unless `--int8-classifier`. `--kernels ttk` (with `--quantize int8` and a Cortex-M target)
+runs the firmware's int8 convolutions on our kernels (runtime/kernels, SMLAD; bit-identical to
+IREE's, the default `iree`), `--kernels ttk-f32` also the dense 1x1 input and weight gradients
+of the backward pass on our fp32 kernels (equal to IREE's to float rounding).
 
 With `--target cortex-m4` (QEMU mps2-an386) or `cortex-m7` (mps2-an500) the folder also gets
 `<target>/firmware/`: a CMake project (runtime, board support, generated schedule, IREE kernel
@@ -53,6 +57,7 @@ import torch
 
 from tinytrain.compiler import MODEL_META, TARGETS, check_images, check_labels, compile
 from tinytrain.errors import CompileError
+from tinytrain.lowering.conversions.tinytrain_to_linalg.kernels import KERNELS
 
 
 class UsageError(Exception):
@@ -172,7 +177,7 @@ def _cmd_compile(args) -> int:
         prog = compile(model.eval(), x, trainable=trainable, lr=args.lr, momentum=args.momentum,
                        target=args.target,
                        dump_ir=args.dump_ir, sram_kb=args.sram_kb, build_dir=build_dir,
-                       verbose=args.verbose, sparse=args.sparse, **quant)
+                       verbose=args.verbose, sparse=args.sparse, kernels=args.kernels, **quant)
     except BaseException as e:
         if build_dir is not None:
             shutil.rmtree(build_dir, ignore_errors=True)
@@ -342,6 +347,11 @@ def main(argv=None) -> int:
                    help="with --quantize: quantize the classifier too (default: it stays fp32)")
     c.add_argument("--no-qas", action="store_true",
                    help="with --quantize: no quantization-aware scaling of the int8 gradients")
+    c.add_argument("--kernels", default="iree", choices=KERNELS,
+                   help="with --quantize int8 and a Cortex-M target: the firmware's kernels, 'iree' "
+                        "(IREE's generated code, default), 'ttk' (our int8 conv kernels, "
+                        "bit-identical) or 'ttk-f32' (also our fp32 kernels for the dense 1x1 input "
+                        "and weight gradients: equal to float rounding)")
     c.add_argument("-v", "--verbose", action="store_true", help="print progress (and tracebacks)")
     c.set_defaults(fn=_cmd_compile)
     r = sub.add_parser("run-qemu", help="run a compiled Cortex-M firmware project in QEMU")

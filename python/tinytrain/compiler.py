@@ -27,6 +27,7 @@ from torch_mlir import ir
 
 from tinytrain.errors import CompileError, UnsupportedModelError
 from tinytrain.irfuncs import find_func
+from tinytrain.int8 import check_kernels, lower_for_device
 from tinytrain.lowering.host.iree_host import HostModule, compile_host, to_numpy, view_dtype
 from tinytrain.lowering.conversions.tinytrain_to_linalg import (CLAMP_BY_TARGET, CONVGRAD_BY_TARGET,
                                                             ConvertTinytrainToLinalgPass)
@@ -61,7 +62,7 @@ def compile(model: torch.nn.Module, example_input: torch.Tensor, *, trainable="a
             dump_ir: str | Path | None = None,
             sram_kb: int = 256, build_dir: str | Path | None = None,
             verbose: bool = False, quantize: str | None = None, calibration=None, qas: bool = True,
-            int8_classifier: bool = False, sparse=None) -> "CompiledModel":
+            int8_classifier: bool = False, sparse=None, kernels: str = "iree") -> "CompiledModel":
     """Compile `model` into a training program.
 
     Args:
@@ -99,6 +100,12 @@ def compile(model: torch.nn.Module, example_input: torch.Tensor, *, trainable="a
         with ratio r < 1 trains only its first floor(r * C_out) output channels (the rest is a
         constant). `state_dict()` gives such a weight whole (trained slice + frozen rest);
         `gradients()`, `program_params()`, `save()` and checkpoints hold the trained slice.
+      kernels: the firmware's kernels with quantize="int8" on a Cortex-M target: "iree" (IREE's
+        generated code, the default), "ttk" (our int8 kernels, runtime/kernels, as IREE dispatches
+        for the int8 convs inside their contract: bit-identical to "iree", several times fewer
+        instructions) or "ttk-f32" ("ttk" and our fp32 kernels for the dense 1x1 input and weight
+        gradients of the backward pass: equal to "iree" to float rounding, not bit for bit). The host `.vmfb`
+        always runs IREE's kernels (it stays the device's reference).
 
     Raises:
       TypeError / ValueError: a bad argument (checked before any work is done).
@@ -109,6 +116,7 @@ def compile(model: torch.nn.Module, example_input: torch.Tensor, *, trainable="a
                                    sram_kb=sram_kb)
     momentum = _check_momentum(momentum)
     calib = check_quantize_args(quantize, calibration, int8_classifier, example_input.shape[1:])
+    _check_compile_kernels(kernels, target, quantize)
     if sparse is not None and trainable != "all":
         raise ValueError("give either trainable=[names] or sparse=<scheme> (which lists what is trained), "
                          "not both")
@@ -130,16 +138,24 @@ def compile(model: torch.nn.Module, example_input: torch.Tensor, *, trainable="a
     # host, direct on a Cortex-M); the host .vmfb is built from the same linalg, so it stays the
     # device's reference.
     report: dict = {}
+    lowering = {"values": imported.params, "clamp": CLAMP_BY_TARGET[target], "convgrad": CONVGRAD_BY_TARGET[target]}
+    to_linalg = ConvertTinytrainToLinalgPass(**lowering)
     passes = sparse_passes[:1] + [AutodiffPass(trainable=names, lr=float(lr), gradients=bool(gradients),
                                                momentum=momentum)] + sparse_passes[1:] + [
               _Snapshot("autodiff", stages, verbose, t0), CollectStateReport(sink=report),
-              ConvertTinytrainToLinalgPass(values=imported.params, clamp=CLAMP_BY_TARGET[target],
-                                          convgrad=CONVGRAD_BY_TARGET[target]),
-              _Snapshot("linalg", stages, verbose, t0)]
+              to_linalg, _Snapshot("linalg", stages, verbose, t0)]
     if calib is not None:
         passes = int8_passes(passes, imported.params, calib, qas=bool(qas), int8_classifier=bool(int8_classifier),
                              snapshot=lambda name: _Snapshot(name, stages, verbose, t0))
     _log(verbose, "pipeline: " + ",".join(p.options_text() for p in passes if p.argument))
+    device_text = None
+    if kernels != "iree":
+        # The firmware's lowering (our kernels' dispatches) branches off before to-linalg: one run
+        # up to it, the device lowering of a clone, then the host's to-linalg.
+        split = passes.index(to_linalg)
+        run_pipeline(imported.module, passes[:split], stage="compile")
+        stages["linalg_device"], device_text = lower_for_device(imported.module, kernels, "compile", **lowering)
+        passes = passes[split:]
     run_pipeline(imported.module, passes, stage="compile")
     train_names, buffer_of = _trained_state(imported.module)  # to-linalg keeps the argument attributes
     if calib is not None:
@@ -158,7 +174,7 @@ def compile(model: torch.nn.Module, example_input: torch.Tensor, *, trainable="a
         _log(verbose, f"iree-compile ({target}, static library) + firmware build "
                       f"... {time.time() - t0:.1f}s so far")
         prog.firmware = _build_firmware(prog, target, sram_kb, build_dir,
-                                        linalg_text=located_text(imported.module))
+                                        linalg_text=device_text or located_text(imported.module))
     _log(verbose, f"done in {time.time() - t0:.1f}s")
     return prog
 
@@ -178,6 +194,15 @@ def _sparse_plan(spec, imported):
     imported.params = split_values(imported.params, slices)
     passes = [SparseUpdatePass(weights=update.pass_option()), SparseNarrowPass(), SparseSplitPass()] if slices else []
     return tuple(update.trainable), passes, slices
+
+
+def _check_compile_kernels(kernels, target: str, quantize) -> None:
+    """`compile(kernels=...)`: a known value (`tinytrain.int8.check_kernels`: ours need a Cortex-M
+    target) and, for ours, an int8 model (they are int8 convolution kernels)."""
+    check_kernels(kernels, target)
+    if kernels != "iree" and quantize is None:
+        raise ValueError(f"kernels={kernels!r} selects our int8 kernels: it needs quantize='int8' "
+                         "(an fp32 model runs IREE's kernels); drop kernels= or add quantize='int8'")
 
 
 def _check_momentum(momentum) -> float:

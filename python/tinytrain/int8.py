@@ -255,10 +255,12 @@ def compile_training(graph, trainable=None, lr: float = 0.01, qas: bool = True, 
     False keeps autodiff's order, all updates at the end, for comparison).
     `kernels`: the firmware's int8 convolutions, "iree" (IREE's generated kernels, the default) or
     "ttk" (our Cortex-M kernels, runtime/kernels, as IREE dispatches wherever a conv is inside
-    their contract; Cortex-M targets only). The host program always uses IREE's kernels.
+    their contract; bit-identical; Cortex-M targets only), or "ttk-f32" ("ttk" and our fp32
+    kernels for the dense 1x1 input and weight gradients of the backward pass: equal to IREE's to float
+    rounding, not bit for bit). The host program always uses IREE's kernels.
     `channel_groups`: the backward pass of each depthwise layer in that many channel groups (the
     `channel-groups` pass: less SRAM, sums in another order); default `channel_group_count()`."""
-    _check_kernels(kernels, target)
+    check_kernels(kernels, target)
     passes, order, values, slices, report = _training_passes(graph, trainable, lr, qas, gradients, scheme,
                                                              momentum, reorder,
                                                              _channel_groups(channel_groups, target))
@@ -366,7 +368,7 @@ def compile_predict(graph, extra_flags=("--iree-opt-const-eval=false",), *, targ
     """The inference program of `graph` (`@predict(input)`, every parameter a constant) for the
     host and, with a Cortex-M target, its firmware. Call `predict([], x)` / `run_qemu(evaluate=...)`.
     `patches`, `kernels`: as in `compile_training`."""
-    _check_kernels(kernels, target)
+    check_kernels(kernels, target)
     return _compile(graph, [_ForwardAsPredict(), *_patch_passes(graph, patches, target)], [], 0.0,
                     extra_flags, target, sram_kb, build_dir, kernels=kernels)
 
@@ -407,14 +409,31 @@ def _patch_passes(graph, patches, target) -> list:
     return [PatchStagePass(grid=grid)] if grid > 1 else []
 
 
-def _check_kernels(kernels, target: str) -> None:
+def lower_for_device(module, kernels: str, stage: str, **lowering) -> tuple[str, str]:
+    """The firmware's own `to-linalg{kernels=...}` lowering (our kernels' dispatches, not runnable
+    on the host) of a clone of `module`, which stays as it is: (its text, its located text).
+    `lowering`: the other options of `ConvertTinytrainToLinalgPass` (values, clamp, convgrad)."""
+    from tinytrain.compiler import located_text
+    from tinytrain.lowering.conversions.tinytrain_to_linalg import ConvertTinytrainToLinalgPass
+    from tinytrain.pipeline import run_pipeline
+
+    device = module.operation.clone()
+    try:
+        run_pipeline(device, [ConvertTinytrainToLinalgPass(kernels=kernels, **lowering)], stage=stage)
+        return str(device), located_text(device)
+    finally:
+        device.erase()
+
+
+def check_kernels(kernels, target: str) -> None:
     from tinytrain.lowering.conversions.tinytrain_to_linalg.kernels import KERNELS
 
     if kernels not in KERNELS:
         raise ValueError(f"kernels={kernels!r} is not supported: use 'iree' (IREE's generated kernels, "
-                         f"the default) or 'ttk' (our Cortex-M int8 kernels)")
-    if kernels == "ttk" and target == "host":
-        raise ValueError("kernels='ttk' (our Cortex-M int8 kernels) needs target='cortex-m4' or "
+                         f"the default), 'ttk' (our Cortex-M int8 kernels) or 'ttk-f32' (ours for the "
+                         f"int8 convs and the dense 1x1 fp32 input / weight gradients)")
+    if kernels != "iree" and target == "host":
+        raise ValueError(f"kernels={kernels!r} (our Cortex-M kernels) needs target='cortex-m4' or "
                          "'cortex-m7'; the host program always runs IREE's kernels: drop kernels= "
                          "or pass a Cortex-M target")
 
@@ -433,10 +452,7 @@ def _compile(graph, passes, order, lr, extra_flags, target, sram_kb, build_dir, 
     run_pipeline(graph.module, passes, stage=stage)
     stages, device_text = {}, None
     if kernels != "iree":  # the firmware's program: our kernels' dispatches (not runnable on the host)
-        device = graph.module.operation.clone()
-        run_pipeline(device, [ConvertTinytrainToLinalgPass(values=values, kernels=kernels)], stage=stage)
-        stages["linalg_device"], device_text = str(device), located_text(device)
-        device.erase()
+        stages["linalg_device"], device_text = lower_for_device(graph.module, kernels, stage, values=values)
     run_pipeline(graph.module, [ConvertTinytrainToLinalgPass(values=values)], stage=stage)
     text = str(graph.module)
     stages = {"linalg": text, **stages}

@@ -18,7 +18,9 @@
  *                  (exit status 99). At the end the state and counters go to tt_state.bin.
  * Prints "STEP <i> loss_bits=<u32> ticks=<SysTick ticks>" per accepted step, "REJECT <i> <status>"
  * per refused record (NaN/Inf: the board goes on), "CKPT ..." per checkpoint operation and
- * "TT done steps=<n>".
+ * "TT done steps=<n>". Built with TT_PROFILE_COMMANDS (CMake option, off by default) it also
+ * prints "PROF <command index> <SysTick ticks>" after each command tt_run runs (the print is
+ * outside the timed interval, inside the step's).
  */
 #include <stdint.h>
 #include <string.h>
@@ -158,6 +160,24 @@ static void tt_fw_print_ckpt(const char* what, tt_status_t st, const tt_checkpoi
   tt_board_puts(tt_status_name(info->slot_status[1]));
   tt_board_puts("\n");
 }
+
+#ifdef TT_PROFILE_COMMANDS
+static uint64_t tt_fw_prof_t0;
+
+void tt_profile_command_begin(uint32_t cmd) {
+  (void)cmd;
+  tt_fw_prof_t0 = tt_board_timer_ticks();
+}
+
+void tt_profile_command_end(uint32_t cmd) {
+  const uint64_t t1 = tt_board_timer_ticks();
+  tt_board_puts("PROF ");
+  tt_board_put_u64(cmd);
+  tt_board_puts(" ");
+  tt_board_put_u64(t1 - tt_fw_prof_t0);
+  tt_board_puts("\n");
+}
+#endif
 
 static void tt_fw_write_state(const tt_model_t* model) {
   int fd = tt_board_open("tt_state.bin", TT_BOARD_WRITE);

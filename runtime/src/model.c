@@ -280,6 +280,9 @@ tt_status_t tt_run(tt_model_t* model, int function, const void* const* inputs,
   for (uint32_t c = fn->cmd_first; c - fn->cmd_first < fn->cmd_count; ++c) {
     const tt_cmd_t* cmd = &desc->cmds[c];
     const tt_ref_t* refs = cmd->ref_count ? &desc->refs[cmd->ref_first] : NULL;
+#ifdef TT_PROFILE_COMMANDS
+    tt_profile_command_begin(c);
+#endif
     switch (cmd->op) {
       case TT_CMD_FILL:
         tt_fill(tt_ref_ptr(model, &refs[0], inputs), refs[0].length, cmd->pattern,
@@ -295,6 +298,9 @@ tt_status_t tt_run(tt_model_t* model, int function, const void* const* inputs,
       default:
         return TT_ERR_BAD_TABLE;
     }
+#ifdef TT_PROFILE_COMMANDS
+    tt_profile_command_end(c);
+#endif
   }
   if (outputs != NULL) {
     for (uint16_t i = 0; i < fn->output_count; ++i) {

@@ -302,3 +302,19 @@ def test_bad_sparse_scheme(capsys, model_py, tmp_path, scheme, pattern):
     rc, _, err = run_cli(capsys, "compile", model_py, "-o", tmp_path / "o", "--sparse", f)
     assert_one_line_error(rc, err, pattern)
     assert not (tmp_path / "o").exists()
+
+
+def test_kernels_flag(capsys, model_py, tmp_path):
+    """`--kernels` (our Cortex-M kernels): in --help, refused without --quantize int8 (one line, no
+    traceback, nothing written), an unknown value an argparse error."""
+    with pytest.raises(SystemExit):
+        cli.main(["compile", "--help"])
+    out = capsys.readouterr().out
+    assert "--kernels {iree,ttk,ttk-f32}" in out and "our int8 conv kernels" in out
+    rc, _, err = run_cli(capsys, "compile", model_py, "-o", tmp_path / "o", "--target", "cortex-m7",
+                         "--kernels", "ttk")
+    assert_one_line_error(rc, err, r"kernels='ttk' selects our int8 kernels: it needs quantize='int8'")
+    assert not (tmp_path / "o").exists()
+    with pytest.raises(SystemExit) as e:
+        cli.main(["compile", str(model_py), "-o", str(tmp_path / "o"), "--kernels", "cmsis"])
+    assert e.value.code == 2 and "invalid choice: 'cmsis'" in capsys.readouterr().err

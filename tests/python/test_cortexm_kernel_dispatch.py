@@ -125,10 +125,9 @@ def _training_program(kernels: str, target: str, build_dir):
     return compile_training(g, TRAIN_PARAMS, lr=0.05, target=target, build_dir=build_dir, kernels=kernels)
 
 
-def _two_steps_identical(progs: dict, hw: int, rng, tmp_path) -> set:
-    """Two training steps of `progs["ttk"]` and `progs["iree"]` in QEMU on the same 2 random images:
-    the integer state, float state and loss bit-identical after each; returns the names of the
-    trained tensors that changed."""
+def _two_steps(progs: dict, hw: int, rng, tmp_path) -> dict:
+    """{kernels: the QEMU result} of two training steps of each program on the same 2 random
+    images."""
     from tinytrain import reference as R
     from tinytrain.pretrained import load_mcu_model
 
@@ -139,6 +138,14 @@ def _two_steps_identical(progs: dict, hw: int, rng, tmp_path) -> set:
     for k, r in res.items():
         assert r.returncode == 0, (k, r.output[-2000:])
         assert len(r.trace) == 2
+    return res
+
+
+def _two_steps_identical(progs: dict, hw: int, rng, tmp_path) -> set:
+    """Two training steps of `progs["ttk"]` and `progs["iree"]` (and any other program in `progs`)
+    in QEMU on the same 2 random images: the integer state, float state and loss of "ttk"
+    bit-identical to "iree" after each; returns the names of the trained tensors that changed."""
+    res = _two_steps(progs, hw, rng, tmp_path)
     p0 = progs["iree"].initial_params()
     changed = set()
     for step, ((ours, ours_loss), (theirs, theirs_loss)) in enumerate(zip(res["ttk"].trace, res["iree"].trace)):
@@ -148,7 +155,25 @@ def _two_steps_identical(progs: dict, hw: int, rng, tmp_path) -> set:
             if not np.array_equal(a, init):
                 changed.add(name)
         assert np.float32(ours_loss).view(np.uint32) == np.float32(theirs_loss).view(np.uint32), step
+    _f32_kernels_close(progs, res)
     return changed
+
+
+def _f32_kernels_close(progs: dict, res: dict) -> None:
+    """`progs["ttk-f32"]` (when built) against "iree" after each step: float state and loss
+    within 1e-6 of the tensor's / loss's scale, integer state within 1 (rounding of `lr * g` at a
+    tie moved by a float ulp) on at most 1% of the elements."""
+    if "ttk-f32" not in res:
+        return
+    for step, ((ours, ours_loss), (theirs, theirs_loss)) in enumerate(zip(res["ttk-f32"].trace, res["iree"].trace)):
+        for name, a, b in zip(progs["ttk-f32"].trainable, ours, theirs):
+            if a.dtype.kind == "f":
+                scale = float(np.abs(b).max()) or 1.0
+                assert float(np.abs(a - b).max()) <= 1e-6 * scale, (step, name, float(np.abs(a - b).max()), scale)
+            else:
+                diff = np.abs(a.astype(np.int64) - b.astype(np.int64))
+                assert diff.max() <= 1 and np.count_nonzero(diff) <= 0.01 * diff.size, (step, name)
+        assert abs(ours_loss - theirs_loss) <= 1e-6 * abs(theirs_loss), (step, ours_loss, theirs_loss)
 
 
 @pytest.mark.parametrize("target", ["cortex-m4", "cortex-m7"])
@@ -156,11 +181,25 @@ def test_int8_training_step_with_our_kernels_equals_iree_kernels(target, tmp_pat
     """`compile_training(..., kernels="ttk")`: the firmware's int8 convs (frozen and trained
     layers' forward) dispatch our kernels; two training steps in QEMU give exactly the integer
     state, the float state (master copy, head) and the losses of the same program with IREE's
-    kernels (kernels="iree", the default)."""
-    progs = {k: _training_program(k, target, tmp_path / k) for k in ("ttk", "iree")}
+    kernels (kernels="iree", the default). On the M7 also `kernels="ttk-f32"` (our fp32 kernel
+    for the dense 1x1 input gradients too; the M4 runs it in
+    test_compile_with_our_kernels_trains_on_cortex_m4_like_the_host): state and losses equal to
+    IREE's to float rounding."""
+    kinds = ("ttk", "iree", "ttk-f32") if target == "cortex-m7" else ("ttk", "iree")
+    progs = {k: _training_program(k, target, tmp_path / k) for k in kinds}
     dev = progs["ttk"].stages["linalg_device"]
     assert dev.count("call @ttk_iree_conv1x1_s8(") == 5 and dev.count("call @ttk_iree_dwconv_s8(") == 3
     assert dev.count("call @ttk_iree_conv_s8(") == 1
+    assert "ttk_iree_conv1x1_grad_input_f32" not in dev
+    # ttk-f32: the same int8 dispatches, and our fp32 kernels for the input gradients of the
+    # dense 1x1 convs between the head and the earliest trained layer (blocks.2's two pointwise
+    # convs; the trained blocks.1.pointwise2 needs no input gradient) and the weight gradients
+    # of the trained pointwise weights (blocks.1.pointwise2, blocks.2.pointwise2)
+    if "ttk-f32" in progs:
+        f32 = progs["ttk-f32"].stages["linalg_device"]
+        assert f32.count("call @ttk_iree_conv1x1_s8(") == 5 and f32.count("call @ttk_iree_conv1x1_grad_input_f32(") == 2
+        # (both 48 -> 8 at 16x16: one executable, two dispatches)
+        assert f32.count("entry_points = [@ttk_conv1x1_grad_weight_f32_") == 2
     assert "linalg_device" not in progs["iree"].stages and "ttk_iree" not in progs["ttk"].stages["linalg"]
     syms = subprocess.run(["arm-none-eabi-nm", str(progs["ttk"].firmware.elf)], capture_output=True,
                           text=True, check=True).stdout
@@ -232,7 +271,75 @@ def test_our_kernels_need_a_cortexm_target():
     from tinytrain.pretrained.graph import build_forward, truncate
 
     g = build_forward(truncate(load_mcu_model("mbv2-w0.35"), 1), classifier="fp32", num_classes=4, input_hw=32)
-    with pytest.raises(ValueError, match="kernels='ttk'.*cortex-m4"):
-        compile_training(g, ["fc.bias"], kernels="ttk")
+    for kernels in ("ttk", "ttk-f32"):
+        with pytest.raises(ValueError, match=f"kernels='{kernels}'.*cortex-m4"):
+            compile_training(g, ["fc.bias"], kernels=kernels)
     with pytest.raises(ValueError, match="kernels='cmsis'.*'iree'.*'ttk'"):
         compile_predict(g, target="cortex-m7", kernels="cmsis")
+
+
+# ---- compile(..., quantize="int8", kernels=...) and the CLI ------------------------------------
+
+def _digits_model():
+    import torch
+
+    from tinytrain.datasets import digits_8x8
+    from tinytrain.models import fit, residual_cnn
+
+    xtr, ytr, _, _ = digits_8x8()
+    torch.manual_seed(0)
+    return fit(residual_cnn(), xtr, ytr, epochs=2, lr=0.02, batch=64, seed=0), xtr, ytr
+
+
+def test_compile_kernels_argument_errors():
+    """`compile(kernels=...)` refuses an unknown value, our kernels on the host and our kernels
+    for an fp32 model, before any work, each naming the fix."""
+    import torch
+
+    import tinytrain
+    from tinytrain.models import residual_cnn
+
+    model, x = residual_cnn().eval(), torch.zeros(1, 1, 8, 8)
+    calib = np.zeros((4, 1, 8, 8), np.float32)
+    with pytest.raises(ValueError, match="kernels='cmsis' is not supported: use 'iree'.*'ttk'.*'ttk-f32'"):
+        tinytrain.compile(model, x, quantize="int8", calibration=calib, target="cortex-m7", kernels="cmsis")
+    with pytest.raises(ValueError, match="kernels='ttk'.*needs target='cortex-m4' or 'cortex-m7'"):
+        tinytrain.compile(model, x, quantize="int8", calibration=calib, kernels="ttk")
+    with pytest.raises(ValueError, match="kernels='ttk-f32'.*needs quantize='int8'"):
+        tinytrain.compile(model, x, target="cortex-m7", kernels="ttk-f32")
+
+
+def test_compile_with_our_kernels_trains_on_cortex_m4_like_the_host(tmp_path):
+    """`tinytrain.compile(model, quantize="int8", target="cortex-m4", kernels="ttk-f32")`: the
+    firmware's int8 convs inside our kernels' contracts (the stem's 3x3, the block's pointwise and
+    depthwise) and the block's pointwise input gradient (its depthwise weight is trained) dispatch
+    our kernels, and the block's pointwise weight gradient; 4 steps in QEMU keep the device rule
+    against the host `.vmfb` (IREE's kernels):
+    integer state exactly, float state and losses within 1e-6."""
+    import torch
+
+    import tinytrain
+    from conftest import assert_device_equals_host, loss_close
+
+    model, xtr, ytr = _digits_model()
+    trainable = ["block.dw.weight", "block.pw.weight", "block.pw.bias", "fc.weight", "fc.bias"]
+    prog = tinytrain.compile(model, torch.zeros(1, 1, 8, 8), quantize="int8", calibration=xtr[:100],
+                             trainable=trainable, lr=0.05, target="cortex-m4", build_dir=tmp_path / "fw",
+                             kernels="ttk-f32")
+    dev = prog.stages["linalg_device"]
+    assert dev.count("call @ttk_iree_conv1x1_grad_input_f32(") == 1
+    assert dev.count("call @ttk_iree_conv1x1_grad_weight_f32(") == 1
+    assert "call @ttk_iree_conv1x1_s8(" in dev and "call @ttk_iree_dwconv_s8(" in dev
+    assert "ttk_iree" not in prog.stages["linalg"]
+    xs, ys = torch.from_numpy(xtr[:4]), torch.from_numpy(ytr[:4].astype(np.int64))
+    res = prog.run_qemu(train=(xs, ys), workdir=tmp_path / "run")
+    assert res.returncode == 0, res.output[-2000:]
+    moved = set()
+    for i, (state, dev_loss) in enumerate(res.trace):
+        loss = prog.train_step(xs[i:i + 1], ys[i:i + 1])
+        assert loss_close(dev_loss, loss), (i, dev_loss, loss)
+        for name, d, h in zip(prog.trainable, state, prog.program_params()):
+            assert_device_equals_host(d, h, err_msg=f"step {i} {name}")
+            if not np.array_equal(d, prog.quantized_params[name]):
+                moved.add(name)
+    assert {"block.dw.weight", "block.pw.weight", "fc.weight"} <= moved, moved

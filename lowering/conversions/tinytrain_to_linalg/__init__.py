@@ -98,7 +98,8 @@ def patterns_for(clamp: str, kernels: str = "iree", convgrad: str = "direct") ->
     int8 convolutions as `kernels` (a member of `KERNELS`) and dense conv weight gradients as
     `convgrad` (a member of `CONVGRADS`)."""
     return {**PATTERNS, **elementwise.CLAMP_PATTERNS[clamp], **layers_activation.CLAMP_PATTERNS[clamp],
-            **quant.KERNEL_PATTERNS[kernels], **conv.CONVGRAD_PATTERNS[convgrad]}
+            **quant.KERNEL_PATTERNS[kernels], **conv.CONVGRAD_PATTERNS[convgrad],
+            **conv.GRAD_INPUT_PATTERNS[(convgrad, kernels)]}
 
 
 def _keep_type(t: ir.Type) -> ir.Type:
@@ -233,7 +234,8 @@ class ConvertTinytrainToLinalgPass(ModulePass):
                  "(maxnumf/minnumf, NaN gives the bound; VMAXNM/VMINNM on cortex-m7)",
         "kernels": "int8 convolutions: 'iree' (IREE's generated code) or 'ttk' (our Cortex-M "
                    "kernel as an IREE dispatch where the op is inside its contract; needs "
-                   "runtime/kernels in the firmware link)",
+                   "runtime/kernels in the firmware link) or 'ttk-f32' ('ttk' and our fp32 kernels "
+                   "for dense 1x1 input and weight gradients: equal to IREE's to float rounding)",
         "convgrad": "conv weight, bias and input gradients: 'direct' (one contraction each, no extra "
                     "buffer; the input gradient reads dY bounds-checked, no padded copy; cortex-m4/m7) "
                     "or 'im2col' (dense 3x3/strided: im2col + matmul-like "
@@ -255,7 +257,7 @@ class ConvertTinytrainToLinalgPass(ModulePass):
                 raise CompileError(f"to-linalg: option {option}={value!r} is not one of "
                                    f"{', '.join(allowed)} (e.g. to-linalg{{{option}={allowed[0]}}})",
                                    stage=STAGE)
-        if self.kernels == "ttk":  # the dispatches are IREE's stream/flow ops, built generically
+        if self.kernels != "iree":  # the dispatches are IREE's stream/flow ops, built generically
             module.context.allow_unregistered_dialects = True
         with module.context, ir.Location.unknown():
             _convert(module, self.values, patterns_for(self.clamp, self.kernels, self.convgrad))

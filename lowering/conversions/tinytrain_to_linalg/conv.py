@@ -29,11 +29,12 @@ from torch_mlir.dialects import arith, linalg, tensor
 
 from tinytrain.dialects import tinytrain as tt
 
+from .kernels import KERNELS
 from .builders import (PARALLEL, REDUCTION, amap, const_f32, conv_input, dims, empty, full, generic,
                        identity, reshape, shape_of, tensor_type, const_index, unsupported)
 
 __all__ = ["convert_conv2d", "convert_conv2d_grad_input", "convert_conv2d_grad_weight",
-           "convert_bias_grad", "PATTERNS", "CONVGRADS", "CONVGRAD_PATTERNS"]
+           "convert_bias_grad", "PATTERNS", "CONVGRADS", "CONVGRAD_PATTERNS", "GRAD_INPUT_PATTERNS"]
 
 #: How `conv2d_grad_weight`, `bias_grad` and `conv2d_grad_input` are lowered; the
 #: `to-linalg{convgrad=...}` option, set from the target by `compile()` (`CONVGRAD_BY_TARGET`).
@@ -227,17 +228,26 @@ def _padfree_grad_input(dy: ir.Value, w: ir.Value, out_shape, strides, padding, 
                    [PARALLEL] * 4 + [REDUCTION] * (r - 4), body)
 
 
-def convert_conv2d_grad_input(op, adaptor, type_converter, rewriter, convgrad: str = "direct"):
+def convert_conv2d_grad_input(op, adaptor, type_converter, rewriter, convgrad: str = "direct",
+                              kernels: str = "iree"):
     """`convgrad="im2col"` (host): a named convolution of the zero-dilated, padded dY with the
     flipped kernel (`_padded_grad_input`), or for a dense 1x1 stride-1 window with a long F the
     transposed matmul `_transposed_grad_input` (`TRANSPOSED_GRAD_INPUT_MIN_INTENSITY`). `convgrad="direct"` (Cortex-M): one `linalg.generic`
     reading W through its map, dY bounds-checked (`_padfree_grad_input`: no padded copy of dY,
-    the largest tensor at MobileNetV2's backward peak otherwise, and no flipped copy of W)."""
+    the largest tensor at MobileNetV2's backward peak otherwise, and no flipped copy of W).
+    `kernels="ttk-f32"`: a dense 1x1 stride-1 unpadded one is a dispatch of our fp32 kernel
+    (`kernels.conv1x1_grad_input_dispatch`: the same sums in the same order, fused multiply-adds)."""
+    from .kernels import conv1x1_grad_input_contract, conv1x1_grad_input_dispatch
+
     dy, w = adaptor.grad_output, adaptor.weight
     strides, padding, groups = _conv_attrs(op)
     out_shape = shape_of(op.result)
     kh, kw = shape_of(w)[:2]
     depthwise = _is_depthwise(op, groups, shape_of(w))
+    if kernels == "ttk-f32" and conv1x1_grad_input_contract(shape_of(w), strides, padding, depthwise) is None:
+        with rewriter.ip, op.location:
+            rewriter.replace_op(op, [conv1x1_grad_input_dispatch(op, dy, w)])
+        return
     if kh - 1 - padding[0] < 0 or kw - 1 - padding[1] < 0:
         raise unsupported(op, f"with padding {padding} larger than kernel-1 ({kh}x{kw} kernel) "
                               "is not supported")
@@ -333,13 +343,19 @@ def _depthwise_grad_weight_phases(xp: ir.Value, dy: ir.Value, kernel, strides) -
     return reshape(out, [kh, kw, 1, c])
 
 
-def convert_conv2d_grad_weight(op, adaptor, type_converter, rewriter, convgrad: str = "direct"):
+def convert_conv2d_grad_weight(op, adaptor, type_converter, rewriter, convgrad: str = "direct",
+                               kernels: str = "iree"):
     """`convgrad="direct"`, and dense 1x1 stride 1 either way: one contraction of the padded input
     with dY over (N, OH, OW). `convgrad="im2col"`: other dense windows (3x3, strided) as im2col of
     the padded input, then one matmul-like contraction `cols^T @ dY` (IREE vectorizes it as a
     matmul; the direct generic with `oh*s + kh` maps was about 8x slower on MobileNetV2's first
     conv, bench/conv_grad_kernels.py); depthwise windows as unit-batch stride-1 contractions per
-    stride phase (`_depthwise_grad_weight_phases`; a materialized im2col was slower there)."""
+    stride phase (`_depthwise_grad_weight_phases`; a materialized im2col was slower there).
+    `kernels="ttk-f32"`: a dense 1x1 stride-1 unpadded one whose input is a `dequantize` of the
+    saved int8 activation is a dispatch of our fp32 kernel on that int8 tensor
+    (`kernels.conv1x1_grad_weight_dispatch`)."""
+    from .kernels import conv1x1_grad_input_contract, conv1x1_grad_weight_dispatch
+
     if convgrad not in CONVGRADS:
         raise ValueError(f"conv2d_grad_weight lowering must be one of {', '.join(CONVGRADS)}, "
                          f"got {convgrad!r}")
@@ -349,6 +365,15 @@ def convert_conv2d_grad_weight(op, adaptor, type_converter, rewriter, convgrad: 
     depthwise = _is_depthwise(op, groups, [kh, kw, cg, f])
     sh, sw = strides
     n, oh, ow, _ = shape_of(dy)
+    deq = op.operands[0].owner  # an op, or the Block of a function argument
+    if kernels == "ttk-f32" and getattr(deq, "name", None) == "tinytrain.dequantize" and \
+            conv1x1_grad_input_contract([kh, kw, cg, f], strides, padding, depthwise) is None:
+        # the dequantize's int8 operand (the conversion maps it to its lowered value)
+        x_scale = ir.FloatAttr(deq.attributes["scale"]).value
+        x_zero = ir.IntegerAttr(deq.attributes["zero_point"]).value
+        with rewriter.ip, op.location:
+            rewriter.replace_op(op, [conv1x1_grad_weight_dispatch(op, deq.operands[0], x_zero, x_scale, dy)])
+        return
     with rewriter.ip, op.location:
         xp = conv_input(x, padding, (kh, kw), (oh, ow), strides)
         if depthwise and convgrad == "im2col":
@@ -401,6 +426,13 @@ CONVGRAD_PATTERNS = {mode: {tt.Conv2dGradWeightOp: functools.partial(convert_con
                             tt.Conv2dGradInputOp: functools.partial(convert_conv2d_grad_input, convgrad=mode),
                             tt.BiasGradOp: functools.partial(convert_bias_grad, convgrad=mode)}
                      for mode in CONVGRADS}
+
+#: (convgrad, `to-linalg{kernels=...}`) -> the `conv2d_grad_input` / `conv2d_grad_weight` patterns:
+#: with "ttk-f32" the dense 1x1 ones dispatch our fp32 kernels.
+GRAD_INPUT_PATTERNS = {(mode, k): {
+    tt.Conv2dGradInputOp: functools.partial(convert_conv2d_grad_input, convgrad=mode, kernels=k),
+    tt.Conv2dGradWeightOp: functools.partial(convert_conv2d_grad_weight, convgrad=mode, kernels=k)}
+    for mode in CONVGRADS for k in KERNELS}
 
 PATTERNS = {
     tt.Conv2dOp: convert_conv2d,

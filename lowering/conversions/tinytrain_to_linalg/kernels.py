@@ -34,12 +34,18 @@ from torch_mlir.dialects import arith, func, linalg, tensor
 from .builders import PARALLEL, amap, dims, generic, identity, shape_of, tensor_type
 
 __all__ = ["KERNELS", "conv1x1_contract", "conv1x1_scratch_bytes", "conv1x1_dispatch", "conv_contract",
-           "conv_dispatch", "dwconv_contract",
+           "conv_dispatch", "conv1x1_grad_input_contract", "conv1x1_grad_input_dispatch", "conv1x1_grad_weight_dispatch",
+           "dwconv_contract",
            "dwconv_dispatch", "dwconv_scratch_bytes"]
 
-#: `to-linalg{kernels=...}`: "iree" (IREE's generated code for every op) or "ttk" (our kernels
-#: where an op is inside a kernel's contract, IREE's code elsewhere).
-KERNELS = ("iree", "ttk")
+#: `to-linalg{kernels=...}`: "iree" (IREE's generated code for every op), "ttk" (our int8 kernels
+#: where an int8 conv is inside a kernel's contract, IREE's code elsewhere: bit-identical to
+#: "iree") or "ttk-f32" ("ttk" and our fp32 backward kernels where a gradient op is inside
+#: theirs: dense 1x1 input gradients, each sum in IREE's order, but IREE itself rounds a
+#: multiply-add fused (VFMA) in some dispatches and unfused (VMLA) in others; dense 1x1 weight
+#: gradients of a dequantized int8 input, the scale applied once per weight; so the results
+#: agree to float rounding, not bit for bit).
+KERNELS = ("iree", "ttk", "ttk-f32")
 
 #: Upper bound of sizeof(ttk_rq_t) (runtime/kernels/src/ttk_simd.h, 36 bytes today): the scratch
 #: binding may be larger than the kernel's need, never smaller.
@@ -282,4 +288,47 @@ def conv_dispatch(op, x: ir.Value, w: ir.Value, bias: ir.Value, mult: ir.Value, 
     d = _dispatch(op, "ttk_iree_conv_s8", [_flat(x), _pack_conv_q15(w), bias, mult, shift],
                   [tensor_type([math.prod(out)], i8)],
                   [h, wd, c_in, c_out, k, stride, pad, x_zero, y_zero, clamp[0], clamp[1]])
+    return _unflat(d.results[0], out)
+
+
+def conv1x1_grad_input_contract(w_shape, strides, padding, depthwise: bool) -> str | None:
+    """None when `ttk_conv1x1_grad_input_f32` computes this fp32 `conv2d_grad_input` (each
+    input-gradient value one sum over the output channels, sequential from 0, one rounding per
+    multiply-add, as IREE's contraction where it fuses the multiply-add), else why not. The same
+    window rule makes a `conv2d_grad_weight` one of `ttk_conv1x1_grad_weight_f32` when its input
+    is a `dequantize` of the saved int8 activation."""
+    if depthwise or list(w_shape[:2]) != [1, 1]:
+        return "not a dense 1x1 convolution"
+    if list(strides) != [1, 1] or any(padding):
+        return "stride or padding"
+    return None
+
+
+def conv1x1_grad_input_dispatch(op, dy: ir.Value, w: ir.Value) -> ir.Value:
+    """The fp32 input gradient `op` (inside `conv1x1_grad_input_contract`) as a dispatch of
+    `ttk_conv1x1_grad_input_f32`: `dX[p, c] = sum_f dY[p, f] W[c, f]` over the N*H*W pixels,
+    W as HWIO (its producer, e.g. the int8 weight's `channel_scale`, becomes IREE's own
+    dispatch); returns the `[N, H, W, C]` result."""
+    out = shape_of(op.result)
+    _, _, c, f = shape_of(w)
+    pixels = math.prod(out[:-1])
+    d = _dispatch(op, "ttk_iree_conv1x1_grad_input_f32", [_flat(dy), _flat(w)],
+                  [tensor_type([pixels * c], ir.F32Type.get())], [pixels, f, c])
+    return _unflat(d.results[0], out)
+
+
+def conv1x1_grad_weight_dispatch(op, x: ir.Value, x_zero: int, x_scale: float, dy: ir.Value) -> ir.Value:
+    """The fp32 weight gradient `op` of a dense 1x1 stride-1 unpadded conv whose input is
+    `dequantize(x, x_scale, x_zero)` as a dispatch of `ttk_conv1x1_grad_weight_f32` on the int8
+    `x` itself (no fp32 copy of it): `dW[c, f] = x_scale * sum_p (x[p, c] - x_zero) dY[p, f]`
+    over the N*H*W pixels (the scale applied once per weight: equal to the sum of dequantized
+    products to float rounding); returns the `[1, 1, C, F]` result."""
+    out = shape_of(op.result)
+    _, _, c, f = out
+    pixels = math.prod(shape_of(x)[:-1])
+    f32 = ir.F32Type.get()
+    scale = arith.ConstantOp(tensor_type([1], f32), ir.DenseElementsAttr.get_splat(
+        tensor_type([1], f32), ir.FloatAttr.get(f32, x_scale))).result
+    d = _dispatch(op, "ttk_iree_conv1x1_grad_weight_f32", [_flat(x), scale, _flat(dy)],
+                  [tensor_type([c * f], f32)], [pixels, c, f, x_zero])
     return _unflat(d.results[0], out)

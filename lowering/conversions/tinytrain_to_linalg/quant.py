@@ -49,6 +49,7 @@ from tinytrain.dialects import tinytrain_quant as tq
 from tinytrain.reference import quantize_multiplier
 
 from .builders import (PARALLEL, REDUCTION, amap, dims, generic, identity, shape_of, tensor_type)
+from .kernels import KERNELS
 
 __all__ = ["convert_qconv2d", "convert_qadd", "convert_qavg_pool", "convert_quantize",
            "convert_dequantize", "convert_channel_scale", "convert_qclamp_grad", "convert_qclamp_mask",
@@ -187,7 +188,7 @@ def _pad_input(x: ir.Value, pad_value: int, padding, kernel, out_hw, strides) ->
 
 
 def convert_qconv2d(op, adaptor, type_converter, rewriter, kernels: str = "iree"):
-    """`kernels="ttk"`: a qconv2d inside the contract of our pointwise, depthwise or first-conv
+    """`kernels="ttk"` (or "ttk-f32"): a qconv2d inside the contract of our pointwise, depthwise or first-conv
     kernel becomes a dispatch of it (`kernels.conv1x1_dispatch`, `dwconv_dispatch`,
     `conv_dispatch`); everything else, and `kernels="iree"`, is lowered to linalg."""
     from .conv import _conv_attrs, _is_depthwise
@@ -204,7 +205,7 @@ def convert_qconv2d(op, adaptor, type_converter, rewriter, kernels: str = "iree"
     lo, hi = _attr_array(op, "clamp", ir.DenseI64ArrayAttr)
     m0 = _attr_array(op, "multiplier", ir.DenseI32ArrayAttr)
     shift = _attr_array(op, "shift", ir.DenseI32ArrayAttr)
-    if kernels == "ttk":
+    if kernels != "iree":
         quant = (m0, shift, (lo, hi), (x_zero, y_zero))
         pointwise = conv1x1_contract(shape_of(x), w_shape, strides, padding, groups, *quant) is None
         dw = dwconv_contract(shape_of(x), w_shape, out_shape, strides, padding, depthwise, *quant) is None
@@ -458,7 +459,7 @@ def convert_qsgd_update(op, adaptor, type_converter, rewriter):
 
 #: `to-linalg{kernels=...}` -> the qconv2d pattern (module-level objects, as the bindings need).
 KERNEL_PATTERNS = {mode: {tq.QConv2dOp: functools.partial(convert_qconv2d, kernels=mode)}
-                   for mode in ("iree", "ttk")}
+                   for mode in KERNELS}
 
 PATTERNS = {
     tq.ChannelScaleOp: convert_channel_scale,

@@ -158,6 +158,14 @@ tt_status_t tt_run(tt_model_t* model, int function, const void* const* inputs,
  *  caller's own buffer. */
 void* tt_model_input_buffer(tt_model_t* model, int function, int index);
 
+#ifdef TT_PROFILE_COMMANDS
+/** Built with TT_PROFILE_COMMANDS (CMake option, off by default; bench/cortexm_step_profile.py):
+ *  tt_run calls these around each command `cmd` (its index in the command table), defined by
+ *  the caller (the firmware harness times them). Without the flag tt_run has no hook. */
+void tt_profile_command_begin(uint32_t cmd);
+void tt_profile_command_end(uint32_t cmd);
+#endif
+
 /** Where output `index` of `function` is after the last tt_run (arena or the tied argument). */
 const void* tt_model_output(const tt_model_t* model, int function, int index,
                             const void* const* inputs);

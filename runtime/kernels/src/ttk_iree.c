@@ -81,3 +81,27 @@ void ttk_iree_conv_s8(TTK_MEMREF(const int8_t, x), TTK_MEMREF(const int16_t, w),
   (void)ttk_conv_s8(TTK_AT(x), (int32_t)h, (int32_t)wd, (int32_t)c_in, TTK_AT(w), (int32_t)k,
                     (int32_t)stride, (int32_t)pad, TTK_AT(bias), (int32_t)c_out, &q, TTK_AT(y));
 }
+
+/* Input gradient of a dense 1x1 stride-1 unpadded conv (or a linear layer) in fp32:
+ * gx[p][i] = sum_o gy[p][o] * w[i][o], w HWIO [1][1][C_in][C_out] (the dequantized weight the
+ * compiler computes), each output's sum sequential in o from 0 with one rounding per
+ * multiply-add (as IREE's generated contraction for the same op). */
+void ttk_iree_conv1x1_grad_input_f32(TTK_MEMREF(const float, gy), TTK_MEMREF(const float, w),
+                                     TTK_MEMREF(float, gx), size_t pixels, size_t c_out,
+                                     size_t c_in) {
+  TTK_UNUSED(gy); TTK_UNUSED(w); TTK_UNUSED(gx);
+  (void)ttk_conv1x1_grad_input_f32(TTK_AT(gy), (int32_t)pixels, (int32_t)c_out, TTK_AT(w),
+                                   (int32_t)c_in, TTK_AT(gx));
+}
+
+/* Weight gradient of a dense 1x1 stride-1 unpadded conv in fp32 from its saved int8 input:
+ * gw[i][o] = sum_p ((x[p][i] - x_zero) * x_scale) * gy[p][o], all C_out columns, HWIO
+ * [1][1][C_in][C_out]; x_scale is a one-element binding (an fp32 constant of the program). */
+void ttk_iree_conv1x1_grad_weight_f32(TTK_MEMREF(const int8_t, x), TTK_MEMREF(const float, x_scale),
+                                      TTK_MEMREF(const float, gy), TTK_MEMREF(float, gw),
+                                      size_t pixels, size_t c_in, size_t c_out, size_t x_zero) {
+  TTK_UNUSED(x); TTK_UNUSED(x_scale); TTK_UNUSED(gy); TTK_UNUSED(gw);
+  (void)ttk_conv1x1_grad_weight_f32(TTK_AT(x), (int32_t)x_zero, TTK_AT(x_scale)[0], (int32_t)pixels,
+                                    (int32_t)c_in, TTK_AT(gy), (int32_t)c_out, (int32_t)c_out,
+                                    TTK_AT(gw), (int32_t)c_out);
+}

@@ -1,5 +1,6 @@
 // RUN: tinytrain-opt -p 'to-linalg{kernels=ttk}' --split-input-file %s | filecheck %s
 // RUN: tinytrain-opt -p 'to-linalg{kernels=iree}' --split-input-file %s | filecheck %s --check-prefix=IREE
+// RUN: tinytrain-opt -p 'to-linalg{kernels=ttk-f32}' --split-input-file %s | filecheck %s --check-prefix=F32
 
 // to-linalg{kernels=ttk}: a pointwise qconv2d inside ttk_conv1x1_s8's contract becomes one
 // flow.dispatch of a stream.executable calling the kernel (hal.import.static); the weights are
@@ -81,4 +82,54 @@ func.func @pad0(%x0: tensor<1x6x5x3xi8>, %w3: tensor<3x3x3x2xi8>, %b3: tensor<2x
   %1 = "tinytrain.qconv2d"(%x, %w, %b) {strides = array<i64: 2, 2>, padding = array<i64: 0, 0>, groups = 4 : i64, input_scale = 5.000000e-01 : f64, input_zero_point = -3 : i64, weight_scales = array<f64: 2.500000e-01, 2.500000e-01, 2.500000e-01, 2.500000e-01>, output_scale = 1.000000e+00 : f64, output_zero_point = 5 : i64, multiplier = array<i32: 1073741824, 1073741824, 1073741824, 1073741824>, shift = array<i32: -2, -2, -2, -2>, clamp = array<i64: -128, 127>} : (tensor<1x9x8x4xi8>, tensor<5x5x1x4xi8>, tensor<4xi32>) -> tensor<1x3x2x4xi8>
   %2 = "tinytrain.qconv2d"(%x, %w, %b) {strides = array<i64: 1, 1>, padding = array<i64: 1, 1>, groups = 4 : i64, input_scale = 5.000000e-01 : f64, input_zero_point = -3 : i64, weight_scales = array<f64: 2.500000e-01, 2.500000e-01, 2.500000e-01, 2.500000e-01>, output_scale = 1.000000e+00 : f64, output_zero_point = 5 : i64, multiplier = array<i32: 1073741824, 1073741824, 1073741824, 1073741824>, shift = array<i32: -2, -2, -2, -2>, clamp = array<i64: -128, 127>} : (tensor<1x9x8x4xi8>, tensor<5x5x1x4xi8>, tensor<4xi32>) -> tensor<1x7x6x4xi8>
   return %0, %1, %2 : tensor<1x4x3x2xi8>, tensor<1x3x2x4xi8>, tensor<1x7x6x4xi8>
+}
+
+// -----
+
+// The fp32 input gradient of a dense 1x1 stride-1 conv: with kernels=ttk-f32 a dispatch of our
+// ttk_iree_conv1x1_grad_input_f32 (P = N*H*W = 8 pixels, F = 3 output, C = 2 input channels);
+// a 3x3 one stays IREE's generic. kernels=ttk (int8 kernels only) and kernels=iree lower both to
+// linalg.
+// F32:           func.func private @ttk_iree_conv1x1_grad_input_f32(memref<24xf32>, memref<6xf32>, memref<16xf32>, index, index, index) attributes {hal.import.static}
+// F32:       }) {sym_name = "[[GX:ttk_conv1x1_grad_input_f32_8_3_2]]", sym_visibility = "private"}
+// F32-LABEL: func.func @grad_input_1x1(
+// F32:         "flow.dispatch"({{.*}}) {entry_points = [@[[GX]]::@[[GX]]], operandSegmentSizes = array<i32: 0, 2, 0, 0>, tied_operands = [-1 : index]} : (tensor<24xf32>, tensor<6xf32>) -> tensor<16xf32>
+// F32:         linalg.generic
+// F32-NOT:     flow.dispatch
+// F32:         return
+// CHECK-LABEL: func.func @grad_input_1x1(
+// CHECK-NOT:     flow.dispatch
+// CHECK-COUNT-2: linalg.generic
+// IREE-LABEL:  func.func @grad_input_1x1(
+// IREE-NOT:      flow.dispatch
+// IREE-COUNT-2:  linalg.generic
+func.func @grad_input_1x1(%dy: tensor<2x2x2x3xf32>, %w: tensor<1x1x2x3xf32>, %dy3: tensor<1x2x2x3xf32>, %w3: tensor<3x3x2x3xf32>) -> (tensor<2x2x2x2xf32>, tensor<1x2x2x2xf32>) {
+  %0 = "tinytrain.conv2d_grad_input"(%dy, %w) {strides = array<i64: 1, 1>, padding = array<i64: 0, 0>, groups = 1 : i64} : (tensor<2x2x2x3xf32>, tensor<1x1x2x3xf32>) -> tensor<2x2x2x2xf32>
+  %1 = "tinytrain.conv2d_grad_input"(%dy3, %w3) {strides = array<i64: 1, 1>, padding = array<i64: 1, 1>, groups = 1 : i64} : (tensor<1x2x2x3xf32>, tensor<3x3x2x3xf32>) -> tensor<1x2x2x2xf32>
+  return %0, %1 : tensor<2x2x2x2xf32>, tensor<1x2x2x2xf32>
+}
+
+// -----
+
+// The fp32 weight gradient of a dense 1x1 stride-1 conv whose input is a dequantize of the saved
+// int8 activation: with kernels=ttk-f32 a dispatch of our ttk_iree_conv1x1_grad_weight_f32 on the
+// int8 tensor itself (P = 4 pixels, C = 3, F = 4, x_zero = -3; the scale an f32 constant
+// operand); one whose input is not a dequantize stays IREE's generic.
+// F32:           func.func private @ttk_iree_conv1x1_grad_weight_f32(memref<12xi8>, memref<1xf32>, memref<16xf32>, memref<12xf32>, index, index, index, index) attributes {hal.import.static}
+// F32:       }) {sym_name = "[[GW:ttk_conv1x1_grad_weight_f32_4_3_4_m3]]", sym_visibility = "private"}
+// F32-LABEL: func.func @grad_weight_1x1(
+// F32:         %[[S:.*]] = arith.constant dense<5.000000e-01> : tensor<1xf32>
+// F32:         %[[X:.*]] = tensor.collapse_shape %arg0 {{\[\[}}0, 1, 2, 3]] : tensor<1x2x2x3xi8> into tensor<12xi8>
+// F32:         "flow.dispatch"(%[[X]], %[[S]], %{{.*}}) {entry_points = [@[[GW]]::@[[GW]]], operandSegmentSizes = array<i32: 0, 3, 0, 0>, tied_operands = [-1 : index]} : (tensor<12xi8>, tensor<1xf32>, tensor<16xf32>) -> tensor<12xf32>
+// F32:         linalg.generic {{.*}}iterator_types = ["parallel", "parallel", "parallel", "parallel", "reduction", "reduction", "reduction"]
+// F32-NOT:     flow.dispatch
+// F32:         return
+// CHECK-LABEL: func.func @grad_weight_1x1(
+// CHECK-NOT:     flow.dispatch
+// CHECK:         return
+func.func @grad_weight_1x1(%x: tensor<1x2x2x3xi8>, %dy: tensor<1x2x2x4xf32>, %xf: tensor<1x2x2x3xf32>) -> (tensor<1x1x3x4xf32>, tensor<1x1x3x4xf32>) {
+  %xr = "tinytrain.dequantize"(%x) {scale = 5.000000e-01 : f64, zero_point = -3 : i64} : (tensor<1x2x2x3xi8>) -> tensor<1x2x2x3xf32>
+  %0 = "tinytrain.conv2d_grad_weight"(%xr, %dy) {strides = array<i64: 1, 1>, padding = array<i64: 0, 0>, groups = 1 : i64} : (tensor<1x2x2x3xf32>, tensor<1x2x2x4xf32>) -> tensor<1x1x3x4xf32>
+  %1 = "tinytrain.conv2d_grad_weight"(%xf, %dy) {strides = array<i64: 1, 1>, padding = array<i64: 0, 0>, groups = 1 : i64} : (tensor<1x2x2x3xf32>, tensor<1x2x2x4xf32>) -> tensor<1x1x3x4xf32>
+  return %0, %1 : tensor<1x1x3x4xf32>, tensor<1x1x3x4xf32>
 }
