@@ -4,8 +4,8 @@ sums of the partial input gradients) and the step trains like it.
 
 Backbone: the first 4 blocks of the pretrained MobileNetV2-w0.35 at 32x32 with a new 4-class fp32
 head. Trained: the biases of blocks 1-3 (per-group `bias_grad`s, concatenated), block 2's
-depthwise weight (per-group depthwise weight gradients), block 3's pointwise1 weight (a dense
-weight gradient: the groups concatenated back for it) and the head; the input gradients of blocks
+depthwise weight (per-group depthwise weight gradients), block 3's pointwise1 weight (per-group
+weight gradients and updates, inserted into the parameter in place) and the head; the input gradients of blocks
 1-3's pointwise1 are sums of per-group partial gradients. `min_bytes=0`: every region splits."""
 
 import numpy as np
@@ -14,6 +14,7 @@ from conftest import assert_device_equals_host, loss_close
 
 from tinytrain import reference as R
 from tinytrain.int8 import _compile, _training_passes
+from tinytrain.lowering.cortexm import dispatch_memory
 from tinytrain.pretrained import load_mcu_model
 from tinytrain.pretrained.graph import build_forward, truncate
 from tinytrain.transforms.channel_groups import ChannelGroupsPass
@@ -78,6 +79,15 @@ def test_grouped_step_on_cortex_m4_equals_the_host(model, tmp_path):
     ys = rng.integers(0, CLASSES, 2).astype(np.int32)
     prog = program(model, 4, "cortex-m4", tmp_path / "fw")
     assert "util.optimization_barrier" in prog.stages["linalg"]
+    # blocks.3.pointwise1.weight is updated group by group in place (`tinytrain.insert` into the
+    # parameter): no updated copy is written back into a parameter at the end of the step
+    module = prog.firmware.module
+    exports = dispatch_memory.read_sources(module.sources_dir)
+    fn = module.schedule.function("train_step")
+    writes = [(c.op, a.hi - a.lo) for c in fn.commands for a in dispatch_memory.command_accesses(c, exports)
+              if "w" in a.mode and a.alloc.kind == "arg"]
+    assert writes.count(("dispatch", 8 * 48)) >= 2, writes  # the groups' updates, into the 8x48 weight
+    assert not [w for w in writes if w[0] == "copy"], writes
     res = prog.run_qemu(train=(xs, ys), workdir=tmp_path / "run")
     assert res.returncode == 0, res.output[-2000:]
     p = prog.initial_params()
@@ -94,8 +104,8 @@ def test_grouped_step_on_cortex_m4_equals_the_host(model, tmp_path):
 
 def test_grouped_full_update_equals_the_whole_tensor_update():
     """Every parameter of the first 3 blocks trained: the first conv's weight is updated per group
-    (its pieces concatenated into the returned parameter) while the groups' recomputed first conv
-    reads it; `tied.py` orders those reads before every piece's update."""
+    (each piece inserted into the parameter) while the groups' recomputed first conv reads it;
+    `tied.py` orders those reads before every piece's update."""
     model = truncate(load_mcu_model("mbv2-w0.35"), 3)
     grouped, whole = program(model, 4, trainable="all"), program(model, 1, trainable="all")
     rng = np.random.default_rng(1)
