@@ -182,6 +182,15 @@ module {
       %3 = irdl.base "!builtin.tensor" 
       irdl.results(result: %3)
     }
+    irdl.operation @insert {
+      %0 = irdl.base "!builtin.tensor" 
+      %1 = irdl.base "!builtin.tensor" 
+      irdl.operands(dest: %0, piece: %1)
+      %2 = irdl.any
+      irdl.attributes {"offsets" = %2}
+      %3 = irdl.base "!builtin.tensor" 
+      irdl.results(result: %3)
+    }
     irdl.operation @max_pool2d {
       %0 = irdl.base "!builtin.tensor" 
       irdl.operands(input: %0)
