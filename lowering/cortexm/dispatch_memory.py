@@ -126,7 +126,7 @@ def _eval(expr: tuple, constants: tuple) -> int:
 
 def _subspan(op) -> Subspan:
     """A tensor subspan (its access mode from its type) or a buffer of our kernels (a static
-    ``memref``: read-only when its descriptor says so, else read and written)."""
+    ``memref``: read-only when its descriptor says so, else a result the kernel writes)."""
     text = str(op.results[0].type)
     view = op.opview
     m = _TENSOR_TYPE.search(text)
@@ -139,7 +139,10 @@ def _subspan(op) -> Subspan:
                               "!iree_tensor_ext.dispatch.tensor results and memrefs with static shapes")
         flags = view.descriptor_flags
         read_only = flags is not None and ir.IntegerAttr(flags).value & _READ_ONLY
-        dims, dtype, mode = m.group(1), m.group(2), "r" if read_only else "rw"
+        # A writable memref is a result of one of our kernels' dispatches (kernels.py: results
+        # are never tied to an operand), a fresh buffer IREE allocated free: the kernel writes it
+        # (its output) or uses it as scratch, never reads what was there before.
+        dims, dtype, mode = m.group(1), m.group(2), "r" if read_only else "w"
     n = 1
     for d in dims.split("x"):
         n *= int(d) if d else 1

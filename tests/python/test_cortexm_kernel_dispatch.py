@@ -44,6 +44,25 @@ def test_pointwise_dispatch_of_our_kernel_equals_iree_kernel(target, tmp_path):
     assert " U ttk_iree_conv1x1_s8" in nm
 
 
+def test_pointwise_scratch_is_bounded_by_the_layers_tensors():
+    """The scratch a pointwise dispatch gets: every channel when that is small or the layer's
+    tensors are big; at most twice its input + output bytes (floor 8 KB) otherwise (a 336 -> 112
+    layer at 4x4 pixels would take 87 KB for 27 KB of tensors); never below the kernel's
+    minimum."""
+    from tinytrain.lowering.conversions.tinytrain_to_linalg.kernels import (
+        CONV1X1_SCRATCH_FLOOR, conv1x1_scratch_bytes)
+
+    full = conv1x1_scratch_bytes(336, 112)
+    assert full > 80_000
+    capped = conv1x1_scratch_bytes(336, 112, 16)
+    assert capped == 2 * 16 * (336 + 112) and capped % 4 == 0
+    assert conv1x1_scratch_bytes(16, 96, 64 * 64) == conv1x1_scratch_bytes(16, 96)  # < floor
+    assert conv1x1_scratch_bytes(336, 56, 8 * 8) == conv1x1_scratch_bytes(336, 56)  # tensors big
+    assert conv1x1_scratch_bytes(2048, 2048, 1) == max(CONV1X1_SCRATCH_FLOOR, 2048 * 12 + 2 * 64 + 8)
+    # the kernel's minimum: 4 widened pixels and one channel pair with its epilogue records
+    assert conv1x1_scratch_bytes(4096, 4096, 1) >= 4096 * 12 + 8
+
+
 def _forward_text(graph, kernels: str) -> str:
     from tinytrain.lowering.conversions.tinytrain_to_linalg import ConvertTinytrainToLinalgPass
     from tinytrain.pipeline import run_pipeline

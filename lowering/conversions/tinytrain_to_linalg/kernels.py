@@ -52,11 +52,27 @@ KERNELS = ("iree", "ttk", "ttk-f32")
 _RQ_BOUND = 64
 
 
-def conv1x1_scratch_bytes(c_in: int, c_out: int) -> int:
-    """Scratch for `ttk_conv1x1_s8`'s widened-operand path with every output channel in one
-    block (`ttk_conv1x1_s8_scratch_size`, with `_RQ_BOUND` for the per-channel constants)."""
+#: Scratch `conv1x1_dispatch` gives `ttk_conv1x1_s8` whatever its tensors' size (bytes).
+CONV1X1_SCRATCH_FLOOR = 8192
+
+
+def conv1x1_scratch_bytes(c_in: int, c_out: int, pixels: int | None = None) -> int:
+    """Scratch for `ttk_conv1x1_s8`'s widened-operand path. `pixels` None: every output channel
+    in one block (`ttk_conv1x1_s8_scratch_size`, with `_RQ_BOUND` for the per-channel
+    constants). Else what a dispatch of that many pixels gets: at most twice the bytes of its
+    own input and output (or `CONV1X1_SCRATCH_FLOOR`), at least the kernel's minimum (4 pixels
+    and one channel pair, `ttk_conv1x1_s8_scratch_min`). The kernel widens as many output
+    channels per block as the scratch holds and widens the input once per block, so a smaller
+    scratch costs a few instructions per MAC (about 2 / pixels of the layer's work) and never
+    makes a layer with many weights and few pixels (e.g. 336 -> 112 channels at 4x4: 87 KB
+    for all channels, 27 KB of tensors) the step's SRAM peak."""
     k4 = (c_in + 3) & ~3
-    return k4 * 8 + (c_out + 1) // 2 * (k4 * 4 + 2 * _RQ_BOUND + 8)
+    full = k4 * 8 + (c_out + 1) // 2 * (k4 * 4 + 2 * _RQ_BOUND + 8)
+    if pixels is None:
+        return full
+    least = k4 * 12 + 2 * _RQ_BOUND + 8
+    cap = max(CONV1X1_SCRATCH_FLOOR, 2 * pixels * (c_in + c_out)) & ~3
+    return max(least, min(full, cap))
 
 
 def dwconv_scratch_bytes(h: int, w: int, k: int, stride: int, pad: int) -> int:
@@ -229,7 +245,7 @@ def conv1x1_dispatch(op, x: ir.Value, w: ir.Value, bias: ir.Value, mult: ir.Valu
     i8 = ir.IntegerType.get_signless(8)
     w_io = tensor.CollapseShapeOp(tensor_type([k, c_out], i8), w, [[0, 1, 2], [3]]).result
     w_oi = linalg.transpose(w_io, outs=[tensor.EmptyOp([c_out, k], i8).result], permutation=[1, 0]).results[0]
-    results = [tensor_type([h * wd * c_out], i8), tensor_type([conv1x1_scratch_bytes(k, c_out)], i8)]
+    results = [tensor_type([h * wd * c_out], i8), tensor_type([conv1x1_scratch_bytes(k, c_out, h * wd)], i8)]
     d = _dispatch(op, "ttk_iree_conv1x1_s8", [_flat(x), _flat(w_oi), bias, mult, shift], results,
                   [h * wd, k, c_out, x_zero, y_zero, clamp[0], clamp[1]])
     return _unflat(d.results[0], [n, h, wd, c_out])
