@@ -213,6 +213,29 @@ def test_a_kernel_output_over_stale_bytes_stays_alive_in_all_its_bytes():
     assert _contents(s, kernels) == expected
 
 
+def test_the_layout_check_refuses_a_tensor_overwritten_before_its_last_read(monkeypatch):
+    """With the liveness error above put back (a read meeting a value in part leaves the rest of
+    its range unlive), replan's check of its own layout (both layouts run, every read's bytes from
+    the same writer) raises a CompileError naming the command and the bytes instead of returning
+    the wrong layout."""
+    from tinytrain.errors import CompileError
+
+    kernels = {"k": ("r", "rw")}
+
+    def cmds(tmp, out):
+        return [_fill(1, tmp, 0, 64), _copy(2, tmp, 0, tmp, 512, 64),
+                _dispatch(3, "k", Buf(tmp, 512, 64), Buf(tmp, 0, 256)),
+                _fill(4, tmp, 256, 256), _copy(5, tmp, 256, out, 0, 64), _copy(6, tmp, 0, out, 0, 256)]
+    monkeypatch.setattr(dm, "_gaps", lambda lo, hi, spans: [] if spans else [(lo, hi)])
+    s, tmp = _schedule(cmds)
+    with pytest.raises(CompileError, match=r"@train_step: command 5 \(copy\) reads bytes \[0, 256\) of "
+                       r"plan@train_step \(alloc0 \[0, 256\) in IREE's layout\), 192 of them last written "
+                       r"by another command than in IREE's layout \(byte 64: command 3 \(fill\) instead of "
+                       r"command 2 \(k\)\)"):
+        replan.replan(s, _exports(s, kernels))
+    assert tmp in s.allocs and s.function("train_step").commands[2].refs[1].alloc is tmp
+
+
 @pytest.mark.parametrize("target", ["cortex-m4"])
 def test_replanned_program_trains_on_the_device_like_the_host(tmp_path, target):
     text, params = models.conv_train_mlir(hw=16, channels=3, classes=4)
