@@ -236,8 +236,11 @@ def convert_conv2d_grad_input(op, adaptor, type_converter, rewriter, convgrad: s
     reading W through its map, dY bounds-checked (`_padfree_grad_input`: no padded copy of dY,
     the largest tensor at MobileNetV2's backward peak otherwise, and no flipped copy of W).
     `kernels="ttk-f32"`: a dense 1x1 stride-1 unpadded one is a dispatch of our fp32 kernel
-    (`kernels.conv1x1_grad_input_dispatch`: the same sums in the same order, fused multiply-adds)."""
-    from .kernels import conv1x1_grad_input_contract, conv1x1_grad_input_dispatch
+    (`kernels.conv1x1_grad_input_dispatch`: the same sums in the same order, fused multiply-adds),
+    and so is a depthwise one inside `kernels.dwconv_grad_input_contract`
+    (`kernels.dwconv_grad_input_dispatch`: the taps inside dY in the same order)."""
+    from .kernels import (conv1x1_grad_input_contract, conv1x1_grad_input_dispatch,
+                          dwconv_grad_input_contract, dwconv_grad_input_dispatch)
 
     dy, w = adaptor.grad_output, adaptor.weight
     strides, padding, groups = _conv_attrs(op)
@@ -247,6 +250,11 @@ def convert_conv2d_grad_input(op, adaptor, type_converter, rewriter, convgrad: s
     if kernels == "ttk-f32" and conv1x1_grad_input_contract(shape_of(w), strides, padding, depthwise) is None:
         with rewriter.ip, op.location:
             rewriter.replace_op(op, [conv1x1_grad_input_dispatch(op, dy, w)])
+        return
+    if kernels == "ttk-f32" and dwconv_grad_input_contract(out_shape, shape_of(w), shape_of(dy), strides,
+                                                           padding, depthwise) is None:
+        with rewriter.ip, op.location:
+            rewriter.replace_op(op, [dwconv_grad_input_dispatch(op, dy, w, strides[0])])
         return
     if kh - 1 - padding[0] < 0 or kw - 1 - padding[1] < 0:
         raise unsupported(op, f"with padding {padding} larger than kernel-1 ({kh}x{kw} kernel) "

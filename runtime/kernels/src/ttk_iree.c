@@ -105,3 +105,15 @@ void ttk_iree_conv1x1_grad_weight_f32(TTK_MEMREF(const int8_t, x), TTK_MEMREF(co
                                     (int32_t)c_in, TTK_AT(gy), (int32_t)c_out, (int32_t)c_out,
                                     TTK_AT(gw), (int32_t)c_out);
 }
+
+/* Input gradient of a depthwise conv (K = 3/5/7, stride 1/2, padding (K-1)/2, batch 1, NHWC) in
+ * fp32: gx[iy][ix][c] = sum over the taps inside gy of gy[oy][ox][c] * w[kh][kw][c], w HWIO
+ * [K][K][1][C] (the dequantized weight the compiler computes), the taps in (kh, kw) order with
+ * one rounding per multiply-add. The compiler emits it only inside that contract. */
+void ttk_iree_dwconv_grad_input_f32(TTK_MEMREF(const float, gy), TTK_MEMREF(const float, w),
+                                    TTK_MEMREF(float, gx), size_t h, size_t wd, size_t c, size_t k,
+                                    size_t stride) {
+  TTK_UNUSED(gy); TTK_UNUSED(w); TTK_UNUSED(gx);
+  (void)ttk_dwconv_grad_input_f32(TTK_AT(gy), (int32_t)h, (int32_t)wd, (int32_t)c, TTK_AT(w),
+                                  (int32_t)k, (int32_t)stride, TTK_AT(gx));
+}
