@@ -343,3 +343,36 @@ def test_compile_with_our_kernels_trains_on_cortex_m4_like_the_host(tmp_path):
             if not np.array_equal(d, prog.quantized_params[name]):
                 moved.add(name)
     assert {"block.dw.weight", "block.pw.weight", "fc.weight"} <= moved, moved
+
+
+def test_depthwise_input_gradient_dispatch_trains_on_cortex_m4_like_the_host(tmp_path):
+    """`kernels="ttk-f32"` with the stem's bias trained: the block's depthwise input gradient
+    (3x3, stride 1) is a dispatch of `ttk_dwconv_grad_input_f32`, and `train_step` keeps the
+    compiler's own layout of its transient tensors (replan.py). 4 steps in QEMU keep the host's
+    integer state exactly, float state and losses within 1e-6. (This program caught a liveness
+    error of that layout: the int8 output of the block's pointwise dispatch, a read-write binding
+    over a dead tensor's bytes in part, was overwritten before its last read.)"""
+    import torch
+
+    import tinytrain
+    from conftest import assert_device_equals_host, loss_close
+
+    model, xtr, ytr = _digits_model()
+    trainable = ["stem.0.bias", "block.dw.weight", "block.pw.weight", "block.pw.bias", "fc.weight", "fc.bias"]
+    prog = tinytrain.compile(model, torch.zeros(1, 1, 8, 8), quantize="int8", calibration=xtr[:100],
+                             trainable=trainable, lr=0.05, target="cortex-m4", build_dir=tmp_path / "fw",
+                             kernels="ttk-f32")
+    dev = prog.stages["linalg_device"]
+    assert dev.count("call @ttk_iree_dwconv_grad_input_f32(") == 1
+    assert "ttk_iree" not in prog.stages["linalg"]
+    replans = prog.firmware.module.schedule.replans
+    assert not replans["train_step"].reason, replans["train_step"].describe()
+    xs, ys = torch.from_numpy(xtr[:4]), torch.from_numpy(ytr[:4].astype(np.int64))
+    res = prog.run_qemu(train=(xs, ys), workdir=tmp_path / "run")
+    assert res.returncode == 0, res.output[-2000:]
+    for i, (state, dev_loss) in enumerate(res.trace):
+        loss = prog.train_step(xs[i:i + 1], ys[i:i + 1])
+        assert loss_close(dev_loss, loss), (i, dev_loss, loss)
+        for name, d, h in zip(prog.trainable, state, prog.program_params()):
+            assert_device_equals_host(d, h, err_msg=f"step {i} {name}")
+    assert not np.array_equal(res.trace[-1][0][0], prog.quantized_params["stem.0.bias"])
