@@ -200,6 +200,9 @@ def test_int8_training_step_with_our_kernels_equals_iree_kernels(target, tmp_pat
         assert f32.count("call @ttk_iree_conv1x1_s8(") == 5 and f32.count("call @ttk_iree_conv1x1_grad_input_f32(") == 2
         # (both 48 -> 8 at 16x16: one executable, two dispatches)
         assert f32.count("entry_points = [@ttk_conv1x1_grad_weight_f32_") == 2
+        # blocks.2's depthwise conv: its input gradient and its weight's (the fp32 master copy)
+        assert (f32.count("entry_points = [@ttk_dwconv_grad_input_f32_"),
+                f32.count("entry_points = [@ttk_dwconv_grad_weight_f32_")) == (1, 1)
     assert "linalg_device" not in progs["iree"].stages and "ttk_iree" not in progs["ttk"].stages["linalg"]
     syms = subprocess.run(["arm-none-eabi-nm", str(progs["ttk"].firmware.elf)], capture_output=True,
                           text=True, check=True).stdout
@@ -347,7 +350,8 @@ def test_compile_with_our_kernels_trains_on_cortex_m4_like_the_host(tmp_path):
 
 def test_depthwise_input_gradient_dispatch_trains_on_cortex_m4_like_the_host(tmp_path):
     """`kernels="ttk-f32"` with the stem's bias trained: the block's depthwise input gradient
-    (3x3, stride 1) is a dispatch of `ttk_dwconv_grad_input_f32`, and `train_step` keeps the
+    (3x3, stride 1) is a dispatch of `ttk_dwconv_grad_input_f32` and its weight gradient (from
+    the saved int8 input) one of `ttk_dwconv_grad_weight_f32`, and `train_step` keeps the
     compiler's own layout of its transient tensors (replan.py). 4 steps in QEMU keep the host's
     integer state exactly, float state and losses within 1e-6. (This program caught a liveness
     error of that layout: the int8 output of the block's pointwise dispatch, a read-write binding
@@ -364,6 +368,7 @@ def test_depthwise_input_gradient_dispatch_trains_on_cortex_m4_like_the_host(tmp
                              kernels="ttk-f32")
     dev = prog.stages["linalg_device"]
     assert dev.count("call @ttk_iree_dwconv_grad_input_f32(") == 1
+    assert dev.count("call @ttk_iree_dwconv_grad_weight_f32(") == 1
     assert "ttk_iree" not in prog.stages["linalg"]
     replans = prog.firmware.module.schedule.replans
     assert not replans["train_step"].reason, replans["train_step"].describe()

@@ -361,8 +361,10 @@ def convert_conv2d_grad_weight(op, adaptor, type_converter, rewriter, convgrad: 
     stride phase (`_depthwise_grad_weight_phases`; a materialized im2col was slower there).
     `kernels="ttk-f32"`: a dense 1x1 stride-1 unpadded one whose input is a `dequantize` of the
     saved int8 activation is a dispatch of our fp32 kernel on that int8 tensor
-    (`kernels.conv1x1_grad_weight_dispatch`)."""
-    from .kernels import conv1x1_grad_input_contract, conv1x1_grad_weight_dispatch
+    (`kernels.conv1x1_grad_weight_dispatch`), and so is a depthwise one inside
+    `kernels.dwconv_grad_input_contract` (`kernels.dwconv_grad_weight_dispatch`)."""
+    from .kernels import (conv1x1_grad_input_contract, conv1x1_grad_weight_dispatch,
+                          dwconv_grad_input_contract, dwconv_grad_weight_dispatch)
 
     if convgrad not in CONVGRADS:
         raise ValueError(f"conv2d_grad_weight lowering must be one of {', '.join(CONVGRADS)}, "
@@ -381,6 +383,14 @@ def convert_conv2d_grad_weight(op, adaptor, type_converter, rewriter, convgrad: 
         x_zero = ir.IntegerAttr(deq.attributes["zero_point"]).value
         with rewriter.ip, op.location:
             rewriter.replace_op(op, [conv1x1_grad_weight_dispatch(op, deq.operands[0], x_zero, x_scale, dy)])
+        return
+    if kernels == "ttk-f32" and getattr(deq, "name", None) == "tinytrain.dequantize" and \
+            shape_of(x)[3] == f and dwconv_grad_input_contract(shape_of(x), [kh, kw, cg, f], shape_of(dy), strides,
+                                                                padding, depthwise) is None:
+        x_scale = ir.FloatAttr(deq.attributes["scale"]).value
+        x_zero = ir.IntegerAttr(deq.attributes["zero_point"]).value
+        with rewriter.ip, op.location:
+            rewriter.replace_op(op, [dwconv_grad_weight_dispatch(op, deq.operands[0], x_zero, x_scale, dy, sh)])
         return
     with rewriter.ip, op.location:
         xp = conv_input(x, padding, (kh, kw), (oh, ow), strides)

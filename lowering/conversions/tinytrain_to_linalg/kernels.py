@@ -41,10 +41,10 @@ __all__ = ["KERNELS", "conv1x1_contract", "conv1x1_scratch_bytes", "conv1x1_disp
 #: `to-linalg{kernels=...}`: "iree" (IREE's generated code for every op), "ttk" (our int8 kernels
 #: where an int8 conv is inside a kernel's contract, IREE's code elsewhere: bit-identical to
 #: "iree") or "ttk-f32" ("ttk" and our fp32 backward kernels where a gradient op is inside
-#: theirs: dense 1x1 input gradients, each sum in IREE's order, but IREE itself rounds a
-#: multiply-add fused (VFMA) in some dispatches and unfused (VMLA) in others; dense 1x1 weight
-#: gradients of a dequantized int8 input, the scale applied once per weight; so the results
-#: agree to float rounding, not bit for bit).
+#: theirs: dense 1x1 and depthwise input gradients, each sum in IREE's order, but IREE itself
+#: rounds a multiply-add fused (VFMA) in some dispatches and unfused (VMLA) in others; dense 1x1
+#: and depthwise weight gradients of a dequantized int8 input, the 1x1 one applying the scale once
+#: per weight; so the results agree to float rounding, not bit for bit).
 KERNELS = ("iree", "ttk", "ttk-f32")
 
 #: Upper bound of sizeof(ttk_rq_t) (runtime/kernels/src/ttk_simd.h, 36 bytes today): the scratch
@@ -367,4 +367,21 @@ def dwconv_grad_input_dispatch(op, dy: ir.Value, w: ir.Value, stride: int) -> ir
     k = shape_of(w)[0]
     d = _dispatch(op, "ttk_iree_dwconv_grad_input_f32", [_flat(dy), _flat(w)],
                   [tensor_type([h * wd * c], ir.F32Type.get())], [h, wd, c, k, stride])
+    return _unflat(d.results[0], out)
+
+
+def dwconv_grad_weight_dispatch(op, x: ir.Value, x_zero: int, x_scale: float, dy: ir.Value, stride: int) -> ir.Value:
+    """The fp32 weight gradient `op` of a depthwise conv (inside `dwconv_grad_input_contract`, the
+    same window rule) whose input is `dequantize(x, x_scale, x_zero)` as a dispatch of
+    `ttk_dwconv_grad_weight_f32` on the int8 `x` itself: `dW[kh, kw, c] = sum_{oh, ow}
+    ((x[ih, iw, c] - x_zero) x_scale) dY[oh, ow, c]` over the taps inside the input, in (oh, ow)
+    order, one rounding per multiply-add; returns the `[K, K, 1, C]` result."""
+    out = shape_of(op.result)
+    k, _, _, c = out
+    _, h, wd, _ = shape_of(x)
+    f32 = ir.F32Type.get()
+    scale = arith.ConstantOp(tensor_type([1], f32), ir.DenseElementsAttr.get_splat(
+        tensor_type([1], f32), ir.FloatAttr.get(f32, x_scale))).result
+    d = _dispatch(op, "ttk_iree_dwconv_grad_weight_f32", [_flat(x), scale, _flat(dy)],
+                  [tensor_type([k * k * c], f32)], [h, wd, c, k, stride, x_zero])
     return _unflat(d.results[0], out)
