@@ -381,3 +381,29 @@ def test_depthwise_input_gradient_dispatch_trains_on_cortex_m4_like_the_host(tmp
         for name, d, h in zip(prog.trainable, state, prog.program_params()):
             assert_device_equals_host(d, h, err_msg=f"step {i} {name}")
     assert not np.array_equal(res.trace[-1][0][0], prog.quantized_params["stem.0.bias"])
+
+
+def test_sparse_depthwise_weight_gradient_dispatch_agrees_with_iree_kernels(tmp_path):
+    """A sparse update of half of a depthwise weight's channels (`blocks.2.depthwise.weight`: "1/2",
+    MobileNetV2-w0.35's first 3 blocks at 32x32, M4): with `kernels="ttk-f32"` its weight gradient,
+    the slice of the leading 24 of 48 channels, is a dispatch of `ttk_dwconv_grad_weight_f32` on the
+    whole int8 input and dY; two steps in QEMU agree with IREE's kernels to float rounding."""
+    from tinytrain.int8 import compile_training
+    from tinytrain.pretrained import load_mcu_model
+    from tinytrain.pretrained.graph import build_forward, truncate
+
+    scheme = {"parameters": {"blocks.2.depthwise.weight": "1/2", "fc.weight": 1, "fc.bias": 1}}
+    progs = {}
+    for k in ("iree", "ttk-f32"):
+        g = build_forward(truncate(load_mcu_model("mbv2-w0.35"), 3), classifier="fp32", num_classes=4,
+                          input_hw=32, seed=0)
+        progs[k] = compile_training(g, scheme=scheme, lr=0.05, target="cortex-m4", build_dir=tmp_path / k,
+                                    kernels=k)
+    dev = progs["ttk-f32"].stages["linalg_device"]
+    assert dev.count("entry_points = [@ttk_dwconv_grad_weight_f32_8_8_48_3_1_m128_24::") == 1
+    res = _two_steps(progs, 32, np.random.default_rng(5), tmp_path)
+    _f32_kernels_close(progs, res)
+    trained = {n: (a, b) for n, a, b in zip(progs["ttk-f32"].trainable, res["ttk-f32"].trace[-1][0],
+                                             progs["iree"].initial_params())}
+    dw = [n for n in trained if n.startswith("blocks.2.depthwise")]
+    assert dw and all(not np.array_equal(*trained[n]) for n in dw), (list(trained), dw)

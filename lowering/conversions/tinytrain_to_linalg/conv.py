@@ -384,14 +384,23 @@ def convert_conv2d_grad_weight(op, adaptor, type_converter, rewriter, convgrad: 
         with rewriter.ip, op.location:
             rewriter.replace_op(op, [conv1x1_grad_weight_dispatch(op, deq.operands[0], x_zero, x_scale, dy)])
         return
-    if kernels == "ttk-f32" and getattr(deq, "name", None) == "tinytrain.dequantize" and \
-            shape_of(x)[3] == f and dwconv_grad_input_contract(shape_of(x), [kh, kw, cg, f], shape_of(dy), strides,
-                                                                padding, depthwise) is None:
-        x_scale = ir.FloatAttr(deq.attributes["scale"]).value
-        x_zero = ir.IntegerAttr(deq.attributes["zero_point"]).value
-        with rewriter.ip, op.location:
-            rewriter.replace_op(op, [dwconv_grad_weight_dispatch(op, deq.operands[0], x_zero, x_scale, dy, sh)])
-        return
+    if kernels == "ttk-f32" and depthwise:
+        # a dequantized int8 input, or the leading channels of one (a sparse update's slice, with
+        # dY's leading channels): the kernel reads the whole tensors
+        x8, g = _leading_channels(op.operands[0]), _leading_channels(op.operands[1])
+        sliced = x8 != op.operands[0]
+        deq = getattr(x8.owner, "name", None) == "tinytrain.dequantize" and x8.owner
+        if deq and sliced == (g != op.operands[1]) and shape_of(x8)[3] == shape_of(g)[3] and \
+                dwconv_grad_input_contract(shape_of(x8), [kh, kw, cg, shape_of(x8)[3]], shape_of(g), strides, padding,
+                                           depthwise) is None:
+            x_scale = ir.FloatAttr(deq.attributes["scale"]).value
+            x_zero = ir.IntegerAttr(deq.attributes["zero_point"]).value
+            # the unconverted operands (the int8 tensor, the sliced dY) are mapped to their
+            # lowered values by the conversion, as the dequantize's operand above
+            with rewriter.ip, op.location:
+                rewriter.replace_op(op, [dwconv_grad_weight_dispatch(op, deq.operands[0], x_zero, x_scale,
+                                                                     g if sliced else dy, sh)])
+            return
     with rewriter.ip, op.location:
         xp = conv_input(x, padding, (kh, kw), (oh, ow), strides)
         if depthwise and convgrad == "im2col":
@@ -413,6 +422,18 @@ def convert_conv2d_grad_weight(op, adaptor, type_converter, rewriter, convgrad: 
             r = _matmul_ta(cols, reshape(dy, [n * oh * ow, f]))
             result = reshape(r, [kh, kw, cg, f])
     rewriter.replace_op(op, [result])
+
+
+def _leading_channels(v: ir.Value) -> ir.Value:
+    """The tensor `v` is the leading channels of (a `tinytrain.slice` at offset 0 on every axis,
+    the same N, H, W), else `v`."""
+    o = v.owner
+    if isinstance(o, ir.Block) or o.name != "tinytrain.slice":
+        return v
+    src = o.operands[0]
+    if any(ir.DenseI64ArrayAttr(o.attributes["offsets"])) or shape_of(src)[:3] != shape_of(v)[:3]:
+        return v
+    return src
 
 
 def convert_bias_grad(op, adaptor, type_converter, rewriter, convgrad: str = "direct"):
