@@ -312,31 +312,29 @@ def test_compile_kernels_argument_errors():
         tinytrain.compile(model, x, target="cortex-m7", kernels="ttk-f32")
 
 
-def test_compile_with_our_kernels_trains_on_cortex_m4_like_the_host(tmp_path):
-    """`tinytrain.compile(model, quantize="int8", target="cortex-m4", kernels="ttk-f32")`: the
-    firmware's int8 convs inside our kernels' contracts (the stem's 3x3, the block's pointwise and
-    depthwise) and the block's pointwise input gradient (its depthwise weight is trained) dispatch
-    our kernels, and the block's pointwise weight gradient; 4 steps in QEMU keep the device rule
-    against the host `.vmfb` (IREE's kernels):
-    integer state exactly, float state and losses within 1e-6."""
+def _digits_ttk_f32(trainable: list, tmp_path):
+    """The digits residual CNN compiled for the M4 with `kernels="ttk-f32"` training `trainable`,
+    and its QEMU run of 4 steps: (program, result, the samples)."""
     import torch
 
     import tinytrain
-    from conftest import assert_device_equals_host, loss_close
 
     model, xtr, ytr = _digits_model()
-    trainable = ["block.dw.weight", "block.pw.weight", "block.pw.bias", "fc.weight", "fc.bias"]
     prog = tinytrain.compile(model, torch.zeros(1, 1, 8, 8), quantize="int8", calibration=xtr[:100],
                              trainable=trainable, lr=0.05, target="cortex-m4", build_dir=tmp_path / "fw",
                              kernels="ttk-f32")
-    dev = prog.stages["linalg_device"]
-    assert dev.count("call @ttk_iree_conv1x1_grad_input_f32(") == 1
-    assert dev.count("call @ttk_iree_conv1x1_grad_weight_f32(") == 1
-    assert "call @ttk_iree_conv1x1_s8(" in dev and "call @ttk_iree_dwconv_s8(" in dev
-    assert "ttk_iree" not in prog.stages["linalg"]
-    xs, ys = torch.from_numpy(xtr[:4]), torch.from_numpy(ytr[:4].astype(np.int64))
-    res = prog.run_qemu(train=(xs, ys), workdir=tmp_path / "run")
+    samples = torch.from_numpy(xtr[:4]), torch.from_numpy(ytr[:4].astype(np.int64))
+    res = prog.run_qemu(train=samples, workdir=tmp_path / "run")
     assert res.returncode == 0, res.output[-2000:]
+    return prog, res, samples
+
+
+def _trains_like_the_host(prog, res, samples) -> set:
+    """Each device step of `res` against the host's step on the same sample: integer state
+    exactly, float state and loss within 1e-6; returns the trained tensors that moved."""
+    from conftest import assert_device_equals_host, loss_close
+
+    xs, ys = samples
     moved = set()
     for i, (state, dev_loss) in enumerate(res.trace):
         loss = prog.train_step(xs[i:i + 1], ys[i:i + 1])
@@ -345,6 +343,24 @@ def test_compile_with_our_kernels_trains_on_cortex_m4_like_the_host(tmp_path):
             assert_device_equals_host(d, h, err_msg=f"step {i} {name}")
             if not np.array_equal(d, prog.quantized_params[name]):
                 moved.add(name)
+    return moved
+
+
+def test_compile_with_our_kernels_trains_on_cortex_m4_like_the_host(tmp_path):
+    """`tinytrain.compile(model, quantize="int8", target="cortex-m4", kernels="ttk-f32")`: the
+    firmware's int8 convs inside our kernels' contracts (the stem's 3x3, the block's pointwise and
+    depthwise) and the block's pointwise input gradient (its depthwise weight is trained) dispatch
+    our kernels, and the block's pointwise weight gradient; 4 steps in QEMU keep the device rule
+    against the host `.vmfb` (IREE's kernels):
+    integer state exactly, float state and losses within 1e-6."""
+    prog, res, samples = _digits_ttk_f32(["block.dw.weight", "block.pw.weight", "block.pw.bias", "fc.weight",
+                                          "fc.bias"], tmp_path)
+    dev = prog.stages["linalg_device"]
+    assert dev.count("call @ttk_iree_conv1x1_grad_input_f32(") == 1
+    assert dev.count("call @ttk_iree_conv1x1_grad_weight_f32(") == 1
+    assert "call @ttk_iree_conv1x1_s8(" in dev and "call @ttk_iree_dwconv_s8(" in dev
+    assert "ttk_iree" not in prog.stages["linalg"]
+    moved = _trains_like_the_host(prog, res, samples)
     assert {"block.dw.weight", "block.pw.weight", "fc.weight"} <= moved, moved
 
 
@@ -356,31 +372,15 @@ def test_depthwise_input_gradient_dispatch_trains_on_cortex_m4_like_the_host(tmp
     integer state exactly, float state and losses within 1e-6. (This program caught a liveness
     error of that layout: the int8 output of the block's pointwise dispatch, a read-write binding
     over a dead tensor's bytes in part, was overwritten before its last read.)"""
-    import torch
-
-    import tinytrain
-    from conftest import assert_device_equals_host, loss_close
-
-    model, xtr, ytr = _digits_model()
-    trainable = ["stem.0.bias", "block.dw.weight", "block.pw.weight", "block.pw.bias", "fc.weight", "fc.bias"]
-    prog = tinytrain.compile(model, torch.zeros(1, 1, 8, 8), quantize="int8", calibration=xtr[:100],
-                             trainable=trainable, lr=0.05, target="cortex-m4", build_dir=tmp_path / "fw",
-                             kernels="ttk-f32")
+    prog, res, samples = _digits_ttk_f32(["stem.0.bias", "block.dw.weight", "block.pw.weight", "block.pw.bias",
+                                          "fc.weight", "fc.bias"], tmp_path)
     dev = prog.stages["linalg_device"]
     assert dev.count("call @ttk_iree_dwconv_grad_input_f32(") == 1
     assert dev.count("call @ttk_iree_dwconv_grad_weight_f32(") == 1
     assert "ttk_iree" not in prog.stages["linalg"]
     replans = prog.firmware.module.schedule.replans
     assert not replans["train_step"].reason, replans["train_step"].describe()
-    xs, ys = torch.from_numpy(xtr[:4]), torch.from_numpy(ytr[:4].astype(np.int64))
-    res = prog.run_qemu(train=(xs, ys), workdir=tmp_path / "run")
-    assert res.returncode == 0, res.output[-2000:]
-    for i, (state, dev_loss) in enumerate(res.trace):
-        loss = prog.train_step(xs[i:i + 1], ys[i:i + 1])
-        assert loss_close(dev_loss, loss), (i, dev_loss, loss)
-        for name, d, h in zip(prog.trainable, state, prog.program_params()):
-            assert_device_equals_host(d, h, err_msg=f"step {i} {name}")
-    assert not np.array_equal(res.trace[-1][0][0], prog.quantized_params["stem.0.bias"])
+    assert "stem.0.bias" in _trains_like_the_host(prog, res, samples)
 
 
 def test_sparse_depthwise_weight_gradient_dispatch_agrees_with_iree_kernels(tmp_path):
