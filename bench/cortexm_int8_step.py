@@ -6,8 +6,8 @@ MobileNetV2-w0.35 at 128x128 with the paper's `49kb` sparse-update scheme (its c
 target="cortex-m7", kernels=...)` for `kernels="iree"` (the default), `kernels="ttk"` (the
 first conv, pointwise and depthwise int8 convs of the forward as dispatches of runtime/kernels,
 the padding-0 convs of the patched first stage included) and `kernels="ttk-f32"` (also the dense
-1x1 fp32 input gradients and the trained pointwise weights' gradients of the backward pass on our
-fp32 kernels).
+1x1 and the depthwise fp32 input gradients and the trained pointwise and depthwise weights'
+gradients of the backward pass on our fp32 kernels).
 The firmwares train the same STEPS samples in QEMU (`-icount shift=0`: SysTick ticks x 40 =
 guest instructions); with "ttk" the integer state, the float state and the loss must be
 identical to "iree" after every step, with "ttk-f32" within 1e-6 (of each float tensor's largest
@@ -42,7 +42,8 @@ def _our_dispatches(text: str) -> dict:
     """Dispatches of our kernels in `@train_step` (one executable serves every layer with the same
     signature, so the dispatch ops are counted, not the executables)."""
     start = text.find("func.func @train_step(")
-    kinds = ("conv_s8", "conv1x1_s8", "dwconv_s8", "conv1x1_grad_input_f32", "conv1x1_grad_weight_f32")
+    kinds = ("conv_s8", "conv1x1_s8", "dwconv_s8", "conv1x1_grad_input_f32", "dwconv_grad_input_f32",
+             "conv1x1_grad_weight_f32", "dwconv_grad_weight_f32")
     if start < 0:
         return dict.fromkeys(kinds, 0)
     end = text.find("func.func @", start + 1)
@@ -147,19 +148,21 @@ def main(argv=None) -> int:
           f"fp32 head, {args.steps} steps on the same samples with each kernel set. Instructions, not cycles; "
           f"projected ms at {CPI} cycle per instruction and {F_HZ / 1e6:.0f} MHz. Integer state, float state and "
           f"loss identical to IREE's kernels' after every step with `kernels=\"ttk\"`: "
-          f"**{doc['state_and_loss_identical']}**; within 1e-6 with `kernels=\"ttk-f32\"` (our fp32 1x1 input and "
-          f"weight gradients too): **{doc['state_and_loss_within_1e-6']}**.", "",
+          f"**{doc['state_and_loss_identical']}**; within 1e-6 with `kernels=\"ttk-f32\"` (our fp32 1x1 and depthwise "
+          f"input and weight gradients too): **{doc['state_and_loss_within_1e-6']}**.", "",
           "| kernels | patches (`patch-stage`) | dispatches of ours in @train_step (int8 first conv / pointwise / "
-          "depthwise / fp32 1x1 input gradient / fp32 1x1 weight gradient) | "
+          "depthwise / fp32 1x1 input gradient / fp32 depthwise input gradient / fp32 1x1 weight gradient / "
+          "fp32 depthwise weight gradient) | "
           "instructions / step | projected ms | paper ms (TTE, Fig. 10) | device SRAM peak |",
           "|---|---:|---|---:|---:|---:|---:|"]
     for k, label in (("iree", "IREE's generated kernels"), ("ttk", "ours (`kernels=\"ttk\"`)"),
                      ("ttk-nopatch", "ours (`kernels=\"ttk\"`), `patches=1`"),
-                     ("ttk-f32", "ours + fp32 1x1 input / weight gradients (`kernels=\"ttk-f32\"`)")):
+                     ("ttk-f32", "ours + fp32 1x1 / depthwise input and weight gradients (`kernels=\"ttk-f32\"`)")):
         r = ours[k]
         d = r["dispatches_of_our_kernels"]
         md.append(f"| {label} | {r['patches']}x{r['patches']} | {d['conv_s8']} / {d['conv1x1_s8']} / {d['dwconv_s8']} / "
-                  f"{d['conv1x1_grad_input_f32']} / {d['conv1x1_grad_weight_f32']} | "
+                  f"{d['conv1x1_grad_input_f32']} / {d['dwconv_grad_input_f32']} / {d['conv1x1_grad_weight_f32']} / "
+                  f"{d['dwconv_grad_weight_f32']} | "
                   f"{r['instructions_per_step']:,} | {r['projected_ms']} | {PAPER_MS} | {r['sram_peak_bytes']:,} B |")
     patched, whole = ours["ttk"], ours["ttk-nopatch"]
     md += ["", f"The patched first stage's convolutions (padding 0 on a patch padded at the image border) run our "
@@ -169,11 +172,12 @@ def main(argv=None) -> int:
                f"(the recomputed halo) and {patched['sram_peak_bytes'] - whole['sram_peak_bytes']:+,} B of device "
                f"SRAM against no patches."]
     f32 = ours["ttk-f32"]
-    md += ["", f"Our fp32 kernels for the dense 1x1 input and weight gradients (`kernels=\"ttk-f32\"`) take "
+    md += ["", f"Our fp32 kernels for the dense 1x1 and depthwise input and weight gradients "
+               f"(`kernels=\"ttk-f32\"`) take "
                f"{f32['instructions_per_step'] / patched['instructions_per_step'] - 1:+.1%} instructions and "
                f"{f32['sram_peak_bytes'] - patched['sram_peak_bytes']:+,} B of device SRAM against `kernels=\"ttk\"` "
                f"(input gradients: each sum in IREE's order with fused multiply-adds, but IREE's own code rounds fused "
-               f"in some dispatches, unfused in others; weight gradients: the input scale applied once per weight; so "
+               f"in some dispatches, unfused in others; 1x1 weight gradients: the input scale applied once per weight; so "
                f"the state agrees to float rounding, not bit for bit)."]
     md.append("")
     (RESULTS / "cortexm_int8_step.md").write_text("\n".join(md))

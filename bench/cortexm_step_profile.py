@@ -53,6 +53,8 @@ KINDS = (
     ("ours: depthwise (int8)", lambda op, n: n.startswith("ttk_dwconv_s8_")),
     ("ours: 1x1 input gradient (fp32)", lambda op, n: n.startswith("ttk_conv1x1_grad_input_f32_")),
     ("ours: 1x1 weight gradient (fp32)", lambda op, n: n.startswith("ttk_conv1x1_grad_weight_f32_")),
+    ("ours: depthwise input gradient (fp32)", lambda op, n: n.startswith("ttk_dwconv_grad_input_f32_")),
+    ("ours: depthwise weight gradient (fp32)", lambda op, n: n.startswith("ttk_dwconv_grad_weight_f32_")),
     ("IREE fp32 matmul/conv (backward)", lambda op, n: re.search(r"_(matmul_like|matvec_like|conv)_[\dx]+_f32", n)),
     ("IREE fp32 reduction (backward)", lambda op, n: re.search(r"_reduction_[\dx]+_f32", n)),
     ("IREE elementwise / requant / other generic", lambda op, n: re.search(r"_(elementwise|generic|reduction)", n)),
@@ -72,6 +74,11 @@ def macs(name: str) -> int | None:
     m = re.match(r"ttk_conv1x1_grad_(input|weight)_f32_(\d+)_(\d+)_(\d+)(_m?\d+)?$", name)  # P F C / P C F x_zero
     if m:
         return math.prod(int(v) for v in m.groups()[1:4])
+    m = re.match(r"ttk_dwconv_grad_(?:input|weight)_f32_(\d+)_(\d+)_(\d+)_(\d+)_(\d+)(?:_m?\d+)?$", name)  # H W C K s
+    if m:
+        h, w, c, k, s = (int(v) for v in m.groups())
+        p = (k - 1) // 2
+        return ((h + 2 * p - k) // s + 1) * ((w + 2 * p - k) // s + 1) * c * k * k
     m = re.match(r"ttk_(conv1x1|dwconv|conv)_s8_((?:m?\d+_)*m?\d+)$", name)
     if m:
         v = [int(t.replace("m", "-")) for t in m.group(2).split("_")]

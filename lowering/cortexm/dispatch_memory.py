@@ -16,8 +16,8 @@ function's commands in program order:
   values it overwrites end at their last use before it (a partly overwritten value lives on in
   its other bytes);
 - a read (``readonly``) or an update (``readwrite``, e.g. a conv storing into the interior of a
-  zero-filled padded buffer) extends every value it overlaps to this command (a range nothing
-  wrote yet becomes a value of its own);
+  zero-filled padded buffer, or one of our kernels' writable buffers) extends every value it
+  overlaps to this command (the bytes of its range no value covers become a value of their own);
 - the function's results (e.g. the loss) stay live to its end.
 
 The live bytes at a command are the union of the values live there, per allocation.
@@ -247,6 +247,20 @@ class Value:
     end: int
 
 
+def _gaps(lo: int, hi: int, spans) -> list:
+    """The parts of ``[lo, hi)`` outside every (lo, hi) of ``spans``."""
+    out, at = [], lo
+    for a, b in sorted(spans):
+        if a > at:
+            out.append((at, min(a, hi)))
+        at = max(at, b)
+        if at >= hi:
+            break
+    if at < hi:
+        out.append((at, hi))
+    return out
+
+
 def live_ranges(events: list, keep_to_end: list = ()) -> list:
     """The :class:`Value` records of ``events`` (one list of :class:`Access` per command, in
     program order); ``keep_to_end``: accesses (e.g. the function's results) whose values stay
@@ -264,8 +278,11 @@ def live_ranges(events: list, keep_to_end: list = ()) -> list:
             hit = overlapping(a)
             for v in hit:
                 v.end = i
-            if not hit:
-                v = Value(a.alloc, a.lo, a.hi, i, i)
+            # the bytes no value covers (all of them, or the gaps of a read that meets values in
+            # part, e.g. one of our kernels' read-write outputs over a dead tensor's bytes)
+            # become values of their own: every byte a command touches is live there
+            for lo, hi in _gaps(a.lo, a.hi, [(v.lo, v.hi) for v in hit]):
+                v = Value(a.alloc, lo, hi, i, i)
                 values.append(v)
                 current.setdefault(id(a.alloc), []).append(v)
         for a in accesses:

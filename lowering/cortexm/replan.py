@@ -23,7 +23,8 @@ only makes its tensors live longer):
    first, longest-lived first, program order, ...) and the smallest layout kept, IREE's own if it
    is smaller;
 4. every binding, fill, copy and result buffer rewritten to the new offsets, in one allocation
-   per function (``plan@<function>``).
+   per function (``plan@<function>``), after :func:`_verify` ran both layouts and found every
+   read delivered the bytes of the same writer as in IREE's (an internal error otherwise).
 
 ``reserve`` keeps a hole for a step input from the first command to its last read, so that the
 input overlay (``input_overlay.py``) finds its window in the new layout.
@@ -33,6 +34,8 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from . import dispatch_memory as dm
 from .input_overlay import _uses, place_step_input
@@ -229,14 +232,17 @@ def _replan_function(schedule: Schedule, fn, exports: dict, reserve: list, hole_
         root = blocks.find(root)
         return Buf(plan, offsets[root] + r.offset - blocks.base(root), r.length)
 
-    for i, c in enumerate(fn.commands):
-        c.refs = [moved(r, ref_block[(i, k)]) if (i, k) in ref_block
-                  else (Buf(plan, 0, 0) if id(r.alloc) in mine else r) for k, r in enumerate(c.refs)]
-    for j, d in enumerate(fn.outputs):
-        if j in out_block:
-            d.buf = moved(d.buf, out_block[j])
-        elif d.buf is not None and id(d.buf.alloc) in mine:
-            d.buf = Buf(plan, 0, 0)
+    new_refs = [[moved(r, ref_block[(i, k)]) if (i, k) in ref_block
+                 else (Buf(plan, 0, 0) if id(r.alloc) in mine else r) for k, r in enumerate(c.refs)]
+                for i, c in enumerate(fn.commands)]
+    new_outs = [moved(d.buf, out_block[j]) if j in out_block
+                else (Buf(plan, 0, 0) if d.buf is not None and id(d.buf.alloc) in mine else d.buf)
+                for j, d in enumerate(fn.outputs)]
+    _verify(fn, exports, trans, events, outs, plan, new_refs, new_outs)
+    for c, refs in zip(fn.commands, new_refs):
+        c.refs = refs
+    for d, buf in zip(fn.outputs, new_outs):
+        d.buf = buf
     schedule.allocs[:] = [a for a in schedule.allocs if id(a) not in mine] + [plan]
     plan.offset = schedule.persistent_size
     rep.bytes = size
@@ -262,6 +268,57 @@ def _check(name: str, values: list, blocks: _Blocks, offsets: dict) -> None:
                                   f"(commands {a[0]}-{a[1]} and {start}-{end}); build with "
                                   "replan_memory=False and report this")
         active.append((start, end, lo, hi, v))
+
+
+def _verify(fn, exports: dict, trans: list, events: list, outs: list, plan: Alloc, new_refs: list,
+            new_outs: list) -> None:
+    """The new layout delivers every read what IREE's delivers: both layouts are run command by
+    command, each byte tagged with the command that last wrote it, and every byte a command (or
+    the function's result) reads must come from the same writer in both (bytes nothing wrote
+    in IREE's layout, e.g. a scratch buffer, are not compared). Independent of the liveness and
+    placement above: an error there (a tensor overwritten before its last read) is an
+    :class:`Unsupported` naming the command and the bytes instead of a wrong program."""
+    old = {id(a): np.full(a.size, -1, np.int32) for a in trans}
+    new = np.full(plan.size, -1, np.int32)
+    mine = {id(plan)}
+
+    def name(i):
+        if i >= len(fn.commands):
+            return f"the result of @{fn.name}"
+        c = fn.commands[i]
+        return f"command {i} ({c.export if c.op == 'dispatch' else c.op})"
+
+    after = [dm.Access(b.alloc, b.offset, b.offset + b.length, "r") for b in new_outs
+             if b is not None and b.alloc is plan and b.length]
+    steps = list(enumerate(events)) + [(len(fn.commands), outs)]
+    for i, was in steps:
+        if i < len(fn.commands):
+            moved = copy.copy(fn.commands[i])
+            moved.refs = new_refs[i]
+            now = _accesses(moved, exports, mine, [])
+        else:
+            now = after
+        if len(now) != len(was):
+            raise Unsupported(f"internal error in the transient layout of @{fn.name}: {name(i)} touches "
+                              f"{len(was)} tensors in IREE's layout and {len(now)} in ours; build "
+                              "with replan_memory=False and report this")
+        for a, b in zip(was, now):
+            if a.mode == "w":
+                continue
+            want, got = old[id(a.alloc)][a.lo:a.hi], new[b.lo:b.hi]
+            bad = np.nonzero((want >= 0) & (want != got))[0]
+            if len(bad):
+                k = int(bad[0])
+                raise Unsupported(
+                    f"internal error in the transient layout of @{fn.name}: {name(i)} reads bytes "
+                    f"[{b.lo}, {b.hi}) of {plan.name} ({a.alloc.name} [{a.lo}, {a.hi}) in IREE's layout), "
+                    f"{len(bad)} of them last written by another command than in IREE's layout (byte "
+                    f"{b.lo + k}: {name(int(got[k])) if got[k] >= 0 else 'nothing'} instead of "
+                    f"{name(int(want[k]))}); build with replan_memory=False and report this")
+        for a, b in zip(was, now):
+            if a.mode != "r":
+                old[id(a.alloc)][a.lo:a.hi] = i
+                new[b.lo:b.hi] = i
 
 
 def replan(schedule: Schedule, exports: dict, reserve: dict | None = None, hole_cost: bool = False) -> list:

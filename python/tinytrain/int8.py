@@ -431,7 +431,7 @@ def check_kernels(kernels, target: str) -> None:
     if kernels not in KERNELS:
         raise ValueError(f"kernels={kernels!r} is not supported: use 'iree' (IREE's generated kernels, "
                          f"the default), 'ttk' (our Cortex-M int8 kernels) or 'ttk-f32' (ours for the "
-                         f"int8 convs and the dense 1x1 fp32 input / weight gradients)")
+                         f"int8 convs and the dense 1x1 / depthwise fp32 input and weight gradients)")
     if kernels != "iree" and target == "host":
         raise ValueError(f"kernels={kernels!r} (our Cortex-M kernels) needs target='cortex-m4' or "
                          "'cortex-m7'; the host program always runs IREE's kernels: drop kernels= "

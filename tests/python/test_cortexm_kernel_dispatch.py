@@ -219,6 +219,9 @@ def test_int8_training_step_with_our_kernels_equals_iree_kernels(target, tmp_pat
         assert f32.count("call @ttk_iree_conv1x1_s8(") == 5 and f32.count("call @ttk_iree_conv1x1_grad_input_f32(") == 2
         # (both 48 -> 8 at 16x16: one executable, two dispatches)
         assert f32.count("entry_points = [@ttk_conv1x1_grad_weight_f32_") == 2
+        # blocks.2's depthwise conv: its input gradient and its weight's (the fp32 master copy)
+        assert (f32.count("entry_points = [@ttk_dwconv_grad_input_f32_"),
+                f32.count("entry_points = [@ttk_dwconv_grad_weight_f32_")) == (1, 1)
     assert "linalg_device" not in progs["iree"].stages and "ttk_iree" not in progs["ttk"].stages["linalg"]
     syms = subprocess.run(["arm-none-eabi-nm", str(progs["ttk"].firmware.elf)], capture_output=True,
                           text=True, check=True).stdout
@@ -328,31 +331,29 @@ def test_compile_kernels_argument_errors():
         tinytrain.compile(model, x, target="cortex-m7", kernels="ttk-f32")
 
 
-def test_compile_with_our_kernels_trains_on_cortex_m4_like_the_host(tmp_path):
-    """`tinytrain.compile(model, quantize="int8", target="cortex-m4", kernels="ttk-f32")`: the
-    firmware's int8 convs inside our kernels' contracts (the stem's 3x3, the block's pointwise and
-    depthwise) and the block's pointwise input gradient (its depthwise weight is trained) dispatch
-    our kernels, and the block's pointwise weight gradient; 4 steps in QEMU keep the device rule
-    against the host `.vmfb` (IREE's kernels):
-    integer state exactly, float state and losses within 1e-6."""
+def _digits_ttk_f32(trainable: list, tmp_path):
+    """The digits residual CNN compiled for the M4 with `kernels="ttk-f32"` training `trainable`,
+    and its QEMU run of 4 steps: (program, result, the samples)."""
     import torch
 
     import tinytrain
-    from conftest import assert_device_equals_host, loss_close
 
     model, xtr, ytr = _digits_model()
-    trainable = ["block.dw.weight", "block.pw.weight", "block.pw.bias", "fc.weight", "fc.bias"]
     prog = tinytrain.compile(model, torch.zeros(1, 1, 8, 8), quantize="int8", calibration=xtr[:100],
                              trainable=trainable, lr=0.05, target="cortex-m4", build_dir=tmp_path / "fw",
                              kernels="ttk-f32")
-    dev = prog.stages["linalg_device"]
-    assert dev.count("call @ttk_iree_conv1x1_grad_input_f32(") == 1
-    assert dev.count("call @ttk_iree_conv1x1_grad_weight_f32(") == 1
-    assert "call @ttk_iree_conv1x1_s8(" in dev and "call @ttk_iree_dwconv_s8(" in dev
-    assert "ttk_iree" not in prog.stages["linalg"]
-    xs, ys = torch.from_numpy(xtr[:4]), torch.from_numpy(ytr[:4].astype(np.int64))
-    res = prog.run_qemu(train=(xs, ys), workdir=tmp_path / "run")
+    samples = torch.from_numpy(xtr[:4]), torch.from_numpy(ytr[:4].astype(np.int64))
+    res = prog.run_qemu(train=samples, workdir=tmp_path / "run")
     assert res.returncode == 0, res.output[-2000:]
+    return prog, res, samples
+
+
+def _trains_like_the_host(prog, res, samples) -> set:
+    """Each device step of `res` against the host's step on the same sample: integer state
+    exactly, float state and loss within 1e-6; returns the trained tensors that moved."""
+    from conftest import assert_device_equals_host, loss_close
+
+    xs, ys = samples
     moved = set()
     for i, (state, dev_loss) in enumerate(res.trace):
         loss = prog.train_step(xs[i:i + 1], ys[i:i + 1])
@@ -361,4 +362,67 @@ def test_compile_with_our_kernels_trains_on_cortex_m4_like_the_host(tmp_path):
             assert_device_equals_host(d, h, err_msg=f"step {i} {name}")
             if not np.array_equal(d, prog.quantized_params[name]):
                 moved.add(name)
+    return moved
+
+
+def test_compile_with_our_kernels_trains_on_cortex_m4_like_the_host(tmp_path):
+    """`tinytrain.compile(model, quantize="int8", target="cortex-m4", kernels="ttk-f32")`: the
+    firmware's int8 convs inside our kernels' contracts (the stem's 3x3, the block's pointwise and
+    depthwise) and the block's pointwise input gradient (its depthwise weight is trained) dispatch
+    our kernels, and the block's pointwise weight gradient; 4 steps in QEMU keep the device rule
+    against the host `.vmfb` (IREE's kernels):
+    integer state exactly, float state and losses within 1e-6."""
+    prog, res, samples = _digits_ttk_f32(["block.dw.weight", "block.pw.weight", "block.pw.bias", "fc.weight",
+                                          "fc.bias"], tmp_path)
+    dev = prog.stages["linalg_device"]
+    assert dev.count("call @ttk_iree_conv1x1_grad_input_f32(") == 1
+    assert dev.count("call @ttk_iree_conv1x1_grad_weight_f32(") == 1
+    assert "call @ttk_iree_conv1x1_s8(" in dev and "call @ttk_iree_dwconv_s8(" in dev
+    assert "ttk_iree" not in prog.stages["linalg"]
+    moved = _trains_like_the_host(prog, res, samples)
     assert {"block.dw.weight", "block.pw.weight", "fc.weight"} <= moved, moved
+
+
+def test_depthwise_input_gradient_dispatch_trains_on_cortex_m4_like_the_host(tmp_path):
+    """`kernels="ttk-f32"` with the stem's bias trained: the block's depthwise input gradient
+    (3x3, stride 1) is a dispatch of `ttk_dwconv_grad_input_f32` and its weight gradient (from
+    the saved int8 input) one of `ttk_dwconv_grad_weight_f32`, and `train_step` keeps the
+    compiler's own layout of its transient tensors (replan.py). 4 steps in QEMU keep the host's
+    integer state exactly, float state and losses within 1e-6. (This program caught a liveness
+    error of that layout: the int8 output of the block's pointwise dispatch, a read-write binding
+    over a dead tensor's bytes in part, was overwritten before its last read.)"""
+    prog, res, samples = _digits_ttk_f32(["stem.0.bias", "block.dw.weight", "block.pw.weight", "block.pw.bias",
+                                          "fc.weight", "fc.bias"], tmp_path)
+    dev = prog.stages["linalg_device"]
+    assert dev.count("call @ttk_iree_dwconv_grad_input_f32(") == 1
+    assert dev.count("call @ttk_iree_dwconv_grad_weight_f32(") == 1
+    assert "ttk_iree" not in prog.stages["linalg"]
+    replans = prog.firmware.module.schedule.replans
+    assert not replans["train_step"].reason, replans["train_step"].describe()
+    assert "stem.0.bias" in _trains_like_the_host(prog, res, samples)
+
+
+def test_sparse_depthwise_weight_gradient_dispatch_agrees_with_iree_kernels(tmp_path):
+    """A sparse update of half of a depthwise weight's channels (`blocks.2.depthwise.weight`: "1/2",
+    MobileNetV2-w0.35's first 3 blocks at 32x32, M4): with `kernels="ttk-f32"` its weight gradient,
+    the slice of the leading 24 of 48 channels, is a dispatch of `ttk_dwconv_grad_weight_f32` on the
+    whole int8 input and dY; two steps in QEMU agree with IREE's kernels to float rounding."""
+    from tinytrain.int8 import compile_training
+    from tinytrain.pretrained import load_mcu_model
+    from tinytrain.pretrained.graph import build_forward, truncate
+
+    scheme = {"parameters": {"blocks.2.depthwise.weight": "1/2", "fc.weight": 1, "fc.bias": 1}}
+    progs = {}
+    for k in ("iree", "ttk-f32"):
+        g = build_forward(truncate(load_mcu_model("mbv2-w0.35"), 3), classifier="fp32", num_classes=4,
+                          input_hw=32, seed=0)
+        progs[k] = compile_training(g, scheme=scheme, lr=0.05, target="cortex-m4", build_dir=tmp_path / k,
+                                    kernels=k)
+    dev = progs["ttk-f32"].stages["linalg_device"]
+    assert dev.count("entry_points = [@ttk_dwconv_grad_weight_f32_8_8_48_3_1_m128_24::") == 1
+    res = _two_steps(progs, 32, np.random.default_rng(5), tmp_path)
+    _f32_kernels_close(progs, res)
+    trained = {n: (a, b) for n, a, b in zip(progs["ttk-f32"].trainable, res["ttk-f32"].trace[-1][0],
+                                             progs["iree"].initial_params())}
+    dw = [n for n in trained if n.startswith("blocks.2.depthwise")]
+    assert dw and all(not np.array_equal(*trained[n]) for n in dw), (list(trained), dw)

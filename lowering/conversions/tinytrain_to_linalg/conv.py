@@ -236,8 +236,11 @@ def convert_conv2d_grad_input(op, adaptor, type_converter, rewriter, convgrad: s
     reading W through its map, dY bounds-checked (`_padfree_grad_input`: no padded copy of dY,
     the largest tensor at MobileNetV2's backward peak otherwise, and no flipped copy of W).
     `kernels="ttk-f32"`: a dense 1x1 stride-1 unpadded one is a dispatch of our fp32 kernel
-    (`kernels.conv1x1_grad_input_dispatch`: the same sums in the same order, fused multiply-adds)."""
-    from .kernels import conv1x1_grad_input_contract, conv1x1_grad_input_dispatch
+    (`kernels.conv1x1_grad_input_dispatch`: the same sums in the same order, fused multiply-adds),
+    and so is a depthwise one inside `kernels.dwconv_grad_input_contract`
+    (`kernels.dwconv_grad_input_dispatch`: the taps inside dY in the same order)."""
+    from .kernels import (conv1x1_grad_input_contract, conv1x1_grad_input_dispatch,
+                          dwconv_grad_input_contract, dwconv_grad_input_dispatch)
 
     dy, w = adaptor.grad_output, adaptor.weight
     strides, padding, groups = _conv_attrs(op)
@@ -247,6 +250,11 @@ def convert_conv2d_grad_input(op, adaptor, type_converter, rewriter, convgrad: s
     if kernels == "ttk-f32" and conv1x1_grad_input_contract(shape_of(w), strides, padding, depthwise) is None:
         with rewriter.ip, op.location:
             rewriter.replace_op(op, [conv1x1_grad_input_dispatch(op, dy, w)])
+        return
+    if kernels == "ttk-f32" and dwconv_grad_input_contract(out_shape, shape_of(w), shape_of(dy), strides,
+                                                           padding, depthwise) is None:
+        with rewriter.ip, op.location:
+            rewriter.replace_op(op, [dwconv_grad_input_dispatch(op, dy, w, strides[0])])
         return
     if kh - 1 - padding[0] < 0 or kw - 1 - padding[1] < 0:
         raise unsupported(op, f"with padding {padding} larger than kernel-1 ({kh}x{kw} kernel) "
@@ -353,8 +361,10 @@ def convert_conv2d_grad_weight(op, adaptor, type_converter, rewriter, convgrad: 
     stride phase (`_depthwise_grad_weight_phases`; a materialized im2col was slower there).
     `kernels="ttk-f32"`: a dense 1x1 stride-1 unpadded one whose input is a `dequantize` of the
     saved int8 activation is a dispatch of our fp32 kernel on that int8 tensor
-    (`kernels.conv1x1_grad_weight_dispatch`)."""
-    from .kernels import conv1x1_grad_input_contract, conv1x1_grad_weight_dispatch
+    (`kernels.conv1x1_grad_weight_dispatch`), and so is a depthwise one inside
+    `kernels.dwconv_grad_input_contract` (`kernels.dwconv_grad_weight_dispatch`)."""
+    from .kernels import (conv1x1_grad_input_contract, conv1x1_grad_weight_dispatch,
+                          dwconv_grad_input_contract, dwconv_grad_weight_dispatch)
 
     if convgrad not in CONVGRADS:
         raise ValueError(f"conv2d_grad_weight lowering must be one of {', '.join(CONVGRADS)}, "
@@ -374,6 +384,23 @@ def convert_conv2d_grad_weight(op, adaptor, type_converter, rewriter, convgrad: 
         with rewriter.ip, op.location:
             rewriter.replace_op(op, [conv1x1_grad_weight_dispatch(op, deq.operands[0], x_zero, x_scale, dy)])
         return
+    if kernels == "ttk-f32" and depthwise:
+        # a dequantized int8 input, or the leading channels of one (a sparse update's slice, with
+        # dY's leading channels): the kernel reads the whole tensors
+        x8, g = _leading_channels(op.operands[0]), _leading_channels(op.operands[1])
+        sliced = x8 != op.operands[0]
+        deq = getattr(x8.owner, "name", None) == "tinytrain.dequantize" and x8.owner
+        if deq and sliced == (g != op.operands[1]) and shape_of(x8)[3] == shape_of(g)[3] and \
+                dwconv_grad_input_contract(shape_of(x8), [kh, kw, cg, shape_of(x8)[3]], shape_of(g), strides, padding,
+                                           depthwise) is None:
+            x_scale = ir.FloatAttr(deq.attributes["scale"]).value
+            x_zero = ir.IntegerAttr(deq.attributes["zero_point"]).value
+            # the unconverted operands (the int8 tensor, the sliced dY) are mapped to their
+            # lowered values by the conversion, as the dequantize's operand above
+            with rewriter.ip, op.location:
+                rewriter.replace_op(op, [dwconv_grad_weight_dispatch(op, deq.operands[0], x_zero, x_scale,
+                                                                     g if sliced else dy, sh)])
+            return
     with rewriter.ip, op.location:
         xp = conv_input(x, padding, (kh, kw), (oh, ow), strides)
         if depthwise and convgrad == "im2col":
@@ -395,6 +422,18 @@ def convert_conv2d_grad_weight(op, adaptor, type_converter, rewriter, convgrad: 
             r = _matmul_ta(cols, reshape(dy, [n * oh * ow, f]))
             result = reshape(r, [kh, kw, cg, f])
     rewriter.replace_op(op, [result])
+
+
+def _leading_channels(v: ir.Value) -> ir.Value:
+    """The tensor `v` is the leading channels of (a `tinytrain.slice` at offset 0 on every axis,
+    the same N, H, W), else `v`."""
+    o = v.owner
+    if isinstance(o, ir.Block) or o.name != "tinytrain.slice":
+        return v
+    src = o.operands[0]
+    if any(ir.DenseI64ArrayAttr(o.attributes["offsets"])) or shape_of(src)[:3] != shape_of(v)[:3]:
+        return v
+    return src
 
 
 def convert_bias_grad(op, adaptor, type_converter, rewriter, convgrad: str = "direct"):

@@ -41,10 +41,10 @@ __all__ = ["KERNELS", "conv1x1_contract", "conv1x1_scratch_bytes", "conv1x1_disp
 #: `to-linalg{kernels=...}`: "iree" (IREE's generated code for every op), "ttk" (our int8 kernels
 #: where an int8 conv is inside a kernel's contract, IREE's code elsewhere: bit-identical to
 #: "iree") or "ttk-f32" ("ttk" and our fp32 backward kernels where a gradient op is inside
-#: theirs: dense 1x1 input gradients, each sum in IREE's order, but IREE itself rounds a
-#: multiply-add fused (VFMA) in some dispatches and unfused (VMLA) in others; dense 1x1 weight
-#: gradients of a dequantized int8 input, the scale applied once per weight; so the results
-#: agree to float rounding, not bit for bit).
+#: theirs: dense 1x1 and depthwise input gradients, each sum in IREE's order, but IREE itself
+#: rounds a multiply-add fused (VFMA) in some dispatches and unfused (VMLA) in others; dense 1x1
+#: and depthwise weight gradients of a dequantized int8 input, the 1x1 one applying the scale once
+#: per weight; so the results agree to float rounding, not bit for bit).
 KERNELS = ("iree", "ttk", "ttk-f32")
 
 #: Upper bound of sizeof(ttk_rq_t) (runtime/kernels/src/ttk_simd.h, 36 bytes today): the scratch
@@ -347,4 +347,58 @@ def conv1x1_grad_weight_dispatch(op, x: ir.Value, x_zero: int, x_scale: float, d
         tensor_type([1], f32), ir.FloatAttr.get(f32, x_scale))).result
     d = _dispatch(op, "ttk_iree_conv1x1_grad_weight_f32", [_flat(x), scale, _flat(dy)],
                   [tensor_type([c * f], f32)], [pixels, c, f, x_zero])
+    return _unflat(d.results[0], out)
+
+
+def dwconv_grad_input_contract(x_shape, w_shape, dy_shape, strides, padding, depthwise: bool) -> str | None:
+    """None when `ttk_dwconv_grad_input_f32` computes this fp32 `conv2d_grad_input` (a depthwise
+    K x K window, K = 3, 5 or 7, the same stride 1 or 2 and padding (K-1)/2 on both axes, batch 1;
+    each input-gradient value one sum over its taps inside dY in (kh, kw) order, one rounding per
+    multiply-add), else why not."""
+    if not depthwise:
+        return "not a depthwise convolution"
+    k = w_shape[0]
+    if w_shape[1] != k or k not in (3, 5, 7):
+        return f"window {w_shape[0]}x{w_shape[1]} (the kernel takes 3x3, 5x5 and 7x7)"
+    if list(strides) not in ([1, 1], [2, 2]):
+        return f"strides {list(strides)}"
+    if list(padding) != [(k - 1) // 2] * 2:
+        return f"padding {list(padding)}"
+    n, h, w, _ = x_shape
+    if n != 1:
+        return f"batch {n}"
+    s, p = strides[0], (k - 1) // 2
+    if list(dy_shape[1:3]) != [(h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1]:
+        return f"output gradient {list(dy_shape)} for an input of {list(x_shape)}"
+    return None
+
+
+def dwconv_grad_input_dispatch(op, dy: ir.Value, w: ir.Value, stride: int) -> ir.Value:
+    """The fp32 input gradient `op` of a depthwise conv (inside `dwconv_grad_input_contract`) as
+    a dispatch of `ttk_dwconv_grad_input_f32`, W as HWIO `[K, K, 1, C]` (its producer, e.g. the
+    int8 weight's `channel_scale`, becomes IREE's own dispatch); returns the `[1, H, W, C]`
+    result."""
+    out = shape_of(op.result)
+    _, h, wd, c = out
+    k = shape_of(w)[0]
+    d = _dispatch(op, "ttk_iree_dwconv_grad_input_f32", [_flat(dy), _flat(w)],
+                  [tensor_type([h * wd * c], ir.F32Type.get())], [h, wd, c, k, stride])
+    return _unflat(d.results[0], out)
+
+
+def dwconv_grad_weight_dispatch(op, x: ir.Value, x_zero: int, x_scale: float, dy: ir.Value, stride: int) -> ir.Value:
+    """The fp32 weight gradient `op` of a depthwise conv (inside `dwconv_grad_input_contract`, the
+    same window rule) whose input is `dequantize(x, x_scale, x_zero)`, or of its first channels
+    (`x` and `dy` then have all C channels, the result N < C), as a dispatch of
+    `ttk_dwconv_grad_weight_f32` on the int8 `x` itself: `dW[kh, kw, c] = sum_{oh, ow}
+    ((x[ih, iw, c] - x_zero) x_scale) dY[oh, ow, c]` for c < N over the taps inside the input, in
+    (oh, ow) order, one rounding per multiply-add; returns the `[K, K, 1, N]` result."""
+    out = shape_of(op.result)
+    k, _, _, n_ch = out
+    _, h, wd, c = shape_of(x)
+    f32 = ir.F32Type.get()
+    scale = arith.ConstantOp(tensor_type([1], f32), ir.DenseElementsAttr.get_splat(
+        tensor_type([1], f32), ir.FloatAttr.get(f32, x_scale))).result
+    d = _dispatch(op, "ttk_iree_dwconv_grad_weight_f32", [_flat(x), scale, _flat(dy)],
+                  [tensor_type([k * k * n_ch], f32)], [h, wd, c, k, stride, x_zero, n_ch])
     return _unflat(d.results[0], out)
