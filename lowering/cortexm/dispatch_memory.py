@@ -12,12 +12,13 @@ tensor<...>>`` type. :func:`read_sources` turns each export into :class:`Subspan
 constants) into byte ranges, and :func:`live_ranges` computes tensor lifetimes over the
 function's commands in program order:
 
-- a write (``writeonly`` subspan, fill, copy target) starts a new value; the bytes of older
-  values it overwrites end at their last use before it (a partly overwritten value lives on in
-  its other bytes);
+- a write (``writeonly`` subspan, a writable buffer of one of our kernels' dispatches: a result,
+  never tied to an operand, fill, copy target) starts a new value; the bytes of older values it
+  overwrites end at their last use before it (a partly overwritten value lives on in its other
+  bytes);
 - a read (``readonly``) or an update (``readwrite``, e.g. a conv storing into the interior of a
-  zero-filled padded buffer, or one of our kernels' writable buffers) extends every value it
-  overlaps to this command (the bytes of its range no value covers become a value of their own);
+  zero-filled padded buffer) extends every value it overlaps to this command (the bytes of its
+  range no value covers become a value of their own);
 - the function's results (e.g. the loss) stay live to its end.
 
 The live bytes at a command are the union of the values live there, per allocation.

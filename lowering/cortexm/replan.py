@@ -10,9 +10,10 @@ touches is then a binding of its own whose offset the host program (our C schedu
 constant inside the kernel.
 
 :func:`replan` works per function on what the commands really touch
-(:func:`dispatch_memory.command_accesses`: IREE's executable sources; a dispatch whose sources
-cannot be read, e.g. one calling our own kernels, counts each binding as read and written, which
-only makes its tensors live longer):
+(:func:`dispatch_memory.command_accesses`: IREE's executable sources, our kernels' dispatches
+included: their read-only buffers are reads, their results writes; a dispatch whose sources
+cannot be read counts each binding as read and written, which only makes its tensors live
+longer):
 
 1. the tensors' lifetimes in program order (:func:`dispatch_memory.live_ranges`);
 2. *blocks*: tensors one binding, fill or copy touches together keep their relative layout (a
