@@ -60,7 +60,8 @@ def _s8_cases(rng):
     # cases clamp to the full int8 range, which takes the SSAT path)
     for h, wd, ci, co, k, s, relu6 in [(16, 16, 3, 16, 3, 2, True), (15, 13, 3, 5, 3, 2, True),
                                        (7, 6, 2, 4, 3, 1, False), (9, 9, 1, 3, 5, 2, True),
-                                       (5, 6, 3, 35, 3, 2, False)]:
+                                       (5, 6, 3, 35, 3, 2, False), (9, 14, 3, 7, 3, 1, False),
+                                       (12, 21, 2, 6, 5, 2, "folded")]:
         q = tk.quant_params(rng, co, relu6=relu6)
         x, w, b = tk.s8(rng, (h, wd, ci)), tk.s8(rng, (k, k, ci, co)), tk.bias32(rng, co)
         out.append(("conv", tk.case_conv(x, w, k, s, b, q), oracle.conv(x, w, k, s, b, q)))

@@ -1318,6 +1318,16 @@ static void ttk_im2col_s8(const int8_t* x, int32_t h, int32_t w, int32_t c_in, i
   }
 }
 
+/* n bytes from s to d (any alignment): word copies (LDR/STR, unaligned allowed on the M4/M7). */
+TTK_INLINE void ttk_copy_run(int8_t* d, const int8_t* s, int32_t n) {
+  int32_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const uint32_t v = ttk_ld32(s + i);
+    __builtin_memcpy(d + i, &v, 4);
+  }
+  for (; i < n; ++i) d[i] = s[i];
+}
+
 #define TTK_CONV_PAIRS 16 /* channel pairs per block (epilogue records on the stack) */
 /* Inlined twice, for pad = (K-1)/2 and for pad = 0 (no window reaches outside the input). */
 TTK_INLINE void ttk_conv_s8_body(const int8_t* x, int32_t h, int32_t w, int32_t c_in,
@@ -1330,7 +1340,10 @@ TTK_INLINE void ttk_conv_s8_body(const int8_t* x, int32_t h, int32_t w, int32_t 
   const int32_t yz = q->y_zero, lo = q->act_min, hi = q->act_max;
   const int full = lo == -128 && hi == 127; /* no fused activation range: one SSAT */
   const int q2 = ttk_layer_q2(q, bias, c_out, (int64_t)kk * TTK_MAX_PROD);
+  const int32_t run = k * c_in; /* one window row */
   int8_t col[4][TTK_CONV_MAX_K];
+  for (int32_t i = 0; i < 4; ++i)
+    for (int32_t t = kk; t < k4; ++t) col[i][t] = (int8_t)q->x_zero;
   int32_t xs[2 * TTK_CONV_MAX_K];
   int32_t rec[TTK_CONV_PAIRS * 8];        /* q2: {b0, b1, m2s0, m2s1, kc0, kc1, e0, e1} per pair */
   ttk_rq_t rqs[2 * TTK_CONV_PAIRS];       /* otherwise */
@@ -1349,15 +1362,38 @@ TTK_INLINE void ttk_conv_s8_body(const int8_t* x, int32_t h, int32_t w, int32_t 
       rqs[i] = c < c_out ? ttk_rq_make(q->mult[c], q->shift[c]) : ttk_rq_make(0, 0);
     }
     const int32_t* wblk = (const int32_t*)(const void*)w_packed + j0 * k4;
+    int32_t oy = 0, ox = 0; /* output pixel p */
     for (int32_t p = 0; p < n_out; p += 4) {
       const int32_t np = n_out - p < 4 ? n_out - p : 4;
       const int8_t* rows[4] = {NULL, NULL, NULL, NULL};
-      for (int32_t i = 0; i < np; ++i) {
-        const int32_t oy = (p + i) / ow, ox = (p + i) % ow;
-        ttk_im2col_s8(x, h, w, c_in, k, oy * stride - pad, ox * stride - pad, (int8_t)q->x_zero, col[i]);
-        rows[i] = col[i];
+      const int32_t iy0 = oy * stride - pad, ix0 = ox * stride - pad;
+      if (np == 4 && ox + 3 < ow && (pad == 0 || (iy0 >= 0 && iy0 + k <= h && ix0 >= 0 &&
+                                                  ix0 + 3 * stride + k <= w))) {
+        /* 4 windows on one output row, all inside the input: row copies, no bounds checks */
+        const int8_t* src = x + (iy0 * w + ix0) * c_in;
+        const int32_t step = stride * c_in, wrow = w * c_in;
+        if (run == 9) { /* 3x3 x 3 channels, the networks' first conv: 2 words + 1 byte a row */
+          for (int32_t i = 0; i < 4; ++i, src += step) {
+            ttk_copy_run(col[i], src, 9);
+            ttk_copy_run(col[i] + 9, src + wrow, 9);
+            ttk_copy_run(col[i] + 18, src + 2 * wrow, 9);
+          }
+        } else {
+          for (int32_t i = 0; i < 4; ++i, src += step)
+            for (int32_t r = 0; r < k; ++r) ttk_copy_run(col[i] + r * run, src + r * wrow, run);
+        }
+        rows[0] = col[0], rows[1] = col[1], rows[2] = col[2], rows[3] = col[3];
+      } else {
+        for (int32_t i = 0, yy = oy, xx = ox; i < np; ++i) {
+          ttk_im2col_s8(x, h, w, c_in, k, yy * stride - pad, xx * stride - pad, (int8_t)q->x_zero, col[i]);
+          rows[i] = col[i];
+          if (++xx == ow) xx = 0, ++yy;
+        }
       }
-      ttk_widen_rows(rows, 4, kk, q->x_zero, xs);
+      ox += 4;
+      while (ox >= ow) ox -= ow, ++oy;
+      /* the columns kk..k4 of col hold x_zero: whole quads, no tail */
+      ttk_widen_rows(rows, 4, k4, q->x_zero, xs);
       int8_t* y0 = y + p * c_out + c0;
       int32_t j = 0;
       if (q2 && np == 4) {
