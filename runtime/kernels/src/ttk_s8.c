@@ -305,6 +305,13 @@ TTK_INLINE void ttk_dot_q15_4x2(const int32_t* xs, const int32_t* ws, int32_t qu
   s[7] = s31;
 }
 
+/* A channel pair's q2 record (words): the biases {b0, b1} 4 times (the accumulators' start),
+ * then {m2s0, m2s1}, {kc0, kc1}, {e0, e1} (ttk_q2_t). The assembly reads these offsets. */
+#define TTK_Q2R_M 8
+#define TTK_Q2R_K 10
+#define TTK_Q2R_E 12
+#define TTK_Q2R_WORDS 14
+
 /* One group of 4 pixels (widened in xs) against npairs full channel pairs (q2 epilogue, records
  * as below): y0 is pixel 0's output at the block's first channel. */
 #if TTK_HAVE_DSP
@@ -324,20 +331,21 @@ TTK_INLINE void ttk_dot_q15_4x2(const int32_t* xs, const int32_t* ws, int32_t qu
   "smlad  r9, r2, lr, r9\n\t"               \
   "smlad  r10, r3, r12, r10\n\t"            \
   "smlad  r11, r3, lr, r11\n\t"
-/* Per channel pair, the accumulators start at the pair's biases, run the dot (4 k-quads per
- * iteration of the main loop, then one per iteration; loop ends on the stack) and go through
- * the q2 epilogue (6 instructions per output: ADD, ADD, SMMLAR, ASR, SSAT, STRB) without
- * leaving the registers. The argument fields are copied to the routine's frame. */
+/* Per channel pair, the 8 accumulators start at the pair's biases (one LDM of the record's 8
+ * bias words), run the dot (8 lane-pair steps = 4 k-quads per loop iteration; a first, partial
+ * iteration is entered in its middle (Duff's device: LDR PC of an entry computed once per call),
+ * so any K runs unrolled with one end test per 4 quads: the x pointer against its end, the same
+ * for every pair) and go through the q2 epilogue (6 instructions per output: ADD, ADD, SMMLAR,
+ * ASR, SSAT, STRB) without leaving the registers. */
 typedef struct {
   const int32_t* xs;  /* the group's widened pixels */
   const int32_t* ws;  /* the first pair's widened weights (pairs are contiguous) */
-  const int32_t* rec; /* the first pair's record */
-  int32_t npairs;
-  int32_t ws_bytes;   /* one pair's weights: 16 * quads */
-  int32_t main_bytes; /* 16 * (quads & ~3) */
+  const int32_t* rec; /* the first pair's record (TTK_Q2R_* layout) */
   int8_t* y;
   int32_t c_out;
   int32_t rec_bytes;
+  int32_t quads;      /* >= 1 */
+  int32_t npairs;
 } ttk_px4_args_t;
 void ttk_pw_q2_px4_dsp(const ttk_px4_args_t* a);
 #define TTK_ASM_Q2OUT(acc, addr)                   \
@@ -347,8 +355,8 @@ void ttk_pw_q2_px4_dsp(const ttk_px4_args_t* a);
   "asr    r0, r0, lr\n\t"                          \
   "ssat   r0, #8, r0\n\t"                          \
   "strb   r0, " addr "\n\t"
-/* frame: [sp] xs, #4 ws, #8 rec, #12 pairs left, #16 y, #20 end of the 4-quad loop, #24 end of
- * the pair's weights, #28 ws_bytes, #32 main_bytes, #36 c_out, #40 rec_bytes */
+/* frame: [sp] xs, #4 ws, #8 rec, #12 y, #16 y end, #20 dot entry (Thumb bit set), #24 x end,
+ * #28 c_out, #32 rec_bytes. Every STEP42 instruction is a 32-bit encoding: 44 bytes a step. */
 __asm__(
     "  .text\n\t"
     "  .syntax unified\n\t"
@@ -360,91 +368,76 @@ __asm__(
     "  .thumb_func\n"
     "ttk_pw_q2_px4_dsp:\n\t"
     "push   {r4-r11, lr}\n\t"
-    "sub    sp, sp, #44\n\t"
-    "ldm    r0, {r1-r9}\n\t"
+    "sub    sp, sp, #36\n\t"
+    "ldm    r0, {r1-r8}\n\t"
     "str    r1, [sp]\n\t"
     "str    r2, [sp, #4]\n\t"
     "str    r3, [sp, #8]\n\t"
     "str    r4, [sp, #12]\n\t"
-    "str    r7, [sp, #16]\n\t"
+    "add    r9, r4, r8, lsl #1\n\t"
+    "str    r9, [sp, #16]\n\t"
+    "rsb    r10, r7, #0\n\t"           /* steps to skip: (-2 quads) mod 8 */
+    "lsl    r10, r10, #1\n\t"
+    "and    r10, r10, #7\n\t"
+    "movs   r11, #44\n\t"
+    "adr.w  r9, 1f\n\t"
+    "mla    r9, r10, r11, r9\n\t"
+    "orr    r9, r9, #1\n\t"
+    "str    r9, [sp, #20]\n\t"
+    "add    r10, r1, r7, lsl #5\n\t"
+    "str    r10, [sp, #24]\n\t"
     "str    r5, [sp, #28]\n\t"
     "str    r6, [sp, #32]\n\t"
-    "str    r8, [sp, #36]\n\t"
-    "str    r9, [sp, #40]\n\t"
-    "cmp    r4, #0\n\t"
+    "cmp    r8, #0\n\t"
     "ble    9f\n"
     "5:\n\t"
     "ldr    r0, [sp]\n\t"
     "ldr    r1, [sp, #4]\n\t"
-    "ldr    r2, [sp, #32]\n\t"
-    "add    r2, r1, r2\n\t"
-    "str    r2, [sp, #20]\n\t"
-    "ldr    r3, [sp, #28]\n\t"
-    "add    r3, r1, r3\n\t"
-    "str    r3, [sp, #24]\n\t"
     "ldr    r3, [sp, #8]\n\t"
-    "ldrd   r4, r5, [r3]\n\t"
-    "mov    r6, r4\n\t"
-    "mov    r7, r5\n\t"
-    "mov    r8, r4\n\t"
-    "mov    r9, r5\n\t"
-    "mov    r10, r4\n\t"
-    "mov    r11, r5\n\t"
-    "cmp    r1, r2\n\t"
-    "beq    2f\n"
+    "ldm    r3, {r4-r11}\n\t"
+    "ldr    pc, [sp, #20]\n\t"
+    "  .p2align 2\n"
     "1:\n\t"
     TTK_ASM_STEP42 TTK_ASM_STEP42 TTK_ASM_STEP42 TTK_ASM_STEP42
     TTK_ASM_STEP42 TTK_ASM_STEP42 TTK_ASM_STEP42 TTK_ASM_STEP42
-    "ldr    r2, [sp, #20]\n\t"
-    "cmp    r1, r2\n\t"
-    "bne    1b\n"
-    "2:\n\t"
     "ldr    r2, [sp, #24]\n\t"
-    "cmp    r1, r2\n\t"
-    "beq    4f\n"
-    "3:\n\t"
-    TTK_ASM_STEP42 TTK_ASM_STEP42
-    "ldr    r2, [sp, #24]\n\t"
-    "cmp    r1, r2\n\t"
-    "bne    3b\n"
-    "4:\n\t"
+    "cmp    r0, r2\n\t"
+    "bne    1b\n\t"
     "str    r1, [sp, #4]\n\t"
     /* channel 0: r4 r6 r8 r10 = pixels 0..3; r1 y, r2 c_out, r4 reused as the row-2 pointer */
     "ldr    r0, [sp, #8]\n\t"
-    "ldr    r1, [sp, #16]\n\t"
-    "ldr    r2, [sp, #36]\n\t"
-    "ldr    r3, [r0, #8]\n\t"
-    "ldr    r12, [r0, #16]\n\t"
-    "ldr    lr, [r0, #24]\n\t"
+    "ldr    r1, [sp, #12]\n\t"
+    "ldr    r2, [sp, #28]\n\t"
+    "ldr    r3, [r0, #32]\n\t"
+    "ldr    r12, [r0, #40]\n\t"
+    "ldr    lr, [r0, #48]\n\t"
     TTK_ASM_Q2OUT("r4", "[r1]")
     TTK_ASM_Q2OUT("r6", "[r1, r2]")
     "add    r4, r1, r2, lsl #1\n\t"
     TTK_ASM_Q2OUT("r8", "[r4]")
     TTK_ASM_Q2OUT("r10", "[r4, r2]")
-    /* channel 1: r5 r7 r9 r11 */
+    /* channel 1: r5 r7 r9 r11; r2 = c_out + 1 */
     "ldr    r0, [sp, #8]\n\t"
-    "ldr    r3, [r0, #12]\n\t"
-    "ldr    r12, [r0, #20]\n\t"
-    "ldr    lr, [r0, #28]\n\t"
+    "ldr    r3, [r0, #36]\n\t"
+    "ldr    r12, [r0, #44]\n\t"
+    "ldr    lr, [r0, #52]\n\t"
+    "add    r2, r2, #1\n\t"
     TTK_ASM_Q2OUT("r5", "[r1, #1]")
-    "add    r6, r1, #1\n\t"
-    TTK_ASM_Q2OUT("r7", "[r6, r2]")
+    TTK_ASM_Q2OUT("r7", "[r1, r2]")
     TTK_ASM_Q2OUT("r9", "[r4, #1]")
-    "add    r6, r4, #1\n\t"
-    TTK_ASM_Q2OUT("r11", "[r6, r2]")
+    TTK_ASM_Q2OUT("r11", "[r4, r2]")
     /* next pair */
     "add    r1, r1, #2\n\t"
-    "str    r1, [sp, #16]\n\t"
+    "str    r1, [sp, #12]\n\t"
     "ldr    r0, [sp, #8]\n\t"
-    "ldr    r3, [sp, #40]\n\t"
+    "ldr    r3, [sp, #32]\n\t"
     "add    r0, r0, r3\n\t"
     "str    r0, [sp, #8]\n\t"
-    "ldr    r0, [sp, #12]\n\t"
-    "subs   r0, r0, #1\n\t"
-    "str    r0, [sp, #12]\n\t"
+    "ldr    r2, [sp, #16]\n\t"
+    "cmp    r1, r2\n\t"
     "bne    5b\n"
     "9:\n\t"
-    "add    sp, sp, #44\n\t"
+    "add    sp, sp, #36\n\t"
     "pop    {r4-r11, pc}\n\t"
     "  .size ttk_pw_q2_px4_dsp, .-ttk_pw_q2_px4_dsp\n\t");
 #undef TTK_ASM_Q2OUT
@@ -455,8 +448,7 @@ static void ttk_pw_q2_px4(const int32_t* xs, const int32_t* wj, const int32_t* r
                           int32_t npairs, int32_t quads, int32_t rec_words, int8_t* y0,
                           int32_t c_out) {
 #if TTK_HAVE_DSP
-  const ttk_px4_args_t a = {xs, wj, rj, npairs, 16 * quads, 16 * (quads & ~3), y0, c_out,
-                            4 * rec_words};
+  const ttk_px4_args_t a = {xs, wj, rj, y0, c_out, 4 * rec_words, quads, npairs};
   ttk_pw_q2_px4_dsp(&a);
 #else
   const int32_t k4 = 4 * quads;
@@ -466,7 +458,8 @@ static void ttk_pw_q2_px4(const int32_t* xs, const int32_t* wj, const int32_t* r
   for (int32_t j = 0; j < npairs; ++j, wj += k4, rj += rec_words) {
     int32_t s[8] = {rj[0], rj[1], rj[0], rj[1], rj[0], rj[1], rj[0], rj[1]};
     ttk_dot_q15_4x2(xs, wj, quads, s);
-    const int32_t m0 = rj[2], m1 = rj[3], k0 = rj[4], k1 = rj[5], e0 = rj[6], e1 = rj[7];
+    const int32_t m0 = rj[TTK_Q2R_M], m1 = rj[TTK_Q2R_M + 1], k0 = rj[TTK_Q2R_K],
+                  k1 = rj[TTK_Q2R_K + 1], e0 = rj[TTK_Q2R_E], e1 = rj[TTK_Q2R_E + 1];
     y0[2 * j] = ttk_sat_s8(ttk_q2_apply(s[0], m0, k0, e0));
     y0[2 * j + 1] = ttk_sat_s8(ttk_q2_apply(s[1], m1, k1, e1));
     y1[2 * j] = ttk_sat_s8(ttk_q2_apply(s[2], m0, k0, e0));
@@ -480,9 +473,11 @@ static void ttk_pw_q2_px4(const int32_t* xs, const int32_t* wj, const int32_t* r
 }
 
 /* Per channel pair of a block, after its widened weights: the epilogue constants. With the q2
- * epilogue (ttk_q2_t, y_zero folded in) 8 words {b0, b1, m2s0, m2s1, kc0, kc1, e0, e1};
+ * epilogue (ttk_q2_t, y_zero folded in) 14 words {b0, b1} x 4 (the 8 accumulators' start, one
+ * LDM), then at TTK_Q2R_M {m2s0, m2s1}, TTK_Q2R_K {kc0, kc1}, TTK_Q2R_E {e0, e1};
  * otherwise 2 ttk_rq_t then {b0, b1}. Either fits TTK_PW_REC_BYTES. */
 #define TTK_PW_REC_BYTES (2u * sizeof(ttk_rq_t) + 2u * sizeof(int32_t))
+_Static_assert(TTK_PW_REC_BYTES >= 4u * TTK_Q2R_WORDS, "q2 record fits a pointwise record");
 
 TTK_INLINE void ttk_conv1x1_s8_q15_body(const int8_t* x, int32_t pixels, int32_t c_in,
                                         const int8_t* w_oi, const int32_t* bias, int32_t c_out,
@@ -510,10 +505,10 @@ TTK_INLINE void ttk_conv1x1_s8_q15_body(const int8_t* x, int32_t pixels, int32_t
         const int32_t b = (bias != NULL && c < c_out) ? bias[c] : 0;
         if (q2) { /* a missing last channel: zeros (its outputs are not stored) */
           const ttk_q2_t r2 = c < c_out ? ttk_q2_make(q->mult[c], q->shift[c], yz) : (ttk_q2_t){0, 0, 0};
-          r[i] = b;
-          r[2 + i] = r2.m2s;
-          r[4 + i] = r2.kc;
-          r[6 + i] = r2.e;
+          r[i] = r[2 + i] = r[4 + i] = r[6 + i] = b;
+          r[TTK_Q2R_M + i] = r2.m2s;
+          r[TTK_Q2R_K + i] = r2.kc;
+          r[TTK_Q2R_E + i] = r2.e;
         } else {
           ttk_rq_t* rq = (ttk_rq_t*)r;
           rq[i] = c < c_out ? ttk_rq_make(q->mult[c], q->shift[c]) : ttk_rq_make(0, 0);
@@ -544,7 +539,8 @@ TTK_INLINE void ttk_conv1x1_s8_q15_body(const int8_t* x, int32_t pixels, int32_t
         for (; j < npairs; ++j, y0 += 2, wj += k4, rj += rec_words) {
           int32_t s[8] = {rj[0], rj[1], rj[0], rj[1], rj[0], rj[1], rj[0], rj[1]};
           ttk_dot_q15_4x2(xs, wj, quads, s);
-          const int32_t m0 = rj[2], m1 = rj[3], k0 = rj[4], k1 = rj[5], e0 = rj[6], e1 = rj[7];
+          const int32_t m0 = rj[TTK_Q2R_M], m1 = rj[TTK_Q2R_M + 1], k0 = rj[TTK_Q2R_K],
+                        k1 = rj[TTK_Q2R_K + 1], e0 = rj[TTK_Q2R_E], e1 = rj[TTK_Q2R_E + 1];
           /* pixel tail or the last, single channel (constant indices keep s[] in registers) */
 #define TTK_PW_TAIL(i)                                                                 \
   if ((i) < np) {                                                                      \
@@ -1345,7 +1341,7 @@ TTK_INLINE void ttk_conv_s8_body(const int8_t* x, int32_t h, int32_t w, int32_t 
   for (int32_t i = 0; i < 4; ++i)
     for (int32_t t = kk; t < k4; ++t) col[i][t] = (int8_t)q->x_zero;
   int32_t xs[2 * TTK_CONV_MAX_K];
-  int32_t rec[TTK_CONV_PAIRS * 8];        /* q2: {b0, b1, m2s0, m2s1, kc0, kc1, e0, e1} per pair */
+  int32_t rec[TTK_CONV_PAIRS * TTK_Q2R_WORDS]; /* the q2 records (TTK_Q2R_*) */
   ttk_rq_t rqs[2 * TTK_CONV_PAIRS];       /* otherwise */
   for (int32_t j0 = 0; j0 < pairs; j0 += TTK_CONV_PAIRS) {
     const int32_t jn = pairs - j0 < TTK_CONV_PAIRS ? pairs - j0 : TTK_CONV_PAIRS;
@@ -1353,12 +1349,12 @@ TTK_INLINE void ttk_conv_s8_body(const int8_t* x, int32_t h, int32_t w, int32_t 
     const int32_t nfull = c0 + 2 * jn > c_out ? jn - 1 : jn; /* pairs with both channels */
     for (int32_t i = 0; i < 2 * jn; ++i) {
       const int32_t c = c0 + i;
-      int32_t* r = rec + (i / 2) * 8 + (i & 1);
-      r[0] = (bias != NULL && c < c_out) ? bias[c] : 0;
+      int32_t* r = rec + (i / 2) * TTK_Q2R_WORDS + (i & 1);
+      r[0] = r[2] = r[4] = r[6] = (bias != NULL && c < c_out) ? bias[c] : 0;
       const ttk_q2_t r2 = q2 && c < c_out ? ttk_q2_make(q->mult[c], q->shift[c], yz) : (ttk_q2_t){0, 0, 0};
-      r[2] = r2.m2s;
-      r[4] = r2.kc;
-      r[6] = r2.e;
+      r[TTK_Q2R_M] = r2.m2s;
+      r[TTK_Q2R_K] = r2.kc;
+      r[TTK_Q2R_E] = r2.e;
       rqs[i] = c < c_out ? ttk_rq_make(q->mult[c], q->shift[c]) : ttk_rq_make(0, 0);
     }
     const int32_t* wblk = (const int32_t*)(const void*)w_packed + j0 * k4;
@@ -1397,19 +1393,21 @@ TTK_INLINE void ttk_conv_s8_body(const int8_t* x, int32_t h, int32_t w, int32_t 
       int8_t* y0 = y + p * c_out + c0;
       int32_t j = 0;
       if (q2 && np == 4) {
-        ttk_pw_q2_px4(xs, wblk, rec, nfull, quads, 8, y0, c_out);
+        ttk_pw_q2_px4(xs, wblk, rec, nfull, quads, TTK_Q2R_WORDS, y0, c_out);
         j = nfull;
       }
       for (; j < jn; ++j) { /* pixel tail, the last single channel, or the general epilogue */
-        const int32_t* rj = rec + 8 * j;
+        const int32_t* rj = rec + TTK_Q2R_WORDS * j;
         int32_t s[8] = {rj[0], rj[1], rj[0], rj[1], rj[0], rj[1], rj[0], rj[1]};
         ttk_dot_q15_4x2(xs, wblk + j * k4, quads, s);
         const int both = j < nfull;
         for (int32_t i = 0; i < np; ++i) {
           int8_t* yp = y0 + i * c_out + 2 * j;
           if (q2) {
-            yp[0] = ttk_sat_s8(ttk_q2_apply(s[2 * i], rj[2], rj[4], rj[6]));
-            if (both) yp[1] = ttk_sat_s8(ttk_q2_apply(s[2 * i + 1], rj[3], rj[5], rj[7]));
+            yp[0] = ttk_sat_s8(ttk_q2_apply(s[2 * i], rj[TTK_Q2R_M], rj[TTK_Q2R_K], rj[TTK_Q2R_E]));
+            if (both)
+              yp[1] = ttk_sat_s8(ttk_q2_apply(s[2 * i + 1], rj[TTK_Q2R_M + 1], rj[TTK_Q2R_K + 1],
+                                              rj[TTK_Q2R_E + 1]));
           } else {
             yp[0] = TTK_OUT(s[2 * i], rqs[2 * j]);
             if (both) yp[1] = TTK_OUT(s[2 * i + 1], rqs[2 * j + 1]);
