@@ -834,14 +834,15 @@ static void ttk_dw_widen_row(const int8_t* x, int32_t h, int32_t w, int32_t c, i
   int32_t j = 0;
 #pragma GCC unroll 2
   for (; j + 2 <= w; j += 2, xp += 2 * c, dp += 2) {
-    /* lanes (ch, ch+2) and (ch+1, ch+3) of pixels j and j+1 -> one word per channel */
+    /* bytes (ch, ch+1) of pixels j and j+1 in one word (PKHBT), (ch+2, ch+3) in another
+     * (PKHTB), then SXTAB16 / SXTAB16 ROR 8: one word (pixel j, pixel j+1) per channel; 2 LDR,
+     * 2 PKH, 4 SXTAB16, 4 STR per 8 values */
     const uint32_t u = ttk_ld32(xp), v = ttk_ld32(xp + c);
-    const uint32_t eu = (uint32_t)ttk_sxtab16(off, u), ou = (uint32_t)ttk_sxtab16_ror8(off, u);
-    const uint32_t ev = (uint32_t)ttk_sxtab16(off, v), ov = (uint32_t)ttk_sxtab16_ror8(off, v);
-    ttk_st32(dp, ttk_pk_lo(eu, ev));
-    ttk_st32(dp + plane, ttk_pk_lo(ou, ov));
-    ttk_st32(dp + 2 * plane, ttk_pk_hi(eu, ev));
-    ttk_st32(dp + 3 * plane, ttk_pk_hi(ou, ov));
+    const uint32_t lo = ttk_pk_lo(u, v), hi = ttk_pk_hi(u, v);
+    ttk_st32(dp, (uint32_t)ttk_sxtab16(off, lo));
+    ttk_st32(dp + plane, (uint32_t)ttk_sxtab16_ror8(off, lo));
+    ttk_st32(dp + 2 * plane, (uint32_t)ttk_sxtab16(off, hi));
+    ttk_st32(dp + 3 * plane, (uint32_t)ttk_sxtab16_ror8(off, hi));
   }
   if (j < w) {
     const uint32_t u = ttk_ld32(xp);
