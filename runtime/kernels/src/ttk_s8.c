@@ -490,9 +490,117 @@ __asm__(
     "add    sp, sp, #36\n\t"
     "pop    {r4-r11, pc}\n\t"
     "  .size ttk_pw_q2_px4_dsp, .-ttk_pw_q2_px4_dsp\n\t");
+/* The pointwise layer's variant: each channel pair's block is {b0, b1} x 4, its widened weights,
+ * then {m2s0, m2s1, kc0, kc1, e0, e1} (TTK_PW_Q2_*), so one pointer walks the blocks: LDM! of the
+ * biases, the dot, the constants after it, the next block 24 bytes further (5 instructions per
+ * pair fewer than the records apart). */
+typedef struct {
+  const int32_t* xs;    /* the group's widened pixels */
+  const int32_t* pairs; /* the first pair's block */
+  int8_t* y;
+  int32_t c_out;
+  int32_t quads;        /* >= 1 */
+  int32_t npairs;
+} ttk_px4i_args_t;
+void ttk_pw_q2_px4i_dsp(const ttk_px4i_args_t* a);
+/* frame: [sp] xs, #4 block, #8 y, #12 y end, #16 dot entry (Thumb bit set), #20 x end, #24 c_out */
+__asm__(
+    "  .text\n\t"
+    "  .syntax unified\n\t"
+    "  .thumb\n\t"
+    "  .p2align 2\n\t"
+    "  .global ttk_pw_q2_px4i_dsp\n\t"
+    "  .hidden ttk_pw_q2_px4i_dsp\n\t"
+    "  .type ttk_pw_q2_px4i_dsp, %function\n\t"
+    "  .thumb_func\n"
+    "ttk_pw_q2_px4i_dsp:\n\t"
+    "push   {r4-r11, lr}\n\t"
+    "sub    sp, sp, #28\n\t"
+    "ldm    r0, {r1-r6}\n\t"
+    "str    r1, [sp]\n\t"
+    "str    r2, [sp, #4]\n\t"
+    "str    r3, [sp, #8]\n\t"
+    "add    r9, r3, r6, lsl #1\n\t"
+    "str    r9, [sp, #12]\n\t"
+    "rsb    r10, r5, #0\n\t"           /* steps to skip: (-2 quads) mod 8 */
+    "lsl    r10, r10, #1\n\t"
+    "and    r10, r10, #7\n\t"
+    "movs   r11, #44\n\t"
+    "adr.w  r9, 1f\n\t"
+    "mla    r9, r10, r11, r9\n\t"
+    "orr    r9, r9, #1\n\t"
+    "str    r9, [sp, #16]\n\t"
+    "add    r10, r1, r5, lsl #5\n\t"
+    "str    r10, [sp, #20]\n\t"
+    "str    r4, [sp, #24]\n\t"
+    "cmp    r6, #0\n\t"
+    "ble    9f\n"
+    "5:\n\t"
+    "ldr    r0, [sp]\n\t"
+    "ldr    r1, [sp, #4]\n\t"
+    "ldm    r1!, {r4-r11}\n\t"
+    "ldr    pc, [sp, #16]\n\t"
+    "  .p2align 2\n"
+    "1:\n\t"
+    TTK_ASM_STEP42 TTK_ASM_STEP42 TTK_ASM_STEP42 TTK_ASM_STEP42
+    TTK_ASM_STEP42 TTK_ASM_STEP42 TTK_ASM_STEP42 TTK_ASM_STEP42
+    "ldr    r2, [sp, #20]\n\t"
+    "cmp    r0, r2\n\t"
+    "bne    1b\n\t"
+    /* r1 at the pair's constants; channel 0: r4 r6 r8 r10, r1 y, r2 c_out, r4 the row-2 pointer */
+    "ldr    r3, [r1]\n\t"
+    "ldr    r12, [r1, #8]\n\t"
+    "ldr    lr, [r1, #16]\n\t"
+    "add    r0, r1, #24\n\t"
+    "str    r0, [sp, #4]\n\t"
+    "ldr    r1, [sp, #8]\n\t"
+    "ldr    r2, [sp, #24]\n\t"
+    TTK_ASM_Q2OUT("r4", "[r1]")
+    TTK_ASM_Q2OUT("r6", "[r1, r2]")
+    "add    r4, r1, r2, lsl #1\n\t"
+    TTK_ASM_Q2OUT("r8", "[r4]")
+    TTK_ASM_Q2OUT("r10", "[r4, r2]")
+    /* channel 1: r5 r7 r9 r11 (constants 20, 12, 4 bytes before the next block); r2 = c_out + 1 */
+    "ldr    r0, [sp, #4]\n\t"
+    "ldr    r3, [r0, #-20]\n\t"
+    "ldr    r12, [r0, #-12]\n\t"
+    "ldr    lr, [r0, #-4]\n\t"
+    "add    r2, r2, #1\n\t"
+    TTK_ASM_Q2OUT("r5", "[r1, #1]")
+    TTK_ASM_Q2OUT("r7", "[r1, r2]")
+    TTK_ASM_Q2OUT("r9", "[r4, #1]")
+    TTK_ASM_Q2OUT("r11", "[r4, r2]")
+    "add    r1, r1, #2\n\t"
+    "str    r1, [sp, #8]\n\t"
+    "ldr    r2, [sp, #12]\n\t"
+    "cmp    r1, r2\n\t"
+    "bne    5b\n"
+    "9:\n\t"
+    "add    sp, sp, #28\n\t"
+    "pop    {r4-r11, pc}\n\t"
+    "  .size ttk_pw_q2_px4i_dsp, .-ttk_pw_q2_px4i_dsp\n\t");
 #undef TTK_ASM_Q2OUT
 #undef TTK_ASM_STEP42
 #endif
+
+/* A pointwise q2 pair block (words): {b0, b1} x 4, the k4 widened weights, then
+ * {m2s0, m2s1, kc0, kc1, e0, e1} at TTK_PW_Q2_C(k4). */
+#define TTK_PW_Q2_W 8
+#define TTK_PW_Q2_C(k4) (8 + (k4))
+#define TTK_PW_Q2_WORDS(k4) ((k4) + 14)
+
+/* 4 pixels (widened in xs) x 2 channels of pair block pj into y0 (pixel 0, the pair's first
+ * channel), in C: the non-DSP build and the blocks the assembly does not take. */
+TTK_INLINE void ttk_pw_q2_block_c(const int32_t* xs, const int32_t* pj, int32_t quads, int32_t np,
+                                  int both, int8_t* y0, int32_t c_out) {
+  int32_t s[8] = {pj[0], pj[1], pj[0], pj[1], pj[0], pj[1], pj[0], pj[1]};
+  ttk_dot_q15_4x2(xs, pj + TTK_PW_Q2_W, quads, s);
+  const int32_t* cj = pj + TTK_PW_Q2_C(4 * quads);
+  for (int32_t i = 0; i < np; ++i) {
+    y0[i * c_out] = ttk_sat_s8(ttk_q2_apply(s[2 * i], cj[0], cj[2], cj[4]));
+    if (both) y0[i * c_out + 1] = ttk_sat_s8(ttk_q2_apply(s[2 * i + 1], cj[1], cj[3], cj[5]));
+  }
+}
 
 static void ttk_pw_q2_px4(const int32_t* xs, const int32_t* wj, const int32_t* rj,
                           int32_t npairs, int32_t quads, int32_t rec_words, int8_t* y0,
@@ -522,12 +630,12 @@ static void ttk_pw_q2_px4(const int32_t* xs, const int32_t* wj, const int32_t* r
 #endif
 }
 
-/* Per channel pair of a block, after its widened weights: the epilogue constants. With the q2
- * epilogue (ttk_q2_t, y_zero folded in) 14 words {b0, b1} x 4 (the 8 accumulators' start, one
- * LDM), then at TTK_Q2R_M {m2s0, m2s1}, TTK_Q2R_K {kc0, kc1}, TTK_Q2R_E {e0, e1};
- * otherwise 2 ttk_rq_t then {b0, b1}. Either fits TTK_PW_REC_BYTES. */
+/* Scratch per channel pair of a block: its widened weights and TTK_PW_REC_BYTES of epilogue
+ * constants. q2 layers (ttk_q2_t, y_zero folded in) lay each pair out as one block
+ * (TTK_PW_Q2_WORDS: 14 words of biases and constants around the weights); the others keep the
+ * pairs' weights together, then per pair 2 ttk_rq_t and {b0, b1}. */
 #define TTK_PW_REC_BYTES (2u * sizeof(ttk_rq_t) + 2u * sizeof(int32_t))
-_Static_assert(TTK_PW_REC_BYTES >= 4u * TTK_Q2R_WORDS, "q2 record fits a pointwise record");
+_Static_assert(TTK_PW_REC_BYTES >= 14u * 4u, "a q2 pair block fits a pointwise pair's scratch");
 
 TTK_INLINE void ttk_conv1x1_s8_q15_body(const int8_t* x, int32_t pixels, int32_t c_in,
                                         const int8_t* w_oi, const int32_t* bias, int32_t c_out,
@@ -547,29 +655,23 @@ TTK_INLINE void ttk_conv1x1_s8_q15_body(const int8_t* x, int32_t pixels, int32_t
     int32_t npairs = (c_out - c0 + 1) / 2;
     if (npairs > max_pairs) npairs = max_pairs;
     const int32_t nfull = c0 + 2 * npairs > c_out ? npairs - 1 : npairs; /* both channels */
-    int32_t* recs = wblk + npairs * k4;
-    for (int32_t j = 0; j < npairs; ++j) {
-      int32_t* r = recs + j * rec_words;
-      for (int32_t i = 0; i < 2; ++i) {
-        const int32_t c = c0 + 2 * j + i;
-        const int32_t b = (bias != NULL && c < c_out) ? bias[c] : 0;
-        if (q2) { /* a missing last channel: zeros (its outputs are not stored) */
-          const ttk_q2_t r2 = c < c_out ? ttk_q2_make(q->mult[c], q->shift[c], yz) : (ttk_q2_t){0, 0, 0};
-          r[i] = r[2 + i] = r[4 + i] = r[6 + i] = b;
-          r[TTK_Q2R_M + i] = r2.m2s;
-          r[TTK_Q2R_K + i] = r2.kc;
-          r[TTK_Q2R_E + i] = r2.e;
-        } else {
-          ttk_rq_t* rq = (ttk_rq_t*)r;
-          rq[i] = c < c_out ? ttk_rq_make(q->mult[c], q->shift[c]) : ttk_rq_make(0, 0);
-          ((int32_t*)(rq + 2))[i] = b;
-        }
-      }
-      const int32_t c = c0 + 2 * j;
-      ttk_widen_pair(w_oi + c * c_in, c + 1 < c_out ? w_oi + (c + 1) * c_in : NULL, c_in, 0,
-                     wblk + j * k4);
-    }
     if (q2) { /* the common case: every channel q2, full clamp (one SSAT); 4 pixels x 2 channels */
+      const int32_t pw = TTK_PW_Q2_WORDS(k4);
+      for (int32_t j = 0; j < npairs; ++j) {
+        int32_t* pj = wblk + j * pw;
+        int32_t* cj = pj + TTK_PW_Q2_C(k4);
+        for (int32_t i = 0; i < 2; ++i) { /* a missing last channel: zeros (never stored) */
+          const int32_t c = c0 + 2 * j + i;
+          const ttk_q2_t r2 = c < c_out ? ttk_q2_make(q->mult[c], q->shift[c], yz) : (ttk_q2_t){0, 0, 0};
+          pj[i] = pj[2 + i] = pj[4 + i] = pj[6 + i] = (bias != NULL && c < c_out) ? bias[c] : 0;
+          cj[i] = r2.m2s;
+          cj[2 + i] = r2.kc;
+          cj[4 + i] = r2.e;
+        }
+        const int32_t c = c0 + 2 * j;
+        ttk_widen_pair(w_oi + c * c_in, c + 1 < c_out ? w_oi + (c + 1) * c_in : NULL, c_in, 0,
+                       pj + TTK_PW_Q2_W);
+      }
       for (int32_t p = 0; p < pixels; p += 4) {
         const int32_t np = pixels - p < 4 ? pixels - p : 4;
         if (np == 4) {
@@ -580,35 +682,32 @@ TTK_INLINE void ttk_conv1x1_s8_q15_body(const int8_t* x, int32_t pixels, int32_t
           ttk_widen_rows(rows, 4, c_in, q->x_zero, xs);
         }
         int8_t* y0 = y + p * c_out + c0;
-        const int32_t* wj = wblk;
-        const int32_t* rj = recs;
         int32_t j = 0;
+#if TTK_HAVE_DSP
         if (np == 4) { /* all full channel pairs of 4 whole pixels */
-          ttk_pw_q2_px4(xs, wj, rj, nfull, quads, rec_words, y0, c_out);
+          const ttk_px4i_args_t a = {xs, wblk, y0, c_out, quads, nfull};
+          ttk_pw_q2_px4i_dsp(&a);
           j = nfull;
-          y0 += 2 * nfull;
-          wj += nfull * k4;
-          rj += nfull * rec_words;
         }
-        for (; j < npairs; ++j, y0 += 2, wj += k4, rj += rec_words) {
-          int32_t s[8] = {rj[0], rj[1], rj[0], rj[1], rj[0], rj[1], rj[0], rj[1]};
-          ttk_dot_q15_4x2(xs, wj, quads, s);
-          const int32_t m0 = rj[TTK_Q2R_M], m1 = rj[TTK_Q2R_M + 1], k0 = rj[TTK_Q2R_K],
-                        k1 = rj[TTK_Q2R_K + 1], e0 = rj[TTK_Q2R_E], e1 = rj[TTK_Q2R_E + 1];
-          /* pixel tail or the last, single channel (constant indices keep s[] in registers) */
-#define TTK_PW_TAIL(i)                                                                 \
-  if ((i) < np) {                                                                      \
-    y0[(i) * c_out] = ttk_sat_s8(ttk_q2_apply(s[2 * (i)], m0, k0, e0));               \
-    if (j < nfull) y0[(i) * c_out + 1] = ttk_sat_s8(ttk_q2_apply(s[2 * (i) + 1], m1, k1, e1)); \
-  }
-          TTK_PW_TAIL(0)
-          TTK_PW_TAIL(1)
-          TTK_PW_TAIL(2)
-          TTK_PW_TAIL(3)
-#undef TTK_PW_TAIL
-        }
+#endif
+        for (; j < npairs; ++j) /* pixel tail or the last, single channel */
+          ttk_pw_q2_block_c(xs, wblk + j * pw, quads, np, j < nfull, y0 + 2 * j, c_out);
       }
       continue;
+    }
+    int32_t* recs = wblk + npairs * k4;
+    for (int32_t j = 0; j < npairs; ++j) {
+      int32_t* r = recs + j * rec_words;
+      for (int32_t i = 0; i < 2; ++i) {
+        const int32_t c = c0 + 2 * j + i;
+        const int32_t b = (bias != NULL && c < c_out) ? bias[c] : 0;
+        ttk_rq_t* rq = (ttk_rq_t*)r;
+        rq[i] = c < c_out ? ttk_rq_make(q->mult[c], q->shift[c]) : ttk_rq_make(0, 0);
+        ((int32_t*)(rq + 2))[i] = b;
+      }
+      const int32_t c = c0 + 2 * j;
+      ttk_widen_pair(w_oi + c * c_in, c + 1 < c_out ? w_oi + (c + 1) * c_in : NULL, c_in, 0,
+                     wblk + j * k4);
     }
     for (int32_t p = 0; p < pixels; p += 2) {
       const int two_px = p + 1 < pixels;
