@@ -1212,8 +1212,9 @@ typedef struct {
   TTK_DWA_OUT("r7", "[r3]") TTK_DWA_OUT("r8", "[r3, r4]") "add    r3, r3, r4, lsl #1\n\t" \
   TTK_DWA_OUT("r9", "[r3]") "add    r3, r3, r4\n\t"
 
-/* frame = 64 + 4 K (K - 1) bytes; adv = bytes of x per group of N pixels (2 N stride) */
-#define TTK_DWA_ROUTINE(name, K, frame, adv, INIT, ROWS, EPI)                        \
+/* frame = 64 + 4 K (K - 1) bytes; adv = bytes of x per group of N pixels (2 N stride); the
+ * K (K - 1) weight words are copied to the frame CW words (registers CREGS) per LDM/STM */
+#define TTK_DWA_ROUTINE(name, K, frame, adv, INIT, ROWS, EPI, CW, CREGS)             \
   __asm__("  .text\n\t"                                                              \
           "  .syntax unified\n\t"                                                    \
           "  .thumb\n\t"                                                             \
@@ -1238,10 +1239,10 @@ typedef struct {
           "str    r10, [sp, #52]\n\t"                                                \
           "mov    lr, r2\n\t"                                                        \
           "add    r4, sp, #64\n\t"                                                   \
-          "movs   r5, #(" #K " * (" #K " - 1) / 2)\n"                                \
+          "movs   r5, #(" #K " * (" #K " - 1) / " #CW ")\n"                           \
           "0:\n\t"                                                                   \
-          "ldrd   r6, r7, [r3], #8\n\t"                                              \
-          "strd   r6, r7, [r4], #8\n\t"                                              \
+          "ldm    r3!, {" CREGS "}\n\t"                                              \
+          "stm    r4!, {" CREGS "}\n\t"                                              \
           "subs   r5, r5, #1\n\t"                                                    \
           "bne    0b\n"                                                              \
           "1:\n\t"                                                                   \
@@ -1270,12 +1271,12 @@ typedef struct {
           "  .size " #name ", .-" #name "\n\t");                                     \
   void name(const ttk_dw_args_t* a)
 
-TTK_DWA_ROUTINE(ttk_dw_q2_k3s1_dsp, 3, 88, 8, TTK_DWA_INIT4, TTK_DWA_ROWS3(TTK_DWA_ROW_3_1), TTK_DWA_EPI4);
-TTK_DWA_ROUTINE(ttk_dw_q2_k3s2_dsp, 3, 88, 16, TTK_DWA_INIT4, TTK_DWA_ROWS3(TTK_DWA_ROW_3_2), TTK_DWA_EPI4);
-TTK_DWA_ROUTINE(ttk_dw_q2_k5s1_dsp, 5, 144, 8, TTK_DWA_INIT4, TTK_DWA_ROWS5(TTK_DWA_ROW_5_1), TTK_DWA_EPI4);
-TTK_DWA_ROUTINE(ttk_dw_q2_k5s2_dsp, 5, 144, 16, TTK_DWA_INIT4, TTK_DWA_ROWS5(TTK_DWA_ROW_5_2), TTK_DWA_EPI4);
-TTK_DWA_ROUTINE(ttk_dw_q2_k7s1_dsp, 7, 232, 8, TTK_DWA_INIT4, TTK_DWA_ROWS7(TTK_DWA_ROW_7_1), TTK_DWA_EPI4);
-TTK_DWA_ROUTINE(ttk_dw_q2_k7s2_dsp, 7, 232, 12, TTK_DWA_INIT3, TTK_DWA_ROWS7(TTK_DWA_ROW_7_2), TTK_DWA_EPI3);
+TTK_DWA_ROUTINE(ttk_dw_q2_k3s1_dsp, 3, 88, 8, TTK_DWA_INIT4, TTK_DWA_ROWS3(TTK_DWA_ROW_3_1), TTK_DWA_EPI4, 6, "r6-r11");
+TTK_DWA_ROUTINE(ttk_dw_q2_k3s2_dsp, 3, 88, 16, TTK_DWA_INIT4, TTK_DWA_ROWS3(TTK_DWA_ROW_3_2), TTK_DWA_EPI4, 6, "r6-r11");
+TTK_DWA_ROUTINE(ttk_dw_q2_k5s1_dsp, 5, 144, 8, TTK_DWA_INIT4, TTK_DWA_ROWS5(TTK_DWA_ROW_5_1), TTK_DWA_EPI4, 4, "r6-r9");
+TTK_DWA_ROUTINE(ttk_dw_q2_k5s2_dsp, 5, 144, 16, TTK_DWA_INIT4, TTK_DWA_ROWS5(TTK_DWA_ROW_5_2), TTK_DWA_EPI4, 4, "r6-r9");
+TTK_DWA_ROUTINE(ttk_dw_q2_k7s1_dsp, 7, 232, 8, TTK_DWA_INIT4, TTK_DWA_ROWS7(TTK_DWA_ROW_7_1), TTK_DWA_EPI4, 6, "r6-r11");
+TTK_DWA_ROUTINE(ttk_dw_q2_k7s2_dsp, 7, 232, 12, TTK_DWA_INIT3, TTK_DWA_ROWS7(TTK_DWA_ROW_7_2), TTK_DWA_EPI3, 6, "r6-r11");
 #define TTK_DW_ASM_N(k, stride) ((k) == 7 && (stride) == 2 ? 3 : 4)
 #endif
 
