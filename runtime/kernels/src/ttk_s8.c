@@ -1164,6 +1164,13 @@ typedef struct {
 #define TTK_DWA_ROW_3_1(base, r)                                                    \
   TTK_DWA_LDX(base, "r0-r2") TTK_DWA_LDW2("r3", "r4", "3", r, "0")                  \
   TTK_DWA_S1_E0("r0", "r1", "r3") TTK_DWA_S1_O("r1", "r2", "r4") TTK_DWA_S1_LAST("r1", "r2", "r4")
+/* The same for window row 0 with the bias in r5 (TTK_DWA_BIAS_R5): E0 starts all 4 accumulators. */
+#define TTK_DWA_MAC0(op, d, n, m) op " " d ", " n ", " m ", r5\n\t"
+#define TTK_DWA_ROW_3_1_B(base, r)                                                  \
+  TTK_DWA_LDX(base, "r0-r2") TTK_DWA_LDW2("r3", "r4", "3", r, "0")                  \
+  TTK_DWA_MAC0("smlad", "r7", "r0", "r3") TTK_DWA_MAC0("smlad", "r9", "r1", "r3")   \
+  TTK_DWA_MAC0("smlatb", "r8", "r0", "r3") TTK_DWA_MAC0("smlatb", "r10", "r1", "r3") \
+  TTK_DWA_S1_O("r1", "r2", "r4") TTK_DWA_S1_LAST("r1", "r2", "r4")
 /* K = 5, stride 1: X0-X3 (r0-r3); E0 E1, then O1 O2 (r4, r5). */
 #define TTK_DWA_ROW_5_1(base, r)                                                    \
   TTK_DWA_LDX(base, "r0-r3") TTK_DWA_LDW2("r4", "r5", "5", r, "0")                  \
@@ -1199,6 +1206,8 @@ typedef struct {
 
 #define TTK_DWA_ROWS3(ROW) ROW("r11", "0") TTK_DWA_NEXT_ROW0 ROW("r12", "1") TTK_DWA_NEXT_ROW \
   ROW("r12", "2")
+#define TTK_DWA_ROWS3_B(ROW0, ROW) ROW0("r11", "0") TTK_DWA_NEXT_ROW0 ROW("r12", "1") TTK_DWA_NEXT_ROW \
+  ROW("r12", "2")
 #define TTK_DWA_ROWS5(ROW) TTK_DWA_ROWS3(ROW) TTK_DWA_NEXT_ROW ROW("r12", "3") TTK_DWA_NEXT_ROW \
   ROW("r12", "4")
 #define TTK_DWA_ROWS7(ROW) TTK_DWA_ROWS5(ROW) TTK_DWA_NEXT_ROW ROW("r12", "5") TTK_DWA_NEXT_ROW \
@@ -1213,8 +1222,14 @@ typedef struct {
   TTK_DWA_OUT("r9", "[r3]") "add    r3, r3, r4\n\t"
 
 /* frame = 64 + 4 K (K - 1) bytes; adv = bytes of x per group of N pixels (2 N stride); the
- * K (K - 1) weight words are copied to the frame CW words (registers CREGS) per LDM/STM */
-#define TTK_DWA_ROUTINE(name, K, frame, adv, INIT, ROWS, EPI, CW, CREGS)             \
+ * K (K - 1) weight words are copied to the frame CW words (registers CREGS) per LDM/STM. PRE runs
+ * once per output row, LDE are the epilogue's registers from the frame, ENDCMP the group loop's
+ * end test (TTK_DWA_BIAS_R5: the bias stays in r5, so the first multiplies add it instead of 4
+ * loads of the accumulators; the loop end is reloaded instead). */
+#define TTK_DWA_ROUTINE_X(...) TTK_DWA_ROUTINE(__VA_ARGS__)
+#define TTK_DWA_STD "", "r0-r5", "cmp    r11, r5\n\t"
+#define TTK_DWA_BIAS_R5 "ldr    r5, [sp, #24]\n\t", "r0-r4", "ldr    r6, [sp, #20]\n\tcmp    r11, r6\n\t"
+#define TTK_DWA_ROUTINE(name, K, frame, adv, INIT, ROWS, EPI, CW, CREGS, PRE, LDE, ENDCMP) \
   __asm__("  .text\n\t"                                                              \
           "  .syntax unified\n\t"                                                    \
           "  .thumb\n\t"                                                             \
@@ -1250,12 +1265,12 @@ typedef struct {
           "str    r0, [sp, #12]\n\t"                                                 \
           "ldr    r0, [sp, #52]\n\t"                                                 \
           "add    r0, r11, r0\n\t"                                                   \
-          "str    r0, [sp, #20]\n"                                                   \
+          "str    r0, [sp, #20]\n\t" PRE                                             \
           "2:\n\t" INIT ROWS                                                         \
           "add    r11, r11, #" #adv "\n\t"                                           \
-          "ldm    sp, {r0-r5}\n\t" EPI                                               \
+          "ldm    sp, {" LDE "}\n\t" EPI                                             \
           "str    r3, [sp, #12]\n\t"                                                 \
-          "cmp    r11, r5\n\t"                                                       \
+          ENDCMP                                                                     \
           "bne    2b\n\t"                                                            \
           "ldrd   r0, r1, [sp, #32]\n\t"                                             \
           "ldrd   r2, r3, [sp, #44]\n\t"                                             \
@@ -1271,12 +1286,12 @@ typedef struct {
           "  .size " #name ", .-" #name "\n\t");                                     \
   void name(const ttk_dw_args_t* a)
 
-TTK_DWA_ROUTINE(ttk_dw_q2_k3s1_dsp, 3, 88, 8, TTK_DWA_INIT4, TTK_DWA_ROWS3(TTK_DWA_ROW_3_1), TTK_DWA_EPI4, 6, "r6-r11");
-TTK_DWA_ROUTINE(ttk_dw_q2_k3s2_dsp, 3, 88, 16, TTK_DWA_INIT4, TTK_DWA_ROWS3(TTK_DWA_ROW_3_2), TTK_DWA_EPI4, 6, "r6-r11");
-TTK_DWA_ROUTINE(ttk_dw_q2_k5s1_dsp, 5, 144, 8, TTK_DWA_INIT4, TTK_DWA_ROWS5(TTK_DWA_ROW_5_1), TTK_DWA_EPI4, 4, "r6-r9");
-TTK_DWA_ROUTINE(ttk_dw_q2_k5s2_dsp, 5, 144, 16, TTK_DWA_INIT4, TTK_DWA_ROWS5(TTK_DWA_ROW_5_2), TTK_DWA_EPI4, 4, "r6-r9");
-TTK_DWA_ROUTINE(ttk_dw_q2_k7s1_dsp, 7, 232, 8, TTK_DWA_INIT4, TTK_DWA_ROWS7(TTK_DWA_ROW_7_1), TTK_DWA_EPI4, 6, "r6-r11");
-TTK_DWA_ROUTINE(ttk_dw_q2_k7s2_dsp, 7, 232, 12, TTK_DWA_INIT3, TTK_DWA_ROWS7(TTK_DWA_ROW_7_2), TTK_DWA_EPI3, 6, "r6-r11");
+TTK_DWA_ROUTINE_X(ttk_dw_q2_k3s1_dsp, 3, 88, 8, "", TTK_DWA_ROWS3_B(TTK_DWA_ROW_3_1_B, TTK_DWA_ROW_3_1), TTK_DWA_EPI4, 6, "r6-r11", TTK_DWA_BIAS_R5);
+TTK_DWA_ROUTINE_X(ttk_dw_q2_k3s2_dsp, 3, 88, 16, TTK_DWA_INIT4, TTK_DWA_ROWS3(TTK_DWA_ROW_3_2), TTK_DWA_EPI4, 6, "r6-r11", TTK_DWA_STD);
+TTK_DWA_ROUTINE_X(ttk_dw_q2_k5s1_dsp, 5, 144, 8, TTK_DWA_INIT4, TTK_DWA_ROWS5(TTK_DWA_ROW_5_1), TTK_DWA_EPI4, 4, "r6-r9", TTK_DWA_STD);
+TTK_DWA_ROUTINE_X(ttk_dw_q2_k5s2_dsp, 5, 144, 16, TTK_DWA_INIT4, TTK_DWA_ROWS5(TTK_DWA_ROW_5_2), TTK_DWA_EPI4, 4, "r6-r9", TTK_DWA_STD);
+TTK_DWA_ROUTINE_X(ttk_dw_q2_k7s1_dsp, 7, 232, 8, TTK_DWA_INIT4, TTK_DWA_ROWS7(TTK_DWA_ROW_7_1), TTK_DWA_EPI4, 6, "r6-r11", TTK_DWA_STD);
+TTK_DWA_ROUTINE_X(ttk_dw_q2_k7s2_dsp, 7, 232, 12, TTK_DWA_INIT3, TTK_DWA_ROWS7(TTK_DWA_ROW_7_2), TTK_DWA_EPI3, 6, "r6-r11", TTK_DWA_STD);
 #define TTK_DW_ASM_N(k, stride) ((k) == 7 && (stride) == 2 ? 3 : 4)
 #endif
 
