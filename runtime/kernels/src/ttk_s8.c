@@ -1551,7 +1551,18 @@ TTK_INLINE void ttk_conv_s8_body(const int8_t* x, int32_t h, int32_t w, int32_t 
         rows[0] = col[0], rows[1] = col[1], rows[2] = col[2], rows[3] = col[3];
       } else {
         for (int32_t i = 0, yy = oy, xx = ox; i < np; ++i) {
-          ttk_im2col_s8(x, h, w, c_in, k, yy * stride - pad, xx * stride - pad, (int8_t)q->x_zero, col[i]);
+          const int32_t iy = yy * stride - pad, ix = xx * stride - pad;
+          if (ix >= 0 && ix + k <= w) { /* columns inside: per window row a copy or x_zero */
+            for (int32_t r = 0; r < k; ++r) {
+              if (iy + r >= 0 && iy + r < h) {
+                ttk_copy_run(col[i] + r * run, x + ((iy + r) * w + ix) * c_in, run);
+              } else {
+                for (int32_t t = 0; t < run; ++t) col[i][r * run + t] = (int8_t)q->x_zero;
+              }
+            }
+          } else {
+            ttk_im2col_s8(x, h, w, c_in, k, iy, ix, (int8_t)q->x_zero, col[i]);
+          }
           rows[i] = col[i];
           if (++xx == ow) xx = 0, ++yy;
         }
