@@ -383,7 +383,8 @@ TTK_INLINE void ttk_dot_q15_4x2(const int32_t* xs, const int32_t* ws, int32_t qu
   "smlad  r11, r3, lr, r11\n\t"
 /* Per channel pair, the 8 accumulators start at the pair's biases (one LDM of the record's 8
  * bias words), run the dot (8 lane-pair steps = 4 k-quads per loop iteration; a first, partial
- * iteration is entered in its middle (Duff's device: LDR PC of an entry computed once per call),
+ * iteration is entered in its middle (Duff's device: a TBB on the step pairs to skip, computed
+ * once per call; a table branch, not an indirect jump, for the firmware's stack analysis),
  * so any K runs unrolled with one end test per 4 quads: the x pointer against its end, the same
  * for every pair) and go through the q2 epilogue (6 instructions per output: ADD, ADD, SMMLAR,
  * ASR, SSAT, STRB) without leaving the registers. */
@@ -405,7 +406,7 @@ void ttk_pw_q2_px4_dsp(const ttk_px4_args_t* a);
   "asr    r0, r0, lr\n\t"                          \
   "ssat   r0, #8, r0\n\t"                          \
   "strb   r0, " addr "\n\t"
-/* frame: [sp] xs, #4 ws, #8 rec, #12 y, #16 y end, #20 dot entry (Thumb bit set), #24 x end,
+/* frame: [sp] xs, #4 ws, #8 rec, #12 y, #16 y end, #20 the dot's TBB index, #24 x end,
  * #28 c_out, #32 rec_bytes. Every STEP42 instruction is a 32-bit encoding: 44 bytes a step. */
 __asm__(
     "  .text\n\t"
@@ -426,14 +427,9 @@ __asm__(
     "str    r4, [sp, #12]\n\t"
     "add    r9, r4, r8, lsl #1\n\t"
     "str    r9, [sp, #16]\n\t"
-    "rsb    r10, r7, #0\n\t"           /* steps to skip: (-2 quads) mod 8 */
-    "lsl    r10, r10, #1\n\t"
-    "and    r10, r10, #7\n\t"
-    "movs   r11, #44\n\t"
-    "adr.w  r9, 1f\n\t"
-    "mla    r9, r10, r11, r9\n\t"
-    "orr    r9, r9, #1\n\t"
-    "str    r9, [sp, #20]\n\t"
+    "rsb    r10, r7, #0\n\t"           /* the dot's entry: (-quads) mod 4 step pairs skipped */
+    "and    r10, r10, #3\n\t"
+    "str    r10, [sp, #20]\n\t"
     "add    r10, r1, r7, lsl #5\n\t"
     "str    r10, [sp, #24]\n\t"
     "str    r5, [sp, #28]\n\t"
@@ -445,8 +441,10 @@ __asm__(
     "ldr    r1, [sp, #4]\n\t"
     "ldr    r3, [sp, #8]\n\t"
     "ldm    r3, {r4-r11}\n\t"
-    "ldr    pc, [sp, #20]\n\t"
-    "  .p2align 2\n"
+    "ldr    r2, [sp, #20]\n\t"
+    "tbb    [pc, r2]\n"
+    "0:\n\t"
+    ".byte  (1f - 0b) / 2, (1f + 88 - 0b) / 2, (1f + 176 - 0b) / 2, (1f + 264 - 0b) / 2\n"
     "1:\n\t"
     TTK_ASM_STEP42 TTK_ASM_STEP42 TTK_ASM_STEP42 TTK_ASM_STEP42
     TTK_ASM_STEP42 TTK_ASM_STEP42 TTK_ASM_STEP42 TTK_ASM_STEP42
@@ -503,7 +501,7 @@ typedef struct {
   int32_t npairs;
 } ttk_px4i_args_t;
 void ttk_pw_q2_px4i_dsp(const ttk_px4i_args_t* a);
-/* frame: [sp] xs, #4 block, #8 y, #12 y end, #16 dot entry (Thumb bit set), #20 x end, #24 c_out */
+/* frame: [sp] xs, #4 block, #8 y, #12 y end, #16 the dot's TBB index, #20 x end, #24 c_out */
 __asm__(
     "  .text\n\t"
     "  .syntax unified\n\t"
@@ -522,14 +520,9 @@ __asm__(
     "str    r3, [sp, #8]\n\t"
     "add    r9, r3, r6, lsl #1\n\t"
     "str    r9, [sp, #12]\n\t"
-    "rsb    r10, r5, #0\n\t"           /* steps to skip: (-2 quads) mod 8 */
-    "lsl    r10, r10, #1\n\t"
-    "and    r10, r10, #7\n\t"
-    "movs   r11, #44\n\t"
-    "adr.w  r9, 1f\n\t"
-    "mla    r9, r10, r11, r9\n\t"
-    "orr    r9, r9, #1\n\t"
-    "str    r9, [sp, #16]\n\t"
+    "rsb    r10, r5, #0\n\t"           /* the dot's entry: (-quads) mod 4 step pairs skipped */
+    "and    r10, r10, #3\n\t"
+    "str    r10, [sp, #16]\n\t"
     "add    r10, r1, r5, lsl #5\n\t"
     "str    r10, [sp, #20]\n\t"
     "str    r4, [sp, #24]\n\t"
@@ -539,8 +532,10 @@ __asm__(
     "ldr    r0, [sp]\n\t"
     "ldr    r1, [sp, #4]\n\t"
     "ldm    r1!, {r4-r11}\n\t"
-    "ldr    pc, [sp, #16]\n\t"
-    "  .p2align 2\n"
+    "ldr    r2, [sp, #16]\n\t"
+    "tbb    [pc, r2]\n"
+    "0:\n\t"
+    ".byte  (1f - 0b) / 2, (1f + 88 - 0b) / 2, (1f + 176 - 0b) / 2, (1f + 264 - 0b) / 2\n"
     "1:\n\t"
     TTK_ASM_STEP42 TTK_ASM_STEP42 TTK_ASM_STEP42 TTK_ASM_STEP42
     TTK_ASM_STEP42 TTK_ASM_STEP42 TTK_ASM_STEP42 TTK_ASM_STEP42
