@@ -381,6 +381,20 @@ TTK_INLINE void ttk_dot_q15_4x2(const int32_t* xs, const int32_t* ws, int32_t qu
   "smlad  r9, r2, lr, r9\n\t"               \
   "smlad  r10, r3, r12, r10\n\t"            \
   "smlad  r11, r3, lr, r11\n\t"
+/* The dot of one channel pair over all k (r0 x, r1 the pair's weights, both post-incremented):
+ * 8 steps per loop iteration, entered by TBB on the frame word at [sp, #entry] (step pairs to
+ * skip, (-quads) mod 4), until r0 reaches the frame word at [sp, #xend]. */
+#define TTK_ASM_DOT(entry, xend)                                                        \
+  "ldr    r2, [sp, #" entry "]\n\t"                                                     \
+  "tbb    [pc, r2]\n"                                                                  \
+  "0:\n\t"                                                                             \
+  ".byte  (1f - 0b) / 2, (1f + 88 - 0b) / 2, (1f + 176 - 0b) / 2, (1f + 264 - 0b) / 2\n" \
+  "1:\n\t"                                                                             \
+  TTK_ASM_STEP42 TTK_ASM_STEP42 TTK_ASM_STEP42 TTK_ASM_STEP42                           \
+  TTK_ASM_STEP42 TTK_ASM_STEP42 TTK_ASM_STEP42 TTK_ASM_STEP42                           \
+  "ldr    r2, [sp, #" xend "]\n\t"                                                      \
+  "cmp    r0, r2\n\t"                                                                  \
+  "bne    1b\n\t"
 /* Per channel pair, the 8 accumulators start at the pair's biases (one LDM of the record's 8
  * bias words), run the dot (8 lane-pair steps = 4 k-quads per loop iteration; a first, partial
  * iteration is entered in its middle (Duff's device: a TBB on the step pairs to skip, computed
@@ -441,16 +455,7 @@ __asm__(
     "ldr    r1, [sp, #4]\n\t"
     "ldr    r3, [sp, #8]\n\t"
     "ldm    r3, {r4-r11}\n\t"
-    "ldr    r2, [sp, #20]\n\t"
-    "tbb    [pc, r2]\n"
-    "0:\n\t"
-    ".byte  (1f - 0b) / 2, (1f + 88 - 0b) / 2, (1f + 176 - 0b) / 2, (1f + 264 - 0b) / 2\n"
-    "1:\n\t"
-    TTK_ASM_STEP42 TTK_ASM_STEP42 TTK_ASM_STEP42 TTK_ASM_STEP42
-    TTK_ASM_STEP42 TTK_ASM_STEP42 TTK_ASM_STEP42 TTK_ASM_STEP42
-    "ldr    r2, [sp, #24]\n\t"
-    "cmp    r0, r2\n\t"
-    "bne    1b\n\t"
+    TTK_ASM_DOT("20", "24")
     "str    r1, [sp, #4]\n\t"
     /* channel 0: r4 r6 r8 r10 = pixels 0..3; r1 y, r2 c_out, r4 reused as the row-2 pointer */
     "ldr    r0, [sp, #8]\n\t"
@@ -532,16 +537,7 @@ __asm__(
     "ldr    r0, [sp]\n\t"
     "ldr    r1, [sp, #4]\n\t"
     "ldm    r1!, {r4-r11}\n\t"
-    "ldr    r2, [sp, #16]\n\t"
-    "tbb    [pc, r2]\n"
-    "0:\n\t"
-    ".byte  (1f - 0b) / 2, (1f + 88 - 0b) / 2, (1f + 176 - 0b) / 2, (1f + 264 - 0b) / 2\n"
-    "1:\n\t"
-    TTK_ASM_STEP42 TTK_ASM_STEP42 TTK_ASM_STEP42 TTK_ASM_STEP42
-    TTK_ASM_STEP42 TTK_ASM_STEP42 TTK_ASM_STEP42 TTK_ASM_STEP42
-    "ldr    r2, [sp, #20]\n\t"
-    "cmp    r0, r2\n\t"
-    "bne    1b\n\t"
+    TTK_ASM_DOT("16", "20")
     /* r1 at the pair's constants; channel 0: r4 r6 r8 r10, r1 y, r2 c_out, r4 the row-2 pointer */
     "ldr    r3, [r1]\n\t"
     "ldr    r12, [r1, #8]\n\t"
@@ -575,6 +571,7 @@ __asm__(
     "pop    {r4-r11, pc}\n\t"
     "  .size ttk_pw_q2_px4i_dsp, .-ttk_pw_q2_px4i_dsp\n\t");
 #undef TTK_ASM_Q2OUT
+#undef TTK_ASM_DOT
 #undef TTK_ASM_STEP42
 #endif
 
@@ -1489,7 +1486,7 @@ TTK_INLINE void ttk_copy_run(int8_t* d, const int8_t* s, int32_t n) {
   for (; i < n; ++i) d[i] = s[i];
 }
 
-#define TTK_CONV_PAIRS 16 /* channel pairs per block (epilogue records on the stack) */
+#define TTK_CONV_PAIRS 8 /* channel pairs per block (epilogue records on the stack): 16 channels, the first convs of the paper models in one block */
 /* Inlined twice, for pad = (K-1)/2 and for pad = 0 (no window reaches outside the input). */
 TTK_INLINE void ttk_conv_s8_body(const int8_t* x, int32_t h, int32_t w, int32_t c_in,
                                  const int16_t* w_packed, int32_t k, int32_t stride, int32_t pad,
