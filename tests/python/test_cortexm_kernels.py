@@ -32,7 +32,13 @@ def _s8_cases(rng):
     for p, ci, co, relu6, has_bias, pos in [(64, 16, 96, True, True, False), (15, 24, 7, True, True, False),
                                             (17, 12, 10, False, True, True), (16, 20, 12, False, True, False),
                                             (9, 5, 3, False, False, False), (33, 8, 48, True, True, True),
-                                            (1, 96, 16, False, True, False), (20, 112, 30, True, True, False)]:
+                                            (1, 96, 16, False, True, False), (20, 112, 30, True, True, False),
+                                            # q2 layers (folded ReLU6) with 1, 3, 8, 10 and 16 k-quads:
+                                            # every entry of the 4-pixel routine's unrolled dot,
+                                            # K tails of 1-3 (the widening's partial quad), odd C_out
+                                            (13, 3, 9, "folded", True, False), (21, 11, 6, "folded", True, False),
+                                            (8, 30, 5, "folded", False, False), (12, 37, 14, "folded", True, False),
+                                            (4, 64, 4, "folded", True, False)]:
         q = tk.quant_params(rng, co, relu6=relu6, positive_shift=pos)
         x, w = tk.s8(rng, (p, ci)), tk.s8(rng, (ci, co))
         b = tk.bias32(rng, co) if has_bias else None
@@ -60,7 +66,8 @@ def _s8_cases(rng):
     # cases clamp to the full int8 range, which takes the SSAT path)
     for h, wd, ci, co, k, s, relu6 in [(16, 16, 3, 16, 3, 2, True), (15, 13, 3, 5, 3, 2, True),
                                        (7, 6, 2, 4, 3, 1, False), (9, 9, 1, 3, 5, 2, True),
-                                       (5, 6, 3, 35, 3, 2, False)]:
+                                       (5, 6, 3, 35, 3, 2, False), (9, 14, 3, 7, 3, 1, False),
+                                       (12, 21, 2, 6, 5, 2, "folded")]:
         q = tk.quant_params(rng, co, relu6=relu6)
         x, w, b = tk.s8(rng, (h, wd, ci)), tk.s8(rng, (k, k, ci, co)), tk.bias32(rng, co)
         out.append(("conv", tk.case_conv(x, w, k, s, b, q), oracle.conv(x, w, k, s, b, q)))

@@ -190,6 +190,56 @@ static void ttk_widen_rows(const int8_t* const* rows, int32_t nr, int32_t n, int
   }
 }
 
+/* 4 rows at x, x + stride, x + 2 stride, x + 3 stride (n int8 each) minus z in the layout of
+ * ttk_widen_rows (nr = 4). On Armv7E-M the whole quads run in assembly: per quad 4 LDR,
+ * 8 SXTAB16 and one STM of the 8 words (15 instructions with the loop, for 16 values); the
+ * last, partial quad (if any) in C. */
+#if TTK_HAVE_DSP
+static void ttk_widen4_dsp(const int8_t* x, int32_t stride, int32_t* out, const int32_t* out_end,
+                           int32_t off) {
+  register const int8_t* r0 __asm__("r0") = x;
+  register int32_t r1 __asm__("r1") = stride;
+  register const int8_t* r2 __asm__("r2") = x + 3 * stride;
+  register int32_t* r3 __asm__("r3") = out;
+  register int32_t r12 __asm__("r12") = off;
+  register const int32_t* lr __asm__("lr") = out_end;
+  __asm__ volatile(
+      "1:\n\t"
+      "ldr    r5, [r0, r1]\n\t"
+      "ldr    r6, [r0, r1, lsl #1]\n\t"
+      "ldr    r4, [r0], #4\n\t"
+      "ldr    r7, [r2], #4\n\t"
+      "sxtab16 r8, r12, r4, ror #8\n\t"
+      "sxtab16 r9, r12, r5, ror #8\n\t"
+      "sxtab16 r10, r12, r6, ror #8\n\t"
+      "sxtab16 r11, r12, r7, ror #8\n\t"
+      "sxtab16 r4, r12, r4\n\t"
+      "sxtab16 r5, r12, r5\n\t"
+      "sxtab16 r6, r12, r6\n\t"
+      "sxtab16 r7, r12, r7\n\t"
+      "stm    r3!, {r4-r11}\n\t"
+      "cmp    r3, lr\n\t"
+      "bne    1b\n\t"
+      : "+r"(r0), "+r"(r2), "+r"(r3)
+      : "r"(r1), "r"(r12), "r"(lr)
+      : "r4", "r5", "r6", "r7", "r8", "r9", "r10", "r11", "cc", "memory");
+}
+#endif
+
+static void ttk_widen_rows4(const int8_t* x, int32_t stride, int32_t n, int32_t z, int32_t* out) {
+#if TTK_HAVE_DSP
+  const int32_t whole = n / 4;
+  if (whole > 0) ttk_widen4_dsp(x, stride, out, out + 8 * whole, ttk_offset2(z));
+  if (whole * 4 == n) return;
+  const int8_t* rows[4] = {x + 4 * whole, x + stride + 4 * whole, x + 2 * stride + 4 * whole,
+                           x + 3 * stride + 4 * whole};
+  ttk_widen_rows(rows, 4, n - 4 * whole, z, out + 8 * whole);
+#else
+  const int8_t* rows[4] = {x, x + stride, x + 2 * stride, x + 3 * stride};
+  ttk_widen_rows(rows, 4, n, z, out);
+#endif
+}
+
 /* Rows a and b (b may be NULL) in the pair layout {a (k0,k2), b (k0,k2), a (k1,k3), b (k1,k3)}. */
 static void ttk_widen_pair(const int8_t* a, const int8_t* b, int32_t n, int32_t z, int32_t* out) {
   const int8_t* rows[2] = {a, b};
@@ -305,6 +355,13 @@ TTK_INLINE void ttk_dot_q15_4x2(const int32_t* xs, const int32_t* ws, int32_t qu
   s[7] = s31;
 }
 
+/* A channel pair's q2 record (words): the biases {b0, b1} 4 times (the accumulators' start),
+ * then {m2s0, m2s1}, {kc0, kc1}, {e0, e1} (ttk_q2_t). The assembly reads these offsets. */
+#define TTK_Q2R_M 8
+#define TTK_Q2R_K 10
+#define TTK_Q2R_E 12
+#define TTK_Q2R_WORDS 14
+
 /* One group of 4 pixels (widened in xs) against npairs full channel pairs (q2 epilogue, records
  * as below): y0 is pixel 0's output at the block's first channel. */
 #if TTK_HAVE_DSP
@@ -324,20 +381,36 @@ TTK_INLINE void ttk_dot_q15_4x2(const int32_t* xs, const int32_t* ws, int32_t qu
   "smlad  r9, r2, lr, r9\n\t"               \
   "smlad  r10, r3, r12, r10\n\t"            \
   "smlad  r11, r3, lr, r11\n\t"
-/* Per channel pair, the accumulators start at the pair's biases, run the dot (4 k-quads per
- * iteration of the main loop, then one per iteration; loop ends on the stack) and go through
- * the q2 epilogue (6 instructions per output: ADD, ADD, SMMLAR, ASR, SSAT, STRB) without
- * leaving the registers. The argument fields are copied to the routine's frame. */
+/* The dot of one channel pair over all k (r0 x, r1 the pair's weights, both post-incremented):
+ * 8 steps per loop iteration, entered by TBB on the frame word at [sp, #entry] (step pairs to
+ * skip, (-quads) mod 4), until r0 reaches the frame word at [sp, #xend]. */
+#define TTK_ASM_DOT(entry, xend)                                                        \
+  "ldr    r2, [sp, #" entry "]\n\t"                                                     \
+  "tbb    [pc, r2]\n"                                                                  \
+  "0:\n\t"                                                                             \
+  ".byte  (1f - 0b) / 2, (1f + 88 - 0b) / 2, (1f + 176 - 0b) / 2, (1f + 264 - 0b) / 2\n" \
+  "1:\n\t"                                                                             \
+  TTK_ASM_STEP42 TTK_ASM_STEP42 TTK_ASM_STEP42 TTK_ASM_STEP42                           \
+  TTK_ASM_STEP42 TTK_ASM_STEP42 TTK_ASM_STEP42 TTK_ASM_STEP42                           \
+  "ldr    r2, [sp, #" xend "]\n\t"                                                      \
+  "cmp    r0, r2\n\t"                                                                  \
+  "bne    1b\n\t"
+/* Per channel pair, the 8 accumulators start at the pair's biases (one LDM of the record's 8
+ * bias words), run the dot (8 lane-pair steps = 4 k-quads per loop iteration; a first, partial
+ * iteration is entered in its middle (Duff's device: a TBB on the step pairs to skip, computed
+ * once per call; a table branch, not an indirect jump, for the firmware's stack analysis),
+ * so any K runs unrolled with one end test per 4 quads: the x pointer against its end, the same
+ * for every pair) and go through the q2 epilogue (6 instructions per output: ADD, ADD, SMMLAR,
+ * ASR, SSAT, STRB) without leaving the registers. */
 typedef struct {
   const int32_t* xs;  /* the group's widened pixels */
   const int32_t* ws;  /* the first pair's widened weights (pairs are contiguous) */
-  const int32_t* rec; /* the first pair's record */
-  int32_t npairs;
-  int32_t ws_bytes;   /* one pair's weights: 16 * quads */
-  int32_t main_bytes; /* 16 * (quads & ~3) */
+  const int32_t* rec; /* the first pair's record (TTK_Q2R_* layout) */
   int8_t* y;
   int32_t c_out;
   int32_t rec_bytes;
+  int32_t quads;      /* >= 1 */
+  int32_t npairs;
 } ttk_px4_args_t;
 void ttk_pw_q2_px4_dsp(const ttk_px4_args_t* a);
 #define TTK_ASM_Q2OUT(acc, addr)                   \
@@ -347,8 +420,8 @@ void ttk_pw_q2_px4_dsp(const ttk_px4_args_t* a);
   "asr    r0, r0, lr\n\t"                          \
   "ssat   r0, #8, r0\n\t"                          \
   "strb   r0, " addr "\n\t"
-/* frame: [sp] xs, #4 ws, #8 rec, #12 pairs left, #16 y, #20 end of the 4-quad loop, #24 end of
- * the pair's weights, #28 ws_bytes, #32 main_bytes, #36 c_out, #40 rec_bytes */
+/* frame: [sp] xs, #4 ws, #8 rec, #12 y, #16 y end, #20 the dot's TBB index, #24 x end,
+ * #28 c_out, #32 rec_bytes. Every STEP42 instruction is a 32-bit encoding: 44 bytes a step. */
 __asm__(
     "  .text\n\t"
     "  .syntax unified\n\t"
@@ -360,103 +433,172 @@ __asm__(
     "  .thumb_func\n"
     "ttk_pw_q2_px4_dsp:\n\t"
     "push   {r4-r11, lr}\n\t"
-    "sub    sp, sp, #44\n\t"
-    "ldm    r0, {r1-r9}\n\t"
+    "sub    sp, sp, #36\n\t"
+    "ldm    r0, {r1-r8}\n\t"
     "str    r1, [sp]\n\t"
     "str    r2, [sp, #4]\n\t"
     "str    r3, [sp, #8]\n\t"
     "str    r4, [sp, #12]\n\t"
-    "str    r7, [sp, #16]\n\t"
+    "add    r9, r4, r8, lsl #1\n\t"
+    "str    r9, [sp, #16]\n\t"
+    "rsb    r10, r7, #0\n\t"           /* the dot's entry: (-quads) mod 4 step pairs skipped */
+    "and    r10, r10, #3\n\t"
+    "str    r10, [sp, #20]\n\t"
+    "add    r10, r1, r7, lsl #5\n\t"
+    "str    r10, [sp, #24]\n\t"
     "str    r5, [sp, #28]\n\t"
     "str    r6, [sp, #32]\n\t"
-    "str    r8, [sp, #36]\n\t"
-    "str    r9, [sp, #40]\n\t"
-    "cmp    r4, #0\n\t"
+    "cmp    r8, #0\n\t"
     "ble    9f\n"
     "5:\n\t"
     "ldr    r0, [sp]\n\t"
     "ldr    r1, [sp, #4]\n\t"
-    "ldr    r2, [sp, #32]\n\t"
-    "add    r2, r1, r2\n\t"
-    "str    r2, [sp, #20]\n\t"
-    "ldr    r3, [sp, #28]\n\t"
-    "add    r3, r1, r3\n\t"
-    "str    r3, [sp, #24]\n\t"
     "ldr    r3, [sp, #8]\n\t"
-    "ldrd   r4, r5, [r3]\n\t"
-    "mov    r6, r4\n\t"
-    "mov    r7, r5\n\t"
-    "mov    r8, r4\n\t"
-    "mov    r9, r5\n\t"
-    "mov    r10, r4\n\t"
-    "mov    r11, r5\n\t"
-    "cmp    r1, r2\n\t"
-    "beq    2f\n"
-    "1:\n\t"
-    TTK_ASM_STEP42 TTK_ASM_STEP42 TTK_ASM_STEP42 TTK_ASM_STEP42
-    TTK_ASM_STEP42 TTK_ASM_STEP42 TTK_ASM_STEP42 TTK_ASM_STEP42
-    "ldr    r2, [sp, #20]\n\t"
-    "cmp    r1, r2\n\t"
-    "bne    1b\n"
-    "2:\n\t"
-    "ldr    r2, [sp, #24]\n\t"
-    "cmp    r1, r2\n\t"
-    "beq    4f\n"
-    "3:\n\t"
-    TTK_ASM_STEP42 TTK_ASM_STEP42
-    "ldr    r2, [sp, #24]\n\t"
-    "cmp    r1, r2\n\t"
-    "bne    3b\n"
-    "4:\n\t"
+    "ldm    r3, {r4-r11}\n\t"
+    TTK_ASM_DOT("20", "24")
     "str    r1, [sp, #4]\n\t"
     /* channel 0: r4 r6 r8 r10 = pixels 0..3; r1 y, r2 c_out, r4 reused as the row-2 pointer */
     "ldr    r0, [sp, #8]\n\t"
-    "ldr    r1, [sp, #16]\n\t"
-    "ldr    r2, [sp, #36]\n\t"
-    "ldr    r3, [r0, #8]\n\t"
-    "ldr    r12, [r0, #16]\n\t"
-    "ldr    lr, [r0, #24]\n\t"
+    "ldr    r1, [sp, #12]\n\t"
+    "ldr    r2, [sp, #28]\n\t"
+    "ldr    r3, [r0, #32]\n\t"
+    "ldr    r12, [r0, #40]\n\t"
+    "ldr    lr, [r0, #48]\n\t"
     TTK_ASM_Q2OUT("r4", "[r1]")
     TTK_ASM_Q2OUT("r6", "[r1, r2]")
     "add    r4, r1, r2, lsl #1\n\t"
     TTK_ASM_Q2OUT("r8", "[r4]")
     TTK_ASM_Q2OUT("r10", "[r4, r2]")
-    /* channel 1: r5 r7 r9 r11 */
+    /* channel 1: r5 r7 r9 r11; r2 = c_out + 1 */
     "ldr    r0, [sp, #8]\n\t"
-    "ldr    r3, [r0, #12]\n\t"
-    "ldr    r12, [r0, #20]\n\t"
-    "ldr    lr, [r0, #28]\n\t"
+    "ldr    r3, [r0, #36]\n\t"
+    "ldr    r12, [r0, #44]\n\t"
+    "ldr    lr, [r0, #52]\n\t"
+    "add    r2, r2, #1\n\t"
     TTK_ASM_Q2OUT("r5", "[r1, #1]")
-    "add    r6, r1, #1\n\t"
-    TTK_ASM_Q2OUT("r7", "[r6, r2]")
+    TTK_ASM_Q2OUT("r7", "[r1, r2]")
     TTK_ASM_Q2OUT("r9", "[r4, #1]")
-    "add    r6, r4, #1\n\t"
-    TTK_ASM_Q2OUT("r11", "[r6, r2]")
+    TTK_ASM_Q2OUT("r11", "[r4, r2]")
     /* next pair */
     "add    r1, r1, #2\n\t"
-    "str    r1, [sp, #16]\n\t"
+    "str    r1, [sp, #12]\n\t"
     "ldr    r0, [sp, #8]\n\t"
-    "ldr    r3, [sp, #40]\n\t"
+    "ldr    r3, [sp, #32]\n\t"
     "add    r0, r0, r3\n\t"
     "str    r0, [sp, #8]\n\t"
-    "ldr    r0, [sp, #12]\n\t"
-    "subs   r0, r0, #1\n\t"
-    "str    r0, [sp, #12]\n\t"
+    "ldr    r2, [sp, #16]\n\t"
+    "cmp    r1, r2\n\t"
     "bne    5b\n"
     "9:\n\t"
-    "add    sp, sp, #44\n\t"
+    "add    sp, sp, #36\n\t"
     "pop    {r4-r11, pc}\n\t"
     "  .size ttk_pw_q2_px4_dsp, .-ttk_pw_q2_px4_dsp\n\t");
+/* The pointwise layer's variant: each channel pair's block is {b0, b1} x 4, its widened weights,
+ * then {m2s0, m2s1, kc0, kc1, e0, e1} (TTK_PW_Q2_*), so one pointer walks the blocks: LDM! of the
+ * biases, the dot, the constants after it, the next block 24 bytes further (5 instructions per
+ * pair fewer than the records apart). */
+typedef struct {
+  const int32_t* xs;    /* the group's widened pixels */
+  const int32_t* pairs; /* the first pair's block */
+  int8_t* y;
+  int32_t c_out;
+  int32_t quads;        /* >= 1 */
+  int32_t npairs;
+} ttk_px4i_args_t;
+void ttk_pw_q2_px4i_dsp(const ttk_px4i_args_t* a);
+/* frame: [sp] xs, #4 block, #8 y, #12 y end, #16 the dot's TBB index, #20 x end, #24 c_out */
+__asm__(
+    "  .text\n\t"
+    "  .syntax unified\n\t"
+    "  .thumb\n\t"
+    "  .p2align 2\n\t"
+    "  .global ttk_pw_q2_px4i_dsp\n\t"
+    "  .hidden ttk_pw_q2_px4i_dsp\n\t"
+    "  .type ttk_pw_q2_px4i_dsp, %function\n\t"
+    "  .thumb_func\n"
+    "ttk_pw_q2_px4i_dsp:\n\t"
+    "push   {r4-r11, lr}\n\t"
+    "sub    sp, sp, #28\n\t"
+    "ldm    r0, {r1-r6}\n\t"
+    "str    r1, [sp]\n\t"
+    "str    r2, [sp, #4]\n\t"
+    "str    r3, [sp, #8]\n\t"
+    "add    r9, r3, r6, lsl #1\n\t"
+    "str    r9, [sp, #12]\n\t"
+    "rsb    r10, r5, #0\n\t"           /* the dot's entry: (-quads) mod 4 step pairs skipped */
+    "and    r10, r10, #3\n\t"
+    "str    r10, [sp, #16]\n\t"
+    "add    r10, r1, r5, lsl #5\n\t"
+    "str    r10, [sp, #20]\n\t"
+    "str    r4, [sp, #24]\n\t"
+    "cmp    r6, #0\n\t"
+    "ble    9f\n"
+    "5:\n\t"
+    "ldr    r0, [sp]\n\t"
+    "ldr    r1, [sp, #4]\n\t"
+    "ldm    r1!, {r4-r11}\n\t"
+    TTK_ASM_DOT("16", "20")
+    /* r1 at the pair's constants; channel 0: r4 r6 r8 r10, r1 y, r2 c_out, r4 the row-2 pointer */
+    "ldr    r3, [r1]\n\t"
+    "ldr    r12, [r1, #8]\n\t"
+    "ldr    lr, [r1, #16]\n\t"
+    "add    r0, r1, #24\n\t"
+    "str    r0, [sp, #4]\n\t"
+    "ldr    r1, [sp, #8]\n\t"
+    "ldr    r2, [sp, #24]\n\t"
+    TTK_ASM_Q2OUT("r4", "[r1]")
+    TTK_ASM_Q2OUT("r6", "[r1, r2]")
+    "add    r4, r1, r2, lsl #1\n\t"
+    TTK_ASM_Q2OUT("r8", "[r4]")
+    TTK_ASM_Q2OUT("r10", "[r4, r2]")
+    /* channel 1: r5 r7 r9 r11 (constants 20, 12, 4 bytes before the next block); r2 = c_out + 1 */
+    "ldr    r0, [sp, #4]\n\t"
+    "ldr    r3, [r0, #-20]\n\t"
+    "ldr    r12, [r0, #-12]\n\t"
+    "ldr    lr, [r0, #-4]\n\t"
+    "add    r2, r2, #1\n\t"
+    TTK_ASM_Q2OUT("r5", "[r1, #1]")
+    TTK_ASM_Q2OUT("r7", "[r1, r2]")
+    TTK_ASM_Q2OUT("r9", "[r4, #1]")
+    TTK_ASM_Q2OUT("r11", "[r4, r2]")
+    "add    r1, r1, #2\n\t"
+    "str    r1, [sp, #8]\n\t"
+    "ldr    r2, [sp, #12]\n\t"
+    "cmp    r1, r2\n\t"
+    "bne    5b\n"
+    "9:\n\t"
+    "add    sp, sp, #28\n\t"
+    "pop    {r4-r11, pc}\n\t"
+    "  .size ttk_pw_q2_px4i_dsp, .-ttk_pw_q2_px4i_dsp\n\t");
 #undef TTK_ASM_Q2OUT
+#undef TTK_ASM_DOT
 #undef TTK_ASM_STEP42
 #endif
+
+/* A pointwise q2 pair block (words): {b0, b1} x 4, the k4 widened weights, then
+ * {m2s0, m2s1, kc0, kc1, e0, e1} at TTK_PW_Q2_C(k4). */
+#define TTK_PW_Q2_W 8
+#define TTK_PW_Q2_C(k4) (8 + (k4))
+#define TTK_PW_Q2_WORDS(k4) ((k4) + 14)
+
+/* 4 pixels (widened in xs) x 2 channels of pair block pj into y0 (pixel 0, the pair's first
+ * channel), in C: the non-DSP build and the blocks the assembly does not take. */
+TTK_INLINE void ttk_pw_q2_block_c(const int32_t* xs, const int32_t* pj, int32_t quads, int32_t np,
+                                  int both, int8_t* y0, int32_t c_out) {
+  int32_t s[8] = {pj[0], pj[1], pj[0], pj[1], pj[0], pj[1], pj[0], pj[1]};
+  ttk_dot_q15_4x2(xs, pj + TTK_PW_Q2_W, quads, s);
+  const int32_t* cj = pj + TTK_PW_Q2_C(4 * quads);
+  for (int32_t i = 0; i < np; ++i) {
+    y0[i * c_out] = ttk_sat_s8(ttk_q2_apply(s[2 * i], cj[0], cj[2], cj[4]));
+    if (both) y0[i * c_out + 1] = ttk_sat_s8(ttk_q2_apply(s[2 * i + 1], cj[1], cj[3], cj[5]));
+  }
+}
 
 static void ttk_pw_q2_px4(const int32_t* xs, const int32_t* wj, const int32_t* rj,
                           int32_t npairs, int32_t quads, int32_t rec_words, int8_t* y0,
                           int32_t c_out) {
 #if TTK_HAVE_DSP
-  const ttk_px4_args_t a = {xs, wj, rj, npairs, 16 * quads, 16 * (quads & ~3), y0, c_out,
-                            4 * rec_words};
+  const ttk_px4_args_t a = {xs, wj, rj, y0, c_out, 4 * rec_words, quads, npairs};
   ttk_pw_q2_px4_dsp(&a);
 #else
   const int32_t k4 = 4 * quads;
@@ -466,7 +608,8 @@ static void ttk_pw_q2_px4(const int32_t* xs, const int32_t* wj, const int32_t* r
   for (int32_t j = 0; j < npairs; ++j, wj += k4, rj += rec_words) {
     int32_t s[8] = {rj[0], rj[1], rj[0], rj[1], rj[0], rj[1], rj[0], rj[1]};
     ttk_dot_q15_4x2(xs, wj, quads, s);
-    const int32_t m0 = rj[2], m1 = rj[3], k0 = rj[4], k1 = rj[5], e0 = rj[6], e1 = rj[7];
+    const int32_t m0 = rj[TTK_Q2R_M], m1 = rj[TTK_Q2R_M + 1], k0 = rj[TTK_Q2R_K],
+                  k1 = rj[TTK_Q2R_K + 1], e0 = rj[TTK_Q2R_E], e1 = rj[TTK_Q2R_E + 1];
     y0[2 * j] = ttk_sat_s8(ttk_q2_apply(s[0], m0, k0, e0));
     y0[2 * j + 1] = ttk_sat_s8(ttk_q2_apply(s[1], m1, k1, e1));
     y1[2 * j] = ttk_sat_s8(ttk_q2_apply(s[2], m0, k0, e0));
@@ -479,10 +622,12 @@ static void ttk_pw_q2_px4(const int32_t* xs, const int32_t* wj, const int32_t* r
 #endif
 }
 
-/* Per channel pair of a block, after its widened weights: the epilogue constants. With the q2
- * epilogue (ttk_q2_t, y_zero folded in) 8 words {b0, b1, m2s0, m2s1, kc0, kc1, e0, e1};
- * otherwise 2 ttk_rq_t then {b0, b1}. Either fits TTK_PW_REC_BYTES. */
+/* Scratch per channel pair of a block: its widened weights and TTK_PW_REC_BYTES of epilogue
+ * constants. q2 layers (ttk_q2_t, y_zero folded in) lay each pair out as one block
+ * (TTK_PW_Q2_WORDS: 14 words of biases and constants around the weights); the others keep the
+ * pairs' weights together, then per pair 2 ttk_rq_t and {b0, b1}. */
 #define TTK_PW_REC_BYTES (2u * sizeof(ttk_rq_t) + 2u * sizeof(int32_t))
+_Static_assert(TTK_PW_REC_BYTES >= 14u * 4u, "a q2 pair block fits a pointwise pair's scratch");
 
 TTK_INLINE void ttk_conv1x1_s8_q15_body(const int8_t* x, int32_t pixels, int32_t c_in,
                                         const int8_t* w_oi, const int32_t* bias, int32_t c_out,
@@ -502,63 +647,59 @@ TTK_INLINE void ttk_conv1x1_s8_q15_body(const int8_t* x, int32_t pixels, int32_t
     int32_t npairs = (c_out - c0 + 1) / 2;
     if (npairs > max_pairs) npairs = max_pairs;
     const int32_t nfull = c0 + 2 * npairs > c_out ? npairs - 1 : npairs; /* both channels */
+    if (q2) { /* the common case: every channel q2, full clamp (one SSAT); 4 pixels x 2 channels */
+      const int32_t pw = TTK_PW_Q2_WORDS(k4);
+      for (int32_t j = 0; j < npairs; ++j) {
+        int32_t* pj = wblk + j * pw;
+        int32_t* cj = pj + TTK_PW_Q2_C(k4);
+        for (int32_t i = 0; i < 2; ++i) { /* a missing last channel: zeros (never stored) */
+          const int32_t c = c0 + 2 * j + i;
+          const ttk_q2_t r2 = c < c_out ? ttk_q2_make(q->mult[c], q->shift[c], yz) : (ttk_q2_t){0, 0, 0};
+          pj[i] = pj[2 + i] = pj[4 + i] = pj[6 + i] = (bias != NULL && c < c_out) ? bias[c] : 0;
+          cj[i] = r2.m2s;
+          cj[2 + i] = r2.kc;
+          cj[4 + i] = r2.e;
+        }
+        const int32_t c = c0 + 2 * j;
+        ttk_widen_pair(w_oi + c * c_in, c + 1 < c_out ? w_oi + (c + 1) * c_in : NULL, c_in, 0,
+                       pj + TTK_PW_Q2_W);
+      }
+      for (int32_t p = 0; p < pixels; p += 4) {
+        const int32_t np = pixels - p < 4 ? pixels - p : 4;
+        if (np == 4) {
+          ttk_widen_rows4(x + p * c_in, c_in, c_in, q->x_zero, xs);
+        } else {
+          const int8_t* rows[4];
+          for (int32_t i = 0; i < 4; ++i) rows[i] = i < np ? x + (p + i) * c_in : NULL;
+          ttk_widen_rows(rows, 4, c_in, q->x_zero, xs);
+        }
+        int8_t* y0 = y + p * c_out + c0;
+        int32_t j = 0;
+#if TTK_HAVE_DSP
+        if (np == 4) { /* all full channel pairs of 4 whole pixels */
+          const ttk_px4i_args_t a = {xs, wblk, y0, c_out, quads, nfull};
+          ttk_pw_q2_px4i_dsp(&a);
+          j = nfull;
+        }
+#endif
+        for (; j < npairs; ++j) /* pixel tail or the last, single channel */
+          ttk_pw_q2_block_c(xs, wblk + j * pw, quads, np, j < nfull, y0 + 2 * j, c_out);
+      }
+      continue;
+    }
     int32_t* recs = wblk + npairs * k4;
     for (int32_t j = 0; j < npairs; ++j) {
       int32_t* r = recs + j * rec_words;
       for (int32_t i = 0; i < 2; ++i) {
         const int32_t c = c0 + 2 * j + i;
         const int32_t b = (bias != NULL && c < c_out) ? bias[c] : 0;
-        if (q2) { /* a missing last channel: zeros (its outputs are not stored) */
-          const ttk_q2_t r2 = c < c_out ? ttk_q2_make(q->mult[c], q->shift[c], yz) : (ttk_q2_t){0, 0, 0};
-          r[i] = b;
-          r[2 + i] = r2.m2s;
-          r[4 + i] = r2.kc;
-          r[6 + i] = r2.e;
-        } else {
-          ttk_rq_t* rq = (ttk_rq_t*)r;
-          rq[i] = c < c_out ? ttk_rq_make(q->mult[c], q->shift[c]) : ttk_rq_make(0, 0);
-          ((int32_t*)(rq + 2))[i] = b;
-        }
+        ttk_rq_t* rq = (ttk_rq_t*)r;
+        rq[i] = c < c_out ? ttk_rq_make(q->mult[c], q->shift[c]) : ttk_rq_make(0, 0);
+        ((int32_t*)(rq + 2))[i] = b;
       }
       const int32_t c = c0 + 2 * j;
       ttk_widen_pair(w_oi + c * c_in, c + 1 < c_out ? w_oi + (c + 1) * c_in : NULL, c_in, 0,
                      wblk + j * k4);
-    }
-    if (q2) { /* the common case: every channel q2, full clamp (one SSAT); 4 pixels x 2 channels */
-      for (int32_t p = 0; p < pixels; p += 4) {
-        const int32_t np = pixels - p < 4 ? pixels - p : 4;
-        const int8_t* rows[4];
-        for (int32_t i = 0; i < 4; ++i) rows[i] = i < np ? x + (p + i) * c_in : NULL;
-        ttk_widen_rows(rows, 4, c_in, q->x_zero, xs);
-        int8_t* y0 = y + p * c_out + c0;
-        const int32_t* wj = wblk;
-        const int32_t* rj = recs;
-        int32_t j = 0;
-        if (np == 4) { /* all full channel pairs of 4 whole pixels */
-          ttk_pw_q2_px4(xs, wj, rj, nfull, quads, rec_words, y0, c_out);
-          j = nfull;
-          y0 += 2 * nfull;
-          wj += nfull * k4;
-          rj += nfull * rec_words;
-        }
-        for (; j < npairs; ++j, y0 += 2, wj += k4, rj += rec_words) {
-          int32_t s[8] = {rj[0], rj[1], rj[0], rj[1], rj[0], rj[1], rj[0], rj[1]};
-          ttk_dot_q15_4x2(xs, wj, quads, s);
-          const int32_t m0 = rj[2], m1 = rj[3], k0 = rj[4], k1 = rj[5], e0 = rj[6], e1 = rj[7];
-          /* pixel tail or the last, single channel (constant indices keep s[] in registers) */
-#define TTK_PW_TAIL(i)                                                                 \
-  if ((i) < np) {                                                                      \
-    y0[(i) * c_out] = ttk_sat_s8(ttk_q2_apply(s[2 * (i)], m0, k0, e0));               \
-    if (j < nfull) y0[(i) * c_out + 1] = ttk_sat_s8(ttk_q2_apply(s[2 * (i) + 1], m1, k1, e1)); \
-  }
-          TTK_PW_TAIL(0)
-          TTK_PW_TAIL(1)
-          TTK_PW_TAIL(2)
-          TTK_PW_TAIL(3)
-#undef TTK_PW_TAIL
-        }
-      }
-      continue;
     }
     for (int32_t p = 0; p < pixels; p += 2) {
       const int two_px = p + 1 < pixels;
@@ -838,14 +979,15 @@ static void ttk_dw_widen_row(const int8_t* x, int32_t h, int32_t w, int32_t c, i
   int32_t j = 0;
 #pragma GCC unroll 2
   for (; j + 2 <= w; j += 2, xp += 2 * c, dp += 2) {
-    /* lanes (ch, ch+2) and (ch+1, ch+3) of pixels j and j+1 -> one word per channel */
+    /* bytes (ch, ch+1) of pixels j and j+1 in one word (PKHBT), (ch+2, ch+3) in another
+     * (PKHTB), then SXTAB16 / SXTAB16 ROR 8: one word (pixel j, pixel j+1) per channel; 2 LDR,
+     * 2 PKH, 4 SXTAB16, 4 STR per 8 values */
     const uint32_t u = ttk_ld32(xp), v = ttk_ld32(xp + c);
-    const uint32_t eu = (uint32_t)ttk_sxtab16(off, u), ou = (uint32_t)ttk_sxtab16_ror8(off, u);
-    const uint32_t ev = (uint32_t)ttk_sxtab16(off, v), ov = (uint32_t)ttk_sxtab16_ror8(off, v);
-    ttk_st32(dp, ttk_pk_lo(eu, ev));
-    ttk_st32(dp + plane, ttk_pk_lo(ou, ov));
-    ttk_st32(dp + 2 * plane, ttk_pk_hi(eu, ev));
-    ttk_st32(dp + 3 * plane, ttk_pk_hi(ou, ov));
+    const uint32_t lo = ttk_pk_lo(u, v), hi = ttk_pk_hi(u, v);
+    ttk_st32(dp, (uint32_t)ttk_sxtab16(off, lo));
+    ttk_st32(dp + plane, (uint32_t)ttk_sxtab16_ror8(off, lo));
+    ttk_st32(dp + 2 * plane, (uint32_t)ttk_sxtab16(off, hi));
+    ttk_st32(dp + 3 * plane, (uint32_t)ttk_sxtab16_ror8(off, hi));
   }
   if (j < w) {
     const uint32_t u = ttk_ld32(xp);
@@ -1014,6 +1156,13 @@ typedef struct {
 #define TTK_DWA_ROW_3_1(base, r)                                                    \
   TTK_DWA_LDX(base, "r0-r2") TTK_DWA_LDW2("r3", "r4", "3", r, "0")                  \
   TTK_DWA_S1_E0("r0", "r1", "r3") TTK_DWA_S1_O("r1", "r2", "r4") TTK_DWA_S1_LAST("r1", "r2", "r4")
+/* The same for window row 0 with the bias in r5 (TTK_DWA_BIAS_R5): E0 starts all 4 accumulators. */
+#define TTK_DWA_MAC0(op, d, n, m) op " " d ", " n ", " m ", r5\n\t"
+#define TTK_DWA_ROW_3_1_B(base, r)                                                  \
+  TTK_DWA_LDX(base, "r0-r2") TTK_DWA_LDW2("r3", "r4", "3", r, "0")                  \
+  TTK_DWA_MAC0("smlad", "r7", "r0", "r3") TTK_DWA_MAC0("smlad", "r9", "r1", "r3")   \
+  TTK_DWA_MAC0("smlatb", "r8", "r0", "r3") TTK_DWA_MAC0("smlatb", "r10", "r1", "r3") \
+  TTK_DWA_S1_O("r1", "r2", "r4") TTK_DWA_S1_LAST("r1", "r2", "r4")
 /* K = 5, stride 1: X0-X3 (r0-r3); E0 E1, then O1 O2 (r4, r5). */
 #define TTK_DWA_ROW_5_1(base, r)                                                    \
   TTK_DWA_LDX(base, "r0-r3") TTK_DWA_LDW2("r4", "r5", "5", r, "0")                  \
@@ -1049,6 +1198,8 @@ typedef struct {
 
 #define TTK_DWA_ROWS3(ROW) ROW("r11", "0") TTK_DWA_NEXT_ROW0 ROW("r12", "1") TTK_DWA_NEXT_ROW \
   ROW("r12", "2")
+#define TTK_DWA_ROWS3_B(ROW0, ROW) ROW0("r11", "0") TTK_DWA_NEXT_ROW0 ROW("r12", "1") TTK_DWA_NEXT_ROW \
+  ROW("r12", "2")
 #define TTK_DWA_ROWS5(ROW) TTK_DWA_ROWS3(ROW) TTK_DWA_NEXT_ROW ROW("r12", "3") TTK_DWA_NEXT_ROW \
   ROW("r12", "4")
 #define TTK_DWA_ROWS7(ROW) TTK_DWA_ROWS5(ROW) TTK_DWA_NEXT_ROW ROW("r12", "5") TTK_DWA_NEXT_ROW \
@@ -1062,8 +1213,15 @@ typedef struct {
   TTK_DWA_OUT("r7", "[r3]") TTK_DWA_OUT("r8", "[r3, r4]") "add    r3, r3, r4, lsl #1\n\t" \
   TTK_DWA_OUT("r9", "[r3]") "add    r3, r3, r4\n\t"
 
-/* frame = 64 + 4 K (K - 1) bytes; adv = bytes of x per group of N pixels (2 N stride) */
-#define TTK_DWA_ROUTINE(name, K, frame, adv, INIT, ROWS, EPI)                        \
+/* frame = 64 + 4 K (K - 1) bytes; adv = bytes of x per group of N pixels (2 N stride); the
+ * K (K - 1) weight words are copied to the frame CW words (registers CREGS) per LDM/STM. PRE runs
+ * once per output row, LDE are the epilogue's registers from the frame, ENDCMP the group loop's
+ * end test (TTK_DWA_BIAS_R5: the bias stays in r5, so the first multiplies add it instead of 4
+ * loads of the accumulators; the loop end is reloaded instead). */
+#define TTK_DWA_ROUTINE_X(...) TTK_DWA_ROUTINE(__VA_ARGS__)
+#define TTK_DWA_STD "", "r0-r5", "cmp    r11, r5\n\t"
+#define TTK_DWA_BIAS_R5 "ldr    r5, [sp, #24]\n\t", "r0-r4", "ldr    r6, [sp, #20]\n\tcmp    r11, r6\n\t"
+#define TTK_DWA_ROUTINE(name, K, frame, adv, INIT, ROWS, EPI, CW, CREGS, PRE, LDE, ENDCMP) \
   __asm__("  .text\n\t"                                                              \
           "  .syntax unified\n\t"                                                    \
           "  .thumb\n\t"                                                             \
@@ -1088,10 +1246,10 @@ typedef struct {
           "str    r10, [sp, #52]\n\t"                                                \
           "mov    lr, r2\n\t"                                                        \
           "add    r4, sp, #64\n\t"                                                   \
-          "movs   r5, #(" #K " * (" #K " - 1) / 2)\n"                                \
+          "movs   r5, #(" #K " * (" #K " - 1) / " #CW ")\n"                           \
           "0:\n\t"                                                                   \
-          "ldrd   r6, r7, [r3], #8\n\t"                                              \
-          "strd   r6, r7, [r4], #8\n\t"                                              \
+          "ldm    r3!, {" CREGS "}\n\t"                                              \
+          "stm    r4!, {" CREGS "}\n\t"                                              \
           "subs   r5, r5, #1\n\t"                                                    \
           "bne    0b\n"                                                              \
           "1:\n\t"                                                                   \
@@ -1099,12 +1257,12 @@ typedef struct {
           "str    r0, [sp, #12]\n\t"                                                 \
           "ldr    r0, [sp, #52]\n\t"                                                 \
           "add    r0, r11, r0\n\t"                                                   \
-          "str    r0, [sp, #20]\n"                                                   \
+          "str    r0, [sp, #20]\n\t" PRE                                             \
           "2:\n\t" INIT ROWS                                                         \
           "add    r11, r11, #" #adv "\n\t"                                           \
-          "ldm    sp, {r0-r5}\n\t" EPI                                               \
+          "ldm    sp, {" LDE "}\n\t" EPI                                             \
           "str    r3, [sp, #12]\n\t"                                                 \
-          "cmp    r11, r5\n\t"                                                       \
+          ENDCMP                                                                     \
           "bne    2b\n\t"                                                            \
           "ldrd   r0, r1, [sp, #32]\n\t"                                             \
           "ldrd   r2, r3, [sp, #44]\n\t"                                             \
@@ -1120,12 +1278,12 @@ typedef struct {
           "  .size " #name ", .-" #name "\n\t");                                     \
   void name(const ttk_dw_args_t* a)
 
-TTK_DWA_ROUTINE(ttk_dw_q2_k3s1_dsp, 3, 88, 8, TTK_DWA_INIT4, TTK_DWA_ROWS3(TTK_DWA_ROW_3_1), TTK_DWA_EPI4);
-TTK_DWA_ROUTINE(ttk_dw_q2_k3s2_dsp, 3, 88, 16, TTK_DWA_INIT4, TTK_DWA_ROWS3(TTK_DWA_ROW_3_2), TTK_DWA_EPI4);
-TTK_DWA_ROUTINE(ttk_dw_q2_k5s1_dsp, 5, 144, 8, TTK_DWA_INIT4, TTK_DWA_ROWS5(TTK_DWA_ROW_5_1), TTK_DWA_EPI4);
-TTK_DWA_ROUTINE(ttk_dw_q2_k5s2_dsp, 5, 144, 16, TTK_DWA_INIT4, TTK_DWA_ROWS5(TTK_DWA_ROW_5_2), TTK_DWA_EPI4);
-TTK_DWA_ROUTINE(ttk_dw_q2_k7s1_dsp, 7, 232, 8, TTK_DWA_INIT4, TTK_DWA_ROWS7(TTK_DWA_ROW_7_1), TTK_DWA_EPI4);
-TTK_DWA_ROUTINE(ttk_dw_q2_k7s2_dsp, 7, 232, 12, TTK_DWA_INIT3, TTK_DWA_ROWS7(TTK_DWA_ROW_7_2), TTK_DWA_EPI3);
+TTK_DWA_ROUTINE_X(ttk_dw_q2_k3s1_dsp, 3, 88, 8, "", TTK_DWA_ROWS3_B(TTK_DWA_ROW_3_1_B, TTK_DWA_ROW_3_1), TTK_DWA_EPI4, 6, "r6-r11", TTK_DWA_BIAS_R5);
+TTK_DWA_ROUTINE_X(ttk_dw_q2_k3s2_dsp, 3, 88, 16, TTK_DWA_INIT4, TTK_DWA_ROWS3(TTK_DWA_ROW_3_2), TTK_DWA_EPI4, 6, "r6-r11", TTK_DWA_STD);
+TTK_DWA_ROUTINE_X(ttk_dw_q2_k5s1_dsp, 5, 144, 8, TTK_DWA_INIT4, TTK_DWA_ROWS5(TTK_DWA_ROW_5_1), TTK_DWA_EPI4, 4, "r6-r9", TTK_DWA_STD);
+TTK_DWA_ROUTINE_X(ttk_dw_q2_k5s2_dsp, 5, 144, 16, TTK_DWA_INIT4, TTK_DWA_ROWS5(TTK_DWA_ROW_5_2), TTK_DWA_EPI4, 4, "r6-r9", TTK_DWA_STD);
+TTK_DWA_ROUTINE_X(ttk_dw_q2_k7s1_dsp, 7, 232, 8, TTK_DWA_INIT4, TTK_DWA_ROWS7(TTK_DWA_ROW_7_1), TTK_DWA_EPI4, 6, "r6-r11", TTK_DWA_STD);
+TTK_DWA_ROUTINE_X(ttk_dw_q2_k7s2_dsp, 7, 232, 12, TTK_DWA_INIT3, TTK_DWA_ROWS7(TTK_DWA_ROW_7_2), TTK_DWA_EPI3, 6, "r6-r11", TTK_DWA_STD);
 #define TTK_DW_ASM_N(k, stride) ((k) == 7 && (stride) == 2 ? 3 : 4)
 #endif
 
@@ -1318,7 +1476,17 @@ static void ttk_im2col_s8(const int8_t* x, int32_t h, int32_t w, int32_t c_in, i
   }
 }
 
-#define TTK_CONV_PAIRS 16 /* channel pairs per block (epilogue records on the stack) */
+/* n bytes from s to d (any alignment): word copies (LDR/STR, unaligned allowed on the M4/M7). */
+TTK_INLINE void ttk_copy_run(int8_t* d, const int8_t* s, int32_t n) {
+  int32_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const uint32_t v = ttk_ld32(s + i);
+    __builtin_memcpy(d + i, &v, 4);
+  }
+  for (; i < n; ++i) d[i] = s[i];
+}
+
+#define TTK_CONV_PAIRS 8 /* channel pairs per block (epilogue records on the stack): 16 channels, the first convs of the paper models in one block */
 /* Inlined twice, for pad = (K-1)/2 and for pad = 0 (no window reaches outside the input). */
 TTK_INLINE void ttk_conv_s8_body(const int8_t* x, int32_t h, int32_t w, int32_t c_in,
                                  const int16_t* w_packed, int32_t k, int32_t stride, int32_t pad,
@@ -1330,9 +1498,12 @@ TTK_INLINE void ttk_conv_s8_body(const int8_t* x, int32_t h, int32_t w, int32_t 
   const int32_t yz = q->y_zero, lo = q->act_min, hi = q->act_max;
   const int full = lo == -128 && hi == 127; /* no fused activation range: one SSAT */
   const int q2 = ttk_layer_q2(q, bias, c_out, (int64_t)kk * TTK_MAX_PROD);
+  const int32_t run = k * c_in; /* one window row */
   int8_t col[4][TTK_CONV_MAX_K];
+  for (int32_t i = 0; i < 4; ++i)
+    for (int32_t t = kk; t < k4; ++t) col[i][t] = (int8_t)q->x_zero;
   int32_t xs[2 * TTK_CONV_MAX_K];
-  int32_t rec[TTK_CONV_PAIRS * 8];        /* q2: {b0, b1, m2s0, m2s1, kc0, kc1, e0, e1} per pair */
+  int32_t rec[TTK_CONV_PAIRS * TTK_Q2R_WORDS]; /* the q2 records (TTK_Q2R_*) */
   ttk_rq_t rqs[2 * TTK_CONV_PAIRS];       /* otherwise */
   for (int32_t j0 = 0; j0 < pairs; j0 += TTK_CONV_PAIRS) {
     const int32_t jn = pairs - j0 < TTK_CONV_PAIRS ? pairs - j0 : TTK_CONV_PAIRS;
@@ -1340,40 +1511,77 @@ TTK_INLINE void ttk_conv_s8_body(const int8_t* x, int32_t h, int32_t w, int32_t 
     const int32_t nfull = c0 + 2 * jn > c_out ? jn - 1 : jn; /* pairs with both channels */
     for (int32_t i = 0; i < 2 * jn; ++i) {
       const int32_t c = c0 + i;
-      int32_t* r = rec + (i / 2) * 8 + (i & 1);
-      r[0] = (bias != NULL && c < c_out) ? bias[c] : 0;
+      int32_t* r = rec + (i / 2) * TTK_Q2R_WORDS + (i & 1);
+      r[0] = r[2] = r[4] = r[6] = (bias != NULL && c < c_out) ? bias[c] : 0;
       const ttk_q2_t r2 = q2 && c < c_out ? ttk_q2_make(q->mult[c], q->shift[c], yz) : (ttk_q2_t){0, 0, 0};
-      r[2] = r2.m2s;
-      r[4] = r2.kc;
-      r[6] = r2.e;
+      r[TTK_Q2R_M] = r2.m2s;
+      r[TTK_Q2R_K] = r2.kc;
+      r[TTK_Q2R_E] = r2.e;
       rqs[i] = c < c_out ? ttk_rq_make(q->mult[c], q->shift[c]) : ttk_rq_make(0, 0);
     }
     const int32_t* wblk = (const int32_t*)(const void*)w_packed + j0 * k4;
+    int32_t oy = 0, ox = 0; /* output pixel p */
     for (int32_t p = 0; p < n_out; p += 4) {
       const int32_t np = n_out - p < 4 ? n_out - p : 4;
       const int8_t* rows[4] = {NULL, NULL, NULL, NULL};
-      for (int32_t i = 0; i < np; ++i) {
-        const int32_t oy = (p + i) / ow, ox = (p + i) % ow;
-        ttk_im2col_s8(x, h, w, c_in, k, oy * stride - pad, ox * stride - pad, (int8_t)q->x_zero, col[i]);
-        rows[i] = col[i];
+      const int32_t iy0 = oy * stride - pad, ix0 = ox * stride - pad;
+      if (np == 4 && ox + 3 < ow && (pad == 0 || (iy0 >= 0 && iy0 + k <= h && ix0 >= 0 &&
+                                                  ix0 + 3 * stride + k <= w))) {
+        /* 4 windows on one output row, all inside the input: row copies, no bounds checks */
+        const int8_t* src = x + (iy0 * w + ix0) * c_in;
+        const int32_t step = stride * c_in, wrow = w * c_in;
+        if (run == 9) { /* 3x3 x 3 channels, the networks' first conv: 2 words + 1 byte a row */
+          for (int32_t i = 0; i < 4; ++i, src += step) {
+            ttk_copy_run(col[i], src, 9);
+            ttk_copy_run(col[i] + 9, src + wrow, 9);
+            ttk_copy_run(col[i] + 18, src + 2 * wrow, 9);
+          }
+        } else {
+          for (int32_t i = 0; i < 4; ++i, src += step)
+            for (int32_t r = 0; r < k; ++r) ttk_copy_run(col[i] + r * run, src + r * wrow, run);
+        }
+        rows[0] = col[0], rows[1] = col[1], rows[2] = col[2], rows[3] = col[3];
+      } else {
+        for (int32_t i = 0, yy = oy, xx = ox; i < np; ++i) {
+          const int32_t iy = yy * stride - pad, ix = xx * stride - pad;
+          if (ix >= 0 && ix + k <= w) { /* columns inside: per window row a copy or x_zero */
+            for (int32_t r = 0; r < k; ++r) {
+              if (iy + r >= 0 && iy + r < h) {
+                ttk_copy_run(col[i] + r * run, x + ((iy + r) * w + ix) * c_in, run);
+              } else {
+                for (int32_t t = 0; t < run; ++t) col[i][r * run + t] = (int8_t)q->x_zero;
+              }
+            }
+          } else {
+            ttk_im2col_s8(x, h, w, c_in, k, iy, ix, (int8_t)q->x_zero, col[i]);
+          }
+          rows[i] = col[i];
+          if (++xx == ow) xx = 0, ++yy;
+        }
       }
-      ttk_widen_rows(rows, 4, kk, q->x_zero, xs);
+      ox += 4;
+      while (ox >= ow) ox -= ow, ++oy;
+      /* the columns kk..k4 of col hold x_zero: whole quads, no tail */
+      if (np == 4) ttk_widen_rows4(col[0], TTK_CONV_MAX_K, k4, q->x_zero, xs);
+      else ttk_widen_rows(rows, 4, k4, q->x_zero, xs);
       int8_t* y0 = y + p * c_out + c0;
       int32_t j = 0;
       if (q2 && np == 4) {
-        ttk_pw_q2_px4(xs, wblk, rec, nfull, quads, 8, y0, c_out);
+        ttk_pw_q2_px4(xs, wblk, rec, nfull, quads, TTK_Q2R_WORDS, y0, c_out);
         j = nfull;
       }
       for (; j < jn; ++j) { /* pixel tail, the last single channel, or the general epilogue */
-        const int32_t* rj = rec + 8 * j;
+        const int32_t* rj = rec + TTK_Q2R_WORDS * j;
         int32_t s[8] = {rj[0], rj[1], rj[0], rj[1], rj[0], rj[1], rj[0], rj[1]};
         ttk_dot_q15_4x2(xs, wblk + j * k4, quads, s);
         const int both = j < nfull;
         for (int32_t i = 0; i < np; ++i) {
           int8_t* yp = y0 + i * c_out + 2 * j;
           if (q2) {
-            yp[0] = ttk_sat_s8(ttk_q2_apply(s[2 * i], rj[2], rj[4], rj[6]));
-            if (both) yp[1] = ttk_sat_s8(ttk_q2_apply(s[2 * i + 1], rj[3], rj[5], rj[7]));
+            yp[0] = ttk_sat_s8(ttk_q2_apply(s[2 * i], rj[TTK_Q2R_M], rj[TTK_Q2R_K], rj[TTK_Q2R_E]));
+            if (both)
+              yp[1] = ttk_sat_s8(ttk_q2_apply(s[2 * i + 1], rj[TTK_Q2R_M + 1], rj[TTK_Q2R_K + 1],
+                                              rj[TTK_Q2R_E + 1]));
           } else {
             yp[0] = TTK_OUT(s[2 * i], rqs[2 * j]);
             if (both) yp[1] = TTK_OUT(s[2 * i + 1], rqs[2 * j + 1]);
