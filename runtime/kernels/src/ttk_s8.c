@@ -420,6 +420,21 @@ void ttk_pw_q2_px4_dsp(const ttk_px4_args_t* a);
   "asr    r0, r0, lr\n\t"                          \
   "ssat   r0, #8, r0\n\t"                          \
   "strb   r0, " addr "\n\t"
+/* The 4 pixels' outputs of a channel pair (r1: pixel 0's output at the pair's first channel,
+ * r2 = c_out): channel 0 from r4 r6 r8 r10 (its constants in r3 r12 lr; leaves r4 = pixel 2's
+ * output), then, once channel 1's constants are loaded, channel 1 from r5 r7 r9 r11. */
+#define TTK_ASM_Q2OUT_CH0                          \
+  TTK_ASM_Q2OUT("r4", "[r1]")                      \
+  TTK_ASM_Q2OUT("r6", "[r1, r2]")                  \
+  "add    r4, r1, r2, lsl #1\n\t"                  \
+  TTK_ASM_Q2OUT("r8", "[r4]")                      \
+  TTK_ASM_Q2OUT("r10", "[r4, r2]")
+#define TTK_ASM_Q2OUT_CH1                          \
+  "add    r2, r2, #1\n\t"                          \
+  TTK_ASM_Q2OUT("r5", "[r1, #1]")                  \
+  TTK_ASM_Q2OUT("r7", "[r1, r2]")                  \
+  TTK_ASM_Q2OUT("r9", "[r4, #1]")                  \
+  TTK_ASM_Q2OUT("r11", "[r4, r2]")
 /* frame: [sp] xs, #4 ws, #8 rec, #12 y, #16 y end, #20 the dot's TBB index, #24 x end,
  * #28 c_out, #32 rec_bytes. Every STEP42 instruction is a 32-bit encoding: 44 bytes a step. */
 __asm__(
@@ -464,21 +479,13 @@ __asm__(
     "ldr    r3, [r0, #32]\n\t"
     "ldr    r12, [r0, #40]\n\t"
     "ldr    lr, [r0, #48]\n\t"
-    TTK_ASM_Q2OUT("r4", "[r1]")
-    TTK_ASM_Q2OUT("r6", "[r1, r2]")
-    "add    r4, r1, r2, lsl #1\n\t"
-    TTK_ASM_Q2OUT("r8", "[r4]")
-    TTK_ASM_Q2OUT("r10", "[r4, r2]")
+    TTK_ASM_Q2OUT_CH0
     /* channel 1: r5 r7 r9 r11; r2 = c_out + 1 */
     "ldr    r0, [sp, #8]\n\t"
     "ldr    r3, [r0, #36]\n\t"
     "ldr    r12, [r0, #44]\n\t"
     "ldr    lr, [r0, #52]\n\t"
-    "add    r2, r2, #1\n\t"
-    TTK_ASM_Q2OUT("r5", "[r1, #1]")
-    TTK_ASM_Q2OUT("r7", "[r1, r2]")
-    TTK_ASM_Q2OUT("r9", "[r4, #1]")
-    TTK_ASM_Q2OUT("r11", "[r4, r2]")
+    TTK_ASM_Q2OUT_CH1
     /* next pair */
     "add    r1, r1, #2\n\t"
     "str    r1, [sp, #12]\n\t"
@@ -546,21 +553,13 @@ __asm__(
     "str    r0, [sp, #4]\n\t"
     "ldr    r1, [sp, #8]\n\t"
     "ldr    r2, [sp, #24]\n\t"
-    TTK_ASM_Q2OUT("r4", "[r1]")
-    TTK_ASM_Q2OUT("r6", "[r1, r2]")
-    "add    r4, r1, r2, lsl #1\n\t"
-    TTK_ASM_Q2OUT("r8", "[r4]")
-    TTK_ASM_Q2OUT("r10", "[r4, r2]")
+    TTK_ASM_Q2OUT_CH0
     /* channel 1: r5 r7 r9 r11 (constants 20, 12, 4 bytes before the next block); r2 = c_out + 1 */
     "ldr    r0, [sp, #4]\n\t"
     "ldr    r3, [r0, #-20]\n\t"
     "ldr    r12, [r0, #-12]\n\t"
     "ldr    lr, [r0, #-4]\n\t"
-    "add    r2, r2, #1\n\t"
-    TTK_ASM_Q2OUT("r5", "[r1, #1]")
-    TTK_ASM_Q2OUT("r7", "[r1, r2]")
-    TTK_ASM_Q2OUT("r9", "[r4, #1]")
-    TTK_ASM_Q2OUT("r11", "[r4, r2]")
+    TTK_ASM_Q2OUT_CH1
     "add    r1, r1, #2\n\t"
     "str    r1, [sp, #8]\n\t"
     "ldr    r2, [sp, #12]\n\t"
