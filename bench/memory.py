@@ -58,6 +58,9 @@ MAIN_SCHEME = {"mbv2_w035": "99kb", "proxyless_w03": "98kb", "mcunet_5fps": "99k
 PAPER_KB = {"mbv2_w035": (2939, 335, 141), "proxyless_w03": (2745, 326, 135), "mcunet_5fps": (3650, 560, 173)}
 GOAL = 0.7  #: the issue's goal: at most 0.7x the paper's number
 TARGET, BOARD, SRAM_KB = "cortex-m7", "mps2-an500", 256
+#: `--stream-input`: the step input read range by range by the kernels that load it
+#: (`compile_training(stream_input=True)`, lowering/cortexm/input_stream.py), never whole in SRAM
+STREAM = {"stream_input": False}
 HEAD = ("fc.weight", "fc.bias")
 CLASSES, LR, SEED = 10, 0.01, 0
 NO_REORDER = ("the sparse scheme's plan measured at commit 4978a4f, before the reorder-updates and "
@@ -87,7 +90,7 @@ def plan_case(model_name: str, scheme: str, hw: int) -> dict:
     from tinytrain.lowering.cortexm.iree_static import SramBudgetError
 
     try:
-        plan = plan_sram(graph(model_name, hw), scheme=scheme, target=TARGET, sram_kb=SRAM_KB, lr=LR)
+        plan = plan_sram(graph(model_name, hw), scheme=scheme, target=TARGET, sram_kb=SRAM_KB, lr=LR, **STREAM)
     except SramBudgetError as e:
         return {"plan_bytes": e.needed, "fits": False, "budget_error": str(e),
                 "contributors": [[what, size] for what, size in e.contributors]}
@@ -132,7 +135,8 @@ def device_case(model_name: str, scheme: str, hw: int, build_dir: Path) -> dict:
 
     g = graph(model_name, hw)
     try:
-        prog = compile_training(g, scheme=scheme, lr=LR, target=TARGET, sram_kb=SRAM_KB, build_dir=build_dir)
+        prog = compile_training(g, scheme=scheme, lr=LR, target=TARGET, sram_kb=SRAM_KB, build_dir=build_dir,
+                                **STREAM)
     except CompileError as e:
         return {"peak_sram_bytes": None, "reason": f"the firmware build failed: {e}"}
     x, y = sample(g.model, hw)
@@ -517,7 +521,12 @@ def write(results: dict, settings: dict, folder: Path) -> None:
              "Plan = `tinytrain.int8.plan_sram` (trained state + transient arena, laid out by the compiler + I/O + "
              "harness static + computed stack reserve); a case whose plan fits is built with `sram_kb=256` (linker-enforced) and trains one step "
              "in QEMU (device peak = stack/SRAM painting; parameters compared with the host program's step). "
-             "A case whose plan does not fit is not run: its device peak is absent, never estimated.", "",
+             "A case whose plan does not fit is not run: its device peak is absent, never estimated."
+             + (" **Input streamed** (`--stream-input`: `compile_training(stream_input=True)`): each kernel that "
+                "reads the image gets only the bytes it loads, copied into the arena just before it runs (the "
+                "firmware harness reads them from the record file), so the 128x128x3 input is never whole in SRAM; "
+                "a caller that keeps the image in its own SRAM buffer adds that buffer."
+                if settings.get("stream_input") else ""), "",
              "## Per model: the ~100 KB scheme", "", *table(results), "", *against_goal(results), "",
              f"Paper: Fig. 10(a), STM32F746, KB read as 1024 B (the figure does not say). {NO_REORDER[0].upper()}"
              f"{NO_REORDER[1:]}. Full-update plan: every parameter trained as a whole tensor, no budget check.", "",
@@ -591,12 +600,18 @@ def main(argv=None) -> None:
     ap.add_argument("--input-hw", type=int, default=128,
                     help="input resolution (default 128, the paper's); another one needs --out")
     ap.add_argument("--out", type=Path, default=RESULTS, help="folder of memory.json/.md (default bench/results)")
+    ap.add_argument("--stream-input", action="store_true",
+                    help="compile with stream_input=True (the input read range by range, never whole in SRAM); "
+                         "needs --out (bench/results holds the whole-input setting)")
     ap.add_argument("--pytorch-child", nargs=4, metavar=("MODEL", "SCHEME", "METHOD", "HW"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.pytorch_child:
         model, scheme, method, hw = args.pytorch_child
         print(json.dumps(pytorch_child(model, None if scheme == "full" else scheme, method, int(hw))))
         return
+    if args.stream_input and args.out.resolve() == RESULTS:
+        raise SystemExit("--stream-input: give --out (bench/results holds the whole-input setting)")
+    STREAM["stream_input"] = bool(args.stream_input)
     if args.input_hw != 128 and args.out.resolve() == RESULTS:
         raise SystemExit(f"--input-hw {args.input_hw}: give --out (bench/results holds the paper's 128x128 setting)")
     path = args.out / "memory.json"
@@ -617,7 +632,10 @@ def main(argv=None) -> None:
     if old and old["settings"]["input_hw"] != args.input_hw:
         raise SystemExit(f"{path} holds a {old['settings']['input_hw']}x{old['settings']['input_hw']} run; "
                          f"--input-hw {args.input_hw} cannot merge into it (use another --out)")
-    build = BUILD if args.input_hw == 128 else BUILD / f"hw{args.input_hw}"
+    if old and bool(old["settings"].get("stream_input")) != bool(args.stream_input):
+        raise SystemExit(f"{path} holds a run with stream_input={bool(old['settings'].get('stream_input'))}; "
+                         "it cannot merge into it (use another --out)")
+    build = (BUILD if args.input_hw == 128 else BUILD / f"hw{args.input_hw}") / ("stream" if args.stream_input else "")
     results = {k: old[k] for k in MODELS if k in old}
     t0 = time.time()
     argv_s = " ".join(sys.argv[1:] if argv is None else argv)
@@ -635,7 +653,8 @@ def main(argv=None) -> None:
                     "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                     "wall_minutes": round((time.time() - t0) / 60, 1), "complete": done,
                     "target": TARGET, "board": BOARD, "sram_budget_bytes": SRAM_KB * 1024, "input_hw": args.input_hw,
-                    "batch": 1, "classes": CLASSES, "lr": LR, "paper_kb_unit_bytes": 1024}
+                    "batch": 1, "classes": CLASSES, "lr": LR, "paper_kb_unit_bytes": 1024,
+                    "stream_input": STREAM["stream_input"]}
         write(results, settings, args.out)
 
     if args.extras_only and (not args.only or any(s is not None for s in todo.values())):

@@ -16,7 +16,8 @@ function's commands in program order:
   never tied to an operand, fill, copy target) starts a new value; the bytes of older values it
   overwrites end at their last use before it (a partly overwritten value lives on in its other
   bytes);
-- a read (``readonly``) or an update (``readwrite``, e.g. a conv storing into the interior of a
+- a read (``readonly``; for the bindings a command marks ``precise``, only the byte hulls of the
+  kernel's static ``dispatch.tensor.load``s, e.g. one patch's rows of the streamed input) or an update (``readwrite``, e.g. a conv storing into the interior of a
   zero-filled padded buffer) extends every value it overlaps to this command (the bytes of its
   range no value covers become a value of their own);
 - the function's results (e.g. the loss) stay live to its end.
@@ -68,6 +69,9 @@ class Subspan:
     length: int
     mode: str                    # "r" | "w" | "rw"
     alignment: int = 0           # the binding's declared alignment (``alignment(64)``), 0: none
+    #: a read-only tensor's byte hulls ((lo, hi) from ``offset``) of its static
+    #: ``dispatch.tensor.load``s, merged; empty: unknown (a dynamic load, or not read-only)
+    reads: tuple = ()
 
 
 @dataclass
@@ -131,7 +135,8 @@ def _subspan(op) -> Subspan:
     text = str(op.results[0].type)
     view = op.opview
     m = _TENSOR_TYPE.search(text)
-    if m is not None:
+    tensor = m is not None
+    if tensor:
         dims, dtype, mode = m.group(2), m.group(3), _MODES[m.group(1)]
     else:
         m = _MEMREF_TYPE.match(text)
@@ -149,8 +154,47 @@ def _subspan(op) -> Subspan:
         n *= int(d) if d else 1
     offset = view.byte_offset
     align = view.alignment
+    reads = _load_hulls(op, [int(d) for d in dims.split("x") if d], _dtype_size(dtype)) \
+        if mode == "r" and tensor else ()
     return Subspan(ir.IntegerAttr(view.binding).value, _expr(offset) if offset is not None else ("const", 0),
-                   n * _dtype_size(dtype), mode, ir.IntegerAttr(align).value if align is not None else 0)
+                   n * _dtype_size(dtype), mode, ir.IntegerAttr(align).value if align is not None else 0,
+                   reads)
+
+
+_DYNAMIC = -(2 ** 63)            # ShapedType::kDynamic in a static offsets/sizes/strides array
+
+
+def _load_hulls(op, dims: list, elem: int) -> tuple:
+    """The byte hulls [first, last + 1) of the slices the subspan's ``dispatch.tensor.load``s
+    take (row-major ``dims``, ``elem`` bytes each), merged and sorted; () when a use is not such
+    a load or a load has a dynamic offset, size or stride (then the whole tensor counts)."""
+    strides, acc = [], elem
+    for d in reversed(dims):
+        strides.insert(0, acc)
+        acc *= d
+    hulls = []
+    for use in op.results[0].uses:
+        o = use.owner
+        if o.name != "iree_tensor_ext.dispatch.tensor.load" or len(o.operands) != 1:
+            return ()
+        attrs = {o.attributes[i].name: list(ir.DenseI64ArrayAttr(o.attributes[i].attr))
+                 for i in range(len(o.attributes)) if o.attributes[i].name.startswith("static_")}
+        offs, sizes, steps = (attrs.get(k) for k in ("static_offsets", "static_sizes", "static_strides"))
+        if offs is None or sizes is None or steps is None or len(offs) != len(dims) or \
+                _DYNAMIC in offs + sizes + steps:
+            return ()
+        if 0 in sizes:
+            continue
+        lo = sum(a * s for a, s in zip(offs, strides))
+        hi = sum((a + (k - 1) * t) * s for a, k, t, s in zip(offs, sizes, steps, strides)) + elem
+        hulls.append((lo, hi))
+    merged: list = []
+    for lo, hi in sorted(hulls):
+        if merged and lo <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], hi))
+        else:
+            merged.append((lo, hi))
+    return tuple(merged)
 
 
 def _layers(func) -> list:
@@ -232,7 +276,10 @@ def command_accesses(cmd: Command, exports: dict) -> list:
         if lo + s.length > ref.offset + ref.length:
             raise Unsupported(f"{cmd.export}: tensor [{lo}, +{s.length}) lies outside its binding "
                               f"[{ref.offset}, +{ref.length}) of {ref.alloc.name}")
-        out.append(Access(ref.alloc, lo, lo + s.length, s.mode))
+        if s.binding in cmd.precise and s.reads:
+            out += [Access(ref.alloc, lo + a, lo + b, "r") for a, b in s.reads]
+        else:
+            out.append(Access(ref.alloc, lo, lo + s.length, s.mode))
     return out
 
 

@@ -497,19 +497,22 @@ TARGET_BOARD = {b["target"]: name for name, b in BOARDS.items()}
 
 def compile_firmware(linalg_text: str, out_dir, *, target: str = "cortex-m4", params=None,
                      sram_kb: int = 256, prefix: str = "model",
-                     stack_bytes: int | None = None, extra_flags: tuple = ()) -> Firmware:
+                     stack_bytes: int | None = None, extra_flags: tuple = (),
+                     stream_input: bool = False) -> Firmware:
     """linalg text -> static module (``out_dir/static``) -> firmware (``out_dir/firmware``).
 
     ``params``: initial trained parameters (numpy, ``train_step`` argument order), stored in
     flash and loaded by ``tt_model_init``. Raises ``SramBudgetError`` if the plan exceeds
     ``sram_kb``. ``stack_bytes``: None = the computed reserve (:func:`build_firmware`). ``target="host"`` builds the same harness natively with ASan/UBSan.
     ``extra_flags``: more iree-compile flags (e.g. the int8 programs' f64 switch).
+    ``stream_input``: read the step input range by range (``input_stream.py``).
     """
     from .iree_static import build_static_module
 
     out = Path(out_dir)
     module = build_static_module(linalg_text, out / "static", target=target, prefix=prefix,
-                                 state_init=params, sram_bytes=None, extra_flags=tuple(extra_flags))
+                                 state_init=params, sram_bytes=None, extra_flags=tuple(extra_flags),
+                                 stream_input=stream_input)
     if target == "host":
         return build_host(module, out / "host")
     return build_firmware(module, out / "firmware", board=TARGET_BOARD[target], sram_kb=sram_kb,

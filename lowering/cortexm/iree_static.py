@@ -28,7 +28,7 @@ from pathlib import Path
 from tinytrain.errors import CompileError
 from tinytrain.lowering.iree_tools import run_iree_compile
 
-from . import abi_check, dispatch_memory, hal2c, input_overlay, replan, schedule_c
+from . import abi_check, dispatch_memory, hal2c, input_overlay, input_stream, replan, schedule_c
 from .schedule_model import Unsupported, _align
 
 # CPU features are explicit: LLVM has no cpu->features mapping for these targets in IREE.
@@ -130,12 +130,25 @@ class StaticModule:
         return self.schedule.placements.get("input")
 
     @property
+    def input_stream(self):
+        """How the step input is streamed (:class:`input_stream.Stream`), or None when the module
+        was built without ``stream_input``."""
+        return self.schedule.placements.get("input_stream")
+
+    @property
+    def input_streamed(self) -> bool:
+        s = self.input_stream
+        return s is not None and s.streamed
+
+    @property
     def io_buffers(self) -> dict:
         """Harness I/O buffers outside the arena -> bytes (64-byte aligned): the input (unless
-        it lives inside the transient arena), one label, one predict output."""
+        it lives inside the transient arena, or is streamed: the harness then reads each band from
+        the record file into the arena), one label, one predict output."""
         placed = self.input_placement
         return {k: _align(self.sizes[k]) for k in ("input", "label", "output")
-                if self.sizes[k] and not (k == "input" and placed is not None and placed.in_arena)}
+                if self.sizes[k] and not (k == "input" and (self.input_streamed or
+                                                            (placed is not None and placed.in_arena)))}
 
     @property
     def io_bytes(self) -> int:
@@ -164,6 +177,9 @@ class StaticModule:
                 detail += "; laid out by tinytrain: " + ", ".join(ours)
             if placed is not None and placed.in_arena:
                 detail += f"; holds the {placed.describe()}"
+            if self.input_streamed:
+                detail += (f"; holds the {self.input_stream.describe()} (read from the caller's "
+                           "buffer or its input reader; a caller's own buffer is not counted)")
             items.append((f"transient working set ({detail})", transient))
         for k, size in self.io_buffers.items():
             why = f" (outside the arena: {placed.reason})" if k == "input" and placed is not None else ""
@@ -232,7 +248,8 @@ def build_static_module(linalg_text: str, out_dir, *, target: str = "cortex-m4",
                         prefix: str = "model", state_init: list | None = None,
                         sram_bytes: int | None = 256 * 1024, train: str = "train_step",
                         predict: str = "predict", extra_flags: tuple = (),
-                        overlay_input: bool = True, replan_memory: bool = True) -> StaticModule:
+                        overlay_input: bool = True, replan_memory: bool = True,
+                        stream_input: bool = False) -> StaticModule:
     """Compile ``linalg_text`` for ``target`` into kernels + one C schedule module.
 
     ``state_init``: initial trained parameters (numpy, argument order) stored in flash and
@@ -242,7 +259,10 @@ def build_static_module(linalg_text: str, out_dir, *, target: str = "cortex-m4",
     ``overlay_input``: place the step's input inside the transient arena where the commands
     before its last read leave a window (``input_overlay.py``); False keeps its own buffer.
     ``replan_memory``: lay each function's transient tensors out ourselves (``replan.py``); False
-    keeps IREE's layout. Raises :class:`hal2c.Unsupported` when the program
+    keeps IREE's layout. ``stream_input``: bring the step input into the arena in row bands as the
+    kernels first read them, each band dead after its last read (``input_stream.py``; the caller
+    passes its buffer or sets an input reader); when it cannot be streamed (the reason is in
+    ``schedule.placements["input_stream"]``) the input is placed as ``overlay_input`` says. Raises :class:`hal2c.Unsupported` when the program
     cannot be scheduled statically, :class:`abi_check.AbiMismatch` on an ABI change and
     :class:`~tinytrain.errors.CompileError` when iree-compile fails (reproducer in ``out_dir``).
     """
@@ -272,7 +292,11 @@ def build_static_module(linalg_text: str, out_dir, *, target: str = "cortex-m4",
         kernel_sources = dispatch_memory.read_sources(sources)
     except Unsupported:
         kernel_sources = None   # the passes below say why they keep IREE's layout / the input buffer
-    if replan_memory:
+    streamed = stream_input and input_stream.stream_input(schedule, kernel_sources, uses).streamed
+    if streamed:
+        if replan_memory:
+            schedule = replan.replan_and_place(schedule, sources, {}, kernel_sources)
+    elif replan_memory:
         schedule = replan.replan_and_place(schedule, sources, uses if overlay_input else {}, kernel_sources)
     elif overlay_input:
         input_overlay.place_step_input(schedule, sources, uses, kernel_sources)

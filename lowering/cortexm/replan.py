@@ -100,6 +100,11 @@ class _Blocks:
         return lo - lo % ALIGN
 
 
+#: the lifetime of a piece that only fixes a block's extent and relative layout, never occupies
+#: memory (``_place`` finds no piece alive at the same time as it)
+_NOWHERE = -1
+
+
 def _place(blocks: list, order) -> tuple[dict, int]:
     """First fit of rigid blocks: ``blocks`` are (key, pieces relative to the block's base);
     each block goes to the lowest aligned offset where none of its pieces meets a placed piece
@@ -107,7 +112,8 @@ def _place(blocks: list, order) -> tuple[dict, int]:
     placed: list = []                # (lo, hi, start, end) at their final addresses
     offsets, top = {}, 0
     for key, pieces in sorted(blocks, key=order):
-        near = [[p for p in placed if not (q[3] < p[2] or p[3] < q[2])] for q in pieces]
+        near = [[p for p in placed if not (q[3] < p[2] or p[3] < q[2]) and p[2] != _NOWHERE]
+                if q[2] != _NOWHERE else [] for q in pieces]
         cands = sorted({0, *(_align(p[1] - q[0]) for q, ps in zip(pieces, near) for p in ps
                              if p[1] - q[0] > 0)})
         for x in cands:
@@ -124,11 +130,11 @@ def _extent(pieces) -> int:
 
 
 def _area(pieces) -> int:
-    return sum((q[1] - q[0]) * (q[3] - q[2] + 1) for q in pieces)
+    return sum((q[1] - q[0]) * (q[3] - q[2] + 1) for q in pieces if q[2] != _NOWHERE)
 
 
 def _start(pieces) -> int:
-    return min(q[2] for q in pieces)
+    return min((q[2] for q in pieces if q[2] != _NOWHERE), default=0)
 
 
 def _end(pieces) -> int:
@@ -196,7 +202,12 @@ def _replan_function(schedule: Schedule, fn, exports: dict, reserve: list, hole_
         for n, (k, alloc, lo, hi) in enumerate(ranges):
             hit = members(alloc, lo, hi, i)
             key = ("ref", i, n)        # the named range itself, at this command
-            blocks.add(key, lo, hi, i, i)
+            if k is not None and alloc.streamed:
+                # a binding of the streamed input: it keeps the input's bytes at their relative
+                # offsets, but only the bands alive here (its values) occupy memory
+                blocks.add(key, lo, hi, _NOWHERE, _NOWHERE)
+            else:
+                blocks.add(key, lo, hi, i, i)
             root = key
             for v in hit:
                 root = blocks.union(root, id(v))

@@ -43,6 +43,9 @@ class Alloc:
     offset: int = -1
     written_by_dispatch: bool = False
     content: bytearray | None = None
+    #: the step input read in row bands (``input_stream.py``): its bytes live from the copy that
+    #: brings them in to their own last read, not as one tensor
+    streamed: bool = False
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,13 @@ class Command:
     export: str = ""
     workgroups: tuple = (1, 1, 1)
     constants: tuple = ()
+    #: dispatch: bindings whose read-only tensors count only the bytes the kernel's loads take
+    #: (``dispatch_memory``: the hull of each static ``dispatch.tensor.load``), not the whole
+    #: tensor; set for the streamed input's readers (``input_stream.py``)
+    precise: tuple = ()
+    #: copy: brings bytes of the streamed step input in (``TT_CMD_READ_INPUT``: from the caller's
+    #: buffer or its input reader)
+    stream_read: bool = False
 
 
 @dataclass
@@ -159,7 +169,8 @@ class Schedule:
                     lines.append(f"  t{c.time} fill {refs} pattern 0x{c.pattern & 0xFFFFFFFF:x} "
                                  f"({c.pattern_length} B)")
                 else:
-                    lines.append(f"  t{c.time} copy {refs} ({c.length} B)")
+                    kind = "read-input" if c.stream_read else "copy"
+                    lines.append(f"  t{c.time} {kind} {refs} ({c.length} B)")
         return "\n".join(lines) + "\n"
 
     @property

@@ -309,10 +309,11 @@ def located_text(module: ir.Module) -> str:
 
 
 def _build_firmware(prog: "CompiledModel", target: str, sram_kb: int, build_dir, *,
-                    linalg_text: str | None = None):
+                    linalg_text: str | None = None, stream_input: bool = False):
     """The firmware of `prog` in `build_dir`, from `linalg_text` (default
     `prog.stages["linalg_device"]` when the firmware has its own lowering, else
-    `prog.stages["linalg"]`; the drivers pass `located_text` of the same module)."""
+    `prog.stages["linalg"]`; the drivers pass `located_text` of the same module).
+    `stream_input`: read the step input range by range (`lowering/cortexm/input_stream.py`)."""
     import tempfile
 
     from tinytrain.lowering.cortexm.firmware import FirmwareBuildError, compile_firmware
@@ -333,7 +334,7 @@ def _build_firmware(prog: "CompiledModel", target: str, sram_kb: int, build_dir,
         text = linalg_text or prog.stages.get("linalg_device", prog.stages["linalg"])
         fw = compile_firmware(text, out, target=target,
                               params=prog.program_params(), sram_kb=sram_kb,
-                              extra_flags=getattr(prog, "cortexm_flags", ()))
+                              extra_flags=getattr(prog, "cortexm_flags", ()), stream_input=stream_input)
     except SramBudgetError as e:
         _remove(created)
         raise CompileError(str(e), stage="memory-plan") from None

@@ -240,7 +240,8 @@ def compile_training(graph, trainable=None, lr: float = 0.01, qas: bool = True, 
                      extra_flags=("--iree-opt-const-eval=false",), scheme=None, momentum: float = 0.0,
                      verbose: bool = False, *, target: str = "host", sram_kb: int = 256,
                      build_dir=None, patches: int | None = None, reorder: bool = True,
-                     kernels: str = "iree", channel_groups: int | None = None) -> Int8Training:
+                     kernels: str = "iree", channel_groups: int | None = None,
+                     stream_input: bool = False) -> Int8Training:
     """Build `@train_step` / `@predict` (and `@gradients`) of `graph` and compile them for the
     host, and with `target="cortex-m4"|"cortex-m7"` the firmware too (in `build_dir`, planned
     against `sram_kb`: a `CompileError` when it does not fit).
@@ -259,13 +260,19 @@ def compile_training(graph, trainable=None, lr: float = 0.01, qas: bool = True, 
     kernels for the dense 1x1 input and weight gradients of the backward pass: equal to IREE's to float
     rounding, not bit for bit). The host program always uses IREE's kernels.
     `channel_groups`: the backward pass of each depthwise layer in that many channel groups (the
-    `channel-groups` pass: less SRAM, sums in another order); default `channel_group_count()`."""
+    `channel-groups` pass: less SRAM, sums in another order); default `channel_group_count()`.
+    `stream_input`: on a Cortex-M target, each kernel that reads the step input gets only the bytes
+    it loads, copied into the arena just before it runs, from the caller's buffer or the input
+    reader the caller sets (`tt_model_set_input_reader`; the firmware harness reads them from the
+    record file), so the input is never whole in SRAM (`lowering/cortexm/input_stream.py`; with
+    the patched first stage: one patch's rows at a time). False: the input is placed whole."""
     check_kernels(kernels, target)
     passes, order, values, slices, report = _training_passes(graph, trainable, lr, qas, gradients, scheme,
                                                              momentum, reorder,
                                                              _channel_groups(channel_groups, target))
     passes += _patch_passes(graph, patches, target)
-    prog = _compile(graph, passes, order, lr, extra_flags, target, sram_kb, build_dir, values, kernels)
+    prog = _compile(graph, passes, order, lr, extra_flags, target, sram_kb, build_dir, values, kernels,
+                    stream_input)
     prog.slices, prog.momentum, prog.report = {s.name: s for s in slices}, float(momentum), report["report"]
     if verbose:
         print(f"[tinytrain] {report['report'].table()}", file=sys.stderr, flush=True)
@@ -274,14 +281,15 @@ def compile_training(graph, trainable=None, lr: float = 0.01, qas: bool = True, 
 
 def plan_sram(graph, trainable=(), *, lr: float = 0.01, qas: bool = True, target: str = "cortex-m7",
               work_dir=None, scheme=None, momentum: float = 0.0, patches: int | None = None,
-              reorder: bool = True, sram_kb: int | None = None, channel_groups: int | None = None) -> dict:
+              reorder: bool = True, sram_kb: int | None = None, channel_groups: int | None = None,
+              stream_input: bool = False) -> dict:
     """The SRAM plan of `graph`'s training program (inference program with no `trainable`) on
     `target`, from its static schedule, without running it:
     `{"total", "peak", "contributors"}` as `Int8Training.planned_sram()`, with the stack reserve
     computed from the firmware linked once (`firmware.compute_stack`). `work_dir` keeps the
     static module (default: a temporary folder). `sram_kb`: also check the plan against this
     budget as the firmware build does (`SramBudgetError`, a `CompileError` with `needed`,
-    `available` and `contributors`); None: no check."""
+    `available` and `contributors`); None: no check. `stream_input`: as in `compile_training`."""
     import tempfile
 
     from tinytrain.lowering.conversions.tinytrain_to_linalg import ConvertTinytrainToLinalgPass
@@ -298,7 +306,8 @@ def plan_sram(graph, trainable=(), *, lr: float = 0.01, qas: bool = True, target
     run_pipeline(graph.module, [*passes, ConvertTinytrainToLinalgPass(values=values)], stage="int8-plan")
     with tempfile.TemporaryDirectory(prefix="tinytrain-plan-") as tmp:
         module = build_static_module(str(graph.module), Path(work_dir or tmp), target=target,
-                                     sram_bytes=None, extra_flags=Int8Training.cortexm_flags)
+                                     sram_bytes=None, extra_flags=Int8Training.cortexm_flags,
+                                     stream_input=stream_input)
         if target != "host":  # the stack reserve of the linked firmware, with or without a budget
             compute_stack(module)
         if sram_kb is not None:
@@ -364,13 +373,13 @@ def _training_passes(graph, trainable, lr, qas, gradients, scheme=None, momentum
 
 def compile_predict(graph, extra_flags=("--iree-opt-const-eval=false",), *, target: str = "host",
                     sram_kb: int = 256, build_dir=None, patches: int | None = None,
-                    kernels: str = "iree") -> Int8Training:
+                    kernels: str = "iree", stream_input: bool = False) -> Int8Training:
     """The inference program of `graph` (`@predict(input)`, every parameter a constant) for the
     host and, with a Cortex-M target, its firmware. Call `predict([], x)` / `run_qemu(evaluate=...)`.
-    `patches`, `kernels`: as in `compile_training`."""
+    `patches`, `kernels`, `stream_input`: as in `compile_training`."""
     check_kernels(kernels, target)
     return _compile(graph, [_ForwardAsPredict(), *_patch_passes(graph, patches, target)], [], 0.0,
-                    extra_flags, target, sram_kb, build_dir, kernels=kernels)
+                    extra_flags, target, sram_kb, build_dir, kernels=kernels, stream_input=stream_input)
 
 
 def patch_grid(target: str, input_hw: int) -> int:
@@ -439,7 +448,7 @@ def check_kernels(kernels, target: str) -> None:
 
 
 def _compile(graph, passes, order, lr, extra_flags, target, sram_kb, build_dir, values=None,
-             kernels: str = "iree") -> Int8Training:
+             kernels: str = "iree", stream_input: bool = False) -> Int8Training:
     from tinytrain.compiler import _build_firmware, check_target_args, located_text
     from tinytrain.lowering.conversions.tinytrain_to_linalg import ConvertTinytrainToLinalgPass
     from tinytrain.lowering.host.iree_host import HostModule, compile_host
@@ -461,7 +470,8 @@ def _compile(graph, passes, order, lr, extra_flags, target, sram_kb, build_dir, 
                         input_dtype=fwd[1], output_shape=fwd[2], target=target)
     if target != "host":
         prog.firmware = _build_firmware(prog, target, sram_kb, build_dir,
-                                        linalg_text=device_text or located_text(graph.module))
+                                        linalg_text=device_text or located_text(graph.module),
+                                        stream_input=stream_input)
     return prog
 
 

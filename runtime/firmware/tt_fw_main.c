@@ -16,6 +16,8 @@
  *                  `every` > 0 saves a checkpoint after every `every` accepted steps;
  *                  `cut_after` > 0 cuts the power after that many NVM erase/program operations
  *                  (exit status 99). At the end the state and counters go to tt_state.bin.
+ * A streamed input (TT_MODEL_INPUT_STREAMED) is read range by range from the record file during
+ * the step (the model's input reader), never whole into SRAM.
  * Prints "STEP <i> loss_bits=<u32> ticks=<SysTick ticks>" per accepted step, "REJECT <i> <status>"
  * per refused record (NaN/Inf: the board goes on), "CKPT ..." per checkpoint operation and
  * "TT done steps=<n>". Built with TT_PROFILE_COMMANDS (CMake option, off by default) it also
@@ -33,7 +35,12 @@
 #define TT_FW_ALIGN __attribute__((aligned(TT_ALIGNMENT)))
 
 static uint8_t tt_fw_arena[TT_MODEL_ARENA_SIZE] TT_FW_ALIGN;
-#ifdef TT_MODEL_INPUT_IN_ARENA
+#if defined(TT_MODEL_INPUT_STREAMED)
+/* The compiler streams the input (input_stream.py): no buffer holds it; the model's input reader
+ * takes each range a kernel loads from the current record in the record file. */
+#define tt_fw_train_input NULL
+#define tt_fw_predict_input NULL
+#elif defined(TT_MODEL_INPUT_IN_ARENA)
 /* The compiler placed the input inside the transient arena (bytes no command uses before its
  * last read; each function has its own place): records are read straight there. */
 #define tt_fw_train_input (tt_fw_arena + TT_MODEL_TRAIN_INPUT_OFFSET)
@@ -51,10 +58,55 @@ static uint8_t tt_fw_logits[TT_MODEL_OUTPUT_SIZE] TT_FW_ALIGN;
 #define TT_MODEL_OUTPUT_DTYPE TT_DTYPE_F32
 #endif
 
+#ifdef TT_MODEL_INPUT_STREAMED
+/* The record file being read and where its current record starts. */
+static struct {
+  int fd;
+  uint32_t record;
+  uint32_t next;
+} tt_fw_records;
+
+/* The model's input reader: bytes [offset, offset + length) of the current record's input. */
+static tt_status_t tt_fw_read_input(void* ctx, uint32_t offset, void* dst, uint32_t length) {
+  (void)ctx;
+  if (offset > TT_MODEL_INPUT_SIZE || length > TT_MODEL_INPUT_SIZE - offset ||
+      tt_board_seek(tt_fw_records.fd, tt_fw_records.record + offset) != 0 ||
+      tt_board_read(tt_fw_records.fd, dst, length) != length) {
+    return TT_ERR_INPUT_READ;
+  }
+  return TT_OK;
+}
+
+/* A record file was opened: its first record is next. */
+static void tt_fw_begin_records(int fd) {
+  tt_fw_records.fd = fd;
+  tt_fw_records.record = 0u;
+  tt_fw_records.next = 0u;
+}
+
+/* The next record: only its label is read here, its input by tt_fw_read_input during the run. */
+static int tt_fw_read_record(int fd, uint8_t* input) {
+  (void)input;
+  if (fd != tt_fw_records.fd) return 0;
+  const int32_t size = tt_board_length(fd);
+  const uint32_t at = tt_fw_records.next;
+  if (size < 0 || (uint32_t)size < at || (uint32_t)size - at < TT_MODEL_INPUT_SIZE + sizeof(int32_t) ||
+      tt_board_seek(fd, at + TT_MODEL_INPUT_SIZE) != 0 ||
+      tt_board_read(fd, tt_fw_label, sizeof(int32_t)) != sizeof(int32_t)) {
+    return 0;
+  }
+  tt_fw_records.record = at;
+  tt_fw_records.next = at + TT_MODEL_INPUT_SIZE + sizeof(int32_t);
+  return 1;
+}
+#else
+static void tt_fw_begin_records(int fd) { (void)fd; }
+
 static int tt_fw_read_record(int fd, uint8_t* input) {
   if (tt_board_read(fd, input, TT_MODEL_INPUT_SIZE) != TT_MODEL_INPUT_SIZE) return 0;
   return tt_board_read(fd, tt_fw_label, sizeof(int32_t)) == sizeof(int32_t);
 }
+#endif
 
 static void tt_fw_fail(const char* what, tt_status_t status) {
   tt_board_puts("TT error ");
@@ -90,6 +142,7 @@ static uint32_t tt_fw_argmax(void) {
 static int tt_fw_evaluate(tt_model_t* model, const char* tag) {
   int fd = tt_board_open("tt_eval.bin", 0);
   if (fd < 0) return 0;
+  tt_fw_begin_records(fd);
   int out = tt_board_open(tag[0] == 'b' ? "tt_out_before.bin" : "tt_out_after.bin", TT_BOARD_WRITE);
   uint32_t total = 0u, correct = 0u;
   while (tt_fw_read_record(fd, tt_fw_predict_input)) {
@@ -195,6 +248,10 @@ int main(void) {
     tt_fw_fail("tt_model_init", st);
     return 2;
   }
+#ifdef TT_MODEL_INPUT_STREAMED
+  tt_fw_records.fd = -1;
+  (void)tt_model_set_input_reader(&model, tt_fw_read_input, NULL);
+#endif
   int fd = tt_board_open("tt_params.bin", 0);
   if (fd >= 0) {
     uint32_t n = tt_board_read(fd, tt_fw_arena, TT_MODEL_STATE_SIZE);
@@ -229,6 +286,7 @@ int main(void) {
   uint32_t steps = 0u;
   fd = tt_board_open("tt_train.bin", 0);
   if (fd >= 0) {
+    tt_fw_begin_records(fd);
     int trace = tt_board_open("tt_trace.bin", 1);
     tt_board_timer_start();
     for (uint64_t i = 0; i < skip && tt_fw_read_record(fd, tt_fw_train_input); ++i) {

@@ -134,6 +134,13 @@ static tt_status_t tt_model_check_tables(const tt_model_desc_t* desc) {
         case TT_CMD_COPY:
           if (cmd->ref_count != 2u || refs[1].length > refs[0].length) return TT_ERR_BAD_TABLE;
           break;
+        case TT_CMD_READ_INPUT:
+          /* from a range of an input argument into the arena */
+          if (cmd->ref_count != 2u || refs[0].region != TT_REGION_ARG ||
+              refs[1].region != TT_REGION_ARENA || refs[1].length != refs[0].length) {
+            return TT_ERR_BAD_TABLE;
+          }
+          break;
         case TT_CMD_DISPATCH:
           if (cmd->export_index >= desc->export_count ||
               desc->exports[cmd->export_index].binding_count != cmd->ref_count ||
@@ -174,7 +181,7 @@ tt_status_t tt_model_init(tt_model_t* out_model, const tt_model_desc_t* desc, vo
   const tt_iree_library_t* library = NULL;
   TT_RETURN_IF_ERROR(tt_model_check_library(desc, &library));
   TT_RETURN_IF_ERROR(tt_model_check_tables(desc));
-  tt_model_t model = {desc, library, (uint8_t*)arena, 0u, 0u};
+  tt_model_t model = {desc, library, (uint8_t*)arena, 0u, 0u, NULL, NULL};
   if (desc->arena_size) memset(arena, 0, desc->arena_size);
   if (desc->state_init != NULL) memcpy(arena, desc->state_init, desc->state_size);
   if (desc->init_function >= 0) {
@@ -259,6 +266,32 @@ static tt_status_t tt_dispatch(const tt_model_t* model, const tt_cmd_t* cmd,
   return TT_OK;
 }
 
+/* Input `index` of `fn` is streamed: only TT_CMD_READ_INPUT commands read it (and at least one
+ * does), so the reader can stand in for its buffer. */
+static int tt_input_streamed(const tt_model_desc_t* desc, const tt_function_t* fn, uint16_t index) {
+  int read = 0;
+  for (uint32_t c = fn->cmd_first; c - fn->cmd_first < fn->cmd_count; ++c) {
+    const tt_cmd_t* cmd = &desc->cmds[c];
+    for (uint32_t r = 0; r < cmd->ref_count; ++r) {
+      const tt_ref_t* ref = &desc->refs[cmd->ref_first + r];
+      if (ref->region != TT_REGION_ARG || ref->index != index) continue;
+      if (cmd->op != TT_CMD_READ_INPUT || r != 0u) return 0;
+      read = 1;
+    }
+  }
+  for (uint16_t o = 0; o < fn->output_count; ++o) {
+    if (fn->outputs[o].ref.region == TT_REGION_ARG && fn->outputs[o].ref.index == index) return 0;
+  }
+  return read;
+}
+
+tt_status_t tt_model_set_input_reader(tt_model_t* model, tt_input_reader_t reader, void* ctx) {
+  if (model == NULL) return TT_ERR_NULL;
+  model->input_reader = reader;
+  model->input_reader_ctx = ctx;
+  return TT_OK;
+}
+
 tt_status_t tt_run(tt_model_t* model, int function, const void* const* inputs,
                    void* const* outputs) {
   if (model == NULL || model->desc == NULL) return TT_ERR_NULL;
@@ -267,7 +300,11 @@ tt_status_t tt_run(tt_model_t* model, int function, const void* const* inputs,
   const tt_function_t* fn = &desc->functions[function];
   if (fn->input_count != 0u && inputs == NULL) return TT_ERR_NULL;
   for (uint16_t i = 0; i < fn->input_count; ++i) {
-    if (inputs[i] == NULL) return TT_ERR_NULL;
+    if (inputs[i] == NULL) {
+      /* a streamed input may be NULL when the reader provides it */
+      if (model->input_reader == NULL || !tt_input_streamed(desc, fn, i)) return TT_ERR_NULL;
+      continue;
+    }
     if (!TT_IS_ALIGNED_(inputs[i])) return TT_ERR_MISALIGNED;
   }
   /* Inputs placed in the transient arena: copied there unless the caller wrote them there. */
@@ -291,6 +328,17 @@ tt_status_t tt_run(tt_model_t* model, int function, const void* const* inputs,
       case TT_CMD_COPY:
         memmove(tt_ref_ptr(model, &refs[1], inputs), tt_ref_ptr(model, &refs[0], inputs),
                 refs[1].length);
+        break;
+      case TT_CMD_READ_INPUT:
+        if (model->input_reader != NULL) {
+          if (model->input_reader(model->input_reader_ctx, refs[0].offset,
+                                  tt_ref_ptr(model, &refs[1], inputs), refs[1].length) != TT_OK) {
+            return TT_ERR_INPUT_READ;
+          }
+        } else {
+          memcpy(tt_ref_ptr(model, &refs[1], inputs), tt_ref_ptr(model, &refs[0], inputs),
+                 refs[1].length);
+        }
         break;
       case TT_CMD_DISPATCH:
         TT_RETURN_IF_ERROR(tt_dispatch(model, cmd, inputs));

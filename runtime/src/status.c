@@ -18,7 +18,8 @@
   X(TT_ERR_NVM, "NVM erase/program/read failed or the NVM is too small")                      \
   X(TT_ERR_NO_CHECKPOINT, "no checkpoint saved yet (both slots erased)")                      \
   X(TT_ERR_CKPT_CORRUPT, "no intact checkpoint (bad header or CRC-32 in both slots)")         \
-  X(TT_ERR_CKPT_MODEL, "the checkpoint belongs to a model with another parameter layout")
+  X(TT_ERR_CKPT_MODEL, "the checkpoint belongs to a model with another parameter layout")    \
+  X(TT_ERR_INPUT_READ, "the input reader failed, or a NULL input with no reader set")
 
 const char* tt_status_name(tt_status_t status) {
   switch (status) {

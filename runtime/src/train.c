@@ -84,6 +84,9 @@ static int tt_all_finite_f32(const void* p, uint32_t bytes) {
 }
 
 static tt_status_t tt_check_input(const tt_io_t* in, const void* input) {
+  /* NULL: a streamed input the reader provides (never f32: the compiler streams no f32 input);
+   * tt_run refuses it unless the input is streamed and a reader is set */
+  if (input == NULL) return in->dtype == TT_DTYPE_F32 ? TT_ERR_NULL : TT_OK;
   if (in->dtype == TT_DTYPE_F32 && !tt_all_finite_f32(input, in->ref.length)) {
     return TT_ERR_NONFINITE;
   }
@@ -106,7 +109,8 @@ int tt_model_state_finite(const tt_model_t* model) {
 tt_status_t tt_train_step(tt_model_t* model, const void* input, const void* label,
                           float* out_loss) {
   if (out_loss != NULL) *out_loss = 0.0f;
-  if (model == NULL || model->desc == NULL || input == NULL || label == NULL) {
+  if (model == NULL || model->desc == NULL || label == NULL ||
+      (input == NULL && model->input_reader == NULL)) {
     return TT_ERR_NULL;
   }
   const tt_model_desc_t* desc = model->desc;
@@ -149,7 +153,8 @@ tt_status_t tt_train_step(tt_model_t* model, const void* input, const void* labe
 }
 
 tt_status_t tt_predict(tt_model_t* model, const void* input, void* out_logits) {
-  if (model == NULL || model->desc == NULL || input == NULL || out_logits == NULL) {
+  if (model == NULL || model->desc == NULL || out_logits == NULL ||
+      (input == NULL && model->input_reader == NULL)) {
     return TT_ERR_NULL;
   }
   const tt_model_desc_t* desc = model->desc;

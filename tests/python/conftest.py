@@ -114,6 +114,21 @@ def loss_close(device_loss: float, host_loss: float) -> bool:
     return abs(device_loss - host_loss) <= 1e-6 * max(1.0, abs(host_loss))
 
 
+def assert_device_trace_equals_host(prog, res, xs, ys) -> list:
+    """The device run `res` (`prog.run_qemu(train=(xs, ys))`) trained like `prog`'s host program:
+    per step the loss and every trained tensor (`assert_device_equals_host`). Returns the host
+    program's parameters after the steps."""
+    params = prog.initial_params()
+    for i in range(len(ys)):
+        out = prog.host.call("train_step", *params, xs[i:i + 1], ys[i:i + 1])
+        params = [np.asarray(r) for r in out[:-1]]
+        dev, dev_loss = res.trace[i]
+        assert loss_close(dev_loss, float(out[-1])), (i, dev_loss, float(out[-1]))
+        for name, d, h in zip(prog.trainable, dev, params):
+            assert_device_equals_host(d, h, err_msg=f"step {i} {name}: device vs host")
+    return params
+
+
 def assert_grads_match(prog, model, x, y, tol=1e-4, fold=fold_bn):
     """Compiled gradients of every trainable tensor vs torch.autograd on the BN-folded model
     (`fold`: `fold_bn`, or `fold_bn_graph` for models that are not Sequentials of layers)."""

@@ -21,7 +21,7 @@ import pytest
 import torch
 
 import tinytrain
-from conftest import assert_device_equals_host, loss_close
+from conftest import assert_device_trace_equals_host
 from tinytrain.int8 import compile_training
 from tinytrain.pretrained import MODEL_NAMES, load_mcu_model, sparse_scheme_names
 from tinytrain.pretrained.graph import build_forward, truncate
@@ -240,14 +240,7 @@ def test_int8_sparse_program_on_cortex_m4_equals_the_host(tmp_path):
     ys = np.array([2, 0, 3], np.int32)
     res = prog.run_qemu(train=(xs, ys), workdir=tmp_path / "run")
     assert res.returncode == 0, res.output[-2000:]
-    params = prog.initial_params()
-    for i in range(3):
-        out = prog.host.call("train_step", *params, xs[i:i + 1], ys[i:i + 1])
-        params = [np.asarray(r) for r in out[:-1]]
-        dev, dev_loss = res.trace[i]
-        assert loss_close(dev_loss, float(out[-1]))
-        for name, d, h in zip(prog.trainable, dev, params):
-            assert_device_equals_host(d, h, err_msg=f"step {i} {name}: device vs host")
+    assert_device_trace_equals_host(prog, res, xs, ys)
 
 
 # ------------------------------------------------------------------------------- whole models

@@ -323,9 +323,82 @@ static void test_input_in_arena(void) {
   }
 }
 
+/* A streamed input (TT_CMD_READ_INPUT): train_step's x is brought into the arena by a READ_INPUT
+ * just before the kernel that reads it, from the caller's buffer or from the input reader. */
+static uint32_t reads_seen, read_offset, read_length;
+static int reader_fails;
+static const float reader_x[4] = {1.f, 2.f, 3.f, 4.f};
+
+static tt_status_t test_reader(void* ctx, uint32_t offset, void* dst, uint32_t length) {
+  ++reads_seen;
+  read_offset = offset;
+  read_length = length;
+  if (reader_fails || ctx != (void*)reader_x) return TT_ERR_NVM;
+  memcpy(dst, (const uint8_t*)reader_x + offset, length);
+  return TT_OK;
+}
+
+static void test_streamed_input(void) {
+  static tt_ref_t refs2[sizeof(refs) / sizeof(refs[0]) + 2];
+  static tt_cmd_t cmds2[sizeof(cmds) / sizeof(cmds[0]) + 1];
+  static tt_function_t functions2[3];
+  const uint32_t nrefs = sizeof(refs) / sizeof(refs[0]);
+  memcpy(refs2, refs, sizeof(refs));
+  refs2[nrefs] = (tt_ref_t){TT_REGION_ARG, 1u, 0u, 16u};       /* x, from the caller or reader */
+  refs2[nrefs + 1] = (tt_ref_t){TT_REGION_ARENA, 0u, 256u, 16u};
+  refs2[3] = refs2[nrefs + 1];                                  /* vadd reads the arena copy */
+  memcpy(cmds2, cmds, 2 * sizeof(tt_cmd_t));
+  cmds2[2] = (tt_cmd_t){TT_CMD_READ_INPUT, 2u, 0u, 0u, 0u, 0u, {0u, 0u, 0u}, nrefs, 0u};
+  memcpy(cmds2 + 3, cmds + 2, sizeof(cmds) - 2 * sizeof(tt_cmd_t));
+  memcpy(functions2, functions, sizeof(functions));
+  /* the compiler streams no f32 input (an f32 input is checked for NaN/Inf before the step) */
+  static tt_io_t io2[sizeof(io) / sizeof(io[0])];
+  memcpy(io2, io, sizeof(io));
+  io2[1].dtype = TT_DTYPE_I8;
+  functions2[0].inputs = &io2[0];
+  functions2[0].outputs = &io2[3];
+  functions2[0].cmd_count = 6u;
+  functions2[1].cmd_first = 6u;
+  functions2[2].cmd_first = 7u;
+  tt_model_desc_t d = desc;
+  d.refs = refs2;
+  d.cmds = cmds2;
+  d.functions = functions2;
+  tt_model_t model;
+  CHECK(tt_model_init(&model, &d, arena, sizeof(arena)) == TT_OK);
+  CHECK(model.input_reader == NULL);
+  static const int32_t label[16] A64 = {3};
+  static const float x[4] A64 = {1.f, 2.f, 3.f, 4.f};
+  float loss = -1.f;
+  float* p = (float*)tt_model_param(&model, 0, NULL);
+  /* No reader: from the caller's buffer; a NULL input is refused. */
+  CHECK(tt_train_step(&model, NULL, label, &loss) == TT_ERR_NULL);
+  CHECK(tt_train_step(&model, x, label, &loss) == TT_OK);
+  CHECK(loss == 6.0f && p[0] == 0.5f + 2.f * 11.f && p[3] == 3.5f + 2.f * 44.f);
+  /* With a reader: the input may be NULL; the reader is asked for exactly the range. */
+  CHECK(tt_model_set_input_reader(NULL, test_reader, NULL) == TT_ERR_NULL);
+  CHECK(tt_model_set_input_reader(&model, test_reader, (void*)reader_x) == TT_OK);
+  CHECK(tt_train_step(&model, NULL, label, &loss) == TT_OK);
+  CHECK(reads_seen == 1u && read_offset == 0u && read_length == 16u);
+  CHECK(loss == 6.0f && p[0] == 0.5f + 4.f * 11.f && p[3] == 3.5f + 4.f * 44.f);
+  /* predict reads x directly (not streamed there): NULL is refused even with a reader */
+  float logits[4];
+  CHECK(tt_predict(&model, NULL, logits) == TT_ERR_NULL);
+  /* A failing reader ends the run with TT_ERR_INPUT_READ. */
+  reader_fails = 1;
+  CHECK(tt_train_step(&model, NULL, label, &loss) == TT_ERR_INPUT_READ);
+  reader_fails = 0;
+  /* READ_INPUT must go from an argument into the arena, with equal lengths. */
+  refs2[nrefs + 1].region = TT_REGION_POOL;
+  CHECK(tt_model_init(&model, &d, arena, sizeof(arena)) == TT_ERR_BAD_TABLE);
+  refs2[nrefs + 1] = (tt_ref_t){TT_REGION_ARENA, 0u, 256u, 8u};
+  CHECK(tt_model_init(&model, &d, arena, sizeof(arena)) == TT_ERR_BAD_TABLE);
+}
+
 int main(void) {
   test_train_and_predict();
   test_input_in_arena();
+  test_streamed_input();
   test_predict_binds_the_leading_state();
   test_errors();
   test_label_range();

@@ -41,9 +41,16 @@ typedef struct tt_ref_t {
   uint32_t length;  /**< bytes */
 } tt_ref_t;
 
-typedef enum { TT_CMD_FILL = 0, TT_CMD_COPY = 1, TT_CMD_DISPATCH = 2 } tt_cmd_op_t;
+typedef enum {
+  TT_CMD_FILL = 0,
+  TT_CMD_COPY = 1,
+  TT_CMD_DISPATCH = 2,
+  TT_CMD_READ_INPUT = 3,
+} tt_cmd_op_t;
 
 /** One scheduled command. FILL uses refs[ref_first]; COPY refs[ref_first] -> refs[ref_first+1];
+ *  READ_INPUT is a COPY from a streamed input (refs[ref_first] = {ARG, i, offset, bytes}): from
+ *  the caller's input buffer, or from the model's input reader when one is set;
  *  DISPATCH binds refs[ref_first .. ref_first+ref_count) and constants[constant_first ..). */
 typedef struct tt_cmd_t {
   uint8_t op;               /**< tt_cmd_op_t */
@@ -120,6 +127,14 @@ typedef struct tt_model_desc_t {
   int16_t predict_function;         /**< predict(params..., input), or -1 */
 } tt_model_desc_t;
 
+/** Reads bytes [offset, offset + length) of the step input into `dst` (an arena range the
+ *  kernels then read); returns TT_OK, or any error, which ends the run with TT_ERR_INPUT_READ.
+ *  Called by a compiled program whose input is streamed (the header defines
+ *  TT_MODEL_INPUT_STREAMED) once per range a kernel loads, in program order: for a patched first
+ *  stage patch by patch, each range's start no lower than the previous one's, consecutive ranges
+ *  overlapping (the patches' halo). */
+typedef tt_status_t (*tt_input_reader_t)(void* ctx, uint32_t offset, void* dst, uint32_t length);
+
 /** A model instance. Fill it with tt_model_init; it borrows the arena. */
 typedef struct tt_model_t {
   const tt_model_desc_t* desc;
@@ -127,6 +142,8 @@ typedef struct tt_model_t {
   uint8_t* arena;
   uint64_t steps;           /**< accepted training steps (restored by tt_checkpoint_restore) */
   uint32_t rejected_steps;  /**< steps refused with TT_ERR_NONFINITE */
+  tt_input_reader_t input_reader;  /**< tt_model_set_input_reader; NULL: the caller's buffer */
+  void* input_reader_ctx;
 } tt_model_t;
 
 /** Bytes of arena the model needs (== desc->arena_size). */
@@ -141,12 +158,18 @@ size_t tt_model_required_bytes(const tt_model_desc_t* desc);
 tt_status_t tt_model_init(tt_model_t* out_model, const tt_model_desc_t* desc, void* arena,
                           size_t arena_size);
 
+/** Streamed input (TT_MODEL_INPUT_STREAMED): read the input's ranges through `reader` (NULL:
+ *  from the buffer passed to tt_run / tt_train_step / tt_predict again). With a reader set, the
+ *  input pointer of those calls may be NULL: the whole input then never needs to be in memory.
+ *  A model whose input is not streamed ignores the reader. Errors: TT_ERR_NULL (no model). */
+tt_status_t tt_model_set_input_reader(tt_model_t* model, tt_input_reader_t reader, void* ctx);
+
 /** Index of function `name`, or -1. */
 int tt_model_find_function(const tt_model_t* model, const char* name);
 
 /** Run function `function`. `inputs[i]` must be 64-byte aligned with the input's byte length
  *  (tied inputs are updated in place; an input placed in the arena is first copied there, see
- *  tt_model_input_buffer). `outputs` may be NULL; a non-NULL `outputs[i]` receives a
+ *  tt_model_input_buffer; a streamed input may be NULL when an input reader is set). `outputs` may be NULL; a non-NULL `outputs[i]` receives a
  *  copy of output i (skipped when it already is the tied input). Errors: TT_ERR_NULL,
  *  TT_ERR_BAD_INDEX, TT_ERR_MISALIGNED, TT_ERR_KERNEL_FAILED, TT_ERR_BAD_TABLE. */
 tt_status_t tt_run(tt_model_t* model, int function, const void* const* inputs,
@@ -174,7 +197,8 @@ const void* tt_model_output(const tt_model_t* model, int function, int index,
 void* tt_model_param(tt_model_t* model, int index, size_t* out_bytes);
 
 /** One SGD step on one sample: train_step(params (in the arena), input, label) -> loss.
- *  `input` must be 64-byte aligned (TT_ERR_MISALIGNED); `label` needs no alignment when it
+ *  `input` must be 64-byte aligned (TT_ERR_MISALIGNED), or NULL for a streamed input read by
+ *  the model's input reader (tt_model_set_input_reader); `label` needs no alignment when it
  *  is at most 64 bytes (batch <= 16: it is copied to an aligned buffer), else 64-byte
  *  alignment. `out_loss` (may be NULL) is set to
  *  the step's loss. Before any kernel runs: TT_ERR_LABEL_RANGE if a label is outside
@@ -186,7 +210,8 @@ void* tt_model_param(tt_model_t* model, int index, size_t* out_bytes);
 tt_status_t tt_train_step(tt_model_t* model, const void* input, const void* label,
                           float* out_loss);
 
-/** Inference: predict(params, input) -> logits copied to `out_logits` (may be unaligned).
+/** Inference: predict(params, input) -> logits copied to `out_logits` (may be unaligned);
+ *  `input` NULL as for tt_train_step.
  *  TT_ERR_NONFINITE (before any kernel runs) if an f32 input holds NaN or Inf. */
 tt_status_t tt_predict(tt_model_t* model, const void* input, void* out_logits);
 

@@ -38,6 +38,8 @@ typedef enum {
                                      size or CRC-32): e.g. flipped bits, a torn write */
   TT_ERR_CKPT_MODEL = -16,      /**< the newest intact checkpoint was written by a model with
                                      another parameter layout (model identity differs) */
+  TT_ERR_INPUT_READ = -17,      /**< the input reader (tt_model_set_input_reader) failed, or a
+                                     streamed input was passed as NULL with no reader set */
 } tt_status_t;
 
 /** Return from the enclosing function if `expr` is not TT_OK. */

@@ -1,0 +1,120 @@
+"""The step input streamed into the arena (lowering/cortexm/input_stream.py).
+
+Each kernel that reads the input gets its own copy of the bytes its loads take, brought in by a
+read-input command just before it; the layout keeps only those bytes alive, from the copy to the
+kernel. On the device the harness reads each range from the record file (the model's input
+reader), so the input never sits whole in SRAM, and training and predict still equal IREE's host
+program bit for bit. Inputs that cannot be streamed keep the whole-input placement, with a reason.
+"""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import assert_device_equals_host, assert_device_trace_equals_host
+
+from tinytrain import int8
+from tinytrain.lowering.cortexm import input_stream, replan
+from tinytrain.lowering.cortexm.dispatch_memory import ExportInfo, Subspan
+from tinytrain.lowering.cortexm.schedule_model import Alloc, Buf, Command, Function, IODesc, Schedule
+from tinytrain.memory_report import memory_report
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_patch_stage import CLASSES, graph, images  # noqa: E402
+
+IN = 1024
+
+
+def _schedule(dtype="i8", touch_with_copy=False):
+    """train_step(x: 1024 B): k0 loads x[0, 600) and writes t0, k1 loads x[400, 1024) and writes
+    t1, k2 reads t0 and t1 into t2 (the result). IREE's layout: t0, t1, t2 side by side."""
+    arg = Alloc("arg", IN, "train_step", name="arg0", arg=0, persistent=True)
+    tmp = Alloc("arena", 1536, "train_step", name="alloc0", start=0, end=10, offset=0)
+    t0, t1, t2 = Buf(tmp, 0, 512), Buf(tmp, 512, 512), Buf(tmp, 1024, 512)
+    cmds = [Command("dispatch", 1, [Buf(arg, 0, IN), t0], export="k0"),
+            Command("dispatch", 2, [Buf(arg, 0, IN), t1], export="k1"),
+            Command("dispatch", 3, [t0, t1, t2], export="k2")]
+    if touch_with_copy:
+        cmds.insert(0, Command("copy", 0, [Buf(arg, 0, 64), Buf(tmp, 1024, 64)], length=64))
+    fn = Function("train_step", [IODesc((IN,), dtype, IN)], [IODesc((512,), "i8", 512, t2)], cmds)
+    sched = Schedule("lib", [fn], b"", 1536, 0, [arg, tmp])
+
+    def load(lo, hi):
+        return Subspan(0, ("const", 0), IN, "r", 64, reads=((lo, hi),))
+
+    out = Subspan(1, ("const", 0), 512, "w", 64)
+    exports = {"k0": ExportInfo("k0", [load(0, 600), out]), "k1": ExportInfo("k1", [load(400, IN), out]),
+               "k2": ExportInfo("k2", [Subspan(0, ("const", 0), 512, "r", 64), Subspan(1, ("const", 0), 512, "r", 64),
+                                       Subspan(2, ("const", 0), 512, "w", 64)])}
+    return sched, exports
+
+
+def test_each_reader_gets_the_bytes_it_loads_just_before_it():
+    sched, exports = _schedule()
+    st = input_stream.stream_input(sched, exports, {"train_step": 0})
+    assert st.streamed and st.bands == {"train_step": [(0, 600), (400, 624)]}, st.describe()
+    cmds = sched.function("train_step").commands
+    assert [c.op for c in cmds] == ["copy", "dispatch", "copy", "dispatch", "dispatch"]
+    for copy_cmd, reader, (lo, n) in ((cmds[0], cmds[1], (0, 600)), (cmds[2], cmds[3], (400, 624))):
+        src, dst = copy_cmd.refs
+        assert copy_cmd.stream_read and src.alloc.kind == "arg" and (src.offset, src.length) == (lo, n)
+        own = dst.alloc
+        assert own.streamed and (dst.offset, dst.length) == (lo, n)
+        # the reader binds its own copy where it bound the input, and counts only its loads
+        assert reader.refs[0].alloc is own and (reader.refs[0].offset, reader.refs[0].length) == (0, IN)
+        assert reader.precise == (0,)
+    assert cmds[0].refs[1].alloc is not cmds[2].refs[1].alloc
+    assert sched.placements["input_stream"] is st
+    # Our layout: the two copies never live together and the input never whole. Live at most:
+    # x[0,600) + t0 (k0), t0 + x[400,1024) + t1 (k1), t0 + t1 + t2 (k2): 1,664 B (+ alignment).
+    (rep,) = replan.replan(sched, exports)
+    assert not rep.reason and rep.iree_bytes == 1536 + IN, rep.describe()
+    assert rep.bytes < 1536 + IN and rep.bytes <= 1728, rep.describe()
+
+
+@pytest.mark.parametrize("case, why", [
+    ({"dtype": "f32"}, "an f32 input is checked for NaN/Inf"),
+    ({"touch_with_copy": True}, "command 0 (copy) touches it"),
+])
+def test_an_input_that_cannot_be_streamed_is_left_whole_with_the_reason(case, why):
+    sched, exports = _schedule(**case)
+    before = sched.describe()
+    st = input_stream.stream_input(sched, exports, {"train_step": 0})
+    assert not st.streamed and why in st.reason and why in st.describe()
+    assert sched.describe() == before   # nothing rewritten
+
+
+def test_streamed_training_and_predict_on_cortex_m7_equal_the_host(tmp_path):
+    # The patched first blocks of MobileNetV2-w0.35 at 64x64 (2 x 2 patches): the input is read
+    # patch by patch from the record file during the step; two steps and predict before/after
+    # equal the host program, and the plan drops by at least the input's bytes.
+    trainable = ["blocks.3.pointwise2.weight", "blocks.3.pointwise2.bias", "fc.weight", "fc.bias"]
+    hw, steps = 64, 2
+    prog = int8.compile_training(graph(4, hw), trainable, lr=0.05, target="cortex-m7",
+                                 build_dir=tmp_path / "fw", stream_input=True)
+    module = prog.firmware.module
+    assert module.input_streamed, module.input_stream.describe()
+    reads = module.input_stream.bands["train_step"]
+    assert len(reads) == 4 and all(n < hw * hw * 3 for _, n in reads), reads   # one per patch
+    header = module.h_path.read_text()
+    assert "#define TT_MODEL_INPUT_STREAMED 1" in header and "TT_MODEL_INPUT_IN_ARENA" not in header
+    assert "TT_CMD_READ_INPUT" in module.c_path.read_text()
+    assert "input" not in module.io_buffers
+    assert any("streamed: each kernel reading it gets the bytes it loads" in k for k, _ in module.sram_contributors())
+    whole = int8.plan_sram(graph(4, hw), trainable, target="cortex-m7")
+    assert prog.planned_sram()["total"] <= whole["total"] - hw * hw * 3, (prog.planned_sram(), whole["total"])
+
+    xs = images(steps, hw, seed=1)
+    ys = np.random.default_rng(2).integers(0, CLASSES, steps).astype(np.int32)
+    res = prog.run_qemu(train=(xs, ys), evaluate=(xs, ys), workdir=tmp_path / "run")
+    assert res.returncode == 0 and f"TT done steps={steps}" in res.output, res.output[-2000:]
+    params = prog.initial_params()
+    before = [np.asarray(prog.host.call("predict", *params, xs[i:i + 1])) for i in range(steps)]
+    assert_device_trace_equals_host(prog, res, xs, ys)
+    assert_device_equals_host(res.outputs["before"], np.stack(before).reshape(res.outputs["before"].shape),
+                              err_msg="predict before training: device vs host")
+    # the measured peak is the plan's within 10%, and the report agrees with the plan
+    plan = module.planned_peak()
+    assert abs(res.mem["sram_peak"] - plan) <= 0.1 * plan, (res.mem, plan)
+    assert memory_report(module).peak_bytes == plan
