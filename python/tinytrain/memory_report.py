@@ -208,6 +208,11 @@ def memory_report(module, *, function: str | None = None, budget_bytes: int | No
         # where the step's input lives: inside the transient arena (its bytes count in
         # live_bytes until its last read) or its own buffer, and why (input_overlay.py)
         notes.append(placed.describe())
+    stream = sched.placements.get("input_stream")
+    if stream is not None:
+        # streamed (input_stream.py): each reader's copy counts in live_bytes from its read-input
+        # command to the reader; or why the input could not be streamed
+        notes.append(stream.describe())
     for r in sched.replans.values():
         # the layout of each function's transient tensors: ours (replan.py) or IREE's, and why
         notes.append("transient layout " + r.describe())
