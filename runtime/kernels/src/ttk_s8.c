@@ -247,10 +247,31 @@ static void ttk_widen_pair(const int8_t* a, const int8_t* b, int32_t n, int32_t 
   ttk_widen_rows(rows, 2, n, z, out);
 }
 
-/* The same for weights (no zero point), each doubled (2 w; the q2 layers, ttk_q2_apply2). */
+/* Weight rows a and b (b may be NULL) in the pair layout of ttk_widen_pair, each weight doubled
+ * (2 w, |2 w| <= 256: the q2 layers, ttk_q2_apply2): per 4 k and row one LDR, SXTB16,
+ * SXTB16 ROR #8, 2 SADD16, 2 STR. */
 static void ttk_widen_pair_x2(const int8_t* a, const int8_t* b, int32_t n, int32_t* out) {
-  ttk_widen_pair(a, b, n, 0, out);
-  for (int32_t i = 0; i < ttk_k4(n); ++i) out[i] = ttk_dbl16(out[i]); /* 2 rows: k4 words */
+  const int8_t* rows[2] = {a, b};
+  for (int32_t r = 0; r < 2; ++r) {
+    const int8_t* v = rows[r];
+    int32_t* o = out + r;
+    int32_t k = 0;
+    if (v == NULL) {
+      for (; k < n; k += 4, o += 4) o[0] = o[2] = 0;
+      continue;
+    }
+    for (; k + 4 <= n; k += 4, o += 4) {
+      const uint32_t w4 = ttk_ld32(v + k);
+      o[0] = ttk_dbl16(ttk_sxtb16(w4));
+      o[2] = ttk_dbl16(ttk_sxtb16_ror8(w4));
+    }
+    if (k < n) { /* tail: lanes (k0,k2) and (k1,k3) of a zero-padded quad */
+      int32_t t[4] = {0, 0, 0, 0};
+      for (int32_t j = 0; k + j < n; ++j) t[j] = 2 * v[k + j];
+      o[0] = (int32_t)(((uint32_t)(uint16_t)t[0]) | ((uint32_t)(uint16_t)t[2] << 16));
+      o[2] = (int32_t)(((uint32_t)(uint16_t)t[1]) | ((uint32_t)(uint16_t)t[3] << 16));
+    }
+  }
 }
 
 /* Two words p[off], p[off+1] (p 4-byte aligned, which LDRD needs on M-profile). GCC 12 splits
