@@ -274,31 +274,56 @@ def test_oracle_requantization_hand_values():
     assert int(oracle.requantize(10, 3 << 29, 2)) == 30
 
 
+def _smmlar(a: int, b: int, c: int) -> int:
+    """SMMLAR as the hardware computes it: the high word of (c << 32) + a * b + 2^31 modulo 2^64,
+    signed."""
+    v = (((c << 32) + a * b + (1 << 31)) & ((1 << 64) - 1)) >> 32
+    return v - (1 << 32) if v >= (1 << 31) else v
+
+
+def _int32(v: int) -> int:
+    v &= (1 << 32) - 1
+    return v - (1 << 32) if v >= (1 << 31) else v
+
+
 def test_q2_epilogue_identity_equals_oracle():
-    """The kernels' one-SMMLAR epilogue (src/ttk_simd.h, ttk_q2_apply): under its preconditions
-    (right shift e in [1, 22], 2^30 < mult < 2^31, |acc| < 2^30) the high word of
-    ((acc + (acc >> 31) + kc) << 32) + acc * m2s + 2^31, with m2s = (int32)(2 mult) and
-    kc = 2^(e-1) + y_zero 2^e, shifted right by e, is requantize(acc) + y_zero; computed here
-    with the same 64-bit wrap-around as the hardware. Random and edge cases (halves, +-1, the
-    acc bound)."""
+    """The kernels' one-SMMLAR epilogue (src/ttk_simd.h, ttk_q2_apply2): under its preconditions
+    (right shift e in [1, 22], 2^30 < mult < 2^31, |acc| < 2^30) the kernels accumulate
+    acc2 = 2 acc (doubled weights and bias), and SMMLAR(acc2, mult, kc + (acc2 >> 31)) >> e, with
+    kc = 2^(e-1) + y_zero 2^e, is requantize(acc) + y_zero: ADD, SMMLAR, ASR (then SSAT, STRB).
+    Computed here with int32 registers and the same 64-bit wrap-around as the hardware, and
+    checked not to wrap at all (the exact numerator fits int64). Random cases and the edges:
+    acc = +-(2^30 - 1), 0, +-1, halves, e = 1 and 22, mult at both ends, y_zero = -128 and 127."""
     rng = np.random.default_rng(11)
+    edge_acc = [(1 << 30) - 1, -(1 << 30) + 1, 0, -1, 1, (1 << 29), -(1 << 29)]
+    params = [(m, e, yz) for m in ((1 << 30) + 1, (1 << 31) - 1) for e in (1, 22) for yz in (-128, 0, 127)]
+    params += [(int(rng.integers((1 << 30) + 1, 1 << 31)), int(rng.integers(1, 23)), int(rng.integers(-128, 128)))
+               for _ in range(300)]
     n = 0
-    for _ in range(300):
-        m = int(rng.integers((1 << 30) + 1, 1 << 31))
-        e = int(rng.integers(1, 23))
-        yz = int(rng.integers(-128, 128))
+    for m, e, yz in params:
         acc = np.concatenate([rng.integers(-(1 << 30) + 1, 1 << 30, 60), np.arange(-40, 41),
-                              rng.integers(-512, 512, 40) * (1 << e) // 2, [(1 << 30) - 1, -(1 << 30) + 1]])
+                              rng.integers(-512, 512, 40) * (1 << e) // 2, edge_acc])
         acc = acc[np.abs(acc) < (1 << 30)].astype(np.int64)
         want = oracle.requantize(acc, m, -e).astype(np.int64) + yz
-        m2s = (2 * m) - (1 << 32)
-        kc = (1 << (e - 1)) + yz * (1 << e)
+        kc = _int32((1 << (e - 1)) + yz * (1 << e))
         for a, w in zip(acc.tolist(), want.tolist()):
-            v = ((((a + (a >> 31) + kc) << 32) + a * m2s + (1 << 31)) & ((1 << 64) - 1)) >> 32
-            hi = v - (1 << 32) if v >= (1 << 31) else v
-            assert hi >> e == w, (a, m, e, yz)
+            acc2 = _int32(2 * a)
+            assert acc2 == 2 * a                            # fits int32, same sign as acc
+            t = _int32(kc + (acc2 >> 31))                   # ADD t, kc, acc2, ASR #31
+            assert t == kc + (acc2 >> 31)
+            exact = (t << 32) + acc2 * m + (1 << 31)
+            assert -(1 << 63) <= exact < (1 << 63)           # no 64-bit wrap-around
+            hi = _smmlar(acc2, m, t)
+            assert hi == exact >> 32
+            assert hi >> e == w, (a, m, e, yz)               # ASR hi, e
             n += 1
     assert n > 50000
+    # the old form (m2s = (int32)(2 mult), one more ADD) on the same edges, for comparison
+    for m, e, yz in params[:12]:
+        kc = (1 << (e - 1)) + yz * (1 << e)
+        for a in edge_acc:
+            want = int(oracle.requantize(np.array([a], np.int64), m, -e)[0]) + yz
+            assert _smmlar(a, 2 * m - (1 << 32), a + (a >> 31) + kc) >> e == want
 
 
 def test_kernels_reject_bad_shapes(tmp_path):

@@ -266,11 +266,16 @@ def dwconv_dispatch(op, x: ir.Value, w: ir.Value, bias: ir.Value, mult: ir.Value
     return _unflat(d.results[0], out)
 
 
+def _double(v: ir.Value) -> ir.Value:
+    return arith.AddIOp(v, v).result
+
+
 def _pack_conv_q15(w: ir.Value) -> ir.Value:
     """HWIO int8 weights in `ttk_pack_conv_q15`'s layout, 1-D int16: per output channel pair j and
     4 k (K = KH*KW*C_in zero padded to K4, C_out to even) the lanes (j, quad, a, b, c) of
-    channel 2j + b, k = 4 quad + 2c + a. One linalg.generic (sign extension) on the padded,
-    expanded weights; IREE folds it for constant weights."""
+    channel 2j + b, k = 4 quad + 2c + a, each weight doubled (2 w: the kernel's q2 epilogue takes
+    2 acc). One linalg.generic (sign extension, then w + w) on the padded, expanded weights; IREE
+    folds it for constant weights."""
     kh, kw, c_in, c_out = shape_of(w)
     kk = kh * kw * c_in
     k4, co2 = (kk + 3) & ~3, c_out + (c_out & 1)
@@ -288,7 +293,7 @@ def _pack_conv_q15(w: ir.Value) -> ir.Value:
     j, quad, a, b, c = dims(5)
     out = tensor.EmptyOp([pairs, quads, 2, 2, 2], i16).result
     packed = generic([w5], out, [amap(5, [quad, c, a, j, b]), identity(5)], [PARALLEL] * 5,
-                     lambda v, _: arith.ExtSIOp(i16, v).result)
+                     lambda v, _: _double(arith.ExtSIOp(i16, v).result))
     return _flat(packed)
 
 

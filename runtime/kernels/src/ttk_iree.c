@@ -68,7 +68,7 @@ void ttk_iree_dwconv_s8(TTK_MEMREF(const int8_t, x), TTK_MEMREF(const int8_t, w)
 }
 
 /* Dense KxK conv with few input channels (the first conv; padding (K-1)/2 with x_zero or 0 on a
- * pre-padded input, batch 1, NHWC), weights packed by the compiler in ttk_pack_conv_q15's layout (int16). Same contract
+ * pre-padded input, batch 1, NHWC), weights packed by the compiler in ttk_pack_conv_q15's layout (int16, 2 w). Same contract
  * rule as above. */
 void ttk_iree_conv_s8(TTK_MEMREF(const int8_t, x), TTK_MEMREF(const int16_t, w),
                       TTK_MEMREF(const int32_t, bias), TTK_MEMREF(const int32_t, mult),

@@ -44,14 +44,15 @@ size_t ttk_pack_conv_q15_size(int32_t kh, int32_t kw, int32_t c_in, int32_t c_ou
 
 void ttk_pack_conv_q15(const int8_t* w_hwio, int32_t kh, int32_t kw, int32_t c_in, int32_t c_out,
                        int16_t* w_packed) {
-  /* per channel pair and 4 k: {c0 k0, c0 k2}, {c1 k0, c1 k2}, {c0 k1, c0 k3}, {c1 k1, c1 k3} */
+  /* per channel pair and 4 k: {c0 k0, c0 k2}, {c1 k0, c1 k2}, {c0 k1, c0 k3}, {c1 k1, c1 k3};
+   * each weight doubled (2 w, |2 w| <= 256): the q2 epilogue takes 2 acc (ttk_q2_apply2) */
   static const int32_t lane_k[8] = {0, 2, 0, 2, 1, 3, 1, 3}, lane_c[8] = {0, 0, 1, 1, 0, 0, 1, 1};
   const int32_t kk = kh * kw * c_in, k4 = (kk + 3) & ~3;
   for (int32_t j = 0; 2 * j < c_out; ++j)
     for (int32_t qd = 0; qd < k4 / 4; ++qd)
       for (int32_t i = 0; i < 8; ++i) {
         const int32_t kx = 4 * qd + lane_k[i], o = 2 * j + lane_c[i];
-        w_packed[(j * (k4 / 4) + qd) * 8 + i] = (int16_t)(kx < kk && o < c_out ? w_hwio[kx * c_out + o] : 0);
+        w_packed[(j * (k4 / 4) + qd) * 8 + i] = (int16_t)(kx < kk && o < c_out ? 2 * w_hwio[kx * c_out + o] : 0);
       }
 }
 
@@ -246,6 +247,33 @@ static void ttk_widen_pair(const int8_t* a, const int8_t* b, int32_t n, int32_t 
   ttk_widen_rows(rows, 2, n, z, out);
 }
 
+/* Weight rows a and b (b may be NULL) in the pair layout of ttk_widen_pair, each weight doubled
+ * (2 w, |2 w| <= 256: the q2 layers, ttk_q2_apply2): per 4 k and row one LDR, SXTB16,
+ * SXTB16 ROR #8, 2 SADD16, 2 STR. */
+static void ttk_widen_pair_x2(const int8_t* a, const int8_t* b, int32_t n, int32_t* out) {
+  const int8_t* rows[2] = {a, b};
+  for (int32_t r = 0; r < 2; ++r) {
+    const int8_t* v = rows[r];
+    int32_t* o = out + r;
+    int32_t k = 0;
+    if (v == NULL) {
+      for (; k < n; k += 4, o += 4) o[0] = o[2] = 0;
+      continue;
+    }
+    for (; k + 4 <= n; k += 4, o += 4) {
+      const uint32_t w4 = ttk_ld32(v + k);
+      o[0] = ttk_dbl16(ttk_sxtb16(w4));
+      o[2] = ttk_dbl16(ttk_sxtb16_ror8(w4));
+    }
+    if (k < n) { /* tail: lanes (k0,k2) and (k1,k3) of a zero-padded quad */
+      int32_t t[4] = {0, 0, 0, 0};
+      for (int32_t j = 0; k + j < n; ++j) t[j] = 2 * v[k + j];
+      o[0] = (int32_t)(((uint32_t)(uint16_t)t[0]) | ((uint32_t)(uint16_t)t[2] << 16));
+      o[2] = (int32_t)(((uint32_t)(uint16_t)t[1]) | ((uint32_t)(uint16_t)t[3] << 16));
+    }
+  }
+}
+
 /* Two words p[off], p[off+1] (p 4-byte aligned, which LDRD needs on M-profile). GCC 12 splits
  * 64-bit loads into two LDRs for the Cortex-M4/M7, so on Arm this is one inline-asm LDRD. */
 #if TTK_HAVE_DSP
@@ -355,8 +383,8 @@ TTK_INLINE void ttk_dot_q15_4x2(const int32_t* xs, const int32_t* ws, int32_t qu
   s[7] = s31;
 }
 
-/* A channel pair's q2 record (words): the biases {b0, b1} 4 times (the accumulators' start),
- * then {m2s0, m2s1}, {kc0, kc1}, {e0, e1} (ttk_q2_t). The assembly reads these offsets. */
+/* A channel pair's q2 record (words): the doubled biases {2 b0, 2 b1} 4 times (the accumulators'
+ * start), then {m0, m1} (mult), {kc0, kc1}, {e0, e1} (ttk_q2_t). The assembly reads these offsets. */
 #define TTK_Q2R_M 8
 #define TTK_Q2R_K 10
 #define TTK_Q2R_E 12
@@ -400,8 +428,9 @@ TTK_INLINE void ttk_dot_q15_4x2(const int32_t* xs, const int32_t* ws, int32_t qu
  * iteration is entered in its middle (Duff's device: a TBB on the step pairs to skip, computed
  * once per call; a table branch, not an indirect jump, for the firmware's stack analysis),
  * so any K runs unrolled with one end test per 4 quads: the x pointer against its end, the same
- * for every pair) and go through the q2 epilogue (6 instructions per output: ADD, ADD, SMMLAR,
- * ASR, SSAT, STRB) without leaving the registers. */
+ * for every pair) and go through the q2 epilogue without leaving the registers: the weights and
+ * biases are doubled, so the accumulators hold 2 acc and each output is ADD (kc + (2 acc >> 31)),
+ * SMMLAR (by mult), ASR, SSAT, STRB: 5 instructions (ttk_q2_apply2). */
 typedef struct {
   const int32_t* xs;  /* the group's widened pixels */
   const int32_t* ws;  /* the first pair's widened weights (pairs are contiguous) */
@@ -415,7 +444,6 @@ typedef struct {
 void ttk_pw_q2_px4_dsp(const ttk_px4_args_t* a);
 #define TTK_ASM_Q2OUT(acc, addr)                   \
   "add    r0, r12, " acc ", asr #31\n\t"           \
-  "add    r0, r0, " acc "\n\t"                     \
   "smmlar r0, " acc ", r3, r0\n\t"                 \
   "asr    r0, r0, lr\n\t"                          \
   "ssat   r0, #8, r0\n\t"                          \
@@ -501,7 +529,7 @@ __asm__(
     "pop    {r4-r11, pc}\n\t"
     "  .size ttk_pw_q2_px4_dsp, .-ttk_pw_q2_px4_dsp\n\t");
 /* The pointwise layer's variant: each channel pair's block is {b0, b1} x 4, its widened weights,
- * then {m2s0, m2s1, kc0, kc1, e0, e1} (TTK_PW_Q2_*), so one pointer walks the blocks: LDM! of the
+ * then {m0, m1, kc0, kc1, e0, e1} (TTK_PW_Q2_*), so one pointer walks the blocks: LDM! of the
  * biases, the dot, the constants after it, the next block 24 bytes further (5 instructions per
  * pair fewer than the records apart). */
 typedef struct {
@@ -574,8 +602,8 @@ __asm__(
 #undef TTK_ASM_STEP42
 #endif
 
-/* A pointwise q2 pair block (words): {b0, b1} x 4, the k4 widened weights, then
- * {m2s0, m2s1, kc0, kc1, e0, e1} at TTK_PW_Q2_C(k4). */
+/* A pointwise q2 pair block (words): {2 b0, 2 b1} x 4, the k4 widened, doubled weights, then
+ * {m0, m1, kc0, kc1, e0, e1} at TTK_PW_Q2_C(k4). */
 #define TTK_PW_Q2_W 8
 #define TTK_PW_Q2_C(k4) (8 + (k4))
 #define TTK_PW_Q2_WORDS(k4) ((k4) + 14)
@@ -588,8 +616,8 @@ TTK_INLINE void ttk_pw_q2_block_c(const int32_t* xs, const int32_t* pj, int32_t 
   ttk_dot_q15_4x2(xs, pj + TTK_PW_Q2_W, quads, s);
   const int32_t* cj = pj + TTK_PW_Q2_C(4 * quads);
   for (int32_t i = 0; i < np; ++i) {
-    y0[i * c_out] = ttk_sat_s8(ttk_q2_apply(s[2 * i], cj[0], cj[2], cj[4]));
-    if (both) y0[i * c_out + 1] = ttk_sat_s8(ttk_q2_apply(s[2 * i + 1], cj[1], cj[3], cj[5]));
+    y0[i * c_out] = ttk_sat_s8(ttk_q2_apply2(s[2 * i], cj[0], cj[2], cj[4]));
+    if (both) y0[i * c_out + 1] = ttk_sat_s8(ttk_q2_apply2(s[2 * i + 1], cj[1], cj[3], cj[5]));
   }
 }
 
@@ -609,14 +637,14 @@ static void ttk_pw_q2_px4(const int32_t* xs, const int32_t* wj, const int32_t* r
     ttk_dot_q15_4x2(xs, wj, quads, s);
     const int32_t m0 = rj[TTK_Q2R_M], m1 = rj[TTK_Q2R_M + 1], k0 = rj[TTK_Q2R_K],
                   k1 = rj[TTK_Q2R_K + 1], e0 = rj[TTK_Q2R_E], e1 = rj[TTK_Q2R_E + 1];
-    y0[2 * j] = ttk_sat_s8(ttk_q2_apply(s[0], m0, k0, e0));
-    y0[2 * j + 1] = ttk_sat_s8(ttk_q2_apply(s[1], m1, k1, e1));
-    y1[2 * j] = ttk_sat_s8(ttk_q2_apply(s[2], m0, k0, e0));
-    y1[2 * j + 1] = ttk_sat_s8(ttk_q2_apply(s[3], m1, k1, e1));
-    y2[2 * j] = ttk_sat_s8(ttk_q2_apply(s[4], m0, k0, e0));
-    y2[2 * j + 1] = ttk_sat_s8(ttk_q2_apply(s[5], m1, k1, e1));
-    y3[2 * j] = ttk_sat_s8(ttk_q2_apply(s[6], m0, k0, e0));
-    y3[2 * j + 1] = ttk_sat_s8(ttk_q2_apply(s[7], m1, k1, e1));
+    y0[2 * j] = ttk_sat_s8(ttk_q2_apply2(s[0], m0, k0, e0));
+    y0[2 * j + 1] = ttk_sat_s8(ttk_q2_apply2(s[1], m1, k1, e1));
+    y1[2 * j] = ttk_sat_s8(ttk_q2_apply2(s[2], m0, k0, e0));
+    y1[2 * j + 1] = ttk_sat_s8(ttk_q2_apply2(s[3], m1, k1, e1));
+    y2[2 * j] = ttk_sat_s8(ttk_q2_apply2(s[4], m0, k0, e0));
+    y2[2 * j + 1] = ttk_sat_s8(ttk_q2_apply2(s[5], m1, k1, e1));
+    y3[2 * j] = ttk_sat_s8(ttk_q2_apply2(s[6], m0, k0, e0));
+    y3[2 * j + 1] = ttk_sat_s8(ttk_q2_apply2(s[7], m1, k1, e1));
   }
 #endif
 }
@@ -654,14 +682,15 @@ TTK_INLINE void ttk_conv1x1_s8_q15_body(const int8_t* x, int32_t pixels, int32_t
         for (int32_t i = 0; i < 2; ++i) { /* a missing last channel: zeros (never stored) */
           const int32_t c = c0 + 2 * j + i;
           const ttk_q2_t r2 = c < c_out ? ttk_q2_make(q->mult[c], q->shift[c], yz) : (ttk_q2_t){0, 0, 0};
-          pj[i] = pj[2 + i] = pj[4 + i] = pj[6 + i] = (bias != NULL && c < c_out) ? bias[c] : 0;
-          cj[i] = r2.m2s;
+          /* 2 bias: |bias| < 2^30 (ttk_layer_q2) */
+          pj[i] = pj[2 + i] = pj[4 + i] = pj[6 + i] = (bias != NULL && c < c_out) ? 2 * bias[c] : 0;
+          cj[i] = r2.m;
           cj[2 + i] = r2.kc;
           cj[4 + i] = r2.e;
         }
         const int32_t c = c0 + 2 * j;
-        ttk_widen_pair(w_oi + c * c_in, c + 1 < c_out ? w_oi + (c + 1) * c_in : NULL, c_in, 0,
-                       pj + TTK_PW_Q2_W);
+        ttk_widen_pair_x2(w_oi + c * c_in, c + 1 < c_out ? w_oi + (c + 1) * c_in : NULL, c_in,
+                          pj + TTK_PW_Q2_W);
       }
       for (int32_t p = 0; p < pixels; p += 4) {
         const int32_t np = pixels - p < 4 ? pixels - p : 4;
@@ -893,10 +922,10 @@ TTK_INLINE void ttk_dw_group(const int8_t* x, int32_t h, int32_t w, int32_t c, c
           int32_t acc[4] = {b0, b1, b2, b3};
           ttk_dw_taps(xb, row, c, wq, k, k, k, off, acc);
           if (ff) { /* q2 epilogue (ttk_layer_q2), y_zero folded in */
-            yp[0] = ttk_sat_s8(ttk_q2_apply(acc[0], q2[0].m2s, q2[0].kc, q2[0].e));
-            yp[1] = ttk_sat_s8(ttk_q2_apply(acc[1], q2[1].m2s, q2[1].kc, q2[1].e));
-            yp[2] = ttk_sat_s8(ttk_q2_apply(acc[2], q2[2].m2s, q2[2].kc, q2[2].e));
-            yp[3] = ttk_sat_s8(ttk_q2_apply(acc[3], q2[3].m2s, q2[3].kc, q2[3].e));
+            yp[0] = ttk_sat_s8(ttk_q2_apply(acc[0], q2[0].m, q2[0].kc, q2[0].e));
+            yp[1] = ttk_sat_s8(ttk_q2_apply(acc[1], q2[1].m, q2[1].kc, q2[1].e));
+            yp[2] = ttk_sat_s8(ttk_q2_apply(acc[2], q2[2].m, q2[2].kc, q2[2].e));
+            yp[3] = ttk_sat_s8(ttk_q2_apply(acc[3], q2[3].m, q2[3].kc, q2[3].e));
           } else {
             yp[0] = TTK_OUT(acc[0], r0);
             yp[1] = TTK_OUT(acc[1], r1);
@@ -1000,15 +1029,15 @@ static void ttk_dw_widen_row(const int8_t* x, int32_t h, int32_t w, int32_t c, i
 
 /* Weight words of one channel, per row r: E_0.. E_{h-1} then O_1.. O_h (h = (K-1)/2), K-1
  * words; O_h's high half is the last tap w[K-1], E_0's low half the first. */
-static void ttk_dw_pack_channel(const int8_t* wt, int32_t k, int32_t c, int32_t ch, int32_t* wq) {
+static void ttk_dw_pack_channel(const int8_t* wt, int32_t k, int32_t c, int32_t ch, int32_t f, int32_t* wq) {
   const int32_t hk = (k - 1) / 2;
   for (int32_t r = 0; r < k; ++r) {
     const int8_t* wr = wt + r * k * c + ch;
     int32_t* q = wq + r * (k - 1);
     for (int32_t i = 0; i < hk; ++i)
-      q[i] = (int32_t)ttk_pk_lo((uint32_t)(int32_t)wr[2 * i * c], (uint32_t)(int32_t)wr[(2 * i + 1) * c]);
+      q[i] = (int32_t)ttk_pk_lo((uint32_t)(f * wr[2 * i * c]), (uint32_t)(f * wr[(2 * i + 1) * c]));
     for (int32_t i = 1; i <= hk; ++i)
-      q[hk - 1 + i] = (int32_t)ttk_pk_lo((uint32_t)(int32_t)wr[(2 * i - 1) * c], (uint32_t)(int32_t)wr[2 * i * c]);
+      q[hk - 1 + i] = (int32_t)ttk_pk_lo((uint32_t)(f * wr[(2 * i - 1) * c]), (uint32_t)(f * wr[2 * i * c]));
   }
 }
 
@@ -1087,12 +1116,12 @@ TTK_INLINE void ttk_dw_row_smlad(const int16_t* xr, int32_t cols, const int32_t*
     ttk_dw_px_smlad(xr + ox * stride, cols, wq, k, stride, n, b, a);
 #pragma GCC unroll 4
     for (int32_t o = 0; o < n; ++o)
-      yp[o * c] = ff ? ttk_sat_s8(ttk_q2_apply(a[o], q2.m2s, q2.kc, q2.e)) : TTK_OUT(a[o], rq);
+      yp[o * c] = ff ? ttk_sat_s8(ttk_q2_apply2(a[o], q2.m, q2.kc, q2.e)) : TTK_OUT(a[o], rq);
   }
   for (; ox < ow; ++ox, yp += c) {
     int32_t a[4];
     ttk_dw_px_smlad(xr + ox * stride, cols, wq, k, stride, 1, b, a);
-    yp[0] = ff ? ttk_sat_s8(ttk_q2_apply(a[0], q2.m2s, q2.kc, q2.e)) : TTK_OUT(a[0], rq);
+    yp[0] = ff ? ttk_sat_s8(ttk_q2_apply2(a[0], q2.m, q2.kc, q2.e)) : TTK_OUT(a[0], rq);
   }
 }
 
@@ -1102,10 +1131,11 @@ TTK_INLINE void ttk_dw_row_smlad(const int16_t* xr, int32_t cols, const int32_t*
  * pixels per iteration (N = 4; 3 for K = 7 stride 2, for the registers). Per window row: one
  * LDM of the x words (r0..), the weight words from the frame (LDRD or LDR, r5/r6 or r3/r4),
  * the multiplies into the accumulators r7..r10, ADD of the row stride; then the q2 epilogue
- * (6 instructions per output) with m2s r0, kc r1, e r2, y r3, c r4, end r5 loaded by one LDM
+ * (5 instructions per output: the weights and bias are doubled, ttk_q2_apply2) with mult r0,
+ * kc r1, e r2, y r3, c r4, end r5 loaded by one LDM
  * from the frame. r11 the pixel group's row-0 pointer, r12 the walking row pointer, lr the
  * row stride in bytes.
- * Frame: [sp] m2s, #4 kc, #8 e, #12 y, #16 c, #20 end of the row's groups, #24/#28 bias,
+ * Frame: [sp] mult, #4 kc, #8 e, #12 y, #16 c, #20 end of the row's groups, #24/#28 bias,
  * #32 row-0 pointer of the output row, #36 its output, #40 rows left, #44 bytes between output
  * rows in the strip, #48 bytes between output rows in y, #52 bytes of a row's groups, #64 the
  * weight words (K * (K - 1), ttk_dw_pack_channel's layout). */
@@ -1113,7 +1143,7 @@ typedef struct {
   const int16_t* x;   /* window row 0 of the first output row, its first pixel */
   int32_t row_bytes;  /* bytes between strip rows */
   const int32_t* wq;  /* K * (K - 1) weight words */
-  int32_t bias, m2s, kc, e;
+  int32_t bias, m, kc, e; /* 2 bias and the q2 constants (the weight words are doubled) */
   int8_t* y;          /* the first output of the first row */
   int32_t c;          /* bytes between outputs (channels) */
   int32_t groups;     /* groups of N pixels per row, >= 1 */
@@ -1124,7 +1154,6 @@ typedef struct {
 
 #define TTK_DWA_OUT(acc, addr)                     \
   "add    r6, r1, " acc ", asr #31\n\t"            \
-  "add    r6, r6, " acc "\n\t"                     \
   "smmlar r6, " acc ", r0, r6\n\t"                 \
   "asr    r6, r6, r2\n\t"                          \
   "ssat   r6, #8, r6\n\t"                          \
@@ -1299,7 +1328,7 @@ TTK_INLINE void ttk_dw_group_smlad(const int8_t* x, int32_t h, int32_t w, int32_
   ttk_q2_t q2[4];
   ttk_rq_t rq[4];
   for (int32_t p = 0; p < 4; ++p) {
-    ttk_dw_pack_channel(wt, k, c, ch + p, wq[p]);
+    ttk_dw_pack_channel(wt, k, c, ch + p, ff ? 2 : 1, wq[p]); /* q2: 2 w, 2 bias (2 acc) */
     q2[p] = ff ? ttk_q2_make(q->mult[ch + p], q->shift[ch + p], yz) : (ttk_q2_t){0, 0, 0};
     rq[p] = ttk_rq_make(q->mult[ch + p], q->shift[ch + p]);
   }
@@ -1316,14 +1345,14 @@ TTK_INLINE void ttk_dw_group_smlad(const int8_t* x, int32_t h, int32_t w, int32_
                        strip + i * cols);
     for (int32_t p = 0; p < 4; ++p) {
       const int32_t cc = ch + p;
-      const int32_t b = bias ? bias[cc] : 0;
+      const int32_t b = bias ? (ff ? 2 * bias[cc] : bias[cc]) : 0;
       const int16_t* xs = strip + p * plane;
       int8_t* yc = y + oy0 * ow * c + cc;
       int32_t n_px = TTK_DW_N, ox0 = 0;
 #if TTK_HAVE_DSP
       if (ff) n_px = 1; /* q2 rows: the assembly's groups, the C rows only for the pixel tail */
       if (asm_rows) { /* the assembly rows, then the pixel tail (if any) in C */
-        const ttk_dw_args_t a = {xs, 2 * cols, wq[p], b, q2[p].m2s, q2[p].kc, q2[p].e, yc, c,
+        const ttk_dw_args_t a = {xs, 2 * cols, wq[p], b, q2[p].m, q2[p].kc, q2[p].e, yc, c,
                                  groups, nn, 2 * stride * cols, ow * c};
         if (k == 3) (stride == 1 ? ttk_dw_q2_k3s1_dsp : ttk_dw_q2_k3s2_dsp)(&a);
         else if (k == 5) (stride == 1 ? ttk_dw_q2_k5s1_dsp : ttk_dw_q2_k5s2_dsp)(&a);
@@ -1511,9 +1540,12 @@ TTK_INLINE void ttk_conv_s8_body(const int8_t* x, int32_t h, int32_t w, int32_t 
     for (int32_t i = 0; i < 2 * jn; ++i) {
       const int32_t c = c0 + i;
       int32_t* r = rec + (i / 2) * TTK_Q2R_WORDS + (i & 1);
-      r[0] = r[2] = r[4] = r[6] = (bias != NULL && c < c_out) ? bias[c] : 0;
+      /* the weights are doubled: the q2 accumulators start at 2 bias (|bias| < 2^30), the
+       * others at 0, halved before the bias is added */
+      const int32_t b = (bias != NULL && c < c_out) ? bias[c] : 0;
+      r[0] = r[2] = r[4] = r[6] = q2 ? 2 * b : b;
       const ttk_q2_t r2 = q2 && c < c_out ? ttk_q2_make(q->mult[c], q->shift[c], yz) : (ttk_q2_t){0, 0, 0};
-      r[TTK_Q2R_M] = r2.m2s;
+      r[TTK_Q2R_M] = r2.m;
       r[TTK_Q2R_K] = r2.kc;
       r[TTK_Q2R_E] = r2.e;
       rqs[i] = c < c_out ? ttk_rq_make(q->mult[c], q->shift[c]) : ttk_rq_make(0, 0);
@@ -1571,19 +1603,21 @@ TTK_INLINE void ttk_conv_s8_body(const int8_t* x, int32_t h, int32_t w, int32_t 
       }
       for (; j < jn; ++j) { /* pixel tail, the last single channel, or the general epilogue */
         const int32_t* rj = rec + TTK_Q2R_WORDS * j;
-        int32_t s[8] = {rj[0], rj[1], rj[0], rj[1], rj[0], rj[1], rj[0], rj[1]};
+        const int32_t b0 = q2 ? rj[0] : 0, b1 = q2 ? rj[1] : 0;
+        int32_t s[8] = {b0, b1, b0, b1, b0, b1, b0, b1};
         ttk_dot_q15_4x2(xs, wblk + j * k4, quads, s);
         const int both = j < nfull;
         for (int32_t i = 0; i < np; ++i) {
           int8_t* yp = y0 + i * c_out + 2 * j;
           if (q2) {
-            yp[0] = ttk_sat_s8(ttk_q2_apply(s[2 * i], rj[TTK_Q2R_M], rj[TTK_Q2R_K], rj[TTK_Q2R_E]));
+            yp[0] = ttk_sat_s8(ttk_q2_apply2(s[2 * i], rj[TTK_Q2R_M], rj[TTK_Q2R_K], rj[TTK_Q2R_E]));
             if (both)
-              yp[1] = ttk_sat_s8(ttk_q2_apply(s[2 * i + 1], rj[TTK_Q2R_M + 1], rj[TTK_Q2R_K + 1],
-                                              rj[TTK_Q2R_E + 1]));
-          } else {
-            yp[0] = TTK_OUT(s[2 * i], rqs[2 * j]);
-            if (both) yp[1] = TTK_OUT(s[2 * i + 1], rqs[2 * j + 1]);
+              yp[1] = ttk_sat_s8(ttk_q2_apply2(s[2 * i + 1], rj[TTK_Q2R_M + 1], rj[TTK_Q2R_K + 1],
+                                               rj[TTK_Q2R_E + 1]));
+          } else { /* 2 dot (even, |dot| < 2^21) halved, then + bias (wrapping, like SMLAD) */
+            yp[0] = TTK_OUT((int32_t)((uint32_t)(s[2 * i] >> 1) + (uint32_t)rj[0]), rqs[2 * j]);
+            if (both)
+              yp[1] = TTK_OUT((int32_t)((uint32_t)(s[2 * i + 1] >> 1) + (uint32_t)rj[1]), rqs[2 * j + 1]);
           }
         }
       }

@@ -48,6 +48,8 @@ TTK_INLINE int32_t ttk_sxtab16_ror8(int32_t a, uint32_t v) {
 TTK_INLINE int32_t ttk_smlatt(int32_t a, int32_t b, int32_t acc) { return __smlatt(a, b, acc); }
 TTK_INLINE int32_t ttk_smlabt(int32_t a, int32_t b, int32_t acc) { return __smlabt(a, b, acc); }
 TTK_INLINE int32_t ttk_smlatb(int32_t a, int32_t b, int32_t acc) { return __smlatb(a, b, acc); }
+/* Both 16-bit lanes doubled (SADD16; the q2 kernels' weights, |2 w| <= 256). */
+TTK_INLINE int32_t ttk_dbl16(int32_t v) { return __sadd16(v, v); }
 #else
 TTK_INLINE int32_t ttk_lane(int32_t v, int hi) { return (int16_t)(uint16_t)((uint32_t)v >> (hi ? 16 : 0)); }
 TTK_INLINE int32_t ttk_pack16(int32_t lo, int32_t hi) {
@@ -79,6 +81,7 @@ TTK_INLINE int32_t ttk_smlabt(int32_t a, int32_t b, int32_t acc) {
 TTK_INLINE int32_t ttk_smlatb(int32_t a, int32_t b, int32_t acc) {
   return (int32_t)((uint32_t)acc + (uint32_t)(ttk_lane(a, 1) * ttk_lane(b, 0)));
 }
+TTK_INLINE int32_t ttk_dbl16(int32_t v) { return ttk_pack16(2 * ttk_lane(v, 0), 2 * ttk_lane(v, 1)); }
 #endif
 
 /* Halfword packing (PKHBT / PKHTB; GCC emits them for these expressions):
@@ -180,20 +183,22 @@ TTK_INLINE int32_t ttk_requant(int32_t acc, int32_t mult, int32_t shift) {
   return ttk_rq_apply(acc, ttk_rq_make(mult, shift));
 }
 
-/* One-SMLAL requantization with y_zero folded in ("q2" form), for the kernels' inner epilogues.
+/* One-SMMLAR requantization with y_zero folded in ("q2" form), for the kernels' inner epilogues.
  * Preconditions (checked once per layer by ttk_q2_ok): right shift e = -shift in [1, 22],
- * 2^30 < mult < 2^31, |acc| < 2^30. Then, with the fast form's
- *   y + y_zero = floor((2 acc mult + 2^31 + 2^(31+e) - [acc<0] 2^32 + y_zero 2^(32+e)) / 2^(32+e)),
- * write 2 mult = m2s + 2^32 with m2s = (int32)(2 mult) < 0 (two's complement), so
- * 2 acc mult = acc m2s + acc 2^32, and the whole numerator is the 64-bit
- *   hi:lo = ((acc + (acc >> 31) + kc) << 32 | 2^31) + acc * m2s,  kc = 2^(e-1) + y_zero 2^e
- * (acc >> 31 = -[acc<0]): one SMMLAR (the high word of hi:0 + acc * m2s + 2^31) on an acc-dependent
- * high word (one ADD with ASR, one ADD), then >> e. |acc| < 2^30 keeps every intermediate in
- * range (hi < 2^31). */
+ * 2^30 < mult < 2^31, |acc| < 2^30. Then the two roundings and + y_zero are
+ *   y + y_zero = floor((2 acc mult + 2^31 + 2^(31+e) - [acc<0] 2^32 + y_zero 2^(32+e)) / 2^(32+e)).
+ * The kernels accumulate acc2 = 2 acc directly (weights doubled to int16, |2 w| <= 256, and the
+ * bias doubled; |acc| < 2^30 keeps acc2 in int32 and its sign that of acc), so with
+ * kc = 2^(e-1) + y_zero 2^e and acc2 >> 31 = -[acc<0] the numerator is the 64-bit
+ *   ((kc + (acc2 >> 31)) << 32) + acc2 * mult + 2^31,
+ * whose high word is exactly SMMLAR(acc2, mult, kc + (acc2 >> 31)) (most significant word of
+ * Ra:0 + Rn * Rm, rounded): |acc2 mult| < 2^62 and |kc| < 2^29 + 1 keep it inside int64, so the
+ * hardware's mod-2^64 arithmetic never wraps and the high word is floor(numerator / 2^32). Per
+ * output: ADD (with ASR #31), SMMLAR, ASR by e, then SSAT and STRB: 5 instructions. */
 typedef struct {
-  int32_t m2s; /* (int32)(2 mult) */
-  int32_t kc;  /* 2^(e-1) + y_zero 2^e */
-  int32_t e;   /* -shift */
+  int32_t m;  /* mult, in (2^30, 2^31) */
+  int32_t kc; /* 2^(e-1) + y_zero 2^e */
+  int32_t e;  /* -shift */
 } ttk_q2_t;
 
 /* 1 if the q2 form applies to a channel whose |acc| is at most acc_bound. */
@@ -204,23 +209,27 @@ TTK_INLINE int ttk_q2_ok(int32_t mult, int32_t shift, int64_t acc_bound) {
 TTK_INLINE ttk_q2_t ttk_q2_make(int32_t mult, int32_t shift, int32_t y_zero) {
   ttk_q2_t r;
   r.e = -shift;
-  r.m2s = (int32_t)(2u * (uint32_t)mult);
+  r.m = mult;
   r.kc = (int32_t)((1u << (r.e - 1)) + (uint32_t)y_zero * (1u << r.e));
   return r;
 }
 
-/* requant(acc) + y_zero (not saturated) under ttk_q2_ok's preconditions. The high word of
- * (hi << 32) + acc * m2s + 2^31 is exactly SMMLAR (most significant word, rounded, accumulate). */
-TTK_INLINE int32_t ttk_q2_apply(int32_t acc, int32_t m2s, int32_t kc, int32_t e) {
-  const uint32_t hi = (uint32_t)acc + (uint32_t)(acc >> 31) + (uint32_t)kc;
+/* requant(acc) + y_zero (not saturated) from acc2 = 2 acc under ttk_q2_ok's preconditions. */
+TTK_INLINE int32_t ttk_q2_apply2(int32_t acc2, int32_t m, int32_t kc, int32_t e) {
+  const int32_t t = kc + (acc2 >> 31);
 #if TTK_HAVE_DSP
   int32_t r;
-  __asm__("smmlar %0, %1, %2, %3" : "=r"(r) : "r"(acc), "r"(m2s), "r"(hi));
+  __asm__("smmlar %0, %1, %2, %3" : "=r"(r) : "r"(acc2), "r"(m), "r"(t));
   return r >> e;
 #else
-  const uint64_t v = (((uint64_t)hi << 32) | 0x80000000u) + (uint64_t)((int64_t)acc * (int64_t)m2s);
-  return (int32_t)(uint32_t)(v >> 32) >> e;
+  const int64_t v = (int64_t)t * ((int64_t)1 << 32) + (int64_t)acc2 * m + ((int64_t)1 << 31);
+  return (int32_t)(v >> 32) >> e;
 #endif
+}
+
+/* The same from acc itself (paths whose weights are not doubled). */
+TTK_INLINE int32_t ttk_q2_apply(int32_t acc, int32_t m, int32_t kc, int32_t e) {
+  return ttk_q2_apply2((int32_t)(2u * (uint32_t)acc), m, kc, e);
 }
 
 /* Saturate to [-128, 127]: one SSAT. */

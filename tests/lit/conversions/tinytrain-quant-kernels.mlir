@@ -6,7 +6,7 @@
 // flow.dispatch of a stream.executable calling the kernel (hal.import.static); the weights are
 // packed [C_out][C_in] by a linalg.transpose IREE folds at compile time. The dense 3x3 conv with
 // K*K*C_in <= 64 (a first conv) becomes a dispatch of ttk_iree_conv_s8 on the unpadded input, its
-// weights packed to int16 channel pairs by one linalg.generic (ttk_pack_conv_q15's layout: 27 k
+// weights packed to int16 channel pairs by one linalg.generic (ttk_pack_conv_q15's layout, 2 w: 27 k
 // padded to 28, 2 channels = 1 pair: 56 lanes). kernels=iree (the default, the host) lowers both
 // to linalg. A depthwise 3x3 s2 becomes a dispatch of ttk_iree_dwconv_s8 on the unpadded input
 // (the kernel pads; a second, transient result is its scratch). Padding 0 (a pre-padded patch of `patch-stage`) is inside both kernels'
@@ -32,7 +32,9 @@
 // CHECK-NOT:     low[0, 1, 1, 0]
 // CHECK:         tensor.pad %{{.*}} low[0, 0] high[1, 0]
 // CHECK:         linalg.generic {{.*}} ins(%{{.*}} : tensor<7x2x2x1x2xi8>) outs(%{{.*}} : tensor<1x7x2x2x2xi16>)
-// CHECK:         arith.extsi %{{.*}} : i8 to i16
+// CHECK:         %[[E:.*]] = arith.extsi %{{.*}} : i8 to i16
+// CHECK-NEXT:    %[[E2:.*]] = arith.addi %[[E]], %[[E]] : i16
+// CHECK-NEXT:    linalg.yield %[[E2]] : i16
 // CHECK:         "flow.dispatch"({{.*}}) {entry_points = [@[[CONV]]::@[[CONV]]], operandSegmentSizes = array<i32: 0, 5, 0, 0>, tied_operands = [-1 : index]} : (tensor<48xi8>, tensor<56xi16>, tensor<2xi32>, tensor<2xi32>, tensor<2xi32>) -> tensor<32xi8>
 // CHECK-NOT:     linalg.conv_2d_nhwc_hwcf_q
 // IREE-NOT:      flow.dispatch

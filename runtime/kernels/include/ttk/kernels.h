@@ -48,10 +48,11 @@ void ttk_pack_oi_s8(const int8_t* w_io, int32_t c_in, int32_t c_out, int8_t* w_o
 /** Bytes of ttk_pack_conv_q15's output: ceil(C_out / 2) * K4 * 4, K4 = KH*KW*C_in rounded up
  *  to 4. */
 size_t ttk_pack_conv_q15_size(int32_t kh, int32_t kw, int32_t c_in, int32_t c_out);
-/** HWIO [KH][KW][C_in][C_out] int8 -> int16, widened once in the pointwise kernels' interleaved
- *  layout: per pair of output channels (a zero channel completes an odd C_out) and per 4 k
- *  (K in (kh, kw, ci) order, zero padded to K4): {c0 k0, c0 k2}, {c1 k0, c1 k2}, {c0 k1, c0 k3},
- *  {c1 k1, c1 k3}. w_packed must be 4-byte aligned. */
+/** HWIO [KH][KW][C_in][C_out] int8 -> int16 2 w (doubled: the q2 epilogue takes 2 acc), widened
+ *  once in the pointwise kernels' interleaved layout: per pair of output channels (a zero channel
+ *  completes an odd C_out) and per 4 k (K in (kh, kw, ci) order, zero padded to K4):
+ *  {c0 k0, c0 k2}, {c1 k0, c1 k2}, {c0 k1, c0 k3}, {c1 k1, c1 k3}. w_packed must be 4-byte
+ *  aligned. */
 void ttk_pack_conv_q15(const int8_t* w_hwio, int32_t kh, int32_t kw, int32_t c_in, int32_t c_out,
                        int16_t* w_packed);
 
