@@ -370,7 +370,8 @@ def summarize(key: str, m: dict) -> dict:
     if m.get("sparse_no_reorder") is not None:
         top["sparse_no_reorder_plan_bytes"] = m["sparse_no_reorder"]["plan_bytes"]
         top["sparse_no_reorder_note"] = "plan_sram(..., reorder=False): autodiff's order, every update at the end"
-    elif s is not None:
+    elif s is not None and not STREAM["stream_input"]:
+        # (whole-input runs only: the historical no-reordering plan, NO_REORDER)
         top["sparse_no_reorder_plan_bytes"] = m.get("sparse_no_reorder_plan_bytes", s.get("plan_bytes"))
         top["sparse_no_reorder_note"] = NO_REORDER
     out = {**top, **{k: v for k, v in m.items() if k not in top}}
