@@ -51,7 +51,7 @@ TARGETS = ("host", "cortex-m4", "cortex-m7")
 #: the cache between layers (`transforms/batch_stage.py`; bench/results/host_batch_stage.md).
 #: A Cortex-M program has batch 1 (nothing to split).
 BATCH_STAGE_BY_TARGET: dict[str, BatchStagePass | None] = {
-    "host": BatchStagePass(chunk=1, factor=4), "cortex-m4": None, "cortex-m7": None}
+    "host": BatchStagePass(chunk=2, factor=4), "cortex-m4": None, "cortex-m7": None}
 
 
 class NonFiniteStepError(ValueError):

@@ -72,7 +72,7 @@ def test_last_block_sgd_steps_track_torch_with_the_host_default(model, monkeypat
     xs = [torch.randn(4, 3, 64, 64, generator=g) for _ in range(3)]
     ys = [torch.randint(0, 10, (4,), generator=g) for _ in range(3)]
     prog = tinytrain.compile(model, xs[0], trainable=LAST, lr=0.05)  # the host's default split
-    assert "chunk = 1" in stage_attr(prog) and "array<i64: 4, 16, 16, 8>" in stage_attr(prog)
+    assert "chunk = 2" in stage_attr(prog) and "array<i64: 4, 16, 16, 8>" in stage_attr(prog)
     assert_sgd_tracks(prog, model, xs, ys, lr=0.05)
 
 

@@ -6,8 +6,9 @@ inference only, and at batch > 1 their activations are the largest tensors of th
 (MobileNetV2-w0.35 at 176x176, batch 8: the second block expands to 8x88x88x48 f32 = 12 MB).
 IREE runs one dispatch per layer over the whole batch, so each such tensor is written to memory by
 one dispatch and read back by the next: far beyond the caches, the early 1x1 and depthwise
-convolutions of the step are memory-bound (a batch-8 step spent 5.6x the batch-1 time per image in
-the expand convolution, 2-4x in its neighbours; bench/results/host_batch_stage.md). This pass
+convolutions of the step are memory-bound (bench/results/host_profile_mbv2_w035_176_b8_last.md and
+`_b1_last.md`: features.2's expand convolution 1.53 ms at batch 8 against 0.10 ms at batch 1, 1.9x
+the time per image; its stride-2 depthwise convolution 1.53 against 0.053 ms, 3.6x). This pass
 computes that stage for `chunk` images at a time, one chunk after the other, so each intermediate
 tensor exists only at chunk size (1.5 MB per image for the expand above) and stays in the cache
 between the dispatches that write and read it. The chunks are chained (each chunk's input slice is
@@ -30,6 +31,9 @@ function gets a `tinytrain.batch_stage` attribute for the reports: chunk, cut la
 number of ops.
 
 Options: `chunk` (images per chunk; 0 disables the pass), `factor` (how far down the stage goes).
+The host runs `chunk=2 factor=4` (`compiler.BATCH_STAGE_BY_TARGET`; chunks of 1 and 4 images and
+the stage down to 1/8 were measured too: bench/host_batch_stage.py,
+bench/results/host_batch_stage.md).
 """
 
 from __future__ import annotations
