@@ -47,23 +47,38 @@ VARIANTS = {
 }
 
 
-def save_case(cid: str, out: Path) -> tuple[Path, str]:
-    """The case's program saved under `out/base` (with input, labels, `bench.flags`); its linalg."""
+def load_case(cid: str) -> tuple[dict, torch.nn.Module, object]:
+    """The benchmark's case `cid` (`build/peers/<case>/`, written if missing): its arrays, model
+    and `trainable` argument."""
     case = ROOT / "build" / "peers" / cid / "case.npz"
     if not case.exists():
         case, _ = write_case(cid, 0.01)
     c = load_case_trained(case)
     model = torch.load(case.parent / "model.pt", weights_only=False).eval()
     trainable = "all" if len(c["trained"]) == len(c["names"]) else list(c["trained"])
-    prog = tinytrain.compile(model, torch.from_numpy(c["x"]), trainable=trainable, lr=c["lr"])
-    if out.exists():
-        shutil.rmtree(out)
-    d = prog.save(out / "base")
+    return c, model, trainable
+
+
+def save_program(prog, c: dict, dst: Path) -> Path:
+    """`prog` saved in `dst` with the case's input, labels and `bench.flags` (the saved step
+    without its --output lines)."""
+    if dst.exists():
+        shutil.rmtree(dst)
+    d = prog.save(dst)
     np.save(d / "input.npy", np.ascontiguousarray(c["x"].transpose(0, 2, 3, 1)))
     np.save(d / "labels.npy", c["y"].astype(np.int32))
     (d / "bench.flags").write_text("".join(ln + "\n" for ln in (d / "train_step.flags").read_text().splitlines()
                                            if not ln.startswith("--output")))
-    return d, prog.stages["linalg"]
+    return d
+
+
+def save_case(cid: str, out: Path) -> tuple[Path, str]:
+    """The case's program saved under `out/base` (with input, labels, `bench.flags`); its linalg."""
+    c, model, trainable = load_case(cid)
+    prog = tinytrain.compile(model, torch.from_numpy(c["x"]), trainable=trainable, lr=c["lr"])
+    if out.exists():
+        shutil.rmtree(out)
+    return save_program(prog, c, out / "base"), prog.stages["linalg"]
 
 
 def compile_variant(linalg: Path, dst: Path, extra: list[str]) -> dict:
@@ -91,6 +106,17 @@ def ab_case(cid: str, variants: dict, rounds: int, steps: int) -> dict:
         info[name] = {"flags": extra, **compile_variant(linalg, d / "model.vmfb", extra)}
         if "error" not in info[name]:
             dirs[name] = d
+    for n, stats in interleaved(dirs, rounds, steps, "base").items():
+        info[n].update(stats)
+    return info
+
+
+def interleaved(dirs: dict, rounds: int, steps: int, base: str) -> dict:
+    """Step times of the saved programs `dirs` (name -> folder with `bench.flags`), timed by
+    `iree-benchmark-module` (caching allocator) in `rounds` rounds of `steps` steps each after a
+    warm-up round, the order rotated every round; per name the median of the round medians, the
+    rounds, and the speed-up over `base` (its median / this one's, and the min-max of the per-round
+    ratios)."""
     names = list(dirs)
     times = {n: [] for n in names}
     for r in range(rounds + 1):  # round 0: warm-up, not counted
@@ -98,13 +124,29 @@ def ab_case(cid: str, variants: dict, rounds: int, steps: int) -> dict:
             b = run_bench(dirs[n] / "bench.flags", dirs[n], steps, ["--device_allocator=caching"])
             if r:
                 times[n].append(b["real_ms"])
+    out = {}
     for n in names:
         t = times[n]
-        ratio = [b / v for b, v in zip(times["base"], t)]
-        info[n].update({"median_ms": statistics.median(t), "round_ms": t,
-                        "speedup_median": statistics.median(times["base"]) / statistics.median(t),
-                        "speedup_round_min": min(ratio), "speedup_round_max": max(ratio)})
-    return info
+        ratio = [b / v for b, v in zip(times[base], t)]
+        out[n] = {"median_ms": statistics.median(t), "round_ms": t,
+                  "speedup_median": statistics.median(times[base]) / statistics.median(t),
+                  "speedup_round_min": min(ratio), "speedup_round_max": max(ratio)}
+    return out
+
+
+def run_cases(script: str, argv, cases, ab) -> tuple[dict, dict]:
+    """`ab(case)` for every case (printed as it finishes); the results, and the run's command, date
+    and load average before / after."""
+    load0 = Path("/proc/loadavg").read_text().split()[:3]
+    res = {}
+    for cid in cases:
+        res[cid] = ab(cid)
+        print(cid, json.dumps({n: {k: v for k, v in i.items() if k != "round_ms"} for n, i in res[cid].items()}),
+              flush=True)
+    load1 = Path("/proc/loadavg").read_text().split()[:3]
+    cmd = script + "".join(f" {a}" for a in (argv if argv is not None else sys.argv[1:]))
+    return res, {"command": f".venv/bin/python {cmd}", "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                 "load_before": load0, "load_after": load1}
 
 
 def main(argv=None) -> int:
@@ -118,17 +160,10 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     variants = dict(VARIANTS) if not args.variant else {"base": []} | {
         v.split("=", 1)[0]: v.split("=", 1)[1].split(",") for v in args.variant}
-    load0 = Path("/proc/loadavg").read_text().split()[:3]
-    res = {}
-    for cid in args.cases:
-        res[cid] = ab_case(cid, variants, args.rounds, args.steps)
-        print(cid, json.dumps({n: {k: v for k, v in i.items() if k != "round_ms"} for n, i in res[cid].items()}),
-              flush=True)
-    load1 = Path("/proc/loadavg").read_text().split()[:3]
-    cmd = "bench/host_flags.py" + "".join(f" {a}" for a in (argv if argv is not None else sys.argv[1:]))
-    meta = {"command": f".venv/bin/python {cmd}", "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-            "load_before": load0, "load_after": load1, "rounds": args.rounds, "steps": args.steps,
-            "variants": variants}
+    res, meta = run_cases("bench/host_flags.py", argv, args.cases, lambda cid: ab_case(cid, variants, args.rounds,
+                                                                                     args.steps))
+    load0, load1 = meta["load_before"], meta["load_after"]
+    meta.update({"rounds": args.rounds, "steps": args.steps, "variants": variants})
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "host_flags.json").write_text(json.dumps({"meta": meta, "cases": res}, indent=2) + "\n")
     md = ["# Host compile flags, A/B on the training step", "",

@@ -37,6 +37,7 @@ from tinytrain.pipeline import run_pipeline
 from tinytrain.state_report import CollectStateReport, StateReport
 from tinytrain.ptq import check_quantize_args, int8_layouts, int8_passes
 from tinytrain.transforms.autodiff import AutodiffPass
+from tinytrain.transforms.batch_stage import BatchStagePass
 
 __all__ = ["compile", "CompiledModel", "TARGETS", "NonFiniteStepError"]
 
@@ -44,6 +45,13 @@ __all__ = ["compile", "CompiledModel", "TARGETS", "NonFiniteStepError"]
 #: bare-metal firmware project for QEMU's mps2-an386 / mps2-an500 (static IREE kernels, our C
 #: runtime, the SRAM budget enforced at compile time and by the linker).
 TARGETS = ("host", "cortex-m4", "cortex-m7")
+
+#: The `batch-stage` pass each target runs before `to-linalg` (None: not run): on the host, a
+#: frozen first stage at batch > 1 is computed image by image, so its large activations stay in
+#: the cache between layers (`transforms/batch_stage.py`; bench/results/host_batch_stage.md).
+#: A Cortex-M program has batch 1 (nothing to split).
+BATCH_STAGE_BY_TARGET: dict[str, BatchStagePass | None] = {
+    "host": BatchStagePass(chunk=2, factor=4), "cortex-m4": None, "cortex-m7": None}
 
 
 class NonFiniteStepError(ValueError):
@@ -143,6 +151,7 @@ def compile(model: torch.nn.Module, example_input: torch.Tensor, *, trainable="a
     passes = sparse_passes[:1] + [AutodiffPass(trainable=names, lr=float(lr), gradients=bool(gradients),
                                                momentum=momentum)] + sparse_passes[1:] + [
               _Snapshot("autodiff", stages, verbose, t0), CollectStateReport(sink=report),
+              *([BATCH_STAGE_BY_TARGET[target]] if BATCH_STAGE_BY_TARGET[target] else []),
               to_linalg, _Snapshot("linalg", stages, verbose, t0)]
     if calib is not None:
         passes = int8_passes(passes, imported.params, calib, qas=bool(qas), int8_classifier=bool(int8_classifier),

@@ -38,6 +38,7 @@ PASSES: dict[str, str] = {
     "sparse-narrow": "tinytrain.transforms.sparse_update:SparseNarrowPass",
     "sparse-split": "tinytrain.transforms.sparse_update:SparseSplitPass",
     "patch-stage": "tinytrain.transforms.patch_stage:PatchStagePass",
+    "batch-stage": "tinytrain.transforms.batch_stage:BatchStagePass",
     "channel-groups": "tinytrain.transforms.channel_groups:ChannelGroupsPass",
     "reorder-updates": "tinytrain.transforms.reorder_updates:ReorderUpdatesPass",
     "to-linalg": "tinytrain.lowering.conversions.tinytrain_to_linalg:ConvertTinytrainToLinalgPass",

@@ -91,6 +91,22 @@ def _frozen_operand(v: ir.Value, frozen_args: set) -> bool:
 
 def find_stage(fn: func.FuncOp, factor: int) -> Stage | None:
     """The patchable stage of `fn` (module docstring), or None."""
+
+    def accept(op, in_stage, frozen):
+        name = op.operation.name
+        if name == _CONV:
+            return in_stage(op.operands[0]) and all(frozen(v) for v in op.operands[1:])
+        return name in _ELEMENTWISE and all(in_stage(v) for v in op.operands)
+
+    return grow_stage(fn, factor, accept)
+
+
+def grow_stage(fn: func.FuncOp, factor: int, accept, input_escapes: bool = True) -> Stage | None:
+    """The stage of `fn` that `accept(op, in_stage, frozen)` admits op by op from the function's
+    input (`in_stage(v)`: v is the input or a result of an admitted op; `frozen(v)`: v is a frozen
+    parameter or a constant), cut at the last valid cut (exactly one stage value used after it;
+    with `input_escapes`, the input counts as a stage value) at least 1/`factor` of the input's
+    height that holds the fewest bytes; or None."""
     block = fn.regions[0].blocks[0]
     attrs = arg_attrs(fn)
     inputs = [i for i, d in enumerate(attrs) if "tinytrain.input" in d]
@@ -107,14 +123,8 @@ def find_stage(fn: func.FuncOp, factor: int) -> Stage | None:
         return any(v == s for s in values)
 
     for op in block.operations:
-        name = op.operation.name
-        if name == _CONV:
-            ok = in_stage(op.operands[0]) and all(_frozen_operand(v, frozen_args) for v in op.operands[1:])
-        elif name in _ELEMENTWISE:
-            ok = all(in_stage(v) for v in op.operands)
-        else:
-            continue
-        if ok and len(_shape(op.results[0])) == 4:
+        if accept(op, in_stage, lambda v: _frozen_operand(v, frozen_args)) and len(op.results) == 1 and \
+                len(_shape(op.results[0])) == 4:
             members.append(op)
             values.append(op.results[0])
     best = None
@@ -122,7 +132,7 @@ def find_stage(fn: func.FuncOp, factor: int) -> Stage | None:
     for k in range(1, len(members) + 1):
         prefix = [m.operation for m in members[:k]]
         escaping = []
-        for v in [x] + [m.results[0] for m in members[:k]]:
+        for v in ([x] if input_escapes else []) + [m.results[0] for m in members[:k]]:
             if any(not any(u.owner.operation == p for p in prefix) for u in v.uses):
                 escaping.append(v)
         cut = members[k - 1].results[0]
@@ -270,13 +280,8 @@ class PatchStagePass(ModulePass):
         if self.grid < 1 or self.factor < 1:
             raise CompileError(f"patch-stage: grid and factor must be >= 1, got grid={self.grid}, "
                                f"factor={self.factor}", stage=self.argument)
-        if self.grid == 1:
-            return
-        module.context.allow_unregistered_dialects = True
-        with module.context, module.location:
-            for op in list(module.regions[0].blocks[0].operations):
-                if op.operation.name == "func.func":
-                    self._run_func(op.opview)
+        if self.grid > 1:
+            for_each_func(module, self._run_func)
 
     def _run_func(self, fn) -> None:
         stage = find_stage(fn, self.factor)
@@ -286,28 +291,42 @@ class PatchStagePass(ModulePass):
         if h < self.grid or w < self.grid:
             return
         boxes = [(r, q) for r in _split(h, self.grid) for q in _split(w, self.grid)]
-        last = stage.ops[-1]
+        patches = [_Patch(stage, box) for box in boxes]
+        whole = sum(_conv_macs(op, _shape(op.results[0])) for op in stage.ops if op.operation.name == _CONV)
+        cut_layer, ops = _layer(stage.ops[-1]), len(stage.ops)
+        replace_in_pieces(stage, [(p.build, [0, r0, c0, 0], [n, r1 - r0, c1 - c0, c])
+                                  for p, ((r0, r1), (c0, c1)) in zip(patches, boxes)])
         i64 = ir.IntegerType.get_signless(64)
-        with ir.InsertionPoint(last), last.location:
-            acc = tensor.EmptyOp([n, h, w, c], ir.RankedTensorType(stage.cut.type).element_type).result
-            x = stage.input
-            whole = sum(_conv_macs(op, _shape(op.results[0])) for op in stage.ops if op.operation.name == _CONV)
-            patched = 0
-            for k, box in enumerate(boxes):
-                if k:
-                    x, acc = _barrier([x, acc])
-                p = _Patch(stage, box)
-                patched += p.macs
-                patch = p.build(x)
-                (r0, r1), (c0, c1) = box
-                acc = tensor.InsertSliceOp(patch, acc, [], [], [], [0, r0, c0, 0], [n, r1 - r0, c1 - c0, c],
-                                           [1, 1, 1, 1]).result
-        cut_layer = _layer(last)
-        stage.cut.replace_all_uses_with(acc)
-        for op in reversed(stage.ops):
-            op.operation.erase()
         fn.attributes["tinytrain.patch_stage"] = ir.DictAttr.get({
             "grid": ir.IntegerAttr.get(i64, self.grid), "cut": ir.StringAttr.get(cut_layer),
             "cut_shape": ir.DenseI64ArrayAttr.get([n, h, w, c]),
-            "ops": ir.IntegerAttr.get(i64, len(stage.ops)),
-            "macs": ir.IntegerAttr.get(i64, whole), "patched_macs": ir.IntegerAttr.get(i64, patched)})
+            "ops": ir.IntegerAttr.get(i64, ops),
+            "macs": ir.IntegerAttr.get(i64, whole),
+            "patched_macs": ir.IntegerAttr.get(i64, sum(p.macs for p in patches))})
+
+
+def for_each_func(module: ir.Operation, run) -> None:
+    """`run(fn)` for every `func.func` of `module` (IREE's `util` ops allowed in the context)."""
+    module.context.allow_unregistered_dialects = True
+    with module.context, module.location:
+        for op in list(module.regions[0].blocks[0].operations):
+            if op.operation.name == "func.func":
+                run(op.opview)
+
+
+def replace_in_pieces(stage: Stage, pieces) -> None:
+    """Replace `stage` by its cut computed piece by piece, one piece after the other: `pieces` is a
+    list of `(build, offsets, sizes)`, `build(x)` the cut's block at `offsets` / `sizes` computed
+    from `x` (the stage input, or for every piece after the first an alias of it that a
+    `util.optimization_barrier` makes wait for the previous pieces). The stage's ops are erased."""
+    last = stage.ops[-1]
+    with ir.InsertionPoint(last), last.location:
+        acc = tensor.EmptyOp(_shape(stage.cut), ir.RankedTensorType(stage.cut.type).element_type).result
+        x = stage.input
+        for k, (build, offsets, sizes) in enumerate(pieces):
+            if k:
+                x, acc = _barrier([x, acc])
+            acc = tensor.InsertSliceOp(build(x), acc, [], [], [], offsets, sizes, [1, 1, 1, 1]).result
+    stage.cut.replace_all_uses_with(acc)
+    for op in reversed(stage.ops):
+        op.operation.erase()

@@ -1,0 +1,93 @@
+"""`batch-stage` (`tinytrain.transforms.batch_stage`, run by host compiles): the frozen first stage
+of a batched float network computed image by image trains like torch.autograd and like the program
+without the split, and is only applied where it is valid (a frozen stage, batch > 1).
+
+The lit test `tests/lit/transforms/batch-stage.mlir` checks the IR (slices, the barrier chain, the
+cut); this file checks the numbers on MobileNetV2-w0.35 with its last block trained (the
+benchmark's `last` cases) at batch 3 (uneven chunks of 2 and 1 images).
+"""
+
+import re
+
+import numpy as np
+import pytest
+import torch
+from conftest import assert_grads_match, assert_sgd_tracks, assert_step_is_sgd_of_gradients, randomize_bn
+
+import tinytrain
+import tinytrain.compiler as compiler
+from tinytrain.errors import CompileError
+from tinytrain.models import mobilenet_v2
+from tinytrain.transforms.batch_stage import BatchStagePass
+
+LAST = ["features.17.conv.0.0.weight", "features.17.conv.0.0.bias", "features.17.conv.1.0.weight",
+        "features.17.conv.1.0.bias", "features.17.conv.2.0.weight", "features.17.conv.2.0.bias",
+        "features.18.0.weight", "features.18.0.bias", "classifier.weight", "classifier.bias"]
+
+
+def stage_attr(prog, fn="train_step") -> str:
+    text = prog.stages["linalg"]
+    m = re.search(r"func\.func @" + fn + r"\(.*", text)
+    head = m.group(0) if m else ""
+    a = re.search(r"tinytrain\.batch_stage = \{[^}]*\}", head)
+    return a.group(0) if a else ""
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return randomize_bn(mobilenet_v2(width_mult=0.35, num_classes=10))
+
+
+def compile_with(monkeypatch, model, x, stage, **kw):
+    monkeypatch.setitem(compiler.BATCH_STAGE_BY_TARGET, "host", stage)
+    return tinytrain.compile(model, x, lr=0.05, **kw)
+
+
+def test_last_block_batch3_gradients_match_torch_and_the_unsplit_program(model, monkeypatch):
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(3, 3, 64, 64, generator=g)
+    y = torch.tensor([1, 7, 4])
+    split = compile_with(monkeypatch, model, x, BatchStagePass(chunk=2, factor=4), trainable=LAST,
+                         gradients=True)
+    whole = compile_with(monkeypatch, model, x, None, trainable=LAST, gradients=True)
+    attr = stage_attr(split)
+    # the stage runs down to 16x16 (64 / 4): features.3's output, the smallest block boundary there
+    assert "chunk = 2" in attr and "array<i64: 3, 16, 16, 8>" in attr and 'cut = "features.3' in attr, attr
+    assert stage_attr(split, "predict") and not stage_attr(whole)
+    text = split.stages["linalg"]
+    assert text.count("util.optimization_barrier") >= 2  # predict's and train_step's chunk chains
+    grads = assert_grads_match(split, model, x, y)
+    ref, loss_ref = whole.gradients(x, y)
+    for k in LAST:
+        np.testing.assert_allclose(grads[k], ref[k], rtol=1e-5, atol=1e-6 * np.abs(ref[k]).max(), err_msg=k)
+    out, out_ref = split.predict(x), whole.predict(x)
+    np.testing.assert_allclose(out, out_ref, rtol=1e-5, atol=1e-5)
+    assert abs(out - model(x).detach().numpy()).max() <= 1e-4 * max(1.0, abs(out_ref).max())
+    assert_step_is_sgd_of_gradients(split, x, y)
+
+
+def test_last_block_sgd_steps_track_torch_with_the_host_default(model, monkeypatch):
+    g = torch.Generator().manual_seed(5)
+    xs = [torch.randn(4, 3, 64, 64, generator=g) for _ in range(3)]
+    ys = [torch.randint(0, 10, (4,), generator=g) for _ in range(3)]
+    prog = tinytrain.compile(model, xs[0], trainable=LAST, lr=0.05)  # the host's default split
+    assert "chunk = 2" in stage_attr(prog) and "array<i64: 4, 16, 16, 8>" in stage_attr(prog)
+    assert_sgd_tracks(prog, model, xs, ys, lr=0.05)
+
+
+def test_not_applied_where_invalid(model, monkeypatch):
+    x = torch.randn(2, 3, 64, 64)
+    # every layer trained: the first conv's weight is trainable, no frozen stage
+    allp = tinytrain.compile(model, x, lr=0.05)
+    assert not stage_attr(allp) and "util.optimization_barrier" not in allp.stages["linalg"]
+    # batch 1 (or a batch no larger than the chunk): nothing to split
+    one = tinytrain.compile(model, x[:1], trainable=LAST, lr=0.05)
+    assert not stage_attr(one)
+    two = compile_with(monkeypatch, model, x, BatchStagePass(chunk=2), trainable=LAST)
+    assert not stage_attr(two)
+
+
+def test_bad_options_raise():
+    with pytest.raises(CompileError, match="batch-stage: chunk must be >= 0"):
+        BatchStagePass(chunk=-1).run(None)
