@@ -26,6 +26,7 @@ only when every command that touches it is a dispatch whose read-only loads are 
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 
 from . import dispatch_memory as dm
@@ -38,22 +39,22 @@ __all__ = ["Stream", "stream_input"]
 @dataclass
 class Stream:
     """What :func:`stream_input` did for the step input: per function, the read-input copies
-    ((offset, bytes) in issue order) in ``bands``; ``reason``: why it was not streamed (empty when
+    ((offset, bytes) in issue order) in ``reads``; ``reason``: why it was not streamed (empty when
     it was)."""
 
     size: int
-    bands: dict = field(default_factory=dict)
+    reads: dict = field(default_factory=dict)
     reason: str = ""
 
     @property
     def streamed(self) -> bool:
-        return bool(self.bands)
+        return bool(self.reads)
 
     def describe(self) -> str:
         if not self.streamed:
             return f"input ({self.size} B) not streamed: {self.reason}"
         per = ", ".join(f"@{f} {len(b)} reads of {sum(n for _, n in b)} B (largest {max(n for _, n in b)} B)"
-                        for f, b in self.bands.items())
+                        for f, b in self.reads.items())
         return f"input ({self.size} B) streamed: each kernel reading it gets the bytes it loads: {per}"
 
 
@@ -121,15 +122,13 @@ def stream_input(schedule: Schedule, exports: dict | None, uses: dict) -> Stream
         if schedule.function(f).inputs[i].dtype == "f32":
             out.reason = "an f32 input is checked for NaN/Inf before the step, so it must be whole"
             return out
-    import copy
-
     trial = copy.deepcopy(schedule)
     try:
-        bands = {f: _stream_function(trial, trial.function(f), i, exports) for f, i in uses.items()}
+        reads = {f: _stream_function(trial, trial.function(f), i, exports) for f, i in uses.items()}
     except Unsupported as e:
         out.reason = str(e)
         return out
     schedule.__dict__.update(trial.__dict__)
-    out.bands = bands
+    out.reads = reads
     schedule.placements["input_stream"] = out
     return out

@@ -102,7 +102,7 @@ def test_a_readonly_tensor_counts_the_hulls_of_its_static_loads(tmp_path, dynami
 def test_each_reader_gets_the_bytes_it_loads_just_before_it():
     sched, exports = _schedule()
     st = input_stream.stream_input(sched, exports, {"train_step": 0})
-    assert st.streamed and st.bands == {"train_step": [(0, 600), (400, 624)]}, st.describe()
+    assert st.streamed and st.reads == {"train_step": [(0, 600), (400, 624)]}, st.describe()
     cmds = sched.function("train_step").commands
     assert [c.op for c in cmds] == ["copy", "dispatch", "copy", "dispatch", "dispatch"]
     for copy_cmd, reader, (lo, n) in ((cmds[0], cmds[1], (0, 600)), (cmds[2], cmds[3], (400, 624))):
@@ -146,7 +146,7 @@ def test_streamed_training_and_predict_on_cortex_m7_equal_the_host(tmp_path, ker
                                  build_dir=tmp_path / "fw", stream_input=True, kernels=kernels)
     module = prog.firmware.module
     assert module.input_streamed, module.input_stream.describe()
-    reads = module.input_stream.bands["train_step"]
+    reads = module.input_stream.reads["train_step"]
     assert len(reads) == 4 and all(n < hw * hw * 3 for _, n in reads), reads   # one per patch
     header = module.h_path.read_text()
     assert "#define TT_MODEL_INPUT_STREAMED 1" in header and "TT_MODEL_INPUT_IN_ARENA" not in header
