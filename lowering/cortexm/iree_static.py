@@ -143,8 +143,8 @@ class StaticModule:
     @property
     def io_buffers(self) -> dict:
         """Harness I/O buffers outside the arena -> bytes (64-byte aligned): the input (unless
-        it lives inside the transient arena, or is streamed: the harness then reads each band from
-        the record file into the arena), one label, one predict output."""
+        it lives inside the transient arena, or is streamed: the harness then reads each range a
+        kernel loads from the record file into the arena), one label, one predict output."""
         placed = self.input_placement
         return {k: _align(self.sizes[k]) for k in ("input", "label", "output")
                 if self.sizes[k] and not (k == "input" and (self.input_streamed or
@@ -259,10 +259,11 @@ def build_static_module(linalg_text: str, out_dir, *, target: str = "cortex-m4",
     ``overlay_input``: place the step's input inside the transient arena where the commands
     before its last read leave a window (``input_overlay.py``); False keeps its own buffer.
     ``replan_memory``: lay each function's transient tensors out ourselves (``replan.py``); False
-    keeps IREE's layout. ``stream_input``: bring the step input into the arena in row bands as the
-    kernels first read them, each band dead after its last read (``input_stream.py``; the caller
-    passes its buffer or sets an input reader); when it cannot be streamed (the reason is in
-    ``schedule.placements["input_stream"]``) the input is placed as ``overlay_input`` says. Raises :class:`hal2c.Unsupported` when the program
+    keeps IREE's layout. ``stream_input``: each command reading the step input gets its own copy
+    of the bytes its kernel loads, brought into the arena just before it and dead after it
+    (``input_stream.py``; the caller passes its buffer or sets an input reader); when it cannot be
+    streamed (the reason is in ``schedule.placements["input_stream"]``) the input is placed as
+    ``overlay_input`` says. Raises :class:`hal2c.Unsupported` when the program
     cannot be scheduled statically, :class:`abi_check.AbiMismatch` on an ABI change and
     :class:`~tinytrain.errors.CompileError` when iree-compile fails (reproducer in ``out_dir``).
     """

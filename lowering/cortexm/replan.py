@@ -28,7 +28,9 @@ longer):
    read delivered the bytes of the same writer as in IREE's (an internal error otherwise).
 
 ``reserve`` keeps a hole for a step input from the first command to its last read, so that the
-input overlay (``input_overlay.py``) finds its window in the new layout.
+input overlay (``input_overlay.py``) finds its window in the new layout. A streamed input's copies
+(``input_stream.py``, :attr:`Alloc.streamed`) keep the reader's binding as a block's extent that
+occupies no memory (``_NOWHERE``): only the bytes copied in are placed apart from other tensors.
 """
 
 from __future__ import annotations
