@@ -67,7 +67,7 @@ def _stream_function(schedule: Schedule, fn, index: int, exports: dict) -> list:
     if any(d.buf is not None and d.buf.alloc is arg for d in fn.outputs):
         raise Unsupported(f"@{fn.name} returns it")
     size = fn.inputs[index].length
-    reads, rewritten = [], []
+    rewritten = []
     for i, c in enumerate(fn.commands):
         bindings = tuple(k for k, r in enumerate(c.refs) if r.alloc is arg)
         if not bindings:
@@ -99,8 +99,7 @@ def _stream_function(schedule: Schedule, fn, index: int, exports: dict) -> list:
                                           length=hi - lo, stream_read=True))
         own.offset = top
         schedule.allocs.append(own)
-        reads = [(lo, hi - lo) for lo, hi in hulls] + reads
-    return reads
+    return [(lo, hi - lo) for _, _, hulls in rewritten for lo, hi in hulls]
 
 
 def stream_input(schedule: Schedule, exports: dict | None, uses: dict) -> Stream:
@@ -110,25 +109,24 @@ def stream_input(schedule: Schedule, exports: dict | None, uses: dict) -> Stream
     ``schedule.placements["input_stream"]``. ``exports``: the kernels' sources
     (:func:`dispatch_memory.read_sources`), None when they could not be read."""
     size = max((schedule.function(f).inputs[i].length for f, i in uses.items()), default=0)
-    out = Stream(size)
-    schedule.placements["input_stream"] = out
-    if not uses:
-        out.reason = "the program takes no step input"
-        return out
-    if exports is None:
-        out.reason = "the kernels' sources could not be read"
-        return out
-    for f, i in uses.items():
-        if schedule.function(f).inputs[i].dtype == "f32":
-            out.reason = "an f32 input is checked for NaN/Inf before the step, so it must be whole"
-            return out
-    trial = copy.deepcopy(schedule)
-    try:
-        reads = {f: _stream_function(trial, trial.function(f), i, exports) for f, i in uses.items()}
-    except Unsupported as e:
-        out.reason = str(e)
-        return out
-    schedule.__dict__.update(trial.__dict__)
-    out.reads = reads
+    out = Stream(size, reason=_why_not(schedule, exports, uses))
+    if not out.reason:
+        trial = copy.deepcopy(schedule)
+        try:
+            out.reads = {f: _stream_function(trial, trial.function(f), i, exports) for f, i in uses.items()}
+            schedule.__dict__.update(trial.__dict__)
+        except Unsupported as e:
+            out.reason = str(e)
     schedule.placements["input_stream"] = out
     return out
+
+
+def _why_not(schedule: Schedule, exports: dict | None, uses: dict) -> str:
+    """Why the input cannot be streamed before looking at its readers, or ""."""
+    if not uses:
+        return "the program takes no step input"
+    if exports is None:
+        return "the kernels' sources could not be read"
+    if any(schedule.function(f).inputs[i].dtype == "f32" for f, i in uses.items()):
+        return "an f32 input is checked for NaN/Inf before the step, so it must be whole"
+    return ""

@@ -294,12 +294,10 @@ def build_static_module(linalg_text: str, out_dir, *, target: str = "cortex-m4",
     except Unsupported:
         kernel_sources = None   # the passes below say why they keep IREE's layout / the input buffer
     streamed = stream_input and input_stream.stream_input(schedule, kernel_sources, uses).streamed
-    if streamed:
-        if replan_memory:
-            schedule = replan.replan_and_place(schedule, sources, {}, kernel_sources)
-    elif replan_memory:
-        schedule = replan.replan_and_place(schedule, sources, uses if overlay_input else {}, kernel_sources)
-    elif overlay_input:
+    place = overlay_input and not streamed   # a streamed input is not placed whole
+    if replan_memory:
+        schedule = replan.replan_and_place(schedule, sources, uses if place else {}, kernel_sources)
+    elif place:
         input_overlay.place_step_input(schedule, sources, uses, kernel_sources)
     # bindings IREE may pass unaligned (its kernel declares no alignment for them); unknown
     # sources: every binding must be 64-byte aligned (checked by emit)
