@@ -58,9 +58,10 @@ MAIN_SCHEME = {"mbv2_w035": "99kb", "proxyless_w03": "98kb", "mcunet_5fps": "99k
 PAPER_KB = {"mbv2_w035": (2939, 335, 141), "proxyless_w03": (2745, 326, 135), "mcunet_5fps": (3650, 560, 173)}
 GOAL = 0.7  #: the issue's goal: at most 0.7x the paper's number
 TARGET, BOARD, SRAM_KB = "cortex-m7", "mps2-an500", 256
-#: `--stream-input`: the step input read range by range by the kernels that load it
-#: (`compile_training(stream_input=True)`, lowering/cortexm/input_stream.py), never whole in SRAM
-STREAM = {"stream_input": False}
+#: the step input read range by range by the kernels that load it (`compile_training`'s default
+#: `stream_input=True`, lowering/cortexm/input_stream.py), never whole in SRAM; `--whole-input`:
+#: placed whole in the arena (`stream_input=False`)
+STREAM = {"stream_input": True}
 HEAD = ("fc.weight", "fc.bias")
 CLASSES, LR, SEED = 10, 0.01, 0
 NO_REORDER = ("the sparse scheme's plan measured at commit 4978a4f, before the reorder-updates and "
@@ -523,11 +524,13 @@ def write(results: dict, settings: dict, folder: Path) -> None:
              "harness static + computed stack reserve); a case whose plan fits is built with `sram_kb=256` (linker-enforced) and trains one step "
              "in QEMU (device peak = stack/SRAM painting; parameters compared with the host program's step). "
              "A case whose plan does not fit is not run: its device peak is absent, never estimated."
-             + (" **Input streamed** (`--stream-input`: `compile_training(stream_input=True)`): each kernel that "
+             + (" **Input streamed** (the default, `compile_training(stream_input=True)`): each kernel that "
                 "reads the image gets only the bytes it loads, copied into the arena just before it runs (the "
                 "firmware harness reads them from the record file), so the 128x128x3 input is never whole in SRAM; "
                 "a caller that keeps the image in its own SRAM buffer adds that buffer."
-                if settings.get("stream_input") else ""), "",
+                if settings.get("stream_input", False) else
+                " **Input whole** (`--whole-input`: `compile_training(stream_input=False)`): the 128x128x3 input "
+                "is placed whole in the arena."), "",
              "## Per model: the ~100 KB scheme", "", *table(results), "", *against_goal(results), "",
              f"Paper: Fig. 10(a), STM32F746, KB read as 1024 B (the figure does not say). {NO_REORDER[0].upper()}"
              f"{NO_REORDER[1:]}. Full-update plan: every parameter trained as a whole tensor, no budget check.", "",
@@ -601,18 +604,18 @@ def main(argv=None) -> None:
     ap.add_argument("--input-hw", type=int, default=128,
                     help="input resolution (default 128, the paper's); another one needs --out")
     ap.add_argument("--out", type=Path, default=RESULTS, help="folder of memory.json/.md (default bench/results)")
-    ap.add_argument("--stream-input", action="store_true",
-                    help="compile with stream_input=True (the input read range by range, never whole in SRAM); "
-                         "needs --out (bench/results holds the whole-input setting)")
+    ap.add_argument("--whole-input", action="store_true",
+                    help="compile with stream_input=False (the input placed whole in the arena; the default "
+                         "streams it range by range); needs --out (bench/results holds the default setting)")
     ap.add_argument("--pytorch-child", nargs=4, metavar=("MODEL", "SCHEME", "METHOD", "HW"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.pytorch_child:
         model, scheme, method, hw = args.pytorch_child
         print(json.dumps(pytorch_child(model, None if scheme == "full" else scheme, method, int(hw))))
         return
-    if args.stream_input and args.out.resolve() == RESULTS:
-        raise SystemExit("--stream-input: give --out (bench/results holds the whole-input setting)")
-    STREAM["stream_input"] = bool(args.stream_input)
+    if args.whole_input and args.out.resolve() == RESULTS:
+        raise SystemExit("--whole-input: give --out (bench/results holds the default setting: the input streamed)")
+    STREAM["stream_input"] = not args.whole_input
     if args.input_hw != 128 and args.out.resolve() == RESULTS:
         raise SystemExit(f"--input-hw {args.input_hw}: give --out (bench/results holds the paper's 128x128 setting)")
     path = args.out / "memory.json"
@@ -633,10 +636,10 @@ def main(argv=None) -> None:
     if old and old["settings"]["input_hw"] != args.input_hw:
         raise SystemExit(f"{path} holds a {old['settings']['input_hw']}x{old['settings']['input_hw']} run; "
                          f"--input-hw {args.input_hw} cannot merge into it (use another --out)")
-    if old and bool(old["settings"].get("stream_input")) != bool(args.stream_input):
+    if old and bool(old["settings"].get("stream_input")) != STREAM["stream_input"]:
         raise SystemExit(f"{path} holds a run with stream_input={bool(old['settings'].get('stream_input'))}; "
                          "it cannot merge into it (use another --out)")
-    build = (BUILD if args.input_hw == 128 else BUILD / f"hw{args.input_hw}") / ("stream" if args.stream_input else "")
+    build = (BUILD if args.input_hw == 128 else BUILD / f"hw{args.input_hw}") / ("whole" if args.whole_input else "")
     results = {k: old[k] for k in MODELS if k in old}
     t0 = time.time()
     argv_s = " ".join(sys.argv[1:] if argv is None else argv)

@@ -20,9 +20,9 @@ longer):
    concatenation written in parts, a remainder of a partly overwritten tensor), and so do the
    bytes a binding covers beyond what its kernel touches;
 3. first-fit placement, each block 64-byte aligned and apart from every block whose lifetime
-   (first write .. last use, in command order) overlaps its own; six orders are tried (largest
-   first, longest-lived first, program order, ...) and the smallest layout kept, IREE's own if it
-   is smaller;
+   (first write .. last use, in command order) overlaps its own; eight orders are tried
+   (largest first, longest-lived first, program order, size classes, ...) and the smallest layout
+   kept, IREE's own if it is smaller;
 4. every binding, fill, copy and result buffer rewritten to the new offsets, in one allocation
    per function (``plan@<function>``), after :func:`_verify` ran both layouts and found every
    read delivered the bytes of the same writer as in IREE's (an internal error otherwise).
@@ -150,7 +150,12 @@ _ORDERS = (lambda b: (-_extent(b[1]), _start(b[1])),                           #
            lambda b: (-_area(b[1]), _start(b[1])),                             # most bytes x commands
            lambda b: (_start(b[1]) - _end(b[1]), -_extent(b[1])),              # longest-lived first
            lambda b: (_start(b[1]), -_extent(b[1])),                           # program order
-           lambda b: (_end(b[1]), -_extent(b[1])))                             # first to die first
+           lambda b: (_end(b[1]), -_extent(b[1])),                             # first to die first
+           # size classes, longest-lived first within one: the big gradients of a backward no
+           # longer split the long-lived saved activations' space (MobileNetV2-w0.35 99kb with the
+           # input streamed: 73,984 -> 70,656 B)
+           lambda b: (-(_extent(b[1]) // 8192), _start(b[1]) - _end(b[1])),
+           lambda b: (-(_extent(b[1]) // 4096), _start(b[1]) - _end(b[1])))
 
 
 def _accesses(cmd, exports: dict, mine: set, unread: list) -> list:

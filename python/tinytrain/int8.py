@@ -76,7 +76,12 @@ class Int8Training:
     #: the host build does (`iree_host.HOST_FLAGS`): the quantize/dequantize lowerings compute
     #: in double, as `tinytrain.reference` defines them. (Not set for fp32 programs: the switch
     #: changes their float code, which is bit-exact to a generic-x86 host build without it.)
-    cortexm_flags: ClassVar[tuple] = ("--iree-input-demote-f64-to-f32=false",)
+    #: And a convolution's zero padding read inside the convolution's kernel instead of a padded
+    #: copy filled before it (same results): at 128x128 the 7x7 depthwise convolutions' padded
+    #: copies were the peak of ProxylessNAS-w0.3 `98kb` (a 37x37x48 copy of a 32x32x48 tensor;
+    #: 10x10x384 of 4x4x384 in the last stage), -14.5 KB of its plan.
+    cortexm_flags: ClassVar[tuple] = ("--iree-input-demote-f64-to-f32=false",
+                                      "--iree-dispatch-creation-enable-fuse-padding-into-linalg-consumer-ops")
 
     @property
     def num_classes(self) -> int:
@@ -241,7 +246,7 @@ def compile_training(graph, trainable=None, lr: float = 0.01, qas: bool = True, 
                      verbose: bool = False, *, target: str = "host", sram_kb: int = 256,
                      build_dir=None, patches: int | None = None, reorder: bool = True,
                      kernels: str = "iree", channel_groups: int | None = None,
-                     stream_input: bool = False) -> Int8Training:
+                     stream_input: bool = True) -> Int8Training:
     """Build `@train_step` / `@predict` (and `@gradients`) of `graph` and compile them for the
     host, and with `target="cortex-m4"|"cortex-m7"` the firmware too (in `build_dir`, planned
     against `sram_kb`: a `CompileError` when it does not fit).
@@ -265,7 +270,8 @@ def compile_training(graph, trainable=None, lr: float = 0.01, qas: bool = True, 
     it loads, copied into the arena just before it runs, from the caller's buffer or the input
     reader the caller sets (`tt_model_set_input_reader`; the firmware harness reads them from the
     record file), so the input is never whole in SRAM (`lowering/cortexm/input_stream.py`; with
-    the patched first stage: one patch's rows at a time). False: the input is placed whole."""
+    the patched first stage: one patch's rows at a time; the default). False: the input is placed
+    whole. An f32 input is never streamed (it is checked for NaN/Inf first)."""
     check_kernels(kernels, target)
     passes, order, values, slices, report = _training_passes(graph, trainable, lr, qas, gradients, scheme,
                                                              momentum, reorder,
@@ -282,7 +288,7 @@ def compile_training(graph, trainable=None, lr: float = 0.01, qas: bool = True, 
 def plan_sram(graph, trainable=(), *, lr: float = 0.01, qas: bool = True, target: str = "cortex-m7",
               work_dir=None, scheme=None, momentum: float = 0.0, patches: int | None = None,
               reorder: bool = True, sram_kb: int | None = None, channel_groups: int | None = None,
-              stream_input: bool = False) -> dict:
+              stream_input: bool = True) -> dict:
     """The SRAM plan of `graph`'s training program (inference program with no `trainable`) on
     `target`, from its static schedule, without running it:
     `{"total", "peak", "contributors"}` as `Int8Training.planned_sram()`, with the stack reserve
@@ -373,7 +379,7 @@ def _training_passes(graph, trainable, lr, qas, gradients, scheme=None, momentum
 
 def compile_predict(graph, extra_flags=("--iree-opt-const-eval=false",), *, target: str = "host",
                     sram_kb: int = 256, build_dir=None, patches: int | None = None,
-                    kernels: str = "iree", stream_input: bool = False) -> Int8Training:
+                    kernels: str = "iree", stream_input: bool = True) -> Int8Training:
     """The inference program of `graph` (`@predict(input)`, every parameter a constant) for the
     host and, with a Cortex-M target, its firmware. Call `predict([], x)` / `run_qemu(evaluate=...)`.
     `patches`, `kernels`, `stream_input`: as in `compile_training`."""
@@ -448,7 +454,7 @@ def check_kernels(kernels, target: str) -> None:
 
 
 def _compile(graph, passes, order, lr, extra_flags, target, sram_kb, build_dir, values=None,
-             kernels: str = "iree", stream_input: bool = False) -> Int8Training:
+             kernels: str = "iree", stream_input: bool = True) -> Int8Training:
     from tinytrain.compiler import _build_firmware, check_target_args, located_text
     from tinytrain.lowering.conversions.tinytrain_to_linalg import ConvertTinytrainToLinalgPass
     from tinytrain.lowering.host.iree_host import HostModule, compile_host

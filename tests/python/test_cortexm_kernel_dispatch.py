@@ -281,10 +281,10 @@ def test_patched_int8_training_step_with_our_kernels_equals_iree_kernels(tmp_pat
     counts = [body.count(f"entry_points = [@ttk_{k}_s8_") for k in ("conv", "dwconv")]
     assert counts == [4, 4 * 2 + 1 + 4], counts
     # Our kernels' buffers (memref subspans) are read like IREE's tensors: the compiler lays the
-    # transient tensors out itself and places the input in the arena with our kernels too.
+    # transient tensors out itself and streams the input (the default) with our kernels too.
     ttk_module = progs["ttk"].firmware.module
     assert not ttk_module.schedule.replans["train_step"].reason, ttk_module.schedule.replans
-    assert ttk_module.input_placement.in_arena, ttk_module.input_placement.describe()
+    assert ttk_module.input_streamed, ttk_module.input_stream.describe()
 
     changed = _two_steps_identical(progs, 64, np.random.default_rng(4), tmp_path)
     assert {"blocks.2.pointwise1.weight", TRAIN_MASTER, "fc.weight"} <= changed, changed

@@ -82,7 +82,7 @@ def test_bad_grid_is_a_clear_error():
         int8.compile_predict(graph(2, 32), patches=0)
     from tinytrain.pipeline import run_pipeline
 
-    with pytest.raises(CompileError, match="grid and factor must be >= 1"):
+    with pytest.raises(CompileError, match="grid, factor and stages must be >= 1"):
         run_pipeline(graph(2, 32).module, [PatchStagePass(grid=2, factor=0)], stage="test")
 
 
@@ -114,3 +114,28 @@ def test_patched_training_on_cortex_m7_equals_the_whole_program(tmp_path):
     # The patched plan is smaller than the whole-tensor plan of the same step.
     plan = int8.plan_sram(graph(4, hw), trainable, target="cortex-m7", patches=1)
     assert prog.planned_sram()["total"] < plan["total"], (prog.planned_sram()["total"], plan["total"])
+
+
+def test_second_stage_patches_the_next_downsampling_block():
+    # 64x64, 2x2 patches: the first stage ends at blocks.2's residual add (16x16x8); blocks.3
+    # (1x1 to 16x16x48, 3x3 stride-2 depthwise, 1x1 to 8x8x16) is a second stage of its own: its
+    # padded expansion is far bigger than its input and output, so it is computed in 2x2
+    # patches too (from the first stage's assembled cut). Predictions stay bit-identical;
+    # `stages=1` leaves blocks.3 whole.
+    x = images(2, 64, seed=3)
+    whole = int8.compile_predict(graph(5, 64))
+    patched = int8.compile_predict(graph(5, 64), patches=2)
+    attr = stage_attr(patched)
+    assert 'cut = "blocks.2.residual"' in attr and "tinytrain.patch_stage2 = {" in attr, attr
+    second = attr[attr.index("tinytrain.patch_stage2"):]
+    assert 'cut = "blocks.3.pointwise2"' in second and "array<i64: 1, 8, 8, 16>" in second and "grid = 2" in second, second
+    for i in range(len(x)):
+        np.testing.assert_array_equal(whole.predict([], x[i:i + 1]), patched.predict([], x[i:i + 1]))
+
+    from tinytrain.pipeline import run_pipeline
+
+    g = graph(5, 64)
+    passes = [int8._ForwardAsPredict(), PatchStagePass(grid=2, stages=1)]
+    run_pipeline(g.module, passes, stage="test")
+    text = str(g.module)
+    assert "tinytrain.patch_stage = {" in text and "tinytrain.patch_stage2" not in text

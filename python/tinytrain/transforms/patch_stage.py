@@ -89,16 +89,16 @@ def _frozen_operand(v: ir.Value, frozen_args: set) -> bool:
     return v.owner.name == "arith.constant"
 
 
+def _accept(op, in_stage, frozen) -> bool:
+    name = op.operation.name
+    if name == _CONV:
+        return in_stage(op.operands[0]) and all(frozen(v) for v in op.operands[1:])
+    return name in _ELEMENTWISE and all(in_stage(v) for v in op.operands)
+
+
 def find_stage(fn: func.FuncOp, factor: int) -> Stage | None:
     """The patchable stage of `fn` (module docstring), or None."""
-
-    def accept(op, in_stage, frozen):
-        name = op.operation.name
-        if name == _CONV:
-            return in_stage(op.operands[0]) and all(frozen(v) for v in op.operands[1:])
-        return name in _ELEMENTWISE and all(in_stage(v) for v in op.operands)
-
-    return grow_stage(fn, factor, accept)
+    return grow_stage(fn, factor, _accept)
 
 
 def grow_stage(fn: func.FuncOp, factor: int, accept, input_escapes: bool = True) -> Stage | None:
@@ -107,14 +107,31 @@ def grow_stage(fn: func.FuncOp, factor: int, accept, input_escapes: bool = True)
     parameter or a constant), cut at the last valid cut (exactly one stage value used after it;
     with `input_escapes`, the input counts as a stage value) at least 1/`factor` of the input's
     height that holds the fewest bytes; or None."""
+    best = None
+    for stage in stage_cuts(fn, factor, accept, input_escapes):
+        if best is None or tensor_bytes(stage.cut) <= tensor_bytes(best.cut):
+            best = stage
+    return best
+
+
+def stage_cuts(fn: func.FuncOp, factor: int, accept, input_escapes: bool = True,
+               start: ir.Value | None = None) -> list[Stage]:
+    """Every stage of `fn` `grow_stage` considers (one per valid cut at least 1/`factor` of the
+    function input's height, shallowest first), grown from `start` (a stage already patched) when
+    given, else from the function's input."""
     block = fn.regions[0].blocks[0]
     attrs = arg_attrs(fn)
     inputs = [i for i, d in enumerate(attrs) if "tinytrain.input" in d]
     if len(inputs) != 1:
-        return None
+        return []
     x = block.arguments[inputs[0]]
     if len(_shape(x)) != 4:
-        return None
+        return []
+    h_in = _shape(x)[1]
+    if start is not None:
+        if len(_shape(start)) != 4:
+            return []
+        x = start
     frozen_args = {i for i, d in enumerate(attrs) if "tinytrain.param" in d and "tinytrain.trainable" not in d}
     members: list = []
     values = [x]
@@ -127,8 +144,7 @@ def grow_stage(fn: func.FuncOp, factor: int, accept, input_escapes: bool = True)
                 len(_shape(op.results[0])) == 4:
             members.append(op)
             values.append(op.results[0])
-    best = None
-    h_in = _shape(x)[1]
+    found = []
     for k in range(1, len(members) + 1):
         prefix = [m.operation for m in members[:k]]
         escaping = []
@@ -137,10 +153,8 @@ def grow_stage(fn: func.FuncOp, factor: int, accept, input_escapes: bool = True)
                 escaping.append(v)
         cut = members[k - 1].results[0]
         if len(escaping) == 1 and escaping[0] == cut and _shape(cut)[1] * factor >= h_in:
-            size = tensor_bytes(cut)
-            if best is None or size <= best[0]:
-                best = (size, Stage(x, members[:k], cut))
-    return None if best is None else best[1]
+            found.append(Stage(x, members[:k], cut))
+    return found
 
 
 def _split(n: int, parts: int) -> list[tuple[int, int]]:
@@ -271,15 +285,18 @@ class PatchStagePass(ModulePass):
         "grid": "patches per side of the stage output (1: leave the functions as they are)",
         "factor": "the stage ends at the last block boundary whose output is at least 1/factor of the "
                   "input's height",
+        "stages": "consecutive stages at most: stage k starts at stage k-1's cut and ends at 1/(factor*2^(k-1)) "
+                  "of the input's height, in 2x2 patches, where that lowers its estimated peak by a quarter",
     }
 
     grid: int = 2
     factor: int = 4
+    stages: int = 2
 
     def run(self, module: ir.Operation) -> None:
-        if self.grid < 1 or self.factor < 1:
-            raise CompileError(f"patch-stage: grid and factor must be >= 1, got grid={self.grid}, "
-                               f"factor={self.factor}", stage=self.argument)
+        if self.grid < 1 or self.factor < 1 or self.stages < 1:
+            raise CompileError(f"patch-stage: grid, factor and stages must be >= 1, got grid={self.grid}, "
+                               f"factor={self.factor}, stages={self.stages}", stage=self.argument)
         if self.grid > 1:
             for_each_func(module, self._run_func)
 
@@ -287,22 +304,95 @@ class PatchStagePass(ModulePass):
         stage = find_stage(fn, self.factor)
         if stage is None:
             return
-        n, h, w, c = _shape(stage.cut)
-        if h < self.grid or w < self.grid:
+        patched = _patch_stage(stage, self.grid)
+        if patched is None:
             return
-        boxes = [(r, q) for r in _split(h, self.grid) for q in _split(w, self.grid)]
-        patches = [_Patch(stage, box) for box in boxes]
-        whole = sum(_conv_macs(op, _shape(op.results[0])) for op in stage.ops if op.operation.name == _CONV)
-        cut_layer, ops = _layer(stage.ops[-1]), len(stage.ops)
-        replace_in_pieces(stage, [(p.build, [0, r0, c0, 0], [n, r1 - r0, c1 - c0, c])
-                                  for p, ((r0, r1), (c0, c1)) in zip(patches, boxes)])
-        i64 = ir.IntegerType.get_signless(64)
-        fn.attributes["tinytrain.patch_stage"] = ir.DictAttr.get({
-            "grid": ir.IntegerAttr.get(i64, self.grid), "cut": ir.StringAttr.get(cut_layer),
-            "cut_shape": ir.DenseI64ArrayAttr.get([n, h, w, c]),
-            "ops": ir.IntegerAttr.get(i64, ops),
-            "macs": ir.IntegerAttr.get(i64, whole),
-            "patched_macs": ir.IntegerAttr.get(i64, sum(p.macs for p in patches))})
+        acc, info = patched
+        fn.attributes["tinytrain.patch_stage"] = info
+        grid, factor = min(self.grid, 2), self.factor
+        for k in range(2, self.stages + 1):
+            factor *= 2
+            stage = _later_stage(fn, factor, acc, grid)
+            if stage is None:
+                return
+            acc, info = _patch_stage(stage, grid)
+            fn.attributes[f"tinytrain.patch_stage{k}"] = info
+
+
+def _patch_stage(stage: Stage, grid: int):
+    """Replace `stage` by its `grid` x `grid` patches: (the assembled cut, the report attribute),
+    or None when the cut is smaller than the grid."""
+    n, h, w, c = _shape(stage.cut)
+    if h < grid or w < grid:
+        return None
+    boxes = [(r, q) for r in _split(h, grid) for q in _split(w, grid)]
+    patches = [_Patch(stage, box) for box in boxes]
+    whole = sum(_conv_macs(op, _shape(op.results[0])) for op in stage.ops if op.operation.name == _CONV)
+    cut_layer, ops = _layer(stage.ops[-1]), len(stage.ops)
+    acc = replace_in_pieces(stage, [(p.build, [0, r0, c0, 0], [n, r1 - r0, c1 - c0, c])
+                                    for p, ((r0, r1), (c0, c1)) in zip(patches, boxes)])
+    i64 = ir.IntegerType.get_signless(64)
+    return acc, ir.DictAttr.get({
+        "grid": ir.IntegerAttr.get(i64, grid), "cut": ir.StringAttr.get(cut_layer),
+        "cut_shape": ir.DenseI64ArrayAttr.get([n, h, w, c]),
+        "ops": ir.IntegerAttr.get(i64, ops),
+        "macs": ir.IntegerAttr.get(i64, whole),
+        "patched_macs": ir.IntegerAttr.get(i64, sum(p.macs for p in patches))})
+
+
+def _box_bytes(v: ir.Value, box) -> int:
+    n, h, w, c = _shape(v)
+    return tensor_bytes(v) * (box[0][1] - box[0][0]) * (box[1][1] - box[1][0]) // max(1, h * w)
+
+
+def _worst_op_bytes(stage: Stage, need: dict | None = None) -> int:
+    """The bytes one op of `stage` touches at its worst: its stage operands, its result and a
+    padded convolution's zero-filled window; `need`: a patch's boxes (`_Patch.need`), None: the
+    whole tensors."""
+    values = [stage.input] + [m.results[0] for m in stage.ops]
+
+    def box(i, v):
+        return need.get(i) if need is not None else ((0, _shape(v)[1]), (0, _shape(v)[2]))
+
+    worst = 0
+    for i, op in enumerate(stage.ops):
+        out = box(i + 1, op.results[0])
+        if out is None:
+            continue
+        size = _box_bytes(op.results[0], out)
+        for u in op.operands:
+            k = next((j for j, s in enumerate(values) if u == s), None)
+            if k is not None:
+                size += _box_bytes(u, box(k, u))
+        if op.operation.name == _CONV and any(_ints(op, "padding")):
+            size += _box_bytes(op.operands[0], _conv_window(op, out))
+        worst = max(worst, size)
+    return worst
+
+
+def _patched_bytes(stage: Stage, grid: int) -> int:
+    """A patched stage's estimated peak: its input and output whole beside the worst op of its
+    largest patch."""
+    n, h, w, c = _shape(stage.cut)
+    boxes = [(r, q) for r in _split(h, grid) for q in _split(w, grid)]
+    return tensor_bytes(stage.input) + tensor_bytes(stage.cut) + \
+        max(_worst_op_bytes(stage, _Patch(stage, b).need) for b in boxes)
+
+
+def _later_stage(fn, factor: int, start: ir.Value, grid: int) -> Stage | None:
+    """The stage after a patched one (from its cut `start`, down to 1/`factor` of the input's
+    height) whose patches have the smallest estimated peak, if that is at most three quarters of
+    its worst op's whole tensors (halos grow with every block a stage spans, so the deepest cut is
+    rarely the best); or None."""
+    best = None
+    for stage in stage_cuts(fn, factor, _accept, start=start):
+        n, h, w, c = _shape(stage.cut)
+        if h < grid or w < grid:
+            continue
+        est = _patched_bytes(stage, grid)
+        if 4 * est <= 3 * _worst_op_bytes(stage) and (best is None or est < best[0]):
+            best = (est, stage)
+    return None if best is None else best[1]
 
 
 def for_each_func(module: ir.Operation, run) -> None:
@@ -314,11 +404,12 @@ def for_each_func(module: ir.Operation, run) -> None:
                 run(op.opview)
 
 
-def replace_in_pieces(stage: Stage, pieces) -> None:
+def replace_in_pieces(stage: Stage, pieces) -> ir.Value:
     """Replace `stage` by its cut computed piece by piece, one piece after the other: `pieces` is a
     list of `(build, offsets, sizes)`, `build(x)` the cut's block at `offsets` / `sizes` computed
     from `x` (the stage input, or for every piece after the first an alias of it that a
-    `util.optimization_barrier` makes wait for the previous pieces). The stage's ops are erased."""
+    `util.optimization_barrier` makes wait for the previous pieces). The stage's ops are erased;
+    returns the assembled cut."""
     last = stage.ops[-1]
     with ir.InsertionPoint(last), last.location:
         acc = tensor.EmptyOp(_shape(stage.cut), ir.RankedTensorType(stage.cut.type).element_type).result
@@ -330,3 +421,4 @@ def replace_in_pieces(stage: Stage, pieces) -> None:
     stage.cut.replace_all_uses_with(acc)
     for op in reversed(stage.ops):
         op.operation.erase()
+    return acc

@@ -39,7 +39,7 @@
 // With factor=1 the stage may not go below the input's resolution: no cut qualifies.
 // SHALLOW-NOT: tinytrain.patch_stage
 //
-// BAD: patch-stage: grid and factor must be >= 1, got grid=0, factor=4
+// BAD: patch-stage: grid, factor and stages must be >= 1, got grid=0, factor=4, stages=2
 func.func @forward(%w1: tensor<3x3x1x2xi8> {tinytrain.param = "c1.weight"}, %b1: tensor<2xi32> {tinytrain.param = "c1.bias"},
                    %w2: tensor<1x1x2x2xi8> {tinytrain.param = "c2.weight"}, %b2: tensor<2xi32> {tinytrain.param = "c2.bias"},
                    %x: tensor<1x6x6x1xi8> {tinytrain.input}) -> tensor<1x2xi8> {
