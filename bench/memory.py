@@ -96,7 +96,8 @@ def plan_case(model_name: str, scheme: str, hw: int) -> dict:
         return {"plan_bytes": e.needed, "fits": False, "budget_error": str(e),
                 "contributors": [[what, size] for what, size in e.contributors]}
     return {"plan_bytes": plan["total"], "plan_peak_bytes": plan["peak"], "fits": True,
-            "contributors": [[what, size] for what, size in plan["contributors"]]}
+            "contributors": [[what, size] for what, size in plan["contributors"]],
+            "dropped_flags": plan.get("dropped_flags", {})}
 
 
 def sample(model, hw: int, seed: int = 1):

@@ -498,7 +498,7 @@ TARGET_BOARD = {b["target"]: name for name, b in BOARDS.items()}
 def compile_firmware(linalg_text: str, out_dir, *, target: str = "cortex-m4", params=None,
                      sram_kb: int = 256, prefix: str = "model",
                      stack_bytes: int | None = None, extra_flags: tuple = (),
-                     stream_input: bool = False) -> Firmware:
+                     stream_input: bool = False, optional_flags: tuple = ()) -> Firmware:
     """linalg text -> static module (``out_dir/static``) -> firmware (``out_dir/firmware``).
 
     ``params``: initial trained parameters (numpy, ``train_step`` argument order), stored in
@@ -506,13 +506,14 @@ def compile_firmware(linalg_text: str, out_dir, *, target: str = "cortex-m4", pa
     ``sram_kb``. ``stack_bytes``: None = the computed reserve (:func:`build_firmware`). ``target="host"`` builds the same harness natively with ASan/UBSan.
     ``extra_flags``: more iree-compile flags (e.g. the int8 programs' f64 switch).
     ``stream_input``: read the step input range by range (``input_stream.py``).
+    ``optional_flags``: iree-compile flags dropped if it fails with them (``build_static_module``).
     """
     from .iree_static import build_static_module
 
     out = Path(out_dir)
     module = build_static_module(linalg_text, out / "static", target=target, prefix=prefix,
                                  state_init=params, sram_bytes=None, extra_flags=tuple(extra_flags),
-                                 stream_input=stream_input)
+                                 stream_input=stream_input, optional_flags=tuple(optional_flags))
     if target == "host":
         return build_host(module, out / "host")
     return build_firmware(module, out / "firmware", board=TARGET_BOARD[target], sram_kb=sram_kb,

@@ -22,11 +22,12 @@ and iree-compile failures (``iree-compile``; a crash is an
 from __future__ import annotations
 
 import shutil
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tinytrain.errors import CompileError
-from tinytrain.lowering.iree_tools import run_iree_compile
+from tinytrain.lowering.iree_tools import InternalCompilerError, run_iree_compile
 
 from . import abi_check, dispatch_memory, hal2c, input_overlay, input_stream, replan, schedule_c
 from .schedule_model import Unsupported, _align
@@ -99,6 +100,9 @@ class StaticModule:
     #: ``firmware.compute_stack``; None before, or when there is no static bound (``stack_error``)
     stack: object = field(repr=False, default=None)
     stack_error: str | None = None
+    #: ``optional_flags`` of :func:`build_static_module` that iree-compile failed with -> why
+    #: (the module was built without them)
+    dropped_flags: dict = field(default_factory=dict)
 
     @property
     def stack_reserve(self) -> int:
@@ -249,7 +253,7 @@ def build_static_module(linalg_text: str, out_dir, *, target: str = "cortex-m4",
                         sram_bytes: int | None = 256 * 1024, train: str = "train_step",
                         predict: str = "predict", extra_flags: tuple = (),
                         overlay_input: bool = True, replan_memory: bool = True,
-                        stream_input: bool = False) -> StaticModule:
+                        stream_input: bool = False, optional_flags: tuple = ()) -> StaticModule:
     """Compile ``linalg_text`` for ``target`` into kernels + one C schedule module.
 
     ``state_init``: initial trained parameters (numpy, argument order) stored in flash and
@@ -263,7 +267,9 @@ def build_static_module(linalg_text: str, out_dir, *, target: str = "cortex-m4",
     of the bytes its kernel loads, brought into the arena just before it and dead after it
     (``input_stream.py``; the caller passes its buffer or sets an input reader); when it cannot be
     streamed (the reason is in ``schedule.placements["input_stream"]``) the input is placed as
-    ``overlay_input`` says. Raises :class:`hal2c.Unsupported` when the program
+    ``overlay_input`` says. ``optional_flags``: iree-compile flags tried first; when iree-compile
+    fails with them and succeeds without, the module is built without them, with a warning, and
+    ``dropped_flags`` says why. Raises :class:`hal2c.Unsupported` when the program
     cannot be scheduled statically, :class:`abi_check.AbiMismatch` on an ABI change and
     :class:`~tinytrain.errors.CompileError` when iree-compile fails (reproducer in ``out_dir``).
     """
@@ -278,8 +284,22 @@ def build_static_module(linalg_text: str, out_dir, *, target: str = "cortex-m4",
     for d in (dump, sources):
         if d.exists():
             shutil.rmtree(d)
-    run_iree_compile(src, [*compile_flags(target, obj, dump, sources), *extra_flags], hal,
-                     what=f"the {target} static library", repro_dir=out)
+    flags, dropped = [*compile_flags(target, obj, dump, sources), *extra_flags], {}
+    try:
+        run_iree_compile(src, [*flags, *optional_flags], hal, what=f"the {target} static library", repro_dir=out)
+    except CompileError as e:
+        if not optional_flags or isinstance(e, InternalCompilerError):
+            raise
+        for d in (dump, sources):
+            if d.exists():
+                shutil.rmtree(d)
+        run_iree_compile(src, flags, hal, what=f"the {target} static library", repro_dir=out)
+        lines = [ln.strip() for ln in str(e).splitlines()[1:] if ln.strip()]   # (after the header)
+        why = next((ln for ln in lines if "error" in ln.lower()), lines[0] if lines else str(e))
+        dropped = {f: why for f in optional_flags}
+        warnings.warn(f"iree-compile failed with {' '.join(optional_flags)}; the {target} static library is "
+                      f"built without {'it' if len(optional_flags) == 1 else 'them'} (same results, more "
+                      f"SRAM). iree-compile said: {why}", stacklevel=2)
     hal_text = hal.read_text()
     public = hal2c.public_functions(hal_text)
     functions = [f for f in (train, predict) if f in public]
@@ -315,7 +335,7 @@ def build_static_module(linalg_text: str, out_dir, *, target: str = "cortex-m4",
                          "tied_input": d.tied_input} for d in fn.outputs]}
     module = StaticModule(target, prefix, out, obj, c_path, h_path, hal, schedule.library,
                           sizes["arena"], sizes["state"], sizes["pool"], sizes, descr, schedule,
-                          exports, sources)
+                          exports, sources, dropped_flags=dropped)
     if sram_bytes is not None:
         _check_budget(module, sram_bytes)
     return module

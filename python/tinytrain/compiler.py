@@ -343,7 +343,8 @@ def _build_firmware(prog: "CompiledModel", target: str, sram_kb: int, build_dir,
         text = linalg_text or prog.stages.get("linalg_device", prog.stages["linalg"])
         fw = compile_firmware(text, out, target=target,
                               params=prog.program_params(), sram_kb=sram_kb,
-                              extra_flags=getattr(prog, "cortexm_flags", ()), stream_input=stream_input)
+                              extra_flags=getattr(prog, "cortexm_flags", ()), stream_input=stream_input,
+                              optional_flags=getattr(prog, "cortexm_optional_flags", ()))
     except SramBudgetError as e:
         _remove(created)
         raise CompileError(str(e), stage="memory-plan") from None
@@ -587,6 +588,14 @@ class CompiledModel:
         from tinytrain.int8 import Int8Training
 
         return Int8Training.cortexm_flags if self.quantized_params is not None else ()
+
+    @property
+    def cortexm_optional_flags(self) -> tuple:
+        """iree-compile flags of the firmware build dropped (with a warning) when iree-compile
+        fails with them: an int8 program's `Int8Training.cortexm_optional_flags`."""
+        from tinytrain.int8 import Int8Training
+
+        return Int8Training.cortexm_optional_flags if self.quantized_params is not None else ()
 
     # -- data conversion -------------------------------------------------------------------------
     @property

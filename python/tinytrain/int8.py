@@ -76,12 +76,15 @@ class Int8Training:
     #: the host build does (`iree_host.HOST_FLAGS`): the quantize/dequantize lowerings compute
     #: in double, as `tinytrain.reference` defines them. (Not set for fp32 programs: the switch
     #: changes their float code, which is bit-exact to a generic-x86 host build without it.)
-    #: And a convolution's zero padding read inside the convolution's kernel instead of a padded
-    #: copy filled before it (same results): at 128x128 the 7x7 depthwise convolutions' padded
-    #: copies were the peak of ProxylessNAS-w0.3 `98kb` (a 37x37x48 copy of a 32x32x48 tensor;
-    #: 10x10x384 of 4x4x384 in the last stage), -14.5 KB of its plan.
-    cortexm_flags: ClassVar[tuple] = ("--iree-input-demote-f64-to-f32=false",
-                                      "--iree-dispatch-creation-enable-fuse-padding-into-linalg-consumer-ops")
+    cortexm_flags: ClassVar[tuple] = ("--iree-input-demote-f64-to-f32=false",)
+    #: Tried first, dropped with a warning when iree-compile fails with them
+    #: (`build_static_module(optional_flags=)`): a convolution's zero padding read inside the
+    #: convolution's kernel instead of a padded copy filled before it (same results). At 128x128
+    #: the 7x7 depthwise convolutions' padded copies were the peak of ProxylessNAS-w0.3 `98kb` (a
+    #: 37x37x48 copy of a 32x32x48 tensor; 10x10x384 of 4x4x384 in the last stage): -14.5 KB of
+    #: its plan. IREE fails on some programs with it ("all stack allocations need to be hoisted":
+    #: a padded fp32 backward tile of dynamic size), which then keep the padded copies.
+    cortexm_optional_flags: ClassVar[tuple] = ("--iree-dispatch-creation-enable-fuse-padding-into-linalg-consumer-ops",)
 
     @property
     def num_classes(self) -> int:
@@ -142,7 +145,8 @@ class Int8Training:
     def planned_sram(self) -> dict:
         """The firmware's SRAM plan: `total` bytes (checked against `sram_kb`), `peak` (the
         expected run-time peak, comparable to `run_qemu(...).mem["sram_peak"]`) and
-        `contributors` [(what, bytes)], largest first."""
+        `contributors` [(what, bytes)], largest first, and `dropped_flags` (optional iree-compile
+        flags it failed with: `cortexm_optional_flags`)."""
         return _plan(self._firmware().module)
 
     def memory_report(self, function: str | None = None):
@@ -313,7 +317,8 @@ def plan_sram(graph, trainable=(), *, lr: float = 0.01, qas: bool = True, target
     with tempfile.TemporaryDirectory(prefix="tinytrain-plan-") as tmp:
         module = build_static_module(str(graph.module), Path(work_dir or tmp), target=target,
                                      sram_bytes=None, extra_flags=Int8Training.cortexm_flags,
-                                     stream_input=stream_input)
+                                     stream_input=stream_input,
+                                     optional_flags=Int8Training.cortexm_optional_flags)
         if target != "host":  # the stack reserve of the linked firmware, with or without a budget
             compute_stack(module)
         if sram_kb is not None:
@@ -323,7 +328,7 @@ def plan_sram(graph, trainable=(), *, lr: float = 0.01, qas: bool = True, target
 
 def _plan(module) -> dict:
     return {"total": module.planned_sram(), "peak": module.planned_peak(),
-            "contributors": module.sram_contributors()}
+            "contributors": module.sram_contributors(), "dropped_flags": dict(module.dropped_flags)}
 
 
 def _training_passes(graph, trainable, lr, qas, gradients, scheme=None, momentum=0.0, reorder=True,

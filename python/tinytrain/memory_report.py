@@ -216,6 +216,8 @@ def memory_report(module, *, function: str | None = None, budget_bytes: int | No
     for r in sched.replans.values():
         # the layout of each function's transient tensors: ours (replan.py) or IREE's, and why
         notes.append("transient layout " + r.describe())
+    for flag, why in getattr(module, "dropped_flags", {}).items():
+        notes.append(f"built without {flag}: iree-compile failed with it ({why})")
     if packed.get(function, 0) < arena:
         notes.append(f"@{function}'s allocations are packed into {packed.get(function, 0):,} B; the "
                      f"arena is {arena:,} B because @{arena_fn} needs more")

@@ -78,3 +78,22 @@ def test_measured_peak_sram_matches_plan(big, tmp_path):
     w = res.trace[0][0][0]
     expect = params[0] - 0.01 * xs[0, 0][:, None] * (xs[0, 0] @ params[0] - np.eye(C)[2])[None, :]
     np.testing.assert_allclose(w, expect, rtol=0, atol=1e-5)
+
+
+def test_optional_flag_iree_fails_with_is_dropped_with_a_warning(tmp_path):
+    # An optional iree-compile flag (int8's padding fusion) that iree-compile rejects: the module
+    # is built without it, a warning says so and `dropped_flags` keeps iree-compile's reason; the
+    # same module without optional flags drops nothing. A required flag is not retried.
+    text = models.sgd_linear_mlir(8, C, 0.01)
+    with pytest.warns(UserWarning, match="iree-compile failed with --tinytrain-no-such-flag"):
+        m = iree_static.build_static_module(text, tmp_path / "a", target="cortex-m4", sram_bytes=None,
+                                            optional_flags=("--tinytrain-no-such-flag",))
+    assert list(m.dropped_flags) == ["--tinytrain-no-such-flag"], m.dropped_flags
+    assert "no-such-flag" in m.dropped_flags["--tinytrain-no-such-flag"], m.dropped_flags
+    plain = iree_static.build_static_module(text, tmp_path / "b", target="cortex-m4", sram_bytes=None)
+    assert plain.dropped_flags == {} and plain.arena_bytes == m.arena_bytes
+    from tinytrain.errors import CompileError
+
+    with pytest.raises(CompileError, match="iree-compile failed"):
+        iree_static.build_static_module(text, tmp_path / "c", target="cortex-m4", sram_bytes=None,
+                                        extra_flags=("--tinytrain-no-such-flag",))
