@@ -25,7 +25,18 @@ stage is smaller than the grid, is left as it is. Each patched function gets a
 `tinytrain.patch_stage` attribute for the reports: grid, cut layer, cut shape, number of ops, and
 the stage's multiply-accumulates whole (`macs`) and patched (`patched_macs`, with the halo).
 
-Options: `grid` (patches per side, 1 disables the pass), `factor` (how far down the stage goes).
+Later stages (`stages`, default 2): from the assembled cut, the next stage (down to 1/(2·`factor`)
+of the input's height, then 1/(4·`factor`), ...) in 2x2 patches, one after the other, where that
+pays: among its valid cuts the one whose patches have the smallest estimated peak (the stage's
+input and output whole beside the worst op of its largest patch: operands, result and a padded
+convolution's zero-filled window), taken if that is at most 3/4 of the same estimate for the whole
+tensors. Halos grow with every block a stage spans, so this is usually the next downsampling block
+alone: ProxylessNAS-w0.3 and MCUNet-5FPS at 128x128 expand 32x32x16 to 48 channels for a 7x7
+stride-2 depthwise convolution (a 37x37x48 padded tensor, their forward's peak, beside its input)
+right after the first stage. Reported as `tinytrain.patch_stage2`, ... (same fields).
+
+Options: `grid` (patches per side, 1 disables the pass), `factor` (how far down the stage goes),
+`stages` (how many consecutive stages at most; 1: the first only).
 """
 
 from __future__ import annotations
