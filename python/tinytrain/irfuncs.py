@@ -7,7 +7,7 @@ from __future__ import annotations
 from torch_mlir import ir
 from torch_mlir.dialects import func
 
-__all__ = ["find_func", "arg_attrs", "tensor_bytes"]
+__all__ = ["find_func", "arg_attrs", "tensor_bytes", "layer_name"]
 
 
 def find_func(module, name: str) -> func.FuncOp | None:
@@ -38,3 +38,24 @@ def tensor_bytes(v: ir.Value) -> int:
     for d in t.shape:
         n *= d
     return n * max(1, t.element_type.width // 8)
+
+
+def layer_name(op) -> str:
+    """The layer an op came from: the name of its location (torch-mlir's importer names each op
+    after its module, e.g. `features.3 (InvertedResidual)`), looked for through call sites (the
+    callee) and fused locations (the first named part); the location's text when it has none."""
+
+    def named(loc):
+        if hasattr(loc, "name_str"):
+            return loc.name_str
+        if hasattr(loc, "callee"):
+            return named(loc.callee)
+        for part in getattr(loc, "locations", ()):
+            found = named(part)
+            if found is not None:
+                return found
+        return None
+
+    loc = op.location
+    found = named(loc)
+    return str(loc) if found is None else found

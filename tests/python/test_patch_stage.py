@@ -139,3 +139,23 @@ def test_second_stage_patches_the_next_downsampling_block():
     run_pipeline(g.module, passes, stage="test")
     text = str(g.module)
     assert "tinytrain.patch_stage = {" in text and "tinytrain.patch_stage2" not in text
+
+
+def test_layer_name_reads_named_locations():
+    # the one helper the stage passes report layers with (patch-stage, batch-stage,
+    # channel-groups): a NameLoc's name, also inside a call site or a fused location
+    from torch_mlir import ir
+
+    from tinytrain.irfuncs import layer_name
+
+    class Op:
+        def __init__(self, location):
+            self.location = location
+
+    with ir.Context():
+        named = ir.Location.name("features.3 (InvertedResidual)", childLoc=ir.Location.file("m.py", 3, 4))
+        assert layer_name(Op(named)) == "features.3 (InvertedResidual)"
+        assert layer_name(Op(ir.Location.callsite(ir.Location.name("blocks.1"), [ir.Location.file("m", 1, 1)]))) \
+            == "blocks.1"
+        assert layer_name(Op(ir.Location.fused([ir.Location.file("m", 1, 1), ir.Location.name("fc")]))) == "fc"
+        assert layer_name(Op(ir.Location.file("m.mlir", 1, 1))) == 'loc("m.mlir":1:1)'

@@ -39,13 +39,13 @@ bench/results/host_batch_stage.md).
 from __future__ import annotations
 
 import dataclasses
-import re
 from typing import ClassVar
 
 from torch_mlir import ir
 from torch_mlir.dialects import tensor
 
 from tinytrain.errors import CompileError
+from tinytrain.irfuncs import layer_name
 from tinytrain.passes import ModulePass
 
 from .patch_stage import Stage, _attrs, _shape, for_each_func, grow_stage, replace_in_pieces
@@ -77,12 +77,6 @@ def find_batch_stage(fn, factor: int) -> Stage | None:
 
     # the input itself may be read after the stage (e.g. by a trained first layer elsewhere)
     return grow_stage(fn, factor, accept, input_escapes=False)
-
-
-def _layer(op) -> str:
-    """The layer name of `op`'s location (`loc("features.3 (InvertedResidual)"(callsite...))`)."""
-    m = re.match(r'loc\("([^"]*)"', str(op.location))
-    return m.group(1) if m else str(op.location)
 
 
 def _batch_slice(v: ir.Value, start: int, size: int) -> ir.Value:
@@ -138,7 +132,7 @@ class BatchStagePass(ModulePass):
         n, h, w, c = _shape(stage.cut)
         if n <= self.chunk:
             return
-        cut_layer, ops = _layer(stage.ops[-1]), len(stage.ops)
+        cut_layer, ops = layer_name(stage.ops[-1]), len(stage.ops)
         pieces = []
         for start in range(0, n, self.chunk):
             size = min(self.chunk, n - start)

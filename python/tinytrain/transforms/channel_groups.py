@@ -51,7 +51,7 @@ from tinytrain.dialects import tinytrain as tt
 from tinytrain.dialects import tinytrain_layers as tl
 from tinytrain.dialects import tinytrain_quant as tq
 from tinytrain.errors import CompileError
-from tinytrain.irfuncs import tensor_bytes
+from tinytrain.irfuncs import layer_name, tensor_bytes
 from tinytrain.passes import ModulePass
 from tinytrain.transforms.patch_stage import _barrier, _shape
 from tinytrain.transforms.quantize import _i64
@@ -582,7 +582,7 @@ class ChannelGroupsPass(ModulePass):
                 block = fn.regions[0].blocks[0]
                 split = []
                 for region in _regions(block, self.min_bytes):
-                    layer, width = _loc_name(region.seed), _shape(region.seed.results[0])[-1]
+                    layer, width = layer_name(region.seed), _shape(region.seed.results[0])[-1]
                     try:
                         n = _Splitter(region, block, self._parts(region), self.recompute).run()
                     except _Skip:
@@ -594,8 +594,3 @@ class ChannelGroupsPass(ModulePass):
                     fn.attributes["tinytrain.channel_groups"] = ir.ArrayAttr.get(split)
 
 
-def _loc_name(op) -> str:
-    text = str(op.location)
-    if '"' in text:
-        return text.split('"')[1]
-    return text

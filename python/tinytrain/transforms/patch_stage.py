@@ -48,7 +48,7 @@ from torch_mlir import ir
 from torch_mlir.dialects import arith, func, tensor
 
 from tinytrain.errors import CompileError
-from tinytrain.irfuncs import arg_attrs, tensor_bytes
+from tinytrain.irfuncs import arg_attrs, layer_name, tensor_bytes
 from tinytrain.passes import ModulePass
 
 __all__ = ["PatchStagePass", "find_stage"]
@@ -70,11 +70,6 @@ def _attrs(op) -> dict:
     return {m[i].name: m[i].attr for i in range(len(m))}
 
 
-def _layer(op) -> str:
-    loc = str(op.location)
-    return loc[5:-2] if loc.startswith('loc("') else loc
-
-
 @dataclasses.dataclass
 class Stage:
     """The ops of a function's patchable stage (block order) and its cut value."""
@@ -85,7 +80,7 @@ class Stage:
 
     @property
     def cut_layer(self) -> str:
-        return _layer(self.ops[-1])
+        return layer_name(self.ops[-1])
 
 
 def _conv_macs(op, out_shape) -> int:
@@ -339,7 +334,7 @@ def _patch_stage(stage: Stage, grid: int):
     boxes = [(r, q) for r in _split(h, grid) for q in _split(w, grid)]
     patches = [_Patch(stage, box) for box in boxes]
     whole = sum(_conv_macs(op, _shape(op.results[0])) for op in stage.ops if op.operation.name == _CONV)
-    cut_layer, ops = _layer(stage.ops[-1]), len(stage.ops)
+    cut_layer, ops = layer_name(stage.ops[-1]), len(stage.ops)
     acc = replace_in_pieces(stage, [(p.build, [0, r0, c0, 0], [n, r1 - r0, c1 - c0, c])
                                     for p, ((r0, r1), (c0, c1)) in zip(patches, boxes)])
     i64 = ir.IntegerType.get_signless(64)
