@@ -82,8 +82,10 @@ class Int8Training:
     #: convolution's kernel instead of a padded copy filled before it (same results). At 128x128
     #: the 7x7 depthwise convolutions' padded copies were the peak of ProxylessNAS-w0.3 `98kb` (a
     #: 37x37x48 copy of a 32x32x48 tensor; 10x10x384 of 4x4x384 in the last stage): -14.5 KB of
-    #: its plan. IREE fails on some programs with it ("all stack allocations need to be hoisted":
-    #: a padded fp32 backward tile of dynamic size), which then keep the padded copies.
+    #: its plan. The Cortex-M weight gradients read their input bounds-checked, without a padded
+    #: copy (`conv._padfree_grad_weight`): with a padded dequantized activation there, IREE failed
+    #: with the flag on MobileNetV2-w0.35 `49kb` ("all stack allocations need to be hoisted": an
+    #: fp32 pad tile of dynamic size). A program it still fails on keeps the padded copies.
     cortexm_optional_flags: ClassVar[tuple] = ("--iree-dispatch-creation-enable-fuse-padding-into-linalg-consumer-ops",)
 
     @property

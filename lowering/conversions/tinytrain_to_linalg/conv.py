@@ -13,7 +13,8 @@
   backward peak otherwise) and no flipped kernel.
 - `conv2d_grad_weight` = a contraction of the padded input with the output gradient over
   (N, OH, OW), lowered as the pass's `convgrad` option says (`CONVGRADS`): one `linalg.generic`
-  ("direct"), or ("im2col", the host .vmfb's) for dense windows other than 1x1 stride 1 im2col +
+  ("direct": the input read bounds-checked, no padded copy; a 1x1 stride-1 window through its
+  map), or ("im2col", the host .vmfb's) for dense windows other than 1x1 stride 1 im2col +
   a matmul-like `linalg.generic`, for depthwise windows one stride-1 contraction per stride phase
   over the batch stacked into one image.
 - `bias_grad` = the sum of dY over all but the channel dim (a reduction, or with "im2col"
@@ -41,8 +42,8 @@ __all__ = ["convert_conv2d", "convert_conv2d_grad_input", "convert_conv2d_grad_w
 #: Dense 1x1 stride-1 weight gradients are one contraction either way. Input gradients: "direct"
 #: is the bounds-checked generic (`_padfree_grad_input`), "im2col" the named conv of the padded,
 #: dilated dY (`_padded_grad_input`).
-#: - "direct": one `linalg.generic` reducing over (N, OH, OW) with `oh*s + kh` input maps; no
-#:   buffer beyond the result. The Cortex-M targets' (the im2col buffer of MobileNetV2's first
+#: - "direct": one `linalg.generic` reducing over (N, OH, OW), the input read at `oh*s + kh - p`
+#:   bounds-checked (`_padfree_grad_weight`); no buffer beyond the result, no padded input. The Cortex-M targets' (the im2col buffer of MobileNetV2's first
 #:   conv at 128 px, N*OH*OW*KH*KW*C*4 bytes = 442 KB, does not fit a 256 KB device).
 #: - "im2col": dense: every window of the padded input gathered as one row, then `cols^T @ dY`
 #:   (IREE tiles and vectorizes it as a matmul: the first conv's gradient of MbV2-w0.35 128 b8
@@ -351,10 +352,52 @@ def _depthwise_grad_weight_phases(xp: ir.Value, dy: ir.Value, kernel, strides) -
     return reshape(out, [kh, kw, 1, c])
 
 
+def _padfree_grad_weight(x: ir.Value, dy: ir.Value, wshape, strides, padding, depthwise: bool) -> ir.Value:
+    """`convgrad="direct"` (Cortex-M), windows other than 1x1 stride 1: `dW[kh, kw, c, f] =
+    sum_{n, oh, ow} x[n, oh*sh + kh - ph, ow*sw + kw - pw, c] * dY[n, oh, ow, f]` as one
+    `linalg.generic` over (KH, KW, C[, F], N, OH, OW) reading dY through its map and x by
+    `tensor.extract` at clamped indices, a tap outside x (the zero border) selecting 0: no
+    zero-padded copy of x (for a dequantized int8 activation IREE's padding fusion made that copy
+    a pad tile of dynamic size iree-compile rejected on the M7) and the same MACs and sums, in the
+    same order, as the contraction of the padded input."""
+    kh, kw, cg, f = wshape
+    (sh, sw), (ph, pw) = strides, padding
+    _, h, w, _ = shape_of(x)
+    zero = const_f32(0.0)
+    P = arith.CmpIPredicate
+
+    def tap(o, k, s, p, size):
+        t = arith.SubIOp(arith.AddIOp(arith.MulIOp(o, const_index(s)).result, k).result, const_index(p)).result
+        tc = arith.MinSIOp(arith.MaxSIOp(t, const_index(0)).result, const_index(size - 1)).result
+        return tc, arith.CmpIOp(P.eq, t, tc).result
+
+    r = 6 if depthwise else 7  # loops: KH, KW, C[, F], N, OH, OW
+
+    def body(g, acc):
+        idx = [linalg.IndexOp(i).result for i in range(r)]
+        n_, oh_, ow_ = idx[r - 3:]
+        row, row_ok = tap(oh_, idx[0], sh, ph, h)
+        col, col_ok = tap(ow_, idx[1], sw, pw, w)
+        v = tensor.ExtractOp(x, [n_, row, col, idx[2]]).result
+        v = arith.SelectOp(arith.AndIOp(row_ok, col_ok).result, v, zero).result
+        return _mac(v, g, acc)
+
+    if depthwise:
+        kh_, kw_, c_, n_, oh_, ow_ = dims(6)
+        out, gmap = [kh, kw, f], amap(6, [n_, oh_, ow_, c_])
+    else:
+        kh_, kw_, c_, f_, n_, oh_, ow_ = dims(7)
+        out, gmap = [kh, kw, cg, f], amap(7, [n_, oh_, ow_, f_])
+    result = generic([dy], full(out), [gmap, amap(r, dims(r)[:r - 3])],
+                     [PARALLEL] * (r - 3) + [REDUCTION] * 3, body)
+    return reshape(result, [kh, kw, 1, f]) if depthwise else result
+
+
 def convert_conv2d_grad_weight(op, adaptor, type_converter, rewriter, convgrad: str = "direct",
                                kernels: str = "iree"):
-    """`convgrad="direct"`, and dense 1x1 stride 1 either way: one contraction of the padded input
-    with dY over (N, OH, OW). `convgrad="im2col"`: other dense windows (3x3, strided) as im2col of
+    """`convgrad="direct"`: one contraction of the input with dY over (N, OH, OW), the input
+    bounds-checked (`_padfree_grad_weight`: no padded copy); dense 1x1 stride 1 either way: the
+    contraction through the input's map. `convgrad="im2col"`: other dense windows (3x3, strided) as im2col of
     the padded input, then one matmul-like contraction `cols^T @ dY` (IREE vectorizes it as a
     matmul; the direct generic with `oh*s + kh` maps was about 8x slower on MobileNetV2's first
     conv, bench/conv_grad_kernels.py); depthwise windows as unit-batch stride-1 contractions per
@@ -402,6 +445,9 @@ def convert_conv2d_grad_weight(op, adaptor, type_converter, rewriter, convgrad: 
                                                                      g if sliced else dy, sh)])
             return
     with rewriter.ip, op.location:
+        if convgrad == "direct" and (kh, kw, sh, sw) != (1, 1, 1, 1):
+            rewriter.replace_op(op, [_padfree_grad_weight(x, dy, (kh, kw, cg, f), strides, padding, depthwise)])
+            return
         xp = conv_input(x, padding, (kh, kw), (oh, ow), strides)
         if depthwise and convgrad == "im2col":
             result = _depthwise_grad_weight_phases(xp, dy, (kh, kw), strides)

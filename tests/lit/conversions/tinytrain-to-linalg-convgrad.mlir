@@ -13,25 +13,40 @@
 // (a 1x1 window with a long F over at least 128 rows: a transposed matmul, at the end).
 // BAD: to-linalg: option convgrad='winograd' is not one of direct, im2col
 
-// direct: one contraction of the padded input with dY over (N, OH, OW), stride in the map.
-// DIRECT-DAG:   #[[MAP:map[0-9]*]] = affine_map<(d0, d1, d2, d3, d4, d5, d6) -> (d4, d5 * 2 + d0, d6 * 2 + d1, d2)>
-// DIRECT-DAG:   #[[MAP1:map[0-9]*]] = affine_map<(d0, d1, d2, d3, d4, d5, d6) -> (d4, d5, d6, d3)>
-// DIRECT-DAG:   #[[MAP2:map[0-9]*]] = affine_map<(d0, d1, d2, d3, d4, d5, d6) -> (d0, d1, d2, d3)>
+// direct: one generic over (KH, KW, C, F, N, OH, OW) reading dY through its map and the input
+// at oh*2 + kh - 1 (clamped, bounds-checked, 0 outside): no zero-padded copy of the input.
+// DIRECT-DAG:   #[[MAP:map[0-9]*]] = affine_map<(d0, d1, d2, d3, d4, d5, d6) -> (d4, d5, d6, d3)>
+// DIRECT-DAG:   #[[MAP1:map[0-9]*]] = affine_map<(d0, d1, d2, d3, d4, d5, d6) -> (d0, d1, d2, d3)>
 // DIRECT-LABEL: func.func @conv2d_grad_weight(
 // DIRECT-SAME:    %[[ARG0:.*]]: tensor<1x5x5x2xf32>, %[[ARG1:.*]]: tensor<1x3x3x4xf32>) -> tensor<3x3x2x4xf32> {
-// DIRECT-NEXT:    %[[CST:.*]] = arith.constant 0.000000e+00 : f32
-// DIRECT-NEXT:    %[[PADDED:.*]] = tensor.pad %[[ARG0]] low[0, 1, 1, 0] high[0, 1, 1, 0] {
-// DIRECT-NEXT:    ^bb0(%[[ARG2:.*]]: index, %[[ARG3:.*]]: index, %[[ARG4:.*]]: index, %[[ARG5:.*]]: index):
-// DIRECT-NEXT:      tensor.yield %[[CST]] : f32
-// DIRECT-NEXT:    } : tensor<1x5x5x2xf32> to tensor<1x7x7x2xf32>
-// DIRECT-NEXT:    %[[CST_0:.*]] = arith.constant 0.000000e+00 : f32
-// DIRECT-NEXT:    %[[V0:.*]] = tensor.empty() : tensor<3x3x2x4xf32>
-// DIRECT-NEXT:    %[[V1:.*]] = linalg.fill ins(%[[CST_0]] : f32) outs(%[[V0]] : tensor<3x3x2x4xf32>) -> tensor<3x3x2x4xf32>
-// DIRECT-NEXT:    %[[V2:.*]] = linalg.generic {indexing_maps = [#[[MAP]], #[[MAP1]], #[[MAP2]]], iterator_types = ["parallel", "parallel", "parallel", "parallel", "reduction", "reduction", "reduction"]} ins(%[[PADDED]], %[[ARG1]] : tensor<1x7x7x2xf32>, tensor<1x3x3x4xf32>) outs(%[[V1]] : tensor<3x3x2x4xf32>) {
-// DIRECT-NEXT:    ^bb0(%[[IN:.*]]: f32, %[[IN_1:.*]]: f32, %[[OUT:.*]]: f32):
-// DIRECT-NEXT:      %[[V3:.*]] = arith.mulf %[[IN]], %[[IN_1]] : f32
-// DIRECT-NEXT:      %[[V4:.*]] = arith.addf %[[OUT]], %[[V3]] : f32
-// DIRECT-NEXT:      linalg.yield %[[V4]] : f32
+// DIRECT-NOT:     tensor.pad
+// DIRECT:         %[[ZERO:.*]] = arith.constant 0.000000e+00 : f32
+// DIRECT:         %[[V2:.*]] = linalg.generic {indexing_maps = [#[[MAP]], #[[MAP1]]], iterator_types = ["parallel", "parallel", "parallel", "parallel", "reduction", "reduction", "reduction"]} ins(%[[ARG1]] : tensor<1x3x3x4xf32>) outs(%{{.*}} : tensor<3x3x2x4xf32>) {
+// DIRECT-NEXT:    ^bb0(%[[IN:.*]]: f32, %[[OUT:.*]]: f32):
+// DIRECT-NEXT:      %[[KH:.*]] = linalg.index 0 : index
+// DIRECT-NEXT:      %[[KW:.*]] = linalg.index 1 : index
+// DIRECT-NEXT:      %[[C:.*]] = linalg.index 2 : index
+// DIRECT-NEXT:      %{{.*}} = linalg.index 3 : index
+// DIRECT-NEXT:      %[[N:.*]] = linalg.index 4 : index
+// DIRECT-NEXT:      %[[OH:.*]] = linalg.index 5 : index
+// DIRECT-NEXT:      %[[OW:.*]] = linalg.index 6 : index
+// DIRECT-NEXT:      %[[S:.*]] = arith.constant 2 : index
+// DIRECT-NEXT:      %[[OHS:.*]] = arith.muli %[[OH]], %[[S]] : index
+// DIRECT-NEXT:      %[[T:.*]] = arith.addi %[[OHS]], %[[KH]] : index
+// DIRECT-NEXT:      %[[P:.*]] = arith.constant 1 : index
+// DIRECT-NEXT:      %[[ROW:.*]] = arith.subi %[[T]], %[[P]] : index
+// DIRECT-NEXT:      %[[C0:.*]] = arith.constant 0 : index
+// DIRECT-NEXT:      %[[LO:.*]] = arith.maxsi %[[ROW]], %[[C0]] : index
+// DIRECT-NEXT:      %[[C4:.*]] = arith.constant 4 : index
+// DIRECT-NEXT:      %[[ROWC:.*]] = arith.minsi %[[LO]], %[[C4]] : index
+// DIRECT-NEXT:      %[[HOK:.*]] = arith.cmpi eq, %[[ROW]], %[[ROWC]] : index
+// DIRECT:           %[[WOK:.*]] = arith.cmpi eq, %{{.*}}, %[[COLC:.*]] : index
+// DIRECT-NEXT:      %[[X:.*]] = tensor.extract %[[ARG0]][%[[N]], %[[ROWC]], %[[COLC]], %[[C]]] : tensor<1x5x5x2xf32>
+// DIRECT-NEXT:      %[[OK:.*]] = arith.andi %[[HOK]], %[[WOK]] : i1
+// DIRECT-NEXT:      %[[XS:.*]] = arith.select %[[OK]], %[[X]], %[[ZERO]] : f32
+// DIRECT-NEXT:      %[[M:.*]] = arith.mulf %[[XS]], %[[IN]] : f32
+// DIRECT-NEXT:      %[[A:.*]] = arith.addf %[[OUT]], %[[M]] : f32
+// DIRECT-NEXT:      linalg.yield %[[A]] : f32
 // DIRECT-NEXT:    } -> tensor<3x3x2x4xf32>
 // DIRECT-NEXT:    return %[[V2]] : tensor<3x3x2x4xf32>
 
@@ -77,15 +92,15 @@ func.func @conv2d_grad_weight(%x: tensor<1x5x5x2xf32>, %dy: tensor<1x3x3x4xf32>)
 
 // -----
 
-// Depthwise, stride 1, batch 1. direct: one contraction into [KH, KW, C], reshaped to
+// Depthwise, stride 1, batch 1. direct: one generic into [KH, KW, C] (the input bounds-checked), reshaped to
 // [KH, KW, 1, C]. im2col: the same window as a unit-batch stride-1 contraction over [H, W, C]
 // images (IREE vectorizes it as a convolution).
-// DIRECT-DAG:   #[[MAP:map[0-9]*]] = affine_map<(d0, d1, d2, d3, d4, d5) -> (d3, d0 + d4, d1 + d5, d2)>
-// DIRECT-DAG:   #[[MAP1:map[0-9]*]] = affine_map<(d0, d1, d2, d3, d4, d5) -> (d3, d4, d5, d2)>
-// DIRECT-DAG:   #[[MAP2:map[0-9]*]] = affine_map<(d0, d1, d2, d3, d4, d5) -> (d0, d1, d2)>
+// DIRECT-DAG:   #[[MAP:map[0-9]*]] = affine_map<(d0, d1, d2, d3, d4, d5) -> (d3, d4, d5, d2)>
+// DIRECT-DAG:   #[[MAP1:map[0-9]*]] = affine_map<(d0, d1, d2, d3, d4, d5) -> (d0, d1, d2)>
 // DIRECT-LABEL: func.func @conv2d_grad_weight_depthwise(
-// DIRECT:         %[[PADDED:.*]] = tensor.pad %{{.*}} low[0, 1, 1, 0] high[0, 1, 1, 0] {
-// DIRECT:         %[[V2:.*]] = linalg.generic {indexing_maps = [#[[MAP]], #[[MAP1]], #[[MAP2]]], iterator_types = ["parallel", "parallel", "parallel", "reduction", "reduction", "reduction"]} ins(%[[PADDED]], %{{.*}} : tensor<1x6x6x3xf32>, tensor<1x4x4x3xf32>) outs(%{{.*}} : tensor<3x3x3xf32>) {
+// DIRECT-NOT:     tensor.pad
+// DIRECT:         %[[V2:.*]] = linalg.generic {indexing_maps = [#[[MAP]], #[[MAP1]]], iterator_types = ["parallel", "parallel", "parallel", "reduction", "reduction", "reduction"]} ins(%{{.*}} : tensor<1x4x4x3xf32>) outs(%{{.*}} : tensor<3x3x3xf32>) {
+// DIRECT:           tensor.extract %{{.*}} : tensor<1x4x4x3xf32>
 // DIRECT:         tensor.expand_shape %{{.*}} {{\[\[}}0, 1, 2, 3]] output_shape [3, 3, 1, 3] : tensor<27xf32> into tensor<3x3x1x3xf32>
 // IM2COL-DAG:   #[[MAP:map[0-9]*]] = affine_map<(d0, d1, d2, d3, d4) -> (d0 + d3, d1 + d4, d2)>
 // IM2COL-DAG:   #[[MAP1:map[0-9]*]] = affine_map<(d0, d1, d2, d3, d4) -> (d3, d4, d2)>
@@ -120,15 +135,18 @@ func.func @conv2d_grad_weight_depthwise(%x: tensor<1x4x4x3xf32>, %dy: tensor<1x4
 
 // -----
 
-// Depthwise, stride 2, batch 2. direct: one contraction, the stride in the map. im2col: per
+// Depthwise, stride 2, batch 2. direct: one generic, the stride in the input's index. im2col: per
 // stride phase (p, q) the taps (2a + p, 2b + q) over the phase image padded[:, p::2, q::2, :],
 // every phase with 2x2 taps (the padded input gets one more zero row and column; the taps past
 // the kernel are dropped: 2x2, 2x1, 1x2, 1x1 valid ones); the two images stacked (rows n*R + oh,
 // R = OH + 1), dY with one zero row per image, so no window mixes the images; each phase's valid
 // taps inserted at rows p::2, columns q::2.
-// DIRECT-DAG:   #[[MAP:map[0-9]*]] = affine_map<(d0, d1, d2, d3, d4, d5) -> (d3, d4 * 2 + d0, d5 * 2 + d1, d2)>
+// DIRECT-DAG:   #[[MAP:map[0-9]*]] = affine_map<(d0, d1, d2, d3, d4, d5) -> (d3, d4, d5, d2)>
 // DIRECT-LABEL: func.func @conv2d_grad_weight_depthwise_strided(
-// DIRECT:         linalg.generic {indexing_maps = [#[[MAP]], {{.*}}ins(%{{.*}}, %{{.*}} : tensor<2x7x7x3xf32>, tensor<2x3x3x3xf32>) outs(%{{.*}} : tensor<3x3x3xf32>)
+// DIRECT-NOT:     tensor.pad
+// DIRECT:         linalg.generic {indexing_maps = [#[[MAP]], {{.*}}ins(%{{.*}} : tensor<2x3x3x3xf32>) outs(%{{.*}} : tensor<3x3x3xf32>)
+// DIRECT:           arith.muli %{{.*}}, %{{.*}} : index
+// DIRECT:           tensor.extract %{{.*}} : tensor<2x5x5x3xf32>
 // IM2COL-LABEL: func.func @conv2d_grad_weight_depthwise_strided(
 // IM2COL-SAME:    %[[ARG0:.*]]: tensor<2x5x5x3xf32>, %[[ARG1:.*]]: tensor<2x3x3x3xf32>) -> tensor<3x3x1x3xf32> {
 // IM2COL:         %[[PADDED:.*]] = tensor.pad %[[ARG0]] low[0, 1, 1, 0] high[0, 1, 1, 0] {
