@@ -8,6 +8,8 @@ depthwise weight (per-group depthwise weight gradients), block 3's pointwise1 we
 weight gradients and updates, inserted into the parameter in place) and the head; the input gradients of blocks
 1-3's pointwise1 are sums of per-group partial gradients. `min_bytes=0`: every region splits."""
 
+import re
+
 import numpy as np
 import pytest
 from conftest import assert_device_equals_host, loss_close
@@ -34,6 +36,23 @@ def program(model, groups: int, target: str = "host", build_dir=None, trainable=
         at = next(i for i, p in enumerate(passes) if p.argument == "reorder-updates")
         passes.insert(at + 1, ChannelGroupsPass(groups=groups, min_bytes=0))
     return _compile(g, passes, order, LR, ("--iree-opt-const-eval=false",), target, 256, build_dir, values)
+
+
+def same_gradients(model, grouped, whole, *, seed: int, label: int, names=None):
+    """The grouped and the whole-tensor program's gradients on one random image: the same loss,
+    gradients equal to fp32 sum order (each nonzero when `names` are given); returns (x, y, params)."""
+    rng = np.random.default_rng(seed)
+    xs = R.preprocess(rng.integers(0, 256, (1, HW, HW, 3)).astype(np.uint8), model.first_conv.x_scale,
+                      model.first_conv.x_zero)
+    ys = np.array([label], np.int32)
+    p = grouped.initial_params()
+    (g_g, loss_g), (g_w, loss_w) = grouped.gradients(p, xs, ys), whole.gradients(p, xs, ys)
+    assert loss_g == loss_w
+    for name, a, b in zip(names or [""] * len(g_w), g_g, g_w):
+        if names:
+            assert np.count_nonzero(b), f"{name}: zero gradient, the check would be empty"
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-6 * np.abs(b).max(), err_msg=f"gradient {name}")
+    return xs, ys, p
 
 
 @pytest.fixture(scope="module")
@@ -108,16 +127,35 @@ def test_grouped_full_update_equals_the_whole_tensor_update():
     `tied.py` orders those reads before every piece's update."""
     model = truncate(load_mcu_model("mbv2-w0.35"), 3)
     grouped, whole = program(model, 4, trainable="all"), program(model, 1, trainable="all")
-    rng = np.random.default_rng(1)
-    xs = R.preprocess(rng.integers(0, 256, (1, HW, HW, 3)).astype(np.uint8), model.first_conv.x_scale,
-                      model.first_conv.x_zero)
-    ys = np.array([1], np.int32)
-    p = grouped.initial_params()
-    (g_g, loss_g), (g_w, loss_w) = grouped.gradients(p, xs, ys), whole.gradients(p, xs, ys)
-    assert loss_g == loss_w
-    for a, b in zip(g_g, g_w):
-        np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-6 * np.abs(b).max())
+    xs, ys, p = same_gradients(model, grouped, whole, seed=1, label=1)
     p_g, _ = grouped.step(p, xs, ys)
     p_w, _ = whole.step(p, xs, ys)
     assert sum(int(np.sum(a != b)) for a, b in zip(p_g, p_w)) <= 0.01 * sum(a.size for a in p_g)
     assert any(not np.array_equal(a, b) for a, b in zip(p_g, p))
+
+
+def test_split_projection_sum_is_grouped(model):
+    """A projection whose weight is trained in part (`sparse-split`: two convs, their partial input
+    gradients summed by an `add`) seeds its depthwise region from that sum: the region is split
+    (before, it was left whole: MobileNetV2-w0.35 `49kb`'s `blocks.13`, a whole 8x8x192 fp32
+    gradient on the M7), each group summing both parts' rows, and the gradients equal the
+    whole-tensor program's."""
+    scheme = {"parameters": {"blocks.3.pointwise2.weight": "1/2", "blocks.3.depthwise.bias": 1,
+                             "blocks.3.pointwise1.bias": 1, "blocks.2.pointwise2.bias": 1,
+                             "fc.weight": 1, "fc.bias": 1}}
+
+    def build(groups):
+        g = build_forward(model, classifier="fp32", num_classes=CLASSES, input_hw=HW, seed=0)
+        passes, order, values, slices, _ = _training_passes(g, None, LR, True, True, scheme,
+                                                            channel_groups=1)
+        assert slices, "the scheme must slice blocks.3.pointwise2.weight (else sparse-split has nothing to split)"
+        if groups > 1:
+            at = next(i for i, p in enumerate(passes) if p.argument == "reorder-updates")
+            passes.insert(at + 1, ChannelGroupsPass(groups=groups, min_bytes=0))
+        return _compile(g, passes, order, LR, ("--iree-opt-const-eval=false",), "host", 256, None, values), order
+
+    (grouped, names), (whole, _) = build(4), build(1)
+    text = grouped.stages["linalg"]
+    split = re.findall(r'groups = (\d+) : i64, layer = "(blocks\.\d+\.pointwise2)"', text)
+    assert any(layer == "blocks.3.pointwise2" and int(n) > 1 for n, layer in split), split
+    same_gradients(model, grouped, whole, seed=7, label=2, names=names)

@@ -10,7 +10,8 @@ of each of these fp32 tensors depends only on channel c of the one before. At 12
 tensors are the largest of the backward pass (MCUNet-5FPS: 4x4x576 f32, 36,864 B each, two of them
 live together at the peak of its `99kb` scheme, MobileNetV2-w0.35: 8x8x192, 49,152 B).
 
-The pass takes such a chain (the "region": a dense `conv2d_grad_input` and the channel-local ops
+The pass takes such a chain (the "region": a dense `conv2d_grad_input`, or the `add` of two of them
+that `sparse-split` makes of a projection whose weight is trained in part, and the channel-local ops
 reachable from it: `qclamp_grad` / `qmask_grad` on it, depthwise `conv2d_grad_input`, channel
 `slice`s; when the region holds a depthwise op and one of its gradients has at least `min_bytes`)
 and computes it group by group of channels: for channels [c0, c1) the projection's input gradient with
@@ -233,10 +234,13 @@ class _Skip(Exception):
 
 
 class _Region:
-    """A dense input gradient and the channel-local ops after it (see the module doc)."""
+    """A dense input gradient and the channel-local ops after it (see the module doc). `seed`: the
+    op whose result the region starts from: a dense `conv2d_grad_input`, or the `add` of the
+    partial input gradients (`parts`) of a projection split in two by `sparse-split`."""
 
-    def __init__(self, seed):
+    def __init__(self, seed, parts=None):
         self.seed = seed
+        self.parts = list(parts) if parts else [seed]   # the dense input gradients the seed sums
         self.base: dict = {}              # region value -> offset of its channel 0 among the seed's
         self.consumers: list = []         # (op, operand index, kind)
         self.chains: dict = {}            # consumer index -> update chain of a "weight_update" one
@@ -351,9 +355,10 @@ class _Splitter:
     def run(self) -> int:
         r = self.r
         seed = r.seed
-        region_ops = {op.operation for op in r.members}
+        split_sum = r.parts != [seed]
+        region_ops = {op.operation for op in r.members} | {p.operation for p in r.parts}
         # every operand the groups read from outside the region must exist before the seed
-        for op in r.members:
+        for op in (r.parts + r.members[1:] if split_sum else r.members):
             for i, v in enumerate(op.operands):
                 if v not in r.base:
                     _hoist(v, seed, self.block, region_ops)
@@ -368,7 +373,7 @@ class _Splitter:
         # or list of pieces
         acc: dict = {n: r.chains[n][-1].operands[0] for n in r.chains}
         with ir.InsertionPoint(seed), seed.location:
-            g_in = seed.operands[0]
+            g_ins = [p.operands[0] for p in r.parts]   # the output gradient(s) the seed reads
             for k, (c0, c1) in enumerate(groups):
                 if k:
                     # (not a parameter's insert chain: its storage is the argument's, and IREE
@@ -377,9 +382,9 @@ class _Splitter:
                     carried = [(key, j) for key, val in acc.items() if key not in r.chains
                                for j in ([None] if not isinstance(val, list) else range(len(val)))]
                     vals = [acc[key] if j is None else acc[key][j] for key, j in carried]
-                    out = _barrier([g_in, *vals])
-                    g_in = out[0]
-                    for (key, j), v in zip(carried, out[1:]):
+                    out = _barrier([*g_ins, *vals])
+                    g_ins = out[:len(g_ins)]
+                    for (key, j), v in zip(carried, out[len(g_ins):]):
                         if j is None:
                             acc[key] = v
                         else:
@@ -388,7 +393,7 @@ class _Splitter:
                 # (its own channels are still the old ones): each update is then in place
                 params = {acc[n]: r.chains[n][-1].operands[0] for n in r.chains}
                 before = {w: {_op(u.owner) for u in w.uses} for w in params.values()}
-                self._group(g_in, c0, c1, acc)
+                self._group(g_ins, c0, c1, acc)
                 if k:
                     for cur, w in params.items():
                         for use in list(w.uses):
@@ -404,8 +409,9 @@ class _Splitter:
                     finals[n] = _concat(val, 0)
                 else:
                     finals[n] = _concat(val, 3)
-        mine = {op.operation for op in r.members} | {u.operation for u, i, kind in r.consumers}
-        feeds = [_op(v.owner) for op in r.members for v in op.operands] + \
+        mine = {op.operation for op in r.members} | {u.operation for u, i, kind in r.consumers} | \
+            {p.operation for p in r.parts}
+        feeds = [_op(v.owner) for op in r.members + r.parts for v in op.operands] + \
             [_op(v.owner) for u, i, kind in r.consumers if kind != "concat" for v in u.operands]
         feeds = list({f: None for f in feeds if f is not None and f not in mine})
         for n, (u, i, kind) in enumerate(r.consumers):
@@ -426,6 +432,9 @@ class _Splitter:
                 raise CompileError(f"channel-groups: {op.name} still has users after the split (internal error)",
                                    stage="channel-groups")
             op.erase()
+        if split_sum:  # the partial input gradients the seed summed: read by nothing now
+            for p in r.parts:
+                p.erase()
         _erase_dead(feeds)
         return len(groups)
 
@@ -438,15 +447,19 @@ class _Splitter:
         lo, hi = c0 - base, c1 - base
         return (lo, hi, pieces[v]) if 0 <= lo and hi <= _shape(v)[-1] else None
 
-    def _group(self, g_in: ir.Value, c0: int, c1: int, acc: dict) -> None:
+    def _group(self, g_ins: list, c0: int, c1: int, acc: dict) -> None:
         r = self.r
         pieces: dict = {}
-        seed = r.seed
-        a = seed.attributes
-        w = _weight_slice(seed.operands[1], 2, c0, c1)
-        out = seed.results[0]
-        pieces[out] = tt.Conv2dGradInputOp(g_in, w, a["strides"], a["padding"], a["groups"],
-                                           _ty(_shape(out)[:-1] + [c1 - c0], out)).result
+        out = r.seed.results[0]
+        ty = _ty(_shape(out)[:-1] + [c1 - c0], out)
+        # the seed's channels c0..c1: each dense input gradient with its weight's rows c0..c1 (a
+        # split projection: both parts, summed as the seed sums them, value by value)
+        terms = []
+        for part, g in zip(r.parts, g_ins):
+            a = part.attributes
+            w = _weight_slice(part.operands[1], 2, c0, c1)
+            terms.append(tt.Conv2dGradInputOp(g, w, a["strides"], a["padding"], a["groups"], ty).result)
+        pieces[out] = terms[0] if len(terms) == 1 else tt.AddOp(terms[0], terms[1], ty).result
         for op in r.members[1:]:
             res = op.results[0]
             local = self._local(op.operands[0], c0, c1, pieces)
@@ -523,15 +536,41 @@ class _Splitter:
             acc[n] = tl.InsertOp(cur, new.results[0], ir.DenseI64ArrayAttr.get([0, 0, 0, lo]), cur.type).result
 
 
+def _dense_grad_input(v: ir.Value):
+    """The op of `v` when it is an fp32 4-D dense `conv2d_grad_input`, else None."""
+    op = _op(v.owner)
+    if op is None or op.name != _GRAD_INPUT or _groups(op) != 1:
+        return None
+    if len(_shape(v)) != 4 or str(ir.RankedTensorType(v.type).element_type) != "f32":
+        return None
+    return op
+
+
+def _split_sum(op):
+    """The two dense input gradients an `add` sums when it is `sparse-split`'s sum of a split
+    projection's partial input gradients (each read by this add only), else None."""
+    if op.name != "tinytrain.add" or len(op.operands) != 2:
+        return None
+    parts = [_dense_grad_input(v) for v in op.operands]
+    if any(p is None or _only_user(p.results[0]) != op for p in parts) or parts[0] == parts[1]:
+        return None
+    return parts
+
+
 def _regions(block: ir.Block, min_bytes: int) -> list:
     out = []
     for op in block.operations:
-        if op.operation.name != _GRAD_INPUT or _groups(op) != 1:
+        op = op.operation
+        parts = _split_sum(op)
+        if parts is not None:
+            region = _Region(op, parts)
+        elif len(op.results) == 1 and _dense_grad_input(op.results[0]) is not None:
+            user = _only_user(op.results[0])
+            if user is not None and _split_sum(user) is not None:
+                continue  # a part of a split projection's sum: the sum is the region's seed
+            region = _Region(op)
+        else:
             continue
-        res = op.results[0]
-        if len(_shape(res)) != 4 or str(ir.RankedTensorType(res.type).element_type) != "f32":
-            continue
-        region = _Region(op.operation)
         # the biggest gradient of the region: a stride-2 depthwise layer's input gradient is 4x its seed
         if region.has_depthwise and max(tensor_bytes(v) for v in region.base) >= min_bytes:
             out.append(region)

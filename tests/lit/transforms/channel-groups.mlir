@@ -79,3 +79,34 @@ func.func @update(%g: tensor<1x4x4x8xf32>, %wp: tensor<1x1x16x8xi8>, %wd: tensor
   %nw = "tinytrain.qsgd_update"(%we, %gs, %loss) {lr = 0.5 : f32} : (tensor<1x1x4x16xi8>, tensor<1x1x4x16xf32>, tensor<f32>) -> tensor<1x1x4x16xi8>
   return %f, %nw : tensor<1x4x4x4xf32>, tensor<1x1x4x16xi8>
 }
+
+// A projection `sparse-split` cut in two (trained 2 output channels, frozen 6): its input gradient
+// is the add of the two parts' partial gradients. The add seeds the region: each group computes
+// both parts with their weights' rows of its channels and adds them; no whole 16-channel gradient.
+// RUN: tinytrain-opt -p 'channel-groups{groups=2 min_bytes=0}' %s | filecheck %s --check-prefix=SUM
+// SUM-LABEL: func.func @split_sum(
+// SUM-SAME: tinytrain.channel_groups = [{channels = 16 : i64, groups = 2 : i64
+// SUM: %[[T0:.*]] = "tinytrain.slice"(%arg1) {offsets = array<i64: 0, 0, 0, 0>} : (tensor<1x1x16x2xi8>) -> tensor<1x1x8x2xi8>
+// SUM: "tinytrain.conv2d_grad_input"(%arg0, {{.*}}) {{.*}} -> tensor<1x4x4x8xf32>
+// SUM: %[[F0:.*]] = "tinytrain.slice"(%arg2) {offsets = array<i64: 0, 0, 0, 0>} : (tensor<1x1x16x6xi8>) -> tensor<1x1x8x6xi8>
+// SUM: "tinytrain.conv2d_grad_input"(%arg3, {{.*}}) {{.*}} -> tensor<1x4x4x8xf32>
+// SUM: "tinytrain.add"({{.*}}) : (tensor<1x4x4x8xf32>, tensor<1x4x4x8xf32>) -> tensor<1x4x4x8xf32>
+// SUM: "util.optimization_barrier"(%arg0, %arg3,
+// SUM: "tinytrain.slice"(%arg1) {offsets = array<i64: 0, 0, 8, 0>}
+// SUM: "tinytrain.slice"(%arg2) {offsets = array<i64: 0, 0, 8, 0>}
+// SUM-NOT: tensor<1x4x4x16xf32>
+// SUM: return
+func.func @split_sum(%ga: tensor<1x4x4x2xf32>, %wa: tensor<1x1x16x2xi8>, %wb: tensor<1x1x16x6xi8>,
+                     %gb: tensor<1x4x4x6xf32>, %wd: tensor<3x3x1x16xi8>, %ydw: tensor<1x4x4x16xi8>,
+                     %we: tensor<1x1x4x16xf32>) -> tensor<1x4x4x4xf32> {
+  %sa = "tinytrain.channel_scale"(%wa) {scales = array<f64: 1.0, 2.0>} : (tensor<1x1x16x2xi8>) -> tensor<1x1x16x2xf32>
+  %sb = "tinytrain.channel_scale"(%wb) {scales = array<f64: 1.0, 2.0, 1.0, 2.0, 1.0, 2.0>} : (tensor<1x1x16x6xi8>) -> tensor<1x1x16x6xf32>
+  %pa = "tinytrain.conv2d_grad_input"(%ga, %sa) {groups = 1 : i64, padding = array<i64: 0, 0>, strides = array<i64: 1, 1>} : (tensor<1x4x4x2xf32>, tensor<1x1x16x2xf32>) -> tensor<1x4x4x16xf32>
+  %pb = "tinytrain.conv2d_grad_input"(%gb, %sb) {groups = 1 : i64, padding = array<i64: 0, 0>, strides = array<i64: 1, 1>} : (tensor<1x4x4x6xf32>, tensor<1x1x16x6xf32>) -> tensor<1x4x4x16xf32>
+  %a = "tinytrain.add"(%pa, %pb) : (tensor<1x4x4x16xf32>, tensor<1x4x4x16xf32>) -> tensor<1x4x4x16xf32>
+  %b = "tinytrain.qclamp_grad"(%a, %ydw) {clamp = array<i64: -128, 127>} : (tensor<1x4x4x16xf32>, tensor<1x4x4x16xi8>) -> tensor<1x4x4x16xf32>
+  %sd = "tinytrain.channel_scale"(%wd) {scales = array<f64: 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0>} : (tensor<3x3x1x16xi8>) -> tensor<3x3x1x16xf32>
+  %d = "tinytrain.conv2d_grad_input"(%b, %sd) {groups = 16 : i64, padding = array<i64: 1, 1>, strides = array<i64: 1, 1>} : (tensor<1x4x4x16xf32>, tensor<3x3x1x16xf32>) -> tensor<1x4x4x16xf32>
+  %f = "tinytrain.conv2d_grad_input"(%d, %we) {groups = 1 : i64, padding = array<i64: 0, 0>, strides = array<i64: 1, 1>} : (tensor<1x4x4x16xf32>, tensor<1x1x4x16xf32>) -> tensor<1x4x4x4xf32>
+  return %f : tensor<1x4x4x4xf32>
+}
