@@ -4,6 +4,7 @@
     rep = prog.memory_report()          # or Int8Training.memory_report(); CLI --memory-report DIR
     rep.peak_bytes                      # the plan's peak: what the device's `MEM sram_peak` measures
     rep.rows[i].live_bytes              # transient tensors live while dispatch i runs
+    rep.peak_tensors                    # what is live at the worst dispatch, by the command that wrote it
     rep.write("build/mem")              # memory_report.md, .json, .svg
 
 What it reads: the static schedule of the step (`lowering/cortexm/hal2c.py`: every fill, copy and
@@ -47,7 +48,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from xml.sax.saxutils import escape
 
-__all__ = ["MemoryRow", "MemoryReport", "memory_report", "report_for"]
+__all__ = ["LiveTensor", "MemoryRow", "MemoryReport", "memory_report", "report_for"]
 
 FILES = ("memory_report.md", "memory_report.json", "memory_report.svg")
 
@@ -65,6 +66,18 @@ class MemoryRow:
 
 
 @dataclass
+class LiveTensor:
+    """Bytes live at the worst dispatch, grouped by the command that wrote them."""
+
+    bytes: int                   #: transient bytes of this writer still live there
+    written_by: str              #: the writing command: IREE's export name, or "fill"/"copy"/...
+    layers: list                 #: the writer's layers (a dispatch's locations), maybe empty
+    last_read_by: str            #: the last command that reads these bytes
+    written_at: int              #: the writer's position among the function's commands
+    last_read_at: int            #: the last reader's position among the function's commands
+
+
+@dataclass
 class MemoryReport:
     """Per-dispatch SRAM of one compiled function on a Cortex-M target (see the module doc)."""
 
@@ -77,6 +90,9 @@ class MemoryReport:
     budget_bytes: int | None = None
     arena_function: str = ""     #: the function whose packing sizes the transient arena
     notes: list = field(default_factory=list)
+    #: `LiveTensor`s live at the worst dispatch (`live_peak_row`), largest first; their bytes sum
+    #: to its `live_bytes` (bytes two writers' values share count for the later writer)
+    peak_tensors: list = field(default_factory=list)
 
     @property
     def persistent_bytes(self) -> int:
@@ -109,6 +125,12 @@ class MemoryReport:
             lines.append(f"live at the worst dispatch {self.live_peak_bytes:,} B: {where}; "
                          f"{self.peak_bytes - self.live_peak_bytes:,} B more are the layout's "
                          "(one offset per tensor for its whole life)")
+            if self.peak_tensors:
+                top = self.peak_tensors[0]
+                lines.append(f"largest live there: {top.bytes:,} B written by {top.written_by}"
+                             + (f" ({', '.join(top.layers)})" if top.layers else "")
+                             + f", last read by {top.last_read_by} ({len(self.peak_tensors)} writers in all; "
+                             "table in the Markdown)")
         lines.append(f"reserved by the budget check (planned_sram, full stack reserve) "
                      f"{self.reserved_bytes:,} B" + (f" of {self.budget_bytes:,} B" if self.budget_bytes else ""))
         return lines + list(self.notes)
@@ -120,13 +142,21 @@ class MemoryReport:
                 "persistent_bytes": self.persistent_bytes,
                 "transient_arena_bytes": self.transient_arena_bytes,
                 "arena_function": self.arena_function, "notes": list(self.notes),
-                "rows": [asdict(r) for r in self.rows]}
+                "rows": [asdict(r) for r in self.rows],
+                "peak_tensors": [asdict(t) for t in self.peak_tensors]}
 
     def to_markdown(self) -> str:
         out = [f"# Memory report: @{self.function} on {self.target}", ""]
         out += [f"- {s}" for s in self.summary()]
         out += ["", "| persistent | bytes |", "|---|---:|"]
         out += [f"| {escape(k)} | {v:,} |" for k, v in self.persistent.items()]
+        row = self.live_peak_row
+        if row is not None and self.peak_tensors:
+            out += ["", f"Live at the worst dispatch (#{row.index} `{row.dispatch}`), by the command that wrote "
+                    "them (command positions in the function's schedule):", "",
+                    "| bytes | written by | layers | last read by |", "|---:|---|---|---|"]
+            out += [f"| {t.bytes:,} | {t.written_at} `{t.written_by}` | {escape(', '.join(t.layers)) or '-'} | "
+                    f"{t.last_read_at} `{t.last_read_by}` |" for t in self.peak_tensors]
         out += ["", "| # | dispatch | layers | live transient B | IREE allocations B | total live B |",
                 "|---:|---|---|---:|---:|---:|"]
         peak = self.live_peak_row
@@ -189,10 +219,11 @@ def memory_report(module, *, function: str | None = None, budget_bytes: int | No
     persistent["stack (expected peak)"] = module.stack_expected
     base = sum(persistent.values())
 
-    rows = []
+    rows, at = [], []
     for i, c in enumerate(fn.commands):
         if c.op != "dispatch":
             continue
+        at.append(i)
         live = dm.live_bytes(values, i)
         # arena bytes, not a sum: a placed input lies inside IREE bytes no command uses yet
         alive = dm.union_bytes([(a.offset, a.offset + _aligned(a.size)) for a in transient
@@ -221,8 +252,39 @@ def memory_report(module, *, function: str | None = None, budget_bytes: int | No
     if packed.get(function, 0) < arena:
         notes.append(f"@{function}'s allocations are packed into {packed.get(function, 0):,} B; the "
                      f"arena is {arena:,} B because @{arena_fn} needs more")
+    peak = max(range(len(rows)), key=lambda k: rows[k].live_bytes) if rows else None
+    tensors = _live_tensors(values, at[peak], fn.commands, exports) if peak is not None else []
     return MemoryReport(module.target, function, rows, persistent, arena, module.planned_sram(),
-                        budget_bytes, arena_fn, notes)
+                        budget_bytes, arena_fn, notes, tensors)
+
+
+def _live_tensors(values: list, index: int, commands: list, exports: dict) -> list:
+    """The values live at command `index` grouped by their writer, largest first: each byte
+    counted once, for its latest writer (a value and the remainder an overwrite left of it may
+    both cover a byte), so the bytes sum to `dispatch_memory.live_bytes(values, index)`."""
+    from tinytrain.lowering.cortexm import dispatch_memory as dm
+
+    def name(i):
+        c = commands[i]
+        return c.export if c.op == "dispatch" else c.op
+
+    live = sorted((v for v in values if v.start <= index <= v.end), key=lambda v: (-v.start, -v.end))
+    claimed: dict = {}                 # id(alloc) -> spans counted so far
+    groups: dict = {}                  # (writer, last reader) -> bytes
+    for v in live:
+        spans = claimed.setdefault(id(v.alloc), [])
+        before = dm.union_bytes(spans)
+        spans.append((v.lo, v.hi))
+        new = dm.union_bytes(spans) - before
+        if new:
+            key = (v.start, v.end)
+            groups[key] = groups.get(key, 0) + new
+    out = []
+    for (start, end), size in groups.items():
+        c = commands[start]
+        layers = list(exports[c.export].layers) if c.op == "dispatch" and c.export in exports else []
+        out.append(LiveTensor(size, name(start), layers, name(end), start, end))
+    return sorted(out, key=lambda t: (-t.bytes, t.written_at))
 
 
 def _stack_note(module) -> str:

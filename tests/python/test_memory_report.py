@@ -119,6 +119,15 @@ def _check_rows(rep, module, params):
         assert r.total_bytes == rep.persistent_bytes + r.live_bytes
     assert rep.persistent_bytes < rep.live_peak_bytes <= rep.peak_bytes
     assert rep.live_peak_bytes == rep.persistent_bytes + max(r.live_bytes for r in rep.rows)
+    # what is live at the worst dispatch: every byte once, by its writer, read there or later
+    peak_at = [i for i, c in enumerate(sched.function("train_step").commands) if c.op == "dispatch"][
+        rep.live_peak_row.index]
+    assert sum(t.bytes for t in rep.peak_tensors) == rep.live_peak_row.live_bytes, rep.peak_tensors
+    assert [t.bytes for t in rep.peak_tensors] == sorted((t.bytes for t in rep.peak_tensors), reverse=True)
+    for t in rep.peak_tensors:
+        assert t.bytes > 0 and t.written_at <= peak_at <= t.last_read_at, (t, peak_at)
+        assert t.written_by in {c.export if c.op == "dispatch" else c.op
+                                for c in sched.function("train_step").commands}, t
 
 
 def test_fp32_report_follows_the_schedule_and_names_the_layers(m4):
@@ -149,6 +158,7 @@ def test_report_files(m4, tmp_path):
     assert json.loads(paths[1].read_text()) == rep.to_json()
     md = paths[0].read_text()
     assert all(f"`{r.dispatch}`" in md for r in rep.rows) and f"{rep.peak_bytes:,} B" in md
+    assert "Live at the worst dispatch" in md and all(f"`{t.written_by}`" in md for t in rep.peak_tensors)
     svg = ET.parse(paths[2]).getroot()
     ns = "{http://www.w3.org/2000/svg}"
     assert svg.tag == f"{ns}svg"
