@@ -252,10 +252,12 @@ def memory_report(module, *, function: str | None = None, budget_bytes: int | No
     if packed.get(function, 0) < arena:
         notes.append(f"@{function}'s allocations are packed into {packed.get(function, 0):,} B; the "
                      f"arena is {arena:,} B because @{arena_fn} needs more")
-    peak = max(range(len(rows)), key=lambda k: rows[k].live_bytes) if rows else None
-    tensors = _live_tensors(values, at[peak], fn.commands, exports) if peak is not None else []
-    return MemoryReport(module.target, function, rows, persistent, arena, module.planned_sram(),
-                        budget_bytes, arena_fn, notes, tensors)
+    rep = MemoryReport(module.target, function, rows, persistent, arena, module.planned_sram(),
+                       budget_bytes, arena_fn, notes)
+    peak = rep.live_peak_row
+    if peak is not None:
+        rep.peak_tensors = _live_tensors(values, at[peak.index], fn.commands, exports)
+    return rep
 
 
 def _live_tensors(values: list, index: int, commands: list, exports: dict) -> list:

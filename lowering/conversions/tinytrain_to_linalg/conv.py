@@ -167,14 +167,19 @@ def _transposed_grad_input(dy: ir.Value, w: ir.Value, out_shape) -> ir.Value:
     return reshape(dx, out_shape)
 
 
+def _clamped(t: ir.Value, hi: int) -> tuple[ir.Value, ir.Value]:
+    """Index `t` clamped into [0, hi], and whether it was inside (`t` equals the clamped value)."""
+    tc = arith.MinSIOp(arith.MaxSIOp(t, const_index(0)).result, const_index(hi)).result
+    return tc, arith.CmpIOp(arith.CmpIPredicate.eq, t, tc).result
+
+
 def _tap_index(i: ir.Value, k: ir.Value, pad: int, stride: int, size: int) -> tuple[ir.Value, ir.Value]:
     """For input row `i` and kernel tap `k`: the output row `o` with `o*stride + k - pad = i`,
     clamped into [0, size), and whether that row exists (`t = i + pad - k` is in
     [0, (size-1)*stride] and a multiple of `stride`)."""
     P = arith.CmpIPredicate
     t = arith.SubIOp(arith.AddIOp(i, const_index(pad)).result, k).result
-    tc = arith.MinSIOp(arith.MaxSIOp(t, const_index(0)).result, const_index((size - 1) * stride)).result
-    valid = arith.CmpIOp(P.eq, t, tc).result
+    tc, valid = _clamped(t, (size - 1) * stride)
     if stride == 1:
         return tc, valid
     s = const_index(stride)
@@ -364,12 +369,10 @@ def _padfree_grad_weight(x: ir.Value, dy: ir.Value, wshape, strides, padding, de
     (sh, sw), (ph, pw) = strides, padding
     _, h, w, _ = shape_of(x)
     zero = const_f32(0.0)
-    P = arith.CmpIPredicate
 
-    def tap(o, k, s, p, size):
-        t = arith.SubIOp(arith.AddIOp(arith.MulIOp(o, const_index(s)).result, k).result, const_index(p)).result
-        tc = arith.MinSIOp(arith.MaxSIOp(t, const_index(0)).result, const_index(size - 1)).result
-        return tc, arith.CmpIOp(P.eq, t, tc).result
+    def tap(o, k, s, p, size):  # input row o*s + k - p, clamped, and whether it is inside
+        return _clamped(arith.SubIOp(arith.AddIOp(arith.MulIOp(o, const_index(s)).result, k).result,
+                                     const_index(p)).result, size - 1)
 
     r = 6 if depthwise else 7  # loops: KH, KW, C[, F], N, OH, OW
 

@@ -357,8 +357,9 @@ class _Splitter:
         seed = r.seed
         split_sum = r.parts != [seed]
         region_ops = {op.operation for op in r.members} | {p.operation for p in r.parts}
-        # every operand the groups read from outside the region must exist before the seed
-        for op in (r.parts + r.members[1:] if split_sum else r.members):
+        # every operand the groups read from outside the region must exist before the seed (the
+        # seed's own operands are its parts' results: what the parts read)
+        for op in r.parts + r.members[1:]:
             for i, v in enumerate(op.operands):
                 if v not in r.base:
                     _hoist(v, seed, self.block, region_ops)
