@@ -36,8 +36,15 @@ def builder(shape, et="i8"):
     return G.GraphBuilder(ctx, t)
 
 
-def make_conv(rng, cin, cout, k, stride, groups, eff_range=(1e-4, 0.05), dead=True, name="c"):
+def make_conv(rng, cin, cout, k, stride, groups, eff_range=(1e-4, 0.05), dead=True, half=False, name="c"):
     cig = cin // groups
+    if half:
+        # effective scale exactly 0.5 (M0 = 2^30, shift 0) and small accumulators: every odd
+        # accumulator is an exact tie of step 3, which rounds it up
+        w = rng.integers(-1, 2, (k, k, cig, cout)).astype(np.int8)
+        bias = rng.integers(-3, 4, cout).astype(np.int32)
+        return QConv(name, w, bias, np.ones(cout, np.float32), 0.25, int(rng.integers(-100, 100)), 0.5,
+                     int(rng.integers(-20, 20)), stride, groups, None, None)
     w = rng.integers(-127, 128, (k, k, cig, cout)).astype(np.int8)
     bias = rng.integers(-20000, 20000, cout).astype(np.int32)
     if dead:
@@ -63,6 +70,8 @@ CONV_CASES = {
     "left_shift": dict(cin=3, cout=4, k=3, stride=1, groups=1, hw=5, eff_range=(0.4, 6.0)),
     # a narrow clamp (a ReLU6 of a different scale)
     "clamp": dict(cin=4, cout=4, k=3, stride=1, groups=1, hw=5, clamp=(-20, 40)),
+    # M0 = 2^30 with odd accumulators near 0: the rounding of step 3 decides every other output
+    "half": dict(cin=4, cout=3, k=1, stride=1, groups=1, hw=6, dead=False, half=True),
 }
 
 
@@ -74,14 +83,20 @@ def test_qconv2d_bit_exact(case):
     conv = make_conv(rng, **p)
     gb = builder([2, hw, hw, p["cin"]])
     out = G.add_qconv(gb, gb.input, conv, clamp)
-    x = rng.integers(-128, 128, (2, hw, hw, p["cin"])).astype(np.int8)
+    if p.get("half"):
+        x = (conv.x_zero + rng.integers(-6, 7, (2, hw, hw, p["cin"]))).astype(np.int8)
+    else:
+        x = rng.integers(-128, 128, (2, hw, hw, p["cin"])).astype(np.int8)
     got = run(gb, out, x)
     want = ref.qconv2d(x, conv, "device", *clamp)
     assert got.dtype == np.int8 and got.shape == want.shape
     np.testing.assert_array_equal(got, want)
-    # the saturating bias add matters: the dead channels leave int32 without it
     acc = ref.conv2d_acc(x, conv.x_zero, conv.weight, conv.bias, conv.stride, conv.padding, conv.groups)
-    if p.get("eff_range") is None:
+    if p.get("half"):
+        # the case is what it says: many odd accumulators, none clamped
+        assert (acc % 2 == 1).sum() >= acc.size // 4 and np.abs(acc).max() < 200
+    elif p.get("eff_range") is None:
+        # the saturating bias add matters: the dead channels leave int32 without it
         assert acc.max() > 2**31 - 1 or acc.min() < -(2**31)
 
 
@@ -97,6 +112,73 @@ def test_qadd_bit_exact(scales):
     a = rng.integers(-128, 128, shape).astype(np.int8)
     got = run(gb, out, a)
     np.testing.assert_array_equal(got, ref.add(a, sa, za, gb.values["b"], sb, zb, sy, zy, "device", -100, 120))
+
+
+#: (lhs, rhs, output) scales of `test_qadd_every_input_pair`, each reaching another branch of the
+#: fixed-point rule (`reference.add`)
+QADD_CASES = {
+    "typical": (0.05, 0.03, 0.06),
+    # powers of two: the lhs multiplier is 2^-21 (M0 = 2^30, right shift 20), the output one 0.5
+    # (M0 = 2^30, no shift): with b at its zero point the output is the lhs' rounded half of a
+    # half, so step 3 meets exact ties (+-1 * 2^30) and step 4 too
+    "ties": (2.0**-20, 1.0, 2.0**-18),
+    # output multiplier above 1: the left-shift-then-saturate path of step 2
+    "output_left_shift": (0.001, 0.001, 0.002 / 2**20 / 1.5),
+    # lhs scale below 2^-31 of the rhs: its multiplier is 0
+    "input_multiplier_0": (1e-12, 1.0, 0.01),
+}
+
+
+@pytest.mark.parametrize("case", sorted(QADD_CASES))
+def test_qadd_every_input_pair(case):
+    """All 65,536 (a, b) pairs of int8 values, against the reference."""
+    sa, sb, sy = QADD_CASES[case]
+    za, zb, zy = 3, -7, 5
+    q = np.arange(-128, 128, dtype=np.int8)
+    a = np.repeat(q, 256).reshape(1, 256, 256, 1)
+    b = np.tile(q, 256).reshape(1, 256, 256, 1)
+    gb = builder(list(a.shape))
+    bp = gb.param("b", b)
+    out = G.add_qadd(gb, gb.input, bp, sa, za, sb, zb, sy, zy)
+    got = run(gb, out, a)
+    want = ref.add(a, sa, za, b, sb, zb, sy, zy, "device")
+    np.testing.assert_array_equal(got, want)
+    assert len(np.unique(want)) > 2  # not everything clamped
+
+
+@pytest.mark.parametrize("et", ["i8", "i32"])
+def test_qsgd_update_saturates_like_the_exact_integers(et):
+    """`qsgd_update` = `clamp(p - round_half_even(f32(lr) * g))` over the exact integers: steps
+    of any size (beyond the width the lowering computes in), ties, both saturation bounds."""
+    from torch_mlir import ir
+
+    lr = 0.5
+    if et == "i8":
+        p = np.array([-127, -127, 127, 127, 0, 5, -5, 100, -100, 3, 3, -127, 127, 0, 64, -64], np.int8)
+        steps = [-250, -254, 250, 254, 300, 2.5, -2.5, 1e30, -1e30, 3.5, -3.5, -255, 255, 0, 127.5, -191]
+        lo, hi = -127, 127
+    else:
+        imin, imax = -(2**31), 2**31 - 1
+        p = np.array([imin, imin, imax, imax, 0, 5, -5, 1000, -1000, imin, imax, 7, 0, 2**30, -(2**30), 1],
+                     np.int32)
+        steps = [-4e9, -2**31, 4e9, 2**31, 3e9, 2.5, -2.5, 1e30, -1e30, 2**31, -2**31, 3.5, -8.5e9, -2**31, 2**31, -1e12]
+        lo, hi = imin, imax
+    g = (np.asarray(steps, np.float64) / lr).astype(np.float32)
+    step = np.round(np.float32(lr) * g).astype(np.float64)  # f32 product, rounded half to even
+    want = np.clip(p.astype(np.float64) - step, lo, hi).astype(p.dtype)
+    n = p.size
+    text = (f"func.func @step(%p: tensor<{n}x{et}>, %g: tensor<{n}xf32>, %l: tensor<f32>) -> tensor<{n}x{et}> {{\n"
+            f"  %0 = \"tinytrain.qsgd_update\"(%p, %g, %l) {{lr = {lr:e} : f32}} : "
+            f"(tensor<{n}x{et}>, tensor<{n}xf32>, tensor<f32>) -> tensor<{n}x{et}>\n"
+            f"  return %0 : tensor<{n}x{et}>\n}}\n")
+    with new_context() as ctx:
+        module = ir.Module.parse(text, ctx)
+        lower_to_linalg(module, None)
+        h = HostModule(compile_host(str(module)))
+    got = h.call("step", p, g, np.array(1.0, np.float32))[0]
+    np.testing.assert_array_equal(got, want)
+    # a non-finite loss leaves the parameter unchanged
+    np.testing.assert_array_equal(h.call("step", p, g, np.array(np.inf, np.float32))[0], p)
 
 
 def test_qavg_pool_bit_exact_with_ties():

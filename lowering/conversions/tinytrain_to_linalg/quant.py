@@ -14,8 +14,9 @@ is the specification; the step numbers below are its steps):
   steps 2-4 (`multiply_by_quantized_multiplier` with the per-channel `multiplier` / `shift`,
   given as i32 constant tensors) and step 5 (`+ y_zero`, clamp to `clamp`, truncate to i8).
 - `qadd`: TFLite's int8 ADD: `(q - zero) << 20` per side, each rescaled by its fixed-point
-  multiplier, summed, rescaled to the output, `+ zero`, clamped (one `linalg.generic`, i64). The
-  three multipliers come from `reference.quantize_multiplier` on the op's scales, at compile time.
+  multiplier, summed, rescaled to the output, `+ zero`, clamped (one `linalg.generic`, in i32
+  but for the 64-bit products of step 3, see `_mul_by_quantized_multiplier`). The three
+  multipliers come from `reference.quantize_multiplier` on the op's scales, at compile time.
 - `qavg_pool`: i32 sum over H, W (`linalg.generic`, reduction), then
   `trunc((s + sign(s) * (HW / 2)) / HW)` (`arith.divsi` truncates toward zero) clamped to int8.
 - `quantize` / `dequantize`: in f64 as the reference (`x / scale` rounded half to even,
@@ -28,8 +29,9 @@ Training ops (built by `autodiff` / `qas` for int8 graphs, f32 arithmetic):
 - `qclamp_grad`: `grad` where `lo < y < hi` (the int8 output strictly inside its clamp), else 0;
 - `qclamp_mask`: the same test packed 8 channels per byte (an OR-reduction over `[..., C / 8, 8]`,
   `tensor.expand_shape` of `y`), and `qmask_grad`: `grad` where the channel's bit is set;
-- `qsgd_update`: `clamp(p - roundeven(lr * g))` in i64, i8 weights to [-127, 127], i32 biases
-  saturated (the step is clamped to +-2^32 before the float -> int conversion).
+- `qsgd_update`: `clamp(p - roundeven(lr * g))`, i8 weights to [-127, 127] in i32 (the step
+  clamped to +-256 before the float -> int conversion), i32 biases saturated in i64 (the step
+  clamped to +-2^32).
 
 The saturating-rounding-doubling-high-mul overflow case (`a == M0 == INT32_MIN`) is built for the
 per-channel multipliers of `qconv2d` (read from a tensor), although `M0 >= 0` by construction
@@ -100,16 +102,22 @@ def _attr_array(op, name: str, cls) -> list:
     return list(cls(op.attributes[name]))
 
 
-# ----------------------------------------------------------------------------- scalar i64 helpers
-# (built inside a linalg.generic body; every value is an i64 holding an integer of the reference)
+# ----------------------------------------------------------------------------- scalar integer helpers
+# (built inside a linalg.generic body; every value is an i32 or i64 holding an integer of the
+# reference; constants take the width of the value they meet)
 
 
-def _sext(v: ir.Value) -> ir.Value:
-    return arith.ExtSIOp(_i(64), v).result
+def _width(v: ir.Value) -> int:
+    return ir.IntegerType(v.type).width
+
+
+def _sext(v: ir.Value, bits: int = 64) -> ir.Value:
+    return v if _width(v) == bits else arith.ExtSIOp(_i(bits), v).result
 
 
 def _clamp(v: ir.Value, lo: int, hi: int) -> ir.Value:
-    return arith.MinSIOp(arith.MaxSIOp(v, _ci(lo)).result, _ci(hi)).result
+    bits = _width(v)
+    return arith.MinSIOp(arith.MaxSIOp(v, _ci(lo, bits)).result, _ci(hi, bits)).result
 
 
 def _select(cond: ir.Value, a: ir.Value, b: ir.Value) -> ir.Value:
@@ -120,45 +128,70 @@ def _cmp(pred, a: ir.Value, b: ir.Value) -> ir.Value:
     return arith.CmpIOp(pred, a, b).result
 
 
-def _mul_by_quantized_multiplier(x: ir.Value, m0, shift) -> ir.Value:
-    """`reference.multiply_by_quantized_multiplier`, steps 2-4, on an i64 `x` holding an integer.
-
-    `m0`, `shift`: i64 values holding int32s (per-channel, read from constant tensors), or Python
-    ints known at compile time (`qadd`), in which case the left / right shift amounts are
-    constants and the statically impossible branches are not built."""
+def _rounding_divide_by_pot(h: ir.Value, right: ir.Value) -> ir.Value:
+    """Step 4, `RoundingDivideByPOT(h, right)`, in the width of `h` (`right` of the same width,
+    below that width)."""
     P = arith.CmpIPredicate
-    zero = _ci(0)
+    bits = _width(h)
+    one, zero = _ci(1, bits), _ci(0, bits)
+    mask = arith.SubIOp(arith.ShLIOp(one, right).result, one).result
+    rem = arith.AndIOp(h, mask).result
+    neg = arith.ExtUIOp(_i(bits), _cmp(P.slt, h, zero)).result
+    threshold = arith.AddIOp(arith.ShRSIOp(mask, one).result, neg).result
+    up = arith.ExtUIOp(_i(bits), _cmp(P.sgt, rem, threshold)).result
+    return arith.AddIOp(arith.ShRSIOp(h, right).result, up).result
+
+
+def _high_mul(p: ir.Value) -> ir.Value:
+    """Step 3 without its overflow case, on the i64 product `p = a * m0`: the reference's
+    `trunc((p + nudge) / 2^31)` with `nudge = 2^30` for `p >= 0` and `1 - 2^30` below is
+    `floor((p + 2^30) / 2^31)` for every `p` (for `p < 0`, `trunc(q / D) = ceil(q / D) =
+    floor((q + D - 1) / D)` with `q = p + 1 - 2^30`), one add and one arithmetic shift."""
+    return arith.ShRSIOp(arith.AddIOp(p, _ci(1 << 30)).result, _ci(31)).result
+
+
+def _mul_by_quantized_multiplier(x: ir.Value, m0, shift) -> ir.Value:
+    """`reference.multiply_by_quantized_multiplier`, steps 2-4, on an i32 or i64 `x` holding an
+    integer.
+
+    `m0`, `shift`: i64 values holding int32s (per-channel, read from constant tensors; `x` i64),
+    giving an i64 result; or Python ints known at compile time (`qadd`), giving an i32 result
+    (it always fits). With compile-time values the left / right shift amounts are constants and
+    the statically impossible branches are not built; when moreover `x` is i32, `shift <= 0`
+    (no left shift, so step 2 is the identity), `right < 31` and `m0 != INT32_MIN` (no
+    overflow case), only the product is 64-bit: the high half fits int32, and step 4 runs in
+    i32 (on a 32-bit target a 64-bit add, shift or compare is two or more instructions)."""
+    P = arith.CmpIPredicate
     static = isinstance(shift, int)
     if static:
-        left, right = _ci(max(shift, 0)), _ci(max(-shift, 0))
-        m0_value, m0 = int(m0), _ci(int(m0))
+        m0_value, shift_value = int(m0), int(shift)
+        right_value = max(-shift_value, 0)
+        if _width(x) == 32 and shift_value <= 0 and right_value < 31 and m0_value != INT32_MIN:
+            h = _high_mul(arith.MulIOp(_sext(x), _ci(m0_value)).result)
+            return _rounding_divide_by_pot(arith.TruncIOp(_i(32), h).result, _ci(right_value, 32))
+        x = _sext(x)
+        left, right, m0 = _ci(max(shift_value, 0)), _ci(right_value), _ci(m0_value)
     else:
+        zero = _ci(0)
         left = arith.MaxSIOp(shift, zero).result
         right = arith.MaxSIOp(arith.SubIOp(zero, shift).result, zero).result
     # Step 2: a = saturate_int32(x * 2^left).
-    a = x if static and shift <= 0 else arith.ShLIOp(x, left).result
+    a = x if static and shift_value <= 0 else arith.ShLIOp(x, left).result
     a = _clamp(a, INT32_MIN, INT32_MAX)
     # Step 3: SaturatingRoundingDoublingHighMul(a, m0).
-    p = arith.MulIOp(a, m0).result
-    nudge = _select(_cmp(P.sge, p, zero), _ci(1 << 30), _ci(1 - (1 << 30)))
-    h = arith.DivSIOp(arith.AddIOp(p, nudge).result, _ci(1 << 31)).result  # truncates toward 0
+    h = _high_mul(arith.MulIOp(a, m0).result)
     if not static or m0_value == INT32_MIN:
         imin = _ci(INT32_MIN)
         overflow = arith.AndIOp(_cmp(P.eq, a, imin), _cmp(P.eq, m0, imin)).result
         h = _select(overflow, _ci(INT32_MAX), h)
     # Step 4: RoundingDivideByPOT(h, right).
-    one = _ci(1)
-    mask = arith.SubIOp(arith.ShLIOp(one, right).result, one).result
-    rem = arith.AndIOp(h, mask).result
-    neg = arith.ExtUIOp(_i(64), _cmp(P.slt, h, zero)).result
-    threshold = arith.AddIOp(arith.ShRSIOp(mask, one).result, neg).result
-    up = arith.ExtUIOp(_i(64), _cmp(P.sgt, rem, threshold)).result
-    return arith.AddIOp(arith.ShRSIOp(h, right).result, up).result
+    result = _rounding_divide_by_pot(h, right)
+    return arith.TruncIOp(_i(32), result).result if static else result
 
 
 def _to_i8(v: ir.Value, zero_point: int, lo: int, hi: int) -> ir.Value:
-    """Step 5: `clamp(v + zero_point, lo, hi)` as i8."""
-    y = _clamp(arith.AddIOp(v, _ci(zero_point)).result, lo, hi)
+    """Step 5: `clamp(v + zero_point, lo, hi)` as i8 (in the width of `v`)."""
+    y = _clamp(arith.AddIOp(v, _ci(zero_point, _width(v))).result, lo, hi)
     return arith.TruncIOp(_i(8), y).result
 
 
@@ -263,9 +296,11 @@ def convert_qadd(op, adaptor, type_converter, rewriter):
     r = len(shape)
 
     def body(x, y, out):
-        k = _ci(ADD_LEFT_SHIFT)
-        xs = arith.ShLIOp(arith.SubIOp(_sext(x), _ci(za)).result, k).result
-        ys = arith.ShLIOp(arith.SubIOp(_sext(y), _ci(zb)).result, k).result
+        # in i32: |q - zero| <= 255, so the shifted inputs stay below 2^28, their rescaled values
+        # below them, and the sum below 2^29
+        k = _ci(ADD_LEFT_SHIFT, 32)
+        xs = arith.ShLIOp(arith.SubIOp(_sext(x, 32), _ci(za, 32)).result, k).result
+        ys = arith.ShLIOp(arith.SubIOp(_sext(y, 32), _ci(zb, 32)).result, k).result
         ra = _mul_by_quantized_multiplier(xs, int(ma), int(sha))
         rb = _mul_by_quantized_multiplier(ys, int(mb), int(shb))
         s = _mul_by_quantized_multiplier(arith.AddIOp(ra, rb).result, int(my), int(shy))
@@ -441,11 +476,16 @@ def convert_qsgd_update(op, adaptor, type_converter, rewriter):
     shape = shape_of(p)
     r = len(shape)
 
+    # An i8 weight moves at most 254, so a step clamped to +-256 gives the same result in i32
+    # (a float -> i64 conversion is a library call on a 32-bit target); an i32 bias needs i64 and
+    # a step clamped to +-2^32 (beyond it the result saturates either way).
+    wide, limit = (32, 256.0) if bits == 8 else (64, 2.0**32)
+
     def body(pv, gv, out):
         f = lambda v: arith.ConstantOp(_f32(), ir.FloatAttr.get(_f32(), v)).result  # noqa: E731
         step = math.roundeven(arith.MulFOp(f(lr), gv).result)
-        step = arith.MinimumFOp(arith.MaximumFOp(step, f(-2.0**32)).result, f(2.0**32)).result
-        new = arith.SubIOp(_sext(pv), arith.FPToSIOp(_i(64), step).result).result
+        step = arith.MinimumFOp(arith.MaximumFOp(step, f(-limit)).result, f(limit)).result
+        new = arith.SubIOp(_sext(pv, wide), arith.FPToSIOp(_i(wide), step).result).result
         return arith.SelectOp(finite, arith.TruncIOp(et, _clamp(new, lo, hi)).result, pv).result
 
     with rewriter.ip, op.location:

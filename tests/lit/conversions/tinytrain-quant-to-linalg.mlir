@@ -1,13 +1,14 @@
 // RUN: tinytrain-opt -p to-linalg --split-input-file %s | filecheck %s
 
 // The int8 ops (dialects/tinytrain_quant.py) lowered to linalg: the device rule of
-// tinytrain.reference (integer arithmetic in i64 inside linalg.generic). Bit-exactness against
+// tinytrain.reference (integer arithmetic in i32 / i64 inside linalg.generic). Bit-exactness against
 // the numpy reference is tested on the host in tests/python/test_quant_lowering.py.
 
 // Dense int8 conv: the input is padded with its zero point (-3, a real zero) and cropped to the
 // window the strided conv reads; conv_2d_nhwc_hwcf_q folds `x - x_zero` into an i8 x i8 -> i32
 // dot product accumulated from 0; one generic adds the bias with int32 saturation (step 0) and
-// requantizes in i64 with the per-channel multiplier / shift constants (steps 2-5).
+// requantizes in i64 with the per-channel multiplier / shift constants (steps 2-5; step 3's
+// rounding is floor((p + 2^30) / 2^31), an add and an arithmetic shift).
 // CHECK-DAG:   #[[MAP:map[0-9]*]] = affine_map<(d0, d1, d2, d3) -> (d0, d1, d2, d3)>
 // CHECK-DAG:   #[[MAP1:map[0-9]*]] = affine_map<(d0, d1, d2, d3) -> (d3)>
 // CHECK-LABEL: func.func @qconv2d(
@@ -47,39 +48,37 @@
 // CHECK-NEXT:    %[[C2147483647_I64_6:.*]] = arith.constant 2147483647 : i64
 // CHECK-NEXT:    %[[V17:.*]] = arith.minsi %[[V16]], %[[C2147483647_I64_6]] : i64
 // CHECK-NEXT:    %[[V18:.*]] = arith.muli %[[V17]], %[[V10]] : i64
-// CHECK-NEXT:    %[[V19:.*]] = arith.cmpi sge, %[[V18]], %[[C0_I64]] : i64
 // CHECK-NEXT:    %[[C1073741824_I64:.*]] = arith.constant 1073741824 : i64
-// CHECK-NEXT:    %[[C_1073741823_I64:.*]] = arith.constant -1073741823 : i64
-// CHECK-NEXT:    %[[V20:.*]] = arith.select %[[V19]], %[[C1073741824_I64]], %[[C_1073741823_I64]] : i64
-// CHECK-NEXT:    %[[V21:.*]] = arith.addi %[[V18]], %[[V20]] : i64
-// CHECK-NEXT:    %[[C2147483648_I64:.*]] = arith.constant 2147483648 : i64
-// CHECK-NEXT:    %[[V22:.*]] = arith.divsi %[[V21]], %[[C2147483648_I64]] : i64
+// CHECK-NEXT:    %[[V19:.*]] = arith.addi %[[V18]], %[[C1073741824_I64]] : i64
+// CHECK-NEXT:    %[[C31_I64:.*]] = arith.constant 31 : i64
+// CHECK-NEXT:    %[[V20:.*]] = arith.shrsi %[[V19]], %[[C31_I64]] : i64
 // CHECK-NEXT:    %[[C_2147483648_I64_7:.*]] = arith.constant -2147483648 : i64
-// CHECK-NEXT:    %[[V23:.*]] = arith.cmpi eq, %[[V17]], %[[C_2147483648_I64_7]] : i64
-// CHECK-NEXT:    %[[V24:.*]] = arith.cmpi eq, %[[V10]], %[[C_2147483648_I64_7]] : i64
-// CHECK-NEXT:    %[[V25:.*]] = arith.andi %[[V23]], %[[V24]] : i1
+// CHECK-NEXT:    %[[V21:.*]] = arith.cmpi eq, %[[V17]], %[[C_2147483648_I64_7]] : i64
+// CHECK-NEXT:    %[[V22:.*]] = arith.cmpi eq, %[[V10]], %[[C_2147483648_I64_7]] : i64
+// CHECK-NEXT:    %[[V23:.*]] = arith.andi %[[V21]], %[[V22]] : i1
 // CHECK-NEXT:    %[[C2147483647_I64_8:.*]] = arith.constant 2147483647 : i64
-// CHECK-NEXT:    %[[V26:.*]] = arith.select %[[V25]], %[[C2147483647_I64_8]], %[[V22]] : i64
+// CHECK-NEXT:    %[[V24:.*]] = arith.select %[[V23]], %[[C2147483647_I64_8]], %[[V20]] : i64
 // CHECK-NEXT:    %[[C1_I64:.*]] = arith.constant 1 : i64
-// CHECK-NEXT:    %[[V27:.*]] = arith.shli %[[C1_I64]], %[[V14]] : i64
-// CHECK-NEXT:    %[[V28:.*]] = arith.subi %[[V27]], %[[C1_I64]] : i64
-// CHECK-NEXT:    %[[V29:.*]] = arith.andi %[[V26]], %[[V28]] : i64
-// CHECK-NEXT:    %[[V30:.*]] = arith.cmpi slt, %[[V26]], %[[C0_I64]] : i64
-// CHECK-NEXT:    %[[V31:.*]] = arith.extui %[[V30]] : i1 to i64
-// CHECK-NEXT:    %[[V32:.*]] = arith.shrsi %[[V28]], %[[C1_I64]] : i64
-// CHECK-NEXT:    %[[V33:.*]] = arith.addi %[[V32]], %[[V31]] : i64
-// CHECK-NEXT:    %[[V34:.*]] = arith.cmpi sgt, %[[V29]], %[[V33]] : i64
-// CHECK-NEXT:    %[[V35:.*]] = arith.extui %[[V34]] : i1 to i64
-// CHECK-NEXT:    %[[V36:.*]] = arith.shrsi %[[V26]], %[[V14]] : i64
-// CHECK-NEXT:    %[[V37:.*]] = arith.addi %[[V36]], %[[V35]] : i64
+// CHECK-NEXT:    %[[C0_I64_9:.*]] = arith.constant 0 : i64
+// CHECK-NEXT:    %[[V25:.*]] = arith.shli %[[C1_I64]], %[[V14]] : i64
+// CHECK-NEXT:    %[[V26:.*]] = arith.subi %[[V25]], %[[C1_I64]] : i64
+// CHECK-NEXT:    %[[V27:.*]] = arith.andi %[[V24]], %[[V26]] : i64
+// CHECK-NEXT:    %[[V28:.*]] = arith.cmpi slt, %[[V24]], %[[C0_I64_9]] : i64
+// CHECK-NEXT:    %[[V29:.*]] = arith.extui %[[V28]] : i1 to i64
+// CHECK-NEXT:    %[[V30:.*]] = arith.shrsi %[[V26]], %[[C1_I64]] : i64
+// CHECK-NEXT:    %[[V31:.*]] = arith.addi %[[V30]], %[[V29]] : i64
+// CHECK-NEXT:    %[[V32:.*]] = arith.cmpi sgt, %[[V27]], %[[V31]] : i64
+// CHECK-NEXT:    %[[V33:.*]] = arith.extui %[[V32]] : i1 to i64
+// CHECK-NEXT:    %[[V34:.*]] = arith.shrsi %[[V24]], %[[V14]] : i64
+// CHECK-NEXT:    %[[V35:.*]] = arith.addi %[[V34]], %[[V33]] : i64
 // CHECK-NEXT:    %[[C5_I64:.*]] = arith.constant 5 : i64
-// CHECK-NEXT:    %[[V38:.*]] = arith.addi %[[V37]], %[[C5_I64]] : i64
+// CHECK-NEXT:    %[[V36:.*]] = arith.addi %[[V35]], %[[C5_I64]] : i64
 // CHECK-NEXT:    %[[C_128_I64:.*]] = arith.constant -128 : i64
-// CHECK-NEXT:    %[[V39:.*]] = arith.maxsi %[[V38]], %[[C_128_I64]] : i64
+// CHECK-NEXT:    %[[V37:.*]] = arith.maxsi %[[V36]], %[[C_128_I64]] : i64
 // CHECK-NEXT:    %[[C127_I64:.*]] = arith.constant 127 : i64
-// CHECK-NEXT:    %[[V40:.*]] = arith.minsi %[[V39]], %[[C127_I64]] : i64
-// CHECK-NEXT:    %[[V41:.*]] = arith.trunci %[[V40]] : i64 to i8
-// CHECK-NEXT:    linalg.yield %[[V41]] : i8
+// CHECK-NEXT:    %[[V38:.*]] = arith.minsi %[[V37]], %[[C127_I64]] : i64
+// CHECK-NEXT:    %[[V39:.*]] = arith.trunci %[[V38]] : i64 to i8
+// CHECK-NEXT:    linalg.yield %[[V39]] : i8
 // CHECK-NEXT:  } -> tensor<1x2x2x2xi8>
 // CHECK-NEXT:  return %[[V4]] : tensor<1x2x2x2xi8>
 func.func @qconv2d(%x: tensor<1x4x4x2xi8>, %w: tensor<3x3x2x2xi8>, %b: tensor<2xi32>) -> tensor<1x2x2x2xi8> {
@@ -130,39 +129,37 @@ func.func @qconv2d(%x: tensor<1x4x4x2xi8>, %w: tensor<3x3x2x2xi8>, %b: tensor<2x
 // CHECK-NEXT:    %[[C2147483647_I64_6:.*]] = arith.constant 2147483647 : i64
 // CHECK-NEXT:    %[[V17:.*]] = arith.minsi %[[V16]], %[[C2147483647_I64_6]] : i64
 // CHECK-NEXT:    %[[V18:.*]] = arith.muli %[[V17]], %[[V10]] : i64
-// CHECK-NEXT:    %[[V19:.*]] = arith.cmpi sge, %[[V18]], %[[C0_I64]] : i64
 // CHECK-NEXT:    %[[C1073741824_I64:.*]] = arith.constant 1073741824 : i64
-// CHECK-NEXT:    %[[C_1073741823_I64:.*]] = arith.constant -1073741823 : i64
-// CHECK-NEXT:    %[[V20:.*]] = arith.select %[[V19]], %[[C1073741824_I64]], %[[C_1073741823_I64]] : i64
-// CHECK-NEXT:    %[[V21:.*]] = arith.addi %[[V18]], %[[V20]] : i64
-// CHECK-NEXT:    %[[C2147483648_I64:.*]] = arith.constant 2147483648 : i64
-// CHECK-NEXT:    %[[V22:.*]] = arith.divsi %[[V21]], %[[C2147483648_I64]] : i64
+// CHECK-NEXT:    %[[V19:.*]] = arith.addi %[[V18]], %[[C1073741824_I64]] : i64
+// CHECK-NEXT:    %[[C31_I64:.*]] = arith.constant 31 : i64
+// CHECK-NEXT:    %[[V20:.*]] = arith.shrsi %[[V19]], %[[C31_I64]] : i64
 // CHECK-NEXT:    %[[C_2147483648_I64_7:.*]] = arith.constant -2147483648 : i64
-// CHECK-NEXT:    %[[V23:.*]] = arith.cmpi eq, %[[V17]], %[[C_2147483648_I64_7]] : i64
-// CHECK-NEXT:    %[[V24:.*]] = arith.cmpi eq, %[[V10]], %[[C_2147483648_I64_7]] : i64
-// CHECK-NEXT:    %[[V25:.*]] = arith.andi %[[V23]], %[[V24]] : i1
+// CHECK-NEXT:    %[[V21:.*]] = arith.cmpi eq, %[[V17]], %[[C_2147483648_I64_7]] : i64
+// CHECK-NEXT:    %[[V22:.*]] = arith.cmpi eq, %[[V10]], %[[C_2147483648_I64_7]] : i64
+// CHECK-NEXT:    %[[V23:.*]] = arith.andi %[[V21]], %[[V22]] : i1
 // CHECK-NEXT:    %[[C2147483647_I64_8:.*]] = arith.constant 2147483647 : i64
-// CHECK-NEXT:    %[[V26:.*]] = arith.select %[[V25]], %[[C2147483647_I64_8]], %[[V22]] : i64
+// CHECK-NEXT:    %[[V24:.*]] = arith.select %[[V23]], %[[C2147483647_I64_8]], %[[V20]] : i64
 // CHECK-NEXT:    %[[C1_I64:.*]] = arith.constant 1 : i64
-// CHECK-NEXT:    %[[V27:.*]] = arith.shli %[[C1_I64]], %[[V14]] : i64
-// CHECK-NEXT:    %[[V28:.*]] = arith.subi %[[V27]], %[[C1_I64]] : i64
-// CHECK-NEXT:    %[[V29:.*]] = arith.andi %[[V26]], %[[V28]] : i64
-// CHECK-NEXT:    %[[V30:.*]] = arith.cmpi slt, %[[V26]], %[[C0_I64]] : i64
-// CHECK-NEXT:    %[[V31:.*]] = arith.extui %[[V30]] : i1 to i64
-// CHECK-NEXT:    %[[V32:.*]] = arith.shrsi %[[V28]], %[[C1_I64]] : i64
-// CHECK-NEXT:    %[[V33:.*]] = arith.addi %[[V32]], %[[V31]] : i64
-// CHECK-NEXT:    %[[V34:.*]] = arith.cmpi sgt, %[[V29]], %[[V33]] : i64
-// CHECK-NEXT:    %[[V35:.*]] = arith.extui %[[V34]] : i1 to i64
-// CHECK-NEXT:    %[[V36:.*]] = arith.shrsi %[[V26]], %[[V14]] : i64
-// CHECK-NEXT:    %[[V37:.*]] = arith.addi %[[V36]], %[[V35]] : i64
+// CHECK-NEXT:    %[[C0_I64_9:.*]] = arith.constant 0 : i64
+// CHECK-NEXT:    %[[V25:.*]] = arith.shli %[[C1_I64]], %[[V14]] : i64
+// CHECK-NEXT:    %[[V26:.*]] = arith.subi %[[V25]], %[[C1_I64]] : i64
+// CHECK-NEXT:    %[[V27:.*]] = arith.andi %[[V24]], %[[V26]] : i64
+// CHECK-NEXT:    %[[V28:.*]] = arith.cmpi slt, %[[V24]], %[[C0_I64_9]] : i64
+// CHECK-NEXT:    %[[V29:.*]] = arith.extui %[[V28]] : i1 to i64
+// CHECK-NEXT:    %[[V30:.*]] = arith.shrsi %[[V26]], %[[C1_I64]] : i64
+// CHECK-NEXT:    %[[V31:.*]] = arith.addi %[[V30]], %[[V29]] : i64
+// CHECK-NEXT:    %[[V32:.*]] = arith.cmpi sgt, %[[V27]], %[[V31]] : i64
+// CHECK-NEXT:    %[[V33:.*]] = arith.extui %[[V32]] : i1 to i64
+// CHECK-NEXT:    %[[V34:.*]] = arith.shrsi %[[V24]], %[[V14]] : i64
+// CHECK-NEXT:    %[[V35:.*]] = arith.addi %[[V34]], %[[V33]] : i64
 // CHECK-NEXT:    %[[C_128_I64:.*]] = arith.constant -128 : i64
-// CHECK-NEXT:    %[[V38:.*]] = arith.addi %[[V37]], %[[C_128_I64]] : i64
-// CHECK-NEXT:    %[[C_128_I64_9:.*]] = arith.constant -128 : i64
-// CHECK-NEXT:    %[[V39:.*]] = arith.maxsi %[[V38]], %[[C_128_I64_9]] : i64
-// CHECK-NEXT:    %[[C0_I64_10:.*]] = arith.constant 0 : i64
-// CHECK-NEXT:    %[[V40:.*]] = arith.minsi %[[V39]], %[[C0_I64_10]] : i64
-// CHECK-NEXT:    %[[V41:.*]] = arith.trunci %[[V40]] : i64 to i8
-// CHECK-NEXT:    linalg.yield %[[V41]] : i8
+// CHECK-NEXT:    %[[V36:.*]] = arith.addi %[[V35]], %[[C_128_I64]] : i64
+// CHECK-NEXT:    %[[C_128_I64_10:.*]] = arith.constant -128 : i64
+// CHECK-NEXT:    %[[V37:.*]] = arith.maxsi %[[V36]], %[[C_128_I64_10]] : i64
+// CHECK-NEXT:    %[[C0_I64_11:.*]] = arith.constant 0 : i64
+// CHECK-NEXT:    %[[V38:.*]] = arith.minsi %[[V37]], %[[C0_I64_11]] : i64
+// CHECK-NEXT:    %[[V39:.*]] = arith.trunci %[[V38]] : i64 to i8
+// CHECK-NEXT:    linalg.yield %[[V39]] : i8
 // CHECK-NEXT:  } -> tensor<1x3x3x2xi8>
 // CHECK-NEXT:  return %[[V4]] : tensor<1x3x3x2xi8>
 func.func @qconv2d_depthwise(%x: tensor<1x3x3x2xi8>, %w: tensor<3x3x1x2xi8>, %b: tensor<2xi32>) -> tensor<1x3x3x2xi8> {
@@ -173,115 +170,98 @@ func.func @qconv2d_depthwise(%x: tensor<1x3x3x2xi8>, %w: tensor<3x3x1x2xi8>, %b:
 // -----
 
 // int8 residual add (TFLite ADD): (q - zero) << 20 on each side, compile-time multipliers
-// (0.5 / (2 * 0.5) = 2^-1 -> shift 0; 0.25 / 1 -> shift -1; 1 / (2^20 * 1) -> shift -19).
+// (0.5 / (2 * 0.5) = 2^-1 -> shift 0; 0.25 / 1 -> shift -1; 1 / (2^20 * 1) -> shift -19), all
+// right shifts known at compile time: everything in i32 but the 64-bit product of step 3.
 // CHECK-DAG:   #[[MAP:map[0-9]*]] = affine_map<(d0, d1, d2, d3) -> (d0, d1, d2, d3)>
 // CHECK-LABEL: func.func @qadd(
 // CHECK-SAME:    %[[ARG0:.*]]: tensor<1x2x2x3xi8>, %[[ARG1:.*]]: tensor<1x2x2x3xi8>) -> tensor<1x2x2x3xi8> {
 // CHECK-NEXT:  %[[V0:.*]] = tensor.empty() : tensor<1x2x2x3xi8>
 // CHECK-NEXT:  %[[V1:.*]] = linalg.generic {indexing_maps = [#[[MAP]], #[[MAP]], #[[MAP]]], iterator_types = ["parallel", "parallel", "parallel", "parallel"]} ins(%[[ARG0]], %[[ARG1]] : tensor<1x2x2x3xi8>, tensor<1x2x2x3xi8>) outs(%[[V0]] : tensor<1x2x2x3xi8>) {
 // CHECK-NEXT:  ^bb0(%[[IN:.*]]: i8, %[[IN_0:.*]]: i8, %[[OUT:.*]]: i8):
-// CHECK-NEXT:    %[[C20_I64:.*]] = arith.constant 20 : i64
-// CHECK-NEXT:    %[[V2:.*]] = arith.extsi %[[IN]] : i8 to i64
-// CHECK-NEXT:    %[[C1_I64:.*]] = arith.constant 1 : i64
-// CHECK-NEXT:    %[[V3:.*]] = arith.subi %[[V2]], %[[C1_I64]] : i64
-// CHECK-NEXT:    %[[V4:.*]] = arith.shli %[[V3]], %[[C20_I64]] : i64
-// CHECK-NEXT:    %[[V5:.*]] = arith.extsi %[[IN_0]] : i8 to i64
-// CHECK-NEXT:    %[[C_2_I64:.*]] = arith.constant -2 : i64
-// CHECK-NEXT:    %[[V6:.*]] = arith.subi %[[V5]], %[[C_2_I64]] : i64
-// CHECK-NEXT:    %[[V7:.*]] = arith.shli %[[V6]], %[[C20_I64]] : i64
-// CHECK-NEXT:    %[[C0_I64:.*]] = arith.constant 0 : i64
-// CHECK-NEXT:    %[[C0_I64_1:.*]] = arith.constant 0 : i64
-// CHECK-NEXT:    %[[C0_I64_2:.*]] = arith.constant 0 : i64
+// CHECK-NEXT:    %[[C20_I32:.*]] = arith.constant 20 : i32
+// CHECK-NEXT:    %[[V2:.*]] = arith.extsi %[[IN]] : i8 to i32
+// CHECK-NEXT:    %[[C1_I32:.*]] = arith.constant 1 : i32
+// CHECK-NEXT:    %[[V3:.*]] = arith.subi %[[V2]], %[[C1_I32]] : i32
+// CHECK-NEXT:    %[[V4:.*]] = arith.shli %[[V3]], %[[C20_I32]] : i32
+// CHECK-NEXT:    %[[V5:.*]] = arith.extsi %[[IN_0]] : i8 to i32
+// CHECK-NEXT:    %[[C_2_I32:.*]] = arith.constant -2 : i32
+// CHECK-NEXT:    %[[V6:.*]] = arith.subi %[[V5]], %[[C_2_I32]] : i32
+// CHECK-NEXT:    %[[V7:.*]] = arith.shli %[[V6]], %[[C20_I32]] : i32
+// CHECK-NEXT:    %[[V8:.*]] = arith.extsi %[[V4]] : i32 to i64
 // CHECK-NEXT:    %[[C1073741824_I64:.*]] = arith.constant 1073741824 : i64
-// CHECK-NEXT:    %[[C_2147483648_I64:.*]] = arith.constant -2147483648 : i64
-// CHECK-NEXT:    %[[V8:.*]] = arith.maxsi %[[V4]], %[[C_2147483648_I64]] : i64
-// CHECK-NEXT:    %[[C2147483647_I64:.*]] = arith.constant 2147483647 : i64
-// CHECK-NEXT:    %[[V9:.*]] = arith.minsi %[[V8]], %[[C2147483647_I64]] : i64
-// CHECK-NEXT:    %[[V10:.*]] = arith.muli %[[V9]], %[[C1073741824_I64]] : i64
-// CHECK-NEXT:    %[[V11:.*]] = arith.cmpi sge, %[[V10]], %[[C0_I64]] : i64
-// CHECK-NEXT:    %[[C1073741824_I64_3:.*]] = arith.constant 1073741824 : i64
-// CHECK-NEXT:    %[[C_1073741823_I64:.*]] = arith.constant -1073741823 : i64
-// CHECK-NEXT:    %[[V12:.*]] = arith.select %[[V11]], %[[C1073741824_I64_3]], %[[C_1073741823_I64]] : i64
-// CHECK-NEXT:    %[[V13:.*]] = arith.addi %[[V10]], %[[V12]] : i64
-// CHECK-NEXT:    %[[C2147483648_I64:.*]] = arith.constant 2147483648 : i64
-// CHECK-NEXT:    %[[V14:.*]] = arith.divsi %[[V13]], %[[C2147483648_I64]] : i64
-// CHECK-NEXT:    %[[C1_I64_4:.*]] = arith.constant 1 : i64
-// CHECK-NEXT:    %[[V15:.*]] = arith.shli %[[C1_I64_4]], %[[C0_I64_2]] : i64
-// CHECK-NEXT:    %[[V16:.*]] = arith.subi %[[V15]], %[[C1_I64_4]] : i64
-// CHECK-NEXT:    %[[V17:.*]] = arith.andi %[[V14]], %[[V16]] : i64
-// CHECK-NEXT:    %[[V18:.*]] = arith.cmpi slt, %[[V14]], %[[C0_I64]] : i64
-// CHECK-NEXT:    %[[V19:.*]] = arith.extui %[[V18]] : i1 to i64
-// CHECK-NEXT:    %[[V20:.*]] = arith.shrsi %[[V16]], %[[C1_I64_4]] : i64
-// CHECK-NEXT:    %[[V21:.*]] = arith.addi %[[V20]], %[[V19]] : i64
-// CHECK-NEXT:    %[[V22:.*]] = arith.cmpi sgt, %[[V17]], %[[V21]] : i64
-// CHECK-NEXT:    %[[V23:.*]] = arith.extui %[[V22]] : i1 to i64
-// CHECK-NEXT:    %[[V24:.*]] = arith.shrsi %[[V14]], %[[C0_I64_2]] : i64
-// CHECK-NEXT:    %[[V25:.*]] = arith.addi %[[V24]], %[[V23]] : i64
-// CHECK-NEXT:    %[[C0_I64_5:.*]] = arith.constant 0 : i64
-// CHECK-NEXT:    %[[C0_I64_6:.*]] = arith.constant 0 : i64
-// CHECK-NEXT:    %[[C1_I64_7:.*]] = arith.constant 1 : i64
-// CHECK-NEXT:    %[[C1073741824_I64_8:.*]] = arith.constant 1073741824 : i64
-// CHECK-NEXT:    %[[C_2147483648_I64_9:.*]] = arith.constant -2147483648 : i64
-// CHECK-NEXT:    %[[V26:.*]] = arith.maxsi %[[V7]], %[[C_2147483648_I64_9]] : i64
-// CHECK-NEXT:    %[[C2147483647_I64_10:.*]] = arith.constant 2147483647 : i64
-// CHECK-NEXT:    %[[V27:.*]] = arith.minsi %[[V26]], %[[C2147483647_I64_10]] : i64
-// CHECK-NEXT:    %[[V28:.*]] = arith.muli %[[V27]], %[[C1073741824_I64_8]] : i64
-// CHECK-NEXT:    %[[V29:.*]] = arith.cmpi sge, %[[V28]], %[[C0_I64_5]] : i64
+// CHECK-NEXT:    %[[V9:.*]] = arith.muli %[[V8]], %[[C1073741824_I64]] : i64
+// CHECK-NEXT:    %[[C1073741824_I64_1:.*]] = arith.constant 1073741824 : i64
+// CHECK-NEXT:    %[[V10:.*]] = arith.addi %[[V9]], %[[C1073741824_I64_1]] : i64
+// CHECK-NEXT:    %[[C31_I64:.*]] = arith.constant 31 : i64
+// CHECK-NEXT:    %[[V11:.*]] = arith.shrsi %[[V10]], %[[C31_I64]] : i64
+// CHECK-NEXT:    %[[V12:.*]] = arith.trunci %[[V11]] : i64 to i32
+// CHECK-NEXT:    %[[C0_I32:.*]] = arith.constant 0 : i32
+// CHECK-NEXT:    %[[C1_I32_2:.*]] = arith.constant 1 : i32
+// CHECK-NEXT:    %[[C0_I32_3:.*]] = arith.constant 0 : i32
+// CHECK-NEXT:    %[[V13:.*]] = arith.shli %[[C1_I32_2]], %[[C0_I32]] : i32
+// CHECK-NEXT:    %[[V14:.*]] = arith.subi %[[V13]], %[[C1_I32_2]] : i32
+// CHECK-NEXT:    %[[V15:.*]] = arith.andi %[[V12]], %[[V14]] : i32
+// CHECK-NEXT:    %[[V16:.*]] = arith.cmpi slt, %[[V12]], %[[C0_I32_3]] : i32
+// CHECK-NEXT:    %[[V17:.*]] = arith.extui %[[V16]] : i1 to i32
+// CHECK-NEXT:    %[[V18:.*]] = arith.shrsi %[[V14]], %[[C1_I32_2]] : i32
+// CHECK-NEXT:    %[[V19:.*]] = arith.addi %[[V18]], %[[V17]] : i32
+// CHECK-NEXT:    %[[V20:.*]] = arith.cmpi sgt, %[[V15]], %[[V19]] : i32
+// CHECK-NEXT:    %[[V21:.*]] = arith.extui %[[V20]] : i1 to i32
+// CHECK-NEXT:    %[[V22:.*]] = arith.shrsi %[[V12]], %[[C0_I32]] : i32
+// CHECK-NEXT:    %[[V23:.*]] = arith.addi %[[V22]], %[[V21]] : i32
+// CHECK-NEXT:    %[[V24:.*]] = arith.extsi %[[V7]] : i32 to i64
+// CHECK-NEXT:    %[[C1073741824_I64_4:.*]] = arith.constant 1073741824 : i64
+// CHECK-NEXT:    %[[V25:.*]] = arith.muli %[[V24]], %[[C1073741824_I64_4]] : i64
+// CHECK-NEXT:    %[[C1073741824_I64_5:.*]] = arith.constant 1073741824 : i64
+// CHECK-NEXT:    %[[V26:.*]] = arith.addi %[[V25]], %[[C1073741824_I64_5]] : i64
+// CHECK-NEXT:    %[[C31_I64_6:.*]] = arith.constant 31 : i64
+// CHECK-NEXT:    %[[V27:.*]] = arith.shrsi %[[V26]], %[[C31_I64_6]] : i64
+// CHECK-NEXT:    %[[V28:.*]] = arith.trunci %[[V27]] : i64 to i32
+// CHECK-NEXT:    %[[C1_I32_7:.*]] = arith.constant 1 : i32
+// CHECK-NEXT:    %[[C1_I32_8:.*]] = arith.constant 1 : i32
+// CHECK-NEXT:    %[[C0_I32_9:.*]] = arith.constant 0 : i32
+// CHECK-NEXT:    %[[V29:.*]] = arith.shli %[[C1_I32_8]], %[[C1_I32_7]] : i32
+// CHECK-NEXT:    %[[V30:.*]] = arith.subi %[[V29]], %[[C1_I32_8]] : i32
+// CHECK-NEXT:    %[[V31:.*]] = arith.andi %[[V28]], %[[V30]] : i32
+// CHECK-NEXT:    %[[V32:.*]] = arith.cmpi slt, %[[V28]], %[[C0_I32_9]] : i32
+// CHECK-NEXT:    %[[V33:.*]] = arith.extui %[[V32]] : i1 to i32
+// CHECK-NEXT:    %[[V34:.*]] = arith.shrsi %[[V30]], %[[C1_I32_8]] : i32
+// CHECK-NEXT:    %[[V35:.*]] = arith.addi %[[V34]], %[[V33]] : i32
+// CHECK-NEXT:    %[[V36:.*]] = arith.cmpi sgt, %[[V31]], %[[V35]] : i32
+// CHECK-NEXT:    %[[V37:.*]] = arith.extui %[[V36]] : i1 to i32
+// CHECK-NEXT:    %[[V38:.*]] = arith.shrsi %[[V28]], %[[C1_I32_7]] : i32
+// CHECK-NEXT:    %[[V39:.*]] = arith.addi %[[V38]], %[[V37]] : i32
+// CHECK-NEXT:    %[[V40:.*]] = arith.addi %[[V23]], %[[V39]] : i32
+// CHECK-NEXT:    %[[V41:.*]] = arith.extsi %[[V40]] : i32 to i64
+// CHECK-NEXT:    %[[C1073741824_I64_10:.*]] = arith.constant 1073741824 : i64
+// CHECK-NEXT:    %[[V42:.*]] = arith.muli %[[V41]], %[[C1073741824_I64_10]] : i64
 // CHECK-NEXT:    %[[C1073741824_I64_11:.*]] = arith.constant 1073741824 : i64
-// CHECK-NEXT:    %[[C_1073741823_I64_12:.*]] = arith.constant -1073741823 : i64
-// CHECK-NEXT:    %[[V30:.*]] = arith.select %[[V29]], %[[C1073741824_I64_11]], %[[C_1073741823_I64_12]] : i64
-// CHECK-NEXT:    %[[V31:.*]] = arith.addi %[[V28]], %[[V30]] : i64
-// CHECK-NEXT:    %[[C2147483648_I64_13:.*]] = arith.constant 2147483648 : i64
-// CHECK-NEXT:    %[[V32:.*]] = arith.divsi %[[V31]], %[[C2147483648_I64_13]] : i64
-// CHECK-NEXT:    %[[C1_I64_14:.*]] = arith.constant 1 : i64
-// CHECK-NEXT:    %[[V33:.*]] = arith.shli %[[C1_I64_14]], %[[C1_I64_7]] : i64
-// CHECK-NEXT:    %[[V34:.*]] = arith.subi %[[V33]], %[[C1_I64_14]] : i64
-// CHECK-NEXT:    %[[V35:.*]] = arith.andi %[[V32]], %[[V34]] : i64
-// CHECK-NEXT:    %[[V36:.*]] = arith.cmpi slt, %[[V32]], %[[C0_I64_5]] : i64
-// CHECK-NEXT:    %[[V37:.*]] = arith.extui %[[V36]] : i1 to i64
-// CHECK-NEXT:    %[[V38:.*]] = arith.shrsi %[[V34]], %[[C1_I64_14]] : i64
-// CHECK-NEXT:    %[[V39:.*]] = arith.addi %[[V38]], %[[V37]] : i64
-// CHECK-NEXT:    %[[V40:.*]] = arith.cmpi sgt, %[[V35]], %[[V39]] : i64
-// CHECK-NEXT:    %[[V41:.*]] = arith.extui %[[V40]] : i1 to i64
-// CHECK-NEXT:    %[[V42:.*]] = arith.shrsi %[[V32]], %[[C1_I64_7]] : i64
-// CHECK-NEXT:    %[[V43:.*]] = arith.addi %[[V42]], %[[V41]] : i64
-// CHECK-NEXT:    %[[V44:.*]] = arith.addi %[[V25]], %[[V43]] : i64
-// CHECK-NEXT:    %[[C0_I64_15:.*]] = arith.constant 0 : i64
-// CHECK-NEXT:    %[[C0_I64_16:.*]] = arith.constant 0 : i64
-// CHECK-NEXT:    %[[C19_I64:.*]] = arith.constant 19 : i64
-// CHECK-NEXT:    %[[C1073741824_I64_17:.*]] = arith.constant 1073741824 : i64
-// CHECK-NEXT:    %[[C_2147483648_I64_18:.*]] = arith.constant -2147483648 : i64
-// CHECK-NEXT:    %[[V45:.*]] = arith.maxsi %[[V44]], %[[C_2147483648_I64_18]] : i64
-// CHECK-NEXT:    %[[C2147483647_I64_19:.*]] = arith.constant 2147483647 : i64
-// CHECK-NEXT:    %[[V46:.*]] = arith.minsi %[[V45]], %[[C2147483647_I64_19]] : i64
-// CHECK-NEXT:    %[[V47:.*]] = arith.muli %[[V46]], %[[C1073741824_I64_17]] : i64
-// CHECK-NEXT:    %[[V48:.*]] = arith.cmpi sge, %[[V47]], %[[C0_I64_15]] : i64
-// CHECK-NEXT:    %[[C1073741824_I64_20:.*]] = arith.constant 1073741824 : i64
-// CHECK-NEXT:    %[[C_1073741823_I64_21:.*]] = arith.constant -1073741823 : i64
-// CHECK-NEXT:    %[[V49:.*]] = arith.select %[[V48]], %[[C1073741824_I64_20]], %[[C_1073741823_I64_21]] : i64
-// CHECK-NEXT:    %[[V50:.*]] = arith.addi %[[V47]], %[[V49]] : i64
-// CHECK-NEXT:    %[[C2147483648_I64_22:.*]] = arith.constant 2147483648 : i64
-// CHECK-NEXT:    %[[V51:.*]] = arith.divsi %[[V50]], %[[C2147483648_I64_22]] : i64
-// CHECK-NEXT:    %[[C1_I64_23:.*]] = arith.constant 1 : i64
-// CHECK-NEXT:    %[[V52:.*]] = arith.shli %[[C1_I64_23]], %[[C19_I64]] : i64
-// CHECK-NEXT:    %[[V53:.*]] = arith.subi %[[V52]], %[[C1_I64_23]] : i64
-// CHECK-NEXT:    %[[V54:.*]] = arith.andi %[[V51]], %[[V53]] : i64
-// CHECK-NEXT:    %[[V55:.*]] = arith.cmpi slt, %[[V51]], %[[C0_I64_15]] : i64
-// CHECK-NEXT:    %[[V56:.*]] = arith.extui %[[V55]] : i1 to i64
-// CHECK-NEXT:    %[[V57:.*]] = arith.shrsi %[[V53]], %[[C1_I64_23]] : i64
-// CHECK-NEXT:    %[[V58:.*]] = arith.addi %[[V57]], %[[V56]] : i64
-// CHECK-NEXT:    %[[V59:.*]] = arith.cmpi sgt, %[[V54]], %[[V58]] : i64
-// CHECK-NEXT:    %[[V60:.*]] = arith.extui %[[V59]] : i1 to i64
-// CHECK-NEXT:    %[[V61:.*]] = arith.shrsi %[[V51]], %[[C19_I64]] : i64
-// CHECK-NEXT:    %[[V62:.*]] = arith.addi %[[V61]], %[[V60]] : i64
-// CHECK-NEXT:    %[[C3_I64:.*]] = arith.constant 3 : i64
-// CHECK-NEXT:    %[[V63:.*]] = arith.addi %[[V62]], %[[C3_I64]] : i64
-// CHECK-NEXT:    %[[C_128_I64:.*]] = arith.constant -128 : i64
-// CHECK-NEXT:    %[[V64:.*]] = arith.maxsi %[[V63]], %[[C_128_I64]] : i64
-// CHECK-NEXT:    %[[C127_I64:.*]] = arith.constant 127 : i64
-// CHECK-NEXT:    %[[V65:.*]] = arith.minsi %[[V64]], %[[C127_I64]] : i64
-// CHECK-NEXT:    %[[V66:.*]] = arith.trunci %[[V65]] : i64 to i8
-// CHECK-NEXT:    linalg.yield %[[V66]] : i8
+// CHECK-NEXT:    %[[V43:.*]] = arith.addi %[[V42]], %[[C1073741824_I64_11]] : i64
+// CHECK-NEXT:    %[[C31_I64_12:.*]] = arith.constant 31 : i64
+// CHECK-NEXT:    %[[V44:.*]] = arith.shrsi %[[V43]], %[[C31_I64_12]] : i64
+// CHECK-NEXT:    %[[V45:.*]] = arith.trunci %[[V44]] : i64 to i32
+// CHECK-NEXT:    %[[C19_I32:.*]] = arith.constant 19 : i32
+// CHECK-NEXT:    %[[C1_I32_13:.*]] = arith.constant 1 : i32
+// CHECK-NEXT:    %[[C0_I32_14:.*]] = arith.constant 0 : i32
+// CHECK-NEXT:    %[[V46:.*]] = arith.shli %[[C1_I32_13]], %[[C19_I32]] : i32
+// CHECK-NEXT:    %[[V47:.*]] = arith.subi %[[V46]], %[[C1_I32_13]] : i32
+// CHECK-NEXT:    %[[V48:.*]] = arith.andi %[[V45]], %[[V47]] : i32
+// CHECK-NEXT:    %[[V49:.*]] = arith.cmpi slt, %[[V45]], %[[C0_I32_14]] : i32
+// CHECK-NEXT:    %[[V50:.*]] = arith.extui %[[V49]] : i1 to i32
+// CHECK-NEXT:    %[[V51:.*]] = arith.shrsi %[[V47]], %[[C1_I32_13]] : i32
+// CHECK-NEXT:    %[[V52:.*]] = arith.addi %[[V51]], %[[V50]] : i32
+// CHECK-NEXT:    %[[V53:.*]] = arith.cmpi sgt, %[[V48]], %[[V52]] : i32
+// CHECK-NEXT:    %[[V54:.*]] = arith.extui %[[V53]] : i1 to i32
+// CHECK-NEXT:    %[[V55:.*]] = arith.shrsi %[[V45]], %[[C19_I32]] : i32
+// CHECK-NEXT:    %[[V56:.*]] = arith.addi %[[V55]], %[[V54]] : i32
+// CHECK-NEXT:    %[[C3_I32:.*]] = arith.constant 3 : i32
+// CHECK-NEXT:    %[[V57:.*]] = arith.addi %[[V56]], %[[C3_I32]] : i32
+// CHECK-NEXT:    %[[C_128_I32:.*]] = arith.constant -128 : i32
+// CHECK-NEXT:    %[[V58:.*]] = arith.maxsi %[[V57]], %[[C_128_I32]] : i32
+// CHECK-NEXT:    %[[C127_I32:.*]] = arith.constant 127 : i32
+// CHECK-NEXT:    %[[V59:.*]] = arith.minsi %[[V58]], %[[C127_I32]] : i32
+// CHECK-NEXT:    %[[V60:.*]] = arith.trunci %[[V59]] : i32 to i8
+// CHECK-NEXT:    linalg.yield %[[V60]] : i8
 // CHECK-NEXT:  } -> tensor<1x2x2x3xi8>
 // CHECK-NEXT:  return %[[V1]] : tensor<1x2x2x3xi8>
 func.func @qadd(%a: tensor<1x2x2x3xi8>, %b: tensor<1x2x2x3xi8>) -> tensor<1x2x2x3xi8> {
@@ -493,37 +473,38 @@ func.func @qmask_grad(%g: tensor<2x16xf32>, %m: tensor<2x2xi8>) -> tensor<2x16xf
 
 // -----
 
-// qsgd_update of an int8 weight: clamp(p - roundeven(lr * g), -127, 127) in i64, or p unchanged
+// qsgd_update of an int8 weight: clamp(p - roundeven(lr * g), -127, 127) in i32 (the step
+// clamped to +-256 first: beyond it the result saturates either way), or p unchanged
 // when the step's loss is not finite (loss - loss == 0 fails for NaN/Inf).
 // CHECK-DAG:   #[[MAP:map[0-9]*]] = affine_map<(d0) -> (d0)>
 // CHECK-LABEL: func.func @qsgd_update(
 // CHECK-SAME:    %[[ARG0:.*]]: tensor<4xi8>, %[[ARG1:.*]]: tensor<4xf32>, %[[ARG2:.*]]: tensor<f32>) -> tensor<4xi8> {
-// CHECK-NEXT:  %[[L:.*]] = tensor.extract %[[ARG2]][] : tensor<f32>
-// CHECK-NEXT:  %[[ZERO:.*]] = arith.constant 0.000000e+00 : f32
-// CHECK-NEXT:  %[[D:.*]] = arith.subf %[[L]], %[[L]] : f32
-// CHECK-NEXT:  %[[OK:.*]] = arith.cmpf oeq, %[[D]], %[[ZERO]] : f32
-// CHECK-NEXT:  %[[V0:.*]] = tensor.empty() : tensor<4xi8>
-// CHECK-NEXT:  %[[V1:.*]] = linalg.generic {indexing_maps = [#[[MAP]], #[[MAP]], #[[MAP]]], iterator_types = ["parallel"]} ins(%[[ARG0]], %[[ARG1]] : tensor<4xi8>, tensor<4xf32>) outs(%[[V0]] : tensor<4xi8>) {
+// CHECK-NEXT:  %[[EXTRACTED:.*]] = tensor.extract %[[ARG2]][] : tensor<f32>
+// CHECK-NEXT:  %[[CST:.*]] = arith.constant 0.000000e+00 : f32
+// CHECK-NEXT:  %[[V0:.*]] = arith.subf %[[EXTRACTED]], %[[EXTRACTED]] : f32
+// CHECK-NEXT:  %[[V1:.*]] = arith.cmpf oeq, %[[V0]], %[[CST]] : f32
+// CHECK-NEXT:  %[[V2:.*]] = tensor.empty() : tensor<4xi8>
+// CHECK-NEXT:  %[[V3:.*]] = linalg.generic {indexing_maps = [#[[MAP]], #[[MAP]], #[[MAP]]], iterator_types = ["parallel"]} ins(%[[ARG0]], %[[ARG1]] : tensor<4xi8>, tensor<4xf32>) outs(%[[V2]] : tensor<4xi8>) {
 // CHECK-NEXT:  ^bb0(%[[IN:.*]]: i8, %[[IN_0:.*]]: f32, %[[OUT:.*]]: i8):
-// CHECK-NEXT:    %[[CST:.*]] = arith.constant 5.000000e-01 : f32
-// CHECK-NEXT:    %[[V2:.*]] = arith.mulf %[[CST]], %[[IN_0]] : f32
-// CHECK-NEXT:    %[[V3:.*]] = math.roundeven %[[V2]] : f32
-// CHECK-NEXT:    %[[CST_1:.*]] = arith.constant -4.2949673E+9 : f32
-// CHECK-NEXT:    %[[V4:.*]] = arith.maximumf %[[V3]], %[[CST_1]] : f32
-// CHECK-NEXT:    %[[CST_2:.*]] = arith.constant 4.2949673E+9 : f32
-// CHECK-NEXT:    %[[V5:.*]] = arith.minimumf %[[V4]], %[[CST_2]] : f32
-// CHECK-NEXT:    %[[V6:.*]] = arith.extsi %[[IN]] : i8 to i64
-// CHECK-NEXT:    %[[V7:.*]] = arith.fptosi %[[V5]] : f32 to i64
-// CHECK-NEXT:    %[[V8:.*]] = arith.subi %[[V6]], %[[V7]] : i64
-// CHECK-NEXT:    %[[C_127_I64:.*]] = arith.constant -127 : i64
-// CHECK-NEXT:    %[[V9:.*]] = arith.maxsi %[[V8]], %[[C_127_I64]] : i64
-// CHECK-NEXT:    %[[C127_I64:.*]] = arith.constant 127 : i64
-// CHECK-NEXT:    %[[V10:.*]] = arith.minsi %[[V9]], %[[C127_I64]] : i64
-// CHECK-NEXT:    %[[V11:.*]] = arith.trunci %[[V10]] : i64 to i8
-// CHECK-NEXT:    %[[V12:.*]] = arith.select %[[OK]], %[[V11]], %[[IN]] : i8
-// CHECK-NEXT:    linalg.yield %[[V12]] : i8
+// CHECK-NEXT:    %[[CST_1:.*]] = arith.constant 5.000000e-01 : f32
+// CHECK-NEXT:    %[[V4:.*]] = arith.mulf %[[CST_1]], %[[IN_0]] : f32
+// CHECK-NEXT:    %[[V5:.*]] = math.roundeven %[[V4]] : f32
+// CHECK-NEXT:    %[[CST_2:.*]] = arith.constant -2.560000e+02 : f32
+// CHECK-NEXT:    %[[V6:.*]] = arith.maximumf %[[V5]], %[[CST_2]] : f32
+// CHECK-NEXT:    %[[CST_3:.*]] = arith.constant 2.560000e+02 : f32
+// CHECK-NEXT:    %[[V7:.*]] = arith.minimumf %[[V6]], %[[CST_3]] : f32
+// CHECK-NEXT:    %[[V8:.*]] = arith.extsi %[[IN]] : i8 to i32
+// CHECK-NEXT:    %[[V9:.*]] = arith.fptosi %[[V7]] : f32 to i32
+// CHECK-NEXT:    %[[V10:.*]] = arith.subi %[[V8]], %[[V9]] : i32
+// CHECK-NEXT:    %[[C_127_I32:.*]] = arith.constant -127 : i32
+// CHECK-NEXT:    %[[V11:.*]] = arith.maxsi %[[V10]], %[[C_127_I32]] : i32
+// CHECK-NEXT:    %[[C127_I32:.*]] = arith.constant 127 : i32
+// CHECK-NEXT:    %[[V12:.*]] = arith.minsi %[[V11]], %[[C127_I32]] : i32
+// CHECK-NEXT:    %[[V13:.*]] = arith.trunci %[[V12]] : i32 to i8
+// CHECK-NEXT:    %[[V14:.*]] = arith.select %[[V1]], %[[V13]], %[[IN]] : i8
+// CHECK-NEXT:    linalg.yield %[[V14]] : i8
 // CHECK-NEXT:  } -> tensor<4xi8>
-// CHECK-NEXT:  return %[[V1]] : tensor<4xi8>
+// CHECK-NEXT:  return %[[V3]] : tensor<4xi8>
 func.func @qsgd_update(%w: tensor<4xi8>, %g: tensor<4xf32>, %l: tensor<f32>) -> tensor<4xi8> {
   %0 = "tinytrain.qsgd_update"(%w, %g, %l) {lr = 5.000000e-01 : f32} : (tensor<4xi8>, tensor<4xf32>, tensor<f32>) -> tensor<4xi8>
   return %0 : tensor<4xi8>
