@@ -71,7 +71,7 @@ CONV_CASES = {
     # a narrow clamp (a ReLU6 of a different scale)
     "clamp": dict(cin=4, cout=4, k=3, stride=1, groups=1, hw=5, clamp=(-20, 40)),
     # M0 = 2^30 with odd accumulators near 0: the rounding of step 3 decides every other output
-    "half": dict(cin=4, cout=3, k=1, stride=1, groups=1, hw=6, dead=False, half=True),
+    "half": dict(cin=4, cout=3, k=1, stride=1, groups=1, hw=6, half=True),
 }
 
 
