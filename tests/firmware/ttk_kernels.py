@@ -174,7 +174,8 @@ def case_conv1x1(x, w_io, bias, q, op="conv1x1", scratch: int = -1) -> Case:
 def case_dwconv(x, w, k, stride, bias, q, pad: int | None = None, scratch: int = -1) -> Case:
     """pad: padding on each side, (k-1)/2 by default (0: a pre-padded input). scratch: -1
     `ttk_dwconv_s8_scratch_size` bytes (the SMLAD path, 4 output rows per strip), -2
-    `ttk_dwconv_s8_scratch_min` (one output row per strip), 0 none (the one-MAC path)."""
+    `ttk_dwconv_s8_scratch_min` (one output row per strip), 0 none (the one-MAC path), n > 0
+    n bytes (more rows per strip than `ttk_dwconv_s8_scratch_size`'s)."""
     from ttk_oracle import out_size
 
     h, wd, c = x.shape

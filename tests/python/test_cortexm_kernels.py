@@ -81,7 +81,9 @@ def _dw_smlad_cases(rng):
     widths with 1-3 pixels after the groups of 4 (3 for K 7 stride 2), heights over several
     strips (the rows shared by two strips are moved, not widened again); full-range clamp (the
     assembly rows on the M4/M7). Per K: a narrow clamp (the C rows with the general epilogue),
-    the minimum scratch (one output row per strip) and none (the one-MAC path)."""
+    the minimum scratch (one output row per strip), none (the one-MAC path), and a scratch for
+    the whole padded input (one strip: its padding rows zeroed once for every channel group;
+    stride 1: more than 8 output rows, so the pixel tail's assembly group runs in 2 calls)."""
     out = []
     for k in (3, 5, 7):
         for stride in (1, 2):
@@ -97,6 +99,13 @@ def _dw_smlad_cases(rng):
             q = tk.quant_params(rng, 8, relu6=relu6)
             x, w, b = tk.s8(rng, (h, wd, 8)), tk.s8(rng, (k, k, 1, 8)), tk.bias32(rng, 8)
             out.append(("dwconv_smlad", tk.case_dwconv(x, w, k, stride, b, q, scratch=scratch),
+                        oracle.dwconv(x, w, k, stride, b, q)))
+        for stride in (1, 2):
+            pad, h, wd = (k - 1) // 2, 11 + 2 * k, 10 + k  # 1-3 tail pixels at stride 1
+            whole = 16 * k * (k - 1) + (h + 2 * pad) * ((wd + 2 * pad + 4) & ~1) * 8
+            q = tk.quant_params(rng, 8, relu6="folded")
+            x, w, b = tk.s8(rng, (h, wd, 8)), tk.s8(rng, (k, k, 1, 8)), tk.bias32(rng, 8)
+            out.append(("dwconv_smlad", tk.case_dwconv(x, w, k, stride, b, q, scratch=whole),
                         oracle.dwconv(x, w, k, stride, b, q)))
     return out
 

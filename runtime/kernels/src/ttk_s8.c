@@ -1029,7 +1029,7 @@ static void ttk_dw_widen_row(const int8_t* x, int32_t h, int32_t w, int32_t c, i
 
 /* Weight words of one channel, per row r: E_0.. E_{h-1} then O_1.. O_h (h = (K-1)/2), K-1
  * words; O_h's high half is the last tap w[K-1], E_0's low half the first. */
-static void ttk_dw_pack_channel(const int8_t* wt, int32_t k, int32_t c, int32_t ch, int32_t f, int32_t* wq) {
+TTK_INLINE void ttk_dw_pack_channel(const int8_t* wt, int32_t k, int32_t c, int32_t ch, int32_t f, int32_t* wq) {
   const int32_t hk = (k - 1) / 2;
   for (int32_t r = 0; r < k; ++r) {
     const int8_t* wr = wt + r * k * c + ch;
@@ -1319,7 +1319,7 @@ TTK_INLINE void ttk_dw_group_smlad(const int8_t* x, int32_t h, int32_t w, int32_
                                    const int8_t* wt, int32_t k, int32_t stride, int32_t pad,
                                    const int32_t* bias, const ttk_quant_t* q, int8_t* y,
                                    int32_t ch, const int ff, int32_t* wqs, int16_t* strip,
-                                   int32_t rows) {
+                                   int32_t rows, const int zero_rows_kept) {
   const int32_t oh = (h + 2 * pad - k) / stride + 1, ow = (w + 2 * pad - k) / stride + 1;
   const int32_t off = ttk_offset2(q->x_zero), yz = q->y_zero, lo = q->act_min, hi = q->act_max;
   const int32_t cols = ttk_dw_strip_cols(w, pad), plane = rows * cols;
@@ -1340,9 +1340,11 @@ TTK_INLINE void ttk_dw_group_smlad(const int8_t* x, int32_t h, int32_t w, int32_
     const int32_t nn = oh - oy0 < n ? oh - oy0 : n;
     const int32_t need = (nn - 1) * stride + k;
     /* the K - stride rows shared with the previous strip were moved to its top */
-    for (int32_t i = oy0 == 0 ? 0 : k - stride; i < need; ++i)
-      ttk_dw_widen_row(x, h, w, c, ch, oy0 * stride - pad + i, off, pad, cols, plane,
-                       strip + i * cols);
+    for (int32_t i = oy0 == 0 ? 0 : k - stride; i < need; ++i) {
+      const int32_t iy = oy0 * stride - pad + i;
+      if (zero_rows_kept && (iy < 0 || iy >= h)) continue; /* zeroed once per call */
+      ttk_dw_widen_row(x, h, w, c, ch, iy, off, pad, cols, plane, strip + i * cols);
+    }
     for (int32_t p = 0; p < 4; ++p) {
       const int32_t cc = ch + p;
       const int32_t b = bias ? (ff ? 2 * bias[cc] : bias[cc]) : 0;
@@ -1359,6 +1361,24 @@ TTK_INLINE void ttk_dw_group_smlad(const int8_t* x, int32_t h, int32_t w, int32_
         else (stride == 1 ? ttk_dw_q2_k7s1_dsp : ttk_dw_q2_k7s2_dsp)(&a);
         ox0 = groups * na;
         if (ox0 == ow) continue;
+        if (stride == 1) {
+          /* The pixel tail (ow - ox0 < 4 pixels) as one more group of the assembly rows into
+           * `tail` (4 outputs a row, up to 8 rows a call), then its valid outputs to y. Stride
+           * 1: the group's x words end at column ox0 + 4 + K - 2 <= W + 2 pad + 2, inside the
+           * strip row (ttk_dw_strip_cols); the dropped outputs read its zeroed columns. */
+          int8_t tail[32];
+          for (int32_t t0 = 0; t0 < nn; t0 += 8) {
+            const int32_t tn = nn - t0 < 8 ? nn - t0 : 8;
+            const ttk_dw_args_t at = {xs + t0 * cols + ox0, 2 * cols, wq[p], b, q2[p].m, q2[p].kc,
+                                      q2[p].e, tail, 1, 1, tn, 2 * cols, 4};
+            if (k == 3) ttk_dw_q2_k3s1_dsp(&at);
+            else if (k == 5) ttk_dw_q2_k5s1_dsp(&at);
+            else ttk_dw_q2_k7s1_dsp(&at);
+            for (int32_t t = 0; t < tn; ++t)
+              for (int32_t o = ox0; o < ow; ++o) yc[((t0 + t) * ow + o) * c] = tail[4 * t + o - ox0];
+          }
+          continue;
+        }
       }
 #endif
       for (int32_t t = 0; t < nn; ++t)
@@ -1390,8 +1410,17 @@ __attribute__((noinline)) static int ttk_dwconv_s8_smlad(const int8_t* x, int32_
     for (int32_t j = 0; j < pad; ++j) s16[i * cols + j] = 0;
     for (int32_t j = pad + w; j < cols; ++j) s16[i * cols + j] = 0;
   }
+  /* One strip holds the whole padded input: its padding rows (strip rows [0, pad) and
+   * [pad + h, rows)) are the same for every channel group and never moved, so they are
+   * zeroed here once instead of by each group's widening. */
+  const int zero_rows_kept = rows == all;
+  if (zero_rows_kept)
+    for (int32_t p = 0; p < 4; ++p)
+      for (int32_t i = 0; i < rows; ++i)
+        if (i < pad || i >= pad + h)
+          for (int32_t j = 0; j < cols; ++j) s16[(p * rows + i) * cols + j] = 0;
   for (int32_t ch = 0; ch + 4 <= c; ch += 4) {
-#define TTK_DW_SMLAD(K, S) ttk_dw_group_smlad(x, h, w, c, wt, K, S, pad, bias, q, y, ch, ff, wq, s16, rows)
+#define TTK_DW_SMLAD(K, S) ttk_dw_group_smlad(x, h, w, c, wt, K, S, pad, bias, q, y, ch, ff, wq, s16, rows, zero_rows_kept)
     if (stride == 1) {
       if (k == 3) TTK_DW_SMLAD(3, 1);
       else if (k == 5) TTK_DW_SMLAD(5, 1);

@@ -82,9 +82,11 @@ static int ttk_run(int32_t op, const int32_t* p, uint8_t* const* in, uint8_t* ou
     }
     case TTK_OP_DWCONV: {
       /* p: h w c k stride x_zero y_zero act_min act_max has_bias pad scratch; p[11]: kernel
-       * scratch bytes: -1 ttk_dwconv_s8_scratch_size, -2 ttk_dwconv_s8_scratch_min, 0 none */
+       * scratch bytes: -1 ttk_dwconv_s8_scratch_size, -2 ttk_dwconv_s8_scratch_min, 0 none,
+       * n > 0 n bytes */
       const uint32_t ks_bytes = p[11] == -1 ? (uint32_t)ttk_dwconv_s8_scratch_size(p[0], p[1], p[3], p[4], p[10])
                               : p[11] == -2 ? (uint32_t)ttk_dwconv_s8_scratch_min(p[1], p[3], p[10])
+                              : p[11] > 0   ? (uint32_t)p[11]
                                             : 0u;
       if (ks_bytes > scratch_bytes) ttk_fail("scratch");
       q = (ttk_quant_t){p[5], p[6], p[7], p[8], (const int32_t*)in[3], (const int32_t*)in[4]};
