@@ -1041,6 +1041,13 @@ TTK_INLINE void ttk_dw_pack_channel(const int8_t* wt, int32_t k, int32_t c, int3
   }
 }
 
+/* The same, called (K 5 and 7: inlined and unrolled, it costs the group loop more than the
+ * call; K 3 is inlined). */
+__attribute__((noinline)) static void ttk_dw_pack_channel_call(const int8_t* wt, int32_t k, int32_t c, int32_t ch,
+                                                              int32_t f, int32_t* wq) {
+  ttk_dw_pack_channel(wt, k, c, ch, f, wq);
+}
+
 /* Two aligned words p[0], p[1] in one LDRD that stays in the loop (volatile: GCC would hoist
  * the weight loads out of the pixel loop and spill them, one reload per multiply). */
 #if TTK_HAVE_DSP
@@ -1313,6 +1320,26 @@ TTK_DWA_ROUTINE_X(ttk_dw_q2_k5s2_dsp, 5, 144, 16, TTK_DWA_INIT4, TTK_DWA_ROWS5(T
 TTK_DWA_ROUTINE_X(ttk_dw_q2_k7s1_dsp, 7, 232, 8, TTK_DWA_INIT4, TTK_DWA_ROWS7(TTK_DWA_ROW_7_1), TTK_DWA_EPI4, 6, "r6-r11", TTK_DWA_STD);
 TTK_DWA_ROUTINE_X(ttk_dw_q2_k7s2_dsp, 7, 232, 12, TTK_DWA_INIT3, TTK_DWA_ROWS7(TTK_DWA_ROW_7_2), TTK_DWA_EPI3, 6, "r6-r11", TTK_DWA_STD);
 #define TTK_DW_ASM_N(k, stride) ((k) == 7 && (stride) == 2 ? 3 : 4)
+/* The pixel tail of `nn` output rows of one channel at stride 1 (ow - ox0 < 4 pixels) as one
+ * more group of the assembly rows into `tail` (4 outputs a row, up to 8 rows a call), then its
+ * valid outputs to y: the group's x words end at column ox0 + 4 + K - 2 <= W + 2 pad + 2, inside
+ * the strip row (ttk_dw_strip_cols), so the dropped outputs read its zeroed columns. Not
+ * inlined: the group loop keeps its registers. */
+__attribute__((noinline)) static void ttk_dw_tail_s1(const int16_t* xs, int32_t cols, const int32_t* wq,
+                                                    int32_t b, ttk_q2_t q2, int32_t k, int32_t ox0,
+                                                    int32_t ow, int32_t nn, int8_t* yc, int32_t c) {
+  int8_t tail[32];
+  for (int32_t t0 = 0; t0 < nn; t0 += 8) {
+    const int32_t tn = nn - t0 < 8 ? nn - t0 : 8;
+    const ttk_dw_args_t at = {xs + t0 * cols + ox0, 2 * cols, wq, b, q2.m, q2.kc, q2.e, tail, 1, 1, tn,
+                              2 * cols, 4};
+    if (k == 3) ttk_dw_q2_k3s1_dsp(&at);
+    else if (k == 5) ttk_dw_q2_k5s1_dsp(&at);
+    else ttk_dw_q2_k7s1_dsp(&at);
+    for (int32_t t = 0; t < tn; ++t)
+      for (int32_t o = ox0; o < ow; ++o) yc[((t0 + t) * ow + o) * c] = tail[4 * t + o - ox0];
+  }
+}
 #endif
 
 TTK_INLINE void ttk_dw_group_smlad(const int8_t* x, int32_t h, int32_t w, int32_t c,
@@ -1328,7 +1355,10 @@ TTK_INLINE void ttk_dw_group_smlad(const int8_t* x, int32_t h, int32_t w, int32_
   ttk_q2_t q2[4];
   ttk_rq_t rq[4];
   for (int32_t p = 0; p < 4; ++p) {
-    ttk_dw_pack_channel(wt, k, c, ch + p, ff ? 2 : 1, wq[p]); /* q2: 2 w, 2 bias (2 acc) */
+    if (k == 3) /* q2: 2 w, 2 bias (2 acc) */
+      ttk_dw_pack_channel(wt, 3, c, ch + p, ff ? 2 : 1, wq[p]);
+    else
+      ttk_dw_pack_channel_call(wt, k, c, ch + p, ff ? 2 : 1, wq[p]);
     q2[p] = ff ? ttk_q2_make(q->mult[ch + p], q->shift[ch + p], yz) : (ttk_q2_t){0, 0, 0};
     rq[p] = ttk_rq_make(q->mult[ch + p], q->shift[ch + p]);
   }
@@ -1361,22 +1391,8 @@ TTK_INLINE void ttk_dw_group_smlad(const int8_t* x, int32_t h, int32_t w, int32_
         else (stride == 1 ? ttk_dw_q2_k7s1_dsp : ttk_dw_q2_k7s2_dsp)(&a);
         ox0 = groups * na;
         if (ox0 == ow) continue;
-        if (stride == 1) {
-          /* The pixel tail (ow - ox0 < 4 pixels) as one more group of the assembly rows into
-           * `tail` (4 outputs a row, up to 8 rows a call), then its valid outputs to y. Stride
-           * 1: the group's x words end at column ox0 + 4 + K - 2 <= W + 2 pad + 2, inside the
-           * strip row (ttk_dw_strip_cols); the dropped outputs read its zeroed columns. */
-          int8_t tail[32];
-          for (int32_t t0 = 0; t0 < nn; t0 += 8) {
-            const int32_t tn = nn - t0 < 8 ? nn - t0 : 8;
-            const ttk_dw_args_t at = {xs + t0 * cols + ox0, 2 * cols, wq[p], b, q2[p].m, q2[p].kc,
-                                      q2[p].e, tail, 1, 1, tn, 2 * cols, 4};
-            if (k == 3) ttk_dw_q2_k3s1_dsp(&at);
-            else if (k == 5) ttk_dw_q2_k5s1_dsp(&at);
-            else ttk_dw_q2_k7s1_dsp(&at);
-            for (int32_t t = 0; t < tn; ++t)
-              for (int32_t o = ox0; o < ow; ++o) yc[((t0 + t) * ow + o) * c] = tail[4 * t + o - ox0];
-          }
+        if (stride == 1) { /* the pixel tail in assembly too (ttk_dw_tail_s1) */
+          ttk_dw_tail_s1(xs, cols, wq[p], b, q2[p], k, ox0, ow, nn, yc, c);
           continue;
         }
       }
