@@ -113,7 +113,7 @@ def _pad0_kernels(rng):
     the features.1 / features.2 depthwise convs. Named "pad-0 ..." so the projection (which matches
     names from their start) keeps the padded rows."""
     out = []
-    for hw, c, s in ((66, 16, 1), (65, 48, 2)):
+    for hw, c, s in ((66, 16, 1), (65, 48, 2), (13, 48, 1)):  # (13: a patch's block-2 depthwise, 3 tail pixels a row)
         q = tk.quant_params(rng, c, relu6="folded")
         x, w, b = tk.s8(rng, (hw, hw, c)), tk.s8(rng, (3, 3, 1, c)), tk.bias32(rng, c)
         o = oracle.out_size(hw, 3, s, pad=0)
