@@ -102,7 +102,7 @@ def _kernels(rng):
                  64 * 336 * 7, None))
     x, gy = tk.s8(rng, (8, 8, 336)), f(8, 8, 336)
     out.append(("dw3x3 grad weight C336 @8x8, 1/8 channels", "fp32 dw grad weight",
-                 tk.Case("dw_grad_weight", [8, 8, 336, 3, 1, 42, 5, tk.f32_bits(0.05)], [x, gy], 9 * 42 * 4),
+                 tk.Case("dw_grad_weight", [8, 8, 336, 3, 1, 42, 5, tk.f32_bits(0.05), 336], [x, gy], 9 * 42 * 4),
                  8 * 8 * 42 * 9, None))
     return out
 

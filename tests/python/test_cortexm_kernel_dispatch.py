@@ -427,7 +427,7 @@ def test_sparse_depthwise_weight_gradient_dispatch_agrees_with_iree_kernels(tmp_
         progs[k] = compile_training(g, scheme=scheme, lr=0.05, target="cortex-m4", build_dir=tmp_path / k,
                                     kernels=k)
     dev = progs["ttk-f32"].stages["linalg_device"]
-    assert dev.count("entry_points = [@ttk_dwconv_grad_weight_f32_8_8_48_3_1_m128_24::") == 1
+    assert dev.count("entry_points = [@ttk_dwconv_grad_weight_f32_8_8_48_3_1_m128_24_48::") == 1
     res = _two_steps(progs, 32, np.random.default_rng(5), tmp_path)
     _f32_kernels_close(progs, res)
     trained = {n: (a, b) for n, a, b in zip(progs["ttk-f32"].trainable, res["ttk-f32"].trace[-1][0],

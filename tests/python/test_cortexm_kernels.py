@@ -162,11 +162,13 @@ def _f32_cases(rng):
                 xz, xs = int(rng.integers(-128, 128)), float(rng.uniform(0.01, 0.1))
                 x = tk.s8(rng, (h, wd, c))
                 n_ch = max(1, c // 4) if c > 4 else c
-                out.append(("dw_grad_weight",
-                            tk.Case("dw_grad_weight", [h, wd, c, k, stride, n_ch, xz, tk.f32_bits(xs)], [x, gy],
-                                    k * k * n_ch * 4),
-                            oracle.dwconv_grad_weight(x, xz, xs, gy, k, stride, n_ch)))
-    for p, co, ci in [(64, 96, 16), (15, 7, 9), (1, 10, 1280)]:
+                # dY with all C channels, and (a sparse update's slice) with only the n_ch trained ones
+                for g in (gy, np.ascontiguousarray(gy[..., :n_ch])) if n_ch < c else (gy,):
+                    out.append(("dw_grad_weight",
+                                tk.Case("dw_grad_weight", [h, wd, c, k, stride, n_ch, xz, tk.f32_bits(xs), g.shape[-1]],
+                                        [x, g], k * k * n_ch * 4),
+                                oracle.dwconv_grad_weight(x, xz, xs, g, k, stride, n_ch)))
+    for p, co, ci in [(64, 96, 16), (15, 7, 9), (1, 10, 1280), (8, 1, 4), (4, 3, 12), (20, 56, 112)]:
         gy, w = f(p, co), f(ci, co)
         out.append(("pw_grad_input", tk.Case("pw_grad_input", [p, co, ci], [gy, w], p * ci * 4),
                     oracle.conv1x1_grad_input(gy, w)))

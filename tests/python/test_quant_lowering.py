@@ -146,26 +146,39 @@ def test_qadd_every_input_pair(case):
     assert len(np.unique(want)) > 2  # not everything clamped
 
 
+@pytest.mark.parametrize("clamp", ["select", "minmax"])
 @pytest.mark.parametrize("et", ["i8", "i32"])
-def test_qsgd_update_saturates_like_the_exact_integers(et):
+def test_qsgd_update_saturates_like_the_exact_integers(et, clamp):
     """`qsgd_update` = `clamp(p - round_half_even(f32(lr) * g))` over the exact integers: steps
-    of any size (beyond the width the lowering computes in), ties, both saturation bounds."""
+    of any size (beyond the width the lowering computes in), ties (of both signs, and for the i32
+    bias on both sides of 2^22 and 2^23, where the rounding's f32 add changes), both saturation
+    bounds; a NaN step leaves its element unchanged. Both clamp lowerings (the step is clamped
+    with the target's clamp: `minmax` on the cortex-m7)."""
     from torch_mlir import ir
 
     lr = 0.5
     if et == "i8":
-        p = np.array([-127, -127, 127, 127, 0, 5, -5, 100, -100, 3, 3, -127, 127, 0, 64, -64], np.int8)
-        steps = [-250, -254, 250, 254, 300, 2.5, -2.5, 1e30, -1e30, 3.5, -3.5, -255, 255, 0, 127.5, -191]
+        p = np.array([-127, -127, 127, 127, 0, 5, -5, 100, -100, 3, 3, -127, 127, 0, 64, -64,
+                      0, 0, 1, -1, 7, 7], np.int8)
+        steps = [-250, -254, 250, 254, 300, 2.5, -2.5, 1e30, -1e30, 3.5, -3.5, -255, 255, 0, 127.5, -191,
+                 0.5, -0.5, 1.5, -1.5, np.nan, -np.inf]
         lo, hi = -127, 127
     else:
         imin, imax = -(2**31), 2**31 - 1
-        p = np.array([imin, imin, imax, imax, 0, 5, -5, 1000, -1000, imin, imax, 7, 0, 2**30, -(2**30), 1],
-                     np.int32)
-        steps = [-4e9, -2**31, 4e9, 2**31, 3e9, 2.5, -2.5, 1e30, -1e30, 2**31, -2**31, 3.5, -8.5e9, -2**31, 2**31, -1e12]
+        p = np.array([imin, imin, imax, imax, 0, 5, -5, 1000, -1000, imin, imax, 7, 0, 2**30, -(2**30), 1,
+                      0, 0, 0, 0, 0, 0, 0, 0, 9, 9], np.int32)
+        steps = [-4e9, -2**31, 4e9, 2**31, 3e9, 2.5, -2.5, 1e30, -1e30, 2**31, -2**31, 3.5, -8.5e9, -2**31, 2**31, -1e12,
+                 2**22 - 0.5, 2**22 + 0.5, 2**22 + 1.5, -(2**22 + 1.5), 2**23 - 0.5, -(2**23 - 1.5), 2**23 + 2,
+                 -(2**24 + 2), np.nan, np.inf]
         lo, hi = imin, imax
     g = (np.asarray(steps, np.float64) / lr).astype(np.float32)
-    step = np.round(np.float32(lr) * g).astype(np.float64)  # f32 product, rounded half to even
-    want = np.clip(p.astype(np.float64) - step, lo, hi).astype(p.dtype)
+    prod = np.float32(lr) * g
+    exact = np.abs(np.asarray(steps)) < 2**25  # the ties and small steps are f32 values
+    assert np.array_equal(prod[exact].astype(np.float64), np.asarray(steps)[exact])
+    with np.errstate(invalid="ignore"):
+        step = np.round(prod).astype(np.float64)  # f32 product, rounded half to even
+        want = np.clip(p.astype(np.float64) - np.nan_to_num(step), lo, hi).astype(p.dtype)
+    want[np.isnan(prod)] = p[np.isnan(prod)]
     n = p.size
     text = (f"func.func @step(%p: tensor<{n}x{et}>, %g: tensor<{n}xf32>, %l: tensor<f32>) -> tensor<{n}x{et}> {{\n"
             f"  %0 = \"tinytrain.qsgd_update\"(%p, %g, %l) {{lr = {lr:e} : f32}} : "
@@ -173,7 +186,7 @@ def test_qsgd_update_saturates_like_the_exact_integers(et):
             f"  return %0 : tensor<{n}x{et}>\n}}\n")
     with new_context() as ctx:
         module = ir.Module.parse(text, ctx)
-        lower_to_linalg(module, None)
+        lower_to_linalg(module, None, clamp=clamp)
         h = HostModule(compile_host(str(module)))
     got = h.call("step", p, g, np.array(1.0, np.float32))[0]
     np.testing.assert_array_equal(got, want)

@@ -98,6 +98,7 @@ def patterns_for(clamp: str, kernels: str = "iree", convgrad: str = "direct") ->
     int8 convolutions as `kernels` (a member of `KERNELS`) and dense conv weight gradients as
     `convgrad` (a member of `CONVGRADS`)."""
     return {**PATTERNS, **elementwise.CLAMP_PATTERNS[clamp], **layers_activation.CLAMP_PATTERNS[clamp],
+            **quant.CLAMP_PATTERNS[clamp],
             **quant.KERNEL_PATTERNS[kernels], **conv.CONVGRAD_PATTERNS[convgrad],
             **conv.GRAD_INPUT_PATTERNS[(convgrad, kernels)]}
 

@@ -431,21 +431,20 @@ def convert_conv2d_grad_weight(op, adaptor, type_converter, rewriter, convgrad: 
             rewriter.replace_op(op, [conv1x1_grad_weight_dispatch(op, deq.operands[0], x_zero, x_scale, dy)])
         return
     if kernels == "ttk-f32" and depthwise:
-        # a dequantized int8 input, or the leading channels of one (a sparse update's slice, with
-        # dY's leading channels): the kernel reads the whole tensors
+        # a dequantized int8 input, or the leading channels of one (a sparse update's slice), and
+        # dY or the tensor dY is the leading channels of: the kernel reads both whole (its own
+        # channel stride each) and writes the result's channels
         x8, g = _leading_channels(op.operands[0]), _leading_channels(op.operands[1])
-        sliced = x8 != op.operands[0]
         deq = getattr(x8.owner, "name", None) == "tinytrain.dequantize" and x8.owner
-        if deq and sliced == (g != op.operands[1]) and shape_of(x8)[3] == shape_of(g)[3] and \
-                dwconv_grad_input_contract(shape_of(x8), [kh, kw, cg, shape_of(x8)[3]], shape_of(g), strides, padding,
-                                           depthwise) is None:
+        if deq and dwconv_grad_input_contract(shape_of(x8), [kh, kw, cg, shape_of(x8)[3]], shape_of(g), strides,
+                                              padding, depthwise) is None:
             x_scale = ir.FloatAttr(deq.attributes["scale"]).value
             x_zero = ir.IntegerAttr(deq.attributes["zero_point"]).value
             # the unconverted operands (the int8 tensor, the sliced dY) are mapped to their
             # lowered values by the conversion, as the dequantize's operand above
             with rewriter.ip, op.location:
                 rewriter.replace_op(op, [dwconv_grad_weight_dispatch(op, deq.operands[0], x_zero, x_scale,
-                                                                     g if sliced else dy, sh)])
+                                                                     dy if g == op.operands[1] else g, sh)])
             return
     with rewriter.ip, op.location:
         if convgrad == "direct" and (kh, kw, sh, sw) != (1, 1, 1, 1):

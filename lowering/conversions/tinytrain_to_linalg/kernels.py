@@ -394,7 +394,7 @@ def dwconv_grad_input_dispatch(op, dy: ir.Value, w: ir.Value, stride: int) -> ir
 def dwconv_grad_weight_dispatch(op, x: ir.Value, x_zero: int, x_scale: float, dy: ir.Value, stride: int) -> ir.Value:
     """The fp32 weight gradient `op` of a depthwise conv (inside `dwconv_grad_input_contract`, the
     same window rule) whose input is `dequantize(x, x_scale, x_zero)`, or of its first channels
-    (`x` and `dy` then have all C channels, the result N < C), as a dispatch of
+    (`x` then has all C channels, `dy` C or only the N < C trained ones), as a dispatch of
     `ttk_dwconv_grad_weight_f32` on the int8 `x` itself: `dW[kh, kw, c] = sum_{oh, ow}
     ((x[ih, iw, c] - x_zero) x_scale) dY[oh, ow, c]` for c < N over the taps inside the input, in
     (oh, ow) order, one rounding per multiply-add; returns the `[K, K, 1, N]` result."""
@@ -405,5 +405,5 @@ def dwconv_grad_weight_dispatch(op, x: ir.Value, x_zero: int, x_scale: float, dy
     scale = arith.ConstantOp(tensor_type([1], f32), ir.DenseElementsAttr.get_splat(
         tensor_type([1], f32), ir.FloatAttr.get(f32, x_scale))).result
     d = _dispatch(op, "ttk_iree_dwconv_grad_weight_f32", [_flat(x), scale, _flat(dy)],
-                  [tensor_type([k * k * n_ch], f32)], [h, wd, c, k, stride, x_zero, n_ch])
+                  [tensor_type([k * k * n_ch], f32)], [h, wd, c, k, stride, x_zero, n_ch, shape_of(dy)[3]])
     return _unflat(d.results[0], out)

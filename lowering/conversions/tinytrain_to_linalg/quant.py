@@ -30,8 +30,8 @@ Training ops (built by `autodiff` / `qas` for int8 graphs, f32 arithmetic):
 - `qclamp_mask`: the same test packed 8 channels per byte (an OR-reduction over `[..., C / 8, 8]`,
   `tensor.expand_shape` of `y`), and `qmask_grad`: `grad` where the channel's bit is set;
 - `qsgd_update`: `clamp(p - roundeven(lr * g))`, i8 weights to [-127, 127] in i32 (the step
-  clamped to +-256 before the float -> int conversion), i32 biases saturated in i64 (the step
-  clamped to +-2^32).
+  clamped to +-256 before it is rounded), i32 biases saturated in i64 (the step clamped to
+  +-2^32); rounded by an f32 add and subtract of a power of two; `p` unchanged for a NaN step.
 
 The saturating-rounding-doubling-high-mul overflow case (`a == M0 == INT32_MIN`) is built for the
 per-channel multipliers of `qconv2d` (read from a tensor), although `M0 >= 0` by construction
@@ -50,13 +50,14 @@ from torch_mlir.dialects import arith, linalg, math, tensor
 from tinytrain.dialects import tinytrain_quant as tq
 from tinytrain.reference import quantize_multiplier
 
-from .builders import (PARALLEL, REDUCTION, amap, dims, generic, identity, shape_of, tensor_type)
+from .builders import (CLAMPS, PARALLEL, REDUCTION, amap, clamp_f32, dims, generic, identity, shape_of,
+                       tensor_type)
 from .kernels import KERNELS
 
 __all__ = ["convert_qconv2d", "convert_qadd", "convert_qavg_pool", "convert_quantize",
            "convert_dequantize", "convert_channel_scale", "convert_qclamp_grad", "convert_qclamp_mask",
            "convert_qmask_grad", "convert_qsgd_update",
-           "PATTERNS"]
+           "PATTERNS", "CLAMP_PATTERNS"]
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 
@@ -467,7 +468,20 @@ def convert_qmask_grad(op, adaptor, type_converter, rewriter):
     rewriter.replace_op(op, [result])
 
 
-def convert_qsgd_update(op, adaptor, type_converter, rewriter):
+#: 1.5 * 2^23: for |x| <= 2^22, `(x + MAGIC) - MAGIC` is x rounded half to even (the sum lands in
+#: [2^23, 2^24), where f32 steps by 1, and an f32 add rounds to nearest even).
+_ROUND_MAGIC = 12582912.0
+
+
+def convert_qsgd_update(op, adaptor, type_converter, rewriter, clamp: str = "select"):
+    """`clamp(p - roundeven(lr * g))` in integers; `p` unchanged when the step's loss is not
+    finite or the element's `lr * g` is NaN (a NaN would reach the float -> int conversion, whose
+    result is undefined); an infinite `lr * g` saturates like any large step.
+
+    The step is clamped before it is rounded (clamping to integer bounds commutes with rounding)
+    with `clamp_f32(mode)` (one VMAXNM/VMINNM each on the cortex-m7), and rounded half to even by
+    an f32 add and subtract of a power of two (`_ROUND_MAGIC` for an i8 weight's step of at most
+    256): IREE expands `math.roundeven` into ~55 instructions per element on these targets."""
     p, g = adaptor.param, adaptor.grad
     lr = ir.FloatAttr(op.attributes["lr"]).value
     et = ir.RankedTensorType(p.type).element_type
@@ -483,10 +497,18 @@ def convert_qsgd_update(op, adaptor, type_converter, rewriter):
 
     def body(pv, gv, out):
         f = lambda v: arith.ConstantOp(_f32(), ir.FloatAttr.get(_f32(), v)).result  # noqa: E731
-        step = math.roundeven(arith.MulFOp(f(lr), gv).result)
-        step = arith.MinimumFOp(arith.MaximumFOp(step, f(-limit)).result, f(limit)).result
+        x = arith.MulFOp(f(lr), gv).result
+        ok = arith.AndIOp(finite, arith.CmpFOp(arith.CmpFPredicate.ORD, x, x).result).result
+        x = clamp_f32(x, -limit, limit, clamp)
+        if limit <= 2.0**22:
+            step = arith.SubFOp(arith.AddFOp(x, f(_ROUND_MAGIC)).result, f(_ROUND_MAGIC)).result
+        else:  # |x| < 2^23: x +- 2^23 (x's sign) lands where f32 steps by 1; from 2^23 on x is whole
+            m = math.copysign(f(2.0**23), x)
+            rounded = arith.SubFOp(arith.AddFOp(x, m).result, m).result
+            small = arith.CmpFOp(arith.CmpFPredicate.OLT, math.absf(x), f(2.0**23)).result
+            step = arith.SelectOp(small, rounded, x).result
         new = arith.SubIOp(_sext(pv, wide), arith.FPToSIOp(_i(wide), step).result).result
-        return arith.SelectOp(finite, arith.TruncIOp(et, _clamp(new, lo, hi)).result, pv).result
+        return arith.SelectOp(ok, arith.TruncIOp(et, _clamp(new, lo, hi)).result, pv).result
 
     with rewriter.ip, op.location:
         # The step's loss gates the update, as for sgd_update (loss - loss == 0 iff finite).
@@ -500,6 +522,11 @@ def convert_qsgd_update(op, adaptor, type_converter, rewriter):
 #: `to-linalg{kernels=...}` -> the qconv2d pattern (module-level objects, as the bindings need).
 KERNEL_PATTERNS = {mode: {tq.QConv2dOp: functools.partial(convert_qconv2d, kernels=mode)}
                    for mode in KERNELS}
+
+#: clamp lowering (`builders.CLAMPS`) -> the patterns that depend on it (as in
+#: `elementwise.CLAMP_PATTERNS`).
+CLAMP_PATTERNS = {mode: {tq.QSgdUpdateOp: functools.partial(convert_qsgd_update, clamp=mode)}
+                  for mode in CLAMPS}
 
 PATTERNS = {
     tq.ChannelScaleOp: convert_channel_scale,

@@ -121,14 +121,14 @@ void ttk_iree_dwconv_grad_input_f32(TTK_MEMREF(const float, gy), TTK_MEMREF(cons
 /* Weight gradient of a depthwise conv (K = 3/5/7, stride 1/2, padding (K-1)/2, batch 1, NHWC) in
  * fp32 from its saved int8 input, for its first n_ch of C channels: gw[kh][kw][c] = sum over the
  * output pixels (oy, ox) whose tap lies inside the input of ((x[iy][ix][c] - x_zero) * x_scale) *
- * gy[oy][ox][c] for c < n_ch, HWIO [K][K][1][n_ch]; x and gy have all C channels; x_scale is a
- * one-element binding (an fp32 constant of the program). */
+ * gy[oy][ox][c] for c < n_ch, HWIO [K][K][1][n_ch]; x has C channels, gy c_g (C, or only the
+ * n_ch trained ones); x_scale is a one-element binding (an fp32 constant of the program). */
 void ttk_iree_dwconv_grad_weight_f32(TTK_MEMREF(const int8_t, x), TTK_MEMREF(const float, x_scale),
                                      TTK_MEMREF(const float, gy), TTK_MEMREF(float, gw), size_t h,
                                      size_t wd, size_t c, size_t k, size_t stride, size_t x_zero,
-                                     size_t n_ch) {
+                                     size_t n_ch, size_t c_g) {
   TTK_UNUSED(x); TTK_UNUSED(x_scale); TTK_UNUSED(gy); TTK_UNUSED(gw);
   (void)ttk_dwconv_grad_weight_f32(TTK_AT(x), (int32_t)x_zero, TTK_AT(x_scale)[0], (int32_t)h,
-                                   (int32_t)wd, (int32_t)c, TTK_AT(gy), (int32_t)k, (int32_t)stride,
-                                   (int32_t)n_ch, TTK_AT(gw), (int32_t)n_ch);
+                                   (int32_t)wd, (int32_t)c, TTK_AT(gy), (int32_t)c_g, (int32_t)k,
+                                   (int32_t)stride, (int32_t)n_ch, TTK_AT(gw), (int32_t)n_ch);
 }

@@ -127,12 +127,12 @@ static int ttk_run(int32_t op, const int32_t* p, uint8_t* const* in, uint8_t* ou
       rc = ttk_conv1x1_grad_weight_f32((const int8_t*)in[0], p[4], ttk_f32_bits(p[5]), p[0], p[1],
                                        (const float*)in[1], p[2], p[3], (float*)out, p[3]);
       break;
-    case TTK_OP_DW_GRAD_WEIGHT: /* p: h w c k stride n_ch x_zero x_scale_bits */
+    case TTK_OP_DW_GRAD_WEIGHT: /* p: h w c k stride n_ch x_zero x_scale_bits c_g */
       tt_board_timer_start();
       t0 = tt_board_timer_ticks();
       rc = ttk_dwconv_grad_weight_f32((const int8_t*)in[0], p[6], ttk_f32_bits(p[7]), p[0], p[1],
-                                      p[2], (const float*)in[1], p[3], p[4], p[5], (float*)out,
-                                      p[5]);
+                                      p[2], (const float*)in[1], p[8], p[3], p[4], p[5],
+                                      (float*)out, p[5]);
       break;
     case TTK_OP_MASK: { /* p: n act_min act_max; out = mask bytes (padded to 8) + masked g */
       const int32_t n = p[0];

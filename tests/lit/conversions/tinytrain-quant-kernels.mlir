@@ -163,8 +163,8 @@ func.func @grad_input_dw(%dy: tensor<1x2x2x5xf32>, %w: tensor<3x3x1x5xf32>, %dy0
 // saved int8 activation: with kernels=ttk-f32 a dispatch of our ttk_iree_dwconv_grad_weight_f32 on
 // the int8 tensor itself (x_zero = -3, the scale an f32 constant operand, all 5 channels); one
 // whose input is not a dequantize stays IREE's generic.
-// F32:           func.func private @ttk_iree_dwconv_grad_weight_f32(memref<80xi8>, memref<1xf32>, memref<20xf32>, memref<45xf32>, index, index, index, index, index, index, index) attributes {hal.import.static}
-// F32:       }) {sym_name = "[[DW:ttk_dwconv_grad_weight_f32_4_4_5_3_2_m3_5]]", sym_visibility = "private"}
+// F32:           func.func private @ttk_iree_dwconv_grad_weight_f32(memref<80xi8>, memref<1xf32>, memref<20xf32>, memref<45xf32>, index, index, index, index, index, index, index, index) attributes {hal.import.static}
+// F32:       }) {sym_name = "[[DW:ttk_dwconv_grad_weight_f32_4_4_5_3_2_m3_5_5]]", sym_visibility = "private"}
 // F32-LABEL: func.func @grad_weight_dw(
 // F32:         %[[S:.*]] = arith.constant dense<5.000000e-01> : tensor<1xf32>
 // F32:         %[[X:.*]] = tensor.collapse_shape %arg0 {{\[\[}}0, 1, 2, 3]] : tensor<1x4x4x5xi8> into tensor<80xi8>
@@ -186,16 +186,21 @@ func.func @grad_weight_dw(%x: tensor<1x4x4x5xi8>, %dy: tensor<1x2x2x5xf32>, %xf:
 
 // A sparse update's depthwise weight gradient of the leading 2 of 5 channels (the input a slice
 // of the dequantized int8 activation, dY a slice too): the dispatch reads the whole int8 tensor
-// and dY (C = 5, N = 2 channels computed); a slice at another offset stays IREE's generic.
-// F32:       }) {sym_name = "[[DS:ttk_dwconv_grad_weight_f32_4_4_5_3_2_m3_2]]", sym_visibility = "private"}
+// and dY (C = 5, N = 2 channels computed, dY's channel stride 5); with a dY of only the 2 trained
+// channels the same kernel reads it with channel stride 2; a slice at another offset stays
+// IREE's generic.
+// F32:       }) {sym_name = "[[DT:ttk_dwconv_grad_weight_f32_4_4_5_3_2_m3_2_2]]", sym_visibility = "private"}
+// F32:       }) {sym_name = "[[DS:ttk_dwconv_grad_weight_f32_4_4_5_3_2_m3_2_5]]", sym_visibility = "private"}
 // F32-LABEL: func.func @grad_weight_dw_slice(
 // F32:         %[[X:.*]] = tensor.collapse_shape %arg0 {{\[\[}}0, 1, 2, 3]] : tensor<1x4x4x5xi8> into tensor<80xi8>
 // F32:         %[[G:.*]] = tensor.collapse_shape %arg1 {{\[\[}}0, 1, 2, 3]] : tensor<1x2x2x5xf32> into tensor<20xf32>
 // F32:         "flow.dispatch"(%[[X]], %{{.*}}, %[[G]]) {entry_points = [@[[DS]]::@[[DS]]], operandSegmentSizes = array<i32: 0, 3, 0, 0>, tied_operands = [-1 : index]} : (tensor<80xi8>, tensor<1xf32>, tensor<20xf32>) -> tensor<18xf32>
 // F32:         linalg.generic {{.*}}iterator_types = ["parallel", "parallel", "parallel", "reduction", "reduction", "reduction"]
+// F32:         %[[G2:.*]] = tensor.collapse_shape %arg2 {{\[\[}}0, 1, 2, 3]] : tensor<1x2x2x2xf32> into tensor<8xf32>
+// F32:         "flow.dispatch"(%{{.*}}, %{{.*}}, %[[G2]]) {entry_points = [@[[DT]]::@[[DT]]], operandSegmentSizes = array<i32: 0, 3, 0, 0>, tied_operands = [-1 : index]} : (tensor<80xi8>, tensor<1xf32>, tensor<8xf32>) -> tensor<18xf32>
 // F32-NOT:     flow.dispatch
 // F32:         return
-func.func @grad_weight_dw_slice(%x: tensor<1x4x4x5xi8>, %dy: tensor<1x2x2x5xf32>) -> (tensor<3x3x1x2xf32>, tensor<3x3x1x2xf32>) {
+func.func @grad_weight_dw_slice(%x: tensor<1x4x4x5xi8>, %dy: tensor<1x2x2x5xf32>, %dy2: tensor<1x2x2x2xf32>) -> (tensor<3x3x1x2xf32>, tensor<3x3x1x2xf32>, tensor<3x3x1x2xf32>) {
   %xr = "tinytrain.dequantize"(%x) {scale = 5.000000e-01 : f64, zero_point = -3 : i64} : (tensor<1x4x4x5xi8>) -> tensor<1x4x4x5xf32>
   %xs = "tinytrain.slice"(%xr) {offsets = array<i64: 0, 0, 0, 0>} : (tensor<1x4x4x5xf32>) -> tensor<1x4x4x2xf32>
   %gs = "tinytrain.slice"(%dy) {offsets = array<i64: 0, 0, 0, 0>} : (tensor<1x2x2x5xf32>) -> tensor<1x2x2x2xf32>
@@ -203,5 +208,6 @@ func.func @grad_weight_dw_slice(%x: tensor<1x4x4x5xi8>, %dy: tensor<1x2x2x5xf32>
   %xs3 = "tinytrain.slice"(%xr) {offsets = array<i64: 0, 0, 0, 3>} : (tensor<1x4x4x5xf32>) -> tensor<1x4x4x2xf32>
   %gs3 = "tinytrain.slice"(%dy) {offsets = array<i64: 0, 0, 0, 3>} : (tensor<1x2x2x5xf32>) -> tensor<1x2x2x2xf32>
   %1 = "tinytrain.conv2d_grad_weight"(%xs3, %gs3) {strides = array<i64: 2, 2>, padding = array<i64: 1, 1>, groups = 2 : i64} : (tensor<1x4x4x2xf32>, tensor<1x2x2x2xf32>) -> tensor<3x3x1x2xf32>
-  return %0, %1 : tensor<3x3x1x2xf32>, tensor<3x3x1x2xf32>
+  %2 = "tinytrain.conv2d_grad_weight"(%xs, %dy2) {strides = array<i64: 2, 2>, padding = array<i64: 1, 1>, groups = 2 : i64} : (tensor<1x4x4x2xf32>, tensor<1x2x2x2xf32>) -> tensor<3x3x1x2xf32>
+  return %0, %1, %2 : tensor<3x3x1x2xf32>, tensor<3x3x1x2xf32>, tensor<3x3x1x2xf32>
 }

@@ -474,8 +474,9 @@ func.func @qmask_grad(%g: tensor<2x16xf32>, %m: tensor<2x2xi8>) -> tensor<2x16xf
 // -----
 
 // qsgd_update of an int8 weight: clamp(p - roundeven(lr * g), -127, 127) in i32 (the step
-// clamped to +-256 first: beyond it the result saturates either way), or p unchanged
-// when the step's loss is not finite (loss - loss == 0 fails for NaN/Inf).
+// clamped to +-256 first: beyond it the result saturates either way, then rounded half to even
+// by adding and subtracting 1.5 * 2^23), or p unchanged when the step's loss is not finite
+// (loss - loss == 0 fails for NaN/Inf) or lr * g is NaN (cmpf ord).
 // CHECK-DAG:   #[[MAP:map[0-9]*]] = affine_map<(d0) -> (d0)>
 // CHECK-LABEL: func.func @qsgd_update(
 // CHECK-SAME:    %[[ARG0:.*]]: tensor<4xi8>, %[[ARG1:.*]]: tensor<4xf32>, %[[ARG2:.*]]: tensor<f32>) -> tensor<4xi8> {
@@ -488,21 +489,28 @@ func.func @qmask_grad(%g: tensor<2x16xf32>, %m: tensor<2x2xi8>) -> tensor<2x16xf
 // CHECK-NEXT:  ^bb0(%[[IN:.*]]: i8, %[[IN_0:.*]]: f32, %[[OUT:.*]]: i8):
 // CHECK-NEXT:    %[[CST_1:.*]] = arith.constant 5.000000e-01 : f32
 // CHECK-NEXT:    %[[V4:.*]] = arith.mulf %[[CST_1]], %[[IN_0]] : f32
-// CHECK-NEXT:    %[[V5:.*]] = math.roundeven %[[V4]] : f32
+// CHECK-NEXT:    %[[V5:.*]] = arith.cmpf ord, %[[V4]], %[[V4]] : f32
+// CHECK-NEXT:    %[[V6:.*]] = arith.andi %[[V1]], %[[V5]] : i1
 // CHECK-NEXT:    %[[CST_2:.*]] = arith.constant -2.560000e+02 : f32
-// CHECK-NEXT:    %[[V6:.*]] = arith.maximumf %[[V5]], %[[CST_2]] : f32
+// CHECK-NEXT:    %[[V7:.*]] = arith.cmpf ugt, %[[V4]], %[[CST_2]] : f32
+// CHECK-NEXT:    %[[V8:.*]] = arith.select %[[V7]], %[[V4]], %[[CST_2]] : f32
 // CHECK-NEXT:    %[[CST_3:.*]] = arith.constant 2.560000e+02 : f32
-// CHECK-NEXT:    %[[V7:.*]] = arith.minimumf %[[V6]], %[[CST_3]] : f32
-// CHECK-NEXT:    %[[V8:.*]] = arith.extsi %[[IN]] : i8 to i32
-// CHECK-NEXT:    %[[V9:.*]] = arith.fptosi %[[V7]] : f32 to i32
-// CHECK-NEXT:    %[[V10:.*]] = arith.subi %[[V8]], %[[V9]] : i32
+// CHECK-NEXT:    %[[V9:.*]] = arith.cmpf ult, %[[V8]], %[[CST_3]] : f32
+// CHECK-NEXT:    %[[V10:.*]] = arith.select %[[V9]], %[[V8]], %[[CST_3]] : f32
+// CHECK-NEXT:    %[[CST_4:.*]] = arith.constant 0x4B400000 : f32
+// CHECK-NEXT:    %[[V11:.*]] = arith.addf %[[V10]], %[[CST_4]] : f32
+// CHECK-NEXT:    %[[CST_5:.*]] = arith.constant 0x4B400000 : f32
+// CHECK-NEXT:    %[[V12:.*]] = arith.subf %[[V11]], %[[CST_5]] : f32
+// CHECK-NEXT:    %[[V13:.*]] = arith.extsi %[[IN]] : i8 to i32
+// CHECK-NEXT:    %[[V14:.*]] = arith.fptosi %[[V12]] : f32 to i32
+// CHECK-NEXT:    %[[V15:.*]] = arith.subi %[[V13]], %[[V14]] : i32
 // CHECK-NEXT:    %[[C_127_I32:.*]] = arith.constant -127 : i32
-// CHECK-NEXT:    %[[V11:.*]] = arith.maxsi %[[V10]], %[[C_127_I32]] : i32
+// CHECK-NEXT:    %[[V16:.*]] = arith.maxsi %[[V15]], %[[C_127_I32]] : i32
 // CHECK-NEXT:    %[[C127_I32:.*]] = arith.constant 127 : i32
-// CHECK-NEXT:    %[[V12:.*]] = arith.minsi %[[V11]], %[[C127_I32]] : i32
-// CHECK-NEXT:    %[[V13:.*]] = arith.trunci %[[V12]] : i32 to i8
-// CHECK-NEXT:    %[[V14:.*]] = arith.select %[[V1]], %[[V13]], %[[IN]] : i8
-// CHECK-NEXT:    linalg.yield %[[V14]] : i8
+// CHECK-NEXT:    %[[V17:.*]] = arith.minsi %[[V16]], %[[C127_I32]] : i32
+// CHECK-NEXT:    %[[V18:.*]] = arith.trunci %[[V17]] : i32 to i8
+// CHECK-NEXT:    %[[V19:.*]] = arith.select %[[V6]], %[[V18]], %[[IN]] : i8
+// CHECK-NEXT:    linalg.yield %[[V19]] : i8
 // CHECK-NEXT:  } -> tensor<4xi8>
 // CHECK-NEXT:  return %[[V3]] : tensor<4xi8>
 func.func @qsgd_update(%w: tensor<4xi8>, %g: tensor<4xf32>, %l: tensor<f32>) -> tensor<4xi8> {

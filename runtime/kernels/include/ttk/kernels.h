@@ -125,10 +125,12 @@ int ttk_conv1x1_grad_weight_f32(const int8_t* x, int32_t x_zero, float x_scale, 
 
 /** Weight gradient of the first n_ch channels of a depthwise conv from the saved int8 input:
  *  gw[kh][kw][c] = sum_{oy,ox} xf[oy*s+kh-pad][ox*s+kw-pad][c] * gy[oy][ox][c], c < n_ch,
- *  xf = (x - x_zero) * x_scale (0 in the padding). gw rows (per tap) of stride ldw >= n_ch. */
+ *  xf = (x - x_zero) * x_scale (0 in the padding). x [H][W][C], gy [OH][OW][C_g] (a sparse
+ *  update's dY may hold only the n_ch trained channels: C_g = n_ch; n_ch <= C, C_g), gw rows
+ *  (per tap) of stride ldw >= n_ch. */
 int ttk_dwconv_grad_weight_f32(const int8_t* x, int32_t x_zero, float x_scale, int32_t h,
-                               int32_t w, int32_t c, const float* gy, int32_t k, int32_t stride,
-                               int32_t n_ch, float* gw, int32_t ldw);
+                               int32_t w, int32_t c, const float* gy, int32_t c_g, int32_t k,
+                               int32_t stride, int32_t n_ch, float* gw, int32_t ldw);
 
 /** 1-bit activation mask from an int8 output: bit i = act_min < y[i] < act_max (the
  *  ReLU/ReLU6 gradient passes), packed LSB first, ceil(n/8) bytes. */
