@@ -74,9 +74,11 @@ def macs(name: str) -> int | None:
     m = re.match(r"ttk_conv1x1_grad_(input|weight)_f32_(\d+)_(\d+)_(\d+)(_m?\d+)?$", name)  # P F C / P C F x_zero
     if m:
         return math.prod(int(v) for v in m.groups()[1:4])
-    m = re.match(r"ttk_dwconv_grad_(?:input|weight)_f32_(\d+)_(\d+)_(\d+)_(\d+)_(\d+)(?:_m?\d+)?$", name)  # H W C K s
-    if m:
-        h, w, c, k, s = (int(v) for v in m.groups())
+    m = re.match(r"ttk_dwconv_grad_input_f32_(\d+)_(\d+)_(\d+)_(\d+)_(\d+)$", name)  # H W C K s
+    m = m or re.match(r"ttk_dwconv_grad_weight_f32_(\d+)_(\d+)_\d+_(\d+)_(\d+)_m?\d+_(\d+)(?:_\d+)?$", name)
+    if m:  # the weight gradient: H W C K s x_zero n_ch [c_g], n_ch channels computed
+        h, w, c, k, s = (int(v) for v in m.groups()) if "input" in name else \
+            (int(m.group(i)) for i in (1, 2, 5, 3, 4))
         p = (k - 1) // 2
         return ((h + 2 * p - k) // s + 1) * ((w + 2 * p - k) // s + 1) * c * k * k
     m = re.match(r"ttk_(conv1x1|dwconv|conv)_s8_((?:m?\d+_)*m?\d+)$", name)
@@ -242,7 +244,17 @@ def main(argv=None) -> int:
     ap.add_argument("--kernels", default="ttk", help="the firmware's kernels (compile_training's kernels=)")
     ap.add_argument("--build-dir", type=Path, default=None,
                     help="keep the compiled program here (reused when it holds one)")
+    ap.add_argument("--rewrite", action="store_true",
+                    help="no measurement: recompute the MACs and rewrite the .md of the --kernels run from its JSON")
     args = ap.parse_args(argv)
+    name = "cortexm_step_profile" + ("" if args.kernels == "ttk" else "_" + args.kernels.replace("-", "_"))
+    if args.rewrite:
+        doc = json.loads((RESULTS / f"{name}.json").read_text())
+        for r in doc["commands"]:
+            r["macs"] = macs(r["kernel"])
+        (RESULTS / f"{name}.json").write_text(json.dumps(doc, indent=1) + "\n")
+        (RESULTS / f"{name}.md").write_text(write(doc, doc["command"]))
+        return 0
     with tempfile.TemporaryDirectory(prefix="tinytrain-profile-") as tmp:
         doc = run(args.hw, args.steps, (args.build_dir or Path(tmp)).resolve(), args.kernels)
     cmd = ".venv/bin/python bench/cortexm_step_profile.py" + (f" --hw {args.hw}" if args.hw != 128 else "") + \
@@ -251,7 +263,6 @@ def main(argv=None) -> int:
     doc = {"command": cmd, "date": time.strftime("%Y-%m-%d"), **doc}
     md = write(doc, cmd)
     RESULTS.mkdir(exist_ok=True)
-    name = "cortexm_step_profile" + ("" if args.kernels == "ttk" else "_" + args.kernels.replace("-", "_"))
     (RESULTS / f"{name}.json").write_text(json.dumps(doc, indent=1) + "\n")
     (RESULTS / f"{name}.md").write_text(md)
     print(md)

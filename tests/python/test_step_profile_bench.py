@@ -41,8 +41,10 @@ def test_macs_and_kinds_from_names(bench):
     assert bench.macs("ttk_conv1x1_grad_input_f32_64_192_32") == 64 * 192 * 32
     assert bench.macs("ttk_dwconv_grad_input_f32_16_16_48_3_2") == 8 * 8 * 48 * 9
     assert bench.kind("dispatch", "ttk_dwconv_grad_input_f32_16_16_48_3_2") == "ours: depthwise input gradient (fp32)"
-    assert bench.macs("ttk_dwconv_grad_weight_f32_16_16_48_3_2_m5") == 8 * 8 * 48 * 9
-    assert bench.kind("dispatch", "ttk_dwconv_grad_weight_f32_16_16_48_3_2_m5") == "ours: depthwise weight gradient (fp32)"
+    # the weight gradient: H W C K s x_zero n_ch c_g, n_ch of C channels computed
+    assert bench.macs("ttk_dwconv_grad_weight_f32_16_16_48_3_2_m5_12_48") == 8 * 8 * 12 * 9
+    assert bench.macs("ttk_dwconv_grad_weight_f32_4_4_336_3_1_m128_42_42") == 4 * 4 * 42 * 9
+    assert bench.kind("dispatch", "ttk_dwconv_grad_weight_f32_16_16_48_3_2_m5_12_48") == "ours: depthwise weight gradient (fp32)"
     assert bench.macs("ttk_conv1x1_grad_weight_f32_64_32_192_m3") == 64 * 32 * 192
     assert bench.macs("train_step_dispatch_9_matmul_like_16x56x84_f32") == 16 * 56 * 84
     assert bench.macs("train_step_dispatch_2_elementwise_4096_i8") is None
