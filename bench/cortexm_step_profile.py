@@ -74,11 +74,14 @@ def macs(name: str) -> int | None:
     m = re.match(r"ttk_conv1x1_grad_(input|weight)_f32_(\d+)_(\d+)_(\d+)(_m?\d+)?$", name)  # P F C / P C F x_zero
     if m:
         return math.prod(int(v) for v in m.groups()[1:4])
-    m = re.match(r"ttk_dwconv_grad_input_f32_(\d+)_(\d+)_(\d+)_(\d+)_(\d+)$", name)  # H W C K s
-    m = m or re.match(r"ttk_dwconv_grad_weight_f32_(\d+)_(\d+)_\d+_(\d+)_(\d+)_m?\d+_(\d+)(?:_\d+)?$", name)
-    if m:  # the weight gradient: H W C K s x_zero n_ch [c_g], n_ch channels computed
-        h, w, c, k, s = (int(v) for v in m.groups()) if "input" in name else \
-            (int(m.group(i)) for i in (1, 2, 5, 3, 4))
+    # the input gradient: H W C K s; the weight gradient: H W C K s x_zero n_ch [c_g], n_ch channels computed
+    m = re.match(r"ttk_dwconv_grad_input_f32_(\d+)_(\d+)_(\d+)_(\d+)_(\d+)$", name) or \
+        re.match(r"ttk_dwconv_grad_weight_f32_(\d+)_(\d+)_\d+_(\d+)_(\d+)_m?\d+_(\d+)(?:_\d+)?$", name)
+    if m:
+        if name.startswith("ttk_dwconv_grad_input"):
+            h, w, c, k, s = (int(v) for v in m.groups())
+        else:
+            h, w, k, s, c = (int(v) for v in m.groups())
         p = (k - 1) // 2
         return ((h + 2 * p - k) // s + 1) * ((w + 2 * p - k) // s + 1) * c * k * k
     m = re.match(r"ttk_(conv1x1|dwconv|conv)_s8_((?:m?\d+_)*m?\d+)$", name)

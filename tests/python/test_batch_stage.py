@@ -77,9 +77,9 @@ def test_last_block_sgd_steps_track_torch_with_the_host_default(model, monkeypat
     assert_sgd_tracks(prog, model, xs, ys, lr=0.05)
 
 
-def linalg_only(monkeypatch, model, x, stage="default", **kw) -> str:
-    """The linalg stage `tinytrain.compile` builds (with `stage` as the host's batch-stage pass
-    unless "default"), stopped before iree-compile: these checks read the IR only."""
+def linalg_only(monkeypatch, build) -> str:
+    """The linalg stage of the program `build()` compiles, stopped before iree-compile: these
+    checks read the IR only."""
     class Stop(Exception):
         pass
 
@@ -91,22 +91,20 @@ def linalg_only(monkeypatch, model, x, stage="default", **kw) -> str:
 
     with monkeypatch.context() as m:
         m.setattr(compiler, "compile_host", stop)
-        if stage != "default":
-            m.setitem(compiler.BATCH_STAGE_BY_TARGET, "host", stage)
         with pytest.raises(Stop):
-            tinytrain.compile(model, x, lr=0.05, **kw)
+            build()
     return seen["linalg"]
 
 
 def test_not_applied_where_invalid(model, monkeypatch):
     x = torch.randn(2, 3, 64, 64)
     # every layer trained: the first conv's weight is trainable, no frozen stage
-    allp = linalg_only(monkeypatch, model, x)
+    allp = linalg_only(monkeypatch, lambda: tinytrain.compile(model, x, lr=0.05))
     assert not stage_attr(allp) and "util.optimization_barrier" not in allp
     # batch 1 (or a batch no larger than the chunk): nothing to split
-    one = linalg_only(monkeypatch, model, x[:1], trainable=LAST)
+    one = linalg_only(monkeypatch, lambda: tinytrain.compile(model, x[:1], trainable=LAST, lr=0.05))
     assert not stage_attr(one)
-    two = linalg_only(monkeypatch, model, x, BatchStagePass(chunk=2), trainable=LAST)
+    two = linalg_only(monkeypatch, lambda: compile_with(monkeypatch, model, x, BatchStagePass(chunk=2), trainable=LAST))
     assert not stage_attr(two)  # (the pass does split a batch of 3 in chunks of 2: the test above)
 
 

@@ -64,9 +64,27 @@ int ttk_dwconv_grad_input_f32(const float* gy, int32_t h, int32_t w, int32_t c, 
 }
 
 #if defined(__ARM_FP) && (__ARM_FP & 4) && defined(__thumb2__) && !defined(TTK_PORTABLE)
-#define TTK_GX_ASM 1 /* single-precision FPU, Thumb-2: ttk_gx_px4_f32_fpu below */
+#define TTK_F32_ASM 1 /* single-precision FPU, Thumb-2: the assembly blocks below */
 #else
-#define TTK_GX_ASM 0
+#define TTK_F32_ASM 0
+#endif
+
+#if TTK_F32_ASM
+/* The 4x4 blocks' shared assembly text: s0-s15 zeroed from a zero core register, and 16 VFMA
+ * adding row operand r (one of 4 s registers) times column operand c into s(4 r + c). */
+#define TTK_VZERO16(z)                                                                \
+  "vmov   s0, s1, " z ", " z "\n\t" "vmov   s2, s3, " z ", " z "\n\t"               \
+  "vmov   s4, s5, " z ", " z "\n\t" "vmov   s6, s7, " z ", " z "\n\t"               \
+  "vmov   s8, s9, " z ", " z "\n\t" "vmov   s10, s11, " z ", " z "\n\t"             \
+  "vmov   s12, s13, " z ", " z "\n\t" "vmov   s14, s15, " z ", " z "\n\t"
+#define TTK_VFMA_ROW(a0, a1, a2, a3, r, c0, c1, c2, c3)                              \
+  "vfma.f32 " a0 ", " r ", " c0 "\n\t" "vfma.f32 " a1 ", " r ", " c1 "\n\t"          \
+  "vfma.f32 " a2 ", " r ", " c2 "\n\t" "vfma.f32 " a3 ", " r ", " c3 "\n\t"
+#define TTK_VFMA_4X4(r0, r1, r2, r3, c0, c1, c2, c3)                                 \
+  TTK_VFMA_ROW("s0", "s1", "s2", "s3", r0, c0, c1, c2, c3)                           \
+  TTK_VFMA_ROW("s4", "s5", "s6", "s7", r1, c0, c1, c2, c3)                           \
+  TTK_VFMA_ROW("s8", "s9", "s10", "s11", r2, c0, c1, c2, c3)                         \
+  TTK_VFMA_ROW("s12", "s13", "s14", "s15", r3, c0, c1, c2, c3)
 #endif
 
 #define TTK_GX_ROW(a, gv)                                                             \
@@ -77,7 +95,7 @@ int ttk_dwconv_grad_input_f32(const float* gy, int32_t h, int32_t w, int32_t c, 
     a##3 = TTK_FMA(gv, b3, a##3);                                                     \
   } while (0)
 
-#if !TTK_GX_ASM
+#if !TTK_F32_ASM
 /* Full 4 x 4 block: 16 accumulators, 8 loads + 16 VFMA per o. */
 static void ttk_gx_4x4(const float* gy, int32_t c_out, const float* wt, float* gx, int32_t c_in) {
   const float *g0 = gy, *g1 = gy + c_out, *g2 = gy + 2 * c_out, *g3 = gy + 3 * c_out;
@@ -107,7 +125,7 @@ static void ttk_gx_4x4(const float* gy, int32_t c_out, const float* wt, float* g
 }
 #endif
 
-#if TTK_GX_ASM
+#if TTK_F32_ASM
 /* The 4 x 4 blocks of 4 pixels in Armv7E-M assembly (GCC addresses each of the 8 streams with
  * an ADD before its VLDR: ~2.0 instructions per MAC in C): the 8 row pointers walk with VLDMIA
  * writeback, two values each per iteration (8 VLDMIA + 32 VFMA + SUBS + BNE = 42 instructions
@@ -151,14 +169,7 @@ __asm__("  .text\n\t"
         "add    r2, r1, r9\n\t"
         "add    r3, r2, r9\n\t"
         "movs   r8, #0\n\t"
-        "vmov   s0, s1, r8, r8\n\t"
-        "vmov   s2, s3, r8, r8\n\t"
-        "vmov   s4, s5, r8, r8\n\t"
-        "vmov   s6, s7, r8, r8\n\t"
-        "vmov   s8, s9, r8, r8\n\t"
-        "vmov   s10, s11, r8, r8\n\t"
-        "vmov   s12, s13, r8, r8\n\t"
-        "vmov   s14, s15, r8, r8\n\t"
+        TTK_VZERO16("r8")
         "lsrs   r8, r9, #3\n\t"
         "beq    2f\n"
         "1:\n\t"
@@ -170,14 +181,8 @@ __asm__("  .text\n\t"
         "vldmia r5!, {s26-s27}\n\t"
         "vldmia r6!, {s28-s29}\n\t"
         "vldmia r7!, {s30-s31}\n\t"
-          "vfma.f32 s0, s16, s24\n\t" "vfma.f32 s1, s16, s26\n\t" "vfma.f32 s2, s16, s28\n\t" "vfma.f32 s3, s16, s30\n\t"
-          "vfma.f32 s4, s18, s24\n\t" "vfma.f32 s5, s18, s26\n\t" "vfma.f32 s6, s18, s28\n\t" "vfma.f32 s7, s18, s30\n\t"
-          "vfma.f32 s8, s20, s24\n\t" "vfma.f32 s9, s20, s26\n\t" "vfma.f32 s10, s20, s28\n\t" "vfma.f32 s11, s20, s30\n\t"
-          "vfma.f32 s12, s22, s24\n\t" "vfma.f32 s13, s22, s26\n\t" "vfma.f32 s14, s22, s28\n\t" "vfma.f32 s15, s22, s30\n\t"
-          "vfma.f32 s0, s17, s25\n\t" "vfma.f32 s1, s17, s27\n\t" "vfma.f32 s2, s17, s29\n\t" "vfma.f32 s3, s17, s31\n\t"
-          "vfma.f32 s4, s19, s25\n\t" "vfma.f32 s5, s19, s27\n\t" "vfma.f32 s6, s19, s29\n\t" "vfma.f32 s7, s19, s31\n\t"
-          "vfma.f32 s8, s21, s25\n\t" "vfma.f32 s9, s21, s27\n\t" "vfma.f32 s10, s21, s29\n\t" "vfma.f32 s11, s21, s31\n\t"
-          "vfma.f32 s12, s23, s25\n\t" "vfma.f32 s13, s23, s27\n\t" "vfma.f32 s14, s23, s29\n\t" "vfma.f32 s15, s23, s31\n\t"
+        TTK_VFMA_4X4("s16", "s18", "s20", "s22", "s24", "s26", "s28", "s30")
+        TTK_VFMA_4X4("s17", "s19", "s21", "s23", "s25", "s27", "s29", "s31")
         "subs   r8, r8, #1\n\t"
         "bne    1b\n"
         "2:\n\t"
@@ -191,10 +196,7 @@ __asm__("  .text\n\t"
         "vldmia r5!, {s26}\n\t"
         "vldmia r6!, {s28}\n\t"
         "vldmia r7!, {s30}\n\t"
-          "vfma.f32 s0, s16, s24\n\t" "vfma.f32 s1, s16, s26\n\t" "vfma.f32 s2, s16, s28\n\t" "vfma.f32 s3, s16, s30\n\t"
-          "vfma.f32 s4, s18, s24\n\t" "vfma.f32 s5, s18, s26\n\t" "vfma.f32 s6, s18, s28\n\t" "vfma.f32 s7, s18, s30\n\t"
-          "vfma.f32 s8, s20, s24\n\t" "vfma.f32 s9, s20, s26\n\t" "vfma.f32 s10, s20, s28\n\t" "vfma.f32 s11, s20, s30\n\t"
-          "vfma.f32 s12, s22, s24\n\t" "vfma.f32 s13, s22, s26\n\t" "vfma.f32 s14, s22, s28\n\t" "vfma.f32 s15, s22, s30\n\t"
+        TTK_VFMA_4X4("s16", "s18", "s20", "s22", "s24", "s26", "s28", "s30")
         "\n3:\n\t"
         "vstm   r10, {s0-s3}\n\t"
         "add    r0, r10, r11\n\t"
@@ -217,7 +219,7 @@ int ttk_conv1x1_grad_input_f32(const float* gy, int32_t pixels, int32_t c_out, c
   if (gy == NULL || wt == NULL || gx == NULL || pixels < 1 || c_out < 1 || c_in < 1) return -1;
   const int32_t p4 = pixels & ~3, i4 = c_in & ~3;
   for (int32_t p = 0; p < p4; p += 4) {
-#if TTK_GX_ASM
+#if TTK_F32_ASM
     if (i4 > 0) {
       const ttk_gx_args_t a = {gy + p * c_out, wt, c_out, i4 / 4, gx + p * c_in, c_in};
       ttk_gx_px4_f32_fpu(&a);
@@ -244,7 +246,7 @@ int ttk_conv1x1_grad_input_f32(const float* gy, int32_t pixels, int32_t c_out, c
  * the pixels, 4 input x 4 output channels per register block (each x converted once per
  * block row), the scale applied once at the end. `sums` gets the 16 unscaled sums, row r
  * (input channel i + r) at sums[4 r]. */
-#if TTK_GX_ASM
+#if TTK_F32_ASM
 /* In Armv7E-M assembly (~2.9 instructions per MAC in C): per pixel one LDR of the 4 int8
  * inputs, SXTAB (-x_zero + the sign-extended byte, ROR 0/8/16/24) for each, 2 VMOV of pairs
  * to s16-s19, 4 VCVT, one VLDM of gy's 4 values (s20-s23), 16 VFMA into s0-s15 (s(4 r + o)),
@@ -277,15 +279,8 @@ __asm__("  .text\n\t"
         "lsls   r7, r7, #2\n\t"
         "negs   r9, r9\n\t"
         "movs   r3, #0\n\t"
-        "vmov   s0, s1, r3, r3\n\t"
-        "vmov   s2, s3, r3, r3\n\t"
-        "vmov   s4, s5, r3, r3\n\t"
-        "vmov   s6, s7, r3, r3\n\t"
-        "vmov   s8, s9, r3, r3\n\t"
-        "vmov   s10, s11, r3, r3\n\t"
-        "vmov   s12, s13, r3, r3\n\t"
-        "vmov   s14, s15, r3, r3\n"
-        "1:\n\t"
+        TTK_VZERO16("r3")
+        "\n1:\n\t"
         "ldr    r3, [r0]\n\t"
         "add    r0, r0, r5\n\t"
         "vldm   r1, {s20-s23}\n\t"
@@ -300,10 +295,7 @@ __asm__("  .text\n\t"
         "vcvt.f32.s32 s17, s17\n\t"
         "vcvt.f32.s32 s18, s18\n\t"
         "vcvt.f32.s32 s19, s19\n\t"
-        "vfma.f32 s0, s16, s20\n\t" "vfma.f32 s1, s16, s21\n\t" "vfma.f32 s2, s16, s22\n\t" "vfma.f32 s3, s16, s23\n\t"
-        "vfma.f32 s4, s17, s20\n\t" "vfma.f32 s5, s17, s21\n\t" "vfma.f32 s6, s17, s22\n\t" "vfma.f32 s7, s17, s23\n\t"
-        "vfma.f32 s8, s18, s20\n\t" "vfma.f32 s9, s18, s21\n\t" "vfma.f32 s10, s18, s22\n\t" "vfma.f32 s11, s18, s23\n\t"
-        "vfma.f32 s12, s19, s20\n\t" "vfma.f32 s13, s19, s21\n\t" "vfma.f32 s14, s19, s22\n\t" "vfma.f32 s15, s19, s23\n\t"
+        TTK_VFMA_4X4("s16", "s17", "s18", "s19", "s20", "s21", "s22", "s23")
         "subs   r8, r8, #1\n\t"
         "bne    1b\n\t"
         "vstm   r12, {s0-s15}\n\t"
