@@ -60,6 +60,33 @@ _LINE = re.compile(r"^\s*([0-9a-f]+):\s+(\S+)\s*(.*?)\s*$")
 _HEAD = re.compile(r"^([0-9a-f]+) <(.+)>:$")
 _TARGET = re.compile(r"^([0-9a-f]+) <")
 _IMM = re.compile(r"#(-?(?:0x[0-9a-f]+|\d+))")
+# the instruction patterns, compiled once (the analysis reads every instruction of the firmware)
+_REGLIST = re.compile(r"\{([^}]*)\}")
+_PUSH = re.compile(f"push{_COND}|vpush{_COND}")
+_STMDB = re.compile(f"(?:stmdb|stmfd|vstmdb){_COND}")
+_SP_WRITEBACK = re.compile(r"\[sp, #-(\d+)\]!|\[sp\], #-(\d+)")
+_COMPARE = re.compile(f"(?:cmp|cmn|tst|teq){_COND}")
+_LDM_STM_UP = re.compile(f"(?:ldm|ldmia|ldmfd|vldmia|stmia|stmea|vstmia){_COND}")
+_LDM_STM = re.compile(f"v?(?:ldm|stm)(?:ia|db|fd|ea)?{_COND}")
+_SUB = re.compile(f"(?:sub|subw|subs){_COND}")
+_ADD = re.compile(f"(?:add|addw|adds){_COND}")
+_BLX = re.compile(f"blx{_COND}")
+_REG = re.compile(r"r\d+|ip|lr|fp|sl|sb")
+_BX = re.compile(f"bx{_COND}")
+_LDM = re.compile(f"ldm(?:ia|fd|db)?{_COND}")
+_LDR = re.compile(f"ldr{_COND}")
+_LDR_PC_SP = re.compile(r"pc, \[sp\]")
+_MOV = re.compile(f"mov{_COND}")
+_BRANCH = re.compile(f"(?:bl|blx|b|cbz|cbnz){_COND}")
+_MOVS = re.compile(f"movs?{_COND}")
+_NO_DEF = re.compile(r"str|vst|push|stm|cmp|cmn|tst|teq|it|pld")
+_BRANCH_ANY = re.compile(f"(?:b|bl|blx|bx|cbz|cbnz){_COND}")
+_REG_IMM = re.compile(r"(r\d+|ip|lr|fp|sl|sb), #(\d+)")
+_BFC_OPS = re.compile(r"(\w+), #0, #(\d+)")
+_SUB_ADD = re.compile(r"(?:sub|add|subw|addw)")
+_FROM_FP_IMM = re.compile(r"\w+, (?:r7|fp), #\d+")
+_FROM_FP = re.compile(r"\w+, (?:r7|fp)")
+_B_UNCOND = re.compile(r"b(?:\.[wn])?")
 
 
 class UnboundedStack(CompileError):
@@ -156,7 +183,7 @@ def _read_elf(path: Path):
 
 def _list_bytes(operands: str) -> int:
     """Bytes of a register list: ``{r4-r7, lr}`` 4 each, ``{d8-d15}`` 8 each, ``{s16-s31}`` 4 each."""
-    m = re.search(r"\{([^}]*)\}", operands)
+    m = _REGLIST.search(operands)
     nbytes = 0
     for item in (s.strip() for s in m.group(1).split(",")) if m else ():
         lo, _, hi = item.partition("-")
@@ -170,28 +197,28 @@ def _decrement(mnem: str, ops: str) -> int | None:
     register (dynamic stack)."""
     base = mnem.split(".")[0]
     first = ops.split(",")[0].strip() if ops else ""
-    if re.fullmatch(f"push{_COND}|vpush{_COND}", base):
+    if _PUSH.fullmatch(base):
         return _list_bytes(ops)
-    if first == "sp!" and re.fullmatch(f"(?:stmdb|stmfd|vstmdb){_COND}", base):
+    if first == "sp!" and _STMDB.fullmatch(base):
         return _list_bytes(ops)
-    m = re.search(r"\[sp, #-(\d+)\]!|\[sp\], #-(\d+)", ops)     # pre/post-indexed writeback down
+    m = _SP_WRITEBACK.search(ops)     # pre/post-indexed writeback down
     if m:
         return int(m.group(1) or m.group(2))
     if first in ("sp", "sp!", "msp", "psp"):
-        if re.fullmatch(f"(?:cmp|cmn|tst|teq){_COND}", base):
+        if _COMPARE.fullmatch(base):
             return 0
-        if first == "sp!" and re.fullmatch(f"(?:ldm|ldmia|ldmfd|vldmia|stmia|stmea|vstmia){_COND}", base):
+        if first == "sp!" and _LDM_STM_UP.fullmatch(base):
             return 0                                                # pop (sp moves up)
-        if first == "sp" and re.fullmatch(f"v?(?:ldm|stm)(?:ia|db|fd|ea)?{_COND}", base):
+        if first == "sp" and _LDM_STM.fullmatch(base):
             return 0                                                # sp as a base, no writeback
         rest = [s.strip() for s in ops.split(",")[1:]]
         if rest and rest[0] == "sp":
             rest = rest[1:]
         if len(rest) == 1 and rest[0].startswith("#"):
             n = int(_IMM.match(rest[0]).group(1), 0)
-            if re.fullmatch(f"(?:sub|subw|subs){_COND}", base):
+            if _SUB.fullmatch(base):
                 return max(n, 0)
-            if re.fullmatch(f"(?:add|addw|adds){_COND}", base):
+            if _ADD.fullmatch(base):
                 return max(-n, 0)
         return None                                                 # mov sp, rN; sub sp, rN; msr
     return 0
@@ -200,23 +227,23 @@ def _decrement(mnem: str, ops: str) -> int | None:
 def _is_indirect(mnem: str, ops: str) -> bool:
     base = mnem.split(".")[0]
     first = ops.split(",")[0].strip() if ops else ""
-    if re.fullmatch(f"blx{_COND}", base) and re.fullmatch(r"r\d+|ip|lr|fp|sl|sb", first):
+    if _BLX.fullmatch(base) and _REG.fullmatch(first):
         return True
-    if re.fullmatch(f"bx{_COND}", base):
+    if _BX.fullmatch(base):
         return first != "lr"
-    if re.fullmatch(f"ldm(?:ia|fd|db)?{_COND}", base) and "pc}" in ops:
+    if _LDM.fullmatch(base) and "pc}" in ops:
         return first not in ("sp", "sp!")                           # ldm rN, {..., pc}: a jump
     if first == "pc":
-        if re.fullmatch(f"ldr{_COND}", base):
-            return not re.match(r"pc, \[sp\]", ops)                 # ldr pc, [sp], #4: return
-        return re.fullmatch(f"mov{_COND}", base) is not None
+        if _LDR.fullmatch(base):
+            return not _LDR_PC_SP.match(ops)                 # ldr pc, [sp], #4: return
+        return _MOV.fullmatch(base) is not None
     return False
 
 
 def _call_target(mnem: str, ops: str) -> int | None:
     """The target address of a call or branch to a symbol (``bl 8c0 <foo>``), else None."""
     base = mnem.split(".")[0]
-    if not re.fullmatch(f"(?:bl|blx|b|cbz|cbnz){_COND}", base):
+    if not _BRANCH.fullmatch(base):
         return None
     target = ops.split(",")[-1].strip()
     m = _TARGET.match(target)
@@ -284,7 +311,12 @@ def _functions(elf: Path, usage: dict) -> tuple[dict, list, list]:
             continue
         base = mnem.split(".")[0]
         first = ops.split(",")[0].strip()
-        if re.fullmatch(f"movs?{_COND}", base) and first == "sp":
+        # fast paths: only an instruction naming sp (or a push) moves it, only a branch or a write
+        # to pc jumps, only b* / cb* call (the firmware has ~10^5 instructions)
+        touches_sp = "sp" in ops or base.startswith(("push", "vpush"))
+        if not touches_sp:
+            d = 0
+        elif _MOVS.fullmatch(base) and first == "sp":
             d = _sp_from_register(defs.get((f.addr, ops.split(",")[1].strip()), []))
         else:
             d = _decrement(mnem, ops)
@@ -292,13 +324,13 @@ def _functions(elf: Path, usage: dict) -> tuple[dict, list, list]:
             f.dynamic.append(f"0x{addr:x}: {mnem} {ops}")
         else:
             f.frame += d
-        if (re.fullmatch(r"r\d+|ip|lr|fp|sl|sb", first)
-                and not re.match(r"str|vst|push|stm|cmp|cmn|tst|teq|it|pld", base)
-                and not re.fullmatch(f"(?:b|bl|blx|bx|cbz|cbnz){_COND}", base)):
+        if (_REG.fullmatch(first)
+                and not _NO_DEF.match(base)
+                and not _BRANCH_ANY.fullmatch(base)):
             defs[(f.addr, first)] = (defs.get((f.addr, first), []) + [(base, ops)])[-2:]
-        if _is_indirect(mnem, ops):
+        if (base.startswith("b") or "pc" in ops) and _is_indirect(mnem, ops):
             f.indirect.append(addr)
-        target = _call_target(mnem, ops)
+        target = _call_target(mnem, ops) if base.startswith(("b", "c")) else None
         if target is not None:
             g = owner(target)
             if g is None:
@@ -306,7 +338,7 @@ def _functions(elf: Path, usage: dict) -> tuple[dict, list, list]:
             elif g is not f or (target == f.addr and mnem.startswith("bl")):
                 f.calls.add(g.addr)
         # movw/movt pairs build addresses (LLVM's default for armv7-m): a function pointer too
-        m = re.fullmatch(r"(r\d+|ip|lr|fp|sl|sb), #(\d+)", ops)
+        m = _REG_IMM.fullmatch(ops) if base in ("movw", "movt") else None
         if m and base == "movw":
             movw[(f.addr, m.group(1))] = int(m.group(2))
         elif m and base == "movt" and (f.addr, m.group(1)) in movw:
@@ -331,12 +363,12 @@ def _sp_from_register(history: list) -> int | None:
     if not history:
         return None
     base, ops = history[-1]
-    m = re.fullmatch(r"(\w+), #0, #(\d+)", ops)
+    m = _BFC_OPS.fullmatch(ops)
     if base == "bfc" and m and len(history) == 2 and history[0] == ("mov", f"{m.group(1)}, sp"):
         return (1 << int(m.group(2))) - 4
-    if re.fullmatch(r"(?:sub|add|subw|addw)", base) and re.fullmatch(r"\w+, (?:r7|fp), #\d+", ops):
+    if _SUB_ADD.fullmatch(base) and _FROM_FP_IMM.fullmatch(ops):
         return 0
-    if base == "mov" and re.fullmatch(r"\w+, (?:r7|fp)", ops):
+    if base == "mov" and _FROM_FP.fullmatch(ops):
         return 0
     return None
 
@@ -362,7 +394,7 @@ def _add_gaps(funcs: dict, insns: list) -> None:
             gaps[-1][2][:] = [(mnem, ops)]
     for gap, nxt, last in gaps:
         funcs[gap.addr] = gap
-        ends_flow = last and (_returns(*last[0]) or re.fullmatch(r"b(?:\.[wn])?", last[0][0]))
+        ends_flow = last and (_returns(*last[0]) or _B_UNCOND.fullmatch(last[0][0]))
         if nxt is not None and not ends_flow:
             gap.calls.add(nxt)
 

@@ -62,18 +62,34 @@ VIEWS = ("tinytrain.channel_scale", "tinytrain.concat", "tinytrain.slice", "tiny
          "tinytrain.transpose", "tinytrain.dequantize")
 
 
-def _ancestors(op: ir.Operation) -> set:
-    """The ops whose results `op` depends on (transitively), as `ir.Operation`s."""
-    seen: set = set()
-    stack = [op]
-    while stack:
-        for v in stack.pop().operands:
-            d = v.owner
-            if isinstance(d, ir.Block) or d.operation in seen:
-                continue
-            seen.add(d.operation)
-            stack.append(d.operation)
-    return seen
+class _Deps:
+    """Transitive-dependency queries on a block's ops, each op's producers read once through the
+    bindings and kept in a dict; `forget(ops)` after their operands change (new ops are read when
+    first reached; no op is erased while it is used)."""
+
+    def __init__(self):
+        self._producers: dict = {}
+
+    def forget(self, ops) -> None:
+        for op in ops:
+            self._producers.pop(op, None)
+
+    def _of(self, op: ir.Operation) -> list:
+        got = self._producers.get(op)
+        if got is None:
+            got = self._producers[op] = [v.owner.operation for v in op.operands if not isinstance(v.owner, ir.Block)]
+        return got
+
+    def ancestors(self, op: ir.Operation) -> set:
+        """The ops whose results `op` depends on (transitively), as `ir.Operation`s."""
+        seen: set = set()
+        stack = [op]
+        while stack:
+            for d in self._of(stack.pop()):
+                if d not in seen:
+                    seen.add(d)
+                    stack.append(d)
+        return seen
 
 
 def _views(w: ir.Value) -> list[ir.Value]:
@@ -222,6 +238,7 @@ def order_tied_reads(func) -> int:
     fname = ir.StringAttr(func.attributes["sym_name"]).value
     position = {op.operation: i for i, op in enumerate(block.operations)}
     count = 0
+    deps = _Deps()
     for w, attrs in zip(block.arguments, arg_attrs(func)):
         if "iree.abi.output" not in attrs:
             continue
@@ -229,19 +246,20 @@ def order_tied_reads(func) -> int:
         if isinstance(result.owner, ir.Block):  # returned unchanged: never written
             continue
         update = result.owner.operation
-        upstream = _ancestors(update)
+        upstream = deps.ancestors(update)
         readers = sorted((r for r in _readers(w, update, ret) if r not in upstream), key=lambda r: position[r])
         if not readers:
             continue
         name = ir.StringAttr(attrs["tinytrain.param"]).value if "tinytrain.param" in attrs else f"#{w.arg_number}"
         where = f"the tied argument '{name}' of @{fname}"
         for r in readers:
-            if update in _ancestors(r):
+            if update in deps.ancestors(r):
                 raise CompileError(f"to-linalg: '{r.name}' (at {r.location}) reads {where} after its update: "
                                    "it cannot be updated in place", stage=STAGE)
         dep = _shared_operand(readers[0], _views(w), upstream)
         if dep is not None and tensor_bytes(w) < tensor_bytes(dep):
             made = _copy_late(w, dep, upstream)
+            deps.forget(use.owner.operation for use in made.results[0].uses)
             # readers that reach W through a view the forward pass also reads (a `concat` of a
             # trained slice) still read W itself
             readers = [r for r in _readers(w, update, ret) if r not in upstream and r != made]
@@ -250,6 +268,7 @@ def order_tied_reads(func) -> int:
             # updates: every piece waits for the readers
             for piece in _piece_updates(update):
                 _order_by_guard(w, readers, piece, where)
+                deps.forget([piece])
         count += 1
     return count
 

@@ -150,15 +150,26 @@ def stage_cuts(fn: func.FuncOp, factor: int, accept, input_escapes: bool = True,
                 len(_shape(op.results[0])) == 4:
             members.append(op)
             values.append(op.results[0])
+    # a value escapes the prefix members[:k] if a user of it is outside the stage or at a position >= k:
+    # `reach[j]` is the value's last user position (len(members) for a user outside the stage)
+    position = {m.operation: i for i, m in enumerate(members)}
+    candidates = ([x] if input_escapes else []) + [m.results[0] for m in members]
+    reach = []
+    for v in candidates:
+        last = -1
+        for u in v.uses:
+            last = max(last, position.get(u.owner.operation, len(members)))
+        reach.append(last)
+    offset = 1 if input_escapes else 0  # candidates[offset + i] is members[i]'s result
     found = []
     for k in range(1, len(members) + 1):
-        prefix = [m.operation for m in members[:k]]
-        escaping = []
-        for v in ([x] if input_escapes else []) + [m.results[0] for m in members[:k]]:
-            if any(not any(u.owner.operation == p for p in prefix) for u in v.uses):
-                escaping.append(v)
+        # the cut (members[k - 1]'s result) must escape, every other value before it must not
+        if reach[offset + k - 1] < k:
+            continue
+        if any(reach[j] >= k for j in range(offset + k - 1)):
+            continue
         cut = members[k - 1].results[0]
-        if len(escaping) == 1 and escaping[0] == cut and _shape(cut)[1] * factor >= h_in:
+        if _shape(cut)[1] * factor >= h_in:
             found.append(Stage(x, members[:k], cut))
     return found
 
