@@ -3,16 +3,20 @@
 The compile runs `iree-compile` (from the pinned `iree-base-compiler` wheel, located and
 version-checked by `tinytrain.lowering.iree_tools`) as a subprocess so that its diagnostics reach
 the user verbatim; the module runs on IREE's `local-sync` device (one thread, deterministic).
+A compile that ran before (same linalg text, flags and iree-compile) is read from the compile
+cache instead (`tinytrain.lowering.compile_cache`; `TINYTRAIN_COMPILE_CACHE=off` turns it off).
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from tinytrain.lowering.iree_tools import iree_tool, run_iree_compile
+from tinytrain.lowering.compile_cache import cached_output
+from tinytrain.lowering.iree_tools import COMPILER_DIST, iree_tool, run_iree_compile
 
 __all__ = ["HOST_FLAGS", "HOST_ALLOCATORS", "iree_tool", "compile_host", "HostModule", "HostFunction",
            "to_numpy"]
@@ -33,13 +37,18 @@ def compile_host(linalg_text: str, out_path: Path | None = None, extra_flags=(),
     `out_path` when given). A failure raises `CompileError` (an iree-compile crash
     `iree_tools.InternalCompilerError`) naming a reproducer file written to `repro_dir`
     (default: a new temporary folder)."""
-    with tempfile.TemporaryDirectory(prefix="tinytrain-") as tmp:
-        src = Path(tmp) / "model.linalg.mlir"
-        dst = Path(tmp) / "model.vmfb"
-        src.write_text(linalg_text)
-        run_iree_compile(src, [*HOST_FLAGS, *extra_flags], dst, what="the host .vmfb",
-                         repro_dir=repro_dir)
-        data = dst.read_bytes()
+    flags = [*HOST_FLAGS, *extra_flags]
+
+    def build() -> bytes:
+        with tempfile.TemporaryDirectory(prefix="tinytrain-") as tmp:
+            src = Path(tmp) / "model.linalg.mlir"
+            dst = Path(tmp) / "model.vmfb"
+            src.write_text(linalg_text)
+            run_iree_compile(src, flags, dst, what="the host .vmfb", repro_dir=repro_dir)
+            return dst.read_bytes()
+
+    data = cached_output("vmfb", iree_tool("iree-compile"), importlib.metadata.version(COMPILER_DIST), flags,
+                         linalg_text, build)
     if out_path is not None:
         Path(out_path).write_bytes(data)
     return data

@@ -1,12 +1,32 @@
 """Shared helpers: PyTorch references for the compiled programs."""
 
 import copy
+import os
+import shutil
+import tempfile
 
 import numpy as np
 import pytest
 import torch
 import torch.nn as nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+
+def pytest_configure(config):
+    """The run's own compile cache (`tinytrain.lowering.compile_cache`), empty at the start: tests
+    that compile the same program twice share one iree-compile, and no run reads another's
+    entries (a fresh clone's run times what a user's first compiles cost). Set by the controller
+    before pytest-xdist starts its workers, which inherit it; removed by the controller at the end.
+    An explicit TINYTRAIN_COMPILE_CACHE (a folder, or "off") is left as it is."""
+    if "TINYTRAIN_COMPILE_CACHE" not in os.environ and not hasattr(config, "workerinput"):
+        os.environ["TINYTRAIN_COMPILE_CACHE"] = tempfile.mkdtemp(prefix="tinytrain-test-compile-cache-")
+        config._tinytrain_compile_cache = os.environ["TINYTRAIN_COMPILE_CACHE"]
+
+
+def pytest_unconfigure(config):
+    folder = getattr(config, "_tinytrain_compile_cache", None)
+    if folder:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def fold_bn(model: nn.Module) -> nn.Module:

@@ -1,0 +1,89 @@
+"""A content-addressed cache of iree-compile outputs (the host `.vmfb`).
+
+Compiling the same program twice (the same linalg text, the same flags, the same pinned
+iree-compile) gives the same module (byte for byte when the source file has the same path: the
+path of the temporary source file is all that differs), so the second compile can be a file read. The key is the
+SHA-256 of the iree-compile binary's version string, its path, the flags and the input text; a
+hit returns the stored bytes, a miss runs iree-compile and stores its output (written to a
+temporary file, then renamed: concurrent compiles never see half an entry).
+
+Where: ``$TINYTRAIN_COMPILE_CACHE`` (a folder), else ``compile-cache/`` in ``$TINYTRAIN_CACHE``
+(default ``~/.cache/tinytrain``). ``TINYTRAIN_COMPILE_CACHE=off`` (or ``0``) turns it off. At most
+``MAX_ENTRIES`` entries are kept: storing one more removes the least recently used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable, Sequence
+
+__all__ = ["MAX_ENTRIES", "cache_dir", "cached_output", "stats"]
+
+MAX_ENTRIES = 200
+_OFF = ("off", "0", "false", "no")
+#: hits and misses of this process (tests and `--verbose` read them)
+stats = {"hits": 0, "misses": 0}
+
+
+def cache_dir() -> Path | None:
+    """The cache folder, or None when the cache is off."""
+    env = os.environ.get("TINYTRAIN_COMPILE_CACHE")
+    if env is not None:
+        return None if env.strip().lower() in _OFF else Path(env)
+    return Path(os.environ.get("TINYTRAIN_CACHE", Path.home() / ".cache" / "tinytrain")) / "compile-cache"
+
+
+def _key(tool: str, version: str, flags: Sequence[str], text: str, kind: str) -> str:
+    h = hashlib.sha256()
+    for part in (kind, tool, version, "\0".join(flags), text):
+        h.update(part.encode())
+        h.update(b"\0\0")
+    return h.hexdigest()
+
+
+def cached_output(kind: str, tool: str, version: str, flags: Sequence[str], text: str,
+                  build: Callable[[], bytes]) -> bytes:
+    """The output of compiling `text` with `flags` (`kind` names the output, e.g. "vmfb"): the
+    stored bytes when this exact compile ran before, else `build()`'s, then stored."""
+    folder = cache_dir()
+    if folder is None:
+        return build()
+    entry = folder / f"{_key(tool, version, flags, text, kind)}.{kind}"
+    try:
+        data = entry.read_bytes()
+    except OSError:
+        data = None
+    if data:
+        stats["hits"] += 1
+        try:
+            os.utime(entry)  # least recently used goes first
+        except OSError:
+            pass
+        return data
+    stats["misses"] += 1
+    data = build()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, entry)
+        _evict(folder)
+    except OSError:
+        pass  # a read-only or full cache folder only costs the next compile its time
+    return data
+
+
+def _evict(folder: Path) -> None:
+    entries = [p for p in folder.iterdir() if not p.name.startswith(".tmp-")]
+    if len(entries) <= MAX_ENTRIES:
+        return
+    entries.sort(key=lambda p: p.stat().st_mtime)
+    for p in entries[:len(entries) - MAX_ENTRIES]:
+        try:
+            p.unlink()
+        except OSError:
+            pass

@@ -1,0 +1,98 @@
+"""The compile cache of the host `.vmfb` (lowering/compile_cache.py): a second compile of the same
+text and flags is a cache hit with the same bytes and runs no iree-compile; another text, another
+flag or another compiler misses; a broken cache folder costs only the compile; `off` disables it."""
+
+import numpy as np
+import pytest
+
+from tinytrain.lowering import compile_cache
+from tinytrain.lowering.host import iree_host
+from tinytrain.lowering.host.iree_host import HostModule, compile_host
+
+TEXT = """func.func @f(%x: tensor<4xf32>) -> tensor<4xf32> {
+  %y = arith.addf %x, %x : tensor<4xf32>
+  return %y : tensor<4xf32>
+}
+"""
+
+
+@pytest.fixture
+def compiles(monkeypatch, tmp_path):
+    """The cache in a fresh folder; counts iree-compile runs."""
+    monkeypatch.setenv("TINYTRAIN_COMPILE_CACHE", str(tmp_path / "cache"))
+    runs = []
+    real = iree_host.run_iree_compile
+
+    def counted(*a, **k):
+        runs.append(a)
+        return real(*a, **k)
+
+    monkeypatch.setattr(iree_host, "run_iree_compile", counted)
+    return runs
+
+
+def test_the_same_compile_is_read_from_the_cache(compiles, tmp_path):
+    first = compile_host(TEXT)
+    assert len(compiles) == 1 and len(list((tmp_path / "cache").iterdir())) == 1
+    again = compile_host(TEXT, out_path=tmp_path / "m.vmfb")
+    assert len(compiles) == 1 and again == first and (tmp_path / "m.vmfb").read_bytes() == first
+    x = np.arange(4, dtype=np.float32)
+    np.testing.assert_array_equal(HostModule(again).call("f", x)[0], 2 * x)
+    # a different text, a different flag: compiled
+    compile_host(TEXT.replace("addf %x, %x", "mulf %x, %x"))
+    compile_host(TEXT, extra_flags=("--iree-opt-const-eval=false",))
+    assert len(compiles) == 3
+
+
+def test_another_compiler_binary_misses(compiles, monkeypatch):
+    compile_host(TEXT)
+    key_parts = []
+    real = compile_cache._key
+    monkeypatch.setattr(compile_cache, "_key", lambda *a: key_parts.append(a) or real(*a))
+    monkeypatch.setattr(iree_host.importlib.metadata, "version", lambda d: "0.0.0-other")
+    monkeypatch.setattr(iree_host, "iree_tool", lambda name: "/elsewhere/iree-compile")
+    with pytest.raises(Exception):  # a miss: it runs the (missing) other compiler
+        compile_host(TEXT)
+    assert key_parts and key_parts[0][:2] == ("/elsewhere/iree-compile", "0.0.0-other")
+    assert len(compiles) == 2
+
+
+def test_an_unwritable_or_corrupt_cache_only_costs_the_compile(compiles, monkeypatch, tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    monkeypatch.setenv("TINYTRAIN_COMPILE_CACHE", str(blocker))
+    a = compile_host(TEXT)
+    b = compile_host(TEXT)
+    assert len(compiles) == 2
+    x = np.arange(4, dtype=np.float32)
+    for m in (a, b):
+        np.testing.assert_array_equal(HostModule(m).call("f", x)[0], 2 * x)
+    # an empty entry (a crash between create and write cannot leave one, but a full disk can) is a miss
+    monkeypatch.setenv("TINYTRAIN_COMPILE_CACHE", str(tmp_path / "c2"))
+    compile_host(TEXT)
+    (entry,) = list((tmp_path / "c2").iterdir())
+    entry.write_bytes(b"")
+    compile_host(TEXT)
+    assert len(compiles) == 4 and entry.stat().st_size > 0
+
+
+def test_off_disables_it_and_the_folder_is_bounded(compiles, monkeypatch, tmp_path):
+    monkeypatch.setenv("TINYTRAIN_COMPILE_CACHE", "off")
+    compile_host(TEXT)
+    compile_host(TEXT)
+    assert len(compiles) == 2 and not (tmp_path / "cache").exists()
+    monkeypatch.setenv("TINYTRAIN_COMPILE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(compile_cache, "MAX_ENTRIES", 2)
+    for op in ("addf", "mulf", "subf"):
+        compile_host(TEXT.replace("addf", op))
+    names = sorted(p.name for p in (tmp_path / "cache").iterdir())
+    assert len(names) == 2
+
+
+def test_the_default_folder(monkeypatch, tmp_path):
+    monkeypatch.delenv("TINYTRAIN_COMPILE_CACHE", raising=False)
+    monkeypatch.setenv("TINYTRAIN_CACHE", str(tmp_path))
+    assert compile_cache.cache_dir() == tmp_path / "compile-cache"
+    monkeypatch.setenv("TINYTRAIN_COMPILE_CACHE", "0")
+    assert compile_cache.cache_dir() is None
+
