@@ -195,7 +195,13 @@ def _mask_cases(rng):
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def host_runner(tmp_path_factory):
+    """The host runner (gcc, sanitizers), built once for the module's tests."""
+    return tk.build(tmp_path_factory.mktemp("host-runner"), "host")
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, host_runner):
     """All cases, run once per target (cached)."""
     rng = np.random.default_rng(20261201)
     s8_cases, f32_cases, mask_cases = _s8_cases(rng), _f32_cases(rng), _mask_cases(rng)
@@ -208,7 +214,7 @@ def runs(tmp_path_factory):
             if target != "host" and not tk.qemu_available():
                 pytest.skip("qemu-system-arm / arm-none-eabi-gcc not installed")
             d = tmp_path_factory.mktemp(target)
-            runner = tk.build(d, target)
+            runner = host_runner if target == "host" else tk.build(d, target)
             cache[target] = tk.run(runner, cases, d / "run")
         res = cache[target]
         i = len(s8_cases) + len(f32_cases) + len(mask_cases)
@@ -337,9 +343,9 @@ def test_q2_epilogue_identity_equals_oracle():
             assert _smmlar(a, 2 * m - (1 << 32), a + (a >> 31) + kc) >> e == want
 
 
-def test_kernels_reject_bad_shapes(tmp_path):
+def test_kernels_reject_bad_shapes(host_runner, tmp_path):
     """Unsupported arguments are refused (the runner reports the kernel's -1)."""
-    runner = tk.build(tmp_path, "host")
+    runner = host_runner
     rng = np.random.default_rng(0)
     q = tk.quant_params(rng, 4)
     x, w5 = tk.s8(rng, (5, 5, 4)), tk.s8(rng, (5, 5, 1, 4))
