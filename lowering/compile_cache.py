@@ -20,12 +20,10 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Sequence
 
-__all__ = ["MAX_ENTRIES", "cache_dir", "cached_output", "stats"]
+__all__ = ["MAX_ENTRIES", "cache_dir", "cached_output"]
 
 MAX_ENTRIES = 200
 _OFF = ("off", "0", "false", "no")
-#: hits and misses of this process (tests and `--verbose` read them)
-stats = {"hits": 0, "misses": 0}
 
 
 def cache_dir() -> Path | None:
@@ -33,7 +31,9 @@ def cache_dir() -> Path | None:
     env = os.environ.get("TINYTRAIN_COMPILE_CACHE")
     if env is not None:
         return None if env.strip().lower() in _OFF else Path(env)
-    return Path(os.environ.get("TINYTRAIN_CACHE", Path.home() / ".cache" / "tinytrain")) / "compile-cache"
+    from tinytrain.datasets import cache_root
+
+    return cache_root() / "compile-cache"
 
 
 def _key(tool: str, version: str, flags: Sequence[str], text: str, kind: str) -> str:
@@ -57,13 +57,11 @@ def cached_output(kind: str, tool: str, version: str, flags: Sequence[str], text
     except OSError:
         data = None
     if data:
-        stats["hits"] += 1
         try:
             os.utime(entry)  # least recently used goes first
         except OSError:
             pass
         return data
-    stats["misses"] += 1
     data = build()
     try:
         folder.mkdir(parents=True, exist_ok=True)

