@@ -5,18 +5,34 @@
     loss = prog.train_step(images, labels)
 """
 
-from tinytrain.compiler import TARGETS, CompiledModel, NonFiniteStepError, compile
-from tinytrain.errors import CompileError, UnsupportedModelError
-
 __all__ = ["compile", "CompiledModel", "CompileError", "UnsupportedModelError", "NonFiniteStepError",
            "TARGETS", "CheckpointConfig"]
 __version__ = "0.1.0"
 
+# The public names load on first use (PEP 562): `import tinytrain` alone, and the tools that need
+# only the dialect and its passes (tinytrain-opt, the lit tests), do not pay for importing torch,
+# torch-mlir's FX importer and IREE (about 5 s).
+_LAZY = {
+    "compile": "tinytrain.compiler",
+    "CompiledModel": "tinytrain.compiler",
+    "NonFiniteStepError": "tinytrain.compiler",
+    "TARGETS": "tinytrain.compiler",
+    "CompileError": "tinytrain.errors",
+    "UnsupportedModelError": "tinytrain.errors",
+    "CheckpointConfig": "tinytrain.lowering.cortexm.firmware",
+}
+
 
 def __getattr__(name):
-    # The firmware module (and its IREE tooling imports) loads only when asked for.
-    if name == "CheckpointConfig":
-        from tinytrain.lowering.cortexm.firmware import CheckpointConfig
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'tinytrain' has no attribute {name!r}")
+    import importlib
 
-        return CheckpointConfig
-    raise AttributeError(f"module 'tinytrain' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
