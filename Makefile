@@ -8,7 +8,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 BUILD := build
-APT_PACKAGES := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm dataset-fashion-mnist cmake clang-14 libclang-rt-14-dev
+APT_PACKAGES := gcc-arm-none-eabi libnewlib-arm-none-eabi qemu-system-arm dataset-fashion-mnist cmake clang-14 libclang-rt-14-dev ccache
 # Both cores: one test file per worker (module-scoped fixtures compile once per file); the 25
 # slowest tests at the end of the log (the suite's time budget on a 2-core machine: 20 min).
 PYTEST_FLAGS ?= -q -n 2 --dist loadfile --durations=25

@@ -14,8 +14,12 @@ output must equal the numpy oracle bit for bit; the bench reports whether it doe
 
 from __future__ import annotations
 
+import atexit
+import functools
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -200,6 +204,31 @@ func.func @predict(%x: tensor<1x{h}x{wd}x{c}xi8>) -> tensor<1x{oh}x{ow}x{c}xi8> 
 TTK_SOURCES = [tk.KERNELS / "src" / "ttk_s8.c", tk.KERNELS / "src" / "ttk_iree.c"]
 
 
+#: The model-independent C of the one-layer firmware: our kernels, runtime and board support.
+SUPPORT_SOURCES = [*TTK_SOURCES, *[tk.RUNTIME / "src" / f for f in ("model.c", "train.c", "status.c")],
+                   *[tk.BOARD_DIR / f for f in ("startup.c", "semihost.c", "timer.c", "mpu.c")]]
+_CFLAGS = ["-std=c99", "-O2", "-ffreestanding", "-ffunction-sections", "-fdata-sections"]
+
+
+@functools.lru_cache(maxsize=None)
+def _support_objects(target: str) -> tuple[str, ...]:
+    """`SUPPORT_SOURCES` compiled once per process and target (gcc spends ~10 s on ttk_s8.c, and
+    every `build_and_run` links the same objects); removed at exit."""
+    cpu, _ = tk.BOARDS[tk.TARGET_BOARD[target]]
+    out = Path(tempfile.mkdtemp(prefix=f"ttk-support-{target}-"))
+    atexit.register(shutil.rmtree, out, True)
+    objs = []
+    for i, src in enumerate(SUPPORT_SOURCES):
+        obj = out / f"{i}_{src.stem}.o"
+        cmd = ["arm-none-eabi-gcc", *cpu, *_CFLAGS, f"-I{tk.RUNTIME / 'include'}", f"-I{tk.BOARD_DIR}",
+               f"-I{tk.KERNELS / 'include'}", "-c", str(src), "-o", str(obj)]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f"compiling {src.name} failed:\n{proc.stderr[-3000:]}")
+        objs.append(str(obj))
+    return tuple(objs)
+
+
 def build_and_run(text: str, x: np.ndarray, out_shape, work: Path, target: str, out_dtype=np.int8):
     """Compile the one-layer `@predict` `text` into the static library, link it with our
     runtime (and our kernels, for a dispatch that calls one), run it once in QEMU: returns
@@ -211,16 +240,12 @@ def build_and_run(text: str, x: np.ndarray, out_shape, work: Path, target: str, 
     cpu, hz = tk.BOARDS[board]
     bd = tk.BOARD_DIR
     elf = work / "iree_kernel.elf"
-    cmd = ["arm-none-eabi-gcc", *cpu, "-std=c99", "-O2", "-ffreestanding", "-ffunction-sections",
-           "-fdata-sections", f"-I{tk.RUNTIME / 'include'}", f"-I{bd}", f"-I{work}",
+    cmd = ["arm-none-eabi-gcc", *cpu, *_CFLAGS, f"-I{tk.RUNTIME / 'include'}", f"-I{bd}", f"-I{work}",
            "-nostartfiles", "--specs=nano.specs", f"-T{bd / 'mps2.ld'}", "-Wl,--gc-sections",
            "-Wl,-z,noexecstack", "-Wl,--defsym=__ram_size=1536K", "-Wl,--defsym=__stack_size=8192",
            f"-I{tk.KERNELS / 'include'}",
            "-o", str(elf), str(tk.KERNELS / "test" / "ttk_iree_main.c"), str(mod.c_path),
-           *map(str, TTK_SOURCES),
-           *[str(tk.RUNTIME / "src" / f) for f in ("model.c", "train.c", "status.c")],
-           *[str(bd / f) for f in ("startup.c", "semihost.c", "timer.c", "mpu.c")],
-           str(mod.object_path), "-lm", "-lc", "-lgcc"]
+           *_support_objects(target), str(mod.object_path), "-lm", "-lc", "-lgcc"]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"IREE firmware link failed:\n{proc.stderr[-3000:]}")

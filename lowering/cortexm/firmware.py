@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
-import sys
 import subprocess
+import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -199,13 +200,16 @@ PROBE_SRAM_KB = 4096
 def _build_project(module: StaticModule, proj: Path, board: str, sram_kb: int, stack_bytes: int) -> Path:
     """Write and build the CMake project; returns the ELF (a rebuild in the same folder with
     other numbers only links again)."""
+    from tinytrain.lowering.compile_cache import ccache_settings
+
     write_project(module, proj, board=board, sram_kb=sram_kb, stack_bytes=stack_bytes)
     build = proj / "build"
     toolchain = proj / "tt_runtime" / "toolchains" / "arm-none-eabi.cmake"
+    launcher, env = ccache_settings(proj)  # the runtime's objects from earlier builds (if ccache is installed)
     for cmd in (["cmake", "-S", str(proj), "-B", str(build), f"-DCMAKE_TOOLCHAIN_FILE={toolchain}",
-                 "-DCMAKE_BUILD_TYPE=Release"],
+                 "-DCMAKE_BUILD_TYPE=Release", *launcher],
                 ["cmake", "--build", str(build), "-j2"]):
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **env})
         if proc.returncode != 0:
             raise FirmwareBuildError(f"{' '.join(cmd[:2])} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     return build / "firmware.elf"

@@ -18,8 +18,8 @@ import numpy as np
 from tinytrain.lowering.compile_cache import cached_output
 from tinytrain.lowering.iree_tools import COMPILER_DIST, iree_tool, run_iree_compile
 
-__all__ = ["HOST_FLAGS", "HOST_ALLOCATORS", "iree_tool", "compile_host", "HostModule", "HostFunction",
-           "to_numpy"]
+__all__ = ["HOST_FLAGS", "HOST_ALLOCATORS", "iree_tool", "compile_host", "HostModule", "LazyHostModule",
+           "HostFunction", "to_numpy"]
 
 HOST_FLAGS = [
     "--iree-hal-target-device=local",
@@ -94,6 +94,49 @@ class HostModule:
         if f is None:
             f = self._functions[fn] = HostFunction(self, fn)
         return f
+
+
+class LazyHostModule:
+    """The host module of a program compiled for a Cortex-M target: the same linalg compiled for
+    this machine, but only when first used (a host call, `vmfb`), because a user who only builds
+    firmware should not wait for a second iree-compile (a third of a device compile). A failed
+    host compile then raises its `CompileError` at that first use. Same interface as
+    `HostModule`."""
+
+    def __init__(self, linalg_text: str, extra_flags=()):
+        self._text, self._flags = linalg_text, tuple(extra_flags)
+        self._vmfb: bytes | None = None
+        self._module: HostModule | None = None
+
+    @property
+    def compiled(self) -> bool:
+        """Whether the host .vmfb exists yet."""
+        return self._vmfb is not None
+
+    @property
+    def vmfb(self) -> bytes:
+        if self._vmfb is None:
+            self._vmfb = compile_host(self._text, extra_flags=self._flags)
+        return self._vmfb
+
+    @property
+    def module(self) -> HostModule:
+        if self._module is None:
+            self._module = HostModule(self.vmfb)
+        return self._module
+
+    @property
+    def device(self):
+        return self.module.device
+
+    def call(self, fn: str, *args) -> list[np.ndarray]:
+        return self.module.call(fn, *args)
+
+    def call_device(self, fn: str, *args) -> list:
+        return self.module.call_device(fn, *args)
+
+    def function(self, fn: str) -> "HostFunction":
+        return self.module.function(fn)
 
 
 class HostFunction:

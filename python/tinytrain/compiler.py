@@ -28,7 +28,7 @@ from torch_mlir import ir
 from tinytrain.errors import CompileError, UnsupportedModelError
 from tinytrain.irfuncs import find_func
 from tinytrain.int8 import check_kernels, lower_for_device
-from tinytrain.lowering.host.iree_host import HostModule, compile_host, to_numpy, view_dtype
+from tinytrain.lowering.host.iree_host import LazyHostModule, to_numpy, view_dtype
 from tinytrain.lowering.conversions.tinytrain_to_linalg import (CLAMP_BY_TARGET, CONVGRAD_BY_TARGET,
                                                             ConvertTinytrainToLinalgPass)
 from tinytrain.lowering.conversions.torch_to_tinytrain import import_model, to_torch_layout
@@ -87,8 +87,9 @@ def compile(model: torch.nn.Module, example_input: torch.Tensor, *, trainable="a
         has an f32 momentum buffer, zero at first, kept as trained state next to it (updated in
         place, in `state_dict()` as `<name>.momentum_buffer`, in checkpoints and on the device).
       target: "host" (IREE llvm-cpu `.vmfb` for this machine), or "cortex-m4" / "cortex-m7":
-        the host `.vmfb` (a bit-exact reference on the M4) plus a firmware project built in
-        `build_dir` (`prog.firmware`), run with `prog.run_qemu(...)`.
+        a firmware project built in `build_dir` (`prog.firmware`), run with
+        `prog.run_qemu(...)`, and the host `.vmfb` (a bit-exact reference on the M4), which is
+        compiled on its first use (`train_step`, `predict`, `vmfb`, `save()`, ...).
       sram_kb: SRAM budget of the Cortex-M targets (256 by default; the STM32F746 has 320).
       build_dir: where the firmware project goes (default: a new temporary folder).
       gradients: also compile `@gradients` (the backward pass without the update).
@@ -172,9 +173,13 @@ def compile(model: torch.nn.Module, example_input: torch.Tensor, *, trainable="a
     _log(verbose, report["report"].table())
     if dump_ir is not None:
         _write_stages(Path(dump_ir), stages)
-    _log(verbose, f"iree-compile (llvm-cpu, host) ... {time.time() - t0:.1f}s so far")
-    vmfb = compile_host(stages["linalg"])
-    prog = CompiledModel(imported, train_names, lr, stages, vmfb, has_gradients=bool(gradients),
+    # The host .vmfb: compiled now for target="host"; for a Cortex-M target (where it is the
+    # bit-exact reference of the firmware) on its first use only (a host call, `vmfb`, `save()`).
+    host = LazyHostModule(stages["linalg"])
+    if target == "host":
+        _log(verbose, f"iree-compile (llvm-cpu, host) ... {time.time() - t0:.1f}s so far")
+        host.vmfb
+    prog = CompiledModel(imported, train_names, lr, stages, host, has_gradients=bool(gradients),
                          slices=slices, momentum=momentum, buffer_of=buffer_of,
                          state_report=report["report"])
     if calib is not None:
@@ -504,7 +509,7 @@ def _param_array(name: str, arr: np.ndarray, dtype) -> np.ndarray:
 class CompiledModel:
     """A compiled training program with its trainable parameters (kept between steps)."""
 
-    def __init__(self, imported, train_names: list[str], lr: float, stages: dict[str, str], vmfb: bytes,
+    def __init__(self, imported, train_names: list[str], lr: float, stages: dict[str, str], host: LazyHostModule,
                  *, has_gradients: bool = False, slices=(), momentum: float = 0.0,
                  buffer_of: dict[str, str] | None = None, state_report: StateReport | None = None):
         self.stages = stages
@@ -513,7 +518,6 @@ class CompiledModel:
         self._frozen = {s.name: imported.params[s.frozen_name] for s in slices}
         self.has_gradients = has_gradients
         self.rejected_steps = 0  # training steps refused because their loss was not finite
-        self.vmfb = vmfb
         self.lr = lr
         self.trainable = list(train_names)
         self.momentum = momentum
@@ -531,7 +535,7 @@ class CompiledModel:
             self.layouts[b] = self.layouts[p]
             self._values[b] = np.zeros(self._values[p].shape, np.float32)
             self._dtypes[b] = np.dtype(np.float32)
-        self._host = HostModule(vmfb)
+        self._host = host
         self._in_place = False  # train_step checked that IREE updates the bound parameters in place
         self._staged: dict = {}  # entry point -> (HostFunction, input view, label view)
         # Non-finite state guard (`_state_guard`): views of the parameter buffers, state copies.
@@ -539,6 +543,11 @@ class CompiledModel:
         self.firmware = None  # set for the Cortex-M targets
         #: quantize="int8": every parameter of the quantized graph (stage "quantize") as compiled
         self.quantized_params: dict[str, np.ndarray] | None = None
+
+    @property
+    def vmfb(self) -> bytes:
+        """The host program (IREE llvm-cpu `.vmfb`); for a Cortex-M target compiled on first use."""
+        return self._host.vmfb
 
     def run_qemu(self, train=None, evaluate=None, *, workdir=None, timeout: float = 600.0,
                  from_current: bool = False, checkpoint=None, nvm=None):

@@ -1,6 +1,13 @@
 """The compile cache of the host `.vmfb` (lowering/compile_cache.py): a second compile of the same
 text and flags is a cache hit with the same bytes and runs no iree-compile; another text, another
-flag or another compiler misses; a broken cache folder costs only the compile; `off` disables it."""
+flag or another compiler misses; a broken cache folder costs only the compile; `off` disables it.
+The firmware's C compiles go through ccache with its store in the same folder: a second firmware
+project of another model compiles none of the runtime again, and the stack bound still reads
+every function's `-fstack-usage` record."""
+
+import os
+import shutil
+import subprocess
 
 import numpy as np
 import pytest
@@ -87,6 +94,10 @@ def test_off_disables_it_and_the_folder_is_bounded(compiles, monkeypatch, tmp_pa
         compile_host(TEXT.replace("addf", op))
     names = sorted(p.name for p in (tmp_path / "cache").iterdir())
     assert len(names) == 2
+    (tmp_path / "cache" / "ccache").mkdir()  # ccache's store: never evicted as an entry
+    compile_host(TEXT.replace("addf", "maximumf"))
+    assert (tmp_path / "cache" / "ccache").is_dir()
+    assert len([p for p in (tmp_path / "cache").iterdir() if p.is_file()]) == 2
 
 
 def test_the_default_folder(monkeypatch, tmp_path):
@@ -96,3 +107,36 @@ def test_the_default_folder(monkeypatch, tmp_path):
     monkeypatch.setenv("TINYTRAIN_COMPILE_CACHE", "0")
     assert compile_cache.cache_dir() is None
 
+
+
+@pytest.mark.skipif(shutil.which("ccache") is None or shutil.which("arm-none-eabi-gcc") is None,
+                    reason="needs ccache and arm-none-eabi-gcc (make setup installs them)")
+def test_firmware_c_compiles_go_through_ccache(monkeypatch, tmp_path):
+    from tinytrain.lowering.cortexm import firmware, iree_static
+
+    monkeypatch.setenv("TINYTRAIN_COMPILE_CACHE", "off")
+    assert compile_cache.ccache_settings(tmp_path) == ([], {})
+    monkeypatch.setenv("TINYTRAIN_COMPILE_CACHE", str(tmp_path / "cache"))
+    launcher, env = compile_cache.ccache_settings(tmp_path / "proj")
+    assert launcher == [f"-DCMAKE_C_COMPILER_LAUNCHER={shutil.which('ccache')}"]
+    assert env["CCACHE_DIR"] == str(tmp_path / "cache" / "ccache")
+    assert env["CCACHE_BASEDIR"] == str((tmp_path / "proj").resolve())
+
+    def stats() -> dict:
+        out = subprocess.run(["ccache", "--print-stats"], env={**os.environ, **env}, capture_output=True,
+                             text=True, check=True).stdout
+        return dict(line.split("\t") for line in out.splitlines() if "\t" in line)
+
+    bounds = []
+    for i, text in enumerate((TEXT, TEXT.replace("addf", "mulf"))):  # two models, two projects
+        mod = iree_static.build_static_module(text.replace("@f", "@predict"), tmp_path / f"m{i}",
+                                              target="cortex-m4", sram_bytes=None)
+        fw = firmware.build_firmware(mod, tmp_path / f"fw{i}", board="mps2-an386", sram_kb=256)
+        bounds.append(fw.stack_bound)
+        if i == 0:
+            first = stats()
+    second = stats()
+    misses = int(second["direct_cache_miss"]) - int(first["direct_cache_miss"])
+    hits = int(second["direct_cache_hit"]) - int(first["direct_cache_hit"])
+    assert misses <= 1 and hits >= 5, (hits, misses)  # only the model's generated C compiles again
+    assert bounds[0] is not None and bounds[0] == bounds[1]  # the .su files came back from the cache
