@@ -16,6 +16,7 @@ from conftest import assert_grads_match, assert_sgd_tracks, assert_step_is_sgd_o
 
 import tinytrain
 import tinytrain.compiler as compiler
+from tinytrain.lowering.host import iree_host
 from tinytrain.errors import CompileError
 from tinytrain.models import mobilenet_v2
 from tinytrain.transforms.batch_stage import BatchStagePass
@@ -85,12 +86,12 @@ def linalg_only(monkeypatch, build) -> str:
 
     seen = {}
 
-    def stop(text):
+    def stop(text, **_):
         seen["linalg"] = text
         raise Stop
 
     with monkeypatch.context() as m:
-        m.setattr(compiler, "compile_host", stop)
+        m.setattr(iree_host, "compile_host", stop)
         with pytest.raises(Stop):
             build()
     return seen["linalg"]

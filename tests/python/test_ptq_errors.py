@@ -48,12 +48,12 @@ def _compile(model, **kw):
 @pytest.fixture
 def no_iree(monkeypatch):
     """These errors must come before iree-compile."""
-    import tinytrain.compiler as c
+    from tinytrain.lowering.host import iree_host
 
     def refuse(*a, **k):
         raise AssertionError("iree-compile ran although the model cannot be quantized")
 
-    monkeypatch.setattr(c, "compile_host", refuse)
+    monkeypatch.setattr(iree_host, "compile_host", refuse)
 
 
 @pytest.mark.parametrize("calibration, pattern", [
