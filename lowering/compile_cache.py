@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Callable, Sequence
@@ -50,8 +51,6 @@ def ccache_settings(project_dir: Path) -> tuple[list[str], dict[str, str]]:
     build then compiles everything, as without a cache). Paths under `project_dir` are hashed
     relative to the build folder (``CCACHE_BASEDIR``), so the runtime's sources hit in every
     firmware project; ccache also restores the ``-fstack-usage`` files the stack bound reads."""
-    import shutil
-
     folder, ccache = cache_dir(), shutil.which("ccache")
     if folder is None or ccache is None:
         return [], {}

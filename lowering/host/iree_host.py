@@ -100,8 +100,8 @@ class LazyHostModule:
     """The host module of a program compiled for a Cortex-M target: the same linalg compiled for
     this machine, but only when first used (a host call, `vmfb`), because a user who only builds
     firmware should not wait for a second iree-compile (a third of a device compile). A failed
-    host compile then raises its `CompileError` at that first use. Same interface as
-    `HostModule`."""
+    host compile then raises its `CompileError` at that first use; `ensure_compiled()` compiles
+    at once (target="host"). Calls as `HostModule`'s (`call`, `call_device`, `function`)."""
 
     def __init__(self, linalg_text: str, extra_flags=()):
         self._text, self._flags = linalg_text, tuple(extra_flags)
@@ -109,25 +109,21 @@ class LazyHostModule:
         self._module: HostModule | None = None
 
     @property
-    def compiled(self) -> bool:
-        """Whether the host .vmfb exists yet."""
-        return self._vmfb is not None
-
-    @property
     def vmfb(self) -> bytes:
         if self._vmfb is None:
             self._vmfb = compile_host(self._text, extra_flags=self._flags)
         return self._vmfb
+
+    def ensure_compiled(self) -> "LazyHostModule":
+        """Compile now (a no-op once compiled); returns self."""
+        self.vmfb
+        return self
 
     @property
     def module(self) -> HostModule:
         if self._module is None:
             self._module = HostModule(self.vmfb)
         return self._module
-
-    @property
-    def device(self):
-        return self.module.device
 
     def call(self, fn: str, *args) -> list[np.ndarray]:
         return self.module.call(fn, *args)

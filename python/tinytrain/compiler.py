@@ -178,7 +178,7 @@ def compile(model: torch.nn.Module, example_input: torch.Tensor, *, trainable="a
     host = LazyHostModule(stages["linalg"])
     if target == "host":
         _log(verbose, f"iree-compile (llvm-cpu, host) ... {time.time() - t0:.1f}s so far")
-        host.vmfb
+        host.ensure_compiled()
     prog = CompiledModel(imported, train_names, lr, stages, host, has_gradients=bool(gradients),
                          slices=slices, momentum=momentum, buffer_of=buffer_of,
                          state_report=report["report"])

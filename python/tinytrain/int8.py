@@ -56,8 +56,8 @@ class Int8Training:
     """A compiled int8 program: `@train_step`/`@predict` (and `@gradients`) on the host, and
     with a Cortex-M target its firmware (`firmware`, run with `run_qemu`)."""
 
-    #: HostModule with @train_step, @predict (and @gradients); a LazyHostModule (compiled on the
-    #: first call) for a Cortex-M target
+    #: LazyHostModule with @train_step, @predict (and @gradients): compiled already for the host
+    #: target, on its first call for a Cortex-M target
     host: object
     trainable: list[str]  #: trainable parameter names, in argument order
     #: every parameter in program layout; a sparse weight as its trained slice (under its name)
@@ -466,7 +466,7 @@ def _compile(graph, passes, order, lr, extra_flags, target, sram_kb, build_dir, 
              kernels: str = "iree", stream_input: bool = True) -> Int8Training:
     from tinytrain.compiler import _build_firmware, check_target_args, located_text
     from tinytrain.lowering.conversions.tinytrain_to_linalg import ConvertTinytrainToLinalgPass
-    from tinytrain.lowering.host.iree_host import HostModule, LazyHostModule, compile_host
+    from tinytrain.lowering.host.iree_host import LazyHostModule
     from tinytrain.pipeline import run_pipeline
 
     fwd = _forward_types(graph.module)
@@ -482,8 +482,9 @@ def _compile(graph, passes, order, lr, extra_flags, target, sram_kb, build_dir, 
     stages = {"linalg": text, **stages}
     # For a Cortex-M target the host program (the reference the tests compare the device with) is
     # compiled on its first call only.
-    host = HostModule(compile_host(text, extra_flags=list(extra_flags))) if target == "host" else \
-        LazyHostModule(text, extra_flags)
+    host = LazyHostModule(text, extra_flags)
+    if target == "host":
+        host.ensure_compiled()
     prog = Int8Training(host, order, values, lr=lr, stages=stages, input_shape_nhwc=fwd[0],
                         input_dtype=fwd[1], output_shape=fwd[2], target=target)
     if target != "host":

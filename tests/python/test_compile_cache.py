@@ -108,7 +108,6 @@ def test_the_default_folder(monkeypatch, tmp_path):
     assert compile_cache.cache_dir() is None
 
 
-
 @pytest.mark.skipif(shutil.which("ccache") is None or shutil.which("arm-none-eabi-gcc") is None,
                     reason="needs ccache and arm-none-eabi-gcc (make setup installs them)")
 def test_firmware_c_compiles_go_through_ccache(monkeypatch, tmp_path):
