@@ -38,7 +38,7 @@ from host_step import CASES  # noqa: E402
 from peer_step import write_case  # noqa: E402
 
 import tinytrain  # noqa: E402
-from tinytrain.lowering.host.iree_host import HOST_FLAGS, iree_tool  # noqa: E402
+from tinytrain.lowering.host.iree_host import HOST_FLAGS, iree_tool, verify_flag  # noqa: E402
 
 VARIANTS = {
     "base": [],
@@ -83,8 +83,8 @@ def save_case(cid: str, out: Path) -> tuple[Path, str]:
 
 def compile_variant(linalg: Path, dst: Path, extra: list[str]) -> dict:
     """iree-compile with the host flags + `extra` into `dst`; wall s and peak RSS MB (/usr/bin/time)."""
-    cmd = ["/usr/bin/time", "-f", "%e %M", iree_tool("iree-compile"), str(linalg), *HOST_FLAGS, *extra,
-           "-o", str(dst)]
+    cmd = ["/usr/bin/time", "-f", "%e %M", iree_tool("iree-compile"), str(linalg), *HOST_FLAGS, verify_flag(),
+           *extra, "-o", str(dst)]
     p = subprocess.run(cmd, capture_output=True, text=True)
     if p.returncode != 0:
         first = next((ln for ln in p.stderr.splitlines() if "error:" in ln), "")

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from tinytrain.lowering.compile_cache import cached_output
-from tinytrain.lowering.iree_tools import COMPILER_DIST, iree_tool, run_iree_compile
+from tinytrain.lowering.iree_tools import COMPILER_DIST, iree_tool, run_iree_compile, verify_flag
 
 __all__ = ["HOST_FLAGS", "HOST_ALLOCATORS", "iree_tool", "compile_host", "HostModule", "LazyHostModule",
            "HostFunction", "to_numpy"]
@@ -37,7 +37,7 @@ def compile_host(linalg_text: str, out_path: Path | None = None, extra_flags=(),
     `out_path` when given). A failure raises `CompileError` (an iree-compile crash
     `iree_tools.InternalCompilerError`) naming a reproducer file written to `repro_dir`
     (default: a new temporary folder)."""
-    flags = [*HOST_FLAGS, *extra_flags]
+    flags = [*HOST_FLAGS, *extra_flags, verify_flag()]  # the verifier flag in the cache key too
 
     def build() -> bytes:
         with tempfile.TemporaryDirectory(prefix="tinytrain-") as tmp:

@@ -145,3 +145,55 @@ def test_there_is_one_tool_locator():
     assert offenders == []
     assert iree_host.iree_tool is iree_tools.iree_tool
     assert sys.modules[iree_static.__name__].run_iree_compile is iree_tools.run_iree_compile
+
+
+SMALL_MLIR = """func.func @f(%a: tensor<8x16xf32>, %b: tensor<16x4xf32>) -> tensor<8x4xf32> {
+  %z = arith.constant 0.0 : f32
+  %e = tensor.empty() : tensor<8x4xf32>
+  %f = linalg.fill ins(%z : f32) outs(%e : tensor<8x4xf32>) -> tensor<8x4xf32>
+  %m = linalg.matmul ins(%a, %b : tensor<8x16xf32>, tensor<16x4xf32>) outs(%f : tensor<8x4xf32>) -> tensor<8x4xf32>
+  return %m : tensor<8x4xf32>
+}
+"""
+
+
+def test_iree_compile_skips_the_per_pass_verifier_and_builds_the_same_module(tmp_path, monkeypatch):
+    """By default iree-compile runs with `--verify=false` (a third of its time); TINYTRAIN_IREE_VERIFY=1
+    turns the verifier on; the module is byte-identical either way; a wrong value is refused."""
+    seen, real_run = [], iree_tools.subprocess.run
+    monkeypatch.setattr(iree_tools.subprocess, "run", lambda cmd, **kw: (seen.append(cmd), real_run(cmd, **kw))[1])
+    src = tmp_path / "m.mlir"
+    src.write_text(SMALL_MLIR)
+    monkeypatch.delenv(iree_tools.VERIFY_ENV, raising=False)
+    iree_tools.run_iree_compile(src, iree_host.HOST_FLAGS, tmp_path / "a.vmfb", what="a test module")
+    monkeypatch.setenv(iree_tools.VERIFY_ENV, "1")
+    iree_tools.run_iree_compile(src, iree_host.HOST_FLAGS, tmp_path / "b.vmfb", what="a test module")
+    assert "--verify=false" in seen[0] and "--verify=true" in seen[1] and len(seen) == 2
+    assert (tmp_path / "a.vmfb").read_bytes() == (tmp_path / "b.vmfb").read_bytes()
+    monkeypatch.setenv(iree_tools.VERIFY_ENV, "sometimes")
+    with pytest.raises(CompileError, match="TINYTRAIN_IREE_VERIFY='sometimes': expected 1"):
+        iree_tools.run_iree_compile(src, iree_host.HOST_FLAGS, tmp_path / "c.vmfb", what="a test module")
+
+
+@pytest.mark.parametrize("env, runs", [(None, ["--verify=false", "--verify=true"]), ("1", ["--verify=true"])])
+def test_a_failed_compile_is_run_again_with_the_verifier(tmp_path, monkeypatch, env, runs):
+    """The diagnostics and the reproducer of a failure come from a run with the per-pass verifier
+    (it names the pass that broke the IR); with TINYTRAIN_IREE_VERIFY=1 there is one run only."""
+    log = tmp_path / "args.log"
+    failing = _fake_tool(tmp_path / "bin", "iree-compile",
+                         f'echo "$@" >> {log}; echo "error: failed in run $(wc -l < {log})" >&2; exit 1')
+    monkeypatch.setattr(iree_tools, "iree_tool", lambda name: str(failing))
+    if env is None:
+        monkeypatch.delenv(iree_tools.VERIFY_ENV, raising=False)
+    else:
+        monkeypatch.setenv(iree_tools.VERIFY_ENV, env)
+    src = tmp_path / "model.linalg.mlir"
+    src.write_text(BAD_MLIR)
+    with pytest.raises(CompileError) as e:
+        iree_tools.run_iree_compile(src, ["--iree-hal-target-device=local"], tmp_path / "out.vmfb",
+                                    what="the host .vmfb", repro_dir=tmp_path / "repro")
+    lines = log.read_text().splitlines()
+    assert [next(a for a in ln.split() if a.startswith("--verify=")) for ln in lines] == runs
+    assert f"error: failed in run {len(runs)}" in str(e.value)
+    repro = Path(re.search(r"reproducer \(input MLIR \+ command line\): (\S+)", str(e.value)).group(1))
+    _check_reproducer(repro, BAD_MLIR, "--verify=true")
