@@ -45,9 +45,9 @@ def _capture(build) -> list[dict]:
     from tinytrain.lowering.host import iree_host
     seen, real = [], iree_tools.run_iree_compile
 
-    def recording(src, flags, output, *, what, repro_dir=None):
-        proc = real(src, flags, output, what=what, repro_dir=repro_dir)
-        seen.append({"text": Path(src).read_text(), "flags": list(flags), "output": str(output),
+    def recording(src, flags, output, *, what, repro_dir=None, cwd=None):
+        proc = real(src, flags, output, what=what, repro_dir=repro_dir, cwd=cwd)
+        seen.append({"text": (Path(cwd or ".") / src).read_text(), "flags": list(flags), "output": str(output),
                      "what": what, "src": str(src)})
         return proc
 
@@ -88,11 +88,11 @@ def mbv2_int8_4blocks_32_m4():
 PROGRAMS = {"mbv2_w035_64_fp32_host": mbv2_w035_64_fp32_host, "mbv2_int8_4blocks_32_m4": mbv2_int8_4blocks_32_m4}
 
 
-def _run(cmd: list[str]) -> tuple[float, float]:
+def _run(cmd: list[str], cwd: Path) -> tuple[float, float]:
     """Wall and CPU (user + system of the child) seconds of one command; raises on failure."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd)
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
@@ -108,8 +108,7 @@ def _outputs(folder: Path) -> dict[str, bytes]:
 def bench_command(call: dict, work: Path, rounds: int) -> dict:
     """Run one captured command with the verifier on and off, `rounds` times each, alternating."""
     from tinytrain.lowering.iree_tools import iree_tool
-    old_dir = str(Path(call["output"]).parent)
-    flags = [f for f in call["flags"] if not f.startswith("--verify")]
+    flags = [f for f in call["flags"] if not f.startswith("--verify")]  # (paths: none, or relative)
     runs = {"verify": [], "no-verify": []}
     outputs = {}
     for r in range(rounds):
@@ -118,12 +117,11 @@ def bench_command(call: dict, work: Path, rounds: int) -> dict:
             d = work / "run"  # one folder for both: an output that names its own path compares equal
             shutil.rmtree(d, ignore_errors=True)
             d.mkdir(parents=True)
-            src = d / "input.linalg.mlir"
-            src.write_text(call["text"])
+            src = Path(call["src"]).name  # its name is in the dumps' names
+            (d / src).write_text(call["text"])
             vflag = "--verify=true" if variant == "verify" else "--verify=false"
-            cmd = [iree_tool("iree-compile"), str(src), *[f.replace(old_dir, str(d)) for f in flags], vflag,
-                   "-o", str(d / Path(call["output"]).name)]
-            runs[variant].append(_run(cmd))
+            cmd = [iree_tool("iree-compile"), src, *flags, vflag, "-o", Path(call["output"]).name]
+            runs[variant].append(_run(cmd, d))
             outputs[variant] = _outputs(d)
     same = outputs["verify"] == outputs["no-verify"]
     med = {v: {"wall_s": statistics.median(w for w, _ in rs), "cpu_s": statistics.median(c for _, c in rs),

@@ -1,4 +1,5 @@
-"""A content-addressed cache of iree-compile outputs (the host `.vmfb`).
+"""A content-addressed cache of iree-compile outputs (the host `.vmfb`; the Cortex-M static
+library's files as one archive, `cortexm/iree_static.py`).
 
 Compiling the same program twice (the same linalg text, the same flags, the same pinned
 iree-compile) gives the same module (byte for byte when the source file has the same path: the

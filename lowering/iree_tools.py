@@ -160,9 +160,10 @@ def _describe_exit(code: int) -> str:
 
 
 def write_reproducer(mlir_text: str, cmd: Sequence[str], input_path: Path, reason: str,
-                     directory: Path | None = None) -> Path:
-    """Write ``mlir_text`` with the failing command line (input replaced by ``%s``) as a comment
-    header to a new file in ``directory`` (a fresh temporary folder if None); return its path."""
+                     directory: Path | None = None, cwd: Path | None = None) -> Path:
+    """Write ``mlir_text`` with the failing command line (input replaced by ``%s``; ``cwd``: the
+    folder it ran in, for relative paths) as a comment header to a new file in ``directory`` (a
+    fresh temporary folder if None); return its path."""
     d = Path(directory) if directory is not None else Path(tempfile.mkdtemp(prefix="tinytrain-repro-"))
     d.mkdir(parents=True, exist_ok=True)
     path = d / f"iree-compile-repro-{input_path.stem.replace('.', '-')}.mlir"
@@ -170,7 +171,8 @@ def write_reproducer(mlir_text: str, cmd: Sequence[str], input_path: Path, reaso
     header = [f"// Reproducer written by tinytrain: iree-compile failed ({reason}).",
               f"// IREE: {COMPILER_DIST} {importlib.metadata.version(COMPILER_DIST)} "
               f"(tool: {cmd[0]})",
-              "// Replay: replace %s with this file's path:",
+              "// Replay: replace %s with this file's path"
+              + (f", in the folder {cwd}:" if cwd is not None else ":"),
               f"// RUN: {shlex.join(args)}", ""]
     path.write_text("\n".join(header) + mlir_text)
     return path
@@ -190,9 +192,10 @@ def verify_flag() -> str:
 
 
 def run_iree_compile(src: Path, flags: Sequence[str], output: Path, *, what: str,
-                     repro_dir: Path | None = None) -> subprocess.CompletedProcess:
+                     repro_dir: Path | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run the pinned ``iree-compile src flags... -o output`` (with :func:`verify_flag` unless
-    ``flags`` set ``--verify`` themselves).
+    ``flags`` set ``--verify`` themselves) in the folder ``cwd`` (default: this process's), which
+    relative paths in ``src``, ``flags`` and ``output`` are taken from.
 
     ``what`` names the job in messages (e.g. "the cortex-m4 static library"). A failure without
     the per-pass verifier is run again with it (its diagnostics name the pass that broke the IR).
@@ -203,19 +206,19 @@ def run_iree_compile(src: Path, flags: Sequence[str], output: Path, *, what: str
     if not any(f == "--verify" or f.startswith("--verify=") for f in flags):
         flags = [*flags, verify_flag()]
     cmd = [iree_tool("iree-compile"), str(src), *flags, "-o", str(output)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd)
     if proc.returncode == 0:
         return proc
     if "--verify=false" in cmd:  # the failure again, with MLIR's verifier after every pass
         cmd = [f if f != "--verify=false" else "--verify=true" for f in cmd]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd)
         if proc.returncode == 0:  # cannot happen (the verifier only adds checks); keep its output
             return proc
-    text = src.read_text()
+    text = (Path(cwd) / src if cwd is not None else src).read_text()
     reason = _describe_exit(proc.returncode)
     diag = proc.stderr[-4000:].rstrip()
     crashed = proc.returncode < 0 or any(m in proc.stderr for m in _CRASH_MARKERS)
-    repro = write_reproducer(text, cmd, src, reason, repro_dir)
+    repro = write_reproducer(text, cmd, src, reason, repro_dir, cwd)
     if crashed:
         raise InternalCompilerError(
             f"internal compiler failure: iree-compile crashed ({reason}) while building {what}. "

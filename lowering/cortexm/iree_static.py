@@ -21,13 +21,19 @@ and iree-compile failures (``iree-compile``; a crash is an
 
 from __future__ import annotations
 
+import importlib.metadata
+import io
+import json
 import shutil
+import tarfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tinytrain.errors import CompileError
-from tinytrain.lowering.iree_tools import InternalCompilerError, run_iree_compile
+from tinytrain.lowering.compile_cache import cached_output
+from tinytrain.lowering.iree_tools import (COMPILER_DIST, InternalCompilerError, iree_tool, run_iree_compile,
+                                           verify_flag)
 
 from . import abi_check, dispatch_memory, hal2c, input_overlay, input_stream, replan, schedule_c
 from .schedule_model import Unsupported, _align
@@ -236,6 +242,96 @@ def compile_flags(target: str, object_path: Path, dump_dir: Path, sources_dir: P
             "--compile-to=hal"]
 
 
+def _outputs(prefix: str) -> tuple[str, ...]:
+    """What iree-compile writes into a module's folder (relative names): the kernel object and its
+    header, the HAL program, the dumped LLVM IR (``exe/``) and the executables' sources."""
+    return (f"{prefix}_lib.o", f"{prefix}_lib.h", f"{prefix}.hal.mlir", "exe", "sources")
+
+
+def _clear(out: Path, names) -> None:
+    for n in names:
+        p = out / n
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()
+
+
+def _pack(out: Path, names, dropped: dict) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=1) as tar:
+        for n in names:
+            if (out / n).exists():
+                tar.add(out / n, arcname=n)
+        meta = json.dumps({"dropped_flags": dropped}).encode()
+        info = tarfile.TarInfo(_DROPPED)
+        info.size = len(meta)
+        tar.addfile(info, io.BytesIO(meta))
+    return buf.getvalue()
+
+
+def _unpack(data: bytes, out: Path) -> dict:
+    """Write the packed outputs into `out` (fresh files: a firmware build in the same folder sees
+    them as new) and return the dropped flags."""
+    dropped = {}
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+        for m in tar.getmembers():
+            rel = Path(m.name)
+            if rel.is_absolute() or ".." in rel.parts:
+                raise CompileError(f"corrupt compile-cache entry (member {m.name!r}); remove the compile cache "
+                                   f"folder or set TINYTRAIN_COMPILE_CACHE=off", stage="iree-compile")
+            if m.name == _DROPPED:
+                dropped = json.loads(tar.extractfile(m).read())["dropped_flags"]
+            elif m.isdir():
+                (out / rel).mkdir(parents=True, exist_ok=True)
+            elif m.isfile():
+                (out / rel).parent.mkdir(parents=True, exist_ok=True)
+                (out / rel).write_bytes(tar.extractfile(m).read())
+    return dropped
+
+
+_DROPPED = ".tinytrain-dropped-flags.json"
+
+
+def _compile_static(text: str, out: Path, prefix: str, target: str, extra_flags: tuple,
+                    optional_flags: tuple) -> dict:
+    """Run iree-compile for ``target`` in ``out`` on ``<prefix>.linalg.mlir`` (written there);
+    returns the optional flags it had to drop, with iree-compile's reason.
+
+    The paths in the command are relative to ``out``, so the outputs do not depend on the folder
+    (byte for byte) and a compile that ran before (same text, target, prefix, flags and pinned
+    iree-compile) is read from the compile cache (``compile_cache.py``, kind ``static.tar``)."""
+    names = _outputs(prefix)
+    src, obj, hal = Path(f"{prefix}.linalg.mlir"), Path(names[0]), Path(names[2])
+    flags = [*compile_flags(target, obj, Path("exe"), Path("sources")), *extra_flags]
+    what = f"the {target} static library"
+    built = []
+
+    def build() -> bytes:
+        _clear(out, names)
+        dropped = {}
+        try:
+            run_iree_compile(src, [*flags, *optional_flags], hal, what=what, repro_dir=out, cwd=out)
+        except CompileError as e:
+            if not optional_flags or isinstance(e, InternalCompilerError):
+                raise
+            _clear(out, names)
+            run_iree_compile(src, flags, hal, what=what, repro_dir=out, cwd=out)
+            lines = [ln.strip() for ln in str(e).splitlines()[1:] if ln.strip()]   # (after the header)
+            why = next((ln for ln in lines if "error" in ln.lower()), lines[0] if lines else str(e))
+            dropped = {f: why for f in optional_flags}
+        built.append(dropped)
+        return _pack(out, names, dropped)
+
+    key_flags = [f"target={target}", f"source={src}", *flags, "optional:", *optional_flags, verify_flag()]
+    data = cached_output("static.tar", iree_tool("iree-compile"), importlib.metadata.version(COMPILER_DIST),
+                         key_flags, text, build)
+    if built:
+        return built[0]
+    _clear(out, names)
+    return _unpack(data, out)
+
+
 def _input_args(schedule, train: str, predict: str) -> dict:
     """{function: index of its input argument}: ``train(state..., input, label)`` and
     ``predict(params..., input)``."""
@@ -281,25 +377,11 @@ def build_static_module(linalg_text: str, out_dir, *, target: str = "cortex-m4",
     src.write_text(linalg_text)
     obj, hal = out / f"{prefix}_lib.o", out / f"{prefix}.hal.mlir"
     dump, sources = out / "exe", out / "sources"
-    for d in (dump, sources):
-        if d.exists():
-            shutil.rmtree(d)
-    flags, dropped = [*compile_flags(target, obj, dump, sources), *extra_flags], {}
-    try:
-        run_iree_compile(src, [*flags, *optional_flags], hal, what=f"the {target} static library", repro_dir=out)
-    except CompileError as e:
-        if not optional_flags or isinstance(e, InternalCompilerError):
-            raise
-        for d in (dump, sources):
-            if d.exists():
-                shutil.rmtree(d)
-        run_iree_compile(src, flags, hal, what=f"the {target} static library", repro_dir=out)
-        lines = [ln.strip() for ln in str(e).splitlines()[1:] if ln.strip()]   # (after the header)
-        why = next((ln for ln in lines if "error" in ln.lower()), lines[0] if lines else str(e))
-        dropped = {f: why for f in optional_flags}
+    dropped = _compile_static(linalg_text, out, prefix, target, tuple(extra_flags), tuple(optional_flags))
+    if dropped:
         warnings.warn(f"iree-compile failed with {' '.join(optional_flags)}; the {target} static library is "
                       f"built without {'it' if len(optional_flags) == 1 else 'them'} (same results, more "
-                      f"SRAM). iree-compile said: {why}", stacklevel=2)
+                      f"SRAM). iree-compile said: {next(iter(dropped.values()))}", stacklevel=2)
     hal_text = hal.read_text()
     public = hal2c.public_functions(hal_text)
     functions = [f for f in (train, predict) if f in public]

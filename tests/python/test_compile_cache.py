@@ -3,11 +3,16 @@ text and flags is a cache hit with the same bytes and runs no iree-compile; anot
 flag or another compiler misses; a broken cache folder costs only the compile; `off` disables it.
 The firmware's C compiles go through ccache with its store in the same folder: a second firmware
 project of another model compiles none of the runtime again, and the stack bound still reads
-every function's `-fstack-usage` record."""
+every function's `-fstack-usage` record. The Cortex-M static library is cached too (iree-compile runs
+in the module's folder with relative paths, so its outputs do not depend on the folder): a second
+build in another folder runs no iree-compile and writes the same files, fresh, and an optional
+flag iree-compile had to drop is dropped (with its warning) again."""
 
 import os
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -139,3 +144,43 @@ def test_firmware_c_compiles_go_through_ccache(monkeypatch, tmp_path):
     hits = int(second["direct_cache_hit"]) - int(first["direct_cache_hit"])
     assert misses <= 1 and hits >= 5, (hits, misses)  # only the model's generated C compiles again
     assert bounds[0] is not None and bounds[0] == bounds[1]  # the .su files came back from the cache
+
+
+def _static_files(folder):
+    """Every file of a module folder but the reproducer of a failed attempt (with an optional flag)."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and not p.name.startswith("iree-compile-repro-")}
+
+
+def test_the_same_static_library_is_read_from_the_cache(monkeypatch, tmp_path):
+    import time
+    import warnings
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "firmware"))
+    import cortexm_programs as models
+    from tinytrain.lowering.cortexm import iree_static
+
+    monkeypatch.setenv("TINYTRAIN_COMPILE_CACHE", str(tmp_path / "cache"))
+    runs, real = [], iree_static.run_iree_compile
+    monkeypatch.setattr(iree_static, "run_iree_compile", lambda *a, **k: (runs.append(a), real(*a, **k))[1])
+    text = models.sgd_linear_mlir(8, 4, 0.01)
+    with pytest.warns(UserWarning, match="iree-compile failed with --tinytrain-no-such-flag"):
+        a = iree_static.build_static_module(text, tmp_path / "a", target="cortex-m4", sram_bytes=None,
+                                            optional_flags=("--tinytrain-no-such-flag",))
+    assert len(runs) == 2  # with the optional flag (fails), then without
+    before = time.time() - 1
+    with pytest.warns(UserWarning, match="iree-compile failed with --tinytrain-no-such-flag"):
+        b = iree_static.build_static_module(text, tmp_path / "b", target="cortex-m4", sram_bytes=None,
+                                            optional_flags=("--tinytrain-no-such-flag",))
+    assert len(runs) == 2 and b.dropped_flags == a.dropped_flags and b.arena_bytes == a.arena_bytes
+    fa, fb = _static_files(tmp_path / "a"), _static_files(tmp_path / "b")
+    assert fa == fb and {f"{a.prefix}_lib.o", f"{a.prefix}.hal.mlir", f"{a.prefix}_model.c"} <= set(fa), sorted(fa)
+    assert any(k.startswith("exe/") for k in fb) and any(k.startswith("sources/") for k in fb)
+    assert b.object_path.stat().st_mtime >= before  # fresh: a firmware build in that folder relinks
+    # another target, another text: compiled
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        iree_static.build_static_module(text, tmp_path / "c", target="cortex-m7", sram_bytes=None)
+        iree_static.build_static_module(models.sgd_linear_mlir(8, 5, 0.01), tmp_path / "d", target="cortex-m4",
+                                        sram_bytes=None)
+    assert len(runs) == 4
