@@ -242,10 +242,15 @@ def compile_flags(target: str, object_path: Path, dump_dir: Path, sources_dir: P
             "--compile-to=hal"]
 
 
-def _outputs(prefix: str) -> tuple[str, ...]:
-    """What iree-compile writes into a module's folder (relative names): the kernel object and its
-    header, the HAL program, the dumped LLVM IR (``exe/``) and the executables' sources."""
-    return (f"{prefix}_lib.o", f"{prefix}_lib.h", f"{prefix}.hal.mlir", "exe", "sources")
+def _files(prefix: str) -> tuple[str, ...]:
+    """A module folder's iree-compile files (names relative to it): the input, then what
+    iree-compile writes: the kernel object and its header, the HAL program, the dumped LLVM IR
+    (``exe/``) and the executables' sources."""
+    return (f"{prefix}.linalg.mlir", f"{prefix}_lib.o", f"{prefix}_lib.h", f"{prefix}.hal.mlir", "exe", "sources")
+
+
+#: The archive member with the optional flags a cached compile had to drop.
+_DROPPED = ".tinytrain-dropped-flags.json"
 
 
 def _clear(out: Path, names) -> None:
@@ -272,25 +277,26 @@ def _pack(out: Path, names, dropped: dict) -> bytes:
 
 def _unpack(data: bytes, out: Path) -> dict:
     """Write the packed outputs into `out` (fresh files: a firmware build in the same folder sees
-    them as new) and return the dropped flags."""
-    dropped = {}
-    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
-        for m in tar.getmembers():
-            rel = Path(m.name)
-            if rel.is_absolute() or ".." in rel.parts:
-                raise CompileError(f"corrupt compile-cache entry (member {m.name!r}); remove the compile cache "
-                                   f"folder or set TINYTRAIN_COMPILE_CACHE=off", stage="iree-compile")
-            if m.name == _DROPPED:
-                dropped = json.loads(tar.extractfile(m).read())["dropped_flags"]
-            elif m.isdir():
-                (out / rel).mkdir(parents=True, exist_ok=True)
-            elif m.isfile():
-                (out / rel).parent.mkdir(parents=True, exist_ok=True)
-                (out / rel).write_bytes(tar.extractfile(m).read())
+    them as new) and return the dropped flags. A damaged archive raises ValueError."""
+    dropped = None
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+            for m in tar.getmembers():
+                rel = Path(m.name)
+                if rel.is_absolute() or ".." in rel.parts:
+                    raise ValueError(f"member {m.name!r} outside the module folder")
+                if m.name == _DROPPED:
+                    dropped = json.loads(tar.extractfile(m).read())["dropped_flags"]
+                elif m.isdir():
+                    (out / rel).mkdir(parents=True, exist_ok=True)
+                elif m.isfile():
+                    (out / rel).parent.mkdir(parents=True, exist_ok=True)
+                    (out / rel).write_bytes(tar.extractfile(m).read())
+    except (tarfile.TarError, EOFError, KeyError, json.JSONDecodeError) as e:
+        raise ValueError(str(e)) from None
+    if dropped is None:
+        raise ValueError(f"no {_DROPPED}")
     return dropped
-
-
-_DROPPED = ".tinytrain-dropped-flags.json"
 
 
 def _compile_static(text: str, out: Path, prefix: str, target: str, extra_flags: tuple,
@@ -300,10 +306,11 @@ def _compile_static(text: str, out: Path, prefix: str, target: str, extra_flags:
 
     The paths in the command are relative to ``out``, so the outputs do not depend on the folder
     (byte for byte) and a compile that ran before (same text, target, prefix, flags and pinned
-    iree-compile) is read from the compile cache (``compile_cache.py``, kind ``static.tar``)."""
-    names = _outputs(prefix)
-    src, obj, hal = Path(f"{prefix}.linalg.mlir"), Path(names[0]), Path(names[2])
-    flags = [*compile_flags(target, obj, Path("exe"), Path("sources")), *extra_flags]
+    iree-compile) is read from the compile cache (``compile_cache.py``, kind ``static.tar``); a
+    damaged entry, like any broken cache, costs only the compile."""
+    src, obj, _, hal, dump, sources = map(Path, _files(prefix))
+    names = _files(prefix)[1:]
+    flags = [*compile_flags(target, obj, dump, sources), *extra_flags, verify_flag()]
     what = f"the {target} static library"
     built = []
 
@@ -323,13 +330,16 @@ def _compile_static(text: str, out: Path, prefix: str, target: str, extra_flags:
         built.append(dropped)
         return _pack(out, names, dropped)
 
-    key_flags = [f"target={target}", f"source={src}", *flags, "optional:", *optional_flags, verify_flag()]
     data = cached_output("static.tar", iree_tool("iree-compile"), importlib.metadata.version(COMPILER_DIST),
-                         key_flags, text, build)
+                         [f"target={target}", f"source={src}", *flags, "optional:", *optional_flags], text, build)
     if built:
         return built[0]
     _clear(out, names)
-    return _unpack(data, out)
+    try:
+        return _unpack(data, out)
+    except ValueError:
+        build()
+        return built[0]
 
 
 def _input_args(schedule, train: str, predict: str) -> dict:
@@ -373,10 +383,8 @@ def build_static_module(linalg_text: str, out_dir, *, target: str = "cortex-m4",
         raise ValueError(f"prefix {prefix!r} must be a C identifier")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    src = out / f"{prefix}.linalg.mlir"
+    src, obj, _, hal, dump, sources = (out / n for n in _files(prefix))
     src.write_text(linalg_text)
-    obj, hal = out / f"{prefix}_lib.o", out / f"{prefix}.hal.mlir"
-    dump, sources = out / "exe", out / "sources"
     dropped = _compile_static(linalg_text, out, prefix, target, tuple(extra_flags), tuple(optional_flags))
     if dropped:
         warnings.warn(f"iree-compile failed with {' '.join(optional_flags)}; the {target} static library is "

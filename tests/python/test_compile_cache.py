@@ -184,3 +184,11 @@ def test_the_same_static_library_is_read_from_the_cache(monkeypatch, tmp_path):
         iree_static.build_static_module(models.sgd_linear_mlir(8, 5, 0.01), tmp_path / "d", target="cortex-m4",
                                         sram_bytes=None)
     assert len(runs) == 4
+    # a damaged entry (a truncated archive) costs only the compile, like any broken cache entry
+    for entry in (tmp_path / "cache").glob("*.static.tar"):
+        entry.write_bytes(entry.read_bytes()[:100])
+    with pytest.warns(UserWarning, match="iree-compile failed with --tinytrain-no-such-flag"):
+        e = iree_static.build_static_module(text, tmp_path / "e", target="cortex-m4", sram_bytes=None,
+                                            optional_flags=("--tinytrain-no-such-flag",))
+    assert len(runs) == 6 and e.dropped_flags == a.dropped_flags
+    assert _static_files(tmp_path / "e") == fb
