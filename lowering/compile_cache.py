@@ -10,7 +10,10 @@ temporary file, then renamed: concurrent compiles never see half an entry).
 
 Where: ``$TINYTRAIN_COMPILE_CACHE`` (a folder), else ``compile-cache/`` in ``$TINYTRAIN_CACHE``
 (default ``~/.cache/tinytrain``). ``TINYTRAIN_COMPILE_CACHE=off`` (or ``0``) turns it off. At most
-``MAX_ENTRIES`` entries are kept: storing one more removes the least recently used.
+``MAX_ENTRIES`` entries and ``MAX_BYTES`` bytes of them are kept: storing one more removes the
+least recently used until both hold (a host `.vmfb` of a whole network is a few MB, a static
+library's archive with its LLVM IR dumps up to ~10 MB). An entry its reader cannot use (a damaged
+archive) is compiled again and overwritten.
 
 The C compiles of a Cortex-M firmware build (our runtime and kernels, the same in every
 firmware; `runtime/kernels/src/ttk_s8.c` alone takes 11 s) go through ccache when it is
@@ -26,9 +29,10 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Sequence
 
-__all__ = ["MAX_ENTRIES", "CCACHE_MAX_SIZE", "cache_dir", "cached_output", "ccache_settings"]
+__all__ = ["MAX_ENTRIES", "MAX_BYTES", "CCACHE_MAX_SIZE", "cache_dir", "cached_output", "ccache_settings"]
 
 MAX_ENTRIES = 200
+MAX_BYTES = 1 << 30
 _OFF = ("off", "0", "false", "no")
 
 
@@ -69,9 +73,10 @@ def _key(tool: str, version: str, flags: Sequence[str], text: str, kind: str) ->
 
 
 def cached_output(kind: str, tool: str, version: str, flags: Sequence[str], text: str,
-                  build: Callable[[], bytes]) -> bytes:
+                  build: Callable[[], bytes], accept: Callable[[bytes], bool] | None = None) -> bytes:
     """The output of compiling `text` with `flags` (`kind` names the output, e.g. "vmfb"): the
-    stored bytes when this exact compile ran before, else `build()`'s, then stored."""
+    stored bytes when this exact compile ran before (and `accept(stored bytes)` is true, when
+    given), else `build()`'s, then stored (replacing an entry `accept` refused)."""
     folder = cache_dir()
     if folder is None:
         return build()
@@ -80,7 +85,7 @@ def cached_output(kind: str, tool: str, version: str, flags: Sequence[str], text
         data = entry.read_bytes()
     except OSError:
         data = None
-    if data:
+    if data and (accept is None or accept(data)):
         try:
             os.utime(entry)  # least recently used goes first
         except OSError:
@@ -93,19 +98,30 @@ def cached_output(kind: str, tool: str, version: str, flags: Sequence[str], text
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, entry)
-        _evict(folder)
+        _evict(folder, keep=entry)
     except OSError:
         pass  # a read-only or full cache folder only costs the next compile its time
     return data
 
 
-def _evict(folder: Path) -> None:
-    entries = [p for p in folder.iterdir() if not p.name.startswith(".tmp-") and p.is_file()]
-    if len(entries) <= MAX_ENTRIES:
-        return
-    entries.sort(key=lambda p: p.stat().st_mtime)
-    for p in entries[:len(entries) - MAX_ENTRIES]:
+def _evict(folder: Path, keep: Path) -> None:
+    """Remove the least recently used entries but `keep` (the one just stored, even when it alone
+    is over MAX_BYTES) until MAX_ENTRIES and MAX_BYTES hold."""
+    entries = []
+    for p in folder.iterdir():
+        try:
+            if not p.name.startswith(".tmp-") and p != keep and p.is_file():
+                st = p.stat()
+                entries.append((st.st_mtime, st.st_size, p))
+        except OSError:
+            pass  # removed meanwhile by another process's eviction
+    entries.sort(key=lambda e: e[0])
+    count, size = len(entries) + 1, sum(e[1] for e in entries) + keep.stat().st_size
+    for _, n, p in entries:
+        if count <= MAX_ENTRIES and size <= MAX_BYTES:
+            break
         try:
             p.unlink()
         except OSError:
             pass
+        count, size = count - 1, size - n

@@ -307,7 +307,7 @@ def _compile_static(text: str, out: Path, prefix: str, target: str, extra_flags:
     The paths in the command are relative to ``out``, so the outputs do not depend on the folder
     (byte for byte) and a compile that ran before (same text, target, prefix, flags and pinned
     iree-compile) is read from the compile cache (``compile_cache.py``, kind ``static.tar``); a
-    damaged entry, like any broken cache, costs only the compile."""
+    damaged entry, like any broken cache, costs only the compile (and is replaced)."""
     src, obj, _, hal, dump, sources = map(Path, _files(prefix))
     names = _files(prefix)[1:]
     flags = [*compile_flags(target, obj, dump, sources), *extra_flags, verify_flag()]
@@ -330,16 +330,20 @@ def _compile_static(text: str, out: Path, prefix: str, target: str, extra_flags:
         built.append(dropped)
         return _pack(out, names, dropped)
 
-    data = cached_output("static.tar", iree_tool("iree-compile"), importlib.metadata.version(COMPILER_DIST),
-                         [f"target={target}", f"source={src}", *flags, "optional:", *optional_flags], text, build)
-    if built:
-        return built[0]
-    _clear(out, names)
-    try:
-        return _unpack(data, out)
-    except ValueError:
-        build()
-        return built[0]
+    unpacked = []
+
+    def accept(data: bytes) -> bool:
+        _clear(out, names)
+        try:
+            unpacked.append(_unpack(data, out))
+        except ValueError:
+            return False
+        return True
+
+    cached_output("static.tar", iree_tool("iree-compile"), importlib.metadata.version(COMPILER_DIST),
+                  [f"target={target}", f"source={src}", *flags, "optional:", *optional_flags], text, build,
+                  accept=accept)
+    return built[0] if built else unpacked[0]
 
 
 def _input_args(schedule, train: str, predict: str) -> dict:

@@ -103,6 +103,14 @@ def test_off_disables_it_and_the_folder_is_bounded(compiles, monkeypatch, tmp_pa
     compile_host(TEXT.replace("addf", "maximumf"))
     assert (tmp_path / "cache" / "ccache").is_dir()
     assert len([p for p in (tmp_path / "cache").iterdir() if p.is_file()]) == 2
+    # the bytes are bounded too: the least recently used entries go until the rest fit (the entry
+    # just stored stays, even alone over the bound)
+    old = {p.name for p in (tmp_path / "cache").iterdir() if p.is_file()}
+    monkeypatch.setattr(compile_cache, "MAX_ENTRIES", 10)
+    monkeypatch.setattr(compile_cache, "MAX_BYTES", 1)
+    compile_host(TEXT.replace("addf", "minimumf"))
+    left = [p for p in (tmp_path / "cache").iterdir() if p.is_file()]
+    assert len(left) == 1 and left[0].name not in old
 
 
 def test_the_default_folder(monkeypatch, tmp_path):
@@ -192,3 +200,8 @@ def test_the_same_static_library_is_read_from_the_cache(monkeypatch, tmp_path):
                                             optional_flags=("--tinytrain-no-such-flag",))
     assert len(runs) == 6 and e.dropped_flags == a.dropped_flags
     assert _static_files(tmp_path / "e") == fb
+    # ... and is replaced by that compile's archive: the next build reads it
+    with pytest.warns(UserWarning, match="iree-compile failed with --tinytrain-no-such-flag"):
+        iree_static.build_static_module(text, tmp_path / "f", target="cortex-m4", sram_bytes=None,
+                                        optional_flags=("--tinytrain-no-such-flag",))
+    assert len(runs) == 6 and _static_files(tmp_path / "f") == fb
