@@ -339,21 +339,32 @@ def test_compile_kernels_argument_errors():
         tinytrain.compile(model, x, target="cortex-m7", kernels="ttk-f32")
 
 
-def _digits_ttk_f32(trainable: list, tmp_path):
-    """The digits residual CNN compiled for the M4 with `kernels="ttk-f32"` training `trainable`,
-    and its QEMU run of 4 steps: (program, result, the samples)."""
+#: What the digits residual CNN trains with `kernels="ttk-f32"` below: the stem's bias (so the
+#: block's depthwise input gradient is computed), the block's depthwise weight (so its pointwise
+#: input gradient is), the block's pointwise weight and bias, and the head.
+DIGITS_TRAINABLE = ["stem.0.bias", "block.dw.weight", "block.pw.weight", "block.pw.bias", "fc.weight", "fc.bias"]
+
+
+@pytest.fixture(scope="module")
+def digits_ttk_f32(tmp_path_factory):
+    """The digits residual CNN compiled for the M4 with `kernels="ttk-f32"` training
+    `DIGITS_TRAINABLE`, 4 steps of it in QEMU, each step checked against the host's
+    (`_trains_like_the_host`): (program, the trained tensors that moved). One program for the two
+    tests below (each checks its own dispatches on it): the host steps move the program's state,
+    so they run once, here."""
     import torch
 
     import tinytrain
 
+    tmp_path = tmp_path_factory.mktemp("digits-ttk-f32")
     model, xtr, ytr = _digits_model()
     prog = tinytrain.compile(model, torch.zeros(1, 1, 8, 8), quantize="int8", calibration=xtr[:100],
-                             trainable=trainable, lr=0.05, target="cortex-m4", build_dir=tmp_path / "fw",
+                             trainable=DIGITS_TRAINABLE, lr=0.05, target="cortex-m4", build_dir=tmp_path / "fw",
                              kernels="ttk-f32")
     samples = torch.from_numpy(xtr[:4]), torch.from_numpy(ytr[:4].astype(np.int64))
     res = prog.run_qemu(train=samples, workdir=tmp_path / "run")
     assert res.returncode == 0, res.output[-2000:]
-    return prog, res, samples
+    return prog, _trains_like_the_host(prog, res, samples)
 
 
 def _trains_like_the_host(prog, res, samples) -> set:
@@ -373,41 +384,39 @@ def _trains_like_the_host(prog, res, samples) -> set:
     return moved
 
 
-def test_compile_with_our_kernels_trains_on_cortex_m4_like_the_host(tmp_path):
+def test_compile_with_our_kernels_trains_on_cortex_m4_like_the_host(digits_ttk_f32):
     """`tinytrain.compile(model, quantize="int8", target="cortex-m4", kernels="ttk-f32")`: the
     firmware's int8 convs inside our kernels' contracts (the stem's 3x3, the block's pointwise and
     depthwise) and the block's pointwise input gradient (its depthwise weight is trained) dispatch
     our kernels, and the block's pointwise weight gradient; 4 steps in QEMU keep the device rule
-    against the host `.vmfb` (IREE's kernels):
+    against the host `.vmfb` (IREE's kernels, `digits_ttk_f32`):
     integer state exactly, float state and losses within 1e-6."""
-    prog, res, samples = _digits_ttk_f32(["block.dw.weight", "block.pw.weight", "block.pw.bias", "fc.weight",
-                                          "fc.bias"], tmp_path)
+    prog, moved = digits_ttk_f32
     dev = prog.stages["linalg_device"]
     assert dev.count("call @ttk_iree_conv1x1_grad_input_f32(") == 1
     assert dev.count("call @ttk_iree_conv1x1_grad_weight_f32(") == 1
     assert "call @ttk_iree_conv1x1_s8(" in dev and "call @ttk_iree_dwconv_s8(" in dev
     assert "ttk_iree" not in prog.stages["linalg"]
-    moved = _trains_like_the_host(prog, res, samples)
     assert {"block.dw.weight", "block.pw.weight", "fc.weight"} <= moved, moved
 
 
-def test_depthwise_input_gradient_dispatch_trains_on_cortex_m4_like_the_host(tmp_path):
+def test_depthwise_input_gradient_dispatch_trains_on_cortex_m4_like_the_host(digits_ttk_f32):
     """`kernels="ttk-f32"` with the stem's bias trained: the block's depthwise input gradient
     (3x3, stride 1) is a dispatch of `ttk_dwconv_grad_input_f32` and its weight gradient (from
     the saved int8 input) one of `ttk_dwconv_grad_weight_f32`, and `train_step` keeps the
     compiler's own layout of its transient tensors (replan.py). 4 steps in QEMU keep the host's
-    integer state exactly, float state and losses within 1e-6. (This program caught a liveness
-    error of that layout: the int8 output of the block's pointwise dispatch, a read-write binding
-    over a dead tensor's bytes in part, was overwritten before its last read.)"""
-    prog, res, samples = _digits_ttk_f32(["stem.0.bias", "block.dw.weight", "block.pw.weight", "block.pw.bias",
-                                          "fc.weight", "fc.bias"], tmp_path)
+    integer state exactly, float state and losses within 1e-6 (`digits_ttk_f32`). (This program
+    caught a liveness error of that layout: the int8 output of the block's pointwise dispatch, a
+    read-write binding over a dead tensor's bytes in part, was overwritten before its last
+    read.)"""
+    prog, moved = digits_ttk_f32
     dev = prog.stages["linalg_device"]
     assert dev.count("call @ttk_iree_dwconv_grad_input_f32(") == 1
     assert dev.count("call @ttk_iree_dwconv_grad_weight_f32(") == 1
     assert "ttk_iree" not in prog.stages["linalg"]
     replans = prog.firmware.module.schedule.replans
     assert not replans["train_step"].reason, replans["train_step"].describe()
-    assert "stem.0.bias" in _trains_like_the_host(prog, res, samples)
+    assert "stem.0.bias" in moved
 
 
 def test_sparse_depthwise_weight_gradient_dispatch_agrees_with_iree_kernels(tmp_path):
