@@ -55,3 +55,20 @@ def assert_trace_matches(trace, ref, target: str) -> None:
             np.testing.assert_allclose(d, r, rtol=0, atol=1e-6, err_msg=f"step {step} param {i}")
             if target == "cortex-m4":
                 assert np.array_equal(d.view(np.uint32), r.view(np.uint32)), f"step {step} param {i}"
+
+
+def compile_linalg(model, example_input, **kwargs):
+    """`tinytrain.compile(model, example_input, **kwargs)` (target "host") without its eager host
+    `.vmfb`: the firmware tests take the program's `stages["linalg"]` and `program_params()` and
+    compile their own reference from that linalg (`compile_vmfb`, the generic CPU, bit-exact with
+    the Cortex-M4), so compile()'s `--iree-llvmcpu-target-cpu=host` build (a whole iree-compile)
+    would go unused. The program's host module then compiles on its first use, as for a
+    Cortex-M target."""
+    import pytest
+
+    import tinytrain
+    from tinytrain.lowering.host.iree_host import LazyHostModule
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(LazyHostModule, "ensure_compiled", lambda self: self)
+        return tinytrain.compile(model, example_input, **kwargs)

@@ -24,13 +24,12 @@ STEPS = 3
 def program():
     import torch
 
-    import tinytrain
     from tinytrain.models import small_cnn
 
     torch.manual_seed(0)
-    prog = tinytrain.compile(small_cnn().eval(), torch.randn(1, 1, 16, 16),
-                             trainable=["3.weight", "3.bias", "6.weight", "6.bias", "10.weight",
-                                        "10.bias"], lr=0.05)
+    prog = reference.compile_linalg(small_cnn().eval(), torch.randn(1, 1, 16, 16),
+                                    trainable=["3.weight", "3.bias", "6.weight", "6.bias", "10.weight",
+                                               "10.bias"], lr=0.05)
     params = [p.copy() for p in prog.program_params()]
     rng = np.random.default_rng(5)
     xs = rng.standard_normal((STEPS, 1, 16, 16, 1)).astype(np.float32)
@@ -77,11 +76,10 @@ def test_fashion_mnist_300_steps_stay_bit_exact_on_m4(tmp_path):
     host's predictions before and after."""
     import torch
 
-    import tinytrain
     from tinytrain.models import small_cnn
 
     torch.manual_seed(0)
-    prog = tinytrain.compile(small_cnn().eval(), torch.randn(1, 1, 28, 28), trainable="all", lr=0.05)
+    prog = reference.compile_linalg(small_cnn().eval(), torch.randn(1, 1, 28, 28), trainable="all", lr=0.05)
     params = [p.copy() for p in prog.program_params()]
     xs, ys = _fashion("train", 300)
     ex, ey = _fashion("test", 50)
@@ -123,12 +121,11 @@ def test_stack_overflow_past_the_reserve_faults_at_run_time(program, tmp_path):
 def mobilenet():
     import torch
 
-    import tinytrain
     from tinytrain.models import mobilenet_v2
 
     torch.manual_seed(0)
-    prog = tinytrain.compile(mobilenet_v2(0.35).eval(), torch.randn(1, 3, 64, 64),
-                             trainable=["classifier.weight", "classifier.bias"], lr=0.01)
+    prog = reference.compile_linalg(mobilenet_v2(0.35).eval(), torch.randn(1, 3, 64, 64),
+                                    trainable=["classifier.weight", "classifier.bias"], lr=0.01)
     params = [p.copy() for p in prog.program_params()]
     rng = np.random.default_rng(11)
     xs = rng.standard_normal((2, 1, 64, 64, 3)).astype(np.float32)
@@ -142,7 +139,8 @@ def mobilenet():
 def test_mobilenet_v2_w035_64x64_trains_on_both_boards(mobilenet, tmp_path, target):
     """The foundation issue's MobileNetV2-w0.35 at 64x64 (classifier trained, 1.5 MB of frozen
     weights in flash). With fp32 activations its working set does not fit 256 KB: the compiler
-    says so; with a 512 KB budget (QEMU maps 4 MB) it trains like the host."""
+    says so; with a 512 KB budget (QEMU maps 4 MB) it trains like the host. (The whole network:
+    its flash and SRAM sizes are the point.)"""
     from tinytrain.lowering.cortexm import iree_static
 
     text, params, xs, ys, ref = mobilenet
