@@ -1,4 +1,12 @@
-"""Compiled gradients and SGD steps against PyTorch autograd, per op family and end to end."""
+"""Compiled gradients and SGD steps against PyTorch autograd, per op family and end to end.
+
+End to end: the project's own `tinytrain.models.MobileNetV2` (width 0.35) shortened to its stem,
+three inverted residual blocks and its last 1x1 conv and classifier, at 64x64: every op kind of
+the whole network (stem conv 3x3 stride 2; an expand-1 block, depthwise stride 1, no expansion;
+a stride-2 expanding block; a block with the residual add; the 1x1 conv to 1280 channels,
+global pool, linear; all convs BN-folded, ReLU6) with every tensor trained. The whole
+MobileNetV2-w0.35 (torchvision's, the same layout) is `test_zoo.py::mobilenet_v2_w035`: every
+gradient vs autograd, `predict` vs eager, a step equal to SGD of the gradients, 3 SGD steps."""
 
 import pytest
 import torch
@@ -6,7 +14,7 @@ import torch.nn as nn
 from conftest import assert_grads_match, assert_sgd_tracks, assert_step_is_sgd_of_gradients, randomize_bn
 
 import tinytrain
-from tinytrain.models import mobilenet_v2
+from tinytrain.models import InvertedResidual, MobileNetV2
 
 
 class Flat(nn.Module):
@@ -66,10 +74,21 @@ def test_op_family_gradients_and_sgd(name):
     assert_sgd_tracks(prog, model, xs, ys, lr=0.1)
 
 
+#: MobileNetV2's (expand, channels, blocks, stride) rows, shortened: an expand-1 block, then a
+#: stride-2 block and a residual one (its first two rows; the whole network has 17 blocks).
+SHORT_SETTINGS = MobileNetV2.SETTINGS[:2]
+
+
 @pytest.fixture(scope="module")
 def mbv2():
     torch.manual_seed(0)
-    model = randomize_bn(mobilenet_v2(width_mult=0.35, num_classes=10))
+    model = randomize_bn(MobileNetV2(width_mult=0.35, num_classes=10, settings=SHORT_SETTINGS))
+    blocks = [m for m in model.features if isinstance(m, InvertedResidual)]
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert SHORT_SETTINGS == [(1, 16, 1, 1), (6, 24, 2, 2)] and len(blocks) == 3
+    assert [b.use_res for b in blocks] == [False, False, True] and len(blocks[0].conv) == 2  # expand-1: no 1x1 expand
+    assert sorted({(c.kernel_size[0], c.stride[0], c.groups > 1) for c in convs}) == [
+        (1, 1, False), (3, 1, True), (3, 2, False), (3, 2, True)]  # 1x1, depthwise s1/s2, stem
     x = torch.randn(1, 3, 64, 64)
     prog = tinytrain.compile(model, x, lr=0.05, gradients=True)
     initial = prog.state_dict()
@@ -86,13 +105,13 @@ def fresh(mbv2):
     prog.load_state_dict(initial)
 
 
-def test_mobilenetv2_w035_gradients(fresh):
+def test_mobilenetv2_blocks_gradients(fresh):
     model, x, prog = fresh
     grads = assert_grads_match(prog, model, x, torch.tensor([3]))
-    assert len(grads) == 106  # 52 convs (weight + folded bias) + classifier
+    assert len(grads) == 22  # 10 convs (weight + folded bias) + classifier
 
 
-def test_mobilenetv2_w035_five_sgd_steps(fresh):
+def test_mobilenetv2_blocks_five_sgd_steps(fresh):
     model, _, prog = fresh
     g = torch.Generator().manual_seed(7)
     xs = [torch.randn(1, 3, 64, 64, generator=g) for _ in range(5)]

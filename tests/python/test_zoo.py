@@ -1,7 +1,11 @@
 """Model zoo (issue #7): architecture code written outside this project, compiled UNCHANGED, one
 case per entry of `tinytrain.tools.support_table.ZOO_MODELS` (the README table). Per model, on the
 host at a small resolution: the gradient of every trained tensor vs torch.autograd on the
-BN-folded model (1e-4 relative), then 3 SGD steps tracking torch.optim.SGD.
+BN-folded model (1e-4 relative), `predict` vs the eager model, one step's update equal to
+`p - lr * grad` of the same program's gradients (the tied-argument read-after-write guard, see
+test_tied_reads.py), then 3 SGD steps tracking torch.optim.SGD. The whole torchvision
+MobileNetV2-w0.35 case is also the whole-network end-to-end check of `test_numerics.py`, which
+runs the project's own MobileNetV2 shortened to a few blocks.
 
 The architectures are installed, pinned test dependencies (`make setup`, `NODEPS_TEST` in the
 Makefile), used as shipped:
@@ -25,7 +29,7 @@ import types
 import pytest
 import torch
 import torch.nn as nn
-from conftest import assert_grads_match, assert_sgd_tracks, fold_bn_graph, randomize_bn
+from conftest import assert_grads_match, assert_sgd_tracks, assert_step_is_sgd_of_gradients, fold_bn_graph, randomize_bn
 
 import tinytrain
 from tinytrain.tools.support_table import ZOO_MODELS
@@ -125,6 +129,10 @@ def test_zoo_model_gradients_and_sgd(key):
     prog = tinytrain.compile(model, x, trainable=trainable, lr=0.05, gradients=True)
     grads = assert_grads_match(prog, model, x, y, fold=fold_bn_graph)
     assert sorted(grads) == sorted(trainable)
+    ref = model(x).detach().numpy()
+    assert abs(prog.predict(x) - ref).max() <= 1e-4 * max(1.0, abs(ref).max())
+    before = assert_step_is_sgd_of_gradients(prog, x, y)
+    prog.load_state_dict({k: torch.from_numpy(v) for k, v in before.items()})
     g = torch.Generator().manual_seed(1)
     xs = [torch.randn(*shape, generator=g) for _ in range(3)]
     ys = [torch.randint(0, 10, (shape[0],), generator=g) for _ in range(3)]
