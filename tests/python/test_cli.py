@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from test_cli_errors import MODEL_PY as SMALL_MODEL_PY
 
 import tinytrain
 
@@ -83,9 +84,10 @@ def test_cli_missing_model_definition(tmp_path):
 
 def test_cli_cortex_m4_firmware_and_run_qemu(tmp_path):
     """As the README shows it, with relative paths: compile for the M4, then run-qemu prints each
-    step's loss as a float, equal to the host program's loss for the same samples."""
-    (tmp_path / "model.py").write_text(MODEL_PY.replace("28, 28", "12, 12").replace(
-        "small_cnn(num_classes=10, in_channels=1)", "small_cnn(num_classes=10, in_channels=1, width=4)"))
+    step's loss as a float, equal to the host program's loss (default lr) for the same samples.
+    The model file is test_cli_errors.py's: its `m4_out` and host compiles are this test's
+    programs (the run's compile cache; ccache for the firmware's C)."""
+    (tmp_path / "model.py").write_text(SMALL_MODEL_PY)
     p = run([str(BIN / "tinytrain"), "compile", "model.py", "-o", "out", "--target", "cortex-m4",
              "--memory-report", "mem"], cwd=tmp_path)
     assert p.returncode == 0, p.stderr
@@ -123,11 +125,15 @@ def test_cli_cortex_m4_firmware_and_run_qemu(tmp_path):
 
 
 def test_cli_small_lr(tmp_path):
-    (tmp_path / "model.py").write_text(MODEL_PY)
+    """--lr 1e-5 (once printed as '1e-05' into the MLIR text, which failed): the program compiles
+    and records the rate. Any trained tensor takes the rate; one Linear layer is the cheapest."""
+    (tmp_path / "model.py").write_text("import torch\nmodel = torch.nn.Sequential(torch.nn.Flatten(), "
+                                       "torch.nn.Linear(4, 2))\nexample_input = torch.randn(1, 1, 2, 2)\n")
     p = run([str(BIN / "tinytrain"), "compile", str(tmp_path / "model.py"), "-o", str(tmp_path / "o"),
-             "--lr", "1e-5"])
+             "--lr", "1e-5", "--dump-ir", str(tmp_path / "ir")])
     assert p.returncode == 0, p.stderr
     assert json.loads((tmp_path / "o" / "model.json").read_text())["lr"] == 1e-5
+    assert "tinytrain.sgd_update" in (tmp_path / "ir" / "1-autodiff.mlir").read_text()
 
 
 def test_readme_example_script(tmp_path):
