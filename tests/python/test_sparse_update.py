@@ -172,8 +172,11 @@ def _small_graph():
 
 
 def test_int8_sparse_step_equals_masked_dense_step_exactly():
+    """The dense program is test_int8_training.py's `grads_program` (the same graph, trained
+    tensors in the same order, lr, QAS and `@gradients`, unused here): one compile for both
+    files through the run's compile cache."""
     sparse = compile_training(_small_graph(), scheme={"parameters": INT8_SCHEME}, lr=0.3)
-    dense = compile_training(_small_graph(), trainable=list(INT8_SCHEME), lr=0.3)
+    dense = compile_training(_small_graph(), trainable=list(INT8_SCHEME), lr=0.3, gradients=True)
     assert set(sparse.slices) == {"blocks.1.pointwise2.weight", "blocks.2.pointwise1.weight",
                                   "blocks.2.depthwise.weight"}
     rng = np.random.default_rng(0)
