@@ -34,13 +34,19 @@ def stage_attr(prog) -> str:
     return lines[0][lines[0].index("tinytrain.patch_stage"):] if lines else ""
 
 
-def test_patched_inference_is_bit_identical_with_uneven_patches():
+@pytest.fixture(scope="module")
+def predict40():
+    """The inference programs of the first 4 blocks at 40x40: whole, and in 3 x 3 patches."""
+    return int8.compile_predict(graph(4, 40)), int8.compile_predict(graph(4, 40), patches=3)
+
+
+def test_patched_inference_is_bit_identical_with_uneven_patches(predict40):
     # 40x40 input: the stage ends at blocks.2's residual add (10x10x8, the smallest tensor at 1/4
     # of the input), split in 3 x 3 uneven patches ([0, 3), [3, 7), [7, 10)), so borders, interior
-    # patches and a residual add are all covered.
+    # patches and a residual add are all covered; blocks.3 is a second stage, in 2 x 2 uneven
+    # patches of its 5x5x16 output ([0, 2), [2, 5); the test below).
     x = images(3, 40)
-    whole = int8.compile_predict(graph(4, 40))
-    patched = int8.compile_predict(graph(4, 40), patches=3)
+    whole, patched = predict40
     assert "tinytrain.patch_stage" not in whole.stages["linalg"]
     attr = stage_attr(patched)
     assert 'cut = "blocks.2.residual"' in attr and "array<i64: 1, 10, 10, 8>" in attr and "grid = 3" in attr, attr
@@ -116,26 +122,21 @@ def test_patched_training_on_cortex_m7_equals_the_whole_program(tmp_path):
     assert prog.planned_sram()["total"] < plan["total"], (prog.planned_sram()["total"], plan["total"])
 
 
-def test_second_stage_patches_the_next_downsampling_block():
-    # 64x64, 2x2 patches: the first stage ends at blocks.2's residual add (16x16x8); blocks.3
-    # (1x1 to 16x16x48, 3x3 stride-2 depthwise, 1x1 to 8x8x16) is a second stage of its own: its
+def test_second_stage_patches_the_next_downsampling_block(predict40):
+    # 40x40, 3x3 patches: the first stage ends at blocks.2's residual add (10x10x8); blocks.3
+    # (1x1 to 10x10x48, 3x3 stride-2 depthwise, 1x1 to 5x5x16) is a second stage of its own: its
     # padded expansion is far bigger than its input and output, so it is computed in 2x2
-    # patches too (from the first stage's assembled cut). Predictions stay bit-identical;
-    # `stages=1` leaves blocks.3 whole.
-    x = images(2, 64, seed=3)
-    whole = int8.compile_predict(graph(5, 64))
-    patched = int8.compile_predict(graph(5, 64), patches=2)
-    attr = stage_attr(patched)
+    # patches (from the first stage's assembled cut). Its predictions are the whole program's bit
+    # for bit (the test above runs this program); `stages=1` leaves blocks.3 whole.
+    attr = stage_attr(predict40[1])
     assert 'cut = "blocks.2.residual"' in attr and "tinytrain.patch_stage2 = {" in attr, attr
     second = attr[attr.index("tinytrain.patch_stage2"):]
-    assert 'cut = "blocks.3.pointwise2"' in second and "array<i64: 1, 8, 8, 16>" in second and "grid = 2" in second, second
-    for i in range(len(x)):
-        np.testing.assert_array_equal(whole.predict([], x[i:i + 1]), patched.predict([], x[i:i + 1]))
+    assert 'cut = "blocks.3.pointwise2"' in second and "array<i64: 1, 5, 5, 16>" in second and "grid = 2" in second, second
 
     from tinytrain.pipeline import run_pipeline
 
-    g = graph(5, 64)
-    passes = [int8._ForwardAsPredict(), PatchStagePass(grid=2, stages=1)]
+    g = graph(4, 40)
+    passes = [int8._ForwardAsPredict(), PatchStagePass(grid=3, stages=1)]  # predict40[1]'s, but one stage
     run_pipeline(g.module, passes, stage="test")
     text = str(g.module)
     assert "tinytrain.patch_stage = {" in text and "tinytrain.patch_stage2" not in text
