@@ -130,6 +130,8 @@ def test_firmware_project_links_our_kernels_when_a_dispatch_calls_them(tmp_path)
 # test_int8_device_training); trained: int8 pointwise weights (written back), a depthwise weight
 # kept as an fp32 master copy, int32 biases and the head. Its forward has the first conv, 5
 # pointwise and 3 depthwise convs inside our kernels' contracts, trained layers among them.
+# (With kernels="iree" this is test_int8_device_training's program, byte for byte: keep them
+# equal, the suite's compile cache then builds it once per board.)
 TRAIN_MASTER = "blocks.2.depthwise.weight"
 TRAIN_PARAMS = ["blocks.1.pointwise2.weight", "blocks.1.pointwise2.bias", TRAIN_MASTER,
                 "blocks.2.depthwise.bias", "blocks.2.pointwise2.weight", "blocks.2.pointwise2.bias",
@@ -198,43 +200,59 @@ def _f32_kernels_close(progs: dict, res: dict) -> None:
         assert abs(ours_loss - theirs_loss) <= 1e-6 * abs(theirs_loss), (step, ours_loss, theirs_loss)
 
 
+def _moved(prog, state, initial) -> set:
+    """The names of `prog`'s trained tensors whose `state` differs from `initial`."""
+    return {name for name, a, init in zip(prog.trainable, state, initial) if not np.array_equal(a, init)}
+
+
 @pytest.mark.parametrize("target", ["cortex-m4", "cortex-m7"])
 def test_int8_training_step_with_our_kernels_equals_iree_kernels(target, tmp_path):
     """`compile_training(..., kernels="ttk")`: the firmware's int8 convs (frozen and trained
-    layers' forward) dispatch our kernels; two training steps in QEMU give exactly the integer
-    state, the float state (master copy, head) and the losses of the same program with IREE's
-    kernels (kernels="iree", the default). On the M7 also `kernels="ttk-f32"` (our fp32 kernel
-    for the dense 1x1 input gradients too; the M4 runs it in
+    layers' forward) dispatch our kernels; on the M4 two training steps in QEMU give exactly the
+    integer state, the float state (master copy, head) and the losses of the same program with
+    IREE's kernels (kernels="iree", the default). On the M7 `kernels="ttk-f32"` (the same int8
+    dispatches, and our fp32 kernel for the dense 1x1 input gradients too; the M4 runs it in
     test_compile_with_our_kernels_trains_on_cortex_m4_like_the_host): state and losses equal to
-    IREE's to float rounding."""
-    kinds = ("ttk", "iree", "ttk-f32") if target == "cortex-m7" else ("ttk", "iree")
-    progs = {k: _training_program(k, target, tmp_path / k) for k in kinds}
-    dev = progs["ttk"].stages["linalg_device"]
+    IREE's to float rounding. (The M7's kernels="ttk" training step, bit-identical to IREE's, is
+    test_patched_int8_training_step_with_our_kernels_equals_iree_kernels: the same blocks, with
+    trained int8 pointwise weights, master copy, biases and head; the M7's padded first conv and
+    strided depthwise conv with our kernels are also in
+    test_int8_backbone_with_our_kernels_equals_iree_kernels.)"""
+    ours = "ttk-f32" if target == "cortex-m7" else "ttk"
+    progs = {k: _training_program(k, target, tmp_path / k) for k in (ours, "iree")}
+    dev = progs[ours].stages["linalg_device"]
     # (one function per executable: channel-groups splits blocks.2's backward (its 8x8x48 fp32
     # gradient is 12 KB, above the pass's 8 KB) into 4 groups of 12 channels, whose recomputed
     # pointwise1 / depthwise outputs are one more conv1x1 and one more dwconv executable)
     assert dev.count("call @ttk_iree_conv1x1_s8(") == 6 and dev.count("call @ttk_iree_dwconv_s8(") == 4
     assert dev.count("call @ttk_iree_conv_s8(") == 1
-    assert "ttk_iree_conv1x1_grad_input_f32" not in dev
-    # ttk-f32: the same int8 dispatches, and our fp32 kernels for the input gradients of the
-    # dense 1x1 convs between the head and the earliest trained layer (blocks.2's two pointwise
-    # convs; the trained blocks.1.pointwise2 needs no input gradient) and the weight gradients
-    # of the trained pointwise weights (blocks.1.pointwise2, blocks.2.pointwise2)
-    if "ttk-f32" in progs:
-        f32 = progs["ttk-f32"].stages["linalg_device"]
-        assert f32.count("call @ttk_iree_conv1x1_s8(") == 6 and f32.count("call @ttk_iree_conv1x1_grad_input_f32(") == 2
+    if ours == "ttk":
+        assert "ttk_iree_conv1x1_grad_input_f32" not in dev
+    else:
+        # ttk-f32: the same int8 dispatches, and our fp32 kernels for the input gradients of the
+        # dense 1x1 convs between the head and the earliest trained layer (blocks.2's two
+        # pointwise convs; the trained blocks.1.pointwise2 needs no input gradient) and the
+        # weight gradients of the trained pointwise weights (blocks.1.pointwise2,
+        # blocks.2.pointwise2)
+        assert dev.count("call @ttk_iree_conv1x1_grad_input_f32(") == 2
         # (both 48 -> 8 at 16x16: one executable, two dispatches)
-        assert f32.count("entry_points = [@ttk_conv1x1_grad_weight_f32_") == 2
+        assert dev.count("entry_points = [@ttk_conv1x1_grad_weight_f32_") == 2
         # blocks.2's depthwise conv: its input gradient and its weight's (the fp32 master copy),
         # one dispatch per channel group
-        assert (f32.count("entry_points = [@ttk_dwconv_grad_input_f32_"),
-                f32.count("entry_points = [@ttk_dwconv_grad_weight_f32_")) == (4, 4)
-    assert "linalg_device" not in progs["iree"].stages and "ttk_iree" not in progs["ttk"].stages["linalg"]
-    syms = subprocess.run(["arm-none-eabi-nm", str(progs["ttk"].firmware.elf)], capture_output=True,
+        assert (dev.count("entry_points = [@ttk_dwconv_grad_input_f32_"),
+                dev.count("entry_points = [@ttk_dwconv_grad_weight_f32_")) == (4, 4)
+    assert "linalg_device" not in progs["iree"].stages and "ttk_iree" not in progs[ours].stages["linalg"]
+    syms = subprocess.run(["arm-none-eabi-nm", str(progs[ours].firmware.elf)], capture_output=True,
                           text=True, check=True).stdout
     assert all(f" T ttk_iree_{k}_s8" in syms for k in ("conv1x1", "dwconv", "conv"))
 
-    changed = _two_steps_identical(progs, 32, np.random.default_rng(3), tmp_path)
+    rng = np.random.default_rng(3)
+    if ours == "ttk":
+        changed = _two_steps_identical(progs, 32, rng, tmp_path)
+    else:
+        res = _two_steps(progs, 32, rng, tmp_path)
+        _f32_kernels_close(progs, res)
+        changed = _moved(progs[ours], res[ours].trace[-1][0], progs["iree"].initial_params())
     assert {"blocks.1.pointwise2.weight", "blocks.1.pointwise2.bias", TRAIN_MASTER,
             "blocks.2.pointwise2.weight", "fc.weight"} <= changed, changed
 
