@@ -53,9 +53,10 @@ import traceback
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from tinytrain.compiler import MODEL_META, TARGETS, check_images, check_labels, compile
+# torch and the compiler are imported by the commands that need them (`compile`): `run-qemu`
+# starts without their seconds of imports
+from tinytrain.entry import MODEL_META, TARGETS, check_images, check_labels
 from tinytrain.errors import CompileError
 from tinytrain.lowering.conversions.tinytrain_to_linalg.kernels import KERNELS
 
@@ -70,6 +71,8 @@ USER_ERRORS = (UsageError, CompileError, ValueError, TypeError, KeyError, OSErro
 
 
 def _load_model(path: str, entry: str, input_shape: str | None):
+    import torch
+
     if not Path(path).is_file():
         raise UsageError(f"model file {path} not found (pass a Python file that defines `{entry}`)")
     shape = _parse_shape(input_shape) if input_shape else None
@@ -158,6 +161,8 @@ def _quantize_args(args) -> dict:
 
 
 def _cmd_compile(args) -> int:
+    from tinytrain.compiler import compile
+
     model, x = _load_model(args.model, args.entry, args.input_shape)
     quant = _quantize_args(args)
     if args.memory_report is not None and args.target == "host":

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch_mlir import ir
 
+from tinytrain.entry import MODEL_META, TARGETS, as_numpy, check_images, check_labels  # noqa: F401 (part of this module's API)
 from tinytrain.errors import CompileError, UnsupportedModelError
 from tinytrain.irfuncs import find_func
 from tinytrain.int8 import check_kernels, lower_for_device
@@ -41,10 +42,6 @@ from tinytrain.transforms.batch_stage import BatchStagePass
 
 __all__ = ["compile", "CompiledModel", "TARGETS", "NonFiniteStepError"]
 
-#: "host": an IREE llvm-cpu `.vmfb` for this machine. "cortex-m4" / "cortex-m7": additionally a
-#: bare-metal firmware project for QEMU's mps2-an386 / mps2-an500 (static IREE kernels, our C
-#: runtime, the SRAM budget enforced at compile time and by the linker).
-TARGETS = ("host", "cortex-m4", "cortex-m7")
 
 #: The `batch-stage` pass each target runs before `to-linalg` (None: not run): on the host, a
 #: frozen first stage at batch > 1 is computed image by image, so its large activations stay in
@@ -158,15 +155,17 @@ def compile(model: torch.nn.Module, example_input: torch.Tensor, *, trainable="a
         passes = int8_passes(passes, imported.params, calib, qas=bool(qas), int8_classifier=bool(int8_classifier),
                              snapshot=lambda name: _Snapshot(name, stages, verbose, t0))
     _log(verbose, "pipeline: " + ",".join(p.options_text() for p in passes if p.argument))
-    device_text = None
+    device, device_text = None, None
     if kernels != "iree":
         # The firmware's lowering (our kernels' dispatches) branches off before to-linalg: one run
-        # up to it, the device lowering of a clone, then the host's to-linalg.
+        # up to it, a clone, the host's to-linalg, then the device lowering of the clone.
         split = passes.index(to_linalg)
         run_pipeline(imported.module, passes[:split], stage="compile")
-        stages["linalg_device"], device_text = lower_for_device(imported.module, kernels, "compile", **lowering)
+        device = imported.module.operation.clone()
         passes = passes[split:]
     run_pipeline(imported.module, passes, stage="compile")
+    if device is not None:
+        stages["linalg_device"], device_text = lower_for_device(device, kernels, "compile", **lowering)
     train_names, buffer_of = _trained_state(imported.module)  # to-linalg keeps the argument attributes
     if calib is not None:
         imported.layouts = int8_layouts(imported.layouts, imported.params)
@@ -363,9 +362,6 @@ def _build_firmware(prog: "CompiledModel", target: str, sram_kb: int, build_dir,
     return fw
 
 
-#: Written next to every output (the `save()` folder and the firmware project): what the program
-#: expects, so that `tinytrain run-qemu` can check sample files before QEMU starts.
-MODEL_META = "model.json"
 
 
 def _write_model_meta(path: Path, prog: "CompiledModel") -> None:
@@ -422,73 +418,6 @@ def _write_stages(out: Path, stages: dict[str, str]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     for i, (name, text) in enumerate(stages.items()):
         (out / f"{i}-{name}.mlir").write_text(text)
-
-
-def _as_numpy(value) -> np.ndarray:
-    """A torch tensor or array-like as a numpy array."""
-    return value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
-
-
-def check_images(images, sample_chw, *, what: str = "images", batch: int | None = None,
-                 layout: str = "NCHW", out: np.ndarray | None = None) -> np.ndarray:
-    """Images as the compiled program takes them (NHWC float32, contiguous), after checking them
-    as every entry point does (`train_step`/`predict`, `run_qemu`, `tinytrain run-qemu`):
-    floating-point values, and [batch or K, C, H, W] (NCHW) or [K, H, W, C] (NHWC, the `.npz`
-    files of `tinytrain run-qemu`, where a sample may also be [1, H, W, C]). NCHW images are
-    converted in one pass, into `out` (e.g. a program's input staging buffer) when given."""
-    x = _as_numpy(images)
-    c, h, w = (int(d) for d in sample_chw)
-    if not np.issubdtype(x.dtype, np.floating):
-        raise TypeError(f"{what} must be floating-point values, got {x.dtype} (real numbers only); convert them with "
-                        "the normalization the model was trained with (e.g. x.astype(np.float32) "
-                        "/ 255 for 8-bit pixels)")
-    if layout == "NHWC":
-        if x.ndim == 5 and x.shape[1] == 1:
-            x = x.reshape(x.shape[0], *x.shape[2:])  # one [1, H, W, C] sample per leading index
-        if x.ndim != 4 or tuple(x.shape[1:]) != (h, w, c) or x.shape[0] == 0:
-            raise ValueError(f"{what} must be [K, {h}, {w}, {c}] (NHWC float32, K >= 1), got "
-                             f"{list(x.shape)}")
-        with np.errstate(over="ignore"):
-            return _finite(np.ascontiguousarray(x, dtype=np.float32), what)
-    if batch is not None:
-        if tuple(x.shape) != (batch, c, h, w):
-            raise ValueError(f"{what} shape {tuple(x.shape)} differs from the compiled NCHW shape "
-                             f"{(batch, c, h, w)}")
-    elif x.ndim != 4 or tuple(x.shape[1:]) != (c, h, w) or x.shape[0] == 0:
-        raise ValueError(f"{what} must be [K, {c}, {h}, {w}] (NCHW, K >= 1), got {list(x.shape)}")
-    if out is None:
-        out = np.empty((x.shape[0], h, w, c), np.float32)
-    with np.errstate(over="ignore"):  # values beyond float32 become Inf, refused by _finite
-        np.copyto(out, x.transpose(0, 2, 3, 1), casting="unsafe")
-    return _finite(out, what)
-
-
-def _finite(x32: np.ndarray, what: str) -> np.ndarray:
-    """`x32` if every value is finite in float32; else a ValueError (a bad sample never reaches
-    the training step)."""
-    if not np.isfinite(x32).all():
-        raise ValueError(f"{what} holds {int((~np.isfinite(x32)).sum())} NaN/Inf value(s) (or values "
-                         "beyond float32's range): refused, the parameters are unchanged")
-    return x32
-
-
-def check_labels(labels, count: int, num_classes: int, *, what: str = "labels") -> np.ndarray:
-    """`count` integer class indices in [0, num_classes), as int32; the same check for every entry
-    point, so the device never sees a label the host would refuse."""
-    y = _as_numpy(labels)
-    hint = ""
-    if y.ndim == 2 and y.shape[1] > 1:
-        hint = " (one-hot or per-class scores? pass the class indices, e.g. labels.argmax(1))"
-    elif y.ndim > 1 and y.size == count:
-        y = y.reshape(-1)
-    if y.ndim != 1 or y.shape[0] != count or not np.issubdtype(y.dtype, np.integer):
-        raise ValueError(f"{what} must be {count} integer class indices (one per image), got "
-                         f"{y.dtype} {y.shape}{hint}")
-    bad = [int(v) for v in y if v < 0 or v >= num_classes]
-    if bad:
-        raise ValueError(f"label {bad[0]} is outside the class range [0, {num_classes}) of "
-                         "the model's output")
-    return y.astype(np.int32)
 
 
 def _param_array(name: str, arr: np.ndarray, dtype) -> np.ndarray:
@@ -781,7 +710,7 @@ class CompiledModel:
             if k not in self._values:
                 raise KeyError(f"'{k}' is not a trainable parameter or momentum buffer of this program; "
                                f"trained state: {', '.join(self.state_names)}")
-            arr = _as_numpy(v)
+            arr = as_numpy(v)
             if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
                 raise TypeError(f"'{k}': {arr.dtype} values; parameters are float32")
             sl = self.slices.get(k)

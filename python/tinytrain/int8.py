@@ -191,7 +191,7 @@ class Int8Training:
     def _input(self, x, what: str = "input", batch: bool = True) -> np.ndarray:
         """`x` as the program takes it: NHWC int8 (values checked to be in [-128, 127]) or
         float32 (finite), [batch, H, W, C] (or [K, H, W, C] with `batch=False`)."""
-        from tinytrain.compiler import _as_numpy, check_images
+        from tinytrain.entry import as_numpy, check_images
 
         n, h, w, c = self.input_shape_nhwc
         want = (n, h, w, c) if batch else (h, w, c)
@@ -200,7 +200,7 @@ class Int8Training:
             if batch and tuple(x.shape) != want:
                 raise ValueError(f"{what} must be {list(want)} (NHWC float32), got {list(x.shape)}")
             return x
-        x = _as_numpy(x)
+        x = as_numpy(x)
         if not np.issubdtype(x.dtype, np.integer):
             raise TypeError(f"{what} must be int8 images (NHWC, the int8 graph's input; make them with "
                             f"tinytrain.reference.preprocess), got {x.dtype}")
@@ -213,7 +213,7 @@ class Int8Training:
         return np.ascontiguousarray(x, dtype=np.int8)
 
     def _labels(self, labels, count: int | None = None, what: str = "labels") -> np.ndarray:
-        from tinytrain.compiler import check_labels
+        from tinytrain.entry import check_labels
 
         return check_labels(labels, self.input_shape_nhwc[0] if count is None else count,
                             self.num_classes, what=what)
@@ -306,6 +306,7 @@ def plan_sram(graph, trainable=(), *, lr: float = 0.01, qas: bool = True, target
     `available` and `contributors`); None: no check. `stream_input`: as in `compile_training`."""
     import tempfile
 
+    from tinytrain.compiler import located_text
     from tinytrain.lowering.conversions.tinytrain_to_linalg import ConvertTinytrainToLinalgPass
     from tinytrain.lowering.cortexm.firmware import compute_stack
     from tinytrain.lowering.cortexm.iree_static import build_static_module
@@ -319,7 +320,10 @@ def plan_sram(graph, trainable=(), *, lr: float = 0.01, qas: bool = True, target
     passes = [*passes, *_patch_passes(graph, patches, target)]
     run_pipeline(graph.module, [*passes, ConvertTinytrainToLinalgPass(values=values)], stage="int8-plan")
     with tempfile.TemporaryDirectory(prefix="tinytrain-plan-") as tmp:
-        module = build_static_module(str(graph.module), Path(work_dir or tmp), target=target,
+        # located text, as the firmware build compiles: the same iree-compile input, so the run's
+        # compile cache serves a later compile_training of the same program (and the contributors
+        # name their layers)
+        module = build_static_module(located_text(graph.module), Path(work_dir or tmp), target=target,
                                      sram_bytes=None, extra_flags=Int8Training.cortexm_flags,
                                      stream_input=stream_input,
                                      optional_flags=Int8Training.cortexm_optional_flags)
@@ -433,15 +437,20 @@ def _patch_passes(graph, patches, target) -> list:
     return [PatchStagePass(grid=grid)] if grid > 1 else []
 
 
-def lower_for_device(module, kernels: str, stage: str, **lowering) -> tuple[str, str]:
+def lower_for_device(device, kernels: str, stage: str, **lowering) -> tuple[str, str]:
     """The firmware's own `to-linalg{kernels=...}` lowering (our kernels' dispatches, not runnable
-    on the host) of a clone of `module`, which stays as it is: (its text, its located text).
-    `lowering`: the other options of `ConvertTinytrainToLinalgPass` (values, clamp, convgrad)."""
+    on the host) of `device`, a clone of the module before to-linalg (`module.operation.clone()`),
+    which this erases: (its text, its located text). `lowering`: the other options of
+    `ConvertTinytrainToLinalgPass` (values, clamp, convgrad).
+
+    The callers lower the host module first and this clone after it: the parameters' constants
+    are resources whose names the context makes unique, so the module lowered first gets the
+    plain names (`param_<name>`), and the host program's text (the compile cache's key) is then
+    the same as with `kernels="iree"`: one host compile serves both."""
     from tinytrain.compiler import located_text
     from tinytrain.lowering.conversions.tinytrain_to_linalg import ConvertTinytrainToLinalgPass
     from tinytrain.pipeline import run_pipeline
 
-    device = module.operation.clone()
     try:
         run_pipeline(device, [ConvertTinytrainToLinalgPass(kernels=kernels, **lowering)], stage=stage)
         return str(device), located_text(device)
@@ -475,11 +484,14 @@ def _compile(graph, passes, order, lr, extra_flags, target, sram_kb, build_dir, 
     stage = "int8-training" if order else "int8-predict"
     run_pipeline(graph.module, passes, stage=stage)
     stages, device_text = {}, None
-    if kernels != "iree":  # the firmware's program: our kernels' dispatches (not runnable on the host)
-        stages["linalg_device"], device_text = lower_for_device(graph.module, kernels, stage, values=values)
+    # the firmware's program (our kernels' dispatches, not runnable on the host) from a clone,
+    # lowered after the host's (`lower_for_device`)
+    device = graph.module.operation.clone() if kernels != "iree" else None
     run_pipeline(graph.module, [ConvertTinytrainToLinalgPass(values=values)], stage=stage)
     text = str(graph.module)
-    stages = {"linalg": text, **stages}
+    stages = {"linalg": text}
+    if device is not None:
+        stages["linalg_device"], device_text = lower_for_device(device, kernels, stage, values=values)
     # For a Cortex-M target the host program (the reference the tests compare the device with) is
     # compiled on its first call only.
     host = LazyHostModule(text, extra_flags)

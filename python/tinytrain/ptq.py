@@ -31,7 +31,7 @@ QUANTIZE_MODES = ("int8",)
 def check_quantize_args(quantize, calibration, int8_classifier, sample_chw):
     """Check the quantization arguments of `compile()` before any work; returns the calibration
     images as a list of NHWC float32 batches (None without quantization)."""
-    from tinytrain.compiler import check_images
+    from tinytrain.entry import check_images
 
     if quantize is None:
         if calibration is not None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tinytrain import cli
+from tinytrain import cli, compiler
 
 MODEL_PY = '''
 import torch
@@ -49,7 +49,7 @@ def no_compile(monkeypatch):
     def refuse(*a, **k):
         raise AssertionError("compile() ran although the command line is invalid")
 
-    monkeypatch.setattr(cli, "compile", refuse)
+    monkeypatch.setattr(compiler, "compile", refuse)
 
 
 def test_missing_model_file(capsys, tmp_path, no_compile):
@@ -318,3 +318,18 @@ def test_kernels_flag(capsys, model_py, tmp_path):
     with pytest.raises(SystemExit) as e:
         cli.main(["compile", str(model_py), "-o", str(tmp_path / "o"), "--kernels", "cmsis"])
     assert e.value.code == 2 and "invalid choice: 'cmsis'" in capsys.readouterr().err
+
+
+def test_run_qemu_starts_without_torch(tmp_path):
+    """`tinytrain run-qemu` starts without importing torch or the compiler (seconds of imports
+    before QEMU starts): the CLI imports them in `compile` only. Checked on a run that stops at
+    its first check (a folder that is no firmware project: a user error, exit code 1)."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom tinytrain import cli\nrc = cli.main(['run-qemu', sys.argv[1]])\n"
+            "heavy = sorted(m for m in ('torch', 'tinytrain.compiler') if m in sys.modules)\n"
+            "print('RC', rc, 'HEAVY', heavy)\n")
+    p = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert "RC 1 HEAVY []" in p.stdout, (p.stdout, p.stderr[-2000:])
+    assert "tinytrain: error:" in p.stderr

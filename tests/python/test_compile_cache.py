@@ -205,3 +205,25 @@ def test_the_same_static_library_is_read_from_the_cache(monkeypatch, tmp_path):
         iree_static.build_static_module(text, tmp_path / "f", target="cortex-m4", sram_bytes=None,
                                         optional_flags=("--tinytrain-no-such-flag",))
     assert len(runs) == 6 and _static_files(tmp_path / "f") == fb
+
+
+def test_our_kernels_program_shares_the_host_compile_of_irees(monkeypatch):
+    """With `kernels="ttk"` the firmware has its own lowering, but the host program (the device's
+    reference) is the same text as with `kernels="iree"`, resource names included (the host module
+    is lowered before the device clone, so it gets the plain `param_<name>` constants): the
+    compile cache serves both with one host compile. No firmware is built here."""
+    from tinytrain import compiler, int8
+    from tinytrain.pretrained import load_mcu_model
+    from tinytrain.pretrained.graph import build_forward, truncate
+
+    monkeypatch.setattr(compiler, "_build_firmware", lambda *a, **k: None)
+    texts = {}
+    for kernels in ("iree", "ttk"):
+        g = build_forward(truncate(load_mcu_model("mbv2-w0.35"), 2), classifier="fp32", num_classes=4,
+                          input_hw=16, seed=0)
+        prog = int8.compile_training(g, ["blocks.1.pointwise2.weight", "fc.weight", "fc.bias"], lr=0.05,
+                                     target="cortex-m4", kernels=kernels)
+        texts[kernels] = prog.stages
+    assert "linalg_device" in texts["ttk"] and texts["ttk"]["linalg_device"] != texts["ttk"]["linalg"]
+    assert "param_blocks_0_depthwise_weight" in texts["ttk"]["linalg"]
+    assert texts["ttk"]["linalg"] == texts["iree"]["linalg"]

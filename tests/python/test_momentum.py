@@ -264,14 +264,14 @@ def test_cli_momentum_prints_the_state_report_and_refuses_a_bad_value(cnn, capsy
 
     import tinytrain.compiler as c
     from test_cli_errors import MODEL_PY, assert_one_line_error, run_cli
-    from tinytrain import cli
+    from tinytrain import cli, compiler
 
     def fake_compile(model, x, **kw):
         assert kw["momentum"] == 0.9
         return cnn[1]
 
     (tmp_path / "model.py").write_text(MODEL_PY)
-    monkeypatch.setattr(cli, "compile", fake_compile)
+    monkeypatch.setattr(compiler, "compile", fake_compile)
     rc, out, err = run_cli(capsys, "compile", tmp_path / "model.py", "-o", tmp_path / "o", "--momentum", "0.9")
     assert rc == 0, err
     assert "trained state in SRAM per update option (momentum buffers: compiled in)" in out
