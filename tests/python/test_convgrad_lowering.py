@@ -31,28 +31,36 @@ CASES = [(2, 3, 7, 7, 4, 3, 2, 1, 1), (1, 2, 9, 9, 5, 5, 2, 0, 1), (2, 3, 6, 6, 
          (2, 2, 10, 10, 2, 3, 3, 0, 2)]
 
 
-def _grad_weight_module(n, c, h, w, f, k, s, p, groups, convgrad):
+def _grad_weight_func(i, n, c, h, w, f, k, s, p, groups) -> tuple[str, tuple[int, int]]:
+    """`@gw<i>`: one `conv2d_grad_weight` of the case, and its output size."""
     oh, ow = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
     x, dy = f"tensor<{n}x{h}x{w}x{c}xf32>", f"tensor<{n}x{oh}x{ow}x{f}xf32>"
     r = f"tensor<{k}x{k}x{c // groups}x{f}xf32>"
-    text = (f'func.func @gw(%x: {x}, %dy: {dy}) -> {r} {{\n'
+    text = (f'func.func @gw{i}(%x: {x}, %dy: {dy}) -> {r} {{\n'
             f'  %0 = "tinytrain.conv2d_grad_weight"(%x, %dy) {{strides = array<i64: {s}, {s}>, '
             f'padding = array<i64: {p}, {p}>, groups = {groups} : i64}} : ({x}, {dy}) -> {r}\n'
             f'  return %0 : {r}\n}}')
-    module = parse_module(text, new_context(), stage="test")
-    t2l.lower_to_linalg(module, convgrad=convgrad)
-    return str(module), (oh, ow)
+    return text, (oh, ow)
 
 
 @pytest.mark.parametrize("convgrad", t2l.CONVGRADS)
 def test_grad_weight_variants_match_torch(convgrad):
+    """Every case a function of one module (one iree-compile per variant)."""
+    funcs = [_grad_weight_func(i, *case) for i, case in enumerate(CASES)]
+    module = parse_module("\n".join(t for t, _ in funcs), new_context(), stage="test")
+    t2l.lower_to_linalg(module, convgrad=convgrad)
+    text = str(module)
+    # the lowered functions, in order: each case's own im2col gather (dense cases only, with im2col)
+    bodies = re.split(r"func\.func @gw\d+", text)[1:]
+    assert len(bodies) == len(CASES), text
+    for body, case in zip(bodies, CASES):
+        assert bool(IM2COL.search(body)) == (convgrad == "im2col" and case[-1] == 1), (case, body)
+    host = HostModule(compile_host(text))
     rng = np.random.default_rng(0)
-    for n, c, h, w, f, k, s, p, groups in CASES:
-        text, (oh, ow) = _grad_weight_module(n, c, h, w, f, k, s, p, groups, convgrad)
-        assert bool(IM2COL.search(text)) == (convgrad == "im2col" and groups == 1), text
+    for i, ((n, c, h, w, f, k, s, p, groups), (_, (oh, ow))) in enumerate(zip(CASES, funcs)):
         x = rng.standard_normal((n, h, w, c)).astype(np.float32)
         dy = rng.standard_normal((n, oh, ow, f)).astype(np.float32)
-        (ours,) = HostModule(compile_host(text)).call("gw", x, dy)
+        (ours,) = host.call(f"gw{i}", x, dy)
         ref = torch.nn.grad.conv2d_weight(torch.from_numpy(x).permute(0, 3, 1, 2), (f, c // groups, k, k),
                                           torch.from_numpy(dy).permute(0, 3, 1, 2), stride=s, padding=p,
                                           groups=groups)
