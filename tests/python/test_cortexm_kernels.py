@@ -107,6 +107,22 @@ def _dw_smlad_cases(rng):
             x, w, b = tk.s8(rng, (h, wd, 8)), tk.s8(rng, (k, k, 1, 8)), tk.bias32(rng, 8)
             out.append(("dwconv_smlad", tk.case_dwconv(x, w, k, stride, b, q, scratch=whole),
                         oracle.dwconv(x, w, k, stride, b, q)))
+    # the q2 layers' per-call group loop (ttk_dw_groups_q2_dsp on the M4/M7: every output row
+    # the assembly's pixel groups, a pixel tail only at stride 1): small maps with one group per
+    # row, output widths a multiple of the group at stride 2 (and one that is not: the general
+    # loop), padding 0 and (K-1)/2, heights over several strips, 13 and 6 channels (a channel
+    # tail of 1 and 2 on the one-MAC path), with and without bias
+    for k in (3, 5, 7):
+        na = 3 if k == 7 else 4
+        for stride, oh, ow, c in [(1, 4, 4, 13), (1, 9, 5, 6), (2, 9, 2 * na, 13), (2, 3, na, 6),
+                                  (2, 5, na + 1, 13)]:
+            for pad in ((k - 1) // 2, 0):
+                h, wd = (oh - 1) * stride + k - 2 * pad, (ow - 1) * stride + k - 2 * pad
+                q = tk.quant_params(rng, c, relu6="folded")
+                x, w = tk.s8(rng, (h, wd, c)), tk.s8(rng, (k, k, 1, c))
+                b = tk.bias32(rng, c) if c != 6 else None
+                out.append(("dwconv_smlad", tk.case_dwconv(x, w, k, stride, b, q, pad=pad),
+                            oracle.dwconv(x, w, k, stride, b, q, pad=pad)))
     return out
 
 

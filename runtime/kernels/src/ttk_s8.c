@@ -1027,6 +1027,30 @@ static void ttk_dw_widen_row(const int8_t* x, int32_t h, int32_t w, int32_t c, i
   }
 }
 
+/* The input rows of the strip for output rows [oy0, oy0 + nn) of channels [ch, ch+4): the
+ * K - stride rows shared with the previous strip were moved to its top (ttk_dw_strip_shift);
+ * with zero_rows_kept the padding rows were zeroed once per call. */
+TTK_INLINE void ttk_dw_strip_fill(const int8_t* x, int32_t h, int32_t w, int32_t c, int32_t ch,
+                                  int32_t k, int32_t stride, int32_t pad, int32_t off, int32_t oy0,
+                                  int32_t nn, int32_t cols, int32_t plane, int16_t* strip,
+                                  int zero_rows_kept) {
+  const int32_t need = (nn - 1) * stride + k;
+  for (int32_t i = oy0 == 0 ? 0 : k - stride; i < need; ++i) {
+    const int32_t iy = oy0 * stride - pad + i;
+    if (zero_rows_kept && (iy < 0 || iy >= h)) continue;
+    ttk_dw_widen_row(x, h, w, c, ch, iy, off, pad, cols, plane, strip + i * cols);
+  }
+}
+
+/* Rows [nn stride, nn stride + K - stride) to the top of each plane (the next strip's first). */
+TTK_INLINE void ttk_dw_strip_shift(int16_t* strip, int32_t plane, int32_t cols, int32_t k,
+                                   int32_t stride, int32_t nn) {
+  for (int32_t p = 0; p < 4; ++p)
+    ttk_copy_words((int32_t*)(void*)(strip + p * plane),
+                   (const int32_t*)(const void*)(strip + p * plane + nn * stride * cols),
+                   (k - stride) * cols / 2);
+}
+
 /* Weight words of one channel, per row r: E_0.. E_{h-1} then O_1.. O_h (h = (K-1)/2), K-1
  * words; O_h's high half is the last tap w[K-1], E_0's low half the first. */
 TTK_INLINE void ttk_dw_pack_channel(const int8_t* wt, int32_t k, int32_t c, int32_t ch, int32_t f, int32_t* wq) {
@@ -1368,13 +1392,7 @@ TTK_INLINE void ttk_dw_group_smlad(const int8_t* x, int32_t h, int32_t w, int32_
 #endif
   for (int32_t oy0 = 0; oy0 < oh; oy0 += n) {
     const int32_t nn = oh - oy0 < n ? oh - oy0 : n;
-    const int32_t need = (nn - 1) * stride + k;
-    /* the K - stride rows shared with the previous strip were moved to its top */
-    for (int32_t i = oy0 == 0 ? 0 : k - stride; i < need; ++i) {
-      const int32_t iy = oy0 * stride - pad + i;
-      if (zero_rows_kept && (iy < 0 || iy >= h)) continue; /* zeroed once per call */
-      ttk_dw_widen_row(x, h, w, c, ch, iy, off, pad, cols, plane, strip + i * cols);
-    }
+    ttk_dw_strip_fill(x, h, w, c, ch, k, stride, pad, off, oy0, nn, cols, plane, strip, zero_rows_kept);
     for (int32_t p = 0; p < 4; ++p) {
       const int32_t cc = ch + p;
       const int32_t b = bias ? (ff ? 2 * bias[cc] : bias[cc]) : 0;
@@ -1401,13 +1419,63 @@ TTK_INLINE void ttk_dw_group_smlad(const int8_t* x, int32_t h, int32_t w, int32_
         ttk_dw_row_smlad(xs + t * stride * cols, cols, wq[p], k, stride, n_px, ox0, ow, b, ff,
                          q2[p], rq[p], yz, lo, hi, yc + t * ow * c, c);
     }
-    if (oy0 + nn < oh) /* rows [nn stride, nn stride + K - stride) to the top of each plane */
-      for (int32_t p = 0; p < 4; ++p)
-        ttk_copy_words((int32_t*)(void*)(strip + p * plane),
-                       (const int32_t*)(const void*)(strip + p * plane + nn * stride * cols),
-                       (k - stride) * cols / 2);
+    if (oy0 + nn < oh) ttk_dw_strip_shift(strip, plane, cols, k, stride, nn);
   }
 }
+
+#if TTK_HAVE_DSP
+typedef void (*ttk_dw_rows_fn)(const ttk_dw_args_t*);
+
+/* The q2 layers' channel groups when every output row is the assembly's pixel groups (plus, at
+ * stride 1, ttk_dw_tail_s1's tail): the same work as ttk_dw_group_smlad's assembly rows with
+ * the layer's constants (output size, strip geometry, the routine) computed once per call
+ * instead of once per group, and no general requantization records. Not inlined: its own
+ * small frame (ttk_dw_group_smlad inlined six times spills its state per group). */
+__attribute__((noinline)) static void ttk_dw_groups_q2_dsp(const int8_t* x, int32_t h, int32_t w, int32_t c,
+                                                          const int8_t* wt, int32_t k, int32_t stride,
+                                                          int32_t pad, const int32_t* bias,
+                                                          const ttk_quant_t* q, int8_t* y, int32_t* wqs,
+                                                          int16_t* strip, int32_t rows, int zero_rows_kept) {
+  const int32_t oh = (h + 2 * pad - k) / stride + 1, ow = (w + 2 * pad - k) / stride + 1;
+  const int32_t off = ttk_offset2(q->x_zero), yz = q->y_zero;
+  const int32_t cols = ttk_dw_strip_cols(w, pad), plane = rows * cols;
+  const int32_t n = (rows - k) / stride + 1; /* output rows per strip */
+  const int32_t kw = k * (k - 1), na = TTK_DW_ASM_N(k, stride), groups = ow / na;
+  const int tail = groups * na < ow; /* stride 1 only (ttk_dw_groups_q2_dsp_ok) */
+  const ttk_dw_rows_fn rows_fn = k == 3 ? (stride == 1 ? ttk_dw_q2_k3s1_dsp : ttk_dw_q2_k3s2_dsp)
+                                 : k == 5 ? (stride == 1 ? ttk_dw_q2_k5s1_dsp : ttk_dw_q2_k5s2_dsp)
+                                          : (stride == 1 ? ttk_dw_q2_k7s1_dsp : ttk_dw_q2_k7s2_dsp);
+  ttk_q2_t q2[4];
+  for (int32_t ch = 0; ch + 4 <= c; ch += 4) {
+    for (int32_t p = 0; p < 4; ++p) { /* weights and bias doubled (q2) */
+      if (k == 3) ttk_dw_pack_channel(wt, 3, c, ch + p, 2, wqs + p * kw);
+      else ttk_dw_pack_channel_call(wt, k, c, ch + p, 2, wqs + p * kw);
+      q2[p] = ttk_q2_make(q->mult[ch + p], q->shift[ch + p], yz);
+    }
+    for (int32_t oy0 = 0; oy0 < oh; oy0 += n) {
+      const int32_t nn = oh - oy0 < n ? oh - oy0 : n;
+      ttk_dw_strip_fill(x, h, w, c, ch, k, stride, pad, off, oy0, nn, cols, plane, strip, zero_rows_kept);
+      int8_t* yc = y + oy0 * ow * c + ch;
+      for (int32_t p = 0; p < 4; ++p, ++yc) {
+        const int16_t* xs = strip + p * plane;
+        const int32_t b = bias ? 2 * bias[ch + p] : 0;
+        const ttk_dw_args_t a = {xs, 2 * cols, wqs + p * kw, b, q2[p].m, q2[p].kc, q2[p].e, yc, c,
+                                 groups, nn, 2 * stride * cols, ow * c};
+        rows_fn(&a);
+        if (tail) ttk_dw_tail_s1(xs, cols, wqs + p * kw, b, q2[p], k, groups * na, ow, nn, yc, c);
+      }
+      if (oy0 + nn < oh) ttk_dw_strip_shift(strip, plane, cols, k, stride, nn);
+    }
+  }
+}
+
+/* 1 if ttk_dw_groups_q2_dsp computes this q2 layer: at least one pixel group per output row,
+ * and a pixel tail only at stride 1. */
+static int ttk_dw_groups_q2_dsp_ok(int32_t w, int32_t k, int32_t stride, int32_t pad) {
+  const int32_t ow = (w + 2 * pad - k) / stride + 1, na = TTK_DW_ASM_N(k, stride);
+  return ow >= na && (stride == 1 || ow % na == 0);
+}
+#endif
 
 /* The SMLAD path for channels [0, 4 * (c / 4)) when the scratch holds the weight words and a
  * strip of K rows; 0 if not taken. */
@@ -1435,6 +1503,12 @@ __attribute__((noinline)) static int ttk_dwconv_s8_smlad(const int8_t* x, int32_
       for (int32_t i = 0; i < rows; ++i)
         if (i < pad || i >= pad + h)
           for (int32_t j = 0; j < cols; ++j) s16[(p * rows + i) * cols + j] = 0;
+#if TTK_HAVE_DSP
+  if (ff && ttk_dw_groups_q2_dsp_ok(w, k, stride, pad)) {
+    ttk_dw_groups_q2_dsp(x, h, w, c, wt, k, stride, pad, bias, q, y, wq, s16, rows, zero_rows_kept);
+    return 1;
+  }
+#endif
   for (int32_t ch = 0; ch + 4 <= c; ch += 4) {
 #define TTK_DW_SMLAD(K, S) ttk_dw_group_smlad(x, h, w, c, wt, K, S, pad, bias, q, y, ch, ff, wq, s16, rows, zero_rows_kept)
     if (stride == 1) {
