@@ -1424,11 +1424,9 @@ TTK_INLINE void ttk_dw_group_smlad(const int8_t* x, int32_t h, int32_t w, int32_
 }
 
 #if TTK_HAVE_DSP
-typedef void (*ttk_dw_rows_fn)(const ttk_dw_args_t*);
-
 /* The q2 layers' channel groups when every output row is the assembly's pixel groups (plus, at
  * stride 1, ttk_dw_tail_s1's tail): the same work as ttk_dw_group_smlad's assembly rows with
- * the layer's constants (output size, strip geometry, the routine) computed once per call
+ * the layer's constants (output size, strip geometry, which routine) computed once per call
  * instead of once per group, and no general requantization records. Not inlined: its own
  * small frame (ttk_dw_group_smlad inlined six times spills its state per group). */
 __attribute__((noinline)) static void ttk_dw_groups_q2_dsp(const int8_t* x, int32_t h, int32_t w, int32_t c,
@@ -1442,9 +1440,7 @@ __attribute__((noinline)) static void ttk_dw_groups_q2_dsp(const int8_t* x, int3
   const int32_t n = (rows - k) / stride + 1; /* output rows per strip */
   const int32_t kw = k * (k - 1), na = TTK_DW_ASM_N(k, stride), groups = ow / na;
   const int tail = groups * na < ow; /* stride 1 only (ttk_dw_groups_q2_dsp_ok) */
-  const ttk_dw_rows_fn rows_fn = k == 3 ? (stride == 1 ? ttk_dw_q2_k3s1_dsp : ttk_dw_q2_k3s2_dsp)
-                                 : k == 5 ? (stride == 1 ? ttk_dw_q2_k5s1_dsp : ttk_dw_q2_k5s2_dsp)
-                                          : (stride == 1 ? ttk_dw_q2_k7s1_dsp : ttk_dw_q2_k7s2_dsp);
+  const int32_t routine = (k - 3) + (stride - 1); /* 0, 1 (K 3); 2, 3 (K 5); 4, 5 (K 7) */
   ttk_q2_t q2[4];
   for (int32_t ch = 0; ch + 4 <= c; ch += 4) {
     for (int32_t p = 0; p < 4; ++p) { /* weights and bias doubled (q2) */
@@ -1461,7 +1457,15 @@ __attribute__((noinline)) static void ttk_dw_groups_q2_dsp(const int8_t* x, int3
         const int32_t b = bias ? 2 * bias[ch + p] : 0;
         const ttk_dw_args_t a = {xs, 2 * cols, wqs + p * kw, b, q2[p].m, q2[p].kc, q2[p].e, yc, c,
                                  groups, nn, 2 * stride * cols, ow * c};
-        rows_fn(&a);
+        /* direct calls (the firmware's static stack bound resolves no function pointer) */
+        switch (routine) {
+          case 0: ttk_dw_q2_k3s1_dsp(&a); break;
+          case 1: ttk_dw_q2_k3s2_dsp(&a); break;
+          case 2: ttk_dw_q2_k5s1_dsp(&a); break;
+          case 3: ttk_dw_q2_k5s2_dsp(&a); break;
+          case 4: ttk_dw_q2_k7s1_dsp(&a); break;
+          default: ttk_dw_q2_k7s2_dsp(&a); break;
+        }
         if (tail) ttk_dw_tail_s1(xs, cols, wqs + p * kw, b, q2[p], k, groups * na, ow, nn, yc, c);
       }
       if (oy0 + nn < oh) ttk_dw_strip_shift(strip, plane, cols, k, stride, nn);
