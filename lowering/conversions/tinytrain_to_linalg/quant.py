@@ -153,6 +153,21 @@ def _high_mul(p: ir.Value) -> ir.Value:
     return arith.ShRSIOp(arith.AddIOp(p, _ci(1 << 30)).result, _ci(31)).result
 
 
+def _mul_by_quantized_multiplier_one_rounding(x: ir.Value, m0: int, right: int) -> ir.Value:
+    """Steps 3-4 on an i32 `x` for compile-time `2^30 < m0 < 2^31` and `1 <= right < 31` (no left
+    shift) as one rounding (`ttk_rq_apply_fast` of runtime/kernels): with `u = x m0 + 2^30`, step
+    3 is `t = floor(u / 2^31)` and step 4 `floor((t + 2^(right-1) - [t < 0]) / 2^right)`; `t < 0`
+    iff `x < 0` (`m0 > 2^30`), and the nested floors are one:
+    `floor((x m0 + 2^30 + 2^(30+right) - [x < 0] 2^31) / 2^(31+right))`, an i64 multiply-add of a
+    constant chosen by the sign, then one shift (of the high word) - instead of step 4's mask,
+    threshold and compare."""
+    P = arith.CmpIPredicate
+    k0 = (1 << 30) + (1 << (30 + right))
+    add = _select(_cmp(P.slt, x, _ci(0, 32)), _ci(k0 - (1 << 31)), _ci(k0))
+    v = arith.AddIOp(arith.MulIOp(_sext(x), _ci(m0)).result, add).result
+    return arith.TruncIOp(_i(32), arith.ShRSIOp(v, _ci(31 + right)).result).result
+
+
 def _mul_by_quantized_multiplier(x: ir.Value, m0, shift) -> ir.Value:
     """`reference.multiply_by_quantized_multiplier`, steps 2-4, on an i32 or i64 `x` holding an
     integer.
@@ -169,6 +184,8 @@ def _mul_by_quantized_multiplier(x: ir.Value, m0, shift) -> ir.Value:
     if static:
         m0_value, shift_value = int(m0), int(shift)
         right_value = max(-shift_value, 0)
+        if _width(x) == 32 and shift_value <= 0 and 1 <= right_value < 31 and m0_value > 1 << 30:
+            return _mul_by_quantized_multiplier_one_rounding(x, m0_value, right_value)
         if _width(x) == 32 and shift_value <= 0 and right_value < 31 and m0_value != INT32_MIN:
             h = _high_mul(arith.MulIOp(_sext(x), _ci(m0_value)).result)
             return _rounding_divide_by_pot(arith.TruncIOp(_i(32), h).result, _ci(right_value, 32))
