@@ -994,7 +994,7 @@ static void ttk_copy_words(int32_t* d, const int32_t* s, int32_t n) {
 /* Input row iy of channels [ch, ch+4) into the 4 planes (`plane` int16 apart) at d: column j
  * at d[pad + j]; rows outside the input are 0. The padding columns and the columns past the
  * input are not written: they are zeroed once per call and rows only move as a whole. */
-static void ttk_dw_widen_row(const int8_t* x, int32_t h, int32_t w, int32_t c, int32_t ch,
+TTK_INLINE void ttk_dw_widen_row(const int8_t* x, int32_t h, int32_t w, int32_t c, int32_t ch,
                              int32_t iy, int32_t off, int32_t pad, int32_t cols, int32_t plane,
                              int16_t* d) {
   if (iy < 0 || iy >= h) {
@@ -1030,7 +1030,7 @@ static void ttk_dw_widen_row(const int8_t* x, int32_t h, int32_t w, int32_t c, i
 /* The input rows of the strip for output rows [oy0, oy0 + nn) of channels [ch, ch+4): the
  * K - stride rows shared with the previous strip were moved to its top (ttk_dw_strip_shift);
  * with zero_rows_kept the padding rows were zeroed once per call. */
-TTK_INLINE void ttk_dw_strip_fill(const int8_t* x, int32_t h, int32_t w, int32_t c, int32_t ch,
+__attribute__((noinline)) static void ttk_dw_strip_fill(const int8_t* x, int32_t h, int32_t w, int32_t c, int32_t ch,
                                   int32_t k, int32_t stride, int32_t pad, int32_t off, int32_t oy0,
                                   int32_t nn, int32_t cols, int32_t plane, int16_t* strip,
                                   int zero_rows_kept) {
