@@ -170,7 +170,8 @@ def _f32_cases(rng):
     f = lambda *shape: rng.standard_normal(shape).astype(np.float32)  # noqa: E731
     for k in (3, 5, 7):
         for stride in (1, 2):
-            for h, wd, c in [(9, 11, 20), (6, 5, 7)]:
+            # 20 and 13 channels: groups of 8 (the Cortex-M4F/M7 assembly), then 4, then 1 in C
+            for h, wd, c in [(9, 11, 20), (6, 5, 7), (5, 4, 13)]:
                 oh, ow = oracle.out_size(h, k, stride), oracle.out_size(wd, k, stride)
                 gy, w = f(oh, ow, c), f(k, k, 1, c)
                 out.append(("dw_grad_input", tk.Case("dw_grad_input", [h, wd, c, k, stride], [gy, w], h * wd * c * 4),
