@@ -189,7 +189,10 @@ def _f32_cases(rng):
         gy, w = f(p, co), f(ci, co)
         out.append(("pw_grad_input", tk.Case("pw_grad_input", [p, co, ci], [gy, w], p * ci * 4),
                     oracle.conv1x1_grad_input(gy, w)))
-    for p, ci, co, n_out in [(64, 16, 96, 12), (15, 9, 7, 7), (1, 1280, 10, 10), (33, 96, 16, 2), (20, 13, 8, 8)]:
+    # (7, 11, 30, 21): the Cortex-M4F/M7's 2x8 blocks on rows 0-9 and columns 0-15, 4x4 blocks on
+    # rows 0-7 and columns 16-20 (the last one partly stored), C for the rest of rows 8-10
+    for p, ci, co, n_out in [(64, 16, 96, 12), (15, 9, 7, 7), (1, 1280, 10, 10), (33, 96, 16, 2), (20, 13, 8, 8),
+                             (7, 11, 30, 21), (9, 6, 16, 16)]:
         xz, xs = int(rng.integers(-128, 128)), float(rng.uniform(0.01, 0.1))
         x, gy = tk.s8(rng, (p, ci)), f(p, co)
         out.append(("pw_grad_weight",
