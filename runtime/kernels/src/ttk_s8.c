@@ -1158,8 +1158,9 @@ TTK_INLINE void ttk_dw_row_smlad(const int16_t* xr, int32_t cols, const int32_t*
 
 #if TTK_HAVE_DSP
 /* The q2 layers' rows in Armv7E-M assembly (in C, GCC keeps the accumulators and the unrolled
- * x words in memory): one routine per (K, stride) runs `rows` output rows of one channel, N
- * pixels per iteration (N = 4; 3 for K = 7 stride 2, for the registers). Per window row: one
+ * x words in memory): one routine per (K, stride) runs `rows` output rows of `nch` channels
+ * (a channel group's strips, one call: per channel its weight words are copied to the frame and
+ * its record's constants stored there), N pixels per iteration (N = 4; 3 for K = 7 stride 2, for the registers). Per window row: one
  * LDM of the x words (r0..), the weight words from the frame (LDRD or LDR, r5/r6 or r3/r4),
  * the multiplies into the accumulators r7..r10, ADD of the row stride; then the q2 epilogue
  * (5 instructions per output: the weights and bias are doubled, ttk_q2_apply2) with mult r0,
@@ -1169,18 +1170,21 @@ TTK_INLINE void ttk_dw_row_smlad(const int16_t* xr, int32_t cols, const int32_t*
  * Frame: [sp] mult, #4 kc, #8 e, #12 y, #16 c, #20 end of the row's groups, #24/#28 bias,
  * #32 row-0 pointer of the output row, #36 its output, #40 rows left, #44 bytes between output
  * rows in the strip, #48 bytes between output rows in y, #52 bytes of a row's groups, #64 the
- * weight words (K * (K - 1), ttk_dw_pack_channel's layout). */
+ * weight words (K * (K - 1), ttk_dw_pack_channel's layout), then the channel loop's words
+ * (TTK_DWA_E). */
 typedef struct {
-  const int16_t* x;   /* window row 0 of the first output row, its first pixel */
+  const int16_t* x;   /* channel 0: window row 0 of the first output row, its first pixel */
   int32_t row_bytes;  /* bytes between strip rows */
-  const int32_t* wq;  /* K * (K - 1) weight words */
-  int32_t bias, m, kc, e; /* 2 bias and the q2 constants (the weight words are doubled) */
-  int8_t* y;          /* the first output of the first row */
+  const int32_t* wq;  /* K * (K - 1) weight words per channel, the channels one after another */
+  const int32_t* rec; /* per channel {2 bias, m, kc, e}: the q2 constants (weights doubled) */
+  int8_t* y;          /* channel 0: the first output of the first row (channel i: y + i) */
   int32_t c;          /* bytes between outputs (channels) */
   int32_t groups;     /* groups of N pixels per row, >= 1 */
   int32_t rows;       /* >= 1 */
   int32_t x_row;      /* bytes between output rows in the strip: stride * row_bytes */
   int32_t y_row;      /* bytes between output rows in y: ow * c */
+  int32_t nch;        /* channels, >= 1 */
+  int32_t plane;      /* bytes between the channels' strips */
 } ttk_dw_args_t;
 
 #define TTK_DWA_OUT(acc, addr)                     \
@@ -1272,77 +1276,100 @@ typedef struct {
   TTK_DWA_OUT("r7", "[r3]") TTK_DWA_OUT("r8", "[r3, r4]") "add    r3, r3, r4, lsl #1\n\t" \
   TTK_DWA_OUT("r9", "[r3]") "add    r3, r3, r4\n\t"
 
-/* frame = 64 + 4 K (K - 1) bytes; adv = bytes of x per group of N pixels (2 N stride); the
+/* frame = 64 + 4 K (K - 1) + 32 bytes (TTK_DWA_E); adv = bytes of x per group of N pixels (2 N stride); the
  * K (K - 1) weight words are copied to the frame CW words (registers CREGS) per LDM/STM. PRE runs
  * once per output row, LDE are the epilogue's registers from the frame, ENDCMP the group loop's
  * end test (TTK_DWA_BIAS_R5: the bias stays in r5, so the first multiplies add it instead of 4
  * loads of the accumulators; the loop end is reloaded instead). */
 #define TTK_DWA_ROUTINE_X(...) TTK_DWA_ROUTINE(__VA_ARGS__)
+/* The frame's channel-loop words, after the weight words: +0 rows, +4 channels left, +8/+12 the
+ * next channel's x and y, +16/+20 its weight words and record, +24 bytes between the strips. */
+#define TTK_DWA_E(K) "(64 + 4 * " #K " * (" #K " - 1))"
 #define TTK_DWA_STD "", "r0-r5", "cmp    r11, r5\n\t"
 #define TTK_DWA_BIAS_R5 "ldr    r5, [sp, #24]\n\t", "r0-r4", "ldr    r6, [sp, #20]\n\tcmp    r11, r6\n\t"
-#define TTK_DWA_ROUTINE(name, K, frame, adv, INIT, ROWS, EPI, CW, CREGS, PRE, LDE, ENDCMP) \
-  __asm__("  .text\n\t"                                                              \
-          "  .syntax unified\n\t"                                                    \
-          "  .thumb\n\t"                                                             \
-          "  .p2align 2\n\t"                                                         \
-          "  .global " #name "\n\t"                                                  \
-          "  .hidden " #name "\n\t"                                                  \
-          "  .type " #name ", %function\n\t"                                         \
-          "  .thumb_func\n" #name ":\n\t"                                            \
-          "push   {r4-r11, lr}\n\t"                                                  \
-          "sub    sp, sp, #" #frame "\n\t"                                           \
-          "ldm    r0, {r1-r12}\n\t"                                                  \
-          "ldr    lr, [r0, #48]\n\t"                                                 \
-          "strd   r5, r6, [sp]\n\t"                                                  \
-          "str    r7, [sp, #8]\n\t"                                                  \
-          "str    r9, [sp, #16]\n\t"                                                 \
-          "strd   r4, r4, [sp, #24]\n\t"                                             \
-          "strd   r1, r8, [sp, #32]\n\t"                                             \
-          "str    r11, [sp, #40]\n\t"                                                \
-          "strd   r12, lr, [sp, #44]\n\t"                                            \
-          "movs   r0, #" #adv "\n\t"                                                 \
-          "mul    r10, r10, r0\n\t"                                                  \
-          "str    r10, [sp, #52]\n\t"                                                \
-          "mov    lr, r2\n\t"                                                        \
-          "add    r4, sp, #64\n\t"                                                   \
-          "movs   r5, #(" #K " * (" #K " - 1) / " #CW ")\n"                           \
-          "0:\n\t"                                                                   \
-          "ldm    r3!, {" CREGS "}\n\t"                                              \
-          "stm    r4!, {" CREGS "}\n\t"                                              \
-          "subs   r5, r5, #1\n\t"                                                    \
-          "bne    0b\n"                                                              \
-          "1:\n\t"                                                                   \
-          "ldrd   r11, r0, [sp, #32]\n\t"                                            \
-          "str    r0, [sp, #12]\n\t"                                                 \
-          "ldr    r0, [sp, #52]\n\t"                                                 \
-          "add    r0, r11, r0\n\t"                                                   \
-          "str    r0, [sp, #20]\n\t" PRE                                             \
-          "2:\n\t" INIT ROWS                                                         \
-          "add    r11, r11, #" #adv "\n\t"                                           \
-          "ldm    sp, {" LDE "}\n\t" EPI                                             \
-          "str    r3, [sp, #12]\n\t"                                                 \
-          ENDCMP                                                                     \
-          "bne    2b\n\t"                                                            \
-          "ldrd   r0, r1, [sp, #32]\n\t"                                             \
-          "ldrd   r2, r3, [sp, #44]\n\t"                                             \
-          "add    r0, r0, r2\n\t"                                                    \
-          "add    r1, r1, r3\n\t"                                                    \
-          "strd   r0, r1, [sp, #32]\n\t"                                             \
-          "ldr    r0, [sp, #40]\n\t"                                                 \
-          "subs   r0, r0, #1\n\t"                                                    \
-          "str    r0, [sp, #40]\n\t"                                                 \
-          "bne    1b\n\t"                                                            \
-          "add    sp, sp, #" #frame "\n\t"                                           \
-          "pop    {r4-r11, pc}\n\t"                                                  \
-          "  .size " #name ", .-" #name "\n\t");                                     \
+#define TTK_DWA_ROUTINE(name, K, adv, INIT, ROWS, EPI, CW, CREGS, PRE, LDE, ENDCMP) \
+  __asm__("  .text\n\t"                                                             \
+          "  .syntax unified\n\t"                                                   \
+          "  .thumb\n\t"                                                            \
+          "  .p2align 2\n\t"                                                        \
+          "  .global " #name "\n\t"                                                 \
+          "  .hidden " #name "\n\t"                                                 \
+          "  .type " #name ", %function\n\t"                                        \
+          "  .thumb_func\n" #name ":\n\t"                                           \
+          "push   {r4-r11, lr}\n\t"                                                 \
+          "sub    sp, sp, #(" TTK_DWA_E(K) " + 32)\n\t"                             \
+          "ldm    r0, {r1-r12}\n\t"                                                 \
+          "str    r6, [sp, #16]\n\t"                                                \
+          "strd   r9, r10, [sp, #44]\n\t"                                           \
+          "movs   r0, #" #adv "\n\t"                                                \
+          "mul    r7, r7, r0\n\t"                                                   \
+          "str    r7, [sp, #52]\n\t"                                                \
+          "str    r8, [sp, #" TTK_DWA_E(K) "]\n\t"                                  \
+          "str    r11, [sp, #(" TTK_DWA_E(K) " + 4)]\n\t"                           \
+          "strd   r1, r5, [sp, #(" TTK_DWA_E(K) " + 8)]\n\t"                        \
+          "strd   r3, r4, [sp, #(" TTK_DWA_E(K) " + 16)]\n\t"                       \
+          "str    r12, [sp, #(" TTK_DWA_E(K) " + 24)]\n\t"                          \
+          "mov    lr, r2\n"                                                         \
+          "3:\n\t"                                                                  \
+          "ldr    r3, [sp, #(" TTK_DWA_E(K) " + 16)]\n\t"                           \
+          "add    r4, sp, #64\n\t"                                                  \
+          "movs   r5, #(" #K " * (" #K " - 1) / " #CW ")\n"                         \
+          "0:\n\t"                                                                  \
+          "ldm    r3!, {" CREGS "}\n\t"                                             \
+          "stm    r4!, {" CREGS "}\n\t"                                             \
+          "subs   r5, r5, #1\n\t"                                                   \
+          "bne    0b\n\t"                                                           \
+          "str    r3, [sp, #(" TTK_DWA_E(K) " + 16)]\n\t"                           \
+          "ldr    r0, [sp, #(" TTK_DWA_E(K) " + 20)]\n\t"                           \
+          "ldm    r0!, {r4-r7}\n\t"                                                 \
+          "str    r0, [sp, #(" TTK_DWA_E(K) " + 20)]\n\t"                           \
+          "strd   r5, r6, [sp]\n\t"                                                 \
+          "str    r7, [sp, #8]\n\t"                                                 \
+          "strd   r4, r4, [sp, #24]\n\t"                                            \
+          "ldrd   r1, r8, [sp, #(" TTK_DWA_E(K) " + 8)]\n\t"                        \
+          "strd   r1, r8, [sp, #32]\n\t"                                            \
+          "ldr    r2, [sp, #(" TTK_DWA_E(K) " + 24)]\n\t"                           \
+          "add    r1, r1, r2\n\t"                                                   \
+          "add    r8, r8, #1\n\t"                                                   \
+          "strd   r1, r8, [sp, #(" TTK_DWA_E(K) " + 8)]\n\t"                        \
+          "ldr    r0, [sp, #" TTK_DWA_E(K) "]\n\t"                                  \
+          "str    r0, [sp, #40]\n"                                                  \
+          "1:\n\t"                                                                  \
+          "ldrd   r11, r0, [sp, #32]\n\t"                                           \
+          "str    r0, [sp, #12]\n\t"                                                \
+          "ldr    r0, [sp, #52]\n\t"                                                \
+          "add    r0, r11, r0\n\t"                                                  \
+          "str    r0, [sp, #20]\n\t" PRE                                            \
+          "2:\n\t" INIT ROWS                                                        \
+          "add    r11, r11, #" #adv "\n\t"                                          \
+          "ldm    sp, {" LDE "}\n\t" EPI                                            \
+          "str    r3, [sp, #12]\n\t"                                                \
+          ENDCMP                                                                    \
+          "bne    2b\n\t"                                                           \
+          "ldrd   r0, r1, [sp, #32]\n\t"                                            \
+          "ldrd   r2, r3, [sp, #44]\n\t"                                            \
+          "add    r0, r0, r2\n\t"                                                   \
+          "add    r1, r1, r3\n\t"                                                   \
+          "strd   r0, r1, [sp, #32]\n\t"                                            \
+          "ldr    r0, [sp, #40]\n\t"                                                \
+          "subs   r0, r0, #1\n\t"                                                   \
+          "str    r0, [sp, #40]\n\t"                                                \
+          "bne    1b\n\t"                                                           \
+          "ldr    r0, [sp, #(" TTK_DWA_E(K) " + 4)]\n\t"                            \
+          "subs   r0, r0, #1\n\t"                                                   \
+          "str    r0, [sp, #(" TTK_DWA_E(K) " + 4)]\n\t"                            \
+          "bne    3b\n\t"                                                           \
+          "add    sp, sp, #(" TTK_DWA_E(K) " + 32)\n\t"                             \
+          "pop    {r4-r11, pc}\n\t"                                                 \
+          "  .size " #name ", .-" #name "\n\t");                                    \
   void name(const ttk_dw_args_t* a)
 
-TTK_DWA_ROUTINE_X(ttk_dw_q2_k3s1_dsp, 3, 88, 8, "", TTK_DWA_ROWS3_B(TTK_DWA_ROW_3_1_B, TTK_DWA_ROW_3_1), TTK_DWA_EPI4, 6, "r6-r11", TTK_DWA_BIAS_R5);
-TTK_DWA_ROUTINE_X(ttk_dw_q2_k3s2_dsp, 3, 88, 16, TTK_DWA_INIT4, TTK_DWA_ROWS3(TTK_DWA_ROW_3_2), TTK_DWA_EPI4, 6, "r6-r11", TTK_DWA_STD);
-TTK_DWA_ROUTINE_X(ttk_dw_q2_k5s1_dsp, 5, 144, 8, TTK_DWA_INIT4, TTK_DWA_ROWS5(TTK_DWA_ROW_5_1), TTK_DWA_EPI4, 4, "r6-r9", TTK_DWA_STD);
-TTK_DWA_ROUTINE_X(ttk_dw_q2_k5s2_dsp, 5, 144, 16, TTK_DWA_INIT4, TTK_DWA_ROWS5(TTK_DWA_ROW_5_2), TTK_DWA_EPI4, 4, "r6-r9", TTK_DWA_STD);
-TTK_DWA_ROUTINE_X(ttk_dw_q2_k7s1_dsp, 7, 232, 8, TTK_DWA_INIT4, TTK_DWA_ROWS7(TTK_DWA_ROW_7_1), TTK_DWA_EPI4, 6, "r6-r11", TTK_DWA_STD);
-TTK_DWA_ROUTINE_X(ttk_dw_q2_k7s2_dsp, 7, 232, 12, TTK_DWA_INIT3, TTK_DWA_ROWS7(TTK_DWA_ROW_7_2), TTK_DWA_EPI3, 6, "r6-r11", TTK_DWA_STD);
+TTK_DWA_ROUTINE_X(ttk_dw_q2_k3s1_dsp, 3, 8, "", TTK_DWA_ROWS3_B(TTK_DWA_ROW_3_1_B, TTK_DWA_ROW_3_1), TTK_DWA_EPI4, 6, "r6-r11", TTK_DWA_BIAS_R5);
+TTK_DWA_ROUTINE_X(ttk_dw_q2_k3s2_dsp, 3, 16, TTK_DWA_INIT4, TTK_DWA_ROWS3(TTK_DWA_ROW_3_2), TTK_DWA_EPI4, 6, "r6-r11", TTK_DWA_STD);
+TTK_DWA_ROUTINE_X(ttk_dw_q2_k5s1_dsp, 5, 8, TTK_DWA_INIT4, TTK_DWA_ROWS5(TTK_DWA_ROW_5_1), TTK_DWA_EPI4, 4, "r6-r9", TTK_DWA_STD);
+TTK_DWA_ROUTINE_X(ttk_dw_q2_k5s2_dsp, 5, 16, TTK_DWA_INIT4, TTK_DWA_ROWS5(TTK_DWA_ROW_5_2), TTK_DWA_EPI4, 4, "r6-r9", TTK_DWA_STD);
+TTK_DWA_ROUTINE_X(ttk_dw_q2_k7s1_dsp, 7, 8, TTK_DWA_INIT4, TTK_DWA_ROWS7(TTK_DWA_ROW_7_1), TTK_DWA_EPI4, 6, "r6-r11", TTK_DWA_STD);
+TTK_DWA_ROUTINE_X(ttk_dw_q2_k7s2_dsp, 7, 12, TTK_DWA_INIT3, TTK_DWA_ROWS7(TTK_DWA_ROW_7_2), TTK_DWA_EPI3, 6, "r6-r11", TTK_DWA_STD);
 #define TTK_DW_ASM_N(k, stride) ((k) == 7 && (stride) == 2 ? 3 : 4)
 /* The pixel tail of `nn` output rows of one channel at stride 1 (ow - ox0 < 4 pixels) as one
  * more group of the assembly rows into `tail` (4 outputs a row, up to 8 rows a call), then its
@@ -1353,10 +1380,10 @@ __attribute__((noinline)) static void ttk_dw_tail_s1(const int16_t* xs, int32_t 
                                                     int32_t b, ttk_q2_t q2, int32_t k, int32_t ox0,
                                                     int32_t ow, int32_t nn, int8_t* yc, int32_t c) {
   int8_t tail[32];
+  const int32_t rec[4] = {b, q2.m, q2.kc, q2.e};
   for (int32_t t0 = 0; t0 < nn; t0 += 8) {
     const int32_t tn = nn - t0 < 8 ? nn - t0 : 8;
-    const ttk_dw_args_t at = {xs + t0 * cols + ox0, 2 * cols, wq, b, q2.m, q2.kc, q2.e, tail, 1, 1, tn,
-                              2 * cols, 4};
+    const ttk_dw_args_t at = {xs + t0 * cols + ox0, 2 * cols, wq, rec, tail, 1, 1, tn, 2 * cols, 4, 1, 0};
     if (k == 3) ttk_dw_q2_k3s1_dsp(&at);
     else if (k == 5) ttk_dw_q2_k5s1_dsp(&at);
     else ttk_dw_q2_k7s1_dsp(&at);
@@ -1402,8 +1429,8 @@ TTK_INLINE void ttk_dw_group_smlad(const int8_t* x, int32_t h, int32_t w, int32_
 #if TTK_HAVE_DSP
       if (ff) n_px = 1; /* q2 rows: the assembly's groups, the C rows only for the pixel tail */
       if (asm_rows) { /* the assembly rows, then the pixel tail (if any) in C */
-        const ttk_dw_args_t a = {xs, 2 * cols, wq[p], b, q2[p].m, q2[p].kc, q2[p].e, yc, c,
-                                 groups, nn, 2 * stride * cols, ow * c};
+        const int32_t rec[4] = {b, q2[p].m, q2[p].kc, q2[p].e};
+        const ttk_dw_args_t a = {xs, 2 * cols, wq[p], rec, yc, c, groups, nn, 2 * stride * cols, ow * c, 1, 0};
         if (k == 3) (stride == 1 ? ttk_dw_q2_k3s1_dsp : ttk_dw_q2_k3s2_dsp)(&a);
         else if (k == 5) (stride == 1 ? ttk_dw_q2_k5s1_dsp : ttk_dw_q2_k5s2_dsp)(&a);
         else (stride == 1 ? ttk_dw_q2_k7s1_dsp : ttk_dw_q2_k7s2_dsp)(&a);
@@ -1442,32 +1469,35 @@ __attribute__((noinline)) static void ttk_dw_groups_q2_dsp(const int8_t* x, int3
   const int tail = groups * na < ow; /* stride 1 only (ttk_dw_groups_q2_dsp_ok) */
   const int32_t routine = (k - 3) + (stride - 1); /* 0, 1 (K 3); 2, 3 (K 5); 4, 5 (K 7) */
   ttk_q2_t q2[4];
+  int32_t rec[4][4]; /* per channel {2 bias, m, kc, e} (ttk_dw_args_t) */
   for (int32_t ch = 0; ch + 4 <= c; ch += 4) {
     for (int32_t p = 0; p < 4; ++p) { /* weights and bias doubled (q2) */
       if (k == 3) ttk_dw_pack_channel(wt, 3, c, ch + p, 2, wqs + p * kw);
       else ttk_dw_pack_channel_call(wt, k, c, ch + p, 2, wqs + p * kw);
       q2[p] = ttk_q2_make(q->mult[ch + p], q->shift[ch + p], yz);
+      rec[p][0] = bias ? 2 * bias[ch + p] : 0;
+      rec[p][1] = q2[p].m, rec[p][2] = q2[p].kc, rec[p][3] = q2[p].e;
     }
     for (int32_t oy0 = 0; oy0 < oh; oy0 += n) {
       const int32_t nn = oh - oy0 < n ? oh - oy0 : n;
       ttk_dw_strip_fill(x, h, w, c, ch, k, stride, pad, off, oy0, nn, cols, plane, strip, zero_rows_kept);
       int8_t* yc = y + oy0 * ow * c + ch;
-      for (int32_t p = 0; p < 4; ++p, ++yc) {
-        const int16_t* xs = strip + p * plane;
-        const int32_t b = bias ? 2 * bias[ch + p] : 0;
-        const ttk_dw_args_t a = {xs, 2 * cols, wqs + p * kw, b, q2[p].m, q2[p].kc, q2[p].e, yc, c,
-                                 groups, nn, 2 * stride * cols, ow * c};
-        /* direct calls (the firmware's static stack bound resolves no function pointer) */
-        switch (routine) {
-          case 0: ttk_dw_q2_k3s1_dsp(&a); break;
-          case 1: ttk_dw_q2_k3s2_dsp(&a); break;
-          case 2: ttk_dw_q2_k5s1_dsp(&a); break;
-          case 3: ttk_dw_q2_k5s2_dsp(&a); break;
-          case 4: ttk_dw_q2_k7s1_dsp(&a); break;
-          default: ttk_dw_q2_k7s2_dsp(&a); break;
-        }
-        if (tail) ttk_dw_tail_s1(xs, cols, wqs + p * kw, b, q2[p], k, groups * na, ow, nn, yc, c);
+      /* the 4 channels' rows in one call */
+      const ttk_dw_args_t a = {strip, 2 * cols, wqs, rec[0], yc, c, groups, nn, 2 * stride * cols, ow * c,
+                               4, 2 * plane};
+      /* direct calls (the firmware's static stack bound resolves no function pointer) */
+      switch (routine) {
+        case 0: ttk_dw_q2_k3s1_dsp(&a); break;
+        case 1: ttk_dw_q2_k3s2_dsp(&a); break;
+        case 2: ttk_dw_q2_k5s1_dsp(&a); break;
+        case 3: ttk_dw_q2_k5s2_dsp(&a); break;
+        case 4: ttk_dw_q2_k7s1_dsp(&a); break;
+        default: ttk_dw_q2_k7s2_dsp(&a); break;
       }
+      if (tail)
+        for (int32_t p = 0; p < 4; ++p)
+          ttk_dw_tail_s1(strip + p * plane, cols, wqs + p * kw, rec[p][0], q2[p], k, groups * na, ow, nn,
+                         yc + p, c);
       if (oy0 + nn < oh) ttk_dw_strip_shift(strip, plane, cols, k, stride, nn);
     }
   }
