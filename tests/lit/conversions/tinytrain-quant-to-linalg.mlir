@@ -170,98 +170,61 @@ func.func @qconv2d_depthwise(%x: tensor<1x3x3x2xi8>, %w: tensor<3x3x1x2xi8>, %b:
 // -----
 
 // int8 residual add (TFLite ADD): (q - zero) << 20 on each side, compile-time multipliers
-// (0.5 / (2 * 0.5) = 2^-1 -> shift 0; 0.25 / 1 -> shift -1; 1 / (2^20 * 1) -> shift -19), all
-// right shifts known at compile time: everything in i32 but the 64-bit product of step 3.
+// (0.5 / (2 * 0.5) = 2^-1 -> shift 0; 0.25 / 1 -> shift -1; 1 / (2^20 * 1) -> shift -19). A side's
+// rescaled value depends on its int8 alone: two 256-entry i32 tables computed at compile time by
+// the reference, indexed by q + 128 (lhs: q = -128 -> (-128 - 1) << 20 * 0.5 = -129 * 2^19 =
+// 0xFBF80000, q = -127 -> -128 * 2^19; rhs: q = -128 -> (-128 + 2) << 20 * 0.25 = -126 * 2^18 =
+// 0xFE080000); the sum rescaled to the output (the 64-bit product of step 3, step 4's rounding
+// right shift by 19), + 3, clamped.
 // CHECK-DAG:   #[[MAP:map[0-9]*]] = affine_map<(d0, d1, d2, d3) -> (d0, d1, d2, d3)>
 // CHECK-LABEL: func.func @qadd(
 // CHECK-SAME:    %[[ARG0:.*]]: tensor<1x2x2x3xi8>, %[[ARG1:.*]]: tensor<1x2x2x3xi8>) -> tensor<1x2x2x3xi8> {
+// CHECK-NEXT:  %[[TA:.*]] = arith.constant dense<"0x0000F8FB000000FC{{[0-9A-F]*}}"> : tensor<256xi32>
+// CHECK-NEXT:  %[[TB:.*]] = arith.constant dense<"0x000008FE00000CFE{{[0-9A-F]*}}"> : tensor<256xi32>
 // CHECK-NEXT:  %[[V0:.*]] = tensor.empty() : tensor<1x2x2x3xi8>
 // CHECK-NEXT:  %[[V1:.*]] = linalg.generic {indexing_maps = [#[[MAP]], #[[MAP]], #[[MAP]]], iterator_types = ["parallel", "parallel", "parallel", "parallel"]} ins(%[[ARG0]], %[[ARG1]] : tensor<1x2x2x3xi8>, tensor<1x2x2x3xi8>) outs(%[[V0]] : tensor<1x2x2x3xi8>) {
-// CHECK-NEXT:  ^bb0(%[[IN:.*]]: i8, %[[IN_0:.*]]: i8, %[[OUT:.*]]: i8):
-// CHECK-NEXT:    %[[C20_I32:.*]] = arith.constant 20 : i32
+// CHECK-NEXT:  ^bb0(%[[IN:.*]]: i8, %[[IN_1:.*]]: i8, %[[OUT:.*]]: i8):
 // CHECK-NEXT:    %[[V2:.*]] = arith.extsi %[[IN]] : i8 to i32
-// CHECK-NEXT:    %[[C1_I32:.*]] = arith.constant 1 : i32
-// CHECK-NEXT:    %[[V3:.*]] = arith.subi %[[V2]], %[[C1_I32]] : i32
-// CHECK-NEXT:    %[[V4:.*]] = arith.shli %[[V3]], %[[C20_I32]] : i32
-// CHECK-NEXT:    %[[V5:.*]] = arith.extsi %[[IN_0]] : i8 to i32
-// CHECK-NEXT:    %[[C_2_I32:.*]] = arith.constant -2 : i32
-// CHECK-NEXT:    %[[V6:.*]] = arith.subi %[[V5]], %[[C_2_I32]] : i32
-// CHECK-NEXT:    %[[V7:.*]] = arith.shli %[[V6]], %[[C20_I32]] : i32
-// CHECK-NEXT:    %[[V8:.*]] = arith.extsi %[[V4]] : i32 to i64
-// CHECK-NEXT:    %[[C1073741824_I64:.*]] = arith.constant 1073741824 : i64
-// CHECK-NEXT:    %[[V9:.*]] = arith.muli %[[V8]], %[[C1073741824_I64]] : i64
-// CHECK-NEXT:    %[[C1073741824_I64_1:.*]] = arith.constant 1073741824 : i64
-// CHECK-NEXT:    %[[V10:.*]] = arith.addi %[[V9]], %[[C1073741824_I64_1]] : i64
-// CHECK-NEXT:    %[[C31_I64:.*]] = arith.constant 31 : i64
-// CHECK-NEXT:    %[[V11:.*]] = arith.shrsi %[[V10]], %[[C31_I64]] : i64
-// CHECK-NEXT:    %[[V12:.*]] = arith.trunci %[[V11]] : i64 to i32
-// CHECK-NEXT:    %[[C0_I32:.*]] = arith.constant 0 : i32
-// CHECK-NEXT:    %[[C1_I32_2:.*]] = arith.constant 1 : i32
-// CHECK-NEXT:    %[[C0_I32_3:.*]] = arith.constant 0 : i32
-// CHECK-NEXT:    %[[V13:.*]] = arith.shli %[[C1_I32_2]], %[[C0_I32]] : i32
-// CHECK-NEXT:    %[[V14:.*]] = arith.subi %[[V13]], %[[C1_I32_2]] : i32
-// CHECK-NEXT:    %[[V15:.*]] = arith.andi %[[V12]], %[[V14]] : i32
-// CHECK-NEXT:    %[[V16:.*]] = arith.cmpi slt, %[[V12]], %[[C0_I32_3]] : i32
-// CHECK-NEXT:    %[[V17:.*]] = arith.extui %[[V16]] : i1 to i32
-// CHECK-NEXT:    %[[V18:.*]] = arith.shrsi %[[V14]], %[[C1_I32_2]] : i32
-// CHECK-NEXT:    %[[V19:.*]] = arith.addi %[[V18]], %[[V17]] : i32
-// CHECK-NEXT:    %[[V20:.*]] = arith.cmpi sgt, %[[V15]], %[[V19]] : i32
-// CHECK-NEXT:    %[[V21:.*]] = arith.extui %[[V20]] : i1 to i32
-// CHECK-NEXT:    %[[V22:.*]] = arith.shrsi %[[V12]], %[[C0_I32]] : i32
-// CHECK-NEXT:    %[[V23:.*]] = arith.addi %[[V22]], %[[V21]] : i32
-// CHECK-NEXT:    %[[V24:.*]] = arith.extsi %[[V7]] : i32 to i64
-// CHECK-NEXT:    %[[C1073741824_I64_4:.*]] = arith.constant 1073741824 : i64
-// CHECK-NEXT:    %[[V25:.*]] = arith.muli %[[V24]], %[[C1073741824_I64_4]] : i64
-// CHECK-NEXT:    %[[C1073741824_I64_5:.*]] = arith.constant 1073741824 : i64
-// CHECK-NEXT:    %[[V26:.*]] = arith.addi %[[V25]], %[[C1073741824_I64_5]] : i64
-// CHECK-NEXT:    %[[C31_I64_6:.*]] = arith.constant 31 : i64
-// CHECK-NEXT:    %[[V27:.*]] = arith.shrsi %[[V26]], %[[C31_I64_6]] : i64
-// CHECK-NEXT:    %[[V28:.*]] = arith.trunci %[[V27]] : i64 to i32
-// CHECK-NEXT:    %[[C1_I32_7:.*]] = arith.constant 1 : i32
-// CHECK-NEXT:    %[[C1_I32_8:.*]] = arith.constant 1 : i32
-// CHECK-NEXT:    %[[C0_I32_9:.*]] = arith.constant 0 : i32
-// CHECK-NEXT:    %[[V29:.*]] = arith.shli %[[C1_I32_8]], %[[C1_I32_7]] : i32
-// CHECK-NEXT:    %[[V30:.*]] = arith.subi %[[V29]], %[[C1_I32_8]] : i32
-// CHECK-NEXT:    %[[V31:.*]] = arith.andi %[[V28]], %[[V30]] : i32
-// CHECK-NEXT:    %[[V32:.*]] = arith.cmpi slt, %[[V28]], %[[C0_I32_9]] : i32
-// CHECK-NEXT:    %[[V33:.*]] = arith.extui %[[V32]] : i1 to i32
-// CHECK-NEXT:    %[[V34:.*]] = arith.shrsi %[[V30]], %[[C1_I32_8]] : i32
-// CHECK-NEXT:    %[[V35:.*]] = arith.addi %[[V34]], %[[V33]] : i32
-// CHECK-NEXT:    %[[V36:.*]] = arith.cmpi sgt, %[[V31]], %[[V35]] : i32
-// CHECK-NEXT:    %[[V37:.*]] = arith.extui %[[V36]] : i1 to i32
-// CHECK-NEXT:    %[[V38:.*]] = arith.shrsi %[[V28]], %[[C1_I32_7]] : i32
-// CHECK-NEXT:    %[[V39:.*]] = arith.addi %[[V38]], %[[V37]] : i32
-// CHECK-NEXT:    %[[V40:.*]] = arith.addi %[[V23]], %[[V39]] : i32
-// CHECK-NEXT:    %[[V41:.*]] = arith.extsi %[[V40]] : i32 to i64
-// CHECK-NEXT:    %[[C1073741824_I64_10:.*]] = arith.constant 1073741824 : i64
-// CHECK-NEXT:    %[[V42:.*]] = arith.muli %[[V41]], %[[C1073741824_I64_10]] : i64
-// CHECK-NEXT:    %[[C1073741824_I64_11:.*]] = arith.constant 1073741824 : i64
-// CHECK-NEXT:    %[[V43:.*]] = arith.addi %[[V42]], %[[C1073741824_I64_11]] : i64
-// CHECK-NEXT:    %[[C31_I64_12:.*]] = arith.constant 31 : i64
-// CHECK-NEXT:    %[[V44:.*]] = arith.shrsi %[[V43]], %[[C31_I64_12]] : i64
-// CHECK-NEXT:    %[[V45:.*]] = arith.trunci %[[V44]] : i64 to i32
-// CHECK-NEXT:    %[[C19_I32:.*]] = arith.constant 19 : i32
-// CHECK-NEXT:    %[[C1_I32_13:.*]] = arith.constant 1 : i32
-// CHECK-NEXT:    %[[C0_I32_14:.*]] = arith.constant 0 : i32
-// CHECK-NEXT:    %[[V46:.*]] = arith.shli %[[C1_I32_13]], %[[C19_I32]] : i32
-// CHECK-NEXT:    %[[V47:.*]] = arith.subi %[[V46]], %[[C1_I32_13]] : i32
-// CHECK-NEXT:    %[[V48:.*]] = arith.andi %[[V45]], %[[V47]] : i32
-// CHECK-NEXT:    %[[V49:.*]] = arith.cmpi slt, %[[V45]], %[[C0_I32_14]] : i32
-// CHECK-NEXT:    %[[V50:.*]] = arith.extui %[[V49]] : i1 to i32
-// CHECK-NEXT:    %[[V51:.*]] = arith.shrsi %[[V47]], %[[C1_I32_13]] : i32
-// CHECK-NEXT:    %[[V52:.*]] = arith.addi %[[V51]], %[[V50]] : i32
-// CHECK-NEXT:    %[[V53:.*]] = arith.cmpi sgt, %[[V48]], %[[V52]] : i32
-// CHECK-NEXT:    %[[V54:.*]] = arith.extui %[[V53]] : i1 to i32
-// CHECK-NEXT:    %[[V55:.*]] = arith.shrsi %[[V45]], %[[C19_I32]] : i32
-// CHECK-NEXT:    %[[V56:.*]] = arith.addi %[[V55]], %[[V54]] : i32
-// CHECK-NEXT:    %[[C3_I32:.*]] = arith.constant 3 : i32
-// CHECK-NEXT:    %[[V57:.*]] = arith.addi %[[V56]], %[[C3_I32]] : i32
-// CHECK-NEXT:    %[[C_128_I32:.*]] = arith.constant -128 : i32
-// CHECK-NEXT:    %[[V58:.*]] = arith.maxsi %[[V57]], %[[C_128_I32]] : i32
-// CHECK-NEXT:    %[[C127_I32:.*]] = arith.constant 127 : i32
-// CHECK-NEXT:    %[[V59:.*]] = arith.minsi %[[V58]], %[[C127_I32]] : i32
-// CHECK-NEXT:    %[[V60:.*]] = arith.trunci %[[V59]] : i32 to i8
-// CHECK-NEXT:    linalg.yield %[[V60]] : i8
+// CHECK-NEXT:    %[[C128:.*]] = arith.constant 128 : i32
+// CHECK-NEXT:    %[[V3:.*]] = arith.addi %[[V2]], %[[C128]] : i32
+// CHECK-NEXT:    %[[V4:.*]] = arith.index_cast %[[V3]] : i32 to index
+// CHECK-NEXT:    %[[RA:.*]] = tensor.extract %[[TA]][%[[V4]]] : tensor<256xi32>
+// CHECK-NEXT:    %[[V5:.*]] = arith.extsi %[[IN_1]] : i8 to i32
+// CHECK-NEXT:    %[[C128_2:.*]] = arith.constant 128 : i32
+// CHECK-NEXT:    %[[V6:.*]] = arith.addi %[[V5]], %[[C128_2]] : i32
+// CHECK-NEXT:    %[[V7:.*]] = arith.index_cast %[[V6]] : i32 to index
+// CHECK-NEXT:    %[[RB:.*]] = tensor.extract %[[TB]][%[[V7]]] : tensor<256xi32>
+// CHECK-NEXT:    %[[V8:.*]] = arith.addi %[[RA]], %[[RB]] : i32
+// CHECK-NEXT:    %[[V9:.*]] = arith.extsi %[[V8]] : i32 to i64
+// CHECK-NEXT:    %[[M0:.*]] = arith.constant 1073741824 : i64
+// CHECK-NEXT:    %[[V10:.*]] = arith.muli %[[V9]], %[[M0]] : i64
+// CHECK-NEXT:    %[[NUDGE:.*]] = arith.constant 1073741824 : i64
+// CHECK-NEXT:    %[[V11:.*]] = arith.addi %[[V10]], %[[NUDGE]] : i64
+// CHECK-NEXT:    %[[C31:.*]] = arith.constant 31 : i64
+// CHECK-NEXT:    %[[V12:.*]] = arith.shrsi %[[V11]], %[[C31]] : i64
+// CHECK-NEXT:    %[[V13:.*]] = arith.trunci %[[V12]] : i64 to i32
+// CHECK-NEXT:    %[[C19:.*]] = arith.constant 19 : i32
+// CHECK-NEXT:    %[[C1:.*]] = arith.constant 1 : i32
+// CHECK-NEXT:    %[[C0:.*]] = arith.constant 0 : i32
+// CHECK-NEXT:    %[[V14:.*]] = arith.shli %[[C1]], %[[C19]] : i32
+// CHECK-NEXT:    %[[MASK:.*]] = arith.subi %[[V14]], %[[C1]] : i32
+// CHECK-NEXT:    %[[REM:.*]] = arith.andi %[[V13]], %[[MASK]] : i32
+// CHECK-NEXT:    %[[NEG:.*]] = arith.cmpi slt, %[[V13]], %[[C0]] : i32
+// CHECK-NEXT:    %[[V18:.*]] = arith.extui %[[NEG]] : i1 to i32
+// CHECK-NEXT:    %[[V19:.*]] = arith.shrsi %[[MASK]], %[[C1]] : i32
+// CHECK-NEXT:    %[[THR:.*]] = arith.addi %[[V19]], %[[V18]] : i32
+// CHECK-NEXT:    %[[UP:.*]] = arith.cmpi sgt, %[[REM]], %[[THR]] : i32
+// CHECK-NEXT:    %[[V22:.*]] = arith.extui %[[UP]] : i1 to i32
+// CHECK-NEXT:    %[[V23:.*]] = arith.shrsi %[[V13]], %[[C19]] : i32
+// CHECK-NEXT:    %[[V24:.*]] = arith.addi %[[V23]], %[[V22]] : i32
+// CHECK-NEXT:    %[[C3:.*]] = arith.constant 3 : i32
+// CHECK-NEXT:    %[[V25:.*]] = arith.addi %[[V24]], %[[C3]] : i32
+// CHECK-NEXT:    %[[LO:.*]] = arith.constant -128 : i32
+// CHECK-NEXT:    %[[V26:.*]] = arith.maxsi %[[V25]], %[[LO]] : i32
+// CHECK-NEXT:    %[[HI:.*]] = arith.constant 127 : i32
+// CHECK-NEXT:    %[[V27:.*]] = arith.minsi %[[V26]], %[[HI]] : i32
+// CHECK-NEXT:    %[[V28:.*]] = arith.trunci %[[V27]] : i32 to i8
+// CHECK-NEXT:    linalg.yield %[[V28]] : i8
 // CHECK-NEXT:  } -> tensor<1x2x2x3xi8>
 // CHECK-NEXT:  return %[[V1]] : tensor<1x2x2x3xi8>
 func.func @qadd(%a: tensor<1x2x2x3xi8>, %b: tensor<1x2x2x3xi8>) -> tensor<1x2x2x3xi8> {
