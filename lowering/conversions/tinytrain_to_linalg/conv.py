@@ -2,7 +2,9 @@
 
 - `conv2d`: the named `linalg.conv_2d_nhwc_hwcf` (dense) or `linalg.depthwise_conv_2d_nhwc_hwc`
   (groups == C), so IREE's tuned convolution paths apply; the accumulator is the bias broadcast
-  over N, H, W, and the input is zero-padded and cropped to the exact window (`conv_input`).
+  over N, H, W, and the input is zero-padded and cropped to the exact window (`conv_input`). On
+  the host, a dense 1x1 one with rows N*H*W that IREE tiles poorly is a matmul over zero-padded
+  rows (`ROW_MULTIPLE`).
 - `conv2d_grad_input`, as the pass's `convgrad` option says: ("im2col", the host .vmfb's) the
   stride-1 convolution of the zero-dilated, padded output gradient with the spatially flipped,
   in/out-transposed kernel (paper Sec. 2.3; the construction of torch-mlir's
