@@ -28,6 +28,14 @@ HOST_FLAGS = [
     # Keep f64 as f64: the int8 `quantize` / `dequantize` lowerings compute in double, as
     # `tinytrain.reference` defines them (IREE demotes f64 to f32 by default).
     "--iree-input-demote-f64-to-f32=false",
+    # The module runs on `local-sync` (one thread): IREE's split of each dispatch into
+    # workgroups for threads only adds tile remainders and per-workgroup overhead there. E.g. the
+    # input gradient of MobileNetV2-w0.35's 1x1 conv to 1280 at 176 px, batch 1 (a 36x112x1280
+    # matmul), was split into 56-column tiles (16 + 16 + 16 + 8 vectors): 0.194 -> 0.117 ms
+    # without the split; the whole `last` step there 1.73 -> 1.39 ms, 128 px batch 8 `all`
+    # 25.0 -> 22.0 ms (`bench/host_profile.py <case>`, kernel time / step time, same machine
+    # state; losses and parameters after 5 steps bit-identical at 64 and 176 px `last`).
+    "--iree-llvmcpu-disable-distribution",
 ]
 
 

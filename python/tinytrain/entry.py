@@ -49,7 +49,7 @@ def check_images(images, sample_chw, *, what: str = "images", batch: int | None 
         if x.ndim != 4 or tuple(x.shape[1:]) != (h, w, c) or x.shape[0] == 0:
             raise ValueError(f"{what} must be [K, {h}, {w}, {c}] (NHWC float32, K >= 1), got "
                              f"{list(x.shape)}")
-        with np.errstate(over="ignore"):
+        with np.errstate(over="ignore", invalid="ignore"):
             return _finite(np.ascontiguousarray(x, dtype=np.float32), what)
     if batch is not None:
         if tuple(x.shape) != (batch, c, h, w):
@@ -59,14 +59,32 @@ def check_images(images, sample_chw, *, what: str = "images", batch: int | None 
         raise ValueError(f"{what} must be [K, {c}, {h}, {w}] (NCHW, K >= 1), got {list(x.shape)}")
     if out is None:
         out = np.empty((x.shape[0], h, w, c), np.float32)
-    with np.errstate(over="ignore"):  # values beyond float32 become Inf, refused by _finite
-        np.copyto(out, x.transpose(0, 2, 3, 1), casting="unsafe")
-    return _finite(out, what)
+    with np.errstate(over="ignore", invalid="ignore"):  # beyond float32: Inf, refused by _finite
+        if c <= _PLANE_COPY_MAX_C:
+            for i in range(c):
+                out[..., i] = x[:, i]
+        else:
+            np.copyto(out, x.transpose(0, 2, 3, 1), casting="unsafe")
+        return _finite(out, what)
+
+
+#: NCHW -> NHWC with at most this many channels is copied one channel plane at a time (a
+#: contiguous read, a strided write): for 3 channels 4x faster than one `np.copyto` of the
+#: transposed view, which walks the source with stride H*W (1x3x176x176: 111 -> 28 us, 8x3x128x128:
+#: 472 -> 113 us); with 16 channels and more the single copy is as fast or faster (numpy 2, x86).
+_PLANE_COPY_MAX_C = 4
 
 
 def _finite(x32: np.ndarray, what: str) -> np.ndarray:
     """`x32` if every value is finite in float32; else a ValueError (a bad sample never reaches
-    the training step)."""
+    the training step). A contiguous `x32` is checked by its sum of squares first (finite iff
+    every value is, unless a value's magnitude is beyond 1.8e19 or the sum overflows: then the
+    exact elementwise check decides), half the time of `isfinite(x).all()`; call it under
+    `np.errstate(over="ignore", invalid="ignore")`."""
+    if x32.flags.c_contiguous:
+        flat = x32.reshape(-1)
+        if np.isfinite(np.dot(flat, flat)):
+            return x32
     if not np.isfinite(x32).all():
         raise ValueError(f"{what} holds {int((~np.isfinite(x32)).sum())} NaN/Inf value(s) (or values "
                          "beyond float32's range): refused, the parameters are unchanged")

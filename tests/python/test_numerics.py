@@ -8,6 +8,8 @@ global pool, linear; all convs BN-folded, ReLU6) with every tensor trained. The 
 MobileNetV2-w0.35 (torchvision's, the same layout) is `test_zoo.py::mobilenet_v2_w035`: every
 gradient vs autograd, `predict` vs eager, a step equal to SGD of the gradients, 3 SGD steps."""
 
+import re
+
 import pytest
 import torch
 import torch.nn as nn
@@ -70,6 +72,23 @@ def test_op_family_gradients_and_sgd(name):
     prog = tinytrain.compile(model, x, lr=0.1, gradients=True)
     assert_grads_match(prog, model, x, y)
     xs = [torch.randn(2, 3, hw, hw) for _ in range(5)]
+    ys = [torch.randint(0, 3, (2,)) for _ in range(5)]
+    assert_sgd_tracks(prog, model, xs, ys, lr=0.1)
+
+
+def test_pointwise_conv_over_padded_rows():
+    """A 1x1 conv whose rows M = N*H*W have no divisor from 4 to 8 (2*11*11 = 242) is lowered
+    for the host as a matmul over rows zero-padded to 248 (`conv.ROW_MULTIPLE`, IREE's vector
+    tile): the padded rows must not leak into the output, the gradients or the update."""
+    torch.manual_seed(0)
+    model = head(nn.Conv2d(3, 6, 1), nn.ReLU6(), nn.Conv2d(6, 6, 1), nn.ReLU())
+    x, y = torch.randn(2, 3, 11, 11), torch.tensor([1, 2])
+    prog = tinytrain.compile(model, x, lr=0.1, gradients=True)
+    text = prog.stages["linalg"]
+    for c in (3, 6):  # both convs, in every entry point's forward pass
+        assert re.search(rf"linalg\.matmul ins\([^)]*: tensor<248x{c}xf32>, tensor<{c}x6xf32>\)", text)
+    assert_grads_match(prog, model, x, y)
+    xs = [torch.randn(2, 3, 11, 11) for _ in range(5)]
     ys = [torch.randint(0, 3, (2,)) for _ in range(5)]
     assert_sgd_tracks(prog, model, xs, ys, lr=0.1)
 

@@ -2,7 +2,9 @@
 
 - `conv2d`: the named `linalg.conv_2d_nhwc_hwcf` (dense) or `linalg.depthwise_conv_2d_nhwc_hwc`
   (groups == C), so IREE's tuned convolution paths apply; the accumulator is the bias broadcast
-  over N, H, W, and the input is zero-padded and cropped to the exact window (`conv_input`).
+  over N, H, W, and the input is zero-padded and cropped to the exact window (`conv_input`). On
+  the host, a dense 1x1 one with rows N*H*W that IREE tiles poorly is a matmul over zero-padded
+  rows (`ROW_MULTIPLE`).
 - `conv2d_grad_input`, as the pass's `convgrad` option says: ("im2col", the host .vmfb's) the
   stride-1 convolution of the zero-dilated, padded output gradient with the spatially flipped,
   in/out-transposed kernel (paper Sec. 2.3; the construction of torch-mlir's
@@ -84,12 +86,58 @@ def _named_conv(depthwise: bool, x: ir.Value, w: ir.Value, init: ir.Value, strid
     return conv(x, w, outs=[init], strides=list(strides), dilations=[1, 1])
 
 
-def convert_conv2d(op, adaptor, type_converter, rewriter):
+#: `convgrad="im2col"` (the host's): a dense 1x1 stride-1 unpadded f32 convolution whose rows
+#: M = N*H*W have no divisor from `MIN_ROW_TILE` to `ROW_MULTIPLE` is a `linalg.matmul` over the
+#: rows zero-padded to a multiple of `ROW_MULTIPLE` (`_row_padded_conv1x1`), the padded rows'
+#: results dropped. IREE 3.13 picks its CPU vector tile among the divisors of M up to 8: for
+#: MobileNetV2's 11x11 stage at 176 px, batch 1 (M = 121) that is one row
+#: (`vector_common_parallel = [1, 24]`), half the rate of M = 120 or 128 ([8, 16]): an isolated
+#: 121x24x144 matmul 0.028 ms, 128x24x144 0.015 ms (iree-benchmark-module, one thread). M = 36
+#: (tile 6) padded to 40 was slower (the 1x1 conv to 1280: 0.097 -> 0.108 ms), so M with a divisor
+#: of at least 4 is left as it is.
+ROW_MULTIPLE = 8
+MIN_ROW_TILE = 4
+
+
+def _row_padded_conv1x1(x: ir.Value, w: ir.Value, bias: ir.Value, out_shape) -> ir.Value:
+    """`x[M, C] @ W[C, F] + bias` with M (= N*H*W) zero-padded up to a multiple of
+    `ROW_MULTIPLE`, then the first M rows: a dense 1x1 stride-1 unpadded convolution."""
+    _, _, c, f = shape_of(w)
+    m = out_shape[0] * out_shape[1] * out_shape[2]
+    mp = -(-m // ROW_MULTIPLE) * ROW_MULTIPLE
+    pad = tensor.PadOp(tensor_type([mp, c]), reshape(x, [m, c]), [], [], [0, 0], [mp - m, 0])
+    block = pad.region.blocks.append(ir.IndexType.get(), ir.IndexType.get())
+    with ir.InsertionPoint(block):
+        tensor.YieldOp(const_f32(0.0))
+    r, k = dims(2)
+    init = generic([bias], empty([mp, f]), [amap(2, [k]), identity(2)], [PARALLEL] * 2, lambda b, acc: b)
+    kernel = tensor.CollapseShapeOp(tensor_type([c, f]), w, [[0, 1, 2], [3]]).result
+    prod = linalg.matmul(pad.result, kernel, outs=[init])
+    rows = tensor.ExtractSliceOp(tensor_type([m, f]), prod, [], [], [], [0, 0], [m, f], [1, 1]).result
+    return reshape(rows, out_shape)
+
+
+def _pads_rows(op, x: ir.Value, w: ir.Value, strides, padding, depthwise: bool, out_shape) -> bool:
+    """Whether the host lowers this convolution as `_row_padded_conv1x1`."""
+    m = out_shape[0] * out_shape[1] * out_shape[2]
+    return not depthwise and tuple(shape_of(w)[:2]) == (1, 1) and tuple(strides) == (1, 1) and \
+        tuple(padding) == (0, 0) and m > ROW_MULTIPLE and \
+        max(d for d in range(1, ROW_MULTIPLE + 1) if m % d == 0) < MIN_ROW_TILE and \
+        all(ir.RankedTensorType(v.type).element_type == ir.F32Type.get() for v in (x, w, op.result))
+
+
+def convert_conv2d(op, adaptor, type_converter, rewriter, convgrad: str = "direct"):
+    """The named convolution (`_named_conv`) of the padded, cropped input with the bias as its
+    accumulator; with `convgrad="im2col"` (the host's) a dense 1x1 one with M = N*H*W not a
+    multiple of `ROW_MULTIPLE` as `_row_padded_conv1x1`."""
     x, w, bias = adaptor.input, adaptor.weight, adaptor.bias
     strides, padding, groups = _conv_attrs(op)
     out_shape = shape_of(op.result)
     depthwise = _is_depthwise(op, groups, shape_of(w))
     with rewriter.ip, op.location:
+        if convgrad == "im2col" and _pads_rows(op, x, w, strides, padding, depthwise, out_shape):
+            rewriter.replace_op(op, [_row_padded_conv1x1(x, w, bias, out_shape)])
+            return
         d = dims(4)
         # The bias, broadcast over N, H, W, is the accumulator the convolution adds into.
         init = generic([bias], empty(out_shape), [amap(4, [d[3]]), identity(4)], [PARALLEL] * 4,
@@ -509,7 +557,8 @@ def convert_bias_grad(op, adaptor, type_converter, rewriter, convgrad: str = "di
 
 #: convgrad lowering (`CONVGRADS`) -> the pattern of `conv2d_grad_weight` (module-level objects:
 #: the bindings do not keep a pattern callable alive).
-CONVGRAD_PATTERNS = {mode: {tt.Conv2dGradWeightOp: functools.partial(convert_conv2d_grad_weight, convgrad=mode),
+CONVGRAD_PATTERNS = {mode: {tt.Conv2dOp: functools.partial(convert_conv2d, convgrad=mode),
+                            tt.Conv2dGradWeightOp: functools.partial(convert_conv2d_grad_weight, convgrad=mode),
                             tt.Conv2dGradInputOp: functools.partial(convert_conv2d_grad_input, convgrad=mode),
                             tt.BiasGradOp: functools.partial(convert_bias_grad, convgrad=mode)}
                      for mode in CONVGRADS}
@@ -522,6 +571,5 @@ GRAD_INPUT_PATTERNS = {(mode, k): {
     for mode in CONVGRADS for k in KERNELS}
 
 PATTERNS = {
-    tt.Conv2dOp: convert_conv2d,
     **CONVGRAD_PATTERNS["direct"],
 }
