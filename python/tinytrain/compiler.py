@@ -362,8 +362,6 @@ def _build_firmware(prog: "CompiledModel", target: str, sram_kb: int, build_dir,
     return fw
 
 
-
-
 def _write_model_meta(path: Path, prog: "CompiledModel") -> None:
     report = prog.state_report()  # None for an inference-only program (tinytrain.int8.compile_predict)
     meta = {"trainable": prog.trainable, "input_shape_nhwc": list(prog.input_shape_nhwc),
