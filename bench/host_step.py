@@ -56,7 +56,7 @@ def readme_table(results: dict) -> str:
              f"is faster) [min-max of the per-round ratios], MobileNetV2-w0.35, one thread each, frameworks "
              f"interleaved over {meta['rounds']} rounds; run `{meta['command']}` on {meta['date']} "
              f"(load average {meta['load_before'][0]} before, {meta['load_after'][0]} after, 2 shared cores). "
-             "Details, spread, RSS, compile times, numerics checks and the cases it loses: "
+             "Details, spread, RSS, compile times, numerics checks and a verdict per case (where it is not faster in every round, why): "
              "`bench/results/host_step.md`.", "",
              "| input | batch | trained | tinytrain ms | " + " | ".join(f"vs {SHORT[k]}" for k in peers) + " |",
              "|---|---|---|---|" + "---|" * len(peers)]
