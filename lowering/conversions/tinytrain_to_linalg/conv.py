@@ -105,16 +105,12 @@ def _row_padded_conv1x1(x: ir.Value, w: ir.Value, bias: ir.Value, out_shape) -> 
     _, _, c, f = shape_of(w)
     m = out_shape[0] * out_shape[1] * out_shape[2]
     mp = -(-m // ROW_MULTIPLE) * ROW_MULTIPLE
-    pad = tensor.PadOp(tensor_type([mp, c]), reshape(x, [m, c]), [], [], [0, 0], [mp - m, 0])
-    block = pad.region.blocks.append(ir.IndexType.get(), ir.IndexType.get())
-    with ir.InsertionPoint(block):
-        tensor.YieldOp(const_f32(0.0))
-    r, k = dims(2)
+    rows = _zero_pad_high(reshape(x, [m, c]), [mp - m, 0])
+    _, k = dims(2)
     init = generic([bias], empty([mp, f]), [amap(2, [k]), identity(2)], [PARALLEL] * 2, lambda b, acc: b)
     kernel = tensor.CollapseShapeOp(tensor_type([c, f]), w, [[0, 1, 2], [3]]).result
-    prod = linalg.matmul(pad.result, kernel, outs=[init])
-    rows = tensor.ExtractSliceOp(tensor_type([m, f]), prod, [], [], [], [0, 0], [m, f], [1, 1]).result
-    return reshape(rows, out_shape)
+    prod = linalg.matmul(rows, kernel, outs=[init])
+    return reshape(_slice(prod, [m, f]), out_shape)
 
 
 def _pads_rows(op, x: ir.Value, w: ir.Value, strides, padding, depthwise: bool, out_shape) -> bool:
@@ -348,16 +344,21 @@ def _matmul_ta(a: ir.Value, b: ir.Value) -> ir.Value:
                    [PARALLEL, PARALLEL, REDUCTION], _mac)
 
 
-def _pad_high(v: ir.Value, rows: int, cols: int = 0) -> ir.Value:
-    """`v` (NHWC) with `rows` zero rows and `cols` zero columns appended to every image."""
-    if not rows and not cols:
+def _zero_pad_high(v: ir.Value, high) -> ir.Value:
+    """`v` (f32) with `high[i]` zeros appended along dim i (`v` itself when nothing is)."""
+    if not any(high):
         return v
-    n, h, w, c = shape_of(v)
-    pad = tensor.PadOp(tensor_type([n, h + rows, w + cols, c]), v, [], [], [0, 0, 0, 0], [0, rows, cols, 0])
-    block = pad.region.blocks.append(*([ir.IndexType.get()] * 4))
+    shape = [d + h for d, h in zip(shape_of(v), high)]
+    pad = tensor.PadOp(tensor_type(shape), v, [], [], [0] * len(shape), list(high))
+    block = pad.region.blocks.append(*([ir.IndexType.get()] * len(shape)))
     with ir.InsertionPoint(block):
         tensor.YieldOp(const_f32(0.0))
     return pad.result
+
+
+def _pad_high(v: ir.Value, rows: int, cols: int = 0) -> ir.Value:
+    """`v` (NHWC) with `rows` zero rows and `cols` zero columns appended to every image."""
+    return _zero_pad_high(v, [0, rows, cols, 0])
 
 
 def _slice(v: ir.Value, sizes) -> ir.Value:
