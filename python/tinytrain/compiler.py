@@ -26,6 +26,7 @@ import torch
 from torch_mlir import ir
 
 from tinytrain.entry import MODEL_META, TARGETS, as_numpy, check_images, check_labels  # noqa: F401 (part of this module's API)
+from tinytrain.entry import all_finite
 from tinytrain.errors import CompileError, UnsupportedModelError
 from tinytrain.irfuncs import find_func
 from tinytrain.int8 import check_kernels, lower_for_device
@@ -587,9 +588,7 @@ class CompiledModel:
         g = self._state_guard([f.views[i] for i in range(n)], keep=True)
         saved, spare = g["saved"], g["spare"]
         np.concatenate(g["views"], out=spare)  # the new state, one contiguous copy
-        with np.errstate(over="ignore", invalid="ignore"):
-            sq = np.dot(spare, spare)  # finite iff every value is (unless |values| > 1.8e19)
-        if not np.isfinite(sq) and not np.isfinite(spare).all():
+        if not all_finite(spare):
             start = 0
             for v in g["views"]:
                 np.copyto(v, saved[start:start + v.size], casting="unsafe")  # exact (see _state_guard)

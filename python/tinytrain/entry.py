@@ -9,7 +9,7 @@ import sys
 
 import numpy as np
 
-__all__ = ["MODEL_META", "TARGETS", "as_numpy", "check_images", "check_labels"]
+__all__ = ["MODEL_META", "TARGETS", "all_finite", "as_numpy", "check_images", "check_labels"]
 
 #: "host": an IREE llvm-cpu `.vmfb` for this machine. "cortex-m4" / "cortex-m7": additionally a
 #: bare-metal firmware project for QEMU's mps2-an386 / mps2-an500 (static IREE kernels, our C
@@ -75,17 +75,23 @@ def check_images(images, sample_chw, *, what: str = "images", batch: int | None 
 _PLANE_COPY_MAX_C = 4
 
 
+def all_finite(x: np.ndarray) -> bool:
+    """Whether every value of the float array `x` is finite. A contiguous `x` is checked by its sum
+    of squares first (finite iff every value is, unless a magnitude beyond ~1.8e19 in float32
+    overflows it: then the exact elementwise check decides), half the time of
+    `isfinite(x).all()`: the input check and the training step's state guard run it every step."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        if x.flags.c_contiguous:
+            flat = x.reshape(-1)
+            if np.isfinite(np.dot(flat, flat)):
+                return True
+        return bool(np.isfinite(x).all())
+
+
 def _finite(x32: np.ndarray, what: str) -> np.ndarray:
     """`x32` if every value is finite in float32; else a ValueError (a bad sample never reaches
-    the training step). A contiguous `x32` is checked by its sum of squares first (finite iff
-    every value is, unless a value's magnitude is beyond 1.8e19 or the sum overflows: then the
-    exact elementwise check decides), half the time of `isfinite(x).all()`; call it under
-    `np.errstate(over="ignore", invalid="ignore")`."""
-    if x32.flags.c_contiguous:
-        flat = x32.reshape(-1)
-        if np.isfinite(np.dot(flat, flat)):
-            return x32
-    if not np.isfinite(x32).all():
+    the training step)."""
+    if not all_finite(x32):
         raise ValueError(f"{what} holds {int((~np.isfinite(x32)).sum())} NaN/Inf value(s) (or values "
                          "beyond float32's range): refused, the parameters are unchanged")
     return x32
