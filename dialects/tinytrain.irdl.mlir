@@ -78,6 +78,18 @@ module {
       %5 = irdl.base "!builtin.tensor" 
       irdl.results(result: %5)
     }
+    irdl.operation @conv2d_grad_input_acc {
+      %0 = irdl.base "!builtin.tensor" 
+      %1 = irdl.base "!builtin.tensor" 
+      %2 = irdl.base "!builtin.tensor" 
+      irdl.operands(accumulator: %0, grad_output: %1, weight: %2)
+      %3 = irdl.any
+      %4 = irdl.any
+      %5 = irdl.base "#builtin.integer" 
+      irdl.attributes {"strides" = %3, "padding" = %4, "groups" = %5}
+      %6 = irdl.base "!builtin.tensor" 
+      irdl.results(result: %6)
+    }
     irdl.operation @conv2d_grad_weight {
       %0 = irdl.base "!builtin.tensor" 
       %1 = irdl.base "!builtin.tensor" 

@@ -302,6 +302,29 @@ class Conv2dGradInputOp(TinyTrain.Operation, name="conv2d_grad_input", traits=[P
         return _check_conv(self, _shape(self.result), _shape(self.weight), _shape(self.grad_output))
 
 
+class Conv2dGradInputAccOp(TinyTrain.Operation, name="conv2d_grad_input_acc", traits=[Pure]):
+    """`accumulator + conv2d_grad_input(dY, W)`, the input gradient added to a running sum:
+    `(acc [N,H,W,C], dY [N,OH,OW,F], W [KH,KW,C/g,F]) -> [N,H,W,C]`, each value summed onto its
+    `acc` value in the reduction's own order (acc + t0 + t1 + ...). The sum is computed into the
+    accumulator's storage when nothing else reads it (IREE ties the result to it), so a running
+    sum of partial input gradients (`channel-groups`) needs one tensor, not an old and a new one.
+    Attributes are those of the forward conv."""
+
+    accumulator: Operand[Tensor]
+    grad_output: Operand[Tensor]
+    weight: Operand[Tensor]
+    strides: Any
+    padding: Any
+    groups: ir.IntegerAttr
+    result: Result[Tensor]
+
+    def verify_invariants(self) -> bool:
+        if _shape(self.accumulator) != _shape(self.result):
+            return _fail(self, f"accumulator shape {_shape(self.accumulator)} differs from the result shape "
+                               f"{_shape(self.result)}")
+        return _check_conv(self, _shape(self.result), _shape(self.weight), _shape(self.grad_output))
+
+
 class Conv2dGradWeightOp(TinyTrain.Operation, name="conv2d_grad_weight", traits=[Pure]):
     """Gradient of conv2d w.r.t. its weight: `(X [N,H,W,C], dY [N,OH,OW,F]) -> dW [KH,KW,C/g,F]`.
     The kernel size comes from the result type."""

@@ -20,6 +20,7 @@ from conftest import assert_device_equals_host, loss_close
 from tinytrain import reference as R
 from tinytrain.int8 import _compile, _training_passes
 from tinytrain.lowering.cortexm import dispatch_memory
+from tinytrain.pipeline import run_pipeline
 from tinytrain.pretrained import load_mcu_model
 from tinytrain.pretrained.graph import build_forward, truncate
 from tinytrain.transforms.channel_groups import ChannelGroupsPass
@@ -132,6 +133,12 @@ def test_grouped_step_on_cortex_m4_equals_the_host(model, grouped, tmp_path):
               if "w" in a.mode and a.alloc.kind == "arg"]
     assert writes.count(("dispatch", 8 * 48)) >= 2, writes  # the groups' updates, into the 8x48 weight
     assert not [w for w in writes if w[0] == "copy"], writes
+    # the groups' partial input gradients are summed in the running sum's storage (a readwrite
+    # binding of the arena, `conv2d_grad_input_acc`), not each into a new block-width tensor:
+    # blocks 2 and 3 (4 groups: at least 3 each)
+    in_place = [c for c in fn.commands if c.op == "dispatch" and "matmul_like" in str(c.export) and
+                any(a.mode == "rw" and a.alloc.kind == "arena" for a in dispatch_memory.command_accesses(c, exports))]
+    assert len(in_place) >= 6, len(in_place)
     res = prog.run_qemu(train=(xs, ys), workdir=tmp_path / "run")
     assert res.returncode == 0, res.output[-2000:]
     assert grouped.trainable == prog.trainable
@@ -167,6 +174,53 @@ def test_grouped_full_update_equals_the_whole_tensor_update():
     assert any(not np.array_equal(a, b) for a, b in zip(p_g, p))
 
 
+def _scheme_program(model, scheme, groups: int):
+    """(the host program of `scheme`'s sparse update with `groups` channel groups and every
+    gradient, its parameter order); the scheme must slice a weight (else `sparse-split`, the
+    subject of these tests, has nothing to split)."""
+    g = build_forward(model, classifier="fp32", num_classes=CLASSES, input_hw=HW, seed=0)
+    passes, order, values, slices, _ = _training_passes(g, None, LR, True, True, scheme, channel_groups=1)
+    assert slices, f"the scheme slices no weight: {scheme}"
+    if groups > 1:
+        at = next(i for i, p in enumerate(passes) if p.argument == "reorder-updates")
+        passes.insert(at + 1, ChannelGroupsPass(groups=groups, min_bytes=0))
+    return _compile(g, passes, order, LR, ("--iree-opt-const-eval=false",), "host", 256, None, values), order
+
+
+def _tt_ops(model, scheme, groups: int) -> list[str]:
+    """The op names of `@train_step` after the training passes (`groups` channel groups)."""
+    g = build_forward(model, classifier="fp32", num_classes=CLASSES, input_hw=HW, seed=0)
+    passes, *_ = _training_passes(g, None, LR, True, False, scheme, channel_groups=1)
+    if groups > 1:
+        at = next(i for i, p in enumerate(passes) if p.argument == "reorder-updates")
+        passes.insert(at + 1, ChannelGroupsPass(groups=groups, min_bytes=0))
+    run_pipeline(g.module, passes, stage="test")
+    fn = next(op for op in g.module.body.operations if op.attributes["sym_name"].value == "train_step")
+    return [op.operation.name for op in fn.regions[0].blocks[0].operations]
+
+
+def test_split_expansion_sums_share_one_accumulator(model):
+    """An expansion weight trained in part (`sparse-split`: two convs) has two input gradients,
+    which the backward adds, and then adds to the skip path's gradient (blocks.2 is residual; a
+    bias of blocks.1 is trained, so that gradient is needed).
+    Grouped, both sums and the skip gradient are one running value: every group's partial
+    gradients are `conv2d_grad_input_acc`s into it, both adds are gone, and the gradients equal
+    the whole-tensor program's."""
+    scheme = {"parameters": {"blocks.2.pointwise1.weight": "1/2", "blocks.2.pointwise1.bias": 1,
+                             "blocks.2.depthwise.bias": 1, "blocks.2.pointwise2.bias": 1,
+                             "blocks.1.pointwise2.bias": 1, "fc.weight": 1, "fc.bias": 1}}
+    whole_ops, grouped_ops = _tt_ops(model, scheme, 1), _tt_ops(model, scheme, 4)
+    assert "tinytrain.conv2d_grad_input_acc" not in whole_ops
+    # blocks.2: 4 groups' partial gradients (2 groups per part), all into the skip gradient;
+    # blocks.3 (not residual): the last 3 groups' into the first's
+    assert grouped_ops.count("tinytrain.conv2d_grad_input_acc") >= 7, grouped_ops.count("tinytrain.conv2d_grad_input_acc")
+    assert grouped_ops.count("tinytrain.add") <= whole_ops.count("tinytrain.add") - 2, \
+        (grouped_ops.count("tinytrain.add"), whole_ops.count("tinytrain.add"))
+
+    (grouped, names), (whole, _) = _scheme_program(model, scheme, 4), _scheme_program(model, scheme, 1)
+    same_gradients(model, grouped, whole, seed=3, label=1, names=names)
+
+
 def test_split_projection_sum_is_grouped(model):
     """A projection whose weight is trained in part (`sparse-split`: two convs, their partial input
     gradients summed by an `add`) seeds its depthwise region from that sum: the region is split
@@ -177,17 +231,7 @@ def test_split_projection_sum_is_grouped(model):
                              "blocks.3.pointwise1.bias": 1, "blocks.2.pointwise2.bias": 1,
                              "fc.weight": 1, "fc.bias": 1}}
 
-    def build(groups):
-        g = build_forward(model, classifier="fp32", num_classes=CLASSES, input_hw=HW, seed=0)
-        passes, order, values, slices, _ = _training_passes(g, None, LR, True, True, scheme,
-                                                            channel_groups=1)
-        assert slices, "the scheme must slice blocks.3.pointwise2.weight (else sparse-split has nothing to split)"
-        if groups > 1:
-            at = next(i for i, p in enumerate(passes) if p.argument == "reorder-updates")
-            passes.insert(at + 1, ChannelGroupsPass(groups=groups, min_bytes=0))
-        return _compile(g, passes, order, LR, ("--iree-opt-const-eval=false",), "host", 256, None, values), order
-
-    (grouped, names), (whole, _) = build(4), build(1)
+    (grouped, names), (whole, _) = _scheme_program(model, scheme, 4), _scheme_program(model, scheme, 1)
     text = grouped.stages["linalg"]
     split = re.findall(r'groups = (\d+) : i64, layer = "(blocks\.\d+\.pointwise2)"', text)
     assert any(layer == "blocks.3.pointwise2" and int(n) > 1 for n, layer in split), split

@@ -13,6 +13,8 @@
   index space and the taps that reads W through its map and dY at clamped indices, selecting 0
   for a tap outside dY: no padded/dilated copy of dY (the largest tensor at MobileNetV2's
   backward peak otherwise) and no flipped kernel.
+- `conv2d_grad_input_acc` (a running sum plus an input gradient): the same, with the accumulator
+  as the reduction's init, so IREE sums into its storage.
 - `conv2d_grad_weight` = a contraction of the padded input with the output gradient over
   (N, OH, OW), lowered as the pass's `convgrad` option says (`CONVGRADS`): one `linalg.generic`
   ("direct": the input read bounds-checked, no padded copy; a 1x1 stride-1 window through its
@@ -33,10 +35,10 @@ from torch_mlir.dialects import arith, linalg, tensor
 from tinytrain.dialects import tinytrain as tt
 
 from .kernels import KERNELS
-from .builders import (PARALLEL, REDUCTION, amap, const_f32, conv_input, dims, empty, full, generic,
-                       identity, reshape, shape_of, tensor_type, const_index, unsupported)
+from .builders import (PARALLEL, REDUCTION, amap, const_f32, conv_input, dims, elementwise, empty, full,
+                       generic, identity, reshape, shape_of, tensor_type, const_index, unsupported)
 
-__all__ = ["convert_conv2d", "convert_conv2d_grad_input", "convert_conv2d_grad_weight",
+__all__ = ["convert_conv2d", "convert_conv2d_grad_input", "convert_conv2d_grad_input_acc", "convert_conv2d_grad_weight",
            "convert_bias_grad", "PATTERNS", "CONVGRADS", "CONVGRAD_PATTERNS", "GRAD_INPUT_PATTERNS"]
 
 #: How `conv2d_grad_weight`, `bias_grad` and `conv2d_grad_input` are lowered; the
@@ -164,9 +166,11 @@ def _flipped_kernel(w: ir.Value, depthwise: bool) -> ir.Value:
     return generic([], empty(shape), [identity(r)], [PARALLEL] * r, body)
 
 
-def _padded_grad_input(dy: ir.Value, w: ir.Value, out_shape, strides, padding, depthwise: bool) -> ir.Value:
+def _padded_grad_input(dy: ir.Value, w: ir.Value, out_shape, strides, padding, depthwise: bool,
+                       init: ir.Value | None = None) -> ir.Value:
     """`convgrad="im2col"` (the host's): the stride-1 convolution of dY zero-dilated by the stride
-    and padded by K - 1 - p with the flipped kernel (a padded copy of dY, named conv)."""
+    and padded by K - 1 - p with the flipped kernel (a padded copy of dY, named conv), summed onto
+    `init` (zeros when None)."""
     n, h, wd, c = out_shape
     _, oh, ow, f = shape_of(dy)
     kh, kw = shape_of(w)[:2]
@@ -176,7 +180,7 @@ def _padded_grad_input(dy: ir.Value, w: ir.Value, out_shape, strides, padding, d
     zeros = full([n, hb, wb, f])
     dilated = tensor.InsertSliceOp(dy, zeros, [], [], [], [0, lo_h, lo_w, 0], [n, oh, ow, f],
                                    [1, strides[0], strides[1], 1]).result
-    out = full(out_shape)
+    out = full(out_shape) if init is None else init
     return _named_conv(depthwise, dilated, _flipped_kernel(w, depthwise), out, [1, 1])
 
 
@@ -231,9 +235,10 @@ def _tap_index(i: ir.Value, k: ir.Value, pad: int, stride: int, size: int) -> tu
     return arith.DivUIOp(tc, s).result, arith.AndIOp(valid, on_grid).result
 
 
-def _padfree_grad_input(dy: ir.Value, w: ir.Value, out_shape, strides, padding, depthwise: bool) -> ir.Value:
-    """`convgrad="direct"` (Cortex-M): `dX[n, h, w, c] = sum_{kh, kw, f} dY[n, oh, ow, f] *
-    W[kh, kw, c, f]` over the taps with `oh*sh + kh - ph = h` (same for w) inside dY, as one
+def _padfree_grad_input(dy: ir.Value, w: ir.Value, out_shape, strides, padding, depthwise: bool,
+                        init: ir.Value | None = None) -> ir.Value:
+    """`convgrad="direct"` (Cortex-M): `dX[n, h, w, c] = init[n, h, w, c] + sum_{kh, kw, f}
+    dY[n, oh, ow, f] * W[kh, kw, c, f]` (`init` zeros when None) over the taps with `oh*sh + kh - ph = h` (same for w) inside dY, as one
     `linalg.generic` over (N, H, W, C, KH, KW[, F]) reading W through its map (IREE fuses an
     elementwise producer of W, e.g. the int8 weight's `channel_scale`, into it) and dY by
     `tensor.extract` at clamped indices, a tap outside dY (border, or between two strided rows)
@@ -255,7 +260,8 @@ def _padfree_grad_input(dy: ir.Value, w: ir.Value, out_shape, strides, padding, 
         n_, h_, w_, c_, f_ = dims(5)
         maps = [amap(5, [n_, h_, w_, f_]), amap(5, [c_, f_]), amap(5, [n_, h_, w_, c_])]
         kernel = tensor.CollapseShapeOp(tensor_type([cg, f]), w, [[0, 1, 2], [3]]).result
-        return generic([dy, kernel], full(out_shape), maps, [PARALLEL] * 4 + [REDUCTION], _mac)
+        return generic([dy, kernel], full(out_shape) if init is None else init, maps,
+                       [PARALLEL] * 4 + [REDUCTION], _mac)
     _, oh, ow, _ = shape_of(dy)
     zero = const_f32(0.0)
     r = 6 if depthwise else 7  # loops: N, H, W, C, KH, KW[, F]
@@ -274,7 +280,7 @@ def _padfree_grad_input(dy: ir.Value, w: ir.Value, out_shape, strides, padding, 
     else:
         n_, h_, w_, c_, kh_, kw_, f_ = dims(7)
         kernel, wmap = w, amap(7, [kh_, kw_, c_, f_])
-    return generic([kernel], full(out_shape), [wmap, amap(r, [n_, h_, w_, c_])],
+    return generic([kernel], full(out_shape) if init is None else init, [wmap, amap(r, [n_, h_, w_, c_])],
                    [PARALLEL] * 4 + [REDUCTION] * (r - 4), body)
 
 
@@ -289,22 +295,44 @@ def convert_conv2d_grad_input(op, adaptor, type_converter, rewriter, convgrad: s
     (`kernels.conv1x1_grad_input_dispatch`: the same sums in the same order, fused multiply-adds),
     and so is a depthwise one inside `kernels.dwconv_grad_input_contract`
     (`kernels.dwconv_grad_input_dispatch`: the taps inside dY in the same order)."""
+    _lower_grad_input(op, adaptor.grad_output, adaptor.weight, None, rewriter, convgrad, kernels)
+
+
+def convert_conv2d_grad_input_acc(op, adaptor, type_converter, rewriter, convgrad: str = "direct",
+                                  kernels: str = "iree"):
+    """`conv2d_grad_input_acc`: as `conv2d_grad_input`, with the accumulator as the reduction's
+    init (the named conv's or the generic's `outs`), so the sums start from it and IREE computes
+    them in its storage when nothing else reads it. Where the gradient is not one reduction with
+    an init (our fp32 kernels' dispatches, the host's transposed matmul) it is computed as
+    `conv2d_grad_input` and added to the accumulator (a second tensor, the same values up to the
+    order of the sums)."""
+    _lower_grad_input(op, adaptor.grad_output, adaptor.weight, adaptor.accumulator, rewriter, convgrad, kernels)
+
+
+def _lower_grad_input(op, dy: ir.Value, w: ir.Value, acc: ir.Value | None, rewriter, convgrad: str,
+                      kernels: str) -> None:
+    """`conv2d_grad_input` (`acc` None) or `conv2d_grad_input_acc` (its converted accumulator)."""
     from .kernels import (conv1x1_grad_input_contract, conv1x1_grad_input_dispatch,
                           dwconv_grad_input_contract, dwconv_grad_input_dispatch)
 
-    dy, w = adaptor.grad_output, adaptor.weight
     strides, padding, groups = _conv_attrs(op)
     out_shape = shape_of(op.result)
     kh, kw = shape_of(w)[:2]
     depthwise = _is_depthwise(op, groups, shape_of(w))
+
+    def summed(result: ir.Value) -> ir.Value:  # the accumulator + a gradient computed without it
+        if acc is None:
+            return result
+        return elementwise([acc, result], lambda a, b, _: arith.AddFOp(a, b).result)
+
     if kernels == "ttk-f32" and conv1x1_grad_input_contract(shape_of(w), strides, padding, depthwise) is None:
         with rewriter.ip, op.location:
-            rewriter.replace_op(op, [conv1x1_grad_input_dispatch(op, dy, w)])
+            rewriter.replace_op(op, [summed(conv1x1_grad_input_dispatch(op, dy, w))])
         return
     if kernels == "ttk-f32" and dwconv_grad_input_contract(out_shape, shape_of(w), shape_of(dy), strides,
                                                            padding, depthwise) is None:
         with rewriter.ip, op.location:
-            rewriter.replace_op(op, [dwconv_grad_input_dispatch(op, dy, w, strides[0])])
+            rewriter.replace_op(op, [summed(dwconv_grad_input_dispatch(op, dy, w, strides[0]))])
         return
     if kh - 1 - padding[0] < 0 or kw - 1 - padding[1] < 0:
         raise unsupported(op, f"with padding {padding} larger than kernel-1 ({kh}x{kw} kernel) "
@@ -313,10 +341,10 @@ def convert_conv2d_grad_input(op, adaptor, type_converter, rewriter, convgrad: s
         if convgrad == "im2col" and not depthwise and \
                 _transposes_grad_input((kh, kw), strides, padding, *shape_of(w)[2:],
                                        out_shape[0] * out_shape[1] * out_shape[2]):
-            result = _transposed_grad_input(dy, w, out_shape)
+            result = summed(_transposed_grad_input(dy, w, out_shape))
         else:
             lower = _padded_grad_input if convgrad == "im2col" else _padfree_grad_input
-            result = lower(dy, w, out_shape, strides, padding, depthwise)
+            result = lower(dy, w, out_shape, strides, padding, depthwise, init=acc)
     rewriter.replace_op(op, [result])
 
 
@@ -561,6 +589,7 @@ def convert_bias_grad(op, adaptor, type_converter, rewriter, convgrad: str = "di
 CONVGRAD_PATTERNS = {mode: {tt.Conv2dOp: functools.partial(convert_conv2d, convgrad=mode),
                             tt.Conv2dGradWeightOp: functools.partial(convert_conv2d_grad_weight, convgrad=mode),
                             tt.Conv2dGradInputOp: functools.partial(convert_conv2d_grad_input, convgrad=mode),
+                            tt.Conv2dGradInputAccOp: functools.partial(convert_conv2d_grad_input_acc, convgrad=mode),
                             tt.BiasGradOp: functools.partial(convert_bias_grad, convgrad=mode)}
                      for mode in CONVGRADS}
 
@@ -568,6 +597,7 @@ CONVGRAD_PATTERNS = {mode: {tt.Conv2dOp: functools.partial(convert_conv2d, convg
 #: with "ttk-f32" the dense 1x1 ones dispatch our fp32 kernels.
 GRAD_INPUT_PATTERNS = {(mode, k): {
     tt.Conv2dGradInputOp: functools.partial(convert_conv2d_grad_input, convgrad=mode, kernels=k),
+    tt.Conv2dGradInputAccOp: functools.partial(convert_conv2d_grad_input_acc, convgrad=mode, kernels=k),
     tt.Conv2dGradWeightOp: functools.partial(convert_conv2d_grad_weight, convgrad=mode, kernels=k)}
     for mode in CONVGRADS for k in KERNELS}
 

@@ -19,7 +19,11 @@ the weight's rows c0..c1, the masks of those channels, the depthwise transposed 
 channels' filters, ... Where the region ends, its consumers take the groups:
 
 - the 1x1/dense input gradient of the expansion: the sum of the groups' partial gradients (each
-  with the weight's columns of its channels); a `bias_grad`: the groups' sums, concatenated;
+  with the weight's columns of its channels), each group's summed into the running sum by
+  `conv2d_grad_input_acc` (in the sum's storage: one block-width tensor, not an old and a new
+  one); when that gradient's only reader adds it to a value computed before the region (the
+  skip path's gradient at a residual block's input), the sum starts from that value and replaces
+  the add; a `bias_grad`: the groups' sums, concatenated;
 - a depthwise weight gradient: per group (its input's channels sliced), concatenated (weight-sized);
 - a dense weight gradient feeding only the SGD update of a trained parameter: per group, the
   gradient of the group's output channels and their update, written into the parameter
@@ -373,6 +377,9 @@ class _Splitter:
         # consumer index -> running value (sum; an updated parameter: its groups inserted so far)
         # or list of pieces
         acc: dict = {n: r.chains[n][-1].operands[0] for n in r.chains}
+        sums = _Sums(r, seed, _block_index(self.block))
+        self.into = sums.into
+        acc.update(sums.seeds)
         with ir.InsertionPoint(seed), seed.location:
             g_ins = [p.operands[0] for p in r.parts]   # the output gradient(s) the seed reads
             for k, (c0, c1) in enumerate(groups):
@@ -403,6 +410,8 @@ class _Splitter:
                                 user.operands[use.operand_number] = cur
             finals = {}
             for n, (u, i, kind) in enumerate(r.consumers):
+                if kind == "sum" and sums.into[n] != n:
+                    continue  # summed into another consumer's sum
                 val = acc[n]
                 if kind in ("sum", "weight_update"):
                     finals[n] = val
@@ -424,6 +433,8 @@ class _Splitter:
                 for op in reversed(chain):
                     op.erase()
                 u.erase()
+            elif kind == "sum":
+                sums.replace(n, finals.get(n))
             else:
                 u.results[0].replace_all_uses_with(finals[n])
                 u.erase()
@@ -455,12 +466,10 @@ class _Splitter:
         ty = _ty(_shape(out)[:-1] + [c1 - c0], out)
         # the seed's channels c0..c1: each dense input gradient with its weight's rows c0..c1 (a
         # split projection: both parts, summed as the seed sums them, value by value)
-        terms = []
+        total = None
         for part, g in zip(r.parts, g_ins):
-            a = part.attributes
-            w = _weight_slice(part.operands[1], 2, c0, c1)
-            terms.append(tt.Conv2dGradInputOp(g, w, a["strides"], a["padding"], a["groups"], ty).result)
-        pieces[out] = terms[0] if len(terms) == 1 else tt.AddOp(terms[0], terms[1], ty).result
+            total = _grad_input(total, g, _weight_slice(part.operands[1], 2, c0, c1), part.attributes, ty)
+        pieces[out] = total
         for op in r.members[1:]:
             res = op.results[0]
             local = self._local(op.operands[0], c0, c1, pieces)
@@ -489,11 +498,9 @@ class _Splitter:
                 continue
             lo, hi, p = local
             if kind == "sum":
-                at = u.attributes
-                wg = _weight_slice(u.operands[1], 3, lo, hi)
-                part = tt.Conv2dGradInputOp(p, wg, at["strides"], at["padding"], at["groups"],
-                                            u.results[0].type).result
-                acc[n] = part if n not in acc else tt.AddOp(acc[n], part, part.type).result
+                k = self.into[n]
+                acc[k] = _grad_input(acc.get(k), p, _weight_slice(u.operands[1], 3, lo, hi), u.attributes,
+                                     u.results[0].type)
             elif kind == "bias":
                 acc.setdefault(n, []).append(tt.BiasGradOp(p, _ty([hi - lo], u.results[0])).result)
             elif kind == "depthwise_weight":
@@ -535,6 +542,82 @@ class _Splitter:
             new = ir.Operation.create(upd.name, results=[param.type], operands=[param, g, upd.operands[2]],
                                       attributes={k: upd.attributes[k] for k in _attr_names(upd)}, loc=upd.location)
             acc[n] = tl.InsertOp(cur, new.results[0], ir.DenseI64ArrayAttr.get([0, 0, 0, lo]), cur.type).result
+
+
+class _Sums:
+    """How the region's "sum" consumers (dense input gradients summed over the groups) are summed.
+
+    Each sum is a running value that every group's partial gradient is added to in its storage
+    (`conv2d_grad_input_acc`). Two sums whose only reader adds them (the trained and the frozen
+    part of a projection `sparse-split` cut in two) share one running value; a sum whose only
+    reader adds it to a value that exists before the region (the skip path's gradient at a
+    residual block's input) starts from that value. Either way the add is gone and no second
+    block-width tensor holds a sum."""
+
+    def __init__(self, region: _Region, seed, index: dict):
+        self.r = region
+        sums = [n for n, (_, _, kind) in enumerate(region.consumers) if kind == "sum"]
+        self.into = {n: n for n in sums}    # consumer -> the consumer whose running value it adds to
+        self.value = {n: region.consumers[n][0].results[0] for n in sums}  # what a root's sum stands for
+        self.adds = {n: [] for n in sums}   # the adds a root's final sum replaces, innermost first
+        self.seeds: dict = {}               # root -> its running value's start
+        for n in sums:
+            if self.into[n] != n:
+                continue
+            while True:
+                add, other = _added_to(self.value[n])
+                m = None if add is None else \
+                    next((m for m in sums if m != n and self.into[m] == m and self.value[m] == other), None)
+                if m is None:
+                    break
+                for j in sums:
+                    if self.into[j] == m:
+                        self.into[j] = n
+                self.adds[n] += self.adds.pop(m) + [add]
+                self.value[n] = add.results[0]
+            add, other = _added_to(self.value[n])
+            if add is not None and _defined_before(other, seed, index):
+                with ir.InsertionPoint(seed), seed.location:
+                    self.seeds[n] = _barrier([other])[0]
+                self.adds[n].append(add)
+                self.value[n] = add.results[0]
+
+    def replace(self, n: int, final) -> None:
+        """After the groups: a root's final sum replaces what it stands for; the adds it replaces
+        and the consumers summed into it are erased (`final` None: `n` is not a root)."""
+        if final is None:
+            return
+        self.value[n].replace_all_uses_with(final)
+        for add in reversed(self.adds[n]):
+            add.erase()
+        for j, root in self.into.items():
+            if root == n:
+                self.r.consumers[j][0].erase()
+
+
+def _added_to(v: ir.Value):
+    """(the `tinytrain.add` that is the only reader of `v`, its other operand), or (None, None)."""
+    uses = list(v.uses)
+    if len(uses) != 1:
+        return None, None
+    add = _op(uses[0].owner)
+    if add is None or add.name != "tinytrain.add":
+        return None, None
+    return add, add.operands[1 - uses[0].operand_number]
+
+
+def _defined_before(v: ir.Value, anchor, index: dict) -> bool:
+    """`v` is an argument of the block or the result of an op that comes before `anchor`."""
+    src = _op(v.owner)
+    return src is None or index.get(src.operation, len(index)) < index[anchor.operation]
+
+
+def _grad_input(acc, g: ir.Value, w: ir.Value, attrs, ty) -> ir.Value:
+    """The input gradient of `g` through `w` (`attrs`: the conv's), added to the running sum `acc`
+    (`conv2d_grad_input_acc`: summed in the accumulator's storage) unless `acc` is None."""
+    if acc is None:
+        return tt.Conv2dGradInputOp(g, w, attrs["strides"], attrs["padding"], attrs["groups"], ty).result
+    return tt.Conv2dGradInputAccOp(acc, g, w, attrs["strides"], attrs["padding"], attrs["groups"], ty).result
 
 
 def _dense_grad_input(v: ir.Value):

@@ -444,3 +444,24 @@ func.func @conv2d_grad_input_pointwise_long_f(%dy: tensor<2x8x8x192xf32>, %w: te
   %0 = "tinytrain.conv2d_grad_input"(%dy, %w) {strides = array<i64: 1, 1>, padding = array<i64: 0, 0>, groups = 1 : i64} : (tensor<2x8x8x192xf32>, tensor<1x1x96x192xf32>) -> tensor<2x8x8x96xf32>
   return %0 : tensor<2x8x8x96xf32>
 }
+
+// -----
+
+// conv2d_grad_input_acc: the accumulator is the reduction's init (no zero fill, no separate add),
+// so IREE sums into its storage. direct: the 1x1 contraction generic; im2col: the named conv.
+// DIRECT-LABEL: func.func @conv2d_grad_input_acc(
+// DIRECT-SAME:    %[[ACC:.*]]: tensor<1x4x4x3xf32>, %[[DY:.*]]: tensor<1x4x4x5xf32>, %[[W:.*]]: tensor<1x1x3x5xf32>)
+// DIRECT-NOT:     linalg.fill
+// DIRECT:         %[[K:.*]] = tensor.collapse_shape %[[W]]
+// DIRECT-NEXT:    %[[R:.*]] = linalg.generic {{.*}} ins(%[[DY]], %[[K]] : tensor<1x4x4x5xf32>, tensor<3x5xf32>) outs(%[[ACC]] : tensor<1x4x4x3xf32>)
+// DIRECT:           arith.mulf
+// DIRECT-NEXT:      arith.addf
+// DIRECT:         return %[[R]] : tensor<1x4x4x3xf32>
+// IM2COL-LABEL: func.func @conv2d_grad_input_acc(
+// IM2COL-SAME:    %[[ACC:.*]]: tensor<1x4x4x3xf32>,
+// IM2COL:         %[[R:.*]] = linalg.conv_2d_nhwc_hwcf {{.*}} outs(%[[ACC]] : tensor<1x4x4x3xf32>)
+// IM2COL-NEXT:    return %[[R]] : tensor<1x4x4x3xf32>
+func.func @conv2d_grad_input_acc(%acc: tensor<1x4x4x3xf32>, %dy: tensor<1x4x4x5xf32>, %w: tensor<1x1x3x5xf32>) -> tensor<1x4x4x3xf32> {
+  %0 = "tinytrain.conv2d_grad_input_acc"(%acc, %dy, %w) {strides = array<i64: 1, 1>, padding = array<i64: 0, 0>, groups = 1 : i64} : (tensor<1x4x4x3xf32>, tensor<1x4x4x5xf32>, tensor<1x1x3x5xf32>) -> tensor<1x4x4x3xf32>
+  return %0 : tensor<1x4x4x3xf32>
+}

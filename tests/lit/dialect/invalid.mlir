@@ -175,3 +175,11 @@ func.func @qmask_grad_shape(%g: tensor<2x16xf32>, %m: tensor<2x16xi8>) {
   %0 = "tinytrain.qmask_grad"(%g, %m) : (tensor<2x16xf32>, tensor<2x16xi8>) -> tensor<2x16xf32>
   return
 }
+
+// -----
+
+func.func @conv2d_grad_input_acc_shape(%acc: tensor<1x8x8x4xf32>, %dy: tensor<1x4x4x4xf32>, %w: tensor<3x3x3x4xf32>) {
+  // CHECK: 'tinytrain.conv2d_grad_input_acc' op accumulator shape [1, 8, 8, 4] differs from the result shape [1, 8, 8, 3]
+  %0 = "tinytrain.conv2d_grad_input_acc"(%acc, %dy, %w) {strides = array<i64: 2, 2>, padding = array<i64: 1, 1>, groups = 1 : i64} : (tensor<1x8x8x4xf32>, tensor<1x4x4x4xf32>, tensor<3x3x3x4xf32>) -> tensor<1x8x8x3xf32>
+  return
+}

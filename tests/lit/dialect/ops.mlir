@@ -35,6 +35,8 @@ func.func @gradient_ops(%x: tensor<1x8x8x3xf32>, %w: tensor<3x3x3x4xf32>, %dy: t
                         %fw: tensor<5x4xf32>, %h: tensor<1x4xf32>) -> tensor<3x3x3x4xf32> {
   // CHECK: "tinytrain.conv2d_grad_input"
   %0 = "tinytrain.conv2d_grad_input"(%dy, %w) {strides = array<i64: 2, 2>, padding = array<i64: 1, 1>, groups = 1 : i64} : (tensor<1x4x4x4xf32>, tensor<3x3x3x4xf32>) -> tensor<1x8x8x3xf32>
+  // CHECK: "tinytrain.conv2d_grad_input_acc"
+  %acc = "tinytrain.conv2d_grad_input_acc"(%0, %dy, %w) {strides = array<i64: 2, 2>, padding = array<i64: 1, 1>, groups = 1 : i64} : (tensor<1x8x8x3xf32>, tensor<1x4x4x4xf32>, tensor<3x3x3x4xf32>) -> tensor<1x8x8x3xf32>
   // CHECK: "tinytrain.conv2d_grad_weight"
   %1 = "tinytrain.conv2d_grad_weight"(%x, %dy) {strides = array<i64: 2, 2>, padding = array<i64: 1, 1>, groups = 1 : i64} : (tensor<1x8x8x3xf32>, tensor<1x4x4x4xf32>) -> tensor<3x3x3x4xf32>
   // CHECK: "tinytrain.bias_grad"
