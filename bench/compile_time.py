@@ -11,8 +11,9 @@ Programs:
 - `mbv2_w035_64_fp32_host`: `tinytrain.models.mobilenet_v2(0.35, 10)`, 1x3x64x64, every
   parameter trained, `gradients=True`, the host `.vmfb` (as `tests/python/test_numerics.py`).
 - `mbv2_int8_4blocks_32_m4`: the paper's pretrained int8 MobileNetV2-w0.35, first 4 blocks, 32x32,
-  a 4-class fp32 head, biases of blocks 1-3 + two weights + the head trained, for the Cortex-M4:
-  the static library and the host `.vmfb` (as `tests/python/test_channel_groups.py`).
+  a 4-class fp32 head, biases of blocks 1-3 + two weights + the head trained
+  (`tinytrain.int8.compile_training`, its default passes), for the Cortex-M4: the static library
+  and the host `.vmfb`.
 
 Writes `bench/results/compile_time.json` and `.md`.
 
@@ -75,13 +76,22 @@ def mbv2_w035_64_fp32_host():
     prog.vmfb
 
 
+#: `mbv2_int8_4blocks_32_m4`'s trained parameters: biases of blocks 1-3, block 2's depthwise and
+#: block 3's expansion weight, the head.
+INT8_TRAINED = ["blocks.1.pointwise1.bias", "blocks.1.depthwise.bias", "blocks.1.pointwise2.bias",
+                "blocks.2.pointwise1.bias", "blocks.2.depthwise.weight", "blocks.2.depthwise.bias",
+                "blocks.2.pointwise2.bias", "blocks.3.pointwise1.weight", "blocks.3.pointwise1.bias",
+                "blocks.3.depthwise.bias", "blocks.3.pointwise2.bias", "fc.weight", "fc.bias"]
+
+
 def mbv2_int8_4blocks_32_m4():
-    sys.path.insert(0, str(ROOT / "tests" / "python"))
-    import test_channel_groups as cg
+    from tinytrain.int8 import compile_training
     from tinytrain.pretrained import load_mcu_model
-    from tinytrain.pretrained.graph import truncate
+    from tinytrain.pretrained.graph import build_forward, truncate
+    g = build_forward(truncate(load_mcu_model("mbv2-w0.35"), 4), classifier="fp32", num_classes=4, input_hw=32,
+                      seed=0)
     with tempfile.TemporaryDirectory(prefix="tinytrain-bench-") as tmp:
-        prog = cg.program(truncate(load_mcu_model("mbv2-w0.35"), cg.BLOCKS), 1, "cortex-m4", Path(tmp) / "fw")
+        prog = compile_training(g, INT8_TRAINED, lr=0.05, target="cortex-m4", sram_kb=256, build_dir=Path(tmp) / "fw")
         prog.host.ensure_compiled()
 
 
