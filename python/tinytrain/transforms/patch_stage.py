@@ -26,27 +26,29 @@ Which stages (`choose_stages`): a chain of consecutive stages, the first from th
 to a valid cut at least 1/`factor` of the input's height in `grid` x `grid` patches, stage k from
 stage k-1's assembled cut down to 1/(`factor`·2^(k-1)) of the input's height, in 2x2 to `grid` x
 `grid` patches (each computed from the assembled cut before it), at most `stages` of them. Of all
-such chains (none included) the pass takes the one whose function has the smallest estimated
-forward peak, then the fewest recomputed multiply-accumulates (halos), then the fewest stages, then
-the deepest. The
-estimate (`_Liveness`) covers the forward ops (those before the first op that depends on an
-argument other than the input and the parameters, e.g. the label), each op's bytes being the
+such chains (none included) the pass takes the one whose function has the smallest estimated forward
+peak, then the fewest recomputed multiply-accumulates (halos), then the fewest stages (of ties, the
+deepest). The estimate (`_Liveness`) covers the forward ops (those before the first op that depends
+on an argument other than the input and the parameters, e.g. the label), each op's bytes being the
 tensors live while it runs (a tensor lives from its writer to its last reader anywhere in the
 function, so activations saved for the backward count through the rest of the forward): the ops
-after the last stage whole, and each patched stage as its input and output whole beside the worst
-op of its largest patch (operands, result). So the chain goes exactly as deep as the whole
-function's peak needs: at 128x128 MobileNetV2-w0.35 patches its blocks 0-5, MCUNet-5FPS its blocks
-0-4 (their 16x16 expansions otherwise bound the forward); and halos, which grow with every block a
-stage spans, are weighed against cutting the network in more, shorter stages. Each patched stage
-is reported as a function attribute (`tinytrain.patch_stage`, `tinytrain.patch_stage2`, ...): grid,
-cut layer, cut shape, number of ops, and the stage's multiply-accumulates whole (`macs`) and
-patched (`patched_macs`, with the halo).
+after the last stage whole, and each patched stage as its input and output whole beside the worst op
+of its largest patch (operands, result). So the chain goes exactly as deep as the whole function's
+peak needs: at 128x128 MobileNetV2-w0.35 patches its blocks 0-5, MCUNet-5FPS its blocks 0-4 (their
+16x16 expansions otherwise bound the forward); and halos, which grow with every block a stage spans,
+are weighed against cutting the network in more, shorter stages. Each patched stage is reported as a
+function attribute (`tinytrain.patch_stage`, `tinytrain.patch_stage2`, ...): grid, cut layer, cut
+shape, number of ops, and the stage's multiply-accumulates whole (`macs`) and patched
+(`patched_macs`, with the halo).
 
-The estimate follows the firmware when told so: `streamed_input` (the Cortex-M firmware streams
-the input: only the bytes each kernel loads are in SRAM, from the first to the last byte of its
-box, read by the kernel alone) and `fused_padding` (the Cortex-M compile fuses a convolution's
-zero padding into it; without it a padded convolution also counts its zero-filled window).
-`tinytrain.int8` sets both on Cortex-M targets.
+The estimate follows the firmware when told so: `streamed_input` (the Cortex-M firmware streams the
+input: only the bytes each kernel loads are in SRAM, from the first to the last byte of its box,
+read by the kernel alone) and `fused_padding` (the Cortex-M compile fuses a convolution's zero
+padding into it; without it a padded convolution also counts its zero-filled window).
+`tinytrain.int8` sets both on Cortex-M targets. Not modelled: the firmware's layout keeps a streamed
+input's copies at the input's own offsets, so a tensor live across all of the first stage's reads
+(its assembled cut) is placed beside the whole input's extent; at 128x128 that, not the estimate,
+sizes the forward's arena (about the 49,152 B input plus the first stage's 32x32 cut).
 
 Options: `grid` (patches per side of the first stage, the most of the later ones; 1 disables the
 pass), `factor` (how far down the first stage goes), `stages` (how many consecutive stages at most;
@@ -229,35 +231,17 @@ def _clip(box, hw):
     return tuple((max(0, a), min(n, b)) for (a, b), n in zip(box, hw))
 
 
-def _union(a, b):
-    if a is None:
-        return b
-    return tuple((min(x0, y0), max(x1, y1)) for (x0, x1), (y0, y1) in zip(a, b))
-
-
 class _Patch:
     """Builds one patch of the stage (insertion point set by the caller)."""
 
     def __init__(self, stage: Stage, out_box):
         self.stage = stage
-        index, sizes, nodes = stage.graph()
+        index, _, nodes = stage.graph()
         self.key = lambda v: index[_key(v)]
-        need = {len(nodes): out_box}
-        for i in range(len(nodes) - 1, -1, -1):
-            box = need.get(i + 1)
-            if box is None:
-                continue
-            operands, conv = nodes[i]
-            if conv is not None:
-                u = operands[0]
-                need[u] = _union(need.get(u), _clip(_window(*conv[:3], box), sizes[u][:2]))
-            else:
-                for u in operands:
-                    need[u] = _union(need.get(u), box)
-        self.need = need
-        self.macs = sum(conv[3] * (b[0][1] - b[0][0]) * (b[1][1] - b[1][0])
-                        for (_, conv), b in ((nodes[i], need.get(i + 1)) for i in range(len(nodes)))
-                        if b is not None and conv is not None)
+        rows, cols = _needs(stage, 0, out_box[0]), _needs(stage, 1, out_box[1])
+        self.need = need = {i: (rows[i], cols[i]) for i in rows}
+        self.macs = sum(conv[3] * _area(need[i + 1]) for i, (_, conv) in enumerate(nodes)
+                        if conv is not None and i + 1 in need)
 
     def build(self, x: ir.Value) -> ir.Value:
         """The cut's patch, computed from `x` (the stage input, or a barrier-chained alias)."""
@@ -290,6 +274,27 @@ class _Patch:
                                           loc=op.location)
             got[i + 1] = new.results[0]
         return got[len(st.ops)]
+
+
+def _needs(stage: Stage, dim: int, span: tuple[int, int]) -> dict[int, tuple[int, int]]:
+    """The rows (`dim` 0) or columns (1) of every stage value (`Stage.graph` index) that the cut's
+    `span` of rows / columns needs: a box's rows and columns are needed independently."""
+    _, sizes, nodes = stage.graph()
+    need = {len(nodes): span}
+    for i in range(len(nodes) - 1, -1, -1):
+        out = need.get(i + 1)
+        if out is None:
+            continue
+        operands, conv = nodes[i]
+        if conv is not None:
+            (k, s, p), u = (conv[0][dim], conv[1][dim], conv[2][dim]), operands[0]
+            wants = [(u, (max(0, out[0] * s - p), min(sizes[u][dim], (out[1] - 1) * s - p + k)))]
+        else:
+            wants = [(u, out) for u in operands]
+        for u, (a, b) in wants:
+            old = need.get(u)
+            need[u] = (a, b) if old is None else (min(old[0], a), max(old[1], b))
+    return need
 
 
 def _rel(box, base):
@@ -425,12 +430,18 @@ def _patched_cost(stage: Stage, grid: int, streamed_input: bool, fused_padding: 
     is a `streamed_input`) and output whole beside the worst op of its largest patch
     (`_worst_op_bytes`); the patches' MACs beyond the whole stage's."""
     n, h, w, c = _shape(stage.cut)
-    patches = [_Patch(stage, (r, q)) for r in _split(h, grid) for q in _split(w, grid)]
-    whole = sum(_conv_macs(op, _shape(op.results[0])) for op in stage.ops if op.operation.name == _CONV)
-    whole_input = 0 if streamed_input else tensor_bytes(stage.input)
-    return (whole_input + tensor_bytes(stage.cut) + max(_worst_op_bytes(stage, p.need, fused_padding, streamed_input)
-                                                        for p in patches),
-            sum(p.macs for p in patches) - whole)
+    _, sizes, nodes = stage.graph()
+    rows = [_needs(stage, 0, r) for r in _split(h, grid)]
+    cols = [_needs(stage, 1, q) for q in _split(w, grid)]
+    worst = max(_worst_op_bytes(stage, {i: (r[i], q[i]) for i in r}, fused_padding, streamed_input)
+                for r in rows for q in cols)
+    # the patches' MACs: per conv, its output pixels summed over every (row span, column span)
+    def spans(needs, i):
+        return sum(x[i][1] - x[i][0] for x in needs if i in x)
+
+    extra = sum(conv[3] * (spans(rows, i + 1) * spans(cols, i + 1) - sizes[i + 1][0] * sizes[i + 1][1])
+                for i, (_, conv) in enumerate(nodes) if conv is not None)
+    return (0 if streamed_input else tensor_bytes(stage.input)) + tensor_bytes(stage.cut) + worst, extra
 
 
 class _Liveness:
@@ -542,13 +553,14 @@ def choose_stages(fn: func.FuncOp, grid: int, factor: int, stages: int, streamed
     """The consecutive stages (`[(stage, grid)]`, at most `stages`; possibly none) whose patching
     gives `fn` the smallest estimated forward peak (`_Liveness`: the ops before the first stage,
     each patched stage (`_Liveness.patched`), the ops between stages and the ops after the last
-    one, whole), then the fewest recomputed multiply-accumulates (halos), then the fewest stages,
-    then the deepest (more of the network in patches at no cost). Stage 1 starts at the
-    function's input, ends at a valid cut at least 1/`factor` of the input's height and has `grid`
-    x `grid` patches; stage k starts at stage k-1's cut, ends at 1/(`factor`*2^(k-1)) or above, in
-    2x2 to `grid` x `grid` patches. Searched exactly: the best completions from each cut (the ones
-    no other beats on all four counts) are computed once. The stages are grown from the original
-    function; `PatchStagePass` grows each again from the previous one's assembled cut."""
+    one, whole), then the fewest recomputed multiply-accumulates (halos), then the fewest stages
+    (of completions that tie on all three, the deepest: more of the network in patches at no
+    cost). Stage 1 starts at the function's input, ends at a valid cut at least 1/`factor` of the
+    input's height and has `grid` x `grid` patches; stage k starts at stage k-1's cut, ends at
+    1/(`factor`*2^(k-1)) or above, in 2x2 to `grid` x `grid` patches. Searched exactly: the best
+    completions from each cut (the ones no other beats on all three counts) are computed once.
+    The stages are grown from the original function; `PatchStagePass` grows each again from the
+    previous one's assembled cut."""
     live = _Liveness(fn, streamed_input, fused_padding)
     fronts: dict = {}
     costs: dict = {}
@@ -578,9 +590,12 @@ def choose_stages(fn: func.FuncOp, grid: int, factor: int, stages: int, streamed
                 here = max(live.between(at, first), here)
                 options += [(max(here, p), extra + m, n + 1, depth, ((st, g),) + rest)
                             for p, m, n, depth, rest in front(st.cut, last, k + 1)]
-        fronts[key] = [o for o in options if not any(q[:4] != o[:4] and all(x <= y for x, y in zip(q[:4], o[:4]))
-                                                      for q in options)]
-        return fronts[key]
+        kept: list = []  # sorted: an option is beaten iff a kept one is no worse in macs and count
+        for o in sorted(options, key=lambda o: o[:4]):
+            if not any(q[1] <= o[1] and q[2] <= o[2] for q in kept):
+                kept.append(o)
+        fronts[key] = kept
+        return kept
 
     return list(min(front(None, -1, 1), key=lambda o: o[:4])[4])
 
