@@ -140,7 +140,9 @@ def _accept(op, in_stage, frozen) -> bool:
 
 
 def find_stage(fn: func.FuncOp, factor: int) -> Stage | None:
-    """The patchable stage of `fn` (module docstring), or None."""
+    """The single stage of `fn` ending at its smallest valid cut at least 1/`factor` of the input's
+    height (the deepest of equals; module docstring: which ops a stage may hold), or None. The
+    pass itself takes the chain of stages `choose_stages` finds."""
     return grow_stage(fn, factor, _accept)
 
 
@@ -367,8 +369,12 @@ class PatchStagePass(ModulePass):
         start = None
         for k, (stage, grid) in enumerate(chain, 1):
             if k > 1:  # the chosen stage again, grown from the previous stage's assembled cut
-                stage = next(s for s in stage_cuts(fn, self.factor << (k - 1), _accept, start=start)
-                             if s.ops[-1].operation == stage.ops[-1].operation)
+                again = [s for s in stage_cuts(fn, self.factor << (k - 1), _accept, start=start)
+                         if s.ops[-1].operation == stage.ops[-1].operation]
+                if not again:
+                    raise CompileError(f"patch-stage: stage {k} (cut {stage.cut_layer}) is no longer a valid cut "
+                                       f"once stage {k - 1} is patched (an internal error)", stage=self.argument)
+                stage = again[0]
             start, info = _patch_stage(stage, grid)
             fn.attributes["tinytrain.patch_stage" + (str(k) if k > 1 else "")] = info
 
