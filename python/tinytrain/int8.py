@@ -284,7 +284,7 @@ def compile_training(graph, trainable=None, lr: float = 0.01, qas: bool = True, 
     passes, order, values, slices, report = _training_passes(graph, trainable, lr, qas, gradients, scheme,
                                                              momentum, reorder,
                                                              _channel_groups(channel_groups, target))
-    passes += _patch_passes(graph, patches, target)
+    passes += _patch_passes(graph, patches, target, stream_input)
     prog = _compile(graph, passes, order, lr, extra_flags, target, sram_kb, build_dir, values, kernels,
                     stream_input)
     prog.slices, prog.momentum, prog.report = {s.name: s for s in slices}, float(momentum), report["report"]
@@ -317,7 +317,7 @@ def plan_sram(graph, trainable=(), *, lr: float = 0.01, qas: bool = True, target
                                                    momentum, reorder, _channel_groups(channel_groups, target))
     else:
         passes, values = [_ForwardAsPredict()], graph.values
-    passes = [*passes, *_patch_passes(graph, patches, target)]
+    passes = [*passes, *_patch_passes(graph, patches, target, stream_input)]
     run_pipeline(graph.module, [*passes, ConvertTinytrainToLinalgPass(values=values)], stage="int8-plan")
     with tempfile.TemporaryDirectory(prefix="tinytrain-plan-") as tmp:
         # located text, as the firmware build compiles: the same iree-compile input, so the run's
@@ -397,18 +397,18 @@ def compile_predict(graph, extra_flags=("--iree-opt-const-eval=false",), *, targ
     host and, with a Cortex-M target, its firmware. Call `predict([], x)` / `run_qemu(evaluate=...)`.
     `patches`, `kernels`, `stream_input`: as in `compile_training`."""
     check_kernels(kernels, target)
-    return _compile(graph, [_ForwardAsPredict(), *_patch_passes(graph, patches, target)], [], 0.0,
+    return _compile(graph, [_ForwardAsPredict(), *_patch_passes(graph, patches, target, stream_input)], [], 0.0,
                     extra_flags, target, sram_kb, build_dir, kernels=kernels, stream_input=stream_input)
 
 
 def patch_grid(target: str, input_hw: int) -> int:
-    """The default number of patches per side of the `patch-stage` pass (the stage down to 1/4 of
-    the input). On a Cortex-M target: 3x3 from 128x128 up, 2x2 from 64x64 up, none below; on the
-    host none (it has the memory; patches only add the recomputed halo). At 128x128 the patched
-    stage is the peak of every published sparse scheme once the backward works in channel groups;
-    MobileNetV2-w0.35 `99kb` (M7 plan): 2x2 210,688 B for +15% of the stage's MACs (+6% of the
-    network's forward MACs), 3x3 174,912 B for +32% (+13%), 4x4 163,968 B for +50% (+20%,
-    `patches=4`)."""
+    """The default number of patches per side of the `patch-stage` pass's first stage (down to 1/4
+    of the input; each later stage takes 2 up to that many). On a Cortex-M target: 3x3 from
+    128x128 up, 2x2 from 64x64 up, none below; on the host none (it has the memory; patches only
+    add the recomputed halo). Measured with that first stage alone, before the later stages and
+    the channel-group backward: MobileNetV2-w0.35 `99kb` at 128x128 (M7 plan): 2x2 210,688 B for
+    +15% of the stage's MACs (+6% of the network's forward MACs), 3x3 174,912 B for +32% (+13%),
+    4x4 163,968 B for +50% (+20%, `patches=4`)."""
     if target == "host" or input_hw < 64:
         return 1
     return 3 if input_hw >= 128 else 2
@@ -428,13 +428,16 @@ def _channel_groups(groups, target: str) -> int:
     return n
 
 
-def _patch_passes(graph, patches, target) -> list:
+def _patch_passes(graph, patches, target, stream_input: bool) -> list:
+    """The `patch-stage` pass of `graph` on `target` (none with 1 patch): its stage choice leaves
+    the input out of its SRAM estimate when the firmware streams it (`stream_input`)."""
     from tinytrain.transforms.patch_stage import PatchStagePass
 
     grid = patch_grid(target, _forward_types(graph.module)[0][1]) if patches is None else int(patches)
     if grid < 1:
         raise ValueError(f"patches must be >= 1 (1: no patches), got {patches}")
-    return [PatchStagePass(grid=grid)] if grid > 1 else []
+    return [PatchStagePass(grid=grid, streamed_input=bool(stream_input) and target != "host",
+                           fused_padding=target != "host")] if grid > 1 else []
 
 
 def lower_for_device(device, kernels: str, stage: str, **lowering) -> tuple[str, str]:

@@ -155,8 +155,8 @@ def test_streamed_training_and_predict_on_cortex_m7_equal_the_host(tmp_path, ker
     assert "input" not in module.io_buffers
     assert any("streamed: each kernel reading it gets the bytes it loads" in k for k, _ in module.sram_contributors())
     if kernels == "iree":
-        # the same program with the input whole: its iree-compile is this program's (the static
-        # library does not depend on `stream_input`), so the run's compile cache serves it
+        # the same network with the input whole (its patch stages may differ: `patch-stage`
+        # counts a whole input in its estimate, a streamed one only where a kernel reads it)
         whole = int8.compile_training(graph(4, hw), trainable, lr=0.05, target="cortex-m7",
                                       build_dir=tmp_path / "whole", stream_input=False)
         assert not whole.firmware.module.input_streamed

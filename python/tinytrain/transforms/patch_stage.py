@@ -15,28 +15,44 @@ the same inputs. A convolution's zero padding is applied only where the patch to
 the tensor (`tensor.pad` with the input zero point), and the patch's convolution then runs without
 padding.
 
-Which ops form the stage: starting at the function's input (`tinytrain.input`), the
+Which ops a stage may hold: starting at the function's input (`tinytrain.input`), the
 `tinytrain.qconv2d` / `tinytrain.qadd` / `tinytrain.quantize` ops whose activation operands come from
 the stage and whose weight and bias are frozen (not `tinytrain.trainable`). A cut is valid where
-exactly one stage value is used after it (a block boundary). The pass takes the last valid cut whose
-spatial size is at least the input's / `factor` and holds the fewest bytes (the deepest of equals:
-a block's output, not the expanded tensor inside the next block). A function whose first op is trained, or whose
-stage is smaller than the grid, is left as it is. Each patched function gets a
-`tinytrain.patch_stage` attribute for the reports: grid, cut layer, cut shape, number of ops, and
-the stage's multiply-accumulates whole (`macs`) and patched (`patched_macs`, with the halo).
+exactly one stage value is used after it (a block boundary): so a stage never holds a trained layer
+nor a tensor the backward reads (an activation saved for a weight gradient or a ReLU mask). A
+function whose first op is trained, or whose stages are smaller than the grid, is left as it is.
 
-Later stages (`stages`, default 2): from the assembled cut, the next stage (down to 1/(2·`factor`)
-of the input's height, then 1/(4·`factor`), ...) in 2x2 patches, one after the other, where that
-pays: among its valid cuts the one whose patches have the smallest estimated peak (the stage's
-input and output whole beside the worst op of its largest patch: operands, result and a padded
-convolution's zero-filled window), taken if that is at most 3/4 of the same estimate for the whole
-tensors. Halos grow with every block a stage spans, so this is usually the next downsampling block
-alone: ProxylessNAS-w0.3 and MCUNet-5FPS at 128x128 expand 32x32x16 to 48 channels for a 7x7
-stride-2 depthwise convolution (a 37x37x48 padded tensor, their forward's peak, beside its input)
-right after the first stage. Reported as `tinytrain.patch_stage2`, ... (same fields).
+Which stages (`choose_stages`): a chain of consecutive stages, the first from the function's input
+to a valid cut at least 1/`factor` of the input's height in `grid` x `grid` patches, stage k from
+stage k-1's assembled cut down to 1/(`factor`·2^(k-1)) of the input's height, in 2x2 to `grid` x
+`grid` patches (each computed from the assembled cut before it), at most `stages` of them. Of all
+such chains (none included) the pass takes the one whose function has the smallest estimated forward
+peak, then the fewest recomputed multiply-accumulates (halos), then the fewest stages (of ties, the
+deepest). The estimate (`_Liveness`) covers the forward ops (those before the first op that depends
+on an argument other than the input and the parameters, e.g. the label), each op's bytes being the
+tensors live while it runs (a tensor lives from its writer to its last reader anywhere in the
+function, so activations saved for the backward count through the rest of the forward): the ops
+after the last stage whole, and each patched stage as its input and output whole beside the worst op
+of its largest patch (operands, result). So the chain goes exactly as deep as the whole function's
+peak needs: at 128x128 MobileNetV2-w0.35 patches its blocks 0-5, MCUNet-5FPS its blocks 0-4 (their
+16x16 expansions otherwise bound the forward); and halos, which grow with every block a stage spans,
+are weighed against cutting the network in more, shorter stages. Each patched stage is reported as a
+function attribute (`tinytrain.patch_stage`, `tinytrain.patch_stage2`, ...): grid, cut layer, cut
+shape, number of ops, and the stage's multiply-accumulates whole (`macs`) and patched
+(`patched_macs`, with the halo).
 
-Options: `grid` (patches per side, 1 disables the pass), `factor` (how far down the stage goes),
-`stages` (how many consecutive stages at most; 1: the first only).
+The estimate follows the firmware when told so: `streamed_input` (the Cortex-M firmware streams the
+input: only the bytes each kernel loads are in SRAM, from the first to the last byte of its box,
+read by the kernel alone) and `fused_padding` (the Cortex-M compile fuses a convolution's zero
+padding into it; without it a padded convolution also counts its zero-filled window).
+`tinytrain.int8` sets both on Cortex-M targets. Not modelled: the firmware's layout keeps a streamed
+input's copies at the input's own offsets, so a tensor live across all of the first stage's reads
+(its assembled cut) is placed beside the whole input's extent; at 128x128 that, not the estimate,
+sizes the forward's arena (about the 49,152 B input plus the first stage's 32x32 cut).
+
+Options: `grid` (patches per side of the first stage, the most of the later ones; 1 disables the
+pass), `factor` (how far down the first stage goes), `stages` (how many consecutive stages at most;
+1: the first only), `streamed_input`, `fused_padding`.
 """
 
 from __future__ import annotations
@@ -77,10 +93,31 @@ class Stage:
     input: ir.Value
     ops: list
     cut: ir.Value
+    _graph: tuple | None = dataclasses.field(default=None, init=False, repr=False, compare=False)
 
     @property
     def cut_layer(self) -> str:
         return layer_name(self.ops[-1])
+
+    def graph(self) -> tuple[dict, list, list]:
+        """The stage as plain numbers (read once from the IR): (value index by `_key`: 0 the
+        input, i + 1 the result of op i; per value (height, width, bytes per pixel); per op
+        (stage operand indices, None or a conv's (kernel, strides, padding, MACs per output
+        pixel)))."""
+        if self._graph is None:
+            values = [self.input] + [m.results[0] for m in self.ops]
+            index = {_key(v): i for i, v in enumerate(values)}
+            sizes = [(h, w, tensor_bytes(v) // max(1, h * w)) for v in values for _, h, w, _ in [_shape(v)]]
+            nodes = []
+            for op in self.ops:
+                if op.operation.name == _CONV:
+                    kh, kw, cin_g, cout = ir.RankedTensorType(op.operands[1].type).shape
+                    conv = ((kh, kw), tuple(_ints(op, "strides")), tuple(_ints(op, "padding")), kh * kw * cin_g * cout)
+                    nodes.append(((index[_key(op.operands[0])],), conv))
+                else:
+                    nodes.append((tuple(index[_key(u)] for u in op.operands), None))
+            self._graph = (index, sizes, nodes)
+        return self._graph
 
 
 def _conv_macs(op, out_shape) -> int:
@@ -103,7 +140,9 @@ def _accept(op, in_stage, frozen) -> bool:
 
 
 def find_stage(fn: func.FuncOp, factor: int) -> Stage | None:
-    """The patchable stage of `fn` (module docstring), or None."""
+    """The single stage of `fn` ending at its smallest valid cut at least 1/`factor` of the input's
+    height (the deepest of equals; module docstring: which ops a stage may hold), or None. The
+    pass itself takes the chain of stages `choose_stages` finds."""
     return grow_stage(fn, factor, _accept)
 
 
@@ -181,8 +220,12 @@ def _split(n: int, parts: int) -> list[tuple[int, int]]:
 
 def _conv_window(op, out_box):
     """(input box needed, unclipped) for output box ((r0, r1), (c0, c1)) of a conv."""
-    k = ir.RankedTensorType(op.operands[1].type).shape[:2]
-    s, p = _ints(op, "strides"), _ints(op, "padding")
+    return _window(ir.RankedTensorType(op.operands[1].type).shape[:2], _ints(op, "strides"), _ints(op, "padding"),
+                   out_box)
+
+
+def _window(k, s, p, out_box):
+    """`_conv_window` from the conv's kernel size, strides and padding."""
     return tuple((a * s[i] - p[i], (b - 1) * s[i] - p[i] + k[i]) for i, (a, b) in enumerate(out_box))
 
 
@@ -190,43 +233,17 @@ def _clip(box, hw):
     return tuple((max(0, a), min(n, b)) for (a, b), n in zip(box, hw))
 
 
-def _union(a, b):
-    if a is None:
-        return b
-    return tuple((min(x0, y0), max(x1, y1)) for (x0, x1), (y0, y1) in zip(a, b))
-
-
 class _Patch:
     """Builds one patch of the stage (insertion point set by the caller)."""
 
     def __init__(self, stage: Stage, out_box):
         self.stage = stage
-        values = [stage.input] + [m.results[0] for m in stage.ops]
-
-        def key(v):
-            for i, s in enumerate(values):
-                if v == s:
-                    return i
-            raise AssertionError("value outside the stage")
-
-        self.key = key
-        need = {len(stage.ops): out_box}
-        for i in range(len(stage.ops) - 1, -1, -1):
-            op = stage.ops[i]
-            box = need.get(i + 1)
-            if box is None:
-                continue
-            if op.operation.name == _CONV:
-                u = op.operands[0]
-                want = _clip(_conv_window(op, box), _shape(u)[1:3])
-                need[key(u)] = _union(need.get(key(u)), want)
-            else:
-                for u in op.operands:
-                    need[key(u)] = _union(need.get(key(u)), box)
-        self.need = need
-        self.macs = sum(_conv_macs(op, [1, b[0][1] - b[0][0], b[1][1] - b[1][0], 0])
-                        for op, b in ((op, need.get(i + 1)) for i, op in enumerate(stage.ops))
-                        if b is not None and op.operation.name == _CONV)
+        index, _, nodes = stage.graph()
+        self.key = lambda v: index[_key(v)]
+        rows, cols = _needs(stage, 0, out_box[0]), _needs(stage, 1, out_box[1])
+        self.need = need = {i: (rows[i], cols[i]) for i in rows}
+        self.macs = sum(conv[3] * _area(need[i + 1]) for i, (_, conv) in enumerate(nodes)
+                        if conv is not None and i + 1 in need)
 
     def build(self, x: ir.Value) -> ir.Value:
         """The cut's patch, computed from `x` (the stage input, or a barrier-chained alias)."""
@@ -259,6 +276,27 @@ class _Patch:
                                           loc=op.location)
             got[i + 1] = new.results[0]
         return got[len(st.ops)]
+
+
+def _needs(stage: Stage, dim: int, span: tuple[int, int]) -> dict[int, tuple[int, int]]:
+    """The rows (`dim` 0) or columns (1) of every stage value (`Stage.graph` index) that the cut's
+    `span` of rows / columns needs: a box's rows and columns are needed independently."""
+    _, sizes, nodes = stage.graph()
+    need = {len(nodes): span}
+    for i in range(len(nodes) - 1, -1, -1):
+        out = need.get(i + 1)
+        if out is None:
+            continue
+        operands, conv = nodes[i]
+        if conv is not None:
+            (k, s, p), u = (conv[0][dim], conv[1][dim], conv[2][dim]), operands[0]
+            wants = [(u, (max(0, out[0] * s - p), min(sizes[u][dim], (out[1] - 1) * s - p + k)))]
+        else:
+            wants = [(u, out) for u in operands]
+        for u, (a, b) in wants:
+            old = need.get(u)
+            need[u] = (a, b) if old is None else (min(old[0], a), max(old[1], b))
+    return need
 
 
 def _rel(box, base):
@@ -296,19 +334,28 @@ def _barrier(values: list[ir.Value]) -> list[ir.Value]:
 @dataclasses.dataclass(frozen=True)
 class PatchStagePass(ModulePass):
     argument: ClassVar[str] = "patch-stage"
-    summary: ClassVar[str] = ("Compute the frozen high-resolution first stage of every function in grid x grid "
-                              "spatial patches (halo recomputed, bit-identical), one patch after the other.")
+    summary: ClassVar[str] = ("Compute the frozen high-resolution first stages of every function in spatial "
+                              "patches (halo recomputed, bit-identical), one patch after the other, as deep as "
+                              "its estimated forward peak needs.")
     option_docs: ClassVar[dict[str, str]] = {
-        "grid": "patches per side of the stage output (1: leave the functions as they are)",
+        "grid": "patches per side of the first stage's output, the most of a later stage's (1: leave the "
+                "functions as they are)",
         "factor": "the stage ends at the last block boundary whose output is at least 1/factor of the "
                   "input's height",
         "stages": "consecutive stages at most: stage k starts at stage k-1's cut and ends at 1/(factor*2^(k-1)) "
-                  "of the input's height, in 2x2 patches, where that lowers its estimated peak by a quarter",
+                  "of the input's height or above, in 2x2 to grid x grid patches; the pass takes the chain "
+                  "(none included) with the smallest estimated forward peak, then the fewest recomputed MACs",
+        "streamed_input": "the estimate counts the input only where a kernel reads it (the firmware streams "
+                          "it: `tinytrain.int8` on Cortex-M)",
+        "fused_padding": "the estimate counts no zero-filled window for a padded convolution (the target's "
+                         "compile fuses the padding into it: `tinytrain.int8` on Cortex-M)",
     }
 
     grid: int = 2
     factor: int = 4
-    stages: int = 2
+    stages: int = 4
+    streamed_input: bool = False
+    fused_padding: bool = False
 
     def run(self, module: ir.Operation) -> None:
         if self.grid < 1 or self.factor < 1 or self.stages < 1:
@@ -318,22 +365,18 @@ class PatchStagePass(ModulePass):
             for_each_func(module, self._run_func)
 
     def _run_func(self, fn) -> None:
-        stage = find_stage(fn, self.factor)
-        if stage is None:
-            return
-        patched = _patch_stage(stage, self.grid)
-        if patched is None:
-            return
-        acc, info = patched
-        fn.attributes["tinytrain.patch_stage"] = info
-        grid, factor = min(self.grid, 2), self.factor
-        for k in range(2, self.stages + 1):
-            factor *= 2
-            stage = _later_stage(fn, factor, acc, grid)
-            if stage is None:
-                return
-            acc, info = _patch_stage(stage, grid)
-            fn.attributes[f"tinytrain.patch_stage{k}"] = info
+        chain = choose_stages(fn, self.grid, self.factor, self.stages, self.streamed_input, self.fused_padding)
+        start = None
+        for k, (stage, grid) in enumerate(chain, 1):
+            if k > 1:  # the chosen stage again, grown from the previous stage's assembled cut
+                again = [s for s in stage_cuts(fn, self.factor << (k - 1), _accept, start=start)
+                         if s.ops[-1].operation == stage.ops[-1].operation]
+                if not again:
+                    raise CompileError(f"patch-stage: stage {k} (cut {stage.cut_layer}) is no longer a valid cut "
+                                       f"once stage {k - 1} is patched (an internal error)", stage=self.argument)
+                stage = again[0]
+            start, info = _patch_stage(stage, grid)
+            fn.attributes["tinytrain.patch_stage" + (str(k) if k > 1 else "")] = info
 
 
 def _patch_stage(stage: Stage, grid: int):
@@ -362,54 +405,205 @@ def _box_bytes(v: ir.Value, box) -> int:
     return tensor_bytes(v) * (box[0][1] - box[0][0]) * (box[1][1] - box[1][0]) // max(1, h * w)
 
 
-def _worst_op_bytes(stage: Stage, need: dict | None = None) -> int:
-    """The bytes one op of `stage` touches at its worst: its stage operands, its result and a
-    padded convolution's zero-filled window; `need`: a patch's boxes (`_Patch.need`), None: the
-    whole tensors."""
-    values = [stage.input] + [m.results[0] for m in stage.ops]
+def _area(box) -> int:
+    return (box[0][1] - box[0][0]) * (box[1][1] - box[1][0])
 
-    def box(i, v):
-        return need.get(i) if need is not None else ((0, _shape(v)[1]), (0, _shape(v)[2]))
 
+def _worst_op_bytes(stage: Stage, need: dict, fused_padding: bool, streamed_input: bool) -> int:
+    """The bytes one op of a patch of `stage` (its boxes: `_Patch.need`) touches at its worst: its
+    stage operands, its result and (unless `fused_padding`) a padded convolution's zero-filled
+    window. A `streamed_input` counts the bytes from the first to the last element of its box: what
+    its reader brings in for the kernel (`lowering/cortexm/input_stream.py`)."""
+    _, sizes, nodes = stage.graph()
     worst = 0
-    for i, op in enumerate(stage.ops):
-        out = box(i + 1, op.results[0])
+    for i, (operands, conv) in enumerate(nodes):
+        out = need.get(i + 1)
         if out is None:
             continue
-        size = _box_bytes(op.results[0], out)
-        for u in op.operands:
-            k = next((j for j, s in enumerate(values) if u == s), None)
-            if k is not None:
-                size += _box_bytes(u, box(k, u))
-        if op.operation.name == _CONV and any(_ints(op, "padding")):
-            size += _box_bytes(op.operands[0], _conv_window(op, out))
+        size = sizes[i + 1][2] * _area(out)
+        for u in operands:
+            (r0, r1), (c0, c1) = need[u]
+            h, w, px = sizes[u]
+            size += px * ((r1 - r0 - 1) * w + (c1 - c0) if u == 0 and streamed_input else (r1 - r0) * (c1 - c0))
+        if not fused_padding and conv is not None and any(conv[2]):
+            size += sizes[operands[0]][2] * _area(_window(*conv[:3], out))
         worst = max(worst, size)
     return worst
 
 
-def _patched_bytes(stage: Stage, grid: int) -> int:
-    """A patched stage's estimated peak: its input and output whole beside the worst op of its
-    largest patch."""
+def _patched_cost(stage: Stage, grid: int, streamed_input: bool, fused_padding: bool) -> tuple[int, int]:
+    """A patched stage's (estimated peak, recomputed multiply-accumulates): its input (unless it
+    is a `streamed_input`) and output whole beside the worst op of its largest patch
+    (`_worst_op_bytes`); the patches' MACs beyond the whole stage's."""
     n, h, w, c = _shape(stage.cut)
-    boxes = [(r, q) for r in _split(h, grid) for q in _split(w, grid)]
-    return tensor_bytes(stage.input) + tensor_bytes(stage.cut) + \
-        max(_worst_op_bytes(stage, _Patch(stage, b).need) for b in boxes)
+    _, sizes, nodes = stage.graph()
+    rows = [_needs(stage, 0, r) for r in _split(h, grid)]
+    cols = [_needs(stage, 1, q) for q in _split(w, grid)]
+    worst = max(_worst_op_bytes(stage, {i: (r[i], q[i]) for i in r}, fused_padding, streamed_input)
+                for r in rows for q in cols)
+    # the patches' MACs: per conv, its output pixels summed over every (row span, column span)
+    def spans(needs, i):
+        return sum(x[i][1] - x[i][0] for x in needs if i in x)
+
+    extra = sum(conv[3] * (spans(rows, i + 1) * spans(cols, i + 1) - sizes[i + 1][0] * sizes[i + 1][1])
+                for i, (_, conv) in enumerate(nodes) if conv is not None)
+    return (0 if streamed_input else tensor_bytes(stage.input)) + tensor_bytes(stage.cut) + worst, extra
 
 
-def _later_stage(fn, factor: int, start: ir.Value, grid: int) -> Stage | None:
-    """The stage after a patched one (from its cut `start`, down to 1/`factor` of the input's
-    height) whose patches have the smallest estimated peak, if that is at most three quarters of
-    its worst op's whole tensors (halos grow with every block a stage spans, so the deepest cut is
-    rarely the best); or None."""
-    best = None
-    for stage in stage_cuts(fn, factor, _accept, start=start):
-        n, h, w, c = _shape(stage.cut)
-        if h < grid or w < grid:
-            continue
-        est = _patched_bytes(stage, grid)
-        if 4 * est <= 3 * _worst_op_bytes(stage) and (best is None or est < best[0]):
-            best = (est, stage)
-    return None if best is None else best[1]
+class _Liveness:
+    """Estimated bytes of the forward ops of a function (the ops before the first one that depends
+    on an argument that is neither the input nor a parameter, e.g. the label): a tensor is live
+    from the op that writes it (the input: from the start) to its last reader anywhere in the
+    function (an activation saved for the backward stays live through the forward); an op's
+    estimate is the bytes live while it runs plus (unless `fused_padding`) a padded convolution's
+    zero-filled window. A `streamed_input` is live only in the ops that read it, whole (the firmware
+    brings in the bytes each reader loads from the caller's buffer, `_hull_bytes`)."""
+
+    def __init__(self, fn: func.FuncOp, streamed_input: bool, fused_padding: bool):
+        block = fn.regions[0].blocks[0]
+        attrs = arg_attrs(fn)
+        self.ops = ops = list(block.operations)
+        self.pos = pos = {op.operation: i for i, op in enumerate(ops)}
+        tainted = {i for i, d in enumerate(attrs) if "tinytrain.input" not in d and "tinytrain.param" not in d}
+        dep: set = set()
+        end = len(ops)
+        for i, op in enumerate(ops):
+            if any(_arg_number(v) in tainted if isinstance(v.owner, ir.Block) else v.owner.operation in dep
+                   for v in op.operands):
+                dep.add(op.operation)
+                end = min(end, i)
+        self.end, self.fused_padding = end, fused_padding
+        inputs = [block.arguments[i] for i, d in enumerate(attrs) if "tinytrain.input" in d]
+        # (key, bytes, first op, last op) of every tensor the forward ops write, and the input
+        self.values = []
+        for v, d in [(x, -1) for x in inputs] + [(r, i) for i, op in enumerate(ops[:end]) for r in op.results]:
+            if not isinstance(v.type, ir.RankedTensorType):
+                continue
+            last = max([self._top(u.owner) for u in v.uses], default=d)
+            self.values.append((_key(v), 0 if d < 0 and streamed_input else tensor_bytes(v), d, last))
+        diff = [0] * (end + 2)
+        for _, b, d, last in self.values:
+            lo, hi = max(d, 0), min(last, end - 1)
+            if lo <= hi:
+                diff[lo] += b
+                diff[hi + 1] -= b
+        if streamed_input:
+            for x in inputs:
+                for i in {self._top(u.owner) for u in x.uses}:
+                    diff[min(i, end)] += tensor_bytes(x)
+                    diff[min(i, end) + 1] -= tensor_bytes(x)
+        self.bytes, run = [], 0
+        for i in range(end):
+            run += diff[i]
+            self.bytes.append(run + self.window(i))
+        self.suffix = [0] * (end + 1)  # suffix[i]: the largest estimate of ops i, i+1, ...
+        for i in range(end - 1, -1, -1):
+            self.suffix[i] = max(self.suffix[i + 1], self.bytes[i])
+
+    def _top(self, op) -> int:
+        """The position of the function-level op that holds `op` (len(ops) if none)."""
+        op = op.operation
+        while op not in self.pos:
+            op = op.parent
+            if op is None or op.name == "func.func":
+                return len(self.ops)
+            op = op.operation
+        return self.pos[op]
+
+    def window(self, i: int) -> int:
+        op = self.ops[i]
+        if self.fused_padding or op.operation.name != _CONV or not any(_ints(op, "padding")):
+            return 0
+        out = _shape(op.results[0])
+        return _box_bytes(op.operands[0], _conv_window(op, ((0, out[1]), (0, out[2]))))
+
+    def span(self, stage: Stage) -> tuple[int, int]:
+        """The positions of the first and the last op of `stage`."""
+        return self.pos[stage.ops[0].operation], self.pos[stage.ops[-1].operation]
+
+    def between(self, a: int, b: int) -> int:
+        """The largest estimate of the ops strictly between positions `a` and `b` (whole: no
+        stage's inner tensor is live there)."""
+        return max(self.bytes[a + 1:b], default=0)
+
+    def patched(self, stage: Stage, est: int) -> int:
+        """The estimated peak while `stage`, patched, runs: its own estimate `est` beside the
+        tensors live across it, and the ops among its own that are not in it (they run before the
+        patched stage, which is placed at its last op) without its inner tensors but with its
+        input, which the patches read until the last."""
+        a, b = self.span(stage)
+        members = {m.operation for m in stage.ops}
+        x, cut = _key(stage.input), _key(stage.cut)
+        inner = {_key(m.results[0]) for m in stage.ops} - {cut}
+        worst = est + sum(n for k, n, d, e in self.values if d < a and e > b and k not in (x, cut))
+        for i in range(a, b):
+            if self.ops[i].operation not in members:
+                live = sum(n for k, n, d, e in self.values if k not in inner and d <= i and (i <= e or k == x))
+                worst = max(worst, live + self.window(i))
+        return worst
+
+
+def _arg_number(v: ir.Value) -> int:
+    return ir.BlockArgument(v).arg_number
+
+
+def _key(v: ir.Value):
+    """A hashable name of a value: (its defining op, result number), or ("arg", argument number)."""
+    if isinstance(v.owner, ir.Block):
+        return ("arg", _arg_number(v))
+    return (v.owner.operation, ir.OpResult(v).result_number)
+
+
+def choose_stages(fn: func.FuncOp, grid: int, factor: int, stages: int, streamed_input: bool = False,
+                  fused_padding: bool = False) -> list[tuple[Stage, int]]:
+    """The consecutive stages (`[(stage, grid)]`, at most `stages`; possibly none) whose patching
+    gives `fn` the smallest estimated forward peak (`_Liveness`: the ops before the first stage,
+    each patched stage (`_Liveness.patched`), the ops between stages and the ops after the last
+    one, whole), then the fewest recomputed multiply-accumulates (halos), then the fewest stages
+    (of completions that tie on all three, the deepest: more of the network in patches at no
+    cost). Stage 1 starts at the function's input, ends at a valid cut at least 1/`factor` of the
+    input's height and has `grid` x `grid` patches; stage k starts at stage k-1's cut, ends at
+    1/(`factor`*2^(k-1)) or above, in 2x2 to `grid` x `grid` patches. Searched exactly: the best
+    completions from each cut (the ones no other beats on all three counts) are computed once.
+    The stages are grown from the original function; `PatchStagePass` grows each again from the
+    previous one's assembled cut."""
+    live = _Liveness(fn, streamed_input, fused_padding)
+    fronts: dict = {}
+    costs: dict = {}
+
+    def front(start, at: int, k: int) -> list:
+        """The best completions [(peak, macs, count, -position of the last stage's end, stages)]
+        after the stage ending at position `at` with cut `start` (None, -1: the function's
+        input), stage `k` next."""
+        key = (None if start is None else _key(start), k)
+        if key in fronts:
+            return fronts[key]
+        options = [(live.suffix[at + 1], 0, 0, -at, ())]
+        grids = [grid] if k == 1 else range(2, grid + 1)
+        for st in stage_cuts(fn, factor << (k - 1), _accept, start=start) if k <= stages else []:
+            first, last = live.span(st)
+            if last >= live.end:
+                continue
+            streamed = streamed_input and isinstance(st.input.owner, ir.Block)
+            for g in grids:
+                if _shape(st.cut)[1] < g or _shape(st.cut)[2] < g:
+                    continue
+                ck = (_key(st.input), _key(st.cut), g)
+                if ck not in costs:  # the same stage is a candidate for several k
+                    est, extra = _patched_cost(st, g, streamed, fused_padding)
+                    costs[ck] = (live.patched(st, est), extra)
+                here, extra = costs[ck]
+                here = max(live.between(at, first), here)
+                options += [(max(here, p), extra + m, n + 1, depth, ((st, g),) + rest)
+                            for p, m, n, depth, rest in front(st.cut, last, k + 1)]
+        kept: list = []  # sorted: an option is beaten iff a kept one is no worse in macs and count
+        for o in sorted(options, key=lambda o: o[:4]):
+            if not any(q[1] <= o[1] and q[2] <= o[2] for q in kept):
+                kept.append(o)
+        fronts[key] = kept
+        return kept
+
+    return list(min(front(None, -1, 1), key=lambda o: o[:4])[4])
 
 
 def for_each_func(module: ir.Operation, run) -> None:

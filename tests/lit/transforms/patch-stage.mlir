@@ -1,8 +1,14 @@
 // patch-stage: the frozen stage (a 3x3 stride-2 conv, then a 1x1 conv and a residual add) of a
 // 6x6 input, computed in 2x2 patches of its 3x3 output: rows and columns split [0, 2) + [2, 3).
-// RUN: tinytrain-opt -p 'patch-stage{grid=2}' %s | filecheck %s
+// With the input streamed (only the bytes a kernel reads are in memory) the patched stage's
+// estimated peak (output whole 18 B + the first patch's conv: input rows 0-3 up to column 3, 22 B,
+// its 2x2x2 output, 8 B, its 5x5 zero-padded window, 25 B: 73 B) is below the whole conv's (input
+// 36 B + output 18 B + padded window 49 B); cutting at c1 or after the add costs the same (no
+// halo: the 1x1 conv and the add need no neighbours), so the deeper cut is taken.
+// RUN: tinytrain-opt -p 'patch-stage{grid=2 streamed-input=true}' %s | filecheck %s
 // RUN: tinytrain-opt -p 'patch-stage{grid=1}' %s | filecheck %s --check-prefix=OFF
-// RUN: tinytrain-opt -p 'patch-stage{grid=2 factor=1}' %s | filecheck %s --check-prefix=SHALLOW
+// RUN: tinytrain-opt -p 'patch-stage{grid=2 factor=1 streamed-input=true}' %s | filecheck %s --check-prefix=SHALLOW
+// RUN: tinytrain-opt -p 'patch-stage{grid=2}' %s | filecheck %s --check-prefix=NOGAIN
 // RUN: not tinytrain-opt -p 'patch-stage{grid=0}' %s 2>&1 | filecheck %s --check-prefix=BAD
 //
 // Patch (rows [0, 2), cols [0, 2)): the 3x3 stride-2 conv reads input rows/cols [-1, 4): the
@@ -39,7 +45,12 @@
 // With factor=1 the stage may not go below the input's resolution: no cut qualifies.
 // SHALLOW-NOT: tinytrain.patch_stage
 //
-// BAD: patch-stage: grid, factor and stages must be >= 1, got grid=0, factor=4, stages=2
+// With the input whole in memory the patched stage would hold it beside its output and a patch
+// (36 + 18 + 49 = 103 B), no less than the whole conv (103 B): the function is left as it is.
+// NOGAIN-NOT: tinytrain.patch_stage
+// NOGAIN-NOT: tensor.extract_slice
+//
+// BAD: patch-stage: grid, factor and stages must be >= 1, got grid=0, factor=4, stages=4
 func.func @forward(%w1: tensor<3x3x1x2xi8> {tinytrain.param = "c1.weight"}, %b1: tensor<2xi32> {tinytrain.param = "c1.bias"},
                    %w2: tensor<1x1x2x2xi8> {tinytrain.param = "c2.weight"}, %b2: tensor<2xi32> {tinytrain.param = "c2.bias"},
                    %x: tensor<1x6x6x1xi8> {tinytrain.input}) -> tensor<1x2xi8> {
