@@ -35,8 +35,9 @@ from torch_mlir.dialects import arith, linalg, tensor
 from tinytrain.dialects import tinytrain as tt
 
 from .kernels import KERNELS
-from .builders import (PARALLEL, REDUCTION, amap, const_f32, conv_input, dims, elementwise, empty, full,
-                       generic, identity, reshape, shape_of, tensor_type, const_index, unsupported)
+from .builders import (PARALLEL, REDUCTION, amap, const_f32, conv_input, dims, empty, full, generic,
+                       identity, reshape, shape_of, tensor_type, const_index, unsupported)
+from .elementwise import add_f32
 
 __all__ = ["convert_conv2d", "convert_conv2d_grad_input", "convert_conv2d_grad_input_acc", "convert_conv2d_grad_weight",
            "convert_bias_grad", "PATTERNS", "CONVGRADS", "CONVGRAD_PATTERNS", "GRAD_INPUT_PATTERNS"]
@@ -323,7 +324,7 @@ def _lower_grad_input(op, dy: ir.Value, w: ir.Value, acc: ir.Value | None, rewri
     def summed(result: ir.Value) -> ir.Value:  # the accumulator + a gradient computed without it
         if acc is None:
             return result
-        return elementwise([acc, result], lambda a, b, _: arith.AddFOp(a, b).result)
+        return add_f32(acc, result)
 
     if kernels == "ttk-f32" and conv1x1_grad_input_contract(shape_of(w), strides, padding, depthwise) is None:
         with rewriter.ip, op.location:

@@ -15,13 +15,18 @@ from tinytrain.dialects import tinytrain as tt
 
 from .builders import CLAMPS, clamp_f32, const_f32, elementwise
 
-__all__ = ["convert_add", "convert_relu", "convert_relu6", "convert_relu_grad",
+__all__ = ["add_f32", "convert_add", "convert_relu", "convert_relu6", "convert_relu_grad",
            "convert_relu6_grad", "convert_sgd_update", "convert_sgd_momentum", "PATTERNS", "CLAMP_PATTERNS"]
+
+
+def add_f32(lhs: ir.Value, rhs: ir.Value) -> ir.Value:
+    """`lhs + rhs`, two f32 tensors of one shape, as one elementwise `linalg.generic`."""
+    return elementwise([lhs, rhs], lambda a, b, acc: arith.AddFOp(a, b).result)
 
 
 def convert_add(op, adaptor, type_converter, rewriter):
     with rewriter.ip, op.location:
-        result = elementwise([adaptor.lhs, adaptor.rhs], lambda a, b, acc: arith.AddFOp(a, b).result)
+        result = add_f32(adaptor.lhs, adaptor.rhs)
     rewriter.replace_op(op, [result])
 
 

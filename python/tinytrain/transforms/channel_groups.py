@@ -434,7 +434,8 @@ class _Splitter:
                     op.erase()
                 u.erase()
             elif kind == "sum":
-                sums.replace(n, finals.get(n))
+                if sums.into[n] == n:  # (a consumer summed into another is erased with its root)
+                    sums.replace(n, finals[n])
             else:
                 u.results[0].replace_all_uses_with(finals[n])
                 u.erase()
@@ -575,7 +576,7 @@ class _Sums:
                         self.into[j] = n
                 self.adds[n] += self.adds.pop(m) + [add]
                 self.value[n] = add.results[0]
-            add, other = _added_to(self.value[n])
+            # (add, other): the reader of the merged sum, from the loop's last look
             if add is not None and _defined_before(other, seed, index):
                 with ir.InsertionPoint(seed), seed.location:
                     self.seeds[n] = _barrier([other])[0]
@@ -583,10 +584,8 @@ class _Sums:
                 self.value[n] = add.results[0]
 
     def replace(self, n: int, final) -> None:
-        """After the groups: a root's final sum replaces what it stands for; the adds it replaces
-        and the consumers summed into it are erased (`final` None: `n` is not a root)."""
-        if final is None:
-            return
+        """After the groups: root `n`'s final sum replaces what it stands for; the adds it replaces
+        and the consumers summed into it are erased."""
         self.value[n].replace_all_uses_with(final)
         for add in reversed(self.adds[n]):
             add.erase()
