@@ -273,10 +273,12 @@ def command_accesses(cmd: Command, exports: dict) -> list:
                               f"{len(cmd.refs)} buffers")
         ref = cmd.refs[s.binding]
         lo = ref.offset + _eval(s.offset, cmd.constants)
-        if lo + s.length > ref.offset + ref.length:
+        precise = s.binding in cmd.precise and s.reads
+        # a precise binding (a streamed input's) need only cover the bytes its kernel loads
+        if (max(b for _, b in s.reads) if precise else s.length) + lo > ref.offset + ref.length:
             raise Unsupported(f"{cmd.export}: tensor [{lo}, +{s.length}) lies outside its binding "
                               f"[{ref.offset}, +{ref.length}) of {ref.alloc.name}")
-        if s.binding in cmd.precise and s.reads:
+        if precise:
             out += [Access(ref.alloc, lo + a, lo + b, "r") for a, b in s.reads]
         else:
             out.append(Access(ref.alloc, lo, lo + s.length, s.mode))

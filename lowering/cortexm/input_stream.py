@@ -9,7 +9,8 @@ copies inserted just before it bring in the byte hulls of its static ``dispatch.
 (its bindings are marked :attr:`Command.precise`, so only those bytes count as read), and the
 copy dies with that command. The layout (``replan.py``) keeps the copy at the input's offsets
 inside a tensor as large as the input (the kernel indexes into it as into the input), but only
-the bytes brought in occupy memory, from their copy to their reader. Overlapping patches read
+the bytes brought in occupy memory, from their copy to their reader, and the tensor's base may
+lie below the function's tensors (in the trained state), so those bytes go wherever there is room. Overlapping patches read
 their halo rows again; the copies cost a few hundred thousand bytes of ``memmove`` per step.
 
 A read-input copy takes its bytes from the caller's input buffer (which may be in flash or any

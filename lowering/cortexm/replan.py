@@ -30,7 +30,12 @@ longer):
 ``reserve`` keeps a hole for a step input from the first command to its last read, so that the
 input overlay (``input_overlay.py``) finds its window in the new layout. A streamed input's copies
 (``input_stream.py``, :attr:`Alloc.streamed`) keep the reader's binding as a block's extent that
-occupies no memory (``_NOWHERE``): only the bytes copied in are placed apart from other tensors.
+occupies no memory (``_NOWHERE``): only the bytes copied in are placed apart from other tensors,
+and the binding's base may lie below the function's tensors, down to the arena's first byte (the
+trained state, which the kernel never touches through it), so a later patch's rows need not sit
+at their offset in the input (MobileNetV2-w0.35 99kb at 128x128: the first stage's cut no longer
+sits above the input's 49,152 B, plan 137,920 -> 128,832 B). Such a binding ends at the last byte
+its kernel loads.
 """
 
 from __future__ import annotations
@@ -107,23 +112,36 @@ class _Blocks:
 _NOWHERE = -1
 
 
-def _place(blocks: list, order) -> tuple[dict, int]:
+def _lowest(pieces, floor: int) -> int:
+    """The lowest offset of a block: 0, or for a block with an extent that occupies no memory
+    (a streamed input's binding) the offset that puts its lowest occupying byte at 0, not below
+    ``floor`` (the binding's base may then lie under the function's tensors, in the arena's
+    trained state or persistent tensors, which the kernel never touches through it)."""
+    if all(q[2] != _NOWHERE for q in pieces):
+        return 0
+    lo = min((q[0] for q in pieces if q[2] != _NOWHERE), default=0)
+    return min(0, max(-(lo - lo % ALIGN), -(-floor // ALIGN) * ALIGN))
+
+
+def _place(blocks: list, order, floor: int = 0) -> tuple[dict, int]:
     """First fit of rigid blocks: ``blocks`` are (key, pieces relative to the block's base);
-    each block goes to the lowest aligned offset where none of its pieces meets a placed piece
-    alive at the same time. Returns ({key: offset}, end)."""
+    each block goes to the lowest aligned offset (:func:`_lowest`) where none of its pieces
+    meets a placed piece alive at the same time. Returns ({key: offset}, end): the end of the
+    pieces that occupy memory."""
     placed: list = []                # (lo, hi, start, end) at their final addresses
     offsets, top = {}, 0
     for key, pieces in sorted(blocks, key=order):
         near = [[p for p in placed if not (q[3] < p[2] or p[3] < q[2]) and p[2] != _NOWHERE]
                 if q[2] != _NOWHERE else [] for q in pieces]
-        cands = sorted({0, *(_align(p[1] - q[0]) for q, ps in zip(pieces, near) for p in ps
-                             if p[1] - q[0] > 0)})
+        low = _lowest(pieces, floor)
+        cands = sorted({low, *(x for x in (_align(p[1] - q[0]) for q, ps in zip(pieces, near) for p in ps
+                                           if p[1] - q[0] > low) if x >= low)})
         for x in cands:
             if all(not (q[0] + x < p[1] and p[0] < q[1] + x) for q, ps in zip(pieces, near) for p in ps):
                 break
         offsets[key] = x
         placed += [(q[0] + x, q[1] + x, q[2], q[3]) for q in pieces]
-        top = max(top, max(q[1] for q in pieces) + x)
+        top = max(top, max((q[1] for q in pieces if q[2] != _NOWHERE), default=0) + x)
     return offsets, _align(top)
 
 
@@ -169,7 +187,8 @@ def _accesses(cmd, exports: dict, mine: set, unread: list) -> list:
     return [a for a in acc if id(a.alloc) in mine and a.hi > a.lo]
 
 
-def _replan_function(schedule: Schedule, fn, exports: dict, reserve: list, hole_cost: bool = False) -> Replan:
+def _replan_function(schedule: Schedule, fn, exports: dict, reserve: list, hole_cost: bool = False,
+                     state_bytes: int = 0) -> Replan:
     trans = [a for a in schedule.allocs if a.kind == "arena" and not a.persistent and a.scope == fn.name
              and not a.name.endswith("_overlay")]
     iree_bytes = max((a.offset + _align(a.size) for a in trans), default=schedule.persistent_size) \
@@ -233,7 +252,8 @@ def _replan_function(schedule: Schedule, fn, exports: dict, reserve: list, hole_
         base = blocks.base(root)
         items.append((root, [(lo - base, hi - base, a, b) for lo, hi, a, b in pieces]))
     items += [(("reserve", n), [(0, _align(size), 0, upto)]) for n, (size, upto) in enumerate(reserve)]
-    best = min((_place(items, order) for order in _ORDERS), key=lambda p: p[1])
+    floor = -(schedule.persistent_size + state_bytes)   # the arena's first byte, from the plan's
+    best = min((_place(items, order, floor) for order in _ORDERS), key=lambda p: p[1])
     offsets, size = best
     rep.blocks, rep.unread_dispatches = len(blocks.pieces), unread
     # with hole_cost, IREE's layout is charged for the input it may have no room for (ours keeps
@@ -247,11 +267,18 @@ def _replan_function(schedule: Schedule, fn, exports: dict, reserve: list, hole_
     plan = Alloc("arena", size, fn.name, name=f"plan@{fn.name}", start=min(a.start for a in trans),
                  end=max(a.end for a in trans))
 
-    def moved(r: Buf, root) -> Buf:
+    def moved(r: Buf, root, length=None) -> Buf:
         root = blocks.find(root)
-        return Buf(plan, offsets[root] + r.offset - blocks.base(root), r.length)
+        return Buf(plan, offsets[root] + r.offset - blocks.base(root), r.length if length is None else length)
 
-    new_refs = [[moved(r, ref_block[(i, k)]) if (i, k) in ref_block
+    def reach(i, r: Buf):
+        """A streamed input's binding ends at the last byte its kernel loads: its base may lie
+        below the plan (``_lowest``), its nominal end above it."""
+        if not r.alloc.streamed:
+            return None
+        return max((a.hi for a in events[i] if a.alloc is r.alloc), default=r.offset) - r.offset
+
+    new_refs = [[moved(r, ref_block[(i, k)], reach(i, r)) if (i, k) in ref_block
                  else (Buf(plan, 0, 0) if id(r.alloc) in mine else r) for k, r in enumerate(c.refs)]
                 for i, c in enumerate(fn.commands)]
     new_outs = [moved(d.buf, out_block[j]) if j in out_block
@@ -340,15 +367,17 @@ def _verify(fn, exports: dict, trans: list, events: list, outs: list, plan: Allo
                 new[b.lo:b.hi] = i
 
 
-def replan(schedule: Schedule, exports: dict, reserve: dict | None = None, hole_cost: bool = False) -> list:
+def replan(schedule: Schedule, exports: dict, reserve: dict | None = None, hole_cost: bool = False,
+           state_bytes: int = 0) -> list:
     """Place every public function's transient tensors ourselves (module docstring); rewrites
     ``schedule`` (its commands, outputs, allocations and arena size) and returns one
     :class:`Replan` per function. ``reserve``: function -> [(bytes, last command index), ...]
     holes kept free from the first command to that index (step inputs). ``hole_cost``: keep IREE's
     layout of a function only when it is smaller than ours by more than its holes (else only when
-    it is smaller)."""
+    it is smaller). ``state_bytes``: arena bytes below the schedule's own (the trained parameters,
+    ``schedule_c``), which a streamed input's binding may start in."""
     reserve = reserve or {}
-    reports = [_replan_function(schedule, fn, exports, reserve.get(fn.name, []), hole_cost)
+    reports = [_replan_function(schedule, fn, exports, reserve.get(fn.name, []), hole_cost, state_bytes)
                for fn in schedule.functions if fn.name != "__init"]
     top = schedule.persistent_size
     for a in schedule.allocs:
@@ -360,7 +389,7 @@ def replan(schedule: Schedule, exports: dict, reserve: dict | None = None, hole_
 
 
 def replan_from_sources(schedule: Schedule, sources_dir, inputs: dict, exports: dict | None = None,
-                        hole_cost: bool = False) -> list:
+                        hole_cost: bool = False, state_bytes: int = 0) -> list:
     """:func:`replan` with IREE's executable sources in ``sources_dir`` (or ``exports``, already
     read from them), keeping a hole for the step input of each function in ``inputs`` (function
     -> argument index) up to its last read. Sources that cannot be read keep IREE's layout, the
@@ -377,7 +406,7 @@ def replan_from_sources(schedule: Schedule, sources_dir, inputs: dict, exports: 
         arg, last = _uses(fn, index)
         if arg is not None:
             reserve[fname] = [(fn.inputs[index].length, last)]
-    return replan(schedule, exports, reserve, hole_cost)
+    return replan(schedule, exports, reserve, hole_cost, state_bytes)
 
 
 def _footprint(schedule: Schedule) -> int:
@@ -386,7 +415,8 @@ def _footprint(schedule: Schedule) -> int:
     return schedule.arena_size + (_align(placed.size) if placed is not None and not placed.in_arena else 0)
 
 
-def replan_and_place(schedule: Schedule, sources_dir, inputs: dict, exports: dict | None = None) -> Schedule:
+def replan_and_place(schedule: Schedule, sources_dir, inputs: dict, exports: dict | None = None,
+                     state_bytes: int = 0) -> Schedule:
     """Our layout (:func:`replan_from_sources`, a hole kept for the step input; a function keeps
     IREE's where that is smaller, or, second candidate, where it is smaller even with the input on
     top of it) and IREE's with the input in one of its holes (``input_overlay``), the smallest of
@@ -396,7 +426,7 @@ def replan_and_place(schedule: Schedule, sources_dir, inputs: dict, exports: dic
     the sources already read (else read from ``sources_dir``)."""
     iree = copy.deepcopy(schedule)
     charged = copy.deepcopy(schedule) if inputs else None
-    replan_from_sources(schedule, sources_dir, inputs, exports)
+    replan_from_sources(schedule, sources_dir, inputs, exports, state_bytes=state_bytes)
     if not inputs:
         return schedule
     place_step_input(schedule, sources_dir, inputs, exports)
@@ -404,7 +434,7 @@ def replan_and_place(schedule: Schedule, sources_dir, inputs: dict, exports: dic
     # a function keeping IREE's layout with no window for the input grows the arena by it. Only
     # a function taking the input that kept IREE's layout can come out differently.
     if any(schedule.replans[f].reason for f in inputs if f in schedule.replans):
-        replan_from_sources(charged, sources_dir, inputs, exports, hole_cost=True)
+        replan_from_sources(charged, sources_dir, inputs, exports, hole_cost=True, state_bytes=state_bytes)
         place_step_input(charged, sources_dir, inputs, exports)
         if _footprint(charged) < _footprint(schedule):
             schedule = charged

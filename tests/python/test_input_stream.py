@@ -154,6 +154,12 @@ def test_streamed_training_and_predict_on_cortex_m7_equal_the_host(tmp_path, ker
     assert "TT_CMD_READ_INPUT" in module.c_path.read_text()
     assert "input" not in module.io_buffers
     assert any("streamed: each kernel reading it gets the bytes it loads" in k for k, _ in module.sram_contributors())
+    # a later patch's rows sit where the layout has room, not at their offsets in the input: its
+    # reader's binding starts below the function's tensors (inside the trained state, which the
+    # kernel never touches through it) and ends at its last load
+    fn = module.schedule.function("train_step")
+    below = [c.refs[k] for c in fn.commands if c.op == "dispatch" for k in c.precise if c.refs[k].offset < 0]
+    assert below and all(r.alloc.offset + r.offset + module.state_bytes >= 0 for r in below), below
     if kernels == "iree":
         # the same network with the input whole (its patch stages may differ: `patch-stage`
         # counts a whole input in its estimate, a streamed one only where a kernel reads it)
@@ -177,3 +183,47 @@ def test_streamed_training_and_predict_on_cortex_m7_equal_the_host(tmp_path, ker
     assert abs(res.mem["sram_peak"] - plan) <= 0.1 * plan, (res.mem, plan)
     rep = memory_report(module)
     assert rep.peak_bytes == plan and any(n.startswith(f"input ({hw * hw * 3} B) streamed") for n in rep.notes)
+
+
+def _late_reader():
+    """train_step(x: 1024 B): k0 writes t0 (512 B, read last), k1 loads x[800, 1024) into t1
+    (64 B), k2 reads t0 and t1 into t2 (the result): a reader of the input's last rows while
+    another tensor lives (a patched stage's cut while its last patch reads its rows)."""
+    arg = Alloc("arg", IN, "train_step", name="arg0", arg=0, persistent=True)
+    tmp = Alloc("arena", 640, "train_step", name="alloc0", start=0, end=10, offset=0)
+    t0, t1, t2 = Buf(tmp, 0, 512), Buf(tmp, 512, 64), Buf(tmp, 576, 64)
+    cmds = [Command("dispatch", 1, [t0], export="k0"),
+            Command("dispatch", 2, [Buf(arg, 0, IN), t1], export="k1"),
+            Command("dispatch", 3, [t0, t1, t2], export="k2")]
+    fn = Function("train_step", [IODesc((IN,), "i8", IN)], [IODesc((64,), "i8", 64, t2)], cmds)
+    exports = {"k0": ExportInfo("k0", [Subspan(0, ("const", 0), 512, "w", 64)]),
+               "k1": ExportInfo("k1", [Subspan(0, ("const", 0), IN, "r", 64, reads=((800, IN),)),
+                                       Subspan(1, ("const", 0), 64, "w", 64)]),
+               "k2": ExportInfo("k2", [Subspan(0, ("const", 0), 512, "r", 64), Subspan(1, ("const", 0), 64, "r", 64),
+                                       Subspan(2, ("const", 0), 64, "w", 64)])}
+    return Schedule("lib", [fn], b"", 640, 0, [arg, tmp]), exports
+
+
+@pytest.mark.parametrize("state_bytes", [0, 1024])
+def test_a_late_readers_bytes_need_not_sit_at_the_inputs_offsets(state_bytes):
+    # The reader's binding keeps the input's layout (it indexes x[800, 1024) from its base), but
+    # the base may lie below the function's tensors, in the trained state under them: its bytes
+    # then sit beside t0 and t1 instead of above the input's first 800 B. Without arena below
+    # (no state) the base stays at the plan's start: 1024 B.
+    sched, exports = _late_reader()
+    assert input_stream.stream_input(sched, exports, {"train_step": 0}).streamed
+    (rep,) = replan.replan(sched, exports, state_bytes=state_bytes)
+    assert not rep.reason, rep.describe()
+    assert rep.bytes == (1024 if state_bytes == 0 else 832), rep.describe()
+    k0, copy_cmd, k1, k2 = sched.function("train_step").commands
+    band, binding = copy_cmd.refs[1], k1.refs[0]
+    assert band.length == 224 and band.offset == binding.offset + 800
+    # the binding starts inside the arena (at or above -state_bytes) and ends at its last load
+    assert -state_bytes <= binding.offset and binding.offset + binding.length == band.offset + band.length
+    assert (binding.offset < 0) == (state_bytes > 0)
+    # nothing the kernels touch overlaps while alive: t0 (k0..k2) and t1 (k1..k2) clear of the band
+    t0, t1 = k0.refs[0], k1.refs[1]
+    for t in (t0, t1):
+        assert t.offset + t.length <= band.offset or band.offset + band.length <= t.offset
+    assert t0.offset + t0.length <= t1.offset or t1.offset + t1.length <= t0.offset
+    assert all(0 <= r.offset and r.offset + r.length <= rep.bytes for r in (t0, t1, band, *k2.refs))
