@@ -254,7 +254,7 @@ def compile_training(graph, trainable=None, lr: float = 0.01, qas: bool = True, 
                      verbose: bool = False, *, target: str = "host", sram_kb: int = 256,
                      build_dir=None, patches: int | None = None, reorder: bool = True,
                      kernels: str = "iree", channel_groups: int | None = None,
-                     stream_input: bool = True) -> Int8Training:
+                     stream_input: bool = True, clamp_masks: bool | None = None) -> Int8Training:
     """Build `@train_step` / `@predict` (and `@gradients`) of `graph` and compile them for the
     host, and with `target="cortex-m4"|"cortex-m7"` the firmware too (in `build_dir`, planned
     against `sram_kb`: a `CompileError` when it does not fit).
@@ -274,6 +274,10 @@ def compile_training(graph, trainable=None, lr: float = 0.01, qas: bool = True, 
     rounding, not bit for bit). The host program always uses IREE's kernels.
     `channel_groups`: the backward pass of each depthwise layer in that many channel groups (the
     `channel-groups` pass: less SRAM, sums in another order); default `channel_group_count()`.
+    `clamp_masks`: where a backward rule reads an int8 activation only for its clamp mask, keep
+    the mask packed (1 bit per value, computed in the forward pass: `autodiff{clamp_masks=1}` and
+    `pin-clamp-masks`) instead of the activation; the same numbers; default on for a Cortex-M
+    target, off on the host.
     `stream_input`: on a Cortex-M target, each kernel that reads the step input gets only the bytes
     it loads, copied into the arena just before it runs, from the caller's buffer or the input
     reader the caller sets (`tt_model_set_input_reader`; the firmware harness reads them from the
@@ -281,10 +285,11 @@ def compile_training(graph, trainable=None, lr: float = 0.01, qas: bool = True, 
     the patched first stage: one patch's rows at a time; the default). False: the input is placed
     whole. An f32 input is never streamed (it is checked for NaN/Inf first)."""
     check_kernels(kernels, target)
+    masks = _clamp_masks(clamp_masks, target)
     passes, order, values, slices, report = _training_passes(graph, trainable, lr, qas, gradients, scheme,
                                                              momentum, reorder,
-                                                             _channel_groups(channel_groups, target))
-    passes += _patch_passes(graph, patches, target, stream_input)
+                                                             _channel_groups(channel_groups, target), masks)
+    passes += _patch_passes(graph, patches, target, stream_input) + _mask_passes(masks)
     prog = _compile(graph, passes, order, lr, extra_flags, target, sram_kb, build_dir, values, kernels,
                     stream_input)
     prog.slices, prog.momentum, prog.report = {s.name: s for s in slices}, float(momentum), report["report"]
@@ -296,14 +301,15 @@ def compile_training(graph, trainable=None, lr: float = 0.01, qas: bool = True, 
 def plan_sram(graph, trainable=(), *, lr: float = 0.01, qas: bool = True, target: str = "cortex-m7",
               work_dir=None, scheme=None, momentum: float = 0.0, patches: int | None = None,
               reorder: bool = True, sram_kb: int | None = None, channel_groups: int | None = None,
-              stream_input: bool = True) -> dict:
+              stream_input: bool = True, clamp_masks: bool | None = None) -> dict:
     """The SRAM plan of `graph`'s training program (inference program with no `trainable`) on
     `target`, from its static schedule, without running it:
     `{"total", "peak", "contributors"}` as `Int8Training.planned_sram()`, with the stack reserve
     computed from the firmware linked once (`firmware.compute_stack`). `work_dir` keeps the
     static module (default: a temporary folder). `sram_kb`: also check the plan against this
     budget as the firmware build does (`SramBudgetError`, a `CompileError` with `needed`,
-    `available` and `contributors`); None: no check. `stream_input`: as in `compile_training`."""
+    `available` and `contributors`); None: no check. `stream_input`, `clamp_masks`: as in
+    `compile_training`."""
     import tempfile
 
     from tinytrain.compiler import located_text
@@ -312,12 +318,15 @@ def plan_sram(graph, trainable=(), *, lr: float = 0.01, qas: bool = True, target
     from tinytrain.lowering.cortexm.iree_static import build_static_module
     from tinytrain.pipeline import run_pipeline
 
+    masks = False
     if trainable or scheme is not None:
+        masks = _clamp_masks(clamp_masks, target)
         passes, _, values, _, _ = _training_passes(graph, list(trainable) or None, lr, qas, False, scheme,
-                                                   momentum, reorder, _channel_groups(channel_groups, target))
+                                                   momentum, reorder, _channel_groups(channel_groups, target),
+                                                   masks)
     else:
         passes, values = [_ForwardAsPredict()], graph.values
-    passes = [*passes, *_patch_passes(graph, patches, target, stream_input)]
+    passes = [*passes, *_patch_passes(graph, patches, target, stream_input), *_mask_passes(masks)]
     run_pipeline(graph.module, [*passes, ConvertTinytrainToLinalgPass(values=values)], stage="int8-plan")
     with tempfile.TemporaryDirectory(prefix="tinytrain-plan-") as tmp:
         # located text, as the firmware build compiles: the same iree-compile input, so the run's
@@ -340,7 +349,7 @@ def _plan(module) -> dict:
 
 
 def _training_passes(graph, trainable, lr, qas, gradients, scheme=None, momentum=0.0, reorder=True,
-                     channel_groups: int = 1):
+                     channel_groups: int = 1, clamp_masks: bool = False):
     """(passes up to `to-linalg`, trained names in argument order, parameter values in program
     layout, weight slices, state-report sink) of the training program. `channel_groups` > 1: the
     `channel-groups` pass (depthwise backward in that many channel groups)."""
@@ -372,7 +381,8 @@ def _training_passes(graph, trainable, lr, qas, gradients, scheme=None, momentum
     passes = []
     if slices:
         passes.append(SparseUpdatePass(weights=tuple(f"{k}:{r}" for k, r in ratios.items())))
-    passes.append(AutodiffPass(trainable=tuple(trainable), lr=lr, gradients=gradients, momentum=momentum))
+    passes.append(AutodiffPass(trainable=tuple(trainable), lr=lr, gradients=gradients, momentum=momentum,
+                               clamp_masks=clamp_masks))
     if slices:
         passes.append(SparseNarrowPass())
     if qas:
@@ -419,6 +429,23 @@ def channel_group_count(target: str) -> int:
     (the depthwise backward's fp32 gradients at a quarter of their size), 1 (off) on the host,
     which has the memory and runs whole tensors faster."""
     return 1 if target == "host" else 4
+
+
+def _clamp_masks(masks, target: str) -> bool:
+    """Packed clamp masks (`autodiff{clamp_masks=1}` + `pin-clamp-masks`): on a Cortex-M target by
+    default (backward keeps 1 bit per value instead of the int8 activation: MCUNet-5FPS `99kb` at
+    128x128 plans 139,648 -> 129,536 B), off on the host (one more pass over each masked
+    activation in the forward pass, and the host has the memory)."""
+    return target != "host" if masks is None else bool(masks)
+
+
+def _mask_passes(masks: bool) -> list:
+    """`pin-clamp-masks` when the masks are on: after every pass that rewrites the backward pass."""
+    if not masks:
+        return []
+    from tinytrain.transforms.pin_masks import PinClampMasksPass
+
+    return [PinClampMasksPass()]
 
 
 def _channel_groups(groups, target: str) -> int:

@@ -41,6 +41,7 @@ PASSES: dict[str, str] = {
     "batch-stage": "tinytrain.transforms.batch_stage:BatchStagePass",
     "channel-groups": "tinytrain.transforms.channel_groups:ChannelGroupsPass",
     "reorder-updates": "tinytrain.transforms.reorder_updates:ReorderUpdatesPass",
+    "pin-clamp-masks": "tinytrain.transforms.pin_masks:PinClampMasksPass",
     "to-linalg": "tinytrain.lowering.conversions.tinytrain_to_linalg:ConvertTinytrainToLinalgPass",
 }
 

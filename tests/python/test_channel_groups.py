@@ -24,6 +24,7 @@ from tinytrain.pipeline import run_pipeline
 from tinytrain.pretrained import load_mcu_model
 from tinytrain.pretrained.graph import build_forward, truncate
 from tinytrain.transforms.channel_groups import ChannelGroupsPass
+from tinytrain.transforms.pin_masks import PinClampMasksPass
 
 HW, BLOCKS, CLASSES, LR, STEPS = 32, 4, 4, 0.05, 3
 TRAINABLE = ["blocks.1.pointwise1.bias", "blocks.1.depthwise.bias", "blocks.1.pointwise2.bias",
@@ -32,13 +33,15 @@ TRAINABLE = ["blocks.1.pointwise1.bias", "blocks.1.depthwise.bias", "blocks.1.po
              "blocks.3.depthwise.bias", "blocks.3.pointwise2.bias", "fc.weight", "fc.bias"]
 
 
-def program(model, groups: int, target: str = "host", build_dir=None, trainable=None):
+def program(model, groups: int, target: str = "host", build_dir=None, trainable=None, masks: bool = False):
     g = build_forward(model, classifier="fp32", num_classes=CLASSES, input_hw=HW, seed=0)
     trainable = list(g.param_names) if trainable == "all" else trainable or TRAINABLE
-    passes, order, values, _, _ = _training_passes(g, trainable, LR, True, target == "host")
+    passes, order, values, _, _ = _training_passes(g, trainable, LR, True, target == "host", clamp_masks=masks)
     if groups > 1:  # after reorder-updates, as compile_training places it
         at = next(i for i, p in enumerate(passes) if p.argument == "reorder-updates")
         passes.insert(at + 1, ChannelGroupsPass(groups=groups, min_bytes=0))
+    if masks:
+        passes.append(PinClampMasksPass())
     return _compile(g, passes, order, LR, ("--iree-opt-const-eval=false",), target, 256, build_dir, values)
 
 
@@ -108,6 +111,21 @@ def test_grouped_backward_equals_the_whole_tensor_backward(model, grouped, whole
             diff = np.abs(a.astype(np.float64) - b.astype(np.float64))
             assert (diff <= (1 if a.dtype.kind == "i" else 1e-5 * max(1.0, np.abs(b).max()))).all(), (i, name)
             assert np.mean(diff > 0) < 0.02, (i, name)
+
+
+def test_packed_masks_are_recomputed_per_group_on_any_channel_boundary(model, grouped, whole):
+    # With packed clamp masks (the Cortex-M default) the 12-channel groups of the 48-channel
+    # regions would cut the masks inside a byte: the groups recompute the masked activations from
+    # the forward ops instead of slicing the masks, so the regions split exactly as without masks
+    # (not in 16-channel groups), the masks they no longer read are gone (the remaining ones are
+    # pinned: one barrier each), and the gradients are the whole-tensor program's.
+    masked = program(model, 4, masks=True)
+    ts, plain = train_step(masked.stages["linalg"]), train_step(grouped.stages["linalg"])
+    regions = re.compile(r'\{channels = \d+ : i64, groups = \d+ : i64, layer = "[^"]+"\}')
+    assert regions.findall(ts) == regions.findall(plain) and len(regions.findall(ts)) == 3, regions.findall(ts)
+    assert 'groups = 4 : i64, layer = "blocks.3.pointwise2"' in ts
+    assert ts.count("util.optimization_barrier") > plain.count("util.optimization_barrier")
+    same_gradients(model, masked, whole, seed=7, label=1, names=TRAINABLE)
 
 
 def test_grouped_step_on_cortex_m4_equals_the_host(model, grouped, tmp_path):

@@ -297,12 +297,12 @@ def test_patched_int8_training_step_with_our_kernels_equals_iree_kernels(tmp_pat
     assert set(_pads(dev, "dwconv")) == {0, 1}, _pads(dev, "dwconv")  # patched / block 2
     assert set(_pads(dev, "conv")) == {0}, _pads(dev, "conv")  # the first conv only runs in patches
     # 4 patches x (first conv, blocks 0-1: 2 depthwise) + block 2's depthwise + block 2's
-    # depthwise recomputed by each of the 6 channel groups of its backward (channel-groups: its
-    # 16x16x48 fp32 gradient is 48 KB, at most 8 KB a group)
+    # depthwise recomputed by each of the 12 channel groups of its backward (channel-groups: its
+    # 16x16x48 fp32 gradient is 48 KB, at most 4 KB a group)
     body = dev[dev.find("func.func @train_step("):]
     body = body[:body.find("func.func @", 1)]
     counts = [body.count(f"entry_points = [@ttk_{k}_s8_") for k in ("conv", "dwconv")]
-    assert counts == [4, 4 * 2 + 1 + 6], counts
+    assert counts == [4, 4 * 2 + 1 + 12], counts
     # Our kernels' buffers (memref subspans) are read like IREE's tensors: the compiler lays the
     # transient tensors out itself and streams the input (the default) with our kernels too.
     ttk_module = progs["ttk"].firmware.module

@@ -83,8 +83,9 @@ class AutodiffPass(ModulePass):
         "momentum": "SGD momentum m (v = m v + g; p -= lr v, as torch.optim.SGD); 0 = plain SGD, "
                     "> 0 adds one f32 momentum buffer per trainable parameter as trained state",
         "clamp_masks": "int8 graphs: keep a packed 1-bit clamp mask instead of the int8 output of a conv "
-                       "whose weight is not trained (qclamp_mask / qmask_grad); off by default: IREE's plan "
-                       "of mbv2-w0.35 49kb at 128x128 grows with it (572352 -> 661696 B)",
+                       "whose weight is not trained (qclamp_mask / qmask_grad); follow it with "
+                       "pin-clamp-masks, or IREE may pack each mask in backward and keep the output "
+                       "anyway (tinytrain.int8 turns both on for Cortex-M targets)",
     }
 
     trainable: tuple[str, ...] = ("all",)

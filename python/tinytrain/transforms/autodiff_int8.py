@@ -12,8 +12,9 @@ released engine does:
   through) and no other backward rule reads its output, the mask is packed in the forward pass
   right after the op (`qclamp_mask`, 1 bit per value, C a multiple of 8) and read back by
   `qmask_grad`, so backward keeps C / 8 bytes per pixel instead of the int8 output (paper
-  Sec. 2.3), with `autodiff{clamp_masks=1}`; the default keeps the output and `qclamp_grad`
-  (the same numbers): IREE's plan of mbv2-w0.35 49kb at 128x128 grows with the masks today;
+  Sec. 2.3), with `autodiff{clamp_masks=1}` (and `pin-clamp-masks` after the backward passes,
+  so that IREE packs the mask in the forward pass); the default keeps the output and
+  `qclamp_grad` (the same numbers); `tinytrain.int8` turns the masks on for Cortex-M targets;
 - `qconv2d`: input gradient `conv2d_grad_input(g_acc, dequantized W)`, weight gradient
   `conv2d_grad_weight(dequantize(x), g_acc)` (padding with a real 0 = `x_zero`), bias gradient
   `bias_grad(g_acc)`; `qadd` passes `qclamp_grad(g_y, y)` to both operands (the real sum);

@@ -250,6 +250,7 @@ class _Region:
         self.chains: dict = {}            # consumer index -> update chain of a "weight_update" one
         self.has_depthwise = False
         self.has_mask = False
+        self.masks_recomputable = True    # every packed mask a `qclamp_mask` of an int8 activation
         self._grow()
 
     def _grow(self) -> None:
@@ -264,7 +265,10 @@ class _Region:
                 u = _op(use.owner)
                 i = use.operand_number
                 if u.name in _MASKS and i == 0:
-                    self.has_mask |= u.name == "tinytrain.qmask_grad"
+                    if u.name == "tinytrain.qmask_grad":
+                        src = _op(u.operands[1].owner)
+                        self.has_mask = True
+                        self.masks_recomputable &= src is not None and src.name == "tinytrain.qclamp_mask"
                     out = u.results[0]
                 elif (u.name == _GRAD_INPUT and i == 0 and _groups(u) == c > 1
                       and _shape(u.results[0])[-1] == c):
@@ -299,17 +303,20 @@ class _Region:
                     work.append(out)
         self.members = members
 
-    def bounds(self, parts: int) -> list[int]:
+    def bounds(self, parts: int, recompute: bool = False) -> list[int]:
+        """The group boundaries; on whole bytes of the packed masks unless the groups recompute
+        the masked activations (`recompute`, every mask a `qclamp_mask`)."""
         width = _shape(self.seed.results[0])[-1]
+        packed = self.has_mask and not (recompute and self.masks_recomputable)
         cuts = {0, width}
         for v, b in self.base.items():
             cuts |= {b, b + _shape(v)[-1]}
         step = -(-width // parts)
-        unit = 8 if self.has_mask else 4    # whole bytes of a packed mask; words of int8 channels
+        unit = 8 if packed else 4    # whole bytes of a packed mask; words of int8 channels
         step = -(-step // unit) * unit
         cuts |= set(range(0, width, step))
         out = sorted(cuts)
-        if self.has_mask and any(c % 8 for c in out):
+        if packed and any(c % 8 for c in out):
             raise _Skip("a packed clamp mask would be cut inside a byte")
         return out
 
@@ -333,11 +340,12 @@ def _hoist(value: ir.Value, anchor, block: ir.Block, region_ops: set) -> None:
     src.move_before(anchor)
 
 
-_DEAD_OK = ("tinytrain.channel_scale", "tinytrain.dequantize", "tinytrain.slice")
+#: ops erased when the split leaves them unread (a packed mask whose groups recompute it)
+_DEAD_OK = ("tinytrain.channel_scale", "tinytrain.dequantize", "tinytrain.slice", "tinytrain.qclamp_mask")
 
 
 def _erase_dead(ops: list) -> None:
-    """Erase the view ops (dequantization, slice) among `ops` that nothing reads any more, and
+    """Erase the view ops (dequantization, slice, packed mask) among `ops` that nothing reads any more, and
     then their operands' producers, recursively (the old ops' weights the groups re-slice)."""
     work = [op for op in ops if op.name in _DEAD_OK]
     while work:
@@ -354,7 +362,7 @@ class _Splitter:
         self.recompute = recompute
         self.r = region
         self.block = block
-        self.bounds = region.bounds(parts)
+        self.bounds = region.bounds(parts, recompute)
 
     def run(self) -> int:
         r = self.r
@@ -486,6 +494,11 @@ class _Splitter:
             if op.name == "tinytrain.qclamp_grad":
                 y = _recompute(op.operands[1], lo, hi) if self.recompute else _slice(op.operands[1], 3, lo, hi)
                 pieces[res] = tq.QClampGradOp(p, y, op.attributes["clamp"], ty).result
+            elif op.name == "tinytrain.qmask_grad" and self.recompute and r.masks_recomputable:
+                # the mask's channels from the recomputed activation: no byte boundary to keep
+                src = _op(op.operands[1].owner)
+                y = _recompute(src.operands[0], lo, hi)
+                pieces[res] = tq.QClampGradOp(p, y, src.attributes["clamp"], ty).result
             elif op.name == "tinytrain.qmask_grad":
                 m = _slice(op.operands[1], 3, lo // 8, hi // 8)
                 pieces[res] = tq.QMaskGradOp(p, m, ty).result

@@ -27,7 +27,7 @@
 // READ:         "tinytrain.qclamp_grad"(%{{.*}}, %[[Y1]])
 // READ-NOT:     qclamp_mask
 // READ:         return
-// Without clamp_masks=1 (the default: IREE's plan of the whole models grows with the masks today)
+// Without clamp_masks=1 (autodiff's default; tinytrain.int8 turns it on, with pin-clamp-masks, for Cortex-M)
 // the int8 outputs are kept and read by qclamp_grad.
 // OFF-LABEL: func.func @train_step(
 // OFF-NOT:     qclamp_mask
