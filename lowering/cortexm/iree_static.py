@@ -410,7 +410,7 @@ def build_static_module(linalg_text: str, out_dir, *, target: str = "cortex-m4",
     streamed = stream_input and input_stream.stream_input(schedule, kernel_sources, uses).streamed
     place = overlay_input and not streamed   # a streamed input is not placed whole
     if replan_memory:
-        state = sum(_align(s.length) for s in schedule_c.plan_state(schedule, train))
+        state = schedule_c.state_bytes(schedule_c.plan_state(schedule, train))
         schedule = replan.replan_and_place(schedule, sources, uses if place else {}, kernel_sources, state)
     elif place:
         input_overlay.place_step_input(schedule, sources, uses, kernel_sources)

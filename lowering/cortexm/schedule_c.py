@@ -53,6 +53,11 @@ def plan_state(schedule: Schedule, train: str) -> list:
     return slots
 
 
+def state_bytes(slots: list) -> int:
+    """Arena bytes of the trained parameters' slots (:func:`plan_state`), at the arena's start."""
+    return sum(_align(s.length) for s in slots)
+
+
 def _bytes_c(data: bytes) -> str:
     if not data:
         return "0"
@@ -76,7 +81,7 @@ def emit(schedule: Schedule, exports: list, prefix: str, *, train: str = "train_
     """
     unaligned = unaligned or {}
     state = plan_state(schedule, train)
-    state_size = sum(_align(s.length) for s in state)
+    state_size = state_bytes(state)
     by_name = {e.name: e for e in exports}
 
     def arena_off(al, off):

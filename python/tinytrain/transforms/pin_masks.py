@@ -27,12 +27,10 @@ from typing import ClassVar
 from torch_mlir import ir
 
 from tinytrain.passes import ModulePass
+from tinytrain.transforms.channel_groups import _op
+from tinytrain.transforms.patch_stage import _barrier
 
 __all__ = ["PinClampMasksPass"]
-
-
-def _operation(x):
-    return x.operation if hasattr(x, "operation") else x
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,19 +52,18 @@ class PinClampMasksPass(ModulePass):
     @staticmethod
     def _pin(op: ir.Operation) -> None:
         y, m = op.operands[0], op.results[0]
-        m_readers = [(_operation(u.owner), u.operand_number) for u in m.uses]
+        m_readers = [(_op(u.owner), u.operand_number) for u in m.uses]
         if not m_readers:
             op.erase()
             return
         if isinstance(y.owner, ir.Block):        # before any other reader of y
-            op.move_before(_operation(y.owner.operations[0]))
+            op.move_before(_op(y.owner.operations[0]))
         else:
-            op.move_after(_operation(y.owner))
-        with ir.InsertionPoint(op):
-            bar = ir.Operation.create("util.optimization_barrier", results=[y.type, m.type],
-                                      operands=[y, m], loc=op.location)
+            op.move_after(_op(y.owner))
+        with op.location, ir.InsertionPoint(op):
+            bar = _op(_barrier([y, m])[0].owner)
         bar.move_after(op)
-        y_readers = [(_operation(u.owner), u.operand_number) for u in y.uses]
+        y_readers = [(_op(u.owner), u.operand_number) for u in y.uses]
         for owner, i in y_readers:
             if owner != op and owner != bar:
                 owner.operands[i] = bar.results[0]
