@@ -21,8 +21,9 @@ longer):
    bytes a binding covers beyond what its kernel touches;
 3. first-fit placement, each block 64-byte aligned and apart from every block whose lifetime
    (first write .. last use, in command order) overlaps its own; eight orders are tried
-   (largest first, longest-lived first, program order, size classes, ...) and the smallest layout
-   kept, IREE's own if it is smaller;
+   (largest first, longest-lived first, program order, size classes, ...), then from the best a
+   block that reaches the layout's end is placed first instead while that makes it smaller
+   (:func:`_best_layout`), and the smallest layout kept, IREE's own if it is smaller;
 4. every binding, fill, copy and result buffer rewritten to the new offsets, in one allocation
    per function (``plan@<function>``), after :func:`_verify` ran both layouts and found every
    read delivered the bytes of the same writer as in IREE's (an internal error otherwise).
@@ -176,6 +177,54 @@ _ORDERS = (lambda b: (-_extent(b[1]), _start(b[1])),                           #
            lambda b: (-(_extent(b[1]) // 4096), _start(b[1]) - _end(b[1])))
 
 
+#: how many first-fit layouts :func:`_best_layout` tries after the orders of ``_ORDERS``
+_PROMOTIONS = 12
+
+
+def _top_blocks(seq: list, offsets: dict, size: int) -> list:
+    """The blocks of a layout whose occupying bytes reach its end (aligned), in placement order."""
+    return [b for b in seq if any(q[2] != _NOWHERE and _align(q[1] + offsets[b[0]]) >= size for q in b[1])]
+
+
+def _best_layout(items: list, floor: int) -> tuple[dict, int]:
+    """The smallest first-fit layout found: each order of ``_ORDERS``, then from the best of them
+    a block that reaches the layout's end placed first instead (the rest in the same order), kept
+    when the layout gets smaller, until no such block helps or ``_PROMOTIONS`` layouts were tried.
+    A block placed late often lands above a hole that is too small for it only because of blocks
+    placed earlier that could have gone elsewhere (ProxylessNAS-w0.3 98kb with 5x5 patches, the
+    training step's arena: 46,656 -> 39,040 B, 32 B above the bytes live at its worst command)."""
+    best = None
+    for order in _ORDERS:
+        seq = sorted(items, key=order)
+        offsets, size = _place(seq, _keep_order, floor)
+        if best is None or size < best[2]:
+            best = (seq, offsets, size)
+    seq, offsets, size = best
+    tried, budget = set(), _PROMOTIONS
+    while budget > 0:
+        for block in _top_blocks(seq, offsets, size):
+            n = next(i for i, b in enumerate(seq) if b is block)
+            if n == 0 or (block[0], size) in tried:
+                continue
+            tried.add((block[0], size))
+            budget -= 1
+            cand = [block] + seq[:n] + seq[n + 1:]
+            o2, s2 = _place(cand, _keep_order, floor)
+            if s2 < size:
+                seq, offsets, size = cand, o2, s2
+                break
+            if budget == 0:
+                break
+        else:
+            break
+    return offsets, size
+
+
+def _keep_order(_block) -> int:
+    """A sort key that keeps a list's order (``sorted`` is stable)."""
+    return 0
+
+
 def _accesses(cmd, exports: dict, mine: set, unread: list) -> list:
     try:
         acc = dm.command_accesses(cmd, exports)
@@ -253,8 +302,7 @@ def _replan_function(schedule: Schedule, fn, exports: dict, reserve: list, hole_
         items.append((root, [(lo - base, hi - base, a, b) for lo, hi, a, b in pieces]))
     items += [(("reserve", n), [(0, _align(size), 0, upto)]) for n, (size, upto) in enumerate(reserve)]
     floor = -(schedule.persistent_size + state_bytes)   # the arena's first byte, from the plan's
-    best = min((_place(items, order, floor) for order in _ORDERS), key=lambda p: p[1])
-    offsets, size = best
+    offsets, size = _best_layout(items, floor)
     rep.blocks, rep.unread_dispatches = len(blocks.pieces), unread
     # with hole_cost, IREE's layout is charged for the input it may have no room for (ours keeps
     # the hole): the input may then sit on top of it

@@ -213,6 +213,22 @@ def test_a_kernel_output_over_stale_bytes_stays_alive_in_all_its_bytes():
     assert _contents(s, kernels) == expected
 
 
+def test_a_block_at_the_layout_end_placed_first_closes_the_gap_every_order_leaves():
+    # six tensors (key, [(lo, hi, first command, last command)]) whose worst command (6) holds
+    # 640 B live; first fit in each of the eight orders leaves a hole and ends at 704 B, the
+    # search from the best of them (the block at the end placed first) reaches 640 B
+    items = [("t0", [(0, 192, 1, 4)]), ("t1", [(0, 128, 2, 5)]), ("t2", [(0, 128, 5, 8)]),
+             ("t3", [(0, 128, 4, 7)]), ("t4", [(0, 256, 6, 6)]), ("t5", [(0, 128, 0, 7)])]
+    assert min(replan._place(items, order)[1] for order in replan._ORDERS) == 704
+    offsets, size = replan._best_layout(items, 0)
+    assert size == 640
+    placed = [(offsets[k] + lo, offsets[k] + hi, a, b) for k, ps in items for lo, hi, a, b in ps]
+    assert max(hi for _, hi, _, _ in placed) <= size
+    for n, (lo, hi, a, b) in enumerate(placed):
+        for lo2, hi2, a2, b2 in placed[n + 1:]:
+            assert b < a2 or b2 < a or hi <= lo2 or hi2 <= lo, (placed[n], (lo2, hi2, a2, b2))
+
+
 def test_the_layout_check_refuses_a_tensor_overwritten_before_its_last_read(monkeypatch):
     """With the liveness error above put back (a read meeting a value in part leaves the rest of
     its range unlive), replan's check of its own layout (both layouts run, every read's bytes from
