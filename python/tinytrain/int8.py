@@ -413,20 +413,20 @@ def compile_predict(graph, extra_flags=("--iree-opt-const-eval=false",), *, targ
 
 def patch_grid(target: str, input_hw: int) -> int:
     """The default number of patches per side of the `patch-stage` pass's first stage (down to 1/4
-    of the input; each later stage takes 2 up to that many). On a Cortex-M target: 5x5 from
+    of the input; each later stage takes 2 up to that many). On a Cortex-M target: 4x4 from
     128x128 up, 2x2 from 64x64 up, none below; on the host none (it has the memory; patches only
     add the recomputed halo). Training plans at 128x128 on the M7 (whole pipeline: later stages,
-    channel groups, our layout), 3x3 / 4x4 / 5x5 first-stage patches: MobileNetV2-w0.35 `99kb`
-    120,064 / 115,712 / 115,392 B, ProxylessNAS-w0.3 `98kb` 133,760 / 127,360 / 124,224 B,
-    MCUNet-5FPS `99kb` 129,536 B each (bound by its backward); 5x5 rather than 3x3 costs +8.2%
-    of the instructions of MobileNetV2-w0.35's `49kb` step with our kernels (45,452,240 ->
-    49,182,600 in QEMU). 6x6 and more were not taken: the firmware's code grows with every
-    distinct patch shape, and ProxylessNAS-w0.3 `148kb` with 5x5 already fills 3.9 of the
-    board's 4 MB of flash. Earlier, with the first stage alone: 2x2 +15% of the stage's MACs
-    (+6% of MobileNetV2-w0.35's forward), 3x3 +32% (+13%), 4x4 +50% (+20%)."""
+    4 KB channel groups, our layout), 3x3 / 4x4 / 5x5 first-stage patches: MobileNetV2-w0.35
+    `99kb` 120,064 / 115,712 / 115,392 B, ProxylessNAS-w0.3 `98kb` 133,760 / 127,360 / 124,224 B,
+    MCUNet-5FPS `99kb` 129,536 B each (bound by its backward). 5x5 is not the default: the
+    firmware's code grows with every distinct patch shape, and with 3 KB channel groups
+    (`channel_groups.ChannelGroupsPass.group_bytes`) ProxylessNAS-w0.3 `148kb` with 5x5 patches
+    no longer fits the board's 4 MB of flash (by 34 KB; 4x4: 3.96 MB). Earlier, with the first
+    stage alone: 2x2 +15% of the stage's MACs (+6% of MobileNetV2-w0.35's forward), 3x3 +32%
+    (+13%), 4x4 +50% (+20%)."""
     if target == "host" or input_hw < 64:
         return 1
-    return 5 if input_hw >= 128 else 2
+    return 4 if input_hw >= 128 else 2
 
 
 def channel_group_count(target: str) -> int:

@@ -128,6 +128,26 @@ def test_packed_masks_are_recomputed_per_group_on_any_channel_boundary(model, gr
     same_gradients(model, masked, whole, seed=7, label=1, names=TRAINABLE)
 
 
+@pytest.mark.parametrize("masks", [False, True])
+def test_the_last_blocks_output_gradient_is_remade_in_each_group(model, masks):
+    # blocks.3's output feeds the head's average pool: its gradient (the pool's gradient through
+    # the output's clamp: `qclamp_grad` with the int8 output, or `qmask_grad` with the packed
+    # mask) is remade in each of the region's groups from the pooled gradient instead of living
+    # through all of them, and the groups carry the small inputs (the whole-tensor gradients
+    # equal the grouped ones: the tests above)
+    g = build_forward(model, classifier="fp32", num_classes=CLASSES, input_hw=HW, seed=0)
+    passes, *_ = _training_passes(g, TRAINABLE, LR, True, True, clamp_masks=masks)
+    at = next(i for i, p in enumerate(passes) if p.argument == "reorder-updates")
+    run_pipeline(g.module, passes[:at + 1] + [ChannelGroupsPass(groups=4, min_bytes=0)])
+    fn = next(op for op in g.module.body.operations if op.sym_name.value == "train_step")
+    ops = [op.operation.name for op in fn.regions[0].blocks[0].operations]
+    clamp = "tinytrain.qmask_grad" if masks else "tinytrain.qclamp_grad"
+    pools = ops.count("tinytrain.global_avg_pool_grad")
+    assert pools == 1 + 4, ops  # the original (its bias gradient reads it) and one per group
+    first = ops.index("tinytrain.global_avg_pool_grad")
+    assert ops[first + 1] == clamp and ops.count(clamp) >= pools
+
+
 def test_grouped_step_on_cortex_m4_equals_the_host(model, grouped, tmp_path):
     """The grouped program (recomputed int8 activations, per-group weight gradients, the guard
     ordering the recomputed convs' reads of trained biases before their updates) in QEMU: every

@@ -36,7 +36,12 @@ channels' filters, ... Where the region ends, its consumers take the groups:
 
 Group k+1 starts after group k's results exist (`util.optimization_barrier` on the region's input
 and group k's partial results), so IREE never runs two groups at once and each group's tensors die
-before the next group's are made. The numbers are those of the whole computation up to the order
+before the next group's are made. A region input that is the gradient of a global average pool
+through its input's clamp (a network's last block: `global_avg_pool_grad` then `qmask_grad` or
+`qclamp_grad`) is not carried: each group remakes it from the pooled gradient and the mask (or the
+int8 activation), which the barriers carry instead (MCUNet-5FPS `99kb` at 128x128: its 4x4x160
+fp32 output gradient, 10,240 B, lived through all ten groups of blocks.13; plan 129,536 ->
+127,936 B). The numbers are those of the whole computation up to the order
 of the fp32 sums of the partial input gradients (a few ulp).
 
 Groups: the channel boundaries of every slice in the region, plus cuts into `groups` parts of the
@@ -110,11 +115,13 @@ def _only_axis(off: list, axis: int) -> bool:
     return all(o == 0 for i, o in enumerate(off) if i != axis)
 
 
-def _recompute(y: ir.Value, lo: int, hi: int, depth: int = 2) -> ir.Value:
+def _recompute(y: ir.Value, lo: int, hi: int, depth: int = 2, after: ir.Value | None = None) -> ir.Value:
     """Channels [lo, hi) of the int8 activation `y`, recomputed from the forward pass's ops where
     that is channel-local (a depthwise `qconv2d`: the same channels of its input, recursively; a
     dense `qconv2d`: its whole input with the weight's columns lo..hi; a channel `concat`: the side
     holding them), so the activation need not stay alive from the forward pass until backward.
+    `after`: a value the recomputation waits for (a barrier on the dense conv's input), so that
+    IREE does not run it earlier, while that value's inputs are still alive.
     The integer ops are the forward ones on a channel slice: the same int8 values. Anything
     else (or `depth` 0): a slice of `y`."""
     src = _op(y.owner)
@@ -123,9 +130,9 @@ def _recompute(y: ir.Value, lo: int, hi: int, depth: int = 2) -> ir.Value:
     if src.name == "tinytrain.concat" and ir.IntegerAttr(src.attributes["axis"]).value == 3:
         left = _shape(src.operands[0])[3]
         if hi <= left:
-            return _recompute(src.operands[0], lo, hi, depth)
+            return _recompute(src.operands[0], lo, hi, depth, after)
         if lo >= left:
-            return _recompute(src.operands[1], lo - left, hi - left, depth)
+            return _recompute(src.operands[1], lo - left, hi - left, depth, after)
         return _slice(y, 3, lo, hi)
     if src.name != "tinytrain.qconv2d":
         return _slice(y, 3, lo, hi)
@@ -133,9 +140,9 @@ def _recompute(y: ir.Value, lo: int, hi: int, depth: int = 2) -> ir.Value:
     x, w, b = src.operands
     cout, groups = _shape(y)[3], _groups(src)
     if groups == 1:
-        xg, g = x, a["groups"]
+        xg, g = (x if after is None else _barrier([x, after])[0]), a["groups"]
     elif groups == cout == _shape(x)[3] and _shape(w)[2] == 1:
-        xg = _recompute(x, lo, hi, depth - 1)
+        xg = _recompute(x, lo, hi, depth - 1, after)
         g = _i64(hi - lo)
     else:
         return _slice(y, 3, lo, hi)
@@ -357,6 +364,50 @@ def _erase_dead(ops: list) -> None:
         work += [f for f in feeds if f is not None and f.name in _DEAD_OK and f not in work]
 
 
+class _Remade:
+    """An output gradient the groups remake from small inputs instead of keeping it: the
+    `global_avg_pool_grad` of a pooled gradient, through the clamp gradient of the pooled
+    activation (`qmask_grad` with its packed mask, or `qclamp_grad` with the int8 activation).
+    At a network's last block (MCUNet-5FPS: 4x4x160 fp32, 10,240 B from 640 B of pooled gradient
+    and 320 B of mask) it would otherwise live through every group of the block's backward."""
+
+    _OPS = ("tinytrain.global_avg_pool_grad", "tinytrain.qmask_grad", "tinytrain.qclamp_grad")
+
+    def __init__(self, ops: list, leaves: list):
+        self.ops, self.leaves = ops, leaves     # ops in program order; their outside operands
+
+    @classmethod
+    def of(cls, g: ir.Value):
+        ops, work = [], [g]
+        while work:
+            src = _op(work.pop().owner)
+            if src is None or src.name not in cls._OPS:
+                return None
+            ops.append(src)
+            if src.name == "tinytrain.global_avg_pool_grad":
+                continue
+            work.append(src.operands[0])  # the masks' gradient operand; operand 1: the mask
+        if ops[-1].name != "tinytrain.global_avg_pool_grad":
+            return None
+        ops.reverse()
+        made = {op.results[0] for op in ops}
+        leaves = list({v: None for op in ops for v in op.operands if v not in made})
+        if 2 * sum(tensor_bytes(v) for v in leaves) > tensor_bytes(g):
+            return None
+        return cls(ops, leaves)
+
+    def build(self, leaves: list) -> ir.Value:
+        """The gradient from `leaves` (this group's values of `self.leaves`), at the insertion
+        point: the same ops on them."""
+        value = dict(zip(self.leaves, leaves))
+        for op in self.ops:
+            new = op.operation.clone()
+            for i, v in enumerate(op.operands):
+                new.operands[i] = value[v]
+            value[op.results[0]] = new.results[0]
+        return value[self.ops[-1].results[0]]
+
+
 class _Splitter:
     def __init__(self, region: _Region, block: ir.Block, parts: int, recompute: bool):
         self.recompute = recompute
@@ -390,6 +441,11 @@ class _Splitter:
         acc.update(sums.seeds)
         with ir.InsertionPoint(seed), seed.location:
             g_ins = [p.operands[0] for p in r.parts]   # the output gradient(s) the seed reads
+            # an output gradient cheap to remake (`_Remade`) is remade in each group from its
+            # inputs, which the groups carry instead: it lives in one group's input gradient only
+            remade = [_Remade.of(g) for g in g_ins]
+            kept = [g for g, m in zip(g_ins, remade) if m is None]     # carried as they are
+            leaves = [v for m in remade if m is not None for v in m.leaves]
             for k, (c0, c1) in enumerate(groups):
                 if k:
                     # (not a parameter's insert chain: its storage is the argument's, and IREE
@@ -398,13 +454,23 @@ class _Splitter:
                     carried = [(key, j) for key, val in acc.items() if key not in r.chains
                                for j in ([None] if not isinstance(val, list) else range(len(val)))]
                     vals = [acc[key] if j is None else acc[key][j] for key, j in carried]
-                    out = _barrier([*g_ins, *vals])
-                    g_ins = out[:len(g_ins)]
-                    for (key, j), v in zip(carried, out[len(g_ins):]):
+                    out = _barrier([*kept, *leaves, *vals])
+                    kept, leaves = out[:len(kept)], out[len(kept):len(kept) + len(leaves)]
+                    for (key, j), v in zip(carried, out[len(kept) + len(leaves):]):
                         if j is None:
                             acc[key] = v
                         else:
                             acc[key][j] = v
+                elif leaves:
+                    # (new values, so that IREE does not merge the remade gradient with the
+                    # original one, which its other readers keep before the groups)
+                    leaves = _barrier(leaves)
+                g_ins, it_kept, it_leaves = [], iter(kept), iter(leaves)
+                for m in remade:
+                    if m is None:
+                        g_ins.append(next(it_kept))
+                    else:
+                        g_ins.append(m.build([next(it_leaves) for _ in m.leaves]))
                 # the group reads the parameters it updates from their partly updated values
                 # (its own channels are still the old ones): each update is then in place
                 params = {acc[n]: r.chains[n][-1].operands[0] for n in r.chains}
@@ -492,12 +558,13 @@ class _Splitter:
                 continue
             ty = _ty(_shape(res)[:-1] + [c1 - c0], res)
             if op.name == "tinytrain.qclamp_grad":
-                y = _recompute(op.operands[1], lo, hi) if self.recompute else _slice(op.operands[1], 3, lo, hi)
+                y = _recompute(op.operands[1], lo, hi, after=total) if self.recompute \
+                    else _slice(op.operands[1], 3, lo, hi)
                 pieces[res] = tq.QClampGradOp(p, y, op.attributes["clamp"], ty).result
             elif op.name == "tinytrain.qmask_grad" and self.recompute and r.masks_recomputable:
                 # the mask's channels from the recomputed activation: no byte boundary to keep
                 src = _op(op.operands[1].owner)
-                y = _recompute(src.operands[0], lo, hi)
+                y = _recompute(src.operands[0], lo, hi, after=total)
                 pieces[res] = tq.QClampGradOp(p, y, src.attributes["clamp"], ty).result
             elif op.name == "tinytrain.qmask_grad":
                 m = _slice(op.operands[1], 3, lo // 8, hi // 8)
@@ -696,9 +763,13 @@ class ChannelGroupsPass(ModulePass):
     # 148,480 -> 139,648 B (MCUNet-5FPS 99kb), ProxylessNAS-w0.3 98kb 135,296 -> 133,760 B, for
     # +1.4% instructions of MobileNetV2-w0.35's 49kb step with our kernels (2 KB: 120,064 /
     # 135,040 / 133,760 B for +5.4%); the pass runs for Cortex-M only (the host compiles with one
-    # group).
+    # group). 3 KB rather than 4 KB once the last block's output gradient was remade per group
+    # (`_Remade`) and the groups' recomputed activations waited for their input gradient: MCUNet-5FPS
+    # 99kb is then bound by blocks.9's groups (two 8x8x48 fp32 gradients live beside them): plan
+    # 126,080 -> 124,544 B (4x4 patches), +1.5% instructions of the MobileNetV2-w0.35 49kb step
+    # (5x5 patches: 49,182,600 -> 49,907,760); 2 KB overflowed the board's flash.
     min_bytes: int = 8192
-    group_bytes: int = 4096
+    group_bytes: int = 3072
     recompute: bool = True
 
     def _parts(self, region: _Region) -> int:
