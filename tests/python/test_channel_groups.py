@@ -15,6 +15,7 @@ import re
 
 import numpy as np
 import pytest
+from torch_mlir import ir
 from conftest import assert_device_equals_host, loss_close
 
 from tinytrain import reference as R
@@ -146,6 +147,31 @@ def test_the_last_blocks_output_gradient_is_remade_in_each_group(model, masks):
     assert pools == 1 + 4, ops  # the original (its bias gradient reads it) and one per group
     first = ops.index("tinytrain.global_avg_pool_grad")
     assert ops[first + 1] == clamp and ops.count(clamp) >= pools
+
+
+def test_recomputed_activations_wait_for_their_groups_input_gradient(model):
+    # each group recomputes the int8 activations its clamp gradients read; the dense conv that
+    # starts a recomputation reads its input through a barrier with the group's input gradient
+    # (the region's first `conv2d_grad_input`), so IREE cannot run it before that gradient exists
+    # and the recomputed activations are not alive beside it
+    g = build_forward(model, classifier="fp32", num_classes=CLASSES, input_hw=HW, seed=0)
+    passes, *_ = _training_passes(g, TRAINABLE, LR, True, True)
+    at = next(i for i, p in enumerate(passes) if p.argument == "reorder-updates")
+    run_pipeline(g.module, passes[:at + 1] + [ChannelGroupsPass(groups=4, min_bytes=0)])
+    fn = next(op for op in g.module.body.operations if op.sym_name.value == "train_step")
+    ops = list(fn.regions[0].blocks[0].operations)
+    first_grad = next(i for i, op in enumerate(ops) if op.operation.name == "tinytrain.conv2d_grad_input")
+    waiting = 0
+    for op in ops[first_grad:]:
+        if op.operation.name != "tinytrain.qconv2d" or ir.IntegerAttr(op.attributes["groups"]).value != 1:
+            continue
+        src = op.operands[0].owner
+        if isinstance(src, ir.Block) or src.name != "util.optimization_barrier":
+            continue  # (a trained depthwise weight's gradient input, recomputed without waiting)
+        others = [v.owner.name for v in src.operands[1:] if not isinstance(v.owner, ir.Block)]
+        assert any(n.startswith("tinytrain.conv2d_grad_input") for n in others), others
+        waiting += 1
+    assert waiting >= 3 * 4, waiting  # blocks 1-3's expansions, in each of 4 groups
 
 
 def test_grouped_step_on_cortex_m4_equals_the_host(model, grouped, tmp_path):
