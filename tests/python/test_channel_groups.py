@@ -150,8 +150,8 @@ def test_the_last_blocks_output_gradient_is_remade_in_each_group(model, masks):
 
 
 def test_recomputed_activations_wait_for_their_groups_input_gradient(model):
-    # each group recomputes the int8 activations its clamp gradients read; the dense conv that
-    # starts a recomputation reads its input through a barrier with the group's input gradient
+    # each group recomputes the int8 activations its clamp gradients and its depthwise weight
+    # gradient read; the dense conv that starts a recomputation reads its input through a barrier with the group's input gradient
     # (the region's first `conv2d_grad_input`), so IREE cannot run it before that gradient exists
     # and the recomputed activations are not alive beside it
     g = build_forward(model, classifier="fp32", num_classes=CLASSES, input_hw=HW, seed=0)
@@ -166,12 +166,11 @@ def test_recomputed_activations_wait_for_their_groups_input_gradient(model):
         if op.operation.name != "tinytrain.qconv2d" or ir.IntegerAttr(op.attributes["groups"]).value != 1:
             continue
         src = op.operands[0].owner
-        if isinstance(src, ir.Block) or src.name != "util.optimization_barrier":
-            continue  # (a trained depthwise weight's gradient input, recomputed without waiting)
+        assert not isinstance(src, ir.Block) and src.name == "util.optimization_barrier", src
         others = [v.owner.name for v in src.operands[1:] if not isinstance(v.owner, ir.Block)]
         assert any(n.startswith("tinytrain.conv2d_grad_input") for n in others), others
         waiting += 1
-    assert waiting >= 3 * 4, waiting  # blocks 1-3's expansions, in each of 4 groups
+    assert waiting >= 3 * 4 + 4, waiting  # blocks 1-3's expansions in each of 4 groups, block 2's weight
 
 
 def test_grouped_step_on_cortex_m4_equals_the_host(model, grouped, tmp_path):

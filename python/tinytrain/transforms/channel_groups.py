@@ -154,9 +154,11 @@ def _recompute(y: ir.Value, lo: int, hi: int, depth: int = 2, after: ir.Value | 
                         loc=src.location).result
 
 
-def _weight_slice(w: ir.Value, axis: int, lo: int, hi: int, recompute: bool = False) -> ir.Value:
+def _weight_slice(w: ir.Value, axis: int, lo: int, hi: int, recompute: bool = False,
+                  after: ir.Value | None = None) -> ir.Value:
     """A slice of a dequantized tensor: a `channel_scale(p)` / `dequantize(p)` is rebuilt on the
-    slice of `p`, so the slice reads the int8 tensor, never a whole fp32 copy of it."""
+    slice of `p`, so the slice reads the int8 tensor, never a whole fp32 copy of it (`recompute`:
+    an activation's slice recomputed, waiting for `after`: `_recompute`)."""
     shape = _shape(w)
     if (lo, hi) == (0, shape[axis]):
         return w
@@ -169,7 +171,7 @@ def _weight_slice(w: ir.Value, axis: int, lo: int, hi: int, recompute: bool = Fa
         return tq.ChannelScaleOp(piece, ir.DenseF64ArrayAttr.get(scales), _ty(_shape(piece), w)).result
     if src is not None and src.name == "tinytrain.dequantize":
         q = src.operands[0]
-        piece = _recompute(q, lo, hi) if recompute and axis == 3 else _slice(q, axis, lo, hi)
+        piece = _recompute(q, lo, hi, after=after) if recompute and axis == 3 else _slice(q, axis, lo, hi)
         return tq.DequantizeOp(piece, src.attributes["scale"], src.attributes["zero_point"],
                                _ty(_shape(piece), w)).result
     return _slice(w, axis, lo, hi)
@@ -586,7 +588,7 @@ class _Splitter:
                 acc.setdefault(n, []).append(tt.BiasGradOp(p, _ty([hi - lo], u.results[0])).result)
             elif kind == "depthwise_weight":
                 at = u.attributes
-                x = _weight_slice(u.operands[0], 3, lo, hi, self.recompute)
+                x = _weight_slice(u.operands[0], 3, lo, hi, self.recompute, after=pieces[r.seed.results[0]])
                 ty = _ty(_shape(u.results[0])[:-1] + [hi - lo], u.results[0])
                 acc.setdefault(n, []).append(tt.Conv2dGradWeightOp(x, p, at["strides"], at["padding"], _i64(hi - lo),
                                                                     ty).result)
