@@ -173,6 +173,20 @@ def test_recomputed_activations_wait_for_their_groups_input_gradient(model):
     assert waiting >= 3 * 4 + 4, waiting  # blocks 1-3's expansions in each of 4 groups, block 2's weight
 
 
+def test_a_masked_region_without_depthwise_gradient_splits():
+    # the lowest trained layer is a depthwise bias: blocks.3's region is its projection's input
+    # gradient, the packed mask of the depthwise output and the bias gradient, with no gradient
+    # below (no depthwise input gradient). With packed masks it splits (IREE would keep the input
+    # gradient and its masked copy whole); its gradients are the whole-tensor program's
+    model = truncate(load_mcu_model("mbv2-w0.35"), BLOCKS)
+    trainable = ["blocks.3.depthwise.bias", "blocks.3.pointwise2.bias", "fc.weight", "fc.bias"]
+    grouped = program(model, 4, trainable=trainable, masks=True)
+    whole = program(model, 1, trainable=trainable, masks=True)
+    ts = train_step(grouped.stages["linalg"])
+    assert 'layer = "blocks.3.pointwise2"' in ts, re.findall(r"tinytrain.channel_groups = .*", ts)
+    same_gradients(model, grouped, whole, seed=3, label=2, names=trainable)
+
+
 def test_grouped_step_on_cortex_m4_equals_the_host(model, grouped, tmp_path):
     """The grouped program (recomputed int8 activations, per-group weight gradients, the guard
     ordering the recomputed convs' reads of trained biases before their updates) in QEMU: every

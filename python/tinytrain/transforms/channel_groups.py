@@ -13,7 +13,8 @@ live together at the peak of its `99kb` scheme, MobileNetV2-w0.35: 8x8x192, 49,1
 The pass takes such a chain (the "region": a dense `conv2d_grad_input`, or the `add` of two of them
 that `sparse-split` makes of a projection whose weight is trained in part, and the channel-local ops
 reachable from it: `qclamp_grad` / `qmask_grad` on it, depthwise `conv2d_grad_input`, channel
-`slice`s; when the region holds a depthwise op and one of its gradients has at least `min_bytes`)
+`slice`s; when the region holds a depthwise op, or a packed clamp mask and no dense input
+gradient after it, and one of its gradients has at least `min_bytes`)
 and computes it group by group of channels: for channels [c0, c1) the projection's input gradient with
 the weight's rows c0..c1, the masks of those channels, the depthwise transposed conv with those
 channels' filters, ... Where the region ends, its consumers take the groups:
@@ -737,9 +738,18 @@ def _regions(block: ir.Block, min_bytes: int) -> list:
         else:
             continue
         # the biggest gradient of the region: a stride-2 depthwise layer's input gradient is 4x its seed
-        if region.has_depthwise and max(tensor_bytes(v) for v in region.base) >= min_bytes:
+        if max(tensor_bytes(v) for v in region.base) < min_bytes:
+            continue
+        # A region without a depthwise op but with a clamp mask and no dense input gradient after
+        # it (the lowest trained block of a sparse scheme: the depthwise output's mask, then its
+        # bias gradient) splits too: IREE does not fuse an unpacked mask into the contraction
+        # before it, so the input gradient and its masked copy would both exist whole
+        # (MCUNet-5FPS 49kb, blocks.7: two 8x8x160 fp32 tensors, 81,920 B)
+        if region.has_depthwise or (region.has_mask and all(kind != "sum" for _, _, kind in region.consumers)):
             out.append(region)
-    return out
+    # a region whose seed another region consumes (a dense input gradient it rewrites) is left whole
+    taken = {_op(u) for r in out for u, _, _ in r.consumers}
+    return [r for r in out if r.has_depthwise or not ({_op(r.seed), *map(_op, r.parts)} & taken)]
 
 
 @dataclasses.dataclass(frozen=True)
