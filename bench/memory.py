@@ -540,6 +540,13 @@ def write(results: dict, settings: dict, folder: Path) -> None:
              if s.get("budget_error")]
     if fails:
         lines += ["## The compiler's budget errors", ""] + [f"- {m} `{n}`: {e}" for m, n, e in fails] + [""]
+    unplanned = [(MODELS[k], results[k]["full_update"]["error"]) for k in MODELS
+                 if (results.get(k, {}).get("full_update") or {}).get("error")]
+    if unplanned:
+        # the plan needs the linked firmware (its stack bound): say why it is absent, in one line
+        lines += ["## Full-update plans that failed", ""] + [
+            f"- {m}: " + next((ln.strip() for ln in e.splitlines() if "overflowed" in ln or "error:" in ln),
+                              e.splitlines()[0]) for m, e in unplanned] + [""]
     (folder / "memory.md").write_text("\n".join(lines))
 
 
