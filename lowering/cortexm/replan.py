@@ -124,14 +124,14 @@ def _lowest(pieces, floor: int) -> int:
     return min(0, max(-(lo - lo % ALIGN), -(-floor // ALIGN) * ALIGN))
 
 
-def _place(blocks: list, order, floor: int = 0) -> tuple[dict, int]:
-    """First fit of rigid blocks: ``blocks`` are (key, pieces relative to the block's base);
-    each block goes to the lowest aligned offset (:func:`_lowest`) where none of its pieces
-    meets a placed piece alive at the same time. Returns ({key: offset}, end): the end of the
-    pieces that occupy memory."""
+def _place(blocks: list, order=None, floor: int = 0) -> tuple[dict, int]:
+    """First fit of rigid blocks: ``blocks`` are (key, pieces relative to the block's base), in
+    ``order`` (a sort key; None: as given); each block goes to the lowest aligned offset
+    (:func:`_lowest`) where none of its pieces meets a placed piece alive at the same time.
+    Returns ({key: offset}, end): the end of the pieces that occupy memory."""
     placed: list = []                # (lo, hi, start, end) at their final addresses
     offsets, top = {}, 0
-    for key, pieces in sorted(blocks, key=order):
+    for key, pieces in (blocks if order is None else sorted(blocks, key=order)):
         near = [[p for p in placed if not (q[3] < p[2] or p[3] < q[2]) and p[2] != _NOWHERE]
                 if q[2] != _NOWHERE else [] for q in pieces]
         low = _lowest(pieces, floor)
@@ -182,8 +182,9 @@ _PROMOTIONS = 12
 
 
 def _top_blocks(seq: list, offsets: dict, size: int) -> list:
-    """The blocks of a layout whose occupying bytes reach its end (aligned), in placement order."""
-    return [b for b in seq if any(q[2] != _NOWHERE and _align(q[1] + offsets[b[0]]) >= size for q in b[1])]
+    """(position, block) of the blocks of a layout whose occupying bytes reach its end (aligned)."""
+    return [(n, b) for n, b in enumerate(seq)
+            if any(q[2] != _NOWHERE and _align(q[1] + offsets[b[0]]) >= size for q in b[1])]
 
 
 def _best_layout(items: list, floor: int) -> tuple[dict, int]:
@@ -193,36 +194,23 @@ def _best_layout(items: list, floor: int) -> tuple[dict, int]:
     A block placed late often lands above a hole that is too small for it only because of blocks
     placed earlier that could have gone elsewhere (ProxylessNAS-w0.3 98kb with 5x5 patches, the
     training step's arena: 46,656 -> 39,040 B, 32 B above the bytes live at its worst command)."""
-    best = None
-    for order in _ORDERS:
-        seq = sorted(items, key=order)
-        offsets, size = _place(seq, _keep_order, floor)
-        if best is None or size < best[2]:
-            best = (seq, offsets, size)
-    seq, offsets, size = best
-    tried, budget = set(), _PROMOTIONS
-    while budget > 0:
-        for block in _top_blocks(seq, offsets, size):
-            n = next(i for i, b in enumerate(seq) if b is block)
-            if n == 0 or (block[0], size) in tried:
+    layouts = [(seq, *_place(seq, None, floor)) for seq in (sorted(items, key=order) for order in _ORDERS)]
+    seq, offsets, size = min(layouts, key=lambda layout: layout[2])
+    budget, improved = _PROMOTIONS, True
+    while improved and budget:
+        improved = False
+        for n, block in _top_blocks(seq, offsets, size):
+            if n == 0:
                 continue
-            tried.add((block[0], size))
+            if not budget:
+                break
             budget -= 1
             cand = [block] + seq[:n] + seq[n + 1:]
-            o2, s2 = _place(cand, _keep_order, floor)
+            o2, s2 = _place(cand, None, floor)
             if s2 < size:
-                seq, offsets, size = cand, o2, s2
+                seq, offsets, size, improved = cand, o2, s2, True
                 break
-            if budget == 0:
-                break
-        else:
-            break
     return offsets, size
-
-
-def _keep_order(_block) -> int:
-    """A sort key that keeps a list's order (``sorted`` is stable)."""
-    return 0
 
 
 def _accesses(cmd, exports: dict, mine: set, unread: list) -> list:

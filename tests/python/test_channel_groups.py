@@ -129,6 +129,18 @@ def test_packed_masks_are_recomputed_per_group_on_any_channel_boundary(model, gr
     same_gradients(model, masked, whole, seed=7, label=1, names=TRAINABLE)
 
 
+def grouped_ops(model, masks: bool = False) -> tuple:
+    """(the graph, the ops of its `@train_step` in order) after `channel-groups` (4 groups, every
+    region split): the passes up to `reorder-updates`, then the pass, as `compile_training` places
+    it. (The graph owns the module: keep it while using the ops.)"""
+    g = build_forward(model, classifier="fp32", num_classes=CLASSES, input_hw=HW, seed=0)
+    passes, *_ = _training_passes(g, TRAINABLE, LR, True, True, clamp_masks=masks)
+    at = next(i for i, p in enumerate(passes) if p.argument == "reorder-updates")
+    run_pipeline(g.module, passes[:at + 1] + [ChannelGroupsPass(groups=4, min_bytes=0)])
+    fn = next(op for op in g.module.body.operations if op.sym_name.value == "train_step")
+    return g, list(fn.regions[0].blocks[0].operations)
+
+
 @pytest.mark.parametrize("masks", [False, True])
 def test_the_last_blocks_output_gradient_is_remade_in_each_group(model, masks):
     # blocks.3's output feeds the head's average pool: its gradient (the pool's gradient through
@@ -136,12 +148,8 @@ def test_the_last_blocks_output_gradient_is_remade_in_each_group(model, masks):
     # mask) is remade in each of the region's groups from the pooled gradient instead of living
     # through all of them, and the groups carry the small inputs (the whole-tensor gradients
     # equal the grouped ones: the tests above)
-    g = build_forward(model, classifier="fp32", num_classes=CLASSES, input_hw=HW, seed=0)
-    passes, *_ = _training_passes(g, TRAINABLE, LR, True, True, clamp_masks=masks)
-    at = next(i for i, p in enumerate(passes) if p.argument == "reorder-updates")
-    run_pipeline(g.module, passes[:at + 1] + [ChannelGroupsPass(groups=4, min_bytes=0)])
-    fn = next(op for op in g.module.body.operations if op.sym_name.value == "train_step")
-    ops = [op.operation.name for op in fn.regions[0].blocks[0].operations]
+    g, ops = grouped_ops(model, masks)
+    ops = [op.operation.name for op in ops]
     clamp = "tinytrain.qmask_grad" if masks else "tinytrain.qclamp_grad"
     pools = ops.count("tinytrain.global_avg_pool_grad")
     assert pools == 1 + 4, ops  # the original (its bias gradient reads it) and one per group
@@ -151,15 +159,11 @@ def test_the_last_blocks_output_gradient_is_remade_in_each_group(model, masks):
 
 def test_recomputed_activations_wait_for_their_groups_input_gradient(model):
     # each group recomputes the int8 activations its clamp gradients and its depthwise weight
-    # gradient read; the dense conv that starts a recomputation reads its input through a barrier with the group's input gradient
-    # (the region's first `conv2d_grad_input`), so IREE cannot run it before that gradient exists
-    # and the recomputed activations are not alive beside it
-    g = build_forward(model, classifier="fp32", num_classes=CLASSES, input_hw=HW, seed=0)
-    passes, *_ = _training_passes(g, TRAINABLE, LR, True, True)
-    at = next(i for i, p in enumerate(passes) if p.argument == "reorder-updates")
-    run_pipeline(g.module, passes[:at + 1] + [ChannelGroupsPass(groups=4, min_bytes=0)])
-    fn = next(op for op in g.module.body.operations if op.sym_name.value == "train_step")
-    ops = list(fn.regions[0].blocks[0].operations)
+    # gradient read; the dense conv that starts a recomputation reads its input through a
+    # barrier with the group's input gradient (the region's first `conv2d_grad_input`), so IREE
+    # cannot run it before that gradient exists and the recomputed activations are not alive
+    # beside it
+    g, ops = grouped_ops(model)
     first_grad = next(i for i, op in enumerate(ops) if op.operation.name == "tinytrain.conv2d_grad_input")
     waiting = 0
     for op in ops[first_grad:]:
