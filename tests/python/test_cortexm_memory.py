@@ -97,3 +97,17 @@ def test_optional_flag_iree_fails_with_is_dropped_with_a_warning(tmp_path):
     with pytest.raises(CompileError, match="iree-compile failed"):
         iree_static.build_static_module(text, tmp_path / "c", target="cortex-m4", sram_bytes=None,
                                         extra_flags=("--tinytrain-no-such-flag",))
+
+
+def test_flash_overflow_is_a_clear_error_and_the_stack_probe_still_links(tmp_path, monkeypatch):
+    """Code that does not fit the board's flash: the firmware build says by how much (not the
+    linker's log), while the stack probe, which links with more flash and never runs, still
+    gives the plan its stack bound (a full-update plan's code exceeds the boards' 4 MB)."""
+    module = iree_static.build_static_module(models.sgd_linear_mlir(16, C, 0.01), tmp_path / "m",
+                                             target="cortex-m4", prefix="small", sram_bytes=None)
+    monkeypatch.setattr(firmware, "BOARD_FLASH_KB", 8)  # this firmware's code is tens of KB
+    assert firmware.compute_stack(module) is not None and module.stack_error is None
+    with pytest.raises(firmware.FirmwareBuildError,
+                       match=r"do not fit the board's 8 KB of flash \(over by [\d,]+ B\)") as err:
+        firmware.build_firmware(module, tmp_path / "fw", sram_kb=256)
+    assert "cmake" not in str(err.value)
