@@ -317,3 +317,24 @@ def test_split_projection_sum_is_grouped(model):
     split = re.findall(r'groups = (\d+) : i64, layer = "(blocks\.\d+\.pointwise2)"', text)
     assert any(layer == "blocks.3.pointwise2" and int(n) > 1 for n, layer in split), split
     same_gradients(model, grouped, whole, seed=7, label=2, names=names)
+
+
+def test_region_below_a_split_projection_with_a_kept_activation_is_grouped(model):
+    """The lowest trained block trains part of its projection's weight and its depthwise bias
+    (MobileNetV2-w0.35 `73kb`'s blocks.10): the projection's weight gradient keeps the depthwise
+    output, so its clamp gradient reads that int8 activation (`qclamp_grad`, no packed mask), and no
+    gradient goes below the depthwise bias. The region (the sum of the two partial input gradients,
+    the clamp gradient, the bias gradient) is split like a masked one (both 8x8x144 fp32 partial
+    gradients were whole on the M7: arena 91,200 B), and the trained slice's update waits for each
+    group's read of its rows through its own link of the guard chain, each behind a barrier (IREE
+    fused the chain into one dispatch reading every group's partial gradient, keeping all alive).
+    Gradients equal the whole-tensor program's."""
+    scheme = {"parameters": {"blocks.3.pointwise2.weight": "1/4", "blocks.3.pointwise2.bias": 1,
+                             "blocks.3.depthwise.bias": 1, "fc.weight": 1, "fc.bias": 1}}
+    (grouped, names), (whole, _) = _scheme_program(model, scheme, 4), _scheme_program(model, scheme, 1)
+    ts = train_step(grouped.stages["linalg"])
+    split = re.findall(r'groups = (\d+) : i64, layer = "(blocks\.\d+\.pointwise2)"', ts)
+    assert any(layer == "blocks.3.pointwise2" and int(n) > 1 for n, layer in split), split
+    links = re.findall(r'"util\.optimization_barrier"\(%[^,)]+\) : \(tensor<f32>\)', ts)
+    assert len(links) >= 4, len(links)
+    same_gradients(model, grouped, whole, seed=5, label=3, names=names)

@@ -26,7 +26,9 @@ Either of two dependencies, neither of which changes a value, then orders things
 - Otherwise (large fp32 weights, e.g. a classifier whose output gradient is 10 floats): the loss
   operand of W's update (the 0-d tensor its non-finite guard reads) becomes
   `loss' = select(ord(r, 0.0) | uno(r, 0.0), loss, r)` over the first element r of each reader's
-  result (a 0-d `linalg.generic`; several readers chain), so the update, which reads W itself,
+  result (a 0-d `linalg.generic`; several readers chain, each link behind a
+  `util.optimization_barrier` so that IREE does not fuse the chain into one dispatch reading every
+  reader's result at the end), so the update, which reads W itself,
   waits for every reader; it then keeps the update's other inputs live across the readers.
 
 Measured on MobileNetV2-w0.35's `49kb` scheme at 128x128 for the cortex-m7 (the SRAM plan): with
@@ -226,6 +228,13 @@ def _order_by_guard(w: ir.Value, readers: list, update: ir.Operation, where: str
             at = loss.owner.operation
         with ir.InsertionPoint.after(at), r.location:
             loss = _after(loss, dep)
+            if len(readers) > 1:
+                # IREE fuses a chain of 0-d generics into one dispatch, which reads every reader's
+                # result: all of them would live until the last reader (a weight read by each
+                # channel group, `channel-groups`: one partial input gradient per group). Behind a
+                # barrier each link is a dispatch of its own, run once its reader is.
+                loss = ir.Operation.create("util.optimization_barrier", results=[loss.type],
+                                           operands=[loss]).results[0]
     update.operands[guard[0]] = loss
     _sink(update, loss.owner.operation)
 

@@ -260,6 +260,7 @@ class _Region:
         self.chains: dict = {}            # consumer index -> update chain of a "weight_update" one
         self.has_depthwise = False
         self.has_mask = False
+        self.has_clamp = False            # an int8 activation's clamp gradient (`qclamp_grad`)
         self.masks_recomputable = True    # every packed mask a `qclamp_mask` of an int8 activation
         self._grow()
 
@@ -275,6 +276,7 @@ class _Region:
                 u = _op(use.owner)
                 i = use.operand_number
                 if u.name in _MASKS and i == 0:
+                    self.has_clamp |= u.name == "tinytrain.qclamp_grad"
                     if u.name == "tinytrain.qmask_grad":
                         src = _op(u.operands[1].owner)
                         self.has_mask = True
@@ -740,12 +742,17 @@ def _regions(block: ir.Block, min_bytes: int) -> list:
         # the biggest gradient of the region: a stride-2 depthwise layer's input gradient is 4x its seed
         if max(tensor_bytes(v) for v in region.base) < min_bytes:
             continue
-        # A region without a depthwise op but with a clamp mask and no dense input gradient after
-        # it (the lowest trained block of a sparse scheme: the depthwise output's mask, then its
-        # bias gradient) splits too: IREE does not fuse an unpacked mask into the contraction
+        # A region without a depthwise op but with a clamp gradient and no dense input gradient
+        # after it (the lowest trained block of a sparse scheme: the depthwise output's mask, then
+        # its bias gradient) splits too: IREE does not fuse an unpacked mask into the contraction
         # before it, so the input gradient and its masked copy would both exist whole
-        # (MCUNet-5FPS 49kb, blocks.7: two 8x8x160 fp32 tensors, 81,920 B)
-        if region.has_depthwise or (region.has_mask and all(kind != "sum" for _, _, kind in region.consumers)):
+        # (MCUNet-5FPS 49kb, blocks.7: two 8x8x160 fp32 tensors, 81,920 B). The same with the
+        # int8 activation instead of a mask (`qclamp_grad`: the projection's weight gradient keeps
+        # it) and a split projection's two partial gradients: MobileNetV2-w0.35 73kb, blocks.10,
+        # two 8x8x144 fp32 tensors (with the guard chain's barriers, `tied.py`: plan 153,024 ->
+        # 105,728 B)
+        if region.has_depthwise or ((region.has_mask or region.has_clamp)
+                                    and all(kind != "sum" for _, _, kind in region.consumers)):
             out.append(region)
     # a region whose seed another region consumes (a dense input gradient it rewrites) is left whole
     taken = {_op(u) for r in out for u, _, _ in r.consumers}
