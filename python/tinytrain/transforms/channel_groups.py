@@ -750,9 +750,12 @@ def _regions(block: ir.Block, min_bytes: int) -> list:
         # int8 activation instead of a mask (`qclamp_grad`: the projection's weight gradient keeps
         # it) and a split projection's two partial gradients: MobileNetV2-w0.35 73kb, blocks.10,
         # two 8x8x144 fp32 tensors (with the guard chain's barriers, `tied.py`: plan 153,024 ->
-        # 105,728 B)
-        if region.has_depthwise or ((region.has_mask or region.has_clamp)
-                                    and all(kind != "sum" for _, _, kind in region.consumers)):
+        # 105,728 B). Only with bias gradients after it: a depthwise weight gradient in groups is
+        # no dispatch of our kernel (`kernels="ttk-f32"`; test_cortexm_kernel_dispatch), and no
+        # published scheme has such a region
+        kinds = [kind for _, _, kind in region.consumers]
+        if region.has_depthwise or ("sum" not in kinds and (
+                region.has_mask or (region.has_clamp and all(kind == "bias" for kind in kinds)))):
             out.append(region)
     # a region whose seed another region consumes (a dense input gradient it rewrites) is left whole
     taken = {_op(u) for r in out for u, _, _ in r.consumers}
