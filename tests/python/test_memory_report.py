@@ -128,6 +128,23 @@ def _check_rows(rep, module, params):
         assert t.bytes > 0 and t.written_at <= peak_at <= t.last_read_at, (t, peak_at)
         assert t.written_by in {c.export if c.op == "dispatch" else c.op
                                 for c in sched.function("train_step").commands}, t
+    # the worst dispatch of each of the worst blocks: the first is the worst dispatch's, every
+    # block not listed holds no more than the last one listed, each table sums to its live bytes
+    from tinytrain.memory_report import HOT_SPOTS, block_of
+
+    spots = rep.hot_spots
+    assert spots and spots[0].index == rep.live_peak_row.index and spots[0].tensors == rep.peak_tensors
+    assert len({h.block for h in spots}) == len(spots) == min(HOT_SPOTS, len({block_of(r.layers[0])
+                                                                               for r in rep.rows if r.layers}))
+    assert [h.live_bytes for h in spots] == sorted((h.live_bytes for h in spots), reverse=True)
+    for h in spots:
+        row = rep.rows[h.index]
+        assert h.dispatch == row.dispatch and h.live_bytes == row.live_bytes == sum(t.bytes for t in h.tensors)
+        assert h.block == block_of(row.layers[0])
+        assert all(r.live_bytes <= h.live_bytes for r in rep.rows if r.layers and block_of(r.layers[0]) == h.block)
+    listed = {h.block for h in spots}
+    assert all(r.live_bytes <= spots[-1].live_bytes for r in rep.rows
+               if r.layers and block_of(r.layers[0]) not in listed)
 
 
 def test_fp32_report_follows_the_schedule_and_names_the_layers(m4):
@@ -159,6 +176,9 @@ def test_report_files(m4, tmp_path):
     md = paths[0].read_text()
     assert all(f"`{r.dispatch}`" in md for r in rep.rows) and f"{rep.peak_bytes:,} B" in md
     assert "Live at the worst dispatch" in md and all(f"`{t.written_by}`" in md for t in rep.peak_tensors)
+    assert all(f"Worst dispatch of `{h.block}`: #{h.index}" in md for h in rep.hot_spots[1:])
+    assert "worst dispatch per block: " + ", ".join(f"{h.block} {h.live_bytes:,} B (#{h.index})"
+                                                    for h in rep.hot_spots) in md
     svg = ET.parse(paths[2]).getroot()
     ns = "{http://www.w3.org/2000/svg}"
     assert svg.tag == f"{ns}svg"
