@@ -1,13 +1,13 @@
-"""Looking up the functions of a tinytrain module and their argument attributes, and the byte
-size of a tensor value (shared by the passes, the lowering, the compiler driver and the numpy
-graph evaluator)."""
+"""Looking up the functions of a tinytrain module and their argument attributes, the byte size of
+a tensor value, and IREE's `util.optimization_barrier` (shared by the passes, the lowering, the
+compiler driver and the numpy graph evaluator)."""
 
 from __future__ import annotations
 
 from torch_mlir import ir
 from torch_mlir.dialects import func
 
-__all__ = ["find_func", "arg_attrs", "tensor_bytes", "layer_name"]
+__all__ = ["find_func", "arg_attrs", "tensor_bytes", "layer_name", "optimization_barrier"]
 
 
 def find_func(module, name: str) -> func.FuncOp | None:
@@ -59,3 +59,10 @@ def layer_name(op) -> str:
     loc = op.location
     found = named(loc)
     return str(loc) if found is None else found
+
+
+def optimization_barrier(values: list[ir.Value]) -> list[ir.Value]:
+    """`util.optimization_barrier` (IREE) at the current insertion point: its results are its
+    operands, but IREE cannot look through it, so whatever reads a result waits for every operand."""
+    op = ir.Operation.create("util.optimization_barrier", results=[v.type for v in values], operands=values)
+    return list(op.results)

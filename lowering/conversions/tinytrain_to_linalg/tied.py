@@ -52,7 +52,7 @@ from torch_mlir import ir
 from torch_mlir.dialects import arith, tensor
 
 from tinytrain.errors import CompileError
-from tinytrain.irfuncs import arg_attrs, tensor_bytes
+from tinytrain.irfuncs import arg_attrs, optimization_barrier, tensor_bytes
 
 from .builders import PARALLEL, STAGE, amap, const_f32, empty, generic, identity
 
@@ -233,8 +233,7 @@ def _order_by_guard(w: ir.Value, readers: list, update: ir.Operation, where: str
                 # result: all of them would live until the last reader (a weight read by each
                 # channel group, `channel-groups`: one partial input gradient per group). Behind a
                 # barrier each link is a dispatch of its own, run once its reader is.
-                loss = ir.Operation.create("util.optimization_barrier", results=[loss.type],
-                                           operands=[loss]).results[0]
+                loss = optimization_barrier([loss])[0]
     update.operands[guard[0]] = loss
     _sink(update, loss.owner.operation)
 

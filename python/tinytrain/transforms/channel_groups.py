@@ -62,9 +62,9 @@ from tinytrain.dialects import tinytrain as tt
 from tinytrain.dialects import tinytrain_layers as tl
 from tinytrain.dialects import tinytrain_quant as tq
 from tinytrain.errors import CompileError
-from tinytrain.irfuncs import layer_name, tensor_bytes
+from tinytrain.irfuncs import layer_name, optimization_barrier, tensor_bytes
 from tinytrain.passes import ModulePass
-from tinytrain.transforms.patch_stage import _barrier, _shape
+from tinytrain.transforms.patch_stage import _shape
 from tinytrain.transforms.quantize import _i64
 
 __all__ = ["ChannelGroupsPass"]
@@ -141,7 +141,7 @@ def _recompute(y: ir.Value, lo: int, hi: int, depth: int = 2, after: ir.Value | 
     x, w, b = src.operands
     cout, groups = _shape(y)[3], _groups(src)
     if groups == 1:
-        xg, g = (x if after is None else _barrier([x, after])[0]), a["groups"]
+        xg, g = (x if after is None else optimization_barrier([x, after])[0]), a["groups"]
     elif groups == cout == _shape(x)[3] and _shape(w)[2] == 1:
         xg = _recompute(x, lo, hi, depth - 1, after)
         g = _i64(hi - lo)
@@ -459,7 +459,7 @@ class _Splitter:
                     carried = [(key, j) for key, val in acc.items() if key not in r.chains
                                for j in ([None] if not isinstance(val, list) else range(len(val)))]
                     vals = [acc[key] if j is None else acc[key][j] for key, j in carried]
-                    out = _barrier([*kept, *leaves, *vals])
+                    out = optimization_barrier([*kept, *leaves, *vals])
                     kept, leaves = out[:len(kept)], out[len(kept):len(kept) + len(leaves)]
                     for (key, j), v in zip(carried, out[len(kept) + len(leaves):]):
                         if j is None:
@@ -469,7 +469,7 @@ class _Splitter:
                 elif leaves:
                     # (new values, so that IREE does not merge the remade gradient with the
                     # original one, which its other readers keep before the groups)
-                    leaves = _barrier(leaves)
+                    leaves = optimization_barrier(leaves)
                 g_ins, it_kept, it_leaves = [], iter(kept), iter(leaves)
                 for m in remade:
                     if m is None:
@@ -612,7 +612,7 @@ class _Splitter:
             # the group's update writes the parameter's channels lo..hi in place: after every
             # read of them (this group's partial input gradients read the weight's columns)
             sums = [m for m, (_, _, k) in enumerate(r.consumers) if k == "sum" and m in acc]
-            out = _barrier([p] + [acc[m] for m in sums])
+            out = optimization_barrier([p] + [acc[m] for m in sums])
             for m, val in zip(sums, out[1:]):
                 acc[m] = val
             at = u.attributes
@@ -664,7 +664,7 @@ class _Sums:
             # (add, other): the reader of the merged sum, from the loop's last look
             if add is not None and _defined_before(other, seed, index):
                 with ir.InsertionPoint(seed), seed.location:
-                    self.seeds[n] = _barrier([other])[0]
+                    self.seeds[n] = optimization_barrier([other])[0]
                 self.adds[n].append(add)
                 self.value[n] = add.results[0]
 

@@ -64,7 +64,7 @@ from torch_mlir import ir
 from torch_mlir.dialects import arith, func, tensor
 
 from tinytrain.errors import CompileError
-from tinytrain.irfuncs import arg_attrs, layer_name, tensor_bytes
+from tinytrain.irfuncs import arg_attrs, layer_name, optimization_barrier, tensor_bytes
 from tinytrain.passes import ModulePass
 
 __all__ = ["PatchStagePass", "find_stage"]
@@ -322,13 +322,6 @@ def _pad(v: ir.Value, low, high, value: int) -> ir.Value:
     with ir.InsertionPoint(block):
         tensor.YieldOp(arith.ConstantOp(et, ir.IntegerAttr.get(et, value)).result)
     return pad.result
-
-
-def _barrier(values: list[ir.Value]) -> list[ir.Value]:
-    """`util.optimization_barrier` (IREE): its results are its operands, but IREE cannot look
-    through it, so whatever reads a result waits for every operand."""
-    op = ir.Operation.create("util.optimization_barrier", results=[v.type for v in values], operands=values)
-    return list(op.results)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -627,7 +620,7 @@ def replace_in_pieces(stage: Stage, pieces) -> ir.Value:
         x = stage.input
         for k, (build, offsets, sizes) in enumerate(pieces):
             if k:
-                x, acc = _barrier([x, acc])
+                x, acc = optimization_barrier([x, acc])
             acc = tensor.InsertSliceOp(build(x), acc, [], [], [], offsets, sizes, [1, 1, 1, 1]).result
     stage.cut.replace_all_uses_with(acc)
     for op in reversed(stage.ops):

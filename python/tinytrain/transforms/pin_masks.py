@@ -26,9 +26,9 @@ from typing import ClassVar
 
 from torch_mlir import ir
 
+from tinytrain.irfuncs import optimization_barrier
 from tinytrain.passes import ModulePass
 from tinytrain.transforms.channel_groups import _op
-from tinytrain.transforms.patch_stage import _barrier
 
 __all__ = ["PinClampMasksPass"]
 
@@ -61,7 +61,7 @@ class PinClampMasksPass(ModulePass):
         else:
             op.move_after(_op(y.owner))
         with op.location, ir.InsertionPoint(op):
-            bar = _op(_barrier([y, m])[0].owner)
+            bar = _op(optimization_barrier([y, m])[0].owner)
         bar.move_after(op)
         y_readers = [(_op(u.owner), u.operand_number) for u in y.uses]
         for owner, i in y_readers:
