@@ -43,6 +43,7 @@ its kernel loads.
 from __future__ import annotations
 
 import copy
+import random
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -262,8 +263,6 @@ def _best_layout(items: list, floor: int) -> tuple[dict, int]:
     that could have gone elsewhere (ProxylessNAS-w0.3 98kb with 5x5 patches, the training step's
     arena: 46,656 -> 39,040 B with the promotions, 32 B above the bytes live at its worst command;
     MCUNet-5FPS 99kb's training step 46,336 -> 43,072 B: from there no climb does better)."""
-    import random
-
     layouts = sorted(((seq, _place(seq, None, floor)[1]) for seq in (sorted(items, key=order) for order in _ORDERS)),
                      key=lambda layout: layout[1])
     rng = random.Random(_CLIMB_SEED)

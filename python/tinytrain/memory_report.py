@@ -194,15 +194,13 @@ class MemoryReport:
             out += ["", f"Live at the worst dispatch (#{row.index} `{row.dispatch}`), by the command that wrote "
                     "them (command positions in the function's schedule):", "",
                     "| bytes | written by | layers | last read by |", "|---:|---|---|---|"]
-            out += [f"| {t.bytes:,} | {t.written_at} `{t.written_by}` | {escape(', '.join(t.layers)) or '-'} | "
-                    f"{t.last_read_at} `{t.last_read_by}` |" for t in self.peak_tensors]
+            out += _tensor_rows(self.peak_tensors)
         for h in self.hot_spots[1:]:
-            more = len(h.tensors) - HOT_SPOT_ROWS
             out += ["", f"Worst dispatch of `{escape(h.block)}`: #{h.index} `{h.dispatch}`, {h.live_bytes:,} B live"
-                    + (f" (the {HOT_SPOT_ROWS} largest of {len(h.tensors)} writers)" if more > 0 else "") + ":", "",
+                    + (f" (the {HOT_SPOT_ROWS} largest of {len(h.tensors)} writers)"
+                       if len(h.tensors) > HOT_SPOT_ROWS else "") + ":", "",
                     "| bytes | written by | layers | last read by |", "|---:|---|---|---|"]
-            out += [f"| {t.bytes:,} | {t.written_at} `{t.written_by}` | {escape(', '.join(t.layers)) or '-'} | "
-                    f"{t.last_read_at} `{t.last_read_by}` |" for t in h.tensors[:HOT_SPOT_ROWS]]
+            out += _tensor_rows(h.tensors[:HOT_SPOT_ROWS])
         out += ["", "| # | dispatch | layers | live transient B | IREE allocations B | total live B |",
                 "|---:|---|---|---:|---:|---:|"]
         peak = self.live_peak_row
@@ -224,6 +222,12 @@ class MemoryReport:
         for p, t in zip(paths, texts):
             p.write_text(t)
         return paths
+
+
+def _tensor_rows(tensors: list) -> list:
+    """Markdown table rows of `LiveTensor`s: bytes, writer, its layers, last reader."""
+    return [f"| {t.bytes:,} | {t.written_at} `{t.written_by}` | {escape(', '.join(t.layers)) or '-'} | "
+            f"{t.last_read_at} `{t.last_read_by}` |" for t in tensors]
 
 
 # ---- building the report --------------------------------------------------------------------

@@ -213,6 +213,14 @@ def test_a_kernel_output_over_stale_bytes_stays_alive_in_all_its_bytes():
     assert _contents(s, kernels) == expected
 
 
+def _no_overlap(items, offsets, size):
+    placed = [(offsets[k] + lo, offsets[k] + hi, a, b) for k, ps in items for lo, hi, a, b in ps]
+    assert max(hi for _, hi, _, _ in placed) <= size
+    for n, (lo, hi, a, b) in enumerate(placed):
+        for lo2, hi2, a2, b2 in placed[n + 1:]:
+            assert b < a2 or b2 < a or hi <= lo2 or hi2 <= lo, (placed[n], (lo2, hi2, a2, b2))
+
+
 def test_a_block_at_the_layout_end_placed_first_closes_the_gap_every_order_leaves():
     # six tensors (key, [(lo, hi, first command, last command)]) whose worst command (6) holds
     # 640 B live; first fit in each of the eight orders leaves a hole and ends at 704 B, the
@@ -222,19 +230,7 @@ def test_a_block_at_the_layout_end_placed_first_closes_the_gap_every_order_leave
     assert min(replan._place(items, order)[1] for order in replan._ORDERS) == 704
     offsets, size = replan._best_layout(items, 0)
     assert size == 640
-    placed = [(offsets[k] + lo, offsets[k] + hi, a, b) for k, ps in items for lo, hi, a, b in ps]
-    assert max(hi for _, hi, _, _ in placed) <= size
-    for n, (lo, hi, a, b) in enumerate(placed):
-        for lo2, hi2, a2, b2 in placed[n + 1:]:
-            assert b < a2 or b2 < a or hi <= lo2 or hi2 <= lo, (placed[n], (lo2, hi2, a2, b2))
-
-
-def _no_overlap(items, offsets, size):
-    placed = [(offsets[k] + lo, offsets[k] + hi, a, b) for k, ps in items for lo, hi, a, b in ps]
-    assert max(hi for _, hi, _, _ in placed) <= size
-    for n, (lo, hi, a, b) in enumerate(placed):
-        for lo2, hi2, a2, b2 in placed[n + 1:]:
-            assert b < a2 or b2 < a or hi <= lo2 or hi2 <= lo, (placed[n], (lo2, hi2, a2, b2))
+    _no_overlap(items, offsets, size)
 
 
 def test_the_climb_closes_a_gap_that_every_order_and_its_promotions_leave():
