@@ -62,6 +62,9 @@ TARGET, BOARD, SRAM_KB = "cortex-m7", "mps2-an500", 256
 #: `stream_input=True`, lowering/cortexm/input_stream.py), never whole in SRAM; `--whole-input`:
 #: placed whole in the arena (`stream_input=False`)
 STREAM = {"stream_input": True}
+#: `--grad-dtype bf16`: the backward pass's activation gradients stored in bfloat16
+#: (`compile_training(grad_dtype="bf16")`); the default keeps them fp32
+GRAD = {"grad_dtype": "f32"}
 HEAD = ("fc.weight", "fc.bias")
 CLASSES, LR, SEED = 10, 0.01, 0
 NO_REORDER = ("the sparse scheme's plan measured at commit 4978a4f, before the reorder-updates and "
@@ -91,7 +94,7 @@ def plan_case(model_name: str, scheme: str, hw: int) -> dict:
     from tinytrain.lowering.cortexm.iree_static import SramBudgetError
 
     try:
-        plan = plan_sram(graph(model_name, hw), scheme=scheme, target=TARGET, sram_kb=SRAM_KB, lr=LR, **STREAM)
+        plan = plan_sram(graph(model_name, hw), scheme=scheme, target=TARGET, sram_kb=SRAM_KB, lr=LR, **STREAM, **GRAD)
     except SramBudgetError as e:
         return {"plan_bytes": e.needed, "fits": False, "budget_error": str(e),
                 "contributors": [[what, size] for what, size in e.contributors]}
@@ -110,22 +113,27 @@ def sample(model, hw: int, seed: int = 1):
         rng.integers(0, CLASSES, 1).astype(np.int32)
 
 
-def compare_states(names, device, host, device_loss: float, host_loss: float) -> list[str]:
+def compare_states(names, device, host, device_loss: float, host_loss: float, bf16: bool = False) -> list[str]:
     """Where the device's state after a step differs from the host's: integer tensors must be
-    equal, float tensors and the loss within 1e-6 relative to the largest magnitude. [] = equal."""
+    equal, float tensors and the loss within 1e-6 relative to the largest magnitude. [] = equal.
+    `bf16` (activation gradients stored in bfloat16): where the host's differently ordered fp32
+    sums meet a bf16 rounding the gradient moves by one bf16 step, so an integer entry may be one
+    step off (at most 5% of a tensor's entries), float state and the loss within 1e-3."""
+    steps, frac, rel = (1, 0.05, 1e-3) if bf16 else (0, 0.0, 1e-6)
     bad = []
     for name, d, h in zip(names, device, host, strict=True):
         d, h = np.asarray(d), np.asarray(h)
         if d.dtype != h.dtype or d.shape != h.shape:
             bad.append(f"{name}: {d.dtype}{list(d.shape)} on the device, {h.dtype}{list(h.shape)} on the host")
         elif d.dtype != np.float32:
-            if not np.array_equal(d, h):
-                bad.append(f"{name}: {int(np.count_nonzero(d != h))} integer values differ")
+            diff = np.abs(d.astype(np.int64) - h.astype(np.int64))
+            if diff.size and (diff.max() > steps or np.mean(diff > 0) > frac):
+                bad.append(f"{name}: {int(np.count_nonzero(diff))} integer values differ, by up to {int(diff.max())}")
         else:
             err = float(np.abs(d - h).max()) if d.size else 0.0
-            if err > 1e-6 * max(1.0, float(np.abs(h).max())):
+            if err > rel * max(1.0, float(np.abs(h).max())):
                 bad.append(f"{name}: max |device - host| {err:.3g}")
-    if abs(device_loss - host_loss) > 1e-6 * max(1.0, abs(host_loss)):
+    if abs(device_loss - host_loss) > rel * max(1.0, abs(host_loss)):
         bad.append(f"loss: device {device_loss!r}, host {host_loss!r}")
     return bad
 
@@ -138,7 +146,7 @@ def device_case(model_name: str, scheme: str, hw: int, build_dir: Path) -> dict:
     g = graph(model_name, hw)
     try:
         prog = compile_training(g, scheme=scheme, lr=LR, target=TARGET, sram_kb=SRAM_KB, build_dir=build_dir,
-                                **STREAM)
+                                **STREAM, **GRAD)
     except CompileError as e:
         return {"peak_sram_bytes": None, "reason": f"the firmware build failed: {e}"}
     x, y = sample(g.model, hw)
@@ -148,7 +156,8 @@ def device_case(model_name: str, scheme: str, hw: int, build_dir: Path) -> dict:
                 "reason": f"the firmware did not finish the step in QEMU (exit {res.returncode}): {res.output[-600:]}"}
     host_params, host_loss = prog.step(prog.initial_params(), x, y)
     dev_params, dev_loss = res.trace[0]
-    bad = compare_states(prog.state_names, dev_params, host_params, dev_loss, host_loss)
+    bad = compare_states(prog.state_names, dev_params, host_params, dev_loss, host_loss,
+                         bf16=GRAD["grad_dtype"] == "bf16")
     changed = [n for n, p0, p1 in zip(prog.state_names, prog.initial_params(), dev_params) if not np.array_equal(p0, p1)]
     return {"peak_sram_bytes": int(res.mem["sram_peak"]), "device_mem": res.mem,
             "firmware_plan_bytes": prog.planned_sram()["total"],
@@ -531,7 +540,13 @@ def write(results: dict, settings: dict, folder: Path) -> None:
                 "a caller that keeps the image in its own SRAM buffer adds that buffer."
                 if settings.get("stream_input", False) else
                 " **Input whole** (`--whole-input`: `compile_training(stream_input=False)`): the 128x128x3 input "
-                "is placed whole in the arena."), "",
+                "is placed whole in the arena.")
+             + (" **Gradients in bfloat16** (`--grad-dtype bf16`: `compile_training(grad_dtype=\"bf16\")`): the "
+                "backward pass's activation gradients are stored in bfloat16 between kernels (computed in fp32); "
+                "the device's parameters after the step are compared with the host's allowing one integer step "
+                "on at most 5% of a tensor's entries (the host orders its fp32 sums differently, and a bf16 "
+                "rounding can turn that last-bit difference into one bf16 step)."
+                if settings.get("grad_dtype", "f32") == "bf16" else ""), "",
              "## Per model: the ~100 KB scheme", "", *table(results), "", *against_goal(results), "",
              f"Paper: Fig. 10(a), STM32F746, KB read as 1024 B (the figure does not say). {NO_REORDER[0].upper()}"
              f"{NO_REORDER[1:]}. Full-update plan: every parameter trained as a whole tensor, no budget check.", "",
@@ -615,6 +630,9 @@ def main(argv=None) -> None:
     ap.add_argument("--whole-input", action="store_true",
                     help="compile with stream_input=False (the input placed whole in the arena; the default "
                          "streams it range by range); needs --out (bench/results holds the default setting)")
+    ap.add_argument("--grad-dtype", choices=("f32", "bf16"), default="f32",
+                    help="compile with grad_dtype=... (bf16: the backward's activation gradients stored in "
+                         "bfloat16); bf16 needs --out (bench/results holds the default, f32)")
     ap.add_argument("--pytorch-child", nargs=4, metavar=("MODEL", "SCHEME", "METHOD", "HW"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.pytorch_child:
@@ -624,6 +642,9 @@ def main(argv=None) -> None:
     if args.whole_input and args.out.resolve() == RESULTS:
         raise SystemExit("--whole-input: give --out (bench/results holds the default setting: the input streamed)")
     STREAM["stream_input"] = not args.whole_input
+    if args.grad_dtype != "f32" and args.out.resolve() == RESULTS:
+        raise SystemExit("--grad-dtype bf16: give --out (bench/results holds the default setting: fp32 gradients)")
+    GRAD["grad_dtype"] = args.grad_dtype
     if args.input_hw != 128 and args.out.resolve() == RESULTS:
         raise SystemExit(f"--input-hw {args.input_hw}: give --out (bench/results holds the paper's 128x128 setting)")
     path = args.out / "memory.json"
@@ -644,6 +665,9 @@ def main(argv=None) -> None:
     if old and old["settings"]["input_hw"] != args.input_hw:
         raise SystemExit(f"{path} holds a {old['settings']['input_hw']}x{old['settings']['input_hw']} run; "
                          f"--input-hw {args.input_hw} cannot merge into it (use another --out)")
+    if old and old["settings"].get("grad_dtype", "f32") != GRAD["grad_dtype"]:
+        raise SystemExit(f"{path} holds a run with grad_dtype={old['settings'].get('grad_dtype', 'f32')}; "
+                         "it cannot merge into it (use another --out)")
     if old and bool(old["settings"].get("stream_input")) != STREAM["stream_input"]:
         raise SystemExit(f"{path} holds a run with stream_input={bool(old['settings'].get('stream_input'))}; "
                          "it cannot merge into it (use another --out)")
@@ -666,7 +690,7 @@ def main(argv=None) -> None:
                     "wall_minutes": round((time.time() - t0) / 60, 1), "complete": done,
                     "target": TARGET, "board": BOARD, "sram_budget_bytes": SRAM_KB * 1024, "input_hw": args.input_hw,
                     "batch": 1, "classes": CLASSES, "lr": LR, "paper_kb_unit_bytes": 1024,
-                    "stream_input": STREAM["stream_input"]}
+                    "stream_input": STREAM["stream_input"], "grad_dtype": GRAD["grad_dtype"]}
         write(results, settings, args.out)
 
     if args.extras_only and (not args.only or any(s is not None for s in todo.values())):

@@ -254,7 +254,8 @@ def compile_training(graph, trainable=None, lr: float = 0.01, qas: bool = True, 
                      verbose: bool = False, *, target: str = "host", sram_kb: int = 256,
                      build_dir=None, patches: int | None = None, reorder: bool = True,
                      kernels: str = "iree", channel_groups: int | None = None,
-                     stream_input: bool = True, clamp_masks: bool | None = None) -> Int8Training:
+                     stream_input: bool = True, clamp_masks: bool | None = None,
+                     bands: int | None = None, grad_dtype: str = "f32") -> Int8Training:
     """Build `@train_step` / `@predict` (and `@gradients`) of `graph` and compile them for the
     host, and with `target="cortex-m4"|"cortex-m7"` the firmware too (in `build_dir`, planned
     against `sram_kb`: a `CompileError` when it does not fit).
@@ -283,13 +284,20 @@ def compile_training(graph, trainable=None, lr: float = 0.01, qas: bool = True, 
     reader the caller sets (`tt_model_set_input_reader`; the firmware harness reads them from the
     record file), so the input is never whole in SRAM (`lowering/cortexm/input_stream.py`; with
     the patched first stage: one patch's rows at a time; the default). False: the input is placed
-    whole. An f32 input is never streamed (it is checked for NaN/Inf first)."""
+    whole. An f32 input is never streamed (it is checked for NaN/Inf first).
+    `bands`: a block's chain of convolutions whose inner tensors only it reads (but for packed
+    clamp masks) computed in up to that many bands of rows (the `row-bands` pass; bit-identical,
+    less SRAM, the halo rows recomputed); default `row_band_count()`.
+    `grad_dtype`: how the backward pass stores its activation gradients between ops: "f32" (the
+    default, the paper's released engine) or "bf16" (the `grad-storage` pass: computed in fp32,
+    rounded to bfloat16 where written, half the bytes; the numbers change)."""
     check_kernels(kernels, target)
     masks = _clamp_masks(clamp_masks, target)
     passes, order, values, slices, report = _training_passes(graph, trainable, lr, qas, gradients, scheme,
                                                              momentum, reorder,
                                                              _channel_groups(channel_groups, target), masks)
-    passes += _patch_passes(graph, patches, target, stream_input) + _mask_passes(masks)
+    passes += _patch_passes(graph, patches, target, stream_input, bands) + _mask_passes(masks) + \
+        _grad_passes(grad_dtype)
     prog = _compile(graph, passes, order, lr, extra_flags, target, sram_kb, build_dir, values, kernels,
                     stream_input)
     prog.slices, prog.momentum, prog.report = {s.name: s for s in slices}, float(momentum), report["report"]
@@ -301,15 +309,16 @@ def compile_training(graph, trainable=None, lr: float = 0.01, qas: bool = True, 
 def plan_sram(graph, trainable=(), *, lr: float = 0.01, qas: bool = True, target: str = "cortex-m7",
               work_dir=None, scheme=None, momentum: float = 0.0, patches: int | None = None,
               reorder: bool = True, sram_kb: int | None = None, channel_groups: int | None = None,
-              stream_input: bool = True, clamp_masks: bool | None = None) -> dict:
+              stream_input: bool = True, clamp_masks: bool | None = None, bands: int | None = None,
+              grad_dtype: str = "f32") -> dict:
     """The SRAM plan of `graph`'s training program (inference program with no `trainable`) on
     `target`, from its static schedule, without running it:
     `{"total", "peak", "contributors"}` as `Int8Training.planned_sram()`, with the stack reserve
     computed from the firmware linked once (`firmware.compute_stack`). `work_dir` keeps the
     static module (default: a temporary folder). `sram_kb`: also check the plan against this
     budget as the firmware build does (`SramBudgetError`, a `CompileError` with `needed`,
-    `available` and `contributors`); None: no check. `stream_input`, `clamp_masks`: as in
-    `compile_training`."""
+    `available` and `contributors`); None: no check. `stream_input`, `clamp_masks`, `bands`,
+    `grad_dtype`: as in `compile_training`."""
     import tempfile
 
     from tinytrain.compiler import located_text
@@ -326,7 +335,8 @@ def plan_sram(graph, trainable=(), *, lr: float = 0.01, qas: bool = True, target
                                                    masks)
     else:
         passes, values = [_ForwardAsPredict()], graph.values
-    passes = [*passes, *_patch_passes(graph, patches, target, stream_input), *_mask_passes(masks)]
+    passes = [*passes, *_patch_passes(graph, patches, target, stream_input, bands), *_mask_passes(masks),
+              *(_grad_passes(grad_dtype) if trainable or scheme is not None else [])]
     run_pipeline(graph.module, [*passes, ConvertTinytrainToLinalgPass(values=values)], stage="int8-plan")
     with tempfile.TemporaryDirectory(prefix="tinytrain-plan-") as tmp:
         # located text, as the firmware build compiles: the same iree-compile input, so the run's
@@ -402,12 +412,13 @@ def _training_passes(graph, trainable, lr, qas, gradients, scheme=None, momentum
 
 def compile_predict(graph, extra_flags=("--iree-opt-const-eval=false",), *, target: str = "host",
                     sram_kb: int = 256, build_dir=None, patches: int | None = None,
-                    kernels: str = "iree", stream_input: bool = True) -> Int8Training:
+                    kernels: str = "iree", stream_input: bool = True, bands: int | None = None) -> Int8Training:
     """The inference program of `graph` (`@predict(input)`, every parameter a constant) for the
     host and, with a Cortex-M target, its firmware. Call `predict([], x)` / `run_qemu(evaluate=...)`.
-    `patches`, `kernels`, `stream_input`: as in `compile_training`."""
+    `patches`, `kernels`, `stream_input`, `bands`: as in `compile_training`."""
     check_kernels(kernels, target)
-    return _compile(graph, [_ForwardAsPredict(), *_patch_passes(graph, patches, target, stream_input)], [], 0.0,
+    return _compile(graph, [_ForwardAsPredict(), *_patch_passes(graph, patches, target, stream_input, bands)],
+                    [], 0.0,
                     extra_flags, target, sram_kb, build_dir, kernels=kernels, stream_input=stream_input)
 
 
@@ -453,6 +464,17 @@ def _mask_passes(masks: bool) -> list:
     return [PinClampMasksPass()]
 
 
+def _grad_passes(grad_dtype: str) -> list:
+    """`grad-storage` for bf16 activation gradients; nothing for f32."""
+    if grad_dtype not in ("f32", "bf16"):
+        raise ValueError(f"grad_dtype must be 'f32' or 'bf16', got {grad_dtype!r}")
+    if grad_dtype == "f32":
+        return []
+    from tinytrain.transforms.grad_storage import GradStoragePass
+
+    return [GradStoragePass(dtype=grad_dtype)]
+
+
 def _channel_groups(groups, target: str) -> int:
     n = channel_group_count(target) if groups is None else int(groups)
     if n < 1:
@@ -460,16 +482,31 @@ def _channel_groups(groups, target: str) -> int:
     return n
 
 
-def _patch_passes(graph, patches, target, stream_input: bool) -> list:
-    """The `patch-stage` pass of `graph` on `target` (none with 1 patch): its stage choice leaves
-    the input out of its SRAM estimate when the firmware streams it (`stream_input`)."""
-    from tinytrain.transforms.patch_stage import PatchStagePass
+def row_band_count(target: str) -> int:
+    """The default most bands of rows of the `row-bands` pass: 4 on a Cortex-M target (the inner
+    tensors of a block's chain at 8 KB or less: MobileNetV2-w0.35's 8x8x192 expansion in 2 bands),
+    1 (off) on the host, which has the memory and runs whole tensors without recomputed halos."""
+    return 1 if target == "host" else 4
 
+
+def _patch_passes(graph, patches, target, stream_input: bool, bands=None) -> list:
+    """The `patch-stage` pass of `graph` on `target` with `bands` (its stage choice leaves the
+    input out of its SRAM estimate when the firmware streams it, `stream_input`, and counts the
+    chains it then splits in bands of rows at their bands' size); with 1 patch the `row-bands`
+    pass alone; nothing with 1 patch and 1 band."""
+    from tinytrain.transforms.patch_stage import PatchStagePass
+    from tinytrain.transforms.row_bands import RowBandsPass
+
+    n = row_band_count(target) if bands is None else int(bands)
+    if n < 1:
+        raise ValueError(f"bands must be >= 1 (1: no bands), got {bands}")
     grid = patch_grid(target, _forward_types(graph.module)[0][1]) if patches is None else int(patches)
     if grid < 1:
         raise ValueError(f"patches must be >= 1 (1: no patches), got {patches}")
+    if grid == 1:
+        return [RowBandsPass(bands=n)] if n > 1 else []
     return [PatchStagePass(grid=grid, streamed_input=bool(stream_input) and target != "host",
-                           fused_padding=target != "host")] if grid > 1 else []
+                           fused_padding=target != "host", bands=n)]
 
 
 def lower_for_device(device, kernels: str, stage: str, **lowering) -> tuple[str, str]:

@@ -40,6 +40,8 @@ PASSES: dict[str, str] = {
     "patch-stage": "tinytrain.transforms.patch_stage:PatchStagePass",
     "batch-stage": "tinytrain.transforms.batch_stage:BatchStagePass",
     "channel-groups": "tinytrain.transforms.channel_groups:ChannelGroupsPass",
+    "row-bands": "tinytrain.transforms.row_bands:RowBandsPass",
+    "grad-storage": "tinytrain.transforms.grad_storage:GradStoragePass",
     "reorder-updates": "tinytrain.transforms.reorder_updates:ReorderUpdatesPass",
     "pin-clamp-masks": "tinytrain.transforms.pin_masks:PinClampMasksPass",
     "to-linalg": "tinytrain.lowering.conversions.tinytrain_to_linalg:ConvertTinytrainToLinalgPass",

@@ -55,10 +55,23 @@ def test_compare_states_flags_every_kind_of_difference(bench):
     assert bench.compare_states(names, [i8, f32], [i8.copy(), f32 + 1e-7], 1.5, 1.5) == []
     off_by_one = i8.copy()
     off_by_one[2] += 1
-    assert bench.compare_states(names, [off_by_one, f32], [i8, f32], 1.5, 1.5) == ["w: 1 integer values differ"]
+    assert bench.compare_states(names, [off_by_one, f32], [i8, f32], 1.5, 1.5) == \
+        ["w: 1 integer values differ, by up to 1"]
     assert bench.compare_states(names, [i8, f32 + 1e-5], [i8, f32], 1.5, 1.5)[0].startswith("head: max")
     assert bench.compare_states(names, [i8.astype(np.int32), f32], [i8, f32], 1.5, 1.5)[0].startswith("w: int32")
     assert bench.compare_states(names, [i8, f32], [i8, f32], 1.5, 1.5 + 1e-5)[0].startswith("loss:")
+    # --grad-dtype bf16: one integer step on at most 5% of a tensor, float state and loss to 1e-3
+    big = np.arange(40, dtype=np.int8)
+    one = big.copy()
+    one[3] += 1
+    assert bench.compare_states(["w"], [one], [big], 1.5, 1.5 + 1e-5, bf16=True) == []
+    two = one.copy()
+    two[5] += 2
+    assert bench.compare_states(["w"], [two], [big], 1.5, 1.5, bf16=True) == ["w: 2 integer values differ, by up to 2"]
+    many = big.copy()
+    many[:3] += 1
+    assert bench.compare_states(["w"], [many], [big], 1.5, 1.5, bf16=True)[0].startswith("w: 3 integer values")
+    assert bench.compare_states(["head"], [f32 + 1e-2], [f32], 1.5, 1.5, bf16=True)[0].startswith("head: max")
 
 
 def test_only_names_models_and_published_schemes(bench):

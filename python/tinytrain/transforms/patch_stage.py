@@ -50,9 +50,16 @@ input's copies at the input's own offsets, so a tensor live across all of the fi
 (its assembled cut) is placed beside the whole input's extent; at 128x128 that, not the estimate,
 sizes the forward's arena (about the 49,152 B input plus the first stage's 32x32 cut).
 
-Options: `grid` (patches per side of the first stage, the most of the later ones; 1 disables the
-pass), `factor` (how far down the first stage goes), `stages` (how many consecutive stages at most;
-1: the first only), `streamed_input`, `fused_padding`.
+With `bands` > 1 the pass then splits chains of convolutions its stages leave in bands of rows,
+as the `row-bands` pass does (`transforms/row_bands.py`): its estimate counts every chain
+`row-bands` would split at its bands' size, and of those it splits the ones whose whole tensors
+would hold more than the chosen estimated forward peak (the others only add recomputed halo). A
+frozen block is patched or banded, never both, and the stage choice knows what the banded blocks
+will hold (at 128x128 MobileNetV2-w0.35's 16x16x96 and 8x8x192 blocks).
+
+Options: `grid` (patches per side of the first stage, the most of the later ones; 1: no patches),
+`factor` (how far down the first stage goes), `stages` (how many consecutive stages at most;
+1: the first only), `streamed_input`, `fused_padding`, `bands`, `band_min_bytes`, `band_bytes`.
 """
 
 from __future__ import annotations
@@ -247,6 +254,11 @@ class _Patch:
 
     def build(self, x: ir.Value) -> ir.Value:
         """The cut's patch, computed from `x` (the stage input, or a barrier-chained alias)."""
+        return self.build_all(x)[len(self.stage.ops)]
+
+    def build_all(self, x: ir.Value) -> dict:
+        """Every stage value's box this patch needs (`Stage.graph` index -> value; `need` gives
+        the box), computed from `x`."""
         st, need = self.stage, self.need
         got = {0: _slice(x, need[0])}
         for i, op in enumerate(st.ops):
@@ -275,7 +287,7 @@ class _Patch:
                 new = ir.Operation.create(name, results=[rt], operands=operands, attributes=_attrs(op),
                                           loc=op.location)
             got[i + 1] = new.results[0]
-        return got[len(st.ops)]
+        return got
 
 
 def _needs(stage: Stage, dim: int, span: tuple[int, int]) -> dict[int, tuple[int, int]]:
@@ -342,6 +354,11 @@ class PatchStagePass(ModulePass):
                           "it: `tinytrain.int8` on Cortex-M)",
         "fused_padding": "the estimate counts no zero-filled window for a padded convolution (the target's "
                          "compile fuses the padding into it: `tinytrain.int8` on Cortex-M)",
+        "bands": "then split the chains the patched stages leave in up to this many bands of rows, as "
+                 "`row-bands` does, where they would hold more than the chosen estimated forward peak "
+                 "(1: none); the stage choice counts them at their bands' size",
+        "band_min_bytes": "`row-bands`' min_bytes",
+        "band_bytes": "`row-bands`' band_bytes",
     }
 
     grid: int = 2
@@ -349,6 +366,9 @@ class PatchStagePass(ModulePass):
     stages: int = 4
     streamed_input: bool = False
     fused_padding: bool = False
+    bands: int = 1
+    band_min_bytes: int = 8192
+    band_bytes: int = 8192
 
     def run(self, module: ir.Operation) -> None:
         if self.grid < 1 or self.factor < 1 or self.stages < 1:
@@ -358,7 +378,17 @@ class PatchStagePass(ModulePass):
             for_each_func(module, self._run_func)
 
     def _run_func(self, fn) -> None:
-        chain = choose_stages(fn, self.grid, self.factor, self.stages, self.streamed_input, self.fused_padding)
+        from tinytrain.transforms import row_bands
+
+        bands = row_bands.plan_bands(fn, self.bands, self.band_min_bytes, self.band_bytes)
+        peak, chain = choose_stages(fn, self.grid, self.factor, self.stages, self.streamed_input,
+                                    self.fused_padding, row_bands.banded_sizes(bands, _key), with_peak=True)
+        patched = {op.operation for stage, _ in chain for op in stage.ops}
+        if bands:  # split only where the whole chain would hold more than the chosen peak (before erasing)
+            whole = _Liveness(fn, self.streamed_input, self.fused_padding)
+            bands = [(c, n) for c, n in bands if not any(op.operation in patched for op in c.ops) and
+                     max(whole.bytes[i] if i < whole.end else 0
+                         for i in (whole.pos[op.operation] for op in c.ops)) > peak]
         start = None
         for k, (stage, grid) in enumerate(chain, 1):
             if k > 1:  # the chosen stage again, grown from the previous stage's assembled cut
@@ -370,6 +400,7 @@ class PatchStagePass(ModulePass):
                 stage = again[0]
             start, info = _patch_stage(stage, grid)
             fn.attributes["tinytrain.patch_stage" + (str(k) if k > 1 else "")] = info
+        row_bands.apply_bands(fn, bands)
 
 
 def _patch_stage(stage: Stage, grid: int):
@@ -452,7 +483,7 @@ class _Liveness:
     zero-filled window. A `streamed_input` is live only in the ops that read it, whole (the firmware
     brings in the bytes each reader loads from the caller's buffer, `_hull_bytes`)."""
 
-    def __init__(self, fn: func.FuncOp, streamed_input: bool, fused_padding: bool):
+    def __init__(self, fn: func.FuncOp, streamed_input: bool, fused_padding: bool, sizes: dict | None = None):
         block = fn.regions[0].blocks[0]
         attrs = arg_attrs(fn)
         self.ops = ops = list(block.operations)
@@ -473,7 +504,8 @@ class _Liveness:
             if not isinstance(v.type, ir.RankedTensorType):
                 continue
             last = max([self._top(u.owner) for u in v.uses], default=d)
-            self.values.append((_key(v), 0 if d < 0 and streamed_input else tensor_bytes(v), d, last))
+            size = (sizes or {}).get(_key(v), tensor_bytes(v))
+            self.values.append((_key(v), 0 if d < 0 and streamed_input else size, d, last))
         diff = [0] * (end + 2)
         for _, b, d, last in self.values:
             lo, hi = max(d, 0), min(last, end - 1)
@@ -548,7 +580,7 @@ def _key(v: ir.Value):
 
 
 def choose_stages(fn: func.FuncOp, grid: int, factor: int, stages: int, streamed_input: bool = False,
-                  fused_padding: bool = False) -> list[tuple[Stage, int]]:
+                  fused_padding: bool = False, sizes: dict | None = None, with_peak: bool = False):
     """The consecutive stages (`[(stage, grid)]`, at most `stages`; possibly none) whose patching
     gives `fn` the smallest estimated forward peak (`_Liveness`: the ops before the first stage,
     each patched stage (`_Liveness.patched`), the ops between stages and the ops after the last
@@ -559,8 +591,10 @@ def choose_stages(fn: func.FuncOp, grid: int, factor: int, stages: int, streamed
     1/(`factor`*2^(k-1)) or above, in 2x2 to `grid` x `grid` patches. Searched exactly: the best
     completions from each cut (the ones no other beats on all three counts) are computed once.
     The stages are grown from the original function; `PatchStagePass` grows each again from the
-    previous one's assembled cut."""
-    live = _Liveness(fn, streamed_input, fused_padding)
+    previous one's assembled cut. `sizes`: the bytes the estimate counts for some values (`_key`
+    -> bytes; the `row-bands` chains' inner values at their bands' size). `with_peak`: return
+    (the chosen chain's estimated forward peak, the chain)."""
+    live = _Liveness(fn, streamed_input, fused_padding, sizes)
     fronts: dict = {}
     costs: dict = {}
 
@@ -596,7 +630,8 @@ def choose_stages(fn: func.FuncOp, grid: int, factor: int, stages: int, streamed
         fronts[key] = kept
         return kept
 
-    return list(min(front(None, -1, 1), key=lambda o: o[:4])[4])
+    best = min(front(None, -1, 1), key=lambda o: o[:4])
+    return (best[0], list(best[4])) if with_peak else list(best[4])
 
 
 def for_each_func(module: ir.Operation, run) -> None:

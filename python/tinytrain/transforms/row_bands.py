@@ -1,0 +1,272 @@
+"""`row-bands`: run a chain of int8 convolutions (an inverted-residual block's expansion, depthwise
+and projection) band of rows by band of rows, so that its wide inner tensors never exist whole
+(issue #9).
+
+Outside the patched first stages (`patch-stage`) the largest tensors of the forward pass are the
+inner ones of the low-resolution blocks: at 128x128 MobileNetV2-w0.35's blocks 11-13 expand 8x8x32
+to 8x8x192, and the expansion's output and the depthwise output (12,288 B of int8 each) are live
+together while the depthwise runs. Those blocks are trained (their weights or biases), so
+`patch-stage`, which takes only frozen ops whose tensors the backward pass never reads, leaves them
+whole. What the backward pass reads of them, though, is often only their packed clamp masks
+(`qclamp_mask`, 1 bit per value): then nothing but the chain itself needs the inner tensors whole.
+
+The chain: `qconv2d` ops of one block (their layers' parent module) c_0 -> c_1 -> ... -> c_k
+(k >= 1), each reading the one before as its input, where every inner value (the results of c_0 .. c_{k-1}) is read only by the next conv and by
+`qclamp_mask` ops; its input and its output (c_k's result) may have any readers. Its weights may be
+trained (the band reads them in the forward pass, upstream of every update). Chains whose largest
+inner value has at least `min_bytes` are split.
+
+Each band computes the output rows [r0, r1) of c_k from the rows of the chain's input that their
+receptive field needs (the halo rows are recomputed, as in `patch-stage`; a convolution's zero
+padding is applied only at the tensor's border), and the packed clamp masks of the inner rows it
+owns (every inner row is owned by exactly one band: the first band that computes it). The bands
+are chained one after the other (`util.optimization_barrier` on the chain's input and the pieces
+assembled so far), so IREE never runs two at once and each band's inner tensors die before the
+next band's exist; the output and the masks are assembled whole (`tensor.insert_slice`). Every
+value is computed by the same integer operations from the same inputs: the program's numbers do
+not change.
+
+How many bands: the fewest (2 or more, at most `bands` and the output's height) whose largest
+inner band has at most `band_bytes`, else `bands`. At 8x8 a 3x3 depthwise needs one halo row on
+each side, so 2 bands compute 10 rows of the expansion instead of 8 (+25% of its
+multiply-accumulates), 4 bands 14.
+
+Run it after the passes that rewrite the backward pass (`channel-groups`, `reorder-updates`) and
+before `pin-clamp-masks`. With `patch-stage`, use that pass's `bands` option instead: its stage
+choice then counts the banded blocks at their bands' size, and only the chains its patched stages
+leave are split (a frozen block may be patched or banded, never both).
+Options: `bands` (1 disables the pass), `min_bytes`, `band_bytes`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import ClassVar
+
+from torch_mlir import ir
+from torch_mlir.dialects import tensor
+
+from tinytrain.dialects import tinytrain_quant as tq
+from tinytrain.errors import CompileError
+from tinytrain.irfuncs import layer_name, optimization_barrier, tensor_bytes
+from tinytrain.passes import ModulePass
+from tinytrain.transforms.patch_stage import Stage, _Patch, _rel, _shape, _slice, _split, for_each_func
+
+__all__ = ["RowBandsPass", "apply_bands", "banded_sizes", "find_chains", "plan_bands"]
+
+_CONV = "tinytrain.qconv2d"
+_MASK = "tinytrain.qclamp_mask"
+
+
+@dataclasses.dataclass
+class Chain:
+    """A chain of convs (`ops`, in order) and the `qclamp_mask` ops of its inner values
+    (`masks[i]`: those of `ops[i]`'s result, i < len(ops) - 1)."""
+
+    ops: list
+    masks: list
+
+    @property
+    def inner_bytes(self) -> int:
+        return max(tensor_bytes(op.results[0]) for op in self.ops[:-1])
+
+    def stage(self) -> Stage:
+        return Stage(self.ops[0].operands[0], list(self.ops), self.ops[-1].results[0])
+
+
+def _is_conv(op) -> bool:
+    return op.operation.name == _CONV
+
+
+def _next_in_chain(op):
+    """(the conv that reads `op`'s result as its input, its masks) when every reader of the result
+    is that one conv or a `qclamp_mask`, else None."""
+    nxt, masks = None, []
+    for use in op.results[0].uses:
+        owner = use.owner
+        if owner.name == _MASK:
+            masks.append(owner.opview if hasattr(owner, "opview") else owner)
+        elif owner.name == _CONV and use.operand_number == 0 and nxt is None:
+            nxt = owner
+        else:
+            return None
+    return None if nxt is None else (nxt.opview if hasattr(nxt, "opview") else nxt, masks)
+
+
+def _block(op) -> str:
+    """The block of a conv's layer: its parent module (`blocks.12.depthwise` -> `blocks.12`)."""
+    layer = layer_name(op)
+    return layer.rsplit(".", 1)[0] if "." in layer else layer
+
+
+def find_chains(fn) -> list[Chain]:
+    """The maximal chains of `fn` (module docstring), in program order."""
+    block = fn.regions[0].blocks[0]
+    taken: set = set()
+    chains = []
+    for op in block.operations:
+        if not _is_conv(op) or op.operation in taken or len(_shape(op.results[0])) != 4:
+            continue
+        ops, masks = [op], []
+        while True:
+            step = _next_in_chain(ops[-1])
+            if step is None or step[0].operation in taken or _block(step[0]) != _block(op):
+                break
+            ops.append(step[0])
+            masks.append(step[1])
+        if len(ops) > 1:
+            taken.update(o.operation for o in ops)
+            chains.append(Chain(ops, masks))
+    return chains
+
+
+def _owned(needs: list) -> list | None:
+    """Per band, the rows of a value it owns: from the end of the previous band's rows (0 for the
+    first) to the end of its own; None when the bands leave a row out or end short of the value."""
+    owned, end = [], 0
+    for lo, hi in needs:
+        if lo > end or hi <= end:
+            return None
+        owned.append((end, hi))
+        end = hi
+    return owned
+
+
+def _band_count(chain: Chain, bands: int, band_bytes: int) -> int:
+    h = _shape(chain.ops[-1].results[0])[1]
+    top = max(1, min(bands, h))
+    for n in range(2, top + 1):
+        worst = 0
+        for r in _split(h, n):
+            p = _Patch(chain.stage(), (r, (0, _shape(chain.ops[-1].results[0])[2])))
+            for i, op in enumerate(chain.ops[:-1]):
+                rows = p.need[i + 1][0]
+                worst = max(worst, tensor_bytes(op.results[0]) * (rows[1] - rows[0]) // _shape(op.results[0])[1])
+        if worst <= band_bytes:
+            return n
+    return top
+
+
+def band_chain(chain: Chain, n: int) -> bool:
+    """Replace `chain` by `n` bands of rows (module docstring); False (nothing changed) when the
+    bands would not own every inner row."""
+    stage = chain.stage()
+    out = stage.cut
+    batch, h, w, c = _shape(out)
+    spans = _split(h, n)
+    patches = [_Patch(stage, (r, (0, w))) for r in spans]
+    owned = {}
+    for i, masks in enumerate(chain.masks):
+        if masks:
+            rows = _owned([p.need[i + 1][0] for p in patches])
+            if rows is None or rows[-1][1] != _shape(chain.ops[i].results[0])[1]:
+                return False
+            owned[i] = rows
+    last = chain.ops[-1]
+    with ir.InsertionPoint(last), last.location:
+        pieces = [(out, tensor.EmptyOp(_shape(out), ir.RankedTensorType(out.type).element_type).result)]
+        for i, masks in enumerate(chain.masks):
+            for m in masks:
+                mv = m.results[0]
+                pieces.append((mv, tensor.EmptyOp(_shape(mv), ir.RankedTensorType(mv.type).element_type).result))
+        x = stage.input
+        for b, (p, (r0, r1)) in enumerate(zip(patches, spans)):
+            if b:
+                x, *accs = optimization_barrier([x] + [a for _, a in pieces])
+                pieces = [(v, a) for (v, _), a in zip(pieces, accs)]
+            got = p.build_all(x)
+            new = []
+            piece = got[len(chain.ops)]
+            new.append(tensor.InsertSliceOp(piece, pieces[0][1], [], [], [], [0, r0, 0, 0], [batch, r1 - r0, w, c],
+                                            [1, 1, 1, 1]).result)
+            k = 1
+            for i, masks in enumerate(chain.masks):
+                if not masks:
+                    continue
+                o0, o1 = owned[i][b]
+                y = _slice(got[i + 1], _rel(((o0, o1), (0, _shape(chain.ops[i].results[0])[2])), p.need[i + 1]))
+                for m in masks:
+                    mt = ir.RankedTensorType(m.results[0].type)
+                    shape = list(mt.shape)
+                    rt = ir.RankedTensorType.get([shape[0], o1 - o0] + shape[2:], mt.element_type)
+                    bit = tq.QClampMaskOp(y, m.attributes["clamp"], rt).result
+                    new.append(tensor.InsertSliceOp(bit, pieces[k][1], [], [], [], [0, o0, 0, 0],
+                                                    [shape[0], o1 - o0] + shape[2:], [1, 1, 1, 1]).result)
+                    k += 1
+            pieces = [(v, a) for (v, _), a in zip(pieces, new)]
+    for v, acc in pieces:
+        v.replace_all_uses_with(acc)
+    for masks in chain.masks:
+        for m in masks:
+            m.operation.erase()
+    for op in reversed(chain.ops):
+        op.operation.erase()
+    return True
+
+
+def plan_bands(fn, bands: int, min_bytes: int, band_bytes: int) -> list[tuple[Chain, int]]:
+    """The chains of `fn` the pass splits, each with its number of bands (module docstring)."""
+    if bands < 2:
+        return []
+    plan = []
+    for chain in find_chains(fn):
+        if chain.inner_bytes >= min_bytes:
+            n = _band_count(chain, bands, band_bytes)
+            if n > 1:
+                plan.append((chain, n))
+    return plan
+
+
+def banded_sizes(plan: list[tuple[Chain, int]], key) -> dict:
+    """`key(value)` -> the bytes of that inner value's largest band, for every inner value of the
+    chains in `plan` (what `patch-stage`'s estimate counts for them)."""
+    sizes = {}
+    for chain, n in plan:
+        stage = chain.stage()
+        _, h, w, _ = _shape(stage.cut)
+        patches = [_Patch(stage, (r, (0, w))) for r in _split(h, n)]
+        for i, op in enumerate(chain.ops[:-1]):
+            v = op.results[0]
+            rows = max(p.need[i + 1][0][1] - p.need[i + 1][0][0] for p in patches)
+            sizes[key(v)] = tensor_bytes(v) * rows // _shape(v)[1]
+    return sizes
+
+
+def apply_bands(fn, plan: list[tuple[Chain, int]]) -> None:
+    """Split the chains of `plan` and name them in `fn`'s `tinytrain.row_bands` attribute
+    (`layer:bands ...`)."""
+    done = []
+    for chain, n in plan:
+        name = layer_name(chain.ops[-1])
+        if band_chain(chain, n):
+            done.append(f"{name}:{n}")
+    if done:
+        fn.attributes["tinytrain.row_bands"] = ir.StringAttr.get(" ".join(done))
+
+
+@dataclasses.dataclass(frozen=True)
+class RowBandsPass(ModulePass):
+    argument: ClassVar[str] = "row-bands"
+    summary: ClassVar[str] = ("Compute each chain of int8 convolutions whose inner tensors only it reads (but "
+                              "for packed clamp masks) in bands of rows, one after the other (bit-identical).")
+    option_docs: ClassVar[dict[str, str]] = {
+        "bands": "the most bands of a chain (1: leave the functions as they are)",
+        "min_bytes": "split a chain whose largest inner tensor has at least this many bytes",
+        "band_bytes": "the fewest bands whose largest inner band has at most this many bytes "
+                      "(else `bands`)",
+    }
+
+    bands: int = 4
+    min_bytes: int = 8192
+    band_bytes: int = 8192
+
+    def run(self, module: ir.Operation) -> None:
+        if self.bands < 1 or self.min_bytes < 0 or self.band_bytes < 1:
+            raise CompileError(f"row-bands: bands and band_bytes must be >= 1 and min_bytes >= 0, got "
+                               f"bands={self.bands}, min_bytes={self.min_bytes}, band_bytes={self.band_bytes}",
+                               stage=self.argument)
+        if self.bands > 1:
+            for_each_func(module, self._run_func)
+
+    def _run_func(self, fn) -> None:
+        apply_bands(fn, plan_bands(fn, self.bands, self.min_bytes, self.band_bytes))
