@@ -26,8 +26,11 @@ next band's exist; the output and the masks are assembled whole (`tensor.insert_
 value is computed by the same integer operations from the same inputs: the program's numbers do
 not change.
 
-How many bands: the fewest (2 or more, at most `bands` and the output's height) whose largest
-inner band has at most `band_bytes`, else `bands`. At 8x8 a 3x3 depthwise needs one halo row on
+Only chains whose kernels have at most `max_kernel` rows are split (each band recomputes
+kernel - stride halo rows per conv: a 7x7 depthwise at stride 2 needs 13 expansion rows for 4
+output rows, so MCUNet-5FPS's 7x7 blocks are left to `patch-stage`). How many bands: the fewest
+(2 or more, at most `bands` and the output's height) whose largest inner band has at most
+`band_bytes`, else `bands`. At 8x8 a 3x3 depthwise needs one halo row on
 each side, so 2 bands compute 10 rows of the expansion instead of 8 (+25% of its
 multiply-accumulates), 4 bands 14.
 
@@ -35,7 +38,7 @@ Run it after the passes that rewrite the backward pass (`channel-groups`, `reord
 before `pin-clamp-masks`. With `patch-stage`, use that pass's `bands` option instead: its stage
 choice then counts the banded blocks at their bands' size, and only the chains its patched stages
 leave are split (a frozen block may be patched or banded, never both).
-Options: `bands` (1 disables the pass), `min_bytes`, `band_bytes`.
+Options: `bands` (1 disables the pass), `min_bytes`, `band_bytes`, `max_kernel`.
 """
 
 from __future__ import annotations
@@ -204,13 +207,17 @@ def band_chain(chain: Chain, n: int) -> bool:
     return True
 
 
-def plan_bands(fn, bands: int, min_bytes: int, band_bytes: int) -> list[tuple[Chain, int]]:
+def _kernel_rows(op) -> int:
+    return ir.RankedTensorType(op.operands[1].type).shape[0]
+
+
+def plan_bands(fn, bands: int, min_bytes: int, band_bytes: int, max_kernel: int = 3) -> list[tuple[Chain, int]]:
     """The chains of `fn` the pass splits, each with its number of bands (module docstring)."""
     if bands < 2:
         return []
     plan = []
     for chain in find_chains(fn):
-        if chain.inner_bytes >= min_bytes:
+        if chain.inner_bytes >= min_bytes and all(_kernel_rows(op) <= max_kernel for op in chain.ops):
             n = _band_count(chain, bands, band_bytes)
             if n > 1:
                 plan.append((chain, n))
@@ -254,11 +261,13 @@ class RowBandsPass(ModulePass):
         "min_bytes": "split a chain whose largest inner tensor has at least this many bytes",
         "band_bytes": "the fewest bands whose largest inner band has at most this many bytes "
                       "(else `bands`)",
+        "max_kernel": "split only chains whose kernels have at most this many rows (the halo grows with them)",
     }
 
     bands: int = 4
     min_bytes: int = 8192
     band_bytes: int = 8192
+    max_kernel: int = 3
 
     def run(self, module: ir.Operation) -> None:
         if self.bands < 1 or self.min_bytes < 0 or self.band_bytes < 1:
@@ -269,4 +278,4 @@ class RowBandsPass(ModulePass):
             for_each_func(module, self._run_func)
 
     def _run_func(self, fn) -> None:
-        apply_bands(fn, plan_bands(fn, self.bands, self.min_bytes, self.band_bytes))
+        apply_bands(fn, plan_bands(fn, self.bands, self.min_bytes, self.band_bytes, self.max_kernel))

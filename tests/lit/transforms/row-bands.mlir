@@ -4,9 +4,10 @@
 // with the input zero point; the convs unpadded), band 1 rows 2-3 from rows 1-3, after a barrier
 // on the input and the pieces assembled so far. Each mask is assembled from the rows each band
 // owns (the expansion's row 3 is band 1's, rows 0-2 band 0's). A chain whose inner tensors are
-// below min_bytes is left as it is.
+// below min_bytes, or with a kernel taller than max_kernel rows, is left as it is.
 // RUN: tinytrain-opt -p 'row-bands{bands=2 min_bytes=0 band_bytes=1}' %s | filecheck %s
 // RUN: tinytrain-opt -p 'row-bands{bands=2 min_bytes=1000}' %s | filecheck %s --check-prefix=SMALL
+// RUN: tinytrain-opt -p 'row-bands{bands=2 min_bytes=0 band_bytes=1 max_kernel=1}' %s | filecheck %s --check-prefix=SMALL
 // CHECK-LABEL: func.func @train_step(
 // CHECK:         %[[OUT:.*]] = tensor.empty() : tensor<1x4x4x8xi8>
 // CHECK-NEXT:    %[[MA:.*]] = tensor.empty() : tensor<1x4x4x2xi8>
