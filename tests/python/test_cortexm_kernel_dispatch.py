@@ -146,7 +146,10 @@ def _training_program(kernels: str, target: str, build_dir):
     model = truncate(load_mcu_model("mbv2-w0.35"), 3)
     g = build_forward(model, classifier="fp32", num_classes=4, input_hw=32, seed=0,
                       master_weights=[TRAIN_MASTER])
-    return compile_training(g, TRAIN_PARAMS, lr=0.05, target=target, build_dir=build_dir, kernels=kernels)
+    # bands=1: the dispatch counts below are those of whole blocks (row-bands would run block 2's
+    # forward in bands of rows, each band shape a kernel of its own)
+    return compile_training(g, TRAIN_PARAMS, lr=0.05, target=target, build_dir=build_dir, kernels=kernels,
+                            bands=1)
 
 
 def _two_steps(progs: dict, hw: int, rng, tmp_path) -> dict:
@@ -291,7 +294,7 @@ def test_patched_int8_training_step_with_our_kernels_equals_iree_kernels(tmp_pat
         g = build_forward(truncate(load_mcu_model("mbv2-w0.35"), 3), classifier="fp32", num_classes=4,
                           input_hw=64, seed=0, master_weights=[TRAIN_MASTER])
         progs[k] = compile_training(g, PATCH_PARAMS, lr=0.05, target=target, sram_kb=512, build_dir=tmp_path / k,
-                                    kernels=k)
+                                    kernels=k, bands=1)  # the counts below: block 2 whole
     dev = progs["ttk"].stages["linalg_device"]
     assert "linalg.depthwise_conv_2d_nhwc_hwc_q" not in dev and "linalg.conv_2d_nhwc_hwcf_q" not in dev
     assert set(_pads(dev, "dwconv")) == {0, 1}, _pads(dev, "dwconv")  # patched / block 2

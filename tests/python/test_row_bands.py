@@ -8,7 +8,6 @@ every chain splits."""
 
 import numpy as np
 import pytest
-from torch_mlir import ir
 
 from tinytrain import reference as R
 from tinytrain.errors import CompileError
