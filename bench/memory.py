@@ -29,6 +29,9 @@ parameter trained; plan only, no budget).
     .venv/bin/python bench/memory.py --md-only                         # memory.md again from the JSON
     nice -n 10 .venv/bin/python bench/memory.py --input-hw 64 --only mbv2_w035:49kb \
         --out bench/results/memory_hw64     # another resolution (never into bench/results itself)
+    nice -n 10 .venv/bin/python bench/memory.py --grad-dtype bf16 --only mbv2_w035:99kb \
+        --out bench/results/memory_bf16     # activation gradients stored in bfloat16 (device vs host:
+                                            # one integer step allowed on at most 5% of a tensor)
 
 Writes `bench/results/memory.json` and `.md`; builds go to `build/memory/`.
 """
