@@ -137,7 +137,7 @@ class BatchStagePass(ModulePass):
         for start in range(0, n, self.chunk):
             size = min(self.chunk, n - start)
             pieces.append((lambda x, start=start, size=size: _build_chunk(stage, _batch_slice(x, start, size), size),
-                           [start, 0, 0, 0], [size, h, w, c]))
+                           [start, 0, 0, 0]))
         replace_in_pieces(stage, pieces)
         i64 = ir.IntegerType.get_signless(64)
         fn.attributes["tinytrain.batch_stage"] = ir.DictAttr.get({

@@ -74,7 +74,7 @@ from tinytrain.errors import CompileError
 from tinytrain.irfuncs import arg_attrs, layer_name, optimization_barrier, tensor_bytes
 from tinytrain.passes import ModulePass
 
-__all__ = ["PatchStagePass", "find_stage"]
+__all__ = ["PatchStagePass", "assemble_in_pieces", "find_stage"]
 
 _ELEMENTWISE = ("tinytrain.qadd", "tinytrain.quantize")
 _CONV = "tinytrain.qconv2d"
@@ -413,8 +413,7 @@ def _patch_stage(stage: Stage, grid: int):
     patches = [_Patch(stage, box) for box in boxes]
     whole = sum(_conv_macs(op, _shape(op.results[0])) for op in stage.ops if op.operation.name == _CONV)
     cut_layer, ops = layer_name(stage.ops[-1]), len(stage.ops)
-    acc = replace_in_pieces(stage, [(p.build, [0, r0, c0, 0], [n, r1 - r0, c1 - c0, c])
-                                    for p, ((r0, r1), (c0, c1)) in zip(patches, boxes)])
+    acc = replace_in_pieces(stage, [(p.build, [0, r0, c0, 0]) for p, ((r0, _), (c0, _)) in zip(patches, boxes)])
     i64 = ir.IntegerType.get_signless(64)
     return acc, ir.DictAttr.get({
         "grid": ir.IntegerAttr.get(i64, grid), "cut": ir.StringAttr.get(cut_layer),
@@ -645,19 +644,34 @@ def for_each_func(module: ir.Operation, run) -> None:
 
 def replace_in_pieces(stage: Stage, pieces) -> ir.Value:
     """Replace `stage` by its cut computed piece by piece, one piece after the other: `pieces` is a
-    list of `(build, offsets, sizes)`, `build(x)` the cut's block at `offsets` / `sizes` computed
-    from `x` (the stage input, or for every piece after the first an alias of it that a
-    `util.optimization_barrier` makes wait for the previous pieces). The stage's ops are erased;
-    returns the assembled cut."""
+    list of `(build, offsets)`, `build(x)` the cut's block at `offsets` computed from `x` (the
+    stage input, or for every piece after the first an alias of it that a
+    `util.optimization_barrier` makes wait for the previous pieces: `assemble_in_pieces`). The
+    stage's ops are erased; returns the assembled cut."""
     last = stage.ops[-1]
     with ir.InsertionPoint(last), last.location:
-        acc = tensor.EmptyOp(_shape(stage.cut), ir.RankedTensorType(stage.cut.type).element_type).result
-        x = stage.input
-        for k, (build, offsets, sizes) in enumerate(pieces):
-            if k:
-                x, acc = optimization_barrier([x, acc])
-            acc = tensor.InsertSliceOp(build(x), acc, [], [], [], offsets, sizes, [1, 1, 1, 1]).result
+        acc, = assemble_in_pieces(stage.input, [stage.cut],
+                                  [lambda x, b=build, o=offsets: [(b(x), o)] for build, offsets in pieces])
     stage.cut.replace_all_uses_with(acc)
     for op in reversed(stage.ops):
         op.operation.erase()
     return acc
+
+
+def assemble_in_pieces(x: ir.Value, wholes: list, builds: list) -> list:
+    """New values of the types of `wholes`, each assembled from pieces (`tensor.insert_slice` into a
+    `tensor.empty`) at the current insertion point: `builds[k](x)` yields, for every whole in order,
+    `(piece, offsets)`; each piece is inserted as soon as it is yielded (a generator builds the next
+    one after it). For every build after the first, `x` and the partly assembled values first pass
+    through one `util.optimization_barrier`, so each build waits for the ones before it and IREE
+    never runs two at once."""
+    accs = [tensor.EmptyOp(_shape(v), ir.RankedTensorType(v.type).element_type).result for v in wholes]
+    for k, build in enumerate(builds):
+        if k:
+            x, *accs = optimization_barrier([x, *accs])
+        done = []
+        for acc, (piece, offsets) in zip(accs, build(x), strict=True):
+            done.append(tensor.InsertSliceOp(piece, acc, [], [], [], offsets, _shape(piece),
+                                             [1] * len(offsets)).result)
+        accs = done
+    return accs

@@ -47,13 +47,14 @@ import dataclasses
 from typing import ClassVar
 
 from torch_mlir import ir
-from torch_mlir.dialects import tensor
 
 from tinytrain.dialects import tinytrain_quant as tq
 from tinytrain.errors import CompileError
-from tinytrain.irfuncs import layer_name, optimization_barrier, tensor_bytes
+from tinytrain.irfuncs import layer_name, tensor_bytes
+from tinytrain.memory_report import block_of
 from tinytrain.passes import ModulePass
-from tinytrain.transforms.patch_stage import Stage, _Patch, _rel, _shape, _slice, _split, for_each_func
+from tinytrain.transforms.patch_stage import (Stage, _Patch, _rel, _shape, _slice, _split, assemble_in_pieces,
+                                              for_each_func)
 
 __all__ = ["RowBandsPass", "apply_bands", "banded_sizes", "find_chains", "plan_bands"]
 
@@ -96,12 +97,6 @@ def _next_in_chain(op):
     return None if nxt is None else (nxt.opview if hasattr(nxt, "opview") else nxt, masks)
 
 
-def _block(op) -> str:
-    """The block of a conv's layer: its parent module (`blocks.12.depthwise` -> `blocks.12`)."""
-    layer = layer_name(op)
-    return layer.rsplit(".", 1)[0] if "." in layer else layer
-
-
 def find_chains(fn) -> list[Chain]:
     """The maximal chains of `fn` (module docstring), in program order."""
     block = fn.regions[0].blocks[0]
@@ -113,7 +108,7 @@ def find_chains(fn) -> list[Chain]:
         ops, masks = [op], []
         while True:
             step = _next_in_chain(ops[-1])
-            if step is None or step[0].operation in taken or _block(step[0]) != _block(op):
+            if step is None or step[0].operation in taken or block_of(layer_name(step[0])) != block_of(layer_name(op)):
                 break
             ops.append(step[0])
             masks.append(step[1])
@@ -135,17 +130,24 @@ def _owned(needs: list) -> list | None:
     return owned
 
 
+def _band_bytes(chain: Chain, n: int) -> list[int]:
+    """Per inner value of `chain` (`chain.ops[i]`'s result, i < len - 1), the bytes of its largest
+    band when the chain runs in `n` bands of rows."""
+    stage = chain.stage()
+    _, h, w, _ = _shape(stage.cut)
+    patches = [_Patch(stage, (r, (0, w))) for r in _split(h, n)]
+    out = []
+    for i, op in enumerate(chain.ops[:-1]):
+        v = op.results[0]
+        rows = max(p.need[i + 1][0][1] - p.need[i + 1][0][0] for p in patches)
+        out.append(tensor_bytes(v) * rows // _shape(v)[1])
+    return out
+
+
 def _band_count(chain: Chain, bands: int, band_bytes: int) -> int:
-    h = _shape(chain.ops[-1].results[0])[1]
-    top = max(1, min(bands, h))
+    top = max(1, min(bands, _shape(chain.ops[-1].results[0])[1]))
     for n in range(2, top + 1):
-        worst = 0
-        for r in _split(h, n):
-            p = _Patch(chain.stage(), (r, (0, _shape(chain.ops[-1].results[0])[2])))
-            for i, op in enumerate(chain.ops[:-1]):
-                rows = p.need[i + 1][0]
-                worst = max(worst, tensor_bytes(op.results[0]) * (rows[1] - rows[0]) // _shape(op.results[0])[1])
-        if worst <= band_bytes:
+        if max(_band_bytes(chain, n)) <= band_bytes:
             return n
     return top
 
@@ -155,7 +157,7 @@ def band_chain(chain: Chain, n: int) -> bool:
     bands would not own every inner row."""
     stage = chain.stage()
     out = stage.cut
-    batch, h, w, c = _shape(out)
+    _, h, w, _ = _shape(out)
     spans = _split(h, n)
     patches = [_Patch(stage, (r, (0, w))) for r in spans]
     owned = {}
@@ -165,43 +167,32 @@ def band_chain(chain: Chain, n: int) -> bool:
             if rows is None or rows[-1][1] != _shape(chain.ops[i].results[0])[1]:
                 return False
             owned[i] = rows
+    masks = [(i, m) for i, ms in enumerate(chain.masks) for m in ms]
+
+    def build(b, x):
+        """Band b's output rows, then its rows of every mask (each mask made after the output's
+        piece is inserted, as the pieces are yielded)."""
+        p, (r0, _) = patches[b], spans[b]
+        got = p.build_all(x)
+        yield got[len(chain.ops)], [0, r0, 0, 0]
+        for i, ms in enumerate(chain.masks):
+            if not ms:
+                continue
+            o0, o1 = owned[i][b]
+            y = _slice(got[i + 1], _rel(((o0, o1), (0, _shape(chain.ops[i].results[0])[2])), p.need[i + 1]))
+            for m in ms:
+                mt = ir.RankedTensorType(m.results[0].type)
+                rt = ir.RankedTensorType.get([mt.shape[0], o1 - o0] + list(mt.shape[2:]), mt.element_type)
+                yield tq.QClampMaskOp(y, m.attributes["clamp"], rt).result, [0, o0, 0, 0]
+
     last = chain.ops[-1]
+    wholes = [out] + [m.results[0] for _, m in masks]
     with ir.InsertionPoint(last), last.location:
-        pieces = [(out, tensor.EmptyOp(_shape(out), ir.RankedTensorType(out.type).element_type).result)]
-        for i, masks in enumerate(chain.masks):
-            for m in masks:
-                mv = m.results[0]
-                pieces.append((mv, tensor.EmptyOp(_shape(mv), ir.RankedTensorType(mv.type).element_type).result))
-        x = stage.input
-        for b, (p, (r0, r1)) in enumerate(zip(patches, spans)):
-            if b:
-                x, *accs = optimization_barrier([x] + [a for _, a in pieces])
-                pieces = [(v, a) for (v, _), a in zip(pieces, accs)]
-            got = p.build_all(x)
-            new = []
-            piece = got[len(chain.ops)]
-            new.append(tensor.InsertSliceOp(piece, pieces[0][1], [], [], [], [0, r0, 0, 0], [batch, r1 - r0, w, c],
-                                            [1, 1, 1, 1]).result)
-            k = 1
-            for i, masks in enumerate(chain.masks):
-                if not masks:
-                    continue
-                o0, o1 = owned[i][b]
-                y = _slice(got[i + 1], _rel(((o0, o1), (0, _shape(chain.ops[i].results[0])[2])), p.need[i + 1]))
-                for m in masks:
-                    mt = ir.RankedTensorType(m.results[0].type)
-                    shape = list(mt.shape)
-                    rt = ir.RankedTensorType.get([shape[0], o1 - o0] + shape[2:], mt.element_type)
-                    bit = tq.QClampMaskOp(y, m.attributes["clamp"], rt).result
-                    new.append(tensor.InsertSliceOp(bit, pieces[k][1], [], [], [], [0, o0, 0, 0],
-                                                    [shape[0], o1 - o0] + shape[2:], [1, 1, 1, 1]).result)
-                    k += 1
-            pieces = [(v, a) for (v, _), a in zip(pieces, new)]
-    for v, acc in pieces:
+        accs = assemble_in_pieces(stage.input, wholes, [lambda x, b=b: build(b, x) for b in range(n)])
+    for v, acc in zip(wholes, accs):
         v.replace_all_uses_with(acc)
-    for masks in chain.masks:
-        for m in masks:
-            m.operation.erase()
+    for _, m in masks:
+        m.operation.erase()
     for op in reversed(chain.ops):
         op.operation.erase()
     return True
@@ -227,16 +218,7 @@ def plan_bands(fn, bands: int, min_bytes: int, band_bytes: int, max_kernel: int 
 def banded_sizes(plan: list[tuple[Chain, int]], key) -> dict:
     """`key(value)` -> the bytes of that inner value's largest band, for every inner value of the
     chains in `plan` (what `patch-stage`'s estimate counts for them)."""
-    sizes = {}
-    for chain, n in plan:
-        stage = chain.stage()
-        _, h, w, _ = _shape(stage.cut)
-        patches = [_Patch(stage, (r, (0, w))) for r in _split(h, n)]
-        for i, op in enumerate(chain.ops[:-1]):
-            v = op.results[0]
-            rows = max(p.need[i + 1][0][1] - p.need[i + 1][0][0] for p in patches)
-            sizes[key(v)] = tensor_bytes(v) * rows // _shape(v)[1]
-    return sizes
+    return {key(op.results[0]): size for chain, n in plan for op, size in zip(chain.ops, _band_bytes(chain, n))}
 
 
 def apply_bands(fn, plan: list[tuple[Chain, int]]) -> None:
