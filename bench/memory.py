@@ -14,6 +14,10 @@ For each model (`mbv2_w035`, `proxyless_w03`, `mcunet_5fps`: `tinytrain.pretrain
   painting, `run_qemu(...).mem["sram_peak"]`), and the parameters after the step are compared
   with the host program's step (integer state exactly, float state and loss within 1e-6 relative
   to the tensor's largest magnitude, as `tests/python/test_int8_device_training.py`);
+- `patch_plan`: the patched stages' grids, and whether `compile_training` compiled the step
+  again with finer patches because the patched stages held its peak (`refine_patches`; `plan_bytes`
+  is then the finer program's, as `plan_sram` plans it); `firmware_text_bytes`: its code and
+  constants in the board's 4 MB of flash;
 - when it does not fit: `peak_sram_bytes` is null, `budget_error` is the compiler's
   `SramBudgetError` message and `contributors` its bytes per contributor.
 
@@ -165,6 +169,7 @@ def device_case(model_name: str, scheme: str, hw: int, build_dir: Path) -> dict:
     return {"peak_sram_bytes": int(res.mem["sram_peak"]), "device_mem": res.mem,
             "firmware_plan_bytes": prog.planned_sram()["total"],
             "params_equal_host": not bad, "differences": bad, "loss": dev_loss,
+            "patch_plan": prog.patch_plan, "firmware_text_bytes": prog.firmware.text,
             "trained_tensors": len(prog.state_names), "changed_tensors": len(changed)}
 
 
@@ -496,15 +501,20 @@ def against_goal(results: dict) -> list[str]:
 
 
 def scheme_table(results: dict) -> list[str]:
-    lines = ["| model | scheme | plan (M7) | fits 256 KB | device peak | parameters = host | biggest contributors |",
-             "| --- | --- | ---: | --- | ---: | --- | --- |"]
+    lines = ["| model | scheme | plan (M7) | fits 256 KB | device peak | parameters = host | patches | "
+             "biggest contributors |",
+             "| --- | --- | ---: | --- | ---: | --- | --- | --- |"]
     for key in MODELS:
         for name, s in results.get(key, {}).get("schemes", {}).items():
             top = "; ".join(f"{what}: {size} B" for what, size in s.get("contributors", [])[:3])
             eq = {True: "yes", False: "**NO**", None: "-"}[s.get("params_equal_host")]
             peak = peak_cell(s) if s.get("peak_sram_bytes") is None else f"{s['peak_sram_bytes']} B"
+            pp = s.get("patch_plan") or {}
+            grids = " + ".join(f"{g}x{g}" for g in pp.get("grid", [])) or "-"
+            if pp.get("refined"):
+                grids += " (refined from " + " + ".join(f"{g}x{g}" for g in pp["coarse_grid"]) + ")"
             lines.append(f"| {MODELS[key]} | {name} | {s['plan_bytes']} B ({kb(s['plan_bytes'])}) | "
-                         f"{'yes' if s['fits'] else 'no'} | {peak} | {eq} | {top} |")
+                         f"{'yes' if s['fits'] else 'no'} | {peak} | {eq} | {grids} | {top} |")
     return lines
 
 

@@ -66,6 +66,8 @@ class Int8Training:
     slices: dict = field(default_factory=dict)  #: name -> WeightSlice of the sparse weights
     momentum: float = 0.0
     report: object = field(repr=False, default=None)  #: tinytrain.state_report.StateReport
+    #: what `compile_training` decided about the patched stages' grid (`refine_patches`), or None
+    patch_plan: dict | None = None
     lr: float = 0.0
     stages: dict = field(repr=False, default_factory=dict)  #: "linalg": the program's MLIR text
     input_shape_nhwc: tuple = ()
@@ -265,7 +267,10 @@ def compile_training(graph, trainable=None, lr: float = 0.01, qas: bool = True, 
     or the explicit form, or a `SparseScheme`); the paper form always trains the fp32 head.
     `momentum`: SGD momentum (0 = plain SGD); `verbose` prints the trained-state report.
     `patches`: the frozen first stage computed in `patches` x `patches` spatial patches (the
-    `patch-stage` pass; bit-identical, less SRAM, some recomputed halo); default `patch_grid()`.
+    `patch-stage` pass; bit-identical, less SRAM, some recomputed halo); default `patch_grid()`,
+    and on a Cortex-M target, when the patched stages then hold the step's peak, the program is
+    compiled a second time with finer patches up to `PATCH_GRID_FINE` where they are below the
+    rest of the step's peak (`refine_patches`; `.patch_plan` says which was kept).
     `reorder`: each update applied as soon as its gradient exists (the `reorder-updates` pass;
     False keeps autodiff's order, all updates at the end, for comparison).
     `kernels`: the firmware's int8 convolutions, "iree" (IREE's generated kernels, the default) or
@@ -293,17 +298,128 @@ def compile_training(graph, trainable=None, lr: float = 0.01, qas: bool = True, 
     rounded to bfloat16 where written, half the bytes; the numbers change)."""
     check_kernels(kernels, target)
     masks = _clamp_masks(clamp_masks, target)
-    passes, order, values, slices, report = _training_passes(graph, trainable, lr, qas, gradients, scheme,
-                                                             momentum, reorder,
-                                                             _channel_groups(channel_groups, target), masks)
-    passes += _patch_passes(graph, patches, target, stream_input, bands) + _mask_passes(masks) + \
-        _grad_passes(grad_dtype)
-    prog = _compile(graph, passes, order, lr, extra_flags, target, sram_kb, build_dir, values, kernels,
-                    stream_input)
-    prog.slices, prog.momentum, prog.report = {s.name: s for s in slices}, float(momentum), report["report"]
+    refine = patches is None and target != "host" and \
+        patch_grid(target, _forward_types(graph.module)[0][1]) >= REFINE_FROM_GRID
+    pristine = _clone_graph(graph) if refine else None
+
+    def build(g, floor: int = 0):
+        passes, order, values, slices, report = _training_passes(g, trainable, lr, qas, gradients, scheme,
+                                                                 momentum, reorder,
+                                                                 _channel_groups(channel_groups, target), masks)
+        passes += _patch_passes(g, patches, target, stream_input, bands, floor) + _mask_passes(masks) + \
+            _grad_passes(grad_dtype)
+        prog = _compile(g, passes, order, lr, extra_flags, target, sram_kb, build_dir, values, kernels,
+                        stream_input)
+        prog.slices, prog.momentum, prog.report = {s.name: s for s in slices}, float(momentum), report["report"]
+        return prog
+
+    prog = build(graph)
+    if refine:
+        prog = refine_patches(prog, lambda floor: build(pristine, floor), verbose)
     if verbose:
-        print(f"[tinytrain] {report['report'].table()}", file=sys.stderr, flush=True)
+        print(f"[tinytrain] {prog.report.table()}", file=sys.stderr, flush=True)
     return prog
+
+
+#: The finest grid `refine_patches` lets the patched stages take (each patch shape is code of its
+#: own: ProxylessNAS-w0.3 `98kb` at 128x128 on the M7, 4x4 / 6x6 / 8x8 first-stage patches: 2.72 /
+#: 3.20 / 3.47 MB of the board's 4 MB of flash).
+PATCH_GRID_FINE = 8
+#: `refine_patches` runs where the default grid is at least this (128x128 inputs and up on a
+#: Cortex-M target; at 64x64 the default 2x2 stages end at a 16x16 cut).
+REFINE_FROM_GRID = 4
+
+
+def forward_bound(rep, cut: str | None) -> tuple[int, int] | None:
+    """(the largest live bytes of the dispatches up to the last one of layer `cut`, the largest of
+    the dispatches after it) in the memory report `rep` of a step whose patched stages end at
+    `cut` (the last stage's cut layer); None without such a dispatch."""
+    last = max((r.index for r in rep.rows if cut in r.layers), default=None) if cut else None
+    if last is None:
+        return None
+    rows = rep.rows
+    return (max(r.live_bytes for r in rows[:last + 1]),
+            max((r.live_bytes for r in rows[last + 1:]), default=0))
+
+
+def refine_patches(prog: "Int8Training", rebuild, verbose: bool = False) -> "Int8Training":
+    """`prog` (compiled with the default patches), or the program `rebuild(floor)` compiles when the
+    patched stages hold the step's peak: the stage choice estimates the forward pass only, and
+    finer patches lower it at the cost of recomputed halo and code. `floor`: the live bytes of the
+    step's worst dispatch after the patched stages (in `prog`'s memory report); the rebuild lets
+    the stages take up to `PATCH_GRID_FINE` x `PATCH_GRID_FINE` patches and, among the chains
+    whose estimated forward peak is below the floor, the one with the fewest recomputed MACs.
+    The rebuild replaces `prog`'s firmware in its build folder; it is kept when its plan is
+    smaller, else (or when its code does not fit the flash) `prog`'s is put back. Either way
+    `.patch_plan` says what happened."""
+    import shutil
+
+    from tinytrain.errors import CompileError
+    from tinytrain.memory_report import report_for
+
+    rep = report_for(prog.firmware, function="train_step")
+    stages = _stage_attrs(prog.stages["linalg"])
+    bound = forward_bound(rep, stages[-1]["cut"] if stages else None)
+    first = prog.firmware.module.planned_sram()
+    prog.patch_plan = {"grid": [st["grid"] for st in stages], "plan_bytes": first, "refined": False}
+    if bound is None or bound[0] <= bound[1]:
+        return prog
+    fwd, floor = bound
+    prog.patch_plan.update(forward_bytes=fwd, floor_bytes=floor)
+    if verbose:
+        print(f"[tinytrain] patch-stage: the patched stages hold the step's peak ({fwd:,} B live, the rest "
+              f"{floor:,} B): compiling again with up to {PATCH_GRID_FINE}x{PATCH_GRID_FINE} patches",
+              file=sys.stderr, flush=True)
+    out = prog.firmware.project_dir.parent
+    aside = [(out / d, out / f".{d}.coarse") for d in ("static", "firmware") if (out / d).exists()]
+    for a, b in aside:
+        shutil.rmtree(b, ignore_errors=True)
+        a.rename(b)
+    why = None
+    try:
+        fine = rebuild(floor)
+        plan = fine.firmware.module.planned_sram()
+        if plan < first:
+            for _, b in aside:
+                shutil.rmtree(b, ignore_errors=True)
+            fine.patch_plan = {"grid": [st["grid"] for st in _stage_attrs(fine.stages["linalg"])],
+                               "plan_bytes": plan, "refined": True, "coarse_grid": prog.patch_plan["grid"],
+                               "coarse_plan_bytes": first, "forward_bytes": fwd, "floor_bytes": floor}
+            return fine
+        why = f"its plan is {plan:,} B, not smaller"
+    except CompileError as e:
+        if e.stage not in ("firmware", "memory-plan"):  # its code does not fit, or its plan
+            raise
+        why = " ".join(str(e).split())[:300]
+    for a, b in aside:
+        shutil.rmtree(a, ignore_errors=True)
+        b.rename(a)
+    prog.patch_plan["kept_because"] = why
+    if verbose:
+        print(f"[tinytrain] patch-stage: kept the first program ({why})", file=sys.stderr, flush=True)
+    return prog
+
+
+def _stage_attrs(text: str) -> list[dict]:
+    """The patched stages of `@train_step` in a linalg module's text (its `tinytrain.patch_stage*`
+    attributes), in order: [{"cut", "grid"}]."""
+    import re
+
+    head = re.search(r"func\.func @train_step\(.*", text)
+    if head is None:
+        return []
+    found = re.findall(r'tinytrain\.patch_stage(\d*) = \{cut = "([^"]+)",[^}]*grid = (\d+) : i64', head.group(0))
+    return [{"cut": c, "grid": int(g)} for _, c, g in sorted(found, key=lambda f: int(f[0] or 1))]
+
+
+def _clone_graph(graph):
+    """A copy of `graph` whose module is a clone (the passes change a graph's module in place)."""
+    module = ir.Module.create(graph.module.operation.location)
+    for attr in graph.module.operation.attributes:
+        module.operation.attributes[attr.name] = attr.attr
+    for op in graph.module.body.operations:
+        module.body.append(op.clone())
+    return dataclasses.replace(graph, module=module)
 
 
 def plan_sram(graph, trainable=(), *, lr: float = 0.01, qas: bool = True, target: str = "cortex-m7",
@@ -318,7 +434,9 @@ def plan_sram(graph, trainable=(), *, lr: float = 0.01, qas: bool = True, target
     static module (default: a temporary folder). `sram_kb`: also check the plan against this
     budget as the firmware build does (`SramBudgetError`, a `CompileError` with `needed`,
     `available` and `contributors`); None: no check. `stream_input`, `clamp_masks`, `bands`,
-    `grad_dtype`: as in `compile_training`."""
+    `grad_dtype`: as in `compile_training`; so is the second plan with finer patches when the
+    patched stages hold the training step's peak (`refine_patches`), but for one check: whether
+    the finer program's code fits the board's flash (compile_training then keeps the first)."""
     import tempfile
 
     from tinytrain.compiler import located_text
@@ -327,27 +445,45 @@ def plan_sram(graph, trainable=(), *, lr: float = 0.01, qas: bool = True, target
     from tinytrain.lowering.cortexm.iree_static import build_static_module
     from tinytrain.pipeline import run_pipeline
 
-    masks = False
-    if trainable or scheme is not None:
-        masks = _clamp_masks(clamp_masks, target)
-        passes, _, values, _, _ = _training_passes(graph, list(trainable) or None, lr, qas, False, scheme,
-                                                   momentum, reorder, _channel_groups(channel_groups, target),
-                                                   masks)
-    else:
-        passes, values = [_ForwardAsPredict()], graph.values
-    passes = [*passes, *_patch_passes(graph, patches, target, stream_input, bands), *_mask_passes(masks),
-              *(_grad_passes(grad_dtype) if trainable or scheme is not None else [])]
-    run_pipeline(graph.module, [*passes, ConvertTinytrainToLinalgPass(values=values)], stage="int8-plan")
-    with tempfile.TemporaryDirectory(prefix="tinytrain-plan-") as tmp:
+    training = bool(trainable) or scheme is not None
+    refine = training and patches is None and target != "host" and \
+        patch_grid(target, _forward_types(graph.module)[0][1]) >= REFINE_FROM_GRID
+    pristine = _clone_graph(graph) if refine else None
+
+    def plan_once(g, floor: int, where: Path):
+        masks = False
+        if training:
+            masks = _clamp_masks(clamp_masks, target)
+            passes, _, values, _, _ = _training_passes(g, list(trainable) or None, lr, qas, False, scheme,
+                                                       momentum, reorder, _channel_groups(channel_groups, target),
+                                                       masks)
+        else:
+            passes, values = [_ForwardAsPredict()], g.values
+        passes = [*passes, *_patch_passes(g, patches, target, stream_input, bands, floor), *_mask_passes(masks),
+                  *(_grad_passes(grad_dtype) if training else [])]
+        run_pipeline(g.module, [*passes, ConvertTinytrainToLinalgPass(values=values)], stage="int8-plan")
         # located text, as the firmware build compiles: the same iree-compile input, so the run's
         # compile cache serves a later compile_training of the same program (and the contributors
         # name their layers)
-        module = build_static_module(located_text(graph.module), Path(work_dir or tmp), target=target,
-                                     sram_bytes=None, extra_flags=Int8Training.cortexm_flags,
-                                     stream_input=stream_input,
+        text = located_text(g.module)
+        module = build_static_module(text, where, target=target, sram_bytes=None,
+                                     extra_flags=Int8Training.cortexm_flags, stream_input=stream_input,
                                      optional_flags=Int8Training.cortexm_optional_flags)
         if target != "host":  # the stack reserve of the linked firmware, with or without a budget
             compute_stack(module)
+        return module, _stage_attrs(text)
+
+    with tempfile.TemporaryDirectory(prefix="tinytrain-plan-") as tmp:
+        where = Path(work_dir or tmp)
+        module, stages = plan_once(graph, 0, where)
+        if refine:  # as compile_training (`refine_patches`)
+            from tinytrain.memory_report import memory_report
+
+            bound = forward_bound(memory_report(module, function="train_step"), stages[-1]["cut"] if stages else None)
+            if bound is not None and bound[0] > bound[1]:
+                fine, _ = plan_once(pristine, bound[1], where / "refined")
+                if fine.planned_sram() < module.planned_sram():
+                    module = fine
         if sram_kb is not None:
             module.check_sram(int(sram_kb) * 1024)
         return _plan(module)
@@ -489,11 +625,12 @@ def row_band_count(target: str) -> int:
     return 1 if target == "host" else 4
 
 
-def _patch_passes(graph, patches, target, stream_input: bool, bands=None) -> list:
+def _patch_passes(graph, patches, target, stream_input: bool, bands=None, floor: int = 0) -> list:
     """The `patch-stage` pass of `graph` on `target` with `bands` (its stage choice leaves the
     input out of its SRAM estimate when the firmware streams it, `stream_input`, and counts the
     chains it then splits in bands of rows at their bands' size); with 1 patch the `row-bands`
-    pass alone; nothing with 1 patch and 1 band."""
+    pass alone; nothing with 1 patch and 1 band. `floor` > 0 (`refine_patches`): up to
+    `PATCH_GRID_FINE` patches per side, the stage choice's `floor`."""
     from tinytrain.transforms.patch_stage import PatchStagePass
     from tinytrain.transforms.row_bands import RowBandsPass
 
@@ -505,8 +642,10 @@ def _patch_passes(graph, patches, target, stream_input: bool, bands=None) -> lis
         raise ValueError(f"patches must be >= 1 (1: no patches), got {patches}")
     if grid == 1:
         return [RowBandsPass(bands=n)] if n > 1 else []
+    if floor:
+        grid = max(grid, PATCH_GRID_FINE)
     return [PatchStagePass(grid=grid, streamed_input=bool(stream_input) and target != "host",
-                           fused_padding=target != "host", bands=n)]
+                           fused_padding=target != "host", bands=n, floor=int(floor))]
 
 
 def lower_for_device(device, kernels: str, stage: str, **lowering) -> tuple[str, str]:

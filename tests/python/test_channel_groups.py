@@ -3,7 +3,8 @@ channel groups computes the gradients of the whole-tensor program (up to the ord
 sums of the partial input gradients) and the step trains like it.
 
 Backbone: the first 4 blocks of the pretrained MobileNetV2-w0.35 at 32x32 with a new 4-class fp32
-head. Trained: the biases of blocks 1-3 (per-group `bias_grad`s, concatenated), block 2's
+head. Trained: the biases of blocks 1-3 (per-group `bias_grad`s, each group's update inserted
+into the bias in place), block 2's
 depthwise weight (per-group depthwise weight gradients), block 3's pointwise1 weight (per-group
 weight gradients and updates, inserted into the parameter in place) and the head; the input gradients of blocks
 1-3's pointwise1 are sums of per-group partial gradients. `min_bytes=0`: every region splits.
@@ -213,6 +214,11 @@ def test_grouped_step_on_cortex_m4_equals_the_host(model, grouped, tmp_path):
     writes = [(c.op, a.hi - a.lo) for c in fn.commands for a in dispatch_memory.command_accesses(c, exports)
               if "w" in a.mode and a.alloc.kind == "arg"]
     assert writes.count(("dispatch", 8 * 48)) >= 2, writes  # the groups' updates, into the 8x48 weight
+    # so are the trained int32 biases of the grouped channels, each group's channels at once:
+    # blocks 2 and 3's expansion and depthwise biases (48 channels in 4 groups of 12), block 1's
+    # (its larger gradients: 12 groups of 4)
+    assert writes.count(("dispatch", 12 * 4)) >= 2 * 2 * 4, writes
+    assert writes.count(("dispatch", 4 * 4)) >= 2 * 12, writes
     assert not [w for w in writes if w[0] == "copy"], writes
     # the groups' partial input gradients are summed in the running sum's storage (a readwrite
     # binding of the arena, `conv2d_grad_input_acc`), not each into a new block-width tensor:

@@ -155,26 +155,27 @@ def test_patched_training_on_cortex_m7_equals_the_whole_program(tmp_path):
     assert best[0] <= worst <= best[0] + 64, (best[0], worst)
 
 
-def _all_chains(fn, live, grid, factor, stages, start=None, at=-1, k=1, streamed=False):
+def _all_chains(fn, live, grid, factor, stages, start=None, at=-1, k=1, streamed=False, floor=0):
     """Every chain `choose_stages` may take (brute force): [(peak, extra MACs, stages, -end, chain)];
-    `live`: the function's `_Liveness` (`streamed`: with the input streamed, fused padding)."""
+    `live`: the function's `_Liveness` (`streamed`: with the input streamed, fused padding);
+    `floor`: peaks below it count as it, and the first stage takes any grid up to `grid`."""
     from torch_mlir import ir
 
     from tinytrain.transforms.patch_stage import _accept, _patched_cost, _shape, stage_cuts
 
-    out = [(live.suffix[at + 1], 0, 0, -at, [])]
+    out = [(max(floor, live.suffix[at + 1]), 0, 0, -at, [])]
     if k > stages:
         return out
     for st in stage_cuts(fn, factor << (k - 1), _accept, start=start):
         first, last = live.span(st)
-        for g in [grid] if k == 1 else range(2, grid + 1):
+        for g in [grid] if k == 1 and not floor else range(2, grid + 1):
             if min(_shape(st.cut)[1:3]) < g:
                 continue
             est, extra = _patched_cost(st, g, streamed and isinstance(st.input.owner, ir.Block), streamed)
-            here = max(live.between(at, first), live.patched(st, est))
+            here = max(floor, live.between(at, first), live.patched(st, est))
             out += [(max(here, p), extra + m, n + 1, end, [(st, g)] + rest)
                     for p, m, n, end, rest in _all_chains(fn, live, grid, factor, stages, st.cut, last, k + 1,
-                                                          streamed)]
+                                                          streamed, floor)]
     return out
 
 
@@ -202,6 +203,34 @@ def test_stage_chain_has_the_smallest_estimated_forward_peak():
         peaks.append(best[0])
     assert peaks[0] > peaks[1] > peaks[2], peaks
     assert [s.cut_layer for s, _ in choose_stages(fn, 3, 4, 1)] == ["blocks.1.pointwise2"]
+
+
+def test_floor_takes_the_cheapest_chain_below_it():
+    # `floor` (the step's peak outside the patched stages, `int8.refine_patches`): estimated peaks
+    # below it tie, so the chain with the fewest recomputed MACs below it wins, its first stage on
+    # any grid up to `grid`; the search agrees with the brute force; no floor is the plain choice;
+    # a floor above the unpatched function's peak leaves it unpatched.
+    from tinytrain.irfuncs import find_func
+    from tinytrain.pipeline import run_pipeline
+    from tinytrain.transforms.patch_stage import _Liveness, choose_stages
+
+    g = graph(4, 40)
+    run_pipeline(g.module, [int8._ForwardAsPredict()], stage="test")
+    fn = find_func(g.module, "predict")
+    live = _Liveness(fn, False, False)
+    plain = min(_all_chains(fn, live, 4, 4, 3), key=lambda c: c[:4])
+    assert choose_stages(fn, 4, 4, 3, floor=0) == choose_stages(fn, 4, 4, 3)
+    macs = []
+    for floor in (plain[0] + 1, (plain[0] + live.suffix[0]) // 2, live.suffix[0]):
+        best = min(_all_chains(fn, live, 4, 4, 3, floor=floor), key=lambda c: c[:4])
+        peak, got = choose_stages(fn, 4, 4, 3, floor=floor, with_peak=True)
+        assert (peak, [(s.cut_layer, gr) for s, gr in got]) == \
+            (best[0], [(s.cut_layer, gr) for s, gr in best[4]]), floor
+        assert best[0] == floor  # a chain below the floor exists (the plain one)
+        macs.append(best[1])
+    assert macs[0] <= plain[1] and macs[0] >= macs[1] >= macs[2] == 0, (plain[1], macs)
+    assert macs[1] < plain[1], macs  # a higher floor buys fewer recomputed MACs
+    assert choose_stages(fn, 4, 4, 3, floor=live.suffix[0]) == []
 
 
 def test_layer_name_reads_named_locations():

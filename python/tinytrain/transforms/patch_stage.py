@@ -57,9 +57,15 @@ would hold more than the chosen estimated forward peak (the others only add reco
 frozen block is patched or banded, never both, and the stage choice knows what the banded blocks
 will hold (at 128x128 MobileNetV2-w0.35's 16x16x96 and 8x8x192 blocks).
 
+The estimate covers the forward ops only. When the program's peak is elsewhere (its backward
+pass), `floor` says so: estimated forward peaks below it tie, the chain with the fewest
+recomputed MACs among them wins, and the first stage may then take any grid up to `grid`
+(`tinytrain.int8.compile_training` measures the floor from a first plan of the program).
+
 Options: `grid` (patches per side of the first stage, the most of the later ones; 1: no patches),
 `factor` (how far down the first stage goes), `stages` (how many consecutive stages at most;
-1: the first only), `streamed_input`, `fused_padding`, `bands`, `band_min_bytes`, `band_bytes`.
+1: the first only), `streamed_input`, `fused_padding`, `bands`, `floor`, `band_min_bytes`,
+`band_bytes`.
 """
 
 from __future__ import annotations
@@ -357,6 +363,10 @@ class PatchStagePass(ModulePass):
         "bands": "then split the chains the patched stages leave in up to this many bands of rows, as "
                  "`row-bands` does, where they would hold more than the chosen estimated forward peak "
                  "(1: none); the stage choice counts them at their bands' size",
+        "floor": "the stage choice counts an estimated forward peak below this many bytes as this many "
+                 "(the program's peak outside the patched stages, e.g. its backward pass): the chain with "
+                 "the fewest recomputed MACs among those below it wins, and the first stage may take any "
+                 "grid from 2x2 to grid x grid (0: the smallest estimated peak, the first stage at grid)",
         "band_min_bytes": "`row-bands`' min_bytes",
         "band_bytes": "`row-bands`' band_bytes",
     }
@@ -367,10 +377,13 @@ class PatchStagePass(ModulePass):
     streamed_input: bool = False
     fused_padding: bool = False
     bands: int = 1
+    floor: int = 0
     band_min_bytes: int = 8192
     band_bytes: int = 8192
 
     def run(self, module: ir.Operation) -> None:
+        if self.floor < 0:
+            raise CompileError(f"patch-stage: floor must be >= 0 bytes, got {self.floor}", stage=self.argument)
         if self.grid < 1 or self.factor < 1 or self.stages < 1:
             raise CompileError(f"patch-stage: grid, factor and stages must be >= 1, got grid={self.grid}, "
                                f"factor={self.factor}, stages={self.stages}", stage=self.argument)
@@ -382,7 +395,8 @@ class PatchStagePass(ModulePass):
 
         bands = row_bands.plan_bands(fn, self.bands, self.band_min_bytes, self.band_bytes)
         peak, chain = choose_stages(fn, self.grid, self.factor, self.stages, self.streamed_input,
-                                    self.fused_padding, row_bands.banded_sizes(bands, _key), with_peak=True)
+                                    self.fused_padding, row_bands.banded_sizes(bands, _key), with_peak=True,
+                                    floor=self.floor)
         patched = {op.operation for stage, _ in chain for op in stage.ops}
         if bands:  # split only where the whole chain would hold more than the chosen peak (before erasing)
             whole = _Liveness(fn, self.streamed_input, self.fused_padding)
@@ -579,7 +593,8 @@ def _key(v: ir.Value):
 
 
 def choose_stages(fn: func.FuncOp, grid: int, factor: int, stages: int, streamed_input: bool = False,
-                  fused_padding: bool = False, sizes: dict | None = None, with_peak: bool = False):
+                  fused_padding: bool = False, sizes: dict | None = None, with_peak: bool = False,
+                  floor: int = 0):
     """The consecutive stages (`[(stage, grid)]`, at most `stages`; possibly none) whose patching
     gives `fn` the smallest estimated forward peak (`_Liveness`: the ops before the first stage,
     each patched stage (`_Liveness.patched`), the ops between stages and the ops after the last
@@ -592,7 +607,10 @@ def choose_stages(fn: func.FuncOp, grid: int, factor: int, stages: int, streamed
     The stages are grown from the original function; `PatchStagePass` grows each again from the
     previous one's assembled cut. `sizes`: the bytes the estimate counts for some values (`_key`
     -> bytes; the `row-bands` chains' inner values at their bands' size). `with_peak`: return
-    (the chosen chain's estimated forward peak, the chain)."""
+    (the chosen chain's estimated forward peak, the chain). `floor`: an estimated peak below it
+    counts as `floor` (the program's peak elsewhere, e.g. in its backward pass: below it a smaller
+    forward peak gains nothing, so the fewest recomputed MACs win), and stage 1 takes any grid from
+    2x2 to `grid` x `grid`, as later stages do."""
     live = _Liveness(fn, streamed_input, fused_padding, sizes)
     fronts: dict = {}
     costs: dict = {}
@@ -604,8 +622,8 @@ def choose_stages(fn: func.FuncOp, grid: int, factor: int, stages: int, streamed
         key = (None if start is None else _key(start), k)
         if key in fronts:
             return fronts[key]
-        options = [(live.suffix[at + 1], 0, 0, -at, ())]
-        grids = [grid] if k == 1 else range(2, grid + 1)
+        options = [(max(floor, live.suffix[at + 1]), 0, 0, -at, ())]
+        grids = [grid] if k == 1 and not floor else range(2, grid + 1)
         for st in stage_cuts(fn, factor << (k - 1), _accept, start=start) if k <= stages else []:
             first, last = live.span(st)
             if last >= live.end:
@@ -619,7 +637,7 @@ def choose_stages(fn: func.FuncOp, grid: int, factor: int, stages: int, streamed
                     est, extra = _patched_cost(st, g, streamed, fused_padding)
                     costs[ck] = (live.patched(st, est), extra)
                 here, extra = costs[ck]
-                here = max(live.between(at, first), here)
+                here = max(floor, live.between(at, first), here)
                 options += [(max(here, p), extra + m, n + 1, depth, ((st, g),) + rest)
                             for p, m, n, depth, rest in front(st.cut, last, k + 1)]
         kept: list = []  # sorted: an option is beaten iff a kept one is no worse in macs and count

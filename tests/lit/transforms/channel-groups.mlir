@@ -111,3 +111,36 @@ func.func @split_sum(%ga: tensor<1x4x4x2xf32>, %wa: tensor<1x1x16x2xi8>, %wb: te
   %f = "tinytrain.conv2d_grad_input"(%d, %we) {groups = 1 : i64, padding = array<i64: 0, 0>, strides = array<i64: 1, 1>} : (tensor<1x4x4x16xf32>, tensor<1x1x4x16xf32>) -> tensor<1x4x4x4xf32>
   return %f : tensor<1x4x4x4xf32>
 }
+
+// A trained int32 bias (its gradient feeds only its SGD update, through the QAS scalings): each
+// group's bias gradient updates the bias's channels at once (their scales sliced) and is inserted
+// into the parameter, as a trained weight is; no per-group gradient waits for a concat.
+// RUN: tinytrain-opt -p 'channel-groups{groups=2 min_bytes=0}' %s | filecheck %s --check-prefix=BIAS
+// BIAS-LABEL: func.func @bias_update(
+// BIAS: %[[G0:.*]] = "tinytrain.bias_grad"({{.*}}) : (tensor<1x4x4x8xf32>) -> tensor<8xf32>
+// BIAS: %[[S0:.*]] = "tinytrain.channel_scale"(%[[G0]]) {scales = array<f64: 1.000000e+00, 2.000000e+00, 3.000000e+00, 4.000000e+00, 5.000000e+00, 6.000000e+00, 7.000000e+00, 8.000000e+00>}
+// BIAS: %[[P0:.*]] = "tinytrain.slice"(%arg4) {offsets = array<i64: 0>} : (tensor<16xi32>) -> tensor<8xi32>
+// BIAS: %[[U0:.*]] = "tinytrain.qsgd_update"(%[[P0]], %[[S0]], %arg6)
+// BIAS: %[[I0:.*]] = "tinytrain.insert"(%arg4, %[[U0]]) {offsets = array<i64: 0>}
+// BIAS: "util.optimization_barrier"
+// BIAS: %[[G1:.*]] = "tinytrain.bias_grad"({{.*}}) : (tensor<1x4x4x8xf32>) -> tensor<8xf32>
+// BIAS: %[[S1:.*]] = "tinytrain.channel_scale"(%[[G1]]) {scales = array<f64: 9.000000e+00, 1.000000e+01,
+// BIAS: %[[P1:.*]] = "tinytrain.slice"(%[[I0]]) {offsets = array<i64: 8>} : (tensor<16xi32>) -> tensor<8xi32>
+// BIAS: %[[U1:.*]] = "tinytrain.qsgd_update"(%[[P1]], %[[S1]], %arg6)
+// BIAS: %[[I1:.*]] = "tinytrain.insert"(%[[I0]], %[[U1]]) {offsets = array<i64: 8>}
+// BIAS-NOT: "tinytrain.concat"
+// BIAS: return {{.*}}, %[[I1]] :
+func.func @bias_update(%g: tensor<1x4x4x8xf32>, %wp: tensor<1x1x16x8xi8>, %wd: tensor<3x3x1x16xi8>,
+                       %ydw: tensor<1x4x4x16xi8>, %bias: tensor<16xi32>, %we: tensor<1x1x4x16xf32>,
+                       %loss: tensor<f32>) -> (tensor<1x4x4x4xf32>, tensor<16xi32>) {
+  %sp = "tinytrain.channel_scale"(%wp) {scales = array<f64: 1.0, 2.0, 1.0, 2.0, 1.0, 2.0, 1.0, 2.0>} : (tensor<1x1x16x8xi8>) -> tensor<1x1x16x8xf32>
+  %a = "tinytrain.conv2d_grad_input"(%g, %sp) {groups = 1 : i64, padding = array<i64: 0, 0>, strides = array<i64: 1, 1>} : (tensor<1x4x4x8xf32>, tensor<1x1x16x8xf32>) -> tensor<1x4x4x16xf32>
+  %b = "tinytrain.qclamp_grad"(%a, %ydw) {clamp = array<i64: -128, 127>} : (tensor<1x4x4x16xf32>, tensor<1x4x4x16xi8>) -> tensor<1x4x4x16xf32>
+  %db = "tinytrain.bias_grad"(%b) : (tensor<1x4x4x16xf32>) -> tensor<16xf32>
+  %ds = "tinytrain.channel_scale"(%db) {scales = array<f64: 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.0, 13.0, 14.0, 15.0, 16.0>} : (tensor<16xf32>) -> tensor<16xf32>
+  %nb = "tinytrain.qsgd_update"(%bias, %ds, %loss) {lr = 0.5 : f32} : (tensor<16xi32>, tensor<16xf32>, tensor<f32>) -> tensor<16xi32>
+  %sd = "tinytrain.channel_scale"(%wd) {scales = array<f64: 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0>} : (tensor<3x3x1x16xi8>) -> tensor<3x3x1x16xf32>
+  %d = "tinytrain.conv2d_grad_input"(%b, %sd) {groups = 16 : i64, padding = array<i64: 1, 1>, strides = array<i64: 1, 1>} : (tensor<1x4x4x16xf32>, tensor<3x3x1x16xf32>) -> tensor<1x4x4x16xf32>
+  %f = "tinytrain.conv2d_grad_input"(%d, %we) {groups = 1 : i64, padding = array<i64: 0, 0>, strides = array<i64: 1, 1>} : (tensor<1x4x4x16xf32>, tensor<1x1x4x16xf32>) -> tensor<1x4x4x4xf32>
+  return %f, %nb : tensor<1x4x4x4xf32>, tensor<16xi32>
+}
