@@ -6,9 +6,10 @@ For each model (`mbv2_w035`, `proxyless_w03`, `mcunet_5fps`: `tinytrain.pretrain
 (`tinytrain.pretrained.sparse_scheme_names`, trained with the scheme's channel ratios,
 `tinytrain.int8.compile_training(scheme=...)`, QAS, int8 write-back, plain SGD):
 
-- `plan_bytes`: the compiler's SRAM plan for the M7 (`tinytrain.int8.plan_sram(..., sram_kb=256)`:
-  trained state + IREE's arena + I/O + harness static data + stack reserve, the
-  linked firmware's worst-case stack + 256 B in whole KB);
+- `plan_bytes`: the compiler's SRAM plan for the M7 (the built firmware's `planned_sram()`, what
+  `tinytrain.int8.plan_sram(..., sram_kb=256)` plans: trained state + IREE's arena + I/O +
+  harness static data + stack reserve, the linked firmware's worst-case stack + 256 B in whole
+  KB; `plan_sram` itself when the build does not fit);
 - when the plan fits 256 KB: the firmware built with `sram_kb=256` (linker-enforced) trains one
   step in QEMU (mps2-an500): `peak_sram_bytes` is the device's measurement (stack/SRAM
   painting, `run_qemu(...).mem["sram_peak"]`), and the parameters after the step are compared
@@ -166,8 +167,9 @@ def device_case(model_name: str, scheme: str, hw: int, build_dir: Path) -> dict:
     bad = compare_states(prog.state_names, dev_params, host_params, dev_loss, host_loss,
                          bf16=GRAD["grad_dtype"] == "bf16")
     changed = [n for n, p0, p1 in zip(prog.state_names, prog.initial_params(), dev_params) if not np.array_equal(p0, p1)]
-    return {"peak_sram_bytes": int(res.mem["sram_peak"]), "device_mem": res.mem,
-            "firmware_plan_bytes": prog.planned_sram()["total"],
+    plan = prog.planned_sram()
+    return {"peak_sram_bytes": int(res.mem["sram_peak"]), "device_mem": res.mem, "plan": plan,
+            "firmware_plan_bytes": plan["total"],
             "params_equal_host": not bad, "differences": bad, "loss": dev_loss,
             "patch_plan": prog.patch_plan, "firmware_text_bytes": prog.firmware.text,
             "trained_tensors": len(prog.state_names), "changed_tensors": len(changed)}
@@ -358,17 +360,25 @@ def pytorch_peak(model_name: str, scheme: str | None, hw: int) -> dict:
 
 
 def run_scheme(key: str, scheme: str, hw: int, out: Path, t0: float) -> dict:
+    """The scheme's firmware built with the 256 KB budget and one step in QEMU; its plan is the
+    firmware's (the compiler's plan, `plan_sram`'s, without a second compile), or `plan_case`'s
+    with the budget's contributors when the build does not fit."""
     name = MODELS[key]
-    log(f"{key}:{scheme}: planning on the M7 ...", t0)
-    r = plan_case(name, scheme, hw)
-    if not r["fits"]:
-        r["peak_sram_bytes"] = None
-        r["reason"] = (f"not built: the compiler's plan ({r['plan_bytes']} B) exceeds {SRAM_KB} KB "
-                       f"({SRAM_KB * 1024} B), see budget_error")
-        log(f"{key}:{scheme}: plan {r['plan_bytes']} B > {SRAM_KB * 1024} B, not built", t0)
-        return r
-    log(f"{key}:{scheme}: plan {r['plan_bytes']} B fits; building the firmware and training a step in QEMU ...", t0)
-    r.update(device_case(name, scheme, hw, out / f"{key}_{scheme}"))
+    log(f"{key}:{scheme}: building the firmware (sram_kb={SRAM_KB}) and training a step in QEMU ...", t0)
+    r = device_case(name, scheme, hw, out / f"{key}_{scheme}")
+    if "plan" in r:
+        plan = r.pop("plan")
+        r = {"plan_bytes": plan["total"], "plan_peak_bytes": plan["peak"], "fits": True,
+             "contributors": [[what, size] for what, size in plan["contributors"]],
+             "dropped_flags": plan.get("dropped_flags", {}), **r}
+    else:
+        log(f"{key}:{scheme}: not built ({str(r.get('reason'))[:200]}); planning on the M7 ...", t0)
+        r = {**plan_case(name, scheme, hw), **r}
+        if not r["fits"]:
+            r["reason"] = (f"not built: the compiler's plan ({r['plan_bytes']} B) exceeds {SRAM_KB} KB "
+                           f"({SRAM_KB * 1024} B), see budget_error")
+            log(f"{key}:{scheme}: plan {r['plan_bytes']} B > {SRAM_KB * 1024} B, not built", t0)
+            return r
     log(f"{key}:{scheme}: device peak {r['peak_sram_bytes']} B, parameters equal the host's: "
         f"{r.get('params_equal_host')}", t0)
     return r
@@ -511,8 +521,13 @@ def scheme_table(results: dict) -> list[str]:
             peak = peak_cell(s) if s.get("peak_sram_bytes") is None else f"{s['peak_sram_bytes']} B"
             pp = s.get("patch_plan") or {}
             grids = " + ".join(f"{g}x{g}" for g in pp.get("grid", [])) or "-"
+            if pp.get("recomputed_macs") is not None:
+                grids += f", halo +{pp['recomputed_macs'] / 1e6:.1f} M MACs"
             if pp.get("refined"):
-                grids += " (refined from " + " + ".join(f"{g}x{g}" for g in pp["coarse_grid"]) + ")"
+                grids += " (refined from " + " + ".join(f"{g}x{g}" for g in pp["coarse_grid"])
+                if pp.get("coarse_recomputed_macs") is not None:
+                    grids += f", +{pp['coarse_recomputed_macs'] / 1e6:.1f} M"
+                grids += ")"
             lines.append(f"| {MODELS[key]} | {name} | {s['plan_bytes']} B ({kb(s['plan_bytes'])}) | "
                          f"{'yes' if s['fits'] else 'no'} | {peak} | {eq} | {grids} | {top} |")
     return lines

@@ -20,8 +20,8 @@ from tinytrain.memory_report import MemoryRow
 STAGES = ('func.func @train_step(%arg0: tensor<1x128x128x3xi8>) attributes {tinytrain.patch_stage = '
           '{cut = "blocks.1.pointwise2", cut_shape = array<i64: 1, 32, 32, 16>, grid = 4 : i64, macs = 1 : i64, '
           'ops = 6 : i64, patched_macs = 2 : i64}, tinytrain.patch_stage2 = {cut = "blocks.3.pointwise2", '
-          'cut_shape = array<i64: 1, 16, 16, 16>, grid = 4 : i64, macs = 1 : i64, ops = 7 : i64, '
-          'patched_macs = 2 : i64}} {\n  }\n')
+          'cut_shape = array<i64: 1, 16, 16, 16>, grid = 4 : i64, macs = 10 : i64, ops = 7 : i64, '
+          'patched_macs = 30 : i64}} {\n  }\n')
 
 
 def rows(*spec):
@@ -30,8 +30,9 @@ def rows(*spec):
 
 
 def test_stage_attrs_reads_the_stages_in_order():
-    assert int8._stage_attrs(STAGES) == [{"cut": "blocks.1.pointwise2", "grid": 4},
-                                        {"cut": "blocks.3.pointwise2", "grid": 4}]
+    assert int8._stage_attrs(STAGES) == [{"cut": "blocks.1.pointwise2", "grid": 4, "macs": 1, "patched_macs": 2},
+                                        {"cut": "blocks.3.pointwise2", "grid": 4, "macs": 10, "patched_macs": 30}]
+    assert int8._recomputed(int8._stage_attrs(STAGES)) == 1 + 20
     assert int8._stage_attrs("func.func @train_step(%arg0: tensor<4xf32>) {\n}\n") == []
 
 
@@ -79,8 +80,9 @@ def test_a_smaller_finer_plan_replaces_the_first(tmp_path, forward_bound_report)
 
     got = int8.refine_patches(first, rebuild)
     assert floors == [30_000]  # the largest live bytes after the last stage's cut
-    assert got.patch_plan == {"grid": [8, 8], "plan_bytes": 118_000, "refined": True, "coarse_grid": [4, 4],
-                              "coarse_plan_bytes": 125_000, "forward_bytes": 40_000, "floor_bytes": 30_000}
+    assert got.patch_plan == {"grid": [8, 8], "recomputed_macs": 21, "plan_bytes": 118_000, "refined": True,
+                              "coarse_grid": [4, 4], "coarse_recomputed_macs": 21, "coarse_plan_bytes": 125_000,
+                              "forward_bytes": 40_000, "floor_bytes": 30_000}
     assert (tmp_path / "firmware" / "which").read_text() == "fine"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["firmware", "static"]  # nothing set aside is left
 
@@ -117,4 +119,5 @@ def test_a_step_bound_after_the_stages_is_not_compiled_again(tmp_path, monkeypat
     monkeypatch.setattr(mr, "report_for", lambda fw, function=None: rep)
     first = Program(tmp_path, 110_000, 4, "coarse")
     got = int8.refine_patches(first, lambda floor: pytest.fail("compiled again"))
-    assert got is first and got.patch_plan == {"grid": [4, 4], "plan_bytes": 110_000, "refined": False}
+    assert got is first and got.patch_plan == {"grid": [4, 4], "recomputed_macs": 21, "plan_bytes": 110_000,
+                                               "refined": False}

@@ -45,10 +45,10 @@ The estimate follows the firmware when told so: `streamed_input` (the Cortex-M f
 input: only the bytes each kernel loads are in SRAM, from the first to the last byte of its box,
 read by the kernel alone) and `fused_padding` (the Cortex-M compile fuses a convolution's zero
 padding into it; without it a padded convolution also counts its zero-filled window).
-`tinytrain.int8` sets both on Cortex-M targets. Not modelled: the firmware's layout keeps a streamed
-input's copies at the input's own offsets, so a tensor live across all of the first stage's reads
-(its assembled cut) is placed beside the whole input's extent; at 128x128 that, not the estimate,
-sizes the forward's arena (about the 49,152 B input plus the first stage's 32x32 cut).
+`tinytrain.int8` sets both on Cortex-M targets. The firmware's layout places a streamed input's
+late reads where it has room (`lowering/cortexm/replan.py`), so the estimate of a patched stage
+is what the device holds there (ProxylessNAS-w0.3 `98kb` at 128x128: 39,697 B estimated and
+planned at its first conv with 4x4 patches, 30,176 B at blocks.2 with 8x8).
 
 With `bands` > 1 the pass then splits chains of convolutions its stages leave in bands of rows,
 as the `row-bands` pass does (`transforms/row_bands.py`): its estimate counts every chain

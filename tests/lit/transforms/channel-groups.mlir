@@ -144,3 +144,24 @@ func.func @bias_update(%g: tensor<1x4x4x8xf32>, %wp: tensor<1x1x16x8xi8>, %wd: t
   %f = "tinytrain.conv2d_grad_input"(%d, %we) {groups = 1 : i64, padding = array<i64: 0, 0>, strides = array<i64: 1, 1>} : (tensor<1x4x4x16xf32>, tensor<1x1x4x16xf32>) -> tensor<1x4x4x4xf32>
   return %f, %nb : tensor<1x4x4x4xf32>, tensor<16xi32>
 }
+
+// A region whose only consumer is a trained bias's update (the lowest trained block of a sparse
+// scheme: the projection's input gradient, the depthwise output's clamp, its bias): the next
+// group's barrier carries the group's bias gradient, so the groups run one after the other (the
+// bias's insert chain cannot go through the barrier, and nothing else would order them).
+// RUN: tinytrain-opt -p 'channel-groups{groups=2 min_bytes=0}' %s | filecheck %s --check-prefix=BONLY
+// BONLY-LABEL: func.func @bias_only(
+// BONLY: %[[G0:.*]] = "tinytrain.bias_grad"({{.*}}) : (tensor<1x4x4x8xf32>) -> tensor<8xf32>
+// BONLY: "tinytrain.insert"(%arg2, {{.*}}) {offsets = array<i64: 0>}
+// BONLY: %[[B:.*]]:2 = "util.optimization_barrier"(%arg0, %[[G0]])
+// BONLY: "tinytrain.conv2d_grad_input"(%[[B]]#0,
+// BONLY: "tinytrain.insert"({{.*}}) {offsets = array<i64: 8>}
+func.func @bias_only(%g: tensor<1x4x4x8xf32>, %wp: tensor<1x1x16x8xi8>, %bias: tensor<16xi32>,
+                     %ydw: tensor<1x4x4x16xi8>, %loss: tensor<f32>) -> tensor<16xi32> {
+  %sp = "tinytrain.channel_scale"(%wp) {scales = array<f64: 1.0, 2.0, 1.0, 2.0, 1.0, 2.0, 1.0, 2.0>} : (tensor<1x1x16x8xi8>) -> tensor<1x1x16x8xf32>
+  %a = "tinytrain.conv2d_grad_input"(%g, %sp) {groups = 1 : i64, padding = array<i64: 0, 0>, strides = array<i64: 1, 1>} : (tensor<1x4x4x8xf32>, tensor<1x1x16x8xf32>) -> tensor<1x4x4x16xf32>
+  %b = "tinytrain.qclamp_grad"(%a, %ydw) {clamp = array<i64: -128, 127>} : (tensor<1x4x4x16xf32>, tensor<1x4x4x16xi8>) -> tensor<1x4x4x16xf32>
+  %db = "tinytrain.bias_grad"(%b) : (tensor<1x4x4x16xf32>) -> tensor<16xf32>
+  %nb = "tinytrain.qsgd_update"(%bias, %db, %loss) {lr = 0.5 : f32} : (tensor<16xi32>, tensor<16xf32>, tensor<f32>) -> tensor<16xi32>
+  return %nb : tensor<16xi32>
+}
