@@ -41,7 +41,7 @@ def program(model, groups: int, target: str = "host", build_dir=None, trainable=
     passes, order, values, _, _ = _training_passes(g, trainable, LR, True, target == "host", clamp_masks=masks)
     if groups > 1:  # after reorder-updates, as compile_training places it
         at = next(i for i, p in enumerate(passes) if p.argument == "reorder-updates")
-        passes.insert(at + 1, ChannelGroupsPass(groups=groups, min_bytes=0))
+        passes.insert(at + 1, ChannelGroupsPass(groups=groups, min_bytes=0, bias_updates=True))
     if masks:
         passes.append(PinClampMasksPass())
     return _compile(g, passes, order, LR, ("--iree-opt-const-eval=false",), target, 256, build_dir, values)

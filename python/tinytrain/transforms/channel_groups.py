@@ -25,7 +25,8 @@ channels' filters, ... Where the region ends, its consumers take the groups:
   one); when that gradient's only reader adds it to a value computed before the region (the
   skip path's gradient at a residual block's input), the sum starts from that value and replaces
   the add;
-- a `bias_grad` feeding only the SGD update of a trained bias (through its QAS scalings): per
+- with `bias_updates` (off by default: more kernels, and two published schemes' firmware then
+  overflowed the board's flash), a `bias_grad` feeding only the SGD update of a trained bias (through its QAS scalings): per
   group, the group's sums and the update of its channels, inserted into the parameter as a
   weight's are below (nothing waits for the last group: MobileNetV2-w0.35 `99kb` held 24
   blocks.13 and 10 blocks.16 group sums, 1-2 KB, through the later blocks' backward; plan
@@ -257,8 +258,9 @@ class _Region:
     op whose result the region starts from: a dense `conv2d_grad_input`, or the `add` of the
     partial input gradients (`parts`) of a projection split in two by `sparse-split`."""
 
-    def __init__(self, seed, parts=None):
+    def __init__(self, seed, parts=None, bias_updates: bool = False):
         self.seed = seed
+        self.bias_updates = bias_updates
         self.parts = list(parts) if parts else [seed]   # the dense input gradients the seed sums
         self.base: dict = {}              # region value -> offset of its channel 0 among the seed's
         self.consumers: list = []         # (op, operand index, kind)
@@ -301,7 +303,7 @@ class _Region:
                     continue
                 else:
                     if u.name == "tinytrain.bias_grad":
-                        chain = _update_chain(u)
+                        chain = _update_chain(u) if self.bias_updates else None
                         kind = "bias_update" if chain else "bias"
                         if chain:
                             self.chains[len(self.consumers)] = chain
@@ -752,18 +754,18 @@ def _split_sum(op):
     return parts
 
 
-def _regions(block: ir.Block, min_bytes: int) -> list:
+def _regions(block: ir.Block, min_bytes: int, bias_updates: bool = False) -> list:
     out = []
     for op in block.operations:
         op = op.operation
         parts = _split_sum(op)
         if parts is not None:
-            region = _Region(op, parts)
+            region = _Region(op, parts, bias_updates)
         elif len(op.results) == 1 and _dense_grad_input(op.results[0]) is not None:
             user = _only_user(op.results[0])
             if user is not None and _split_sum(user) is not None:
                 continue  # a part of a split projection's sum: the sum is the region's seed
-            region = _Region(op)
+            region = _Region(op, bias_updates=bias_updates)
         else:
             continue
         # the biggest gradient of the region: a stride-2 depthwise layer's input gradient is 4x its seed
@@ -800,6 +802,9 @@ class ChannelGroupsPass(ModulePass):
         "min_bytes": "only regions with an fp32 gradient of at least this many bytes",
         "group_bytes": "more groups where the region's biggest gradient would leave groups above this "
                        "many bytes (0: exactly `groups`)",
+        "bias_updates": "update a trained bias group by group (each group's channels inserted into the "
+                        "parameter in place) instead of concatenating the groups' bias gradients for one "
+                        "update at the end (less SRAM, more code)",
         "recompute": "recompute each group's int8 activations (the clamp masks' outputs, the depthwise "
                      "weight gradient's input) from the forward ops instead of keeping them from the "
                      "forward pass",
@@ -820,6 +825,10 @@ class ChannelGroupsPass(ModulePass):
     min_bytes: int = 8192
     group_bytes: int = 3072
     recompute: bool = True
+    # off by default: each group's bias update is a kernel of its own, and with them the firmware
+    # of MobileNetV2-w0.35 138kb (260,104 B) and ProxylessNAS-w0.3 148kb (66,104 B) overflowed the
+    # board's 4 MB of flash at 3de554c
+    bias_updates: bool = False
 
     def _parts(self, region: _Region) -> int:
         """`groups`, or more where the region's biggest gradient would leave groups above
@@ -843,7 +852,7 @@ class ChannelGroupsPass(ModulePass):
                     continue
                 block = fn.regions[0].blocks[0]
                 split = []
-                for region in _regions(block, self.min_bytes):
+                for region in _regions(block, self.min_bytes, self.bias_updates):
                     layer, width = layer_name(region.seed), _shape(region.seed.results[0])[-1]
                     try:
                         n = _Splitter(region, block, self._parts(region), self.recompute).run()

@@ -115,7 +115,7 @@ func.func @split_sum(%ga: tensor<1x4x4x2xf32>, %wa: tensor<1x1x16x2xi8>, %wb: te
 // A trained int32 bias (its gradient feeds only its SGD update, through the QAS scalings): each
 // group's bias gradient updates the bias's channels at once (their scales sliced) and is inserted
 // into the parameter, as a trained weight is; no per-group gradient waits for a concat.
-// RUN: tinytrain-opt -p 'channel-groups{groups=2 min_bytes=0}' %s | filecheck %s --check-prefix=BIAS
+// RUN: tinytrain-opt -p 'channel-groups{groups=2 min_bytes=0 bias_updates=1}' %s | filecheck %s --check-prefix=BIAS
 // BIAS-LABEL: func.func @bias_update(
 // BIAS: %[[G0:.*]] = "tinytrain.bias_grad"({{.*}}) : (tensor<1x4x4x8xf32>) -> tensor<8xf32>
 // BIAS: %[[S0:.*]] = "tinytrain.channel_scale"(%[[G0]]) {scales = array<f64: 1.000000e+00, 2.000000e+00, 3.000000e+00, 4.000000e+00, 5.000000e+00, 6.000000e+00, 7.000000e+00, 8.000000e+00>}
@@ -149,7 +149,7 @@ func.func @bias_update(%g: tensor<1x4x4x8xf32>, %wp: tensor<1x1x16x8xi8>, %wd: t
 // scheme: the projection's input gradient, the depthwise output's clamp, its bias): the next
 // group's barrier carries the group's bias gradient, so the groups run one after the other (the
 // bias's insert chain cannot go through the barrier, and nothing else would order them).
-// RUN: tinytrain-opt -p 'channel-groups{groups=2 min_bytes=0}' %s | filecheck %s --check-prefix=BONLY
+// RUN: tinytrain-opt -p 'channel-groups{groups=2 min_bytes=0 bias_updates=1}' %s | filecheck %s --check-prefix=BONLY
 // BONLY-LABEL: func.func @bias_only(
 // BONLY: %[[G0:.*]] = "tinytrain.bias_grad"({{.*}}) : (tensor<1x4x4x8xf32>) -> tensor<8xf32>
 // BONLY: "tinytrain.insert"(%arg2, {{.*}}) {offsets = array<i64: 0>}
