@@ -106,6 +106,11 @@ def plan_case(model_name: str, scheme: str, hw: int) -> dict:
     except SramBudgetError as e:
         return {"plan_bytes": e.needed, "fits": False, "budget_error": str(e),
                 "contributors": [[what, size] for what, size in e.contributors]}
+    return plan_fields(plan)
+
+
+def plan_fields(plan: dict) -> dict:
+    """A scheme's plan fields from a plan that fits (`plan_sram`'s, or the firmware's `planned_sram()`)."""
     return {"plan_bytes": plan["total"], "plan_peak_bytes": plan["peak"], "fits": True,
             "contributors": [[what, size] for what, size in plan["contributors"]],
             "dropped_flags": plan.get("dropped_flags", {})}
@@ -167,9 +172,7 @@ def device_case(model_name: str, scheme: str, hw: int, build_dir: Path) -> dict:
     bad = compare_states(prog.state_names, dev_params, host_params, dev_loss, host_loss,
                          bf16=GRAD["grad_dtype"] == "bf16")
     changed = [n for n, p0, p1 in zip(prog.state_names, prog.initial_params(), dev_params) if not np.array_equal(p0, p1)]
-    plan = prog.planned_sram()
-    return {"peak_sram_bytes": int(res.mem["sram_peak"]), "device_mem": res.mem, "plan": plan,
-            "firmware_plan_bytes": plan["total"],
+    return {"peak_sram_bytes": int(res.mem["sram_peak"]), "device_mem": res.mem, "plan": prog.planned_sram(),
             "params_equal_host": not bad, "differences": bad, "loss": dev_loss,
             "patch_plan": prog.patch_plan, "firmware_text_bytes": prog.firmware.text,
             "trained_tensors": len(prog.state_names), "changed_tensors": len(changed)}
@@ -367,10 +370,7 @@ def run_scheme(key: str, scheme: str, hw: int, out: Path, t0: float) -> dict:
     log(f"{key}:{scheme}: building the firmware (sram_kb={SRAM_KB}) and training a step in QEMU ...", t0)
     r = device_case(name, scheme, hw, out / f"{key}_{scheme}")
     if "plan" in r:
-        plan = r.pop("plan")
-        r = {"plan_bytes": plan["total"], "plan_peak_bytes": plan["peak"], "fits": True,
-             "contributors": [[what, size] for what, size in plan["contributors"]],
-             "dropped_flags": plan.get("dropped_flags", {}), **r}
+        r = {**plan_fields(r.pop("plan")), **r}
     else:
         log(f"{key}:{scheme}: not built ({str(r.get('reason'))[:200]}); planning on the M7 ...", t0)
         r = {**plan_case(name, scheme, hw), **r}

@@ -299,9 +299,7 @@ def compile_training(graph, trainable=None, lr: float = 0.01, qas: bool = True, 
     rounded to bfloat16 where written, half the bytes; the numbers change)."""
     check_kernels(kernels, target)
     masks = _clamp_masks(clamp_masks, target)
-    refine = patches is None and target != "host" and \
-        patch_grid(target, _forward_types(graph.module)[0][1]) >= REFINE_FROM_GRID
-    pristine = _clone_graph(graph) if refine else None
+    pristine = _clone_graph(graph) if _refinable(graph, patches, target) else None
 
     def build(g, floor: int = 0):
         passes, order, values, slices, report = _training_passes(g, trainable, lr, qas, gradients, scheme,
@@ -312,11 +310,11 @@ def compile_training(graph, trainable=None, lr: float = 0.01, qas: bool = True, 
         prog = _compile(g, passes, order, lr, extra_flags, target, sram_kb, build_dir, values, kernels,
                         stream_input)
         prog.slices, prog.momentum, prog.report = {s.name: s for s in slices}, float(momentum), report["report"]
-        return prog
+        return prog, _patch_stages(g.module)
 
-    prog = build(graph)
-    if refine:
-        prog = refine_patches(prog, lambda floor: build(pristine, floor), verbose)
+    prog, stages = build(graph)
+    if pristine is not None:
+        prog = refine_patches(prog, stages, lambda floor: build(pristine, floor), verbose)
     if verbose:
         print(f"[tinytrain] {prog.report.table()}", file=sys.stderr, flush=True)
     return prog
@@ -331,20 +329,31 @@ PATCH_GRID_FINE = 8
 REFINE_FROM_GRID = 4
 
 
-def forward_bound(rep, cut: str | None) -> tuple[int, int] | None:
-    """(the largest live bytes of the dispatches up to the last one of layer `cut`, the largest of
-    the dispatches after it) in the memory report `rep` of a step whose patched stages end at
-    `cut` (the last stage's cut layer); None without such a dispatch."""
+def _refinable(graph, patches, target: str) -> bool:
+    """Whether `refine_patches` runs for `graph` on `target`: default `patches` on a Cortex-M
+    target whose default grid is at least `REFINE_FROM_GRID`."""
+    return patches is None and target != "host" and \
+        patch_grid(target, _forward_types(graph.module)[0][1]) >= REFINE_FROM_GRID
+
+
+def forward_bound(rep, stages: list[dict]) -> tuple[int, int] | None:
+    """(the largest live bytes of the dispatches up to the last one of the last patched stage's
+    cut layer, the largest of the dispatches after it) in the memory report `rep` of a step with
+    the patched `stages` (`_patch_stages`) when the first is larger: the patched stages hold the
+    step's peak; else (or without such a dispatch) None."""
+    cut = stages[-1]["cut"] if stages else None
     last = max((r.index for r in rep.rows if cut in r.layers), default=None) if cut else None
     if last is None:
         return None
     rows = rep.rows
-    return (max(r.live_bytes for r in rows[:last + 1]),
-            max((r.live_bytes for r in rows[last + 1:]), default=0))
+    fwd, rest = (max(r.live_bytes for r in rows[:last + 1]),
+                 max((r.live_bytes for r in rows[last + 1:]), default=0))
+    return (fwd, rest) if fwd > rest else None
 
 
-def refine_patches(prog: "Int8Training", rebuild, verbose: bool = False) -> "Int8Training":
-    """`prog` (compiled with the default patches), or the program `rebuild(floor)` compiles when the
+def refine_patches(prog: "Int8Training", stages: list[dict], rebuild, verbose: bool = False) -> "Int8Training":
+    """`prog` (compiled with the default patches, into the patched `stages`: `_patch_stages`), or
+    the program `rebuild(floor)` compiles (with its stages) when the
     patched stages hold the step's peak: the stage choice estimates the forward pass only, and
     finer patches lower it at the cost of recomputed halo and code. `floor`: the live bytes of the
     step's worst dispatch after the patched stages (in `prog`'s memory report); the rebuild lets
@@ -360,13 +369,11 @@ def refine_patches(prog: "Int8Training", rebuild, verbose: bool = False) -> "Int
     from tinytrain.errors import CompileError
     from tinytrain.memory_report import report_for
 
-    rep = report_for(prog.firmware, function="train_step")
-    stages = _stage_attrs(prog.stages["linalg"])
-    bound = forward_bound(rep, stages[-1]["cut"] if stages else None)
+    bound = forward_bound(report_for(prog.firmware, function="train_step"), stages)
     first = prog.firmware.module.planned_sram()
     prog.patch_plan = {"grid": [st["grid"] for st in stages], "recomputed_macs": _recomputed(stages),
                        "plan_bytes": first, "refined": False}
-    if bound is None or bound[0] <= bound[1]:
+    if bound is None:
         return prog
     fwd, floor = bound
     prog.patch_plan.update(forward_bytes=fwd, floor_bytes=floor)
@@ -381,12 +388,11 @@ def refine_patches(prog: "Int8Training", rebuild, verbose: bool = False) -> "Int
         a.rename(b)
     why = None
     try:
-        fine = rebuild(floor)
+        fine, fine_stages = rebuild(floor)
         plan = fine.firmware.module.planned_sram()
         if plan < first:
             for _, b in aside:
                 shutil.rmtree(b, ignore_errors=True)
-            fine_stages = _stage_attrs(fine.stages["linalg"])
             fine.patch_plan = {"grid": [st["grid"] for st in fine_stages], "recomputed_macs": _recomputed(fine_stages),
                                "plan_bytes": plan, "refined": True, "coarse_grid": prog.patch_plan["grid"],
                                "coarse_recomputed_macs": prog.patch_plan["recomputed_macs"],
@@ -406,21 +412,19 @@ def refine_patches(prog: "Int8Training", rebuild, verbose: bool = False) -> "Int
     return prog
 
 
-def _stage_attrs(text: str) -> list[dict]:
-    """The patched stages of `@train_step` in a linalg module's text (its `tinytrain.patch_stage*`
-    attributes), in order: [{"cut", "grid", "macs", "patched_macs"}]."""
-    import re
-
-    head = re.search(r"func\.func @train_step\(.*", text)
-    if head is None:
-        return []
+def _patch_stages(module) -> list[dict]:
+    """The patched stages of `@train_step` in `module` (the `tinytrain.patch_stage`,
+    `tinytrain.patch_stage2`, ... attributes `patch-stage` sets), in order: [{"cut", "grid",
+    "macs", "patched_macs"}]."""
+    fn = find_func(module, "train_step")
     stages = []
-    for k, body in sorted(re.findall(r"tinytrain\.patch_stage(\d*) = \{([^}]*)\}", head.group(0)),
-                          key=lambda f: int(f[0] or 1)):
-        def num(key, body=body):
-            return int(re.search(rf"\b{key} = (\d+) : i64", body).group(1))
-        stages.append({"cut": re.search(r'cut = "([^"]+)"', body).group(1), "grid": num("grid"),
-                       "macs": num("macs"), "patched_macs": num("patched_macs")})
+    while fn is not None:
+        key = "tinytrain.patch_stage" + (str(len(stages) + 1) if stages else "")
+        if key not in fn.attributes:
+            break
+        info = ir.DictAttr(fn.attributes[key])
+        stages.append({"cut": ir.StringAttr(info["cut"]).value,
+                       **{k: ir.IntegerAttr(info[k]).value for k in ("grid", "macs", "patched_macs")}})
     return stages
 
 
@@ -465,9 +469,7 @@ def plan_sram(graph, trainable=(), *, lr: float = 0.01, qas: bool = True, target
     from tinytrain.pipeline import run_pipeline
 
     training = bool(trainable) or scheme is not None
-    refine = training and patches is None and target != "host" and \
-        patch_grid(target, _forward_types(graph.module)[0][1]) >= REFINE_FROM_GRID
-    pristine = _clone_graph(graph) if refine else None
+    pristine = _clone_graph(graph) if training and _refinable(graph, patches, target) else None
 
     def plan_once(g, floor: int, where: Path):
         masks = False
@@ -484,22 +486,21 @@ def plan_sram(graph, trainable=(), *, lr: float = 0.01, qas: bool = True, target
         # located text, as the firmware build compiles: the same iree-compile input, so the run's
         # compile cache serves a later compile_training of the same program (and the contributors
         # name their layers)
-        text = located_text(g.module)
-        module = build_static_module(text, where, target=target, sram_bytes=None,
+        module = build_static_module(located_text(g.module), where, target=target, sram_bytes=None,
                                      extra_flags=Int8Training.cortexm_flags, stream_input=stream_input,
                                      optional_flags=Int8Training.cortexm_optional_flags)
         if target != "host":  # the stack reserve of the linked firmware, with or without a budget
             compute_stack(module)
-        return module, _stage_attrs(text)
+        return module, _patch_stages(g.module)
 
     with tempfile.TemporaryDirectory(prefix="tinytrain-plan-") as tmp:
         where = Path(work_dir or tmp)
         module, stages = plan_once(graph, 0, where)
-        if refine:  # as compile_training (`refine_patches`)
+        if pristine is not None:  # as compile_training (`refine_patches`)
             from tinytrain.memory_report import memory_report
 
-            bound = forward_bound(memory_report(module, function="train_step"), stages[-1]["cut"] if stages else None)
-            if bound is not None and bound[0] > bound[1]:
+            bound = forward_bound(memory_report(module, function="train_step"), stages)
+            if bound is not None:
                 fine, _ = plan_once(pristine, bound[1], where / "refined")
                 if fine.planned_sram() < module.planned_sram():
                     module = fine

@@ -26,11 +26,12 @@ channels' filters, ... Where the region ends, its consumers take the groups:
   skip path's gradient at a residual block's input), the sum starts from that value and replaces
   the add;
 - with `bias_updates` (off by default: more kernels, and two published schemes' firmware then
-  overflowed the board's flash), a `bias_grad` feeding only the SGD update of a trained bias (through its QAS scalings): per
-  group, the group's sums and the update of its channels, inserted into the parameter as a
-  weight's are below (nothing waits for the last group: MobileNetV2-w0.35 `99kb` held 24
-  blocks.13 and 10 blocks.16 group sums, 1-2 KB, through the later blocks' backward; plan
-  112,272 -> 110,480 B); any other `bias_grad`: the groups' sums, concatenated;
+  overflowed the board's flash), a `bias_grad` feeding only the SGD update of a trained bias
+  (through its QAS scalings): per group, the group's sums and the update of its channels,
+  inserted into the parameter as a weight's are below (nothing waits for the last group:
+  MobileNetV2-w0.35 `99kb` held 24 blocks.13 and 10 blocks.16 group sums, 1-2 KB, through the
+  later blocks' backward; plan 112,272 -> 110,480 B); any other `bias_grad`: the groups' sums,
+  concatenated;
 - a depthwise weight gradient: per group (its input's channels sliced), concatenated (weight-sized);
 - a dense weight gradient feeding only the SGD update of a trained parameter: per group, the
   gradient of the group's output channels and their update, written into the parameter
@@ -429,7 +430,6 @@ class _Splitter:
         self.r = region
         self.block = block
         self.bounds = region.bounds(parts, recompute)
-        self.done: list = []
 
     def run(self) -> int:
         r = self.r
@@ -455,6 +455,7 @@ class _Splitter:
         sums = _Sums(r, seed, _block_index(self.block))
         self.into = sums.into
         acc.update(sums.seeds)
+        done: list = []  # what the next group's barrier waits for besides the carried values
         with ir.InsertionPoint(seed), seed.location:
             g_ins = [p.operands[0] for p in r.parts]   # the output gradient(s) the seed reads
             # an output gradient cheap to remake (`_Remade`) is remade in each group from its
@@ -474,7 +475,7 @@ class _Splitter:
                     carried = [(key, j) for key, val in acc.items() if key not in r.chains
                                for j in ([None] if not isinstance(val, list) else range(len(val)))]
                     vals = [acc[key] if j is None else acc[key][j] for key, j in carried]
-                    out = optimization_barrier([*kept, *leaves, *vals, *self.done])
+                    out = optimization_barrier([*kept, *leaves, *vals, *done])
                     kept, leaves = out[:len(kept)], out[len(kept):len(kept) + len(leaves)]
                     for (key, j), v in zip(carried, out[len(kept) + len(leaves):]):
                         if j is None:
@@ -495,7 +496,7 @@ class _Splitter:
                 # (its own channels are still the old ones): each update is then in place
                 params = {acc[n]: r.chains[n][-1].operands[0] for n in r.chains}
                 before = {w: {_op(u.owner) for u in w.uses} for w in params.values()}
-                self._group(g_ins, c0, c1, acc)
+                done = self._group(g_ins, c0, c1, acc)
                 if k:
                     for cur, w in params.items():
                         for use in list(w.uses):
@@ -554,9 +555,11 @@ class _Splitter:
         lo, hi = c0 - base, c1 - base
         return (lo, hi, pieces[v]) if 0 <= lo and hi <= _shape(v)[-1] else None
 
-    def _group(self, g_ins: list, c0: int, c1: int, acc: dict) -> None:
+    def _group(self, g_ins: list, c0: int, c1: int, acc: dict) -> list:
+        """Group [c0, c1) from the output gradient(s) `g_ins`, its results added to `acc`; returns
+        its bias gradients of "bias_update" consumers (the next group's barrier waits for them)."""
         r = self.r
-        self.done = []   # values the next group's barrier waits for (this group's bias gradients)
+        done = []
         pieces: dict = {}
         out = r.seed.results[0]
         ty = _ty(_shape(out)[:-1] + [c1 - c0], out)
@@ -610,7 +613,7 @@ class _Splitter:
                 # gradient waits for the last group (its recomputed activations, which read these
                 # channels, come before it: the gradient depends on them)
                 g = tt.BiasGradOp(p, _ty([hi - lo], u.results[0])).result
-                self.done.append(g)
+                done.append(g)
                 acc[n] = self._update(acc[n], g, r.chains[n], 0, lo, hi)
             elif kind == "depthwise_weight":
                 at = u.attributes
@@ -642,6 +645,7 @@ class _Splitter:
             g = tt.Conv2dGradWeightOp(u.operands[0], out[0], at["strides"], at["padding"], at["groups"],
                                       _ty(_shape(u.results[0])[:-1] + [hi - lo], u.results[0])).result
             acc[n] = self._update(acc[n], g, r.chains[n], 3, lo, hi)
+        return done
 
     @staticmethod
     def _update(cur: ir.Value, g: ir.Value, chain: list, axis: int, lo: int, hi: int) -> ir.Value:
