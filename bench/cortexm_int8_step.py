@@ -106,7 +106,9 @@ def run(hw: int, steps: int, work: Path) -> dict:
         res = prog.run_qemu(train=(xs, ys), workdir=work / f"run-{key}", timeout=3600)
         if res.returncode != 0:
             raise RuntimeError(f"{key}: firmware failed\n{res.output[-2000:]}")
-        out[key] = {"kernels": kernels, "patches": patch_grid(TARGET, hw) if patches is None else patches, "trace": res.trace, "ticks": [t for _, t in res.steps],
+        # the patched stages' grids the compile kept (`refine_patches` may refine the default)
+        grids = (prog.patch_plan or {}).get("grid") or [patch_grid(TARGET, hw) if patches is None else patches]
+        out[key] = {"kernels": kernels, "patches": grids, "trace": res.trace, "ticks": [t for _, t in res.steps],
                         "dispatches": _our_dispatches(prog.stages.get("linalg_device", "")),
                         "build_s": round(built, 1), "sram_peak": res.mem.get("sram_peak")}
         print(f"[step] {key}: built in {built:.0f} s, ticks {out[key]['ticks']}", file=sys.stderr,
@@ -128,6 +130,11 @@ def run(hw: int, steps: int, work: Path) -> dict:
             "state_and_loss_identical": bool(same), "state_and_loss_within_1e-6": bool(close),
             "cycles_per_instruction": CPI, "clock_hz": F_HZ,
             "paper_ms": PAPER_MS, "rows": rows}
+
+
+def _grids(patches) -> str:
+    """A program's patch grids as "4x4 + 4x4" (one per patched stage; an int: one grid)."""
+    return " + ".join(f"{g}x{g}" for g in (patches if isinstance(patches, list) else [patches]))
 
 
 def main(argv=None) -> int:
@@ -160,14 +167,14 @@ def main(argv=None) -> int:
                      ("ttk-f32", "ours + fp32 1x1 / depthwise input and weight gradients (`kernels=\"ttk-f32\"`)")):
         r = ours[k]
         d = r["dispatches_of_our_kernels"]
-        md.append(f"| {label} | {r['patches']}x{r['patches']} | {d['conv_s8']} / {d['conv1x1_s8']} / {d['dwconv_s8']} / "
+        md.append(f"| {label} | {_grids(r['patches'])} | {d['conv_s8']} / {d['conv1x1_s8']} / {d['dwconv_s8']} / "
                   f"{d['conv1x1_grad_input_f32']} / {d['dwconv_grad_input_f32']} / {d['conv1x1_grad_weight_f32']} / "
                   f"{d['dwconv_grad_weight_f32']} | "
                   f"{r['instructions_per_step']:,} | {r['projected_ms']} | {PAPER_MS} | {r['sram_peak_bytes']:,} B |")
     patched, whole = ours["ttk"], ours["ttk-nopatch"]
     md += ["", f"The patched first stage's convolutions (padding 0 on a patch padded at the image border) run our "
                f"kernels too (`ttk_dwconv_s8` / `ttk_conv_s8` take the padding, 0 or (K-1)/2). With our kernels the "
-               f"default {patched['patches']}x{patched['patches']} patches take "
+               f"default {_grids(patched['patches'])} patches take "
                f"{patched['instructions_per_step'] / whole['instructions_per_step'] - 1:+.1%} instructions "
                f"(the recomputed halo) and {patched['sram_peak_bytes'] - whole['sram_peak_bytes']:+,} B of device "
                f"SRAM against no patches."]
