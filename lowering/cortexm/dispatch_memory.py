@@ -42,7 +42,7 @@ from iree.compiler import ir
 from iree.compiler.dialects import arith, hal, util  # noqa: F401 - registers the op views
 
 from .hal2c import _BIN, _CASTS  # the host program's integer arithmetic, shared
-from .schedule_model import Alloc, Command, Unsupported, _dtype_size
+from .schedule_model import Alloc, Command, Unsupported, _dtype_size, loc_names
 
 __all__ = ["Access", "Subspan", "ExportInfo", "Value", "read_sources", "command_accesses", "live_ranges",
            "live_bytes", "union_bytes", "unaligned_bindings"]
@@ -51,8 +51,6 @@ _TENSOR_TYPE = re.compile(r"dispatch\.tensor<(readonly|writeonly|readwrite):tens
 # A buffer our own kernels take (``to-linalg{kernels=ttk}``: a dispatch calling a static import).
 _MEMREF_TYPE = re.compile(r"^memref<((?:\d+x)*)(\w+)>$")
 _READ_ONLY = 1                   # bit of ``descriptor_flags`` (IREE's HAL DescriptorFlags::ReadOnly)
-# Every quoted string of a printed location; a file location's is followed by ":<line>".
-_LOC_STRING = re.compile(r'"((?:[^"\\]|\\.)*)"(:\d+)?')
 _MODES = {"readonly": "r", "writeonly": "w", "readwrite": "rw"}
 # Ops whose location names the layer a dispatch computes (not its buffer plumbing).
 _COMPUTE = ("linalg.", "iree_linalg_ext.")
@@ -205,9 +203,7 @@ def _layers(func) -> list:
         [o for o in ops if o.name in _FALLBACK]
     names: list = []
     for o in compute:
-        for n, line in _LOC_STRING.findall(str(o.location)):
-            if not line and n not in names:
-                names.append(n)
+        names += [n for n in loc_names(o.location) if n not in names]
     return names
 
 

@@ -28,7 +28,7 @@ from iree.compiler.dialects import arith, cf, hal, util  # noqa: F401 - register
 
 from .hal_constants import constant_bytes, parse_resources
 from .schedule_model import (ALIGN, NULL, UNKNOWN, Alloc, Buf, Command, CommandBuffer, Function,
-                             IODesc, Schedule, Token, Unsupported, View, _align, _dtype_size)
+                             IODesc, Schedule, Token, Unsupported, View, _align, _dtype_size, loc_names)
 
 __all__ = ["ALIGN", "IGNORED_OPS", "Schedule", "Unsupported", "extract_schedule", "public_functions"]
 
@@ -334,10 +334,10 @@ class _Interpreter:
                 dst = self.resolve(target, target_offset, length, slots)
                 self.emit(Command("copy", self.tick(), [src, dst], length=length))
             else:
-                _, export, workgroups, constants, bindings = e
+                _, export, workgroups, constants, bindings, layers = e
                 refs = [self.resolve(b, off, ln, slots) for b, off, ln in bindings]
                 self.emit(Command("dispatch", self.tick(), refs, export=export,
-                                  workgroups=workgroups, constants=constants))
+                                  workgroups=workgroups, constants=constants, layers=layers))
 
 
 # --------------------------------------------------------------------------------------------
@@ -688,7 +688,8 @@ def _hal_command_buffer_dispatch(it, op, env):
         raise Unsupported(f"push constants of {fn.payload} are not compile-time constants")
     binds = list(zip(env.all(_get(op, "binding_buffers")), env.all(_get(op, "binding_offsets")),
                      env.all(_get(op, "binding_lengths"))))
-    env(_get(op, "command_buffer")).entries.append(("dispatch", fn.payload, wg, consts, binds))
+    env(_get(op, "command_buffer")).entries.append(("dispatch", fn.payload, wg, consts, binds,
+                                                   tuple(loc_names(op.location))))
     return []
 
 

@@ -8,11 +8,25 @@ program order, the constant pool bytes and the packed arena size.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from tinytrain.errors import CompileError
 
 ALIGN = 64
+
+# Every quoted string of a printed location; a file location's is followed by ":<line>".
+_LOC_STRING = re.compile(r'"((?:[^"\\]|\\.)*)"(:\d+)?')
+
+
+def loc_names(location) -> list:
+    """The names in a printed MLIR location (`loc("blocks.3.depthwise")`, fused ones each once,
+    in order), not file locations: the layers our passes name ops after."""
+    names: list = []
+    for n, line in _LOC_STRING.findall(str(location)):
+        if not line and n not in names:
+            names.append(n)
+    return names
 
 
 class Unsupported(CompileError):
@@ -97,6 +111,10 @@ class Command:
     #: copy: brings bytes of the streamed step input in (``TT_CMD_READ_INPUT``: from the caller's
     #: buffer or its input reader)
     stream_read: bool = False
+    #: dispatch: the layers this command computes, from its location in the HAL program. IREE
+    #: runs one kernel for every dispatch with the same code, so the kernel's own source names
+    #: only the layers of one of them (e.g. a gradient reduction shared by blocks 9-13)
+    layers: tuple = ()
 
 
 @dataclass

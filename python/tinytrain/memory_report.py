@@ -279,7 +279,7 @@ def memory_report(module, *, function: str | None = None, budget_bytes: int | No
         alive = dm.union_bytes([(a.offset, a.offset + _aligned(a.size)) for a in transient
                                 if a.start <= c.time <= a.end])
         info = exports[c.export]
-        rows.append(MemoryRow(len(rows), c.export, list(info.layers), live, alive, base + live))
+        rows.append(MemoryRow(len(rows), c.export, _command_layers(c, info), live, alive, base + live))
 
     arena = sched.arena_size - sched.persistent_size
     packed = _packed_by_function(sched)
@@ -322,6 +322,16 @@ def memory_report(module, *, function: str | None = None, budget_bytes: int | No
     return rep
 
 
+def _command_layers(command, info) -> list:
+    """The layers a dispatch command computes. The kernel's source names every layer of its fused
+    ops, but IREE runs one kernel for all dispatches with the same code (e.g. a gradient reduction
+    of blocks 9-13), and its source names the layers of one of them; the command's location (in
+    the HAL program) names its own layer. The kernel's list when it holds the command's layer,
+    else the command's."""
+    own = list(command.layers)
+    return list(info.layers) if not own or set(own) <= set(info.layers) else own
+
+
 def _live_tensors(values: list, index: int, commands: list, exports: dict) -> list:
     """The values live at command `index` grouped by their writer, largest first: each byte
     counted once, for its latest writer (a value and the remainder an overwrite left of it may
@@ -346,7 +356,7 @@ def _live_tensors(values: list, index: int, commands: list, exports: dict) -> li
     out = []
     for (start, end), size in groups.items():
         c = commands[start]
-        layers = list(exports[c.export].layers) if c.op == "dispatch" and c.export in exports else []
+        layers = _command_layers(c, exports[c.export]) if c.op == "dispatch" and c.export in exports else []
         out.append(LiveTensor(size, name(start), layers, name(end), start, end))
     return sorted(out, key=lambda t: (-t.bytes, t.written_at))
 

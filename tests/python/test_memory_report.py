@@ -107,8 +107,14 @@ def m4(tmp_path_factory):
 
 def _check_rows(rep, module, params):
     sched = module.schedule
-    dispatches = [c.export for c in sched.function("train_step").commands if c.op == "dispatch"]
+    commands = [c for c in sched.function("train_step").commands if c.op == "dispatch"]
+    dispatches = [c.export for c in commands]
     assert [r.dispatch for r in rep.rows] == dispatches
+    # each row names its own command's layer (the HAL program's location of the dispatch), also
+    # where one kernel serves the dispatches of several layers
+    assert sum(bool(c.layers) for c in commands) > len(commands) // 2, [c.export for c in commands if not c.layers]
+    for c, r in zip(commands, rep.rows):
+        assert set(c.layers) <= set(r.layers), (c.export, c.layers, r.layers)
     assert [r.index for r in rep.rows] == list(range(len(dispatches)))
     assert rep.peak_bytes == module.planned_peak() and rep.reserved_bytes == module.planned_sram()
     state = sum(_align(p.nbytes) for p in params)
@@ -219,3 +225,18 @@ def test_int8_program_report_agrees_with_the_device(tmp_path):
     assert res.returncode == 0, res.output[-2000:]
     measured = res.mem["sram_peak"]
     assert abs(measured - rep.peak_bytes) <= 0.10 * measured, (measured, rep.peak_bytes)
+
+
+def test_a_shared_kernel_row_names_its_own_layer():
+    """IREE runs one kernel for every dispatch with the same code; its source names one of their
+    layers. A row takes the kernel's layers when they hold the command's own, else the command's."""
+    from tinytrain.lowering.cortexm.schedule_model import Command
+    from tinytrain.memory_report import _command_layers
+
+    fused = dm.ExportInfo("k", [], ["blocks.13.depthwise", "blocks.13.pointwise2"])
+    own = Command("dispatch", 0, [], export="k", layers=("blocks.13.depthwise",))
+    other = Command("dispatch", 1, [], export="k", layers=("blocks.12.depthwise",))
+    bare = Command("dispatch", 2, [], export="k")
+    assert _command_layers(own, fused) == ["blocks.13.depthwise", "blocks.13.pointwise2"]
+    assert _command_layers(other, fused) == ["blocks.12.depthwise"]
+    assert _command_layers(bare, fused) == ["blocks.13.depthwise", "blocks.13.pointwise2"]
