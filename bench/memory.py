@@ -18,7 +18,8 @@ For each model (`mbv2_w035`, `proxyless_w03`, `mcunet_5fps`: `tinytrain.pretrain
 - `patch_plan`: the patched stages' grids, and whether `compile_training` compiled the step
   again with finer patches because the patched stages held its peak (`refine_patches`; `plan_bytes`
   is then the finer program's, as `plan_sram` plans it); `firmware_text_bytes`: its code and
-  constants in the board's 4 MB of flash;
+  constants in the board's 4 MB of flash, `firmware_kernels` / `firmware_kernel_code_bytes` the
+  IREE kernels among it and their code;
 - when it does not fit: `peak_sram_bytes` is null, `budget_error` is the compiler's
   `SramBudgetError` message and `contributors` its bytes per contributor.
 
@@ -175,6 +176,7 @@ def device_case(model_name: str, scheme: str, hw: int, build_dir: Path) -> dict:
     return {"peak_sram_bytes": int(res.mem["sram_peak"]), "device_mem": res.mem, "plan": prog.planned_sram(),
             "params_equal_host": not bad, "differences": bad, "loss": dev_loss,
             "patch_plan": prog.patch_plan, "firmware_text_bytes": prog.firmware.text,
+            "firmware_kernels": prog.firmware.kernels, "firmware_kernel_code_bytes": prog.firmware.kernel_code,
             "trained_tensors": len(prog.state_names), "changed_tensors": len(changed)}
 
 
@@ -530,6 +532,8 @@ def scheme_table(results: dict) -> list[str]:
                 grids += ")"
             text = s.get("firmware_text_bytes")
             flash = "-" if text is None else f"{text / 2**20:.2f} MB"
+            if s.get("firmware_kernel_code_bytes"):
+                flash += f" ({s['firmware_kernels']} kernels: {s['firmware_kernel_code_bytes'] / 2**20:.2f} MB)"
             lines.append(f"| {MODELS[key]} | {name} | {s['plan_bytes']} B ({kb(s['plan_bytes'])}) | "
                          f"{'yes' if s['fits'] else 'no'} | {peak} | {eq} | {grids} | {flash} | {top} |")
     return lines
@@ -551,7 +555,8 @@ METHOD = ("PyTorch: the fp32 twin of the int8 model (dequantized weights, fp32 a
 
 FLASH = ("Flash: the linked firmware's `.text` (`arm-none-eabi-size`; the kernels' code, the frozen "
          "int8 weights and the schedule's tables), MB = 2^20 B, against the emulated board's 4 MB; the "
-         "paper's STM32F746 has 1 MB of flash.")
+         "paper's STM32F746 has 1 MB of flash. In brackets, where the run recorded it: how many IREE kernels "
+         "the firmware links and their code (`Firmware.kernels`, `.kernel_code`).")
 
 
 def write(results: dict, settings: dict, folder: Path) -> None:

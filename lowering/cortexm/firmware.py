@@ -68,13 +68,18 @@ class Firmware:
     text: int = 0
     data: int = 0
     bss: int = 0
+    #: the IREE kernels in ``text``: how many dispatch functions, and their code's bytes
+    #: (``arm-none-eabi-nm``); the rest of ``text`` is the frozen weights, the schedule's tables,
+    #: the runtime and the harness
+    kernels: int = 0
+    kernel_code: int = 0
     #: the linked ELF's worst-case stack (``stack_bound.analyze``), None without a static bound
     stack_bound: int | None = None
 
     def save_manifest(self) -> Path:
         path = self.project_dir / "firmware.json"
         keys = ("board", "sram_kb", "stack_bytes", "state", "state_bytes", "input_dtype",
-                "output_dtype", "output_shape", "text", "data", "bss", "stack_bound")
+                "output_dtype", "output_shape", "text", "data", "bss", "kernels", "kernel_code", "stack_bound")
         meta = {k: getattr(self, k) for k in keys}
         meta["elf"] = str(self.elf.relative_to(self.project_dir))
         path.write_text(json.dumps(meta, indent=2) + "\n")
@@ -302,8 +307,22 @@ def build_firmware(module: StaticModule, out_dir, *, board: str = "mps2-an386", 
                          check=True).stdout
     sec = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\.\w+)\s+(\d+)", out, re.M)}
     fw.text, fw.data, fw.bss = sec.get(".text", 0), sec.get(".data", 0), sec.get(".bss", 0)
+    fw.kernels, fw.kernel_code = kernel_code(elf)
     fw.save_manifest()
     return fw
+
+
+def kernel_code(elf) -> tuple[int, int]:
+    """(how many, bytes of code) of the IREE kernels linked into ``elf``: its function symbols of
+    the static library's dispatches (``<function>_dispatch_<n>_<shape>``)."""
+    out = subprocess.run(["arm-none-eabi-nm", "-S", "-t", "d", str(elf)], capture_output=True, text=True,
+                         check=True).stdout
+    count = size = 0
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 4 and parts[2] in ("t", "T") and "_dispatch_" in parts[3]:
+            count, size = count + 1, size + int(parts[1])
+    return count, size
 
 
 # ---- host files for the harness ------------------------------------------------------------

@@ -240,3 +240,17 @@ def test_a_shared_kernel_row_names_its_own_layer():
     assert _command_layers(own, fused) == ["blocks.13.depthwise", "blocks.13.pointwise2"]
     assert _command_layers(other, fused) == ["blocks.12.depthwise"]
     assert _command_layers(bare, fused) == ["blocks.13.depthwise", "blocks.13.pointwise2"]
+
+
+def test_firmware_counts_its_kernels_code(m4):
+    """`Firmware.kernels` / `.kernel_code`: the IREE dispatch functions linked into the ELF, part
+    of its flash, and kept by the manifest."""
+    from tinytrain.lowering.cortexm.firmware import load_firmware
+
+    prog, _ = m4
+    fw = prog.firmware
+    used = {c.export for f in fw.module.schedule.functions for c in f.commands if c.op == "dispatch"}
+    assert fw.kernels >= len(used) > 0
+    assert 0 < fw.kernel_code < fw.text
+    again = load_firmware(fw.project_dir)
+    assert (again.kernels, again.kernel_code) == (fw.kernels, fw.kernel_code)
