@@ -225,5 +225,10 @@ def test_quantized_user_model_trains_on_cortex_m4_like_the_host(tmp_path):
             assert_device_equals_host(d, h, err_msg=f"step {i} {name}")
             if not np.array_equal(d, prog.quantized_params[name]):
                 moved.add(name)
-    assert {"block.pw.weight", "block.pw.bias", "head.conv.weight", "fc.weight"} <= moved, moved
+    # int8 weights and int32 biases that move by whole steps (block.pw.weight by up to 2, its bias
+    # by up to 96 over the 8 steps); head.conv.weight's per-step update is about a tenth of an int8
+    # step, so whether one rounds to a move depends on the float training of the model above,
+    # which differs between machines (it moved in earlier CI runs, not on an AVX-512 machine where
+    # its largest update over the 8 steps was 0 even at lr=0.1)
+    assert {"block.pw.weight", "block.pw.bias", "head.conv.bias", "fc.weight"} <= moved, moved
     assert res.mem["sram_peak"] <= 256 * 1024
