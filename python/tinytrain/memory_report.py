@@ -398,7 +398,13 @@ def report_for(firmware, *, function: str | None = None) -> MemoryReport:
         raise ValueError(f"the firmware in {firmware.project_dir} was loaded from disk without its "
                          "compiled schedule; the memory report is made at compile time "
                          "(prog.memory_report() on the compiled program)")
-    return memory_report(firmware.module, function=function, budget_bytes=firmware.sram_kb * 1024)
+    rep = memory_report(firmware.module, function=function, budget_bytes=firmware.sram_kb * 1024)
+    if firmware.text:
+        # the flash the program takes besides its SRAM: most of it is kernel code (one kernel per
+        # dispatch that differs in anything IREE bakes in: channel groups, patches, constants)
+        rep.notes.append(f"flash: {firmware.text:,} B of code and constants (.text), of which "
+                         f"{firmware.kernel_code:,} B are the code of {firmware.kernels} IREE kernels")
+    return rep
 
 
 # ---- the plot --------------------------------------------------------------------------------

@@ -254,3 +254,6 @@ def test_firmware_counts_its_kernels_code(m4):
     assert 0 < fw.kernel_code < fw.text
     again = load_firmware(fw.project_dir)
     assert (again.kernels, again.kernel_code) == (fw.kernels, fw.kernel_code)
+    # the memory report says it
+    assert f"{fw.text:,} B of code and constants (.text), of which {fw.kernel_code:,} B are the code of " \
+           f"{fw.kernels} IREE kernels" in "\n".join(prog.memory_report().summary())
