@@ -69,7 +69,7 @@ class Firmware:
     data: int = 0
     bss: int = 0
     #: the IREE kernels in ``text``: how many dispatch functions, and their code's bytes
-    #: (``arm-none-eabi-nm``); the rest of ``text`` is the frozen weights, the schedule's tables,
+    #: (``kernel_code``); the rest of ``text`` is the frozen weights, the schedule's tables,
     #: the runtime and the harness
     kernels: int = 0
     kernel_code: int = 0
@@ -314,15 +314,11 @@ def build_firmware(module: StaticModule, out_dir, *, board: str = "mps2-an386", 
 
 def kernel_code(elf) -> tuple[int, int]:
     """(how many, bytes of code) of the IREE kernels linked into ``elf``: its function symbols of
-    the static library's dispatches (``<function>_dispatch_<n>_<shape>``)."""
-    out = subprocess.run(["arm-none-eabi-nm", "-S", "-t", "d", str(elf)], capture_output=True, text=True,
-                         check=True).stdout
-    count = size = 0
-    for line in out.splitlines():
-        parts = line.split()
-        if len(parts) == 4 and parts[2] in ("t", "T") and "_dispatch_" in parts[3]:
-            count, size = count + 1, size + int(parts[1])
-    return count, size
+    the static library's dispatches (``<function>_dispatch_<n>_<shape>``), read by the stack
+    analysis' ELF reader."""
+    _, symbols, _ = stack_bound._read_elf(elf)
+    sizes = [size for name, _, size in symbols if "_dispatch_" in name]
+    return len(sizes), sum(sizes)
 
 
 # ---- host files for the harness ------------------------------------------------------------
