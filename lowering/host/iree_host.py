@@ -36,6 +36,13 @@ HOST_FLAGS = [
     # 25.0 -> 22.0 ms (`bench/host_profile.py <case>`, kernel time / step time, same machine
     # state; losses and parameters after 5 steps bit-identical at 64 and 176 px `last`).
     "--iree-llvmcpu-disable-distribution",
+    # IREE 3.13's x86 codegen for an AMD EPYC (znver4, AVX-512) gives some i8 x i8 -> i32
+    # convolutions vectors over its check's limit and stops ("One or more operations with large
+    # vector sizes (16384 bytes) were found"): e.g. the 1x1 conv of a 1x5x16x16 row band by
+    # 1x1x16x96 in MobileNetV2-w0.35's patched first stage at 128x128 (`conv_2d_nhwc_hwcf_q`, and
+    # the plain conv of a frozen weight); the host .vmfb of the paper's models did not build there.
+    # With the check off it compiles them (the check changes no code of a dispatch that passes it).
+    "--iree-llvmcpu-fail-on-large-vector=false",
 ]
 
 
