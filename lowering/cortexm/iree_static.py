@@ -35,7 +35,7 @@ from tinytrain.lowering.compile_cache import cached_output
 from tinytrain.lowering.iree_tools import (COMPILER_DIST, InternalCompilerError, iree_tool, run_iree_compile,
                                            verify_flag)
 
-from . import abi_check, dispatch_memory, hal2c, input_overlay, input_stream, replan, schedule_c
+from . import abi_check, dispatch_memory, hal2c, input_overlay, input_stream, realign, replan, schedule_c
 from .schedule_model import Unsupported, _align
 
 # CPU features are explicit: LLVM has no cpu->features mapping for these targets in IREE.
@@ -409,6 +409,8 @@ def build_static_module(linalg_text: str, out_dir, *, target: str = "cortex-m4",
         kernel_sources = None   # the passes below say why they keep IREE's layout / the input buffer
     streamed = stream_input and input_stream.stream_input(schedule, kernel_sources, uses).streamed
     place = overlay_input and not streamed   # a streamed input is not placed whole
+    if kernel_sources is not None:   # (without them every binding must be aligned: emit checks)
+        realign.realign_bindings(schedule, kernel_sources)
     if replan_memory:
         state = schedule_c.state_bytes(schedule_c.plan_state(schedule, train))
         schedule = replan.replan_and_place(schedule, sources, uses if place else {}, kernel_sources, state)

@@ -327,3 +327,52 @@ def test_replanned_program_trains_on_the_device_like_the_host(tmp_path, target):
     reference.assert_trace_matches(res.trace, host, target)     # bit-exact on the M4
     plan = ours.planned_peak()
     assert abs(res.mem["sram_peak"] - plan) <= 0.1 * plan, (res.mem, plan)
+
+
+def test_a_binding_iree_passes_misaligned_gets_an_aligned_copy_in_both_layouts():
+    """IREE binds a kernel that declares 64-byte aligned bindings at byte 48 (one channel group's
+    gradient written in place into the concatenation of the groups): `realign_bindings` gives the
+    binding its own buffer, copied in before and (written) back after; the results stay the same
+    in IREE's layout and in ours, and every binding of a kernel that declares alignment is
+    aligned in both."""
+    from tinytrain.lowering.cortexm import realign
+    from tinytrain.lowering.cortexm.schedule_model import ALIGN
+
+    kernels = {"g": ("r", "w"), "h": ("r", "w")}
+
+    def cmds(tmp, out):
+        # groups [0, 48) and [48, 96) of one tensor; g reads group 0 and writes group 1 in place,
+        # h reads group 1 at its misaligned offset and writes [128, 192)
+        return [_fill(1, tmp, 0, 96), _dispatch(2, "g", Buf(tmp, 0, 48), Buf(tmp, 48, 48)),
+                _dispatch(3, "h", Buf(tmp, 48, 48), Buf(tmp, 128, 64)),
+                _copy(4, tmp, 32, out, 0, 64), _copy(5, tmp, 128, out, 0, 64)]
+
+    def exports(s):
+        return {name: dm.ExportInfo(name, [dm.Subspan(b, ("const", 0), r.length, m, alignment=64)
+                                           for b, (r, m) in enumerate(zip(c.refs, kernels[name]))])
+                for name in kernels
+                for c in [next(c for c in s.function("train_step").commands if c.export == name)]}
+
+    def aligned(s):
+        return all((r.alloc.offset + r.offset) % ALIGN == 0 for c in s.function("train_step").commands
+                   if c.op == "dispatch" for r in c.refs if r.alloc.kind == "arena")
+
+    before, _ = _schedule(cmds)
+    expected = _contents(before, kernels)
+    assert not aligned(before)
+    s, _ = _schedule(cmds)
+    ex = exports(s)
+    assert realign.realign_bindings(s, ex) == 2
+    ops = [(c.op, c.export) for c in s.function("train_step").commands]
+    # g's output: copied in and back; h's input (read only): copied in
+    assert ops == [("fill", ""), ("copy", ""), ("dispatch", "g"), ("copy", ""), ("copy", ""),
+                   ("dispatch", "h"), ("copy", ""), ("copy", "")], ops
+    assert aligned(s) and _contents(s, kernels) == expected
+    (r,) = replan.replan(s, ex)
+    assert not r.reason, r.describe()
+    assert aligned(s) and _contents(s, kernels) == expected
+    # a kernel whose source declares no alignment keeps IREE's binding
+    t, _ = _schedule(cmds)
+    plain = {name: dm.ExportInfo(name, [dm.Subspan(b, ("const", 0), s_.length, s_.mode) for b, s_ in
+                                        enumerate(info.subspans)]) for name, info in exports(t).items()}
+    assert realign.realign_bindings(t, plain) == 0

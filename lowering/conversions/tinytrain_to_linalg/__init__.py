@@ -52,7 +52,7 @@ from tinytrain.dialects import TinyTrain
 from tinytrain.errors import CompileError
 from tinytrain.passes import ModulePass
 
-from . import (conv, elementwise, layers_activation, layers_broadcast, layers_pool, layers_shape,
+from . import (conv, elementwise, frozen, layers_activation, layers_broadcast, layers_pool, layers_shape,
                linear, loss, pool, quant, shape)
 from .builders import CLAMPS, STAGE
 from .conv import CONVGRADS
@@ -155,7 +155,8 @@ def _resource_key(name: str) -> str:
 _NUMPY_DTYPES = {"f32": np.float32, "i8": np.int8, "i32": np.int32}
 
 
-def _inline_frozen_params(func, values: Mapping[str, np.ndarray], constants: dict) -> None:
+def _inline_frozen_params(func, values: Mapping[str, np.ndarray], constants: dict,
+                          arrays: dict | None = None) -> None:
     """Replace each frozen-parameter argument of `func` by an `arith.constant` holding its value
     and remove the argument (block argument, `function_type`, `arg_attrs`).
 
@@ -179,6 +180,8 @@ def _inline_frozen_params(func, values: Mapping[str, np.ndarray], constants: dic
                                f"function expects {list(ty.shape)}", stage=STAGE)
         if name not in constants:
             constants[name] = ir.DenseResourceElementsAttr.get_from_buffer(arr, _resource_key(name), ty)
+            if arrays is not None:
+                arrays[_resource_key(name)] = arr
         with ir.InsertionPoint(first), arg.location:
             c = arith.ConstantOp(ty, constants[name]).result
         arg.replace_all_uses_with(c)
@@ -203,11 +206,12 @@ def _convert(module: ir.Operation, values: Mapping[str, np.ndarray] | None,
              table: Mapping[type, object]) -> None:
     _check_all_lowered(module, table)
     constants: dict = {}
+    arrays: dict = {}
     for op in module.regions[0].blocks[0].operations:
         if op.operation.name != "func.func" or not op.regions[0].blocks:
             continue
         if values is not None:
-            _inline_frozen_params(op, values, constants)
+            _inline_frozen_params(op, values, constants, arrays)
         order_tied_reads(op)
     type_converter = rewrite.TypeConverter()
     type_converter.add_conversion(_keep_type)
@@ -216,10 +220,11 @@ def _convert(module: ir.Operation, values: Mapping[str, np.ndarray] | None,
     target = rewrite.ConversionTarget()
     target.add_illegal_dialect(TinyTrain)
     target.add_legal_dialect("linalg", "tensor", "arith", "math", "func")
-    try:
-        rewrite.apply_partial_conversion(module, target, patterns.freeze())
-    except ir.MLIRError as e:
-        raise CompileError(f"to-linalg: {e}", stage=STAGE) from None
+    with frozen.values_in(arrays):
+        try:
+            rewrite.apply_partial_conversion(module, target, patterns.freeze())
+        except ir.MLIRError as e:
+            raise CompileError(f"to-linalg: {e}", stage=STAGE) from None
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

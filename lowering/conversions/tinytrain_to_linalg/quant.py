@@ -8,7 +8,12 @@ is the specification; the step numbers below are its steps):
   window; the i8 x i8 -> i32 dot product is the named `linalg.conv_2d_nhwc_hwcf_q` /
   `linalg.depthwise_conv_2d_nhwc_hwc_q` with the input zero point folded in (`x - x_zero`) and a
   kernel zero point of 0 (symmetric weights), accumulated from 0 (the dot always fits int32, see
-  `reference.conv2d_acc`). One `linalg.generic` then does, per element, in i64:
+  `reference.conv2d_acc`). A frozen weight (a constant: `frozen.constant_value`) takes the plain
+  `conv_2d_nhwc_hwcf` / `depthwise_conv_2d_nhwc_hwc` of `x` instead, and `- x_zero * sum w` per
+  output channel, computed here in numpy, joins the bias (`_zero_point_offsets`): the same
+  integers, without the weight-sum reduction IREE's decomposition of the `_q` op builds into the
+  kernel (which, once small constants are not inlined into kernels as on the Cortex-M, is a
+  dispatch of its own per convolution and step). One `linalg.generic` then does, per element, in i64:
   step 0 `acc32 = saturate_int32(dot + bias)` (the saturating add of the Cortex-M kernels: the
   dead channels of ProxylessNAS / MCUNet have biases of +-2^31 and `dot + bias` leaves int32),
   steps 2-4 (`multiply_by_quantized_multiplier` with the per-channel `multiplier` / `shift`,
@@ -52,6 +57,7 @@ from torch_mlir.dialects import arith, linalg, math, tensor
 from tinytrain.dialects import tinytrain_quant as tq
 from tinytrain.reference import multiply_by_quantized_multiplier, quantize_multiplier
 
+from .frozen import constant_value
 from .builders import (CLAMPS, PARALLEL, REDUCTION, amap, clamp_f32, dims, generic, identity, shape_of,
                        tensor_type)
 from .kernels import KERNELS
@@ -240,6 +246,20 @@ def _pad_input(x: ir.Value, pad_value: int, padding, kernel, out_hw, strides) ->
     return cur
 
 
+def _zero_point_offsets(w: np.ndarray, x_zero: int, bias: ir.Value) -> list[ir.Value]:
+    """What step 0 adds to `sum x w` of a frozen HWIO weight `w` (int8; depthwise `[KH, KW, 1,
+    C]`) so that it equals `sum (x - x_zero) w + bias` of the reference: `bias - x_zero * sum w`
+    per output channel, `sum w` computed here. A frozen bias folds in (one i32 constant, or i64
+    where a dead channel's +-2^31 bias leaves int32); a trained bias stays a tensor beside the
+    constant."""
+    corr = -int(x_zero) * w.astype(np.int64).reshape(-1, w.shape[-1]).sum(axis=0)
+    b_value = constant_value(bias)
+    if b_value is None:
+        return [bias, _const_tensor(corr, 32 if INT32_MIN <= corr.min() and corr.max() <= INT32_MAX else 64)]
+    total = b_value.astype(np.int64) + corr
+    return [_const_tensor(total, 32 if INT32_MIN <= total.min() and total.max() <= INT32_MAX else 64)]
+
+
 def convert_qconv2d(op, adaptor, type_converter, rewriter, kernels: str = "iree"):
     """`kernels="ttk"` (or "ttk-f32"): a qconv2d inside the contract of our pointwise, depthwise or first-conv
     kernel becomes a dispatch of it (`kernels.conv1x1_dispatch`, `dwconv_dispatch`,
@@ -272,27 +292,37 @@ def convert_qconv2d(op, adaptor, type_converter, rewriter, kernels: str = "iree"
                     conv_dispatch(*args, strides[0], padding[0])
             rewriter.replace_op(op, [result])
             return
+    w_value = constant_value(w)
     with rewriter.ip, op.location:
         xp = _pad_input(x, x_zero, padding, w_shape[:2], out_shape[1:3], strides)
-        izp, kzp = _ci(x_zero, 32), _ci(0, 32)
         init = _zeros_i32(out_shape)
         if depthwise:
             kh, kw, one, c = w_shape
             kernel = tensor.CollapseShapeOp(tensor_type([kh, kw, c], _i(8)), w, [[0], [1], [2, 3]]).result
-            dot = linalg.depthwise_conv_2d_nhwc_hwc_q(xp, kernel, izp, kzp, outs=[init],
-                                                       strides=list(strides), dilations=[1, 1])
-        else:
-            dot = linalg.conv_2d_nhwc_hwcf_q(xp, w, izp, kzp, outs=[init], strides=list(strides),
-                                             dilations=[1, 1])
+        if w_value is None:  # a trained weight: the zero point inside the dot product
+            izp, kzp = _ci(x_zero, 32), _ci(0, 32)
+            dot = linalg.depthwise_conv_2d_nhwc_hwc_q(xp, kernel, izp, kzp, outs=[init], strides=list(strides),
+                                                       dilations=[1, 1]) if depthwise else \
+                linalg.conv_2d_nhwc_hwcf_q(xp, w, izp, kzp, outs=[init], strides=list(strides), dilations=[1, 1])
+            offsets = [bias]
+        else:  # frozen: sum (x - x_zero) w = sum x w - x_zero sum w, the last term a constant
+            dot = linalg.depthwise_conv_2d_nhwc_hwc(xp, kernel, outs=[init], strides=list(strides),
+                                                    dilations=[1, 1]) if depthwise else \
+                linalg.conv_2d_nhwc_hwcf(xp, w, outs=[init], strides=list(strides), dilations=[1, 1])
+            offsets = _zero_point_offsets(w_value, x_zero, bias)
 
-        def body(d, b, m, s, out):
-            acc32 = _clamp(arith.AddIOp(_sext(d), _sext(b)).result, INT32_MIN, INT32_MAX)  # step 0
+        def body(d, *rest):
+            *adds, m, s, _ = rest
+            acc = _sext(d)
+            for b in adds:
+                acc = arith.AddIOp(acc, _sext(b)).result
+            acc32 = _clamp(acc, INT32_MIN, INT32_MAX)  # step 0
             return _to_i8(_mul_by_quantized_multiplier(acc32, _sext(m), _sext(s)), y_zero, lo, hi)
 
         d4 = dims(4)
         chan = amap(4, [d4[3]])
-        result = generic([dot, bias, _const_tensor(m0, 32), _const_tensor(shift, 32)],
-                         _empty(out_shape, _i(8)), [identity(4), chan, chan, chan, identity(4)],
+        ins = [dot, *offsets, _const_tensor(m0, 32), _const_tensor(shift, 32)]
+        result = generic(ins, _empty(out_shape, _i(8)), [identity(4)] + [chan] * (len(ins) - 1) + [identity(4)],
                          [PARALLEL] * 4, body)
     rewriter.replace_op(op, [result])
 
