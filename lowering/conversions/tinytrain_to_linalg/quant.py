@@ -295,12 +295,13 @@ def convert_qconv2d(op, adaptor, type_converter, rewriter, kernels: str = "iree"
     w_value = constant_value(w)
     with rewriter.ip, op.location:
         xp = _pad_input(x, x_zero, padding, w_shape[:2], out_shape[1:3], strides)
+        if w_value is None:
+            izp, kzp = _ci(x_zero, 32), _ci(0, 32)
         init = _zeros_i32(out_shape)
         if depthwise:
             kh, kw, one, c = w_shape
             kernel = tensor.CollapseShapeOp(tensor_type([kh, kw, c], _i(8)), w, [[0], [1], [2, 3]]).result
         if w_value is None:  # a trained weight: the zero point inside the dot product
-            izp, kzp = _ci(x_zero, 32), _ci(0, 32)
             dot = linalg.depthwise_conv_2d_nhwc_hwc_q(xp, kernel, izp, kzp, outs=[init], strides=list(strides),
                                                        dilations=[1, 1]) if depthwise else \
                 linalg.conv_2d_nhwc_hwcf_q(xp, w, izp, kzp, outs=[init], strides=list(strides), dilations=[1, 1])
