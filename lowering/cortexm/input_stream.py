@@ -91,8 +91,7 @@ def _stream_function(schedule: Schedule, fn, index: int, exports: dict) -> list:
         rewritten.append((i, own, sorted(set(hulls))))
     # IREE's layout has no place for them: all on top of the function's tensors (never two
     # alive at once: each lives from its copies to its reader), what keeping IREE's layout costs
-    top = max((a.offset + _align(a.size) for a in schedule.allocs if a.kind == "arena" and not a.persistent
-               and a.scope == fn.name), default=schedule.persistent_size)
+    top = schedule.transient_top(fn.name)
     schedule.arena_size = max(schedule.arena_size, top + _align(size))
     for i, own, hulls in reversed(rewritten):   # from the end: the indices below stay valid
         for lo, hi in reversed(hulls):

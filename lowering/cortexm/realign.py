@@ -41,8 +41,7 @@ def realign_bindings(schedule: Schedule, exports: dict) -> int:
     for fn in schedule.functions:
         # IREE's layout has no place for the copies: on top of the function's tensors (each
         # lives around one command; those of one command side by side)
-        top = max((a.offset + _align(a.size) for a in schedule.allocs if a.kind == "arena" and not a.persistent
-                   and a.scope == fn.name), default=schedule.persistent_size)
+        top = schedule.transient_top(fn.name)
         commands = []
         for c in fn.commands:
             moved = [(k, r) for k, r in enumerate(c.refs) if c.op == "dispatch" and _misaligned(c, k, r, unaligned)]

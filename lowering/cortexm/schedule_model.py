@@ -148,6 +148,12 @@ class Schedule:
     #: function -> :class:`replan.Replan` (our placement of its transient tensors, or why not)
     replans: dict = field(default_factory=dict)
 
+    def transient_top(self, name: str) -> int:
+        """The end of function ``name``'s transient tensors in IREE's layout (aligned): where a
+        pass that adds tensors IREE's layout has no place for puts them."""
+        return max((a.offset + _align(a.size) for a in self.allocs if a.kind == "arena" and not a.persistent
+                    and a.scope == name), default=self.persistent_size)
+
     def function(self, name: str) -> Function:
         for f in self.functions:
             if f.name == name:

@@ -26,10 +26,10 @@ def run(gb, out, *inputs, frozen=()):
     module = gb.finish(out)
     with module.context:
         assert module.operation.verify()
-        func = module.body.operations[0]
-        attrs = [ir.DictAttr(a) for a in ir.ArrayAttr(func.attributes["arg_attrs"])]
         # a parameter left as an argument is a trained one (to-linalg inlines the others)
         if frozen:
+            func = module.body.operations[0]
+            attrs = [ir.DictAttr(a) for a in ir.ArrayAttr(func.attributes["arg_attrs"])]
             func.attributes["arg_attrs"] = ir.ArrayAttr.get([
                 ir.DictAttr.get({**{a.name: a.attr for a in d},
                                  **({} if "tinytrain.param" not in d or ir.StringAttr(d["tinytrain.param"]).value in frozen

@@ -41,7 +41,10 @@ def values_in(values: Mapping[str, np.ndarray]):
 def _resource_key(op) -> str | None:
     if op.name != "arith.constant":
         return None
-    m = _KEY.match(str(op.attributes["value"]))
+    value = op.attributes["value"]
+    if isinstance(value, ir.DenseElementsAttr):   # a literal (printing it could be long), not a resource
+        return None
+    m = _KEY.match(str(value))
     return m.group(1) if m and m.group(1) in _VALUES else None
 
 

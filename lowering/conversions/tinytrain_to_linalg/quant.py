@@ -91,6 +91,12 @@ def _const_tensor(values, bits: int) -> ir.Value:
     return arith.ConstantOp(ty, ir.DenseElementsAttr.get(arr, type=ty)).result
 
 
+def _const_tensor_fitting(values) -> ir.Value:
+    """`_const_tensor` of integers in i32 when they all fit, else in i64."""
+    values = np.asarray(values, dtype=np.int64)
+    return _const_tensor(values, 32 if INT32_MIN <= values.min() and values.max() <= INT32_MAX else 64)
+
+
 def _empty(shape, element_type) -> ir.Value:
     return tensor.EmptyOp(list(shape), element_type).result
 
@@ -255,9 +261,8 @@ def _zero_point_offsets(w: np.ndarray, x_zero: int, bias: ir.Value) -> list[ir.V
     corr = -int(x_zero) * w.astype(np.int64).reshape(-1, w.shape[-1]).sum(axis=0)
     b_value = constant_value(bias)
     if b_value is None:
-        return [bias, _const_tensor(corr, 32 if INT32_MIN <= corr.min() and corr.max() <= INT32_MAX else 64)]
-    total = b_value.astype(np.int64) + corr
-    return [_const_tensor(total, 32 if INT32_MIN <= total.min() and total.max() <= INT32_MAX else 64)]
+        return [bias, _const_tensor_fitting(corr)]
+    return [_const_tensor_fitting(b_value.astype(np.int64) + corr)]
 
 
 def convert_qconv2d(op, adaptor, type_converter, rewriter, kernels: str = "iree"):
