@@ -25,8 +25,8 @@ channels' filters, ... Where the region ends, its consumers take the groups:
   one); when that gradient's only reader adds it to a value computed before the region (the
   skip path's gradient at a residual block's input), the sum starts from that value and replaces
   the add;
-- with `bias_updates` (off by default: more kernels, and two published schemes' firmware then
-  overflowed the board's flash), a `bias_grad` feeding only the SGD update of a trained bias
+- with `bias_updates` (the default; off, the groups' bias gradients are concatenated for one
+  update at the end: fewer kernels), a `bias_grad` feeding only the SGD update of a trained bias
   (through its QAS scalings): per group, the group's sums and the update of its channels,
   inserted into the parameter as a weight's are below (nothing waits for the last group:
   MobileNetV2-w0.35 `99kb` held 24 blocks.13 and 10 blocks.16 group sums, 1-2 KB, through the
@@ -829,10 +829,12 @@ class ChannelGroupsPass(ModulePass):
     min_bytes: int = 8192
     group_bytes: int = 3072
     recompute: bool = True
-    # off by default: each group's bias update is a kernel of its own, and with them the firmware
-    # of MobileNetV2-w0.35 138kb (260,104 B) and ProxylessNAS-w0.3 148kb (66,104 B) overflowed the
-    # board's 4 MB of flash at 3de554c
-    bias_updates: bool = False
+    # on by default since small constants left the Cortex-M kernels (8223f48): each group's bias
+    # update is a kernel of its own, and at 3de554c the firmware of MobileNetV2-w0.35 138kb and
+    # ProxylessNAS-w0.3 148kb then overflowed the board's 4 MB of flash (by 260,104 / 66,104 B);
+    # at fa88fc1 their .text is 3,771,584 / 3,883,392 B, plans 150,912 -> 149,120 B and
+    # 168,576 -> 167,296 B
+    bias_updates: bool = True
 
     def _parts(self, region: _Region) -> int:
         """`groups`, or more where the region's biggest gradient would leave groups above
