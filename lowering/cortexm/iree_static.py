@@ -35,7 +35,7 @@ from tinytrain.lowering.compile_cache import cached_output
 from tinytrain.lowering.iree_tools import (COMPILER_DIST, InternalCompilerError, iree_tool, run_iree_compile,
                                            verify_flag)
 
-from . import abi_check, dispatch_memory, hal2c, input_overlay, input_stream, realign, replan, schedule_c
+from . import abi_check, dispatch_memory, hal2c, input_overlay, input_stream, realign, replan, schedule_c, shared_kernels
 from .schedule_model import Unsupported, _align
 
 # CPU features are explicit: LLVM has no cpu->features mapping for these targets in IREE.
@@ -363,7 +363,8 @@ def build_static_module(linalg_text: str, out_dir, *, target: str = "cortex-m4",
                         sram_bytes: int | None = 256 * 1024, train: str = "train_step",
                         predict: str = "predict", extra_flags: tuple = (),
                         overlay_input: bool = True, replan_memory: bool = True,
-                        stream_input: bool = False, optional_flags: tuple = ()) -> StaticModule:
+                        stream_input: bool = False, optional_flags: tuple = (),
+                        share_kernels: bool = True) -> StaticModule:
     """Compile ``linalg_text`` for ``target`` into kernels + one C schedule module.
 
     ``state_init``: initial trained parameters (numpy, argument order) stored in flash and
@@ -379,7 +380,9 @@ def build_static_module(linalg_text: str, out_dir, *, target: str = "cortex-m4",
     streamed (the reason is in ``schedule.placements["input_stream"]``) the input is placed as
     ``overlay_input`` says. ``optional_flags``: iree-compile flags tried first; when iree-compile
     fails with them and succeeds without, the module is built without them, with a warning, and
-    ``dropped_flags`` says why. Raises :class:`hal2c.Unsupported` when the program
+    ``dropped_flags`` says why. ``share_kernels``: same-shaped slices taken at different offsets
+    read their offsets as push constants, so IREE compiles one kernel for them
+    (``shared_kernels.py``; less flash). Raises :class:`hal2c.Unsupported` when the program
     cannot be scheduled statically, :class:`abi_check.AbiMismatch` on an ABI change and
     :class:`~tinytrain.errors.CompileError` when iree-compile fails (reproducer in ``out_dir``).
     """
@@ -388,6 +391,8 @@ def build_static_module(linalg_text: str, out_dir, *, target: str = "cortex-m4",
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     src, obj, _, hal, dump, sources = (out / n for n in _files(prefix))
+    if share_kernels:
+        linalg_text, _ = shared_kernels.share_slice_kernels(linalg_text, train, predict)
     src.write_text(linalg_text)
     dropped = _compile_static(linalg_text, out, prefix, target, tuple(extra_flags), tuple(optional_flags))
     if dropped:

@@ -18,6 +18,20 @@ import warnings
 
 import numpy as np
 
+#: the body of an SGD update `w - lr * x * g` (a linalg.generic over w, x, g; `%lr` defined before)
+SGD_BODY = """  ^bb0(%wv: f32, %xv: f32, %gv: f32, %o: f32):
+    %p = arith.mulf %xv, %gv : f32
+    %q = arith.mulf %p, %lr : f32
+    %r = arith.subf %wv, %q : f32
+    linalg.yield %r : f32"""
+
+#: `%t` = 1.0 where a linalg.generic's index 1 equals the label `%l`, else `%c0` (0.0)
+ONEHOT = """    %j = linalg.index 1 : index
+    %ji = arith.index_cast %j : index to i32
+    %eq = arith.cmpi eq, %ji, %l : i32
+    %one = arith.constant 1.0 : f32
+    %t = arith.select %eq, %one, %c0 : f32"""
+
 _SGD_TEMPLATE = """
 func.func @train_step(%w: tensor<{D}x{C}xf32> {{iree.abi.output = 0 : index}}, %b: tensor<{C}xf32> {{iree.abi.output = 1 : index}}, %x: tensor<1x{D}xf32>, %label: tensor<1xi32>) -> (tensor<{D}x{C}xf32>, tensor<{C}xf32>, tensor<f32>) {{
   %c0 = arith.constant 0.0 : f32
@@ -27,22 +41,14 @@ func.func @train_step(%w: tensor<{D}x{C}xf32> {{iree.abi.output = 0 : index}}, %
   %y = linalg.matmul ins(%x, %w : tensor<1x{D}xf32>, tensor<{D}x{C}xf32>) outs(%z : tensor<1x{C}xf32>) -> tensor<1x{C}xf32>
   %g = linalg.generic {{indexing_maps = [affine_map<(i,j)->(i,j)>, affine_map<(i,j)->(j)>, affine_map<(i,j)->(i)>, affine_map<(i,j)->(i,j)>], iterator_types = ["parallel","parallel"]}} ins(%y, %b, %label : tensor<1x{C}xf32>, tensor<{C}xf32>, tensor<1xi32>) outs(%e : tensor<1x{C}xf32>) {{
   ^bb0(%a: f32, %bb: f32, %l: i32, %o: f32):
-    %j = linalg.index 1 : index
-    %ji = arith.index_cast %j : index to i32
-    %eq = arith.cmpi eq, %ji, %l : i32
-    %one = arith.constant 1.0 : f32
-    %t = arith.select %eq, %one, %c0 : f32
+{ONEHOT}
     %s = arith.addf %a, %bb : f32
     %d = arith.subf %s, %t : f32
     linalg.yield %d : f32
   }} -> tensor<1x{C}xf32>
   %ew = tensor.empty() : tensor<{D}x{C}xf32>
   %nw = linalg.generic {{indexing_maps = [affine_map<(i,j)->(i,j)>, affine_map<(i,j)->(0,i)>, affine_map<(i,j)->(0,j)>, affine_map<(i,j)->(i,j)>], iterator_types = ["parallel","parallel"]}} ins(%w, %x, %g : tensor<{D}x{C}xf32>, tensor<1x{D}xf32>, tensor<1x{C}xf32>) outs(%ew : tensor<{D}x{C}xf32>) {{
-  ^bb0(%wv: f32, %xv: f32, %gv: f32, %o: f32):
-    %p = arith.mulf %xv, %gv : f32
-    %q = arith.mulf %p, %lr : f32
-    %r = arith.subf %wv, %q : f32
-    linalg.yield %r : f32
+{SGD_BODY}
   }} -> tensor<{D}x{C}xf32>
   %eb = tensor.empty() : tensor<{C}xf32>
   %nb = linalg.generic {{indexing_maps = [affine_map<(j)->(j)>, affine_map<(j)->(0,j)>, affine_map<(j)->(j)>], iterator_types = ["parallel"]}} ins(%b, %g : tensor<{C}xf32>, tensor<1x{C}xf32>) outs(%eb : tensor<{C}xf32>) {{
@@ -80,7 +86,7 @@ func.func @predict(%w: tensor<{D}x{C}xf32>, %b: tensor<{C}xf32>, %x: tensor<1x{D
 
 def sgd_linear_mlir(in_features: int = 4, classes: int = 3, lr: float = 0.1) -> str:
     """Hand-written SGD step of ``y = x @ W + b`` with loss ``0.5 * ||y - onehot||^2``."""
-    return _SGD_TEMPLATE.format(D=in_features, C=classes, LR=lr)
+    return _SGD_TEMPLATE.format(D=in_features, C=classes, LR=lr, SGD_BODY=SGD_BODY, ONEHOT=ONEHOT)
 
 
 def tie_outputs(text: str, func_name: str, count: int) -> str:
