@@ -30,7 +30,7 @@ from iree.compiler.dialects import arith, tensor
 
 __all__ = ["share_slice_kernels"]
 
-_DYNAMIC = ir.ShapedType.get_dynamic_size() if hasattr(ir.ShapedType, "get_dynamic_size") else -(1 << 63)
+_DYNAMIC = ir.ShapedType.get_dynamic_size()   # the marker of a dynamic entry in static_offsets/sizes/strides
 _RESHAPES = ("tensor.expand_shape", "tensor.collapse_shape")
 # ops a streamed input may pass through before a slice reads it
 _VIEWS = ("tensor.extract_slice", "tensor.expand_shape", "tensor.collapse_shape", "tensor.pad")
@@ -158,7 +158,10 @@ def share_slice_kernels(text: str, train: str = "train_step", predict: str = "pr
     slices it rewrote. ``train`` / ``predict``: the functions whose step input (``train(state...,
     input, label)``, ``predict(params..., input)``) keeps its static slices."""
     with ir.Context():
-        module = ir.Module.parse(text)
+        try:
+            module = ir.Module.parse(text)
+        except ir.MLIRError:   # not valid MLIR: iree-compile says why (CompileError, reproducer)
+            return text, 0
         count = 0
         for op in module.body.operations:
             op = op.operation

@@ -41,7 +41,8 @@ def program(model, groups: int, target: str = "host", build_dir=None, trainable=
     passes, order, values, _, _ = _training_passes(g, trainable, LR, True, target == "host", clamp_masks=masks)
     if groups > 1:  # after reorder-updates, as compile_training places it
         at = next(i for i, p in enumerate(passes) if p.argument == "reorder-updates")
-        passes.insert(at + 1, ChannelGroupsPass(groups=groups, min_bytes=0, bias_updates=True))
+        # (3 KB groups: the group counts the tests name; the default is 2 KB)
+        passes.insert(at + 1, ChannelGroupsPass(groups=groups, min_bytes=0, group_bytes=3072, bias_updates=True))
     if masks:
         passes.append(PinClampMasksPass())
     return _compile(g, passes, order, LR, ("--iree-opt-const-eval=false",), target, 256, build_dir, values)
@@ -137,7 +138,7 @@ def grouped_ops(model, masks: bool = False) -> tuple:
     g = build_forward(model, classifier="fp32", num_classes=CLASSES, input_hw=HW, seed=0)
     passes, *_ = _training_passes(g, TRAINABLE, LR, True, True, clamp_masks=masks)
     at = next(i for i, p in enumerate(passes) if p.argument == "reorder-updates")
-    run_pipeline(g.module, passes[:at + 1] + [ChannelGroupsPass(groups=4, min_bytes=0)])
+    run_pipeline(g.module, passes[:at + 1] + [ChannelGroupsPass(groups=4, min_bytes=0, group_bytes=3072)])
     fn = next(op for op in g.module.body.operations if op.sym_name.value == "train_step")
     return g, list(fn.regions[0].blocks[0].operations)
 

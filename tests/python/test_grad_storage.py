@@ -97,7 +97,9 @@ def test_bf16_step_on_cortex_m7_trains_like_the_host(model, tmp_path):
     ordered differently (the host vectorizes them), and where such a last-bit difference meets a
     bf16 rounding the gradient moves by one bf16 step (2^-8 relative), which can move an integer
     write-back by one. So: two steps in QEMU, losses to 1e-4, every integer entry within one step
-    of the host's and at most 5% of them off by one, fp32 state to 1e-3."""
+    of the host's and at most 5% of the integer state's entries off by one (counted over the whole
+    state: a small tensor, e.g. an 8-channel bias, has too few entries for a per-tensor share),
+    fp32 state to 1e-3."""
     g = build_forward(model, classifier="fp32", num_classes=CLASSES, input_hw=HW, seed=0)
     prog = int8.compile_training(g, TRAINABLE, lr=LR, target="cortex-m7", build_dir=tmp_path / "fw",
                                  grad_dtype="bf16")
@@ -113,13 +115,16 @@ def test_bf16_step_on_cortex_m7_trains_like_the_host(model, tmp_path):
         params, loss = prog.step(params, xs[i:i + 1], ys[i:i + 1])
         dev, dev_loss = res.trace[i]
         assert abs(dev_loss - loss) <= 1e-4 * max(1.0, abs(loss)), (i, dev_loss, loss)
+        off, entries = {}, 0
         for name, d, h in zip(prog.trainable, dev, params):
             d, h = np.asarray(d), np.asarray(h)
             if h.dtype.kind == "i":
                 diff = np.abs(d.astype(np.int64) - h.astype(np.int64))
-                assert diff.max() <= 1 and np.mean(diff > 0) <= 0.05, (i, name, diff.max(), np.mean(diff > 0))
+                assert diff.max() <= 1, (i, name, diff.max())
+                off[name], entries = int(np.count_nonzero(diff)), entries + diff.size
             else:
                 np.testing.assert_allclose(d, h, rtol=1e-3, atol=1e-6 * max(1.0, float(np.abs(h).max())),
                                            err_msg=f"step {i} {name}")
+        assert sum(off.values()) <= 0.05 * entries, (i, entries, {k: v for k, v in off.items() if v})
     moved = [n for n, a, b in zip(prog.trainable, params, prog.initial_params()) if not np.array_equal(a, b)]
     assert "blocks.3.pointwise1.weight" in moved and "blocks.1.pointwise1.bias" in moved, moved
