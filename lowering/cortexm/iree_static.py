@@ -36,7 +36,7 @@ from tinytrain.lowering.iree_tools import (COMPILER_DIST, InternalCompilerError,
                                            verify_flag)
 
 from . import abi_check, dispatch_memory, hal2c, input_overlay, input_stream, realign, replan, schedule_c, shared_kernels
-from .schedule_model import Unsupported, _align
+from .schedule_model import Unsupported, _align, step_input_index
 
 # CPU features are explicit: LLVM has no cpu->features mapping for these targets in IREE.
 TARGETS = {
@@ -351,10 +351,9 @@ def _input_args(schedule, train: str, predict: str) -> dict:
     ``predict(params..., input)``."""
     out = {}
     for fn in schedule.functions:
-        if fn.name == train and len(fn.inputs) >= 2:
-            out[fn.name] = len(fn.inputs) - 2
-        elif fn.name == predict and fn.inputs:
-            out[fn.name] = len(fn.inputs) - 1
+        index = step_input_index(fn.name, len(fn.inputs), train, predict)
+        if index is not None:
+            out[fn.name] = index
     return out
 
 
@@ -380,8 +379,8 @@ def build_static_module(linalg_text: str, out_dir, *, target: str = "cortex-m4",
     streamed (the reason is in ``schedule.placements["input_stream"]``) the input is placed as
     ``overlay_input`` says. ``optional_flags``: iree-compile flags tried first; when iree-compile
     fails with them and succeeds without, the module is built without them, with a warning, and
-    ``dropped_flags`` says why. ``share_kernels``: same-shaped slices taken at different offsets
-    read their offsets as push constants, so IREE compiles one kernel for them
+    ``dropped_flags`` says why. ``share_kernels``: same-shaped channel slices taken at different
+    offsets read their offsets as push constants, so IREE compiles one kernel for them
     (``shared_kernels.py``; less flash). Raises :class:`hal2c.Unsupported` when the program
     cannot be scheduled statically, :class:`abi_check.AbiMismatch` on an ABI change and
     :class:`~tinytrain.errors.CompileError` when iree-compile fails (reproducer in ``out_dir``).

@@ -37,6 +37,16 @@ class Unsupported(CompileError):
         super().__init__(message, stage="cortex-m", ir_text=ir_text)
 
 
+def step_input_index(function: str, arguments: int, train: str, predict: str) -> int | None:
+    """Which argument of ``function`` (of ``arguments``) is the step input: ``train(state...,
+    input, label)``, ``predict(params..., input)``; None for another function."""
+    if function == train and arguments >= 2:
+        return arguments - 2
+    if function == predict and arguments >= 1:
+        return arguments - 1
+    return None
+
+
 def _align(n: int, a: int = ALIGN) -> int:
     return (n + a - 1) // a * a
 

@@ -28,6 +28,8 @@ from collections import defaultdict
 from iree.compiler import ir
 from iree.compiler.dialects import arith, tensor
 
+from .schedule_model import step_input_index
+
 __all__ = ["share_slice_kernels"]
 
 _DYNAMIC = ir.ShapedType.get_dynamic_size()   # the marker of a dynamic entry in static_offsets/sizes/strides
@@ -71,15 +73,16 @@ def _touches_our_kernels(op) -> bool:
     return False
 
 
-def _cut_dims(op) -> tuple:
-    """(the sliced tensor's type, the dims the slice cuts) of a static slice, or None."""
-    offsets, sizes, strides = (_ints(op.attributes[k]) for k in ("static_offsets", "static_sizes", "static_strides"))
-    if _DYNAMIC in offsets or _DYNAMIC in sizes or _DYNAMIC in strides:
-        return None
-    whole = op.operands[0 if op.name == "tensor.extract_slice" else 1].type
-    shape = ir.RankedTensorType(whole).shape
+def _static_parts(op) -> tuple:
+    """(offsets, sizes, strides) of a slice op."""
+    return tuple(tuple(_ints(op.attributes[k])) for k in ("static_offsets", "static_sizes", "static_strides"))
+
+
+def _cut_dims(op, sizes) -> tuple:
+    """The channel dims a static slice with ``sizes`` cuts, or () when it cuts none or others."""
+    shape = ir.RankedTensorType(op.operands[0 if op.name == "tensor.extract_slice" else 1].type).shape
     dims = tuple(d for d, (n, size) in enumerate(zip(shape, sizes)) if size != n)
-    return (whole, dims) if dims and set(dims) <= _channel_dims(shape) else None
+    return dims if set(dims) <= _channel_dims(shape) else ()
 
 
 def _channel_dims(shape: list) -> set:
@@ -92,32 +95,31 @@ def _channel_dims(shape: list) -> set:
     return dims
 
 
-def _step_inputs(func, train: str, predict: str):
-    name = ir.StringAttr(func.attributes["sym_name"]).value
+def _step_input(func, train: str, predict: str):
     args = func.regions[0].blocks[0].arguments
-    if name == train and len(args) >= 2:
-        return args[len(args) - 2]
-    if name == predict and len(args) >= 1:
-        return args[len(args) - 1]
-    return None
+    index = step_input_index(ir.StringAttr(func.attributes["sym_name"]).value, len(args), train, predict)
+    return None if index is None else args[index]
 
 
 def _rewrite_function(func, step_input) -> int:
     block = func.regions[0].blocks[0]
-    groups = defaultdict(list)   # (op, whole type, result type, sizes, strides, cut dims) -> ops
+    # (op, types of the operands and the result, sizes, strides, cut dims) -> [(op, its offsets)]
+    groups = defaultdict(list)
     for op in block.operations:
         op = op.operation
         if op.name not in ("tensor.extract_slice", "tensor.insert_slice"):
             continue
-        cut = _cut_dims(op)
-        if cut is None or (op.name == "tensor.extract_slice" and _reads_input(op.operands[0], step_input)) \
+        offsets, sizes, strides = _static_parts(op)
+        if _DYNAMIC in offsets + sizes + strides:
+            continue
+        dims = _cut_dims(op, sizes)
+        if not dims or (op.name == "tensor.extract_slice" and _reads_input(op.operands[0], step_input)) \
                 or _touches_our_kernels(op):
             continue
-        key = (op.name, str(cut[0]), str(op.operands[0].type if op.name == "tensor.insert_slice" else op.results[0].type),
-               tuple(_ints(op.attributes["static_sizes"])), tuple(_ints(op.attributes["static_strides"])), cut[1])
-        groups[key].append(op)
-    shared = [(key[-1], ops) for key, ops in groups.items()
-              if len({tuple(_ints(o.attributes["static_offsets"])) for o in ops}) > 1]
+        key = (op.name, *(str(v.type) for v in op.operands), str(op.results[0].type), sizes, strides, dims)
+        groups[key].append((op, offsets))
+    shared = [(key[-1], key[-3], key[-2], members) for key, members in groups.items()
+              if len({offsets for _, offsets in members}) > 1]
     if not shared:
         return 0
     barriers = {}
@@ -133,12 +135,10 @@ def _rewrite_function(func, step_input) -> int:
         return barriers[n]
 
     count = 0
-    for dims, ops in shared:
-        for op in ops:
-            offsets = _ints(op.attributes["static_offsets"])
+    for dims, sizes, strides, members in shared:
+        for op, offsets in members:
             static = [_DYNAMIC if d in dims else o for d, o in enumerate(offsets)]
             dynamic = [hidden(offsets[d]) for d in dims]
-            sizes, strides = _ints(op.attributes["static_sizes"]), _ints(op.attributes["static_strides"])
             ip = ir.InsertionPoint(op)
             if op.name == "tensor.extract_slice":
                 new = tensor.ExtractSliceOp(op.results[0].type, op.operands[0], dynamic, [], [], static, sizes,
@@ -166,7 +166,7 @@ def share_slice_kernels(text: str, train: str = "train_step", predict: str = "pr
         for op in module.body.operations:
             op = op.operation
             if op.name == "func.func" and op.regions[0].blocks:
-                count += _rewrite_function(op, _step_inputs(op, train, predict))
+                count += _rewrite_function(op, _step_input(op, train, predict))
         if not count:
             return text, 0
         return module.operation.get_asm(enable_debug_info=True), count
