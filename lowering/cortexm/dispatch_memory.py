@@ -12,10 +12,11 @@ tensor<...>>`` type. :func:`read_sources` turns each export into :class:`Subspan
 constants) into byte ranges, and :func:`live_ranges` computes tensor lifetimes over the
 function's commands in program order:
 
-- a write (``writeonly`` subspan, a writable buffer of one of our kernels' dispatches: a result,
-  never tied to an operand, fill, copy target) starts a new value; the bytes of older values it
-  overwrites end at their last use before it (a partly overwritten value lives on in its other
-  bytes);
+- a write (``writeonly`` subspan whose kernel stores all of it at static offsets, a writable
+  buffer of one of our kernels' dispatches: a result, never tied to an operand, fill, copy
+  target) starts a new value; the bytes of older values it overwrites end at their last use
+  before it (a partly overwritten value lives on in its other bytes); a ``writeonly`` subspan
+  stored only in part (or at a push-constant offset) counts as an update, below;
 - a read (``readonly``; for the bindings a command marks ``precise``, only the byte hulls of the
   kernel's static ``dispatch.tensor.load``s, e.g. one patch's rows of the streamed input) or an update (``readwrite``, e.g. a conv storing into the interior of a
   zero-filled padded buffer) extends every value it overlaps to this command (the bytes of its
@@ -38,6 +39,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from iree.compiler import ir
 from iree.compiler.dialects import arith, hal, util  # noqa: F401 - registers the op views
 
@@ -152,14 +154,47 @@ def _subspan(op) -> Subspan:
         n *= int(d) if d else 1
     offset = view.byte_offset
     align = view.alignment
-    reads = _load_hulls(op, [int(d) for d in dims.split("x") if d], _dtype_size(dtype)) \
-        if mode == "r" and tensor else ()
+    shape = [int(d) for d in dims.split("x") if d]
+    if mode == "w" and tensor and not _stores_whole(op, shape):
+        # a write-only tensor its kernel stores only in part (a slice at a push-constant offset,
+        # say): its other bytes keep what was there, so it counts as an update (their older
+        # values stay live), never as a write that ends them
+        mode = "rw"
+    reads = _load_hulls(op, shape, _dtype_size(dtype)) if mode == "r" and tensor else ()
     return Subspan(ir.IntegerAttr(view.binding).value, _expr(offset) if offset is not None else ("const", 0),
                    n * _dtype_size(dtype), mode, ir.IntegerAttr(align).value if align is not None else 0,
                    reads)
 
 
 _DYNAMIC = -(2 ** 63)            # ShapedType::kDynamic in a static offsets/sizes/strides array
+
+
+def _static_slice(o, rank: int):
+    """(offsets, sizes, strides) of a ``dispatch.tensor.load`` / ``.store``, None when one of them
+    is dynamic (an SSA operand) or they do not match the tensor's `rank`."""
+    attrs = {o.attributes[i].name: list(ir.DenseI64ArrayAttr(o.attributes[i].attr))
+             for i in range(len(o.attributes)) if o.attributes[i].name.startswith("static_")}
+    offs, sizes, steps = (attrs.get(k) for k in ("static_offsets", "static_sizes", "static_strides"))
+    if offs is None or sizes is None or steps is None or len(offs) != rank or _DYNAMIC in offs + sizes + steps:
+        return None
+    return offs, sizes, steps
+
+
+def _stores_whole(op, dims: list) -> bool:
+    """Whether the ``dispatch.tensor.store``s into a write-only subspan cover every element of its
+    tensor (row-major `dims`) at static offsets; False when one is dynamic or the subspan has
+    another use."""
+    covered = np.zeros(dims or [1], dtype=bool)
+    for use in op.results[0].uses:
+        o = use.owner
+        if o.name != "iree_tensor_ext.dispatch.tensor.store" or use.operand_number != 1 or len(o.operands) != 2:
+            return False
+        got = _static_slice(o, len(dims))
+        if got is None:
+            return False
+        offs, sizes, steps = got
+        covered[tuple(slice(a, a + (k - 1) * t + 1, t) for a, k, t in zip(offs, sizes, steps))] = True
+    return bool(covered.all())
 
 
 def _load_hulls(op, dims: list, elem: int) -> tuple:
@@ -175,12 +210,10 @@ def _load_hulls(op, dims: list, elem: int) -> tuple:
         o = use.owner
         if o.name != "iree_tensor_ext.dispatch.tensor.load" or len(o.operands) != 1:
             return ()
-        attrs = {o.attributes[i].name: list(ir.DenseI64ArrayAttr(o.attributes[i].attr))
-                 for i in range(len(o.attributes)) if o.attributes[i].name.startswith("static_")}
-        offs, sizes, steps = (attrs.get(k) for k in ("static_offsets", "static_sizes", "static_strides"))
-        if offs is None or sizes is None or steps is None or len(offs) != len(dims) or \
-                _DYNAMIC in offs + sizes + steps:
+        got = _static_slice(o, len(dims))
+        if got is None:
             return ()
+        offs, sizes, steps = got
         if 0 in sizes:
             continue
         lo = sum(a * s for a, s in zip(offs, strides))

@@ -96,6 +96,64 @@ def test_our_kernels_results_are_writes(tmp_path):
     assert [dm.live_bytes(values, i) for i in range(4)] == [64, 96, 64, 32]
 
 
+# A copy kernel as IREE dumps it, trimmed: a 24x8 slice stored into a 1x1x24x{N} tensor at
+# channel offset {OFF} (a push constant in the dispatch of a shared channel-slice kernel), the
+# store's tensor {MODE}.
+_SLICE_STORE_SOURCE = """
+hal.executable public @k {
+  hal.executable.variant public @static target(<"llvm-cpu", "static", {cpu = "cortex-m7"}>) {
+    hal.executable.export public @k ordinal(0) layout(#hal.pipeline.layout<constants = 1, bindings = [
+        #hal.pipeline.binding<storage_buffer, "ReadOnly|Indirect">,
+        #hal.pipeline.binding<storage_buffer, Indirect>], flags = Indirect>)
+        count(%arg0: !hal.device) -> (index, index, index) {
+      %c1 = arith.constant 1 : index
+      hal.return %c1, %c1, %c1 : index, index, index
+    }
+    builtin.module {
+      func.func @k() {
+        %c0 = arith.constant 0 : index
+        %0 = hal.interface.constant.load layout(<constants = 1, bindings = [
+            #hal.pipeline.binding<storage_buffer, "ReadOnly|Indirect">,
+            #hal.pipeline.binding<storage_buffer, Indirect>], flags = Indirect>) ordinal(0) : i32
+        %1 = arith.index_castui %0 : i32 to index
+        %2 = hal.interface.binding.subspan layout(<constants = 1, bindings = [
+            #hal.pipeline.binding<storage_buffer, "ReadOnly|Indirect">,
+            #hal.pipeline.binding<storage_buffer, Indirect>], flags = Indirect>) binding(0) alignment(64)
+            offset(%c0) flags("ReadOnly|Indirect") : !iree_tensor_ext.dispatch.tensor<readonly:tensor<24x8xi8>>
+        %3 = hal.interface.binding.subspan layout(<constants = 1, bindings = [
+            #hal.pipeline.binding<storage_buffer, "ReadOnly|Indirect">,
+            #hal.pipeline.binding<storage_buffer, Indirect>], flags = Indirect>) binding(1) alignment(64)
+            offset(%c0) flags(Indirect) : !iree_tensor_ext.dispatch.tensor<{MODE}:tensor<1x1x24x{N}xi8>>
+        %4 = iree_tensor_ext.dispatch.tensor.load %2, offsets = [0, 0], sizes = [24, 8], strides = [1, 1]
+            : !iree_tensor_ext.dispatch.tensor<readonly:tensor<24x8xi8>> -> tensor<24x8xi8>
+        iree_tensor_ext.dispatch.tensor.store %4, %3, offsets = [0, 0, 0, {OFF}], sizes = [1, 1, 24, 8],
+            strides = [1, 1, 1, 1] : tensor<24x8xi8> -> !iree_tensor_ext.dispatch.tensor<{MODE}:tensor<1x1x24x{N}xi8>>
+        return
+      }
+    }
+  }
+}
+"""
+
+
+@pytest.mark.parametrize("mode, n, off, expected", [
+    ("writeonly", 8, "0", "w"),          # stored whole: a write, older values end
+    ("writeonly", 144, "%1", "rw"),      # one slice at a push-constant offset: the rest lives on
+    ("writeonly", 144, "16", "rw"),      # one static slice of a larger tensor
+    ("readwrite", 144, "%1", "rw"),      # what IREE emits for such a store today
+])
+def test_a_write_only_tensor_stored_in_part_is_an_update(tmp_path, mode, n, off, expected):
+    """A `writeonly` subspan counts as a write (its bytes' older values end there) only when its
+    kernel stores every element at static offsets; stored in part, or at a push-constant offset
+    (`shared_kernels` makes channel offsets push constants), its other bytes keep what was there,
+    so it is an update and the layout may not place a tensor there. (IREE types such stores
+    `readwrite` today, as in the last case; the first three are what a later IREE might emit.)"""
+    src = _SLICE_STORE_SOURCE.replace("{MODE}", mode).replace("{N}", str(n)).replace("{OFF}", off)
+    (tmp_path / "module_k.mlir").write_text(src)
+    info = dm.read_sources(tmp_path)["k"]
+    assert [(s.binding, s.length, s.mode) for s in info.subspans] == [(0, 192, "r"), (1, 24 * n, expected)]
+
+
 @pytest.fixture(scope="module")
 def m4(tmp_path_factory):
     torch.manual_seed(0)
