@@ -146,8 +146,9 @@ def test_a_write_only_tensor_stored_in_part_is_an_update(tmp_path, mode, n, off,
     """A `writeonly` subspan counts as a write (its bytes' older values end there) only when its
     kernel stores every element at static offsets; stored in part, or at a push-constant offset
     (`shared_kernels` makes channel offsets push constants), its other bytes keep what was there,
-    so it is an update and the layout may not place a tensor there. (IREE types such stores
-    `readwrite` today, as in the last case; the first three are what a later IREE might emit.)"""
+    so it is an update and the layout may not place a tensor there. (IREE stores a write-only
+    tensor whole today, the first case, and types a partial store `readwrite`, the last; the two
+    between are what a later IREE might emit.)"""
     src = _SLICE_STORE_SOURCE.replace("{MODE}", mode).replace("{N}", str(n)).replace("{OFF}", off)
     (tmp_path / "module_k.mlir").write_text(src)
     info = dm.read_sources(tmp_path)["k"]
