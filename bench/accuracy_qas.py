@@ -25,21 +25,27 @@ backbones) uses the biases of the convolutions of the last `--last-blocks` block
 read through `quantize` (the paper's released engine; `build_forward(master_weights=...)`)
 except for `int8_qas_rounded`; the int32 biases are always written back with rounding.
 
-Protocol: the same epochs and the same seeded image order for every method; plain SGD with a
-constant learning rate (the compiled step has no schedule and no momentum); the learning rate of
-each (method, task) is the one of `--lrs` with the best accuracy on the VALIDATION split (ties:
-the earlier one in `--lrs`); the reported number is the TEST accuracy at that rate. Train / validation /
+Protocol: the same epochs and the same `--orders` seeded image orders (order k shuffles with seed
+`--seed` + k) for every method; plain SGD with a constant learning rate (the compiled step has no
+schedule and no momentum); the learning rate of each (method, task) is the one of `--lrs` with the
+best accuracy on the VALIDATION split after training in the first order (ties: the earlier one in
+`--lrs`); at that rate the model is trained again in each other order, and the reported number is
+the TEST accuracy averaged over the orders. The order matters: at batch 1 and 3 epochs one
+order's test accuracy can sit several points from another's (the spread is in the table), more
+than the test split's sampling error, so a difference between methods is resolved only against
+the spread over orders (paired by order: every method sees the same orders). Train / validation /
 test images are disjoint (`tinytrain.datasets`).
 
     .venv/bin/python bench/accuracy_qas.py --tiny   # smoke run, about a minute of CPU (build/accuracy_qas_tiny/)
-    OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python bench/accuracy_qas.py   # the full table (~45 min)
+    OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python bench/accuracy_qas.py --bf16   # the full table (~75 min)
     .venv/bin/python bench/accuracy_qas.py --from-json bench/results/accuracy_qas.json  # rewrite the .md only
     .venv/bin/python bench/accuracy_qas.py --readme     # README's table from bench/results/accuracy_qas.json
                                                         # (+ averages of bench/results/accuracy_qas_*/)
 
 Writes `accuracy_qas.json` (averages as fractions under `fp32`, `int8_noqas`, `int8_qas`, plus
-per-task results, the validation accuracy of every rate, the learning rates chosen, how much of
-the trained backbone moved, sizes, resolution, step times and the command) and `accuracy_qas.md`.
+per-task results: the test accuracy of every order and their mean, the validation accuracy of every
+rate, the learning rates chosen, how much of the trained backbone moved in the first order; sizes,
+resolution, step times and the command) and `accuracy_qas.md`.
 """
 
 from __future__ import annotations
@@ -58,7 +64,7 @@ BF16 = "int8_qas_bf16"
 LABELS = {"fp32": "fp32", "int8_noqas": "int8, no QAS", "int8_qas": "int8 + QAS",
           ROUNDED: "int8 + QAS, int8 write-back", BF16: "int8 + QAS, bf16 gradients"}
 TINY = dict(resolution=32, blocks=4, scheme="none", last_blocks=2, n_train=60, n_val=40, n_test=60,
-            epochs=2, lrs=[0.01, 0.1], tasks=["digits", "animal-mnist", "mnist"])
+            epochs=2, lrs=[0.01, 0.1], tasks=["digits", "animal-mnist", "mnist"], orders=2)
 
 
 # ----------------------------------------------------------------------------- update set
@@ -181,40 +187,61 @@ def run(args) -> dict:
         data[t] = load_task(t, args)
         print(f"{t}: {len(data[t].train)} train / {len(data[t].val)} val / {len(data[t].test)} test images "
               f"at {args.resolution}x{args.resolution}", flush=True)
-    total = len(methods) * len(args.lrs) * sum(args.epochs * len(d.train) + len(d.val) for d in data.values())
+    total = len(methods) * sum(len(args.lrs) * (args.epochs * len(d.train) + len(d.val))
+                               + (args.orders - 1) * (args.epochs * len(d.train) + len(d.test)) for d in data.values())
     done, t_work = 0, time.time()
     results = {m: {t: {"val_by_lr": {}} for t in args.tasks} for m in methods}
     step_s = {}
+
+    def progress(what: str, n: int) -> None:
+        nonlocal done
+        done += n
+        el = time.time() - t_work
+        print(f"  {what} | {100 * done / total:.0f}% done, {el / 60:.1f} min, "
+              f"about {el / done * (total - done) / 60:.0f} min left", flush=True)
+
+    def train(prog, xs, ys, order: int, step_times: list):
+        """(initial parameters, parameters after `args.epochs` epochs in image order `order`)."""
+        params = prog.initial_params()
+        start = [p.copy() for p in params]
+        order_rng = np.random.default_rng(args.seed + order)
+        t1 = time.time()
+        for _ in range(args.epochs):
+            for i in order_rng.permutation(len(xs)):
+                params, _ = prog.step(params, xs[i:i + 1], ys[i:i + 1])
+        step_times.append((time.time() - t1) / (args.epochs * len(xs)))
+        return start, params
+
     for method in methods:
-        step_times = []
+        step_times, progs = [], {}
         for lr in args.lrs:
             t0 = time.time()
             g = build(method, model, args.classes, args.resolution, args.seed, weights)
-            prog = compile_training(g, trainable, lr=lr, qas=method != "int8_noqas" and method != "fp32",
-                                    grad_dtype="bf16" if method == BF16 else "f32")
+            prog = progs[lr] = compile_training(g, trainable, lr=lr, qas=method != "int8_noqas" and method != "fp32",
+                                                grad_dtype="bf16" if method == BF16 else "f32")
             print(f"[{method} lr={lr:g}] compiled in {time.time() - t0:.0f}s", flush=True)
             for task, ds in data.items():
                 xs = model_input(method, model, ds.train.images)
-                ys = ds.train.labels.astype(np.int32)
-                params = prog.initial_params()
-                start = [p.copy() for p in params]
-                order_rng = np.random.default_rng(args.seed)
-                t1 = time.time()
-                for _ in range(args.epochs):
-                    for i in order_rng.permutation(len(xs)):
-                        params, _ = prog.step(params, xs[i:i + 1], ys[i:i + 1])
-                step_times.append((time.time() - t1) / (args.epochs * len(xs)))
+                start, params = train(prog, xs, ds.train.labels.astype(np.int32), 0, step_times)
                 val = accuracy(prog, params, method, model, ds.val)
                 r = results[method][task]
                 r["val_by_lr"][f"{lr:g}"] = val
                 if "val" not in r or val > r["val"]:
-                    r.update(lr=lr, val=val, test=accuracy(prog, params, method, model, ds.test),
+                    r.update(lr=lr, val=val, test_by_order=[accuracy(prog, params, method, model, ds.test)],
                              moved=moved_fraction(method, model, prog.trainable, start, params))
-                done += args.epochs * len(xs) + len(ds.val)
-                el = time.time() - t_work
-                print(f"  {task}: val {val:.3f} (best {r['val']:.3f} at lr {r['lr']:g}) | "
-                      f"{100 * done / total:.0f}% done, {el / 60:.1f} min, about {el / done * (total - done) / 60:.0f} min left",
-                      flush=True)
+                progress(f"{task}: val {val:.3f} (best {r['val']:.3f} at lr {r['lr']:g})",
+                         args.epochs * len(xs) + len(ds.val))
+        # the other image orders, at each task's chosen rate
+        for task, ds in data.items():
+            r = results[method][task]
+            xs = model_input(method, model, ds.train.images)
+            for order in range(1, args.orders):
+                _, params = train(progs[r["lr"]], xs, ds.train.labels.astype(np.int32), order, step_times)
+                r["test_by_order"].append(accuracy(progs[r["lr"]], params, method, model, ds.test))
+                progress(f"{task} [{method} lr={r['lr']:g}] order {order}: test {r['test_by_order'][-1]:.3f}",
+                         args.epochs * len(xs) + len(ds.test))
+            r["test"] = float(np.mean(r["test_by_order"]))
+        progs.clear()
         step_s[method] = float(np.mean(step_times))
     out = {m: float(np.mean([results[m][t]["test"] for t in args.tasks])) for m in methods}
     out["per_task"] = results
@@ -229,34 +256,71 @@ def run(args) -> dict:
 # ----------------------------------------------------------------------------- the write-up
 
 
+def by_order(out: dict, method: str) -> np.ndarray:
+    """Test accuracies of `method`, tasks x image orders (a run without `--orders`: one order)."""
+    return np.array([out["per_task"][method][t].get("test_by_order", [out["per_task"][method][t]["test"]])
+                     for t in out["settings"]["tasks"]], dtype=np.float64)
+
+
+def difference(out: dict, a: str, b: str, task: str | None = None) -> tuple[float, float]:
+    """(a - b in points, its standard error in points): averaged over the tasks (or for `task`),
+    paired by image order (both methods saw the same orders), the error from the spread of the
+    per-order differences; with a single order, the test split's binomial errors, taken as
+    independent."""
+    s = out["settings"]
+    rows = list(range(len(s["tasks"]))) if task is None else [s["tasks"].index(task)]
+    d = 100 * (by_order(out, a) - by_order(out, b))[rows].mean(axis=0) + 0.0  # + 0.0: no "-0.00"
+    if d.size > 1:
+        return float(d.mean()), float(d.std(ddof=1) / math.sqrt(d.size))
+    se = math.sqrt(sum(std_err(out["per_task"][m][s["tasks"][i]]["test"], s["sizes"][s["tasks"][i]]["test"]) ** 2
+                       for m in (a, b) for i in rows)) / len(rows)
+    return float(d[0]), 100 * se
+
+
 def comparison(out: dict) -> list[str]:
     """The comparison with the paper, generated from the numbers of this run."""
     s, tasks = out["settings"], out["settings"]["tasks"]
     n_test = sum(s["sizes"][t]["test"] for t in tasks)
-    se = 100 * math.sqrt(sum(std_err(out["fp32"], s["sizes"][t]["test"]) ** 2 for t in tasks)) / len(tasks)
-    gap_qas = 100 * (out["int8_qas"] - out["fp32"])
+    orders = by_order(out, "fp32").shape[1]
+    se_test = 100 * math.sqrt(sum(std_err(out["fp32"], s["sizes"][t]["test"]) ** 2 for t in tasks)) / len(tasks)
+    gap_qas, se_qas = difference(out, "int8_qas", "fp32")
     gap_noqas = 100 * (out["int8_noqas"] - out["fp32"])
-    gain = 100 * (out["int8_qas"] - out["int8_noqas"])
+    gain, se_gain = difference(out, "int8_qas", "int8_noqas")
     within = abs(gap_qas) <= 0.5
-    worse = gain > 2 * se
-    lines = [f"- int8 + QAS vs fp32: {gap_qas:+.2f} points on average "
+    worse = gain > 2 * se_gain
+    how = (f"the standard error of this gap over the {orders} image orders (paired by order) is {se_qas:.1f} points"
+           if orders > 1 else f"the standard errors of the two averages over the {n_test} test images, taken as "
+           f"independent, give {se_qas:.1f} points")
+    lines = [f"- int8 + QAS vs fp32: {round(gap_qas, 2) + 0.0:+.2f} points on average "
              + ("(within 0.5 point, as in the paper)." if within else "(NOT within the paper's 0.5 point).")
-             + f" The average is over {n_test} test images; its standard error is about {se:.1f} points, "
-             "so differences below about twice that are not resolved by this run.",
-             f"- int8 without QAS vs fp32: {gap_noqas:+.1f} points; QAS adds {gain:+.1f} points over int8 without QAS "
+             + f" {how[0].upper() + how[1:]}, so the gap is "
+             + ("resolved from zero" if abs(gap_qas) > 2 * se_qas else "NOT resolved from zero")
+             + " at two standard errors"
+             + (f"; the test split's own sampling error is about {se_test:.1f} points." if orders > 1 else "."),
+             f"- int8 without QAS vs fp32: {gap_noqas:+.1f} points; QAS adds {gain:+.1f} points (+- {se_gain:.1f}) "
+             "over int8 without QAS "
              + ("(clearly worse without QAS, as in the paper)." if worse else
                 "(int8 without QAS is NOT clearly worse here, unlike the paper).")]
     per = []
     for t in tasks:
-        n = s["sizes"][t]["test"]
-        a, f = out["per_task"]["int8_qas"][t]["test"], out["per_task"]["fp32"][t]["test"]
-        per.append(f"{t} {100 * (a - f):+.1f} (+- {100 * math.hypot(std_err(a, n), std_err(f, n)):.1f})")
-    lines.append("- Per task, int8 + QAS minus fp32, points (+- the standard error of the difference, the two taken as independent): "
-                 + ", ".join(per) + ".")
+        d, se = difference(out, "int8_qas", "fp32", t)
+        per.append(f"{t} {d:+.1f} (+- {se:.1f})")
+    lines.append("- Per task, int8 + QAS minus fp32, points (+- the standard error of the difference, "
+                 + ("over the image orders, paired by order): " if orders > 1 else
+                    "from the test split, the two taken as independent): ") + ", ".join(per) + ".")
+    if orders > 1:
+        lines.append(f"- What one image order alone would have said: each method's average over the tasks, per "
+                     f"order (min-max over the {orders} orders): " + "; ".join(
+                         f"{LABELS[m]} {100 * by_order(out, m).mean(axis=0).min():.1f}-"
+                         f"{100 * by_order(out, m).mean(axis=0).max():.1f}" for m in out["per_task"])
+                     + "; the largest spread of one task: " + ", ".join(
+                         f"{t} {100 * max(np.ptp(by_order(out, m)[i]) for m in out['per_task']):.1f} points"
+                         for i, t in enumerate(tasks)) + ".")
     mv = {m: {k: float(np.mean([out["per_task"][m][t]["moved"][k] for t in tasks])) for k in ("weight", "bias")}
           for m in out["per_task"]}
     lines.append("- Fraction of the trained backbone entries whose integer value moved during training "
-                 "(at the chosen learning rate, averaged over tasks; fp32: entries moved by more than half "
+                 "(at the chosen learning rate, in the first image order, averaged over tasks; fp32: entries moved "
+                 "by more than half "
                  "their int8 step): " + "; ".join(
                      f"{LABELS[m]}: {100 * v['weight']:.1f}% of the weights, {100 * v['bias']:.1f}% of the biases"
                      for m, v in mv.items()) + ".")
@@ -273,17 +337,16 @@ def comparison(out: dict) -> list[str]:
         lines.append("- Chosen at an end of the learning-rate grid (a wider grid might do better there): "
                      + "; ".join(edge) + ".")
     if ROUNDED in out:
-        d = 100 * (out[ROUNDED] - out["int8_qas"])
+        d, se = difference(out, ROUNDED, "int8_qas")
         lines.append(f"- Writing the trained int8 weights back with rounding instead of keeping fp32 master copies: "
-                     f"{d:+.1f} points vs int8 + QAS with master copies.")
+                     f"{d:+.1f} points (+- {se:.1f}) vs int8 + QAS with master copies.")
     if BF16 in out:
-        d = 100 * (out[BF16] - out["int8_qas"])
-        se = 100 * math.sqrt(sum(std_err(out["per_task"][m][t]["test"], s["sizes"][t]["test"]) ** 2
-                                 for m in (BF16, "int8_qas") for t in tasks)) / len(tasks)
-        lines.append(f"- Activation gradients stored in bfloat16 (`grad_dtype=\"bf16\"`): {d:+.1f} points vs int8 + QAS "
-                     f"with fp32 gradients (+- {se:.1f}, the two taken as independent); per task: " + ", ".join(
-                         f"{t} {100 * (out['per_task'][BF16][t]['test'] - out['per_task']['int8_qas'][t]['test']):+.1f}"
-                         for t in tasks) + ".")
+        d, se = difference(out, BF16, "int8_qas")
+        lines.append(f"- Activation gradients stored in bfloat16 (`grad_dtype=\"bf16\"`): {d:+.1f} points (+- {se:.1f}"
+                     + (", paired by order" if orders > 1 else ", the two taken as independent")
+                     + ") vs int8 + QAS with fp32 gradients, "
+                     + ("resolved" if abs(d) > 2 * se else "NOT resolved") + " from zero at two standard errors; "
+                     "per task: " + ", ".join(f"{t} {difference(out, BF16, 'int8_qas', t)[0]:+.1f}" for t in tasks) + ".")
     if not (within and worse):
         lines.append("- So this run does NOT reproduce the paper's ordering on every point; see the bullets above "
                      "for what was measured.")
@@ -303,14 +366,29 @@ def left_out(s: dict) -> str:
             + " (per-channel ratios are not in this benchmark).") if part else ""
 
 
+def spread_note(out: dict) -> str:
+    """What the +- of `table` is."""
+    orders = by_order(out, "fp32").shape[1]
+    if orders == 1:
+        return "Test accuracy in %, +- one binomial standard error on that task's test images."
+    return (f"Test accuracy in %, the mean over {orders} image orders +- the standard deviation over them "
+            "(how far one order's run lies from another's; the mean's own standard error is that divided by "
+            f"{math.sqrt(orders):.2f}).")
+
+
 def table(out: dict) -> list[str]:
-    """Test accuracy per task and method (%, +- one standard error, lr chosen) and the averages."""
+    """Test accuracy per task and method (%, +- the spread over image orders, or with a single
+    order one binomial standard error; lr chosen) and the averages."""
     s, methods = out["settings"], list(out["per_task"])
     lines = ["| task | " + " | ".join(LABELS[m] for m in methods) + " |", "| --- |" + " --- |" * len(methods)]
     for t in s["tasks"]:
         n = s["sizes"][t]["test"]
-        cells = [f"{100 * out['per_task'][m][t]['test']:.1f} +- {100 * std_err(out['per_task'][m][t]['test'], n):.1f} "
-                 f"(lr {out['per_task'][m][t]['lr']:g})" for m in methods]
+        cells = []
+        for m in methods:
+            r = out["per_task"][m][t]
+            acc = np.array(r.get("test_by_order", [r["test"]]))
+            pm = acc.std(ddof=1) if acc.size > 1 else std_err(r["test"], n)
+            cells.append(f"{100 * r['test']:.1f} +- {100 * pm:.1f} (lr {r['lr']:g})")
         lines.append(f"| {t} | " + " | ".join(cells) + " |")
     lines.append("| **average** | " + " | ".join(f"**{100 * out[m]:.1f}**" for m in methods) + " |")
     return lines
@@ -328,10 +406,11 @@ def update_readme(out: dict, readme: Path, others: tuple[dict, ...] = ()) -> Non
              f"Transfer accuracy (%, test split) of fine-tuning `{s['backbone']}` (ImageNet-pretrained int8) at "
              f"{s['resolution']}x{s['resolution']} on {len(s['tasks'])} offline {s['classes']}-way tasks, batch 1, "
              f"{s['epochs']} epochs, the same update set for all methods (scheme `{s['scheme']}` as whole tensors, "
-             f"{len(s['update_set'])} tensors), learning rate per method and task chosen on a validation split; "
+             f"{len(s['update_set'])} tensors), learning rate per method and task chosen on a validation split, "
+             f"test accuracy averaged over {by_order(out, 'fp32').shape[1]} image orders; "
              f"`OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python {s['command']}` ({s['wall_minutes']:.0f} min). "
              "Details and the comparison with the paper: `bench/results/accuracy_qas.md`.", "",
-             *table(out), "", *comparison(out)[:2], ""]
+             *table(out), "", spread_note(out), "", *comparison(out)[:2], ""]
     if others:
         block += ["Other backbones (average test accuracy, %, of the command shown; details in "
                   "`bench/results/accuracy_qas_<model>/accuracy_qas.md`):", "",
@@ -356,16 +435,18 @@ def write(out: dict, path: Path) -> None:
         lines += ["**Tiny-scale run (a smoke run of the benchmark, not a result):** the numbers below say "
                   "nothing about the paper's claim.", ""]
     sizes = "; ".join(f"{t} {v['train']}/{v['val']}/{v['test']}" for t, v in s["sizes"].items())
+    orders = by_order(out, "fp32").shape[1]
     lines += [f"Backbone `{s['backbone']}` (ImageNet-pretrained int8, the paper's file) at "
               f"{s['resolution']}x{s['resolution']}, new fp32 head, {s['classes']}-way tasks; batch 1, plain SGD, "
-              f"constant learning rate, {s['epochs']} epochs, the same seeded image order for every method. "
+              f"constant learning rate, {s['epochs']} epochs, the same {orders} seeded image orders for every method. "
               f"Images train/validation/test: {sizes}. Learning rate per method and task chosen from "
-              f"{', '.join(f'{v:g}' for v in s['lrs'])} by validation accuracy; TEST accuracy reported "
-              "(validation accuracy of every rate in the JSON).", "",
+              f"{', '.join(f'{v:g}' for v in s['lrs'])} by validation accuracy after training in the first order; "
+              f"at that rate, TEST accuracy averaged over the {orders} orders (validation accuracy of every rate "
+              "and the test accuracy of every order in the JSON).", "",
               f"Update set ({len(s['update_set'])} tensors, scheme `{s['scheme']}` as whole tensors): "
               + ", ".join(f"`{n}`" for n in s["update_set"]) + "." + left_out(s), "",
               *table(out)]
-    lines += ["", "Test accuracy in %, +- one binomial standard error on that task's test images. "
+    lines += ["", spread_note(out) + " "
               "Measured step time on the host (one thread, shared machine): "
               + ", ".join(f"{LABELS[m]} {1000 * v:.1f} ms" for m, v in s["step_seconds"].items())
               + f"; the whole run took {s['wall_minutes']:.0f} min.", "",
@@ -386,10 +467,10 @@ def write(out: dict, path: Path) -> None:
               "model: their features differ by the quantization noise of the int8 forward (mbv2-w0.35's pooled "
               "features are about 16% apart, relative, on chelsea.png: `tests/python/test_pretrained_graph.py::"
               "test_fp32_twin_follows_the_int8_model`). int8 + QAS trains on the noisier int8 features.",
-              "- The run is sized so that it finishes within about 45 minutes on one core of the shared 2-core "
-              "machine (step times above; compiling one program per method and learning rate takes 30-90 s "
-              "there); the data sets allow far more images (`tinytrain.datasets`), and `--n-train`, `--epochs`, "
-              "`--lrs`, `--tasks` scale it up."]
+              "- The run is sized for one core of the shared 2-core machine (its wall time and step times above; "
+              "compiling one program per method and learning rate takes 30-90 s there); the data sets allow far "
+              "more images (`tinytrain.datasets`), and `--n-train`, `--epochs`, `--lrs`, `--tasks`, `--orders` "
+              "scale it up."]
     (path / "accuracy_qas.md").write_text("\n".join(lines) + "\n")
 
 
@@ -413,6 +494,9 @@ def main(argv=None):
     ap.add_argument("--rounded", action="store_true", help=f"also run {ROUNDED} (int8 write-back of the weights)")
     ap.add_argument("--bf16", action="store_true", help=f"also run {BF16} (activation gradients stored in bfloat16)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--orders", type=int, default=5,
+                    help="image orders trained at each chosen rate (seeds --seed .. --seed + N - 1); the test "
+                         "accuracy is their mean, the spread over them is reported")
     ap.add_argument("--tiny", action="store_true",
                     help="a smoke run: 32x32, 4 blocks, 60/40/60 images of 3 tasks, 2 epochs, 2 learning rates")
     ap.add_argument("--out", type=Path, default=None,
@@ -433,6 +517,8 @@ def main(argv=None):
         write(json.loads(args.from_json.read_text()), args.out)
         return
     args.argv = argv
+    if args.orders < 1:
+        ap.error(f"--orders must be at least 1 (got {args.orders})")
     if args.tiny:
         explicit = {a.lstrip("-").split("=")[0].replace("-", "_") for a in argv if a.startswith("--")}
         for k, v in TINY.items():
