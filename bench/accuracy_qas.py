@@ -37,7 +37,7 @@ the spread over orders (paired by order: every method sees the same orders). Tra
 test images are disjoint (`tinytrain.datasets`).
 
     .venv/bin/python bench/accuracy_qas.py --tiny   # smoke run, about a minute of CPU (build/accuracy_qas_tiny/)
-    OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python bench/accuracy_qas.py --bf16   # the full table (~75 min)
+    OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python bench/accuracy_qas.py --bf16   # the full table (~20 min on a quiet machine)
     .venv/bin/python bench/accuracy_qas.py --from-json bench/results/accuracy_qas.json  # rewrite the .md only
     .venv/bin/python bench/accuracy_qas.py --readme     # README's table from bench/results/accuracy_qas.json
                                                         # (+ averages of bench/results/accuracy_qas_*/)
@@ -287,12 +287,15 @@ def comparison(out: dict) -> list[str]:
     gap_noqas = 100 * (out["int8_noqas"] - out["fp32"])
     gain, se_gain = difference(out, "int8_qas", "int8_noqas")
     within = abs(gap_qas) <= 0.5
+    not_below = gap_qas >= -0.5  # the paper's point: int8 + QAS loses no more than 0.5 point to fp32
     worse = gain > 2 * se_gain
     how = (f"the standard error of this gap over the {orders} image orders (paired by order) is {se_qas:.1f} points"
            if orders > 1 else f"the standard errors of the two averages over the {n_test} test images, taken as "
            f"independent, give {se_qas:.1f} points")
     lines = [f"- int8 + QAS vs fp32: {round(gap_qas, 2) + 0.0:+.2f} points on average "
-             + ("(within 0.5 point, as in the paper)." if within else "(NOT within the paper's 0.5 point).")
+             + ("(within 0.5 point, as in the paper)." if within else
+                "(above fp32 by more than 0.5 point: it loses nothing to fp32, the paper's point)." if not_below else
+                "(below fp32 by more than the paper's 0.5 point).")
              + f" {how[0].upper() + how[1:]}, so the gap is "
              + ("resolved from zero" if abs(gap_qas) > 2 * se_qas else "NOT resolved from zero")
              + " at two standard errors"
@@ -347,11 +350,12 @@ def comparison(out: dict) -> list[str]:
                      + ") vs int8 + QAS with fp32 gradients, "
                      + ("resolved" if abs(d) > 2 * se else "NOT resolved") + " from zero at two standard errors; "
                      "per task: " + ", ".join(f"{t} {difference(out, BF16, 'int8_qas', t)[0]:+.1f}" for t in tasks) + ".")
-    if not (within and worse):
+    if not (not_below and worse):
         lines.append("- So this run does NOT reproduce the paper's ordering on every point; see the bullets above "
                      "for what was measured.")
     else:
-        lines.append("- So this run agrees with the paper's Table 1 on both points.")
+        lines.append("- So this run agrees with the paper's Table 1 on both points (int8 + QAS no more than 0.5 "
+                     "point below fp32; int8 without QAS clearly worse).")
     return lines
 
 
