@@ -269,7 +269,8 @@ def difference(out: dict, a: str, b: str, task: str | None = None) -> tuple[floa
     independent."""
     s = out["settings"]
     rows = list(range(len(s["tasks"]))) if task is None else [s["tasks"].index(task)]
-    d = 100 * (by_order(out, a) - by_order(out, b))[rows].mean(axis=0) + 0.0  # + 0.0: no "-0.00"
+    # rounded off below 1e-9 point, + 0.0: a zero difference of float noise prints "+0.0", not "-0.0"
+    d = np.round(100 * (by_order(out, a) - by_order(out, b))[rows].mean(axis=0), 9) + 0.0
     if d.size > 1:
         return float(d.mean()), float(d.std(ddof=1) / math.sqrt(d.size))
     se = math.sqrt(sum(std_err(out["per_task"][m][s["tasks"][i]]["test"], s["sizes"][s["tasks"][i]]["test"]) ** 2
@@ -292,7 +293,7 @@ def comparison(out: dict) -> list[str]:
     how = (f"the standard error of this gap over the {orders} image orders (paired by order) is {se_qas:.1f} points"
            if orders > 1 else f"the standard errors of the two averages over the {n_test} test images, taken as "
            f"independent, give {se_qas:.1f} points")
-    lines = [f"- int8 + QAS vs fp32: {round(gap_qas, 2) + 0.0:+.2f} points on average "
+    lines = [f"- int8 + QAS vs fp32: {gap_qas:+.2f} points on average "
              + ("(within 0.5 point, as in the paper)." if within else
                 "(above fp32 by more than 0.5 point: it loses nothing to fp32, the paper's point)." if not_below else
                 "(below fp32 by more than the paper's 0.5 point).")
@@ -512,13 +513,19 @@ def main(argv=None):
     if args.out is None:
         root = Path(__file__).resolve().parents[1]
         args.out = root / "build" / "accuracy_qas_tiny" if args.tiny else root / "bench" / "results"
+    def run_json(path: Path) -> dict:
+        try:
+            return json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            ap.error(f"cannot read a run's JSON at {path}: {e} (write one with a run of this benchmark, `--out DIR`)")
+
     if args.readme:
-        others = tuple(json.loads(p.read_text()) for p in sorted(args.out.glob("accuracy_qas_*/accuracy_qas.json")))
-        update_readme(json.loads((args.out / "accuracy_qas.json").read_text()),
-                      Path(__file__).resolve().parents[1] / "README.md", others)
+        others = tuple(run_json(p) for p in sorted(args.out.glob("accuracy_qas_*/accuracy_qas.json")))
+        update_readme(run_json(args.out / "accuracy_qas.json"), Path(__file__).resolve().parents[1] / "README.md",
+                      others)
         return
     if args.from_json:
-        write(json.loads(args.from_json.read_text()), args.out)
+        write(run_json(args.from_json), args.out)
         return
     args.argv = argv
     if args.orders < 1:

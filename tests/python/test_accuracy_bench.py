@@ -66,6 +66,12 @@ def test_orders_below_one_is_a_usage_error(bench, capsys):
     assert e.value.code == 2 and "--orders must be at least 1" in capsys.readouterr().err
 
 
+def test_a_missing_run_json_is_a_usage_error(bench, tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        bench.main(["--from-json", str(tmp_path / "nope.json"), "--out", str(tmp_path)])
+    assert e.value.code == 2 and "cannot read a run's JSON at" in capsys.readouterr().err
+
+
 def test_a_single_order_run_falls_back_to_the_test_split_error(bench):
     """A JSON of a one-order run (or of the runs before --orders, without `test_by_order`): the
     +- is the binomial error of the test split, the write-up says so."""
