@@ -166,16 +166,17 @@ def _subspan(op) -> Subspan:
                    reads)
 
 
-_DYNAMIC = -(2 ** 63)            # ShapedType::kDynamic in a static offsets/sizes/strides array
+DYNAMIC = ir.ShapedType.get_dynamic_size()   # the marker of a dynamic entry in a static offsets/sizes/strides array
 
 
-def _static_slice(o, rank: int):
-    """(offsets, sizes, strides) of a ``dispatch.tensor.load`` / ``.store``, None when one of them
-    is dynamic (an SSA operand) or they do not match the tensor's `rank`."""
+def static_slice(o, rank: int):
+    """(offsets, sizes, strides) of a slice op (``dispatch.tensor.load`` / ``.store``,
+    ``tensor.extract_slice`` / ``insert_slice``), None when one of them is dynamic (an SSA
+    operand) or they do not match the sliced tensor's `rank`."""
     attrs = {o.attributes[i].name: list(ir.DenseI64ArrayAttr(o.attributes[i].attr))
              for i in range(len(o.attributes)) if o.attributes[i].name.startswith("static_")}
     offs, sizes, steps = (attrs.get(k) for k in ("static_offsets", "static_sizes", "static_strides"))
-    if offs is None or sizes is None or steps is None or len(offs) != rank or _DYNAMIC in offs + sizes + steps:
+    if offs is None or sizes is None or steps is None or len(offs) != rank or DYNAMIC in offs + sizes + steps:
         return None
     return offs, sizes, steps
 
@@ -189,7 +190,7 @@ def _stores_whole(op, dims: list) -> bool:
         o = use.owner
         if o.name != "iree_tensor_ext.dispatch.tensor.store" or use.operand_number != 1 or len(o.operands) != 2:
             return False
-        got = _static_slice(o, len(dims))
+        got = static_slice(o, len(dims))
         if got is None:
             return False
         offs, sizes, steps = got
@@ -210,7 +211,7 @@ def _load_hulls(op, dims: list, elem: int) -> tuple:
         o = use.owner
         if o.name != "iree_tensor_ext.dispatch.tensor.load" or len(o.operands) != 1:
             return ()
-        got = _static_slice(o, len(dims))
+        got = static_slice(o, len(dims))
         if got is None:
             return ()
         offs, sizes, steps = got

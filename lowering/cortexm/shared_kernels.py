@@ -28,18 +28,14 @@ from collections import defaultdict
 from iree.compiler import ir
 from iree.compiler.dialects import arith, tensor
 
+from .dispatch_memory import DYNAMIC, static_slice
 from .schedule_model import step_input_index
 
 __all__ = ["share_slice_kernels"]
 
-_DYNAMIC = ir.ShapedType.get_dynamic_size()   # the marker of a dynamic entry in static_offsets/sizes/strides
 _RESHAPES = ("tensor.expand_shape", "tensor.collapse_shape")
 # ops a streamed input may pass through before a slice reads it
 _VIEWS = ("tensor.extract_slice", "tensor.expand_shape", "tensor.collapse_shape", "tensor.pad")
-
-
-def _ints(attr) -> list:
-    return list(ir.DenseI64ArrayAttr(attr))
 
 
 def _reads_input(value, step_input) -> bool:
@@ -73,14 +69,9 @@ def _touches_our_kernels(op) -> bool:
     return False
 
 
-def _static_parts(op) -> tuple:
-    """(offsets, sizes, strides) of a slice op."""
-    return tuple(tuple(_ints(op.attributes[k])) for k in ("static_offsets", "static_sizes", "static_strides"))
-
-
-def _cut_dims(op, sizes) -> tuple:
-    """The channel dims a static slice with ``sizes`` cuts, or () when it cuts none or others."""
-    shape = ir.RankedTensorType(op.operands[0 if op.name == "tensor.extract_slice" else 1].type).shape
+def _cut_dims(shape, sizes) -> tuple:
+    """The channel dims a static slice with ``sizes`` of a tensor of ``shape`` cuts, or () when it
+    cuts none or others."""
     dims = tuple(d for d, (n, size) in enumerate(zip(shape, sizes)) if size != n)
     return dims if set(dims) <= _channel_dims(shape) else ()
 
@@ -109,10 +100,12 @@ def _rewrite_function(func, step_input) -> int:
         op = op.operation
         if op.name not in ("tensor.extract_slice", "tensor.insert_slice"):
             continue
-        offsets, sizes, strides = _static_parts(op)
-        if _DYNAMIC in offsets + sizes + strides:
+        whole = ir.RankedTensorType(op.operands[0 if op.name == "tensor.extract_slice" else 1].type).shape
+        got = static_slice(op, len(whole))
+        if got is None:
             continue
-        dims = _cut_dims(op, sizes)
+        offsets, sizes, strides = (tuple(v) for v in got)
+        dims = _cut_dims(whole, sizes)
         if not dims or (op.name == "tensor.extract_slice" and _reads_input(op.operands[0], step_input)) \
                 or _touches_our_kernels(op):
             continue
@@ -137,7 +130,7 @@ def _rewrite_function(func, step_input) -> int:
     count = 0
     for dims, sizes, strides, members in shared:
         for op, offsets in members:
-            static = [_DYNAMIC if d in dims else o for d, o in enumerate(offsets)]
+            static = [DYNAMIC if d in dims else o for d, o in enumerate(offsets)]
             dynamic = [hidden(offsets[d]) for d in dims]
             ip = ir.InsertionPoint(op)
             if op.name == "tensor.extract_slice":
