@@ -214,6 +214,8 @@ def run(args) -> dict:
 
     for method in methods:
         step_times, progs = [], {}
+        inputs = {task: (model_input(method, model, ds.train.images), ds.train.labels.astype(np.int32))
+                  for task, ds in data.items()}
         for lr in args.lrs:
             t0 = time.time()
             g = build(method, model, args.classes, args.resolution, args.seed, weights)
@@ -221,8 +223,8 @@ def run(args) -> dict:
                                                 grad_dtype="bf16" if method == BF16 else "f32")
             print(f"[{method} lr={lr:g}] compiled in {time.time() - t0:.0f}s", flush=True)
             for task, ds in data.items():
-                xs = model_input(method, model, ds.train.images)
-                start, params = train(prog, xs, ds.train.labels.astype(np.int32), 0, step_times)
+                xs, ys = inputs[task]
+                start, params = train(prog, xs, ys, 0, step_times)
                 val = accuracy(prog, params, method, model, ds.val)
                 r = results[method][task]
                 r["val_by_lr"][f"{lr:g}"] = val
@@ -234,9 +236,9 @@ def run(args) -> dict:
         # the other image orders, at each task's chosen rate
         for task, ds in data.items():
             r = results[method][task]
-            xs = model_input(method, model, ds.train.images)
+            xs, ys = inputs[task]
             for order in range(1, args.orders):
-                _, params = train(progs[r["lr"]], xs, ds.train.labels.astype(np.int32), order, step_times)
+                _, params = train(progs[r["lr"]], xs, ys, order, step_times)
                 r["test_by_order"].append(accuracy(progs[r["lr"]], params, method, model, ds.test))
                 progress(f"{task} [{method} lr={r['lr']:g}] order {order}: test {r['test_by_order'][-1]:.3f}",
                          args.epochs * len(xs) + len(ds.test))
@@ -262,6 +264,11 @@ def by_order(out: dict, method: str) -> np.ndarray:
                      for t in out["settings"]["tasks"]], dtype=np.float64)
 
 
+def n_orders(out: dict) -> int:
+    """How many image orders the run trained in (1 for the runs before `--orders`)."""
+    return by_order(out, "fp32").shape[1]
+
+
 def difference(out: dict, a: str, b: str, task: str | None = None) -> tuple[float, float]:
     """(a - b in points, its standard error in points): averaged over the tasks (or for `task`),
     paired by image order (both methods saw the same orders), the error from the spread of the
@@ -282,7 +289,7 @@ def comparison(out: dict) -> list[str]:
     """The comparison with the paper, generated from the numbers of this run."""
     s, tasks = out["settings"], out["settings"]["tasks"]
     n_test = sum(s["sizes"][t]["test"] for t in tasks)
-    orders = by_order(out, "fp32").shape[1]
+    orders = n_orders(out)
     se_test = 100 * math.sqrt(sum(std_err(out["fp32"], s["sizes"][t]["test"]) ** 2 for t in tasks)) / len(tasks)
     gap_qas, se_qas = difference(out, "int8_qas", "fp32")
     gap_noqas = 100 * (out["int8_noqas"] - out["fp32"])
@@ -313,13 +320,12 @@ def comparison(out: dict) -> list[str]:
                  + ("over the image orders, paired by order): " if orders > 1 else
                     "from the test split, the two taken as independent): ") + ", ".join(per) + ".")
     if orders > 1:
+        acc = {m: 100 * by_order(out, m) for m in out["per_task"]}
         lines.append(f"- What one image order alone would have said: each method's average over the tasks, per "
                      f"order (min-max over the {orders} orders): " + "; ".join(
-                         f"{LABELS[m]} {100 * by_order(out, m).mean(axis=0).min():.1f}-"
-                         f"{100 * by_order(out, m).mean(axis=0).max():.1f}" for m in out["per_task"])
+                         f"{LABELS[m]} {a.mean(axis=0).min():.1f}-{a.mean(axis=0).max():.1f}" for m, a in acc.items())
                      + "; the largest spread of one task: " + ", ".join(
-                         f"{t} {100 * max(np.ptp(by_order(out, m)[i]) for m in out['per_task']):.1f} points"
-                         for i, t in enumerate(tasks)) + ".")
+                         f"{t} {max(np.ptp(a[i]) for a in acc.values()):.1f} points" for i, t in enumerate(tasks)) + ".")
     mv = {m: {k: float(np.mean([out["per_task"][m][t]["moved"][k] for t in tasks])) for k in ("weight", "bias")}
           for m in out["per_task"]}
     lines.append("- Fraction of the trained backbone entries whose integer value moved during training "
@@ -373,7 +379,7 @@ def left_out(s: dict) -> str:
 
 def spread_note(out: dict) -> str:
     """What the +- of `table` is."""
-    orders = by_order(out, "fp32").shape[1]
+    orders = n_orders(out)
     if orders == 1:
         return "Test accuracy in %, +- one binomial standard error on that task's test images."
     return (f"Test accuracy in %, the mean over {orders} image orders +- the standard deviation over them "
@@ -385,14 +391,14 @@ def table(out: dict) -> list[str]:
     """Test accuracy per task and method (%, +- the spread over image orders, or with a single
     order one binomial standard error; lr chosen) and the averages."""
     s, methods = out["settings"], list(out["per_task"])
+    acc = {m: by_order(out, m) for m in methods}
     lines = ["| task | " + " | ".join(LABELS[m] for m in methods) + " |", "| --- |" + " --- |" * len(methods)]
-    for t in s["tasks"]:
+    for i, t in enumerate(s["tasks"]):
         n = s["sizes"][t]["test"]
         cells = []
         for m in methods:
             r = out["per_task"][m][t]
-            acc = np.array(r.get("test_by_order", [r["test"]]))
-            pm = acc.std(ddof=1) if acc.size > 1 else std_err(r["test"], n)
+            pm = acc[m][i].std(ddof=1) if acc[m].shape[1] > 1 else std_err(r["test"], n)
             cells.append(f"{100 * r['test']:.1f} +- {100 * pm:.1f} (lr {r['lr']:g})")
         lines.append(f"| {t} | " + " | ".join(cells) + " |")
     lines.append("| **average** | " + " | ".join(f"**{100 * out[m]:.1f}**" for m in methods) + " |")
@@ -412,7 +418,7 @@ def update_readme(out: dict, readme: Path, others: tuple[dict, ...] = ()) -> Non
              f"{s['resolution']}x{s['resolution']} on {len(s['tasks'])} offline {s['classes']}-way tasks, batch 1, "
              f"{s['epochs']} epochs, the same update set for all methods (scheme `{s['scheme']}` as whole tensors, "
              f"{len(s['update_set'])} tensors), learning rate per method and task chosen on a validation split, "
-             f"test accuracy averaged over {by_order(out, 'fp32').shape[1]} image orders; "
+             f"test accuracy averaged over {n_orders(out)} image orders; "
              f"`OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python {s['command']}` ({s['wall_minutes']:.0f} min). "
              "Details and the comparison with the paper: `bench/results/accuracy_qas.md`.", "",
              *table(out), "", spread_note(out), "", *comparison(out)[:2], ""]
@@ -440,7 +446,7 @@ def write(out: dict, path: Path) -> None:
         lines += ["**Tiny-scale run (a smoke run of the benchmark, not a result):** the numbers below say "
                   "nothing about the paper's claim.", ""]
     sizes = "; ".join(f"{t} {v['train']}/{v['val']}/{v['test']}" for t, v in s["sizes"].items())
-    orders = by_order(out, "fp32").shape[1]
+    orders = n_orders(out)
     lines += [f"Backbone `{s['backbone']}` (ImageNet-pretrained int8, the paper's file) at "
               f"{s['resolution']}x{s['resolution']}, new fp32 head, {s['classes']}-way tasks; batch 1, plain SGD, "
               f"constant learning rate, {s['epochs']} epochs, the same {orders} seeded image orders for every method. "
